@@ -1,0 +1,80 @@
+// testutil.c: see testutil.h.
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void qt_test_fill_uniform_f64(double *x, size_t n, double lo, double hi, uint64_t seed) {
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)(splitmix64(&state) >> 11) * (1.0 / 9007199254740992.0);
+        x[i] = lo + (hi - lo) * u;
+    }
+}
+
+void qt_test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed) {
+    uint64_t state = seed;
+    for (size_t i = 0; i < n; i++) {
+        double u = (double)(splitmix64(&state) >> 11) * (1.0 / 9007199254740992.0);
+        x[i] = (float)(lo + (hi - lo) * u);
+    }
+}
+
+void qt_test_poison(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+double qt_test_max_err_f64(const double *got, const double *want, size_t n, double atol,
+                           double rtol) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs(got[i] - want[i]) / (atol + rtol * fabs(want[i]));
+        if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+    }
+    return worst;
+}
+
+double qt_test_max_err(const float *got, const float *want, size_t n, double atol, double rtol) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - (double)want[i]) / (atol + rtol * fabs(want[i]));
+        if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+    }
+    return worst;
+}
+
+char *qt_test_tmpdir(const char *tag) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    size_t len = strlen(base) + strlen(tag) + 32;
+    char *path = malloc(len);
+    ck_assert_ptr_nonnull(path);
+    snprintf(path, len, "%s/qtrain-%s-XXXXXX", base, tag);
+    ck_assert_msg(mkdtemp(path) != NULL, "mkdtemp(%s) failed", path);
+    return path;
+}
+
+void qt_test_rmtree(const char *path) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", path);
+}
+
+int qt_test_run_suite(Suite *suite) {
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,30 @@
+// testutil.h: helpers shared by the Check suites: random fills, poisoning, tolerant
+// comparisons that fail on NaN, and temporary directories.
+#ifndef QTRAIN_TESTUTIL_H
+#define QTRAIN_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// Deterministic uniform values in [lo, hi) from a 64-bit seed (splitmix64).
+void qt_test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
+void qt_test_fill_uniform_f64(double *x, size_t n, double lo, double hi, uint64_t seed);
+// Fills with a NaN pattern, so an output element a kernel forgets to write fails the compare.
+void qt_test_poison(float *x, size_t n);
+
+// max over i of |got - want| / (atol + rtol |want|); NaN in either gives +inf.
+// A test asserts the result <= 1.
+double qt_test_max_err(const float *got, const float *want, size_t n, double atol, double rtol);
+double qt_test_max_err_f64(const double *got, const double *want, size_t n, double atol,
+                           double rtol);
+
+// A fresh empty directory under $TMPDIR (or /tmp); the returned string is malloc'd.
+char *qt_test_tmpdir(const char *tag);
+// Removes a directory tree made by qt_test_tmpdir.
+void qt_test_rmtree(const char *path);
+
+// Runs a Check suite and returns the process exit code (0 when every case passed).
+int qt_test_run_suite(Suite *suite);
+
+#endif
