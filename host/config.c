@@ -1,0 +1,793 @@
+// config.c: qt_config defaults, `key = value` parsing, validation and writing.
+//
+// Every key lives in ONE table (`keys` below): its dotted name, its type, where it lives in
+// qt_config (offset), its allowed range with the reason for that range, and a one-line help.
+// qt_config_set parses through the table, qt_config_write prints through it, and
+// qt_config_validate checks every key's range through it before the relations between keys
+// (n_head divides d_model, seq_len <= max_seq_len, ...), which are the only hand-written checks.
+// Adding a key = adding a field to qt_config (include/qtrain/config.h) and one table row.
+//
+// Values: integers and floats through strtol/strtof with end, errno and range checked (`12x`,
+// `1e99`, `nan` are errors); enums by name; data.dir as the rest of the value, or a quoted
+// string ("..." with \" and \\) when it needs '#', quotes or edge spaces. Floats are written with
+// the shortest %.Ng that reads back as the same float (%.9g at most), so
+// qt_config_load(qt_config_write(cfg)) == cfg bit for bit. The math behind the attention keys:
+// PAPERS.md sections 1-3.
+#include "qtrain/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+// Enum fields are read and written as int through their offset.
+_Static_assert(sizeof(qt_arch) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_activation) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_norm) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_pos) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_loss) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_sched) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_softmax_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_gate_kind) == sizeof(int), "enum size");
+
+// ---------------------------------------------------------------------------------------
+// The key table
+
+typedef enum {
+    KEY_INT,   // int, decimal
+    KEY_BOOL,  // int, 0 | 1
+    KEY_FLOAT, // float
+    KEY_U64,   // uint64_t, decimal
+    KEY_ENUM,  // int-sized enum, by name: choices[value]
+    KEY_STR,   // char[cap], NUL-terminated
+} key_type;
+
+typedef struct {
+    const char *name; // "model.n_layer"
+    key_type type;
+    size_t offset;              // of the field in qt_config
+    size_t cap;                 // KEY_STR: capacity of the char array (with the NUL)
+    double lo, hi;              // KEY_INT, KEY_FLOAT: allowed range
+    int lo_open, hi_open;       // 1: the bound itself is excluded
+    const char *const *choices; // KEY_ENUM: names indexed by value
+    int n_choices;
+    const char *why;  // why the range (said when a value falls outside it)
+    const char *help; // one line, written as a comment by qt_config_write
+} key_def;
+
+static const char *const arch_names[] = {"opt"};
+static const char *const act_names[] = {"gelu", "relu"};
+static const char *const norm_names[] = {"layernorm"};
+static const char *const pos_names[] = {"learned"};
+static const char *const loss_names[] = {"clm"};
+static const char *const sched_names[] = {"linear", "cosine", "constant"};
+static const char *const softmax_names[] = {"vanilla", "clipped", "ncs"};
+static const char *const gate_names[] = {"none", "linear", "mlp", "all_heads"};
+
+#define NCHOICES(a) ((int)(sizeof(a) / sizeof((a)[0])))
+#define OFF(field) offsetof(qt_config, field)
+#define INT_KEY(nm, field, lo, hi, why, help)                                                      \
+    { nm, KEY_INT, OFF(field), 0, lo, hi, 0, 0, NULL, 0, why, help }
+#define BOOL_KEY(nm, field, help)                                                                  \
+    { nm, KEY_BOOL, OFF(field), 0, 0, 1, 0, 0, NULL, 0, NULL, help }
+#define FLOAT_KEY(nm, field, lo, lo_open, hi, hi_open, why, help)                                  \
+    { nm, KEY_FLOAT, OFF(field), 0, lo, hi, lo_open, hi_open, NULL, 0, why, help }
+#define ENUM_KEY(nm, field, names, help)                                                           \
+    { nm, KEY_ENUM, OFF(field), 0, 0, 0, 0, 0, names, NCHOICES(names), NULL, help }
+
+#define INF INFINITY
+
+static const key_def keys[] = {
+    ENUM_KEY("model.arch", arch, arch_names, "architecture"),
+    INT_KEY("model.n_layer", n_layer, 1, 1024, NULL, "transformer blocks"),
+    INT_KEY("model.d_model", d_model, 1, 65536, NULL, "residual width C"),
+    INT_KEY("model.n_head", n_head, 1, 65536, NULL, "attention heads H (divides d_model)"),
+    INT_KEY("model.d_ff", d_ff, 1, 1 << 20, NULL, "MLP hidden width"),
+    INT_KEY("model.max_seq_len", max_seq_len, 1, 1 << 20, NULL, "learned positions (T <= this)"),
+    INT_KEY("model.vocab_size", vocab_size, 257, 65536,
+            "the vocabulary holds the 256 bytes plus merges, and shards store uint16 tokens",
+            "tokens (shards hold uint16)"),
+    ENUM_KEY("model.activation", activation, act_names, "MLP activation"),
+    ENUM_KEY("model.norm", norm, norm_names, "normalization"),
+    ENUM_KEY("model.pos", pos, pos_names, "position encoding"),
+    ENUM_KEY("model.loss", loss, loss_names, "training objective"),
+    BOOL_KEY("model.tie_embeddings", tie_embeddings, "LM head shares the token embedding"),
+    BOOL_KEY("model.bias", bias, "linear and norm biases"),
+    FLOAT_KEY("model.init_std", init_std, 0, 1, 1, 0,
+              "weights are drawn from N(0, init_std) with 0 < init_std <= 1",
+              "N(0, init_std) init"),
+    FLOAT_KEY("model.dropout", dropout, 0, 0, 1, 1, "a dropout probability lies in [0, 1)",
+              "embeddings, attention probs, residual branches"),
+    FLOAT_KEY("model.attn_dropout", attn_dropout, -1, 0, 1, 1,
+              "a dropout probability lies in [0, 1), or -1 for model.dropout",
+              "attention probabilities (-1: = dropout)"),
+
+    ENUM_KEY("attn.softmax", softmax, softmax_names, "attention softmax variant"),
+    FLOAT_KEY("attn.gamma", gamma, -INF, 0, 0, 0, "clipped softmax needs gamma <= 0",
+              "clipped: lower stretch, <= 0"),
+    FLOAT_KEY("attn.zeta", zeta, 1, 0, INF, 0, "clipped softmax needs zeta >= 1",
+              "clipped: upper stretch, >= 1"),
+    FLOAT_KEY("attn.alpha", alpha, 0, 0, INF, 0,
+              "alpha >= 0 (alpha > 0 sets gamma = -alpha / max_seq_len)",
+              "clipped: > 0 sets gamma = -alpha / max_seq_len"),
+    FLOAT_KEY("attn.eta", eta, 0, 1, INF, 0, "NCS needs eta > 0 (p = 1 maps to eta)",
+              "ncs: p = 1 maps to eta"),
+    FLOAT_KEY("attn.beta", beta, -INF, 0, INF, 0, "NCS needs a finite beta",
+              "ncs: a uniform row maps to beta / N"),
+    ENUM_KEY("attn.gate", gate, gate_names, "gated attention"),
+    INT_KEY("attn.gate_n_hid", gate_n_hid, 0, 65536, NULL, "mlp gate hidden width (0: d_head / 4)"),
+    FLOAT_KEY("attn.gate_pi_init", gate_pi_init, 0, 1, 1, 1,
+              "the initial gate value is a sigmoid output, strictly inside (0, 1)",
+              "initial gate value"),
+
+    INT_KEY("train.batch_size", batch_size, 1, 1 << 20, NULL, "B, sequences per micro-batch"),
+    INT_KEY("train.seq_len", seq_len, 1, 1 << 20, NULL, "T (<= model.max_seq_len)"),
+    INT_KEY("train.grad_accum", grad_accum, 1, 1 << 20, NULL, "micro-batches per step"),
+    INT_KEY("train.max_steps", max_steps, 1, INT_MAX, "a run takes at least one step",
+            "optimizer steps"),
+    FLOAT_KEY("train.lr", lr, 0, 1, INF, 0, "the peak learning rate must be > 0",
+              "peak learning rate"),
+    FLOAT_KEY("train.min_lr", min_lr, 0, 0, INF, 0, "the learning-rate floor must be >= 0",
+              "floor of the decay"),
+    INT_KEY("train.warmup_steps", warmup_steps, 0, INT_MAX, "warmup steps are >= 0",
+            "linear warmup from 0"),
+    ENUM_KEY("train.schedule", schedule, sched_names, "learning-rate decay"),
+    FLOAT_KEY("train.beta1", beta1, 0, 0, 1, 1, "Adam's beta1 lies in [0, 1)", "Adam beta1"),
+    FLOAT_KEY("train.beta2", beta2, 0, 0, 1, 1, "Adam's beta2 lies in [0, 1)", "Adam beta2"),
+    FLOAT_KEY("train.eps", eps, 0, 1, INF, 0, "Adam's eps must be > 0", "Adam epsilon"),
+    FLOAT_KEY("train.weight_decay", weight_decay, 0, 0, INF, 0, "weight decay must be >= 0",
+              "decoupled weight decay"),
+    BOOL_KEY("train.decay_norm_weights", decay_norm_weights, "1 decays LayerNorm gains (OPT)"),
+    FLOAT_KEY("train.grad_clip", grad_clip, 0, 0, INF, 0, "the clip norm is >= 0 (0: off)",
+              "global norm clip (0: off)"),
+    {"train.seed", KEY_U64, OFF(seed), 0, 0, 0, 0, 0, NULL, 0, NULL,
+     "every random draw derives from it"},
+    INT_KEY("train.threads", threads, 0, 4096, NULL, "OpenMP threads (0: all cores)"),
+    INT_KEY("train.log_every", log_every, 1, INT_MAX, "log at least every N >= 1 steps",
+            "steps between training lines"),
+    INT_KEY("train.eval_every", eval_every, 0, INT_MAX, "evaluation interval is >= 0 (0: at end)",
+            "steps between evaluations (0: only at end)"),
+    INT_KEY("train.eval_batches", eval_batches, 1, INT_MAX,
+            "an evaluation needs at least one batch", "validation batches per evaluation"),
+    INT_KEY("train.ckpt_every", ckpt_every, 0, INT_MAX, "checkpoint interval is >= 0 (0: at end)",
+            "steps between checkpoints (0: only at end)"),
+
+    {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0,
+     NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
+};
+
+#define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
+
+// ---------------------------------------------------------------------------------------
+// Defaults: a small model that trains on 2 CPU cores in a few minutes
+
+void qt_config_defaults(qt_config *cfg) {
+    // Zero first: padding and the tail of data_dir are then defined, so two configs that hold
+    // the same values compare equal with memcmp.
+    memset(cfg, 0, sizeof *cfg);
+    cfg->arch = QT_ARCH_OPT;
+    cfg->n_layer = 4;
+    cfg->d_model = 256;
+    cfg->n_head = 4;
+    cfg->d_ff = 1024;
+    cfg->max_seq_len = 128;
+    cfg->vocab_size = 4096;
+    cfg->activation = QT_ACT_GELU;
+    cfg->norm = QT_NORM_LAYERNORM;
+    cfg->pos = QT_POS_LEARNED;
+    cfg->loss = QT_LOSS_CLM;
+    cfg->tie_embeddings = 1;
+    cfg->bias = 1;
+    cfg->init_std = 0.02f;
+    cfg->dropout = 0.0f;
+    cfg->attn_dropout = -1.0f;
+
+    cfg->softmax = QT_SOFTMAX_VANILLA;
+    cfg->gamma = 0.0f;
+    cfg->zeta = 1.0f;
+    cfg->alpha = 0.0f;
+    cfg->eta = 1.03f; // Liao & Monz's code defaults (PAPERS.md section 2)
+    cfg->beta = 1.0f;
+    cfg->gate = QT_GATE_NONE;
+    cfg->gate_n_hid = 0;
+    cfg->gate_pi_init = 0.5f;
+
+    cfg->batch_size = 8;
+    cfg->seq_len = 128;
+    cfg->grad_accum = 1;
+    cfg->max_steps = 1000;
+    cfg->lr = 1e-3f;
+    cfg->min_lr = 1e-4f;
+    cfg->warmup_steps = 100;
+    cfg->schedule = QT_SCHED_COSINE;
+    cfg->beta1 = 0.9f;
+    cfg->beta2 = 0.95f;
+    cfg->eps = 1e-8f;
+    cfg->weight_decay = 0.1f;
+    cfg->decay_norm_weights = 0;
+    cfg->grad_clip = 1.0f;
+    cfg->seed = 1337;
+    cfg->threads = 0;
+    cfg->log_every = 10;
+    cfg->eval_every = 200;
+    cfg->eval_batches = 20;
+    cfg->ckpt_every = 0;
+
+    strcpy(cfg->data_dir, "data/kjv");
+}
+
+float qt_config_gamma(const qt_config *cfg) {
+    if (cfg->alpha > 0.0f) return -cfg->alpha / (float)cfg->max_seq_len;
+    return cfg->gamma;
+}
+
+// ---------------------------------------------------------------------------------------
+// Small string helpers
+
+static const char *skip_space(const char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    return s;
+}
+
+// Length of s[0, n) without trailing white space.
+static size_t trim_right(const char *s, size_t n) {
+    while (n > 0 && isspace((unsigned char)s[n - 1])) n--;
+    return n;
+}
+
+static const key_def *find_key(const char *name, size_t len) {
+    for (int i = 0; i < N_KEYS; i++) {
+        if (strlen(keys[i].name) == len && memcmp(keys[i].name, name, len) == 0) return &keys[i];
+    }
+    return NULL;
+}
+
+// Levenshtein distance between a[0, na) and b (both short: key names).
+static int edit_distance(const char *a, size_t na, const char *b) {
+    size_t nb = strlen(b);
+    if (na > 63 || nb > 63) return INT_MAX;
+    int row[64];
+    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int up = row[j];
+            int cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
+            int best = diag + cost;
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+// The known key closest to an unknown one, or NULL when nothing is close. A name without its
+// section ("n_layer") is compared with the part after the dot as well.
+static const char *closest_key(const char *name, size_t len) {
+    const char *best = NULL;
+    int best_d = INT_MAX;
+    for (int i = 0; i < N_KEYS; i++) {
+        int d = edit_distance(name, len, keys[i].name);
+        const char *dot = strchr(keys[i].name, '.');
+        if (dot && memchr(name, '.', len) == NULL) {
+            int ds = edit_distance(name, len, dot + 1);
+            if (ds < d) d = ds;
+        }
+        if (d < best_d) {
+            best_d = d;
+            best = keys[i].name;
+        }
+    }
+    int limit = (int)len / 3 > 2 ? (int)len / 3 : 2;
+    return best_d <= limit ? best : NULL;
+}
+
+// The shortest %.Ng (N <= 9) that reads back as the same float: "0.02", not "0.0199999996".
+// %.9g always does, so a written config loads back bit for bit.
+static void format_float(float x, char *buf, size_t n) {
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, n, "%.*g", prec, (double)x);
+        float back = strtof(buf, NULL);
+        if (memcmp(&back, &x, sizeof x) == 0) return;
+    }
+    snprintf(buf, n, "%.9g", (double)x);
+}
+
+// "[0, 1)", ">= 1", "<= 0", "> 0": the allowed range of a numeric key.
+static void range_text(const key_def *k, char *buf, size_t n) {
+    int has_lo = isfinite(k->lo), has_hi = isfinite(k->hi);
+    if (has_lo && has_hi) {
+        snprintf(buf, n, "in %c%.10g, %.10g%c", k->lo_open ? '(' : '[', k->lo, k->hi,
+                 k->hi_open ? ')' : ']');
+    } else if (has_lo) {
+        snprintf(buf, n, "%s %.10g", k->lo_open ? ">" : ">=", k->lo);
+    } else if (has_hi) {
+        snprintf(buf, n, "%s %.10g", k->hi_open ? "<" : "<=", k->hi);
+    } else {
+        snprintf(buf, n, "finite");
+    }
+}
+
+static int in_range(const key_def *k, double v) {
+    // Written so that NaN fails every test.
+    if (!(k->lo_open ? v > k->lo : v >= k->lo)) return 0;
+    if (!(k->hi_open ? v < k->hi : v <= k->hi)) return 0;
+    return 1;
+}
+
+static qt_status range_error(const key_def *k, const char *origin, const char *value) {
+    char range[96];
+    range_text(k, range, sizeof range);
+    if (k->why) {
+        return qt_error(QT_ERR_ARG, "%s%s%s = %s is impossible: %s; set %s %s",
+                        origin ? origin : "", origin ? ": " : "", k->name, value, k->why, k->name,
+                        range);
+    }
+    return qt_error(QT_ERR_ARG, "%s%s%s = %s is out of range; set %s %s", origin ? origin : "",
+                    origin ? ": " : "", k->name, value, k->name, range);
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing one value into the field (the field is written only when the value is valid)
+
+static void choices_text(const key_def *k, char *buf, size_t n) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < k->n_choices && used < n; i++) {
+        int w = snprintf(buf + used, n - used, "%s%s", i ? "|" : "", k->choices[i]);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+}
+
+// Unquotes a "..." value (escapes \" and \\) into out[cap]; returns 0 on a malformed string.
+static int unquote(const char *v, size_t len, char *out, size_t cap, const char **why) {
+    size_t o = 0;
+    if (len < 2 || v[len - 1] != '"') {
+        *why = "the closing quote is missing";
+        return 0;
+    }
+    for (size_t i = 1; i + 1 < len; i++) {
+        char c = v[i];
+        if (c == '\\') {
+            if (i + 2 >= len || (v[i + 1] != '"' && v[i + 1] != '\\')) {
+                *why = "only \\\" and \\\\ are escapes";
+                return 0;
+            }
+            c = v[++i];
+        } else if (c == '"') {
+            *why = "a quote inside the string must be written \\\"";
+            return 0;
+        }
+        if (o + 1 >= cap) {
+            *why = "it is too long";
+            return 0;
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+static qt_status parse_value(const key_def *k, qt_config *cfg, const char *v, size_t len,
+                             const char *origin) {
+    char *field = (char *)cfg + k->offset;
+    const char *sep = origin ? ": " : "";
+    const char *org = origin ? origin : "";
+    char text[128]; // the value as a C string, for strtol and friends and for messages
+    if (k->type != KEY_STR) {
+        if (len >= sizeof text) {
+            return qt_error(QT_ERR_ARG, "%s%s%s = %.40s... is too long to be a value", org, sep,
+                            k->name, v);
+        }
+        memcpy(text, v, len);
+        text[len] = '\0';
+    }
+    if (len == 0) {
+        return qt_error(QT_ERR_ARG, "%s%s%s has no value; write `%s = <value>`", org, sep, k->name,
+                        k->name);
+    }
+
+    switch (k->type) {
+    case KEY_INT:
+    case KEY_BOOL: {
+        char *end;
+        errno = 0;
+        long long x = strtoll(text, &end, 10);
+        if (end == text || *end != '\0') {
+            if (end != text) {
+                return qt_error(
+                    QT_ERR_ARG,
+                    "%s%s%s = %s is not an integer (trailing '%s'); write e.g. %s = %lld", org, sep,
+                    k->name, text, end, k->name, x);
+            }
+            return qt_error(QT_ERR_ARG, "%s%s%s = %s is not an integer; write e.g. %s = %d", org,
+                            sep, k->name, text, k->name, *(int *)field);
+        }
+        if (k->type == KEY_BOOL && !(errno == 0 && (x == 0 || x == 1))) {
+            return qt_error(QT_ERR_ARG, "%s%s%s = %s is not a switch; use 0 (off) or 1 (on)", org,
+                            sep, k->name, text);
+        }
+        if (errno == ERANGE || x < INT_MIN || x > INT_MAX) {
+            char range[96];
+            range_text(k, range, sizeof range);
+            return qt_error(QT_ERR_ARG, "%s%s%s = %s does not fit in an int; set %s %s", org, sep,
+                            k->name, text, k->name, range);
+        }
+        if (!in_range(k, (double)x)) return range_error(k, origin, text);
+        *(int *)field = (int)x;
+        return QT_OK;
+    }
+    case KEY_FLOAT: {
+        char *end;
+        errno = 0;
+        float x = strtof(text, &end);
+        if (end == text || *end != '\0') {
+            if (end != text) {
+                return qt_error(QT_ERR_ARG,
+                                "%s%s%s = %s is not a number (trailing '%s'); write e.g. %s = %g",
+                                org, sep, k->name, text, end, k->name, (double)x);
+            }
+            return qt_error(QT_ERR_ARG, "%s%s%s = %s is not a number; write e.g. %s = %g", org, sep,
+                            k->name, text, k->name, (double)*(float *)field);
+        }
+        if (errno == ERANGE || !isfinite(x)) {
+            return qt_error(QT_ERR_ARG,
+                            "%s%s%s = %s is not a finite float; use 0 or |x| in [%.2g, %.2g]", org,
+                            sep, k->name, text, (double)FLT_MIN, (double)FLT_MAX);
+        }
+        if (!in_range(k, (double)x)) return range_error(k, origin, text);
+        *(float *)field = x;
+        return QT_OK;
+    }
+    case KEY_U64: {
+        char *end;
+        if (text[0] == '-' || text[0] == '+') {
+            return qt_error(QT_ERR_ARG,
+                            "%s%s%s = %s: write a plain unsigned integer, e.g. %s = 1337", org, sep,
+                            k->name, text, k->name);
+        }
+        errno = 0;
+        unsigned long long x = strtoull(text, &end, 10);
+        if (end == text || *end != '\0') {
+            return qt_error(QT_ERR_ARG,
+                            "%s%s%s = %s is not an unsigned integer; write e.g. %s = 1337", org,
+                            sep, k->name, text, k->name);
+        }
+        if (errno == ERANGE) {
+            return qt_error(QT_ERR_ARG, "%s%s%s = %s does not fit in 64 bits; use a value <= %llu",
+                            org, sep, k->name, text, (unsigned long long)UINT64_MAX);
+        }
+        *(uint64_t *)field = (uint64_t)x;
+        return QT_OK;
+    }
+    case KEY_ENUM: {
+        for (int i = 0; i < k->n_choices; i++) {
+            if (strcmp(text, k->choices[i]) == 0) {
+                *(int *)field = i;
+                return QT_OK;
+            }
+        }
+        char names[128];
+        choices_text(k, names, sizeof names);
+        return qt_error(QT_ERR_ARG, "%s%s%s = %s is not a choice; use one of %s", org, sep, k->name,
+                        text, names);
+    }
+    case KEY_STR: {
+        char buf[1024];
+        if (k->cap > sizeof buf) return qt_error(QT_ERR_INTERNAL, "%s: capacity", k->name);
+        if (v[0] == '"') {
+            const char *why = "";
+            if (!unquote(v, len, buf, k->cap, &why)) {
+                return qt_error(QT_ERR_ARG, "%s%s%s = %.*s is not a valid quoted string: %s", org,
+                                sep, k->name, (int)(len > 80 ? 80 : len), v, why);
+            }
+        } else {
+            if (len + 1 > k->cap) {
+                return qt_error(QT_ERR_ARG, "%s%s%s is %zu bytes long; use a path under %zu bytes",
+                                org, sep, k->name, len, k->cap);
+            }
+            memcpy(buf, v, len);
+            buf[len] = '\0';
+        }
+        if (buf[0] == '\0') {
+            return qt_error(QT_ERR_ARG, "%s%s%s is empty; name a directory, e.g. %s = data/kjv",
+                            org, sep, k->name, k->name);
+        }
+        for (const char *c = buf; *c; c++) {
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                return qt_error(QT_ERR_ARG, "%s%s%s holds a control character; rename the path",
+                                org, sep, k->name);
+            }
+        }
+        memset(field, 0, k->cap); // defined tail: equal configs compare equal with memcmp
+        strcpy(field, buf);
+        return QT_OK;
+    }
+    }
+    return qt_error(QT_ERR_INTERNAL, "%s: unknown key type %d", k->name, (int)k->type);
+}
+
+// Splits `key = value` and applies it. Returns the key's table index through *index.
+static qt_status apply(qt_config *cfg, const char *assignment, const char *origin, int *index) {
+    const char *sep = origin ? ": " : "";
+    const char *org = origin ? origin : "";
+    if (!cfg || !assignment) return qt_error(QT_ERR_ARG, "qt_config_set: NULL argument");
+    const char *s = skip_space(assignment);
+    const char *eq = strchr(s, '=');
+    if (!eq) {
+        return qt_error(QT_ERR_ARG, "%s%sexpected `key = value`, got '%s'", org, sep, s);
+    }
+    size_t klen = trim_right(s, (size_t)(eq - s));
+    if (klen == 0) {
+        return qt_error(QT_ERR_ARG, "%s%sthe key is missing in '%s'; write `key = value`", org, sep,
+                        s);
+    }
+    const key_def *k = find_key(s, klen);
+    if (!k) {
+        const char *near = closest_key(s, klen);
+        if (near) {
+            return qt_error(QT_ERR_ARG, "%s%sunknown key '%.*s'; did you mean '%s'?", org, sep,
+                            (int)klen, s, near);
+        }
+        return qt_error(QT_ERR_ARG, "%s%sunknown key '%.*s'; configs/default.conf lists every key",
+                        org, sep, (int)klen, s);
+    }
+    const char *v = skip_space(eq + 1);
+    size_t vlen = trim_right(v, strlen(v));
+    // Parse into a copy, so that a rejected value leaves *cfg as it was.
+    qt_config tmp = *cfg;
+    QT_TRY(parse_value(k, &tmp, v, vlen, origin));
+    *cfg = tmp;
+    if (index) *index = (int)(k - keys);
+    return QT_OK;
+}
+
+qt_status qt_config_set(qt_config *cfg, const char *assignment, const char *origin) {
+    return apply(cfg, assignment, origin, NULL);
+}
+
+// Cuts a line at the first '#' that is not inside a "..." string.
+static void strip_comment(char *line) {
+    int quoted = 0;
+    for (char *c = line; *c; c++) {
+        if (quoted && *c == '\\' && c[1]) {
+            c++;
+        } else if (*c == '"') {
+            quoted = !quoted;
+        } else if (*c == '#' && !quoted) {
+            *c = '\0';
+            return;
+        }
+    }
+}
+
+qt_status qt_config_load(qt_config *cfg, const char *path) {
+    if (!cfg || !path) return qt_error(QT_ERR_ARG, "qt_config_load: NULL argument");
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return qt_error(QT_ERR_IO,
+                        "cannot open config %s: %s; check the path (presets are in "
+                        "configs/)",
+                        path, strerror(errno));
+    }
+    qt_config tmp = *cfg; // applied to *cfg only when the whole file is good
+    int first_line[N_KEYS] = {0};
+    qt_status st = QT_OK;
+    char *line = NULL;
+    size_t cap = 0;
+    long lineno = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        char origin[600];
+        snprintf(origin, sizeof origin, "%s:%ld", path, lineno);
+        if ((size_t)n != strlen(line)) {
+            st =
+                qt_error(QT_ERR_ARG, "%s: the line holds a NUL byte; is this a text file?", origin);
+            goto out;
+        }
+        strip_comment(line);
+        if (*skip_space(line) == '\0') continue;
+        int idx = -1;
+        st = apply(&tmp, line, origin, &idx);
+        if (st != QT_OK) goto out;
+        if (first_line[idx]) {
+            st = qt_error(QT_ERR_ARG, "%s: %s is set again (first at line %d); keep one of them",
+                          origin, keys[idx].name, first_line[idx]);
+            goto out;
+        }
+        first_line[idx] = (int)(lineno < INT_MAX ? lineno : INT_MAX);
+    }
+    if (ferror(f)) {
+        st = qt_error(QT_ERR_IO, "reading config %s failed at line %ld: %s", path, lineno + 1,
+                      strerror(errno));
+        goto out;
+    }
+    *cfg = tmp;
+out:
+    free(line);
+    fclose(f);
+    return st;
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation: every key's range from the table, then the relations between keys
+
+static qt_status check_key_range(const qt_config *cfg, const key_def *k) {
+    const char *field = (const char *)cfg + k->offset;
+    char text[64];
+    switch (k->type) {
+    case KEY_INT:
+    case KEY_BOOL: {
+        int x = *(const int *)field;
+        if (in_range(k, (double)x)) return QT_OK;
+        if (k->type == KEY_BOOL) {
+            return qt_error(QT_ERR_ARG, "%s = %d is not a switch; use 0 (off) or 1 (on)", k->name,
+                            x);
+        }
+        snprintf(text, sizeof text, "%d", x);
+        return range_error(k, NULL, text);
+    }
+    case KEY_FLOAT: {
+        float x = *(const float *)field;
+        if (isfinite(x) && in_range(k, (double)x)) return QT_OK;
+        format_float(x, text, sizeof text);
+        return range_error(k, NULL, text);
+    }
+    case KEY_U64: return QT_OK;
+    case KEY_ENUM: {
+        int x = *(const int *)field;
+        if (x >= 0 && x < k->n_choices) return QT_OK;
+        char names[128];
+        choices_text(k, names, sizeof names);
+        return qt_error(QT_ERR_ARG, "%s holds the value %d, which names no choice; use one of %s",
+                        k->name, x, names);
+    }
+    case KEY_STR:
+        if (memchr(field, '\0', k->cap) == NULL) {
+            return qt_error(QT_ERR_ARG, "%s is not NUL-terminated; set it with qt_config_set",
+                            k->name);
+        }
+        if (field[0] == '\0') {
+            return qt_error(QT_ERR_ARG, "%s is empty; name a directory, e.g. %s = data/kjv",
+                            k->name, k->name);
+        }
+        return QT_OK;
+    }
+    return qt_error(QT_ERR_INTERNAL, "%s: unknown key type %d", k->name, (int)k->type);
+}
+
+qt_status qt_config_validate(const qt_config *cfg) {
+    if (!cfg) return qt_error(QT_ERR_ARG, "qt_config_validate: NULL config");
+    for (int i = 0; i < N_KEYS; i++) QT_TRY(check_key_range(cfg, &keys[i]));
+
+    if (cfg->d_model % cfg->n_head != 0) {
+        int lower = cfg->n_head, upper = cfg->n_head;
+        while (lower > 1 && cfg->d_model % lower != 0) lower--;
+        while (upper < cfg->d_model && cfg->d_model % upper != 0) upper++;
+        return qt_error(QT_ERR_ARG,
+                        "model.n_head = %d does not divide model.d_model = %d; use model.n_head = "
+                        "%d or %d, or change model.d_model",
+                        cfg->n_head, cfg->d_model, lower, upper);
+    }
+    if (cfg->seq_len > cfg->max_seq_len) {
+        return qt_error(QT_ERR_ARG,
+                        "train.seq_len = %d exceeds model.max_seq_len = %d; use train.seq_len <= "
+                        "%d or raise model.max_seq_len",
+                        cfg->seq_len, cfg->max_seq_len, cfg->max_seq_len);
+    }
+    if (!(cfg->attn_dropout == -1.0f || cfg->attn_dropout >= 0.0f)) {
+        return qt_error(QT_ERR_ARG,
+                        "model.attn_dropout = %g is impossible: use -1 (same as model.dropout) "
+                        "or a probability in [0, 1)",
+                        (double)cfg->attn_dropout);
+    }
+    if (cfg->alpha > 0.0f && cfg->gamma != 0.0f) {
+        return qt_error(
+            QT_ERR_ARG,
+            "attn.alpha = %g and attn.gamma = %g are both set; alpha > 0 sets gamma "
+            "= -alpha / max_seq_len, so set only one (attn.gamma = 0 or attn.alpha = 0)",
+            (double)cfg->alpha, (double)cfg->gamma);
+    }
+    // NCS stretches p by (N eta - beta) / (N - 1): that slope must be positive for every N >= 2,
+    // i.e. 2 eta > beta given eta > 0 (PAPERS.md section 2).
+    if (!(2.0 * (double)cfg->eta > (double)cfg->beta)) {
+        return qt_error(QT_ERR_ARG,
+                        "attn.eta = %g, attn.beta = %g are impossible: NCS needs N*eta - beta > "
+                        "0 for every N >= 2, i.e. 2*eta > beta; lower attn.beta below %g",
+                        (double)cfg->eta, (double)cfg->beta, 2.0 * (double)cfg->eta);
+    }
+    int d_head = cfg->d_model / cfg->n_head;
+    if (cfg->gate == QT_GATE_MLP && cfg->gate_n_hid == 0 && d_head / 4 < 1) {
+        return qt_error(QT_ERR_ARG,
+                        "attn.gate = mlp with attn.gate_n_hid = 0 uses d_head / 4 = %d / 4 = 0 "
+                        "hidden units; set attn.gate_n_hid >= 1",
+                        d_head);
+    }
+    if (cfg->min_lr > cfg->lr) {
+        return qt_error(QT_ERR_ARG,
+                        "train.min_lr = %g exceeds train.lr = %g; the decay floor must be <= "
+                        "the peak, lower train.min_lr",
+                        (double)cfg->min_lr, (double)cfg->lr);
+    }
+    return QT_OK;
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing: every key, in table order, in a form qt_config_load reads back exactly
+
+// A data.dir value needs quotes when it would not read back as itself unquoted.
+static int needs_quotes(const char *s) {
+    if (s[0] == '\0') return 1;
+    if (isspace((unsigned char)s[0]) || isspace((unsigned char)s[strlen(s) - 1])) return 1;
+    return strpbrk(s, "#\"") != NULL;
+}
+
+static int write_value(FILE *out, const key_def *k, const qt_config *cfg) {
+    const char *field = (const char *)cfg + k->offset;
+    switch (k->type) {
+    case KEY_INT:
+    case KEY_BOOL: return fprintf(out, "%d", *(const int *)field);
+    case KEY_FLOAT: {
+        char buf[32];
+        format_float(*(const float *)field, buf, sizeof buf);
+        return fprintf(out, "%s", buf);
+    }
+    case KEY_U64: return fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field);
+    case KEY_ENUM: {
+        int x = *(const int *)field;
+        return fprintf(out, "%s", (x >= 0 && x < k->n_choices) ? k->choices[x] : "?");
+    }
+    case KEY_STR: {
+        if (!needs_quotes(field)) return fprintf(out, "%s", field);
+        int total = 0;
+        if (fputc('"', out) == EOF) return -1;
+        for (const char *c = field; *c; c++) {
+            if ((*c == '"' || *c == '\\') && fputc('\\', out) == EOF) return -1;
+            if (fputc(*c, out) == EOF) return -1;
+            total++;
+        }
+        if (fputc('"', out) == EOF) return -1;
+        return total + 2;
+    }
+    }
+    return -1;
+}
+
+qt_status qt_config_write(const qt_config *cfg, FILE *out) {
+    if (!cfg || !out) return qt_error(QT_ERR_ARG, "qt_config_write: NULL argument");
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        if (k->type == KEY_ENUM) {
+            int x = *(const int *)((const char *)cfg + k->offset);
+            if (x < 0 || x >= k->n_choices) {
+                return qt_error(QT_ERR_ARG, "qt_config_write: %s holds %d, which names no choice",
+                                k->name, x);
+            }
+        }
+        const char *dot = strchr(k->name, '.');
+        if (i > 0 && strncmp(k->name, keys[i - 1].name, (size_t)(dot - k->name) + 1) != 0) {
+            if (fputc('\n', out) == EOF) goto io;
+        }
+        int w = fprintf(out, "%-24s = ", k->name);
+        if (w < 0) goto io;
+        int v = write_value(out, k, cfg);
+        if (v < 0) goto io;
+        int pad = 12 - v;
+        if (fprintf(out, "%*s # %s\n", pad > 0 ? pad : 0, "", k->help) < 0) goto io;
+    }
+    if (fflush(out) != 0 || ferror(out)) goto io;
+    return QT_OK;
+io:
+    return qt_error(QT_ERR_IO, "writing the config failed: %s; check the disk and the path",
+                    strerror(errno));
+}
