@@ -1,0 +1,249 @@
+// backend_cpu.c: the CPU backend: host memory and the qt_cpu_* reference ops.
+//
+// Every op forwards to kernels/cpu; the only logic here is the batched GEMM, which runs the
+// batch in parallel with single-threaded sgemm calls (OpenBLAS's OpenMP build runs
+// sequentially inside a parallel region) and hands a single large GEMM to OpenBLAS's threads.
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtrain/backend.h"
+
+static qt_status cpu_alloc(void *ctx, void **ptr, size_t bytes) {
+    (void)ctx;
+    // 64-byte alignment for vector loads; never zero bytes (aligned_alloc(.., 0) may be NULL).
+    size_t rounded = (bytes + 63) / 64 * 64;
+    *ptr = aligned_alloc(64, rounded ? rounded : 64);
+    if (!*ptr) return qt_error(QT_ERR_OOM, "cannot allocate %zu bytes of host memory", bytes);
+    return QT_OK;
+}
+static void cpu_free(void *ctx, void *ptr) {
+    (void)ctx;
+    free(ptr);
+}
+static qt_status cpu_zero(void *ctx, void *ptr, size_t bytes) {
+    (void)ctx;
+    memset(ptr, 0, bytes);
+    return QT_OK;
+}
+static qt_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
+    (void)ctx;
+    if (bytes) memmove(dst, src, bytes);
+    return QT_OK;
+}
+static qt_status cpu_sync(void *ctx) {
+    (void)ctx;
+    return QT_OK;
+}
+
+static void gemm_one(const qt_gemm_desc *d, const float *A, const float *B, float *C) {
+    cblas_sgemm(CblasRowMajor, d->trans_a ? CblasTrans : CblasNoTrans,
+                d->trans_b ? CblasTrans : CblasNoTrans, d->M, d->N, d->K, d->alpha, A, d->lda, B,
+                d->ldb, d->beta, C, d->ldc);
+}
+
+static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const float *A, const float *B,
+                          float *C) {
+    (void)ctx;
+    if (d->batch < 1 || d->inner < 1 || d->batch % d->inner != 0)
+        return qt_error(QT_ERR_ARG, "gemm: batch %d is not a multiple of inner %d", d->batch,
+                        d->inner);
+    if (d->batch == 1) {
+        gemm_one(d, A, B, C);
+        return QT_OK;
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < d->batch; i++) {
+        int64_t o = i / d->inner, in = i % d->inner;
+        gemm_one(d, A + o * d->a_outer + in * d->a_inner, B + o * d->b_outer + in * d->b_inner,
+                 C + o * d->c_outer + in * d->c_inner);
+    }
+    return QT_OK;
+}
+
+// The remaining entries forward to kernels/cpu unchanged.
+static qt_status cpu_linear_fwd(void *ctx, float *out, const float *x, const float *w,
+                                const float *b, int N, int IC, int OC) {
+    (void)ctx;
+    qt_cpu_linear_fwd(out, x, w, b, N, IC, OC);
+    return QT_OK;
+}
+static qt_status cpu_linear_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
+                                const float *x, const float *w, int N, int IC, int OC) {
+    (void)ctx;
+    qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
+    return QT_OK;
+}
+static qt_status cpu_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, float *probs,
+                                      float *p, const float *scores, const int *lens, int rows,
+                                      int cols) {
+    (void)ctx;
+    qt_cpu_softmax_clip_fwd(prm, probs, p, scores, lens, rows, cols);
+    return QT_OK;
+}
+static qt_status cpu_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, float *dscores,
+                                      const float *dprobs, const float *p, const int *lens,
+                                      int rows, int cols) {
+    (void)ctx;
+    qt_cpu_softmax_clip_bwd(prm, dscores, dprobs, p, lens, rows, cols);
+    return QT_OK;
+}
+static qt_status cpu_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
+                              const float *x, const float *w1, const float *b1, const float *w2,
+                              const float *b2, int N, int C) {
+    (void)ctx;
+    qt_cpu_gate_fwd(g, gate, hidden, x, w1, b1, w2, b2, N, C);
+    return QT_OK;
+}
+static qt_status cpu_gate_bwd(void *ctx, const qt_gate_shape *g, float *dx, float *dw1,
+                              float *db1, float *dw2, float *db2, const float *dgate,
+                              const float *gate, const float *hidden, const float *x,
+                              const float *w1, const float *w2, int N, int C) {
+    (void)ctx;
+    qt_cpu_gate_bwd(g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
+    return QT_OK;
+}
+static qt_status cpu_gate_mul_fwd(void *ctx, float *out, const float *gate, const float *ctxv,
+                                  int N, int C, int H) {
+    (void)ctx;
+    qt_cpu_gate_mul_fwd(out, gate, ctxv, N, C, H);
+    return QT_OK;
+}
+static qt_status cpu_gate_mul_bwd(void *ctx, float *dctx, float *dgate, const float *dout,
+                                  const float *gate, const float *ctxv, int N, int C, int H) {
+    (void)ctx;
+    qt_cpu_gate_mul_bwd(dctx, dgate, dout, gate, ctxv, N, C, H);
+    return QT_OK;
+}
+static qt_status cpu_layernorm_fwd(void *ctx, float *out, float *mean, float *rstd,
+                                   const float *x, const float *w, const float *b, int N, int C) {
+    (void)ctx;
+    qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
+    return QT_OK;
+}
+static qt_status cpu_layernorm_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
+                                   const float *x, const float *mean, const float *rstd,
+                                   const float *w, int N, int C) {
+    (void)ctx;
+    qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C);
+    return QT_OK;
+}
+static qt_status cpu_gelu_fwd(void *ctx, float *out, const float *x, size_t n) {
+    (void)ctx;
+    qt_cpu_gelu_fwd(out, x, n);
+    return QT_OK;
+}
+static qt_status cpu_gelu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+    (void)ctx;
+    qt_cpu_gelu_bwd(dx, dout, x, n);
+    return QT_OK;
+}
+static qt_status cpu_relu_fwd(void *ctx, float *out, const float *x, size_t n) {
+    (void)ctx;
+    qt_cpu_relu_fwd(out, x, n);
+    return QT_OK;
+}
+static qt_status cpu_relu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+    (void)ctx;
+    qt_cpu_relu_bwd(dx, dout, x, n);
+    return QT_OK;
+}
+static qt_status cpu_embedding_fwd(void *ctx, float *out, const int *tokens, const float *wte,
+                                   const float *wpe, int B, int T, int C) {
+    (void)ctx;
+    qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
+    return QT_OK;
+}
+static qt_status cpu_embedding_bwd(void *ctx, float *dwte, float *dwpe, const float *dout,
+                                   const int *tokens, int B, int T, int C) {
+    (void)ctx;
+    qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
+    return QT_OK;
+}
+static qt_status cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n) {
+    (void)ctx;
+    qt_cpu_add(out, a, b, n);
+    return QT_OK;
+}
+static qt_status cpu_dropout_fwd(void *ctx, float *out, const float *x, size_t n, float prob,
+                                 uint64_t seed, uint64_t stream) {
+    (void)ctx;
+    qt_cpu_dropout_fwd(out, x, n, prob, seed, stream);
+    return QT_OK;
+}
+static qt_status cpu_dropout_bwd(void *ctx, float *dx, const float *dout, size_t n, float prob,
+                                 uint64_t seed, uint64_t stream) {
+    (void)ctx;
+    qt_cpu_dropout_bwd(dx, dout, n, prob, seed, stream);
+    return QT_OK;
+}
+static qt_status cpu_crossentropy_fwd(void *ctx, float *losses, float *probs, const float *logits,
+                                      const int *targets, int N, int V) {
+    (void)ctx;
+    qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V);
+    return QT_OK;
+}
+static qt_status cpu_crossentropy_bwd(void *ctx, float *dlogits, const float *dlosses,
+                                      const float *probs, const int *targets, int N, int V) {
+    (void)ctx;
+    qt_cpu_crossentropy_bwd(dlogits, dlosses, probs, targets, N, V);
+    return QT_OK;
+}
+static qt_status cpu_adamw_step(void *ctx, float *param, const float *grad, float *m, float *v,
+                                size_t n, const qt_adamw_params *prm) {
+    (void)ctx;
+    qt_cpu_adamw_step(param, grad, m, v, n, prm);
+    return QT_OK;
+}
+static qt_status cpu_sumsq(void *ctx, double *out, const float *x, size_t n) {
+    (void)ctx;
+    *out = qt_cpu_sumsq(x, n);
+    return QT_OK;
+}
+
+static const qt_backend_ops cpu_ops = {
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .zero = cpu_zero,
+    .to_host = cpu_copy,
+    .to_device = cpu_copy,
+    .sync = cpu_sync,
+    .gemm = cpu_gemm,
+    .linear_fwd = cpu_linear_fwd,
+    .linear_bwd = cpu_linear_bwd,
+    .softmax_clip_fwd = cpu_softmax_clip_fwd,
+    .softmax_clip_bwd = cpu_softmax_clip_bwd,
+    .gate_fwd = cpu_gate_fwd,
+    .gate_bwd = cpu_gate_bwd,
+    .gate_mul_fwd = cpu_gate_mul_fwd,
+    .gate_mul_bwd = cpu_gate_mul_bwd,
+    .layernorm_fwd = cpu_layernorm_fwd,
+    .layernorm_bwd = cpu_layernorm_bwd,
+    .gelu_fwd = cpu_gelu_fwd,
+    .gelu_bwd = cpu_gelu_bwd,
+    .relu_fwd = cpu_relu_fwd,
+    .relu_bwd = cpu_relu_bwd,
+    .embedding_fwd = cpu_embedding_fwd,
+    .embedding_bwd = cpu_embedding_bwd,
+    .add = cpu_add,
+    .dropout_fwd = cpu_dropout_fwd,
+    .dropout_bwd = cpu_dropout_bwd,
+    .crossentropy_fwd = cpu_crossentropy_fwd,
+    .crossentropy_bwd = cpu_crossentropy_bwd,
+    .adamw_step = cpu_adamw_step,
+    .sumsq = cpu_sumsq,
+};
+
+qt_status qt_backend_cpu_init(qt_backend *be, int threads) {
+    if (threads < 0) return qt_error(QT_ERR_ARG, "threads = %d must be >= 0", threads);
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+        openblas_set_num_threads(threads);
+    }
+    be->ops = &cpu_ops;
+    be->ctx = NULL;
+    be->name = "cpu";
+    be->threads = threads > 0 ? threads : omp_get_max_threads();
+    return QT_OK;
+}

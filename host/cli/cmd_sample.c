@@ -1,0 +1,175 @@
+// cmd_sample.c: `qtrain sample`: generate text from a checkpoint with temperature and top-k.
+//
+// Each new token reruns the forward over the last max_seq_len tokens (no KV cache: the CPU
+// models this targets are small) and draws from the last position's distribution.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "kernels/common/philox.h"
+#include "qtrain/tokenizer.h"
+#include "qtrain/trainer.h"
+
+static const char usage[] =
+    "usage: qtrain sample --ckpt FILE [--prompt TEXT] [--tokens N] [--temperature T]\n"
+    "                     [--top-k K] [--seed S] [--tokenizer FILE]\n"
+    "\n"
+    "  --ckpt FILE         checkpoint written by 'qtrain train'\n"
+    "  --prompt TEXT       text to continue (default: a newline)\n"
+    "  --tokens N          tokens to generate (default 200)\n"
+    "  --temperature T     softmax temperature, > 0 (default 0.8); 0 picks the argmax\n"
+    "  --top-k K           sample among the K most likely tokens (default 40; 0: all)\n"
+    "  --seed S            random seed (default 1)\n"
+    "  --tokenizer FILE    default: tokenizer.bin in the run's data.dir\n";
+
+// Index of a draw from softmax(logits / temperature) restricted to the top k.
+static int draw_token(const float *logits, int V, double temperature, int top_k, float u,
+                      double *weights, int *order) {
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    if (temperature <= 0) return best;
+    for (int i = 0; i < V; i++) order[i] = i;
+    int k = top_k > 0 && top_k < V ? top_k : V;
+    // Partial selection sort: the k largest logits first (k is small).
+    if (k < V) {
+        for (int a = 0; a < k; a++) {
+            int arg = a;
+            for (int i = a + 1; i < V; i++)
+                if (logits[order[i]] > logits[order[arg]]) arg = i;
+            int tmp = order[a];
+            order[a] = order[arg];
+            order[arg] = tmp;
+        }
+    }
+    double total = 0.0;
+    for (int i = 0; i < k; i++) {
+        weights[i] = exp(((double)logits[order[i]] - logits[best]) / temperature);
+        total += weights[i];
+    }
+    double target = u * total, acc = 0.0;
+    for (int i = 0; i < k; i++) {
+        acc += weights[i];
+        if (target < acc) return order[i];
+    }
+    return order[k - 1];
+}
+
+int qt_cmd_sample(int argc, char **argv) {
+    const char *ckpt = NULL, *prompt = "\n", *tok_path = NULL;
+    int n_tokens = 200, top_k = 40, seed = 1;
+    double temperature = 0.8;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        qt_status st = QT_OK;
+        if (qt_args_switch(argv, i, "help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (qt_args_flag(argc, argv, &i, "ckpt", &v)) {
+            st = qt_args_need_value("ckpt", v);
+            ckpt = v;
+        } else if (qt_args_flag(argc, argv, &i, "prompt", &v)) {
+            st = qt_args_need_value("prompt", v);
+            prompt = v;
+        } else if (qt_args_flag(argc, argv, &i, "tokenizer", &v)) {
+            st = qt_args_need_value("tokenizer", v);
+            tok_path = v;
+        } else if (qt_args_flag(argc, argv, &i, "tokens", &v)) {
+            st = qt_args_int("tokens", v, 1, 1000000, &n_tokens);
+        } else if (qt_args_flag(argc, argv, &i, "top-k", &v)) {
+            st = qt_args_int("top-k", v, 0, 65536, &top_k);
+        } else if (qt_args_flag(argc, argv, &i, "seed", &v)) {
+            st = qt_args_int("seed", v, 0, 2147483647, &seed);
+        } else if (qt_args_flag(argc, argv, &i, "temperature", &v)) {
+            st = qt_args_double("temperature", v, 0.0, 100.0, &temperature);
+        } else {
+            st = qt_args_unknown("sample", argv[i]);
+        }
+        if (st != QT_OK) return qt_cli_fail();
+    }
+    if (!ckpt) {
+        qt_error(QT_ERR_ARG, "--ckpt is required: the checkpoint to sample from");
+        return qt_cli_fail();
+    }
+    qt_config cfg;
+    if (qt_train_state_read_config(ckpt, &cfg) != QT_OK) return qt_cli_fail();
+    char default_tok[600];
+    if (!tok_path) {
+        snprintf(default_tok, sizeof default_tok, "%s/tokenizer.bin", cfg.data_dir);
+        tok_path = default_tok;
+    }
+    qt_tokenizer *tok = NULL;
+    if (qt_tokenizer_load(&tok, tok_path) != QT_OK) return qt_cli_fail();
+    if (qt_tokenizer_vocab_size(tok) > cfg.vocab_size) {
+        qt_error(QT_ERR_ARG, "tokenizer %s has %d tokens but the model only %d; pass the "
+                 "run's tokenizer with --tokenizer", tok_path, qt_tokenizer_vocab_size(tok),
+                 cfg.vocab_size);
+        qt_tokenizer_free(tok);
+        return qt_cli_fail();
+    }
+    uint16_t *prompt_tokens = NULL;
+    size_t n_prompt = 0;
+    if (qt_tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &prompt_tokens,
+                            &n_prompt) != QT_OK) {
+        qt_tokenizer_free(tok);
+        return qt_cli_fail();
+    }
+    int T = cfg.max_seq_len, V = cfg.vocab_size;
+    size_t total = n_prompt + (size_t)n_tokens;
+    int *context = malloc(total * sizeof(int));
+    float *logits = malloc((size_t)V * sizeof(float));
+    double *weights = malloc((size_t)V * sizeof(double));
+    int *order = malloc((size_t)V * sizeof(int));
+    qt_backend be;
+    qt_model model;
+    int rc = 0, have_model = 0;
+    if (!context || !logits || !weights || !order) {
+        qt_error(QT_ERR_OOM, "cannot allocate sampling buffers");
+        rc = qt_cli_fail();
+        goto out;
+    }
+    for (size_t i = 0; i < n_prompt; i++) context[i] = prompt_tokens[i];
+    if (qt_backend_cpu_init(&be, cfg.threads) != QT_OK ||
+        qt_model_init(&model, &cfg, &be, 1, T) != QT_OK) {
+        rc = qt_cli_fail();
+        goto out;
+    }
+    have_model = 1;
+    if (qt_train_state_load(ckpt, &model, NULL, NULL) != QT_OK) {
+        rc = qt_cli_fail();
+        goto out;
+    }
+    fputs(prompt, stdout);
+    size_t n = n_prompt;
+    if (n == 0) context[n++] = '\n'; // byte tokens are their own ids
+    for (int s = 0; s < n_tokens; s++) {
+        size_t start = n > (size_t)T ? n - (size_t)T : 0;
+        int len = (int)(n - start);
+        if (qt_model_forward(&model, context + start, NULL, 1, len, NULL) != QT_OK ||
+            be.ops->to_host(be.ctx, logits, model.logits + (size_t)(len - 1) * V,
+                            (size_t)V * sizeof(float)) != QT_OK) {
+            rc = qt_cli_fail();
+            goto out;
+        }
+        float u = qt_philox_uniform((uint64_t)seed, 0x5A3B1E, (uint64_t)s);
+        int next = draw_token(logits, V, temperature, top_k, u, weights, order);
+        context[n++] = next;
+        size_t blen = 0;
+        const uint8_t *bytes = qt_tokenizer_token_bytes(tok, next, &blen);
+        if (bytes) fwrite(bytes, 1, blen, stdout);
+        fflush(stdout);
+    }
+    fputc('\n', stdout);
+out:
+    if (have_model) qt_model_free(&model);
+    free(context);
+    free(logits);
+    free(weights);
+    free(order);
+    free(prompt_tokens);
+    qt_tokenizer_free(tok);
+    return rc;
+}

@@ -1,0 +1,656 @@
+// model.c: parameter table, allocation, init, forward and backward of the OPT-style LM.
+//
+// Shapes: B batch, T sequence, C d_model, H heads, D = C/H, F d_ff, V vocabulary, L layers,
+// N = B*T tokens. Everything runs through the backend's op table (qtrain/backend.h), so the
+// same schedule drives the CPU and, later, the CUDA backend.
+#include "qtrain/model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/common/philox.h"
+
+#define BE (m->be->ops)
+#define CTX (m->be->ctx)
+
+// ---- parameter table --------------------------------------------------------------------
+
+typedef struct {
+    qt_tensor_info *t;
+    int n, cap;
+    size_t total;
+} table_builder;
+
+static qt_status table_add(table_builder *tb, qt_tensor_kind kind, int ndim, int d0, int d1,
+                           int d2, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+static qt_status table_add(table_builder *tb, qt_tensor_kind kind, int ndim, int d0, int d1,
+                           int d2, const char *fmt, ...) {
+    if (tb->n == tb->cap) {
+        int cap = tb->cap ? 2 * tb->cap : 64;
+        qt_tensor_info *t = realloc(tb->t, (size_t)cap * sizeof *t);
+        if (!t) return qt_error(QT_ERR_OOM, "cannot grow the parameter table");
+        tb->t = t;
+        tb->cap = cap;
+    }
+    qt_tensor_info *ti = &tb->t[tb->n++];
+    memset(ti, 0, sizeof *ti);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ti->name, sizeof ti->name, fmt, ap);
+    va_end(ap);
+    ti->kind = kind;
+    ti->ndim = ndim;
+    ti->shape[0] = d0;
+    ti->shape[1] = d1;
+    ti->shape[2] = d2;
+    ti->numel = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1) * (ndim > 2 ? (size_t)d2 : 1);
+    // 16-float (64-byte) alignment for every tensor.
+    ti->offset = tb->total;
+    tb->total += (ti->numel + 15) / 16 * 16;
+    return QT_OK;
+}
+
+static int gate_hidden(const qt_config *cfg) {
+    int D = cfg->d_model / cfg->n_head;
+    if (cfg->gate_n_hid > 0) return cfg->gate_n_hid;
+    return D / 4 > 0 ? D / 4 : 1;
+}
+
+static qt_status build_table(const qt_config *cfg, table_builder *tb) {
+    int C = cfg->d_model, F = cfg->d_ff, V = cfg->vocab_size, H = cfg->n_head, D = C / H;
+    QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, V, C, 0, "decoder.embed_tokens.weight"));
+    QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, cfg->max_seq_len, C, 0,
+                     "decoder.embed_positions.weight"));
+    for (int l = 0; l < cfg->n_layer; l++) {
+        const char *pre = "decoder.layers";
+        QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "%s.%d.self_attn_layer_norm.weight", pre, l));
+        if (cfg->bias)
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.self_attn_layer_norm.bias", pre, l));
+        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, 3 * C, C, 0, "%s.%d.self_attn.qkv_proj.weight", pre, l));
+        if (cfg->bias)
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, 3 * C, 0, 0, "%s.%d.self_attn.qkv_proj.bias", pre, l));
+        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, C, C, 0, "%s.%d.self_attn.out_proj.weight", pre, l));
+        if (cfg->bias)
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.self_attn.out_proj.bias", pre, l));
+        switch (cfg->gate) {
+        case QT_GATE_NONE: break;
+        case QT_GATE_LINEAR:
+            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, H, D, 0, "%s.%d.self_attn.gate.weight", pre, l));
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, H, 0, 0, "%s.%d.self_attn.gate.bias", pre, l));
+            break;
+        case QT_GATE_ALL_HEADS:
+            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, H, C, 0, "%s.%d.self_attn.gate.weight", pre, l));
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, H, 0, 0, "%s.%d.self_attn.gate.bias", pre, l));
+            break;
+        case QT_GATE_MLP: {
+            int nh = gate_hidden(cfg);
+            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 3, H, nh, D, "%s.%d.self_attn.gate.fc1.weight", pre, l));
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 2, H, nh, 0, "%s.%d.self_attn.gate.fc1.bias", pre, l));
+            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, H, nh, 0, "%s.%d.self_attn.gate.fc2.weight", pre, l));
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, H, 0, 0, "%s.%d.self_attn.gate.fc2.bias", pre, l));
+            break;
+        }
+        }
+        QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "%s.%d.final_layer_norm.weight", pre, l));
+        if (cfg->bias)
+            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.final_layer_norm.bias", pre, l));
+        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, F, C, 0, "%s.%d.fc1.weight", pre, l));
+        if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, F, 0, 0, "%s.%d.fc1.bias", pre, l));
+        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, C, F, 0, "%s.%d.fc2.weight", pre, l));
+        if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.fc2.bias", pre, l));
+    }
+    QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "decoder.final_layer_norm.weight"));
+    if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "decoder.final_layer_norm.bias"));
+    if (!cfg->tie_embeddings) QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, V, C, 0, "lm_head.weight"));
+    return QT_OK;
+}
+
+int qt_model_find_tensor(const qt_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return i;
+    return -1;
+}
+
+// Points `views` into `base` by tensor name; absent tensors stay NULL.
+static void point_params(const qt_model *m, float *base, qt_model_params *views) {
+    char name[96];
+#define PT(field, ...)                                                                        \
+    do {                                                                                      \
+        snprintf(name, sizeof name, __VA_ARGS__);                                             \
+        int i_ = qt_model_find_tensor(m, name);                                               \
+        field = i_ >= 0 ? base + m->tensors[i_].offset : NULL;                                \
+    } while (0)
+    PT(views->wte, "decoder.embed_tokens.weight");
+    PT(views->wpe, "decoder.embed_positions.weight");
+    PT(views->lnf_w, "decoder.final_layer_norm.weight");
+    PT(views->lnf_b, "decoder.final_layer_norm.bias");
+    PT(views->head, "lm_head.weight");
+    if (!views->head) views->head = views->wte;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        qt_layer_params *lp = &views->layers[l];
+        const char *pre = "decoder.layers";
+        PT(lp->ln1_w, "%s.%d.self_attn_layer_norm.weight", pre, l);
+        PT(lp->ln1_b, "%s.%d.self_attn_layer_norm.bias", pre, l);
+        PT(lp->qkv_w, "%s.%d.self_attn.qkv_proj.weight", pre, l);
+        PT(lp->qkv_b, "%s.%d.self_attn.qkv_proj.bias", pre, l);
+        PT(lp->proj_w, "%s.%d.self_attn.out_proj.weight", pre, l);
+        PT(lp->proj_b, "%s.%d.self_attn.out_proj.bias", pre, l);
+        if (m->cfg.gate == QT_GATE_MLP) {
+            PT(lp->gate_w1, "%s.%d.self_attn.gate.fc1.weight", pre, l);
+            PT(lp->gate_b1, "%s.%d.self_attn.gate.fc1.bias", pre, l);
+            PT(lp->gate_w2, "%s.%d.self_attn.gate.fc2.weight", pre, l);
+            PT(lp->gate_b2, "%s.%d.self_attn.gate.fc2.bias", pre, l);
+        } else {
+            PT(lp->gate_w1, "%s.%d.self_attn.gate.weight", pre, l);
+            PT(lp->gate_b1, "%s.%d.self_attn.gate.bias", pre, l);
+            lp->gate_w2 = lp->gate_b2 = NULL;
+        }
+        PT(lp->ln2_w, "%s.%d.final_layer_norm.weight", pre, l);
+        PT(lp->ln2_b, "%s.%d.final_layer_norm.bias", pre, l);
+        PT(lp->fc_w, "%s.%d.fc1.weight", pre, l);
+        PT(lp->fc_b, "%s.%d.fc1.bias", pre, l);
+        PT(lp->fc2_w, "%s.%d.fc2.weight", pre, l);
+        PT(lp->fc2_b, "%s.%d.fc2.bias", pre, l);
+    }
+#undef PT
+}
+
+// ---- initialisation ---------------------------------------------------------------------
+
+// A standard normal draw for element i of tensor `tensor_id` (Box-Muller on two Philox
+// uniforms), so init depends only on (seed, tensor, element).
+static float init_normal(uint64_t seed, uint64_t tensor_id, size_t i) {
+    uint64_t stream = qt_stream_id(0x1417, tensor_id, 0);
+    float u1 = qt_philox_uniform(seed, stream, 2 * (uint64_t)i);
+    float u2 = qt_philox_uniform(seed, stream, 2 * (uint64_t)i + 1);
+    return sqrtf(-2.0f * logf(1.0f - u1)) * cosf(6.28318530718f * u2);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static qt_status init_params(qt_model *m) {
+    const qt_config *cfg = &m->cfg;
+    float *host = malloc(m->n_params * sizeof(float));
+    if (!host) return qt_error(QT_ERR_OOM, "cannot allocate %zu floats for init", m->n_params);
+    memset(host, 0, m->n_params * sizeof(float));
+    // Residual projections (out_proj, fc2) get std / sqrt(2L) (GPT-2's scaled init).
+    float resid_std = cfg->init_std / sqrtf(2.0f * (float)cfg->n_layer);
+    float pi = cfg->gate_pi_init;
+    float gate_bias = logf(pi / (1.0f - pi));
+    for (int ti = 0; ti < m->n_tensors; ti++) {
+        const qt_tensor_info *t = &m->tensors[ti];
+        float *w = host + t->offset;
+        if (t->kind == QT_TENSOR_NORM) {
+            for (size_t i = 0; i < t->numel; i++) w[i] = 1.0f;
+        } else if (t->kind == QT_TENSOR_BIAS) {
+            // The bias that sets the gate's initial value: the gate's last layer.
+            int is_gate_out = ends_with(t->name, "self_attn.gate.bias") ||
+                              ends_with(t->name, "self_attn.gate.fc2.bias");
+            for (size_t i = 0; i < t->numel; i++) w[i] = is_gate_out ? gate_bias : 0.0f;
+        } else {
+            int resid = ends_with(t->name, "out_proj.weight") || ends_with(t->name, "fc2.weight");
+            float std = resid ? resid_std : cfg->init_std;
+            for (size_t i = 0; i < t->numel; i++) w[i] = std * init_normal(cfg->seed, ti, i);
+        }
+    }
+    qt_status st = BE->to_device(CTX, m->params, host, m->n_params * sizeof(float));
+    free(host);
+    return st;
+}
+
+// ---- activations --------------------------------------------------------------------------
+
+typedef struct {
+    float **slot;
+    size_t n;
+} act_request;
+
+qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B, int T) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->be = be;
+    m->B = B;
+    m->T = T;
+    QT_TRY(qt_config_validate(cfg));
+    QT_TRY(qt_backend_check(be));
+    if (B < 1 || T < 1 || T > cfg->max_seq_len)
+        return qt_error(QT_ERR_ARG, "model: batch %d x sequence %d invalid (max_seq_len %d)", B,
+                        T, cfg->max_seq_len);
+    table_builder tb = {0};
+    qt_status st = build_table(cfg, &tb);
+    if (st != QT_OK) {
+        free(tb.t);
+        return st;
+    }
+    m->tensors = tb.t;
+    m->n_tensors = tb.n;
+    m->n_params = tb.total;
+    int L = cfg->n_layer, C = cfg->d_model, H = cfg->n_head, F = cfg->d_ff, V = cfg->vocab_size;
+    size_t N = (size_t)B * T, BHTT = (size_t)B * H * T * T;
+    int nh = cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0;
+    int gated = cfg->gate != QT_GATE_NONE;
+    float attn_drop = cfg->attn_dropout >= 0 ? cfg->attn_dropout : cfg->dropout;
+
+    m->p.layers = calloc((size_t)L, sizeof(qt_layer_params));
+    m->g.layers = calloc((size_t)L, sizeof(qt_layer_params));
+    m->acts = calloc((size_t)L, sizeof(qt_layer_acts));
+    if (!m->p.layers || !m->g.layers || !m->acts) {
+        qt_model_free(m);
+        return qt_error(QT_ERR_OOM, "cannot allocate the model's layer tables");
+    }
+    st = be->ops->alloc(be->ctx, (void **)&m->params, m->n_params * sizeof(float));
+    if (st == QT_OK) st = be->ops->alloc(be->ctx, (void **)&m->grads, m->n_params * sizeof(float));
+    if (st != QT_OK) {
+        qt_model_free(m);
+        return st;
+    }
+    point_params(m, m->params, &m->p);
+    point_params(m, m->grads, &m->g);
+
+    // Every activation buffer, carved from one arena in one pass.
+    act_request *req = malloc(sizeof(act_request) * (size_t)(32 + 24 * L));
+    if (!req) {
+        qt_model_free(m);
+        return qt_error(QT_ERR_OOM, "cannot allocate the activation plan");
+    }
+    int nreq = 0;
+#define REQ(ptr, count) (req[nreq++] = (act_request){(float **)&(ptr), (count)})
+    for (int l = 0; l < L; l++) {
+        qt_layer_acts *a = &m->acts[l];
+        REQ(a->ln1, N * C);
+        REQ(a->ln1_mean, N);
+        REQ(a->ln1_rstd, N);
+        REQ(a->qkv, N * 3 * C);
+        REQ(a->p, BHTT);
+        REQ(a->probs, BHTT);
+        if (attn_drop > 0) REQ(a->probs_drop, BHTT);
+        REQ(a->ctx, N * C);
+        if (gated) {
+            REQ(a->gate, N * H);
+            if (nh) REQ(a->gate_hidden, N * H * nh);
+            REQ(a->gated, N * C);
+        }
+        REQ(a->attn_out, N * C);
+        REQ(a->resid1, N * C);
+        REQ(a->ln2, N * C);
+        REQ(a->ln2_mean, N);
+        REQ(a->ln2_rstd, N);
+        REQ(a->fc, N * F);
+        REQ(a->fc_act, N * F);
+        REQ(a->ffn_out, N * C);
+        REQ(a->resid2, N * C);
+    }
+    REQ(m->encoded, N * C);
+    REQ(m->lnf, N * C);
+    REQ(m->lnf_mean, N);
+    REQ(m->lnf_rstd, N);
+    REQ(m->logits, N * V);
+    REQ(m->losses, N);
+    REQ(m->dlosses, N);
+    REQ(m->d_resid, N * C);
+    REQ(m->d_ln, N * C);
+    REQ(m->d_qkv, N * 3 * C);
+    REQ(m->d_ctx, N * C);
+    REQ(m->d_gated, N * C);
+    REQ(m->d_gate, N * H);
+    REQ(m->d_branch, N * C);
+    REQ(m->d_probs, BHTT);
+    REQ(m->d_scores, BHTT);
+    if (attn_drop > 0) REQ(m->d_probs_pre, BHTT);
+    REQ(m->d_fc, N * F);
+    REQ(m->d_fc_act, N * F);
+    REQ(m->zeros_c, C);
+    // int buffers carved as floats (same size, 4 bytes)
+    REQ(m->inputs, N);
+    REQ(m->targets, N);
+    REQ(m->lens, (size_t)B * H * T);
+#undef REQ
+    size_t total = 0;
+    for (int i = 0; i < nreq; i++) total += (req[i].n + 15) / 16 * 16;
+    m->act_floats = total;
+    st = be->ops->alloc(be->ctx, (void **)&m->act_arena, total * sizeof(float));
+    if (st == QT_OK) st = be->ops->zero(be->ctx, m->act_arena, total * sizeof(float));
+    if (st != QT_OK) {
+        free(req);
+        qt_model_free(m);
+        return st;
+    }
+    size_t off = 0;
+    for (int i = 0; i < nreq; i++) {
+        *req[i].slot = m->act_arena + off;
+        off += (req[i].n + 15) / 16 * 16;
+    }
+    free(req);
+    m->lens_T = 0;
+    st = init_params(m);
+    if (st == QT_OK) st = qt_model_zero_grad(m);
+    if (st != QT_OK) qt_model_free(m);
+    return st;
+}
+
+void qt_model_free(qt_model *m) {
+    if (m->be && m->be->ops) {
+        if (m->params) m->be->ops->free(m->be->ctx, m->params);
+        if (m->grads) m->be->ops->free(m->be->ctx, m->grads);
+        if (m->act_arena) m->be->ops->free(m->be->ctx, m->act_arena);
+    }
+    free(m->tensors);
+    free(m->p.layers);
+    free(m->g.layers);
+    free(m->acts);
+    memset(m, 0, sizeof *m);
+}
+
+qt_status qt_model_zero_grad(qt_model *m) {
+    return BE->zero(CTX, m->grads, m->n_params * sizeof(float));
+}
+
+size_t qt_model_num_params(const qt_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i].numel;
+    return n;
+}
+
+double qt_model_flops_per_token(const qt_config *cfg, int T) {
+    double C = cfg->d_model, F = cfg->d_ff, L = cfg->n_layer, V = cfg->vocab_size;
+    // Matmul parameters: per layer qkv (3C^2) + out_proj (C^2) + fc1, fc2 (2CF); head VC.
+    double matmul_params = L * (4.0 * C * C + 2.0 * C * F) + V * C;
+    // Attention: QK^T and PV, each 2*T*C per token forward (full T x T, as computed).
+    double attn = L * 2.0 * 2.0 * T * C;
+    return 6.0 * matmul_params + 3.0 * attn;
+}
+
+// ---- forward -----------------------------------------------------------------------------
+
+static qt_status ensure_lens(qt_model *m, int T) {
+    if (m->lens_T == T) return QT_OK;
+    int rows = m->B * m->cfg.n_head * T;
+    int *host = malloc((size_t)rows * sizeof(int));
+    if (!host) return qt_error(QT_ERR_OOM, "cannot allocate attention lengths");
+    // Causal: query row t attends keys [0, t].
+    for (int r = 0; r < rows; r++) host[r] = r % T + 1;
+    qt_status st = BE->to_device(CTX, m->lens, host, (size_t)rows * sizeof(int));
+    free(host);
+    if (st == QT_OK) m->lens_T = T;
+    return st;
+}
+
+static qt_softmax_params softmax_params(const qt_config *cfg) {
+    qt_softmax_params sp = {
+        .kind = cfg->softmax,
+        .scale = 1.0f / sqrtf((float)(cfg->d_model / cfg->n_head)),
+        .gamma = qt_config_gamma(cfg),
+        .zeta = cfg->zeta,
+        .eta = cfg->eta,
+        .beta = cfg->beta,
+    };
+    return sp;
+}
+
+static float attn_dropout_prob(const qt_config *cfg) {
+    return cfg->attn_dropout >= 0 ? cfg->attn_dropout : cfg->dropout;
+}
+
+// Dropout stream for site `site` of layer `layer` in the current micro-step.
+static uint64_t drop_stream(const qt_model *m, int layer, int site) {
+    return qt_stream_id(m->dropout_stream, (uint64_t)layer + 1, (uint64_t)site);
+}
+
+enum { SITE_EMBED = 0, SITE_ATTN_PROBS, SITE_ATTN_RESID, SITE_FFN_RESID };
+
+// The batched GEMMs of attention address (b, h) slices of (B, T, 3C) and (B, H, T, T).
+static qt_gemm_desc attn_desc(int trans_a, int trans_b, int M, int N, int K, float beta, int lda,
+                              int64_t a_outer, int64_t a_inner, int ldb, int64_t b_outer,
+                              int64_t b_inner, int ldc, int64_t c_outer, int64_t c_inner, int B,
+                              int H) {
+    qt_gemm_desc d = {
+        .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K, .alpha = 1.0f,
+        .beta = beta, .lda = lda, .ldb = ldb, .ldc = ldc, .batch = B * H, .inner = H,
+        .a_outer = a_outer, .a_inner = a_inner, .b_outer = b_outer, .b_inner = b_inner,
+        .c_outer = c_outer, .c_inner = c_inner,
+    };
+    return d;
+}
+
+qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
+                           float *mean_loss) {
+    const qt_config *cfg = &m->cfg;
+    if (B < 1 || B > m->B || T < 1 || T > m->T)
+        return qt_error(QT_ERR_ARG, "forward: batch %d x %d exceeds the allocated %d x %d", B, T,
+                        m->B, m->T);
+    int L = cfg->n_layer, C = cfg->d_model, H = cfg->n_head, D = C / H, F = cfg->d_ff;
+    int V = cfg->vocab_size, N = B * T;
+    for (int i = 0; i < N; i++)
+        if (inputs[i] < 0 || inputs[i] >= V || (targets && targets[i] >= V))
+            return qt_error(QT_ERR_ARG, "token %d at position %d is outside the vocabulary of %d",
+                            inputs[i] < 0 || inputs[i] >= V ? inputs[i] : targets[i], i, V);
+    QT_TRY(ensure_lens(m, T));
+    QT_TRY(BE->to_device(CTX, m->inputs, inputs, (size_t)N * sizeof(int)));
+    if (targets) QT_TRY(BE->to_device(CTX, m->targets, targets, (size_t)N * sizeof(int)));
+    float drop = m->training ? cfg->dropout : 0.0f;
+    float attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f;
+    qt_softmax_params sp = softmax_params(cfg);
+    qt_gate_shape gs = {cfg->gate, H, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0};
+    int act_gelu = cfg->activation == QT_ACT_GELU;
+    int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
+
+    QT_TRY(BE->embedding_fwd(CTX, m->encoded, m->inputs, m->p.wte, m->p.wpe, B, T, C));
+    if (drop > 0)
+        QT_TRY(BE->dropout_fwd(CTX, m->encoded, m->encoded, (size_t)N * C, drop, cfg->seed,
+                               drop_stream(m, 0, SITE_EMBED)));
+    const float *x = m->encoded;
+    for (int l = 0; l < L; l++) {
+        const qt_layer_params *w = &m->p.layers[l];
+        qt_layer_acts *a = &m->acts[l];
+        const float *ln1_b = w->ln1_b ? w->ln1_b : m->zeros_c;
+        const float *ln2_b = w->ln2_b ? w->ln2_b : m->zeros_c;
+        QT_TRY(BE->layernorm_fwd(CTX, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, ln1_b, N, C));
+        QT_TRY(BE->linear_fwd(CTX, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
+        // scores (B, H, T, T) = Q K^T per head, into `probs` (overwritten by the softmax)
+        qt_gemm_desc qk = attn_desc(0, 1, T, T, D, 0.0f, 3 * C, T3C, D, 3 * C, T3C, D, T,
+                                    H * TT, TT, B, H);
+        QT_TRY(BE->gemm(CTX, &qk, a->qkv, a->qkv + C, a->probs));
+        QT_TRY(BE->softmax_clip_fwd(CTX, &sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
+        const float *pv_probs = a->probs;
+        if (attn_drop > 0) {
+            QT_TRY(BE->dropout_fwd(CTX, a->probs_drop, a->probs, (size_t)B * H * TT, attn_drop,
+                                   cfg->seed, drop_stream(m, l, SITE_ATTN_PROBS)));
+            pv_probs = a->probs_drop;
+        }
+        // ctx (B, T, C): head h's (T, D) slice = probs (T, T) @ V (T, D)
+        qt_gemm_desc pv = attn_desc(0, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, C,
+                                    (int64_t)T * C, D, B, H);
+        QT_TRY(BE->gemm(CTX, &pv, pv_probs, a->qkv + 2 * C, a->ctx));
+        const float *proj_in = a->ctx;
+        if (gs.kind != QT_GATE_NONE) {
+            QT_TRY(BE->gate_fwd(CTX, &gs, a->gate, a->gate_hidden, a->ln1, w->gate_w1, w->gate_b1,
+                                w->gate_w2, w->gate_b2, N, C));
+            QT_TRY(BE->gate_mul_fwd(CTX, a->gated, a->gate, a->ctx, N, C, H));
+            proj_in = a->gated;
+        }
+        QT_TRY(BE->linear_fwd(CTX, a->attn_out, proj_in, w->proj_w, w->proj_b, N, C, C));
+        // resid1 = x + drop(attn_out)
+        if (drop > 0) {
+            QT_TRY(BE->dropout_fwd(CTX, a->resid1, a->attn_out, (size_t)N * C, drop, cfg->seed,
+                                   drop_stream(m, l, SITE_ATTN_RESID)));
+            QT_TRY(BE->add(CTX, a->resid1, a->resid1, x, (size_t)N * C));
+        } else {
+            QT_TRY(BE->add(CTX, a->resid1, a->attn_out, x, (size_t)N * C));
+        }
+        QT_TRY(BE->layernorm_fwd(CTX, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid1, w->ln2_w, ln2_b,
+                                 N, C));
+        QT_TRY(BE->linear_fwd(CTX, a->fc, a->ln2, w->fc_w, w->fc_b, N, C, F));
+        if (act_gelu)
+            QT_TRY(BE->gelu_fwd(CTX, a->fc_act, a->fc, (size_t)N * F));
+        else
+            QT_TRY(BE->relu_fwd(CTX, a->fc_act, a->fc, (size_t)N * F));
+        QT_TRY(BE->linear_fwd(CTX, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N, F, C));
+        if (drop > 0) {
+            QT_TRY(BE->dropout_fwd(CTX, a->resid2, a->ffn_out, (size_t)N * C, drop, cfg->seed,
+                                   drop_stream(m, l, SITE_FFN_RESID)));
+            QT_TRY(BE->add(CTX, a->resid2, a->resid2, a->resid1, (size_t)N * C));
+        } else {
+            QT_TRY(BE->add(CTX, a->resid2, a->ffn_out, a->resid1, (size_t)N * C));
+        }
+        x = a->resid2;
+    }
+    const float *lnf_b = m->p.lnf_b ? m->p.lnf_b : m->zeros_c;
+    QT_TRY(BE->layernorm_fwd(CTX, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->p.lnf_w, lnf_b, N, C));
+    QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf, m->p.head, NULL, N, C, V));
+    if (!targets) return QT_OK;
+    QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->logits, m->logits, m->targets, N, V));
+    float *losses = malloc((size_t)N * sizeof(float));
+    if (!losses) return qt_error(QT_ERR_OOM, "cannot allocate %d losses", N);
+    qt_status st = BE->to_host(CTX, losses, m->losses, (size_t)N * sizeof(float));
+    double sum = 0.0;
+    int count = 0;
+    for (int i = 0; i < N; i++)
+        if (targets[i] >= 0) {
+            sum += losses[i];
+            count++;
+        }
+    free(losses);
+    QT_TRY(st);
+    m->fwd_B = B;
+    m->fwd_T = T;
+    m->fwd_count = count;
+    if (mean_loss) *mean_loss = count ? (float)(sum / count) : 0.0f;
+    return QT_OK;
+}
+
+// ---- backward ----------------------------------------------------------------------------
+
+// d_out of a dropout site: with dropout on, `scratch` = mask-scaled copy of `d`; with it off,
+// `d` itself (no copy).
+static qt_status dropout_grad(qt_model *m, const float **out, float *scratch, const float *d,
+                              size_t n, float prob, uint64_t stream) {
+    if (prob <= 0) {
+        *out = d;
+        return QT_OK;
+    }
+    QT_TRY(BE->zero(CTX, scratch, n * sizeof(float)));
+    QT_TRY(BE->dropout_bwd(CTX, scratch, d, n, prob, m->cfg.seed, stream));
+    *out = scratch;
+    return QT_OK;
+}
+
+qt_status qt_model_backward(qt_model *m, float loss_scale) {
+    const qt_config *cfg = &m->cfg;
+    int B = m->fwd_B, T = m->fwd_T;
+    if (B == 0) return qt_error(QT_ERR_ARG, "backward without a forward with targets");
+    int L = cfg->n_layer, C = cfg->d_model, H = cfg->n_head, D = C / H, F = cfg->d_ff;
+    int V = cfg->vocab_size, N = B * T;
+    float drop = m->training ? cfg->dropout : 0.0f;
+    float attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f;
+    qt_softmax_params sp = softmax_params(cfg);
+    qt_gate_shape gs = {cfg->gate, H, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0};
+    int act_gelu = cfg->activation == QT_ACT_GELU;
+    int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
+    size_t NC = (size_t)N * C;
+
+    // d mean-loss / d loss_n = 1 / count for counted tokens
+    float *dl = malloc((size_t)N * sizeof(float));
+    if (!dl) return qt_error(QT_ERR_OOM, "cannot allocate %d loss gradients", N);
+    for (int i = 0; i < N; i++) dl[i] = m->fwd_count ? loss_scale / (float)m->fwd_count : 0.0f;
+    qt_status st = BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float));
+    free(dl);
+    QT_TRY(st);
+
+    // LM head: dlogits overwrite the probabilities in place.
+    QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));
+    QT_TRY(BE->zero(CTX, m->d_ln, NC * sizeof(float)));
+    QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.head, NULL, m->logits, m->lnf, m->p.head, N, C, V));
+    QT_TRY(BE->zero(CTX, m->d_resid, NC * sizeof(float)));
+    const float *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
+    QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch,
+                             m->d_ln, x_last, m->lnf_mean, m->lnf_rstd, m->p.lnf_w, N, C));
+
+    for (int l = L - 1; l >= 0; l--) {
+        const qt_layer_params *w = &m->p.layers[l];
+        qt_layer_params *gw = &m->g.layers[l];
+        const qt_layer_acts *a = &m->acts[l];
+        const float *x = l > 0 ? m->acts[l - 1].resid2 : m->encoded;
+        // Absent norm biases (model.bias = 0): their gradient lands in a scratch buffer whose
+        // contents are dead at that point and never read.
+        float *ln_db_sink = m->d_branch;
+
+        // ---- FFN branch: resid2 = resid1 + drop(fc2(act(fc1(ln2(resid1)))))
+        const float *d_ffn;
+        QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, drop,
+                            drop_stream(m, l, SITE_FFN_RESID)));
+        QT_TRY(BE->zero(CTX, m->d_fc_act, (size_t)N * F * sizeof(float)));
+        QT_TRY(BE->linear_bwd(CTX, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn, a->fc_act, w->fc2_w, N,
+                              F, C));
+        QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F * sizeof(float)));
+        if (act_gelu)
+            QT_TRY(BE->gelu_bwd(CTX, m->d_fc, m->d_fc_act, a->fc, (size_t)N * F));
+        else
+            QT_TRY(BE->relu_bwd(CTX, m->d_fc, m->d_fc_act, a->fc, (size_t)N * F));
+        QT_TRY(BE->zero(CTX, m->d_ln, NC * sizeof(float)));
+        QT_TRY(BE->linear_bwd(CTX, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2, w->fc_w, N, C, F));
+        QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink,
+                                 m->d_ln, a->resid1, a->ln2_mean, a->ln2_rstd, w->ln2_w, N, C));
+        // d_resid is now d resid1.
+
+        // ---- attention branch: resid1 = x + drop(out_proj(gate * attention(ln1(x))))
+        const float *d_attn;
+        QT_TRY(dropout_grad(m, &d_attn, m->d_branch, m->d_resid, NC, drop,
+                            drop_stream(m, l, SITE_ATTN_RESID)));
+        QT_TRY(BE->zero(CTX, m->d_gated, NC * sizeof(float)));
+        const float *proj_in = gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
+        QT_TRY(BE->linear_bwd(CTX, m->d_gated, gw->proj_w, gw->proj_b, d_attn, proj_in, w->proj_w,
+                              N, C, C));
+        QT_TRY(BE->zero(CTX, m->d_ln, NC * sizeof(float)));
+        const float *d_ctx = m->d_gated;
+        if (gs.kind != QT_GATE_NONE) {
+            QT_TRY(BE->zero(CTX, m->d_ctx, NC * sizeof(float)));
+            QT_TRY(BE->zero(CTX, m->d_gate, (size_t)N * H * sizeof(float)));
+            QT_TRY(BE->gate_mul_bwd(CTX, m->d_ctx, m->d_gate, m->d_gated, a->gate, a->ctx, N, C, H));
+            QT_TRY(BE->gate_bwd(CTX, &gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
+                                gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1,
+                                w->gate_w1, w->gate_w2, N, C));
+            d_ctx = m->d_ctx;
+        }
+        // attention core
+        const float *pv_probs = attn_drop > 0 ? a->probs_drop : a->probs;
+        QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * sizeof(float)));
+        // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
+        qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D, T,
+                                    H * TT, TT, B, H);
+        QT_TRY(BE->gemm(CTX, &dp, d_ctx, a->qkv + 2 * C, m->d_probs));
+        // dV_h (T, D) += probs^T (T, T) @ d_ctx_h (T, D)
+        qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, C, (int64_t)T * C, D,
+                                    3 * C, T3C, D, B, H);
+        QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, m->d_qkv + 2 * C));
+        const float *d_probs = m->d_probs;
+        if (attn_drop > 0) {
+            QT_TRY(dropout_grad(m, &d_probs, m->d_probs_pre, m->d_probs, (size_t)B * H * TT,
+                                attn_drop, drop_stream(m, l, SITE_ATTN_PROBS)));
+        }
+        QT_TRY(BE->zero(CTX, m->d_scores, (size_t)B * H * TT * sizeof(float)));
+        QT_TRY(BE->softmax_clip_bwd(CTX, &sp, m->d_scores, d_probs, a->p, m->lens, B * H * T, T));
+        // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
+        qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C, T3C,
+                                    D, B, H);
+        QT_TRY(BE->gemm(CTX, &dq, m->d_scores, a->qkv + C, m->d_qkv));
+        qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C, T3C,
+                                    D, B, H);
+        QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, m->d_qkv + C));
+        QT_TRY(BE->linear_bwd(CTX, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv, a->ln1, w->qkv_w, N, C,
+                              3 * C));
+        QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink,
+                                 m->d_ln, x, a->ln1_mean, a->ln1_rstd, w->ln1_w, N, C));
+        // d_resid is now d x.
+    }
+    const float *d_emb;
+    QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, drop, drop_stream(m, 0, SITE_EMBED)));
+    QT_TRY(BE->embedding_bwd(CTX, m->g.wte, m->g.wpe, d_emb, m->inputs, B, T, C));
+    return QT_OK;
+}

@@ -1,0 +1,82 @@
+// optimizer.c: AdamW over the parameter table, the lr schedule, gradient clipping.
+#include "qtrain/optimizer.h"
+
+#include <math.h>
+#include <string.h>
+
+qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
+    memset(opt, 0, sizeof *opt);
+    const qt_backend *be = model->be;
+    size_t bytes = model->n_params * sizeof(float);
+    QT_TRY(be->ops->alloc(be->ctx, (void **)&opt->m, bytes));
+    qt_status st = be->ops->alloc(be->ctx, (void **)&opt->v, bytes);
+    if (st == QT_OK) st = be->ops->zero(be->ctx, opt->m, bytes);
+    if (st == QT_OK) st = be->ops->zero(be->ctx, opt->v, bytes);
+    if (st != QT_OK) qt_optimizer_free(opt, model);
+    return st;
+}
+
+void qt_optimizer_free(qt_optimizer *opt, const qt_model *model) {
+    const qt_backend *be = model->be;
+    if (be && be->ops) {
+        if (opt->m) be->ops->free(be->ctx, opt->m);
+        if (opt->v) be->ops->free(be->ctx, opt->v);
+    }
+    memset(opt, 0, sizeof *opt);
+}
+
+float qt_lr_at(const qt_config *cfg, int step) {
+    if (cfg->warmup_steps > 0 && step < cfg->warmup_steps)
+        return cfg->lr * (float)(step + 1) / (float)cfg->warmup_steps;
+    if (cfg->schedule == QT_SCHED_CONSTANT) return cfg->lr;
+    int decay_steps = cfg->max_steps - cfg->warmup_steps;
+    if (decay_steps <= 0) return cfg->lr;
+    double progress = (double)(step - cfg->warmup_steps) / (double)decay_steps;
+    if (progress > 1.0) progress = 1.0;
+    double frac = cfg->schedule == QT_SCHED_COSINE ? 0.5 * (1.0 + cos(3.14159265358979323846 * progress))
+                                                   : 1.0 - progress;
+    return (float)(cfg->min_lr + (cfg->lr - cfg->min_lr) * frac);
+}
+
+qt_status qt_grad_norm(const qt_model *model, double *norm) {
+    double sumsq = 0.0;
+    QT_TRY(model->be->ops->sumsq(model->be->ctx, &sumsq, model->grads, model->n_params));
+    *norm = sqrt(sumsq);
+    return QT_OK;
+}
+
+static float tensor_weight_decay(const qt_config *cfg, qt_tensor_kind kind) {
+    switch (kind) {
+    case QT_TENSOR_MATRIX: return cfg->weight_decay;
+    case QT_TENSOR_NORM: return cfg->decay_norm_weights ? cfg->weight_decay : 0.0f;
+    case QT_TENSOR_BIAS: return 0.0f;
+    }
+    return 0.0f;
+}
+
+qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, double *grad_norm) {
+    const qt_config *cfg = &model->cfg;
+    const qt_backend *be = model->be;
+    double norm = 0.0;
+    QT_TRY(qt_grad_norm(model, &norm));
+    if (grad_norm) *grad_norm = norm;
+    if (!isfinite(norm))
+        return qt_error(QT_ERR_ARG,
+                        "the gradient norm is %g at step %d: training diverged; lower "
+                        "train.lr or raise train.warmup_steps",
+                        norm, opt->step + 1);
+    float scale = 1.0f;
+    if (cfg->grad_clip > 0 && norm > cfg->grad_clip) scale = (float)(cfg->grad_clip / (norm + 1e-6));
+    opt->step++;
+    qt_adamw_params prm = {
+        .lr = lr, .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->eps,
+        .step = opt->step, .grad_scale = scale,
+    };
+    for (int i = 0; i < model->n_tensors; i++) {
+        const qt_tensor_info *t = &model->tensors[i];
+        prm.weight_decay = tensor_weight_decay(cfg, t->kind);
+        QT_TRY(be->ops->adamw_step(be->ctx, model->params + t->offset, model->grads + t->offset,
+                                   opt->m + t->offset, opt->v + t->offset, t->numel, &prm));
+    }
+    return QT_OK;
+}

@@ -1,0 +1,156 @@
+// train_state.c: training checkpoints on top of the tensor container (qtrain/checkpoint.h).
+//
+// Entries: "qtrain.meta" u64[4] = {format 1, step, data epoch, data index};
+// "qtrain.config" u8[] = the resolved config text (qt_config_write);
+// one f32 entry per parameter tensor under its model name;
+// "optimizer.m", "optimizer.v" f32[n_params] = the AdamW moments, whole arenas.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtrain/checkpoint.h"
+#include "qtrain/trainer.h"
+
+#define TRAIN_STATE_FORMAT 1
+
+static qt_status config_text(const qt_config *cfg, char **text, size_t *len) {
+    FILE *f = open_memstream(text, len);
+    if (!f) return qt_error(QT_ERR_OOM, "cannot allocate the config text");
+    qt_status st = qt_config_write(cfg, f);
+    fclose(f);
+    if (st != QT_OK) free(*text);
+    return st;
+}
+
+static qt_status device_to_host_copy(const qt_model *model, const float *dev, size_t n,
+                                     float **host) {
+    *host = malloc(n * sizeof(float) + 1);
+    if (!*host) return qt_error(QT_ERR_OOM, "cannot allocate %zu floats for a checkpoint", n);
+    qt_status st = model->be->ops->to_host(model->be->ctx, *host, dev, n * sizeof(float));
+    if (st != QT_OK) free(*host);
+    return st;
+}
+
+qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_optimizer *opt,
+                              const qt_train_progress *progress) {
+    uint64_t meta[4] = {TRAIN_STATE_FORMAT, (uint64_t)progress->step, progress->data_epoch,
+                        progress->data_index};
+    char *text = NULL;
+    size_t text_len = 0;
+    QT_TRY(config_text(&model->cfg, &text, &text_len));
+    float *params = NULL, *m = NULL, *v = NULL;
+    qt_ckpt_entry *entries = calloc((size_t)model->n_tensors + 4, sizeof *entries);
+    qt_status st = entries ? QT_OK : qt_error(QT_ERR_OOM, "cannot allocate checkpoint index");
+    if (st == QT_OK) st = device_to_host_copy(model, model->params, model->n_params, &params);
+    if (st == QT_OK && opt) st = device_to_host_copy(model, opt->m, model->n_params, &m);
+    if (st == QT_OK && opt) st = device_to_host_copy(model, opt->v, model->n_params, &v);
+    if (st == QT_OK) {
+        int n = 0;
+        entries[n++] = (qt_ckpt_entry){"qtrain.meta", QT_CKPT_U64, 1, {4}, meta};
+        entries[n++] = (qt_ckpt_entry){"qtrain.config", QT_CKPT_U8, 1, {(int64_t)text_len}, text};
+        for (int i = 0; i < model->n_tensors; i++) {
+            const qt_tensor_info *t = &model->tensors[i];
+            qt_ckpt_entry *e = &entries[n++];
+            e->name = t->name;
+            e->dtype = QT_CKPT_F32;
+            e->ndim = t->ndim;
+            for (int d = 0; d < t->ndim; d++) e->shape[d] = t->shape[d];
+            e->data = params + t->offset;
+        }
+        if (opt) {
+            entries[n++] = (qt_ckpt_entry){"optimizer.m", QT_CKPT_F32, 1,
+                                           {(int64_t)model->n_params}, m};
+            entries[n++] = (qt_ckpt_entry){"optimizer.v", QT_CKPT_F32, 1,
+                                           {(int64_t)model->n_params}, v};
+        }
+        st = qt_ckpt_write(path, entries, n);
+    }
+    free(entries);
+    free(params);
+    free(m);
+    free(v);
+    free(text);
+    return st;
+}
+
+// Applies the config text stored in a checkpoint line by line.
+static qt_status parse_config_text(const char *path, const char *text, size_t len,
+                                   qt_config *cfg) {
+    qt_config_defaults(cfg);
+    char origin[600];
+    size_t start = 0;
+    int line_no = 0;
+    char line[1024];
+    while (start < len) {
+        size_t end = start;
+        while (end < len && text[end] != '\n') end++;
+        line_no++;
+        size_t n = end - start < sizeof line - 1 ? end - start : sizeof line - 1;
+        memcpy(line, text + start, n);
+        line[n] = '\0';
+        start = end + 1;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        const char *s = line;
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        if (!*s) continue;
+        snprintf(origin, sizeof origin, "%s (stored config line %d)", path, line_no);
+        QT_TRY(qt_config_set(cfg, s, origin));
+    }
+    return qt_config_validate(cfg);
+}
+
+qt_status qt_train_state_read_config(const char *path, qt_config *cfg) {
+    qt_ckpt *ck = NULL;
+    QT_TRY(qt_ckpt_read(path, &ck));
+    const qt_ckpt_entry *e = qt_ckpt_find(ck, "qtrain.config");
+    qt_status st;
+    if (!e || e->dtype != QT_CKPT_U8 || e->ndim != 1)
+        st = qt_error(QT_ERR_FORMAT, "%s has no stored config: not a qtrain training checkpoint",
+                      path);
+    else
+        st = parse_config_text(path, e->data, (size_t)e->shape[0], cfg);
+    qt_ckpt_free(ck);
+    return st;
+}
+
+qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *opt,
+                              qt_train_progress *progress) {
+    qt_ckpt *ck = NULL;
+    QT_TRY(qt_ckpt_read(path, &ck));
+    qt_status st = QT_OK;
+    uint64_t meta[4] = {0};
+    float *host = malloc(model->n_params * sizeof(float) + 1);
+    if (!host) st = qt_error(QT_ERR_OOM, "cannot allocate %zu floats", model->n_params);
+    if (st == QT_OK) st = qt_ckpt_get(ck, "qtrain.meta", QT_CKPT_U64, 4, meta);
+    if (st == QT_OK && meta[0] != TRAIN_STATE_FORMAT)
+        st = qt_error(QT_ERR_FORMAT, "%s: training state format %llu, this qtrain reads %d", path,
+                      (unsigned long long)meta[0], TRAIN_STATE_FORMAT);
+    if (st == QT_OK) memset(host, 0, model->n_params * sizeof(float));
+    for (int i = 0; st == QT_OK && i < model->n_tensors; i++) {
+        const qt_tensor_info *t = &model->tensors[i];
+        st = qt_ckpt_get(ck, t->name, QT_CKPT_F32, t->numel, host + t->offset);
+    }
+    if (st == QT_OK)
+        st = model->be->ops->to_device(model->be->ctx, model->params, host,
+                                       model->n_params * sizeof(float));
+    if (opt) {
+        if (st == QT_OK) st = qt_ckpt_get(ck, "optimizer.m", QT_CKPT_F32, model->n_params, host);
+        if (st == QT_OK)
+            st = model->be->ops->to_device(model->be->ctx, opt->m, host,
+                                           model->n_params * sizeof(float));
+        if (st == QT_OK) st = qt_ckpt_get(ck, "optimizer.v", QT_CKPT_F32, model->n_params, host);
+        if (st == QT_OK)
+            st = model->be->ops->to_device(model->be->ctx, opt->v, host,
+                                           model->n_params * sizeof(float));
+        if (st == QT_OK) opt->step = (int)meta[1];
+    }
+    if (st == QT_OK && progress) {
+        progress->step = (int)meta[1];
+        progress->data_epoch = meta[2];
+        progress->data_index = meta[3];
+    }
+    free(host);
+    qt_ckpt_free(ck);
+    return st;
+}

@@ -1,0 +1,239 @@
+// trainer.c: the training loop: data, forward/backward with gradient accumulation, AdamW,
+// progress lines, metrics.jsonl, evaluation with outlier metrics, checkpoints, resume.
+#include "qtrain/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "qtrain/data.h"
+#include "qtrain/evaluate.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void format_duration(double seconds, char *buf, size_t len) {
+    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(buf, len, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+    else
+        snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
+}
+
+static qt_status make_dir(const char *path) {
+    if (mkdir(path, 0777) == 0 || errno == EEXIST) {
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return QT_OK;
+        return qt_error(QT_ERR_IO, "--out %s exists and is not a directory", path);
+    }
+    return qt_error(QT_ERR_IO, "cannot create --out directory %s: %s", path, strerror(errno));
+}
+
+static qt_status write_config_file(const qt_config *cfg, const char *dir) {
+    char path[1200], tmp[1300];
+    snprintf(path, sizeof path, "%s/config.conf", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return qt_error(QT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    qt_status st = qt_config_write(cfg, f);
+    if (fclose(f) != 0 && st == QT_OK) st = qt_error(QT_ERR_IO, "cannot write %s", tmp);
+    if (st == QT_OK && rename(tmp, path) != 0)
+        st = qt_error(QT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (st != QT_OK) remove(tmp);
+    return st;
+}
+
+typedef struct {
+    const qt_config *cfg;
+    const qt_train_opts *opts;
+    qt_backend be;
+    qt_model model;
+    qt_optimizer opt;
+    qt_dataloader *train, *val;
+    FILE *metrics;
+    char ckpt_path[1200];
+    int *inputs, *targets;
+} trainer;
+
+static qt_status save_checkpoint(trainer *t, int step) {
+    qt_data_pos pos = qt_dataloader_tell(t->train);
+    qt_train_progress progress = {step, pos.epoch, pos.index};
+    return qt_train_state_save(t->ckpt_path, &t->model, &t->opt, &progress);
+}
+
+static qt_status run_eval(trainer *t, int step) {
+    qt_eval_result r;
+    QT_TRY(qt_evaluate(&t->model, t->val, t->cfg->eval_batches, &r));
+    qt_eval_write_json(&r, step, t->metrics);
+    fputc('\n', t->metrics);
+    fflush(t->metrics);
+    if (!t->opts->quiet) {
+        fprintf(stderr, "eval @ step %d: ", step);
+        qt_eval_print(&r, stderr);
+    }
+    qt_eval_result_free(&r);
+    return QT_OK;
+}
+
+static qt_status train_loop(trainer *t, int start_step) {
+    const qt_config *cfg = t->cfg;
+    int B = cfg->batch_size, T = cfg->seq_len;
+    double tokens_per_step = (double)B * T * cfg->grad_accum;
+    double flops_per_token = qt_model_flops_per_token(cfg, T);
+    double t_start = now_seconds(), t_log = t_start;
+    int steps_since_log = 0;
+    double loss_since_log = 0.0;
+    int end_step = cfg->max_steps;
+    if (t->opts->stop_at_step > 0 && t->opts->stop_at_step < end_step)
+        end_step = t->opts->stop_at_step;
+    int step = start_step;
+    while (step < end_step && !stop_requested) {
+        QT_TRY(qt_model_zero_grad(&t->model));
+        double step_loss = 0.0;
+        for (int micro = 0; micro < cfg->grad_accum; micro++) {
+            QT_TRY(qt_dataloader_next(t->train, t->inputs, t->targets));
+            // Dropout masks depend only on (seed, step, micro-batch, layer, site).
+            t->model.dropout_stream = (uint64_t)step * (uint64_t)cfg->grad_accum + (uint64_t)micro;
+            float loss = 0.0f;
+            QT_TRY(qt_model_forward(&t->model, t->inputs, t->targets, B, T, &loss));
+            QT_TRY(qt_model_backward(&t->model, 1.0f / (float)cfg->grad_accum));
+            step_loss += loss;
+        }
+        step_loss /= cfg->grad_accum;
+        float lr = qt_lr_at(cfg, step);
+        double grad_norm = 0.0;
+        QT_TRY(qt_optimizer_step(&t->opt, &t->model, lr, &grad_norm));
+        step++;
+        steps_since_log++;
+        loss_since_log += step_loss;
+        int last = step == end_step || stop_requested;
+        if (step % cfg->log_every == 0 || last || step == start_step + 1) {
+            double now = now_seconds();
+            double tok_s = tokens_per_step * steps_since_log / (now - t_log);
+            double eta = (double)(end_step - step) * tokens_per_step / tok_s;
+            fprintf(t->metrics,
+                    "{\"type\":\"train\",\"step\":%d,\"loss\":%.9g,\"lr\":%.6g,\"grad_norm\":%.6g,"
+                    "\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"elapsed_s\":%.2f}\n",
+                    step, step_loss, lr, grad_norm, tok_s, tok_s * flops_per_token * 1e-9,
+                    now - t_start);
+            fflush(t->metrics);
+            if (!t->opts->quiet) {
+                char eta_s[32];
+                format_duration(eta, eta_s, sizeof eta_s);
+                fprintf(stderr,
+                        "step %5d/%d | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | "
+                        "%.1f GFLOP/s | ETA %s\n",
+                        step, cfg->max_steps, loss_since_log / steps_since_log, lr, grad_norm,
+                        tok_s, tok_s * flops_per_token * 1e-9, eta_s);
+            }
+            t_log = now;
+            steps_since_log = 0;
+            loss_since_log = 0.0;
+        }
+        int eval_due = (cfg->eval_every > 0 && step % cfg->eval_every == 0) || step == cfg->max_steps;
+        if (eval_due) QT_TRY(run_eval(t, step));
+        int ckpt_due = (cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || last;
+        if (ckpt_due) QT_TRY(save_checkpoint(t, step));
+    }
+    if (stop_requested && !t->opts->quiet)
+        fprintf(stderr, "qtrain: stopped by signal after step %d; checkpoint %s\n", step,
+                t->ckpt_path);
+    return QT_OK;
+}
+
+qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
+    QT_TRY(qt_config_validate(cfg));
+    QT_TRY(make_dir(opts->out_dir));
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.opts = opts;
+    snprintf(t.ckpt_path, sizeof t.ckpt_path, "%s/ckpt.bin", opts->out_dir);
+    int B = cfg->batch_size, T = cfg->seq_len, start_step = 0;
+    qt_status st = qt_backend_cpu_init(&t.be, cfg->threads);
+    int have_model = 0, have_opt = 0;
+    if (st == QT_OK) st = qt_model_init(&t.model, cfg, &t.be, B, T);
+    have_model = st == QT_OK;
+    if (st == QT_OK) st = qt_optimizer_init(&t.opt, &t.model);
+    have_opt = st == QT_OK;
+    if (st == QT_OK) st = qt_dataloader_open(&t.train, cfg->data_dir, "train", B, T,
+                                             cfg->vocab_size, cfg->seed, 1);
+    if (st == QT_OK) st = qt_dataloader_open(&t.val, cfg->data_dir, "val", B, T,
+                                             cfg->vocab_size, cfg->seed, 0);
+    if (st == QT_OK) {
+        t.inputs = malloc((size_t)B * T * sizeof(int));
+        t.targets = malloc((size_t)B * T * sizeof(int));
+        if (!t.inputs || !t.targets) st = qt_error(QT_ERR_OOM, "cannot allocate a batch");
+    }
+    if (st == QT_OK && opts->resume_from) {
+        qt_train_progress progress;
+        st = qt_train_state_load(opts->resume_from, &t.model, &t.opt, &progress);
+        if (st == QT_OK)
+            st = qt_dataloader_seek(t.train, (qt_data_pos){progress.data_epoch, progress.data_index});
+        start_step = progress.step;
+        if (st == QT_OK && start_step >= cfg->max_steps)
+            st = qt_error(QT_ERR_ARG,
+                          "%s is at step %d, and train.max_steps is %d: nothing to do; raise "
+                          "it with --set train.max_steps=N",
+                          opts->resume_from, start_step, cfg->max_steps);
+    }
+    if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
+    if (st == QT_OK) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", opts->out_dir);
+        // A resumed run appends to the log of the run it continues.
+        t.metrics = fopen(path, opts->resume_from ? "a" : "w");
+        if (!t.metrics) st = qt_error(QT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    if (st == QT_OK && !opts->quiet) {
+        fprintf(stderr,
+                "qtrain: %zu parameters | %d layers d_model %d heads %d d_ff %d | softmax %s | "
+                "gate %s | %s backend, %d threads | train %llu tokens, val %llu tokens%s\n",
+                qt_model_num_params(&t.model), cfg->n_layer, cfg->d_model, cfg->n_head, cfg->d_ff,
+                cfg->softmax == QT_SOFTMAX_VANILLA   ? "vanilla"
+                : cfg->softmax == QT_SOFTMAX_CLIPPED ? "clipped"
+                                                     : "ncs",
+                cfg->gate == QT_GATE_NONE     ? "none"
+                : cfg->gate == QT_GATE_LINEAR ? "linear"
+                : cfg->gate == QT_GATE_MLP    ? "mlp"
+                                              : "all_heads",
+                t.be.name, t.be.threads, (unsigned long long)qt_dataloader_num_tokens(t.train),
+                (unsigned long long)qt_dataloader_num_tokens(t.val),
+                opts->resume_from ? " | resumed" : "");
+    }
+    if (st == QT_OK) {
+        t.model.training = 1;
+        stop_requested = 0;
+        struct sigaction sa, old_int, old_term;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        st = train_loop(&t, start_step);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
+    if (t.metrics) fclose(t.metrics);
+    free(t.inputs);
+    free(t.targets);
+    if (t.train) qt_dataloader_free(t.train);
+    if (t.val) qt_dataloader_free(t.val);
+    if (have_opt) qt_optimizer_free(&t.opt, &t.model);
+    if (have_model) qt_model_free(&t.model);
+    qt_backend_free(&t.be);
+    return st;
+}

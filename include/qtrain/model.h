@@ -1,0 +1,124 @@
+// qtrain/model.h: a decoder-only causal LM (OPT/GPT style, pre-LN), its parameters,
+// activations, forward and backward, on any qt_backend.
+//
+// Per layer:  h = x + drop(Attn(LN1(x)));  y = h + drop(FC2(act(FC1(LN2(h)))))
+// with Attn the (optionally gated) attention of qtrain/ops.h and the softmax variant of the
+// config. Then LN_f and the LM head (tied to the token embedding or its own matrix).
+// Parameters are named tensors in one arena (the table drives init, weight decay groups and
+// checkpoints); gradients mirror them; activations live in a second arena sized for the
+// (B, T) given at init, and any T' <= T can be run.
+#ifndef QTRAIN_MODEL_H
+#define QTRAIN_MODEL_H
+
+#include <stddef.h>
+
+#include "qtrain/backend.h"
+#include "qtrain/config.h"
+
+typedef enum {
+    QT_TENSOR_MATRIX = 0, // linear and embedding weights: weight decay on
+    QT_TENSOR_BIAS,       // biases: no weight decay
+    QT_TENSOR_NORM,       // norm gains: decay only with train.decay_norm_weights
+} qt_tensor_kind;
+
+typedef struct {
+    char name[64];     // Hugging Face OPT-style name ("decoder.layers.0.fc1.weight")
+    size_t offset;     // elements from the start of the parameter arena
+    size_t numel;
+    int ndim;
+    int shape[3];
+    qt_tensor_kind kind;
+} qt_tensor_info;
+
+typedef struct {
+    float *ln1_w, *ln1_b;       // (C), (C)
+    float *qkv_w, *qkv_b;       // (3C, C), (3C)
+    float *proj_w, *proj_b;     // (C, C), (C)
+    float *gate_w1, *gate_b1;   // see qt_cpu_gate_fwd; NULL when ungated
+    float *gate_w2, *gate_b2;   // MLP gate only
+    float *ln2_w, *ln2_b;       // (C), (C)
+    float *fc_w, *fc_b;         // (F, C), (F)
+    float *fc2_w, *fc2_b;       // (C, F), (C)
+} qt_layer_params;             // biases NULL when model.bias = 0
+
+typedef struct {
+    float *wte;   // (V, C)
+    float *wpe;   // (maxT, C)
+    float *lnf_w, *lnf_b; // (C)
+    float *head;  // (V, C): wte when tied
+    qt_layer_params *layers; // (L)
+} qt_model_params;
+
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; // (N, C), (N), (N)
+    float *qkv;                       // (N, 3C)
+    float *p, *probs;                 // (B, H, T, T) softmax, clipped probabilities
+    float *probs_drop;                // (B, H, T, T) after attention dropout (NULL if none)
+    float *ctx;                       // (N, C) pre-gate context
+    float *gate, *gate_hidden;        // (N, H), (N, H, n_hid)
+    float *gated;                     // (N, C) gate * ctx
+    float *attn_out;                  // (N, C) out_proj output
+    float *resid1;                    // (N, C) x + drop(attn_out)
+    float *ln2, *ln2_mean, *ln2_rstd; // (N, C), (N), (N)
+    float *fc, *fc_act;               // (N, F) pre- and post-activation
+    float *ffn_out;                   // (N, C) fc2 output
+    float *resid2;                    // (N, C) the layer's output
+} qt_layer_acts;
+
+typedef struct qt_model {
+    qt_config cfg;
+    qt_backend *be;
+    int B, T; // allocated batch and sequence length
+    int n_tensors;
+    qt_tensor_info *tensors;
+    size_t n_params;
+    float *params, *grads; // backend memory, (n_params) each
+    qt_model_params p, g;  // views into params and grads
+    // activations, backend memory
+    float *act_arena;
+    size_t act_floats;
+    qt_layer_acts *acts;             // (L)
+    float *encoded;                  // (N, C) embeddings after dropout
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *logits;                   // (N, V); probabilities after the loss forward
+    float *losses;                   // (N)
+    float *dlosses;                  // (N)
+    // backward scratch, reused by every layer
+    float *d_resid, *d_ln, *d_qkv, *d_ctx, *d_gated, *d_gate, *d_branch;
+    float *d_probs, *d_scores, *d_probs_pre; // (B, H, T, T)
+    float *d_fc, *d_fc_act;                  // (N, F)
+    int *inputs, *targets;                   // (B, T) backend memory
+    int *lens;                               // (B, H, T) keys per attention row
+    int lens_T;                              // the T `lens` was built for
+    float *zeros_c;                          // (C) stand-in for absent norm biases
+    int training;                            // dropout on
+    int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward
+    uint64_t dropout_stream;                 // distinct per micro-step (set by the trainer)
+} qt_model;
+
+// Builds the parameter table and allocates parameters, gradients and activations for
+// micro-batches of B sequences of up to T tokens, then initialises the parameters from
+// cfg.seed. `be` must outlive the model.
+qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B, int T);
+void qt_model_free(qt_model *m);
+
+// Forward over inputs (B', T') with B' <= B, T' <= T, host arrays. targets may be NULL (no
+// loss). On return *mean_loss is the mean over tokens with target >= 0 (if targets given).
+qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
+                           float *mean_loss);
+// Backward of the last forward (which must have had targets): grads += d(loss_scale *
+// mean loss)/d params. The caller zeroes grads (qt_model_zero_grad) once per optimizer step.
+qt_status qt_model_backward(qt_model *m, float loss_scale);
+qt_status qt_model_zero_grad(qt_model *m);
+
+// Index of a tensor by name, or -1.
+int qt_model_find_tensor(const qt_model *m, const char *name);
+
+// Total parameters (tied head counted once).
+size_t qt_model_num_params(const qt_model *m);
+
+// Training FLOPs per token for the config at sequence length T (6N + attention), for
+// reporting achieved GFLOP/s.
+double qt_model_flops_per_token(const qt_config *cfg, int T);
+
+#endif

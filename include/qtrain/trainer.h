@@ -1,0 +1,47 @@
+// qtrain/trainer.h: the training loop, its checkpoints and its outputs.
+//
+// Everything a run produces goes under out_dir:
+//   config.conf    the resolved config (every key), loadable with --config
+//   metrics.jsonl  one JSON object per line: {"type":"train", step, loss, lr, tokens_per_s,
+//                  grad_norm, ...} every train.log_every steps and {"type":"eval", step,
+//                  val_loss, val_ppl, max_inf_norm, avg_kurtosis, layers: [...]} per evaluation
+//   ckpt.bin       the latest checkpoint (model, AdamW moments, step, data position, config),
+//                  replaced atomically
+#ifndef QTRAIN_TRAINER_H
+#define QTRAIN_TRAINER_H
+
+#include "qtrain/config.h"
+#include "qtrain/model.h"
+#include "qtrain/optimizer.h"
+
+typedef struct {
+    const char *out_dir;     // created if missing
+    const char *resume_from; // checkpoint to continue from, or NULL
+    int stop_at_step;        // stop (and checkpoint) once this many steps are done; 0: off
+    int quiet;               // no progress lines on stderr
+} qt_train_opts;
+
+// Trains cfg as described above. With resume_from, the parameters, optimizer moments, step
+// and data position come from the checkpoint, and the run continues bit-exactly (CPU).
+// SIGINT/SIGTERM finish the current step, write a checkpoint and return QT_OK.
+qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts);
+
+// ---- checkpoints (host/train_state.c) ----
+
+typedef struct {
+    int step;            // optimizer steps done
+    uint64_t data_epoch; // training loader position
+    uint64_t data_index;
+} qt_train_progress;
+
+// Writes model parameters (by tensor name), AdamW moments, progress and the config text.
+qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_optimizer *opt,
+                              const qt_train_progress *progress);
+// Reads only the config stored in a checkpoint (to build the model it describes).
+qt_status qt_train_state_read_config(const char *path, qt_config *cfg);
+// Restores parameters (and, if opt != NULL, the moments and *progress) into a model built from
+// the checkpoint's config. Errors name the tensor that is missing or mis-shaped.
+qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *opt,
+                              qt_train_progress *progress);
+
+#endif
