@@ -1,0 +1,321 @@
+// prepare.c: a text file -> tokenizer.bin, train/val shards and prepare.json (qtrain/data.h).
+//
+// The validation split is the tail of the text, cut at a line boundary, and the tokenizer is
+// trained on the training part only, so validation text is unseen by every learned piece.
+// prepare.json's val_unigram_entropy_nats is the cross-entropy of the validation tokens under
+// the training tokens' unigram distribution with add-one smoothing,
+//     H = -(1 / N_val) sum_{t in val} log((count_train(t) + 1) / (N_train + V)),
+// the loss of a model that ignores context: a trained model's validation loss must be below it.
+#include <errno.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qtrain/data.h"
+#include "qtrain/tokenizer.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// mkdir -p: creates path and any missing parents.
+static qt_status make_dirs(const char *path) {
+    size_t len = strlen(path);
+    char *p = malloc(len + 1);
+    if (!p) return qt_error(QT_ERR_OOM, "out of memory creating %s", path);
+    memcpy(p, path, len + 1);
+    qt_status st = QT_OK;
+    for (size_t i = 1; i <= len && st == QT_OK; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            st = qt_error(QT_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
+        p[i] = c;
+    }
+    struct stat sb;
+    if (st == QT_OK && (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+        st = qt_error(QT_ERR_IO, "output path %s exists and is not a directory; choose another "
+                      "--out", path);
+    free(p);
+    return st;
+}
+
+static qt_status read_file(const char *path, uint8_t **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qt_error(QT_ERR_IO, "cannot open input text %s: %s", path, strerror(errno));
+    qt_status st = QT_OK;
+    struct stat sb;
+    uint8_t *buf = NULL;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = qt_error(QT_ERR_IO, "input text %s is not a regular file", path);
+        goto out;
+    }
+    size_t size = (size_t)sb.st_size;
+    buf = malloc(size + 1);
+    if (!buf) {
+        st = qt_error(QT_ERR_OOM, "out of memory reading %zu bytes of %s", size, path);
+        goto out;
+    }
+    if (fread(buf, 1, size, f) != size) {
+        st = qt_error(QT_ERR_IO, "cannot read input text %s", path);
+        goto out;
+    }
+    *data = buf;
+    *len = size;
+    buf = NULL;
+out:
+    free(buf);
+    fclose(f);
+    return st;
+}
+
+typedef struct {
+    int verbose;
+    int last_decile;
+    double t0;
+} progress_state;
+
+static void train_progress(int done, int total, void *user) {
+    progress_state *p = user;
+    int decile = (int)((long long)done * 10 / total);
+    if (!p->verbose || decile == p->last_decile) return;
+    p->last_decile = decile;
+    fprintf(stderr, "prepare: tokenizer: %d/%d merges (%.1f s)\n", done, total,
+            now_seconds() - p->t0);
+}
+
+// Writes tokens (n,) as <dir>/<split>_NNN.bin shards of at most shard_tokens each (at least
+// one shard, so an empty split still shows up), then removes any other <split>_*.bin there.
+static qt_status write_split(const char *dir, const char *split, const uint16_t *tokens,
+                             size_t n, size_t shard_tokens, int *n_shards) {
+    size_t count = n == 0 ? 1 : (n + shard_tokens - 1) / shard_tokens;
+    // Zero-padded to a common width so the loader's name order is the shard order.
+    int width = 3;
+    for (size_t c = count - 1; c >= 1000; c /= 10) width++;
+    size_t plen = strlen(dir) + strlen(split) + 32;
+    char *path = malloc(plen);
+    if (!path) return qt_error(QT_ERR_OOM, "out of memory writing shards");
+    qt_status st = QT_OK;
+    for (size_t s = 0; s < count && st == QT_OK; s++) {
+        size_t begin = s * shard_tokens;
+        size_t len = n - begin < shard_tokens ? n - begin : shard_tokens;
+        char num[24];
+        int digits = snprintf(num, sizeof num, "%zu", s);
+        char pad[24] = "";
+        for (int k = digits; k < width && k < 20; k++) strcat(pad, "0");
+        snprintf(path, plen, "%s/%s_%s%s.bin", dir, split, pad, num);
+        st = qt_shard_write(path, tokens + begin, len);
+    }
+    free(path);
+    if (st != QT_OK) return st;
+    *n_shards = (int)count;
+
+    // Stale shards from an earlier prepare would be picked up by the loader's <split>_*.bin.
+    DIR *d = opendir(dir);
+    if (!d) return qt_error(QT_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    size_t slen = strlen(split);
+    for (struct dirent *e; (e = readdir(d)) != NULL && st == QT_OK;) {
+        const char *name = e->d_name;
+        size_t nlen = strlen(name);
+        if (nlen < slen + 5 || strncmp(name, split, slen) != 0 || name[slen] != '_' ||
+            strcmp(name + nlen - 4, ".bin") != 0)
+            continue;
+        // Ours: exactly `width` digits naming an index below count.
+        const char *digits = name + slen + 1;
+        size_t ndig = nlen - slen - 5;
+        int ours = ndig == (size_t)width;
+        size_t idx = 0;
+        for (size_t k = 0; k < ndig && ours; k++) {
+            ours = digits[k] >= '0' && digits[k] <= '9';
+            idx = idx * 10 + (size_t)(digits[k] - '0');
+        }
+        if (ours && idx < count) continue;
+        size_t len = strlen(dir) + nlen + 2;
+        char *stale = malloc(len);
+        if (!stale) {
+            st = qt_error(QT_ERR_OOM, "out of memory removing stale shards");
+            break;
+        }
+        snprintf(stale, len, "%s/%s", dir, name);
+        if (unlink(stale) != 0)
+            st = qt_error(QT_ERR_IO, "cannot remove stale shard %s: %s; remove it by hand",
+                          stale, strerror(errno));
+        free(stale);
+    }
+    closedir(d);
+    return st;
+}
+
+// Writes s to f as a JSON string (quotes and escapes included).
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static qt_status write_json(const char *out_dir, const char *text_path, int vocab_size,
+                            double val_fraction, const qt_prepare_stats *s) {
+    char *body = NULL;
+    size_t body_len = 0;
+    FILE *f = open_memstream(&body, &body_len);
+    if (!f) return qt_error(QT_ERR_OOM, "out of memory writing prepare.json");
+    fprintf(f, "{\n  \"input\": ");
+    json_string(f, text_path);
+    fprintf(f, ",\n  \"vocab_size\": %d,\n  \"val_fraction\": %g,\n", vocab_size,
+            val_fraction);
+    fprintf(f, "  \"train_bytes\": %llu,\n  \"val_bytes\": %llu,\n",
+            (unsigned long long)s->train_bytes, (unsigned long long)s->val_bytes);
+    fprintf(f, "  \"train_tokens\": %llu,\n  \"val_tokens\": %llu,\n",
+            (unsigned long long)s->train_tokens, (unsigned long long)s->val_tokens);
+    fprintf(f, "  \"train_shards\": %d,\n  \"val_shards\": %d,\n", s->train_shards,
+            s->val_shards);
+    fprintf(f, "  \"val_unigram_entropy_nats\": %.6f\n}\n", s->val_unigram_entropy);
+    fclose(f);
+    size_t plen = strlen(out_dir) + 32;
+    char *path = malloc(plen);
+    qt_status st;
+    if (!path || !body) {
+        st = qt_error(QT_ERR_OOM, "out of memory writing prepare.json");
+    } else {
+        snprintf(path, plen, "%s/prepare.json", out_dir);
+        const void *bufs[1] = {body};
+        size_t lens[1] = {body_len};
+        st = qt_data_write_atomic(path, bufs, lens, 1);
+    }
+    free(path);
+    free(body);
+    return st;
+}
+
+qt_status qt_prepare(const char *text_path, const char *out_dir, int vocab_size,
+                     double val_fraction, int verbose) {
+    return qt_prepare_ex(text_path, out_dir, vocab_size, val_fraction, QT_PREPARE_SHARD_TOKENS,
+                         verbose, NULL);
+}
+
+qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_size,
+                        double val_fraction, size_t shard_tokens, int verbose,
+                        qt_prepare_stats *stats) {
+    if (!text_path || !out_dir) return qt_error(QT_ERR_ARG, "qt_prepare: NULL path");
+    if (vocab_size <= 256 || vocab_size > QT_TOKENIZER_MAX_VOCAB)
+        return qt_error(QT_ERR_ARG, "--vocab-size %d out of range; use 257 to %d", vocab_size,
+                        QT_TOKENIZER_MAX_VOCAB);
+    if (!(val_fraction > 0.0 && val_fraction < 1.0))
+        return qt_error(QT_ERR_ARG, "--val-fraction %g out of range; use a value in (0, 1), "
+                        "e.g. 0.05", val_fraction);
+    if (shard_tokens < 1 || shard_tokens > QT_SHARD_MAX_TOKENS)
+        return qt_error(QT_ERR_ARG, "shard size %zu tokens out of range [1, %zu]", shard_tokens,
+                        QT_SHARD_MAX_TOKENS);
+
+    qt_prepare_stats s;
+    memset(&s, 0, sizeof s);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    qt_tokenizer *tok = NULL;
+    uint16_t *train = NULL, *val = NULL;
+    size_t n_train = 0, n_val = 0;
+    uint64_t *counts = NULL;
+    char *path = NULL;
+    double t0 = now_seconds();
+
+    qt_status st = read_file(text_path, &text, &len);
+    if (st != QT_OK) goto out;
+    // The validation part starts at the first line start at or after len * (1 - val_fraction),
+    // or failing that the last one before it.
+    size_t cut0 = len - (size_t)((double)len * val_fraction);
+    size_t cut = cut0;
+    while (cut < len && !(cut > 0 && text[cut - 1] == '\n')) cut++;
+    if (cut >= len) {
+        cut = cut0 < len ? cut0 : len;
+        while (cut > 0 && text[cut - 1] != '\n') cut--;
+    }
+    if (cut == 0 || cut >= len) {
+        st = qt_error(QT_ERR_ARG, "input text %s (%zu bytes) has no line break to split %g of "
+                      "it off for validation; use a text with several lines", text_path, len,
+                      val_fraction);
+        goto out;
+    }
+    s.train_bytes = cut;
+    s.val_bytes = len - cut;
+    if (verbose)
+        fprintf(stderr, "prepare: %s: %zu bytes, train %zu, validation %zu (from a line "
+                "boundary)\n", text_path, len, cut, len - cut);
+    st = make_dirs(out_dir);
+    if (st != QT_OK) goto out;
+
+    progress_state prog = {verbose, -1, now_seconds()};
+    st = qt_tokenizer_train(&tok, text, cut, vocab_size, train_progress, &prog);
+    if (st != QT_OK) goto out;
+    s.tokenizer_seconds = now_seconds() - prog.t0;
+    size_t plen = strlen(out_dir) + 32;
+    path = malloc(plen);
+    if (!path) {
+        st = qt_error(QT_ERR_OOM, "out of memory");
+        goto out;
+    }
+    snprintf(path, plen, "%s/tokenizer.bin", out_dir);
+    st = qt_tokenizer_save(tok, path);
+    if (st != QT_OK) goto out;
+    if (verbose)
+        fprintf(stderr, "prepare: tokenizer: %d tokens trained in %.2f s, saved to %s\n",
+                vocab_size, s.tokenizer_seconds, path);
+
+    double t1 = now_seconds();
+    st = qt_tokenizer_encode(tok, text, cut, &train, &n_train);
+    if (st != QT_OK) goto out;
+    st = qt_tokenizer_encode(tok, text + cut, len - cut, &val, &n_val);
+    if (st != QT_OK) goto out;
+    s.encode_seconds = now_seconds() - t1;
+    s.train_tokens = n_train;
+    s.val_tokens = n_val;
+    if (verbose)
+        fprintf(stderr, "prepare: encoded train %zu tokens, validation %zu tokens (%.2f bytes "
+                "per token) in %.2f s\n", n_train, n_val, (double)cut / (double)n_train,
+                s.encode_seconds);
+
+    st = write_split(out_dir, "train", train, n_train, shard_tokens, &s.train_shards);
+    if (st != QT_OK) goto out;
+    st = write_split(out_dir, "val", val, n_val, shard_tokens, &s.val_shards);
+    if (st != QT_OK) goto out;
+
+    counts = calloc((size_t)vocab_size, sizeof *counts);
+    if (!counts) {
+        st = qt_error(QT_ERR_OOM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_train; i++) counts[train[i]]++;
+    double sum = 0.0, denom = (double)n_train + (double)vocab_size;
+    for (size_t i = 0; i < n_val; i++) sum += log(((double)counts[val[i]] + 1.0) / denom);
+    s.val_unigram_entropy = -sum / (double)n_val;
+
+    st = write_json(out_dir, text_path, vocab_size, val_fraction, &s);
+    if (st != QT_OK) goto out;
+    if (verbose)
+        fprintf(stderr, "prepare: wrote %s: %d train and %d validation shards; validation "
+                "unigram entropy %.4f nats/token; %.2f s in all\n", out_dir, s.train_shards,
+                s.val_shards, s.val_unigram_entropy, now_seconds() - t0);
+    if (stats) *stats = s;
+out:
+    free(counts);
+    free(path);
+    free(train);
+    free(val);
+    qt_tokenizer_free(tok);
+    free(text);
+    return st;
+}
