@@ -1,0 +1,77 @@
+// cmd_prepare.c: `qtrain prepare`: train the BPE tokenizer on a text file and write the train
+// and validation token shards (qt_prepare_ex in host/prepare.c does the work).
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "args.h"
+#include "commands.h"
+#include "qtrain/data.h"
+#include "qtrain/tokenizer.h"
+
+#define DEFAULT_INPUT "data/kjv.txt"
+#define DEFAULT_OUT "data/kjv"
+
+static const char usage[] =
+    "usage: qtrain prepare [--input FILE] [--out DIR] [--vocab-size N] [--val-fraction F]\n"
+    "\n"
+    "Trains a byte-level BPE tokenizer on the text and writes DIR/tokenizer.bin, the shards\n"
+    "DIR/train_000.bin ... and DIR/val_000.bin ... (llm.c format) and DIR/prepare.json (token\n"
+    "counts and the validation unigram entropy, the loss a trained model must beat).\n"
+    "\n"
+    "  --input FILE        text to tokenize (default " DEFAULT_INPUT ", the King James Bible\n"
+    "                      written by scripts/get_corpus.sh)\n"
+    "  --out DIR           output directory, created if missing (default " DEFAULT_OUT ")\n"
+    "  --vocab-size N      tokens in the vocabulary, 257..65536 (default 4096)\n"
+    "  --val-fraction F    the last F of the text, cut at a line boundary, is validation\n"
+    "                      (default 0.05)\n"
+    "  --help              print this help\n";
+
+int qt_cmd_prepare(int argc, char **argv) {
+    const char *input = DEFAULT_INPUT, *out = DEFAULT_OUT;
+    int vocab_size = 4096;
+    double val_fraction = 0.05;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        if (qt_args_switch(argv, i, "help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (qt_args_flag(argc, argv, &i, "input", &v)) {
+            if (qt_args_need_value("input", v) != QT_OK) return qt_cli_fail();
+            input = v;
+        } else if (qt_args_flag(argc, argv, &i, "out", &v)) {
+            if (qt_args_need_value("out", v) != QT_OK) return qt_cli_fail();
+            out = v;
+        } else if (qt_args_flag(argc, argv, &i, "vocab-size", &v)) {
+            if (qt_args_int("vocab-size", v, 257, QT_TOKENIZER_MAX_VOCAB, &vocab_size) != QT_OK)
+                return qt_cli_fail();
+        } else if (qt_args_flag(argc, argv, &i, "val-fraction", &v)) {
+            if (qt_args_double("val-fraction", v, 0.0, 1.0, &val_fraction) != QT_OK)
+                return qt_cli_fail();
+            if (!(val_fraction > 0.0 && val_fraction < 1.0)) {
+                qt_error(QT_ERR_ARG, "--val-fraction %g must lie strictly between 0 and 1, "
+                         "e.g. 0.05", val_fraction);
+                return qt_cli_fail();
+            }
+        } else {
+            qt_args_unknown("prepare", argv[i]);
+            return qt_cli_fail();
+        }
+    }
+    struct stat sb;
+    if (strcmp(input, DEFAULT_INPUT) == 0 && stat(input, &sb) != 0 && errno == ENOENT) {
+        qt_error(QT_ERR_IO, "the default corpus %s is missing; run scripts/get_corpus.sh to "
+                 "create it (needs 'apt-get install bible-kjv'), or pass --input FILE", input);
+        return qt_cli_fail();
+    }
+    qt_prepare_stats stats;
+    if (qt_prepare_ex(input, out, vocab_size, val_fraction, QT_PREPARE_SHARD_TOKENS, 1,
+                      &stats) != QT_OK)
+        return qt_cli_fail();
+    printf("prepared %s: vocab %d, train %llu tokens (%d shards), validation %llu tokens "
+           "(%d shards), validation unigram entropy %.4f nats/token\n", out, vocab_size,
+           (unsigned long long)stats.train_tokens, stats.train_shards,
+           (unsigned long long)stats.val_tokens, stats.val_shards, stats.val_unigram_entropy);
+    return 0;
+}
