@@ -157,7 +157,6 @@ static qt_status train_loop(trainer *t, int start_step) {
 
 qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     QT_TRY(qt_config_validate(cfg));
-    QT_TRY(make_dir(opts->out_dir));
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
@@ -191,6 +190,9 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                           "it with --set train.max_steps=N",
                           opts->resume_from, start_step, cfg->max_steps);
     }
+    // The output directory appears only once everything it will describe has loaded, so a
+    // rejected run leaves nothing behind.
+    if (st == QT_OK) st = make_dir(opts->out_dir);
     if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
     if (st == QT_OK) {
         char path[1200];

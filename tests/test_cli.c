@@ -1,0 +1,181 @@
+// test_cli.c: the `qtrain` program on bad input: one `qtrain: error:` line on stderr naming
+// the problem, a non-zero exit, and nothing half-written. Also a tiny prepare -> train ->
+// eval -> sample round trip through the real binary.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "qtrain/data.h"
+#include "testutil.h"
+
+static char *workdir;
+
+// Runs `qtrain ARGS` with stdout and stderr captured; returns the exit code.
+static int run_qtrain(const char *args, char *err, size_t err_len) {
+    const char *bin = getenv("QT_BINARY_DIR");
+    ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
+    char cmd[4096], errpath[1024];
+    snprintf(errpath, sizeof errpath, "%s/stderr.txt", workdir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/qtrain' %s >'%s/stdout.txt' 2>'%s'", workdir, bin,
+             args, workdir, errpath);
+    int status = system(cmd);
+    ck_assert(status != -1 && WIFEXITED(status));
+    FILE *f = fopen(errpath, "r");
+    ck_assert(f != NULL);
+    size_t n = fread(err, 1, err_len - 1, f);
+    err[n] = '\0';
+    fclose(f);
+    return WEXITSTATUS(status);
+}
+
+// Asserts a failed run printed exactly one error line containing `needle`.
+static void expect_error(const char *args, const char *needle) {
+    char err[8192];
+    int rc = run_qtrain(args, err, sizeof err);
+    ck_assert_msg(rc != 0, "qtrain %s: exit 0, expected failure", args);
+    ck_assert_msg(strncmp(err, "qtrain: error: ", 15) == 0, "qtrain %s: stderr '%s'", args, err);
+    char *nl = strchr(err, '\n');
+    ck_assert_msg(nl && nl[1] == '\0', "qtrain %s: more than one stderr line: '%s'", args, err);
+    ck_assert_msg(strstr(err, needle) != NULL, "qtrain %s: '%s' lacks '%s'", args, err, needle);
+}
+
+static void write_text_corpus(const char *path) {
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    for (int i = 0; i < 400; i++)
+        fprintf(f, "And the %s said unto the %s, %d times: let there be light.\n",
+                i % 3 ? "LORD" : "king", i % 5 ? "people" : "prophet", i % 7);
+    fclose(f);
+}
+
+static const char *tiny =
+    "--set model.n_layer=1 --set model.d_model=16 --set model.n_head=2 --set model.d_ff=32 "
+    "--set model.max_seq_len=16 --set model.vocab_size=300 --set train.batch_size=2 "
+    "--set train.seq_len=16 --set train.max_steps=3 --set train.eval_every=3 "
+    "--set train.eval_batches=1 --set train.warmup_steps=1 --set data.dir=data";
+
+static void setup(void) {
+    workdir = qt_test_tmpdir("cli");
+    char path[1024], err[8192];
+    snprintf(path, sizeof path, "%s/corpus.txt", workdir);
+    write_text_corpus(path);
+    int rc = run_qtrain("prepare --input corpus.txt --out data --vocab-size 300 --val-fraction 0.2",
+                        err, sizeof err);
+    ck_assert_msg(rc == 0, "prepare failed: %s", err);
+    char args[2048];
+    snprintf(args, sizeof args, "train %s --out run --quiet", tiny);
+    rc = run_qtrain(args, err, sizeof err);
+    ck_assert_msg(rc == 0, "train failed: %s", err);
+}
+
+static void teardown(void) {
+    qt_test_rmtree(workdir);
+    free(workdir);
+}
+
+START_TEST(test_round_trip) {
+    char err[8192];
+    ck_assert_msg(run_qtrain("eval --ckpt run/ckpt.bin --batches 1", err, sizeof err) == 0, "%s",
+                  err);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
+    FILE *f = fopen(path, "r");
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(out, "val_loss") && strstr(out, "max_inf_norm") &&
+                  strstr(out, "avg_kurtosis"), "eval output: %s", out);
+    ck_assert_msg(run_qtrain("sample --ckpt run/ckpt.bin --prompt 'And the' --tokens 5", err,
+                             sizeof err) == 0, "%s", err);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/run/config.conf", workdir);
+    ck_assert(stat(path, &sb) == 0);
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", workdir);
+    ck_assert(stat(path, &sb) == 0 && sb.st_size > 0);
+}
+END_TEST
+
+START_TEST(test_bad_config_values) {
+    char args[2048];
+    snprintf(args, sizeof args, "train %s --set model.nlayer=3 --out bad", tiny);
+    expect_error(args, "model.nlayer");
+    snprintf(args, sizeof args, "train %s --set model.n_head=3 --out bad", tiny);
+    expect_error(args, "n_head");
+    snprintf(args, sizeof args, "train %s --set attn.softmax=clipped --set attn.gamma=0.1 --out bad",
+             tiny);
+    expect_error(args, "gamma");
+    snprintf(args, sizeof args, "train %s --set attn.softmax=clipped --set attn.zeta=0.9 --out bad",
+             tiny);
+    expect_error(args, "zeta");
+    expect_error("train --config does/not/exist.conf", "does/not/exist.conf");
+    expect_error("train --frobnicate", "--frobnicate");
+    expect_error("eval", "--ckpt");
+    expect_error("sample --ckpt run/ckpt.bin --tokens abc", "--tokens");
+    // Nothing was created for the rejected runs.
+    char path[1024];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/bad", workdir);
+    ck_assert_msg(stat(path, &sb) != 0, "a rejected run left %s behind", path);
+}
+END_TEST
+
+START_TEST(test_truncated_shard) {
+    char src[1024], dst[1024], cmd[4096], args[2048];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/trunc' && cp '%s'/data/*.bin '%s/trunc/'", workdir,
+             workdir, workdir);
+    ck_assert(system(cmd) == 0);
+    snprintf(src, sizeof src, "%s/trunc/train_000.bin", workdir);
+    struct stat sb;
+    ck_assert(stat(src, &sb) == 0);
+    ck_assert(truncate(src, sb.st_size - 7) == 0);
+    (void)dst;
+    snprintf(args, sizeof args, "train %s --set data.dir=trunc --out bad", tiny);
+    expect_error(args, "train_000.bin");
+    snprintf(src, sizeof src, "%s/bad", workdir);
+    ck_assert_msg(stat(src, &sb) != 0, "a rejected run left %s behind", src);
+}
+END_TEST
+
+START_TEST(test_bad_checkpoints) {
+    char path[1024], cmd[4096];
+    // Wrong magic: a file that is not a checkpoint.
+    snprintf(path, sizeof path, "%s/notackpt.bin", workdir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 4096; i++) fputc(i & 0xff, f);
+    fclose(f);
+    expect_error("eval --ckpt notackpt.bin", "notackpt.bin");
+    // A flipped byte in the middle of a real checkpoint: checksum mismatch.
+    snprintf(cmd, sizeof cmd, "cp '%s/run/ckpt.bin' '%s/flipped.bin'", workdir, workdir);
+    ck_assert(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/flipped.bin", workdir);
+    f = fopen(path, "r+b");
+    ck_assert(f != NULL);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size / 2, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, size / 2, SEEK_SET);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+    expect_error("eval --ckpt flipped.bin", "checksum");
+    expect_error("train --resume flipped.bin --out again", "checksum");
+    expect_error("eval --ckpt missing.bin", "missing.bin");
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_bad_config_values);
+    tcase_add_test(tc, test_truncated_shard);
+    tcase_add_test(tc, test_bad_checkpoints);
+    suite_add_tcase(s, tc);
+    return qt_test_run_suite(s);
+}
