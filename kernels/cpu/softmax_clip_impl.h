@@ -1,0 +1,34 @@
+// softmax_clip_impl.h: the body of the softmax-clip ops, written once over REAL (no include
+// guard; see real_impl.h). Row kernels and their math are in softmax_row_impl.h.
+
+#include "softmax_row_impl.h"
+
+void FN(qt_cpu_softmax_clip_fwd)(const qt_softmax_params *prm, REAL *probs, REAL *p,
+                                 const REAL *scores, const int *lens, int rows, int cols) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const int n = lens[r];
+        QT_ASSERT(n >= 1 && n <= cols, "softmax_clip_fwd: lens[%d] = %d outside [1, %d]", r, n,
+                  cols);
+        REAL a, c;
+        FN(row_clip_coeffs)(prm, n, &a, &c);
+        const size_t off = (size_t)r * (size_t)cols;
+        FN(softmax_clip_row_fwd)(a, c, (REAL)prm->scale, probs + off, p + off, scores + off, n,
+                                 cols);
+    }
+}
+
+void FN(qt_cpu_softmax_clip_bwd)(const qt_softmax_params *prm, REAL *dscores, const REAL *dprobs,
+                                 const REAL *p, const int *lens, int rows, int cols) {
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const int n = lens[r];
+        QT_ASSERT(n >= 1 && n <= cols, "softmax_clip_bwd: lens[%d] = %d outside [1, %d]", r, n,
+                  cols);
+        REAL a, c;
+        FN(row_clip_coeffs)(prm, n, &a, &c);
+        const size_t off = (size_t)r * (size_t)cols;
+        FN(softmax_clip_row_bwd)(a, c, (REAL)prm->scale, dscores + off, dprobs + off, p + off,
+                                 n);
+    }
+}
