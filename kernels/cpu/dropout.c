@@ -1,0 +1,54 @@
+// dropout.c: qt_cpu_dropout_{fwd,bwd}, inverted dropout with a counter-based mask (float only).
+// keep_i = [qt_philox_uniform(seed, stream, i) >= prob] (kernels/common/philox.h), so the
+// backward, a resumed run and the CUDA kernel all regenerate the same mask from (seed, stream).
+// Contract (include/qtrain/ops.h): out = x keep / (1 - prob) (out may alias x; prob == 0
+// copies); dx += dout keep / (1 - prob), or, when dx aliases dout, dx = dout keep / (1 - prob).
+// prob >= 1 drops everything (out = 0, no gradient) rather than dividing by zero.
+// One Philox call yields four words: elements go in groups of four, groups in parallel.
+#include "real_impl.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "kernels/common/philox.h"
+#include "qtrain/ops.h"
+
+// Below this many elements an OpenMP region costs more than it saves.
+#define PAR_MIN 16384
+
+// y[i] = (overwrite ? 0 : y[i]) + x[i] keep_i s for i in [0, n).
+static void dropout_apply(float *y, const float *x, size_t n, float prob, uint64_t seed,
+                          uint64_t stream, int overwrite) {
+    const float s = prob < 1.0f ? 1.0f / (1.0f - prob) : 0.0f;
+    const size_t groups = (n + 3) / 4;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t gi = 0; gi < groups; gi++) {
+        const qt_u32x4 r = qt_philox_block(seed, stream, gi); // words of elements 4gi .. 4gi+3
+        const size_t i0 = gi * 4, cnt = n - i0 < 4 ? n - i0 : 4;
+        for (size_t k = 0; k < cnt; k++) {
+            const float u = qt_u32_to_uniform(r.v[k]);
+            const float v = u >= prob ? x[i0 + k] * s : 0.0f;
+            y[i0 + k] = overwrite ? v : y[i0 + k] + v;
+        }
+    }
+}
+
+void qt_cpu_dropout_fwd(float *out, const float *x, size_t n, float prob, uint64_t seed,
+                        uint64_t stream) {
+    if (prob <= 0.0f) {
+        if (out != x) memmove(out, x, n * sizeof(float));
+        return;
+    }
+    dropout_apply(out, x, n, prob, seed, stream, 1);
+}
+
+void qt_cpu_dropout_bwd(float *dx, const float *dout, size_t n, float prob, uint64_t seed,
+                        uint64_t stream) {
+    if (prob <= 0.0f) {
+        if (dx == dout) return;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) dx[i] += dout[i];
+        return;
+    }
+    dropout_apply(dx, dout, n, prob, seed, stream, dx == dout);
+}
