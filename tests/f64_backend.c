@@ -1,0 +1,287 @@
+// f64_backend.c: see f64_backend.h.
+#include "f64_backend.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/common/philox.h"
+
+typedef struct {
+    float *shadow; // what the model sees
+    double *real;  // the values
+    size_t n;      // elements
+} region;
+
+typedef struct {
+    region r[256];
+    int n;
+} f64_ctx;
+
+static region *find(f64_ctx *c, const void *p) {
+    for (int i = 0; i < c->n; i++) {
+        const char *s = (const char *)c->r[i].shadow;
+        if ((const char *)p >= s && (const char *)p < s + c->r[i].n * sizeof(float)) return &c->r[i];
+    }
+    return NULL;
+}
+
+static double *D(void *ctx, const float *p) {
+    if (!p) return NULL;
+    region *r = find(ctx, p);
+    QT_ASSERT(r != NULL, "f64 backend: pointer %p is not from this backend", (const void *)p);
+    return r->real + (p - r->shadow);
+}
+
+double *qt_test_f64_ptr(const qt_backend *be, const float *p) { return D(be->ctx, p); }
+
+static qt_status f_alloc(void *ctx, void **ptr, size_t bytes) {
+    f64_ctx *c = ctx;
+    QT_ASSERT(c->n < 256, "f64 backend: too many allocations");
+    size_t n = (bytes + 3) / 4 + 1;
+    region *r = &c->r[c->n++];
+    r->shadow = calloc(n, sizeof(float));
+    r->real = calloc(n, sizeof(double));
+    r->n = n;
+    *ptr = r->shadow;
+    return r->shadow && r->real ? QT_OK : qt_error(QT_ERR_OOM, "f64 backend: out of memory");
+}
+static void f_free(void *ctx, void *ptr) {
+    region *r = find(ctx, ptr);
+    if (!r) return;
+    free(r->shadow);
+    free(r->real);
+    r->shadow = NULL;
+    r->real = NULL;
+    r->n = 0;
+}
+static qt_status f_zero(void *ctx, void *ptr, size_t bytes) {
+    memset(ptr, 0, bytes);
+    double *d = D(ctx, ptr);
+    memset(d, 0, bytes / 4 * sizeof(double));
+    return QT_OK;
+}
+static qt_status f_to_host(void *ctx, void *dst, const void *src, size_t bytes) {
+    const double *d = D(ctx, src);
+    float *out = dst;
+    for (size_t i = 0; i < bytes / 4; i++) out[i] = (float)d[i];
+    return QT_OK;
+}
+// Host data may be floats or ints (tokens, lengths): both go to the shadow as bytes; the
+// double copy reads them as floats, which only matters for float data.
+static qt_status f_to_device(void *ctx, void *dst, const void *src, size_t bytes) {
+    memcpy(dst, src, bytes);
+    double *d = D(ctx, dst);
+    const float *in = src;
+    for (size_t i = 0; i < bytes / 4; i++) d[i] = in[i];
+    return QT_OK;
+}
+static qt_status f_sync(void *ctx) {
+    (void)ctx;
+    return QT_OK;
+}
+static qt_status f_gemm(void *ctx, const qt_gemm_desc *g, const float *A, const float *B,
+                        float *C) {
+    const double *a = D(ctx, A), *b = D(ctx, B);
+    double *c = D(ctx, C);
+    for (int i = 0; i < g->batch; i++) {
+        int64_t o = i / g->inner, in = i % g->inner;
+        cblas_dgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                    g->trans_b ? CblasTrans : CblasNoTrans, g->M, g->N, g->K, g->alpha,
+                    a + o * g->a_outer + in * g->a_inner, g->lda,
+                    b + o * g->b_outer + in * g->b_inner, g->ldb, g->beta,
+                    c + o * g->c_outer + in * g->c_inner, g->ldc);
+    }
+    return QT_OK;
+}
+static qt_status f_linear_fwd(void *ctx, float *out, const float *x, const float *w,
+                              const float *b, int N, int IC, int OC) {
+    qt_cpu_linear_fwd_f64(D(ctx, out), D(ctx, x), D(ctx, w), D(ctx, b), N, IC, OC);
+    return QT_OK;
+}
+static qt_status f_linear_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
+                              const float *x, const float *w, int N, int IC, int OC) {
+    qt_cpu_linear_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x), D(ctx, w),
+                          N, IC, OC);
+    return QT_OK;
+}
+static qt_status f_softmax_fwd(void *ctx, const qt_softmax_params *prm, float *probs, float *p,
+                               const float *scores, const int *lens, int rows, int cols) {
+    qt_cpu_softmax_clip_fwd_f64(prm, D(ctx, probs), D(ctx, p), D(ctx, scores), lens, rows, cols);
+    return QT_OK;
+}
+static qt_status f_softmax_bwd(void *ctx, const qt_softmax_params *prm, float *dscores,
+                               const float *dprobs, const float *p, const int *lens, int rows,
+                               int cols) {
+    qt_cpu_softmax_clip_bwd_f64(prm, D(ctx, dscores), D(ctx, dprobs), D(ctx, p), lens, rows, cols);
+    return QT_OK;
+}
+static qt_status f_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
+                            const float *x, const float *w1, const float *b1, const float *w2,
+                            const float *b2, int N, int C) {
+    qt_cpu_gate_fwd_f64(g, D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1), D(ctx, b1),
+                        D(ctx, w2), D(ctx, b2), N, C);
+    return QT_OK;
+}
+static qt_status f_gate_bwd(void *ctx, const qt_gate_shape *g, float *dx, float *dw1, float *db1,
+                            float *dw2, float *db2, const float *dgate, const float *gate,
+                            const float *hidden, const float *x, const float *w1,
+                            const float *w2, int N, int C) {
+    qt_cpu_gate_bwd_f64(g, D(ctx, dx), D(ctx, dw1), D(ctx, db1), D(ctx, dw2), D(ctx, db2),
+                        D(ctx, dgate), D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1),
+                        D(ctx, w2), N, C);
+    return QT_OK;
+}
+static qt_status f_gate_mul_fwd(void *ctx, float *out, const float *gate, const float *ctxv,
+                                int N, int C, int H) {
+    qt_cpu_gate_mul_fwd_f64(D(ctx, out), D(ctx, gate), D(ctx, ctxv), N, C, H);
+    return QT_OK;
+}
+static qt_status f_gate_mul_bwd(void *ctx, float *dctx, float *dgate, const float *dout,
+                                const float *gate, const float *ctxv, int N, int C, int H) {
+    qt_cpu_gate_mul_bwd_f64(D(ctx, dctx), D(ctx, dgate), D(ctx, dout), D(ctx, gate),
+                            D(ctx, ctxv), N, C, H);
+    return QT_OK;
+}
+static qt_status f_ln_fwd(void *ctx, float *out, float *mean, float *rstd, const float *x,
+                          const float *w, const float *b, int N, int C) {
+    qt_cpu_layernorm_fwd_f64(D(ctx, out), D(ctx, mean), D(ctx, rstd), D(ctx, x), D(ctx, w),
+                             D(ctx, b), N, C);
+    return QT_OK;
+}
+static qt_status f_ln_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
+                          const float *x, const float *mean, const float *rstd, const float *w,
+                          int N, int C) {
+    qt_cpu_layernorm_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x),
+                             D(ctx, mean), D(ctx, rstd), D(ctx, w), N, C);
+    return QT_OK;
+}
+static qt_status f_gelu_fwd(void *ctx, float *out, const float *x, size_t n) {
+    qt_cpu_gelu_fwd_f64(D(ctx, out), D(ctx, x), n);
+    return QT_OK;
+}
+static qt_status f_gelu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+    qt_cpu_gelu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
+    return QT_OK;
+}
+static qt_status f_relu_fwd(void *ctx, float *out, const float *x, size_t n) {
+    qt_cpu_relu_fwd_f64(D(ctx, out), D(ctx, x), n);
+    return QT_OK;
+}
+static qt_status f_relu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+    qt_cpu_relu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
+    return QT_OK;
+}
+// Embedding, add, dropout, cross-entropy's reduction helpers, AdamW and sumsq have no _f64
+// twin in ops.h; they are a few lines each in double here.
+static qt_status f_embed_fwd(void *ctx, float *out, const int *tokens, const float *wte,
+                             const float *wpe, int B, int T, int C) {
+    double *o = D(ctx, out);
+    const double *te = D(ctx, wte), *pe = D(ctx, wpe);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++)
+                o[((size_t)b * T + t) * C + c] =
+                    te[(size_t)tokens[b * T + t] * C + c] + pe[(size_t)t * C + c];
+    return QT_OK;
+}
+static qt_status f_embed_bwd(void *ctx, float *dwte, float *dwpe, const float *dout,
+                             const int *tokens, int B, int T, int C) {
+    double *dte = D(ctx, dwte), *dpe = D(ctx, dwpe);
+    const double *d = D(ctx, dout);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++) {
+                double g = d[((size_t)b * T + t) * C + c];
+                dte[(size_t)tokens[b * T + t] * C + c] += g;
+                if (dpe) dpe[(size_t)t * C + c] += g;
+            }
+    return QT_OK;
+}
+static qt_status f_add(void *ctx, float *out, const float *a, const float *b, size_t n) {
+    double *o = D(ctx, out);
+    const double *x = D(ctx, a), *y = D(ctx, b);
+    for (size_t i = 0; i < n; i++) o[i] = x[i] + y[i];
+    return QT_OK;
+}
+static qt_status f_drop_fwd(void *ctx, float *out, const float *x, size_t n, float prob,
+                            uint64_t seed, uint64_t stream) {
+    double *o = D(ctx, out);
+    const double *in = D(ctx, x);
+    for (size_t i = 0; i < n; i++)
+        o[i] = qt_philox_uniform(seed, stream, i) >= prob ? in[i] / (1.0 - (double)prob) : 0.0;
+    return QT_OK;
+}
+static qt_status f_drop_bwd(void *ctx, float *dx, const float *dout, size_t n, float prob,
+                            uint64_t seed, uint64_t stream) {
+    double *o = D(ctx, dx);
+    const double *d = D(ctx, dout);
+    for (size_t i = 0; i < n; i++)
+        if (qt_philox_uniform(seed, stream, i) >= prob) o[i] += d[i] / (1.0 - (double)prob);
+    return QT_OK;
+}
+static qt_status f_ce_fwd(void *ctx, float *losses, float *probs, const float *logits,
+                          const int *targets, int N, int V) {
+    qt_cpu_crossentropy_fwd_f64(D(ctx, losses), D(ctx, probs), D(ctx, logits), targets, N, V);
+    return QT_OK;
+}
+static qt_status f_ce_bwd(void *ctx, float *dlogits, const float *dlosses, const float *probs,
+                          const int *targets, int N, int V) {
+    qt_cpu_crossentropy_bwd_f64(D(ctx, dlogits), D(ctx, dlosses), D(ctx, probs), targets, N, V);
+    return QT_OK;
+}
+static qt_status f_adamw(void *ctx, float *param, const float *grad, float *m, float *v, size_t n,
+                         const qt_adamw_params *p) {
+    double *w = D(ctx, param), *mm = D(ctx, m), *vv = D(ctx, v);
+    const double *g = D(ctx, grad);
+    double c1 = 1.0 - pow(p->beta1, p->step), c2 = 1.0 - pow(p->beta2, p->step);
+    for (size_t i = 0; i < n; i++) {
+        double gi = g[i] * p->grad_scale;
+        mm[i] = p->beta1 * mm[i] + (1.0 - p->beta1) * gi;
+        vv[i] = p->beta2 * vv[i] + (1.0 - p->beta2) * gi * gi;
+        w[i] -= p->lr * ((mm[i] / c1) / (sqrt(vv[i] / c2) + p->eps) + p->weight_decay * w[i]);
+    }
+    return QT_OK;
+}
+static qt_status f_sumsq(void *ctx, double *out, const float *x, size_t n) {
+    const double *d = D(ctx, x);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += d[i] * d[i];
+    *out = s;
+    return QT_OK;
+}
+
+static const qt_backend_ops f64_ops = {
+    .alloc = f_alloc, .free = f_free, .zero = f_zero, .to_host = f_to_host,
+    .to_device = f_to_device, .sync = f_sync, .gemm = f_gemm, .linear_fwd = f_linear_fwd,
+    .linear_bwd = f_linear_bwd, .softmax_clip_fwd = f_softmax_fwd,
+    .softmax_clip_bwd = f_softmax_bwd, .gate_fwd = f_gate_fwd, .gate_bwd = f_gate_bwd,
+    .gate_mul_fwd = f_gate_mul_fwd, .gate_mul_bwd = f_gate_mul_bwd, .layernorm_fwd = f_ln_fwd,
+    .layernorm_bwd = f_ln_bwd, .gelu_fwd = f_gelu_fwd, .gelu_bwd = f_gelu_bwd,
+    .relu_fwd = f_relu_fwd, .relu_bwd = f_relu_bwd, .embedding_fwd = f_embed_fwd,
+    .embedding_bwd = f_embed_bwd, .add = f_add, .dropout_fwd = f_drop_fwd,
+    .dropout_bwd = f_drop_bwd, .crossentropy_fwd = f_ce_fwd, .crossentropy_bwd = f_ce_bwd,
+    .adamw_step = f_adamw, .sumsq = f_sumsq,
+};
+
+qt_status qt_test_f64_backend_init(qt_backend *be) {
+    f64_ctx *c = calloc(1, sizeof *c);
+    if (!c) return qt_error(QT_ERR_OOM, "f64 backend: out of memory");
+    be->ops = &f64_ops;
+    be->ctx = c;
+    be->name = "cpu-f64-test";
+    be->threads = 1;
+    return QT_OK;
+}
+
+void qt_test_f64_backend_free(qt_backend *be) {
+    f64_ctx *c = be->ctx;
+    for (int i = 0; i < c->n; i++) {
+        free(c->r[i].shadow);
+        free(c->r[i].real);
+    }
+    free(c);
+    be->ctx = NULL;
+    be->ops = NULL;
+}
