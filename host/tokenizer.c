@@ -5,7 +5,8 @@
 // Training, for speed: the text is reduced to its unique words with counts; every adjacent
 // token pair has a count (sum over words of occurrences x word count) and a list of the words
 // it occurs in. A merge of (a, b) revisits only the words on (a, b)'s list: each such word's
-// pairs are subtracted, the word is rewritten, its new pairs added. The most frequent pair
+// pairs that touch an occurrence are subtracted, the word is rewritten, and the pairs around
+// each new token are added (all other pairs are unchanged). The most frequent pair
 // comes from a max-heap with lazy deletion: an entry whose stored count no longer matches is
 // dropped (or re-pushed at its lower count) when it reaches the top, and a pair whose count
 // grew gets a fresh entry, so the top valid entry is always the true maximum.
@@ -80,22 +81,25 @@ static int byte_class(uint8_t c) {
     return CL_OTHER;
 }
 
-// The end (exclusive) of the word starting at s[i], i < n.
+// The end (exclusive) of the word starting at s[i], i < n. Scans stop one byte past the
+// length cap, which gives the same result as finding the whole run and then capping, without
+// a cost quadratic in the length of a run (text without spaces).
 static size_t word_end(const uint8_t *s, size_t n, size_t i) {
+    const size_t lim = n - i > QT_TOKENIZER_MAX_WORD ? i + QT_TOKENIZER_MAX_WORD + 1 : n;
     size_t j;
     int cls = byte_class(s[i]);
     if (s[i] == ' ' && i + 1 < n && byte_class(s[i + 1]) != CL_SPACE) {
         j = i + 1;
         cls = byte_class(s[j]);
-        while (j < n && byte_class(s[j]) == cls) j++;
+        while (j < lim && byte_class(s[j]) == cls) j++;
     } else if (cls == CL_SPACE) {
         j = i;
-        while (j < n && byte_class(s[j]) == CL_SPACE) j++;
+        while (j < lim && byte_class(s[j]) == CL_SPACE) j++;
         // Leave a final space to lead the word that follows.
         if (j < n && j - i >= 2 && s[j - 1] == ' ') j--;
     } else {
         j = i;
-        while (j < n && byte_class(s[j]) == cls) j++;
+        while (j < lim && byte_class(s[j]) == cls) j++;
     }
     if (j - i > QT_TOKENIZER_MAX_WORD) j = i + QT_TOKENIZER_MAX_WORD;
     return j;
@@ -552,18 +556,31 @@ qt_status qt_tokenizer_train(qt_tokenizer **out, const uint8_t *text, size_t len
             uint32_t w = list[li];
             uint16_t *x = sym + sym_off[w];
             uint32_t n = sym_len[w];
+            // used[k]: position k is half of an occurrence of (a, b), matched left to right.
+            uint8_t used[QT_TOKENIZER_MAX_WORD];
             int found = 0;
-            for (uint32_t k = 0; k + 1 < n && !found; k++) found = x[k] == a && x[k + 1] == b;
+            for (uint32_t k = 0; k < n;) {
+                if (k + 1 < n && x[k] == a && x[k + 1] == b) {
+                    used[k] = used[k + 1] = 1;
+                    found = 1;
+                    k += 2;
+                } else {
+                    used[k++] = 0;
+                }
+            }
             if (!found) continue; // a stale entry: merged away earlier
+            // Only pairs that touch an occurrence change: those go, the pairs around each new
+            // z come in (every other pair is still adjacent in the rewritten word).
             int64_t c = wt.count[w];
             for (uint32_t k = 0; k + 1 < n; k++)
-                if (pair_add(&s, (uint32_t)x[k] << 16 | x[k + 1], -c, stamp, w, 0) != 0) {
+                if ((used[k] | used[k + 1]) &&
+                    pair_add(&s, (uint32_t)x[k] << 16 | x[k + 1], -c, stamp, w, 0) != 0) {
                     free(list);
                     goto oom;
                 }
             uint32_t r = 0;
             for (uint32_t k = 0; k < n;) {
-                if (k + 1 < n && x[k] == a && x[k + 1] == b) {
+                if (used[k]) {
                     x[r++] = z;
                     k += 2;
                 } else {
@@ -572,8 +589,8 @@ qt_status qt_tokenizer_train(qt_tokenizer **out, const uint8_t *text, size_t len
             }
             sym_len[w] = n = r;
             for (uint32_t k = 0; k + 1 < n; k++) {
-                int has_z = x[k] == z || x[k + 1] == z;
-                if (pair_add(&s, (uint32_t)x[k] << 16 | x[k + 1], c, stamp, w, has_z) != 0) {
+                if (x[k] != z && x[k + 1] != z) continue;
+                if (pair_add(&s, (uint32_t)x[k] << 16 | x[k + 1], c, stamp, w, 1) != 0) {
                     free(list);
                     goto oom;
                 }

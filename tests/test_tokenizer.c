@@ -133,6 +133,19 @@ START_TEST(test_split_words_long_runs) {
     qt_tokenizer_split_words(text, n, accumulate, &a);
     ck_assert_uint_eq(a.total, n);
     ck_assert_uint_eq(a.max_len, QT_TOKENIZER_MAX_WORD);
+    // 300 spaces then a letter: 256 spaces, 43 spaces, " x" (the last space leads the word).
+    memset(text, ' ', 300);
+    text[300] = 'x';
+    piece_list *p = calloc(1, sizeof *p);
+    len_acc b = {0, 0};
+    qt_tokenizer_split_words(text, 301, accumulate, &b);
+    ck_assert_uint_eq(b.total, 301);
+    ck_assert_uint_eq(b.max_len, QT_TOKENIZER_MAX_WORD);
+    qt_tokenizer_split_words(text + 256, 45, collect, p);
+    ck_assert_int_eq(p->n, 2);
+    ck_assert_uint_eq(strlen(p->pieces[0]), 43);
+    ck_assert_str_eq(p->pieces[1], " x");
+    free(p);
     free(text);
 }
 END_TEST
@@ -234,6 +247,11 @@ START_TEST(test_train_matches_reference) {
     uint8_t *bytes = make_random_bytes(6000, 11);
     check_against_reference(bytes, 6000, 256 + 120, "random bytes, seed 11");
     free(bytes);
+    // Letters without spaces: words cut at QT_TOKENIZER_MAX_WORD bytes, long words.
+    uint8_t *letters = make_random_bytes(5000, 13);
+    for (int i = 0; i < 5000; i++) letters[i] = (uint8_t)('a' + letters[i] % 6);
+    check_against_reference(letters, 5000, 256 + 150, "random letters a-f, seed 13");
+    free(letters);
     // Runs of one byte: overlapping pairs (a, a).
     const char *runs = "aaaaaaa aaaa aaaaa bbbbbbbbbbb ab abab aaabbb\n";
     check_against_reference((const uint8_t *)runs, strlen(runs), 256 + 8, "runs");
