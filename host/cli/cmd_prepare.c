@@ -69,8 +69,8 @@ int qt_cmd_prepare(int argc, char **argv) {
     if (qt_prepare_ex(input, out, vocab_size, val_fraction, QT_PREPARE_SHARD_TOKENS, 1,
                       &stats) != QT_OK)
         return qt_cli_fail();
-    printf("prepared %s: vocab %d, train %llu tokens (%d shards), validation %llu tokens "
-           "(%d shards), validation unigram entropy %.4f nats/token\n", out, vocab_size,
+    printf("prepared %s: vocab %d, train %llu tokens in %d shard(s), validation %llu tokens "
+           "in %d shard(s), validation unigram entropy %.4f nats/token\n", out, vocab_size,
            (unsigned long long)stats.train_tokens, stats.train_shards,
            (unsigned long long)stats.val_tokens, stats.val_shards, stats.val_unigram_entropy);
     return 0;
