@@ -25,22 +25,22 @@ static qt_backend_ops timed_ops;
 static const qt_backend_ops *inner_ops;
 static double gemm_seconds;
 
-static qt_status timed_gemm(void *ctx, const qt_gemm_desc *d, const float *A, const float *B,
-                            float *C) {
+static qt_status timed_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
+                            void *C) {
     double t0 = now_seconds();
     qt_status st = inner_ops->gemm(ctx, d, A, B, C);
     gemm_seconds += now_seconds() - t0;
     return st;
 }
-static qt_status timed_linear_fwd(void *ctx, float *out, const float *x, const float *w,
-                                  const float *b, int N, int IC, int OC) {
+static qt_status timed_linear_fwd(void *ctx, void *out, const void *x, const void *w,
+                                  const void *b, int N, int IC, int OC) {
     double t0 = now_seconds();
     qt_status st = inner_ops->linear_fwd(ctx, out, x, w, b, N, IC, OC);
     gemm_seconds += now_seconds() - t0;
     return st;
 }
-static qt_status timed_linear_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
-                                  const float *x, const float *w, int N, int IC, int OC) {
+static qt_status timed_linear_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
+                                  const void *x, const void *w, int N, int IC, int OC) {
     double t0 = now_seconds();
     qt_status st = inner_ops->linear_bwd(ctx, dx, dw, db, dout, x, w, N, IC, OC);
     gemm_seconds += now_seconds() - t0;
@@ -86,7 +86,7 @@ static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) 
         m.dropout_stream = (uint64_t)step;
         if (qt_model_zero_grad(&m) != QT_OK || qt_model_forward(&m, in, tg, B, T, &loss) != QT_OK ||
             qt_model_backward(&m, 1.0f) != QT_OK ||
-            qt_optimizer_step(&opt, &m, 1e-4f, &norm) != QT_OK) {
+            qt_optimizer_step(&opt, &m, 1e-4f, 1.0f, &norm, NULL) != QT_OK) {
             fprintf(stderr, "bench_train: %s\n", qt_last_error());
             return 1;
         }

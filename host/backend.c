@@ -11,6 +11,7 @@ static const struct {
 } op_entries[] = {
     QT_OP_ENTRY(alloc),         QT_OP_ENTRY(free),          QT_OP_ENTRY(zero),
     QT_OP_ENTRY(to_host),       QT_OP_ENTRY(to_device),     QT_OP_ENTRY(sync),
+    QT_OP_ENTRY(to_host_f32),   QT_OP_ENTRY(to_device_f32),
     QT_OP_ENTRY(gemm),          QT_OP_ENTRY(linear_fwd),    QT_OP_ENTRY(linear_bwd),
     QT_OP_ENTRY(softmax_clip_fwd), QT_OP_ENTRY(softmax_clip_bwd), QT_OP_ENTRY(gate_fwd),
     QT_OP_ENTRY(gate_bwd),      QT_OP_ENTRY(gate_mul_fwd),  QT_OP_ENTRY(gate_mul_bwd),
@@ -33,8 +34,8 @@ qt_status qt_backend_check(const qt_backend *be) {
 }
 
 void qt_backend_free(qt_backend *be) {
-    // The CPU backend has no context; a backend with one frees it through its own init's
-    // counterpart. Clearing the table makes use after free fail loudly.
+    if (be->ops && be->ops->destroy) be->ops->destroy(be->ctx);
+    // Clearing the table makes a use after free fail loudly.
     be->ops = NULL;
     be->ctx = NULL;
 }

@@ -32,6 +32,13 @@ static qt_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes) {
     if (bytes) memmove(dst, src, bytes);
     return QT_OK;
 }
+// The CPU backend stores fp32, so the converting copies are plain copies.
+static qt_status cpu_to_host_f32(void *ctx, float *dst, const void *src, size_t n) {
+    return cpu_copy(ctx, dst, src, n * sizeof(float));
+}
+static qt_status cpu_to_device_f32(void *ctx, void *dst, const float *src, size_t n) {
+    return cpu_copy(ctx, dst, src, n * sizeof(float));
+}
 static qt_status cpu_sync(void *ctx) {
     (void)ctx;
     return QT_OK;
@@ -43,9 +50,11 @@ static void gemm_one(const qt_gemm_desc *d, const float *A, const float *B, floa
                 d->ldb, d->beta, C, d->ldc);
 }
 
-static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const float *A, const float *B,
-                          float *C) {
+static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const void *Av, const void *Bv,
+                          void *Cv) {
     (void)ctx;
+    const float *A = Av, *B = Bv;
+    float *C = Cv;
     if (d->batch < 1 || d->inner < 1 || d->batch % d->inner != 0)
         return qt_error(QT_ERR_ARG, "gemm: batch %d is not a multiple of inner %d", d->batch,
                         d->inner);
@@ -62,141 +71,142 @@ static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const float *A, cons
     return QT_OK;
 }
 
-// The remaining entries forward to kernels/cpu unchanged.
-static qt_status cpu_linear_fwd(void *ctx, float *out, const float *x, const float *w,
-                                const float *b, int N, int IC, int OC) {
+// The remaining entries forward to kernels/cpu; `void *` tensors are fp32 here.
+static qt_status cpu_linear_fwd(void *ctx, void *out, const void *x, const void *w, const void *b,
+                                int N, int IC, int OC) {
     (void)ctx;
     qt_cpu_linear_fwd(out, x, w, b, N, IC, OC);
     return QT_OK;
 }
-static qt_status cpu_linear_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
-                                const float *x, const float *w, int N, int IC, int OC) {
+static qt_status cpu_linear_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
+                                const void *x, const void *w, int N, int IC, int OC) {
     (void)ctx;
     qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
     return QT_OK;
 }
-static qt_status cpu_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, float *probs,
-                                      float *p, const float *scores, const int *lens, int rows,
+static qt_status cpu_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
+                                      float *p, const void *scores, const int *lens, int rows,
                                       int cols) {
     (void)ctx;
     qt_cpu_softmax_clip_fwd(prm, probs, p, scores, lens, rows, cols);
     return QT_OK;
 }
-static qt_status cpu_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, float *dscores,
-                                      const float *dprobs, const float *p, const int *lens,
+static qt_status cpu_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, void *dscores,
+                                      const void *dprobs, const float *p, const int *lens,
                                       int rows, int cols) {
     (void)ctx;
     qt_cpu_softmax_clip_bwd(prm, dscores, dprobs, p, lens, rows, cols);
     return QT_OK;
 }
 static qt_status cpu_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
-                              const float *x, const float *w1, const float *b1, const float *w2,
-                              const float *b2, int N, int C) {
+                              const void *x, const void *w1, const void *b1, const void *w2,
+                              const void *b2, int N, int C) {
     (void)ctx;
     qt_cpu_gate_fwd(g, gate, hidden, x, w1, b1, w2, b2, N, C);
     return QT_OK;
 }
-static qt_status cpu_gate_bwd(void *ctx, const qt_gate_shape *g, float *dx, float *dw1,
-                              float *db1, float *dw2, float *db2, const float *dgate,
-                              const float *gate, const float *hidden, const float *x,
-                              const float *w1, const float *w2, int N, int C) {
+static qt_status cpu_gate_bwd(void *ctx, const qt_gate_shape *g, void *dx, void *dw1, void *db1,
+                              void *dw2, void *db2, const float *dgate, const float *gate,
+                              const float *hidden, const void *x, const void *w1, const void *w2,
+                              int N, int C) {
     (void)ctx;
     qt_cpu_gate_bwd(g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
     return QT_OK;
 }
-static qt_status cpu_gate_mul_fwd(void *ctx, float *out, const float *gate, const float *ctxv,
+static qt_status cpu_gate_mul_fwd(void *ctx, void *out, const float *gate, const void *ctxv,
                                   int N, int C, int H) {
     (void)ctx;
     qt_cpu_gate_mul_fwd(out, gate, ctxv, N, C, H);
     return QT_OK;
 }
-static qt_status cpu_gate_mul_bwd(void *ctx, float *dctx, float *dgate, const float *dout,
-                                  const float *gate, const float *ctxv, int N, int C, int H) {
+static qt_status cpu_gate_mul_bwd(void *ctx, void *dctx, float *dgate, const void *dout,
+                                  const float *gate, const void *ctxv, int N, int C, int H) {
     (void)ctx;
     qt_cpu_gate_mul_bwd(dctx, dgate, dout, gate, ctxv, N, C, H);
     return QT_OK;
 }
-static qt_status cpu_layernorm_fwd(void *ctx, float *out, float *mean, float *rstd,
-                                   const float *x, const float *w, const float *b, int N, int C) {
+static qt_status cpu_layernorm_fwd(void *ctx, void *out, float *mean, float *rstd, const void *x,
+                                   const void *w, const void *b, int N, int C) {
     (void)ctx;
     qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
     return QT_OK;
 }
-static qt_status cpu_layernorm_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
-                                   const float *x, const float *mean, const float *rstd,
-                                   const float *w, int N, int C) {
+static qt_status cpu_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
+                                   const void *x, const float *mean, const float *rstd,
+                                   const void *w, int N, int C) {
     (void)ctx;
     qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C);
     return QT_OK;
 }
-static qt_status cpu_gelu_fwd(void *ctx, float *out, const float *x, size_t n) {
+static qt_status cpu_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
     qt_cpu_gelu_fwd(out, x, n);
     return QT_OK;
 }
-static qt_status cpu_gelu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+static qt_status cpu_gelu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     (void)ctx;
     qt_cpu_gelu_bwd(dx, dout, x, n);
     return QT_OK;
 }
-static qt_status cpu_relu_fwd(void *ctx, float *out, const float *x, size_t n) {
+static qt_status cpu_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
     qt_cpu_relu_fwd(out, x, n);
     return QT_OK;
 }
-static qt_status cpu_relu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+static qt_status cpu_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     (void)ctx;
     qt_cpu_relu_bwd(dx, dout, x, n);
     return QT_OK;
 }
-static qt_status cpu_embedding_fwd(void *ctx, float *out, const int *tokens, const float *wte,
-                                   const float *wpe, int B, int T, int C) {
+static qt_status cpu_embedding_fwd(void *ctx, void *out, const int *tokens, const void *wte,
+                                   const void *wpe, int B, int T, int C) {
     (void)ctx;
     qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
     return QT_OK;
 }
-static qt_status cpu_embedding_bwd(void *ctx, float *dwte, float *dwpe, const float *dout,
+static qt_status cpu_embedding_bwd(void *ctx, void *dwte, void *dwpe, const void *dout,
                                    const int *tokens, int B, int T, int C) {
     (void)ctx;
     qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
     return QT_OK;
 }
-static qt_status cpu_add(void *ctx, float *out, const float *a, const float *b, size_t n) {
+static qt_status cpu_add(void *ctx, void *out, const void *a, const void *b, size_t n) {
     (void)ctx;
     qt_cpu_add(out, a, b, n);
     return QT_OK;
 }
-static qt_status cpu_dropout_fwd(void *ctx, float *out, const float *x, size_t n, float prob,
+static qt_status cpu_dropout_fwd(void *ctx, void *out, const void *x, size_t n, float prob,
                                  uint64_t seed, uint64_t stream) {
     (void)ctx;
     qt_cpu_dropout_fwd(out, x, n, prob, seed, stream);
     return QT_OK;
 }
-static qt_status cpu_dropout_bwd(void *ctx, float *dx, const float *dout, size_t n, float prob,
+static qt_status cpu_dropout_bwd(void *ctx, void *dx, const void *dout, size_t n, float prob,
                                  uint64_t seed, uint64_t stream) {
     (void)ctx;
     qt_cpu_dropout_bwd(dx, dout, n, prob, seed, stream);
     return QT_OK;
 }
-static qt_status cpu_crossentropy_fwd(void *ctx, float *losses, float *probs, const float *logits,
+static qt_status cpu_crossentropy_fwd(void *ctx, float *losses, void *probs, const void *logits,
                                       const int *targets, int N, int V) {
     (void)ctx;
     qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V);
     return QT_OK;
 }
-static qt_status cpu_crossentropy_bwd(void *ctx, float *dlogits, const float *dlosses,
-                                      const float *probs, const int *targets, int N, int V) {
+static qt_status cpu_crossentropy_bwd(void *ctx, void *dlogits, const float *dlosses,
+                                      const void *probs, const int *targets, int N, int V) {
     (void)ctx;
     qt_cpu_crossentropy_bwd(dlogits, dlosses, probs, targets, N, V);
     return QT_OK;
 }
-static qt_status cpu_adamw_step(void *ctx, float *param, const float *grad, float *m, float *v,
-                                size_t n, const qt_adamw_params *prm) {
+static qt_status cpu_adamw_step(void *ctx, void *param, float *master, const void *grad, float *m,
+                                float *v, size_t n, const qt_adamw_params *prm) {
     (void)ctx;
+    if (master) return qt_error(QT_ERR_ARG, "cpu backend: fp32 parameters take no master copy");
     qt_cpu_adamw_step(param, grad, m, v, n, prm);
     return QT_OK;
 }
-static qt_status cpu_sumsq(void *ctx, double *out, const float *x, size_t n) {
+static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
     (void)ctx;
     *out = qt_cpu_sumsq(x, n);
     return QT_OK;
@@ -208,7 +218,10 @@ static const qt_backend_ops cpu_ops = {
     .zero = cpu_zero,
     .to_host = cpu_copy,
     .to_device = cpu_copy,
+    .to_host_f32 = cpu_to_host_f32,
+    .to_device_f32 = cpu_to_device_f32,
     .sync = cpu_sync,
+    .destroy = NULL,
     .gemm = cpu_gemm,
     .linear_fwd = cpu_linear_fwd,
     .linear_bwd = cpu_linear_bwd,
@@ -244,6 +257,7 @@ qt_status qt_backend_cpu_init(qt_backend *be, int threads) {
     be->ops = &cpu_ops;
     be->ctx = NULL;
     be->name = "cpu";
+    be->dtype = QT_DTYPE_F32;
     be->threads = threads > 0 ? threads : omp_get_max_threads();
     return QT_OK;
 }

@@ -25,10 +25,10 @@ void qt_outlier_stats(const float *x, size_t n, double *inf_norm, double *kurtos
 }
 
 // Adds each sequence's stats of a (B, T, C) device tensor to the running sums.
-static qt_status accumulate_stats(const qt_model *m, const float *dev, float *host, int B, int T,
+static qt_status accumulate_stats(const qt_model *m, const void *dev, float *host, int B, int T,
                                   double *inf_sum, double *kurt_sum) {
     size_t TC = (size_t)T * m->cfg.d_model;
-    QT_TRY(m->be->ops->to_host(m->be->ctx, host, dev, (size_t)B * TC * sizeof(float)));
+    QT_TRY(m->be->ops->to_host_f32(m->be->ctx, host, dev, (size_t)B * TC));
     for (int b = 0; b < B; b++) {
         double inf, kurt;
         qt_outlier_stats(host + (size_t)b * TC, TC, &inf, &kurt);
@@ -39,11 +39,11 @@ static qt_status accumulate_stats(const qt_model *m, const float *dev, float *ho
 }
 
 // Counts exact zeros among the attended entries (key j <= query t) of probs (B, H, T, T).
-static qt_status count_zero_probs(const qt_model *m, const float *dev, float *host, int B, int T,
+static qt_status count_zero_probs(const qt_model *m, const void *dev, float *host, int B, int T,
                                   long long *zeros, long long *attended) {
     int H = m->cfg.n_head;
     size_t n = (size_t)B * H * T * T;
-    QT_TRY(m->be->ops->to_host(m->be->ctx, host, dev, n * sizeof(float)));
+    QT_TRY(m->be->ops->to_host_f32(m->be->ctx, host, dev, n));
     for (size_t r = 0; r < (size_t)B * H * T; r++) {
         int t = (int)(r % (size_t)T);
         const float *row = host + r * T;

@@ -15,6 +15,8 @@
 
 #define BE (m->be->ops)
 #define CTX (m->be->ctx)
+// Element `n` of a tensor in the backend's dtype.
+#define AT(p, n) QT_AT(p, m->es, n)
 
 // ---- parameter table --------------------------------------------------------------------
 
@@ -116,13 +118,13 @@ int qt_model_find_tensor(const qt_model *m, const char *name) {
 }
 
 // Points `views` into `base` by tensor name; absent tensors stay NULL.
-static void point_params(const qt_model *m, float *base, qt_model_params *views) {
+static void point_params(const qt_model *m, void *base, qt_model_params *views) {
     char name[96];
 #define PT(field, ...)                                                                        \
     do {                                                                                      \
         snprintf(name, sizeof name, __VA_ARGS__);                                             \
         int i_ = qt_model_find_tensor(m, name);                                               \
-        field = i_ >= 0 ? base + m->tensors[i_].offset : NULL;                                \
+        field = i_ >= 0 ? QT_AT(base, m->es, m->tensors[i_].offset) : NULL;                   \
     } while (0)
     PT(views->wte, "decoder.embed_tokens.weight");
     PT(views->wpe, "decoder.embed_positions.weight");
@@ -200,7 +202,7 @@ static qt_status init_params(qt_model *m) {
             for (size_t i = 0; i < t->numel; i++) w[i] = std * init_normal(cfg->seed, ti, i);
         }
     }
-    qt_status st = BE->to_device(CTX, m->params, host, m->n_params * sizeof(float));
+    qt_status st = BE->to_device_f32(CTX, m->params, host, m->n_params);
     free(host);
     return st;
 }
@@ -208,8 +210,8 @@ static qt_status init_params(qt_model *m) {
 // ---- activations --------------------------------------------------------------------------
 
 typedef struct {
-    float **slot;
-    size_t n;
+    void **slot;
+    size_t bytes;
 } act_request;
 
 qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B, int T) {
@@ -218,6 +220,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     m->be = be;
     m->B = B;
     m->T = T;
+    m->es = qt_dtype_size(be->dtype);
     QT_TRY(qt_config_validate(cfg));
     QT_TRY(qt_backend_check(be));
     if (B < 1 || T < 1 || T > cfg->max_seq_len)
@@ -245,8 +248,8 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the model's layer tables");
     }
-    st = be->ops->alloc(be->ctx, (void **)&m->params, m->n_params * sizeof(float));
-    if (st == QT_OK) st = be->ops->alloc(be->ctx, (void **)&m->grads, m->n_params * sizeof(float));
+    st = be->ops->alloc(be->ctx, &m->params, m->n_params * m->es);
+    if (st == QT_OK) st = be->ops->alloc(be->ctx, &m->grads, m->n_params * m->es);
     if (st != QT_OK) {
         qt_model_free(m);
         return st;
@@ -261,27 +264,30 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         return qt_error(QT_ERR_OOM, "cannot allocate the activation plan");
     }
     int nreq = 0;
-#define REQ(ptr, count) (req[nreq++] = (act_request){(float **)&(ptr), (count)})
+    // REQ: the backend's dtype; REQF: fp32; REQI: int32.
+#define REQ(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * m->es})
+#define REQF(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * sizeof(float)})
+#define REQI(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * sizeof(int)})
     for (int l = 0; l < L; l++) {
         qt_layer_acts *a = &m->acts[l];
         REQ(a->ln1, N * C);
-        REQ(a->ln1_mean, N);
-        REQ(a->ln1_rstd, N);
+        REQF(a->ln1_mean, N);
+        REQF(a->ln1_rstd, N);
         REQ(a->qkv, N * 3 * C);
-        REQ(a->p, BHTT);
+        REQF(a->p, BHTT);
         REQ(a->probs, BHTT);
         if (attn_drop > 0) REQ(a->probs_drop, BHTT);
         REQ(a->ctx, N * C);
         if (gated) {
-            REQ(a->gate, N * H);
-            if (nh) REQ(a->gate_hidden, N * H * nh);
+            REQF(a->gate, N * H);
+            if (nh) REQF(a->gate_hidden, N * H * nh);
             REQ(a->gated, N * C);
         }
         REQ(a->attn_out, N * C);
         REQ(a->resid1, N * C);
         REQ(a->ln2, N * C);
-        REQ(a->ln2_mean, N);
-        REQ(a->ln2_rstd, N);
+        REQF(a->ln2_mean, N);
+        REQF(a->ln2_rstd, N);
         REQ(a->fc, N * F);
         REQ(a->fc_act, N * F);
         REQ(a->ffn_out, N * C);
@@ -289,17 +295,17 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     }
     REQ(m->encoded, N * C);
     REQ(m->lnf, N * C);
-    REQ(m->lnf_mean, N);
-    REQ(m->lnf_rstd, N);
+    REQF(m->lnf_mean, N);
+    REQF(m->lnf_rstd, N);
     REQ(m->logits, N * V);
-    REQ(m->losses, N);
-    REQ(m->dlosses, N);
+    REQF(m->losses, N);
+    REQF(m->dlosses, N);
     REQ(m->d_resid, N * C);
     REQ(m->d_ln, N * C);
     REQ(m->d_qkv, N * 3 * C);
     REQ(m->d_ctx, N * C);
     REQ(m->d_gated, N * C);
-    REQ(m->d_gate, N * H);
+    REQF(m->d_gate, N * H);
     REQ(m->d_branch, N * C);
     REQ(m->d_probs, BHTT);
     REQ(m->d_scores, BHTT);
@@ -307,16 +313,18 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     REQ(m->d_fc, N * F);
     REQ(m->d_fc_act, N * F);
     REQ(m->zeros_c, C);
-    // int buffers carved as floats (same size, 4 bytes)
-    REQ(m->inputs, N);
-    REQ(m->targets, N);
-    REQ(m->lens, (size_t)B * H * T);
+    REQI(m->inputs, N);
+    REQI(m->targets, N);
+    REQI(m->lens, (size_t)B * H * T);
 #undef REQ
+#undef REQF
+#undef REQI
+    // Every buffer starts on a 64-byte boundary.
     size_t total = 0;
-    for (int i = 0; i < nreq; i++) total += (req[i].n + 15) / 16 * 16;
-    m->act_floats = total;
-    st = be->ops->alloc(be->ctx, (void **)&m->act_arena, total * sizeof(float));
-    if (st == QT_OK) st = be->ops->zero(be->ctx, m->act_arena, total * sizeof(float));
+    for (int i = 0; i < nreq; i++) total += (req[i].bytes + 63) / 64 * 64;
+    m->act_bytes = total;
+    st = be->ops->alloc(be->ctx, &m->act_arena, total);
+    if (st == QT_OK) st = be->ops->zero(be->ctx, m->act_arena, total);
     if (st != QT_OK) {
         free(req);
         qt_model_free(m);
@@ -324,8 +332,8 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     }
     size_t off = 0;
     for (int i = 0; i < nreq; i++) {
-        *req[i].slot = m->act_arena + off;
-        off += (req[i].n + 15) / 16 * 16;
+        *req[i].slot = (char *)m->act_arena + off;
+        off += (req[i].bytes + 63) / 64 * 64;
     }
     free(req);
     m->lens_T = 0;
@@ -349,7 +357,7 @@ void qt_model_free(qt_model *m) {
 }
 
 qt_status qt_model_zero_grad(qt_model *m) {
-    return BE->zero(CTX, m->grads, m->n_params * sizeof(float));
+    return BE->zero(CTX, m->grads, m->n_params * m->es);
 }
 
 size_t qt_model_num_params(const qt_model *m) {
@@ -445,20 +453,20 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     if (drop > 0)
         QT_TRY(BE->dropout_fwd(CTX, m->encoded, m->encoded, (size_t)N * C, drop, cfg->seed,
                                drop_stream(m, 0, SITE_EMBED)));
-    const float *x = m->encoded;
+    const void *x = m->encoded;
     for (int l = 0; l < L; l++) {
         const qt_layer_params *w = &m->p.layers[l];
         qt_layer_acts *a = &m->acts[l];
-        const float *ln1_b = w->ln1_b ? w->ln1_b : m->zeros_c;
-        const float *ln2_b = w->ln2_b ? w->ln2_b : m->zeros_c;
+        const void *ln1_b = w->ln1_b ? w->ln1_b : m->zeros_c;
+        const void *ln2_b = w->ln2_b ? w->ln2_b : m->zeros_c;
         QT_TRY(BE->layernorm_fwd(CTX, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, ln1_b, N, C));
         QT_TRY(BE->linear_fwd(CTX, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
         // scores (B, H, T, T) = Q K^T per head, into `probs` (overwritten by the softmax)
         qt_gemm_desc qk = attn_desc(0, 1, T, T, D, 0.0f, 3 * C, T3C, D, 3 * C, T3C, D, T,
                                     H * TT, TT, B, H);
-        QT_TRY(BE->gemm(CTX, &qk, a->qkv, a->qkv + C, a->probs));
+        QT_TRY(BE->gemm(CTX, &qk, a->qkv, AT(a->qkv, C), a->probs));
         QT_TRY(BE->softmax_clip_fwd(CTX, &sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
-        const float *pv_probs = a->probs;
+        const void *pv_probs = a->probs;
         if (attn_drop > 0) {
             QT_TRY(BE->dropout_fwd(CTX, a->probs_drop, a->probs, (size_t)B * H * TT, attn_drop,
                                    cfg->seed, drop_stream(m, l, SITE_ATTN_PROBS)));
@@ -467,8 +475,8 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         // ctx (B, T, C): head h's (T, D) slice = probs (T, T) @ V (T, D)
         qt_gemm_desc pv = attn_desc(0, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, C,
                                     (int64_t)T * C, D, B, H);
-        QT_TRY(BE->gemm(CTX, &pv, pv_probs, a->qkv + 2 * C, a->ctx));
-        const float *proj_in = a->ctx;
+        QT_TRY(BE->gemm(CTX, &pv, pv_probs, AT(a->qkv, 2 * C), a->ctx));
+        const void *proj_in = a->ctx;
         if (gs.kind != QT_GATE_NONE) {
             QT_TRY(BE->gate_fwd(CTX, &gs, a->gate, a->gate_hidden, a->ln1, w->gate_w1, w->gate_b1,
                                 w->gate_w2, w->gate_b2, N, C));
@@ -501,7 +509,7 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         }
         x = a->resid2;
     }
-    const float *lnf_b = m->p.lnf_b ? m->p.lnf_b : m->zeros_c;
+    const void *lnf_b = m->p.lnf_b ? m->p.lnf_b : m->zeros_c;
     QT_TRY(BE->layernorm_fwd(CTX, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->p.lnf_w, lnf_b, N, C));
     QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf, m->p.head, NULL, N, C, V));
     if (!targets) return QT_OK;
@@ -529,13 +537,13 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
 
 // d_out of a dropout site: with dropout on, `scratch` = mask-scaled copy of `d`; with it off,
 // `d` itself (no copy).
-static qt_status dropout_grad(qt_model *m, const float **out, float *scratch, const float *d,
+static qt_status dropout_grad(qt_model *m, const void **out, void *scratch, const void *d,
                               size_t n, float prob, uint64_t stream) {
     if (prob <= 0) {
         *out = d;
         return QT_OK;
     }
-    QT_TRY(BE->zero(CTX, scratch, n * sizeof(float)));
+    QT_TRY(BE->zero(CTX, scratch, n * m->es));
     QT_TRY(BE->dropout_bwd(CTX, scratch, d, n, prob, m->cfg.seed, stream));
     *out = scratch;
     return QT_OK;
@@ -565,10 +573,10 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
 
     // LM head: dlogits overwrite the probabilities in place.
     QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));
-    QT_TRY(BE->zero(CTX, m->d_ln, NC * sizeof(float)));
+    QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
     QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.head, NULL, m->logits, m->lnf, m->p.head, N, C, V));
-    QT_TRY(BE->zero(CTX, m->d_resid, NC * sizeof(float)));
-    const float *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
+    QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
+    const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
     QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch,
                              m->d_ln, x_last, m->lnf_mean, m->lnf_rstd, m->p.lnf_w, N, C));
 
@@ -576,41 +584,41 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         const qt_layer_params *w = &m->p.layers[l];
         qt_layer_params *gw = &m->g.layers[l];
         const qt_layer_acts *a = &m->acts[l];
-        const float *x = l > 0 ? m->acts[l - 1].resid2 : m->encoded;
+        const void *x = l > 0 ? m->acts[l - 1].resid2 : m->encoded;
         // Absent norm biases (model.bias = 0): their gradient lands in a scratch buffer whose
         // contents are dead at that point and never read.
-        float *ln_db_sink = m->d_branch;
+        void *ln_db_sink = m->d_branch;
 
         // ---- FFN branch: resid2 = resid1 + drop(fc2(act(fc1(ln2(resid1)))))
-        const float *d_ffn;
+        const void *d_ffn;
         QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, drop,
                             drop_stream(m, l, SITE_FFN_RESID)));
-        QT_TRY(BE->zero(CTX, m->d_fc_act, (size_t)N * F * sizeof(float)));
+        QT_TRY(BE->zero(CTX, m->d_fc_act, (size_t)N * F * m->es));
         QT_TRY(BE->linear_bwd(CTX, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn, a->fc_act, w->fc2_w, N,
                               F, C));
-        QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F * sizeof(float)));
+        QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F * m->es));
         if (act_gelu)
             QT_TRY(BE->gelu_bwd(CTX, m->d_fc, m->d_fc_act, a->fc, (size_t)N * F));
         else
             QT_TRY(BE->relu_bwd(CTX, m->d_fc, m->d_fc_act, a->fc, (size_t)N * F));
-        QT_TRY(BE->zero(CTX, m->d_ln, NC * sizeof(float)));
+        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
         QT_TRY(BE->linear_bwd(CTX, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2, w->fc_w, N, C, F));
         QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink,
                                  m->d_ln, a->resid1, a->ln2_mean, a->ln2_rstd, w->ln2_w, N, C));
         // d_resid is now d resid1.
 
         // ---- attention branch: resid1 = x + drop(out_proj(gate * attention(ln1(x))))
-        const float *d_attn;
+        const void *d_attn;
         QT_TRY(dropout_grad(m, &d_attn, m->d_branch, m->d_resid, NC, drop,
                             drop_stream(m, l, SITE_ATTN_RESID)));
-        QT_TRY(BE->zero(CTX, m->d_gated, NC * sizeof(float)));
-        const float *proj_in = gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
+        QT_TRY(BE->zero(CTX, m->d_gated, NC * m->es));
+        const void *proj_in = gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
         QT_TRY(BE->linear_bwd(CTX, m->d_gated, gw->proj_w, gw->proj_b, d_attn, proj_in, w->proj_w,
                               N, C, C));
-        QT_TRY(BE->zero(CTX, m->d_ln, NC * sizeof(float)));
-        const float *d_ctx = m->d_gated;
+        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+        const void *d_ctx = m->d_gated;
         if (gs.kind != QT_GATE_NONE) {
-            QT_TRY(BE->zero(CTX, m->d_ctx, NC * sizeof(float)));
+            QT_TRY(BE->zero(CTX, m->d_ctx, NC * m->es));
             QT_TRY(BE->zero(CTX, m->d_gate, (size_t)N * H * sizeof(float)));
             QT_TRY(BE->gate_mul_bwd(CTX, m->d_ctx, m->d_gate, m->d_gated, a->gate, a->ctx, N, C, H));
             QT_TRY(BE->gate_bwd(CTX, &gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
@@ -619,37 +627,37 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
             d_ctx = m->d_ctx;
         }
         // attention core
-        const float *pv_probs = attn_drop > 0 ? a->probs_drop : a->probs;
-        QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * sizeof(float)));
+        const void *pv_probs = attn_drop > 0 ? a->probs_drop : a->probs;
+        QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
         // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
         qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D, T,
                                     H * TT, TT, B, H);
-        QT_TRY(BE->gemm(CTX, &dp, d_ctx, a->qkv + 2 * C, m->d_probs));
+        QT_TRY(BE->gemm(CTX, &dp, d_ctx, AT(a->qkv, 2 * C), m->d_probs));
         // dV_h (T, D) += probs^T (T, T) @ d_ctx_h (T, D)
         qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, C, (int64_t)T * C, D,
                                     3 * C, T3C, D, B, H);
-        QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, m->d_qkv + 2 * C));
-        const float *d_probs = m->d_probs;
+        QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, AT(m->d_qkv, 2 * C)));
+        const void *d_probs = m->d_probs;
         if (attn_drop > 0) {
             QT_TRY(dropout_grad(m, &d_probs, m->d_probs_pre, m->d_probs, (size_t)B * H * TT,
                                 attn_drop, drop_stream(m, l, SITE_ATTN_PROBS)));
         }
-        QT_TRY(BE->zero(CTX, m->d_scores, (size_t)B * H * TT * sizeof(float)));
+        QT_TRY(BE->zero(CTX, m->d_scores, (size_t)B * H * TT * m->es));
         QT_TRY(BE->softmax_clip_bwd(CTX, &sp, m->d_scores, d_probs, a->p, m->lens, B * H * T, T));
         // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
         qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C, T3C,
                                     D, B, H);
-        QT_TRY(BE->gemm(CTX, &dq, m->d_scores, a->qkv + C, m->d_qkv));
+        QT_TRY(BE->gemm(CTX, &dq, m->d_scores, AT(a->qkv, C), m->d_qkv));
         qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C, T3C,
                                     D, B, H);
-        QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, m->d_qkv + C));
+        QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, AT(m->d_qkv, C)));
         QT_TRY(BE->linear_bwd(CTX, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv, a->ln1, w->qkv_w, N, C,
                               3 * C));
         QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink,
                                  m->d_ln, x, a->ln1_mean, a->ln1_rstd, w->ln1_w, N, C));
         // d_resid is now d x.
     }
-    const float *d_emb;
+    const void *d_emb;
     QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, drop, drop_stream(m, 0, SITE_EMBED)));
     QT_TRY(BE->embedding_bwd(CTX, m->g.wte, m->g.wpe, d_emb, m->inputs, B, T, C));
     return QT_OK;

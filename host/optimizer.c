@@ -2,6 +2,7 @@
 #include "qtrain/optimizer.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
@@ -12,6 +13,15 @@ qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
     qt_status st = be->ops->alloc(be->ctx, (void **)&opt->v, bytes);
     if (st == QT_OK) st = be->ops->zero(be->ctx, opt->m, bytes);
     if (st == QT_OK) st = be->ops->zero(be->ctx, opt->v, bytes);
+    if (st == QT_OK && be->dtype != QT_DTYPE_F32) {
+        // fp32 master weights, initialised from the (already rounded) parameters.
+        st = be->ops->alloc(be->ctx, (void **)&opt->master, bytes);
+        float *host = st == QT_OK ? malloc(bytes) : NULL;
+        if (st == QT_OK && !host) st = qt_error(QT_ERR_OOM, "cannot allocate %zu bytes", bytes);
+        if (st == QT_OK) st = be->ops->to_host_f32(be->ctx, host, model->params, model->n_params);
+        if (st == QT_OK) st = be->ops->to_device(be->ctx, opt->master, host, bytes);
+        free(host);
+    }
     if (st != QT_OK) qt_optimizer_free(opt, model);
     return st;
 }
@@ -21,6 +31,7 @@ void qt_optimizer_free(qt_optimizer *opt, const qt_model *model) {
     if (be && be->ops) {
         if (opt->m) be->ops->free(be->ctx, opt->m);
         if (opt->v) be->ops->free(be->ctx, opt->v);
+        if (opt->master) be->ops->free(be->ctx, opt->master);
     }
     memset(opt, 0, sizeof *opt);
 }
@@ -54,19 +65,28 @@ static float tensor_weight_decay(const qt_config *cfg, qt_tensor_kind kind) {
     return 0.0f;
 }
 
-qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, double *grad_norm) {
+qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
+                            double *grad_norm, int *skipped) {
     const qt_config *cfg = &model->cfg;
     const qt_backend *be = model->be;
     double norm = 0.0;
     QT_TRY(qt_grad_norm(model, &norm));
+    norm /= loss_scale;
     if (grad_norm) *grad_norm = norm;
-    if (!isfinite(norm))
+    if (skipped) *skipped = 0;
+    if (!isfinite(norm)) {
+        if (loss_scale > 1.0f) {
+            if (skipped) *skipped = 1;
+            return QT_OK;
+        }
         return qt_error(QT_ERR_ARG,
                         "the gradient norm is %g at step %d: training diverged; lower "
                         "train.lr or raise train.warmup_steps",
                         norm, opt->step + 1);
-    float scale = 1.0f;
-    if (cfg->grad_clip > 0 && norm > cfg->grad_clip) scale = (float)(cfg->grad_clip / (norm + 1e-6));
+    }
+    float scale = 1.0f / loss_scale;
+    if (cfg->grad_clip > 0 && norm > cfg->grad_clip)
+        scale = (float)(cfg->grad_clip / (norm + 1e-6)) / loss_scale;
     opt->step++;
     qt_adamw_params prm = {
         .lr = lr, .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->eps,
@@ -75,8 +95,10 @@ qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, double
     for (int i = 0; i < model->n_tensors; i++) {
         const qt_tensor_info *t = &model->tensors[i];
         prm.weight_decay = tensor_weight_decay(cfg, t->kind);
-        QT_TRY(be->ops->adamw_step(be->ctx, model->params + t->offset, model->grads + t->offset,
-                                   opt->m + t->offset, opt->v + t->offset, t->numel, &prm));
+        QT_TRY(be->ops->adamw_step(be->ctx, QT_AT(model->params, model->es, t->offset),
+                                   opt->master ? opt->master + t->offset : NULL,
+                                   QT_AT(model->grads, model->es, t->offset), opt->m + t->offset,
+                                   opt->v + t->offset, t->numel, &prm));
     }
     return QT_OK;
 }

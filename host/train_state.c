@@ -22,11 +22,14 @@ static qt_status config_text(const qt_config *cfg, char **text, size_t *len) {
     return st;
 }
 
-static qt_status device_to_host_copy(const qt_model *model, const float *dev, size_t n,
-                                     float **host) {
+// n fp32 values from backend memory; `dev` holds the backend's dtype when `convert`.
+static qt_status device_to_host_copy(const qt_model *model, const void *dev, size_t n,
+                                     int convert, float **host) {
     *host = malloc(n * sizeof(float) + 1);
     if (!*host) return qt_error(QT_ERR_OOM, "cannot allocate %zu floats for a checkpoint", n);
-    qt_status st = model->be->ops->to_host(model->be->ctx, *host, dev, n * sizeof(float));
+    const qt_backend *be = model->be;
+    qt_status st = convert ? be->ops->to_host_f32(be->ctx, *host, dev, n)
+                           : be->ops->to_host(be->ctx, *host, dev, n * sizeof(float));
     if (st != QT_OK) free(*host);
     return st;
 }
@@ -41,9 +44,13 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
     float *params = NULL, *m = NULL, *v = NULL;
     qt_ckpt_entry *entries = calloc((size_t)model->n_tensors + 4, sizeof *entries);
     qt_status st = entries ? QT_OK : qt_error(QT_ERR_OOM, "cannot allocate checkpoint index");
-    if (st == QT_OK) st = device_to_host_copy(model, model->params, model->n_params, &params);
-    if (st == QT_OK && opt) st = device_to_host_copy(model, opt->m, model->n_params, &m);
-    if (st == QT_OK && opt) st = device_to_host_copy(model, opt->v, model->n_params, &v);
+    // The fp32 master weights when there are any: the parameters are their rounding.
+    if (st == QT_OK && opt && opt->master)
+        st = device_to_host_copy(model, opt->master, model->n_params, 0, &params);
+    else if (st == QT_OK)
+        st = device_to_host_copy(model, model->params, model->n_params, 1, &params);
+    if (st == QT_OK && opt) st = device_to_host_copy(model, opt->m, model->n_params, 0, &m);
+    if (st == QT_OK && opt) st = device_to_host_copy(model, opt->v, model->n_params, 0, &v);
     if (st == QT_OK) {
         int n = 0;
         entries[n++] = (qt_ckpt_entry){"qtrain.meta", QT_CKPT_U64, 1, {4}, meta};
@@ -132,7 +139,9 @@ qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *o
         st = qt_ckpt_get(ck, t->name, QT_CKPT_F32, t->numel, host + t->offset);
     }
     if (st == QT_OK)
-        st = model->be->ops->to_device(model->be->ctx, model->params, host,
+        st = model->be->ops->to_device_f32(model->be->ctx, model->params, host, model->n_params);
+    if (st == QT_OK && opt && opt->master)
+        st = model->be->ops->to_device(model->be->ctx, opt->master, host,
                                        model->n_params * sizeof(float));
     if (opt) {
         if (st == QT_OK) st = qt_ckpt_get(ck, "optimizer.m", QT_CKPT_F32, model->n_params, host);

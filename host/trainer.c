@@ -116,7 +116,7 @@ static qt_status train_loop(trainer *t, int start_step) {
         step_loss /= cfg->grad_accum;
         float lr = qt_lr_at(cfg, step);
         double grad_norm = 0.0;
-        QT_TRY(qt_optimizer_step(&t->opt, &t->model, lr, &grad_norm));
+        QT_TRY(qt_optimizer_step(&t->opt, &t->model, lr, 1.0f, &grad_norm, NULL));
         step++;
         steps_since_log++;
         loss_since_log += step_loss;

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,14 +28,14 @@ static region *find(f64_ctx *c, const void *p) {
     return NULL;
 }
 
-static double *D(void *ctx, const float *p) {
+static double *D(void *ctx, const void *p) {
     if (!p) return NULL;
     region *r = find(ctx, p);
-    QT_ASSERT(r != NULL, "f64 backend: pointer %p is not from this backend", (const void *)p);
-    return r->real + (p - r->shadow);
+    QT_ASSERT(r != NULL, "f64 backend: pointer %p is not from this backend", p);
+    return r->real + ((const char *)p - (const char *)r->shadow) / (ptrdiff_t)sizeof(float);
 }
 
-double *qt_test_f64_ptr(const qt_backend *be, const float *p) { return D(be->ctx, p); }
+double *qt_test_f64_ptr(const qt_backend *be, const void *p) { return D(be->ctx, p); }
 
 static qt_status f_alloc(void *ctx, void **ptr, size_t bytes) {
     f64_ctx *c = ctx;
@@ -77,12 +78,18 @@ static qt_status f_to_device(void *ctx, void *dst, const void *src, size_t bytes
     for (size_t i = 0; i < bytes / 4; i++) d[i] = in[i];
     return QT_OK;
 }
+static qt_status f_to_host_f32(void *ctx, float *dst, const void *src, size_t n) {
+    return f_to_host(ctx, dst, src, n * sizeof(float));
+}
+static qt_status f_to_device_f32(void *ctx, void *dst, const float *src, size_t n) {
+    return f_to_device(ctx, dst, src, n * sizeof(float));
+}
 static qt_status f_sync(void *ctx) {
     (void)ctx;
     return QT_OK;
 }
-static qt_status f_gemm(void *ctx, const qt_gemm_desc *g, const float *A, const float *B,
-                        float *C) {
+static qt_status f_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B, void *C) {
+    const qt_gemm_desc *g = d;
     const double *a = D(ctx, A), *b = D(ctx, B);
     double *c = D(ctx, C);
     for (int i = 0; i < g->batch; i++) {
@@ -95,88 +102,72 @@ static qt_status f_gemm(void *ctx, const qt_gemm_desc *g, const float *A, const 
     }
     return QT_OK;
 }
-static qt_status f_linear_fwd(void *ctx, float *out, const float *x, const float *w,
-                              const float *b, int N, int IC, int OC) {
+static qt_status f_linear_fwd(void *ctx, void *out, const void *x, const void *w, const void *b, int N, int IC, int OC) {
     qt_cpu_linear_fwd_f64(D(ctx, out), D(ctx, x), D(ctx, w), D(ctx, b), N, IC, OC);
     return QT_OK;
 }
-static qt_status f_linear_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
-                              const float *x, const float *w, int N, int IC, int OC) {
+static qt_status f_linear_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout, const void *x, const void *w, int N, int IC, int OC) {
     qt_cpu_linear_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x), D(ctx, w),
                           N, IC, OC);
     return QT_OK;
 }
-static qt_status f_softmax_fwd(void *ctx, const qt_softmax_params *prm, float *probs, float *p,
-                               const float *scores, const int *lens, int rows, int cols) {
+static qt_status f_softmax_fwd(void *ctx, const qt_softmax_params *prm, void *probs, float *p, const void *scores, const int *lens, int rows, int cols) {
     qt_cpu_softmax_clip_fwd_f64(prm, D(ctx, probs), D(ctx, p), D(ctx, scores), lens, rows, cols);
     return QT_OK;
 }
-static qt_status f_softmax_bwd(void *ctx, const qt_softmax_params *prm, float *dscores,
-                               const float *dprobs, const float *p, const int *lens, int rows,
-                               int cols) {
+static qt_status f_softmax_bwd(void *ctx, const qt_softmax_params *prm, void *dscores, const void *dprobs, const float *p, const int *lens, int rows, int cols) {
     qt_cpu_softmax_clip_bwd_f64(prm, D(ctx, dscores), D(ctx, dprobs), D(ctx, p), lens, rows, cols);
     return QT_OK;
 }
-static qt_status f_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
-                            const float *x, const float *w1, const float *b1, const float *w2,
-                            const float *b2, int N, int C) {
+static qt_status f_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden, const void *x, const void *w1, const void *b1, const void *w2, const void *b2, int N, int C) {
     qt_cpu_gate_fwd_f64(g, D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1), D(ctx, b1),
                         D(ctx, w2), D(ctx, b2), N, C);
     return QT_OK;
 }
-static qt_status f_gate_bwd(void *ctx, const qt_gate_shape *g, float *dx, float *dw1, float *db1,
-                            float *dw2, float *db2, const float *dgate, const float *gate,
-                            const float *hidden, const float *x, const float *w1,
-                            const float *w2, int N, int C) {
+static qt_status f_gate_bwd(void *ctx, const qt_gate_shape *g, void *dx, void *dw1, void *db1, void *dw2, void *db2, const float *dgate, const float *gate, const float *hidden, const void *x, const void *w1, const void *w2, int N, int C) {
     qt_cpu_gate_bwd_f64(g, D(ctx, dx), D(ctx, dw1), D(ctx, db1), D(ctx, dw2), D(ctx, db2),
                         D(ctx, dgate), D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1),
                         D(ctx, w2), N, C);
     return QT_OK;
 }
-static qt_status f_gate_mul_fwd(void *ctx, float *out, const float *gate, const float *ctxv,
-                                int N, int C, int H) {
+static qt_status f_gate_mul_fwd(void *ctx, void *out, const float *gate, const void *ctxv, int N, int C, int H) {
     qt_cpu_gate_mul_fwd_f64(D(ctx, out), D(ctx, gate), D(ctx, ctxv), N, C, H);
     return QT_OK;
 }
-static qt_status f_gate_mul_bwd(void *ctx, float *dctx, float *dgate, const float *dout,
-                                const float *gate, const float *ctxv, int N, int C, int H) {
+static qt_status f_gate_mul_bwd(void *ctx, void *dctx, float *dgate, const void *dout, const float *gate, const void *ctxv, int N, int C, int H) {
     qt_cpu_gate_mul_bwd_f64(D(ctx, dctx), D(ctx, dgate), D(ctx, dout), D(ctx, gate),
                             D(ctx, ctxv), N, C, H);
     return QT_OK;
 }
-static qt_status f_ln_fwd(void *ctx, float *out, float *mean, float *rstd, const float *x,
-                          const float *w, const float *b, int N, int C) {
+static qt_status f_ln_fwd(void *ctx, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b, int N, int C) {
     qt_cpu_layernorm_fwd_f64(D(ctx, out), D(ctx, mean), D(ctx, rstd), D(ctx, x), D(ctx, w),
                              D(ctx, b), N, C);
     return QT_OK;
 }
-static qt_status f_ln_bwd(void *ctx, float *dx, float *dw, float *db, const float *dout,
-                          const float *x, const float *mean, const float *rstd, const float *w,
-                          int N, int C) {
+static qt_status f_ln_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout, const void *x, const float *mean, const float *rstd, const void *w, int N, int C) {
     qt_cpu_layernorm_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x),
                              D(ctx, mean), D(ctx, rstd), D(ctx, w), N, C);
     return QT_OK;
 }
-static qt_status f_gelu_fwd(void *ctx, float *out, const float *x, size_t n) {
+static qt_status f_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     qt_cpu_gelu_fwd_f64(D(ctx, out), D(ctx, x), n);
     return QT_OK;
 }
-static qt_status f_gelu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+static qt_status f_gelu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     qt_cpu_gelu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
     return QT_OK;
 }
-static qt_status f_relu_fwd(void *ctx, float *out, const float *x, size_t n) {
+static qt_status f_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
     qt_cpu_relu_fwd_f64(D(ctx, out), D(ctx, x), n);
     return QT_OK;
 }
-static qt_status f_relu_bwd(void *ctx, float *dx, const float *dout, const float *x, size_t n) {
+static qt_status f_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     qt_cpu_relu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
     return QT_OK;
 }
 // Embedding, add, dropout, cross-entropy's reduction helpers, AdamW and sumsq have no _f64
 // twin in ops.h; they are a few lines each in double here.
-static qt_status f_embed_fwd(void *ctx, float *out, const int *tokens, const float *wte,
-                             const float *wpe, int B, int T, int C) {
+static qt_status f_embed_fwd(void *ctx, void *out, const int *tokens, const void *wte, const void *wpe, int B, int T, int C) {
     double *o = D(ctx, out);
     const double *te = D(ctx, wte), *pe = D(ctx, wpe);
     for (int b = 0; b < B; b++)
@@ -186,8 +177,7 @@ static qt_status f_embed_fwd(void *ctx, float *out, const int *tokens, const flo
                     te[(size_t)tokens[b * T + t] * C + c] + pe[(size_t)t * C + c];
     return QT_OK;
 }
-static qt_status f_embed_bwd(void *ctx, float *dwte, float *dwpe, const float *dout,
-                             const int *tokens, int B, int T, int C) {
+static qt_status f_embed_bwd(void *ctx, void *dwte, void *dwpe, const void *dout, const int *tokens, int B, int T, int C) {
     double *dte = D(ctx, dwte), *dpe = D(ctx, dwpe);
     const double *d = D(ctx, dout);
     for (int b = 0; b < B; b++)
@@ -199,40 +189,37 @@ static qt_status f_embed_bwd(void *ctx, float *dwte, float *dwpe, const float *d
             }
     return QT_OK;
 }
-static qt_status f_add(void *ctx, float *out, const float *a, const float *b, size_t n) {
+static qt_status f_add(void *ctx, void *out, const void *a, const void *b, size_t n) {
     double *o = D(ctx, out);
     const double *x = D(ctx, a), *y = D(ctx, b);
     for (size_t i = 0; i < n; i++) o[i] = x[i] + y[i];
     return QT_OK;
 }
-static qt_status f_drop_fwd(void *ctx, float *out, const float *x, size_t n, float prob,
-                            uint64_t seed, uint64_t stream) {
+static qt_status f_drop_fwd(void *ctx, void *out, const void *x, size_t n, float prob, uint64_t seed, uint64_t stream) {
     double *o = D(ctx, out);
     const double *in = D(ctx, x);
     for (size_t i = 0; i < n; i++)
         o[i] = qt_philox_uniform(seed, stream, i) >= prob ? in[i] / (1.0 - (double)prob) : 0.0;
     return QT_OK;
 }
-static qt_status f_drop_bwd(void *ctx, float *dx, const float *dout, size_t n, float prob,
-                            uint64_t seed, uint64_t stream) {
+static qt_status f_drop_bwd(void *ctx, void *dx, const void *dout, size_t n, float prob, uint64_t seed, uint64_t stream) {
     double *o = D(ctx, dx);
     const double *d = D(ctx, dout);
     for (size_t i = 0; i < n; i++)
         if (qt_philox_uniform(seed, stream, i) >= prob) o[i] += d[i] / (1.0 - (double)prob);
     return QT_OK;
 }
-static qt_status f_ce_fwd(void *ctx, float *losses, float *probs, const float *logits,
-                          const int *targets, int N, int V) {
+static qt_status f_ce_fwd(void *ctx, float *losses, void *probs, const void *logits, const int *targets, int N, int V) {
     qt_cpu_crossentropy_fwd_f64(D(ctx, losses), D(ctx, probs), D(ctx, logits), targets, N, V);
     return QT_OK;
 }
-static qt_status f_ce_bwd(void *ctx, float *dlogits, const float *dlosses, const float *probs,
-                          const int *targets, int N, int V) {
+static qt_status f_ce_bwd(void *ctx, void *dlogits, const float *dlosses, const void *probs, const int *targets, int N, int V) {
     qt_cpu_crossentropy_bwd_f64(D(ctx, dlogits), D(ctx, dlosses), D(ctx, probs), targets, N, V);
     return QT_OK;
 }
-static qt_status f_adamw(void *ctx, float *param, const float *grad, float *m, float *v, size_t n,
-                         const qt_adamw_params *p) {
+static qt_status f_adamw(void *ctx, void *param, float *master, const void *grad, float *m, float *v, size_t n, const qt_adamw_params *prm) {
+    const qt_adamw_params *p = prm;
+    QT_ASSERT(master == NULL, "f64 backend: no master weights");
     double *w = D(ctx, param), *mm = D(ctx, m), *vv = D(ctx, v);
     const double *g = D(ctx, grad);
     double c1 = 1.0 - pow(p->beta1, p->step), c2 = 1.0 - pow(p->beta2, p->step);
@@ -244,7 +231,7 @@ static qt_status f_adamw(void *ctx, float *param, const float *grad, float *m, f
     }
     return QT_OK;
 }
-static qt_status f_sumsq(void *ctx, double *out, const float *x, size_t n) {
+static qt_status f_sumsq(void *ctx, double *out, const void *x, size_t n) {
     const double *d = D(ctx, x);
     double s = 0;
     for (size_t i = 0; i < n; i++) s += d[i] * d[i];
@@ -254,7 +241,8 @@ static qt_status f_sumsq(void *ctx, double *out, const float *x, size_t n) {
 
 static const qt_backend_ops f64_ops = {
     .alloc = f_alloc, .free = f_free, .zero = f_zero, .to_host = f_to_host,
-    .to_device = f_to_device, .sync = f_sync, .gemm = f_gemm, .linear_fwd = f_linear_fwd,
+    .to_device = f_to_device, .to_host_f32 = f_to_host_f32,
+    .to_device_f32 = f_to_device_f32, .sync = f_sync, .gemm = f_gemm, .linear_fwd = f_linear_fwd,
     .linear_bwd = f_linear_bwd, .softmax_clip_fwd = f_softmax_fwd,
     .softmax_clip_bwd = f_softmax_bwd, .gate_fwd = f_gate_fwd, .gate_bwd = f_gate_bwd,
     .gate_mul_fwd = f_gate_mul_fwd, .gate_mul_bwd = f_gate_mul_bwd, .layernorm_fwd = f_ln_fwd,
@@ -271,6 +259,7 @@ qt_status qt_test_f64_backend_init(qt_backend *be) {
     be->ops = &f64_ops;
     be->ctx = c;
     be->name = "cpu-f64-test";
+    be->dtype = QT_DTYPE_F32; // the model sees 4-byte elements (the shadows)
     be->threads = 1;
     return QT_OK;
 }

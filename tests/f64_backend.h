@@ -14,6 +14,6 @@
 qt_status qt_test_f64_backend_init(qt_backend *be);
 void qt_test_f64_backend_free(qt_backend *be);
 // The double behind a float* the backend handed out (or that points into one).
-double *qt_test_f64_ptr(const qt_backend *be, const float *p);
+double *qt_test_f64_ptr(const qt_backend *be, const void *p);
 
 #endif

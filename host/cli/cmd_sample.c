@@ -149,8 +149,8 @@ int qt_cmd_sample(int argc, char **argv) {
         size_t start = n > (size_t)T ? n - (size_t)T : 0;
         int len = (int)(n - start);
         if (qt_model_forward(&model, context + start, NULL, 1, len, NULL) != QT_OK ||
-            be.ops->to_host(be.ctx, logits, model.logits + (size_t)(len - 1) * V,
-                            (size_t)V * sizeof(float)) != QT_OK) {
+            be.ops->to_host_f32(be.ctx, logits, QT_AT(model.logits, model.es, (size_t)(len - 1) * V),
+                                (size_t)V) != QT_OK) {
             rc = qt_cli_fail();
             goto out;
         }

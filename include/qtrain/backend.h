@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qtrain/dtype.h"
 #include "qtrain/ops.h"
 #include "qtrain/status.h"
 
@@ -33,70 +34,78 @@ typedef struct {
 } qt_gemm_desc;
 
 typedef struct qt_backend_ops {
-    // ---- memory
+    // ---- memory (bytes)
     qt_status (*alloc)(void *ctx, void **ptr, size_t bytes);
     void (*free)(void *ctx, void *ptr);
     qt_status (*zero)(void *ctx, void *ptr, size_t bytes);
     qt_status (*to_host)(void *ctx, void *dst_host, const void *src, size_t bytes);
     qt_status (*to_device)(void *ctx, void *dst, const void *src_host, size_t bytes);
+    // n elements of the backend's dtype <-> fp32 on the host, converting on the way.
+    qt_status (*to_host_f32)(void *ctx, float *dst_host, const void *src, size_t n);
+    qt_status (*to_device_f32)(void *ctx, void *dst, const float *src_host, size_t n);
     qt_status (*sync)(void *ctx);
+    // Releases the context (optional: NULL when there is none).
+    void (*destroy)(void *ctx);
 
-    // ---- ops (see qtrain/ops.h for shapes and the accumulate-in-backward rule)
-    qt_status (*gemm)(void *ctx, const qt_gemm_desc *d, const float *A, const float *B,
-                      float *C);
-    qt_status (*linear_fwd)(void *ctx, float *out, const float *x, const float *w,
-                            const float *b, int N, int IC, int OC);
-    qt_status (*linear_bwd)(void *ctx, float *dx, float *dw, float *db, const float *dout,
-                            const float *x, const float *w, int N, int IC, int OC);
-    qt_status (*softmax_clip_fwd)(void *ctx, const qt_softmax_params *prm, float *probs,
-                                  float *p, const float *scores, const int *lens, int rows,
+    // ---- ops. `void *` tensors hold the backend's dtype, `float *` ones are always fp32
+    // (LayerNorm statistics, saved softmax, gate values, losses, optimizer state).
+    qt_status (*gemm)(void *ctx, const qt_gemm_desc *d, const void *A, const void *B, void *C);
+    qt_status (*linear_fwd)(void *ctx, void *out, const void *x, const void *w, const void *b,
+                            int N, int IC, int OC);
+    qt_status (*linear_bwd)(void *ctx, void *dx, void *dw, void *db, const void *dout,
+                            const void *x, const void *w, int N, int IC, int OC);
+    qt_status (*softmax_clip_fwd)(void *ctx, const qt_softmax_params *prm, void *probs, float *p,
+                                  const void *scores, const int *lens, int rows, int cols);
+    qt_status (*softmax_clip_bwd)(void *ctx, const qt_softmax_params *prm, void *dscores,
+                                  const void *dprobs, const float *p, const int *lens, int rows,
                                   int cols);
-    qt_status (*softmax_clip_bwd)(void *ctx, const qt_softmax_params *prm, float *dscores,
-                                  const float *dprobs, const float *p, const int *lens,
-                                  int rows, int cols);
     qt_status (*gate_fwd)(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
-                          const float *x, const float *w1, const float *b1, const float *w2,
-                          const float *b2, int N, int C);
-    qt_status (*gate_bwd)(void *ctx, const qt_gate_shape *g, float *dx, float *dw1, float *db1,
-                          float *dw2, float *db2, const float *dgate, const float *gate,
-                          const float *hidden, const float *x, const float *w1,
-                          const float *w2, int N, int C);
-    qt_status (*gate_mul_fwd)(void *ctx, float *out, const float *gate, const float *ctxv,
-                              int N, int C, int H);
-    qt_status (*gate_mul_bwd)(void *ctx, float *dctx, float *dgate, const float *dout,
-                              const float *gate, const float *ctxv, int N, int C, int H);
-    qt_status (*layernorm_fwd)(void *ctx, float *out, float *mean, float *rstd, const float *x,
-                               const float *w, const float *b, int N, int C);
-    qt_status (*layernorm_bwd)(void *ctx, float *dx, float *dw, float *db, const float *dout,
-                               const float *x, const float *mean, const float *rstd,
-                               const float *w, int N, int C);
-    qt_status (*gelu_fwd)(void *ctx, float *out, const float *x, size_t n);
-    qt_status (*gelu_bwd)(void *ctx, float *dx, const float *dout, const float *x, size_t n);
-    qt_status (*relu_fwd)(void *ctx, float *out, const float *x, size_t n);
-    qt_status (*relu_bwd)(void *ctx, float *dx, const float *dout, const float *x, size_t n);
-    qt_status (*embedding_fwd)(void *ctx, float *out, const int *tokens, const float *wte,
-                               const float *wpe, int B, int T, int C);
-    qt_status (*embedding_bwd)(void *ctx, float *dwte, float *dwpe, const float *dout,
+                          const void *x, const void *w1, const void *b1, const void *w2,
+                          const void *b2, int N, int C);
+    qt_status (*gate_bwd)(void *ctx, const qt_gate_shape *g, void *dx, void *dw1, void *db1,
+                          void *dw2, void *db2, const float *dgate, const float *gate,
+                          const float *hidden, const void *x, const void *w1, const void *w2,
+                          int N, int C);
+    qt_status (*gate_mul_fwd)(void *ctx, void *out, const float *gate, const void *ctxv, int N,
+                              int C, int H);
+    qt_status (*gate_mul_bwd)(void *ctx, void *dctx, float *dgate, const void *dout,
+                              const float *gate, const void *ctxv, int N, int C, int H);
+    qt_status (*layernorm_fwd)(void *ctx, void *out, float *mean, float *rstd, const void *x,
+                               const void *w, const void *b, int N, int C);
+    qt_status (*layernorm_bwd)(void *ctx, void *dx, void *dw, void *db, const void *dout,
+                               const void *x, const float *mean, const float *rstd,
+                               const void *w, int N, int C);
+    qt_status (*gelu_fwd)(void *ctx, void *out, const void *x, size_t n);
+    qt_status (*gelu_bwd)(void *ctx, void *dx, const void *dout, const void *x, size_t n);
+    qt_status (*relu_fwd)(void *ctx, void *out, const void *x, size_t n);
+    qt_status (*relu_bwd)(void *ctx, void *dx, const void *dout, const void *x, size_t n);
+    qt_status (*embedding_fwd)(void *ctx, void *out, const int *tokens, const void *wte,
+                               const void *wpe, int B, int T, int C);
+    qt_status (*embedding_bwd)(void *ctx, void *dwte, void *dwpe, const void *dout,
                                const int *tokens, int B, int T, int C);
-    qt_status (*add)(void *ctx, float *out, const float *a, const float *b, size_t n);
-    qt_status (*dropout_fwd)(void *ctx, float *out, const float *x, size_t n, float prob,
+    qt_status (*add)(void *ctx, void *out, const void *a, const void *b, size_t n);
+    qt_status (*dropout_fwd)(void *ctx, void *out, const void *x, size_t n, float prob,
                              uint64_t seed, uint64_t stream);
-    qt_status (*dropout_bwd)(void *ctx, float *dx, const float *dout, size_t n, float prob,
+    qt_status (*dropout_bwd)(void *ctx, void *dx, const void *dout, size_t n, float prob,
                              uint64_t seed, uint64_t stream);
-    qt_status (*crossentropy_fwd)(void *ctx, float *losses, float *probs, const float *logits,
+    qt_status (*crossentropy_fwd)(void *ctx, float *losses, void *probs, const void *logits,
                                   const int *targets, int N, int V);
-    qt_status (*crossentropy_bwd)(void *ctx, float *dlogits, const float *dlosses,
-                                  const float *probs, const int *targets, int N, int V);
-    qt_status (*adamw_step)(void *ctx, float *param, const float *grad, float *m, float *v,
-                            size_t n, const qt_adamw_params *prm);
-    // *out = sum of squares of x (n), accumulated in double, returned to the host.
-    qt_status (*sumsq)(void *ctx, double *out, const float *x, size_t n);
+    qt_status (*crossentropy_bwd)(void *ctx, void *dlogits, const float *dlosses,
+                                  const void *probs, const int *targets, int N, int V);
+    // AdamW on n elements. master == NULL: `param` is itself fp32 and is updated in place.
+    // Otherwise master (n, fp32) is updated and rounded into `param` (the backend's dtype).
+    qt_status (*adamw_step)(void *ctx, void *param, float *master, const void *grad, float *m,
+                            float *v, size_t n, const qt_adamw_params *prm);
+    // *out = sum of squares of x (n, the backend's dtype), accumulated in double, on the host.
+    // Not finite when any element is inf or nan: the loss scaler's overflow check.
+    qt_status (*sumsq)(void *ctx, double *out, const void *x, size_t n);
 } qt_backend_ops;
 
 typedef struct qt_backend {
     const qt_backend_ops *ops;
     void *ctx;        // owned by the backend; freed by qt_backend_free
     const char *name; // "cpu", "cuda"
+    qt_dtype dtype;   // storage of parameters, gradients and activations
     int threads;      // CPU threads in use (informational)
 } qt_backend;
 

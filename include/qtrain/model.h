@@ -30,39 +30,45 @@ typedef struct {
     qt_tensor_kind kind;
 } qt_tensor_info;
 
+// Parameter views: the backend's dtype (void *), addressed with QT_AT.
 typedef struct {
-    float *ln1_w, *ln1_b;       // (C), (C)
-    float *qkv_w, *qkv_b;       // (3C, C), (3C)
-    float *proj_w, *proj_b;     // (C, C), (C)
-    float *gate_w1, *gate_b1;   // see qt_cpu_gate_fwd; NULL when ungated
-    float *gate_w2, *gate_b2;   // MLP gate only
-    float *ln2_w, *ln2_b;       // (C), (C)
-    float *fc_w, *fc_b;         // (F, C), (F)
-    float *fc2_w, *fc2_b;       // (C, F), (C)
-} qt_layer_params;             // biases NULL when model.bias = 0
+    void *ln1_w, *ln1_b;       // (C), (C)
+    void *qkv_w, *qkv_b;       // (3C, C), (3C)
+    void *proj_w, *proj_b;     // (C, C), (C)
+    void *gate_w1, *gate_b1;   // see qt_cpu_gate_fwd; NULL when ungated
+    void *gate_w2, *gate_b2;   // MLP gate only
+    void *ln2_w, *ln2_b;       // (C), (C)
+    void *fc_w, *fc_b;         // (F, C), (F)
+    void *fc2_w, *fc2_b;       // (C, F), (C)
+} qt_layer_params;            // biases NULL when model.bias = 0
 
 typedef struct {
-    float *wte;   // (V, C)
-    float *wpe;   // (maxT, C)
-    float *lnf_w, *lnf_b; // (C)
-    float *head;  // (V, C): wte when tied
+    void *wte;            // (V, C)
+    void *wpe;            // (maxT, C)
+    void *lnf_w, *lnf_b;  // (C)
+    void *head;           // (V, C): wte when tied
     qt_layer_params *layers; // (L)
 } qt_model_params;
 
+// Activations saved for the backward. `void *`: the backend's dtype; `float *`: fp32.
 typedef struct {
-    float *ln1, *ln1_mean, *ln1_rstd; // (N, C), (N), (N)
-    float *qkv;                       // (N, 3C)
-    float *p, *probs;                 // (B, H, T, T) softmax, clipped probabilities
-    float *probs_drop;                // (B, H, T, T) after attention dropout (NULL if none)
-    float *ctx;                       // (N, C) pre-gate context
-    float *gate, *gate_hidden;        // (N, H), (N, H, n_hid)
-    float *gated;                     // (N, C) gate * ctx
-    float *attn_out;                  // (N, C) out_proj output
-    float *resid1;                    // (N, C) x + drop(attn_out)
-    float *ln2, *ln2_mean, *ln2_rstd; // (N, C), (N), (N)
-    float *fc, *fc_act;               // (N, F) pre- and post-activation
-    float *ffn_out;                   // (N, C) fc2 output
-    float *resid2;                    // (N, C) the layer's output
+    void *ln1;                  // (N, C)
+    float *ln1_mean, *ln1_rstd; // (N), (N)
+    void *qkv;                  // (N, 3C)
+    float *p;                   // (B, H, T, T) plain softmax (fp32: the clip mask is
+                                // recomputed from it in the backward and must not drift)
+    void *probs;                // (B, H, T, T) clipped probabilities
+    void *probs_drop;           // (B, H, T, T) after attention dropout (NULL if none)
+    void *ctx;                  // (N, C) pre-gate context
+    float *gate, *gate_hidden;  // (N, H), (N, H, n_hid)
+    void *gated;                // (N, C) gate * ctx
+    void *attn_out;             // (N, C) out_proj output
+    void *resid1;               // (N, C) x + drop(attn_out)
+    void *ln2;                  // (N, C)
+    float *ln2_mean, *ln2_rstd; // (N), (N)
+    void *fc, *fc_act;          // (N, F) pre- and post-activation
+    void *ffn_out;              // (N, C) fc2 output
+    void *resid2;               // (N, C) the layer's output
 } qt_layer_acts;
 
 typedef struct qt_model {
@@ -72,25 +78,28 @@ typedef struct qt_model {
     int n_tensors;
     qt_tensor_info *tensors;
     size_t n_params;
-    float *params, *grads; // backend memory, (n_params) each
+    size_t es;             // bytes per element of the backend's dtype
+    void *params, *grads;  // backend memory, (n_params) each, the backend's dtype
     qt_model_params p, g;  // views into params and grads
     // activations, backend memory
-    float *act_arena;
-    size_t act_floats;
+    void *act_arena;
+    size_t act_bytes;
     qt_layer_acts *acts;             // (L)
-    float *encoded;                  // (N, C) embeddings after dropout
-    float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;                   // (N, V); probabilities after the loss forward
+    void *encoded;                   // (N, C) embeddings after dropout
+    void *lnf;                       // (N, C)
+    float *lnf_mean, *lnf_rstd;      // (N)
+    void *logits;                    // (N, V); probabilities after the loss forward
     float *losses;                   // (N)
     float *dlosses;                  // (N)
     // backward scratch, reused by every layer
-    float *d_resid, *d_ln, *d_qkv, *d_ctx, *d_gated, *d_gate, *d_branch;
-    float *d_probs, *d_scores, *d_probs_pre; // (B, H, T, T)
-    float *d_fc, *d_fc_act;                  // (N, F)
+    void *d_resid, *d_ln, *d_qkv, *d_ctx, *d_gated, *d_branch; // (N, C) or (N, 3C)
+    float *d_gate;                                           // (N, H)
+    void *d_probs, *d_scores, *d_probs_pre;                  // (B, H, T, T)
+    void *d_fc, *d_fc_act;                                   // (N, F)
     int *inputs, *targets;                   // (B, T) backend memory
     int *lens;                               // (B, H, T) keys per attention row
     int lens_T;                              // the T `lens` was built for
-    float *zeros_c;                          // (C) stand-in for absent norm biases
+    void *zeros_c;                           // (C) stand-in for absent norm biases
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward
     uint64_t dropout_stream;                 // distinct per micro-step (set by the trainer)

@@ -9,8 +9,10 @@
 #include "qtrain/model.h"
 
 typedef struct {
-    float *m, *v; // (n_params) fp32 moments, backend memory
-    int step;     // optimizer steps taken so far
+    float *m, *v;   // (n_params) fp32 moments, backend memory
+    float *master;  // (n_params) fp32 master weights when the backend stores parameters in
+                    // fp16/bf16; NULL when the parameters are fp32 themselves
+    int step;       // optimizer steps taken so far (skipped steps not counted)
 } qt_optimizer;
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model);
@@ -23,8 +25,12 @@ float qt_lr_at(const qt_config *cfg, int step);
 // Global L2 norm of the gradients (double accumulation).
 qt_status qt_grad_norm(const qt_model *model, double *norm);
 
-// One AdamW step with learning rate `lr` on the model's accumulated gradients, clipped to
-// global norm cfg.grad_clip when that is > 0. *grad_norm gets the pre-clip norm.
-qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, double *grad_norm);
+// One AdamW step with learning rate `lr` on the model's accumulated gradients, which hold
+// loss_scale times the true gradients. They are unscaled and clipped to global norm
+// cfg.grad_clip (when > 0) inside the update. *grad_norm gets the true pre-clip norm.
+// A non-finite norm with loss_scale > 1 (fp16 loss scaling) skips the step: *skipped = 1 and
+// nothing changes. With loss_scale == 1 it is an error: training diverged.
+qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
+                            double *grad_norm, int *skipped);
 
 #endif
