@@ -1,0 +1,882 @@
+// test_ops_attention.c: the attention gate (qt_cpu_gate_*, qt_cpu_gate_mul_*), the attention
+// core (qt_cpu_attention_*) and the whole attention layer (qt_cpu_attention_layer_*).
+//
+// Gradient checks run in double against central finite differences (step 1e-6) of a scalar
+// loss L = sum wout * output. Error norm, per gradient tensor:
+//     err = max_i |analytic_i - fd_i| / max(max_i |fd_i|, 1e-30),  pass when err <= 1e-6
+// (NaN fails). Backward outputs start from random values, which the test subtracts after the
+// call: a backward that overwrites instead of adding fails.
+// The attention layer exists in float only; it is checked against a double reference that
+// this file composes from the `_f64` ops, and that reference is itself checked against
+// finite differences. Float against double: outputs poisoned with NaN, odd sizes, per-element
+// |float - double| <= 1e-5 (max |double| + |double|) unless stated.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtrain/ops.h"
+#include "testutil.h"
+
+#define FD_TOL 1e-6
+#define FD_H 1e-6
+#define FD_MAX_TENSORS 8
+
+// ---- helpers --------------------------------------------------------------------------------
+
+static double *dalloc(size_t n) {
+    double *p = malloc((n ? n : 1) * sizeof(double));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+static float *falloc(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+static double *drand(size_t n, double lo, double hi, uint64_t seed) {
+    double *p = dalloc(n);
+    qt_test_fill_uniform_f64(p, n, lo, hi, seed);
+    return p;
+}
+// A float copy of a double array, and the double array rounded to float values, so that the
+// float and double runs see identical inputs.
+static float *to_float(double *d, size_t n) {
+    float *f = falloc(n);
+    for (size_t i = 0; i < n; i++) {
+        f[i] = (float)d[i];
+        d[i] = f[i];
+    }
+    return f;
+}
+
+static double rel_err(const double *an, const double *fd, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(an[i] - fd[i]);
+        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
+        if (fabs(fd[i]) > den) den = fabs(fd[i]);
+    }
+    return num / (den > 1e-30 ? den : 1e-30);
+}
+
+// Float result against double reference: per element |f - d| <= rtol (max|d| + |d|).
+static double fd_vs(const float *f, const double *d, size_t n, double rtol) {
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(d[i]));
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)f[i] - d[i]) / (rtol * (mx + fabs(d[i])) + 1e-300);
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+// A differentiable function of several double tensors, for finite differences.
+typedef struct {
+    double *x[FD_MAX_TENSORS]; // inputs (perturbed in place)
+    size_t n[FD_MAX_TENSORS];
+    const char *name[FD_MAX_TENSORS];
+    int count;
+    double (*loss)(void *ctx);
+    void *ctx;
+} fd_problem;
+
+static void fd_add(fd_problem *p, const char *name, double *x, size_t n) {
+    ck_assert_int_lt(p->count, FD_MAX_TENSORS);
+    p->x[p->count] = x;
+    p->n[p->count] = n;
+    p->name[p->count] = name;
+    p->count++;
+}
+
+// Checks analytic gradients an[k] (one per registered tensor, NULL to skip) against central
+// differences; `what` names the case in a failure.
+static void fd_check(fd_problem *p, double *const *an, const char *what) {
+    for (int k = 0; k < p->count; k++) {
+        if (!an[k]) continue;
+        double *fd = dalloc(p->n[k]);
+        for (size_t i = 0; i < p->n[k]; i++) {
+            double save = p->x[k][i];
+            p->x[k][i] = save + FD_H;
+            double lp = p->loss(p->ctx);
+            p->x[k][i] = save - FD_H;
+            double lm = p->loss(p->ctx);
+            p->x[k][i] = save;
+            fd[i] = (lp - lm) / (2 * FD_H);
+        }
+        double err = rel_err(an[k], fd, p->n[k]);
+        ck_assert_msg(err <= FD_TOL, "%s: d%s vs finite differences: err %g", what, p->name[k],
+                      err);
+        free(fd);
+    }
+}
+
+// A gradient buffer with a random start, remembered so the test can subtract it.
+typedef struct {
+    double *g, *start;
+    size_t n;
+} acc_buf;
+static acc_buf acc_new(size_t n, uint64_t seed) {
+    acc_buf a = {drand(n, -1.0, 1.0, seed), dalloc(n), n};
+    memcpy(a.start, a.g, n * sizeof(double));
+    return a;
+}
+static double *acc_delta(acc_buf *a) {
+    for (size_t i = 0; i < a->n; i++) a->g[i] -= a->start[i];
+    return a->g;
+}
+static void acc_free(acc_buf *a) {
+    free(a->g);
+    free(a->start);
+}
+
+static double dot(const double *a, const double *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static const char *gate_name(qt_gate_kind k) {
+    return k == QT_GATE_NONE     ? "none"
+           : k == QT_GATE_LINEAR ? "linear"
+           : k == QT_GATE_MLP    ? "mlp"
+                                 : "all_heads";
+}
+static const char *sm_name(qt_softmax_kind k) {
+    return k == QT_SOFTMAX_VANILLA ? "vanilla" : k == QT_SOFTMAX_CLIPPED ? "clipped" : "ncs";
+}
+static qt_softmax_params sm_params(qt_softmax_kind kind, int D) {
+    qt_softmax_params p = {.kind = kind, .scale = (float)(1.0 / sqrt((double)D)), .gamma = 0.0f,
+                           .zeta = 1.0f, .eta = 1.0f, .beta = 1.0f};
+    if (kind == QT_SOFTMAX_CLIPPED) {
+        p.gamma = -0.1f;
+        p.zeta = 1.1f;
+    } else if (kind == QT_SOFTMAX_NCS) {
+        p.eta = 1.03f;
+        p.beta = 1.0f;
+    }
+    return p;
+}
+
+// Gate parameter sizes: w1, b1, w2, b2.
+static void gate_sizes(const qt_gate_shape *g, int C, size_t sz[4]) {
+    size_t H = (size_t)g->n_heads, D = (size_t)C / H, nh = (size_t)g->n_hid;
+    sz[0] = sz[1] = sz[2] = sz[3] = 0;
+    if (g->kind == QT_GATE_LINEAR) {
+        sz[0] = H * D;
+        sz[1] = H;
+    } else if (g->kind == QT_GATE_MLP) {
+        sz[0] = H * nh * D;
+        sz[1] = H * nh;
+        sz[2] = H * nh;
+        sz[3] = H;
+    } else if (g->kind == QT_GATE_ALL_HEADS) {
+        sz[0] = H * (size_t)C;
+        sz[1] = H;
+    }
+}
+
+// ---- gate -----------------------------------------------------------------------------------
+
+typedef struct {
+    const qt_gate_shape *g;
+    int N, C;
+    double *x, *w[4];
+    const double *wout;
+    double *gate, *hidden;
+} gate_ctx;
+
+static double gate_loss(void *v) {
+    gate_ctx *c = v;
+    qt_cpu_gate_fwd_f64(c->g, c->gate, c->hidden, c->x, c->w[0], c->w[1], c->w[2], c->w[3], c->N,
+                        c->C);
+    return dot(c->gate, c->wout, (size_t)c->N * c->g->n_heads);
+}
+
+static void check_gate_fd(qt_gate_kind kind) {
+    const int N = 5, C = 12, H = 3;
+    qt_gate_shape g = {kind, H, 3};
+    size_t sz[4];
+    gate_sizes(&g, C, sz);
+    gate_ctx c = {&g, N, C, drand((size_t)N * C, -1.5, 1.5, 101), {NULL}, NULL, NULL, NULL};
+    for (int k = 0; k < 4; k++) c.w[k] = sz[k] ? drand(sz[k], -0.8, 0.8, 110 + k) : NULL;
+    c.wout = drand((size_t)N * H, -1.0, 1.0, 120);
+    c.gate = dalloc((size_t)N * H);
+    c.hidden = kind == QT_GATE_MLP ? dalloc((size_t)N * H * 3) : NULL;
+    gate_loss(&c);
+    acc_buf dx = acc_new((size_t)N * C, 130), dw[4];
+    for (int k = 0; k < 4; k++) dw[k] = acc_new(sz[k], 131 + k);
+    qt_cpu_gate_bwd_f64(&g, dx.g, dw[0].g, dw[1].g, sz[2] ? dw[2].g : NULL,
+                        sz[3] ? dw[3].g : NULL, c.wout, c.gate, c.hidden, c.x, c.w[0], c.w[2], N,
+                        C);
+    fd_problem p = {.loss = gate_loss, .ctx = &c};
+    double *an[5] = {acc_delta(&dx)};
+    fd_add(&p, "x", c.x, (size_t)N * C);
+    const char *names[4] = {"w1", "b1", "w2", "b2"};
+    for (int k = 0; k < 4; k++) {
+        if (!sz[k]) continue;
+        an[p.count] = acc_delta(&dw[k]);
+        fd_add(&p, names[k], c.w[k], sz[k]);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "gate_bwd_f64 %s N %d C %d H %d", gate_name(kind), N, C, H);
+    fd_check(&p, an, what);
+    if (kind == QT_GATE_MLP) { // the ReLU must be active somewhere and idle somewhere
+        int pos = 0, neg = 0;
+        for (int i = 0; i < N * H * 3; i++) {
+            if (c.hidden[i] > 0) pos++;
+            else neg++;
+        }
+        ck_assert_msg(pos > 0 && neg > 0, "mlp gate case: %d positive, %d negative hidden", pos,
+                      neg);
+    }
+    free(c.x);
+    for (int k = 0; k < 4; k++) {
+        free(c.w[k]);
+        acc_free(&dw[k]);
+    }
+    free((void *)c.wout);
+    free(c.gate);
+    free(c.hidden);
+    acc_free(&dx);
+}
+
+START_TEST(test_gate_fd) {
+    check_gate_fd(QT_GATE_LINEAR);
+    check_gate_fd(QT_GATE_MLP);
+    check_gate_fd(QT_GATE_ALL_HEADS);
+}
+END_TEST
+
+// gate = sigmoid(b1) when the weights are zero: the bias sets the initial gate value
+START_TEST(test_gate_bias_sets_init) {
+    const int N = 3, C = 8, H = 2;
+    const double pi = 0.25, logit = log(pi / (1 - pi));
+    for (int kind = QT_GATE_LINEAR; kind <= QT_GATE_ALL_HEADS; kind++) {
+        qt_gate_shape g = {(qt_gate_kind)kind, H, 2};
+        size_t sz[4];
+        gate_sizes(&g, C, sz);
+        double *w[4], *x = drand((size_t)N * C, -1, 1, 140), gate[6], hidden[12];
+        for (int k = 0; k < 4; k++) {
+            w[k] = dalloc(sz[k]);
+            for (size_t i = 0; i < sz[k]; i++) w[k][i] = 0.0;
+        }
+        double *bias = kind == QT_GATE_MLP ? w[3] : w[1];
+        for (int h = 0; h < H; h++) bias[h] = logit;
+        qt_cpu_gate_fwd_f64(&g, gate, hidden, x, w[0], w[1], w[2], w[3], N, C);
+        for (int i = 0; i < N * H; i++)
+            ck_assert_msg(fabs(gate[i] - pi) <= 1e-15, "gate %s init: %g != %g",
+                          gate_name(g.kind), gate[i], pi);
+        for (int k = 0; k < 4; k++) free(w[k]);
+        free(x);
+    }
+}
+END_TEST
+
+typedef struct {
+    int N, C, H;
+    double *gate, *ctxv;
+    const double *wout;
+    double *out;
+} gmul_ctx;
+
+static double gmul_loss(void *v) {
+    gmul_ctx *c = v;
+    qt_cpu_gate_mul_fwd_f64(c->out, c->gate, c->ctxv, c->N, c->C, c->H);
+    return dot(c->out, c->wout, (size_t)c->N * c->C);
+}
+
+START_TEST(test_gate_mul_fd) {
+    const int N = 4, C = 9, H = 3;
+    gmul_ctx c = {N, C, H, drand((size_t)N * H, 0.0, 1.0, 150), drand((size_t)N * C, -1, 1, 151),
+                  drand((size_t)N * C, -1, 1, 152), dalloc((size_t)N * C)};
+    acc_buf dctx = acc_new((size_t)N * C, 153), dgate = acc_new((size_t)N * H, 154);
+    qt_cpu_gate_mul_bwd_f64(dctx.g, dgate.g, c.wout, c.gate, c.ctxv, N, C, H);
+    fd_problem p = {.loss = gmul_loss, .ctx = &c};
+    fd_add(&p, "gate", c.gate, (size_t)N * H);
+    fd_add(&p, "ctx", c.ctxv, (size_t)N * C);
+    double *an[2] = {acc_delta(&dgate), acc_delta(&dctx)};
+    fd_check(&p, an, "gate_mul_bwd_f64 N 4 C 9 H 3");
+    // out may alias ctx
+    double *inplace = dalloc((size_t)N * C);
+    memcpy(inplace, c.ctxv, (size_t)N * C * sizeof(double));
+    qt_cpu_gate_mul_fwd_f64(c.out, c.gate, c.ctxv, N, C, H);
+    qt_cpu_gate_mul_fwd_f64(inplace, c.gate, inplace, N, C, H);
+    for (int i = 0; i < N * C; i++)
+        ck_assert_msg(inplace[i] == c.out[i], "gate_mul_fwd in place differs at %d", i);
+    free(inplace);
+    free(c.gate);
+    free(c.ctxv);
+    free((void *)c.wout);
+    free(c.out);
+    acc_free(&dctx);
+    acc_free(&dgate);
+}
+END_TEST
+
+static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uint64_t seed) {
+    qt_gate_shape g = {kind, H, nh};
+    size_t sz[4];
+    gate_sizes(&g, C, sz);
+    size_t nx = (size_t)N * C, ng = (size_t)N * H, nhid = (size_t)N * H * nh;
+    double *xd = drand(nx, -2, 2, seed), *wd[4], *dgd = drand(ng, -1, 1, seed + 9);
+    float *xf = to_float(xd, nx), *wf[4], *dgf = to_float(dgd, ng);
+    for (int k = 0; k < 4; k++) {
+        wd[k] = drand(sz[k], -0.7, 0.7, seed + 1 + k);
+        wf[k] = to_float(wd[k], sz[k]);
+    }
+    double *gd = dalloc(ng), *hd = dalloc(nhid);
+    float *gf = falloc(ng), *hf = falloc(nhid);
+    qt_test_poison(gf, ng);
+    qt_test_poison(hf, nhid);
+    qt_cpu_gate_fwd_f64(&g, gd, kind == QT_GATE_MLP ? hd : NULL, xd, wd[0], wd[1], wd[2], wd[3],
+                        N, C);
+    qt_cpu_gate_fwd(&g, gf, kind == QT_GATE_MLP ? hf : NULL, xf, wf[0], wf[1], wf[2], wf[3], N,
+                    C);
+    double e = fd_vs(gf, gd, ng, 1e-5);
+    ck_assert_msg(e <= 1.0, "gate_fwd float/double %s N %d C %d H %d: %g", gate_name(kind), N, C,
+                  H, e);
+    if (kind == QT_GATE_MLP) {
+        e = fd_vs(hf, hd, nhid, 1e-5);
+        ck_assert_msg(e <= 1.0, "gate_fwd hidden float/double N %d C %d H %d: %g", N, C, H, e);
+    }
+    // backward, from each precision's own saved activations, onto equal random starts
+    double *dxd = drand(nx, -1, 1, seed + 20), *dwd[4];
+    float *dxf = to_float(dxd, nx), *dwf[4];
+    for (int k = 0; k < 4; k++) {
+        dwd[k] = drand(sz[k], -1, 1, seed + 21 + k);
+        dwf[k] = to_float(dwd[k], sz[k]);
+    }
+    qt_cpu_gate_bwd_f64(&g, dxd, dwd[0], dwd[1], sz[2] ? dwd[2] : NULL, sz[3] ? dwd[3] : NULL,
+                        dgd, gd, hd, xd, wd[0], wd[2], N, C);
+    qt_cpu_gate_bwd(&g, dxf, dwf[0], dwf[1], sz[2] ? dwf[2] : NULL, sz[3] ? dwf[3] : NULL, dgf,
+                    gf, hf, xf, wf[0], wf[2], N, C);
+    e = fd_vs(dxf, dxd, nx, 1e-5);
+    ck_assert_msg(e <= 1.0, "gate_bwd dx float/double %s N %d C %d: %g", gate_name(kind), N, C,
+                  e);
+    for (int k = 0; k < 4; k++) {
+        if (!sz[k]) continue;
+        e = fd_vs(dwf[k], dwd[k], sz[k], 1e-5);
+        ck_assert_msg(e <= 1.0, "gate_bwd param %d float/double %s N %d C %d: %g", k,
+                      gate_name(kind), N, C, e);
+    }
+    free(xd);
+    free(xf);
+    free(dgd);
+    free(dgf);
+    free(gd);
+    free(hd);
+    free(gf);
+    free(hf);
+    free(dxd);
+    free(dxf);
+    for (int k = 0; k < 4; k++) {
+        free(wd[k]);
+        free(wf[k]);
+        free(dwd[k]);
+        free(dwf[k]);
+    }
+}
+
+START_TEST(test_gate_float_vs_double) {
+    for (int kind = QT_GATE_LINEAR; kind <= QT_GATE_ALL_HEADS; kind++) {
+        check_gate_float((qt_gate_kind)kind, 1, 4, 1, 1, 160);
+        check_gate_float((qt_gate_kind)kind, 31, 33, 3, 5, 161);
+        check_gate_float((qt_gate_kind)kind, 1027, 64, 4, 16, 162); // parallel path
+    }
+    // gate_mul
+    const int N = 33, C = 93, H = 3;
+    double *gd = drand((size_t)N * H, 0, 1, 170), *cd = drand((size_t)N * C, -2, 2, 171);
+    double *dod = drand((size_t)N * C, -1, 1, 172), *od = dalloc((size_t)N * C);
+    double *dcd = drand((size_t)N * C, -1, 1, 173), *dgd = drand((size_t)N * H, -1, 1, 174);
+    float *gf = to_float(gd, (size_t)N * H), *cf = to_float(cd, (size_t)N * C);
+    float *dof = to_float(dod, (size_t)N * C), *of = falloc((size_t)N * C);
+    float *dcf = to_float(dcd, (size_t)N * C), *dgf = to_float(dgd, (size_t)N * H);
+    qt_test_poison(of, (size_t)N * C);
+    qt_cpu_gate_mul_fwd(of, gf, cf, N, C, H);
+    qt_cpu_gate_mul_fwd_f64(od, gd, cd, N, C, H);
+    ck_assert_msg(fd_vs(of, od, (size_t)N * C, 1e-6) <= 1.0, "gate_mul_fwd float/double");
+    qt_cpu_gate_mul_bwd(dcf, dgf, dof, gf, cf, N, C, H);
+    qt_cpu_gate_mul_bwd_f64(dcd, dgd, dod, gd, cd, N, C, H);
+    ck_assert_msg(fd_vs(dcf, dcd, (size_t)N * C, 1e-5) <= 1.0, "gate_mul_bwd dctx float/double");
+    ck_assert_msg(fd_vs(dgf, dgd, (size_t)N * H, 1e-5) <= 1.0, "gate_mul_bwd dgate float/double");
+    free(gd);
+    free(cd);
+    free(dod);
+    free(od);
+    free(dcd);
+    free(dgd);
+    free(gf);
+    free(cf);
+    free(dof);
+    free(of);
+    free(dcf);
+    free(dgf);
+}
+END_TEST
+
+// ---- attention core -------------------------------------------------------------------------
+
+// lens for batch b: mode 0 causal (t + 1), mode 1 bidirectional padded to `len`, mode 2
+// bidirectional full.
+static void make_lens(int *lens, int B, int T, const int *mode, const int *padlen) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            lens[b * T + t] = mode[b] == 0 ? t + 1 : mode[b] == 1 ? padlen[b] : T;
+}
+
+typedef struct {
+    const qt_softmax_params *prm;
+    const int *lens;
+    int B, T, C, H;
+    double *qkv;
+    const double *wout;
+    double *ctx, *probs, *p;
+} att_ctx;
+
+static double att_loss(void *v) {
+    att_ctx *c = v;
+    qt_cpu_attention_fwd_f64(c->prm, c->ctx, c->probs, c->p, c->qkv, c->lens, c->B, c->T, c->C,
+                             c->H);
+    return dot(c->ctx, c->wout, (size_t)c->B * c->T * c->C);
+}
+
+static void check_attention_fd(qt_softmax_kind kind, int B, int T, int C, int H, const int *mode,
+                               const int *padlen, uint64_t seed) {
+    qt_softmax_params prm = sm_params(kind, C / H);
+    int *lens = malloc((size_t)B * T * sizeof(int));
+    make_lens(lens, B, T, mode, padlen);
+    size_t nq = (size_t)B * T * 3 * C, nc = (size_t)B * T * C, np = (size_t)B * H * T * T;
+    att_ctx c = {&prm,           lens,       B,         T,         C, H, drand(nq, -2, 2, seed),
+                 drand(nc, -1, 1, seed + 1), dalloc(nc), dalloc(np), dalloc(np)};
+    att_loss(&c);
+    acc_buf dqkv = acc_new(nq, seed + 2);
+    double *scratch = dalloc(np);
+    qt_cpu_attention_bwd_f64(&prm, dqkv.g, scratch, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H);
+    // masked entries of p and probs are exactly 0
+    for (int bh = 0; bh < B * H; bh++)
+        for (int t = 0; t < T; t++)
+            for (int j = lens[(bh / H) * T + t]; j < T; j++) {
+                size_t i = ((size_t)bh * T + t) * T + j;
+                ck_assert_msg(c.p[i] == 0.0 && c.probs[i] == 0.0,
+                              "attention_fwd_f64 %s: masked (%d, %d, %d) not 0", sm_name(kind), bh,
+                              t, j);
+            }
+    fd_problem p = {.loss = att_loss, .ctx = &c};
+    fd_add(&p, "qkv", c.qkv, nq);
+    double *an[1] = {acc_delta(&dqkv)};
+    char what[128];
+    snprintf(what, sizeof what, "attention_bwd_f64 %s B %d T %d C %d H %d seed %llu",
+             sm_name(kind), B, T, C, H, (unsigned long long)seed);
+    fd_check(&p, an, what);
+    free(lens);
+    free(c.qkv);
+    free((void *)c.wout);
+    free(c.ctx);
+    free(c.probs);
+    free(c.p);
+    free(scratch);
+    acc_free(&dqkv);
+}
+
+START_TEST(test_attention_fd) {
+    const int mode[2] = {0, 1}, pad[2] = {0, 3}; // batch 0 causal, batch 1 padded to 3 keys
+    const int full[1] = {2}, none[1] = {0};
+    for (int k = 0; k < 3; k++) {
+        check_attention_fd((qt_softmax_kind)k, 2, 5, 8, 2, mode, pad, 200 + k);
+        check_attention_fd((qt_softmax_kind)k, 1, 4, 6, 3, full, none, 210 + k);
+    }
+    // T > the row block (32): blocks with different key counts, causal and padded
+    const int mode2[2] = {0, 1}, pad2[2] = {0, 35};
+    check_attention_fd(QT_SOFTMAX_NCS, 2, 37, 4, 2, mode2, pad2, 220);
+}
+END_TEST
+
+static void check_attention_float(qt_softmax_kind kind, int B, int T, int C, int H,
+                                  const int *mode, const int *padlen, uint64_t seed) {
+    qt_softmax_params prm = sm_params(kind, C / H);
+    int *lens = malloc((size_t)B * T * sizeof(int));
+    make_lens(lens, B, T, mode, padlen);
+    size_t nq = (size_t)B * T * 3 * C, nc = (size_t)B * T * C, np = (size_t)B * H * T * T;
+    double *qd = drand(nq, -2, 2, seed), *dcd = drand(nc, -1, 1, seed + 1);
+    float *qf = to_float(qd, nq), *dcf = to_float(dcd, nc);
+    double *cd = dalloc(nc), *prd = dalloc(np), *pd = dalloc(np), *sd = dalloc(np);
+    float *cf = falloc(nc), *prf = falloc(np), *pf = falloc(np), *sf = falloc(np);
+    qt_test_poison(cf, nc);
+    qt_test_poison(prf, np);
+    qt_test_poison(pf, np);
+    qt_test_poison(sf, np);
+    qt_cpu_attention_fwd(&prm, cf, prf, pf, qf, lens, B, T, C, H);
+    qt_cpu_attention_fwd_f64(&prm, cd, prd, pd, qd, lens, B, T, C, H);
+    double e1 = fd_vs(cf, cd, nc, 1e-5), e2 = fd_vs(prf, prd, np, 1e-5);
+    double e3 = fd_vs(pf, pd, np, 1e-5);
+    ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
+                  "attention_fwd float/double %s B %d T %d C %d H %d: ctx %g probs %g p %g",
+                  sm_name(kind), B, T, C, H, e1, e2, e3);
+    double *dqd = drand(nq, -1, 1, seed + 2);
+    float *dqf = to_float(dqd, nq);
+    qt_cpu_attention_bwd(&prm, dqf, sf, dcf, qf, prf, pf, lens, B, T, C, H);
+    qt_cpu_attention_bwd_f64(&prm, dqd, sd, dcd, qd, prd, pd, lens, B, T, C, H);
+    double e = fd_vs(dqf, dqd, nq, 1e-5);
+    ck_assert_msg(e <= 1.0, "attention_bwd float/double %s B %d T %d C %d H %d: %g",
+                  sm_name(kind), B, T, C, H, e);
+    free(lens);
+    free(qd);
+    free(dcd);
+    free(qf);
+    free(dcf);
+    free(cd);
+    free(prd);
+    free(pd);
+    free(sd);
+    free(cf);
+    free(prf);
+    free(pf);
+    free(sf);
+    free(dqd);
+    free(dqf);
+}
+
+START_TEST(test_attention_float_vs_double) {
+    const int one[1] = {0}, onep[1] = {0};
+    const int mode[3] = {0, 1, 2}, pad[3] = {0, 20, 0};
+    for (int k = 0; k < 3; k++) {
+        check_attention_float((qt_softmax_kind)k, 1, 1, 4, 1, one, onep, 230);
+        check_attention_float((qt_softmax_kind)k, 3, 33, 12, 3, mode, pad, 231);
+        check_attention_float((qt_softmax_kind)k, 3, 67, 20, 2, mode, pad, 232);
+    }
+}
+END_TEST
+
+// Shapes whose GEMMs the core cuts into pieces (more than 2^18 multiply-adds: T = 130, D = 80
+// cuts columns of C, T = 520, D = 16 rows, each with A or B transposed or not): the forward
+// against a direct double loop, the backward against a directional central difference (two
+// forwards), and float against double.
+static void naive_attention(const qt_softmax_params *prm, double *ctx, const double *qkv,
+                            const int *lens, int B, int T, int C, int H) {
+    const int D = C / H;
+    double *row = dalloc((size_t)T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const int n = lens[b * T + t];
+                const double *q = qkv + ((size_t)b * T + t) * 3 * C + h * D;
+                double m = -INFINITY, sum = 0.0;
+                for (int j = 0; j < n; j++) {
+                    const double *k = qkv + ((size_t)b * T + j) * 3 * C + C + h * D;
+                    double s = 0.0;
+                    for (int d = 0; d < D; d++) s += q[d] * k[d];
+                    row[j] = prm->scale * s;
+                    m = fmax(m, row[j]);
+                }
+                for (int j = 0; j < n; j++) sum += row[j] = exp(row[j] - m);
+                double a = 1.0, c = 0.0; // NCS
+                if (n > 1) {
+                    a = (n * (double)prm->eta - prm->beta) / (n - 1);
+                    c = ((double)prm->beta - prm->eta) / (n - 1);
+                }
+                for (int j = 0; j < n; j++) row[j] = fmin(fmax(a * row[j] / sum + c, 0.0), 1.0);
+                double *o = ctx + ((size_t)b * T + t) * C + h * D;
+                for (int d = 0; d < D; d++) {
+                    double s = 0.0;
+                    for (int j = 0; j < n; j++)
+                        s += row[j] * qkv[((size_t)b * T + j) * 3 * C + 2 * C + h * D + d];
+                    o[d] = s;
+                }
+            }
+    free(row);
+}
+
+// Batch 0 causal (mode0 0) or full-length bidirectional (mode0 2), batch 1 padded to padlen.
+static void check_split_case(int B, int T, int C, int H, int mode0, int padlen, uint64_t seed) {
+    const int mode[2] = {mode0, 1}, pad[2] = {0, padlen};
+    qt_softmax_params prm = sm_params(QT_SOFTMAX_NCS, C / H);
+    prm.eta = 1.2f; // clip at both ends on real rows
+    prm.beta = 0.9f;
+    int *lens = malloc((size_t)B * T * sizeof(int));
+    make_lens(lens, B, T, mode, pad);
+    size_t nq = (size_t)B * T * 3 * C, nc = (size_t)B * T * C, np = (size_t)B * H * T * T;
+    att_ctx c = {&prm, lens, B, T, C, H, drand(nq, -1.5, 1.5, seed), drand(nc, -1, 1, seed + 1),
+                 dalloc(nc), dalloc(np), dalloc(np)};
+    double *want = dalloc(nc);
+    att_loss(&c);
+    naive_attention(&prm, want, c.qkv, lens, B, T, C, H);
+    double err = rel_err(c.ctx, want, nc);
+    ck_assert_msg(err <= 1e-12, "attention_fwd_f64 B %d T %d C %d H %d vs direct loops: %g", B, T,
+                  C, H, err);
+    // backward: <dqkv, u> against (L(qkv + h u) - L(qkv - h u)) / 2h
+    double *dqkv = dalloc(nq), *scr = dalloc(np), *u = drand(nq, -1, 1, seed + 2);
+    for (size_t i = 0; i < nq; i++) dqkv[i] = 0.0;
+    qt_cpu_attention_bwd_f64(&prm, dqkv, scr, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H);
+    double an = dot(dqkv, u, nq);
+    double *x0 = dalloc(nq);
+    memcpy(x0, c.qkv, nq * sizeof(double));
+    for (size_t i = 0; i < nq; i++) c.qkv[i] = x0[i] + FD_H * u[i];
+    double lp = att_loss(&c);
+    for (size_t i = 0; i < nq; i++) c.qkv[i] = x0[i] - FD_H * u[i];
+    double lm = att_loss(&c);
+    memcpy(c.qkv, x0, nq * sizeof(double));
+    double fd = (lp - lm) / (2 * FD_H);
+    ck_assert_msg(fabs(an - fd) <= FD_TOL * fabs(fd) && fabs(fd) > 1e-3,
+                  "attention_bwd_f64 B %d T %d C %d H %d: directional %.12g, fd %.12g", B, T, C, H,
+                  an, fd);
+    free(lens);
+    free(c.qkv);
+    free((void *)c.wout);
+    free(c.ctx);
+    free(c.probs);
+    free(c.p);
+    free(want);
+    free(dqkv);
+    free(scr);
+    free(u);
+    free(x0);
+    check_attention_float(QT_SOFTMAX_NCS, B, T, C, H, mode, pad, seed + 3);
+}
+
+START_TEST(test_attention_split_gemms) {
+    check_split_case(2, 130, 160, 2, 0, 97, 240);
+    check_split_case(2, 520, 32, 2, 2, 300, 250);
+}
+END_TEST
+
+// ---- the whole attention layer ------------------------------------------------------------
+
+typedef struct {
+    int B, T, C, H;
+    qt_softmax_params sm;
+    qt_gate_shape gate;
+    const int *lens;
+    // parameters: qkv_w, qkv_b, proj_w, proj_b, gate w1, b1, w2, b2
+    double *w[8];
+    size_t wn[8];
+    double *x;          // (B, T, C)
+    const double *wout; // (B, T, C)
+    // reference activations
+    double *qkv, *p, *probs, *ctx, *gatev, *hidden, *gated, *out;
+} layer_ref;
+
+// The reference forward: the layer written out from the `_f64` ops.
+static void ref_fwd(layer_ref *r) {
+    int N = r->B * r->T, C = r->C;
+    qt_cpu_linear_fwd_f64(r->qkv, r->x, r->w[0], r->w[1], N, C, 3 * C);
+    qt_cpu_attention_fwd_f64(&r->sm, r->ctx, r->probs, r->p, r->qkv, r->lens, r->B, r->T, C, r->H);
+    const double *in = r->ctx;
+    if (r->gate.kind != QT_GATE_NONE) {
+        qt_cpu_gate_fwd_f64(&r->gate, r->gatev, r->hidden, r->x, r->w[4], r->w[5], r->w[6],
+                            r->w[7], N, C);
+        qt_cpu_gate_mul_fwd_f64(r->gated, r->gatev, r->ctx, N, C, r->H);
+        in = r->gated;
+    }
+    qt_cpu_linear_fwd_f64(r->out, in, r->w[2], r->w[3], N, C, C);
+}
+
+static double ref_loss(void *v) {
+    layer_ref *r = v;
+    ref_fwd(r);
+    return dot(r->out, r->wout, (size_t)r->B * r->T * r->C);
+}
+
+// The reference backward: dx (N, C) and dw[8] (zeroed by the caller) from dout = wout.
+static void ref_bwd(layer_ref *r, double *dx, double **dw) {
+    int N = r->B * r->T, C = r->C, H = r->H;
+    size_t nc = (size_t)N * C;
+    double *din = calloc(nc, sizeof(double)), *dctx = calloc(nc, sizeof(double));
+    double *dqkv = calloc(3 * nc, sizeof(double));
+    double *scr = dalloc((size_t)r->B * H * r->T * r->T);
+    int gated = r->gate.kind != QT_GATE_NONE;
+    qt_cpu_linear_bwd_f64(din, dw[2], dw[3], r->wout, gated ? r->gated : r->ctx, r->w[2], N, C, C);
+    if (gated) {
+        double *dg = calloc((size_t)N * H, sizeof(double));
+        qt_cpu_gate_mul_bwd_f64(dctx, dg, din, r->gatev, r->ctx, N, C, H);
+        qt_cpu_gate_bwd_f64(&r->gate, dx, dw[4], dw[5], r->wn[6] ? dw[6] : NULL,
+                            r->wn[7] ? dw[7] : NULL, dg, r->gatev, r->hidden, r->x, r->w[4],
+                            r->w[6], N, C);
+        free(dg);
+    } else {
+        memcpy(dctx, din, nc * sizeof(double));
+    }
+    qt_cpu_attention_bwd_f64(&r->sm, dqkv, scr, dctx, r->qkv, r->probs, r->p, r->lens, r->B, r->T,
+                             C, H);
+    qt_cpu_linear_bwd_f64(dx, dw[0], dw[1], dqkv, r->x, r->w[0], N, C, 3 * C);
+    free(din);
+    free(dctx);
+    free(dqkv);
+    free(scr);
+}
+
+static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C, int H,
+                        int do_fd, uint64_t seed) {
+    layer_ref r = {.B = B, .T = T, .C = C, .H = H, .sm = sm_params(sk, C / H),
+                   .gate = {gk, H, 3}};
+    qt_attention_layer_shape shape = {B, T, C, H, r.sm, r.gate};
+    size_t acts[7];
+    qt_attention_layer_act_sizes(&shape, acts);
+    size_t gsz[4];
+    gate_sizes(&r.gate, C, gsz);
+    const size_t N = (size_t)B * T, nc = N * C;
+    ck_assert_uint_eq(acts[0], 3 * nc);
+    ck_assert_uint_eq(acts[1], (size_t)B * H * T * T);
+    ck_assert_uint_eq(acts[2], (size_t)B * H * T * T);
+    ck_assert_uint_eq(acts[3], nc);
+    ck_assert_uint_eq(acts[4], gk == QT_GATE_NONE ? 0 : N * H);
+    ck_assert_uint_eq(acts[5], gk == QT_GATE_MLP ? N * H * 3 : 0);
+    ck_assert_uint_eq(acts[6], gk == QT_GATE_NONE ? 0 : nc);
+    int *lens = malloc(N * sizeof(int));
+    for (int b = 0; b < B; b++) // batch 0 causal, then padded bidirectional rows
+        for (int t = 0; t < T; t++) lens[b * T + t] = b == 0 ? t + 1 : T - (b % T);
+    r.lens = lens;
+    size_t wn[8] = {3 * (size_t)C * C, 3 * (size_t)C, (size_t)C * C, (size_t)C,
+                    gsz[0],            gsz[1],        gsz[2],        gsz[3]};
+    float *wf[8];
+    for (int k = 0; k < 8; k++) {
+        r.wn[k] = wn[k];
+        r.w[k] = wn[k] ? drand(wn[k], -0.6, 0.6, seed + k) : NULL;
+        wf[k] = wn[k] ? to_float(r.w[k], wn[k]) : NULL;
+    }
+    r.x = drand(nc, -1.5, 1.5, seed + 10);
+    float *xf = to_float(r.x, nc);
+    double *wout = drand(nc, -1, 1, seed + 11);
+    float *doutf = to_float(wout, nc);
+    r.wout = wout;
+    r.qkv = dalloc(acts[0]);
+    r.p = dalloc(acts[1]);
+    r.probs = dalloc(acts[2]);
+    r.ctx = dalloc(acts[3]);
+    r.gatev = dalloc(acts[4]);
+    r.hidden = dalloc(acts[5]);
+    r.gated = dalloc(acts[6]);
+    r.out = dalloc(nc);
+    ref_fwd(&r);
+    double *dx = calloc(nc, sizeof(double)), *dw[8];
+    for (int k = 0; k < 8; k++) dw[k] = calloc(wn[k] ? wn[k] : 1, sizeof(double));
+    ref_bwd(&r, dx, dw);
+    char what[128];
+    snprintf(what, sizeof what, "attention layer (double reference) gate %s softmax %s B %d T %d",
+             gate_name(gk), sm_name(sk), B, T);
+    if (do_fd) {
+        fd_problem p = {.loss = ref_loss, .ctx = &r};
+        double *an[FD_MAX_TENSORS];
+        const char *names[8] = {"qkv_w", "qkv_b", "proj_w", "proj_b",
+                                "gate_w1", "gate_b1", "gate_w2", "gate_b2"};
+        an[0] = dx;
+        fd_add(&p, "x", r.x, nc);
+        for (int k = 0; k < 7; k++) { // FD_MAX_TENSORS = 8: gate_b2 is checked below instead
+            if (!wn[k]) continue;
+            an[p.count] = dw[k];
+            fd_add(&p, names[k], r.w[k], wn[k]);
+        }
+        fd_check(&p, an, what);
+        if (wn[7]) {
+            fd_problem q = {.loss = ref_loss, .ctx = &r};
+            fd_add(&q, "gate_b2", r.w[7], wn[7]);
+            double *an2[1] = {dw[7]};
+            fd_check(&q, an2, what);
+        }
+        ref_fwd(&r); // restore the activations of the unperturbed point
+    }
+
+    // the float layer against the reference
+    qt_attention_layer_params wp = {wf[0], wf[1], wf[2], wf[3], wf[4], wf[5], wf[6], wf[7]};
+    qt_attention_layer_acts a;
+    float *af[7];
+    for (int k = 0; k < 7; k++) {
+        af[k] = acts[k] ? falloc(acts[k]) : NULL;
+        if (af[k]) qt_test_poison(af[k], acts[k]);
+    }
+    a.qkv = af[0];
+    a.p = af[1];
+    a.probs = af[2];
+    a.ctx = af[3];
+    a.gate = af[4];
+    a.hidden = af[5];
+    a.gated = af[6];
+    float *outf = falloc(nc);
+    qt_test_poison(outf, nc);
+    qt_cpu_attention_layer_fwd(&shape, &wp, &a, outf, xf, lens);
+    double e = fd_vs(outf, r.out, nc, 1e-5);
+    ck_assert_msg(e <= 1.0, "%s: float forward vs double: %g", what, e);
+    // backward onto random starts (accumulate), scratch poisoned
+    double *dxs = drand(nc, -1, 1, seed + 20);
+    float *dxf = to_float(dxs, nc);
+    float *gf[8];
+    double *gs[8];
+    for (int k = 0; k < 8; k++) {
+        gs[k] = wn[k] ? drand(wn[k], -1, 1, seed + 21 + k) : NULL;
+        gf[k] = wn[k] ? to_float(gs[k], wn[k]) : NULL;
+    }
+    qt_attention_layer_grads gr = {gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], gf[6], gf[7]};
+    size_t nscr = (size_t)B * H * T * T + 4 * nc;
+    float *scr = falloc(nscr);
+    qt_test_poison(scr, nscr);
+    qt_cpu_attention_layer_bwd(&shape, &wp, &a, &gr, dxf, scr, doutf, xf, lens);
+    for (size_t i = 0; i < nc; i++) dxs[i] += dx[i];
+    e = fd_vs(dxf, dxs, nc, 1e-5);
+    ck_assert_msg(e <= 1.0, "%s: float dx vs double: %g", what, e);
+    for (int k = 0; k < 8; k++) {
+        if (!wn[k]) continue;
+        for (size_t i = 0; i < wn[k]; i++) gs[k][i] += dw[k][i];
+        e = fd_vs(gf[k], gs[k], wn[k], 1e-5);
+        ck_assert_msg(e <= 1.0, "%s: float grad %d vs double: %g", what, k, e);
+    }
+    free(lens);
+    for (int k = 0; k < 8; k++) {
+        free(r.w[k]);
+        free(wf[k]);
+        free(dw[k]);
+        free(gs[k]);
+        free(gf[k]);
+    }
+    for (int k = 0; k < 7; k++) free(af[k]);
+    free(r.x);
+    free(xf);
+    free(wout);
+    free(doutf);
+    free(r.qkv);
+    free(r.p);
+    free(r.probs);
+    free(r.ctx);
+    free(r.gatev);
+    free(r.hidden);
+    free(r.gated);
+    free(r.out);
+    free(dx);
+    free(outf);
+    free(dxs);
+    free(dxf);
+    free(scr);
+}
+
+START_TEST(test_attention_layer) {
+    for (int g = QT_GATE_NONE; g <= QT_GATE_ALL_HEADS; g++)
+        for (int s = 0; s < 3; s++) {
+            check_layer((qt_gate_kind)g, (qt_softmax_kind)s, 2, 5, 8, 2, 1, 300 + 10 * g + s);
+            check_layer((qt_gate_kind)g, (qt_softmax_kind)s, 3, 33, 12, 3, 0, 400 + 10 * g + s);
+        }
+}
+END_TEST
+
+static Suite *attention_suite(void) {
+    Suite *s = suite_create("ops_attention");
+    TCase *tg = tcase_create("gate");
+    tcase_set_timeout(tg, 120);
+    tcase_add_test(tg, test_gate_fd);
+    tcase_add_test(tg, test_gate_bias_sets_init);
+    tcase_add_test(tg, test_gate_mul_fd);
+    tcase_add_test(tg, test_gate_float_vs_double);
+    suite_add_tcase(s, tg);
+    TCase *ta = tcase_create("attention");
+    tcase_set_timeout(ta, 120);
+    tcase_add_test(ta, test_attention_fd);
+    tcase_add_test(ta, test_attention_float_vs_double);
+    tcase_add_test(ta, test_attention_split_gemms);
+    suite_add_tcase(s, ta);
+    TCase *tl = tcase_create("attention_layer");
+    tcase_set_timeout(tl, 120);
+    tcase_add_test(tl, test_attention_layer);
+    suite_add_tcase(s, tl);
+    return s;
+}
+
+int main(void) { return qt_test_run_suite(attention_suite()); }
