@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/vexp_impl.h"
+#include "kernels/cpu/vmath_impl.h"
 #include "qtrain/ops.h"
 #include "testutil.h"
 

@@ -10,6 +10,6 @@
 #define PAR_MIN 32768
 
 void qt_cpu_add(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }

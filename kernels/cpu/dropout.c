@@ -46,7 +46,7 @@ void qt_cpu_dropout_bwd(float *dx, const float *dout, size_t n, float prob, uint
                         uint64_t stream) {
     if (prob <= 0.0f) {
         if (dx == dout) return;
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) dx[i] += dout[i];
         return;
     }

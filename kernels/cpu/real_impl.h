@@ -14,8 +14,9 @@
 //   FN(name)    name, or name_f64: public entry points and the static helpers alike
 //   GEMM        cblas_sgemm or cblas_dgemm
 //   EXP, LOG, SQRT   the math functions of that type; the float EXP is vexpf from
-//               vexp_impl.h (vectorizable, within 1 ulp of exp over [-87, 88.3]), the double
-//               EXP is libm's exp
+//               vmath_impl.h (vectorizable, within 1 ulp of exp over [-87, 88.3]), the double
+//               EXP is libm's exp with its argument capped at 88.3 like vexpf's (so neither
+//               overflows to inf, and float and double agree on huge arguments)
 //
 // The element-wise loops are `#pragma omp simd` loops (gcc's -O2 cost model vectorizes little
 // else). gcc if-converts float compares (the clip, ReLU masks, vexpf's clamps) only without
@@ -28,7 +29,12 @@
 #include <cblas.h>
 #include <math.h>
 
-#include "vexp_impl.h"
+#include "vmath_impl.h"
+
+#ifndef QTRAIN_REAL_IMPL_EXP_F64
+#define QTRAIN_REAL_IMPL_EXP_F64
+static inline double exp_capped_f64(double x) { return exp(x > 88.3 ? 88.3 : x); }
+#endif
 
 #undef REAL
 #undef FN
@@ -41,7 +47,7 @@
 #define REAL double
 #define FN(name) name##_f64
 #define GEMM cblas_dgemm
-#define EXP(x) exp(x)
+#define EXP(x) exp_capped_f64(x)
 #define LOG(x) log(x)
 #define SQRT(x) sqrt(x)
 #else
