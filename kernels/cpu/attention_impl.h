@@ -39,9 +39,10 @@ static inline int FN(block_keys)(const int *lens, int r0, int r1, int T, const c
 void FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL *probs, REAL *p,
                               const REAL *qkv, const int *lens, int B, int T, int C, int H) {
     QT_ASSERT(H >= 1 && C % H == 0, "attention_fwd: C = %d is not a multiple of H = %d", C, H);
+    FN(softmax_params_check)(prm, "attention_fwd");
     const int D = C / H, C3 = 3 * C;
     const REAL scale = (REAL)prm->scale;
-    // One (b, h) pair per task, single-threaded BLAS inside (OpenBLAS-openmp does not nest).
+    // One (b, h) pair per task; its GEMMs stay single-threaded (gemm_small, attention.c).
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
@@ -74,6 +75,7 @@ void FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REAL *sc
                               const REAL *dctx, const REAL *qkv, const REAL *probs, const REAL *p,
                               const int *lens, int B, int T, int C, int H) {
     QT_ASSERT(H >= 1 && C % H == 0, "attention_bwd: C = %d is not a multiple of H = %d", C, H);
+    FN(softmax_params_check)(prm, "attention_bwd");
     const int D = C / H, C3 = 3 * C;
     const REAL scale = (REAL)prm->scale;
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1)

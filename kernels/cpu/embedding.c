@@ -31,6 +31,8 @@ void qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const
 void qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens, int B,
                           int T, int C) {
     const int par = (size_t)B * T * C >= PAR_MIN;
+    for (int n = 0; n < B * T; n++)
+        QT_ASSERT(tokens[n] >= 0, "embedding_bwd: tokens[%d] = %d is negative", n, tokens[n]);
     const int nblk = (C + EMB_BLOCK - 1) / EMB_BLOCK;
 #pragma omp parallel for schedule(static) if (par && nblk > 1)
     for (int blk = 0; blk < nblk; blk++) {

@@ -5,6 +5,7 @@
 
 void FN(qt_cpu_softmax_clip_fwd)(const qt_softmax_params *prm, REAL *probs, REAL *p,
                                  const REAL *scores, const int *lens, int rows, int cols) {
+    FN(softmax_params_check)(prm, "softmax_clip_fwd");
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const int n = lens[r];
@@ -20,6 +21,7 @@ void FN(qt_cpu_softmax_clip_fwd)(const qt_softmax_params *prm, REAL *probs, REAL
 
 void FN(qt_cpu_softmax_clip_bwd)(const qt_softmax_params *prm, REAL *dscores, const REAL *dprobs,
                                  const REAL *p, const int *lens, int rows, int cols) {
+    FN(softmax_params_check)(prm, "softmax_clip_bwd");
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const int n = lens[r];
