@@ -1,5 +1,6 @@
 // bench_train.c: CPU training throughput: tokens/s, achieved GFLOP/s, and the share of the
-// step time spent in float GEMMs (linear layers and the attention matmuls), for the default
+// step time spent in float GEMMs (the linear layers, incl. the LM head) and in the fused
+// attention core (its QK^T and PV GEMMs with the softmax variant between them), for the default
 // config (configs/default.conf = the built-in defaults) and the reference config of the
 // CPU-engine issue (4 layers, d_model 256, 4 heads, d_ff 1024, T 128, vocabulary 4096 tied,
 // batch 8, AdamW, 2 threads), each with vanilla, clipped, NCS and gated attention.
@@ -23,7 +24,7 @@ static double now_seconds(void) {
 // A backend that forwards to the CPU backend and times its GEMM entries.
 static qt_backend_ops timed_ops;
 static const qt_backend_ops *inner_ops;
-static double gemm_seconds;
+static double gemm_seconds, attn_seconds;
 
 static qt_status timed_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
                             void *C) {
@@ -47,8 +48,27 @@ static qt_status timed_linear_bwd(void *ctx, void *dx, void *dw, void *db, const
     return st;
 }
 
+static qt_status timed_attention_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv,
+                                     void *probs, float *p, const void *qkv, const int *lens,
+                                     int B, int T, int C, int H) {
+    double t0 = now_seconds();
+    qt_status st = inner_ops->attention_fwd(ctx, prm, ctxv, probs, p, qkv, lens, B, T, C, H);
+    attn_seconds += now_seconds() - t0;
+    return st;
+}
+static qt_status timed_attention_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv,
+                                     void *scratch, const void *dctx, const void *qkv,
+                                     const void *probs, const float *p, const int *lens, int B,
+                                     int T, int C, int H) {
+    double t0 = now_seconds();
+    qt_status st = inner_ops->attention_bwd(ctx, prm, dqkv, scratch, dctx, qkv, probs, p, lens, B,
+                                            T, C, H);
+    attn_seconds += now_seconds() - t0;
+    return st;
+}
+
 typedef struct {
-    double tokens_per_s, gflops, gemm_share, loss;
+    double tokens_per_s, gflops, gemm_share, attn_share, loss;
 } result;
 
 static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) {
@@ -59,6 +79,10 @@ static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) 
     timed_ops.gemm = timed_gemm;
     timed_ops.linear_fwd = timed_linear_fwd;
     timed_ops.linear_bwd = timed_linear_bwd;
+    if (inner_ops->attention_fwd) {
+        timed_ops.attention_fwd = timed_attention_fwd;
+        timed_ops.attention_bwd = timed_attention_bwd;
+    }
     be.ops = &timed_ops;
     qt_model m;
     qt_optimizer opt;
@@ -81,6 +105,7 @@ static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) 
         if (step == warmup) {
             t0 = now_seconds();
             gemm_seconds = 0;
+            attn_seconds = 0;
         }
         double norm;
         m.dropout_stream = (uint64_t)step;
@@ -95,6 +120,7 @@ static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) 
     r->tokens_per_s = (double)steps * B * T / dt;
     r->gflops = r->tokens_per_s * qt_model_flops_per_token(cfg, T) * 1e-9;
     r->gemm_share = gemm_seconds / dt;
+    r->attn_share = attn_seconds / dt;
     r->loss = loss;
     free(in);
     free(tg);
@@ -164,8 +190,8 @@ int main(int argc, char **argv) {
                "%d threads, %d timed steps\n",
                configs[c], base.n_layer, base.d_model, base.n_head, base.d_ff, base.seq_len,
                base.vocab_size, base.batch_size, threads, steps);
-        printf("%-14s %12s %10s %11s %14s\n", "attention", "tokens/s", "GFLOP/s", "GEMM share",
-               "vs vanilla");
+        printf("%-14s %10s %9s %11s %11s %11s\n", "attention", "tokens/s", "GFLOP/s",
+               "GEMM share", "attn share", "vs vanilla");
         double vanilla = 0;
         for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
             qt_config cfg = base;
@@ -174,8 +200,9 @@ int main(int argc, char **argv) {
             result r;
             if (bench_config(&cfg, steps, warmup, &r)) return 1;
             if (v == 0) vanilla = r.tokens_per_s;
-            printf("%-14s %12.0f %10.1f %10.1f%% %13.3fx\n", variants[v][0], r.tokens_per_s,
-                   r.gflops, 100.0 * r.gemm_share, r.tokens_per_s / vanilla);
+            printf("%-14s %10.0f %9.1f %10.1f%% %10.1f%% %10.3fx\n", variants[v][0],
+                   r.tokens_per_s, r.gflops, 100.0 * r.gemm_share, 100.0 * r.attn_share,
+                   r.tokens_per_s / vanilla);
             fflush(stdout);
         }
     }

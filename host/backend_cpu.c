@@ -84,6 +84,21 @@ static qt_status cpu_linear_bwd(void *ctx, void *dx, void *dw, void *db, const v
     qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
     return QT_OK;
 }
+static qt_status cpu_attention_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv,
+                                   void *probs, float *p, const void *qkv, const int *lens, int B,
+                                   int T, int C, int H) {
+    (void)ctx;
+    qt_cpu_attention_fwd(prm, ctxv, probs, p, qkv, lens, B, T, C, H);
+    return QT_OK;
+}
+static qt_status cpu_attention_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv,
+                                   void *scratch, const void *dctx, const void *qkv,
+                                   const void *probs, const float *p, const int *lens, int B,
+                                   int T, int C, int H) {
+    (void)ctx;
+    qt_cpu_attention_bwd(prm, dqkv, scratch, dctx, qkv, probs, p, lens, B, T, C, H);
+    return QT_OK;
+}
 static qt_status cpu_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
                                       float *p, const void *scores, const int *lens, int rows,
                                       int cols) {
@@ -225,6 +240,8 @@ static const qt_backend_ops cpu_ops = {
     .gemm = cpu_gemm,
     .linear_fwd = cpu_linear_fwd,
     .linear_bwd = cpu_linear_bwd,
+    .attention_fwd = cpu_attention_fwd,
+    .attention_bwd = cpu_attention_bwd,
     .softmax_clip_fwd = cpu_softmax_clip_fwd,
     .softmax_clip_bwd = cpu_softmax_clip_bwd,
     .gate_fwd = cpu_gate_fwd,

@@ -461,21 +461,28 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         const void *ln2_b = w->ln2_b ? w->ln2_b : m->zeros_c;
         QT_TRY(BE->layernorm_fwd(CTX, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, ln1_b, N, C));
         QT_TRY(BE->linear_fwd(CTX, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
-        // scores (B, H, T, T) = Q K^T per head, into `probs` (overwritten by the softmax)
-        qt_gemm_desc qk = attn_desc(0, 1, T, T, D, 0.0f, 3 * C, T3C, D, 3 * C, T3C, D, T,
-                                    H * TT, TT, B, H);
-        QT_TRY(BE->gemm(CTX, &qk, a->qkv, AT(a->qkv, C), a->probs));
-        QT_TRY(BE->softmax_clip_fwd(CTX, &sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
-        const void *pv_probs = a->probs;
-        if (attn_drop > 0) {
-            QT_TRY(BE->dropout_fwd(CTX, a->probs_drop, a->probs, (size_t)B * H * TT, attn_drop,
-                                   cfg->seed, drop_stream(m, l, SITE_ATTN_PROBS)));
-            pv_probs = a->probs_drop;
+        if (BE->attention_fwd && attn_drop == 0) {
+            // Causal lens depend only on t, so the first B*T entries of the (B, H, T) row
+            // lengths are the (B, T) per-query lengths the fused core takes.
+            QT_TRY(BE->attention_fwd(CTX, &sp, a->ctx, a->probs, a->p, a->qkv, m->lens, B, T, C,
+                                     H));
+        } else {
+            // scores (B, H, T, T) = Q K^T per head, into `probs` (overwritten by the softmax)
+            qt_gemm_desc qk = attn_desc(0, 1, T, T, D, 0.0f, 3 * C, T3C, D, 3 * C, T3C, D, T,
+                                        H * TT, TT, B, H);
+            QT_TRY(BE->gemm(CTX, &qk, a->qkv, AT(a->qkv, C), a->probs));
+            QT_TRY(BE->softmax_clip_fwd(CTX, &sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
+            const void *pv_probs = a->probs;
+            if (attn_drop > 0) {
+                QT_TRY(BE->dropout_fwd(CTX, a->probs_drop, a->probs, (size_t)B * H * TT,
+                                       attn_drop, cfg->seed, drop_stream(m, l, SITE_ATTN_PROBS)));
+                pv_probs = a->probs_drop;
+            }
+            // ctx (B, T, C): head h's (T, D) slice = probs (T, T) @ V (T, D)
+            qt_gemm_desc pv = attn_desc(0, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, C,
+                                        (int64_t)T * C, D, B, H);
+            QT_TRY(BE->gemm(CTX, &pv, pv_probs, AT(a->qkv, 2 * C), a->ctx));
         }
-        // ctx (B, T, C): head h's (T, D) slice = probs (T, T) @ V (T, D)
-        qt_gemm_desc pv = attn_desc(0, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, C,
-                                    (int64_t)T * C, D, B, H);
-        QT_TRY(BE->gemm(CTX, &pv, pv_probs, AT(a->qkv, 2 * C), a->ctx));
         const void *proj_in = a->ctx;
         if (gs.kind != QT_GATE_NONE) {
             QT_TRY(BE->gate_fwd(CTX, &gs, a->gate, a->gate_hidden, a->ln1, w->gate_w1, w->gate_b1,
@@ -627,30 +634,36 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
             d_ctx = m->d_ctx;
         }
         // attention core
-        const void *pv_probs = attn_drop > 0 ? a->probs_drop : a->probs;
         QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
-        // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
-        qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D, T,
-                                    H * TT, TT, B, H);
-        QT_TRY(BE->gemm(CTX, &dp, d_ctx, AT(a->qkv, 2 * C), m->d_probs));
-        // dV_h (T, D) += probs^T (T, T) @ d_ctx_h (T, D)
-        qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, C, (int64_t)T * C, D,
-                                    3 * C, T3C, D, B, H);
-        QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, AT(m->d_qkv, 2 * C)));
-        const void *d_probs = m->d_probs;
-        if (attn_drop > 0) {
-            QT_TRY(dropout_grad(m, &d_probs, m->d_probs_pre, m->d_probs, (size_t)B * H * TT,
-                                attn_drop, drop_stream(m, l, SITE_ATTN_PROBS)));
+        if (BE->attention_bwd && attn_drop == 0) {
+            QT_TRY(BE->attention_bwd(CTX, &sp, m->d_qkv, m->d_scores, d_ctx, a->qkv, a->probs,
+                                     a->p, m->lens, B, T, C, H));
+        } else {
+            const void *pv_probs = attn_drop > 0 ? a->probs_drop : a->probs;
+            // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
+            qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D,
+                                        T, H * TT, TT, B, H);
+            QT_TRY(BE->gemm(CTX, &dp, d_ctx, AT(a->qkv, 2 * C), m->d_probs));
+            // dV_h (T, D) += probs^T (T, T) @ d_ctx_h (T, D)
+            qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, C, (int64_t)T * C, D,
+                                        3 * C, T3C, D, B, H);
+            QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, AT(m->d_qkv, 2 * C)));
+            const void *d_probs = m->d_probs;
+            if (attn_drop > 0) {
+                QT_TRY(dropout_grad(m, &d_probs, m->d_probs_pre, m->d_probs, (size_t)B * H * TT,
+                                    attn_drop, drop_stream(m, l, SITE_ATTN_PROBS)));
+            }
+            QT_TRY(BE->zero(CTX, m->d_scores, (size_t)B * H * TT * m->es));
+            QT_TRY(BE->softmax_clip_bwd(CTX, &sp, m->d_scores, d_probs, a->p, m->lens, B * H * T,
+                                        T));
+            // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
+            qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
+                                        T3C, D, B, H);
+            QT_TRY(BE->gemm(CTX, &dq, m->d_scores, AT(a->qkv, C), m->d_qkv));
+            qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
+                                        T3C, D, B, H);
+            QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, AT(m->d_qkv, C)));
         }
-        QT_TRY(BE->zero(CTX, m->d_scores, (size_t)B * H * TT * m->es));
-        QT_TRY(BE->softmax_clip_bwd(CTX, &sp, m->d_scores, d_probs, a->p, m->lens, B * H * T, T));
-        // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
-        qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C, T3C,
-                                    D, B, H);
-        QT_TRY(BE->gemm(CTX, &dq, m->d_scores, AT(a->qkv, C), m->d_qkv));
-        qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C, T3C,
-                                    D, B, H);
-        QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, AT(m->d_qkv, C)));
         QT_TRY(BE->linear_bwd(CTX, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv, a->ln1, w->qkv_w, N, C,
                               3 * C));
         QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink,

@@ -119,6 +119,20 @@ static qt_status f_softmax_bwd(void *ctx, const qt_softmax_params *prm, void *ds
     qt_cpu_softmax_clip_bwd_f64(prm, D(ctx, dscores), D(ctx, dprobs), D(ctx, p), lens, rows, cols);
     return QT_OK;
 }
+static qt_status f_attn_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv, void *probs,
+                            float *p, const void *qkv, const int *lens, int B, int T, int C,
+                            int H) {
+    qt_cpu_attention_fwd_f64(prm, D(ctx, ctxv), D(ctx, probs), D(ctx, p), D(ctx, qkv), lens, B, T,
+                             C, H);
+    return QT_OK;
+}
+static qt_status f_attn_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv, void *scratch,
+                            const void *dctx, const void *qkv, const void *probs, const float *p,
+                            const int *lens, int B, int T, int C, int H) {
+    qt_cpu_attention_bwd_f64(prm, D(ctx, dqkv), D(ctx, scratch), D(ctx, dctx), D(ctx, qkv),
+                             D(ctx, probs), D(ctx, p), lens, B, T, C, H);
+    return QT_OK;
+}
 static qt_status f_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden, const void *x, const void *w1, const void *b1, const void *w2, const void *b2, int N, int C) {
     qt_cpu_gate_fwd_f64(g, D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1), D(ctx, b1),
                         D(ctx, w2), D(ctx, b2), N, C);
@@ -243,7 +257,8 @@ static const qt_backend_ops f64_ops = {
     .alloc = f_alloc, .free = f_free, .zero = f_zero, .to_host = f_to_host,
     .to_device = f_to_device, .to_host_f32 = f_to_host_f32,
     .to_device_f32 = f_to_device_f32, .sync = f_sync, .gemm = f_gemm, .linear_fwd = f_linear_fwd,
-    .linear_bwd = f_linear_bwd, .softmax_clip_fwd = f_softmax_fwd,
+    .linear_bwd = f_linear_bwd, .attention_fwd = f_attn_fwd, .attention_bwd = f_attn_bwd,
+    .softmax_clip_fwd = f_softmax_fwd,
     .softmax_clip_bwd = f_softmax_bwd, .gate_fwd = f_gate_fwd, .gate_bwd = f_gate_bwd,
     .gate_mul_fwd = f_gate_mul_fwd, .gate_mul_bwd = f_gate_mul_bwd, .layernorm_fwd = f_ln_fwd,
     .layernorm_bwd = f_ln_bwd, .gelu_fwd = f_gelu_fwd, .gelu_bwd = f_gelu_bwd,

@@ -17,23 +17,37 @@
 typedef struct {
     const char *name;
     const char *sets[8];
+    int composed; // hide the backend's fused attention core: gemm + softmax_clip path
 } variant;
 
 static const variant variants[] = {
-    {"vanilla", {NULL}},
-    {"clipped", {"attn.softmax=clipped", "attn.gamma=-0.03", "attn.zeta=1.05", NULL}},
-    {"clipped_alpha", {"attn.softmax=clipped", "attn.alpha=0.5", NULL}},
-    {"ncs", {"attn.softmax=ncs", "attn.eta=1.2", "attn.beta=0.6", NULL}},
-    {"ncs_c_positive", {"attn.softmax=ncs", "attn.eta=1.0", "attn.beta=1.5", NULL}},
-    {"gate_linear", {"attn.gate=linear", "attn.gate_pi_init=0.25", NULL}},
-    {"gate_mlp", {"attn.gate=mlp", "attn.gate_n_hid=3", NULL}},
-    {"gate_all_heads", {"attn.gate=all_heads", NULL}},
-    {"ncs_gate_linear", {"attn.softmax=ncs", "attn.gate=linear", NULL}},
-    {"clipped_gate_mlp", {"attn.softmax=clipped", "attn.gamma=-0.03", "attn.gate=mlp", NULL}},
+    {"vanilla", {NULL}, 0},
+    {"clipped", {"attn.softmax=clipped", "attn.gamma=-0.03", "attn.zeta=1.05", NULL}, 0},
+    {"clipped_alpha", {"attn.softmax=clipped", "attn.alpha=0.5", NULL}, 0},
+    {"ncs", {"attn.softmax=ncs", "attn.eta=1.2", "attn.beta=0.6", NULL}, 0},
+    {"ncs_c_positive", {"attn.softmax=ncs", "attn.eta=1.0", "attn.beta=1.5", NULL}, 0},
+    {"gate_linear", {"attn.gate=linear", "attn.gate_pi_init=0.25", NULL}, 0},
+    {"gate_mlp", {"attn.gate=mlp", "attn.gate_n_hid=3", NULL}, 0},
+    {"gate_all_heads", {"attn.gate=all_heads", NULL}, 0},
+    {"ncs_gate_linear", {"attn.softmax=ncs", "attn.gate=linear", NULL}, 0},
+    {"clipped_gate_mlp", {"attn.softmax=clipped", "attn.gamma=-0.03", "attn.gate=mlp", NULL}, 0},
     {"relu_untied_dropout",
-     {"model.activation=relu", "model.tie_embeddings=0", "model.dropout=0.1", NULL}},
-    {"no_bias", {"model.bias=0", NULL}},
+     {"model.activation=relu", "model.tie_embeddings=0", "model.dropout=0.1", NULL}, 0},
+    {"no_bias", {"model.bias=0", NULL}, 0},
+    {"composed_clipped", {"attn.softmax=clipped", "attn.gamma=-0.03", "attn.zeta=1.05", NULL}, 1},
+    {"composed_ncs_gate_mlp", {"attn.softmax=ncs", "attn.gate=mlp", NULL}, 1},
+    {"composed_vanilla_attn_dropout", {"model.attn_dropout=0.2", NULL}, 1},
 };
+
+// Backends with the fused attention core removed, for the `composed` variants.
+static qt_backend_ops composed_ops[2];
+static void maybe_compose(qt_backend *be, const variant *v, int slot) {
+    if (!v->composed) return;
+    composed_ops[slot] = *be->ops;
+    composed_ops[slot].attention_fwd = NULL;
+    composed_ops[slot].attention_bwd = NULL;
+    be->ops = &composed_ops[slot];
+}
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
 enum { B = 2, T = 7, V = 37 };
@@ -86,6 +100,7 @@ START_TEST(test_model_gradients_f64) {
     const variant *v = &variants[_i];
     qt_backend be;
     ck_assert_int_eq(qt_test_f64_backend_init(&be), QT_OK);
+    maybe_compose(&be, v, 0);
     qt_model m;
     model_on(&m, &be, v);
     int in[B * T], tg[B * T];
@@ -139,6 +154,8 @@ START_TEST(test_model_gradients_f32_match_f64) {
     qt_backend be64, be32;
     ck_assert_int_eq(qt_test_f64_backend_init(&be64), QT_OK);
     ck_assert_int_eq(qt_backend_cpu_init(&be32, 2), QT_OK);
+    maybe_compose(&be64, v, 0);
+    maybe_compose(&be32, v, 1);
     qt_model m64, m32;
     model_on(&m64, &be64, v);
     model_on(&m32, &be32, v);

@@ -54,6 +54,16 @@ typedef struct qt_backend_ops {
                             int N, int IC, int OC);
     qt_status (*linear_bwd)(void *ctx, void *dx, void *dw, void *db, const void *dout,
                             const void *x, const void *w, int N, int IC, int OC);
+    // The fused attention core (scores, softmax variant, context) of qt_cpu_attention_fwd/bwd.
+    // Optional: when NULL, or when attention dropout is on, the model composes it from gemm,
+    // softmax_clip and dropout. probs (X) and p (fp32) are (B, H, T, T); scratch likewise.
+    qt_status (*attention_fwd)(void *ctx, const qt_softmax_params *prm, void *ctxv, void *probs,
+                               float *p, const void *qkv, const int *lens, int B, int T, int C,
+                               int H);
+    qt_status (*attention_bwd)(void *ctx, const qt_softmax_params *prm, void *dqkv,
+                               void *scratch, const void *dctx, const void *qkv,
+                               const void *probs, const float *p, const int *lens, int B, int T,
+                               int C, int H);
     qt_status (*softmax_clip_fwd)(void *ctx, const qt_softmax_params *prm, void *probs, float *p,
                                   const void *scores, const int *lens, int rows, int cols);
     qt_status (*softmax_clip_bwd)(void *ctx, const qt_softmax_params *prm, void *dscores,
