@@ -1,0 +1,29 @@
+// qt_cuda_check.h: the check macros of the CUDA launchers (kernels/cuda/*.cu), include after
+// qt_cuda_compat.h. Both record one message with qt_error (include/qtrain/status.h) and return
+// QT_ERR_CUDA from the calling function, which must return qt_status:
+//   QT_CHECK_CUDA(expr)      a CUDA runtime call: its text, file:line and cudaGetErrorString;
+//   QT_CHECK_LAUNCH(opname)  after QT_LAUNCH: cudaGetLastError() (bad configuration, too much
+//                            shared memory, an earlier asynchronous fault), naming the op.
+// cudaGetLastError also clears the error, so a failed launch is reported once, by its op.
+#ifndef QTRAIN_QT_CUDA_CHECK_H
+#define QTRAIN_QT_CUDA_CHECK_H
+
+#include "qtrain/status.h"
+
+#define QT_CHECK_CUDA(expr)                                                                   \
+    do {                                                                                      \
+        cudaError_t qt_cuda_err_ = (expr);                                                    \
+        if (qt_cuda_err_ != cudaSuccess)                                                      \
+            return qt_error(QT_ERR_CUDA, "%s failed at %s:%d: %s", #expr, __FILE__, __LINE__, \
+                            cudaGetErrorString(qt_cuda_err_));                                \
+    } while (0)
+
+#define QT_CHECK_LAUNCH(opname)                                                               \
+    do {                                                                                      \
+        cudaError_t qt_cuda_err_ = cudaGetLastError();                                        \
+        if (qt_cuda_err_ != cudaSuccess)                                                      \
+            return qt_error(QT_ERR_CUDA, "%s: kernel launch failed at %s:%d: %s", (opname),   \
+                            __FILE__, __LINE__, cudaGetErrorString(qt_cuda_err_));            \
+    } while (0)
+
+#endif
