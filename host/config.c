@@ -66,6 +66,7 @@ static const char *const norm_names[] = {"layernorm"};
 static const char *const pos_names[] = {"learned"};
 static const char *const loss_names[] = {"clm"};
 static const char *const sched_names[] = {"linear", "cosine", "constant"};
+static const char *const precision_names[] = {"auto", "fp32", "fp16", "bf16"};
 static const char *const softmax_names[] = {"vanilla", "clipped", "ncs"};
 static const char *const gate_names[] = {"none", "linear", "mlp", "all_heads"};
 
@@ -156,6 +157,16 @@ static const key_def keys[] = {
             "an evaluation needs at least one batch", "validation batches per evaluation"),
     INT_KEY("train.ckpt_every", ckpt_every, 0, INT_MAX, "checkpoint interval is >= 0 (0: at end)",
             "steps between checkpoints (0: only at end)"),
+    ENUM_KEY("train.precision", precision, precision_names,
+             "storage dtype (auto: fp32 on CPU, fp16 on CUDA)"),
+    FLOAT_KEY("train.loss_scale_init", loss_scale_init, 1, 0, 16777216.0, 0,
+              "the initial loss scale lies in [1, 2^24]", "fp16: first loss scale"),
+    INT_KEY("train.loss_scale_window", loss_scale_window, 1, INT_MAX,
+            "the growth window is >= 1 step", "fp16: clean steps before the scale grows"),
+    FLOAT_KEY("train.loss_scale_growth", loss_scale_growth, 1, 1, 1024, 0,
+              "the growth factor lies in (1, 1024]", "fp16: scale factor after a clean window"),
+    FLOAT_KEY("train.loss_scale_backoff", loss_scale_backoff, 0, 1, 1, 1,
+              "the backoff factor lies in (0, 1)", "fp16: scale factor on inf/nan"),
 
     {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0,
      NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
@@ -217,6 +228,11 @@ void qt_config_defaults(qt_config *cfg) {
     cfg->eval_every = 200;
     cfg->eval_batches = 20;
     cfg->ckpt_every = 0;
+    cfg->precision = QT_PRECISION_AUTO;
+    cfg->loss_scale_init = 65536.0f;
+    cfg->loss_scale_window = 2000;
+    cfg->loss_scale_growth = 2.0f;
+    cfg->loss_scale_backoff = 0.5f;
 
     strcpy(cfg->data_dir, "data/kjv");
 }

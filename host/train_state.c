@@ -3,7 +3,8 @@
 // Entries: "qtrain.meta" u64[4] = {format 1, step, data epoch, data index};
 // "qtrain.config" u8[] = the resolved config text (qt_config_write);
 // one f32 entry per parameter tensor under its model name;
-// "optimizer.m", "optimizer.v" f32[n_params] = the AdamW moments, whole arenas.
+// "optimizer.m", "optimizer.v" f32[n_params] = the AdamW moments, whole arenas;
+// "qtrain.loss_scaler" f64[3] = {scale, clean steps, skipped steps}.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +39,13 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
                               const qt_train_progress *progress) {
     uint64_t meta[4] = {TRAIN_STATE_FORMAT, (uint64_t)progress->step, progress->data_epoch,
                         progress->data_index};
+    double scaler[3] = {progress->loss_scale, progress->loss_scale_clean_steps,
+                        progress->skipped_steps};
     char *text = NULL;
     size_t text_len = 0;
     QT_TRY(config_text(&model->cfg, &text, &text_len));
     float *params = NULL, *m = NULL, *v = NULL;
-    qt_ckpt_entry *entries = calloc((size_t)model->n_tensors + 4, sizeof *entries);
+    qt_ckpt_entry *entries = calloc((size_t)model->n_tensors + 5, sizeof *entries);
     qt_status st = entries ? QT_OK : qt_error(QT_ERR_OOM, "cannot allocate checkpoint index");
     // The fp32 master weights when there are any: the parameters are their rounding.
     if (st == QT_OK && opt && opt->master)
@@ -55,6 +58,7 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
         int n = 0;
         entries[n++] = (qt_ckpt_entry){"qtrain.meta", QT_CKPT_U64, 1, {4}, meta};
         entries[n++] = (qt_ckpt_entry){"qtrain.config", QT_CKPT_U8, 1, {(int64_t)text_len}, text};
+        entries[n++] = (qt_ckpt_entry){"qtrain.loss_scaler", QT_CKPT_F64, 1, {3}, scaler};
         for (int i = 0; i < model->n_tensors; i++) {
             const qt_tensor_info *t = &model->tensors[i];
             qt_ckpt_entry *e = &entries[n++];
@@ -155,9 +159,17 @@ qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *o
         if (st == QT_OK) opt->step = (int)meta[1];
     }
     if (st == QT_OK && progress) {
+        memset(progress, 0, sizeof *progress);
         progress->step = (int)meta[1];
         progress->data_epoch = meta[2];
         progress->data_index = meta[3];
+        double scaler[3];
+        if (qt_ckpt_find(ck, "qtrain.loss_scaler") &&
+            qt_ckpt_get(ck, "qtrain.loss_scaler", QT_CKPT_F64, 3, scaler) == QT_OK) {
+            progress->loss_scale = scaler[0];
+            progress->loss_scale_clean_steps = scaler[1];
+            progress->skipped_steps = scaler[2];
+        }
     }
     free(host);
     qt_ckpt_free(ck);

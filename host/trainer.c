@@ -60,7 +60,9 @@ static qt_status write_config_file(const qt_config *cfg, const char *dir) {
 typedef struct {
     const qt_config *cfg;
     const qt_train_opts *opts;
-    qt_backend be;
+    qt_backend own_be; // the CPU backend when the caller passes none
+    qt_backend *be;
+    qt_loss_scaler scaler;
     qt_model model;
     qt_optimizer opt;
     qt_dataloader *train, *val;
@@ -71,7 +73,12 @@ typedef struct {
 
 static qt_status save_checkpoint(trainer *t, int step) {
     qt_data_pos pos = qt_dataloader_tell(t->train);
-    qt_train_progress progress = {step, pos.epoch, pos.index};
+    qt_train_progress progress = {step,
+                                  pos.epoch,
+                                  pos.index,
+                                  t->scaler.scale,
+                                  t->scaler.clean_steps,
+                                  (double)t->scaler.skipped};
     return qt_train_state_save(t->ckpt_path, &t->model, &t->opt, &progress);
 }
 
@@ -110,13 +117,18 @@ static qt_status train_loop(trainer *t, int start_step) {
             t->model.dropout_stream = (uint64_t)step * (uint64_t)cfg->grad_accum + (uint64_t)micro;
             float loss = 0.0f;
             QT_TRY(qt_model_forward(&t->model, t->inputs, t->targets, B, T, &loss));
-            QT_TRY(qt_model_backward(&t->model, 1.0f / (float)cfg->grad_accum));
+            QT_TRY(qt_model_backward(&t->model, t->scaler.scale / (float)cfg->grad_accum));
             step_loss += loss;
         }
         step_loss /= cfg->grad_accum;
         float lr = qt_lr_at(cfg, step);
         double grad_norm = 0.0;
-        QT_TRY(qt_optimizer_step(&t->opt, &t->model, lr, 1.0f, &grad_norm, NULL));
+        int skipped = 0;
+        float used_scale = t->scaler.scale;
+        QT_TRY(qt_optimizer_step(&t->opt, &t->model, lr, used_scale, &grad_norm, &skipped));
+        qt_loss_scaler_update(&t->scaler, skipped);
+        // A skipped step still consumed its batch and counts as a step of the schedule, so
+        // that data order and learning rate stay tied to the step number (as in AMP).
         step++;
         steps_since_log++;
         loss_since_log += step_loss;
@@ -127,18 +139,24 @@ static qt_status train_loop(trainer *t, int start_step) {
             double eta = (double)(end_step - step) * tokens_per_step / tok_s;
             fprintf(t->metrics,
                     "{\"type\":\"train\",\"step\":%d,\"loss\":%.9g,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                    "\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"elapsed_s\":%.2f}\n",
-                    step, step_loss, lr, grad_norm, tok_s, tok_s * flops_per_token * 1e-9,
-                    now - t_start);
+                    "\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"elapsed_s\":%.2f,"
+                    "\"loss_scale\":%.9g,\"skipped_steps\":%lld}\n",
+                    step, step_loss, lr, isfinite(grad_norm) ? grad_norm : -1.0, tok_s,
+                    tok_s * flops_per_token * 1e-9, now - t_start, used_scale,
+                    t->scaler.skipped);
             fflush(t->metrics);
             if (!t->opts->quiet) {
                 char eta_s[32];
                 format_duration(eta, eta_s, sizeof eta_s);
+                char scale_s[64] = "";
+                if (t->scaler.enabled)
+                    snprintf(scale_s, sizeof scale_s, " | scale %g, %lld skipped", used_scale,
+                             t->scaler.skipped);
                 fprintf(stderr,
                         "step %5d/%d | loss %.4f | lr %.2e | grad_norm %.3f | %.0f tok/s | "
-                        "%.1f GFLOP/s | ETA %s\n",
+                        "%.1f GFLOP/s | ETA %s%s\n",
                         step, cfg->max_steps, loss_since_log / steps_since_log, lr, grad_norm,
-                        tok_s, tok_s * flops_per_token * 1e-9, eta_s);
+                        tok_s, tok_s * flops_per_token * 1e-9, eta_s, scale_s);
             }
             t_log = now;
             steps_since_log = 0;
@@ -163,9 +181,24 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     t.opts = opts;
     snprintf(t.ckpt_path, sizeof t.ckpt_path, "%s/ckpt.bin", opts->out_dir);
     int B = cfg->batch_size, T = cfg->seq_len, start_step = 0;
-    qt_status st = qt_backend_cpu_init(&t.be, cfg->threads);
+    qt_status st = QT_OK;
+    t.be = opts->backend;
+    if (!t.be) {
+        st = qt_backend_cpu_init(&t.own_be, cfg->threads);
+        t.be = &t.own_be;
+    }
     int have_model = 0, have_opt = 0;
-    if (st == QT_OK) st = qt_model_init(&t.model, cfg, &t.be, B, T);
+    static const qt_dtype precision_dtype[] = {QT_DTYPE_F32, QT_DTYPE_F32, QT_DTYPE_F16,
+                                               QT_DTYPE_BF16};
+    if (st == QT_OK && cfg->precision != QT_PRECISION_AUTO &&
+        precision_dtype[cfg->precision] != t.be->dtype)
+        st = qt_error(QT_ERR_ARG,
+                      "train.precision = %s, but the %s backend was opened for %s; open the "
+                      "backend for that precision or set train.precision=auto",
+                      qt_dtype_name(precision_dtype[cfg->precision]), t.be->name,
+                      qt_dtype_name(t.be->dtype));
+    if (st == QT_OK) qt_loss_scaler_init(&t.scaler, cfg, t.be->dtype);
+    if (st == QT_OK) st = qt_model_init(&t.model, cfg, t.be, B, T);
     have_model = st == QT_OK;
     if (st == QT_OK) st = qt_optimizer_init(&t.opt, &t.model);
     have_opt = st == QT_OK;
@@ -183,6 +216,11 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         st = qt_train_state_load(opts->resume_from, &t.model, &t.opt, &progress);
         if (st == QT_OK)
             st = qt_dataloader_seek(t.train, (qt_data_pos){progress.data_epoch, progress.data_index});
+        if (st == QT_OK && t.scaler.enabled && progress.loss_scale > 0) {
+            t.scaler.scale = (float)progress.loss_scale;
+            t.scaler.clean_steps = (int)progress.loss_scale_clean_steps;
+            t.scaler.skipped = (long long)progress.skipped_steps;
+        }
         start_step = progress.step;
         if (st == QT_OK && start_step >= cfg->max_steps)
             st = qt_error(QT_ERR_ARG,
@@ -204,7 +242,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     if (st == QT_OK && !opts->quiet) {
         fprintf(stderr,
                 "qtrain: %zu parameters | %d layers d_model %d heads %d d_ff %d | softmax %s | "
-                "gate %s | %s backend, %d threads | train %llu tokens, val %llu tokens%s\n",
+                "gate %s | %s backend (%s), %d threads | train %llu tokens, val %llu tokens%s\n",
                 qt_model_num_params(&t.model), cfg->n_layer, cfg->d_model, cfg->n_head, cfg->d_ff,
                 cfg->softmax == QT_SOFTMAX_VANILLA   ? "vanilla"
                 : cfg->softmax == QT_SOFTMAX_CLIPPED ? "clipped"
@@ -213,7 +251,8 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                 : cfg->gate == QT_GATE_LINEAR ? "linear"
                 : cfg->gate == QT_GATE_MLP    ? "mlp"
                                               : "all_heads",
-                t.be.name, t.be.threads, (unsigned long long)qt_dataloader_num_tokens(t.train),
+                t.be->name, qt_dtype_name(t.be->dtype), t.be->threads,
+                (unsigned long long)qt_dataloader_num_tokens(t.train),
                 (unsigned long long)qt_dataloader_num_tokens(t.val),
                 opts->resume_from ? " | resumed" : "");
     }
@@ -236,6 +275,6 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     if (t.val) qt_dataloader_free(t.val);
     if (have_opt) qt_optimizer_free(&t.opt, &t.model);
     if (have_model) qt_model_free(&t.model);
-    qt_backend_free(&t.be);
+    if (t.be == &t.own_be) qt_backend_free(&t.own_be);
     return st;
 }

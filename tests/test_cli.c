@@ -31,15 +31,24 @@ static int run_qtrain(const char *args, char *err, size_t err_len) {
     return WEXITSTATUS(status);
 }
 
-// Asserts a failed run printed exactly one error line containing `needle`.
+// Asserts a failed run ended with exactly one error line containing `needle`. Lines before it
+// may only be qtrain's notes (e.g. which backend --device auto chose), never another error.
 static void expect_error(const char *args, const char *needle) {
     char err[8192];
     int rc = run_qtrain(args, err, sizeof err);
     ck_assert_msg(rc != 0, "qtrain %s: exit 0, expected failure", args);
-    ck_assert_msg(strncmp(err, "qtrain: error: ", 15) == 0, "qtrain %s: stderr '%s'", args, err);
-    char *nl = strchr(err, '\n');
-    ck_assert_msg(nl && nl[1] == '\0', "qtrain %s: more than one stderr line: '%s'", args, err);
-    ck_assert_msg(strstr(err, needle) != NULL, "qtrain %s: '%s' lacks '%s'", args, err, needle);
+    size_t len = strlen(err);
+    ck_assert_msg(len > 0 && err[len - 1] == '\n', "qtrain %s: stderr '%s'", args, err);
+    err[len - 1] = '\0';
+    char *last = strrchr(err, '\n');
+    last = last ? last + 1 : err;
+    ck_assert_msg(strncmp(last, "qtrain: error: ", 15) == 0, "qtrain %s: last line '%s'", args,
+                  last);
+    ck_assert_msg(strstr(err, "error") == last + 8, "qtrain %s: more than one error: '%s'", args,
+                  err);
+    for (char *line = err; line < last; line = strchr(line, '\n') + 1)
+        ck_assert_msg(strncmp(line, "qtrain: ", 8) == 0, "qtrain %s: stray stderr '%s'", args, err);
+    ck_assert_msg(strstr(last, needle) != NULL, "qtrain %s: '%s' lacks '%s'", args, last, needle);
 }
 
 static void write_text_corpus(const char *path) {
@@ -115,6 +124,9 @@ START_TEST(test_bad_config_values) {
     expect_error("train --frobnicate", "--frobnicate");
     expect_error("eval", "--ckpt");
     expect_error("sample --ckpt run/ckpt.bin --tokens abc", "--tokens");
+    expect_error("train --device tpu", "--device tpu");
+    snprintf(args, sizeof args, "train %s --set train.precision=fp16 --device cpu --out bad", tiny);
+    expect_error(args, "train.precision");
     // Nothing was created for the rejected runs.
     char path[1024];
     struct stat sb;

@@ -58,6 +58,11 @@ static const char *const every_key[][2] = {
     {"train.eval_every", "0"},
     {"train.eval_batches", "4"},
     {"train.ckpt_every", "50"},
+    {"train.precision", "bf16"},
+    {"train.loss_scale_init", "1024"},
+    {"train.loss_scale_window", "100"},
+    {"train.loss_scale_growth", "4"},
+    {"train.loss_scale_backoff", "0.25"},
     {"data.dir", "/tmp/some dir/#corpus \"x\"\\y"},
 };
 #define N_EVERY ((int)(sizeof(every_key) / sizeof(every_key[0])))

@@ -56,7 +56,8 @@ static int read_losses(const char *run_dir, double *losses, int max_steps, int *
         int step;
         if (strstr(line, "\"type\":\"train\"")) {
             const char *s = strstr(line, "\"step\":"), *l = strstr(line, "\"loss\":");
-            ck_assert(s && l && strstr(line, "\"lr\":") && strstr(line, "\"tokens_per_s\":"));
+            ck_assert(s && l && strstr(line, "\"lr\":") && strstr(line, "\"tokens_per_s\":") &&
+                      strstr(line, "\"loss_scale\":") && strstr(line, "\"skipped_steps\":"));
             step = atoi(s + 7);
             ck_assert(step >= 1 && step <= max_steps);
             losses[step - 1] = strtod(l + 7, NULL);

@@ -9,13 +9,14 @@
 
 #include "args.h"
 #include "commands.h"
+#include "device.h"
 #include "kernels/common/philox.h"
 #include "qtrain/tokenizer.h"
 #include "qtrain/trainer.h"
 
 static const char usage[] =
     "usage: qtrain sample --ckpt FILE [--prompt TEXT] [--tokens N] [--temperature T]\n"
-    "                     [--top-k K] [--seed S] [--tokenizer FILE]\n"
+    "                     [--top-k K] [--seed S] [--tokenizer FILE] [--device D]\n"
     "\n"
     "  --ckpt FILE         checkpoint written by 'qtrain train'\n"
     "  --prompt TEXT       text to continue (default: a newline)\n"
@@ -23,7 +24,8 @@ static const char usage[] =
     "  --temperature T     softmax temperature, > 0 (default 0.8); 0 picks the argmax\n"
     "  --top-k K           sample among the K most likely tokens (default 40; 0: all)\n"
     "  --seed S            random seed (default 1)\n"
-    "  --tokenizer FILE    default: tokenizer.bin in the run's data.dir\n";
+    "  --tokenizer FILE    default: tokenizer.bin in the run's data.dir\n"
+    "  --device D          auto (default), cpu or cuda\n";
 
 // Index of a draw from softmax(logits / temperature) restricted to the top k.
 static int draw_token(const float *logits, int V, double temperature, int top_k, float u,
@@ -59,7 +61,7 @@ static int draw_token(const float *logits, int V, double temperature, int top_k,
 }
 
 int qt_cmd_sample(int argc, char **argv) {
-    const char *ckpt = NULL, *prompt = "\n", *tok_path = NULL;
+    const char *ckpt = NULL, *prompt = "\n", *tok_path = NULL, *device = "auto";
     int n_tokens = 200, top_k = 40, seed = 1;
     double temperature = 0.8;
     for (int i = 1; i < argc; i++) {
@@ -77,6 +79,9 @@ int qt_cmd_sample(int argc, char **argv) {
         } else if (qt_args_flag(argc, argv, &i, "tokenizer", &v)) {
             st = qt_args_need_value("tokenizer", v);
             tok_path = v;
+        } else if (qt_args_flag(argc, argv, &i, "device", &v)) {
+            st = qt_args_need_value("device", v);
+            device = v;
         } else if (qt_args_flag(argc, argv, &i, "tokens", &v)) {
             st = qt_args_int("tokens", v, 1, 1000000, &n_tokens);
         } else if (qt_args_flag(argc, argv, &i, "top-k", &v)) {
@@ -96,6 +101,9 @@ int qt_cmd_sample(int argc, char **argv) {
     }
     qt_config cfg;
     if (qt_train_state_read_config(ckpt, &cfg) != QT_OK) return qt_cli_fail();
+    // Checkpoints hold fp32 weights: evaluate in the device's natural precision, whatever the
+    // run trained in.
+    cfg.precision = QT_PRECISION_AUTO;
     char default_tok[600];
     if (!tok_path) {
         snprintf(default_tok, sizeof default_tok, "%s/tokenizer.bin", cfg.data_dir);
@@ -125,15 +133,19 @@ int qt_cmd_sample(int argc, char **argv) {
     int *order = malloc((size_t)V * sizeof(int));
     qt_backend be;
     qt_model model;
-    int rc = 0, have_model = 0;
+    int rc = 0, have_model = 0, have_be = 0;
     if (!context || !logits || !weights || !order) {
         qt_error(QT_ERR_OOM, "cannot allocate sampling buffers");
         rc = qt_cli_fail();
         goto out;
     }
     for (size_t i = 0; i < n_prompt; i++) context[i] = prompt_tokens[i];
-    if (qt_backend_cpu_init(&be, cfg.threads) != QT_OK ||
-        qt_model_init(&model, &cfg, &be, 1, T) != QT_OK) {
+    if (qt_cli_open_backend(device, &cfg, 1, &be) != QT_OK) {
+        rc = qt_cli_fail();
+        goto out;
+    }
+    have_be = 1;
+    if (qt_model_init(&model, &cfg, &be, 1, T) != QT_OK) {
         rc = qt_cli_fail();
         goto out;
     }
@@ -165,6 +177,7 @@ int qt_cmd_sample(int argc, char **argv) {
     fputc('\n', stdout);
 out:
     if (have_model) qt_model_free(&model);
+    if (have_be) qt_backend_free(&be);
     free(context);
     free(logits);
     free(weights);

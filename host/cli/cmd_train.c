@@ -5,11 +5,12 @@
 
 #include "args.h"
 #include "commands.h"
+#include "device.h"
 #include "qtrain/trainer.h"
 
 static const char usage[] =
     "usage: qtrain train [--config FILE] [--set key=value]... [--out DIR]\n"
-    "                    [--resume CKPT] [--stop-at STEP] [--quiet]\n"
+    "                    [--resume CKPT] [--stop-at STEP] [--device auto|cpu|cuda] [--quiet]\n"
     "\n"
     "  --config FILE     config file of `key = value` lines (see configs/); default: the\n"
     "                    built-in defaults (configs/default.conf lists them)\n"
@@ -19,12 +20,13 @@ static const char usage[] =
     "                    still override keys (e.g. train.max_steps)\n"
     "  --stop-at STEP    stop (and checkpoint) after STEP optimizer steps, keeping the schedule\n"
     "                    of train.max_steps\n"
+    "  --device D        auto (default: CUDA if a device is usable, else the CPU), cpu, cuda\n"
     "  --quiet           no progress lines\n"
     "\n"
     "Ctrl-C finishes the current step, writes the checkpoint and exits.\n";
 
 int qt_cmd_train(int argc, char **argv) {
-    const char *config_path = NULL, *out_dir = "runs/default", *resume = NULL;
+    const char *config_path = NULL, *out_dir = "runs/default", *resume = NULL, *device = "auto";
     const char *sets[256];
     int n_sets = 0, stop_at = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
@@ -50,6 +52,9 @@ int qt_cmd_train(int argc, char **argv) {
         } else if (qt_args_flag(argc, argv, &i, "resume", &v)) {
             if (qt_args_need_value("resume", v) != QT_OK) return qt_cli_fail();
             resume = v;
+        } else if (qt_args_flag(argc, argv, &i, "device", &v)) {
+            if (qt_args_need_value("device", v) != QT_OK) return qt_cli_fail();
+            device = v;
         } else if (qt_args_flag(argc, argv, &i, "stop-at", &v)) {
             if (qt_args_int("stop-at", v, 1, 1000000000, &stop_at) != QT_OK) return qt_cli_fail();
         } else {
@@ -69,8 +74,11 @@ int qt_cmd_train(int argc, char **argv) {
     for (int s = 0; s < n_sets; s++)
         if (qt_config_set(&cfg, sets[s], "--set") != QT_OK) return qt_cli_fail();
     if (qt_config_validate(&cfg) != QT_OK) return qt_cli_fail();
-    qt_train_opts opts = {.out_dir = out_dir, .resume_from = resume, .stop_at_step = stop_at,
-                          .quiet = quiet};
-    if (qt_train(&cfg, &opts) != QT_OK) return qt_cli_fail();
-    return 0;
+    qt_backend be;
+    if (qt_cli_open_backend(device, &cfg, quiet, &be) != QT_OK) return qt_cli_fail();
+    qt_train_opts opts = {.backend = &be, .out_dir = out_dir, .resume_from = resume,
+                          .stop_at_step = stop_at, .quiet = quiet};
+    qt_status st = qt_train(&cfg, &opts);
+    qt_backend_free(&be);
+    return st == QT_OK ? 0 : qt_cli_fail();
 }

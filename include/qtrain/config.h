@@ -19,6 +19,8 @@ typedef enum { QT_NORM_LAYERNORM = 0 } qt_norm;    // room for QT_NORM_RMSNORM
 typedef enum { QT_POS_LEARNED = 0 } qt_pos;        // room for QT_POS_ROPE
 typedef enum { QT_LOSS_CLM = 0 } qt_loss;          // room for QT_LOSS_MLM
 typedef enum { QT_SCHED_LINEAR = 0, QT_SCHED_COSINE, QT_SCHED_CONSTANT } qt_sched;
+// Storage of parameters, gradients and activations: auto = fp32 on the CPU, fp16 on CUDA.
+typedef enum { QT_PRECISION_AUTO = 0, QT_PRECISION_FP32, QT_PRECISION_FP16, QT_PRECISION_BF16 } qt_precision;
 
 typedef struct {
     // ---- model.*
@@ -69,6 +71,13 @@ typedef struct {
     int eval_every;            // train.eval_every: steps between evaluations (0: only at end)
     int eval_batches;          // train.eval_batches: validation batches per evaluation
     int ckpt_every;            // train.ckpt_every: steps between checkpoints (0: only at end)
+    qt_precision precision;    // train.precision: auto | fp32 | fp16 | bf16
+    // Dynamic loss scaling (fp16 only; bf16 and fp32 train unscaled):
+    float loss_scale_init;     // train.loss_scale_init: first scale (65536 = 2^16)
+    int loss_scale_window;     // train.loss_scale_window: clean steps before the scale grows
+    float loss_scale_growth;   // train.loss_scale_growth: factor after a clean window (2)
+    float loss_scale_backoff;  // train.loss_scale_backoff: factor on inf/nan (0.5); the step
+                               // is then skipped
 
     // ---- data.*
     char data_dir[512];        // data.dir: holds tokenizer.bin, train_*.bin, val_*.bin

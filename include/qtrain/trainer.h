@@ -11,10 +11,12 @@
 #define QTRAIN_TRAINER_H
 
 #include "qtrain/config.h"
+#include "qtrain/loss_scaler.h"
 #include "qtrain/model.h"
 #include "qtrain/optimizer.h"
 
 typedef struct {
+    qt_backend *backend;     // where to train; NULL: the CPU backend with train.threads
     const char *out_dir;     // created if missing
     const char *resume_from; // checkpoint to continue from, or NULL
     int stop_at_step;        // stop (and checkpoint) once this many steps are done; 0: off
@@ -32,6 +34,9 @@ typedef struct {
     int step;            // optimizer steps done
     uint64_t data_epoch; // training loader position
     uint64_t data_index;
+    double loss_scale;   // the loss scaler's state (fp16); 0 when the checkpoint has none
+    double loss_scale_clean_steps;
+    double skipped_steps;
 } qt_train_progress;
 
 // Writes model parameters (by tensor name), AdamW moments, progress and the config text.

@@ -1,0 +1,57 @@
+// device.c: backend selection for --device; see device.h. The CUDA backend is linked in (and
+// QT_HAVE_CUDA defined) only where the build found the CUDA toolkit.
+#include "device.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifdef QT_HAVE_CUDA
+#include "qtrain/cuda_ops.h"
+#endif
+
+static qt_status open_cpu(const qt_config *cfg, qt_backend *be) {
+    if (cfg->precision == QT_PRECISION_FP16 || cfg->precision == QT_PRECISION_BF16)
+        return qt_error(QT_ERR_ARG,
+                        "train.precision = %s needs the CUDA backend; the CPU backend trains in "
+                        "fp32: use train.precision=fp32 (or auto), or --device cuda",
+                        cfg->precision == QT_PRECISION_FP16 ? "fp16" : "bf16");
+    return qt_backend_cpu_init(be, cfg->threads);
+}
+
+#ifdef QT_HAVE_CUDA
+static qt_status open_cuda(const qt_config *cfg, qt_backend *be) {
+    qt_dtype dt = cfg->precision == QT_PRECISION_FP32   ? QT_DTYPE_F32
+                  : cfg->precision == QT_PRECISION_BF16 ? QT_DTYPE_BF16
+                                                        : QT_DTYPE_F16;
+    return qt_backend_cuda_init(be, 0, dt);
+}
+#endif
+
+qt_status qt_cli_open_backend(const char *device, const qt_config *cfg, int quiet,
+                              qt_backend *be) {
+    if (strcmp(device, "cpu") == 0) return open_cpu(cfg, be);
+    if (strcmp(device, "cuda") == 0) {
+#ifdef QT_HAVE_CUDA
+        if (qt_cuda_device_count() == 0)
+            return qt_error(QT_ERR_UNSUPPORTED,
+                            "--device cuda: no usable CUDA device (cudaGetDeviceCount found none "
+                            "or no driver is loaded); use --device cpu");
+        return open_cuda(cfg, be);
+#else
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "--device cuda: this qtrain was built without the CUDA toolkit; "
+                        "rebuild where nvcc is installed, or use --device cpu");
+#endif
+    }
+    if (strcmp(device, "auto") == 0) {
+#ifdef QT_HAVE_CUDA
+        if (qt_cuda_device_count() > 0) return open_cuda(cfg, be);
+        if (!quiet) fprintf(stderr, "qtrain: no usable CUDA device; using the CPU backend\n");
+#else
+        if (!quiet)
+            fprintf(stderr, "qtrain: built without CUDA; using the CPU backend\n");
+#endif
+        return open_cpu(cfg, be);
+    }
+    return qt_error(QT_ERR_ARG, "--device %s is not a device; use auto, cpu or cuda", device);
+}
