@@ -1,0 +1,424 @@
+// cuemu.h: the CUDA execution model on the CPU, for CUDA C compiled as C++ (g++/clang++).
+//
+// defines: threadIdx, blockIdx, blockDim, gridDim, warpSize; __shared__ storage;
+//          __syncthreads{,_count,_and,_or}, __syncwarp, __shfl{,_up,_down,_xor}_sync,
+//          __ballot_sync, __any_sync, __all_sync, __activemask, __match_{any,all}_sync,
+//          __reduce_{add,min,max,and,or,xor}_sync, __nanosleep, __threadfence*, atomics
+//          (cuemu_atomic.h), math/half/bit intrinsics missing host-side (cuemu_math.h),
+//          cuemu::launch (what QT_LAUNCH expands to), cuemu::dynamic_shared().
+//
+// The model (tests/cuemu/README.md has the long version):
+//   - each CUDA thread is a fiber; a block's fibers run on one worker OS thread, one at a time,
+//     each until it reaches a barrier or a warp collective, where it yields;
+//   - worker threads (QT_CUEMU_THREADS, default: the number of cores) take whole blocks;
+//   - threadIdx & co. are thread_local variables set by the scheduler before it resumes a fiber;
+//   - __shared__ is `static thread_local` (one copy per worker, hence per running block), or
+//     plain `static` in the ASan build, which runs blocks one at a time so ASan sees the arrays;
+//   - a divergent __syncthreads, a collective naming an exited lane and a deadlock abort with
+//     the kernel, block and thread coordinates.
+//
+// Include order matters: the CUDA headers (types, half/bf16 host arithmetic, cuRAND device API)
+// are included first, then the macros that would break them (threadIdx, __shared__) are defined.
+#ifndef QTRAIN_CUEMU_H
+#define QTRAIN_CUEMU_H
+
+#ifndef __cplusplus
+#error "cuemu.h is C++: compile CUDA sources with g++/clang++ (-x c++) and -DQT_CUEMU"
+#endif
+#if defined(__CUDACC__)
+#error "cuemu.h is the CPU emulator; nvcc builds use the CUDA headers directly"
+#endif
+
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <curand_kernel.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// Which sanitizer this translation unit is built with: it decides where __shared__ lives, and
+// the runtime checks at launch that it was built for the same one.
+#define QT_CUEMU_MODE_NORMAL 0
+#define QT_CUEMU_MODE_ASAN 1
+#define QT_CUEMU_MODE_TSAN 2
+#if defined(__SANITIZE_ADDRESS__)
+#define QT_CUEMU_MODE QT_CUEMU_MODE_ASAN
+#elif defined(__SANITIZE_THREAD__)
+#define QT_CUEMU_MODE QT_CUEMU_MODE_TSAN
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QT_CUEMU_MODE QT_CUEMU_MODE_ASAN
+#elif __has_feature(thread_sanitizer)
+#define QT_CUEMU_MODE QT_CUEMU_MODE_TSAN
+#endif
+#endif
+#ifndef QT_CUEMU_MODE
+#define QT_CUEMU_MODE QT_CUEMU_MODE_NORMAL
+#endif
+
+// Storage of a __shared__ variable. ASan does not instrument thread_local, so its build keeps
+// shared memory in plain statics (with redzones) and the runtime runs one block at a time.
+#if QT_CUEMU_MODE == QT_CUEMU_MODE_ASAN
+#define QT_CUEMU_SHARED_STORAGE static
+#else
+#define QT_CUEMU_SHARED_STORAGE static thread_local
+#endif
+
+// initial-exec: TLS is reached through %fs directly, also from a shared library loaded at start.
+#define QT_CUEMU_TLS thread_local __attribute__((tls_model("initial-exec")))
+
+namespace cuemu {
+
+// The calling point of an intrinsic, for messages (filled by __builtin_FILE/__builtin_LINE as
+// default arguments, so the intrinsics keep their CUDA names and signatures).
+#define QT_CUEMU_HERE const char *qt_file_ = __builtin_FILE(), int qt_line_ = __builtin_LINE()
+
+namespace detail {
+
+// The running CUDA thread's coordinates, per worker OS thread. Kernel code reads them through
+// the threadIdx/blockIdx/blockDim/gridDim macros below.
+extern QT_CUEMU_TLS uint3 tl_thread_idx;
+extern QT_CUEMU_TLS uint3 tl_block_idx;
+extern QT_CUEMU_TLS dim3 tl_block_dim;
+extern QT_CUEMU_TLS dim3 tl_grid_dim;
+extern QT_CUEMU_TLS void *tl_dynamic_smem;
+
+// Warp collective operations (the op argument of warp_collective).
+enum warp_op : int {
+    OP_SYNCWARP = 1,
+    OP_SHFL_IDX,
+    OP_SHFL_UP,
+    OP_SHFL_DOWN,
+    OP_SHFL_XOR,
+    OP_BALLOT,
+    OP_ANY,
+    OP_ALL,
+    OP_REDUCE_ADD,
+    OP_REDUCE_MIN_U,
+    OP_REDUCE_MIN_S,
+    OP_REDUCE_MAX_U,
+    OP_REDUCE_MAX_S,
+    OP_REDUCE_AND,
+    OP_REDUCE_OR,
+    OP_REDUCE_XOR,
+    OP_MATCH_ANY,
+    OP_MATCH_ALL,
+};
+
+// Block barrier flavours (the op argument of block_barrier).
+enum barrier_op : int { BAR_SYNC = 0, BAR_COUNT, BAR_AND, BAR_OR };
+
+// Waits at the block barrier; returns the count / and / or of `pred` over the block.
+int block_barrier(int op, int pred, const char *file, int line);
+
+// Waits until every lane named in `mask` reaches a collective with the same mask, then returns
+// this lane's result. `value` holds `size` bytes (shuffles, matches) or the predicate (votes);
+// `b` is the shuffle's lane/delta/lane mask; `width` the shuffle's segment width.
+uint64_t warp_collective(int op, unsigned mask, uint64_t value, unsigned size, int b, int width,
+                         const char *file, int line);
+
+// Lanes of the caller's warp that exist and have not exited.
+unsigned active_mask(const char *file, int line);
+
+// Puts the calling thread at the back of its block's run queue (spin loops need this).
+void yield_thread(const char *file, int line);
+
+// Fills a static shared array with the NaN pattern the first time a block touches it.
+void shared_init(void *p, size_t bytes);
+
+// Aborts with the calling thread's coordinates (__trap, unsupported use).
+[[noreturn]] void fatal_in_kernel(const char *what, const char *file, int line);
+
+// One launch, type-erased: invoke(ctx) runs the kernel body for the current CUDA thread.
+struct launch_desc {
+    const char *text;  // the QT_LAUNCH arguments as written: the kernel name is the first
+    const void *func;  // the kernel's address (cudaFuncSetAttribute key)
+    void (*invoke)(const void *ctx);
+    const void *ctx;
+    dim3 grid, block;
+    size_t smem;
+    cudaStream_t stream;
+    int mode;  // QT_CUEMU_MODE of the translation unit that launched
+};
+cudaError_t launch(const launch_desc &d);
+
+// Holds the kernel pointer and its arguments converted to the parameter types, as CUDA copies
+// them into parameter space. Every CUDA thread calls the kernel with its own copy.
+template <class... P>
+struct kernel_call {
+    void (*fn)(P...);
+    std::tuple<typename std::decay<P>::type...> args;
+    static void invoke(const void *self) {
+        const kernel_call *k = static_cast<const kernel_call *>(self);
+        std::apply(k->fn, k->args);
+    }
+};
+
+}  // namespace detail
+
+// Launches fn over grid x block CUDA threads with `smem` bytes of dynamic shared memory and
+// waits for it (every launch is synchronous). Launch errors (bad configuration, too much shared
+// memory) are reported as by CUDA: through cudaGetLastError()/cudaPeekAtLastError().
+template <class... P, class... A>
+void launch(const char *text, void (*fn)(P...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t stream, A &&...args) {
+    static_assert(sizeof...(P) == sizeof...(A),
+                  "QT_LAUNCH: the number of arguments differs from the kernel's parameters");
+    detail::kernel_call<P...> call{fn, std::tuple<typename std::decay<P>::type...>(
+                                           std::forward<A>(args)...)};
+    detail::launch_desc d;
+    d.text = text;
+    d.func = reinterpret_cast<const void *>(fn);
+    d.invoke = &detail::kernel_call<P...>::invoke;
+    d.ctx = &call;
+    d.grid = grid;
+    d.block = block;
+    d.smem = smem;
+    d.stream = stream;
+    d.mode = QT_CUEMU_MODE;
+    (void)detail::launch(d);
+}
+
+// The running block's dynamic shared memory (QT_DYNAMIC_SHARED). Filled with 0xFF bytes (a NaN
+// in every float format) at block start; in the ASan build a malloc of exactly the launch's
+// byte count, elsewhere followed by an inaccessible page.
+inline void *dynamic_shared() { return detail::tl_dynamic_smem; }
+
+// Worker threads the runtime uses (after the first launch; QT_CUEMU_THREADS, 1 under ASan).
+int num_workers();
+
+// Fiber switches performed so far, summed over workers (for benchmarks).
+unsigned long long switch_count();
+
+// "asm" or "ucontext".
+const char *context_kind();
+
+}  // namespace cuemu
+
+// ---- runtime API templates that cuda_runtime.h defines only for nvcc ------------------------
+// (the C functions they call are in cuemu_cudart.cpp)
+template <class T>
+inline cudaError_t cudaMemcpyToSymbol(const T &symbol, const void *src, size_t count,
+                                      size_t offset = 0,
+                                      enum cudaMemcpyKind kind = cudaMemcpyHostToDevice) {
+    return ::cudaMemcpyToSymbol(static_cast<const void *>(&symbol), src, count, offset, kind);
+}
+template <class T>
+inline cudaError_t cudaMemcpyFromSymbol(void *dst, const T &symbol, size_t count,
+                                        size_t offset = 0,
+                                        enum cudaMemcpyKind kind = cudaMemcpyDeviceToHost) {
+    return ::cudaMemcpyFromSymbol(dst, static_cast<const void *>(&symbol), count, offset, kind);
+}
+template <class T>
+inline cudaError_t cudaMemcpyToSymbolAsync(const T &symbol, const void *src, size_t count,
+                                           size_t offset = 0,
+                                           enum cudaMemcpyKind kind = cudaMemcpyHostToDevice,
+                                           cudaStream_t stream = 0) {
+    (void)stream;
+    return ::cudaMemcpyToSymbol(static_cast<const void *>(&symbol), src, count, offset, kind);
+}
+template <class T>
+inline cudaError_t cudaMemcpyFromSymbolAsync(void *dst, const T &symbol, size_t count,
+                                             size_t offset = 0,
+                                             enum cudaMemcpyKind kind = cudaMemcpyDeviceToHost,
+                                             cudaStream_t stream = 0) {
+    (void)stream;
+    return ::cudaMemcpyFromSymbol(dst, static_cast<const void *>(&symbol), count, offset, kind);
+}
+template <class T>
+inline cudaError_t cudaGetSymbolAddress(void **dev_ptr, const T &symbol) {
+    return ::cudaGetSymbolAddress(dev_ptr, static_cast<const void *>(&symbol));
+}
+template <class T>
+inline cudaError_t cudaGetSymbolSize(size_t *size, const T &symbol) {
+    (void)symbol;
+    if (!size) return cudaErrorInvalidValue;
+    *size = sizeof(T);
+    return cudaSuccess;
+}
+template <class T>
+inline cudaError_t cudaFuncSetAttribute(T *func, enum cudaFuncAttribute attr, int value) {
+    return ::cudaFuncSetAttribute(reinterpret_cast<const void *>(func), attr, value);
+}
+template <class T>
+inline cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, T *func) {
+    return ::cudaFuncGetAttributes(attr, reinterpret_cast<const void *>(func));
+}
+template <class T>
+inline cudaError_t cudaFuncSetCacheConfig(T *func, enum cudaFuncCache config) {
+    return ::cudaFuncSetCacheConfig(reinterpret_cast<const void *>(func), config);
+}
+
+// ---- built-in variables --------------------------------------------------------------------
+// curand_mtgp32_kernel.h declares extern threadIdx/blockDim; the macros come after it.
+#define threadIdx (static_cast<const uint3 &>(::cuemu::detail::tl_thread_idx))
+#define blockIdx (static_cast<const uint3 &>(::cuemu::detail::tl_block_idx))
+#define blockDim (static_cast<const dim3 &>(::cuemu::detail::tl_block_dim))
+#define gridDim (static_cast<const dim3 &>(::cuemu::detail::tl_grid_dim))
+// Not a macro: cudaDeviceProp has a field of that name.
+constexpr int warpSize = 32;
+
+// ---- qualifiers ----------------------------------------------------------------------------
+// __global__, __device__, __host__, __constant__, __forceinline__ already expand to nothing
+// (or plain attributes) in a host compilation. __shared__ gets storage; extern __shared__ fails
+// to compile on purpose (use QT_DYNAMIC_SHARED). __noinline__ is left undefined: a macro of
+// that name breaks `__attribute__((__noinline__))` in standard headers included later (use
+// QT_NOINLINE from qt_cuda_compat.h).
+#undef __shared__
+#define __shared__ QT_CUEMU_SHARED_STORAGE
+#ifndef __launch_bounds__
+#define __launch_bounds__(...)
+#endif
+
+// ---- synchronization -----------------------------------------------------------------------
+inline void __syncthreads(QT_CUEMU_HERE) {
+    ::cuemu::detail::block_barrier(::cuemu::detail::BAR_SYNC, 0, qt_file_, qt_line_);
+}
+inline int __syncthreads_count(int pred, QT_CUEMU_HERE) {
+    return ::cuemu::detail::block_barrier(::cuemu::detail::BAR_COUNT, pred, qt_file_, qt_line_);
+}
+inline int __syncthreads_and(int pred, QT_CUEMU_HERE) {
+    return ::cuemu::detail::block_barrier(::cuemu::detail::BAR_AND, pred, qt_file_, qt_line_);
+}
+inline int __syncthreads_or(int pred, QT_CUEMU_HERE) {
+    return ::cuemu::detail::block_barrier(::cuemu::detail::BAR_OR, pred, qt_file_, qt_line_);
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu, QT_CUEMU_HERE) {
+    ::cuemu::detail::warp_collective(::cuemu::detail::OP_SYNCWARP, mask, 0, 0, 0, 32, qt_file_,
+                                     qt_line_);
+}
+inline unsigned __activemask(QT_CUEMU_HERE) {
+    return ::cuemu::detail::active_mask(qt_file_, qt_line_);
+}
+// Within a block, threads run one at a time and switch only at barriers: any fence is a
+// compiler barrier there; between blocks (concurrent OS threads) it is a real fence.
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// Yields to the other threads of the block, so a spin loop with a back-off makes progress.
+inline void __nanosleep(unsigned ns, QT_CUEMU_HERE) {
+    (void)ns;
+    ::cuemu::detail::yield_thread(qt_file_, qt_line_);
+}
+[[noreturn]] inline void __trap(QT_CUEMU_HERE) {
+    ::cuemu::detail::fatal_in_kernel("__trap()", qt_file_, qt_line_);
+}
+inline long long clock64() {
+    unsigned lo, hi;
+#if defined(__x86_64__)
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+#else
+    lo = 0;
+    hi = 0;
+#endif
+    return static_cast<long long>((static_cast<unsigned long long>(hi) << 32) | lo);
+}
+
+// ---- warp shuffles -------------------------------------------------------------------------
+// Any plain type of at most 8 bytes (int, float, double, __half, __half2, __nv_bfloat16, ...).
+namespace cuemu {
+namespace detail {
+// __half2 and __nv_bfloat162 have user-written assignments in a host compilation (so they are
+// not "trivially copyable"), but are plain bits: copy them as bytes.
+template <class T>
+inline T shuffle(int op, unsigned mask, T var, int b, int width, const char *file, int line) {
+    static_assert(std::is_trivially_destructible<T>::value && sizeof(T) <= 8,
+                  "warp shuffles move plain values of at most 8 bytes");
+    uint64_t bits = 0;
+    std::memcpy(&bits, static_cast<const void *>(&var), sizeof(T));
+    uint64_t r = warp_collective(op, mask, bits, sizeof(T), b, width, file, line);
+    T out = var;
+    std::memcpy(static_cast<void *>(&out), &r, sizeof(T));
+    return out;
+}
+}  // namespace detail
+}  // namespace cuemu
+
+template <class T>
+inline T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize, QT_CUEMU_HERE) {
+    return ::cuemu::detail::shuffle(::cuemu::detail::OP_SHFL_IDX, mask, var, src_lane, width,
+                                    qt_file_, qt_line_);
+}
+template <class T>
+inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
+                        QT_CUEMU_HERE) {
+    return ::cuemu::detail::shuffle(::cuemu::detail::OP_SHFL_UP, mask, var,
+                                    static_cast<int>(delta), width, qt_file_, qt_line_);
+}
+template <class T>
+inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
+                          QT_CUEMU_HERE) {
+    return ::cuemu::detail::shuffle(::cuemu::detail::OP_SHFL_DOWN, mask, var,
+                                    static_cast<int>(delta), width, qt_file_, qt_line_);
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize,
+                         QT_CUEMU_HERE) {
+    return ::cuemu::detail::shuffle(::cuemu::detail::OP_SHFL_XOR, mask, var, lane_mask, width,
+                                    qt_file_, qt_line_);
+}
+
+// ---- votes, matches, reductions --------------------------------------------------------------
+inline unsigned __ballot_sync(unsigned mask, int pred, QT_CUEMU_HERE) {
+    return static_cast<unsigned>(::cuemu::detail::warp_collective(
+        ::cuemu::detail::OP_BALLOT, mask, pred != 0, 0, 0, 32, qt_file_, qt_line_));
+}
+inline int __any_sync(unsigned mask, int pred, QT_CUEMU_HERE) {
+    return static_cast<int>(::cuemu::detail::warp_collective(::cuemu::detail::OP_ANY, mask,
+                                                             pred != 0, 0, 0, 32, qt_file_,
+                                                             qt_line_));
+}
+inline int __all_sync(unsigned mask, int pred, QT_CUEMU_HERE) {
+    return static_cast<int>(::cuemu::detail::warp_collective(::cuemu::detail::OP_ALL, mask,
+                                                             pred != 0, 0, 0, 32, qt_file_,
+                                                             qt_line_));
+}
+template <class T>
+inline unsigned __match_any_sync(unsigned mask, T value, QT_CUEMU_HERE) {
+    static_assert(std::is_integral<T>::value || std::is_floating_point<T>::value,
+                  "__match_any_sync takes int, unsigned, long long, float or double");
+    uint64_t bits = 0;
+    std::memcpy(&bits, &value, sizeof(T));
+    return static_cast<unsigned>(::cuemu::detail::warp_collective(
+        ::cuemu::detail::OP_MATCH_ANY, mask, bits, sizeof(T), 0, 32, qt_file_, qt_line_));
+}
+template <class T>
+inline unsigned __match_all_sync(unsigned mask, T value, int *pred, QT_CUEMU_HERE) {
+    static_assert(std::is_integral<T>::value || std::is_floating_point<T>::value,
+                  "__match_all_sync takes int, unsigned, long long, float or double");
+    uint64_t bits = 0;
+    std::memcpy(&bits, &value, sizeof(T));
+    unsigned r = static_cast<unsigned>(::cuemu::detail::warp_collective(
+        ::cuemu::detail::OP_MATCH_ALL, mask, bits, sizeof(T), 0, 32, qt_file_, qt_line_));
+    *pred = r != 0;
+    return r;
+}
+#define QT_CUEMU_REDUCE(name, T, op)                                                          \
+    inline T name(unsigned mask, T value, QT_CUEMU_HERE) {                                    \
+        return static_cast<T>(::cuemu::detail::warp_collective(                               \
+            ::cuemu::detail::op, mask, static_cast<uint32_t>(value), 4, 0, 32, qt_file_,      \
+            qt_line_));                                                                        \
+    }
+QT_CUEMU_REDUCE(__reduce_add_sync, unsigned, OP_REDUCE_ADD)
+QT_CUEMU_REDUCE(__reduce_add_sync, int, OP_REDUCE_ADD)
+QT_CUEMU_REDUCE(__reduce_min_sync, unsigned, OP_REDUCE_MIN_U)
+QT_CUEMU_REDUCE(__reduce_min_sync, int, OP_REDUCE_MIN_S)
+QT_CUEMU_REDUCE(__reduce_max_sync, unsigned, OP_REDUCE_MAX_U)
+QT_CUEMU_REDUCE(__reduce_max_sync, int, OP_REDUCE_MAX_S)
+QT_CUEMU_REDUCE(__reduce_and_sync, unsigned, OP_REDUCE_AND)
+QT_CUEMU_REDUCE(__reduce_or_sync, unsigned, OP_REDUCE_OR)
+QT_CUEMU_REDUCE(__reduce_xor_sync, unsigned, OP_REDUCE_XOR)
+#undef QT_CUEMU_REDUCE
+
+#include "cuemu_atomic.h"
+#include "cuemu_math.h"
+
+#endif
