@@ -1,0 +1,233 @@
+// softmax_clip.cu: qt_cuda_softmax_clip_{fwd,bwd}, the attention softmax variants (vanilla,
+// clipped, length-normalized clipped "NCS"; PAPERS.md sections 1-2) fused with the score
+// scaling and the key-length mask, one kernel for all three, fp32 math whatever the storage.
+//
+// CPU twin: kernels/cpu/softmax_clip.c (row math in kernels/cpu/softmax_row_impl.h); the map's
+// coefficients come from kernels/common/softmax_clip_math.h, shared with it.
+//   row r attends columns [0, n), n = lens[r]; z_j = scale * scores_j;
+//   p_j = exp(z_j - max z) / sum_k exp(z_k - max z) on [0, n), 0 elsewhere   (saved, fp32)
+//   probs_j = clip(a p_j + c, 0, 1) on [0, n), exactly 0 elsewhere (by index: NCS with
+//             beta > eta has c > 0, so clip(c) would not be 0)
+//   backward: g_j = a dprobs_j [0 <= a p_j + c <= 1] (inclusive, as torch.clip),
+//             dscores_j += scale p_j (g_j - sum_k p_k g_k) on [0, n); masked columns untouched.
+// a p + c is evaluated with two separately rounded operations (__fmul_rn then __fadd_rn, never
+// contracted to an fma) in both directions: the backward's clip mask sees exactly the value the
+// forward clipped, from the saved fp32 p, and the same value the CPU's clip_arg computes.
+// Contract (include/qtrain/cuda_ops.h): the forward overwrites probs (dt) and p (fp32) and may
+// run in place (probs == scores: each element is read before the same thread writes it); the
+// backward adds into dscores (dt). A row whose lens is outside [1, cols] (the CPU asserts) is
+// written as NaN, in p and probs or added into dscores, so the bad input shows in the loss
+// instead of reading out of bounds.
+#include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
+
+#include "kernels/common/softmax_clip_math.h"
+#include "qtrain/cuda_ops.h"
+
+// ---- launch constants ----------------------------------------------------------------------
+// One warp per row: attention rows are T <= a few thousand long, so 32 lanes striding the row
+// keep every lane busy while the reductions stay in shuffles (no shared memory, no barriers).
+// 4 warps per block: small enough that the tail block of an odd row count wastes little.
+#define WARP 32
+#define ROWS_PER_BLOCK 4
+#define FULL_MASK 0xffffffffu
+
+// ---- device helpers ------------------------------------------------------------------------
+static __device__ __forceinline__ float to_f32(float x) { return x; }
+static __device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+static __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
+static __device__ __forceinline__ void store(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+}
+
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+// The (a, c) of row length n, rounded once to float like the CPU's row_clip_coeffs.
+static __device__ __forceinline__ void row_coeffs(int kind, float gamma, float zeta, float eta,
+                                                  float beta, int n, float *a, float *c) {
+    double ad, cd;
+    qt_softmax_clip_coeffs(kind, gamma, zeta, eta, beta, n, &ad, &cd);
+    *a = (float)ad;
+    *c = (float)cd;
+}
+
+// a p + c with two roundings, as the CPU's clip_arg (see the file header).
+static __device__ __forceinline__ float clip_arg(float a, float p, float c) {
+    return __fadd_rn(__fmul_rn(a, p), c);
+}
+
+// ---- kernels -------------------------------------------------------------------------------
+
+// Thread -> data: warp w of block b owns row r = b * ROWS_PER_BLOCK + w; lane l handles the
+// columns l, l + 32, ... of it. Pass 1: each lane keeps an online (max m, sum s of exp(z - m))
+// over its columns; a butterfly of shuffles merges the 32 pairs, so every lane holds the row's
+// max and sum. Pass 2 re-reads the scores and writes p and probs on [0, n), zeros on [n, cols).
+// No shared memory. Guards: a warp past the last row returns as a whole (it shares one r), so
+// the shuffles always see 32 live lanes.
+template <typename T>
+static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
+    softmax_clip_fwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta,
+                             float beta, T *probs, float *p, const T *scores, const int *lens,
+                             int rows, int cols) {
+    const int lane = (int)(threadIdx.x % WARP);
+    const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP);
+    if (r >= rows) return;
+    const size_t off = (size_t)r * (size_t)cols;
+    const T *zr = scores + off;
+    T *yr = probs + off;
+    float *pr = p + off;
+    const int n = lens[r];
+    if (n < 1 || n > cols) { // bad lens: NaN row (see the file header)
+        for (int j = lane; j < cols; j += WARP) {
+            pr[j] = __int_as_float(0x7fc00000);
+            store(yr + j, __int_as_float(0x7fc00000));
+        }
+        return;
+    }
+    float a, c; // first, while few registers are live (double division has a slow path)
+    row_coeffs(kind, gamma, zeta, eta, beta, n, &a, &c);
+
+    float m = -INFINITY, s = 0.0f;
+    for (int j = lane; j < n; j += WARP) {
+        const float z = scale * to_f32(zr[j]);
+        if (z > m) {
+            s = s * expf(m - z) + 1.0f; // the first element: 0 * exp(-inf) + 1
+            m = z;
+        } else if (m != -INFINITY) { // z = m = -inf adds nothing (exp(-inf + inf) is NaN)
+            s += expf(z - m);
+        }
+    }
+    for (int o = WARP / 2; o > 0; o >>= 1) {
+        const float mo = __shfl_xor_sync(FULL_MASK, m, o);
+        const float so = __shfl_xor_sync(FULL_MASK, s, o);
+        const float mn = fmaxf(m, mo);
+        s = mn == -INFINITY ? 0.0f : s * expf(m - mn) + so * expf(mo - mn);
+        m = mn;
+    }
+    const float inv = 1.0f / s;
+
+    for (int j = lane; j < n; j += WARP) {
+        const float pj = expf(scale * to_f32(zr[j]) - m) * inv;
+        pr[j] = pj;
+        const float y = clip_arg(a, pj, c);
+        store(yr + j, fminf(fmaxf(y, 0.0f), 1.0f));
+    }
+    for (int j = n + lane; j < cols; j += WARP) { // masked: exactly 0 by index
+        pr[j] = 0.0f;
+        store(yr + j, 0.0f);
+    }
+}
+
+// Thread -> data as in the forward: warp per row, lanes striding its attended columns.
+// Pass 1: dot = sum_j p_j g_j, reduced by shuffles (every lane gets it). Pass 2: each lane adds
+// its columns' gradient into dscores. Masked columns [n, cols) are not touched. No shared
+// memory; a warp past the last row returns whole.
+template <typename T>
+static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
+    softmax_clip_bwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta,
+                             float beta, T *dscores, const T *dprobs, const float *p,
+                             const int *lens, int rows, int cols) {
+    const int lane = (int)(threadIdx.x % WARP);
+    const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP);
+    if (r >= rows) return;
+    const size_t off = (size_t)r * (size_t)cols;
+    T *dr = dscores + off;
+    const T *gr = dprobs + off;
+    const float *pr = p + off;
+    const int n = lens[r];
+    if (n < 1 || n > cols) { // bad lens: NaN into the row (see the file header)
+        for (int j = lane; j < cols; j += WARP) store(dr + j, __int_as_float(0x7fc00000));
+        return;
+    }
+    float a, c;
+    row_coeffs(kind, gamma, zeta, eta, beta, n, &a, &c);
+
+    float dot = 0.0f;
+    for (int j = lane; j < n; j += WARP) {
+        const float pj = pr[j], y = clip_arg(a, pj, c);
+        const float g = (y >= 0.0f && y <= 1.0f) ? a * to_f32(gr[j]) : 0.0f;
+        dot += pj * g;
+    }
+    dot = warp_sum(dot);
+    for (int j = lane; j < n; j += WARP) {
+        const float pj = pr[j], y = clip_arg(a, pj, c);
+        const float g = (y >= 0.0f && y <= 1.0f) ? a * to_f32(gr[j]) : 0.0f;
+        store(dr + j, to_f32(dr[j]) + scale * pj * (g - dot));
+    }
+}
+
+// ---- launchers -----------------------------------------------------------------------------
+
+static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params *prm,
+                            const void *out, const void *in1, const void *in2, const int *lens,
+                            int rows, int cols) {
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, (int)dt);
+    if (!prm) return qt_error(QT_ERR_ARG, "%s: softmax params are NULL; pass one", op);
+    if (prm->kind != QT_SOFTMAX_VANILLA && prm->kind != QT_SOFTMAX_CLIPPED &&
+        prm->kind != QT_SOFTMAX_NCS)
+        return qt_error(QT_ERR_ARG,
+                        "%s: softmax kind %d is not vanilla (0), clipped (1) or ncs (2)", op,
+                        (int)prm->kind);
+    if (rows < 0 || cols < 1)
+        return qt_error(QT_ERR_ARG, "%s: shape (rows %d, cols %d); need rows >= 0, cols >= 1", op,
+                        rows, cols);
+    if (rows > 0 && (!out || !in1 || !in2 || !lens))
+        return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL for %d rows", op, rows);
+    return QT_OK;
+}
+
+template <typename T>
+static void launch_fwd(cudaStream_t st, const qt_softmax_params *prm, void *probs, float *p,
+                       const void *scores, const int *lens, int rows, int cols) {
+    QT_LAUNCH(softmax_clip_fwd_rowwarp<T>, QT_CEIL_DIV(rows, ROWS_PER_BLOCK),
+              ROWS_PER_BLOCK * WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
+              prm->eta, prm->beta, (T *)probs, p, (const T *)scores, lens, rows, cols);
+}
+
+template <typename T>
+static void launch_bwd(cudaStream_t st, const qt_softmax_params *prm, void *dscores,
+                       const void *dprobs, const float *p, const int *lens, int rows, int cols) {
+    QT_LAUNCH(softmax_clip_bwd_rowwarp<T>, QT_CEIL_DIV(rows, ROWS_PER_BLOCK),
+              ROWS_PER_BLOCK * WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
+              prm->eta, prm->beta, (T *)dscores, (const T *)dprobs, p, lens, rows, cols);
+}
+
+extern "C" qt_status qt_cuda_softmax_clip_fwd(qt_cuda_stream s, qt_dtype dt,
+                                              const qt_softmax_params *prm, void *probs,
+                                              float *p, const void *scores, const int *lens,
+                                              int rows, int cols) {
+    QT_TRY(check_args("softmax_clip_fwd", dt, prm, probs, p, scores, lens, rows, cols));
+    if (rows == 0) return QT_OK;
+    cudaStream_t st = (cudaStream_t)s;
+    if (dt == QT_DTYPE_F32)
+        launch_fwd<float>(st, prm, probs, p, scores, lens, rows, cols);
+    else if (dt == QT_DTYPE_F16)
+        launch_fwd<__half>(st, prm, probs, p, scores, lens, rows, cols);
+    else
+        launch_fwd<__nv_bfloat16>(st, prm, probs, p, scores, lens, rows, cols);
+    QT_CHECK_LAUNCH("softmax_clip_fwd");
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_softmax_clip_bwd(qt_cuda_stream s, qt_dtype dt,
+                                              const qt_softmax_params *prm, void *dscores,
+                                              const void *dprobs, const float *p,
+                                              const int *lens, int rows, int cols) {
+    QT_TRY(check_args("softmax_clip_bwd", dt, prm, dscores, dprobs, p, lens, rows, cols));
+    if (rows == 0) return QT_OK;
+    cudaStream_t st = (cudaStream_t)s;
+    if (dt == QT_DTYPE_F32)
+        launch_bwd<float>(st, prm, dscores, dprobs, p, lens, rows, cols);
+    else if (dt == QT_DTYPE_F16)
+        launch_bwd<__half>(st, prm, dscores, dprobs, p, lens, rows, cols);
+    else
+        launch_bwd<__nv_bfloat16>(st, prm, dscores, dprobs, p, lens, rows, cols);
+    QT_CHECK_LAUNCH("softmax_clip_bwd");
+    return QT_OK;
+}
