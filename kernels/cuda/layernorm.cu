@@ -1,0 +1,316 @@
+// layernorm.cu: LayerNorm forward and backward, and the residual add fused with the LayerNorm
+// that follows it, on fp32/fp16/bf16 storage with fp32 math.
+//
+// Math (Ba et al. 2016, "Layer Normalization"): over the last dimension of x (N, C),
+//   mean = sum(x) / C; rstd = 1 / sqrt(sum((x - mean)^2) / C + eps)   (biased variance, two
+//   passes so there is no E[x^2] - mean^2 cancellation), out = (x - mean) rstd w + b;
+//   backward with xh = (x - mean) rstd and g = dout w:
+//   dx = rstd (g - mean(g) - xh mean(g xh)), dw = sum_rows(dout xh), db = sum_rows(dout).
+// CPU twin: kernels/cpu/layernorm_impl.h (qt_cpu_layernorm_{fwd,bwd}); qt_cpu_add for the add.
+// Contract (include/qtrain/cuda_ops.h): forwards overwrite out, mean, rstd (and resid); the
+// backward ADDS into dx, dw, db (each may be NULL). mean and rstd are fp32 whatever dt is.
+// qt_cuda_add_layernorm_fwd: resid = a + b rounded to dt, then out = LayerNorm(resid) computed
+// from the rounded resid (what the backward will read back as its x); resid may alias a or b.
+// Determinism: every reduction has a fixed order (warp butterflies, a fixed-shape tree), so
+// results are bit-identical from run to run; no atomics.
+#include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
+
+#include <stdint.h>
+
+#include "qtrain/cuda_ops.h"
+
+// ---- launch constants -----------------------------------------------------------------------
+// Row kernels: one warp per row, LN_ROWS_PER_BLOCK warps per block (128 threads: enough warps
+// per block for the scheduler, few enough that the last block of a small N wastes little).
+#define LN_ROWS_PER_BLOCK 4
+// dw/db kernel: a block owns LN_COLS (one warp's width, so each row's loads are coalesced)
+// columns, and LN_ROW_LANES threads per column stride over the rows; the LN_ROW_LANES partial
+// sums are then added by a fixed-shape tree in shared memory. A power of 2.
+#define LN_COLS 32
+#define LN_ROW_LANES 16
+
+// ---- device helpers -------------------------------------------------------------------------
+// Storage <-> fp32. Stores round to nearest even.
+static __device__ __forceinline__ float ld(const float *p) { return *p; }
+static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
+static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
+static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+// Sum over the 32 lanes of a warp by an xor butterfly. Float addition is commutative, so every
+// lane ends with the same bits, and the order is fixed (deterministic).
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+
+// out (N, C), mean (N), rstd (N) from x (N, C), w (C), b (C).
+// Thread mapping: block (32, LN_ROWS_PER_BLOCK); warp threadIdx.y owns row
+// blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane threadIdx.x visits columns lane, lane + 32,
+// ... in three passes (sum, squared deviations, output); x is re-read from L1/L2 rather than
+// held in registers (no dynamically indexed arrays, so no local memory).
+// Guards: a warp whose row is >= N exits as a whole (no block barrier follows).
+template <typename T>
+static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
+    layernorm_fwd_rowwarp(T *out, float *mean, float *rstd, const T *x, const T *w, const T *b,
+                          int N, int C) {
+    const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
+    if (row >= N) return;
+    const T *xr = x + (size_t)row * C;
+    T *o = out + (size_t)row * C;
+    const float inv_c = 1.0f / (float)C;
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32) s += ld(xr + c);
+    const float mu = warp_sum(s) * inv_c;
+    float ss = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float d = ld(xr + c) - mu;
+        ss += d * d;
+    }
+    const float rs = 1.0f / sqrtf(warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
+    for (int c = lane; c < C; c += 32) st(o + c, (ld(xr + c) - mu) * rs * ld(w + c) + ld(b + c));
+    if (lane == 0) {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
+// resid (N, C) = a + b (rounded to T), then out, mean, rstd = LayerNorm(resid) as above.
+// Same mapping and guards as layernorm_fwd_rowwarp. resid may alias a or b: each element is
+// read and then written by the same lane, and the later passes read resid back (the rounded
+// value), so no pointer here is __restrict__.
+template <typename T>
+static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
+    add_layernorm_fwd_rowwarp(T *resid, T *out, float *mean, float *rstd, const T *a,
+                              const T *b, const T *w, const T *bias, int N, int C) {
+    const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
+    if (row >= N) return;
+    const size_t off = (size_t)row * C;
+    T *r = resid + off;
+    T *o = out + off;
+    const float inv_c = 1.0f / (float)C;
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        st(r + c, ld(a + off + c) + ld(b + off + c));
+        s += ld(r + c);
+    }
+    const float mu = warp_sum(s) * inv_c;
+    float ss = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float d = ld(r + c) - mu;
+        ss += d * d;
+    }
+    const float rs = 1.0f / sqrtf(warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
+    for (int c = lane; c < C; c += 32)
+        st(o + c, (ld(r + c) - mu) * rs * ld(w + c) + ld(bias + c));
+    if (lane == 0) {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
+// dx (N, C) += rstd (g - mean(g) - xh mean(g xh)), g = dout w, xh = (x - mean) rstd.
+// Same mapping and guards as layernorm_fwd_rowwarp: two passes per row (the two sums, then dx).
+template <typename T>
+static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
+    layernorm_bwd_dx_rowwarp(T *dx, const T *dout, const T *x, const float *mean,
+                             const float *rstd, const T *w, int N, int C) {
+    const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
+    if (row >= N) return;
+    const size_t off = (size_t)row * C;
+    const float mu = mean[row], rs = rstd[row], inv_c = 1.0f / (float)C;
+    float sg = 0.0f, sgx = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float g = ld(dout + off + c) * ld(w + c);
+        sg += g;
+        sgx += g * ((ld(x + off + c) - mu) * rs);
+    }
+    const float mg = warp_sum(sg) * inv_c, mgx = warp_sum(sgx) * inv_c;
+    for (int c = lane; c < C; c += 32) {
+        const float xh = (ld(x + off + c) - mu) * rs;
+        const float g = ld(dout + off + c) * ld(w + c);
+        st(dx + off + c, ld(dx + off + c) + rs * (g - mg - xh * mgx));
+    }
+}
+
+// dw (C) += column sums of dout xh, db (C) += column sums of dout (either may be NULL).
+// Thread mapping: block (LN_COLS, LN_ROW_LANES), grid ceil(C / LN_COLS); thread (tx, ty) owns
+// column blockIdx.x * LN_COLS + tx and sums rows ty, ty + LN_ROW_LANES, ... in order (pass 1);
+// the LN_ROW_LANES partials of a column are then added by a tree over ty in shared memory
+// (pass 2). Both orders depend only on N, so the result is deterministic.
+// Shared memory: two (LN_ROW_LANES, LN_COLS + 1) fp32 tiles (+1 column: no bank conflicts in
+// the tree's reads down a column).
+// Guards: threads of columns >= C accumulate nothing but take part in every barrier.
+template <typename T>
+static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
+    layernorm_bwd_dwdb_colblock(T *dw, T *db, const T *dout, const T *x, const float *mean,
+                                const float *rstd, int N, int C) {
+    QT_SHARED(float, sw, LN_ROW_LANES, LN_COLS + 1);
+    QT_SHARED(float, sb, LN_ROW_LANES, LN_COLS + 1);
+    const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * LN_COLS + tx;
+    float aw = 0.0f, ab = 0.0f;
+    if (c < C) {
+        for (int n = ty; n < N; n += LN_ROW_LANES) {
+            const size_t i = (size_t)n * C + c;
+            const float d = ld(dout + i);
+            aw += d * ((ld(x + i) - mean[n]) * rstd[n]);
+            ab += d;
+        }
+    }
+    sw[ty][tx] = aw;
+    sb[ty][tx] = ab;
+    __syncthreads();
+    for (int half = LN_ROW_LANES / 2; half > 0; half >>= 1) {
+        if (ty < half) {
+            sw[ty][tx] += sw[ty + half][tx];
+            sb[ty][tx] += sb[ty + half][tx];
+        }
+        __syncthreads();
+    }
+    if (ty == 0 && c < C) {
+        if (dw) st(dw + c, ld(dw + c) + sw[0][tx]);
+        if (db) st(db + c, ld(db + c) + sb[0][tx]);
+    }
+}
+
+// ---- launchers ------------------------------------------------------------------------------
+
+// 1 if p is aligned for elements of dt (NULL counts as aligned: optional tensors).
+static int aligned(const void *p, qt_dtype dt) {
+    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
+}
+
+static qt_status check_dtype(const char *op, qt_dtype dt) {
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
+                        op, (int)dt);
+    return QT_OK;
+}
+
+template <typename T>
+static void layernorm_fwd_launch(cudaStream_t st, void *out, float *mean, float *rstd,
+                                 const void *x, const void *w, const void *b, int N, int C) {
+    const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
+    QT_LAUNCH(layernorm_fwd_rowwarp<T>, grid, block, 0, st, (T *)out, mean, rstd,
+              (const T *)x, (const T *)w, (const T *)b, N, C);
+}
+
+template <typename T>
+static void add_layernorm_fwd_launch(cudaStream_t st, void *resid, void *out, float *mean,
+                                     float *rstd, const void *a, const void *b, const void *w,
+                                     const void *bias, int N, int C) {
+    const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
+    QT_LAUNCH(add_layernorm_fwd_rowwarp<T>, grid, block, 0, st, (T *)resid, (T *)out, mean,
+              rstd, (const T *)a, (const T *)b, (const T *)w, (const T *)bias, N, C);
+}
+
+template <typename T>
+static void layernorm_bwd_launch(cudaStream_t st, void *dx, void *dw, void *db,
+                                 const void *dout, const void *x, const float *mean,
+                                 const float *rstd, const void *w, int N, int C) {
+    if (dx) {
+        const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
+        QT_LAUNCH(layernorm_bwd_dx_rowwarp<T>, grid, block, 0, st, (T *)dx, (const T *)dout,
+                  (const T *)x, mean, rstd, (const T *)w, N, C);
+    }
+    if (dw || db) {
+        const dim3 block(LN_COLS, LN_ROW_LANES), grid(QT_CEIL_DIV(C, LN_COLS));
+        QT_LAUNCH(layernorm_bwd_dwdb_colblock<T>, grid, block, 0, st, (T *)dw, (T *)db,
+                  (const T *)dout, (const T *)x, mean, rstd, N, C);
+    }
+}
+
+extern "C" qt_status qt_cuda_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out,
+                                           float *mean, float *rstd, const void *x,
+                                           const void *w, const void *b, int N, int C) {
+    const char *op = "cuda layernorm_fwd";
+    QT_TRY(check_dtype(op, dt));
+    if (N < 0 || C < 1)
+        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    if (N == 0) return QT_OK;
+    if (!out || !mean || !rstd || !x || !w || !b)
+        return qt_error(QT_ERR_ARG, "%s: out, mean, rstd, x, w and b must all be non-NULL", op);
+    if (!aligned(out, dt) || !aligned(x, dt) || !aligned(w, dt) || !aligned(b, dt) ||
+        !aligned(mean, QT_DTYPE_F32) || !aligned(rstd, QT_DTYPE_F32))
+        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    cudaStream_t st = (cudaStream_t)s;
+    switch (dt) {
+    case QT_DTYPE_F32: layernorm_fwd_launch<float>(st, out, mean, rstd, x, w, b, N, C); break;
+    case QT_DTYPE_F16: layernorm_fwd_launch<__half>(st, out, mean, rstd, x, w, b, N, C); break;
+    default: layernorm_fwd_launch<__nv_bfloat16>(st, out, mean, rstd, x, w, b, N, C); break;
+    }
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_add_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *resid,
+                                               void *out, float *mean, float *rstd,
+                                               const void *a, const void *b, const void *w,
+                                               const void *bias, int N, int C) {
+    const char *op = "cuda add_layernorm_fwd";
+    QT_TRY(check_dtype(op, dt));
+    if (N < 0 || C < 1)
+        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    if (N == 0) return QT_OK;
+    if (!resid || !out || !mean || !rstd || !a || !b || !w || !bias)
+        return qt_error(QT_ERR_ARG,
+                        "%s: resid, out, mean, rstd, a, b, w and bias must all be non-NULL", op);
+    if (!aligned(resid, dt) || !aligned(out, dt) || !aligned(a, dt) || !aligned(b, dt) ||
+        !aligned(w, dt) || !aligned(bias, dt) || !aligned(mean, QT_DTYPE_F32) ||
+        !aligned(rstd, QT_DTYPE_F32))
+        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    if (out == resid || out == a || out == b)
+        return qt_error(QT_ERR_ARG, "%s: out must not alias resid, a or b (only resid may alias "
+                                    "a or b); pass a separate output buffer", op);
+    cudaStream_t st = (cudaStream_t)s;
+    switch (dt) {
+    case QT_DTYPE_F32:
+        add_layernorm_fwd_launch<float>(st, resid, out, mean, rstd, a, b, w, bias, N, C);
+        break;
+    case QT_DTYPE_F16:
+        add_layernorm_fwd_launch<__half>(st, resid, out, mean, rstd, a, b, w, bias, N, C);
+        break;
+    default:
+        add_layernorm_fwd_launch<__nv_bfloat16>(st, resid, out, mean, rstd, a, b, w, bias, N,
+                                                C);
+        break;
+    }
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dw,
+                                           void *db, const void *dout, const void *x,
+                                           const float *mean, const float *rstd, const void *w,
+                                           int N, int C) {
+    const char *op = "cuda layernorm_bwd";
+    QT_TRY(check_dtype(op, dt));
+    if (N < 0 || C < 1)
+        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    if (N == 0 || (!dx && !dw && !db)) return QT_OK;
+    if (!dout || !x || !mean || !rstd || (dx && !w))
+        return qt_error(QT_ERR_ARG, "%s: dout, x, mean, rstd (and w when dx is wanted) must be "
+                                    "non-NULL", op);
+    if (!aligned(dx, dt) || !aligned(dw, dt) || !aligned(db, dt) || !aligned(dout, dt) ||
+        !aligned(x, dt) || !aligned(w, dt) || !aligned(mean, QT_DTYPE_F32) ||
+        !aligned(rstd, QT_DTYPE_F32))
+        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    cudaStream_t st = (cudaStream_t)s;
+    switch (dt) {
+    case QT_DTYPE_F32:
+        layernorm_bwd_launch<float>(st, dx, dw, db, dout, x, mean, rstd, w, N, C);
+        break;
+    case QT_DTYPE_F16:
+        layernorm_bwd_launch<__half>(st, dx, dw, db, dout, x, mean, rstd, w, N, C);
+        break;
+    default:
+        layernorm_bwd_launch<__nv_bfloat16>(st, dx, dw, db, dout, x, mean, rstd, w, N, C);
+        break;
+    }
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
