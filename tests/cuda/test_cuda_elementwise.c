@@ -1,0 +1,427 @@
+// test_cuda_elementwise.c: kernels/cuda/elementwise.cu (GELU, ReLU, add, bias add, bias
+// gradient, casts) against the CPU reference ops and cuda_testutil.c's conversions, on odd
+// sizes, in fp32, fp16 and bf16, with outputs poisoned (NaN) and guard bands checked.
+// Inputs are rounded to the dtype first, so the reference sees exactly what the kernel reads.
+// Tolerances (err <= atol + rtol |ref|): qt_ct_tolerance (fp32 1e-6 + 1e-5 relative; fp16
+// 1e-3 + 4e-3; bf16 1e-2 + 3e-2); the bias column sums get atol scaled by sqrt(N) (sums of N
+// random-sign terms of size ~1). Casts, ReLU and add are exact: compared bit for bit (as
+// floats, NaN matching NaN).
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_testutil.h"
+#include "qtrain/cuda_ops.h"
+#include "qtrain/ops.h"
+#include "testutil.h"
+
+static const qt_dtype DTYPES[3] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};
+static const size_t SIZES[] = {1, 31, 33, 257, 1027};
+#define NSIZES ((int)(sizeof SIZES / sizeof SIZES[0]))
+// elementwise.cu's grid cap (EW_MAX_BLOCKS * EW_THREADS) plus a bit: the grid-stride loop runs
+// a second round.
+#define BIG_N (8192u * 256u + 37u)
+
+// n uniform values in [lo, hi) rounded to dt (malloc'd).
+static float *rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    qt_test_fill_uniform(x, n, lo, hi, seed);
+    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(dt, x[i]);
+    return x;
+}
+
+static float *download(qt_dtype dt, const void *dev, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    qt_ct_download(dt, h, dev, n);
+    return h;
+}
+
+// Downloads dev and returns max err against want (<= 1 passes).
+static double dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
+                      double rtol) {
+    float *got = download(dt, dev, n);
+    double e = qt_test_max_err(got, want, n, atol, rtol);
+    free(got);
+    return e;
+}
+
+// Index of the first element where dev differs from want (NaN equal to NaN), or n.
+static size_t dev_mismatch(qt_dtype dt, const void *dev, const float *want, size_t n) {
+    float *got = download(dt, dev, n);
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (isnan(got[i]) && isnan(want[i])) continue;
+        if (!(got[i] == want[i]) || signbit(got[i]) != signbit(want[i])) break;
+    }
+    free(got);
+    return i;
+}
+
+// ---- GELU, ReLU -----------------------------------------------------------------------------
+
+typedef enum { ACT_GELU, ACT_RELU } act_kind;
+
+static const char *act_name(act_kind k) { return k == ACT_GELU ? "gelu" : "relu"; }
+
+// x: uniform in [-6, 6), with a few special points: 0, large magnitudes (exp's cap) and, for
+// ReLU, exact zeros and -0.
+static float *act_inputs(qt_dtype dt, size_t n, uint64_t seed) {
+    float *x = rand_rounded(dt, n, -6.0f, 6.0f, seed);
+    static const float special[] = {0.0f, -0.0f, 30.0f, -30.0f, 100.0f, -100.0f, 1e-3f};
+    for (size_t i = 0; i < n && i < sizeof special / sizeof special[0]; i++)
+        x[n - 1 - i] = qt_ct_round(dt, special[i]);
+    return x;
+}
+
+// alias: forward out aliases x; backward dx aliases dout (overwrite form).
+static void check_act(act_kind k, qt_dtype dt, size_t n, int alias, uint64_t seed) {
+    double atol, rtol;
+    qt_ct_tolerance(dt, &atol, &rtol);
+    float *x = act_inputs(dt, n, seed);
+    float *dout = rand_rounded(dt, n, -1.0f, 1.0f, seed + 1);
+    float *dx = rand_rounded(dt, n, -1.0f, 1.0f, seed + 2); // pre-filled gradient
+    float *out = malloc(n * sizeof *out);
+    // reference
+    if (k == ACT_GELU)
+        qt_cpu_gelu_fwd(out, x, n);
+    else
+        qt_cpu_relu_fwd(out, x, n);
+    float *ref_dx = malloc(n * sizeof *ref_dx);
+    if (alias)
+        memcpy(ref_dx, dout, n * sizeof *ref_dx);
+    else
+        memcpy(ref_dx, dx, n * sizeof *ref_dx);
+    if (k == ACT_GELU)
+        qt_cpu_gelu_bwd(ref_dx, alias ? ref_dx : dout, x, n);
+    else
+        qt_cpu_relu_bwd(ref_dx, alias ? ref_dx : dout, x, n);
+
+    // forward
+    void *d_x = qt_ct_upload(dt, x, n);
+    void *d_out = alias ? d_x : qt_ct_alloc(dt, n);
+    qt_status st = k == ACT_GELU ? qt_cuda_gelu_fwd(NULL, dt, d_out, d_x, n)
+                                 : qt_cuda_relu_fwd(NULL, dt, d_out, d_x, n);
+    ck_assert_msg(st == QT_OK, "%s_fwd %s n=%zu: %s", act_name(k), qt_dtype_name(dt), n,
+                  qt_last_error());
+    const double ef = dev_err(dt, d_out, out, n, atol, rtol);
+    ck_assert_msg(ef <= 1.0, "%s_fwd %s n=%zu alias=%d seed=%llu: err %g", act_name(k),
+                  qt_dtype_name(dt), n, alias, (unsigned long long)seed, ef);
+    ck_assert_msg(qt_ct_guard_ok(dt, d_out, n), "%s_fwd %s n=%zu: guard band overwritten",
+                  act_name(k), qt_dtype_name(dt), n);
+    if (!alias) qt_ct_free(d_out);
+    qt_ct_free(d_x);
+
+    // backward
+    d_x = qt_ct_upload(dt, x, n);
+    void *d_dout = qt_ct_upload(dt, dout, n);
+    void *d_dx = alias ? d_dout : qt_ct_upload(dt, dx, n);
+    st = k == ACT_GELU ? qt_cuda_gelu_bwd(NULL, dt, d_dx, d_dout, d_x, n)
+                       : qt_cuda_relu_bwd(NULL, dt, d_dx, d_dout, d_x, n);
+    ck_assert_msg(st == QT_OK, "%s_bwd %s n=%zu: %s", act_name(k), qt_dtype_name(dt), n,
+                  qt_last_error());
+    const double eb = dev_err(dt, d_dx, ref_dx, n, atol, rtol);
+    ck_assert_msg(eb <= 1.0, "%s_bwd %s n=%zu alias=%d seed=%llu: err %g", act_name(k),
+                  qt_dtype_name(dt), n, alias, (unsigned long long)seed, eb);
+    ck_assert_msg(qt_ct_guard_ok(dt, d_dx, n), "%s_bwd %s n=%zu: guard band overwritten",
+                  act_name(k), qt_dtype_name(dt), n);
+    if (!alias) qt_ct_free(d_dx);
+    qt_ct_free(d_dout);
+    qt_ct_free(d_x);
+    free(x);
+    free(dout);
+    free(dx);
+    free(out);
+    free(ref_dx);
+}
+
+START_TEST(test_gelu) {
+    for (int d = 0; d < 3; d++)
+        for (int s = 0; s < NSIZES; s++)
+            for (int alias = 0; alias < 2; alias++)
+                check_act(ACT_GELU, DTYPES[d], SIZES[s], alias,
+                          1000 + 10 * (uint64_t)s + 3 * (uint64_t)d + (uint64_t)alias);
+}
+END_TEST
+
+START_TEST(test_relu) {
+    for (int d = 0; d < 3; d++)
+        for (int s = 0; s < NSIZES; s++)
+            for (int alias = 0; alias < 2; alias++)
+                check_act(ACT_RELU, DTYPES[d], SIZES[s], alias,
+                          2000 + 10 * (uint64_t)s + 3 * (uint64_t)d + (uint64_t)alias);
+}
+END_TEST
+
+// ---- add, bias add, bias grad ---------------------------------------------------------------
+
+// alias: 0 none, 1 out is a, 2 out is b.
+static void check_add(qt_dtype dt, size_t n, int alias, uint64_t seed) {
+    float *a = rand_rounded(dt, n, -3.0f, 3.0f, seed);
+    float *b = rand_rounded(dt, n, -3.0f, 3.0f, seed + 1);
+    float *ref = malloc(n * sizeof *ref);
+    qt_cpu_add(ref, a, b, n);
+    for (size_t i = 0; i < n; i++) ref[i] = qt_ct_round(dt, ref[i]); // one rounding: exact
+    void *da = qt_ct_upload(dt, a, n), *db = qt_ct_upload(dt, b, n);
+    void *dout = alias == 1 ? da : alias == 2 ? db : qt_ct_alloc(dt, n);
+    qt_status st = qt_cuda_add(NULL, dt, dout, da, db, n);
+    ck_assert_msg(st == QT_OK, "add %s n=%zu: %s", qt_dtype_name(dt), n, qt_last_error());
+    const size_t bad = dev_mismatch(dt, dout, ref, n);
+    ck_assert_msg(bad == n, "add %s n=%zu alias=%d seed=%llu: element %zu differs",
+                  qt_dtype_name(dt), n, alias, (unsigned long long)seed, bad);
+    ck_assert_msg(qt_ct_guard_ok(dt, dout, n), "add %s n=%zu: guard band overwritten",
+                  qt_dtype_name(dt), n);
+    if (alias == 0) qt_ct_free(dout);
+    qt_ct_free(da);
+    qt_ct_free(db);
+    free(a);
+    free(b);
+    free(ref);
+}
+
+START_TEST(test_add) {
+    for (int d = 0; d < 3; d++)
+        for (int s = 0; s < NSIZES; s++)
+            check_add(DTYPES[d], SIZES[s], s % 3, 3000 + 10 * (uint64_t)s + (uint64_t)d);
+    for (int alias = 0; alias < 3; alias++) check_add(QT_DTYPE_BF16, 33, alias, 3100);
+    check_add(QT_DTYPE_F16, BIG_N, 0, 3101); // more elements than threads: grid-stride
+}
+END_TEST
+
+static const int BIAS_SHAPES[][2] = {{1, 1}, {1, 31}, {3, 33}, {17, 1}, {5, 1027}, {300, 45}};
+#define NBIAS ((int)(sizeof BIAS_SHAPES / sizeof BIAS_SHAPES[0]))
+
+static void check_bias(qt_dtype dt, int N, int OC, uint64_t seed) {
+    double atol, rtol;
+    qt_ct_tolerance(dt, &atol, &rtol);
+    const size_t n = (size_t)N * OC;
+    float *out = rand_rounded(dt, n, -2.0f, 2.0f, seed);
+    float *bias = rand_rounded(dt, OC, -2.0f, 2.0f, seed + 1);
+    float *dout = rand_rounded(dt, n, -1.0f, 1.0f, seed + 2);
+    float *db = rand_rounded(dt, OC, -1.0f, 1.0f, seed + 3); // pre-filled gradient
+    void *d_out = qt_ct_upload(dt, out, n), *d_bias = qt_ct_upload(dt, bias, OC);
+    void *d_dout = qt_ct_upload(dt, dout, n), *d_db = qt_ct_upload(dt, db, OC);
+    // references: out += bias per row (one rounding: exact); db += column sums in row order
+    for (int r = 0; r < N; r++)
+        for (int c = 0; c < OC; c++)
+            out[(size_t)r * OC + c] = qt_ct_round(dt, out[(size_t)r * OC + c] + bias[c]);
+    for (int c = 0; c < OC; c++) {
+        float s = 0.0f;
+        for (int r = 0; r < N; r++) s += dout[(size_t)r * OC + c];
+        db[c] += s;
+    }
+    qt_status st = qt_cuda_bias_add(NULL, dt, d_out, d_bias, N, OC);
+    ck_assert_msg(st == QT_OK, "bias_add %s N=%d OC=%d: %s", qt_dtype_name(dt), N, OC,
+                  qt_last_error());
+    st = qt_cuda_bias_grad(NULL, dt, d_db, d_dout, N, OC);
+    ck_assert_msg(st == QT_OK, "bias_grad %s N=%d OC=%d: %s", qt_dtype_name(dt), N, OC,
+                  qt_last_error());
+    const size_t bad = dev_mismatch(dt, d_out, out, n);
+    ck_assert_msg(bad == n, "bias_add %s N=%d OC=%d seed=%llu: element %zu differs",
+                  qt_dtype_name(dt), N, OC, (unsigned long long)seed, bad);
+    const double e = dev_err(dt, d_db, db, OC, atol * sqrt((double)N), rtol);
+    ck_assert_msg(e <= 1.0, "bias_grad %s N=%d OC=%d seed=%llu: err %g", qt_dtype_name(dt), N,
+                  OC, (unsigned long long)seed, e);
+    ck_assert_msg(qt_ct_guard_ok(dt, d_out, n) && qt_ct_guard_ok(dt, d_db, OC),
+                  "bias %s N=%d OC=%d: guard band overwritten", qt_dtype_name(dt), N, OC);
+    qt_ct_free(d_out);
+    qt_ct_free(d_bias);
+    qt_ct_free(d_dout);
+    qt_ct_free(d_db);
+    free(out);
+    free(bias);
+    free(dout);
+    free(db);
+}
+
+START_TEST(test_bias) {
+    for (int d = 0; d < 3; d++)
+        for (int s = 0; s < NBIAS; s++)
+            check_bias(DTYPES[d], BIAS_SHAPES[s][0], BIAS_SHAPES[s][1],
+                       4000 + 10 * (uint64_t)s + (uint64_t)d);
+}
+END_TEST
+
+// bias_grad matches the CPU linear backward's db (the op it replaces on the GPU).
+START_TEST(test_bias_grad_matches_linear_bwd) {
+    const int N = 37, IC = 3, OC = 70;
+    double atol, rtol;
+    qt_ct_tolerance(QT_DTYPE_F32, &atol, &rtol);
+    float *dout = rand_rounded(QT_DTYPE_F32, (size_t)N * OC, -1.0f, 1.0f, 4100);
+    float *x = rand_rounded(QT_DTYPE_F32, (size_t)N * IC, -1.0f, 1.0f, 4101);
+    float *w = rand_rounded(QT_DTYPE_F32, (size_t)OC * IC, -1.0f, 1.0f, 4102);
+    float *dw = calloc((size_t)OC * IC, sizeof *dw);
+    float *db = rand_rounded(QT_DTYPE_F32, OC, -1.0f, 1.0f, 4103);
+    void *d_db = qt_ct_upload(QT_DTYPE_F32, db, OC);
+    void *d_dout = qt_ct_upload(QT_DTYPE_F32, dout, (size_t)N * OC);
+    qt_cpu_linear_bwd(NULL, dw, db, dout, x, w, N, IC, OC);
+    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_F32, d_db, d_dout, N, OC), QT_OK);
+    const double e = dev_err(QT_DTYPE_F32, d_db, db, OC, atol * sqrt((double)N), rtol);
+    ck_assert_msg(e <= 1.0, "bias_grad vs linear_bwd fp32 N=%d OC=%d: err %g", N, OC, e);
+    qt_ct_free(d_db);
+    qt_ct_free(d_dout);
+    free(dout);
+    free(x);
+    free(w);
+    free(dw);
+    free(db);
+}
+END_TEST
+
+// ---- casts ----------------------------------------------------------------------------------
+
+// fp32 values that probe the roundings: random magnitudes from 2^-30 to 2^20 of both signs,
+// then specials: signed zeros, infinities, NaN, fp16's largest finite value and the overflow
+// boundary (65520 rounds to inf, 65519 to 65504), fp16 subnormals and the underflow boundary,
+// ties to even in fp16 (1 + 2^-11, 1 + 3 2^-11) and bf16 (1 + 2^-8, 1 + 3 2^-8), and bf16's
+// overflow (3.4e38 rounds to inf).
+static float *cast_inputs(size_t n, uint64_t seed) {
+    float *x = malloc(n * sizeof *x), *u = malloc(n * sizeof *u);
+    qt_test_fill_uniform(u, n, 0.0f, 1.0f, seed);
+    for (size_t i = 0; i < n; i++) {
+        const float mag = ldexpf(1.0f + u[i], (int)(i * 7919 % 51) - 30);
+        x[i] = (i & 1) ? -mag : mag;
+    }
+    const float special[] = {0.0f,
+                             -0.0f,
+                             INFINITY,
+                             -INFINITY,
+                             NAN,
+                             65504.0f,
+                             65520.0f,
+                             65519.0f,
+                             -65520.0f,
+                             ldexpf(1.0f, -24),
+                             ldexpf(1.0f, -25),
+                             ldexpf(1.5f, -25),
+                             ldexpf(3.0f, -24),
+                             ldexpf(1.0f, -14),
+                             1.0f + ldexpf(1.0f, -11),
+                             1.0f + 3.0f * ldexpf(1.0f, -11),
+                             1.0f + ldexpf(1.0f, -8),
+                             1.0f + 3.0f * ldexpf(1.0f, -8),
+                             3.4e38f,
+                             -3.4e38f,
+                             ldexpf(1.0f, -130)};
+    const size_t ns = sizeof special / sizeof special[0];
+    for (size_t i = 0; i < ns && i < n; i++) x[i] = special[i];
+    free(u);
+    return x;
+}
+
+// dst_dt <- src_dt on values already representable in src_dt; expected is the host rounding.
+static void check_cast(qt_dtype dst_dt, qt_dtype src_dt, size_t n, int in_place, uint64_t seed) {
+    float *x = cast_inputs(n, seed);
+    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(src_dt, x[i]); // what src holds
+    float *want = malloc(n * sizeof *want);
+    for (size_t i = 0; i < n; i++) want[i] = qt_ct_round(dst_dt, x[i]);
+    void *d_src = qt_ct_upload(src_dt, x, n);
+    void *d_dst = in_place ? d_src : qt_ct_alloc(dst_dt, n);
+    qt_status st = qt_cuda_cast(NULL, dst_dt, d_dst, src_dt, d_src, n);
+    ck_assert_msg(st == QT_OK, "cast %s <- %s n=%zu: %s", qt_dtype_name(dst_dt),
+                  qt_dtype_name(src_dt), n, qt_last_error());
+    const size_t bad = dev_mismatch(dst_dt, d_dst, want, n);
+    if (bad < n) {
+        float got;
+        qt_ct_download(dst_dt, &got, (const char *)d_dst + bad * qt_dtype_size(dst_dt), 1);
+        ck_abort_msg("cast %s <- %s n=%zu in_place=%d seed=%llu: element %zu: %a -> %a, want %a",
+                     qt_dtype_name(dst_dt), qt_dtype_name(src_dt), n, in_place,
+                     (unsigned long long)seed, bad, (double)x[bad], (double)got,
+                     (double)want[bad]);
+    }
+    ck_assert_msg(qt_ct_guard_ok(dst_dt, d_dst, n), "cast %s <- %s n=%zu: guard band overwritten",
+                  qt_dtype_name(dst_dt), qt_dtype_name(src_dt), n);
+    if (!in_place) qt_ct_free(d_dst);
+    qt_ct_free(d_src);
+    free(x);
+    free(want);
+}
+
+START_TEST(test_cast_all_pairs) {
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (int s = 0; s < NSIZES; s++)
+                check_cast(DTYPES[a], DTYPES[b], SIZES[s], 0,
+                           5000 + 10 * (uint64_t)s + 3 * (uint64_t)a + (uint64_t)b);
+    // in place between the two 16-bit types, and the no-op same-type in-place cast
+    check_cast(QT_DTYPE_BF16, QT_DTYPE_F16, 1027, 1, 5100);
+    check_cast(QT_DTYPE_F16, QT_DTYPE_BF16, 1027, 1, 5101);
+    check_cast(QT_DTYPE_F16, QT_DTYPE_F16, 33, 1, 5102);
+}
+END_TEST
+
+// fp32 -> dt -> fp32 on the device equals cuda_testutil's host rounding, and a second round
+// trip changes nothing (rounding is idempotent).
+START_TEST(test_cast_round_trip) {
+    const size_t n = 1027;
+    for (int d = 1; d < 3; d++) {
+        const qt_dtype dt = DTYPES[d];
+        float *x = cast_inputs(n, 5200 + (uint64_t)d);
+        float *want = malloc(n * sizeof *want);
+        for (size_t i = 0; i < n; i++) want[i] = qt_ct_round(dt, x[i]);
+        void *d_x = qt_ct_upload(QT_DTYPE_F32, x, n), *d_h = qt_ct_alloc(dt, n);
+        void *d_back = qt_ct_alloc(QT_DTYPE_F32, n);
+        for (int round = 0; round < 2; round++) {
+            ck_assert_int_eq(qt_cuda_cast(NULL, dt, d_h, QT_DTYPE_F32, round ? d_back : d_x, n),
+                             QT_OK);
+            ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F32, d_back, dt, d_h, n), QT_OK);
+            const size_t bad = dev_mismatch(QT_DTYPE_F32, d_back, want, n);
+            ck_assert_msg(bad == n, "cast round trip fp32 -> %s -> fp32 round %d: element %zu "
+                                    "(%a) differs", qt_dtype_name(dt), round, bad,
+                          bad < n ? (double)x[bad] : 0.0);
+        }
+        ck_assert(qt_ct_guard_ok(dt, d_h, n) && qt_ct_guard_ok(QT_DTYPE_F32, d_back, n));
+        qt_ct_free(d_x);
+        qt_ct_free(d_h);
+        qt_ct_free(d_back);
+        free(x);
+        free(want);
+    }
+}
+END_TEST
+
+START_TEST(test_elementwise_bad_args) {
+    void *buf = qt_ct_alloc(QT_DTYPE_F32, 64);
+    char *c = buf;
+    ck_assert_int_eq(qt_cuda_gelu_fwd(NULL, (qt_dtype)9, buf, buf, 4), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "gelu_fwd"));
+    ck_assert_int_eq(qt_cuda_relu_bwd(NULL, QT_DTYPE_F16, buf, NULL, buf, 4), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "relu_bwd"));
+    ck_assert_int_eq(qt_cuda_add(NULL, QT_DTYPE_F32, c + 2, buf, buf, 4), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "aligned"));
+    ck_assert_int_eq(qt_cuda_bias_add(NULL, QT_DTYPE_F32, buf, buf, 2, 0), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_F32, buf, buf, -1, 3), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "bias_grad"));
+    // overlapping casts between sizes, or shifted
+    ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, buf, QT_DTYPE_F32, buf, 8), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "overlap"));
+    ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, c + 2, QT_DTYPE_BF16, buf, 8), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, buf, (qt_dtype)3, c + 64, 8), QT_ERR_ARG);
+    // n == 0 and N == 0 are no-ops
+    ck_assert_int_eq(qt_cuda_gelu_bwd(NULL, QT_DTYPE_BF16, buf, buf, buf, 0), QT_OK);
+    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_BF16, buf, buf, 0, 3), QT_OK);
+    qt_ct_free(buf);
+}
+END_TEST
+
+static Suite *elementwise_suite(void) {
+    Suite *s = suite_create("cuda_elementwise");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_gelu);
+    tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_add);
+    tcase_add_test(tc, test_bias);
+    tcase_add_test(tc, test_bias_grad_matches_linear_bwd);
+    tcase_add_test(tc, test_cast_all_pairs);
+    tcase_add_test(tc, test_cast_round_trip);
+    tcase_add_test(tc, test_elementwise_bad_args);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    qt_ct_require_device();
+    return qt_test_run_suite(elementwise_suite());
+}
