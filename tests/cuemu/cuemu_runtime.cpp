@@ -37,6 +37,7 @@
 #include <vector>
 
 #if QT_CUEMU_RUNTIME_MODE == QT_CUEMU_MODE_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if QT_CUEMU_RUNTIME_MODE == QT_CUEMU_MODE_TSAN
@@ -88,6 +89,7 @@ struct fiber {
     unsigned mask = 0;
     void *tsan_fiber = nullptr;
     void *asan_fake_stack = nullptr;
+    char *exit_frame = nullptr;  // ASan: where the last CUDA thread on this stack left it
 };
 
 // Per warp, with the arguments of pending collectives stored by lane (structure of arrays: the
@@ -474,6 +476,7 @@ void fiber_entry(void *arg) {
 }
 
 void fiber_exit(worker *w, fiber *f) {
+    f->exit_frame = static_cast<char *>(__builtin_frame_address(0));
     warp_state &ws = w->warps[f->warp];
     unsigned bit = 1u << f->lane;
     f->state = F_EXITED;
@@ -541,6 +544,16 @@ void run_block(worker *w, uint64_t b) {
         f->lane = t % 32;
         f->warp = t / 32;
         f->state = F_READY;
+#if QT_CUEMU_RUNTIME_MODE == QT_CUEMU_MODE_ASAN
+        // The previous thread on this stack left without returning: the redzones of its live
+        // frames (and of the switch below them) are still poisoned. Clear them.
+        if (f->exit_frame) {
+            char *top = f->stack_lo + f->stack_size;
+            char *lo = f->exit_frame - 16384 > f->stack_lo ? f->exit_frame - 16384 : f->stack_lo;
+            __asan_unpoison_memory_region(lo, static_cast<size_t>(top - lo));
+            f->exit_frame = nullptr;
+        }
+#endif
         cuemu_ctx_make(&f->ctx, f->stack_lo, f->stack_size, fiber_entry, f);
 #if QT_CUEMU_RUNTIME_MODE == QT_CUEMU_MODE_TSAN
         char name[96];

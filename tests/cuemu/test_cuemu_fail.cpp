@@ -199,6 +199,7 @@ END_TEST
 START_TEST(test_dynamic_smem_overflow) {
     std::vector<std::string> want = {"kernel fail_smem_oob_dynamic, block (0,0,0), thread (0,0,0)"};
     if (k_mode == QT_CUEMU_MODE_ASAN) want.push_back("heap-buffer-overflow");
+    else if (k_mode == QT_CUEMU_MODE_TSAN) want.push_back("SEGV");
     else want.push_back("past the end of dynamic shared memory");
     expect_report("smem_oob_dynamic", want);
 }

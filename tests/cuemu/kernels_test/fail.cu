@@ -112,7 +112,8 @@ static __global__ void fail_stack_overflow(int *out, int depth) {
 // block (0,0,0), thread (32,0,0).
 static __global__ void fail_smem_oob_static(float *out) {
     QT_SHARED(float, s, 32);
-    s[threadIdx.x] = 1.0f;
+    float *volatile p = s;  // opaque to UBSan's bounds and object-size checks: ASan's turn
+    p[threadIdx.x] = 1.0f;
     __syncthreads();
     out[threadIdx.x] = s[threadIdx.x % 32];
 }
