@@ -1,0 +1,201 @@
+// embedding.cu: token plus position embeddings, forward and backward, on fp32/fp16/bf16
+// storage with fp32 math.
+//
+// Math: out[b, t] = wte[tokens[b, t]] + wpe[t] (GPT-2's learned absolute positions);
+// backward: dwte[v] += sum of dout[b, t] over the (b, t) with tokens[b, t] == v,
+//           dwpe[t] += sum over b of dout[b, t].
+// CPU twin: kernels/cpu/embedding.c (qt_cpu_embedding_{fwd,bwd}).
+// Contract (include/qtrain/cuda_ops.h): the forward overwrites out; the backward ADDS into
+// dwte and dwpe (dwpe may be NULL). Tokens must lie in [0, V); V is not passed, so only
+// negative tokens can be caught here: such a token (a bug upstream, the data loader checks
+// tokens) gives a NaN output row and no gradient, never an out-of-bounds access.
+// Determinism, no atomics: each row of dwte is written by exactly one thread block, the one
+// of the token's first occurrence, which sums the dout rows of all its occurrences in token
+// order in fp32 and adds that sum once (one rounding per step in fp16/bf16, not one per
+// occurrence). Finding the occurrences costs a scan of the tokens per block, O(N^2 / 256)
+// token reads per channel slice, cheap next to the N C gradient reads at training sizes; no
+// scratch is needed. dwpe: one thread per (t, c) sums the B rows in order.
+#include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "qtrain/cuda_ops.h"
+
+// ---- launch constants -----------------------------------------------------------------------
+// Forward and dwpe: a block covers EMB_THREADS channels of one row (grid.y: channel slices).
+#define EMB_THREADS 128
+// dwte: a block covers EMB_BWD_THREADS channels of one token; its threads also scan
+// EMB_BWD_THREADS tokens per step for the token's occurrences (a multiple of 32: whole warps
+// vote). Wider than the forward, so the token scan takes fewer steps.
+#define EMB_BWD_THREADS 256
+
+// ---- device helpers -------------------------------------------------------------------------
+// Storage <-> fp32. Stores round to nearest even.
+static __device__ __forceinline__ float ld(const float *p) { return *p; }
+static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
+static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
+static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+// ---- kernels --------------------------------------------------------------------------------
+
+// out (N, C) from tokens (N), wte (V, C), wpe (T, C); N = B T, row n at position n % T.
+// Thread mapping: grid (N, ceil(C / EMB_THREADS)), block EMB_THREADS; thread x of block
+// (n, y) writes channel y * EMB_THREADS + x of row n. Guard: channels >= C do nothing.
+template <typename T>
+static __global__ void __launch_bounds__(EMB_THREADS)
+    embedding_fwd_rowslice(T *out, const int *tokens, const T *wte, const T *wpe, int Tlen,
+                           int C) {
+    const int n = blockIdx.x, c = blockIdx.y * EMB_THREADS + threadIdx.x;
+    if (c >= C) return;
+    const int tok = tokens[n], t = n % Tlen;
+    const float v = tok >= 0 ? ld(wte + (size_t)tok * C + c) + ld(wpe + (size_t)t * C + c)
+                             : __int_as_float(0x7fc00000); // NaN: see the file header
+    st(out + (size_t)n * C + c, v);
+}
+
+// dwte (V, C) += dout rows summed per token, from dout (N, C) and tokens (N).
+// Thread mapping: grid (N, ceil(C / EMB_BWD_THREADS)), block EMB_BWD_THREADS; block (n, y)
+// stands for position n and owns channels y * EMB_BWD_THREADS + threadIdx.x. Only the block
+// of the token's first occurrence does anything: the block scans the tokens in steps of
+// blockDim.x (thread i tests token m0 + i), leaves as a whole if an earlier position holds the
+// same token (__syncthreads_or: block-uniform), and otherwise each warp's ballot of matches
+// goes to shared memory; then every thread walks the set bits in token order, adding those
+// dout rows for its channel. One fp32 sum per (token, channel), added to dwte once.
+// Shared memory: one 32-bit match mask per warp. Guards: positions >= N never match; threads of
+// channels >= C scan and vote but read and write no gradient.
+template <typename T>
+static __global__ void __launch_bounds__(EMB_BWD_THREADS)
+    embedding_bwd_wte_owner(T *dwte, const T *dout, const int *tokens, int N, int C) {
+    QT_SHARED(unsigned, masks, EMB_BWD_THREADS / 32);
+    const int n = blockIdx.x, c = blockIdx.y * EMB_BWD_THREADS + threadIdx.x;
+    const int tok = tokens[n];
+    if (tok < 0) return; // block-uniform: skipped (see the file header)
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float acc = 0.0f;
+    for (int m0 = 0; m0 < N; m0 += EMB_BWD_THREADS) {
+        const int m = m0 + threadIdx.x;
+        const int match = m < N && tokens[m] == tok;
+        if (__syncthreads_or(match && m < n)) return; // not the first occurrence
+        const unsigned bal = __ballot_sync(0xffffffffu, match);
+        if (lane == 0) masks[warp] = bal;
+        __syncthreads();
+        if (c < C) {
+            for (int w = 0; w < EMB_BWD_THREADS / 32; w++) {
+                for (unsigned bits = masks[w]; bits != 0; bits &= bits - 1) {
+                    const int mm = m0 + w * 32 + (__ffs((int)bits) - 1);
+                    acc += ld(dout + (size_t)mm * C + c);
+                }
+            }
+        }
+        __syncthreads(); // the masks are rewritten next step
+    }
+    if (c < C) {
+        T *d = dwte + (size_t)tok * C + c;
+        st(d, ld(d) + acc);
+    }
+}
+
+// dwpe (T, C) += sum over b of dout[b, t] (dout (B, T, C)).
+// Thread mapping: grid (T, ceil(C / EMB_THREADS)), block EMB_THREADS; thread x of block
+// (t, y) owns dwpe[t, y * EMB_THREADS + x] and adds the B rows in order. Guard: c < C.
+template <typename T>
+static __global__ void __launch_bounds__(EMB_THREADS)
+    embedding_bwd_wpe_rowslice(T *dwpe, const T *dout, int B, int Tlen, int C) {
+    const int t = blockIdx.x, c = blockIdx.y * EMB_THREADS + threadIdx.x;
+    if (c >= C) return;
+    float acc = 0.0f;
+    for (int b = 0; b < B; b++) acc += ld(dout + ((size_t)b * Tlen + t) * C + c);
+    T *d = dwpe + (size_t)t * C + c;
+    st(d, ld(d) + acc);
+}
+
+// ---- launchers ------------------------------------------------------------------------------
+
+// Calls fn<T>(args...) for the storage type T of dt (checked before).
+#define DT_DISPATCH(dt, fn, ...)                                                              \
+    do {                                                                                      \
+        switch (dt) {                                                                         \
+        case QT_DTYPE_F32: fn<float>(__VA_ARGS__); break;                                     \
+        case QT_DTYPE_F16: fn<__half>(__VA_ARGS__); break;                                    \
+        default: fn<__nv_bfloat16>(__VA_ARGS__); break;                                       \
+        }                                                                                     \
+    } while (0)
+
+// 1 if p is aligned for elements of dt.
+static int aligned(const void *p, qt_dtype dt) {
+    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
+}
+
+// dtype and shape checks shared by both directions.
+static qt_status check_shape(const char *op, qt_dtype dt, int B, int T, int C) {
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
+                        op, (int)dt);
+    if (B < 0 || T < 1 || C < 1)
+        return qt_error(QT_ERR_ARG, "%s: B = %d, T = %d, C = %d; need B >= 0, T >= 1, C >= 1",
+                        op, B, T, C);
+    if ((long long)B * T > INT_MAX)
+        return qt_error(QT_ERR_ARG, "%s: B T = %lld tokens exceeds %d; split the batch", op,
+                        (long long)B * T, INT_MAX);
+    return QT_OK;
+}
+
+template <typename T>
+static void embedding_fwd_launch(cudaStream_t st, void *out, const int *tokens, const void *wte,
+                                 const void *wpe, int N, int Tlen, int C) {
+    const dim3 grid(N, QT_CEIL_DIV(C, EMB_THREADS));
+    QT_LAUNCH(embedding_fwd_rowslice<T>, grid, EMB_THREADS, 0, st, (T *)out, tokens,
+              (const T *)wte, (const T *)wpe, Tlen, C);
+}
+
+template <typename T>
+static void embedding_bwd_launch(cudaStream_t st, void *dwte, void *dwpe, const void *dout,
+                                 const int *tokens, int B, int Tlen, int C) {
+    const int N = B * Tlen;
+    if (dwte) {
+        const dim3 grid(N, QT_CEIL_DIV(C, EMB_BWD_THREADS));
+        QT_LAUNCH(embedding_bwd_wte_owner<T>, grid, EMB_BWD_THREADS, 0, st, (T *)dwte,
+                  (const T *)dout, tokens, N, C);
+    }
+    if (dwpe) {
+        const dim3 grid(Tlen, QT_CEIL_DIV(C, EMB_THREADS));
+        QT_LAUNCH(embedding_bwd_wpe_rowslice<T>, grid, EMB_THREADS, 0, st, (T *)dwpe,
+                  (const T *)dout, B, Tlen, C);
+    }
+}
+
+extern "C" qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *out,
+                                           const int *tokens, const void *wte, const void *wpe,
+                                           int B, int T, int C) {
+    const char *op = "cuda embedding_fwd";
+    QT_TRY(check_shape(op, dt, B, T, C));
+    if (B == 0) return QT_OK;
+    if (!out || !tokens || !wte || !wpe)
+        return qt_error(QT_ERR_ARG, "%s: out, tokens, wte and wpe must all be non-NULL", op);
+    if (!aligned(out, dt) || !aligned(wte, dt) || !aligned(wpe, dt) ||
+        (uintptr_t)tokens % sizeof(int) != 0)
+        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    DT_DISPATCH(dt, embedding_fwd_launch, (cudaStream_t)s, out, tokens, wte, wpe, B * T, T, C);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *dwte,
+                                           void *dwpe, const void *dout, const int *tokens,
+                                           int B, int T, int C) {
+    const char *op = "cuda embedding_bwd";
+    QT_TRY(check_shape(op, dt, B, T, C));
+    if (B == 0 || (!dwte && !dwpe)) return QT_OK;
+    if (!dout || (dwte && !tokens))
+        return qt_error(QT_ERR_ARG, "%s: dout and tokens must be non-NULL", op);
+    if (!aligned(dwte, dt) || !aligned(dwpe, dt) || !aligned(dout, dt) ||
+        (uintptr_t)tokens % sizeof(int) != 0)
+        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    DT_DISPATCH(dt, embedding_bwd_launch, (cudaStream_t)s, dwte, dwpe, dout, tokens, B, T, C);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
