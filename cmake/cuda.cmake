@@ -1,0 +1,209 @@
+# cmake/cuda.cmake: the CUDA backend, built twice from the same sources, and its tests.
+# Included at the end of the top-level CMakeLists.txt (after tests/cuemu).
+#
+#   qtrain_cuda_emu     kernels/cuda/*.cu compiled as C++17 by the host compiler against the CPU
+#                       emulator (tests/cuemu, target cuemu), plus host/cuda/*.c, on libqtrain.
+#                       Also _asan and _tsan flavours on the emulator's sanitizer runtimes.
+#   qtrain_cuda         the same .cu files through nvcc for sm_80 and sm_90 (CMAKE_CUDA_ARCHITECTURES)
+#                       plus host/cuda/*.c, on libcudart and cuBLASLt. Every .cu compile goes through
+#                       scripts/check_ptxas.sh, which fails the build when ptxas reports a spill, a
+#                       stack frame or local memory in any kernel (logs in <build>/ptxas/).
+#   tests/cuda/test_cuda_<x>.c  ->  test_cuda_<x>_emu (label emu), test_cuda_<x>_gpu (label gpu,
+#                       exit 77 = skipped without a device), and for a subset _asan (emu;asan) and
+#                       _tsan (emu;tsan).
+#
+# Options:
+#   QT_CUDA           build any of this when the toolkit is found (default ON)
+#   QT_CUDA_GPU       build the nvcc backend and its tests too (default ON; the emulated one is
+#                     always built; OFF saves the nvcc compile, e.g. for coverage runs)
+#   QT_CUDA_COVERAGE  compile the emulated kernels with --coverage -O0 (scripts/cuda_coverage.sh)
+# Nothing here is built when nvcc, the toolkit or the emulator is missing: CPU-only machines
+# build and test the rest as before.
+
+option(QT_CUDA "Build the CUDA backend (nvcc and emulated) when the CUDA toolkit is found" ON)
+option(QT_CUDA_GPU "Build the nvcc backend and its gpu tests (besides the emulated one)" ON)
+option(QT_CUDA_COVERAGE "Compile the emulated CUDA kernels with --coverage (gcov)" OFF)
+
+if(NOT QT_CUDA)
+  message(STATUS "qtrain: QT_CUDA is OFF: no CUDA backend")
+  return()
+endif()
+find_program(QT_NVCC nvcc HINTS ENV CUDA_HOME ENV CUDA_PATH PATH_SUFFIXES bin
+  PATHS /usr/local/cuda/bin)
+find_package(CUDAToolkit QUIET)
+if(NOT QT_NVCC OR NOT CUDAToolkit_FOUND OR NOT TARGET CUDA::cublasLt OR NOT QT_CUEMU_FOUND
+   OR NOT TARGET cuemu)
+  message(STATUS "qtrain: CUDA toolkit (nvcc, cudart, cuBLASLt) or the emulator not found: "
+                 "no CUDA backend")
+  return()
+endif()
+message(STATUS "qtrain: CUDA ${CUDAToolkit_VERSION} at ${CUDAToolkit_BIN_DIR}")
+
+set(QT_CUDA_TEST_TIMEOUT 300)     # seconds per emulated or device test
+set(QT_CUDA_SAN_TEST_TIMEOUT 600) # per sanitizer test (ASan/TSan slow the emulator 3-10x)
+# The sanitizer subsets, chosen to cover the GEMM wrapper, the backend and a training step while
+# the whole suite stays within the CI budget (measured times in the commit that sets them).
+set(QT_CUDA_ASAN_TESTS test_cuda_gemm test_cuda_backend)
+set(QT_CUDA_TSAN_TESTS test_cuda_gemm test_cuda_backend)
+
+file(GLOB QT_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
+file(GLOB QT_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/host/cuda/*.c)
+file(GLOB QT_CUDA_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuda/test_cuda_*.c)
+set(QT_CUDA_TESTUTIL ${CMAKE_SOURCE_DIR}/tests/cuda/cuda_testutil.c)
+set(QT_CUDA_TEST_ENV "QT_SOURCE_DIR=${CMAKE_SOURCE_DIR};QT_BINARY_DIR=${CMAKE_BINARY_DIR};OMP_NUM_THREADS=2;QT_CUEMU_THREADS=2")
+
+# ---- emulated backend ----------------------------------------------------------------------
+# The .cu files reach the C++ compiler through the emulator's wrapper .cpp files (a source
+# file's LANGUAGE is per directory, and the nvcc build needs them as CUDA).
+qt_cuemu_cuda_sources(QT_CUDA_EMU_WRAPPERS ${QT_CUDA_KERNEL_SOURCES})
+
+# qt_cuda_add_emu(<suffix> <runtime>): qtrain_cuda_emu<suffix> and qt_cuda_testutil_emu<suffix>
+# on the emulator runtime <runtime> (cuemu, cuemu_asan, cuemu_tsan), which brings -DQT_CUEMU,
+# C++17, the include paths and the sanitizer flags to every source, C included.
+function(qt_cuda_add_emu suffix runtime)
+  set(lib qtrain_cuda_emu${suffix})
+  add_library(${lib} STATIC ${QT_CUDA_EMU_WRAPPERS} ${QT_CUDA_HOST_SOURCES})
+  target_include_directories(${lib} PUBLIC ${CMAKE_SOURCE_DIR}/include
+    PRIVATE ${CMAKE_SOURCE_DIR} ${CBLAS_INCLUDE_DIR})
+  target_link_libraries(${lib} PUBLIC ${runtime} libqtrain)
+  set_target_properties(${lib} PROPERTIES CXX_EXTENSIONS OFF LINKER_LANGUAGE CXX)
+  if(QT_CUDA_COVERAGE AND suffix STREQUAL "")
+    # Only the kernels (the C++ sources here) are measured; -O0 keeps lines countable.
+    target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:--coverage;-O0>)
+    target_link_options(${lib} INTERFACE --coverage)
+  endif()
+  add_library(qt_cuda_testutil_emu${suffix} STATIC ${QT_CUDA_TESTUTIL})
+  target_include_directories(qt_cuda_testutil_emu${suffix} PUBLIC ${CMAKE_SOURCE_DIR}/tests/cuda
+    ${CMAKE_SOURCE_DIR}/include)
+  target_link_libraries(qt_cuda_testutil_emu${suffix} PUBLIC ${runtime})
+endfunction()
+
+qt_cuda_add_emu("" cuemu)
+if(TARGET cuemu_asan)
+  qt_cuda_add_emu(_asan cuemu_asan)
+endif()
+if(TARGET cuemu_tsan)
+  qt_cuda_add_emu(_tsan cuemu_tsan)
+endif()
+
+# ---- nvcc backend --------------------------------------------------------------------------
+set(QT_CUDA_GPU_BUILT OFF)
+if(QT_CUDA_GPU)
+  find_package(Python3 COMPONENTS Interpreter)
+  include(CheckLanguage)
+  # check_language tries nvcc in a scratch project first, so a toolkit that cannot compile
+  # (e.g. an unsupported host compiler) leaves the emulated build working.
+  if(NOT DEFINED CMAKE_CUDA_COMPILER)
+    set(ENV{CUDACXX} ${QT_NVCC})
+    if(NOT DEFINED CMAKE_CUDA_HOST_COMPILER)
+      set(ENV{CUDAHOSTCXX} ${CMAKE_CXX_COMPILER})
+    endif()
+  endif()
+  check_language(CUDA)
+  if(NOT Python3_Interpreter_FOUND)
+    message(STATUS "qtrain: python3 not found (the ptxas check needs it): no nvcc backend")
+  elseif(NOT CMAKE_CUDA_COMPILER)
+    message(STATUS "qtrain: nvcc cannot compile here: no nvcc backend (emulated one only)")
+  else()
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80 90) # A100, H100
+    endif()
+    enable_language(CUDA)
+    set(QT_CUDA_GPU_BUILT ON)
+  endif()
+endif()
+
+if(QT_CUDA_GPU_BUILT)
+  set(QT_PTXAS_LOG_DIR ${CMAKE_BINARY_DIR}/ptxas)
+  add_library(qtrain_cuda STATIC ${QT_CUDA_KERNEL_SOURCES} ${QT_CUDA_HOST_SOURCES})
+  target_include_directories(qtrain_cuda PUBLIC ${CMAKE_SOURCE_DIR}/include
+    PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/kernels/cuda)
+  target_link_libraries(qtrain_cuda PUBLIC libqtrain CUDA::cudart CUDA::cublasLt)
+  set_target_properties(qtrain_cuda PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
+    CUDA_EXTENSIONS OFF LINKER_LANGUAGE CXX
+    CUDA_COMPILER_LAUNCHER "sh;${CMAKE_SOURCE_DIR}/scripts/check_ptxas.sh;${Python3_EXECUTABLE};${CMAKE_SOURCE_DIR}/tests/cuemu/check_ptxas.py;${QT_PTXAS_LOG_DIR}")
+  # The directory's -Wall -Wextra -Werror are host-compiler flags nvcc rejects: replace them
+  # per language (nvcc passes them on to the host compiler and treats its own warnings as
+  # errors).
+  set_property(TARGET qtrain_cuda PROPERTY COMPILE_OPTIONS "")
+  target_compile_options(qtrain_cuda PRIVATE
+    $<$<COMPILE_LANGUAGE:C>:-Wall;-Wextra;-Werror>
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror;-Werror=all-warnings>)
+
+  add_library(qt_cuda_testutil_gpu STATIC ${QT_CUDA_TESTUTIL})
+  target_include_directories(qt_cuda_testutil_gpu PUBLIC ${CMAKE_SOURCE_DIR}/tests/cuda
+    ${CMAKE_SOURCE_DIR}/include)
+  target_link_libraries(qt_cuda_testutil_gpu PUBLIC CUDA::cudart)
+
+  # The ptxas report of every kernel file for every architecture, as a test (the build already
+  # failed on any spill; this lists registers, shared memory and stack per kernel).
+  set(ptxas_logs)
+  foreach(src ${QT_CUDA_KERNEL_SOURCES})
+    file(STRINGS ${src} kernel_lines REGEX "^[^/]*__global__")
+    if(kernel_lines)
+      get_filename_component(name ${src} NAME)
+      list(APPEND ptxas_logs ${QT_PTXAS_LOG_DIR}/${name}.log)
+    endif()
+  endforeach()
+  if(ptxas_logs)
+    add_test(NAME cuda_ptxas_report
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/cuemu/check_ptxas.py --log
+              ${ptxas_logs})
+    set_tests_properties(cuda_ptxas_report PROPERTIES LABELS nvcc TIMEOUT 60)
+  endif()
+endif()
+
+# ---- tests ---------------------------------------------------------------------------------
+# qt_cuda_add_test(<src> <flavour>): flavour emu, asan, tsan (emulated) or gpu (nvcc).
+function(qt_cuda_add_test src flavour)
+  get_filename_component(name ${src} NAME_WE)
+  set(exe ${name}_${flavour})
+  set(env ${QT_CUDA_TEST_ENV})
+  set(timeout ${QT_CUDA_TEST_TIMEOUT})
+  if(flavour STREQUAL emu)
+    set(libs qtrain_cuda_emu qt_cuda_testutil_emu)
+    set(labels emu)
+  elseif(flavour STREQUAL asan)
+    set(libs qtrain_cuda_emu_asan qt_cuda_testutil_emu_asan)
+    set(labels "emu;asan")
+    # CK_FORK=no: ASan and Check's fork per test case do not mix well.
+    list(APPEND env "CK_FORK=no" "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
+         "UBSAN_OPTIONS=print_stacktrace=1")
+    set(timeout ${QT_CUDA_SAN_TEST_TIMEOUT})
+  elseif(flavour STREQUAL tsan)
+    set(libs qtrain_cuda_emu_tsan qt_cuda_testutil_emu_tsan)
+    set(labels "emu;tsan")
+    # One OpenMP thread: libgomp is not instrumented, so its synchronisation is invisible to
+    # TSan; the threads under test are the emulator's.
+    list(APPEND env "CK_FORK=no" "OMP_NUM_THREADS=1" "TSAN_OPTIONS=halt_on_error=1")
+    set(timeout ${QT_CUDA_SAN_TEST_TIMEOUT})
+  else()
+    set(libs qtrain_cuda qt_cuda_testutil_gpu)
+    set(labels gpu)
+  endif()
+  add_executable(${exe} ${src})
+  target_include_directories(${exe} PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/host
+    ${CMAKE_SOURCE_DIR}/tests/cuda)
+  target_link_libraries(${exe} PRIVATE ${libs} qt_testutil)
+  set_target_properties(${exe} PROPERTIES LINKER_LANGUAGE CXX)
+  add_test(NAME ${exe} COMMAND ${exe})
+  set_tests_properties(${exe} PROPERTIES LABELS "${labels}" ENVIRONMENT "${env}"
+    TIMEOUT ${timeout})
+  if(flavour STREQUAL gpu)
+    set_tests_properties(${exe} PROPERTIES SKIP_RETURN_CODE 77)
+  endif()
+endfunction()
+
+foreach(src ${QT_CUDA_TEST_SOURCES})
+  get_filename_component(name ${src} NAME_WE)
+  qt_cuda_add_test(${src} emu)
+  if(TARGET qtrain_cuda_emu_asan AND name IN_LIST QT_CUDA_ASAN_TESTS)
+    qt_cuda_add_test(${src} asan)
+  endif()
+  if(TARGET qtrain_cuda_emu_tsan AND name IN_LIST QT_CUDA_TSAN_TESTS)
+    qt_cuda_add_test(${src} tsan)
+  endif()
+  if(QT_CUDA_GPU_BUILT)
+    qt_cuda_add_test(${src} gpu)
+  endif()
+endforeach()
