@@ -108,6 +108,16 @@ size_t qt_cuda_sumsq_scratch_size(void);
 qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_host, const void *x, size_t n,
                         double *partials);
 
+// ---- GEMM (gemm.cu): the batched row-major GEMM of qt_gemm_desc (qtrain/backend.h) on
+// tensors of `dt`, accumulated in fp32 and rounded to `dt` once. On the GPU through cuBLASLt
+// (CUBLAS_COMPUTE_32F: no TF32), in the emulated build through the CPU sgemm. With beta == 0,
+// C is not read (it may hold NaN). A handle owns the cuBLASLt handle and `workspace_bytes` of
+// device workspace (0: a default of 32 MiB); one handle per stream at a time.
+qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes);
+void qt_cuda_gemm_destroy(void *handle);
+qt_status qt_cuda_gemm(void *handle, qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                       const void *A, const void *B, void *C);
+
 // ---- the CUDA backend (host/cuda/backend_cuda.c)
 // Initialises device `device` with parameters, gradients and activations in `dt`. In the
 // emulated build (tests/cuemu) this runs on the CPU. QT_ERR_CUDA naming the failing call
