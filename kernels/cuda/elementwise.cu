@@ -46,7 +46,9 @@ static __device__ __forceinline__ float ld(const __half *p) { return __half2floa
 static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
 static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+}
 
 // exp(min(a, 88.3)), NaN passing through (the compare is false for NaN).
 static __device__ __forceinline__ float exp_capped(float a) {

@@ -37,7 +37,9 @@ static __device__ __forceinline__ float ld(const __half *p) { return __half2floa
 static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
 static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+}
 
 // Sum over the 32 lanes of a warp by an xor butterfly. Float addition is commutative, so every
 // lane ends with the same bits, and the order is fixed (deterministic).

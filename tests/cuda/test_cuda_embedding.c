@@ -124,7 +124,8 @@ static void check_embedding_bwd(qt_dtype dt, int B, int T, int C, int V, int wit
                   C, qt_last_error());
     const double catol = atol * sqrt((double)N);
     const double ew = dev_err(dt, d_dwte, dwte, (size_t)V * C, catol, rtol);
-    const double ep = dev_err(dt, d_dwpe, dwpe, (size_t)T * C, catol, rtol); // untouched if !with_wpe
+    // dwpe: untouched when not passed
+    const double ep = dev_err(dt, d_dwpe, dwpe, (size_t)T * C, catol, rtol);
     ck_assert_msg(ew <= 1.0 && ep <= 1.0,
                   "embedding_bwd %s B=%d T=%d C=%d V=%d wpe=%d seed=%llu: err dwte %g dwpe %g",
                   qt_dtype_name(dt), B, T, C, V, with_wpe, (unsigned long long)seed, ew, ep);
