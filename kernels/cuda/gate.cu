@@ -1,0 +1,450 @@
+// gate.cu: qt_cuda_gate_{fwd,bwd} and qt_cuda_gate_mul_{fwd,bwd}, the attention gate of
+// PAPERS.md section 3: out_h = sigmoid(G_h(x_h)) * ctx_h, per head h, with G
+//   linear:    z[n, h] = b1[h] + w1[h, :] . x[n, hD:(h+1)D]
+//   mlp:       hid[n, h, j] = b1[h, j] + w1[h, j, :] . x[n, hD:(h+1)D]
+//              z[n, h] = b2[h] + sum_j relu(hid[n, h, j]) w2[h, j]
+//   all heads: z[n, h] = b1[h] + w1[h, :] . x[n, :]
+//   gate = sigmoid(z); backward from dgate: dz = dgate g (1 - g), then the chain rule.
+// CPU twin: kernels/cpu/gate.c (body in kernels/cpu/gate_impl.h), same argument order.
+// Contract (include/qtrain/cuda_ops.h): forwards overwrite gate, hidden (fp32) and out (dt; out
+// may alias ctx: each element is read and written by one thread); backwards add into dx, dw1,
+// db1, dw2, db2, dctx (dt) and dgate (fp32); a NULL gradient pointer skips that gradient.
+// Determinism: no atomics. Parameter gradients sum over the N tokens in a fixed order (each
+// thread a fixed stride of rows, then a fixed tree over the threads of one block), so a run
+// reproduces its bits; the order differs from the CPU's, hence tolerances in the tests.
+#include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
+
+#include "qtrain/cuda_ops.h"
+
+// ---- launch constants ----------------------------------------------------------------------
+#define WARP 32
+#define FULL_MASK 0xffffffffu
+// Gate forward and gate_mul backward: one warp per (token, head) dot product; 4 warps a block
+// keeps the tail block small when N * H is not a multiple of it.
+#define WARPS_PER_BLOCK 4
+// Element-wise kernels (dx, gate_mul forward): the usual 256 threads.
+#define THREADS 256
+// dw1: a block owns 32 consecutive dw1 elements (threadIdx.x: coalesced x and dw1 accesses) and
+// splits the N rows over ROWS_SPLIT thread rows (threadIdx.y), reduced in shared memory. No
+// scratch is needed (the contract has none), and the order is fixed.
+#define ROWS_SPLIT 8
+// db1, dw2, db2: one block per output element, threads striding the N rows.
+#define BIAS_THREADS 256
+#define MAX_BLOCKS 2147483647ull
+
+// ---- device helpers ------------------------------------------------------------------------
+static __device__ __forceinline__ float to_f32(float x) { return x; }
+static __device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+static __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
+static __device__ __forceinline__ void store(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+}
+// *p += v, rounded once to the storage type; a NULL p is skipped by the callers.
+template <typename T>
+static __device__ __forceinline__ void add_to(T *p, float v) {
+    store(p, to_f32(*p) + v);
+}
+
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+// a[0:len) . b[0:len) over the warp: lane l takes l, l + 32, ...; every lane gets the sum.
+template <typename T>
+static __device__ __forceinline__ float warp_dot(const T *a, const T *b, int len, int lane) {
+    float s = 0.0f;
+    for (int i = lane; i < len; i += WARP) s += to_f32(a[i]) * to_f32(b[i]);
+    return warp_sum(s);
+}
+
+// d loss / d logit from the saved gate value: dgate g (1 - g), in the CPU's order.
+static __device__ __forceinline__ float gate_dz(const float *dgate, const float *gate,
+                                                size_t i) {
+    const float g = gate[i];
+    return dgate[i] * g * (1.0f - g);
+}
+
+// ---- kernels: gate -------------------------------------------------------------------------
+
+// Thread -> data: warp q (over the grid) owns (n, h) = (q / H, q % H); lanes stride the dot
+// products (D long, or C for all heads) and reduce with shuffles; lane 0 writes hidden (MLP)
+// and the gate. No shared memory. Guards: a warp with q >= N H returns whole.
+template <typename T>
+static __global__ void __launch_bounds__(WARPS_PER_BLOCK *WARP)
+    gate_fwd_warp(int kind, int H, int nh, float *gate, float *hidden, const T *x, const T *w1,
+                  const T *b1, const T *w2, const T *b2, int N, int C) {
+    const int lane = (int)(threadIdx.x % WARP);
+    const size_t q = (size_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP;
+    if (q >= (size_t)N * (size_t)H) return;
+    const size_t n = q / (size_t)H;
+    const int h = (int)(q % (size_t)H), D = C / H;
+    const T *xn = x + n * (size_t)C;
+    float z;
+    if (kind == QT_GATE_LINEAR) {
+        z = to_f32(b1[h]) + warp_dot(xn + (size_t)h * D, w1 + (size_t)h * D, D, lane);
+    } else if (kind == QT_GATE_ALL_HEADS) {
+        z = to_f32(b1[h]) + warp_dot(xn, w1 + (size_t)h * C, C, lane);
+    } else {
+        z = to_f32(b2[h]);
+        float *hid = hidden + q * (size_t)nh; // (n, h, :) of (N, H, nh)
+        for (int j = 0; j < nh; j++) {
+            const size_t hj = (size_t)h * nh + j;
+            const float v = to_f32(b1[hj]) + warp_dot(xn + (size_t)h * D, w1 + hj * D, D, lane);
+            if (lane == 0) hid[j] = v;
+            z += fmaxf(v, 0.0f) * to_f32(w2[hj]);
+        }
+    }
+    if (lane == 0) gate[q] = 1.0f / (1.0f + expf(-z));
+}
+
+// dx (N, C) += the gate's input gradient. Thread -> data: one element (n, c) per thread,
+// summing its heads' (all heads) or hidden units' (MLP) contributions in order, then one
+// rounded add. No shared memory. Guard: i < N C.
+template <typename T>
+static __global__ void __launch_bounds__(THREADS)
+    gate_bwd_dx_elem(int kind, int H, int nh, T *dx, const float *dgate, const float *gate,
+                     const float *hidden, const T *w1, const T *w2, int N, int C) {
+    const size_t i = (size_t)blockIdx.x * THREADS + threadIdx.x;
+    if (i >= (size_t)N * (size_t)C) return;
+    const size_t n = i / (size_t)C;
+    const int c = (int)(i % (size_t)C), D = C / H;
+    float acc = 0.0f;
+    if (kind == QT_GATE_ALL_HEADS) {
+        for (int h = 0; h < H; h++)
+            acc += gate_dz(dgate, gate, n * H + h) * to_f32(w1[(size_t)h * C + c]);
+    } else {
+        const int h = c / D, d = c % D;
+        const float dz = gate_dz(dgate, gate, n * H + h);
+        if (kind == QT_GATE_LINEAR) {
+            acc = dz * to_f32(w1[(size_t)h * D + d]);
+        } else {
+            const float *hid = hidden + (n * H + h) * (size_t)nh;
+            for (int j = 0; j < nh; j++) {
+                const size_t hj = (size_t)h * nh + j;
+                if (hid[j] > 0.0f) acc += dz * to_f32(w2[hj]) * to_f32(w1[hj * D + d]);
+            }
+        }
+    }
+    add_to(dx + i, acc);
+}
+
+// dw1 (units, len) += sum_n coef[n, u] x[n, xoff(u) + k] for element e = u len + k, where
+//   linear:    units H,      len D, coef dz[n, h],                          xoff h D
+//   all heads: units H,      len C, coef dz[n, h],                          xoff 0
+//   mlp:       units H nh,   len D, coef [hid[n, u] > 0] dz[n, h] w2[u],    xoff h D  (h = u / nh)
+// Thread -> data: block b owns e = 32 b + threadIdx.x; thread row y sums n = y, y + 8, ...;
+// red (ROWS_SPLIT x 33 floats, padded against bank conflicts) holds the 8 partials, which
+// thread row 0 adds in order. Guards: threads with e >= units len still reach the barrier.
+template <typename T>
+static __global__ void __launch_bounds__(WARP *ROWS_SPLIT)
+    gate_bwd_dw1_coltile(int kind, int H, int nh, T *dw1, const float *dgate, const float *gate,
+                         const float *hidden, const T *x, const T *w2, int N, int C) {
+    QT_SHARED(float, red, ROWS_SPLIT, WARP + 1);
+    const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, D = C / H;
+    const int mlp = kind == QT_GATE_MLP;
+    const int units = mlp ? H * nh : H, len = kind == QT_GATE_ALL_HEADS ? C : D;
+    const size_t e = (size_t)blockIdx.x * WARP + tx;
+    float acc = 0.0f;
+    if (e < (size_t)units * (size_t)len) {
+        const int u = (int)(e / (size_t)len), k = (int)(e % (size_t)len);
+        const int h = mlp ? u / nh : u;
+        const int xcol = kind == QT_GATE_ALL_HEADS ? k : h * D + k;
+        const float w2u = mlp ? to_f32(w2[u]) : 0.0f;
+        for (int n = ty; n < N; n += ROWS_SPLIT) {
+            float coef = gate_dz(dgate, gate, (size_t)n * H + h);
+            if (mlp) coef = hidden[(size_t)n * units + u] > 0.0f ? coef * w2u : 0.0f;
+            acc += coef * to_f32(x[(size_t)n * C + xcol]);
+        }
+    }
+    red[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && e < (size_t)units * (size_t)len) {
+        float s = red[0][tx];
+        for (int y = 1; y < ROWS_SPLIT; y++) s += red[y][tx];
+        add_to(dw1 + e, s);
+    }
+}
+
+// Block-wide sum of one value per thread (BIAS_THREADS threads): warps reduce by shuffles,
+// then every thread adds the 8 warp partials of `scratch` in warp order. Ends with a barrier so
+// scratch can be reused.
+static __device__ __forceinline__ float block_sum(float v, float *scratch) {
+    const int lane = (int)(threadIdx.x % WARP), warp = (int)(threadIdx.x / WARP);
+    v = warp_sum(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float s = scratch[0];
+    for (int w = 1; w < BIAS_THREADS / WARP; w++) s += scratch[w];
+    __syncthreads();
+    return s;
+}
+
+// db1, dw2, db2 += sums over n. Thread -> data: task b = first + blockIdx.x; b < units owns
+// unit u = b (db1[u]: sum of coef as in dw1; dw2[u] for the MLP: sum of dz relu(hid)); b =
+// units + h (MLP only) owns db2[h] = sum of dz. Threads stride the N rows; block_sum reduces
+// (scratch: 8 floats). The branch on b is uniform, so every thread reaches the barriers.
+template <typename T>
+static __global__ void __launch_bounds__(BIAS_THREADS)
+    gate_bwd_bias_rowsum(int kind, int H, int nh, int first, T *db1, T *dw2, T *db2,
+                         const float *dgate, const float *gate, const float *hidden,
+                         const T *w2, int N) {
+    QT_SHARED(float, scratch, BIAS_THREADS / WARP);
+    const int mlp = kind == QT_GATE_MLP, units = mlp ? H * nh : H;
+    const int b = first + (int)blockIdx.x;
+    if (b >= units) { // db2[h], MLP only
+        const int h = b - units;
+        float s = 0.0f;
+        for (int n = (int)threadIdx.x; n < N; n += BIAS_THREADS)
+            s += gate_dz(dgate, gate, (size_t)n * H + h);
+        s = block_sum(s, scratch);
+        if (threadIdx.x == 0) add_to(db2 + h, s);
+        return;
+    }
+    const int u = b, h = mlp ? u / nh : u;
+    const float w2u = mlp ? to_f32(w2[u]) : 0.0f;
+    float sb = 0.0f, sw2 = 0.0f;
+    for (int n = (int)threadIdx.x; n < N; n += BIAS_THREADS) {
+        const float dz = gate_dz(dgate, gate, (size_t)n * H + h);
+        if (mlp) {
+            const float v = hidden[(size_t)n * units + u];
+            sb += v > 0.0f ? dz * w2u : 0.0f;
+            sw2 += dz * fmaxf(v, 0.0f);
+        } else {
+            sb += dz;
+        }
+    }
+    sb = block_sum(sb, scratch);
+    if (mlp) sw2 = block_sum(sw2, scratch);
+    if (threadIdx.x == 0) {
+        if (db1) add_to(db1 + u, sb);
+        if (mlp && dw2) add_to(dw2 + u, sw2);
+    }
+}
+
+// ---- kernels: gate times context -------------------------------------------------------------
+
+// out (N, C) = gate[n, c / D] ctx[n, c]. Thread -> data: one element per thread; out may alias
+// ctx (read, then written, by the same thread). No shared memory. Guard: i < N C.
+template <typename T>
+static __global__ void __launch_bounds__(THREADS)
+    gate_mul_fwd_elem(T *out, const float *gate, const T *ctx, int N, int C, int H) {
+    const size_t i = (size_t)blockIdx.x * THREADS + threadIdx.x;
+    if (i >= (size_t)N * (size_t)C) return;
+    const size_t n = i / (size_t)C;
+    const int h = (int)(i % (size_t)C) / (C / H);
+    store(out + i, gate[n * H + h] * to_f32(ctx[i]));
+}
+
+// dctx (N, C) += gate dout; dgate[n, h] += dout . ctx over the head's D channels.
+// Thread -> data: warp q owns (n, h) = (q / H, q % H); lanes stride the D channels, updating
+// dctx as they go and reducing the dot by shuffles; lane 0 adds it to dgate. No shared memory.
+// Guards: warps with q >= N H return whole.
+template <typename T>
+static __global__ void __launch_bounds__(WARPS_PER_BLOCK *WARP)
+    gate_mul_bwd_warp(T *dctx, float *dgate, const T *dout, const float *gate, const T *ctx,
+                      int N, int C, int H) {
+    const int lane = (int)(threadIdx.x % WARP);
+    const size_t q = (size_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP;
+    if (q >= (size_t)N * (size_t)H) return;
+    const int D = C / H;
+    const size_t off = (q / (size_t)H) * (size_t)C + (q % (size_t)H) * (size_t)D;
+    const float g = gate[q];
+    float dot = 0.0f;
+    for (int d = lane; d < D; d += WARP) {
+        const float go = to_f32(dout[off + d]);
+        dot += go * to_f32(ctx[off + d]);
+        if (dctx) add_to(dctx + off + d, g * go);
+    }
+    dot = warp_sum(dot);
+    if (lane == 0 && dgate) dgate[q] += dot;
+}
+
+// ---- launchers -----------------------------------------------------------------------------
+
+static qt_status check_dtype(const char *op, qt_dtype dt) {
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, (int)dt);
+    return QT_OK;
+}
+
+static qt_status check_gate(const char *op, const qt_gate_shape *g, int N, int C) {
+    if (!g) return qt_error(QT_ERR_ARG, "%s: gate shape is NULL; pass one", op);
+    if (g->kind != QT_GATE_LINEAR && g->kind != QT_GATE_MLP && g->kind != QT_GATE_ALL_HEADS)
+        return qt_error(QT_ERR_ARG,
+                        "%s: gate kind %d is not linear (1), mlp (2) or all_heads (3)", op,
+                        (int)g->kind);
+    if (N < 0 || C < 1 || g->n_heads < 1 || C % g->n_heads != 0)
+        return qt_error(QT_ERR_ARG,
+                        "%s: shape (N %d, C %d, heads %d); need N >= 0 and C a positive "
+                        "multiple of heads",
+                        op, N, C, g->n_heads);
+    if (g->kind == QT_GATE_MLP && g->n_hid < 1)
+        return qt_error(QT_ERR_ARG, "%s: mlp gate with n_hid = %d; need n_hid >= 1", op,
+                        g->n_hid);
+    return QT_OK;
+}
+
+static qt_status check_blocks(const char *op, size_t blocks) {
+    if (blocks > MAX_BLOCKS)
+        return qt_error(QT_ERR_ARG, "%s: %zu blocks exceed one launch; split the batch", op,
+                        blocks);
+    return QT_OK;
+}
+
+template <typename T>
+static void launch_gate_fwd(cudaStream_t st, const qt_gate_shape *g, float *gate,
+                            float *hidden, const void *x, const void *w1, const void *b1,
+                            const void *w2, const void *b2, int N, int C, size_t blocks) {
+    QT_LAUNCH(gate_fwd_warp<T>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0, st, (int)g->kind,
+              g->n_heads, g->n_hid, gate, hidden, (const T *)x, (const T *)w1, (const T *)b1,
+              (const T *)w2, (const T *)b2, N, C);
+}
+
+extern "C" qt_status qt_cuda_gate_fwd(qt_cuda_stream s, qt_dtype dt, const qt_gate_shape *g,
+                                      float *gate, float *hidden, const void *x, const void *w1,
+                                      const void *b1, const void *w2, const void *b2, int N,
+                                      int C) {
+    const char *op = "gate_fwd";
+    QT_TRY(check_dtype(op, dt));
+    QT_TRY(check_gate(op, g, N, C));
+    if (N == 0) return QT_OK;
+    const int mlp = g->kind == QT_GATE_MLP;
+    if (!gate || !x || !w1 || !b1 || (mlp && (!hidden || !w2 || !b2)))
+        return qt_error(QT_ERR_ARG, "%s: a required tensor is NULL (gate, x, w1, b1%s)", op,
+                        mlp ? ", hidden, w2, b2" : "");
+    const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)g->n_heads, (size_t)WARPS_PER_BLOCK);
+    QT_TRY(check_blocks(op, blocks));
+    cudaStream_t st = (cudaStream_t)s;
+    if (dt == QT_DTYPE_F32)
+        launch_gate_fwd<float>(st, g, gate, hidden, x, w1, b1, w2, b2, N, C, blocks);
+    else if (dt == QT_DTYPE_F16)
+        launch_gate_fwd<__half>(st, g, gate, hidden, x, w1, b1, w2, b2, N, C, blocks);
+    else
+        launch_gate_fwd<__nv_bfloat16>(st, g, gate, hidden, x, w1, b1, w2, b2, N, C, blocks);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+// The backward's up to three launches (dx, dw1, biases), each only when it has an output.
+template <typename T>
+static qt_status launch_gate_bwd(cudaStream_t st, const qt_gate_shape *g, void *dx, void *dw1,
+                                 void *db1, void *dw2, void *db2, const float *dgate,
+                                 const float *gate, const float *hidden, const void *x,
+                                 const void *w1, const void *w2, int N, int C) {
+    const char *op = "gate_bwd";
+    const int kind = (int)g->kind, H = g->n_heads, nh = g->n_hid, mlp = kind == QT_GATE_MLP;
+    const int units = mlp ? H * nh : H, len = kind == QT_GATE_ALL_HEADS ? C : C / H;
+    if (dx) {
+        const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)C, (size_t)THREADS);
+        QT_TRY(check_blocks(op, blocks));
+        QT_LAUNCH(gate_bwd_dx_elem<T>, (unsigned)blocks, THREADS, 0, st, kind, H, nh, (T *)dx,
+                  dgate, gate, hidden, (const T *)w1, (const T *)w2, N, C);
+        QT_CHECK_LAUNCH(op);
+    }
+    if (dw1) {
+        const size_t blocks = QT_CEIL_DIV((size_t)units * (size_t)len, (size_t)WARP);
+        QT_TRY(check_blocks(op, blocks));
+        QT_LAUNCH(gate_bwd_dw1_coltile<T>, (unsigned)blocks, dim3(WARP, ROWS_SPLIT), 0, st,
+                  kind, H, nh, (T *)dw1, dgate, gate, hidden, (const T *)x, (const T *)w2, N,
+                  C);
+        QT_CHECK_LAUNCH(op);
+    }
+    // tasks [0, units) for db1/dw2, then [units, units + H) for db2: launch the wanted range
+    const int want_units = db1 || (mlp && dw2), want_db2 = mlp && db2;
+    if (want_units || want_db2) {
+        const int first = want_units ? 0 : units;
+        const int blocks = (want_units ? units : 0) + (want_db2 ? H : 0);
+        QT_LAUNCH(gate_bwd_bias_rowsum<T>, blocks, BIAS_THREADS, 0, st, kind, H, nh, first,
+                  (T *)db1, (T *)dw2, (T *)db2, dgate, gate, hidden, (const T *)w2, N);
+        QT_CHECK_LAUNCH(op);
+    }
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gate_bwd(qt_cuda_stream s, qt_dtype dt, const qt_gate_shape *g,
+                                      void *dx, void *dw1, void *db1, void *dw2, void *db2,
+                                      const float *dgate, const float *gate,
+                                      const float *hidden, const void *x, const void *w1,
+                                      const void *w2, int N, int C) {
+    const char *op = "gate_bwd";
+    QT_TRY(check_dtype(op, dt));
+    QT_TRY(check_gate(op, g, N, C));
+    if (N == 0) return QT_OK;
+    const int mlp = g->kind == QT_GATE_MLP;
+    if (!dgate || !gate || !x || !w1 || (mlp && (!hidden || !w2)))
+        return qt_error(QT_ERR_ARG, "%s: a required tensor is NULL (dgate, gate, x, w1%s)", op,
+                        mlp ? ", hidden, w2" : "");
+    cudaStream_t st = (cudaStream_t)s;
+    if (dt == QT_DTYPE_F32)
+        return launch_gate_bwd<float>(st, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1,
+                                      w2, N, C);
+    if (dt == QT_DTYPE_F16)
+        return launch_gate_bwd<__half>(st, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x,
+                                       w1, w2, N, C);
+    return launch_gate_bwd<__nv_bfloat16>(st, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x,
+                                          w1, w2, N, C);
+}
+
+static qt_status check_mul(const char *op, qt_dtype dt, int N, int C, int H) {
+    QT_TRY(check_dtype(op, dt));
+    if (N < 0 || C < 1 || H < 1 || C % H != 0)
+        return qt_error(QT_ERR_ARG,
+                        "%s: shape (N %d, C %d, H %d); need N >= 0 and C a positive multiple "
+                        "of H",
+                        op, N, C, H);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gate_mul_fwd(qt_cuda_stream s, qt_dtype dt, void *out,
+                                          const float *gate, const void *ctx, int N, int C,
+                                          int H) {
+    const char *op = "gate_mul_fwd";
+    QT_TRY(check_mul(op, dt, N, C, H));
+    if (N == 0) return QT_OK;
+    if (!out || !gate || !ctx)
+        return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL (out, gate, ctx)", op);
+    const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)C, (size_t)THREADS);
+    QT_TRY(check_blocks(op, blocks));
+    cudaStream_t st = (cudaStream_t)s;
+    if (dt == QT_DTYPE_F32)
+        QT_LAUNCH(gate_mul_fwd_elem<float>, (unsigned)blocks, THREADS, 0, st, (float *)out, gate,
+                  (const float *)ctx, N, C, H);
+    else if (dt == QT_DTYPE_F16)
+        QT_LAUNCH(gate_mul_fwd_elem<__half>, (unsigned)blocks, THREADS, 0, st, (__half *)out,
+                  gate, (const __half *)ctx, N, C, H);
+    else
+        QT_LAUNCH(gate_mul_fwd_elem<__nv_bfloat16>, (unsigned)blocks, THREADS, 0, st,
+                  (__nv_bfloat16 *)out, gate, (const __nv_bfloat16 *)ctx, N, C, H);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gate_mul_bwd(qt_cuda_stream s, qt_dtype dt, void *dctx,
+                                          float *dgate, const void *dout, const float *gate,
+                                          const void *ctx, int N, int C, int H) {
+    const char *op = "gate_mul_bwd";
+    QT_TRY(check_mul(op, dt, N, C, H));
+    if (N == 0 || (!dctx && !dgate)) return QT_OK;
+    if (!dout || !gate || !ctx)
+        return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL (dout, gate, ctx)", op);
+    const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)H, (size_t)WARPS_PER_BLOCK);
+    QT_TRY(check_blocks(op, blocks));
+    cudaStream_t st = (cudaStream_t)s;
+    if (dt == QT_DTYPE_F32)
+        QT_LAUNCH(gate_mul_bwd_warp<float>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0, st,
+                  (float *)dctx, dgate, (const float *)dout, gate, (const float *)ctx, N, C, H);
+    else if (dt == QT_DTYPE_F16)
+        QT_LAUNCH(gate_mul_bwd_warp<__half>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0, st,
+                  (__half *)dctx, dgate, (const __half *)dout, gate, (const __half *)ctx, N, C,
+                  H);
+    else
+        QT_LAUNCH(gate_mul_bwd_warp<__nv_bfloat16>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0,
+                  st, (__nv_bfloat16 *)dctx, dgate, (const __nv_bfloat16 *)dout, gate,
+                  (const __nv_bfloat16 *)ctx, N, C, H);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
