@@ -2,7 +2,7 @@
 //
 // Blocks run concurrently on worker threads, so these must be atomic read-modify-writes; they
 // use relaxed ordering like CUDA's atomics (order comes from __threadfence or barriers).
-// Floating-point and 16-bit types use compare-and-swap loops on the value's own bytes.
+// Floating-point and 16-bit types use compare-and-swap loops on the word that holds them.
 // The _block and _system scopes are the same operation here.
 #ifndef QTRAIN_CUEMU_ATOMIC_H
 #define QTRAIN_CUEMU_ATOMIC_H
@@ -10,16 +10,27 @@
 namespace cuemu {
 namespace detail {
 
-// Applies f to *addr atomically, returns the old value. T: any trivially copyable type of
-// 2, 4 or 8 bytes (the generic __atomic builtins compare the bytes).
+template <size_t N> struct atomic_word;
+template <> struct atomic_word<2> { typedef uint16_t type; };
+template <> struct atomic_word<4> { typedef uint32_t type; };
+template <> struct atomic_word<8> { typedef uint64_t type; };
+
+// Applies f to *addr atomically and returns the old value, with a compare-and-swap loop on the
+// 2-, 4- or 8-byte word holding it (as CUDA code builds atomics from atomicCAS): T may be a
+// float or a half type whose host-side class is not "trivially copyable" for the builtins.
 template <class T, class F>
 inline T atomic_update(T *addr, F f) {
-    T old;
-    __atomic_load(addr, &old, __ATOMIC_RELAXED);
+    typedef typename atomic_word<sizeof(T)>::type word;
+    word *w = reinterpret_cast<word *>(addr);
+    word old_bits = __atomic_load_n(w, __ATOMIC_RELAXED);
     for (;;) {
-        T desired = f(old);
-        if (__atomic_compare_exchange(addr, &old, &desired, false, __ATOMIC_RELAXED,
-                                      __ATOMIC_RELAXED))
+        T old = T();
+        std::memcpy(static_cast<void *>(&old), &old_bits, sizeof(T));
+        const T desired = f(old);
+        word new_bits;
+        std::memcpy(&new_bits, static_cast<const void *>(&desired), sizeof(T));
+        if (__atomic_compare_exchange_n(w, &old_bits, new_bits, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
             return old;
     }
 }
@@ -75,9 +86,7 @@ inline unsigned short atomicCAS(unsigned short *a, unsigned short compare, unsig
 }
 
 inline float atomicExch(float *a, float v) {
-    float old;
-    __atomic_exchange(a, &v, &old, __ATOMIC_RELAXED);
-    return old;
+    return ::cuemu::detail::atomic_update(a, [v](float) { return v; });
 }
 inline float atomicAdd(float *a, float v) {
     return ::cuemu::detail::atomic_update(a, [v](float o) { return o + v; });

@@ -212,6 +212,19 @@ START_TEST(test_asan_static_smem_overflow) {
 }
 END_TEST
 
+// ASan build only: device memory is an exact-size malloc, so a kernel writing past a cudaMalloc
+// buffer and a buffer never cudaFree'd are reported.
+START_TEST(test_asan_global_overflow) {
+    expect_report("global_oob", {"AddressSanitizer: heap-buffer-overflow",
+                                 "kernel fail_global_oob, block (1,0,0), thread (63,0,0)"});
+}
+END_TEST
+
+START_TEST(test_asan_device_leak) {
+    expect_report("device_leak", {"LeakSanitizer: detected memory leaks", "cudaMalloc"});
+}
+END_TEST
+
 // TSan build only: a missing barrier is a data race between two threads of the block, named
 // by their TSan fiber names; the same kernel with the barrier is clean.
 START_TEST(test_tsan_missing_syncthreads) {
@@ -244,7 +257,11 @@ static Suite *fail_suite(void) {
     tcase_add_test(tc, test_segv_coordinates);
     tcase_add_test(tc, test_stack_overflow);
     tcase_add_test(tc, test_dynamic_smem_overflow);
-    if (k_mode == QT_CUEMU_MODE_ASAN) tcase_add_test(tc, test_asan_static_smem_overflow);
+    if (k_mode == QT_CUEMU_MODE_ASAN) {
+        tcase_add_test(tc, test_asan_static_smem_overflow);
+        tcase_add_test(tc, test_asan_global_overflow);
+        tcase_add_test(tc, test_asan_device_leak);
+    }
     if (k_mode == QT_CUEMU_MODE_TSAN) {
         tcase_add_test(tc, test_tsan_missing_syncthreads);
         tcase_add_test(tc, test_tsan_missing_syncwarp);

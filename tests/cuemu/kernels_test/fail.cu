@@ -129,6 +129,12 @@ static __global__ void fail_smem_oob_dynamic(float *out) {
     out[threadIdx.x] = s[threadIdx.x];
 }
 
+// Thread (63,0,0) of block (1,0,0) writes one float past the end of a 128-float cudaMalloc
+// buffer. Report (ASan): heap-buffer-overflow, block (1,0,0), thread (63,0,0).
+static __global__ void fail_global_oob(float *out) {
+    out[blockIdx.x * blockDim.x + threadIdx.x + (blockIdx.x == 1 && threadIdx.x == 63 ? 1 : 0)] = 1.0f;
+}
+
 // Each thread writes its shared slot and reads its neighbour's without a __syncthreads in
 // between. Report (TSan): data race, between two of the block's threads. With with_sync, the
 // barrier is there and the kernel is clean.
@@ -191,7 +197,13 @@ extern "C" int cuemu_test_fail_case(const char *name) {
         QT_LAUNCH(fail_smem_oob_static, 1, 64, 0, nullptr, out);
     else if (!strcmp(name, "smem_oob_dynamic"))
         QT_LAUNCH(fail_smem_oob_dynamic, 1, 64, 64 * sizeof(float), nullptr, out);
-    else if (!strcmp(name, "race_syncthreads"))
+    else if (!strcmp(name, "global_oob")) {
+        float *small = device_floats(128);
+        QT_LAUNCH(fail_global_oob, 2, 64, 0, nullptr, small);
+    } else if (!strcmp(name, "device_leak")) {
+        // Never freed: LeakSanitizer must report it at exit (ASan build).
+        if (!device_floats(1000)) return 1;
+    } else if (!strcmp(name, "race_syncthreads"))
         QT_LAUNCH(race_syncthreads, 1, 64, 0, nullptr, out, 0);
     else if (!strcmp(name, "race_syncthreads_fixed"))
         QT_LAUNCH(race_syncthreads, 1, 64, 0, nullptr, out, 1);
@@ -201,5 +213,7 @@ extern "C" int cuemu_test_fail_case(const char *name) {
         QT_LAUNCH(race_syncwarp, 1, 32, 0, nullptr, out, 1);
     else
         return -1;
-    return cudaGetLastError() == cudaSuccess ? 0 : 1;
+    const int rc = cudaGetLastError() == cudaSuccess ? 0 : 1;
+    if (cudaFree(out) != cudaSuccess || cudaFree(flag) != cudaSuccess) return 1;
+    return rc;
 }
