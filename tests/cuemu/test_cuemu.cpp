@@ -433,6 +433,36 @@ START_TEST(test_static_shared_fresh_per_block) {
 }
 END_TEST
 
+START_TEST(test_multidim_shared_transpose) {
+    const int sizes[] = {1, 31, 70};
+    for (int n : sizes) {
+        std::vector<float> in(static_cast<size_t>(n) * n);
+        for (size_t i = 0; i < in.size(); i++) in[i] = static_cast<float>(i);
+        float *din = to_dev(in), *dout = dev_alloc<float>(in.size());
+        int *dcube = dev_alloc<int>(6);
+        CK_CUDA(cuemu_test_transpose(din, dout, n, dcube));
+        std::vector<float> out = from_dev(dout, in.size());
+        for (int r = 0; r < n; r++)
+            for (int c = 0; c < n; c++)
+                ck_assert_msg(out[static_cast<size_t>(r) * n + c] == in[static_cast<size_t>(c) * n + r],
+                              "transpose n %d at (%d,%d): got %g want %g", n, r, c,
+                              out[static_cast<size_t>(r) * n + c], in[static_cast<size_t>(c) * n + r]);
+        std::vector<int> cube = from_dev(dcube, 6);
+        for (int yy = 0; yy < 2; yy++)
+            for (int xx = 0; xx < 3; xx++) {
+                int want = 0;
+                for (int ty = 0; ty < 8; ty++)
+                    for (int tx = 0; tx < 32; tx++) want += (ty % 2 == yy && tx % 3 == xx);
+                ck_assert_msg(cube[yy * 3 + xx] == want, "3-D shared count (%d,%d): got %d want %d", yy, xx,
+                              cube[yy * 3 + xx], want);
+            }
+        CK_CUDA(cudaFree(din));
+        CK_CUDA(cudaFree(dout));
+        CK_CUDA(cudaFree(dcube));
+    }
+}
+END_TEST
+
 START_TEST(test_syncthreads_predicates) {
     const int blocks = 3, threads = 70;
     std::vector<int> pred(threads);
@@ -605,6 +635,7 @@ static Suite *cuemu_suite(void) {
     tcase_add_test(tc, test_atomics_histogram);
     tcase_add_test(tc, test_dynamic_shared);
     tcase_add_test(tc, test_static_shared_fresh_per_block);
+    tcase_add_test(tc, test_multidim_shared_transpose);
     tcase_add_test(tc, test_syncthreads_predicates);
     tcase_add_test(tc, test_half_intrinsics);
     tcase_add_test(tc, test_template_and_argless_kernels);

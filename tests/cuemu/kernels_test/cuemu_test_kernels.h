@@ -74,6 +74,10 @@ cudaError_t cuemu_test_reverse_dyn(const float *x, float *y, unsigned *probe, in
 // probe[b*threads + t] = bits of a static shared float read before any write, in every block
 // (each block must see the emulator's fresh 0xFFFFFFFF pattern, not the previous block's data).
 cudaError_t cuemu_test_static_poison(unsigned *probe, int blocks, int threads);
+// out = in^T, in/out: (n, n), through a 2-D QT_SHARED tile with 2-D blocks; cube (6) int: how
+// many threads of block (0,0) fall in each (threadIdx.y % 2, threadIdx.x % 3) class, counted in
+// a 3-D QT_SHARED array.
+cudaError_t cuemu_test_transpose(const float *in, float *out, int n, int *cube);
 // __syncthreads_count/and/or of pred (threads) int: res[3b+0..2] per block b.
 cudaError_t cuemu_test_sync_preds(const int *pred, int *res, int blocks, int threads);
 // Half and bfloat16 intrinsics on a (n) __half given as raw bits: out[8i+0..7] = float of hexp(a), __hfma(a, a, a),

@@ -62,6 +62,27 @@ static __global__ void static_poison(unsigned *probe) {
     s[t] = 1.0f;
 }
 
+// out = in^T for an (n, n) matrix, through a 32x33 shared tile (2-D blocks of 32x8, each thread
+// moving 4 elements); cube (3-D shared) counts the threads of each (y % 2, x % 3, z) class.
+static __global__ void transpose_tile(const float *in, float *out, int n, int *cube_out) {
+    QT_SHARED(float, tile, 32, 33);
+    QT_SHARED(int, cube, 2, 3, 1);
+    const int x = static_cast<int>(blockIdx.x * 32 + threadIdx.x);
+    const int y0 = static_cast<int>(blockIdx.y * 32 + threadIdx.y);
+    if (threadIdx.x < 3 && threadIdx.y < 2) cube[threadIdx.y][threadIdx.x][0] = 0;
+    __syncthreads();
+    atomicAdd(&cube[threadIdx.y % 2][threadIdx.x % 3][0], 1);
+    for (int k = 0; k < 32; k += 8)
+        if (x < n && y0 + k < n) tile[threadIdx.y + k][threadIdx.x] = in[static_cast<size_t>(y0 + k) * n + x];
+    __syncthreads();
+    const int tx = static_cast<int>(blockIdx.y * 32 + threadIdx.x);
+    const int ty0 = static_cast<int>(blockIdx.x * 32 + threadIdx.y);
+    for (int k = 0; k < 32; k += 8)
+        if (tx < n && ty0 + k < n) out[static_cast<size_t>(ty0 + k) * n + tx] = tile[threadIdx.x][threadIdx.y + k];
+    if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x < 3 && threadIdx.y < 2)
+        cube_out[threadIdx.y * 3 + threadIdx.x] = cube[threadIdx.y][threadIdx.x][0];
+}
+
 static __global__ void sync_preds(const int *pred, int *res) {
     const int p = pred[threadIdx.x];
     const int c = __syncthreads_count(p);
@@ -140,6 +161,12 @@ extern "C" cudaError_t cuemu_test_reverse_dyn(const float *x, float *y, unsigned
 
 extern "C" cudaError_t cuemu_test_static_poison(unsigned *probe, int blocks, int threads) {
     QT_LAUNCH(static_poison, blocks, threads, 0, nullptr, probe);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t cuemu_test_transpose(const float *in, float *out, int n, int *cube) {
+    QT_LAUNCH(transpose_tile, dim3((n + 31) / 32, (n + 31) / 32), dim3(32, 8), 0, nullptr, in, out,
+              n, cube);
     return cudaGetLastError();
 }
 
