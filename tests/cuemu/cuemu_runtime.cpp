@@ -173,7 +173,6 @@ size_t g_stack_size = 0;
 double g_watchdog_s = 60.0;
 
 QT_CUEMU_TLS fiber *tl_cur = nullptr;  // the running CUDA thread, null outside kernels
-QT_CUEMU_TLS worker *tl_worker = nullptr;
 
 // ---- messages --------------------------------------------------------------------------------
 
@@ -658,9 +657,9 @@ void install_signal_handlers() {
     const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
     for (int s : sigs) {
         struct sigaction old;
-        if (sigaction(s, nullptr, &old) != 0) continue;
-        if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL) continue;  // not ours to replace
-        if ((old.sa_flags & SA_SIGINFO)) continue;
+        // Only over the default action: a handler someone else installed is not ours to replace.
+        if (sigaction(s, nullptr, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+            continue;
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_fatal_signal;
@@ -677,14 +676,16 @@ void on_sanitizer_death() { write_location("cuemu: the error above happened", ""
 
 void *worker_main(void *arg) {
     worker *w = static_cast<worker *>(arg);
-    tl_worker = w;
-    // An alternate signal stack: a crash on a fiber stack's guard page needs one to report.
+    // An alternate signal stack, unless a sanitizer installed one: a crash on a fiber stack's
+    // guard page can only be reported from there.
     stack_t ss;
-    memset(&ss, 0, sizeof ss);
-    ss.ss_size = 64 * 1024;
-    w->altstack = malloc(ss.ss_size);
-    ss.ss_sp = w->altstack;
-    sigaltstack(&ss, nullptr);
+    if (sigaltstack(nullptr, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
+        memset(&ss, 0, sizeof ss);
+        ss.ss_size = 64 * 1024;
+        w->altstack = malloc(ss.ss_size);
+        ss.ss_sp = w->altstack;
+        sigaltstack(&ss, nullptr);
+    }
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
