@@ -15,6 +15,8 @@
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
 
+#include <string.h>
+
 #include "qtrain/cuda_ops.h"
 
 // ---- launch constants ----------------------------------------------------------------------
@@ -273,10 +275,14 @@ static qt_status check_dtype(const char *op, qt_dtype dt) {
 
 static qt_status check_gate(const char *op, const qt_gate_shape *g, int N, int C) {
     if (!g) return qt_error(QT_ERR_ARG, "%s: gate shape is NULL; pass one", op);
-    if (g->kind != QT_GATE_LINEAR && g->kind != QT_GATE_MLP && g->kind != QT_GATE_ALL_HEADS)
+    // Read as the int a C caller stored: loading an out-of-range value through the enum type
+    // is undefined in C++ (UBSan reports it).
+    int kind;
+    static_assert(sizeof kind == sizeof g->kind, "qt_gate_kind is not int-sized");
+    memcpy(&kind, &g->kind, sizeof kind);
+    if (kind != QT_GATE_LINEAR && kind != QT_GATE_MLP && kind != QT_GATE_ALL_HEADS)
         return qt_error(QT_ERR_ARG,
-                        "%s: gate kind %d is not linear (1), mlp (2) or all_heads (3)", op,
-                        (int)g->kind);
+                        "%s: gate kind %d is not linear (1), mlp (2) or all_heads (3)", op, kind);
     if (N < 0 || C < 1 || g->n_heads < 1 || C % g->n_heads != 0)
         return qt_error(QT_ERR_ARG,
                         "%s: shape (N %d, C %d, heads %d); need N >= 0 and C a positive "

@@ -21,6 +21,8 @@
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
 
+#include <string.h>
+
 #include "kernels/common/softmax_clip_math.h"
 #include "qtrain/cuda_ops.h"
 
@@ -169,11 +171,15 @@ static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params
     if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
         return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, (int)dt);
     if (!prm) return qt_error(QT_ERR_ARG, "%s: softmax params are NULL; pass one", op);
-    if (prm->kind != QT_SOFTMAX_VANILLA && prm->kind != QT_SOFTMAX_CLIPPED &&
-        prm->kind != QT_SOFTMAX_NCS)
+    // Read as the int a C caller stored: loading an out-of-range value through the enum type
+    // is undefined in C++ (UBSan reports it).
+    int kind;
+    static_assert(sizeof kind == sizeof prm->kind, "qt_softmax_kind is not int-sized");
+    memcpy(&kind, &prm->kind, sizeof kind);
+    if (kind != QT_SOFTMAX_VANILLA && kind != QT_SOFTMAX_CLIPPED && kind != QT_SOFTMAX_NCS)
         return qt_error(QT_ERR_ARG,
                         "%s: softmax kind %d is not vanilla (0), clipped (1) or ncs (2)", op,
-                        (int)prm->kind);
+                        kind);
     if (rows < 0 || cols < 1)
         return qt_error(QT_ERR_ARG, "%s: shape (rows %d, cols %d); need rows >= 0, cols >= 1", op,
                         rows, cols);

@@ -289,6 +289,9 @@ START_TEST(test_bad_args) {
     ck_assert_int_eq(qt_cuda_gate_fwd(NULL, QT_DTYPE_F32, &g, &v, &v, &v, &v, &v, &v, &v, 1, 4),
                      QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "gate_fwd"));
+    g.kind = (qt_gate_kind)9;
+    ck_assert_int_eq(qt_cuda_gate_fwd(NULL, QT_DTYPE_F32, &g, &v, &v, &v, &v, &v, &v, &v, 1, 4),
+                     QT_ERR_ARG);
     g.kind = QT_GATE_LINEAR;
     ck_assert_int_eq(qt_cuda_gate_fwd(NULL, QT_DTYPE_F32, &g, &v, &v, &v, &v, &v, &v, &v, 1, 5),
                      QT_ERR_ARG); // C not a multiple of H
