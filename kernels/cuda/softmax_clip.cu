@@ -4,7 +4,8 @@
 //
 // CPU twin: kernels/cpu/softmax_clip.c (row math in kernels/cpu/softmax_row_impl.h); the map's
 // coefficients come from kernels/common/softmax_clip_math.h, shared with it.
-//   row r attends columns [0, n), n = lens[r]; z_j = scale * scores_j;
+//   row r attends columns [0, n), n = lens[r]; z_j = scale * scores_j (rounded once, never
+//   fused into the subtraction of the max, so both passes see the same z_j, as the CPU's do);
 //   p_j = exp(z_j - max z) / sum_k exp(z_k - max z) on [0, n), 0 elsewhere   (saved, fp32)
 //   probs_j = clip(a p_j + c, 0, 1) on [0, n), exactly 0 elsewhere (by index: NCS with
 //             beta > eta has c > 0, so clip(c) would not be 0)
@@ -96,7 +97,7 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
 
     float m = -INFINITY, s = 0.0f;
     for (int j = lane; j < n; j += WARP) {
-        const float z = scale * to_f32(zr[j]);
+        const float z = __fmul_rn(scale, to_f32(zr[j]));
         if (z > m) {
             s = s * expf(m - z) + 1.0f; // the first element: 0 * exp(-inf) + 1
             m = z;
@@ -114,7 +115,7 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
     const float inv = 1.0f / s;
 
     for (int j = lane; j < n; j += WARP) {
-        const float pj = expf(scale * to_f32(zr[j]) - m) * inv;
+        const float pj = expf(__fmul_rn(scale, to_f32(zr[j])) - m) * inv;
         pr[j] = pj;
         const float y = clip_arg(a, pj, c);
         store(yr + j, fminf(fmaxf(y, 0.0f), 1.0f));
@@ -191,7 +192,7 @@ static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params
 template <typename T>
 static void launch_fwd(cudaStream_t st, const qt_softmax_params *prm, void *probs, float *p,
                        const void *scores, const int *lens, int rows, int cols) {
-    QT_LAUNCH(softmax_clip_fwd_rowwarp<T>, QT_CEIL_DIV(rows, ROWS_PER_BLOCK),
+    QT_LAUNCH(softmax_clip_fwd_rowwarp<T>, (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK),
               ROWS_PER_BLOCK * WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
               prm->eta, prm->beta, (T *)probs, p, (const T *)scores, lens, rows, cols);
 }
@@ -199,7 +200,7 @@ static void launch_fwd(cudaStream_t st, const qt_softmax_params *prm, void *prob
 template <typename T>
 static void launch_bwd(cudaStream_t st, const qt_softmax_params *prm, void *dscores,
                        const void *dprobs, const float *p, const int *lens, int rows, int cols) {
-    QT_LAUNCH(softmax_clip_bwd_rowwarp<T>, QT_CEIL_DIV(rows, ROWS_PER_BLOCK),
+    QT_LAUNCH(softmax_clip_bwd_rowwarp<T>, (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK),
               ROWS_PER_BLOCK * WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
               prm->eta, prm->beta, (T *)dscores, (const T *)dprobs, p, lens, rows, cols);
 }
