@@ -155,6 +155,10 @@ START_TEST(test_bad_args) {
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "dropout_bwd"));
     ck_assert_int_eq(qt_cuda_dropout_fwd(NULL, QT_DTYPE_F32, NULL, &v, 1, 0.1f, 1, 1), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_dropout_fwd(NULL, QT_DTYPE_F32, NULL, NULL, 0, 0.1f, 1, 1), QT_OK);
+    // more blocks than one launch takes: refused before anything is read
+    ck_assert_int_eq(qt_cuda_dropout_fwd(NULL, QT_DTYPE_F32, &v, &v, (size_t)1 << 45, 0.1f, 1, 1),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "split"));
 }
 END_TEST
 

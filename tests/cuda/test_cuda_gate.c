@@ -312,6 +312,18 @@ START_TEST(test_bad_args) {
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "gate_mul_bwd"));
     ck_assert_int_eq(qt_cuda_gate_mul_bwd(NULL, QT_DTYPE_F32, &v, &v, NULL, &v, &v, 1, 4, 4),
                      QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_gate_mul_fwd(NULL, QT_DTYPE_F32, &v, &v, NULL, 1, 4, 4),
+                     QT_ERR_ARG);
+    g.kind = QT_GATE_LINEAR;
+    ck_assert_int_eq(qt_cuda_gate_bwd(NULL, QT_DTYPE_F32, &g, &v, &v, &v, NULL, NULL, NULL, &v,
+                                      NULL, &v, &v, NULL, 1, 4),
+                     QT_ERR_ARG); // no dgate
+    // more blocks than one launch takes: refused before anything is read
+    g.n_heads = 8;
+    ck_assert_int_eq(qt_cuda_gate_fwd(NULL, QT_DTYPE_F32, &g, &v, NULL, &v, &v, &v, NULL, NULL,
+                                      2147483647, 8),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "split"));
     // nothing to do
     ck_assert_int_eq(qt_cuda_gate_mul_fwd(NULL, QT_DTYPE_F32, NULL, NULL, NULL, 0, 4, 4), QT_OK);
     ck_assert_int_eq(qt_cuda_gate_mul_bwd(NULL, QT_DTYPE_F32, NULL, NULL, NULL, NULL, NULL, 3, 4,
