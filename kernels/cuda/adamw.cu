@@ -14,7 +14,8 @@
 //   even), so the working copy is always the rounded master.
 // The update uses the CPU's operations in the CPU's order with the _rn intrinsics (no FMA
 // contraction, IEEE division and sqrt even under --use_fast_math), and the bias corrections
-// come from the host in double like the CPU's, so m and v match the CPU bit for bit and the
+// come from the host in double like the CPU's, so each value rounds as on the CPU: m and v
+// match bit for bit unless the CPU build fuses a*b + c into an FMA (gcc -march=native), the
 // weights to the last bit or so (the CPU's vsqrtf is within 1 ulp of sqrt).
 // qt_cuda_sumsq: sum of x^2 in double; two stages with a block count that depends only on n,
 // each summing in a fixed order (grid-stride per thread, then fixed-shape trees), so the result

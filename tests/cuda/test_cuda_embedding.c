@@ -241,6 +241,9 @@ START_TEST(test_embedding_bad_args) {
                      QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_embedding_fwd(NULL, QT_DTYPE_F16, buf, NULL, buf, buf, 1, 1, 4),
                      QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_embedding_fwd(NULL, QT_DTYPE_F32, (char *)buf + 2, buf, buf, buf,
+                                           1, 1, 4),
+                     QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_embedding_fwd(NULL, QT_DTYPE_F32, buf, buf, buf, buf, 70000, 70000,
                                            4),
                      QT_ERR_ARG);
