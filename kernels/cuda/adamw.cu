@@ -23,6 +23,7 @@
 // anywhere gives an inf or NaN total, never a cancelled finite one: the overflow check.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -40,16 +41,7 @@
 #define SUMSQ_MIN_PER_BLOCK (SUMSQ_THREADS * 16)
 #define SUMSQ_MAX_BLOCKS 1024
 
-// ---- device helpers -------------------------------------------------------------------------
-// Storage <-> fp32. Stores round to nearest even.
-static __device__ __forceinline__ float ld(const float *p) { return *p; }
-static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
-static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
+// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
 
 // Sum over a warp by an xor butterfly (commutative adds: every lane gets the same bits).
 static __device__ __forceinline__ double warp_sum(double v) {
@@ -83,18 +75,18 @@ static __global__ void __launch_bounds__(ADAMW_THREADS)
                     float bc2) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float g = __fmul_rn(ld(grad + i), gs);
+        const float g = __fmul_rn(qt_ld(grad + i), gs);
         const float mi = __fadd_rn(__fmul_rn(b1, m[i]), __fmul_rn(1.0f - b1, g));
         const float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(1.0f - b2, g), g));
         m[i] = mi;
         v[i] = vi;
         const float mhat = __fdiv_rn(mi, bc1), vhat = __fdiv_rn(vi, bc2);
-        const float w = master ? master[i] : ld(param + i);
+        const float w = master ? master[i] : qt_ld(param + i);
         const float step = __fadd_rn(__fdiv_rn(mhat, __fadd_rn(__fsqrt_rn(vhat), eps)),
                                      __fmul_rn(wd, w));
         const float wn = __fsub_rn(w, __fmul_rn(lr, step));
         if (master) master[i] = wn;
-        st(param + i, wn);
+        qt_st(param + i, wn);
     }
 }
 
@@ -107,7 +99,7 @@ static __global__ void __launch_bounds__(SUMSQ_THREADS)
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     double acc = 0.0;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const double xi = (double)ld(x + i);
+        const double xi = (double)qt_ld(x + i);
         acc += xi * xi; // exact: a float's square fits a double's mantissa
     }
     acc = block_sum(acc);

@@ -13,6 +13,7 @@
 // instead of an out-of-bounds read.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include "qtrain/cuda_ops.h"
 
@@ -26,14 +27,6 @@
 #define FULL_MASK 0xffffffffu
 
 // ---- device helpers ------------------------------------------------------------------------
-static __device__ __forceinline__ float to_f32(float x) { return x; }
-static __device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
-static __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void store(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
 
 static __device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fc00000); }
 
@@ -64,11 +57,11 @@ static __global__ void __launch_bounds__(THREADS)
     T *pr = probs + off; // may alias z: see the file header
     const int t = targets[blockIdx.x];
     float zt = 0.0f;
-    if (tid == 0 && t >= 0 && t < V) zt = to_f32(z[t]); // before any thread writes probs
+    if (tid == 0 && t >= 0 && t < V) zt = qt_to_f32(z[t]); // before any thread writes probs
 
     float m = -INFINITY, s = 0.0f;
     for (int j = tid; j < V; j += THREADS) {
-        const float v = to_f32(z[j]);
+        const float v = qt_to_f32(z[j]);
         if (v > m) {
             s = s * expf(m - v) + 1.0f; // the first element: 0 * exp(-inf) + 1
             m = v;
@@ -91,7 +84,7 @@ static __global__ void __launch_bounds__(THREADS)
     for (int w = 1; w < NWARPS; w++) merge(m, s, red_m[w], red_s[w]);
 
     const float inv = 1.0f / s;
-    for (int j = tid; j < V; j += THREADS) store(pr + j, expf(to_f32(z[j]) - m) * inv);
+    for (int j = tid; j < V; j += THREADS) qt_st(pr + j, expf(qt_to_f32(z[j]) - m) * inv);
     if (tid == 0) losses[blockIdx.x] = t < 0 ? 0.0f : t >= V ? nan_f32() : logf(s) - (zt - m);
 }
 
@@ -108,15 +101,15 @@ static __global__ void __launch_bounds__(THREADS)
     const int t = targets[blockIdx.x];
     if (t < 0) { // ignored: no gradient; an in-place buffer must not keep the probs
         if (overwrite)
-            for (int j = (int)threadIdx.x; j < V; j += THREADS) store(d + j, 0.0f);
+            for (int j = (int)threadIdx.x; j < V; j += THREADS) qt_st(d + j, 0.0f);
         return;
     }
     const float dl = t < V ? dlosses[blockIdx.x] : nan_f32();
     for (int j = (int)threadIdx.x; j < V; j += THREADS) {
-        float v = dl * to_f32(pr[j]);
-        if (!overwrite) v = to_f32(d[j]) + v;
+        float v = dl * qt_to_f32(pr[j]);
+        if (!overwrite) v = qt_to_f32(d[j]) + v;
         if (j == t) v -= dl;
-        store(d + j, v);
+        qt_st(d + j, v);
     }
 }
 

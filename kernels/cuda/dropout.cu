@@ -13,6 +13,7 @@
 // one thread, so aliasing is safe.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include "kernels/common/philox.h"
 #include "qtrain/cuda_ops.h"
@@ -27,23 +28,15 @@
 #define MAX_BLOCKS 2147483647ull
 
 // ---- device helpers ------------------------------------------------------------------------
-static __device__ __forceinline__ float to_f32(float x) { return x; }
-static __device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
-static __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void store(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
 
 // y_i = (overwrite ? 0 : y_i) + (keep_i ? x_i s : 0) for one element; keep is decided by the
 // caller from the element's Philox word (always kept when !masked).
 template <typename T>
 static __device__ __forceinline__ void apply_one(T *y, const T *x, size_t i, bool keep, float s,
                                                  bool masked, bool overwrite) {
-    const float xv = to_f32(x[i]);
+    const float xv = qt_to_f32(x[i]);
     const float v = !masked ? xv : keep ? __fmul_rn(xv, s) : 0.0f;
-    store(y + i, overwrite ? v : __fadd_rn(to_f32(y[i]), v));
+    qt_st(y + i, overwrite ? v : __fadd_rn(qt_to_f32(y[i]), v));
 }
 
 // ---- kernels -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 // order (per-thread strided rows, then a fixed-shape tree), no atomics.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include <stdint.h>
 
@@ -39,16 +40,7 @@
 #define GELU_C 0.044715f
 #define EXP_ARG_MAX 88.3f // the CPU's vexpf cap: exp stays finite
 
-// ---- device helpers -------------------------------------------------------------------------
-// Storage <-> fp32. Stores round to nearest even.
-static __device__ __forceinline__ float ld(const float *p) { return *p; }
-static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
-static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
+// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
 
 // exp(min(a, 88.3)), NaN passing through (the compare is false for NaN).
 static __device__ __forceinline__ float exp_capped(float a) {
@@ -78,7 +70,7 @@ static __global__ void __launch_bounds__(EW_THREADS)
     gelu_fwd_elem(T *out, const T *x, size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        st(out + i, gelu(ld(x + i)));
+        qt_st(out + i, gelu(qt_ld(x + i)));
 }
 
 // overwrite: dx aliases dout, dx = dout gelu'(x); otherwise dx += dout gelu'(x).
@@ -87,8 +79,8 @@ static __global__ void __launch_bounds__(EW_THREADS)
     gelu_bwd_elem(T *dx, const T *dout, const T *x, size_t n, int overwrite) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float prev = overwrite ? 0.0f : ld(dx + i);
-        st(dx + i, prev + ld(dout + i) * gelu_grad(ld(x + i)));
+        const float prev = overwrite ? 0.0f : qt_ld(dx + i);
+        qt_st(dx + i, prev + qt_ld(dout + i) * gelu_grad(qt_ld(x + i)));
     }
 }
 
@@ -97,8 +89,8 @@ static __global__ void __launch_bounds__(EW_THREADS)
     relu_fwd_elem(T *out, const T *x, size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float v = ld(x + i);
-        st(out + i, v < 0.0f ? 0.0f : v); // NaN stays NaN
+        const float v = qt_ld(x + i);
+        qt_st(out + i, v < 0.0f ? 0.0f : v); // NaN stays NaN
     }
 }
 
@@ -108,8 +100,8 @@ static __global__ void __launch_bounds__(EW_THREADS)
     relu_bwd_elem(T *dx, const T *dout, const T *x, size_t n, int overwrite) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float prev = overwrite ? 0.0f : ld(dx + i);
-        st(dx + i, prev + (ld(x + i) > 0.0f ? ld(dout + i) : 0.0f));
+        const float prev = overwrite ? 0.0f : qt_ld(dx + i);
+        qt_st(dx + i, prev + (qt_ld(x + i) > 0.0f ? qt_ld(dout + i) : 0.0f));
     }
 }
 
@@ -118,7 +110,7 @@ static __global__ void __launch_bounds__(EW_THREADS)
     add_elem(T *out, const T *a, const T *b, size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        st(out + i, ld(a + i) + ld(b + i));
+        qt_st(out + i, qt_ld(a + i) + qt_ld(b + i));
 }
 
 // out (N, OC) += bias (OC), over the flattened N * OC elements (column i % OC).
@@ -127,7 +119,7 @@ static __global__ void __launch_bounds__(EW_THREADS)
     bias_add_elem(T *out, const T *bias, size_t n, int OC) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        st(out + i, ld(out + i) + ld(bias + i % (size_t)OC));
+        qt_st(out + i, qt_ld(out + i) + qt_ld(bias + i % (size_t)OC));
 }
 
 // dst (n) = src (n) converted: through fp32, which holds fp16 and bf16 values exactly, so the
@@ -137,7 +129,7 @@ static __global__ void __launch_bounds__(EW_THREADS)
     cast_elem(D *dst, const S *src, size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        st(dst + i, ld(src + i));
+        qt_st(dst + i, qt_ld(src + i));
 }
 
 // db (OC) += column sums of dout (N, OC).
@@ -154,14 +146,14 @@ static __global__ void __launch_bounds__(EW_COLS *EW_ROW_LANES)
     const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * EW_COLS + tx;
     float acc = 0.0f;
     if (c < OC)
-        for (int n = ty; n < N; n += EW_ROW_LANES) acc += ld(dout + (size_t)n * OC + c);
+        for (int n = ty; n < N; n += EW_ROW_LANES) acc += qt_ld(dout + (size_t)n * OC + c);
     part[ty][tx] = acc;
     __syncthreads();
     for (int half = EW_ROW_LANES / 2; half > 0; half >>= 1) {
         if (ty < half) part[ty][tx] += part[ty + half][tx];
         __syncthreads();
     }
-    if (ty == 0 && c < OC) st(db + c, ld(db + c) + part[0][tx]);
+    if (ty == 0 && c < OC) qt_st(db + c, qt_ld(db + c) + part[0][tx]);
 }
 
 // ---- launchers ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 // scratch is needed. dwpe: one thread per (t, c) sums the B rows in order.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -31,16 +32,7 @@
 // vote). Wider than the forward, so the token scan takes fewer steps.
 #define EMB_BWD_THREADS 256
 
-// ---- device helpers -------------------------------------------------------------------------
-// Storage <-> fp32. Stores round to nearest even.
-static __device__ __forceinline__ float ld(const float *p) { return *p; }
-static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
-static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
+// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
 
 // ---- kernels --------------------------------------------------------------------------------
 
@@ -54,9 +46,9 @@ static __global__ void __launch_bounds__(EMB_THREADS)
     const int n = blockIdx.x, c = blockIdx.y * EMB_THREADS + threadIdx.x;
     if (c >= C) return;
     const int tok = tokens[n], t = n % Tlen;
-    const float v = tok >= 0 ? ld(wte + (size_t)tok * C + c) + ld(wpe + (size_t)t * C + c)
+    const float v = tok >= 0 ? qt_ld(wte + (size_t)tok * C + c) + qt_ld(wpe + (size_t)t * C + c)
                              : __int_as_float(0x7fc00000); // NaN: see the file header
-    st(out + (size_t)n * C + c, v);
+    qt_st(out + (size_t)n * C + c, v);
 }
 
 // dwte (V, C) += dout rows summed per token, from dout (N, C) and tokens (N).
@@ -89,7 +81,7 @@ static __global__ void __launch_bounds__(EMB_BWD_THREADS)
             for (int w = 0; w < EMB_BWD_THREADS / 32; w++) {
                 for (unsigned bits = masks[w]; bits != 0; bits &= bits - 1) {
                     const int mm = m0 + w * 32 + (__ffs((int)bits) - 1);
-                    acc += ld(dout + (size_t)mm * C + c);
+                    acc += qt_ld(dout + (size_t)mm * C + c);
                 }
             }
         }
@@ -97,7 +89,7 @@ static __global__ void __launch_bounds__(EMB_BWD_THREADS)
     }
     if (c < C) {
         T *d = dwte + (size_t)tok * C + c;
-        st(d, ld(d) + acc);
+        qt_st(d, qt_ld(d) + acc);
     }
 }
 
@@ -110,9 +102,9 @@ static __global__ void __launch_bounds__(EMB_THREADS)
     const int t = blockIdx.x, c = blockIdx.y * EMB_THREADS + threadIdx.x;
     if (c >= C) return;
     float acc = 0.0f;
-    for (int b = 0; b < B; b++) acc += ld(dout + ((size_t)b * Tlen + t) * C + c);
+    for (int b = 0; b < B; b++) acc += qt_ld(dout + ((size_t)b * Tlen + t) * C + c);
     T *d = dwpe + (size_t)t * C + c;
-    st(d, ld(d) + acc);
+    qt_st(d, qt_ld(d) + acc);
 }
 
 // ---- launchers ------------------------------------------------------------------------------

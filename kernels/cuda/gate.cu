@@ -14,6 +14,7 @@
 // reproduces its bits; the order differs from the CPU's, hence tolerances in the tests.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include <string.h>
 
@@ -36,18 +37,10 @@
 #define MAX_BLOCKS 2147483647ull
 
 // ---- device helpers ------------------------------------------------------------------------
-static __device__ __forceinline__ float to_f32(float x) { return x; }
-static __device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
-static __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void store(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
 // *p += v, rounded once to the storage type; a NULL p is skipped by the callers.
 template <typename T>
 static __device__ __forceinline__ void add_to(T *p, float v) {
-    store(p, to_f32(*p) + v);
+    qt_st(p, qt_to_f32(*p) + v);
 }
 
 static __device__ __forceinline__ float warp_sum(float v) {
@@ -59,7 +52,7 @@ static __device__ __forceinline__ float warp_sum(float v) {
 template <typename T>
 static __device__ __forceinline__ float warp_dot(const T *a, const T *b, int len, int lane) {
     float s = 0.0f;
-    for (int i = lane; i < len; i += WARP) s += to_f32(a[i]) * to_f32(b[i]);
+    for (int i = lane; i < len; i += WARP) s += qt_to_f32(a[i]) * qt_to_f32(b[i]);
     return warp_sum(s);
 }
 
@@ -87,17 +80,17 @@ static __global__ void __launch_bounds__(WARPS_PER_BLOCK *WARP)
     const T *xn = x + n * (size_t)C;
     float z;
     if (kind == QT_GATE_LINEAR) {
-        z = to_f32(b1[h]) + warp_dot(xn + (size_t)h * D, w1 + (size_t)h * D, D, lane);
+        z = qt_to_f32(b1[h]) + warp_dot(xn + (size_t)h * D, w1 + (size_t)h * D, D, lane);
     } else if (kind == QT_GATE_ALL_HEADS) {
-        z = to_f32(b1[h]) + warp_dot(xn, w1 + (size_t)h * C, C, lane);
+        z = qt_to_f32(b1[h]) + warp_dot(xn, w1 + (size_t)h * C, C, lane);
     } else {
-        z = to_f32(b2[h]);
+        z = qt_to_f32(b2[h]);
         float *hid = hidden + q * (size_t)nh; // (n, h, :) of (N, H, nh)
         for (int j = 0; j < nh; j++) {
             const size_t hj = (size_t)h * nh + j;
-            const float v = to_f32(b1[hj]) + warp_dot(xn + (size_t)h * D, w1 + hj * D, D, lane);
+            const float v = qt_to_f32(b1[hj]) + warp_dot(xn + (size_t)h * D, w1 + hj * D, D, lane);
             if (lane == 0) hid[j] = v;
-            z += fmaxf(v, 0.0f) * to_f32(w2[hj]);
+            z += fmaxf(v, 0.0f) * qt_to_f32(w2[hj]);
         }
     }
     if (lane == 0) gate[q] = 1.0f / (1.0f + expf(-z));
@@ -117,17 +110,17 @@ static __global__ void __launch_bounds__(THREADS)
     float acc = 0.0f;
     if (kind == QT_GATE_ALL_HEADS) {
         for (int h = 0; h < H; h++)
-            acc += gate_dz(dgate, gate, n * H + h) * to_f32(w1[(size_t)h * C + c]);
+            acc += gate_dz(dgate, gate, n * H + h) * qt_to_f32(w1[(size_t)h * C + c]);
     } else {
         const int h = c / D, d = c % D;
         const float dz = gate_dz(dgate, gate, n * H + h);
         if (kind == QT_GATE_LINEAR) {
-            acc = dz * to_f32(w1[(size_t)h * D + d]);
+            acc = dz * qt_to_f32(w1[(size_t)h * D + d]);
         } else {
             const float *hid = hidden + (n * H + h) * (size_t)nh;
             for (int j = 0; j < nh; j++) {
                 const size_t hj = (size_t)h * nh + j;
-                if (hid[j] > 0.0f) acc += dz * to_f32(w2[hj]) * to_f32(w1[hj * D + d]);
+                if (hid[j] > 0.0f) acc += dz * qt_to_f32(w2[hj]) * qt_to_f32(w1[hj * D + d]);
             }
         }
     }
@@ -155,11 +148,11 @@ static __global__ void __launch_bounds__(WARP *ROWS_SPLIT)
         const int u = (int)(e / (size_t)len), k = (int)(e % (size_t)len);
         const int h = mlp ? u / nh : u;
         const int xcol = kind == QT_GATE_ALL_HEADS ? k : h * D + k;
-        const float w2u = mlp ? to_f32(w2[u]) : 0.0f;
+        const float w2u = mlp ? qt_to_f32(w2[u]) : 0.0f;
         for (int n = ty; n < N; n += ROWS_SPLIT) {
             float coef = gate_dz(dgate, gate, (size_t)n * H + h);
             if (mlp) coef = hidden[(size_t)n * units + u] > 0.0f ? coef * w2u : 0.0f;
-            acc += coef * to_f32(x[(size_t)n * C + xcol]);
+            acc += coef * qt_to_f32(x[(size_t)n * C + xcol]);
         }
     }
     red[ty][tx] = acc;
@@ -207,7 +200,7 @@ static __global__ void __launch_bounds__(BIAS_THREADS)
         return;
     }
     const int u = b, h = mlp ? u / nh : u;
-    const float w2u = mlp ? to_f32(w2[u]) : 0.0f;
+    const float w2u = mlp ? qt_to_f32(w2[u]) : 0.0f;
     float sb = 0.0f, sw2 = 0.0f;
     for (int n = (int)threadIdx.x; n < N; n += BIAS_THREADS) {
         const float dz = gate_dz(dgate, gate, (size_t)n * H + h);
@@ -238,7 +231,7 @@ static __global__ void __launch_bounds__(THREADS)
     if (i >= (size_t)N * (size_t)C) return;
     const size_t n = i / (size_t)C;
     const int h = (int)(i % (size_t)C) / (C / H);
-    store(out + i, gate[n * H + h] * to_f32(ctx[i]));
+    qt_st(out + i, gate[n * H + h] * qt_to_f32(ctx[i]));
 }
 
 // dctx (N, C) += gate dout; dgate[n, h] += dout . ctx over the head's D channels.
@@ -257,8 +250,8 @@ static __global__ void __launch_bounds__(WARPS_PER_BLOCK *WARP)
     const float g = gate[q];
     float dot = 0.0f;
     for (int d = lane; d < D; d += WARP) {
-        const float go = to_f32(dout[off + d]);
-        dot += go * to_f32(ctx[off + d]);
+        const float go = qt_to_f32(dout[off + d]);
+        dot += go * qt_to_f32(ctx[off + d]);
         if (dctx) add_to(dctx + off + d, g * go);
     }
     dot = warp_sum(dot);

@@ -15,6 +15,7 @@
 // results are bit-identical from run to run; no atomics.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include <stdint.h>
 
@@ -30,16 +31,7 @@
 #define LN_COLS 32
 #define LN_ROW_LANES 16
 
-// ---- device helpers -------------------------------------------------------------------------
-// Storage <-> fp32. Stores round to nearest even.
-static __device__ __forceinline__ float ld(const float *p) { return *p; }
-static __device__ __forceinline__ float ld(const __half *p) { return __half2float(*p); }
-static __device__ __forceinline__ float ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-static __device__ __forceinline__ void st(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void st(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void st(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
+// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
 
 // Sum over the 32 lanes of a warp by an xor butterfly. Float addition is commutative, so every
 // lane ends with the same bits, and the order is fixed (deterministic).
@@ -66,15 +58,15 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     T *o = out + (size_t)row * C;
     const float inv_c = 1.0f / (float)C;
     float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += ld(xr + c);
+    for (int c = lane; c < C; c += 32) s += qt_ld(xr + c);
     const float mu = warp_sum(s) * inv_c;
     float ss = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        const float d = ld(xr + c) - mu;
+        const float d = qt_ld(xr + c) - mu;
         ss += d * d;
     }
     const float rs = 1.0f / sqrtf(warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
-    for (int c = lane; c < C; c += 32) st(o + c, (ld(xr + c) - mu) * rs * ld(w + c) + ld(b + c));
+    for (int c = lane; c < C; c += 32) qt_st(o + c, (qt_ld(xr + c) - mu) * rs * qt_ld(w + c) + qt_ld(b + c));
     if (lane == 0) {
         mean[row] = mu;
         rstd[row] = rs;
@@ -97,18 +89,18 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     const float inv_c = 1.0f / (float)C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        st(r + c, ld(a + off + c) + ld(b + off + c));
-        s += ld(r + c);
+        qt_st(r + c, qt_ld(a + off + c) + qt_ld(b + off + c));
+        s += qt_ld(r + c);
     }
     const float mu = warp_sum(s) * inv_c;
     float ss = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        const float d = ld(r + c) - mu;
+        const float d = qt_ld(r + c) - mu;
         ss += d * d;
     }
     const float rs = 1.0f / sqrtf(warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
     for (int c = lane; c < C; c += 32)
-        st(o + c, (ld(r + c) - mu) * rs * ld(w + c) + ld(bias + c));
+        qt_st(o + c, (qt_ld(r + c) - mu) * rs * qt_ld(w + c) + qt_ld(bias + c));
     if (lane == 0) {
         mean[row] = mu;
         rstd[row] = rs;
@@ -127,15 +119,15 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     const float mu = mean[row], rs = rstd[row], inv_c = 1.0f / (float)C;
     float sg = 0.0f, sgx = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        const float g = ld(dout + off + c) * ld(w + c);
+        const float g = qt_ld(dout + off + c) * qt_ld(w + c);
         sg += g;
-        sgx += g * ((ld(x + off + c) - mu) * rs);
+        sgx += g * ((qt_ld(x + off + c) - mu) * rs);
     }
     const float mg = warp_sum(sg) * inv_c, mgx = warp_sum(sgx) * inv_c;
     for (int c = lane; c < C; c += 32) {
-        const float xh = (ld(x + off + c) - mu) * rs;
-        const float g = ld(dout + off + c) * ld(w + c);
-        st(dx + off + c, ld(dx + off + c) + rs * (g - mg - xh * mgx));
+        const float xh = (qt_ld(x + off + c) - mu) * rs;
+        const float g = qt_ld(dout + off + c) * qt_ld(w + c);
+        qt_st(dx + off + c, qt_ld(dx + off + c) + rs * (g - mg - xh * mgx));
     }
 }
 
@@ -158,8 +150,8 @@ static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
     if (c < C) {
         for (int n = ty; n < N; n += LN_ROW_LANES) {
             const size_t i = (size_t)n * C + c;
-            const float d = ld(dout + i);
-            aw += d * ((ld(x + i) - mean[n]) * rstd[n]);
+            const float d = qt_ld(dout + i);
+            aw += d * ((qt_ld(x + i) - mean[n]) * rstd[n]);
             ab += d;
         }
     }
@@ -174,8 +166,8 @@ static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
         __syncthreads();
     }
     if (ty == 0 && c < C) {
-        if (dw) st(dw + c, ld(dw + c) + sw[0][tx]);
-        if (db) st(db + c, ld(db + c) + sb[0][tx]);
+        if (dw) qt_st(dw + c, qt_ld(dw + c) + sw[0][tx]);
+        if (db) qt_st(db + c, qt_ld(db + c) + sb[0][tx]);
     }
 }
 

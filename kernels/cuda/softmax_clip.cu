@@ -21,6 +21,7 @@
 // instead of reading out of bounds.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
 
 #include <string.h>
 
@@ -36,14 +37,6 @@
 #define FULL_MASK 0xffffffffu
 
 // ---- device helpers ------------------------------------------------------------------------
-static __device__ __forceinline__ float to_f32(float x) { return x; }
-static __device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
-static __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-static __device__ __forceinline__ void store(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-static __device__ __forceinline__ void store(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
 
 static __device__ __forceinline__ float warp_sum(float v) {
     for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
@@ -88,7 +81,7 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
     if (n < 1 || n > cols) { // bad lens: NaN row (see the file header)
         for (int j = lane; j < cols; j += WARP) {
             pr[j] = __int_as_float(0x7fc00000);
-            store(yr + j, __int_as_float(0x7fc00000));
+            qt_st(yr + j, __int_as_float(0x7fc00000));
         }
         return;
     }
@@ -97,7 +90,7 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
 
     float m = -INFINITY, s = 0.0f;
     for (int j = lane; j < n; j += WARP) {
-        const float z = __fmul_rn(scale, to_f32(zr[j]));
+        const float z = __fmul_rn(scale, qt_to_f32(zr[j]));
         if (z > m) {
             s = s * expf(m - z) + 1.0f; // the first element: 0 * exp(-inf) + 1
             m = z;
@@ -115,14 +108,14 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
     const float inv = 1.0f / s;
 
     for (int j = lane; j < n; j += WARP) {
-        const float pj = expf(__fmul_rn(scale, to_f32(zr[j])) - m) * inv;
+        const float pj = expf(__fmul_rn(scale, qt_to_f32(zr[j])) - m) * inv;
         pr[j] = pj;
         const float y = clip_arg(a, pj, c);
-        store(yr + j, fminf(fmaxf(y, 0.0f), 1.0f));
+        qt_st(yr + j, fminf(fmaxf(y, 0.0f), 1.0f));
     }
     for (int j = n + lane; j < cols; j += WARP) { // masked: exactly 0 by index
         pr[j] = 0.0f;
-        store(yr + j, 0.0f);
+        qt_st(yr + j, 0.0f);
     }
 }
 
@@ -144,7 +137,7 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
     const float *pr = p + off;
     const int n = lens[r];
     if (n < 1 || n > cols) { // bad lens: NaN into the row (see the file header)
-        for (int j = lane; j < cols; j += WARP) store(dr + j, __int_as_float(0x7fc00000));
+        for (int j = lane; j < cols; j += WARP) qt_st(dr + j, __int_as_float(0x7fc00000));
         return;
     }
     float a, c;
@@ -153,14 +146,14 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
     float dot = 0.0f;
     for (int j = lane; j < n; j += WARP) {
         const float pj = pr[j], y = clip_arg(a, pj, c);
-        const float g = (y >= 0.0f && y <= 1.0f) ? a * to_f32(gr[j]) : 0.0f;
+        const float g = (y >= 0.0f && y <= 1.0f) ? a * qt_to_f32(gr[j]) : 0.0f;
         dot += pj * g;
     }
     dot = warp_sum(dot);
     for (int j = lane; j < n; j += WARP) {
         const float pj = pr[j], y = clip_arg(a, pj, c);
-        const float g = (y >= 0.0f && y <= 1.0f) ? a * to_f32(gr[j]) : 0.0f;
-        store(dr + j, to_f32(dr[j]) + scale * pj * (g - dot));
+        const float g = (y >= 0.0f && y <= 1.0f) ? a * qt_to_f32(gr[j]) : 0.0f;
+        qt_st(dr + j, qt_to_f32(dr[j]) + scale * pj * (g - dot));
     }
 }
 
