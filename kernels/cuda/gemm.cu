@@ -91,20 +91,17 @@ extern "C" void qt_cuda_gemm_destroy(void *handle) {
     free(h);
 }
 
+// The 16-bit storage types <-> fp32 (fp32 operands are multiplied where they lie).
 static float widen(qt_dtype dt, const void *p, size_t i) {
-    switch (dt) {
-    case QT_DTYPE_F16: return __half2float(((const __half *)p)[i]);
-    case QT_DTYPE_BF16: return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-    default: return ((const float *)p)[i];
-    }
+    return dt == QT_DTYPE_F16 ? __half2float(((const __half *)p)[i])
+                              : __bfloat162float(((const __nv_bfloat16 *)p)[i]);
 }
 
 static void narrow(qt_dtype dt, void *p, size_t i, float x) {
-    switch (dt) {
-    case QT_DTYPE_F16: ((__half *)p)[i] = __float2half_rn(x); break;
-    case QT_DTYPE_BF16: ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(x); break;
-    default: ((float *)p)[i] = x;
-    }
+    if (dt == QT_DTYPE_F16)
+        ((__half *)p)[i] = __float2half_rn(x);
+    else
+        ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(x);
 }
 
 static qt_status emu_reserve(gemm_emu *h, int which, size_t n) {
@@ -116,7 +113,7 @@ static qt_status emu_reserve(gemm_emu *h, int which, size_t n) {
     return QT_OK;
 }
 
-// dst (rows, cols) dense fp32 = src (rows, cols) with leading dimension ld, in dt.
+// dst (rows, cols) dense fp32 = src (rows, cols) with leading dimension ld, in dt (16-bit).
 static void widen_matrix(float *dst, qt_dtype dt, const void *src, int rows, int cols, int ld) {
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++)
