@@ -1,0 +1,112 @@
+// qtrain/quant.h: quantize-dequantize of a (rows, cols) fp32 tensor onto a b-bit integer grid,
+// the building block of quantized training (PAPERS.md sections 5-9).
+//
+// Grid (kernels/common/quant_math.h): codes in [qmin, qmax] = [-2^(b-1), 2^(b-1) - 1] for
+// bits 2..8, [-1, 1] for QT_QUANT_TERNARY; dequant = (code - zc) * step per slice, zc = 0 when
+// symmetric. Asymmetric grids (unsigned, zero point z in [0, 2^b - 1]) are stored shifted by
+// qmin (zc = z + qmin), so every code fits int8 and 0 is exactly representable.
+// A slice is the whole tensor (QT_QUANT_PER_TENSOR), a row (QT_QUANT_PER_ROW: an output channel
+// of W[out, in], a token of X[tokens, in]) or `group_size` consecutive elements of a row
+// (QT_QUANT_PER_GROUP; the last group of a row may be shorter). Slices are numbered row-major:
+// slice (r, g) = r * ceil(cols / group) + g; qt_quant_num_scales() counts them.
+// Ranges per slice (step = range / qmax, asymmetric: width / (2^b - 1)):
+//   ABSMAX      max|x| (asym: [min, max]), floored at `floor` (1e-5 for W/A, PAPERS.md s. 6);
+//   ABSMEAN     BitNet/DQT: step = (mean|x| + eps) / qmax; ternary: RoundClip(x/(gamma+eps))
+//               (symmetric only);
+//   RUNNING     running min-max (per tensor only): lo = m lo + (1 - m) batch_lo, same for hi,
+//               the first call initialises; the caller keeps the qt_quant_running state;
+//   PERCENTILE  the `percentile`-th percentile (nearest rank) of |x| (asym: of x, both tails);
+//   MSE         the best of 100 candidate ranges k/100 * max|x| (asym: k/100 * [min, max]),
+//               k = 1..100, by squared error under nearest rounding (PAPERS.md section 5).
+// The floor applies to every range. Rounding: nearest (ties to even) or stochastic,
+// q = floor(x/step + u), u = qt_philox_uniform(seed, stream, r * cols + c), unbiased.
+#ifndef QTRAIN_QUANT_H
+#define QTRAIN_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qtrain/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QT_QUANT_TERNARY 1 // bits value of the ternary grid {-1, 0, 1} (BitNet b1.58)
+
+typedef enum { QT_QUANT_PER_TENSOR, QT_QUANT_PER_ROW, QT_QUANT_PER_GROUP } qt_quant_granularity;
+typedef enum { QT_QUANT_NEAREST, QT_QUANT_STOCHASTIC } qt_quant_rounding;
+typedef enum {
+    QT_QUANT_RANGE_ABSMAX,
+    QT_QUANT_RANGE_ABSMEAN,
+    QT_QUANT_RANGE_RUNNING,
+    QT_QUANT_RANGE_PERCENTILE,
+    QT_QUANT_RANGE_MSE,
+} qt_quant_range;
+
+typedef struct {
+    int bits;                         // 2..8, or QT_QUANT_TERNARY
+    int symmetric;                    // 1: signed, zero point 0; 0: unsigned with zero point
+    qt_quant_granularity granularity; //
+    size_t group_size;                // elements per group (QT_QUANT_PER_GROUP only)
+    qt_quant_rounding rounding;       //
+    qt_quant_range range;             //
+    float floor;                      // smallest range (width when asymmetric), > 0
+    float eps;                        // ABSMEAN: added to mean|x| (BitNet's eps)
+    float percentile;                 // PERCENTILE: in (0, 100], e.g. 99.999
+    float momentum;                   // RUNNING: weight of the previous range, in [0, 1)
+    uint64_t seed, stream;            // STOCHASTIC: Philox key and stream (qt_quant_stream)
+} qt_quant_params;
+
+// State of QT_QUANT_RANGE_RUNNING, kept by the caller; zero-initialise before the first call.
+typedef struct {
+    float lo, hi;
+    int initialized;
+} qt_quant_running;
+
+// Defaults: `bits`, symmetric, per tensor, nearest, absmax, floor 1e-5, eps 1e-5,
+// percentile 99.999, momentum 0.9, seed 0, stream 0.
+qt_quant_params qt_quant_params_default(int bits);
+
+// The stochastic-rounding stream of tensor `tensor_id` at training step `step`
+// (qt_stream_id(step, tensor_id, QT_QUANT_STREAM_USE)); pair with the run seed.
+uint64_t qt_quant_stream(uint64_t step, uint64_t tensor_id);
+
+// Number of slices (scales, zero points) of a (rows, cols) tensor under p (0 if p is invalid).
+size_t qt_quant_num_scales(const qt_quant_params *p, size_t rows, size_t cols);
+
+// Checks p (and that `running` is given for RUNNING); QT_ERR_ARG names the bad field.
+qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,
+                         const qt_quant_running *running);
+
+// out = dequant(quant(x)); x, out: (rows, cols), may alias. running: RUNNING state or NULL.
+qt_status qt_cpu_quant_fake(const qt_quant_params *p, qt_quant_running *running, float *out,
+                            const float *x, size_t rows, size_t cols);
+
+// codes: (rows, cols) int8; scales, zeros: (qt_quant_num_scales) step and shifted zero point
+// zc of each slice; zeros may be NULL when symmetric.
+qt_status qt_cpu_quant_quantize(const qt_quant_params *p, qt_quant_running *running,
+                                int8_t *codes, float *scales, int32_t *zeros, const float *x,
+                                size_t rows, size_t cols);
+
+// out = (codes - zc) * scale per slice (zeros NULL: 0); p gives the layout.
+qt_status qt_cpu_quant_dequantize(const qt_quant_params *p, float *out, const int8_t *codes,
+                                  const float *scales, const int32_t *zeros, size_t rows,
+                                  size_t cols);
+
+// ---- CUDA launchers (kernels/cuda/quant.cu), device pointers, fp32 math -------------------
+// x and out hold `dt` (a qt_dtype: fp32, fp16 or bf16); ranges ABSMAX and ABSMEAN only, both
+// roundings, every granularity; same codes as the CPU (same Philox bits, same reduction
+// order). scales (fp32) and zeros (int32, may be NULL when symmetric) are written, one per
+// slice: the fake-quant launcher needs them as its workspace too. `stream` is a cudaStream_t.
+qt_status qt_cuda_quant_fake(void *stream, int dt, const qt_quant_params *p, void *out,
+                             const void *x, float *scales, int32_t *zeros, size_t rows,
+                             size_t cols);
+qt_status qt_cuda_quant_quantize(void *stream, int dt, const qt_quant_params *p, int8_t *codes,
+                                 float *scales, int32_t *zeros, const void *x, size_t rows,
+                                 size_t cols);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
