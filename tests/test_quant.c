@@ -328,6 +328,18 @@ START_TEST(test_running_minmax) {
 }
 END_TEST
 
+// qt_quant_uniform (registers-only word select) draws qt_philox_uniform's bits exactly.
+START_TEST(test_uniform_is_philox) {
+    for (uint64_t i = 0; i < 4099; i++) {
+        const uint64_t seed = 0x9E3779B97F4A7C15ull * (i % 5), stream = qt_quant_stream(i % 3, 9);
+        const uint64_t idx = i * 0x10001ull + (i % 7);
+        ck_assert_msg(qt_quant_uniform(seed, stream, idx) == qt_philox_uniform(seed, stream, idx),
+                      "index %llu: qt_quant_uniform differs from qt_philox_uniform",
+                      (unsigned long long)idx);
+    }
+}
+END_TEST
+
 START_TEST(test_bad_args) {
     float x[4] = {0}, out[4];
     qt_quant_params p = qt_quant_params_default(9);
@@ -364,6 +376,7 @@ int main(void) {
     tcase_add_test(tc, test_mse_beats_absmax);
     tcase_add_test(tc, test_percentile);
     tcase_add_test(tc, test_running_minmax);
+    tcase_add_test(tc, test_uniform_is_philox);
     tcase_add_test(tc, test_bad_args);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);

@@ -10,7 +10,8 @@
 // Asymmetric (unsigned with zero point z in [0, 2^b - 1]) is stored shifted by qmin, so its
 // codes fit int8 too: zc = z + qmin; code - zc is the same integer as (unsigned code) - z.
 // round() is rintf (ties to even) for nearest, floorf(x / step + u) for stochastic rounding,
-// u = qt_philox_uniform(seed, stream, flat element index) (kernels/common/philox.h).
+// u = qt_philox_uniform(seed, stream, flat element index) (kernels/common/philox.h; computed
+// by qt_quant_uniform below).
 // Operation order is fixed (one division, one add, one multiply; nothing fusable into an fma),
 // so host and device agree exactly. NaN inputs clamp to qmin (fmaxf drops the NaN).
 //
@@ -69,6 +70,15 @@ QT_HD int qt_quant_code(float x, float step, int zc, int qmin, int qmax, int sto
     const float r = stochastic ? floorf(t + u) : rintf(t);
     const float c = fminf(fmaxf(r + (float)zc, (float)qmin), (float)qmax);
     return (int)c;
+}
+
+// u for element i: qt_philox_uniform(seed, stream, i) (the same bits), with the word picked by
+// selects instead of an array index, so the device code keeps it in registers (no local memory).
+QT_HD float qt_quant_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
+    const qt_u32x4 r = qt_philox_block(seed, stream, i >> 2);
+    const unsigned k = (unsigned)(i & 3u);
+    const uint32_t w = k == 0u ? r.v[0] : k == 1u ? r.v[1] : k == 2u ? r.v[2] : r.v[3];
+    return qt_u32_to_uniform(w);
 }
 
 QT_HD float qt_quant_dequant(int code, float step, int zc) { return (float)(code - zc) * step; }

@@ -279,7 +279,7 @@ static void apply_grids(const qt_quant_params *p, layout l, const float *x, cons
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         const size_t s = (i / l.C) * l.gpr + (i % l.C) / l.G;
-        const float u = sr ? qt_philox_uniform(p->seed, p->stream, i) : 0.0f;
+        const float u = sr ? qt_quant_uniform(p->seed, p->stream, i) : 0.0f;
         const int c = qt_quant_code(x[i], scales[s], zeros[s], qmin, qmax, sr, u);
         if (codes) codes[i] = (int8_t)c;
         if (out) out[i] = qt_quant_dequant(c, scales[s], zeros[s]);
