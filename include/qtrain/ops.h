@@ -202,10 +202,11 @@ void qt_cpu_layernorm_bwd_f64(double *dx, double *dw, double *db, const double *
 
 // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias x.
 void qt_cpu_gelu_fwd(float *out, const float *x, size_t n);
-// dx (n) += dout * gelu'(x). dx may alias dout.
+// dx (n) += dout * gelu'(x). dx may alias dout: then dx = dout * gelu'(x) (overwritten, the
+// in-place form of the same gradient).
 void qt_cpu_gelu_bwd(float *dx, const float *dout, const float *x, size_t n);
 void qt_cpu_relu_fwd(float *out, const float *x, size_t n);
-// dx += dout where x > 0. dx may alias dout.
+// dx += dout where x > 0. dx may alias dout: then dx = dout where x > 0, else 0.
 void qt_cpu_relu_bwd(float *dx, const float *dout, const float *x, size_t n);
 void qt_cpu_gelu_fwd_f64(double *out, const double *x, size_t n);
 void qt_cpu_gelu_bwd_f64(double *dx, const double *dout, const double *x, size_t n);
@@ -240,7 +241,7 @@ void qt_cpu_dropout_bwd(float *dx, const float *dout, size_t n, float prob, uint
 void qt_cpu_crossentropy_fwd(float *losses, float *probs, const float *logits,
                              const int *targets, int N, int V);
 // dlogits (N, V) += dlosses[n] * (probs - onehot(targets[n])); ignored rows get nothing.
-// dlogits may alias probs (then it is overwritten with the gradient, not added).
+// dlogits may alias probs: then it is overwritten with the gradient (ignored rows become 0).
 void qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const float *probs,
                              const int *targets, int N, int V);
 void qt_cpu_crossentropy_fwd_f64(double *losses, double *probs, const double *logits,
