@@ -328,6 +328,40 @@ START_TEST(test_running_minmax) {
 }
 END_TEST
 
+// A tensor large enough for the parallel, chunked code pass (runs of a slice crossing chunk
+// boundaries): every code equals the per-element formula on the returned grid.
+START_TEST(test_large_matches_elementwise) {
+    const size_t rows = 5, cols = 4001, n = rows * cols;
+    float *x = malloc(n * sizeof(float)), *scales = malloc(n * sizeof(float));
+    int32_t *zeros = malloc(n * sizeof(int32_t));
+    int8_t *codes = malloc(n);
+    qt_test_fill_uniform(x, n, -1.0f, 3.0f, 4242);
+    for (int gi = 0; gi < 3; gi++) {
+        qt_quant_params p = qt_quant_params_default(6);
+        p.symmetric = gi != 1;
+        p.granularity = GRANS[gi];
+        p.group_size = 7;
+        p.rounding = QT_QUANT_STOCHASTIC;
+        p.seed = 99;
+        p.stream = qt_quant_stream(1, 2);
+        ck_assert_int_eq(qt_cpu_quant_quantize(&p, NULL, codes, scales, zeros, x, rows, cols),
+                         QT_OK);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) {
+                const size_t i = r * cols + c, s = slice_of(&p, rows, cols, r, c);
+                const int want = qt_quant_code(x[i], scales[s], zeros[s], -32, 31, 1,
+                                               qt_philox_uniform(99, p.stream, i));
+                ck_assert_msg(codes[i] == want, "gran %d (5, 4001) group 7 element %zu: code %d, "
+                              "want %d", gi, i, codes[i], want);
+            }
+    }
+    free(x);
+    free(scales);
+    free(zeros);
+    free(codes);
+}
+END_TEST
+
 // qt_quant_uniform (registers-only word select) draws qt_philox_uniform's bits exactly.
 START_TEST(test_uniform_is_philox) {
     for (uint64_t i = 0; i < 4099; i++) {
@@ -376,6 +410,7 @@ int main(void) {
     tcase_add_test(tc, test_mse_beats_absmax);
     tcase_add_test(tc, test_percentile);
     tcase_add_test(tc, test_running_minmax);
+    tcase_add_test(tc, test_large_matches_elementwise);
     tcase_add_test(tc, test_uniform_is_philox);
     tcase_add_test(tc, test_bad_args);
     suite_add_tcase(s, tc);

@@ -1,8 +1,8 @@
 // quant.c: the CPU reference quantizer of include/qtrain/quant.h (PAPERS.md sections 5-9).
 // The per-element arithmetic and the absmean reduction order are kernels/common/quant_math.h,
 // shared with kernels/cuda/quant.cu so that the two agree bit for bit.
-// Work: one pass per slice for its range (serial: small tensors, and percentile needs a
-// scratch copy), then one parallel pass over the elements for the codes.
+// Work: one pass per slice for its range (slices in parallel, so a per-tensor range is one
+// thread's work), then one parallel pass over element chunks for the codes.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 
 #define MSE_CANDIDATES 100
 #define PAR_MIN 16384
+#define CHUNK 4096 // elements per parallel work item of the code pass
 
 // The tensor seen as R rows of C columns cut in groups of G: slice (r, g) = r * gpr + g.
 typedef struct {
@@ -252,37 +253,53 @@ static qt_status compute_grids(const qt_quant_params *p, qt_quant_running *runni
         zeros[0] = z;
         return QT_OK;
     }
-    float *scratch = NULL;
-    if (p->range == QT_QUANT_RANGE_PERCENTILE) {
-        scratch = malloc(l.G * sizeof(float));
-        if (!scratch)
-            return qt_error(QT_ERR_OOM, "quant: no memory for a %zu-float percentile scratch",
-                            l.G);
-    }
-    for (size_t r = 0; r < l.R; r++)
-        for (size_t g = 0; g < l.gpr; g++) {
-            const size_t c0 = g * l.G, n = l.C - c0 < l.G ? l.C - c0 : l.G;
+    // slices in parallel (each is independent); percentile needs a scratch copy per thread
+    const size_t ns = l.R * l.gpr;
+    const int need_scratch = p->range == QT_QUANT_RANGE_PERCENTILE;
+    int oom = 0;
+#pragma omp parallel if (ns > 1 && l.R * l.C >= PAR_MIN) reduction(| : oom)
+    {
+        float *scratch = need_scratch ? malloc(l.G * sizeof(float)) : NULL;
+        if (need_scratch && !scratch) oom = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (size_t s = 0; s < ns; s++) {
+            if (need_scratch && !scratch) continue;
+            const size_t r = s / l.gpr, c0 = (s % l.gpr) * l.G;
+            const size_t n = l.C - c0 < l.G ? l.C - c0 : l.G;
             int z;
-            scales[r * l.gpr + g] = slice_grid(p, x + r * l.C + c0, n, scratch, &z);
-            zeros[r * l.gpr + g] = z;
+            scales[s] = slice_grid(p, x + r * l.C + c0, n, scratch, &z);
+            zeros[s] = z;
         }
-    free(scratch);
+        free(scratch);
+    }
+    if (oom)
+        return qt_error(QT_ERR_OOM, "quant: no memory for a %zu-float percentile scratch", l.G);
     return QT_OK;
 }
 
-// codes and/or fake-quant values of every element.
+// codes and/or fake-quant values of every element, in chunks of CHUNK elements (in parallel);
+// within a chunk, runs of one slice share a grid looked up once (no division per element).
 static void apply_grids(const qt_quant_params *p, layout l, const float *x, const float *scales,
                         const int32_t *zeros, int8_t *codes, float *out) {
     const int qmin = qt_quant_qmin(p->bits), qmax = qt_quant_qmax(p->bits);
     const int sr = p->rounding == QT_QUANT_STOCHASTIC;
-    const size_t n = l.R * l.C;
+    const size_t n = l.R * l.C, nchunks = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        const size_t s = (i / l.C) * l.gpr + (i % l.C) / l.G;
-        const float u = sr ? qt_quant_uniform(p->seed, p->stream, i) : 0.0f;
-        const int c = qt_quant_code(x[i], scales[s], zeros[s], qmin, qmax, sr, u);
-        if (codes) codes[i] = (int8_t)c;
-        if (out) out[i] = qt_quant_dequant(c, scales[s], zeros[s]);
+    for (size_t k = 0; k < nchunks; k++) {
+        const size_t end = n - k * CHUNK < CHUNK ? n : k * CHUNK + CHUNK;
+        for (size_t i = k * CHUNK; i < end;) {
+            const size_t r = i / l.C, g = (i % l.C) / l.G, s = r * l.gpr + g;
+            const size_t c1 = (g + 1) * l.G < l.C ? (g + 1) * l.G : l.C; // end of the slice
+            const size_t run_end = r * l.C + c1 < end ? r * l.C + c1 : end;
+            const float step = scales[s];
+            const int zc = zeros[s];
+            for (; i < run_end; i++) {
+                const float u = sr ? qt_quant_uniform(p->seed, p->stream, i) : 0.0f;
+                const int c = qt_quant_code(x[i], step, zc, qmin, qmax, sr, u);
+                if (codes) codes[i] = (int8_t)c;
+                if (out) out[i] = qt_quant_dequant(c, step, zc);
+            }
+        }
     }
 }
 
