@@ -8,6 +8,7 @@
 #                       plus host/cuda/*.c, on libcudart and cuBLASLt. Every .cu compile goes through
 #                       scripts/check_ptxas.sh, which fails the build when ptxas reports a spill, a
 #                       stack frame or local memory in any kernel (logs in <build>/ptxas/).
+#                       Linked into the `qtrain` program (QT_HAVE_CUDA: --device cuda).
 #   tests/cuda/test_cuda_<x>.c  ->  test_cuda_<x>_emu (label emu), test_cuda_<x>_gpu (label gpu,
 #                       exit 77 = skipped without a device), and, but for a few listed below,
 #                       _asan (emu;asan) and _tsan (emu;tsan) on the emulator's sanitizer runtimes.
@@ -113,6 +114,9 @@ if(QT_CUDA_GPU)
       set(CMAKE_CUDA_ARCHITECTURES 80 90) # A100, H100
     endif()
     enable_language(CUDA)
+    # Every target linking CUDA objects gets the libcudart.so of CUDA::cudart, not also a
+    # static copy (CMake's default adds -lcudart_static to them).
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     set(QT_CUDA_GPU_BUILT ON)
   endif()
 endif()
@@ -133,6 +137,12 @@ if(QT_CUDA_GPU_BUILT)
   target_compile_options(qtrain_cuda PRIVATE
     $<$<COMPILE_LANGUAGE:C>:-Wall;-Wextra;-Werror>
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror;-Werror=all-warnings>)
+
+  # The program's --device cuda|auto (host/cli/device.c): the nvcc backend where it is built.
+  # Without a driver, qt_cuda_device_count() is 0 and auto falls back to the CPU.
+  target_link_libraries(qtrain PRIVATE qtrain_cuda)
+  target_compile_definitions(qtrain PRIVATE QT_HAVE_CUDA)
+  set_target_properties(qtrain PROPERTIES LINKER_LANGUAGE CXX CUDA_RUNTIME_LIBRARY Shared)
 
   add_library(qt_cuda_testutil_gpu STATIC ${QT_CUDA_TESTUTIL})
   target_include_directories(qt_cuda_testutil_gpu PUBLIC ${CMAKE_SOURCE_DIR}/tests/cuda
