@@ -34,13 +34,26 @@ static void format_duration(double seconds, char *buf, size_t len) {
         snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
 }
 
+// mkdir -p: creates `path` and any missing parents.
 static qt_status make_dir(const char *path) {
-    if (mkdir(path, 0777) == 0 || errno == EEXIST) {
-        struct stat sb;
-        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return QT_OK;
-        return qt_error(QT_ERR_IO, "--out %s exists and is not a directory", path);
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return qt_error(QT_ERR_ARG, "--out %s is longer than %zu bytes", path, sizeof buf - 1);
+    for (char *p = buf + 1;; p++) {
+        int end = *p == '\0';
+        if (*p == '/' || end) {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return qt_error(QT_ERR_IO, "cannot create --out directory %s: %s", buf,
+                                strerror(errno));
+            if (end) break;
+            *p = '/';
+        }
     }
-    return qt_error(QT_ERR_IO, "cannot create --out directory %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return qt_error(QT_ERR_IO, "--out %s exists and is not a directory", path);
+    return QT_OK;
 }
 
 static qt_status write_config_file(const qt_config *cfg, const char *dir) {

@@ -87,7 +87,7 @@ START_TEST(test_resume_is_bit_exact) {
     qt_config cfg;
     tiny_config(&cfg, dir);
     char full[1100], part[1100], ckpt[1200];
-    snprintf(full, sizeof full, "%s/full", dir);
+    snprintf(full, sizeof full, "%s/runs/full", dir); // a missing parent is created too
     snprintf(part, sizeof part, "%s/part", dir);
     qt_train_opts o_full = {.out_dir = full, .quiet = 1};
     ck_assert_msg(qt_train(&cfg, &o_full) == QT_OK, "%s", qt_last_error());
