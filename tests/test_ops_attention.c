@@ -24,31 +24,6 @@
 
 // ---- helpers --------------------------------------------------------------------------------
 
-static double *dalloc(size_t n) {
-    double *p = malloc((n ? n : 1) * sizeof(double));
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-static float *falloc(size_t n) {
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-static double *drand(size_t n, double lo, double hi, uint64_t seed) {
-    double *p = dalloc(n);
-    qt_test_fill_uniform_f64(p, n, lo, hi, seed);
-    return p;
-}
-// A float copy of a double array, and the double array rounded to float values, so that the
-// float and double runs see identical inputs.
-static float *to_float(double *d, size_t n) {
-    float *f = falloc(n);
-    for (size_t i = 0; i < n; i++) {
-        f[i] = (float)d[i];
-        d[i] = f[i];
-    }
-    return f;
-}
 
 static double rel_err(const double *an, const double *fd, size_t n) {
     double num = 0.0, den = 0.0;
@@ -95,7 +70,7 @@ static void fd_add(fd_problem *p, const char *name, double *x, size_t n) {
 static void fd_check(fd_problem *p, double *const *an, const char *what) {
     for (int k = 0; k < p->count; k++) {
         if (!an[k]) continue;
-        double *fd = dalloc(p->n[k]);
+        double *fd = qt_test_dalloc(p->n[k]);
         for (size_t i = 0; i < p->n[k]; i++) {
             double save = p->x[k][i];
             p->x[k][i] = save + FD_H;
@@ -118,7 +93,7 @@ typedef struct {
     size_t n;
 } acc_buf;
 static acc_buf acc_new(size_t n, uint64_t seed) {
-    acc_buf a = {drand(n, -1.0, 1.0, seed), dalloc(n), n};
+    acc_buf a = {qt_test_drand(n, -1.0, 1.0, seed), qt_test_dalloc(n), n};
     memcpy(a.start, a.g, n * sizeof(double));
     return a;
 }
@@ -199,11 +174,11 @@ static void check_gate_fd(qt_gate_kind kind) {
     qt_gate_shape g = {kind, H, 3};
     size_t sz[4];
     gate_sizes(&g, C, sz);
-    gate_ctx c = {&g, N, C, drand((size_t)N * C, -1.5, 1.5, 101), {NULL}, NULL, NULL, NULL};
-    for (int k = 0; k < 4; k++) c.w[k] = sz[k] ? drand(sz[k], -0.8, 0.8, 110 + k) : NULL;
-    c.wout = drand((size_t)N * H, -1.0, 1.0, 120);
-    c.gate = dalloc((size_t)N * H);
-    c.hidden = kind == QT_GATE_MLP ? dalloc((size_t)N * H * 3) : NULL;
+    gate_ctx c = {&g, N, C, qt_test_drand((size_t)N * C, -1.5, 1.5, 101), {NULL}, NULL, NULL, NULL};
+    for (int k = 0; k < 4; k++) c.w[k] = sz[k] ? qt_test_drand(sz[k], -0.8, 0.8, 110 + k) : NULL;
+    c.wout = qt_test_drand((size_t)N * H, -1.0, 1.0, 120);
+    c.gate = qt_test_dalloc((size_t)N * H);
+    c.hidden = kind == QT_GATE_MLP ? qt_test_dalloc((size_t)N * H * 3) : NULL;
     gate_loss(&c);
     acc_buf dx = acc_new((size_t)N * C, 130), dw[4];
     for (int k = 0; k < 4; k++) dw[k] = acc_new(sz[k], 131 + k);
@@ -257,9 +232,9 @@ START_TEST(test_gate_bias_sets_init) {
         qt_gate_shape g = {(qt_gate_kind)kind, H, 2};
         size_t sz[4];
         gate_sizes(&g, C, sz);
-        double *w[4], *x = drand((size_t)N * C, -1, 1, 140), gate[6], hidden[12];
+        double *w[4], *x = qt_test_drand((size_t)N * C, -1, 1, 140), gate[6], hidden[12];
         for (int k = 0; k < 4; k++) {
-            w[k] = dalloc(sz[k]);
+            w[k] = qt_test_dalloc(sz[k]);
             for (size_t i = 0; i < sz[k]; i++) w[k][i] = 0.0;
         }
         double *bias = kind == QT_GATE_MLP ? w[3] : w[1];
@@ -289,8 +264,13 @@ static double gmul_loss(void *v) {
 
 START_TEST(test_gate_mul_fd) {
     const int N = 4, C = 9, H = 3;
-    gmul_ctx c = {N, C, H, drand((size_t)N * H, 0.0, 1.0, 150), drand((size_t)N * C, -1, 1, 151),
-                  drand((size_t)N * C, -1, 1, 152), dalloc((size_t)N * C)};
+    gmul_ctx c = {N,
+                  C,
+                  H,
+                  qt_test_drand((size_t)N * H, 0.0, 1.0, 150),
+                  qt_test_drand((size_t)N * C, -1, 1, 151),
+                  qt_test_drand((size_t)N * C, -1, 1, 152),
+                  qt_test_dalloc((size_t)N * C)};
     acc_buf dctx = acc_new((size_t)N * C, 153), dgate = acc_new((size_t)N * H, 154);
     qt_cpu_gate_mul_bwd_f64(dctx.g, dgate.g, c.wout, c.gate, c.ctxv, N, C, H);
     fd_problem p = {.loss = gmul_loss, .ctx = &c};
@@ -299,7 +279,7 @@ START_TEST(test_gate_mul_fd) {
     double *an[2] = {acc_delta(&dgate), acc_delta(&dctx)};
     fd_check(&p, an, "gate_mul_bwd_f64 N 4 C 9 H 3");
     // out may alias ctx
-    double *inplace = dalloc((size_t)N * C);
+    double *inplace = qt_test_dalloc((size_t)N * C);
     memcpy(inplace, c.ctxv, (size_t)N * C * sizeof(double));
     qt_cpu_gate_mul_fwd_f64(c.out, c.gate, c.ctxv, N, C, H);
     qt_cpu_gate_mul_fwd_f64(inplace, c.gate, inplace, N, C, H);
@@ -320,14 +300,14 @@ static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uin
     size_t sz[4];
     gate_sizes(&g, C, sz);
     size_t nx = (size_t)N * C, ng = (size_t)N * H, nhid = (size_t)N * H * nh;
-    double *xd = drand(nx, -2, 2, seed), *wd[4], *dgd = drand(ng, -1, 1, seed + 9);
-    float *xf = to_float(xd, nx), *wf[4], *dgf = to_float(dgd, ng);
+    double *xd = qt_test_drand(nx, -2, 2, seed), *wd[4], *dgd = qt_test_drand(ng, -1, 1, seed + 9);
+    float *xf = qt_test_to_float(xd, nx), *wf[4], *dgf = qt_test_to_float(dgd, ng);
     for (int k = 0; k < 4; k++) {
-        wd[k] = drand(sz[k], -0.7, 0.7, seed + 1 + k);
-        wf[k] = to_float(wd[k], sz[k]);
+        wd[k] = qt_test_drand(sz[k], -0.7, 0.7, seed + 1 + k);
+        wf[k] = qt_test_to_float(wd[k], sz[k]);
     }
-    double *gd = dalloc(ng), *hd = dalloc(nhid);
-    float *gf = falloc(ng), *hf = falloc(nhid);
+    double *gd = qt_test_dalloc(ng), *hd = qt_test_dalloc(nhid);
+    float *gf = qt_test_falloc(ng), *hf = qt_test_falloc(nhid);
     qt_test_poison(gf, ng);
     qt_test_poison(hf, nhid);
     qt_cpu_gate_fwd_f64(&g, gd, kind == QT_GATE_MLP ? hd : NULL, xd, wd[0], wd[1], wd[2], wd[3],
@@ -342,11 +322,11 @@ static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uin
         ck_assert_msg(e <= 1.0, "gate_fwd hidden float/double N %d C %d H %d: %g", N, C, H, e);
     }
     // backward, from each precision's own saved activations, onto equal random starts
-    double *dxd = drand(nx, -1, 1, seed + 20), *dwd[4];
-    float *dxf = to_float(dxd, nx), *dwf[4];
+    double *dxd = qt_test_drand(nx, -1, 1, seed + 20), *dwd[4];
+    float *dxf = qt_test_to_float(dxd, nx), *dwf[4];
     for (int k = 0; k < 4; k++) {
-        dwd[k] = drand(sz[k], -1, 1, seed + 21 + k);
-        dwf[k] = to_float(dwd[k], sz[k]);
+        dwd[k] = qt_test_drand(sz[k], -1, 1, seed + 21 + k);
+        dwf[k] = qt_test_to_float(dwd[k], sz[k]);
     }
     qt_cpu_gate_bwd_f64(&g, dxd, dwd[0], dwd[1], sz[2] ? dwd[2] : NULL, sz[3] ? dwd[3] : NULL,
                         dgd, gd, hd, xd, wd[0], wd[2], N, C);
@@ -387,12 +367,14 @@ START_TEST(test_gate_float_vs_double) {
     }
     // gate_mul
     const int N = 33, C = 93, H = 3;
-    double *gd = drand((size_t)N * H, 0, 1, 170), *cd = drand((size_t)N * C, -2, 2, 171);
-    double *dod = drand((size_t)N * C, -1, 1, 172), *od = dalloc((size_t)N * C);
-    double *dcd = drand((size_t)N * C, -1, 1, 173), *dgd = drand((size_t)N * H, -1, 1, 174);
-    float *gf = to_float(gd, (size_t)N * H), *cf = to_float(cd, (size_t)N * C);
-    float *dof = to_float(dod, (size_t)N * C), *of = falloc((size_t)N * C);
-    float *dcf = to_float(dcd, (size_t)N * C), *dgf = to_float(dgd, (size_t)N * H);
+    double *gd = qt_test_drand((size_t)N * H, 0, 1, 170),
+           *cd = qt_test_drand((size_t)N * C, -2, 2, 171);
+    double *dod = qt_test_drand((size_t)N * C, -1, 1, 172), *od = qt_test_dalloc((size_t)N * C);
+    double *dcd = qt_test_drand((size_t)N * C, -1, 1, 173),
+           *dgd = qt_test_drand((size_t)N * H, -1, 1, 174);
+    float *gf = qt_test_to_float(gd, (size_t)N * H), *cf = qt_test_to_float(cd, (size_t)N * C);
+    float *dof = qt_test_to_float(dod, (size_t)N * C), *of = qt_test_falloc((size_t)N * C);
+    float *dcf = qt_test_to_float(dcd, (size_t)N * C), *dgf = qt_test_to_float(dgd, (size_t)N * H);
     qt_test_poison(of, (size_t)N * C);
     qt_cpu_gate_mul_fwd(of, gf, cf, N, C, H);
     qt_cpu_gate_mul_fwd_f64(od, gd, cd, N, C, H);
@@ -448,11 +430,20 @@ static void check_attention_fd(qt_softmax_kind kind, int B, int T, int C, int H,
     int *lens = malloc((size_t)B * T * sizeof(int));
     make_lens(lens, B, T, mode, padlen);
     size_t nq = (size_t)B * T * 3 * C, nc = (size_t)B * T * C, np = (size_t)B * H * T * T;
-    att_ctx c = {&prm,           lens,       B,         T,         C, H, drand(nq, -2, 2, seed),
-                 drand(nc, -1, 1, seed + 1), dalloc(nc), dalloc(np), dalloc(np)};
+    att_ctx c = {&prm,
+                 lens,
+                 B,
+                 T,
+                 C,
+                 H,
+                 qt_test_drand(nq, -2, 2, seed),
+                 qt_test_drand(nc, -1, 1, seed + 1),
+                 qt_test_dalloc(nc),
+                 qt_test_dalloc(np),
+                 qt_test_dalloc(np)};
     att_loss(&c);
     acc_buf dqkv = acc_new(nq, seed + 2);
-    double *scratch = dalloc(np);
+    double *scratch = qt_test_dalloc(np);
     qt_cpu_attention_bwd_f64(&prm, dqkv.g, scratch, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H);
     // masked entries of p and probs are exactly 0
     for (int bh = 0; bh < B * H; bh++)
@@ -499,10 +490,12 @@ static void check_attention_float(qt_softmax_kind kind, int B, int T, int C, int
     int *lens = malloc((size_t)B * T * sizeof(int));
     make_lens(lens, B, T, mode, padlen);
     size_t nq = (size_t)B * T * 3 * C, nc = (size_t)B * T * C, np = (size_t)B * H * T * T;
-    double *qd = drand(nq, -2, 2, seed), *dcd = drand(nc, -1, 1, seed + 1);
-    float *qf = to_float(qd, nq), *dcf = to_float(dcd, nc);
-    double *cd = dalloc(nc), *prd = dalloc(np), *pd = dalloc(np), *sd = dalloc(np);
-    float *cf = falloc(nc), *prf = falloc(np), *pf = falloc(np), *sf = falloc(np);
+    double *qd = qt_test_drand(nq, -2, 2, seed), *dcd = qt_test_drand(nc, -1, 1, seed + 1);
+    float *qf = qt_test_to_float(qd, nq), *dcf = qt_test_to_float(dcd, nc);
+    double *cd = qt_test_dalloc(nc), *prd = qt_test_dalloc(np), *pd = qt_test_dalloc(np),
+           *sd = qt_test_dalloc(np);
+    float *cf = qt_test_falloc(nc), *prf = qt_test_falloc(np), *pf = qt_test_falloc(np),
+          *sf = qt_test_falloc(np);
     qt_test_poison(cf, nc);
     qt_test_poison(prf, np);
     qt_test_poison(pf, np);
@@ -514,8 +507,8 @@ static void check_attention_float(qt_softmax_kind kind, int B, int T, int C, int
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
                   "attention_fwd float/double %s B %d T %d C %d H %d: ctx %g probs %g p %g",
                   sm_name(kind), B, T, C, H, e1, e2, e3);
-    double *dqd = drand(nq, -1, 1, seed + 2);
-    float *dqf = to_float(dqd, nq);
+    double *dqd = qt_test_drand(nq, -1, 1, seed + 2);
+    float *dqf = qt_test_to_float(dqd, nq);
     qt_cpu_attention_bwd(&prm, dqf, sf, dcf, qf, prf, pf, lens, B, T, C, H);
     qt_cpu_attention_bwd_f64(&prm, dqd, sd, dcd, qd, prd, pd, lens, B, T, C, H);
     double e = fd_vs(dqf, dqd, nq, 1e-5);
@@ -556,7 +549,7 @@ END_TEST
 static void naive_attention(const qt_softmax_params *prm, double *ctx, const double *qkv,
                             const int *lens, int B, int T, int C, int H) {
     const int D = C / H;
-    double *row = dalloc((size_t)T);
+    double *row = qt_test_dalloc((size_t)T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < T; t++) {
@@ -597,20 +590,30 @@ static void check_split_case(int B, int T, int C, int H, int mode0, int padlen, 
     int *lens = malloc((size_t)B * T * sizeof(int));
     make_lens(lens, B, T, mode, pad);
     size_t nq = (size_t)B * T * 3 * C, nc = (size_t)B * T * C, np = (size_t)B * H * T * T;
-    att_ctx c = {&prm, lens, B, T, C, H, drand(nq, -1.5, 1.5, seed), drand(nc, -1, 1, seed + 1),
-                 dalloc(nc), dalloc(np), dalloc(np)};
-    double *want = dalloc(nc);
+    att_ctx c = {&prm,
+                 lens,
+                 B,
+                 T,
+                 C,
+                 H,
+                 qt_test_drand(nq, -1.5, 1.5, seed),
+                 qt_test_drand(nc, -1, 1, seed + 1),
+                 qt_test_dalloc(nc),
+                 qt_test_dalloc(np),
+                 qt_test_dalloc(np)};
+    double *want = qt_test_dalloc(nc);
     att_loss(&c);
     naive_attention(&prm, want, c.qkv, lens, B, T, C, H);
     double err = rel_err(c.ctx, want, nc);
     ck_assert_msg(err <= 1e-12, "attention_fwd_f64 B %d T %d C %d H %d vs direct loops: %g", B, T,
                   C, H, err);
     // backward: <dqkv, u> against (L(qkv + h u) - L(qkv - h u)) / 2h
-    double *dqkv = dalloc(nq), *scr = dalloc(np), *u = drand(nq, -1, 1, seed + 2);
+    double *dqkv = qt_test_dalloc(nq), *scr = qt_test_dalloc(np),
+           *u = qt_test_drand(nq, -1, 1, seed + 2);
     for (size_t i = 0; i < nq; i++) dqkv[i] = 0.0;
     qt_cpu_attention_bwd_f64(&prm, dqkv, scr, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H);
     double an = dot(dqkv, u, nq);
-    double *x0 = dalloc(nq);
+    double *x0 = qt_test_dalloc(nq);
     memcpy(x0, c.qkv, nq * sizeof(double));
     for (size_t i = 0; i < nq; i++) c.qkv[i] = x0[i] + FD_H * u[i];
     double lp = att_loss(&c);
@@ -684,7 +687,7 @@ static void ref_bwd(layer_ref *r, double *dx, double **dw) {
     size_t nc = (size_t)N * C;
     double *din = calloc(nc, sizeof(double)), *dctx = calloc(nc, sizeof(double));
     double *dqkv = calloc(3 * nc, sizeof(double));
-    double *scr = dalloc((size_t)r->B * H * r->T * r->T);
+    double *scr = qt_test_dalloc((size_t)r->B * H * r->T * r->T);
     int gated = r->gate.kind != QT_GATE_NONE;
     qt_cpu_linear_bwd_f64(din, dw[2], dw[3], r->wout, gated ? r->gated : r->ctx, r->w[2], N, C, C);
     if (gated) {
@@ -732,22 +735,22 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     float *wf[8];
     for (int k = 0; k < 8; k++) {
         r.wn[k] = wn[k];
-        r.w[k] = wn[k] ? drand(wn[k], -0.6, 0.6, seed + k) : NULL;
-        wf[k] = wn[k] ? to_float(r.w[k], wn[k]) : NULL;
+        r.w[k] = wn[k] ? qt_test_drand(wn[k], -0.6, 0.6, seed + k) : NULL;
+        wf[k] = wn[k] ? qt_test_to_float(r.w[k], wn[k]) : NULL;
     }
-    r.x = drand(nc, -1.5, 1.5, seed + 10);
-    float *xf = to_float(r.x, nc);
-    double *wout = drand(nc, -1, 1, seed + 11);
-    float *doutf = to_float(wout, nc);
+    r.x = qt_test_drand(nc, -1.5, 1.5, seed + 10);
+    float *xf = qt_test_to_float(r.x, nc);
+    double *wout = qt_test_drand(nc, -1, 1, seed + 11);
+    float *doutf = qt_test_to_float(wout, nc);
     r.wout = wout;
-    r.qkv = dalloc(acts[0]);
-    r.p = dalloc(acts[1]);
-    r.probs = dalloc(acts[2]);
-    r.ctx = dalloc(acts[3]);
-    r.gatev = dalloc(acts[4]);
-    r.hidden = dalloc(acts[5]);
-    r.gated = dalloc(acts[6]);
-    r.out = dalloc(nc);
+    r.qkv = qt_test_dalloc(acts[0]);
+    r.p = qt_test_dalloc(acts[1]);
+    r.probs = qt_test_dalloc(acts[2]);
+    r.ctx = qt_test_dalloc(acts[3]);
+    r.gatev = qt_test_dalloc(acts[4]);
+    r.hidden = qt_test_dalloc(acts[5]);
+    r.gated = qt_test_dalloc(acts[6]);
+    r.out = qt_test_dalloc(nc);
     ref_fwd(&r);
     double *dx = calloc(nc, sizeof(double)), *dw[8];
     for (int k = 0; k < 8; k++) dw[k] = calloc(wn[k] ? wn[k] : 1, sizeof(double));
@@ -782,7 +785,7 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     qt_attention_layer_acts a;
     float *af[7];
     for (int k = 0; k < 7; k++) {
-        af[k] = acts[k] ? falloc(acts[k]) : NULL;
+        af[k] = acts[k] ? qt_test_falloc(acts[k]) : NULL;
         if (af[k]) qt_test_poison(af[k], acts[k]);
     }
     a.qkv = af[0];
@@ -792,23 +795,23 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     a.gate = af[4];
     a.hidden = af[5];
     a.gated = af[6];
-    float *outf = falloc(nc);
+    float *outf = qt_test_falloc(nc);
     qt_test_poison(outf, nc);
     qt_cpu_attention_layer_fwd(&shape, &wp, &a, outf, xf, lens);
     double e = fd_vs(outf, r.out, nc, 1e-5);
     ck_assert_msg(e <= 1.0, "%s: float forward vs double: %g", what, e);
     // backward onto random starts (accumulate), scratch poisoned
-    double *dxs = drand(nc, -1, 1, seed + 20);
-    float *dxf = to_float(dxs, nc);
+    double *dxs = qt_test_drand(nc, -1, 1, seed + 20);
+    float *dxf = qt_test_to_float(dxs, nc);
     float *gf[8];
     double *gs[8];
     for (int k = 0; k < 8; k++) {
-        gs[k] = wn[k] ? drand(wn[k], -1, 1, seed + 21 + k) : NULL;
-        gf[k] = wn[k] ? to_float(gs[k], wn[k]) : NULL;
+        gs[k] = wn[k] ? qt_test_drand(wn[k], -1, 1, seed + 21 + k) : NULL;
+        gf[k] = wn[k] ? qt_test_to_float(gs[k], wn[k]) : NULL;
     }
     qt_attention_layer_grads gr = {gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], gf[6], gf[7]};
     size_t nscr = (size_t)B * H * T * T + 4 * nc;
-    float *scr = falloc(nscr);
+    float *scr = qt_test_falloc(nscr);
     qt_test_poison(scr, nscr);
     qt_cpu_attention_layer_bwd(&shape, &wp, &a, &gr, dxf, scr, doutf, xf, lens);
     for (size_t i = 0; i < nc; i++) dxs[i] += dx[i];

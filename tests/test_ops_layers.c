@@ -24,32 +24,8 @@
 
 // ---- helpers --------------------------------------------------------------------------------
 
-static double *dalloc(size_t n) {
-    double *p = malloc((n ? n : 1) * sizeof(double));
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-static float *falloc(size_t n) {
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-static double *drand(size_t n, double lo, double hi, uint64_t seed) {
-    double *p = dalloc(n);
-    qt_test_fill_uniform_f64(p, n, lo, hi, seed);
-    return p;
-}
-// A float copy; the double array is rounded to the same values.
-static float *to_float(double *d, size_t n) {
-    float *f = falloc(n);
-    for (size_t i = 0; i < n; i++) {
-        f[i] = (float)d[i];
-        d[i] = f[i];
-    }
-    return f;
-}
 static double *copy_d(const double *a, size_t n) {
-    double *p = dalloc(n);
+    double *p = qt_test_dalloc(n);
     memcpy(p, a, n * sizeof(double));
     return p;
 }
@@ -97,7 +73,7 @@ static void fd_grad(double (*loss)(void *), void *ctx, double *x, size_t n, doub
 // Analytic gradient `an` (accumulated onto `start`) against finite differences.
 static void check_grad(double (*loss)(void *), void *ctx, double *x, size_t n, const double *an,
                        const double *start, const char *what) {
-    double *fd = dalloc(n), *d = dalloc(n);
+    double *fd = qt_test_dalloc(n), *d = qt_test_dalloc(n);
     fd_grad(loss, ctx, x, n, fd);
     for (size_t i = 0; i < n; i++) d[i] = an[i] - (start ? start[i] : 0.0);
     double err = rel_err(d, fd, n);
@@ -124,14 +100,15 @@ static double lin_loss(void *v) {
 START_TEST(test_linear_fd) {
     const int N = 5, IC = 7, OC = 6;
     for (int with_bias = 0; with_bias < 2; with_bias++) {
-        lin_ctx c = {N, IC, OC, drand((size_t)N * IC, -1, 1, 1), NULL, NULL, NULL,
-                     dalloc((size_t)N * OC)};
-        c.w = drand((size_t)OC * IC, -1, 1, 2);
-        if (with_bias) c.b = drand(OC, -1, 1, 3);
-        double *wout = drand((size_t)N * OC, -1, 1, 4);
+        lin_ctx c = {N, IC, OC, qt_test_drand((size_t)N * IC, -1, 1, 1), NULL, NULL, NULL,
+                     qt_test_dalloc((size_t)N * OC)};
+        c.w = qt_test_drand((size_t)OC * IC, -1, 1, 2);
+        if (with_bias) c.b = qt_test_drand(OC, -1, 1, 3);
+        double *wout = qt_test_drand((size_t)N * OC, -1, 1, 4);
         c.wout = wout;
-        double *dx0 = drand((size_t)N * IC, -1, 1, 5), *dw0 = drand((size_t)OC * IC, -1, 1, 6);
-        double *db0 = drand(OC, -1, 1, 7);
+        double *dx0 = qt_test_drand((size_t)N * IC, -1, 1, 5),
+               *dw0 = qt_test_drand((size_t)OC * IC, -1, 1, 6);
+        double *db0 = qt_test_drand(OC, -1, 1, 7);
         double *dx = copy_d(dx0, (size_t)N * IC), *dw = copy_d(dw0, (size_t)OC * IC),
                *db = copy_d(db0, OC);
         qt_cpu_linear_bwd_f64(dx, dw, with_bias ? db : NULL, wout, c.x, c.w, N, IC, OC);
@@ -162,13 +139,15 @@ END_TEST
 
 static void check_linear_float(int N, int IC, int OC, uint64_t seed) {
     size_t nx = (size_t)N * IC, nw = (size_t)OC * IC, no = (size_t)N * OC;
-    double *xd = drand(nx, -1, 1, seed), *wd = drand(nw, -1, 1, seed + 1);
-    double *bd = drand(OC, -1, 1, seed + 2), *god = drand(no, -1, 1, seed + 3);
-    double *dxd = drand(nx, -1, 1, seed + 4), *dwd = drand(nw, -1, 1, seed + 5);
-    double *dbd = drand(OC, -1, 1, seed + 6), *od = dalloc(no);
-    float *xf = to_float(xd, nx), *wf = to_float(wd, nw), *bf = to_float(bd, OC);
-    float *gof = to_float(god, no), *dxf = to_float(dxd, nx), *dwf = to_float(dwd, nw);
-    float *dbf = to_float(dbd, OC), *of = falloc(no);
+    double *xd = qt_test_drand(nx, -1, 1, seed), *wd = qt_test_drand(nw, -1, 1, seed + 1);
+    double *bd = qt_test_drand(OC, -1, 1, seed + 2), *god = qt_test_drand(no, -1, 1, seed + 3);
+    double *dxd = qt_test_drand(nx, -1, 1, seed + 4), *dwd = qt_test_drand(nw, -1, 1, seed + 5);
+    double *dbd = qt_test_drand(OC, -1, 1, seed + 6), *od = qt_test_dalloc(no);
+    float *xf = qt_test_to_float(xd, nx), *wf = qt_test_to_float(wd, nw),
+          *bf = qt_test_to_float(bd, OC);
+    float *gof = qt_test_to_float(god, no), *dxf = qt_test_to_float(dxd, nx),
+          *dwf = qt_test_to_float(dwd, nw);
+    float *dbf = qt_test_to_float(dbd, OC), *of = qt_test_falloc(no);
     qt_test_poison(of, no);
     qt_cpu_linear_fwd(of, xf, wf, bf, N, IC, OC);
     qt_cpu_linear_fwd_f64(od, xd, wd, bd, N, IC, OC);
@@ -224,9 +203,16 @@ static double ln_loss(void *v) {
 START_TEST(test_layernorm_fd) {
     const int N = 4, C = 9;
     size_t n = (size_t)N * C;
-    double *wout = drand(n, -1, 1, 23);
-    ln_ctx c = {N,    C,         drand(n, -2, 2, 20), drand(C, 0.5, 1.5, 21), drand(C, -1, 1, 22),
-                wout, dalloc(n), dalloc(N),           dalloc(N)};
+    double *wout = qt_test_drand(n, -1, 1, 23);
+    ln_ctx c = {N,
+                C,
+                qt_test_drand(n, -2, 2, 20),
+                qt_test_drand(C, 0.5, 1.5, 21),
+                qt_test_drand(C, -1, 1, 22),
+                wout,
+                qt_test_dalloc(n),
+                qt_test_dalloc(N),
+                qt_test_dalloc(N)};
     ln_loss(&c);
     // mean and rstd as defined: biased variance, eps 1e-5f
     for (int r = 0; r < N; r++) {
@@ -237,7 +223,8 @@ START_TEST(test_layernorm_fd) {
                           fabs(c.rstd[r] - 1.0 / sqrt(v + (double)QT_LAYERNORM_EPS)) <= 1e-12,
                       "layernorm_fwd_f64 row %d: mean %g rstd %g", r, c.mean[r], c.rstd[r]);
     }
-    double *dx0 = drand(n, -1, 1, 24), *dw0 = drand(C, -1, 1, 25), *db0 = drand(C, -1, 1, 26);
+    double *dx0 = qt_test_drand(n, -1, 1, 24), *dw0 = qt_test_drand(C, -1, 1, 25),
+           *db0 = qt_test_drand(C, -1, 1, 26);
     double *dx = copy_d(dx0, n), *dw = copy_d(dw0, C), *db = copy_d(db0, C);
     qt_cpu_layernorm_bwd_f64(dx, dw, db, wout, c.x, c.mean, c.rstd, c.w, N, C);
     check_grad(ln_loss, &c, c.x, n, dx, dx0, "layernorm_bwd_f64 dx");
@@ -261,13 +248,17 @@ END_TEST
 
 static void check_layernorm_float(int N, int C, uint64_t seed) {
     size_t n = (size_t)N * C;
-    double *xd = drand(n, -3, 5, seed), *wd = drand(C, 0.5, 1.5, seed + 1);
-    double *bd = drand(C, -1, 1, seed + 2), *god = drand(n, -1, 1, seed + 3);
-    double *dxd = drand(n, -1, 1, seed + 4), *dwd = drand(C, -1, 1, seed + 5);
-    double *dbd = drand(C, -1, 1, seed + 6), *od = dalloc(n), *md = dalloc(N), *rd = dalloc(N);
-    float *xf = to_float(xd, n), *wf = to_float(wd, C), *bf = to_float(bd, C);
-    float *gof = to_float(god, n), *dxf = to_float(dxd, n), *dwf = to_float(dwd, C);
-    float *dbf = to_float(dbd, C), *of = falloc(n), *mf = falloc(N), *rf = falloc(N);
+    double *xd = qt_test_drand(n, -3, 5, seed), *wd = qt_test_drand(C, 0.5, 1.5, seed + 1);
+    double *bd = qt_test_drand(C, -1, 1, seed + 2), *god = qt_test_drand(n, -1, 1, seed + 3);
+    double *dxd = qt_test_drand(n, -1, 1, seed + 4), *dwd = qt_test_drand(C, -1, 1, seed + 5);
+    double *dbd = qt_test_drand(C, -1, 1, seed + 6), *od = qt_test_dalloc(n),
+           *md = qt_test_dalloc(N), *rd = qt_test_dalloc(N);
+    float *xf = qt_test_to_float(xd, n), *wf = qt_test_to_float(wd, C),
+          *bf = qt_test_to_float(bd, C);
+    float *gof = qt_test_to_float(god, n), *dxf = qt_test_to_float(dxd, n),
+          *dwf = qt_test_to_float(dwd, C);
+    float *dbf = qt_test_to_float(dbd, C), *of = qt_test_falloc(n), *mf = qt_test_falloc(N),
+          *rf = qt_test_falloc(N);
     qt_test_poison(of, n);
     qt_test_poison(mf, N);
     qt_test_poison(rf, N);
@@ -337,8 +328,8 @@ static double gelu_ref(double x) {
 START_TEST(test_activation_fd) {
     const size_t n = 41;
     for (int gelu = 0; gelu < 2; gelu++) {
-        double *wout = drand(n, -1, 1, 41);
-        act_ctx c = {gelu, n, drand(n, -6, 6, 40), wout, dalloc(n)};
+        double *wout = qt_test_drand(n, -1, 1, 41);
+        act_ctx c = {gelu, n, qt_test_drand(n, -6, 6, 40), wout, qt_test_dalloc(n)};
         c.x[0] = -30.0; // far tails
         c.x[1] = 30.0;
         act_loss(&c);
@@ -347,12 +338,12 @@ START_TEST(test_activation_fd) {
                 ck_assert_msg(fabs(c.out[i] - gelu_ref(c.x[i])) <= 1e-14 * (1 + fabs(c.x[i])),
                               "gelu_fwd_f64(%g) = %.17g, tanh form %.17g", c.x[i], c.out[i],
                               gelu_ref(c.x[i]));
-        double *d0 = drand(n, -1, 1, 42), *d = copy_d(d0, n);
+        double *d0 = qt_test_drand(n, -1, 1, 42), *d = copy_d(d0, n);
         if (gelu) qt_cpu_gelu_bwd_f64(d, wout, c.x, n);
         else qt_cpu_relu_bwd_f64(d, wout, c.x, n);
         check_grad(act_loss, &c, c.x, n, d, d0, gelu ? "gelu_bwd_f64" : "relu_bwd_f64");
         // dx aliasing dout is the in-place form: dx = dout f'(x)
-        double *inpl = copy_d(wout, n), *z = dalloc(n);
+        double *inpl = copy_d(wout, n), *z = qt_test_dalloc(n);
         for (size_t i = 0; i < n; i++) z[i] = 0.0;
         if (gelu) {
             qt_cpu_gelu_bwd_f64(inpl, inpl, c.x, n);
@@ -380,10 +371,11 @@ START_TEST(test_activation_float_vs_double) {
     for (int gelu = 0; gelu < 2; gelu++) {
         for (int s = 0; s < 3; s++) {
             size_t n = sizes[s];
-            double *xd = drand(n, -8, 8, 50 + s), *gd = drand(n, -1, 1, 60 + s);
-            double *dd = drand(n, -1, 1, 70 + s), *od = dalloc(n);
-            float *xf = to_float(xd, n), *gf = to_float(gd, n), *df = to_float(dd, n);
-            float *of = falloc(n);
+            double *xd = qt_test_drand(n, -8, 8, 50 + s), *gd = qt_test_drand(n, -1, 1, 60 + s);
+            double *dd = qt_test_drand(n, -1, 1, 70 + s), *od = qt_test_dalloc(n);
+            float *xf = qt_test_to_float(xd, n), *gf = qt_test_to_float(gd, n),
+                  *df = qt_test_to_float(dd, n);
+            float *of = qt_test_falloc(n);
             qt_test_poison(of, n);
             if (gelu) {
                 qt_cpu_gelu_fwd(of, xf, n);
@@ -407,7 +399,7 @@ START_TEST(test_activation_float_vs_double) {
             ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "%s float/double n %zu: fwd %g bwd %g",
                           gelu ? "gelu" : "relu", n, e1, e2);
             // out may alias x
-            float *inpl = falloc(n);
+            float *inpl = qt_test_falloc(n);
             memcpy(inpl, xf, n * sizeof(float));
             if (gelu) qt_cpu_gelu_fwd(inpl, inpl, n);
             else qt_cpu_relu_fwd(inpl, inpl, n);
@@ -444,8 +436,8 @@ START_TEST(test_embedding) {
     int tokens[15];
     for (int i = 0; i < B * T; i++) tokens[i] = (i * 7 + 3) % V; // repeats on purpose
     tokens[4] = tokens[9] = 2;
-    float *wte = falloc((size_t)V * C), *wpe = falloc((size_t)maxT * C);
-    float *out = falloc((size_t)B * T * C), *dout = falloc((size_t)B * T * C);
+    float *wte = qt_test_falloc((size_t)V * C), *wpe = qt_test_falloc((size_t)maxT * C);
+    float *out = qt_test_falloc((size_t)B * T * C), *dout = qt_test_falloc((size_t)B * T * C);
     qt_test_fill_uniform(wte, (size_t)V * C, -1, 1, 80);
     qt_test_fill_uniform(wpe, (size_t)maxT * C, -1, 1, 81);
     qt_test_fill_uniform(dout, (size_t)B * T * C, -1, 1, 82);
@@ -458,8 +450,8 @@ START_TEST(test_embedding) {
                 ck_assert_msg(out[(b * T + t) * C + c] == want, "embedding_fwd (%d, %d, %d)", b, t,
                               c);
             }
-    float *dwte = falloc((size_t)V * C), *dwpe = falloc((size_t)maxT * C);
-    double *wd = dalloc((size_t)V * C), *pd = dalloc((size_t)maxT * C);
+    float *dwte = qt_test_falloc((size_t)V * C), *dwpe = qt_test_falloc((size_t)maxT * C);
+    double *wd = qt_test_dalloc((size_t)V * C), *pd = qt_test_dalloc((size_t)maxT * C);
     qt_test_fill_uniform(dwte, (size_t)V * C, -1, 1, 83);
     qt_test_fill_uniform(dwpe, (size_t)maxT * C, -1, 1, 84);
     for (int i = 0; i < V * C; i++) wd[i] = dwte[i];
@@ -486,7 +478,7 @@ END_TEST
 
 START_TEST(test_add) {
     const size_t n = 70001;
-    float *a = falloc(n), *b = falloc(n), *o = falloc(n);
+    float *a = qt_test_falloc(n), *b = qt_test_falloc(n), *o = qt_test_falloc(n);
     qt_test_fill_uniform(a, n, -1, 1, 90);
     qt_test_fill_uniform(b, n, -1, 1, 91);
     qt_test_poison(o, n);
@@ -505,7 +497,8 @@ END_TEST
 START_TEST(test_dropout) {
     const size_t n = 100003;
     const float prob = 0.3f;
-    float *x = falloc(n), *o1 = falloc(n), *o2 = falloc(n), *dx = falloc(n), *dout = falloc(n);
+    float *x = qt_test_falloc(n), *o1 = qt_test_falloc(n), *o2 = qt_test_falloc(n),
+          *dx = qt_test_falloc(n), *dout = qt_test_falloc(n);
     qt_test_fill_uniform(x, n, 0.5f, 1.5f, 100); // nonzero, so a zero output means dropped
     qt_test_fill_uniform(dout, n, 0.5f, 1.5f, 101);
     qt_test_poison(o1, n);
@@ -587,9 +580,9 @@ static double ce_loss(void *v) {
 START_TEST(test_crossentropy_fd) {
     const int N = 5, V = 7;
     const int targets[5] = {3, -1, 0, 6, 2}; // row 1 ignored
-    double *dloss = drand(N, 0.2, 1.5, 111);
-    ce_ctx c = {N, V, drand((size_t)N * V, -3, 3, 110), targets, dloss, dalloc(N),
-                dalloc((size_t)N * V)};
+    double *dloss = qt_test_drand(N, 0.2, 1.5, 111);
+    ce_ctx c = {N, V, qt_test_drand((size_t)N * V, -3, 3, 110), targets, dloss, qt_test_dalloc(N),
+                qt_test_dalloc((size_t)N * V)};
     ce_loss(&c);
     for (int n = 0; n < N; n++) {
         double m = -INFINITY, s = 0.0;
@@ -602,12 +595,12 @@ START_TEST(test_crossentropy_fd) {
             ck_assert_msg(fabs(c.probs[n * V + j] - exp(c.logits[n * V + j] - m) / s) <= 1e-15,
                           "crossentropy probs row %d col %d", n, j);
     }
-    double *d0 = drand((size_t)N * V, -1, 1, 112), *d = copy_d(d0, (size_t)N * V);
+    double *d0 = qt_test_drand((size_t)N * V, -1, 1, 112), *d = copy_d(d0, (size_t)N * V);
     qt_cpu_crossentropy_bwd_f64(d, dloss, c.probs, targets, N, V);
     for (int j = 0; j < V; j++) ck_assert(d[V + j] == d0[V + j]); // ignored row untouched
     check_grad(ce_loss, &c, c.logits, (size_t)N * V, d, d0, "crossentropy_bwd_f64 dlogits");
     // in place: dlogits aliasing probs is overwritten; the ignored row becomes 0
-    double *inpl = copy_d(c.probs, (size_t)N * V), *z = dalloc((size_t)N * V);
+    double *inpl = copy_d(c.probs, (size_t)N * V), *z = qt_test_dalloc((size_t)N * V);
     for (int i = 0; i < N * V; i++) z[i] = 0.0;
     qt_cpu_crossentropy_bwd_f64(inpl, dloss, inpl, targets, N, V);
     qt_cpu_crossentropy_bwd_f64(z, dloss, c.probs, targets, N, V);
@@ -628,10 +621,12 @@ static void check_ce_float(int N, int V, uint64_t seed) {
     size_t n = (size_t)N * V;
     int *targets = malloc((size_t)N * sizeof(int));
     for (int i = 0; i < N; i++) targets[i] = i % 5 == 4 ? -1 : (int)((i * 2654435761u) % V);
-    double *zd = drand(n, -8, 8, seed), *dld = drand(N, 0, 1, seed + 1);
-    double *dd = drand(n, -1, 1, seed + 2), *ld = dalloc(N), *pd = dalloc(n);
-    float *zf = to_float(zd, n), *dlf = to_float(dld, N), *df = to_float(dd, n);
-    float *lf = falloc(N), *pf = falloc(n);
+    double *zd = qt_test_drand(n, -8, 8, seed), *dld = qt_test_drand(N, 0, 1, seed + 1);
+    double *dd = qt_test_drand(n, -1, 1, seed + 2), *ld = qt_test_dalloc(N),
+           *pd = qt_test_dalloc(n);
+    float *zf = qt_test_to_float(zd, n), *dlf = qt_test_to_float(dld, N),
+          *df = qt_test_to_float(dd, n);
+    float *lf = qt_test_falloc(N), *pf = qt_test_falloc(n);
     qt_test_poison(lf, N);
     qt_test_poison(pf, n);
     qt_cpu_crossentropy_fwd(lf, pf, zf, targets, N, V);
@@ -644,7 +639,7 @@ static void check_ce_float(int N, int V, uint64_t seed) {
     double e3 = fd_vs(df, dd, n, 1e-5);
     ck_assert_msg(e3 <= 1.0, "crossentropy_bwd float/double N %d V %d: %g", N, V, e3);
     // probs may alias logits
-    float *inpl = falloc(n), *l2 = falloc(N);
+    float *inpl = qt_test_falloc(n), *l2 = qt_test_falloc(N);
     memcpy(inpl, zf, n * sizeof(float));
     qt_cpu_crossentropy_fwd(l2, inpl, inpl, targets, N, V);
     ck_assert(memcmp(inpl, pf, n * sizeof(float)) == 0 && memcmp(l2, lf, N * sizeof(float)) == 0);
@@ -709,8 +704,9 @@ START_TEST(test_adamw) {
                       "adamw step 1 at %d: %g", i, p1[i]);
     // a large array (parallel path) equals the same update done in small pieces
     const size_t big = 100003;
-    float *pa = falloc(big), *ga = falloc(big), *ma = falloc(big), *va = falloc(big);
-    float *pb = falloc(big), *mb = falloc(big), *vb = falloc(big);
+    float *pa = qt_test_falloc(big), *ga = qt_test_falloc(big), *ma = qt_test_falloc(big),
+          *va = qt_test_falloc(big);
+    float *pb = qt_test_falloc(big), *mb = qt_test_falloc(big), *vb = qt_test_falloc(big);
     qt_test_fill_uniform(pa, big, -1, 1, 134);
     qt_test_fill_uniform(ga, big, -1, 1, 135);
     qt_test_fill_uniform(ma, big, -0.1f, 0.1f, 136);
@@ -764,7 +760,7 @@ START_TEST(test_sumsq) {
     const size_t sizes[4] = {0, 1, 33, 3000017};
     for (int s = 0; s < 4; s++) {
         size_t n = sizes[s];
-        float *x = falloc(n);
+        float *x = qt_test_falloc(n);
         qt_test_fill_uniform(x, n, -2, 2, 140 + s);
         long double want = 0.0L;
         for (size_t i = 0; i < n; i++) want += (long double)x[i] * x[i];

@@ -31,6 +31,33 @@ void qt_test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed)
     }
 }
 
+double *qt_test_dalloc(size_t n) {
+    double *p = malloc((n ? n : 1) * sizeof(double));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+float *qt_test_falloc(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+double *qt_test_drand(size_t n, double lo, double hi, uint64_t seed) {
+    double *p = qt_test_dalloc(n);
+    qt_test_fill_uniform_f64(p, n, lo, hi, seed);
+    return p;
+}
+
+float *qt_test_to_float(double *d, size_t n) {
+    float *f = qt_test_falloc(n);
+    for (size_t i = 0; i < n; i++) {
+        f[i] = (float)d[i];
+        d[i] = f[i];
+    }
+    return f;
+}
+
 void qt_test_poison(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }

@@ -10,6 +10,14 @@
 // Deterministic uniform values in [lo, hi) from a 64-bit seed (splitmix64).
 void qt_test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
 void qt_test_fill_uniform_f64(double *x, size_t n, double lo, double hi, uint64_t seed);
+// Checked allocations of n (>= 0) doubles or floats, freed with free().
+double *qt_test_dalloc(size_t n);
+float *qt_test_falloc(size_t n);
+// A fresh array of n uniform doubles in [lo, hi).
+double *qt_test_drand(size_t n, double lo, double hi, uint64_t seed);
+// A float copy of d; d itself is rounded to the same values, so float and double runs of an
+// op see identical inputs.
+float *qt_test_to_float(double *d, size_t n);
 // Fills with a NaN pattern, so an output element a kernel forgets to write fails the compare.
 void qt_test_poison(float *x, size_t n);
 
