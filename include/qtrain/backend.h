@@ -12,8 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qtrain/dqt.h"
 #include "qtrain/dtype.h"
 #include "qtrain/ops.h"
+#include "qtrain/quant.h"
 #include "qtrain/status.h"
 
 #ifdef __cplusplus
@@ -109,6 +111,42 @@ typedef struct qt_backend_ops {
     // *out = sum of squares of x (n, the backend's dtype), accumulated in double, on the host.
     // Not finite when any element is inf or nan: the loss scaler's overflow check.
     qt_status (*sumsq)(void *ctx, double *out, const void *x, size_t n);
+
+    // ---- LLaMA family (optional: required only by configs that use them; model init
+    // names a missing one). Shapes and semantics of the qt_cpu_* twins in qtrain/ops.h.
+    // RMSNorm: out (N, C) = x * rstd * w, rstd (N, fp32) = 1 / sqrt(mean(x^2) + eps).
+    qt_status (*rmsnorm_fwd)(void *ctx, void *out, float *rstd, const void *x, const void *w,
+                             int N, int C);
+    // dx (N, C) +=, dw (C) +=.
+    qt_status (*rmsnorm_bwd)(void *ctx, void *dx, void *dw, const void *dout, const void *x,
+                             const float *rstd, const void *w, int N, int C);
+    // Rotary embedding, in place on the q and k thirds of qkv (B, T, 3C) (v untouched), H
+    // heads of D = C/H, position = t; bwd applies the inverse rotation to dqkv in place.
+    qt_status (*rope_fwd)(void *ctx, void *qkv, int B, int T, int C, int H, float theta);
+    qt_status (*rope_bwd)(void *ctx, void *dqkv, int B, int T, int C, int H, float theta);
+    // SwiGLU: x (N, 2F) rows are [a | b]; out (N, F) = silu(a) * b. dx (N, 2F) +=.
+    qt_status (*swiglu_fwd)(void *ctx, void *out, const void *x, int N, int F);
+    qt_status (*swiglu_bwd)(void *ctx, void *dx, const void *dout, const void *x, int N, int F);
+
+    // ---- quantized training (optional: required only when quant.mode != none)
+    // out = dequant(quant(x)) of a (rows, cols) tensor of dtype `dt` (the backend's dtype or
+    // fp32 for optimizer state); p's range is ABSMAX or ABSMEAN (qtrain/quant.h). May alias.
+    qt_status (*quant_fake)(void *ctx, qt_dtype dt, const qt_quant_params *p, void *out,
+                            const void *x, size_t rows, size_t cols);
+    // W8A8 linear through the INT8 GEMM: out (N, OC) = Qa(x) Qw(w)^T + b, x and w quantized to
+    // int8 codes with aq (per tensor or per row = token) and wq (per tensor or per row =
+    // channel), both symmetric 8-bit nearest; int32 accumulation, dequantized in the epilogue.
+    // Equals linear_fwd on quant_fake'd inputs up to fp rounding. Optional (NULL: the model
+    // uses the fake-quant path).
+    qt_status (*linear_s8_fwd)(void *ctx, void *out, const void *x, const void *w, const void *b,
+                               int N, int IC, int OC, const qt_quant_params *aq,
+                               const qt_quant_params *wq);
+    // DQT (qtrain/dqt.h): weights stored only as int8 codes with a per-tensor scale.
+    // out (n, the backend's dtype) = codes * scale.
+    qt_status (*dqt_dequant)(void *ctx, void *out, const int8_t *codes, float scale, size_t n);
+    // One AdamW step applied directly to the codes (qt_cpu_dqt_step); stats may be NULL.
+    qt_status (*dqt_step)(void *ctx, const qt_dqt_params *dp, int8_t *codes, const void *grad,
+                          float *m, float *v, size_t n, qt_dqt_stats *stats);
 } qt_backend_ops;
 
 typedef struct qt_backend {

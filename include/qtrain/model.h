@@ -71,6 +71,44 @@ typedef struct {
     void *resid2;               // (N, C) the layer's output
 } qt_layer_acts;
 
+// Activation sites of the forward, in order (PAPERS.md section 5's quantized tensors).
+typedef enum {
+    QT_SITE_EMBED = 0, // (N, C) token (+ position) embeddings, after dropout; layer -1
+    QT_SITE_LN1,       // (N, C) output of the attention-side norm
+    QT_SITE_QKV,       // (N, 3C) q/k/v projections' outputs (after RoPE when used)
+    QT_SITE_SCORES,    // (B*H*T, T) Q K^T, before scaling and softmax
+    QT_SITE_PROBS,     // (B*H*T, T) softmax (variant) output
+    QT_SITE_CTX,       // (N, C) P V, before the gate
+    QT_SITE_ATTN_OUT,  // (N, C) out_proj output
+    QT_SITE_RESID1,    // (N, C) x + attention branch
+    QT_SITE_LN2,       // (N, C) output of the FFN-side norm
+    QT_SITE_FC_ACT,    // (N, F) fc1 output after the activation (SwiGLU: its product)
+    QT_SITE_FFN_OUT,   // (N, C) fc2 output
+    QT_SITE_RESID2,    // (N, C) resid1 + FFN branch: the layer's output
+    QT_SITE_LNF,       // (N, C) final norm output (the LM head's input); layer -1
+    QT_SITE_COUNT
+} qt_site;
+
+// The linear layers of a block.
+typedef enum { QT_LINEAR_QKV = 0, QT_LINEAR_PROJ, QT_LINEAR_FC1, QT_LINEAR_FC2, QT_LINEAR_COUNT } qt_linear_id;
+
+struct qt_model;
+// Observers of the forward pass (post-training quantization: calibration, fake quantization,
+// the INT8 path). With hooks set the model runs the composed attention path so that every
+// site exists. Both callbacks may be NULL.
+typedef struct {
+    // Called on each site's tensor (backend memory, the backend's dtype, rows x cols) right
+    // after it is computed; may rewrite it in place. layer is -1 for EMBED and LNF.
+    qt_status (*activation)(void *user, struct qt_model *m, int layer, qt_site site, void *x,
+                            size_t rows, size_t cols);
+    // Offered every block linear's forward first: out (N, OC) = x (N, IC) w (OC, IC)^T + b
+    // (b may be NULL). Set *handled = 1 after writing out; 0 leaves it to the model.
+    qt_status (*linear)(void *user, struct qt_model *m, int layer, qt_linear_id which, void *out,
+                        const void *x, const void *w, const void *b, int N, int IC, int OC,
+                        int *handled);
+    void *user;
+} qt_model_hooks;
+
 typedef struct qt_model {
     qt_config cfg;
     qt_backend *be;
@@ -103,6 +141,7 @@ typedef struct qt_model {
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward
     uint64_t dropout_stream;                 // distinct per micro-step (set by the trainer)
+    const qt_model_hooks *hooks;             // forward observers (NULL: none)
 } qt_model;
 
 // Builds the parameter table and allocates parameters, gradients and activations for

@@ -1,0 +1,59 @@
+// qtrain/dqt.h: direct quantized training (DQT, Zhao et al. 2024; PAPERS.md section 7).
+//
+// A DQT weight exists only as int8 codes q in [qmin, qmax] and one fp32 scale s per tensor:
+// w = q * s. There is no full-precision copy. An optimizer step computes, per element,
+//   g = grad * grad_scale;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//   w  = q * scale_in
+//   w' = w - lr (mhat / (sqrt(vhat) + eps) + weight_decay w)      (AdamW, as qt_cpu_adamw_step)
+//   q' = clamp(floor(w' / scale_out + u), qmin, qmax),  u = qt_philox_uniform(seed, stream, i)
+// i.e. stochastic rounding of the updated value onto the grid of scale_out (unbiased inside
+// the range). The caller picks scale_out by its scale rule (qt_dqt_scale_rule).
+// Ternary: qmin = -1, qmax = 1; b bits: qmin = -2^(b-1), qmax = 2^(b-1) - 1.
+#ifndef QTRAIN_DQT_H
+#define QTRAIN_DQT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qtrain/ops.h"
+#include "qtrain/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    qt_adamw_params adam;        // lr, betas, eps, weight_decay, step (1-based), grad_scale
+    float scale_in;              // s of the current codes
+    float scale_out;             // s of the codes written (equal to scale_in for a fixed scale)
+    int qmin, qmax;              // the grid: [-1, 1] ternary, [-2^(b-1), 2^(b-1) - 1] b-bit
+    uint64_t seed, stream;       // stochastic rounding (qt_quant_stream(step, tensor id))
+    int dry_run;                 // 1: compute the stats only; codes, m and v are not written
+} qt_dqt_params;
+
+typedef struct {
+    double abs_sum;   // sum over elements of |w'| (the updated value before rounding)
+    int max_abs_code; // max |q| of the codes before the step
+} qt_dqt_stats;
+
+// One DQT step on n elements (CPU reference). codes (n) int8, grad (n) fp32, m, v (n) fp32.
+// stats (may be NULL) receives the stats of this call; with dp->dry_run nothing else is
+// written (so a scale rule can look at the update before committing to a scale).
+void qt_cpu_dqt_step(const qt_dqt_params *dp, int8_t *codes, const float *grad, float *m,
+                     float *v, size_t n, qt_dqt_stats *stats);
+
+// out (n) = codes * scale (CPU reference).
+void qt_cpu_dqt_dequant(float *out, const int8_t *codes, float scale, size_t n);
+
+// ---- CUDA launchers (kernels/cuda/dqt.cu), device pointers; `stream` is a cudaStream_t.
+// grad and out hold `dt` (a qt_dtype); m, v fp32. Same codes as the CPU bit for bit (same
+// Philox bits, same float math order); stats reduced on the device, copied to the host.
+qt_status qt_cuda_dqt_step(void *stream, int dt, const qt_dqt_params *dp, int8_t *codes,
+                           const void *grad, float *m, float *v, size_t n, qt_dqt_stats *stats);
+qt_status qt_cuda_dqt_dequant(void *stream, int dt, void *out, const int8_t *codes, float scale,
+                              size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
