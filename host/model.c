@@ -427,6 +427,25 @@ static qt_gemm_desc attn_desc(int trans_a, int trans_b, int M, int N, int K, flo
     return d;
 }
 
+// Offers a site's tensor to the activation hook (PTQ calibration and fake quantization).
+static qt_status site(qt_model *m, int layer, qt_site which, void *x, size_t rows, size_t cols) {
+    if (!m->hooks || !m->hooks->activation) return QT_OK;
+    return m->hooks->activation(m->hooks->user, m, layer, which, x, rows, cols);
+}
+
+// The forward of a block linear: out (N, OC) = x (N, IC) w (OC, IC)^T + b.
+static qt_status block_linear_fwd(qt_model *m, int layer, qt_linear_id which, void *out,
+                                  const void *x, const void *w, const void *b, int N, int IC,
+                                  int OC) {
+    if (m->hooks && m->hooks->linear) {
+        int handled = 0;
+        QT_TRY(m->hooks->linear(m->hooks->user, m, layer, which, out, x, w, b, N, IC, OC,
+                                &handled));
+        if (handled) return QT_OK;
+    }
+    return BE->linear_fwd(CTX, out, x, w, b, N, IC, OC);
+}
+
 qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
                            float *mean_loss) {
     const qt_config *cfg = &m->cfg;
@@ -453,6 +472,7 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     if (drop > 0)
         QT_TRY(BE->dropout_fwd(CTX, m->encoded, m->encoded, (size_t)N * C, drop, cfg->seed,
                                drop_stream(m, 0, SITE_EMBED)));
+    QT_TRY(site(m, -1, QT_SITE_EMBED, m->encoded, N, C));
     const void *x = m->encoded;
     for (int l = 0; l < L; l++) {
         const qt_layer_params *w = &m->p.layers[l];
@@ -460,8 +480,11 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         const void *ln1_b = w->ln1_b ? w->ln1_b : m->zeros_c;
         const void *ln2_b = w->ln2_b ? w->ln2_b : m->zeros_c;
         QT_TRY(BE->layernorm_fwd(CTX, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, ln1_b, N, C));
-        QT_TRY(BE->linear_fwd(CTX, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C));
-        if (BE->attention_fwd && attn_drop == 0) {
+        QT_TRY(site(m, l, QT_SITE_LN1, a->ln1, N, C));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_QKV, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C,
+                                3 * C));
+        QT_TRY(site(m, l, QT_SITE_QKV, a->qkv, N, 3 * C));
+        if (BE->attention_fwd && attn_drop == 0 && !m->hooks) {
             // Causal lens depend only on t, so the first B*T entries of the (B, H, T) row
             // lengths are the (B, T) per-query lengths the fused core takes.
             QT_TRY(BE->attention_fwd(CTX, &sp, a->ctx, a->probs, a->p, a->qkv, m->lens, B, T, C,
@@ -471,7 +494,9 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             qt_gemm_desc qk = attn_desc(0, 1, T, T, D, 0.0f, 3 * C, T3C, D, 3 * C, T3C, D, T,
                                         H * TT, TT, B, H);
             QT_TRY(BE->gemm(CTX, &qk, a->qkv, AT(a->qkv, C), a->probs));
+            QT_TRY(site(m, l, QT_SITE_SCORES, a->probs, (size_t)B * H * T, T));
             QT_TRY(BE->softmax_clip_fwd(CTX, &sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
+            QT_TRY(site(m, l, QT_SITE_PROBS, a->probs, (size_t)B * H * T, T));
             const void *pv_probs = a->probs;
             if (attn_drop > 0) {
                 QT_TRY(BE->dropout_fwd(CTX, a->probs_drop, a->probs, (size_t)B * H * TT,
@@ -482,6 +507,7 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             qt_gemm_desc pv = attn_desc(0, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, C,
                                         (int64_t)T * C, D, B, H);
             QT_TRY(BE->gemm(CTX, &pv, pv_probs, AT(a->qkv, 2 * C), a->ctx));
+            QT_TRY(site(m, l, QT_SITE_CTX, a->ctx, N, C));
         }
         const void *proj_in = a->ctx;
         if (gs.kind != QT_GATE_NONE) {
@@ -490,7 +516,9 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             QT_TRY(BE->gate_mul_fwd(CTX, a->gated, a->gate, a->ctx, N, C, H));
             proj_in = a->gated;
         }
-        QT_TRY(BE->linear_fwd(CTX, a->attn_out, proj_in, w->proj_w, w->proj_b, N, C, C));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_PROJ, a->attn_out, proj_in, w->proj_w, w->proj_b,
+                                N, C, C));
+        QT_TRY(site(m, l, QT_SITE_ATTN_OUT, a->attn_out, N, C));
         // resid1 = x + drop(attn_out)
         if (drop > 0) {
             QT_TRY(BE->dropout_fwd(CTX, a->resid1, a->attn_out, (size_t)N * C, drop, cfg->seed,
@@ -499,14 +527,19 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         } else {
             QT_TRY(BE->add(CTX, a->resid1, a->attn_out, x, (size_t)N * C));
         }
+        QT_TRY(site(m, l, QT_SITE_RESID1, a->resid1, N, C));
         QT_TRY(BE->layernorm_fwd(CTX, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid1, w->ln2_w, ln2_b,
                                  N, C));
-        QT_TRY(BE->linear_fwd(CTX, a->fc, a->ln2, w->fc_w, w->fc_b, N, C, F));
+        QT_TRY(site(m, l, QT_SITE_LN2, a->ln2, N, C));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, a->ln2, w->fc_w, w->fc_b, N, C, F));
         if (act_gelu)
             QT_TRY(BE->gelu_fwd(CTX, a->fc_act, a->fc, (size_t)N * F));
         else
             QT_TRY(BE->relu_fwd(CTX, a->fc_act, a->fc, (size_t)N * F));
-        QT_TRY(BE->linear_fwd(CTX, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N, F, C));
+        QT_TRY(site(m, l, QT_SITE_FC_ACT, a->fc_act, N, F));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC2, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N,
+                                F, C));
+        QT_TRY(site(m, l, QT_SITE_FFN_OUT, a->ffn_out, N, C));
         if (drop > 0) {
             QT_TRY(BE->dropout_fwd(CTX, a->resid2, a->ffn_out, (size_t)N * C, drop, cfg->seed,
                                    drop_stream(m, l, SITE_FFN_RESID)));
@@ -514,10 +547,12 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         } else {
             QT_TRY(BE->add(CTX, a->resid2, a->ffn_out, a->resid1, (size_t)N * C));
         }
+        QT_TRY(site(m, l, QT_SITE_RESID2, a->resid2, N, C));
         x = a->resid2;
     }
     const void *lnf_b = m->p.lnf_b ? m->p.lnf_b : m->zeros_c;
     QT_TRY(BE->layernorm_fwd(CTX, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->p.lnf_w, lnf_b, N, C));
+    QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf, N, C));
     QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf, m->p.head, NULL, N, C, V));
     if (!targets) return QT_OK;
     QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->logits, m->logits, m->targets, N, V));
