@@ -34,6 +34,12 @@ _Static_assert(sizeof(qt_loss) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_sched) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_softmax_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_gate_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_quant_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_quant_backward) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_dqt_scale) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_quant_granularity) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_quant_rounding) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_quant_range) == sizeof(int), "enum size");
 
 // ---------------------------------------------------------------------------------------
 // The key table
@@ -60,10 +66,18 @@ typedef struct {
     const char *help; // one line, written as a comment by qt_config_write
 } key_def;
 
-static const char *const arch_names[] = {"opt"};
-static const char *const act_names[] = {"gelu", "relu"};
-static const char *const norm_names[] = {"layernorm"};
-static const char *const pos_names[] = {"learned"};
+static const char *const arch_names[] = {"opt", "llama"};
+static const char *const act_names[] = {"gelu", "relu", "swiglu"};
+static const char *const norm_names[] = {"layernorm", "rmsnorm"};
+static const char *const pos_names[] = {"learned", "rope"};
+static const char *const qmode_names[] = {"none", "qat", "bitnet", "dqt"};
+static const char *const qbwd_names[] = {"dw", "dx"};
+static const char *const dqt_scale_names[] = {"fixed", "absmax_pre", "absmean"};
+// Indexed by qt_quant_granularity, qt_quant_rounding, qt_quant_range (qtrain/quant.h); the
+// ranges that need calibration state (running, percentile, mse) are for evaluation, not here.
+static const char *const qgran_names[] = {"tensor", "row", "group"};
+static const char *const qround_names[] = {"nearest", "stochastic"};
+static const char *const qrange_names[] = {"absmax", "absmean"};
 static const char *const loss_names[] = {"clm"};
 static const char *const sched_names[] = {"linear", "cosine", "constant"};
 static const char *const precision_names[] = {"auto", "fp32", "fp16", "bf16"};
@@ -82,6 +96,18 @@ static const char *const gate_names[] = {"none", "linear", "mlp", "all_heads"};
     { nm, KEY_ENUM, OFF(field), 0, 0, 0, 0, 0, names, NCHOICES(names), NULL, help }
 
 #define INF INFINITY
+// The six keys of one qat quantizer, quant.<role>_*.
+#define QSPEC_KEYS(role, field, what)                                                              \
+    INT_KEY("quant." role "_bits", field.bits, 0, 8, "bits are 0 (off), 1 (ternary) or 2..8",      \
+            what ": bits (0 off, 1 ternary)"),                                                     \
+        ENUM_KEY("quant." role "_granularity", field.granularity, qgran_names,                     \
+                 what ": tensor|row|group"),                                                       \
+        INT_KEY("quant." role "_group", field.group, 1, 1 << 20, "a group holds >= 1 element",      \
+                what ": group size"),                                                              \
+        ENUM_KEY("quant." role "_rounding", field.rounding, qround_names,                          \
+                 what ": nearest|stochastic"),                                                     \
+        BOOL_KEY("quant." role "_symmetric", field.symmetric, what ": 1 signed, 0 zero point"),   \
+        ENUM_KEY("quant." role "_range", field.range, qrange_names, what ": absmax|absmean")
 
 static const key_def keys[] = {
     ENUM_KEY("model.arch", arch, arch_names, "architecture"),
@@ -96,6 +122,8 @@ static const key_def keys[] = {
     ENUM_KEY("model.activation", activation, act_names, "MLP activation"),
     ENUM_KEY("model.norm", norm, norm_names, "normalization"),
     ENUM_KEY("model.pos", pos, pos_names, "position encoding"),
+    FLOAT_KEY("model.rope_theta", rope_theta, 1, 1, INF, 0, "the RoPE base must be > 1",
+              "RoPE base"),
     ENUM_KEY("model.loss", loss, loss_names, "training objective"),
     BOOL_KEY("model.tie_embeddings", tie_embeddings, "LM head shares the token embedding"),
     BOOL_KEY("model.bias", bias, "linear and norm biases"),
@@ -168,6 +196,20 @@ static const key_def keys[] = {
     FLOAT_KEY("train.loss_scale_backoff", loss_scale_backoff, 0, 1, 1, 1,
               "the backoff factor lies in (0, 1)", "fp16: scale factor on inf/nan"),
 
+    ENUM_KEY("quant.mode", quant_mode, qmode_names, "quantized training: none|qat|bitnet|dqt"),
+    QSPEC_KEYS("w", q_w, "qat weights"),
+    QSPEC_KEYS("a", q_a, "qat linear inputs"),
+    QSPEC_KEYS("g", q_g, "qat output gradients"),
+    QSPEC_KEYS("m", q_m, "qat Adam first moment"),
+    QSPEC_KEYS("v", q_v, "qat Adam second moment"),
+    ENUM_KEY("quant.backward", q_backward, qbwd_names,
+             "quantized gradient feeds dW (dw) or dX (dx, SwitchBack)"),
+    BOOL_KEY("quant.int8_gemm", q_int8_gemm, "8-bit symmetric W x A forwards on the INT8 GEMM"),
+    INT_KEY("quant.dqt_bits", dqt_bits, 1, 8, "DQT codes are ternary (1) or 2..8-bit",
+            "dqt: 1 = ternary, else bits"),
+    ENUM_KEY("quant.dqt_scale", dqt_scale, dqt_scale_names,
+             "dqt scale rule: fixed|absmax_pre|absmean"),
+
     {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0,
      NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
 };
@@ -207,6 +249,20 @@ void qt_config_defaults(qt_config *cfg) {
     cfg->gate = QT_GATE_NONE;
     cfg->gate_n_hid = 0;
     cfg->gate_pi_init = 0.5f;
+    cfg->rope_theta = 10000.0f;
+
+    // qat defaults: 8-bit per-channel weights and per-token inputs, everything else off;
+    // v (non-negative) on an unsigned grid when switched on (PAPERS.md section 6).
+    cfg->quant_mode = QT_QMODE_NONE;
+    qt_quant_spec off = {0, QT_QUANT_PER_ROW, 128, QT_QUANT_NEAREST, 1, QT_QUANT_RANGE_ABSMAX};
+    cfg->q_w = cfg->q_a = cfg->q_g = cfg->q_m = cfg->q_v = off;
+    cfg->q_w.bits = 8;
+    cfg->q_a.bits = 8;
+    cfg->q_v.symmetric = 0;
+    cfg->q_backward = QT_QBWD_DW;
+    cfg->q_int8_gemm = 1;
+    cfg->dqt_bits = 1;
+    cfg->dqt_scale = QT_DQT_SCALE_FIXED;
 
     cfg->batch_size = 8;
     cfg->seq_len = 128;
@@ -728,6 +784,42 @@ qt_status qt_config_validate(const qt_config *cfg) {
                         "attn.gate = mlp with attn.gate_n_hid = 0 uses d_head / 4 = %d / 4 = 0 "
                         "hidden units; set attn.gate_n_hid >= 1",
                         d_head);
+    }
+    if (cfg->pos == QT_POS_ROPE && (cfg->d_model / cfg->n_head) % 2 != 0)
+        return qt_error(QT_ERR_ARG,
+                        "model.pos = rope rotates pairs of a head's dimensions: d_head = %d / %d "
+                        "= %d must be even",
+                        cfg->d_model, cfg->n_head, cfg->d_model / cfg->n_head);
+    if (cfg->arch == QT_ARCH_LLAMA) {
+        const char *bad = cfg->norm != QT_NORM_RMSNORM        ? "model.norm = rmsnorm"
+                          : cfg->pos != QT_POS_ROPE           ? "model.pos = rope"
+                          : cfg->activation != QT_ACT_SWIGLU  ? "model.activation = swiglu"
+                          : cfg->bias                         ? "model.bias = 0"
+                          : cfg->tie_embeddings               ? "model.tie_embeddings = 0"
+                                                              : NULL;
+        if (bad)
+            return qt_error(QT_ERR_ARG,
+                            "model.arch = llama means RMSNorm, RoPE, SwiGLU, no biases and an "
+                            "untied head: set %s (configs/llama-tiny.conf has them all)",
+                            bad);
+    }
+    if (cfg->quant_mode == QT_QMODE_QAT) {
+        const qt_quant_spec *sp[5] = {&cfg->q_w, &cfg->q_a, &cfg->q_g, &cfg->q_m, &cfg->q_v};
+        const char *role[5] = {"w", "a", "g", "m", "v"};
+        for (int i = 0; i < 5; i++) {
+            const qt_quant_spec *q = sp[i];
+            if (q->bits == 0) continue;
+            if (q->range == QT_QUANT_RANGE_ABSMEAN && !q->symmetric)
+                return qt_error(QT_ERR_ARG,
+                                "quant.%s_range = absmean needs a symmetric grid: set "
+                                "quant.%s_symmetric = 1 or quant.%s_range = absmax",
+                                role[i], role[i], role[i]);
+            if (q->bits == QT_QUANT_TERNARY && !q->symmetric)
+                return qt_error(QT_ERR_ARG,
+                                "quant.%s_bits = 1 (ternary) is symmetric: set "
+                                "quant.%s_symmetric = 1",
+                                role[i], role[i]);
+        }
     }
     if (cfg->min_lr > cfg->lr) {
         return qt_error(QT_ERR_ARG,

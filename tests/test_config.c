@@ -23,6 +23,7 @@ static const char *const every_key[][2] = {
     {"model.activation", "relu"},
     {"model.norm", "layernorm"},
     {"model.pos", "learned"},
+    {"model.rope_theta", "500000"},
     {"model.loss", "clm"},
     {"model.tie_embeddings", "0"},
     {"model.bias", "0"},
@@ -63,6 +64,41 @@ static const char *const every_key[][2] = {
     {"train.loss_scale_window", "100"},
     {"train.loss_scale_growth", "4"},
     {"train.loss_scale_backoff", "0.25"},
+    {"quant.mode", "qat"},
+    {"quant.w_bits", "4"},
+    {"quant.w_granularity", "tensor"},
+    {"quant.w_group", "64"},
+    {"quant.w_rounding", "stochastic"},
+    {"quant.w_symmetric", "0"},
+    {"quant.w_range", "absmax"},
+    {"quant.a_bits", "6"},
+    {"quant.a_granularity", "group"},
+    {"quant.a_group", "32"},
+    {"quant.a_rounding", "nearest"},
+    {"quant.a_symmetric", "1"},
+    {"quant.a_range", "absmean"},
+    {"quant.g_bits", "5"},
+    {"quant.g_granularity", "row"},
+    {"quant.g_group", "16"},
+    {"quant.g_rounding", "stochastic"},
+    {"quant.g_symmetric", "1"},
+    {"quant.g_range", "absmax"},
+    {"quant.m_bits", "3"},
+    {"quant.m_granularity", "group"},
+    {"quant.m_group", "128"},
+    {"quant.m_rounding", "nearest"},
+    {"quant.m_symmetric", "0"},
+    {"quant.m_range", "absmax"},
+    {"quant.v_bits", "7"},
+    {"quant.v_granularity", "tensor"},
+    {"quant.v_group", "256"},
+    {"quant.v_rounding", "stochastic"},
+    {"quant.v_symmetric", "1"},
+    {"quant.v_range", "absmean"},
+    {"quant.backward", "dx"},
+    {"quant.int8_gemm", "0"},
+    {"quant.dqt_bits", "4"},
+    {"quant.dqt_scale", "absmean"},
     {"data.dir", "/tmp/some dir/#corpus \"x\"\\y"},
 };
 #define N_EVERY ((int)(sizeof(every_key) / sizeof(every_key[0])))
@@ -390,9 +426,13 @@ START_TEST(test_impossible_values_at_set) {
     expect_set_error("attn.zeta = 0.5", "attn.zeta = 0.5", "zeta >= 1");
     expect_set_error("attn.softmax = softclip", "attn.softmax = softclip", "vanilla|clipped|ncs");
     expect_set_error("attn.gate = mlp2", "attn.gate", "none|linear|mlp|all_heads");
-    expect_set_error("model.activation = swish", "model.activation", "gelu|relu");
+    expect_set_error("model.activation = swish", "model.activation", "gelu|relu|swiglu");
     expect_set_error("train.schedule = Cosine", "train.schedule", "linear|cosine|constant");
-    expect_set_error("model.norm = rmsnorm", "model.norm", "layernorm");
+    expect_set_error("model.norm = batchnorm", "model.norm", "layernorm|rmsnorm");
+    expect_set_error("quant.mode = int4", "quant.mode", "none|qat|bitnet|dqt");
+    expect_set_error("quant.dqt_bits = 9", "quant.dqt_bits", "ternary");
+    expect_set_error("quant.w_bits = -1", "quant.w_bits", "0 (off)");
+    expect_set_error("quant.a_granularity = channel", "quant.a_granularity", "tensor|row|group");
     expect_set_error("model.n_layer = 12x", "model.n_layer = 12x", "trailing 'x'");
     expect_set_error("model.n_layer = 1.5", "model.n_layer", NULL);
     expect_set_error("model.n_layer = ", "model.n_layer", "no value");
@@ -445,6 +485,15 @@ START_TEST(test_impossible_relations_at_validate) {
     expect_invalid(lr, 1, "train.min_lr");
     const char *gate[] = {"model.d_model = 12", "model.n_head = 4", "attn.gate = mlp"};
     expect_invalid(gate, 3, "attn.gate_n_hid");
+    const char *rope[] = {"model.d_model = 12", "model.n_head = 4", "model.pos = rope"};
+    expect_invalid(rope, 3, "must be even");
+    const char *llama[] = {"model.arch = llama", "model.norm = rmsnorm", "model.pos = rope",
+                           "model.activation = swiglu", "model.tie_embeddings = 0"};
+    expect_invalid(llama, 5, "model.bias = 0");
+    const char *ternary[] = {"quant.mode = qat", "quant.w_bits = 1", "quant.w_symmetric = 0"};
+    expect_invalid(ternary, 3, "quant.w_symmetric = 1");
+    const char *absmean[] = {"quant.mode = qat", "quant.a_range = absmean", "quant.a_symmetric = 0"};
+    expect_invalid(absmean, 3, "quant.a_range = absmean needs a symmetric grid");
 
     // Ranges are checked again at validate, for configs filled in directly.
     qt_config cfg;

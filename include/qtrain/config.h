@@ -11,29 +11,65 @@
 #include <stdio.h>
 
 #include "qtrain/ops.h"
+#include "qtrain/quant.h"
 #include "qtrain/status.h"
 
-typedef enum { QT_ARCH_OPT = 0 } qt_arch;          // room for QT_ARCH_BERT, QT_ARCH_LLAMA
-typedef enum { QT_ACT_GELU = 0, QT_ACT_RELU } qt_activation;
-typedef enum { QT_NORM_LAYERNORM = 0 } qt_norm;    // room for QT_NORM_RMSNORM
-typedef enum { QT_POS_LEARNED = 0 } qt_pos;        // room for QT_POS_ROPE
+// OPT: LayerNorm, learned positions, GELU/ReLU MLP, biases. LLaMA: RMSNorm, RoPE, SwiGLU, no
+// biases, untied head (checked by qt_config_validate; the parts are separate keys).
+typedef enum { QT_ARCH_OPT = 0, QT_ARCH_LLAMA } qt_arch; // room for QT_ARCH_BERT
+typedef enum { QT_ACT_GELU = 0, QT_ACT_RELU, QT_ACT_SWIGLU } qt_activation;
+typedef enum { QT_NORM_LAYERNORM = 0, QT_NORM_RMSNORM } qt_norm;
+typedef enum { QT_POS_LEARNED = 0, QT_POS_ROPE } qt_pos;
 typedef enum { QT_LOSS_CLM = 0 } qt_loss;          // room for QT_LOSS_MLM
 typedef enum { QT_SCHED_LINEAR = 0, QT_SCHED_COSINE, QT_SCHED_CONSTANT } qt_sched;
 // Storage of parameters, gradients and activations: auto = fp32 on the CPU, fp16 on CUDA.
 typedef enum { QT_PRECISION_AUTO = 0, QT_PRECISION_FP32, QT_PRECISION_FP16, QT_PRECISION_BF16 } qt_precision;
 
+// Quantized training (PAPERS.md sections 6-8), applied to the linear layers of every block
+// (qkv, out_proj, fc1, fc2); embeddings, the LM head, norms and the attention gate stay in
+// full precision.
+//   none    plain training;
+//   qat     fake quantization (quantize-dequantize) of weights, linear inputs, output gradients
+//           and Adam's m and v, each by its quant.<w|a|g|m|v>_* keys (bits 0: off), with the
+//           straight-through estimator; quant.backward places the quantized gradient;
+//   bitnet  BitNet b1.58: absmean ternary weights per tensor, 8-bit per-token absmax inputs,
+//           STE, latent fp32 weights (the quant.w_* and quant.a_* keys are not used);
+//   dqt     direct quantized training: the weights exist only as int8 codes (quant.dqt_bits)
+//           with a per-tensor scale, updated by AdamW + stochastic rounding (qtrain/dqt.h);
+//           inputs 8-bit per-token absmax as BitLinear.
+typedef enum { QT_QMODE_NONE = 0, QT_QMODE_QAT, QT_QMODE_BITNET, QT_QMODE_DQT } qt_quant_mode;
+// Which backward product takes the quantized output gradient G_q (quant.g_bits > 0):
+// dw: dW = G_q^T X, dX = G W (Chitsaz et al.'s default); dx: dX = G_q W, dW = G^T X (SwitchBack).
+typedef enum { QT_QBWD_DW = 0, QT_QBWD_DX } qt_quant_backward;
+// DQT's scale after each step: fixed (the init scale forever), absmax_pre (max |w| before the
+// step / qmax: Zhao et al.'s code; the range can only shrink), absmean (mean |w'| of the
+// updated values / qmax, from a dry-run pass, BitNet's rule).
+typedef enum { QT_DQT_SCALE_FIXED = 0, QT_DQT_SCALE_ABSMAX_PRE, QT_DQT_SCALE_ABSMEAN } qt_dqt_scale;
+
+// One fake quantizer of qat (keys quant.<role>_bits, _granularity, _group, _rounding,
+// _symmetric, _range).
+typedef struct {
+    int bits;                         // 0: off; 1: ternary; 2..8
+    qt_quant_granularity granularity; // tensor | row (W: output channel; A, G: token) | group
+    int group;                        // elements per group (granularity = group)
+    qt_quant_rounding rounding;       // nearest | stochastic
+    int symmetric;                    // 1: signed grid; 0: with a zero point
+    qt_quant_range range;             // absmax | absmean
+} qt_quant_spec;
+
 typedef struct {
     // ---- model.*
-    qt_arch arch;              // model.arch: opt
+    qt_arch arch;              // model.arch: opt | llama
     int n_layer;               // model.n_layer
     int d_model;               // model.d_model (C)
     int n_head;                // model.n_head (H, divides d_model)
     int d_ff;                  // model.d_ff
-    int max_seq_len;           // model.max_seq_len (positions learned; T <= this)
+    int max_seq_len;           // model.max_seq_len (T <= this; learned positions' table size)
     int vocab_size;            // model.vocab_size (<= 65536: shards hold uint16 tokens)
-    qt_activation activation;  // model.activation: gelu | relu
-    qt_norm norm;              // model.norm: layernorm
-    qt_pos pos;                // model.pos: learned
+    qt_activation activation;  // model.activation: gelu | relu | swiglu (fc1 is then (2F, C))
+    qt_norm norm;              // model.norm: layernorm | rmsnorm
+    qt_pos pos;                // model.pos: learned | rope
+    float rope_theta;          // model.rope_theta: RoPE base (10000)
     qt_loss loss;              // model.loss: clm
     int tie_embeddings;        // model.tie_embeddings: 0 | 1
     int bias;                  // model.bias: 0 | 1 (linear and norm biases)
@@ -78,6 +114,17 @@ typedef struct {
     float loss_scale_growth;   // train.loss_scale_growth: factor after a clean window (2)
     float loss_scale_backoff;  // train.loss_scale_backoff: factor on inf/nan (0.5); the step
                                // is then skipped
+
+    // ---- quant.*
+    qt_quant_mode quant_mode;  // quant.mode: none | qat | bitnet | dqt
+    qt_quant_spec q_w, q_a;    // quant.w_*, quant.a_*: weights, linear inputs (qat)
+    qt_quant_spec q_g;         // quant.g_*: output gradients of the linears (qat)
+    qt_quant_spec q_m, q_v;    // quant.m_*, quant.v_*: Adam moments, at each step's start (qat)
+    qt_quant_backward q_backward; // quant.backward: dw | dx
+    int q_int8_gemm;           // quant.int8_gemm: 1 runs 8-bit symmetric W x A forwards through
+                               // the INT8 GEMM where the backend has one
+    int dqt_bits;              // quant.dqt_bits: 1 (ternary) .. 8
+    qt_dqt_scale dqt_scale;    // quant.dqt_scale: fixed | absmax_pre | absmean
 
     // ---- data.*
     char data_dir[512];        // data.dir: holds tokenizer.bin, train_*.bin, val_*.bin
