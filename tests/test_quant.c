@@ -328,6 +328,65 @@ START_TEST(test_running_minmax) {
 }
 END_TEST
 
+// Fixed range: the calibrated state is used as given and never updated; it equals the grid
+// of the same [lo, hi] (asym) or max(|lo|, |hi|) (sym); values outside it clamp; an absent or
+// uninitialized state is an error naming the fix.
+START_TEST(test_fixed_range) {
+    float x[6] = {-4.0f, 2.0f, 0.5f, 0.0f, 9.0f, -0.3f}, out[6], scales[1];
+    int32_t zeros[1];
+    int8_t codes[6];
+    const int bits_list[2] = {8, 6};
+    for (int bi = 0; bi < 2; bi++)
+        for (int sym = 0; sym <= 1; sym++) {
+            const int bits = bits_list[bi];
+            qt_quant_params p = qt_quant_params_default(bits);
+            p.symmetric = sym;
+            p.range = QT_QUANT_RANGE_FIXED;
+            qt_quant_running st = {.lo = -1.5f, .hi = 3.0f, .initialized = 1};
+            ck_assert_int_eq(qt_cpu_quant_quantize(&p, &st, codes, scales, zeros, x, 2, 3),
+                             QT_OK);
+            ck_assert_msg(st.lo == -1.5f && st.hi == 3.0f && st.initialized == 1,
+                          "fixed bits %d sym %d: state changed to [%g, %g]", bits, sym,
+                          (double)st.lo, (double)st.hi);
+            int zc = 0;
+            const float step = sym ? qt_quant_sym_step(3.0f, 1e-5f, bits)
+                                   : qt_quant_asym_step(-1.5f, 3.0f, 1e-5f, bits, &zc);
+            ck_assert_msg(scales[0] == step && zeros[0] == zc,
+                          "fixed bits %d sym %d: step %.9g zc %d, want %.9g %d", bits, sym,
+                          (double)scales[0], zeros[0], (double)step, zc);
+            const int qmin = qt_quant_qmin(bits), qmax = qt_quant_qmax(bits);
+            ck_assert_int_eq(qt_cpu_quant_fake(&p, &st, out, x, 2, 3), QT_OK);
+            for (int i = 0; i < 6; i++) {
+                const int want = qt_quant_code(x[i], step, zc, qmin, qmax, 0, 0.0f);
+                ck_assert_msg(codes[i] == want && out[i] == qt_quant_dequant(want, step, zc),
+                              "fixed bits %d sym %d element %d: code %d out %g, want %d", bits,
+                              sym, i, codes[i], (double)out[i], want);
+            }
+            // 9 is outside [-1.5, 3]: clamps to the top code
+            ck_assert_int_eq(codes[4], qmax);
+            // a second tensor with another range leaves the grid unchanged
+            float y[2] = {-100.0f, 100.0f};
+            ck_assert_int_eq(qt_cpu_quant_quantize(&p, &st, codes, scales, zeros, y, 1, 2),
+                             QT_OK);
+            ck_assert(scales[0] == step && zeros[0] == zc && st.lo == -1.5f && st.hi == 3.0f);
+        }
+    qt_quant_params p = qt_quant_params_default(8);
+    p.symmetric = 0;
+    p.range = QT_QUANT_RANGE_FIXED;
+    ck_assert_int_eq(qt_cpu_quant_fake(&p, NULL, out, x, 2, 3), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "calibrate"));
+    qt_quant_running fresh = {0};
+    ck_assert_int_eq(qt_cpu_quant_fake(&p, &fresh, out, x, 2, 3), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "initialized"));
+    qt_quant_running bad = {.lo = 2.0f, .hi = 1.0f, .initialized = 1};
+    ck_assert_int_eq(qt_cpu_quant_fake(&p, &bad, out, x, 2, 3), QT_ERR_ARG);
+    qt_quant_running ok = {.lo = -1.0f, .hi = 1.0f, .initialized = 1};
+    p.granularity = QT_QUANT_PER_ROW;
+    ck_assert_int_eq(qt_cpu_quant_fake(&p, &ok, out, x, 2, 3), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "per tensor"));
+}
+END_TEST
+
 // A tensor large enough for the parallel, chunked code pass (runs of a slice crossing chunk
 // boundaries): every code equals the per-element formula on the returned grid.
 START_TEST(test_large_matches_elementwise) {
@@ -410,6 +469,7 @@ int main(void) {
     tcase_add_test(tc, test_mse_beats_absmax);
     tcase_add_test(tc, test_percentile);
     tcase_add_test(tc, test_running_minmax);
+    tcase_add_test(tc, test_fixed_range);
     tcase_add_test(tc, test_large_matches_elementwise);
     tcase_add_test(tc, test_uniform_is_philox);
     tcase_add_test(tc, test_bad_args);

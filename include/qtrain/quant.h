@@ -17,7 +17,10 @@
 //               the first call initialises; the caller keeps the qt_quant_running state;
 //   PERCENTILE  the `percentile`-th percentile (nearest rank) of |x| (asym: of x, both tails);
 //   MSE         the best of 100 candidate ranges k/100 * max|x| (asym: k/100 * [min, max]),
-//               k = 1..100, by squared error under nearest rounding (PAPERS.md section 5).
+//               k = 1..100, by squared error under nearest rounding (PAPERS.md section 5);
+//   FIXED       a frozen calibrated range (per tensor only): [lo, hi] of the qt_quant_running
+//               state as given (symmetric: max(|lo|, |hi|)), never updated; the state must be
+//               initialized (post-training quantization after calibration, PAPERS.md s. 5).
 // The floor applies to every range. Rounding: nearest (ties to even) or stochastic,
 // q = floor(x/step + u), u = qt_philox_uniform(seed, stream, r * cols + c), unbiased.
 #ifndef QTRAIN_QUANT_H
@@ -42,6 +45,7 @@ typedef enum {
     QT_QUANT_RANGE_RUNNING,
     QT_QUANT_RANGE_PERCENTILE,
     QT_QUANT_RANGE_MSE,
+    QT_QUANT_RANGE_FIXED,
 } qt_quant_range;
 
 typedef struct {
@@ -59,6 +63,7 @@ typedef struct {
 } qt_quant_params;
 
 // State of QT_QUANT_RANGE_RUNNING, kept by the caller; zero-initialise before the first call.
+// QT_QUANT_RANGE_FIXED reads it (initialized = 1 with lo <= hi) and leaves it unchanged.
 typedef struct {
     float lo, hi;
     int initialized;
@@ -75,11 +80,13 @@ uint64_t qt_quant_stream(uint64_t step, uint64_t tensor_id);
 // Number of slices (scales, zero points) of a (rows, cols) tensor under p (0 if p is invalid).
 size_t qt_quant_num_scales(const qt_quant_params *p, size_t rows, size_t cols);
 
-// Checks p (and that `running` is given for RUNNING); QT_ERR_ARG names the bad field.
+// Checks p (and that `running` is given for RUNNING, and given and initialized for FIXED);
+// QT_ERR_ARG names the bad field.
 qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,
                          const qt_quant_running *running);
 
-// out = dequant(quant(x)); x, out: (rows, cols), may alias. running: RUNNING state or NULL.
+// out = dequant(quant(x)); x, out: (rows, cols), may alias. running: RUNNING / FIXED state or
+// NULL.
 qt_status qt_cpu_quant_fake(const qt_quant_params *p, qt_quant_running *running, float *out,
                             const float *x, size_t rows, size_t cols);
 

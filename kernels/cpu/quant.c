@@ -68,7 +68,7 @@ qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,
     if ((unsigned)p->rounding > QT_QUANT_STOCHASTIC)
         return qt_error(QT_ERR_ARG, "quant: rounding %d is not nearest or stochastic",
                         (int)p->rounding);
-    if ((unsigned)p->range > QT_QUANT_RANGE_MSE)
+    if ((unsigned)p->range > QT_QUANT_RANGE_FIXED)
         return qt_error(QT_ERR_ARG, "quant: range method %d is unknown", (int)p->range);
     if (!(p->floor > 0.0f) || isinf(p->floor))
         return qt_error(QT_ERR_ARG, "quant: floor = %g; pass a finite value > 0 (e.g. 1e-5)",
@@ -88,6 +88,16 @@ qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,
                             (double)p->momentum);
         if (!running)
             return qt_error(QT_ERR_ARG, "quant: the running range needs a qt_quant_running state");
+    }
+    if (p->range == QT_QUANT_RANGE_FIXED) {
+        if (p->granularity != QT_QUANT_PER_TENSOR)
+            return qt_error(QT_ERR_ARG, "quant: the fixed range is per tensor only");
+        if (!running || !running->initialized)
+            return qt_error(QT_ERR_ARG, "quant: the fixed range needs an initialized "
+                                        "qt_quant_running state; calibrate the range first");
+        if (!(running->lo <= running->hi) || isinf(running->lo) || isinf(running->hi))
+            return qt_error(QT_ERR_ARG, "quant: fixed range [%g, %g] is not a finite lo <= hi",
+                            (double)running->lo, (double)running->hi);
     }
     if (cols && rows > SIZE_MAX / cols)
         return qt_error(QT_ERR_ARG, "quant: rows %zu x cols %zu overflows", rows, cols);
@@ -235,17 +245,20 @@ static float slice_grid(const qt_quant_params *p, const float *x, size_t n, floa
 // Fills scales/zeros (nslices) for x under p; updates the running state.
 static qt_status compute_grids(const qt_quant_params *p, qt_quant_running *running,
                                const float *x, layout l, float *scales, int32_t *zeros) {
-    if (p->range == QT_QUANT_RANGE_RUNNING) {
-        float lo, hi;
-        minmax(x, l.C, &lo, &hi);
-        if (!running->initialized) {
-            running->lo = lo;
-            running->hi = hi;
-            running->initialized = 1;
-        } else {
-            const float m = p->momentum;
-            running->lo = m * running->lo + (1.0f - m) * lo;
-            running->hi = m * running->hi + (1.0f - m) * hi;
+    if (p->range == QT_QUANT_RANGE_RUNNING || p->range == QT_QUANT_RANGE_FIXED) {
+        // FIXED: the calibrated state as given, never updated
+        if (p->range == QT_QUANT_RANGE_RUNNING) {
+            float lo, hi;
+            minmax(x, l.C, &lo, &hi);
+            if (!running->initialized) {
+                running->lo = lo;
+                running->hi = hi;
+                running->initialized = 1;
+            } else {
+                const float m = p->momentum;
+                running->lo = m * running->lo + (1.0f - m) * lo;
+                running->hi = m * running->hi + (1.0f - m) * hi;
+            }
         }
         int z;
         const float mag = fmaxf(fabsf(running->lo), fabsf(running->hi));
