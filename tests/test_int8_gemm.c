@@ -7,6 +7,10 @@
 //   overflow, results known in closed form;
 // - the fused epilogue against a double reference: |got - want| <= 4 eps_f32 (|c as bs| + |bias|)
 //   per element (NaN fails), and identical floats on every path;
+// - the zero-point linear qt_cpu_linear_s8_zp (asymmetric activations): the int32 correction
+//   A B^T - zc rowsum(B) bit-exact against sum (a - zc) b in int64, the epilogue bit-exact
+//   against the same float formula (C11: no FMA contraction), at K = QT_INT8_GEMM_ZP_MAX_K
+//   with extreme codes (no overflow), and equal to the float GEMM of the dequantized values;
 // - bad arguments (K < 1, K too large, NULL) and path selection (QT_INT8_GEMM, set_path).
 // A path this CPU lacks is reported as SKIPPED on stdout and never counts as passed.
 #include <math.h>
@@ -201,6 +205,145 @@ START_TEST(test_linear_epilogue) {
 }
 END_TEST
 
+// Zero points: sum_k (A[m][k] - zc[m]) B[n][k] in int64, the reference of the _zp epilogue.
+static void ref_gemm_zp(int64_t *C, const int8_t *A, const int32_t *zc, const int8_t *B, int M,
+                        int N, int K) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            int64_t acc = 0;
+            for (int k = 0; k < K; k++)
+                acc += ((int64_t)A[(size_t)m * K + k] - zc[m]) * (int64_t)B[(size_t)n * K + k];
+            C[(size_t)m * N + n] = acc;
+        }
+}
+
+static const int zp_shapes[][3] = {{1, 1, 1},   {3, 17, 33},  {17, 33, 255}, {5, 7, 31},
+                                   {4, 3, 16},  {33, 7, 257}, {2, 193, 63},  {65, 9, 100}};
+#define N_ZP ((int)(sizeof(zp_shapes) / sizeof(zp_shapes[0])))
+
+START_TEST(test_linear_zero_point) {
+    int p = _i;
+    if (!use_path(p)) return;
+    for (int s = 0; s < N_ZP; s++) {
+        int M = zp_shapes[s][0], N = zp_shapes[s][1], K = zp_shapes[s][2];
+        uint64_t seed = 500 + (uint64_t)s;
+        size_t mn = (size_t)M * N;
+        int8_t *A = malloc((size_t)M * K), *B = malloc((size_t)N * K);
+        int32_t *zc = malloc(M * sizeof(int32_t)), *rs = malloc(N * sizeof(int32_t));
+        float *as = malloc(M * sizeof(float)), *bs = malloc(N * sizeof(float));
+        float *ones_m = malloc(M * sizeof(float)), *ones_n = malloc(N * sizeof(float));
+        float *bias = malloc(N * sizeof(float)), *out = malloc((mn + GUARD) * sizeof(float));
+        int64_t *R = malloc(mn * sizeof(int64_t));
+        int8_t zc8[65];
+        ck_assert(A && B && zc && rs && as && bs && ones_m && ones_n && bias && out && R);
+        fill_s8(A, (size_t)M * K, seed);
+        fill_s8(B, (size_t)N * K, seed + 1);
+        fill_s8(zc8, (size_t)M, seed + 2); // every shifted zero point in [-128, 127]
+        for (int m = 0; m < M; m++) {
+            zc[m] = zc8[m];
+            ones_m[m] = 1.0f;
+        }
+        for (int n = 0; n < N; n++) ones_n[n] = 1.0f;
+        qt_test_fill_uniform(as, M, 1e-3f, 0.1f, seed + 3);
+        qt_test_fill_uniform(bs, N, 1e-4f, 0.02f, seed + 4);
+        qt_test_fill_uniform(bias, N, -2.0f, 2.0f, seed + 5);
+        ck_assert_int_eq(qt_cpu_s8_row_sums(rs, B, N, K), QT_OK);
+        for (int n = 0; n < N; n++) {
+            int32_t want = 0;
+            for (int k = 0; k < K; k++) want += B[(size_t)n * K + k];
+            ck_assert_msg(rs[n] == want, "row_sums N=%d K=%d: sums[%d] = %d, want %d", N, K, n,
+                          rs[n], want);
+        }
+        ref_gemm_zp(R, A, zc, B, M, N, K);
+        // unit scales, no bias: out is the corrected int32 itself (|R| < 2^24 here: exact)
+        qt_test_poison(out, mn + GUARD);
+        qt_status st = qt_cpu_linear_s8_zp(out, A, ones_m, zc, B, ones_n, rs, NULL, M, N, K);
+        ck_assert_msg(st == QT_OK, "%s", qt_last_error());
+        for (size_t i = 0; i < mn; i++) {
+            ck_assert_msg(llabs(R[i]) < (1 << 24), "test bug: |R| too large for exact floats");
+            ck_assert_msg(out[i] == (float)R[i],
+                          "int8 linear_zp %s M=%d N=%d K=%d seed=%llu: int part [%zu] = %.1f, "
+                          "want %lld",
+                          paths[p], M, N, K, (unsigned long long)seed, i, (double)out[i],
+                          (long long)R[i]);
+        }
+        for (size_t i = mn; i < mn + GUARD; i++)
+            ck_assert_msg(isnan(out[i]), "int8 linear_zp %s: wrote past out at %zu", paths[p], i);
+        // scales and bias: bit-exact against the documented float order, and within fp
+        // rounding of the float GEMM of the dequantized values
+        st = qt_cpu_linear_s8_zp(out, A, as, zc, B, bs, rs, bias, M, N, K);
+        ck_assert_msg(st == QT_OK, "%s", qt_last_error());
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                size_t i = (size_t)m * N + n;
+                float want = (float)R[i] * as[m] * bs[n] + bias[n];
+                ck_assert_msg(memcmp(&out[i], &want, sizeof want) == 0,
+                              "int8 linear_zp %s M=%d N=%d K=%d seed=%llu: out[%d][%d] = %.9g, "
+                              "want %.9g",
+                              paths[p], M, N, K, (unsigned long long)seed, m, n, out[i], want);
+                double deq = 0.0, mag = 0.0;
+                for (int k = 0; k < K; k++) {
+                    double t = ((double)A[(size_t)m * K + k] - zc[m]) * as[m] *
+                               ((double)B[(size_t)n * K + k] * bs[n]);
+                    deq += t;
+                    mag += fabs(t);
+                }
+                double err = fabs((double)out[i] - (deq + bias[n]));
+                ck_assert_msg(err <= 4.0 * 0x1p-24 * (mag + fabs(bias[n])),
+                              "int8 linear_zp %s M=%d N=%d K=%d: out[%d][%d] = %.9g, dequantized "
+                              "float GEMM %.9g",
+                              paths[p], M, N, K, m, n, out[i], deq + bias[n]);
+            }
+        free(A);
+        free(B);
+        free(zc);
+        free(rs);
+        free(as);
+        free(bs);
+        free(ones_m);
+        free(ones_n);
+        free(bias);
+        free(out);
+        free(R);
+    }
+    qt_cpu_gemm_s8_set_path(NULL);
+}
+END_TEST
+
+// The largest K with the largest terms: (127 - (-128)) * -128 = -32640 per k, and the other
+// signs; the corrected results are multiples of 2^7 below 2^31, exact in float.
+START_TEST(test_linear_zero_point_extreme) {
+    int p = _i;
+    if (!use_path(p)) return;
+    enum { M = 3, N = 2 };
+    const int K = QT_INT8_GEMM_ZP_MAX_K;
+    const int8_t av[M] = {127, -128, 127}, bv[N] = {-128, 127};
+    const int32_t zc[M] = {-128, 127, 127};
+    int8_t *A = malloc((size_t)M * K), *B = malloc((size_t)N * K);
+    int32_t rs[N];
+    float one[M] = {1.0f, 1.0f, 1.0f}, out[M * N];
+    ck_assert(A && B);
+    for (int m = 0; m < M; m++) memset(A + (size_t)m * K, (unsigned char)av[m], (size_t)K);
+    for (int n = 0; n < N; n++) memset(B + (size_t)n * K, (unsigned char)bv[n], (size_t)K);
+    ck_assert_int_eq(qt_cpu_s8_row_sums(rs, B, N, K), QT_OK);
+    ck_assert_msg(qt_cpu_linear_s8_zp(out, A, one, zc, B, one, rs, NULL, M, N, K) == QT_OK, "%s",
+                  qt_last_error());
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            int64_t want = (int64_t)K * ((int64_t)av[m] - zc[m]) * bv[n];
+            ck_assert_msg(out[m * N + n] == (float)want,
+                          "int8 linear_zp %s extreme K=%d: out[%d][%d] = %.1f, want %lld",
+                          paths[p], K, m, n, (double)out[m * N + n], (long long)want);
+        }
+    ck_assert_int_eq(qt_cpu_linear_s8_zp(out, A, one, zc, B, one, rs, NULL, 1, 1, K + 1),
+                     QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "zero-point") != NULL, "message: %s", qt_last_error());
+    free(A);
+    free(B);
+    qt_cpu_gemm_s8_set_path(NULL);
+}
+END_TEST
+
 START_TEST(test_bad_arguments) {
     int8_t A[4] = {1, 2, 3, 4}, B[4] = {1, 2, 3, 4};
     int32_t C[4];
@@ -220,6 +363,16 @@ START_TEST(test_bad_arguments) {
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, sc, B, sc, NULL, 2, 2, 2), QT_OK);
     // 1*1 + 2*2 = 5, 1*3 + 2*4 = 11, 3*3 + 4*4 = 25
     ck_assert(out[0] == 5.0f && out[1] == 11.0f && out[2] == 11.0f && out[3] == 25.0f);
+    int32_t zc[2] = {1, -1}, rs[2];
+    ck_assert_int_eq(qt_cpu_s8_row_sums(NULL, B, 2, 2), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cpu_s8_row_sums(rs, B, 2, 0), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cpu_s8_row_sums(rs, B, 2, 2), QT_OK);
+    ck_assert_int_eq(qt_cpu_linear_s8_zp(out, A, sc, NULL, B, sc, rs, NULL, 2, 2, 2), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cpu_linear_s8_zp(out, A, sc, zc, B, sc, NULL, NULL, 2, 2, 2), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cpu_linear_s8_zp(out, A, sc, zc, B, sc, rs, NULL, 2, 2, 0), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cpu_linear_s8_zp(out, A, sc, zc, B, sc, rs, NULL, 2, 2, 2), QT_OK);
+    // (1-1)*1 + (2-1)*2 = 2, (1-1)*3 + (2-1)*4 = 4, (3+1)*1 + (4+1)*2 = 14, (3+1)*3 + (4+1)*4 = 32
+    ck_assert(out[0] == 2.0f && out[1] == 4.0f && out[2] == 14.0f && out[3] == 32.0f);
 }
 END_TEST
 
@@ -266,6 +419,8 @@ static Suite *int8_gemm_suite(void) {
     tcase_add_loop_test(tc, test_exact_random, 0, N_PATHS);
     tcase_add_loop_test(tc, test_extreme_values, 0, N_PATHS);
     tcase_add_test(tc, test_linear_epilogue);
+    tcase_add_loop_test(tc, test_linear_zero_point, 0, N_PATHS);
+    tcase_add_loop_test(tc, test_linear_zero_point_extreme, 0, N_PATHS);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_path_selection);
     suite_add_tcase(s, tc);

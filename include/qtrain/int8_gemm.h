@@ -36,6 +36,29 @@ qt_status qt_cpu_gemm_s8s32(int32_t *C, const int8_t *A, const int8_t *B, int M,
 qt_status qt_cpu_linear_s8(float *out, const int8_t *A, const float *a_scale, const int8_t *B,
                            const float *b_scale, const float *bias, int M, int N, int K);
 
+// ---- asymmetric activations (zero points) ---------------------------------------------------
+// Activations quantized asymmetrically (qtrain/quant.h: x = (code - zc) * step, codes stored
+// shifted by qmin so they fit int8) need the zero point removed from the integer product:
+//     sum_k (A[m][k] - zc[m]) B[n][k] = (A B^T)[m][n] - zc[m] * rowsum(B)[n],
+// computed exactly in int32 in the epilogue. |(A - zc) B| <= 255 * 128 per term, so the result
+// is exact for K <= QT_INT8_GEMM_ZP_MAX_K (K * 32640 < 2^31); a larger K is refused.
+#define QT_INT8_GEMM_ZP_MAX_K 65792
+
+// sums (N) = sum_k B[n][k] of B (N, K) int8, the rowsum(B) the zero-point epilogue takes
+// (weights are constant: compute it once per weight). N >= 1, 1 <= K <= QT_INT8_GEMM_MAX_K.
+qt_status qt_cpu_s8_row_sums(int32_t *sums, const int8_t *B, int N, int K);
+
+// out[m][n] = (float)((A B^T)[m][n] - a_zero[m] * b_rowsum[n]) * a_scale[m] * b_scale[n]
+//             + bias[n],
+// the integer part exact, the float part computed in that order (the same epilogue on every
+// path, so every path gives the same floats). Overwrites out.
+// out (M, N); A (M, K) int8 codes; a_scale (M), a_zero (M) per-token step and shifted zero
+// point (a per-tensor grid repeats its values); B (N, K) int8 symmetric codes; b_scale (N);
+// b_rowsum (N) from qt_cpu_s8_row_sums(B); bias (N) or NULL. K <= QT_INT8_GEMM_ZP_MAX_K.
+qt_status qt_cpu_linear_s8_zp(float *out, const int8_t *A, const float *a_scale,
+                              const int32_t *a_zero, const int8_t *B, const float *b_scale,
+                              const int32_t *b_rowsum, const float *bias, int M, int N, int K);
+
 // The name of the path the calls above use ("portable", "avx2"), or "unsupported" when
 // QT_INT8_GEMM names a path that cannot run here (the calls then fail, saying why).
 const char *qt_cpu_gemm_s8_path(void);

@@ -9,7 +9,9 @@
 //             exact, unlike vpmaddubsw (u8 x s8 with int16 saturation). The k tail (K % 16) is
 //             summed in scalar code; M and N tails use the same tile with fewer rows.
 // Both overwrite their output; the epilogue (store) is shared, so every path gives the same
-// floats: out = ((float)c * a_scale[m]) * b_scale[n] + bias[n].
+// floats: out = ((float)c * a_scale[m]) * b_scale[n] + bias[n], where the zero-point variant
+// first removes the activation zero point in int32: c -= a_zero[m] * b_rowsum[n] (exact for
+// K <= QT_INT8_GEMM_ZP_MAX_K: the true result and both terms fit int32).
 // Exactness bound: every partial sum is at most K * 2^14 in magnitude, below 2^31 for
 // K <= QT_INT8_GEMM_MAX_K; larger K is refused rather than wrapped.
 #include "qtrain/int8_gemm.h"
@@ -35,11 +37,14 @@ typedef struct {
     const float *a_scale; // (M) per-token scale (with out)
     const float *b_scale; // (N) per-channel scale (with out)
     const float *bias;    // (N) or NULL
+    const int32_t *a_zero;   // (M) shifted activation zero points, or NULL (symmetric)
+    const int32_t *b_rowsum; // (N) sum_k B[n][k] (with a_zero)
     int N;                // row stride of C / out
 } epilogue;
 
 static inline void store(const epilogue *e, int m, int n, int32_t c) {
     size_t i = (size_t)m * (size_t)e->N + (size_t)n;
+    if (e->a_zero) c -= e->a_zero[m] * e->b_rowsum[n];
     if (e->out) {
         float v = (float)c * e->a_scale[m] * e->b_scale[n];
         if (e->bias) v += e->bias[n];
@@ -297,4 +302,38 @@ qt_status qt_cpu_linear_s8(float *out, const int8_t *A, const float *a_scale, co
                         "(N) float buffers (only bias may be NULL)");
     epilogue e = {.out = out, .a_scale = a_scale, .b_scale = b_scale, .bias = bias, .N = N};
     return run(&e, A, B, M, N, K, "qt_cpu_linear_s8");
+}
+
+qt_status qt_cpu_s8_row_sums(int32_t *sums, const int8_t *B, int N, int K) {
+    if (!sums || !B)
+        return qt_error(QT_ERR_ARG, "qt_cpu_s8_row_sums: sums or B is NULL; pass (N) int32 and "
+                                    "(N, K) int8 buffers");
+    if (N < 1 || K < 1 || K > QT_INT8_GEMM_MAX_K)
+        return qt_error(QT_ERR_ARG, "qt_cpu_s8_row_sums: N = %d, K = %d; need N >= 1 and "
+                                    "1 <= K <= %d",
+                        N, K, QT_INT8_GEMM_MAX_K);
+    for (int n = 0; n < N; n++) {
+        const int8_t *b = B + (size_t)n * (size_t)K; // (K)
+        int32_t s = 0;
+        for (int k = 0; k < K; k++) s += b[k];
+        sums[n] = s;
+    }
+    return QT_OK;
+}
+
+qt_status qt_cpu_linear_s8_zp(float *out, const int8_t *A, const float *a_scale,
+                              const int32_t *a_zero, const int8_t *B, const float *b_scale,
+                              const int32_t *b_rowsum, const float *bias, int M, int N, int K) {
+    if (!out || !a_scale || !a_zero || !b_scale || !b_rowsum)
+        return qt_error(QT_ERR_ARG,
+                        "qt_cpu_linear_s8_zp: out, a_scale, a_zero, b_scale or b_rowsum is NULL; "
+                        "pass (M, N), (M), (M), (N) and (N) buffers (only bias may be NULL)");
+    if (K > QT_INT8_GEMM_ZP_MAX_K)
+        return qt_error(QT_ERR_ARG,
+                        "qt_cpu_linear_s8_zp: K = %d could overflow the int32 zero-point "
+                        "correction; split K into chunks of at most %d",
+                        K, QT_INT8_GEMM_ZP_MAX_K);
+    epilogue e = {.out = out, .a_scale = a_scale, .b_scale = b_scale, .bias = bias,
+                  .a_zero = a_zero, .b_rowsum = b_rowsum, .N = N};
+    return run(&e, A, B, M, N, K, "qt_cpu_linear_s8_zp");
 }
