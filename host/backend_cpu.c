@@ -226,6 +226,41 @@ static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
     *out = qt_cpu_sumsq(x, n);
     return QT_OK;
 }
+// ---- LLaMA family (llama part): kernels/cpu/llama_ops.c
+static qt_status cpu_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w,
+                                 int N, int C) {
+    (void)ctx;
+    qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, C);
+    return QT_OK;
+}
+static qt_status cpu_rmsnorm_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
+                                 const float *rstd, const void *w, int N, int C) {
+    (void)ctx;
+    qt_cpu_rmsnorm_bwd(dx, dw, dout, x, rstd, w, N, C);
+    return QT_OK;
+}
+static qt_status cpu_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
+    (void)ctx;
+    qt_cpu_rope_fwd(qkv, B, T, C, H, theta);
+    return QT_OK;
+}
+static qt_status cpu_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
+    (void)ctx;
+    qt_cpu_rope_bwd(dqkv, B, T, C, H, theta);
+    return QT_OK;
+}
+static qt_status cpu_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
+    (void)ctx;
+    qt_cpu_swiglu_fwd(out, x, N, F);
+    return QT_OK;
+}
+static qt_status cpu_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
+                                int F) {
+    (void)ctx;
+    qt_cpu_swiglu_bwd(dx, dout, x, N, F);
+    return QT_OK;
+}
+// ---- end of the llama part
 
 static const qt_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
@@ -263,6 +298,14 @@ static const qt_backend_ops cpu_ops = {
     .crossentropy_bwd = cpu_crossentropy_bwd,
     .adamw_step = cpu_adamw_step,
     .sumsq = cpu_sumsq,
+    // llama part
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .rope_fwd = cpu_rope_fwd,
+    .rope_bwd = cpu_rope_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    // end of the llama part
 };
 
 qt_status qt_backend_cpu_init(qt_backend *be, int threads) {

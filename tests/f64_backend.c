@@ -186,9 +186,9 @@ static qt_status f_embed_fwd(void *ctx, void *out, const int *tokens, const void
     const double *te = D(ctx, wte), *pe = D(ctx, wpe);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
-            for (int c = 0; c < C; c++)
-                o[((size_t)b * T + t) * C + c] =
-                    te[(size_t)tokens[b * T + t] * C + c] + pe[(size_t)t * C + c];
+            for (int c = 0; c < C; c++) // llama part: wpe may be NULL (no positions)
+                o[((size_t)b * T + t) * C + c] = te[(size_t)tokens[b * T + t] * C + c] +
+                                                 (pe ? pe[(size_t)t * C + c] : 0.0);
     return QT_OK;
 }
 static qt_status f_embed_bwd(void *ctx, void *dwte, void *dwpe, const void *dout, const int *tokens, int B, int T, int C) {
@@ -252,6 +252,36 @@ static qt_status f_sumsq(void *ctx, double *out, const void *x, size_t n) {
     *out = s;
     return QT_OK;
 }
+// ---- LLaMA family (llama part): the _f64 twins of kernels/cpu/llama_ops.c
+static qt_status f_rms_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w, int N,
+                           int C) {
+    qt_cpu_rmsnorm_fwd_f64(D(ctx, out), D(ctx, rstd), D(ctx, x), D(ctx, w), N, C);
+    return QT_OK;
+}
+static qt_status f_rms_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
+                           const float *rstd, const void *w, int N, int C) {
+    qt_cpu_rmsnorm_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, dout), D(ctx, x), D(ctx, rstd),
+                           D(ctx, w), N, C);
+    return QT_OK;
+}
+static qt_status f_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
+    qt_cpu_rope_fwd_f64(D(ctx, qkv), B, T, C, H, theta);
+    return QT_OK;
+}
+static qt_status f_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
+    qt_cpu_rope_bwd_f64(D(ctx, dqkv), B, T, C, H, theta);
+    return QT_OK;
+}
+static qt_status f_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
+    qt_cpu_swiglu_fwd_f64(D(ctx, out), D(ctx, x), N, F);
+    return QT_OK;
+}
+static qt_status f_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
+                              int F) {
+    qt_cpu_swiglu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), N, F);
+    return QT_OK;
+}
+// ---- end of the llama part
 
 static const qt_backend_ops f64_ops = {
     .alloc = f_alloc, .free = f_free, .zero = f_zero, .to_host = f_to_host,
@@ -266,6 +296,10 @@ static const qt_backend_ops f64_ops = {
     .embedding_bwd = f_embed_bwd, .add = f_add, .dropout_fwd = f_drop_fwd,
     .dropout_bwd = f_drop_bwd, .crossentropy_fwd = f_ce_fwd, .crossentropy_bwd = f_ce_bwd,
     .adamw_step = f_adamw, .sumsq = f_sumsq,
+    // llama part
+    .rmsnorm_fwd = f_rms_fwd, .rmsnorm_bwd = f_rms_bwd, .rope_fwd = f_rope_fwd,
+    .rope_bwd = f_rope_bwd, .swiglu_fwd = f_swiglu_fwd, .swiglu_bwd = f_swiglu_bwd,
+    // end of the llama part
 };
 
 qt_status qt_test_f64_backend_init(qt_backend *be) {

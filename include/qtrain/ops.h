@@ -214,6 +214,7 @@ void qt_cpu_relu_fwd_f64(double *out, const double *x, size_t n);
 void qt_cpu_relu_bwd_f64(double *dx, const double *dout, const double *x, size_t n);
 
 // out (B, T, C) = wte[tokens[b, t]] + wpe[t]; tokens (B, T) in [0, V), wte (V, C), wpe (maxT, C).
+// wpe == NULL: no position embedding, out = wte[tokens[b, t]] (LLaMA: positions come from RoPE).
 void qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const float *wpe,
                           int B, int T, int C);
 // dwte (V, C) +=, dwpe (maxT, C) += from dout (B, T, C). dwpe may be NULL.
@@ -263,6 +264,40 @@ void qt_cpu_adamw_step(float *param, const float *grad, float *m, float *v, size
 
 // Sum of squares of x (n), accumulated in double: the global gradient norm's building block.
 double qt_cpu_sumsq(const float *x, size_t n);
+
+// ---------------------------------------------------------------------------------------
+// LLaMA family (llama part: kernels/cpu/llama_ops.c): RMSNorm, rotary embeddings, SwiGLU
+
+#define QT_RMSNORM_EPS 1e-5f
+// out (N, C) = x * rstd * w, rstd (N) = 1 / sqrt(mean over the row of x^2 + QT_RMSNORM_EPS),
+// saved for the backward. No mean subtraction, no bias.
+void qt_cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int N, int C);
+// dx (N, C) +=, dw (C) += from dout (N, C); either may be NULL.
+void qt_cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x,
+                        const float *rstd, const float *w, int N, int C);
+// Rotary position embedding ("rotate half", Hugging Face LLaMA), in place on the q and k
+// thirds of qkv (B, T, 3C) (the v third is untouched): within each of the H heads of
+// D = C / H channels (D even), channel i < D/2 pairs with i + D/2 and
+//   (x1, x2) -> (x1 cos a - x2 sin a, x1 sin a + x2 cos a), a = t theta^(-2i/D),
+// t the position 0..T-1. The angle and its cos/sin are computed in double, then rounded.
+void qt_cpu_rope_fwd(float *qkv, int B, int T, int C, int H, float theta);
+// The inverse (= transposed) rotation, in place on the gradient dqkv (B, T, 3C): q and k
+// thirds rotated by -a, v third untouched. Not an accumulation: dqkv holds d loss / d
+// rope_fwd's output on entry and d loss / d its input on return.
+void qt_cpu_rope_bwd(float *dqkv, int B, int T, int C, int H, float theta);
+// SwiGLU: x (N, 2F) rows are [a | b]; out (N, F) = silu(a) * b, silu(a) = a sigmoid(a).
+void qt_cpu_swiglu_fwd(float *out, const float *x, int N, int F);
+// dx (N, 2F) += [dout b silu'(a) | dout silu(a)] from dout (N, F). dx must not alias x or dout.
+void qt_cpu_swiglu_bwd(float *dx, const float *dout, const float *x, int N, int F);
+void qt_cpu_rmsnorm_fwd_f64(double *out, double *rstd, const double *x, const double *w, int N,
+                            int C);
+void qt_cpu_rmsnorm_bwd_f64(double *dx, double *dw, const double *dout, const double *x,
+                            const double *rstd, const double *w, int N, int C);
+void qt_cpu_rope_fwd_f64(double *qkv, int B, int T, int C, int H, float theta);
+void qt_cpu_rope_bwd_f64(double *dqkv, int B, int T, int C, int H, float theta);
+void qt_cpu_swiglu_fwd_f64(double *out, const double *x, int N, int F);
+void qt_cpu_swiglu_bwd_f64(double *dx, const double *dout, const double *x, int N, int F);
+// ---- end of the llama part
 
 #ifdef __cplusplus
 }

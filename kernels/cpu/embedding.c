@@ -1,11 +1,13 @@
 // embedding.c: qt_cpu_embedding_{fwd,bwd}, token plus position embeddings (float only).
-// Contract (include/qtrain/ops.h): the forward overwrites out; the backward adds into dwte
-// and dwpe (NULL skips it).
+// Contract (include/qtrain/ops.h): the forward overwrites out (wpe NULL: token embeddings
+// only, for models whose positions come from RoPE); the backward adds into dwte and dwpe
+// (NULL skips it).
 // The backward's scatter into dwte is race-free and deterministic: each thread owns a block
 // of channels and visits the tokens in order, so repeated tokens sum in a fixed order.
 #include "real_impl.h"
 
 #include <stddef.h>
+#include <string.h>
 
 #include "qtrain/ops.h"
 #include "qtrain/status.h"
@@ -21,8 +23,13 @@ void qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const
     for (int n = 0; n < B * T; n++) {
         const int tok = tokens[n], t = n % T;
         QT_ASSERT(tok >= 0, "embedding_fwd: tokens[%d] = %d is negative", n, tok);
-        const float *restrict e = wte + (size_t)tok * C, *restrict pe = wpe + (size_t)t * C;
+        const float *restrict e = wte + (size_t)tok * C;
         float *restrict o = out + (size_t)n * C;
+        if (!wpe) {
+            memcpy(o, e, (size_t)C * sizeof *o);
+            continue;
+        }
+        const float *restrict pe = wpe + (size_t)t * C;
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = e[c] + pe[c];
     }
