@@ -78,7 +78,8 @@ qt_status qt_cuda_bias_grad(qt_cuda_stream s, qt_dtype dt, void *db, const void 
 qt_status qt_cuda_cast(qt_cuda_stream s, qt_dtype dst_dt, void *dst, qt_dtype src_dt,
                        const void *src, size_t n);
 
-// ---- embeddings (embedding.cu)
+// ---- embeddings (embedding.cu). wpe NULL: token embeddings only (RoPE models); dwpe NULL:
+// no position gradient.
 qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const int *tokens,
                                 const void *wte, const void *wpe, int B, int T, int C);
 qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *dwte, void *dwpe,
@@ -117,6 +118,26 @@ qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes);
 void qt_cuda_gemm_destroy(void *handle);
 qt_status qt_cuda_gemm(void *handle, qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
                        const void *A, const void *B, void *C);
+
+// ---- LLaMA family (llama part: rmsnorm.cu, rope.cu, swiglu.cu); semantics of the CPU ops in
+// qtrain/ops.h. rstd is fp32. RMSNorm's dw is a fixed-order reduction (deterministic). RoPE
+// rotates the q and k thirds of (B, T, 3C) in place (the backward too: the inverse rotation,
+// not an accumulation); angles in double, so it matches the CPU to fp32 rounding. SwiGLU's dx
+// must not alias x or dout.
+qt_status qt_cuda_rmsnorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out, float *rstd,
+                              const void *x, const void *w, int N, int C);
+qt_status qt_cuda_rmsnorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dw,
+                              const void *dout, const void *x, const float *rstd, const void *w,
+                              int N, int C);
+qt_status qt_cuda_rope_fwd(qt_cuda_stream s, qt_dtype dt, void *qkv, int B, int T, int C, int H,
+                           float theta);
+qt_status qt_cuda_rope_bwd(qt_cuda_stream s, qt_dtype dt, void *dqkv, int B, int T, int C, int H,
+                           float theta);
+qt_status qt_cuda_swiglu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x, int N,
+                             int F);
+qt_status qt_cuda_swiglu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
+                             const void *x, int N, int F);
+// ---- end of the llama part
 
 // ---- the CUDA backend (host/cuda/backend_cuda.c)
 // Initialises device `device` with parameters, gradients and activations in `dt`. In the

@@ -1,14 +1,16 @@
 // embedding.cu: token plus position embeddings, forward and backward, on fp32/fp16/bf16
 // storage with fp32 math.
 //
-// Math: out[b, t] = wte[tokens[b, t]] + wpe[t] (GPT-2's learned absolute positions);
+// Math: out[b, t] = wte[tokens[b, t]] + wpe[t] (GPT-2's learned absolute positions), or
+// wte[tokens[b, t]] alone when wpe is NULL (models whose positions come from RoPE);
 // backward: dwte[v] += sum of dout[b, t] over the (b, t) with tokens[b, t] == v,
 //           dwpe[t] += sum over b of dout[b, t].
 // CPU twin: kernels/cpu/embedding.c (qt_cpu_embedding_{fwd,bwd}).
-// Contract (include/qtrain/cuda_ops.h): the forward overwrites out; the backward ADDS into
-// dwte and dwpe (dwpe may be NULL). Tokens must lie in [0, V); V is not passed, so only
-// negative tokens can be caught here: such a token (a bug upstream, the data loader checks
-// tokens) gives a NaN output row and no gradient, never an out-of-bounds access.
+// Contract (include/qtrain/cuda_ops.h): the forward overwrites out (wpe may be NULL); the
+// backward ADDS into dwte and dwpe (dwpe may be NULL: no position gradient). Tokens must lie
+// in [0, V); V is not passed, so only negative tokens can be caught here: such a token (a bug
+// upstream, the data loader checks tokens) gives a NaN output row and no gradient, never an
+// out-of-bounds access.
 // Determinism, no atomics: each row of dwte is written by exactly one thread block, the one
 // of the token's first occurrence, which sums the dout rows of all its occurrences in token
 // order in fp32 and adds that sum once (one rounding per step in fp16/bf16, not one per
@@ -36,7 +38,8 @@
 
 // ---- kernels --------------------------------------------------------------------------------
 
-// out (N, C) from tokens (N), wte (V, C), wpe (T, C); N = B T, row n at position n % T.
+// out (N, C) from tokens (N), wte (V, C), wpe (T, C) or NULL (no positions); N = B T, row n
+// at position n % T.
 // Thread mapping: grid (N, ceil(C / EMB_THREADS)), block EMB_THREADS; thread x of block
 // (n, y) writes channel y * EMB_THREADS + x of row n. Guard: channels >= C do nothing.
 template <typename T>
@@ -46,8 +49,11 @@ static __global__ void __launch_bounds__(EMB_THREADS)
     const int n = blockIdx.x, c = blockIdx.y * EMB_THREADS + threadIdx.x;
     if (c >= C) return;
     const int tok = tokens[n], t = n % Tlen;
-    const float v = tok >= 0 ? qt_ld(wte + (size_t)tok * C + c) + qt_ld(wpe + (size_t)t * C + c)
-                             : __int_as_float(0x7fc00000); // NaN: see the file header
+    float v = __int_as_float(0x7fc00000); // NaN for a negative token: see the file header
+    if (tok >= 0) {
+        v = qt_ld(wte + (size_t)tok * C + c);
+        if (wpe) v += qt_ld(wpe + (size_t)t * C + c); // wpe NULL (uniform): token embedding only
+    }
     qt_st(out + (size_t)n * C + c, v);
 }
 
@@ -168,8 +174,9 @@ extern "C" qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *
     const char *op = "cuda embedding_fwd";
     QT_TRY(check_shape(op, dt, B, T, C));
     if (B == 0) return QT_OK;
-    if (!out || !tokens || !wte || !wpe)
-        return qt_error(QT_ERR_ARG, "%s: out, tokens, wte and wpe must all be non-NULL", op);
+    if (!out || !tokens || !wte)
+        return qt_error(QT_ERR_ARG, "%s: out, tokens and wte must all be non-NULL (only wpe "
+                                    "may be NULL)", op);
     if (!aligned(out, dt) || !aligned(wte, dt) || !aligned(wpe, dt) ||
         (uintptr_t)tokens % sizeof(int) != 0)
         return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);

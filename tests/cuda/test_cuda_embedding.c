@@ -1,6 +1,7 @@
 // test_cuda_embedding.c: kernels/cuda/embedding.cu against the CPU reference
 // (qt_cpu_embedding_{fwd,bwd}) on random tokens with many repeats, odd shapes, in fp32, fp16
-// and bf16, with outputs poisoned (NaN), gradients pre-filled and guard bands checked.
+// and bf16, with outputs poisoned (NaN), gradients pre-filled and guard bands checked; with and
+// without position embeddings (wpe / dwpe NULL: token embeddings only, as in LLaMA).
 // Inputs are rounded to the dtype first, so the reference sees exactly what the kernel reads.
 // Tolerances (err <= atol + rtol |ref|): the forward is one fp32 add and one rounding, compared
 // with qt_ct_tolerance (fp32 1e-6 + 1e-5 relative; fp16 1e-3 + 4e-3; bf16 1e-2 + 3e-2); the
@@ -99,6 +100,50 @@ START_TEST(test_embedding_fwd) {
             free(wte);
             free(wpe);
             free(out);
+        }
+    }
+}
+END_TEST
+
+// wpe == NULL (models whose positions come from RoPE): out is wte[token] exactly, in every
+// dtype (a copy, no arithmetic), for the CPU op too.
+START_TEST(test_embedding_fwd_no_positions) {
+    for (int d = 0; d < 3; d++) {
+        const qt_dtype dt = DTYPES[d];
+        for (int s = 0; s < NSHAPES; s++) {
+            const int B = SHAPES[s][0], T = SHAPES[s][1], C = SHAPES[s][2], V = SHAPES[s][3];
+            const int N = B * T;
+            const size_t nc = (size_t)N * C;
+            const uint64_t seed = 500 + 10 * (uint64_t)s + (uint64_t)d;
+            int *tok = rand_tokens(N, V, seed);
+            float *wte = rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 1);
+            float *out = malloc(nc * sizeof *out), *got = malloc(nc * sizeof *got);
+            qt_test_poison(out, nc);
+            qt_cpu_embedding_fwd(out, tok, wte, NULL, B, T, C);
+            void *d_tok = upload_tokens(tok, N), *d_wte = qt_ct_upload(dt, wte, (size_t)V * C);
+            void *d_out = qt_ct_alloc(dt, nc);
+            qt_status st = qt_cuda_embedding_fwd(NULL, dt, d_out, d_tok, d_wte, NULL, B, T, C);
+            ck_assert_msg(st == QT_OK, "embedding_fwd wpe NULL %s B=%d T=%d C=%d: %s",
+                          qt_dtype_name(dt), B, T, C, qt_last_error());
+            qt_ct_download(dt, got, d_out, nc);
+            for (size_t i = 0; i < nc; i++) {
+                const float want = wte[(size_t)tok[i / C] * C + i % C];
+                ck_assert_msg(got[i] == want && out[i] == want,
+                              "embedding_fwd wpe NULL %s B=%d T=%d C=%d seed=%llu [%zu]: cuda %g "
+                              "cpu %g want %g",
+                              qt_dtype_name(dt), B, T, C, (unsigned long long)seed, i,
+                              (double)got[i], (double)out[i], (double)want);
+            }
+            ck_assert_msg(qt_ct_guard_ok(dt, d_out, nc),
+                          "embedding_fwd wpe NULL %s B=%d T=%d C=%d: guard band overwritten",
+                          qt_dtype_name(dt), B, T, C);
+            qt_ct_free(d_tok);
+            qt_ct_free(d_wte);
+            qt_ct_free(d_out);
+            free(tok);
+            free(wte);
+            free(out);
+            free(got);
         }
     }
 }
@@ -268,6 +313,7 @@ static Suite *embedding_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_embedding_fwd);
+    tcase_add_test(tc, test_embedding_fwd_no_positions);
     tcase_add_test(tc, test_embedding_bwd);
     tcase_add_test(tc, test_embedding_bwd_deterministic);
     tcase_add_test(tc, test_embedding_negative_token);

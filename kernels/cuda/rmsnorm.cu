@@ -1,0 +1,192 @@
+// rmsnorm.cu: RMSNorm forward and backward (the LLaMA family's norm) on fp32/fp16/bf16 storage
+// with fp32 math.
+//
+// Math (Zhang & Sennrich 2019, "Root Mean Square Layer Normalization"; PAPERS.md, issue 4
+// section 3): over the last dimension of x (N, C),
+//   rstd = 1 / sqrt(sum(x^2) / C + QT_RMSNORM_EPS), out = x rstd w   (no mean, no bias);
+//   backward with xh = x rstd and g = dout w:
+//   dx = rstd (g - xh mean(g xh)), dw = sum_rows(dout xh).
+// CPU twin: kernels/cpu/llama_ops_impl.h (qt_cpu_rmsnorm_{fwd,bwd}).
+// Contract (include/qtrain/cuda_ops.h): the forward overwrites out and rstd; the backward ADDS
+// into dx and dw (either may be NULL). rstd is fp32 whatever dt is.
+// Determinism: every reduction has a fixed order (warp butterflies over a row, strided rows
+// then a fixed-shape tree for dw), so results are bit-identical from run to run; no atomics.
+#include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
+
+#include <stdint.h>
+
+#include "qtrain/cuda_ops.h"
+
+// ---- launch constants -----------------------------------------------------------------------
+// Row kernels: one warp per row, RMS_ROWS_PER_BLOCK warps per block (128 threads).
+#define RMS_ROWS_PER_BLOCK 4
+// dw kernel: a block owns RMS_COLS columns (one warp wide: coalesced row loads) and
+// RMS_ROW_LANES threads per column stride over the rows; a tree in shared memory adds their
+// partial sums. A power of 2.
+#define RMS_COLS 32
+#define RMS_ROW_LANES 16
+
+// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
+
+// Sum over the 32 lanes of a warp by an xor butterfly: every lane ends with the same bits, in a
+// fixed order (deterministic).
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+
+// out (N, C), rstd (N) from x (N, C), w (C).
+// Thread mapping: block (32, RMS_ROWS_PER_BLOCK); warp threadIdx.y owns row
+// blockIdx.x * RMS_ROWS_PER_BLOCK + threadIdx.y, lane threadIdx.x visits columns lane,
+// lane + 32, ... in two passes (sum of squares, output); x is re-read rather than held in
+// registers (no dynamically indexed arrays, so no local memory).
+// Guards: a warp whose row is >= N exits as a whole (no block barrier follows).
+template <typename T>
+static __global__ void __launch_bounds__(32 * RMS_ROWS_PER_BLOCK)
+    rmsnorm_fwd_rowwarp(T *out, float *rstd, const T *x, const T *w, int N, int C) {
+    const int row = blockIdx.x * RMS_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
+    if (row >= N) return;
+    const T *xr = x + (size_t)row * C;
+    T *o = out + (size_t)row * C;
+    float ss = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float v = qt_ld(xr + c);
+        ss += v * v;
+    }
+    const float rs = 1.0f / sqrtf(warp_sum(ss) * (1.0f / (float)C) + QT_RMSNORM_EPS);
+    for (int c = lane; c < C; c += 32) qt_st(o + c, qt_ld(xr + c) * rs * qt_ld(w + c));
+    if (lane == 0) rstd[row] = rs;
+}
+
+// dx (N, C) += rstd (g - xh mean(g xh)), g = dout w, xh = x rstd.
+// Same mapping and guards as rmsnorm_fwd_rowwarp: two passes per row (the sum, then dx).
+template <typename T>
+static __global__ void __launch_bounds__(32 * RMS_ROWS_PER_BLOCK)
+    rmsnorm_bwd_dx_rowwarp(T *dx, const T *dout, const T *x, const float *rstd, const T *w,
+                           int N, int C) {
+    const int row = blockIdx.x * RMS_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
+    if (row >= N) return;
+    const size_t off = (size_t)row * C;
+    const float rs = rstd[row];
+    float sgx = 0.0f;
+    for (int c = lane; c < C; c += 32)
+        sgx += qt_ld(dout + off + c) * qt_ld(w + c) * (qt_ld(x + off + c) * rs);
+    const float mgx = warp_sum(sgx) * (1.0f / (float)C);
+    for (int c = lane; c < C; c += 32) {
+        const float xh = qt_ld(x + off + c) * rs;
+        const float g = qt_ld(dout + off + c) * qt_ld(w + c);
+        qt_st(dx + off + c, qt_ld(dx + off + c) + rs * (g - xh * mgx));
+    }
+}
+
+// dw (C) += column sums of dout xh.
+// Thread mapping: block (RMS_COLS, RMS_ROW_LANES), grid ceil(C / RMS_COLS); thread (tx, ty)
+// owns column blockIdx.x * RMS_COLS + tx and sums rows ty, ty + RMS_ROW_LANES, ... in order
+// (pass 1); the RMS_ROW_LANES partials of a column are then added by a tree over ty in shared
+// memory (pass 2). Both orders depend only on N: deterministic.
+// Shared memory: one (RMS_ROW_LANES, RMS_COLS + 1) fp32 tile (+1: no bank conflicts down a
+// column). Guards: threads of columns >= C accumulate nothing but take part in every barrier.
+template <typename T>
+static __global__ void __launch_bounds__(RMS_COLS *RMS_ROW_LANES)
+    rmsnorm_bwd_dw_colblock(T *dw, const T *dout, const T *x, const float *rstd, int N, int C) {
+    QT_SHARED(float, sw, RMS_ROW_LANES, RMS_COLS + 1);
+    const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * RMS_COLS + tx;
+    float aw = 0.0f;
+    if (c < C) {
+        for (int n = ty; n < N; n += RMS_ROW_LANES) {
+            const size_t i = (size_t)n * C + c;
+            aw += qt_ld(dout + i) * (qt_ld(x + i) * rstd[n]);
+        }
+    }
+    sw[ty][tx] = aw;
+    __syncthreads();
+    for (int half = RMS_ROW_LANES / 2; half > 0; half >>= 1) {
+        if (ty < half) sw[ty][tx] += sw[ty + half][tx];
+        __syncthreads();
+    }
+    if (ty == 0 && c < C) qt_st(dw + c, qt_ld(dw + c) + sw[0][tx]);
+}
+
+// ---- launchers ------------------------------------------------------------------------------
+
+// 1 if p is aligned for elements of dt (NULL counts as aligned: optional tensors).
+static int aligned(const void *p, qt_dtype dt) {
+    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
+}
+
+static qt_status check_args(const char *op, qt_dtype dt, int N, int C) {
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
+                        op, (int)dt);
+    if (N < 0 || C < 1)
+        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    return QT_OK;
+}
+
+template <typename T>
+static void rmsnorm_fwd_launch(cudaStream_t st, void *out, float *rstd, const void *x,
+                               const void *w, int N, int C) {
+    const dim3 block(32, RMS_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, RMS_ROWS_PER_BLOCK));
+    QT_LAUNCH(rmsnorm_fwd_rowwarp<T>, grid, block, 0, st, (T *)out, rstd, (const T *)x,
+              (const T *)w, N, C);
+}
+
+template <typename T>
+static void rmsnorm_bwd_launch(cudaStream_t st, void *dx, void *dw, const void *dout,
+                               const void *x, const float *rstd, const void *w, int N, int C) {
+    if (dx) {
+        const dim3 block(32, RMS_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, RMS_ROWS_PER_BLOCK));
+        QT_LAUNCH(rmsnorm_bwd_dx_rowwarp<T>, grid, block, 0, st, (T *)dx, (const T *)dout,
+                  (const T *)x, rstd, (const T *)w, N, C);
+    }
+    if (dw) {
+        const dim3 block(RMS_COLS, RMS_ROW_LANES), grid(QT_CEIL_DIV(C, RMS_COLS));
+        QT_LAUNCH(rmsnorm_bwd_dw_colblock<T>, grid, block, 0, st, (T *)dw, (const T *)dout,
+                  (const T *)x, rstd, N, C);
+    }
+}
+
+extern "C" qt_status qt_cuda_rmsnorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out, float *rstd,
+                                         const void *x, const void *w, int N, int C) {
+    const char *op = "cuda rmsnorm_fwd";
+    QT_TRY(check_args(op, dt, N, C));
+    if (N == 0) return QT_OK;
+    if (!out || !rstd || !x || !w)
+        return qt_error(QT_ERR_ARG, "%s: out, rstd, x and w must all be non-NULL", op);
+    if (!aligned(out, dt) || !aligned(x, dt) || !aligned(w, dt) || !aligned(rstd, QT_DTYPE_F32))
+        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    cudaStream_t st = (cudaStream_t)s;
+    switch (dt) {
+    case QT_DTYPE_F32: rmsnorm_fwd_launch<float>(st, out, rstd, x, w, N, C); break;
+    case QT_DTYPE_F16: rmsnorm_fwd_launch<__half>(st, out, rstd, x, w, N, C); break;
+    default: rmsnorm_fwd_launch<__nv_bfloat16>(st, out, rstd, x, w, N, C); break;
+    }
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_rmsnorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dw,
+                                         const void *dout, const void *x, const float *rstd,
+                                         const void *w, int N, int C) {
+    const char *op = "cuda rmsnorm_bwd";
+    QT_TRY(check_args(op, dt, N, C));
+    if (N == 0 || (!dx && !dw)) return QT_OK;
+    if (!dout || !x || !rstd || (dx && !w))
+        return qt_error(QT_ERR_ARG, "%s: dout, x, rstd (and w when dx is wanted) must be "
+                                    "non-NULL", op);
+    if (!aligned(dx, dt) || !aligned(dw, dt) || !aligned(dout, dt) || !aligned(x, dt) ||
+        !aligned(w, dt) || !aligned(rstd, QT_DTYPE_F32))
+        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    cudaStream_t st = (cudaStream_t)s;
+    switch (dt) {
+    case QT_DTYPE_F32: rmsnorm_bwd_launch<float>(st, dx, dw, dout, x, rstd, w, N, C); break;
+    case QT_DTYPE_F16: rmsnorm_bwd_launch<__half>(st, dx, dw, dout, x, rstd, w, N, C); break;
+    default: rmsnorm_bwd_launch<__nv_bfloat16>(st, dx, dw, dout, x, rstd, w, N, C); break;
+    }
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
