@@ -1,0 +1,666 @@
+// int8_gemm.cu: INT8 GEMM C = A B^T (int8 x int8 -> int32, exact) and the W8A8 linear layer
+// with the dequantization fused in the epilogue (PAPERS.md section 5); API and contract in
+// include/qtrain/cuda_int8_gemm.h. CPU twin: kernels/cpu/int8_gemm.c (qt_cpu_gemm_s8s32,
+// qt_cpu_linear_s8): the same int32 results and the same epilogue floats,
+//     out = ((float)acc * a_scale[m]) * b_scale[n] + bias[n]
+// with every product and sum rounded separately (__fmul_rn/__fadd_rn: nvcc may not contract
+// them into an FMA), then rounded once to the output dtype.
+//
+// Two implementations:
+//   mma       int8_gemm_mma_tile: a 64x64 output tile per block of 4 warps (2 x 2), each warp a
+//             32x32 tile of 2 x 4 mma.sync.m16n8k32 .s8 fragments, K in steps of 64 through
+//             shared memory. Loads are predicated and zero-filled, so any M, N, K and byte
+//             alignment work; the epilogue writes int32 or dequantized dt straight from the
+//             accumulators.
+//   cublaslt  cublasLtMatmul (COMPUTE_32I, int32 alpha/beta, A/B CUDA_R_8I, C CUDA_R_32I, TN),
+//             operands padded to cuBLASLt's multiples of 4 in a library-owned workspace when
+//             needed, then int8_dequant_elem for the linear.
+//
+// The tensor-core instruction (PTX ISA, "Matrix Fragments for mma.m16n8k32", .s8):
+// with g = lane >> 2 (groupID) and t = lane % 4 (threadID_in_group), each lane holds
+//   A (16 x 32, row): 4 .b32 registers of 4 int8 each, low byte first:
+//       a[0]: row g,   k = 4t .. 4t+3        a[1]: row g+8, k = 4t .. 4t+3
+//       a[2]: row g,   k = 16+4t .. 16+4t+3  a[3]: row g+8, k = 16+4t .. 16+4t+3
+//   B (32 x 8, col): 2 .b32 registers: b[0]: column g, k = 4t .. 4t+3; b[1]: k = 16+4t ..
+//   C/D (16 x 8): 4 int32: d[0] (g, 2t), d[1] (g, 2t+1), d[2] (g+8, 2t), d[3] (g+8, 2t+1).
+// On the GPU mma_s8_m16n8k32 is that instruction in inline PTX. In the emulator (QT_CUEMU) it
+// is a CPU twin that implements the same layout: each lane gathers the A rows and B columns of
+// its four outputs from the lanes that hold them with __shfl_sync and sums the products, so a
+// fragment the kernel loads into the wrong register gives wrong results here as on the GPU.
+#include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qtrain/cuda_int8_gemm.h"
+#include "qtrain/dtype.h"
+
+#if !QT_CUDA_EMULATED
+#include <cublasLt.h>
+#endif
+
+// ---- tile constants -------------------------------------------------------------------------
+#define MMA_THREADS 128 // 4 warps: 2 along M x 2 along N
+#define TILE_M 64       // rows of A (and C) per block
+#define TILE_N 64       // rows of B (columns of C) per block
+#define TILE_K 64       // k per shared-memory stage: two mma k-steps of 32
+#define WARP_M 32       // per warp: 2 fragments of 16 rows
+#define WARP_N 32       // per warp: 4 fragments of 8 columns
+// Shared-memory row stride in 32-bit words: 64 bytes of data + 16 of padding = 20 words. The
+// fragment loads of a warp read words 20 g + t (+ const) for g < 8, t < 4: all 32 banks
+// distinct (20 g mod 32 = 0, 20, 8, 28, 16, 4, 24, 12), and rows stay 16-byte aligned.
+#define SMEM_LDW 20
+#define SMEM_BYTES ((TILE_M + TILE_N) * SMEM_LDW * 4) // sA then sB: 10240 bytes
+#define ELEM_THREADS 256
+#define ELEM_MAX_BLOCKS 65535
+// Full unrolling of the fixed-trip loops keeps the fragments and accumulators in registers
+// (a dynamically indexed local array would be local memory, which the ptxas check refuses).
+#if QT_CUDA_EMULATED
+#define UNROLL _Pragma("GCC unroll 16")
+#else
+#define UNROLL _Pragma("unroll")
+#endif
+
+// ---- the tensor-core instruction --------------------------------------------------------------
+
+#if QT_CUDA_EMULATED
+// Sum over the 4 byte lanes of x and y of int8 x int8 products.
+static __device__ __forceinline__ int dot4_s8(uint32_t x, uint32_t y) {
+    int s = 0;
+    for (int j = 0; j < 4; j++)
+        s += (int)(int8_t)(uint8_t)(x >> (8 * j)) * (int)(int8_t)(uint8_t)(y >> (8 * j));
+    return s;
+}
+#endif
+
+// d (4 int32) += A (16x32 fragment a) * B (32x8 fragment b), the layout in the file header.
+// Every lane of the warp must call it together (it is a warp-wide instruction).
+static __device__ __forceinline__ void mma_s8_m16n8k32(int (&d)[4], const uint32_t (&a)[4],
+                                                       const uint32_t (&b)[2]) {
+#if QT_CUDA_EMULATED
+    // CPU twin: lane (g, t) computes its outputs (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
+    // Row g of A is spread over lanes 4g + s (s < 4): a[0] holds k = 4s.., a[2] k = 16+4s..;
+    // row g+8 likewise in a[1], a[3]. Column n of B is spread over lanes 4n + s: b[0] holds
+    // k = 4s.., b[1] k = 16+4s... Every lane runs the same 32 shuffles (full mask).
+    const unsigned full = 0xffffffffu;
+    const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    const int lane = (int)(tid & 31u), g = lane >> 2, t = lane & 3;
+    for (int s = 0; s < 4; s++) {
+        const int la = 4 * g + s, lb0 = 4 * (2 * t) + s, lb1 = 4 * (2 * t + 1) + s;
+        const uint32_t r0_lo = __shfl_sync(full, a[0], la); // row g,   k = 4s..4s+3
+        const uint32_t r8_lo = __shfl_sync(full, a[1], la); // row g+8, k = 4s..4s+3
+        const uint32_t r0_hi = __shfl_sync(full, a[2], la); // row g,   k = 16+4s..
+        const uint32_t r8_hi = __shfl_sync(full, a[3], la); // row g+8, k = 16+4s..
+        const uint32_t c0_lo = __shfl_sync(full, b[0], lb0); // column 2t,   k = 4s..
+        const uint32_t c0_hi = __shfl_sync(full, b[1], lb0); // column 2t,   k = 16+4s..
+        const uint32_t c1_lo = __shfl_sync(full, b[0], lb1); // column 2t+1, k = 4s..
+        const uint32_t c1_hi = __shfl_sync(full, b[1], lb1); // column 2t+1, k = 16+4s..
+        d[0] += dot4_s8(r0_lo, c0_lo) + dot4_s8(r0_hi, c0_hi);
+        d[1] += dot4_s8(r0_lo, c1_lo) + dot4_s8(r0_hi, c1_hi);
+        d[2] += dot4_s8(r8_lo, c0_lo) + dot4_s8(r8_hi, c0_hi);
+        d[3] += dot4_s8(r8_lo, c1_lo) + dot4_s8(r8_hi, c1_hi);
+    }
+#else
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// ---- epilogue (shared by both implementations) ----------------------------------------------
+
+// Scales and bias of the dequantizing epilogue; a_step/b_step are 1 (per row) or 0 (one scale).
+struct dequant_args {
+    const float *a_scale;
+    const float *b_scale;
+    const void *bias; // (N) of the output dtype, or NULL
+    int a_step, b_step;
+};
+
+static __device__ __forceinline__ void epilogue_store(int32_t *C, size_t i, int m, int n,
+                                                      int acc, const dequant_args &e) {
+    (void)m;
+    (void)n;
+    (void)e;
+    C[i] = acc;
+}
+
+template <typename T>
+static __device__ __forceinline__ void epilogue_store(T *out, size_t i, int m, int n, int acc,
+                                                      const dequant_args &e) {
+    float v = __fmul_rn(__fmul_rn(__int2float_rn(acc), e.a_scale[(size_t)m * e.a_step]),
+                        e.b_scale[(size_t)n * e.b_step]);
+    if (e.bias) v = __fadd_rn(v, qt_ld((const T *)e.bias + n));
+    qt_st(out + i, v);
+}
+
+// ---- mma kernel ---------------------------------------------------------------------------------
+
+// 4 bytes p[k .. k+3] packed low byte first, bytes at k + j >= K read as 0.
+static __device__ __forceinline__ uint32_t pack4_s8(const int8_t *p, int k, int K) {
+    uint32_t w = 0;
+UNROLL
+    for (int j = 0; j < 4; j++)
+        if (k + j < K) w |= (uint32_t)(uint8_t)p[k + j] << (8 * j);
+    return w;
+}
+
+// One 16-byte chunk of a tile: row `row` of X (rows, K), bytes k .. k+15, zero outside X.
+// vec16: K % 16 == 0 and X 16-byte aligned, so a chunk is either wholly inside or outside.
+static __device__ __forceinline__ uint4 load_chunk(const int8_t *X, int rows, int K, int row,
+                                                   int k, int vec16) {
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (row >= rows || k >= K) return v;
+    const int8_t *p = X + (size_t)row * (size_t)K;
+    if (vec16) return *reinterpret_cast<const uint4 *>(p + k);
+    v.x = pack4_s8(p, k, K);
+    v.y = pack4_s8(p, k + 4, K);
+    v.z = pack4_s8(p, k + 8, K);
+    v.w = pack4_s8(p, k + 12, K);
+    return v;
+}
+
+static __device__ __forceinline__ void store_chunk(uint32_t *s, uint4 v) {
+#if QT_CUDA_EMULATED
+    s[0] = v.x; // word stores: the fragment loads read this memory as uint32_t
+    s[1] = v.y;
+    s[2] = v.z;
+    s[3] = v.w;
+#else
+    *reinterpret_cast<uint4 *>(s) = v; // 16-byte aligned: SMEM_LDW * 4 and c * 16 are
+#endif
+}
+
+// out (M, N) = epilogue(A (M, K) B (N, K)^T), T = int32_t (raw C) or float/__half/
+// __nv_bfloat16 (dequantized).
+// Grid (ceil(N / 64), ceil(M / 64)); block 128 threads = 4 warps; warp w owns rows
+// 32 (w >> 1) .. +31 and columns 32 (w & 1) .. +31 of the block's 64x64 tile.
+// Shared memory (dynamic, SMEM_BYTES): sA (64 rows x 64 k bytes), sB (64 rows x 64 k bytes),
+// rows SMEM_LDW words apart. Staging: thread i loads 16-byte chunks i and i + 128 of each
+// tile (chunk c: row c / 4, bytes 16 (c % 4) ..) into registers while the warps compute on
+// the previous stage. Guards: rows >= M or N and k >= K load as zeros (a zero adds nothing to
+// any dot product); outputs outside (M, N) are not written.
+template <typename T>
+static __global__ void __launch_bounds__(MMA_THREADS)
+    int8_gemm_mma_tile(T *out, const int8_t *A, const int8_t *B, int M, int N, int K,
+                       int vec16, dequant_args e) {
+    QT_DYNAMIC_SHARED(uint32_t, smem);
+    uint32_t *sA = smem;                     // (TILE_M, SMEM_LDW) words
+    uint32_t *sB = smem + TILE_M * SMEM_LDW; // (TILE_N, SMEM_LDW) words
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int m0 = (int)blockIdx.y * TILE_M, n0 = (int)blockIdx.x * TILE_N;
+    const int wm = (warp >> 1) * WARP_M, wn = (warp & 1) * WARP_N;
+
+    int acc[2][4][4];
+UNROLL
+    for (int mi = 0; mi < 2; mi++)
+UNROLL
+        for (int ni = 0; ni < 4; ni++)
+UNROLL
+            for (int r = 0; r < 4; r++) acc[mi][ni][r] = 0;
+
+    // chunk i (i = tid, tid + 128) of a tile: row i >> 2, byte column 16 (i & 3)
+    const int r0 = tid >> 2, r1 = (tid + MMA_THREADS) >> 2, cb = (tid & 3) * 16;
+    uint4 ra0 = load_chunk(A, M, K, m0 + r0, cb, vec16);
+    uint4 ra1 = load_chunk(A, M, K, m0 + r1, cb, vec16);
+    uint4 rb0 = load_chunk(B, N, K, n0 + r0, cb, vec16);
+    uint4 rb1 = load_chunk(B, N, K, n0 + r1, cb, vec16);
+
+    for (int k0 = 0; k0 < K; k0 += TILE_K) {
+        store_chunk(sA + r0 * SMEM_LDW + cb / 4, ra0);
+        store_chunk(sA + r1 * SMEM_LDW + cb / 4, ra1);
+        store_chunk(sB + r0 * SMEM_LDW + cb / 4, rb0);
+        store_chunk(sB + r1 * SMEM_LDW + cb / 4, rb1);
+        __syncthreads();
+        if (k0 + TILE_K < K) { // the next stage's loads overlap this stage's math
+            ra0 = load_chunk(A, M, K, m0 + r0, k0 + TILE_K + cb, vec16);
+            ra1 = load_chunk(A, M, K, m0 + r1, k0 + TILE_K + cb, vec16);
+            rb0 = load_chunk(B, N, K, n0 + r0, k0 + TILE_K + cb, vec16);
+            rb1 = load_chunk(B, N, K, n0 + r1, k0 + TILE_K + cb, vec16);
+        }
+UNROLL
+        for (int kw = 0; kw < TILE_K / 4; kw += 8) { // word offset of the 32-k step
+            uint32_t af[2][4], bf[4][2];
+UNROLL
+            for (int mi = 0; mi < 2; mi++) {
+                const uint32_t *lo = sA + (wm + mi * 16 + g) * SMEM_LDW + kw + t;
+                const uint32_t *hi = lo + 8 * SMEM_LDW;
+                af[mi][0] = lo[0]; // row g,   k = 4t..
+                af[mi][1] = hi[0]; // row g+8, k = 4t..
+                af[mi][2] = lo[4]; // row g,   k = 16+4t..
+                af[mi][3] = hi[4]; // row g+8, k = 16+4t..
+            }
+UNROLL
+            for (int ni = 0; ni < 4; ni++) {
+                const uint32_t *col = sB + (wn + ni * 8 + g) * SMEM_LDW + kw + t;
+                bf[ni][0] = col[0]; // column g, k = 4t..
+                bf[ni][1] = col[4]; // column g, k = 16+4t..
+            }
+UNROLL
+            for (int mi = 0; mi < 2; mi++)
+UNROLL
+                for (int ni = 0; ni < 4; ni++) mma_s8_m16n8k32(acc[mi][ni], af[mi], bf[ni]);
+        }
+        __syncthreads();
+    }
+
+    // d[r]: row g + 8 (r >> 1), column 2t + (r & 1) of fragment (mi, ni)
+UNROLL
+    for (int mi = 0; mi < 2; mi++)
+UNROLL
+        for (int ni = 0; ni < 4; ni++)
+UNROLL
+            for (int r = 0; r < 4; r++) {
+                const int m = m0 + wm + mi * 16 + g + 8 * (r >> 1);
+                const int n = n0 + wn + ni * 8 + 2 * t + (r & 1);
+                if (m < M && n < N)
+                    epilogue_store(out, (size_t)m * (size_t)N + (size_t)n, m, n, acc[mi][ni][r],
+                                   e);
+            }
+}
+
+// ---- elementwise kernels of the cuBLASLt path -------------------------------------------------
+
+// dst (rows_p, K_p) = src (rows, K) zero-padded; one thread per destination byte, grid-stride.
+static __global__ void __launch_bounds__(ELEM_THREADS)
+    int8_pad_elem(int8_t *dst, const int8_t *src, int rows, int K, int rows_p, int K_p) {
+    const size_t n = (size_t)rows_p * (size_t)K_p;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int r = (int)(i / (size_t)K_p), k = (int)(i % (size_t)K_p);
+        dst[i] = (r < rows && k < K) ? src[(size_t)r * (size_t)K + k] : (int8_t)0;
+    }
+}
+
+// out (M, N) = epilogue(C (M, ldc) int32); one thread per output, grid-stride. T = int32_t
+// copies (the unpadding of qt_cuda_gemm_s8s32).
+template <typename T>
+static __global__ void __launch_bounds__(ELEM_THREADS)
+    int8_dequant_elem(T *out, const int32_t *C, int ldc, int M, int N, dequant_args e) {
+    const size_t n_out = (size_t)M * (size_t)N;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_out;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int m = (int)(i / (size_t)N), n = (int)(i % (size_t)N);
+        epilogue_store(out, i, m, n, C[(size_t)m * (size_t)ldc + n], e);
+    }
+}
+
+static unsigned elem_blocks(size_t n) {
+    size_t b = (n + ELEM_THREADS - 1) / ELEM_THREADS;
+    return (unsigned)(b < ELEM_MAX_BLOCKS ? (b ? b : 1) : ELEM_MAX_BLOCKS);
+}
+
+// ---- launchers: common checks -----------------------------------------------------------------
+
+extern "C" qt_cuda_int8_impl qt_cuda_int8_default_impl(void) {
+    const char *v = getenv("QT_CUDA_INT8");
+    if (!v || !*v || strcmp(v, "mma") == 0) return QT_CUDA_INT8_MMA;
+    if (strcmp(v, "cublaslt") == 0) return QT_CUDA_INT8_CUBLASLT;
+    return QT_CUDA_INT8_INVALID;
+}
+
+extern "C" const char *qt_cuda_int8_impl_name(qt_cuda_int8_impl impl) {
+    switch (impl) {
+    case QT_CUDA_INT8_MMA: return "mma";
+    case QT_CUDA_INT8_CUBLASLT: return "cublaslt";
+    case QT_CUDA_INT8_DEFAULT: return "default";
+    default: return "invalid";
+    }
+}
+
+static qt_status resolve_impl(const char *op, qt_cuda_int8_impl *impl) {
+    if (*impl == QT_CUDA_INT8_DEFAULT) {
+        *impl = qt_cuda_int8_default_impl();
+        if (*impl == QT_CUDA_INT8_INVALID)
+            return qt_error(QT_ERR_ARG, "%s: QT_CUDA_INT8=%s is not an INT8 GEMM; use "
+                            "QT_CUDA_INT8=mma or QT_CUDA_INT8=cublaslt", op,
+                            getenv("QT_CUDA_INT8"));
+    }
+    if (*impl != QT_CUDA_INT8_MMA && *impl != QT_CUDA_INT8_CUBLASLT)
+        return qt_error(QT_ERR_ARG, "%s: impl %d is not QT_CUDA_INT8_MMA, _CUBLASLT or _DEFAULT",
+                        op, (int)*impl);
+    return QT_OK;
+}
+
+static qt_status check_shape(const char *op, int M, int N, int K) {
+    if (M < 1 || N < 1 || K < 1)
+        return qt_error(QT_ERR_ARG, "%s: M %d, N %d, K %d must all be >= 1", op, M, N, K);
+    if (K > QT_INT8_GEMM_MAX_K)
+        return qt_error(QT_ERR_ARG, "%s: K %d exceeds %d, beyond which int32 sums could "
+                        "overflow; split K", op, K, QT_INT8_GEMM_MAX_K);
+    if ((M + TILE_M - 1) / TILE_M > 65535)
+        return qt_error(QT_ERR_ARG, "%s: M %d exceeds %d rows; split the rows", op, M,
+                        65535 * TILE_M);
+    return QT_OK;
+}
+
+template <typename T>
+static qt_status launch_mma(cudaStream_t s, T *out, const int8_t *A, const int8_t *B, int M,
+                            int N, int K, const dequant_args &e) {
+    const int vec16 = K % 16 == 0 && ((uintptr_t)A % 16) == 0 && ((uintptr_t)B % 16) == 0;
+    dim3 grid((unsigned)((N + TILE_N - 1) / TILE_N), (unsigned)((M + TILE_M - 1) / TILE_M));
+    QT_LAUNCH(int8_gemm_mma_tile<T>, grid, MMA_THREADS, SMEM_BYTES, s, out, A, B, M, N, K,
+              vec16, e);
+    QT_CHECK_LAUNCH("int8_gemm_mma_tile");
+    return QT_OK;
+}
+
+template <typename T>
+static qt_status launch_dequant(cudaStream_t s, T *out, const int32_t *C, int ldc, int M, int N,
+                                const dequant_args &e) {
+    QT_LAUNCH(int8_dequant_elem<T>, elem_blocks((size_t)M * (size_t)N), ELEM_THREADS, 0, s, out,
+              C, ldc, M, N, e);
+    QT_CHECK_LAUNCH("int8_dequant_elem");
+    return QT_OK;
+}
+
+// The epilogue for output dtype dt (out == NULL-typed dispatch over the three storage types).
+static qt_status launch_mma_dt(cudaStream_t s, int dt, void *out, const int8_t *A,
+                               const int8_t *B, int M, int N, int K, const dequant_args &e) {
+    switch (dt) {
+    case QT_DTYPE_F32: return launch_mma(s, (float *)out, A, B, M, N, K, e);
+    case QT_DTYPE_F16: return launch_mma(s, (__half *)out, A, B, M, N, K, e);
+    default: return launch_mma(s, (__nv_bfloat16 *)out, A, B, M, N, K, e);
+    }
+}
+
+static qt_status launch_dequant_dt(cudaStream_t s, int dt, void *out, const int32_t *C, int ldc,
+                                   int M, int N, const dequant_args &e) {
+    switch (dt) {
+    case QT_DTYPE_F32: return launch_dequant(s, (float *)out, C, ldc, M, N, e);
+    case QT_DTYPE_F16: return launch_dequant(s, (__half *)out, C, ldc, M, N, e);
+    default: return launch_dequant(s, (__nv_bfloat16 *)out, C, ldc, M, N, e);
+    }
+}
+
+// ---- the cuBLASLt path ------------------------------------------------------------------------
+// One process-wide state behind a mutex: the handle, the device workspace (cuBLASLt's own
+// scratch, then the padded operands and the int32 result), the stream that last used it, and
+// the algorithms chosen per shape.
+
+#define LT_SCRATCH_BYTES ((size_t)(QT_CUDA_EMULATED ? 0 : 4 << 20)) // cuBLASLt's workspace
+#define LT_CACHE 16
+
+typedef struct {
+    int m, n, k, ldc;           // column-major problem: m = N4, n = M, k = K4
+    uint32_t align_a, align_b, align_c; // bytes
+} lt_key;
+
+typedef struct {
+    pthread_mutex_t mu;
+    void *ws; // device: LT_SCRATCH_BYTES, then padded A, padded B, int32 C
+    size_t ws_bytes;
+    cudaStream_t owner; // the stream of the last call (valid when has_owner)
+    int has_owner;
+#if !QT_CUDA_EMULATED
+    cublasLtHandle_t lt;
+    lt_key keys[LT_CACHE];
+    cublasLtMatmulAlgo_t algos[LT_CACHE];
+    int n_cached, next_evict;
+#endif
+} lt_state;
+
+static lt_state g_lt = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0
+#if !QT_CUDA_EMULATED
+                        , NULL, {}, {}, 0, 0
+#endif
+};
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+// Makes the workspace at least `bytes` (caller holds the mutex) and waits for its previous
+// stream when `s` differs.
+static qt_status lt_acquire(cudaStream_t s, size_t bytes) {
+    if (g_lt.has_owner && g_lt.owner != s) QT_CHECK_CUDA(cudaStreamSynchronize(g_lt.owner));
+    if (g_lt.ws_bytes < bytes) {
+        if (g_lt.ws) {
+            if (g_lt.has_owner) QT_CHECK_CUDA(cudaStreamSynchronize(g_lt.owner));
+            QT_CHECK_CUDA(cudaFree(g_lt.ws));
+            g_lt.ws = NULL;
+            g_lt.ws_bytes = 0;
+        }
+        cudaError_t err = cudaMalloc(&g_lt.ws, bytes);
+        if (err != cudaSuccess) {
+            g_lt.ws = NULL;
+            return qt_error(err == cudaErrorMemoryAllocation ? QT_ERR_OOM : QT_ERR_CUDA,
+                            "qt_cuda int8 cuBLASLt: cudaMalloc(%zu bytes of workspace) failed at "
+                            "%s:%d: %s; use QT_CUDA_INT8=mma, which needs none", bytes, __FILE__,
+                            __LINE__, cudaGetErrorString(err));
+        }
+        g_lt.ws_bytes = bytes;
+    }
+#if !QT_CUDA_EMULATED
+    if (!g_lt.lt) {
+        cublasStatus_t r = cublasLtCreate(&g_lt.lt);
+        if (r != CUBLAS_STATUS_SUCCESS) {
+            g_lt.lt = NULL;
+            return qt_error(QT_ERR_CUDA, "cublasLtCreate failed at %s:%d: %s", __FILE__,
+                            __LINE__, cublasLtGetStatusString(r));
+        }
+    }
+#endif
+    g_lt.owner = s;
+    g_lt.has_owner = 1;
+    return QT_OK;
+}
+
+#if QT_CUDA_EMULATED
+// The emulated stand-in for the cublasLtMatmul call below, with cuBLASLt's column-major
+// semantics for transa = T, transb = N on the same arguments:
+//   c[i + j ldc] = sum_p a[p + i lda] * b[p + j ldb],  i < m, j < n, p < k.
+// Device memory is host memory here, and every emulated launch before it has completed.
+static qt_status lt_matmul_s8(cudaStream_t s, int m, int n, int k, const int8_t *a, int lda,
+                              const int8_t *b, int ldb, int32_t *c, int ldc) {
+    (void)s;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            const int8_t *ai = a + (size_t)i * (size_t)lda, *bj = b + (size_t)j * (size_t)ldb;
+            int32_t acc = 0;
+            for (int p = 0; p < k; p++) acc += (int32_t)ai[p] * (int32_t)bj[p];
+            c[(size_t)i + (size_t)j * (size_t)ldc] = acc;
+        }
+    return QT_OK;
+}
+#else
+#define LT_CHECK(expr)                                                                        \
+    do {                                                                                      \
+        cublasStatus_t lt_status_ = (expr);                                                   \
+        if (lt_status_ != CUBLAS_STATUS_SUCCESS) {                                            \
+            st = qt_error(QT_ERR_CUDA, "%s failed at %s:%d: %s", #expr, __FILE__, __LINE__,   \
+                          cublasLtGetStatusString(lt_status_));                               \
+            goto out;                                                                         \
+        }                                                                                     \
+    } while (0)
+
+static uint32_t align_of(uintptr_t p) {
+    uint32_t a = 256;
+    while (a > 1 && (p & (a - 1))) a >>= 1;
+    return a;
+}
+
+// Column-major C (m, n; ldc) = a^T b with a stored (k, m; lda) and b stored (k, n; ldb), int8
+// in, int32 out: cuBLASLt's "TN" int8 GEMM. Caller holds the mutex (algorithm cache).
+static qt_status lt_matmul_s8(cudaStream_t s, int m, int n, int k, const int8_t *a, int lda,
+                              const int8_t *b, int ldb, int32_t *c, int ldc) {
+    qt_status st = QT_OK;
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+    const int32_t alpha = 1, beta = 0;
+    lt_key key;
+    memset(&key, 0, sizeof key);
+    key.m = m;
+    key.n = n;
+    key.k = k;
+    key.ldc = ldc;
+    key.align_a = align_of((uintptr_t)a | (uintptr_t)lda);
+    key.align_b = align_of((uintptr_t)b | (uintptr_t)ldb);
+    key.align_c = align_of((uintptr_t)c | (uintptr_t)ldc * 4u);
+    int slot = -1;
+    LT_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32I, CUDA_R_32I));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, (uint64_t)k, (uint64_t)m, lda));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, (uint64_t)k, (uint64_t)n, ldb));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32I, (uint64_t)m, (uint64_t)n, ldc));
+    for (int i = 0; i < g_lt.n_cached; i++)
+        if (memcmp(&g_lt.keys[i], &key, sizeof key) == 0) slot = i;
+    if (slot < 0) {
+        cublasLtMatmulHeuristicResult_t result;
+        int found = 0;
+        uint64_t ws = LT_SCRATCH_BYTES;
+        LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a, sizeof key.align_a));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b, sizeof key.align_b));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_c, sizeof key.align_c));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+            pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_c, sizeof key.align_c));
+        LT_CHECK(cublasLtMatmulAlgoGetHeuristic(g_lt.lt, op, la, lb, lc, lc, pref, 1, &result,
+                                                &found));
+        if (found < 1) {
+            st = qt_error(QT_ERR_CUDA, "qt_cuda int8 cuBLASLt: no int8 algorithm for m %d n %d "
+                          "k %d (column-major TN, ldc %d); use QT_CUDA_INT8=mma", m, n, k, ldc);
+            goto out;
+        }
+        if (g_lt.n_cached < LT_CACHE) {
+            slot = g_lt.n_cached++;
+        } else {
+            slot = g_lt.next_evict;
+            g_lt.next_evict = (g_lt.next_evict + 1) % LT_CACHE;
+        }
+        g_lt.keys[slot] = key;
+        g_lt.algos[slot] = result.algo;
+    }
+    LT_CHECK(cublasLtMatmul(g_lt.lt, op, &alpha, a, la, b, lb, &beta, c, lc, c, lc,
+                            &g_lt.algos[slot], g_lt.ws, LT_SCRATCH_BYTES, s));
+out:
+    if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) (void)cublasLtMatrixLayoutDestroy(lc);
+    if (lb) (void)cublasLtMatrixLayoutDestroy(lb);
+    if (la) (void)cublasLtMatrixLayoutDestroy(la);
+    if (op) (void)cublasLtMatmulDescDestroy(op);
+    return st;
+}
+#endif
+
+static qt_status launch_pad(cudaStream_t s, int8_t *dst, const int8_t *src, int rows, int K,
+                            int rows_p, int K_p) {
+    QT_LAUNCH(int8_pad_elem, elem_blocks((size_t)rows_p * (size_t)K_p), ELEM_THREADS, 0, s, dst,
+              src, rows, K, rows_p, K_p);
+    QT_CHECK_LAUNCH("int8_pad_elem");
+    return QT_OK;
+}
+
+// The cuBLASLt GEMM with either C written directly (C != NULL, raw int32) or the dequantizing
+// epilogue into out of dtype dt. Row-major C (M, N) = A B^T is column-major C^T (N, M) =
+// B_cm^T A_cm, where B's storage read column-major is B_cm (K, N) and A's is A_cm (K, M): so
+// cuBLASLt's a = B (transa T, lda K), b = A (transb N, ldb K), c = C (ldc N), m = N, n = M.
+// Its int8 kernels want m, k and the leading dimensions to be multiples of 4 and 16-byte
+// aligned operands: A and B are copied zero-padded to K4 = K rounded up to 4 (and B to N4 rows)
+// when they are not, and C goes through the workspace with ldc = N4.
+static qt_status lt_run(cudaStream_t s, int32_t *C, int dt, void *out, const int8_t *A,
+                        const int8_t *B, int M, int N, int K, const dequant_args *e) {
+    const int K4 = (int)round_up((size_t)K, 4), N4 = (int)round_up((size_t)N, 4);
+    const int pad_a = K4 != K || ((uintptr_t)A % 16) != 0;
+    const int pad_b = K4 != K || N4 != N || ((uintptr_t)B % 16) != 0;
+    const int c_ws = !C || N4 != N || ((uintptr_t)C % 16) != 0;
+    size_t off_a = LT_SCRATCH_BYTES;
+    size_t off_b = off_a + (pad_a ? round_up((size_t)M * (size_t)K4, 256) : 0);
+    size_t off_c = off_b + (pad_b ? round_up((size_t)N4 * (size_t)K4, 256) : 0);
+    size_t total = off_c + (c_ws ? (size_t)M * (size_t)N4 * sizeof(int32_t) : 0);
+    if (total == 0) total = 256;
+    qt_status st = QT_OK;
+    pthread_mutex_lock(&g_lt.mu);
+    st = lt_acquire(s, total);
+    if (st == QT_OK) {
+        char *ws = (char *)g_lt.ws;
+        const int8_t *a = pad_a ? (const int8_t *)(ws + off_a) : A;
+        const int8_t *b = pad_b ? (const int8_t *)(ws + off_b) : B;
+        int32_t *c = c_ws ? (int32_t *)(ws + off_c) : C;
+        const int ldc = c_ws ? N4 : N;
+        if (pad_a) st = launch_pad(s, (int8_t *)(ws + off_a), A, M, K, M, K4);
+        if (st == QT_OK && pad_b) st = launch_pad(s, (int8_t *)(ws + off_b), B, N, K, N4, K4);
+        if (st == QT_OK)
+            st = lt_matmul_s8(s, pad_b ? N4 : N, M, pad_a || pad_b ? K4 : K, b,
+                              pad_b ? K4 : K, a, pad_a ? K4 : K, c, ldc);
+        if (st == QT_OK && C && c_ws) st = launch_dequant(s, C, c, ldc, M, N, dequant_args());
+        if (st == QT_OK && !C) st = launch_dequant_dt(s, dt, out, c, ldc, M, N, *e);
+    }
+    pthread_mutex_unlock(&g_lt.mu);
+    return st;
+}
+
+// ---- public launchers -----------------------------------------------------------------------
+
+extern "C" qt_status qt_cuda_gemm_s8s32(void *stream, qt_cuda_int8_impl impl, int32_t *C,
+                                        const int8_t *A, const int8_t *B, int M, int N, int K) {
+    static const char op[] = "qt_cuda_gemm_s8s32";
+    QT_TRY(resolve_impl(op, &impl));
+    QT_TRY(check_shape(op, M, N, K));
+    if (!C || !A || !B)
+        return qt_error(QT_ERR_ARG, "%s: C, A or B is NULL; pass device (M, N), (M, K), (N, K)",
+                        op);
+    cudaStream_t s = (cudaStream_t)stream;
+    if (impl == QT_CUDA_INT8_MMA) return launch_mma(s, C, A, B, M, N, K, dequant_args());
+    return lt_run(s, C, 0, NULL, A, B, M, N, K, NULL);
+}
+
+extern "C" qt_status qt_cuda_linear_s8_ex(void *stream, qt_cuda_int8_impl impl, int dt, void *out,
+                                          const int8_t *A, const float *a_scale, int a_per_row,
+                                          const int8_t *B, const float *b_scale, int b_per_row,
+                                          const void *bias, int M, int N, int K) {
+    static const char op[] = "qt_cuda_linear_s8";
+    QT_TRY(resolve_impl(op, &impl));
+    QT_TRY(check_shape(op, M, N, K));
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, dt);
+    if (!out || !A || !B || !a_scale || !b_scale)
+        return qt_error(QT_ERR_ARG, "%s: out, A, a_scale, B or b_scale is NULL; pass device "
+                        "(M, N), (M, K), (M), (N, K), (N)", op);
+    dequant_args e;
+    e.a_scale = a_scale;
+    e.b_scale = b_scale;
+    e.bias = bias;
+    e.a_step = a_per_row ? 1 : 0;
+    e.b_step = b_per_row ? 1 : 0;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (impl == QT_CUDA_INT8_MMA) return launch_mma_dt(s, dt, out, A, B, M, N, K, e);
+    return lt_run(s, NULL, dt, out, A, B, M, N, K, &e);
+}
+
+extern "C" qt_status qt_cuda_linear_s8(void *stream, qt_cuda_int8_impl impl, int dt, void *out,
+                                       const int8_t *A, const float *a_scale, const int8_t *B,
+                                       const float *b_scale, const void *bias, int M, int N,
+                                       int K) {
+    return qt_cuda_linear_s8_ex(stream, impl, dt, out, A, a_scale, 1, B, b_scale, 1, bias, M, N,
+                                K);
+}
+
+extern "C" void qt_cuda_int8_release(void) {
+    pthread_mutex_lock(&g_lt.mu);
+    // Teardown cannot report: each release is attempted whatever the others return.
+    if (g_lt.has_owner) (void)cudaStreamSynchronize(g_lt.owner);
+    if (g_lt.ws) (void)cudaFree(g_lt.ws);
+    g_lt.ws = NULL;
+    g_lt.ws_bytes = 0;
+    g_lt.has_owner = 0;
+#if !QT_CUDA_EMULATED
+    if (g_lt.lt) (void)cublasLtDestroy(g_lt.lt);
+    g_lt.lt = NULL;
+    g_lt.n_cached = 0;
+    g_lt.next_evict = 0;
+#endif
+    pthread_mutex_unlock(&g_lt.mu);
+}
