@@ -19,6 +19,7 @@
 
 #include "kernels/cuda/qt_cuda_check.h"
 #include "qtrain/backend.h"
+#include "qtrain/cuda_int8_gemm.h" // int8cuda part
 #include "qtrain/cuda_ops.h"
 
 // Elements of the fp32 staging buffer: conversions of larger tensors go through it in chunks
@@ -32,6 +33,10 @@ typedef struct {
     void *gemm;       // qt_cuda_gemm handle
     float *stage;     // (STAGE_ELEMS) device, fp32; NULL when dt is fp32 (no conversion)
     double *partials; // (qt_cuda_sumsq_scratch_size()) device
+    // int8cuda part (linear_s8_fwd): device workspace for the int8 codes and scales of x and w,
+    // grown to the largest layer seen
+    void *s8_ws;
+    size_t s8_ws_bytes;
 } cuda_ctx;
 
 #define CTX_OF(p) ((cuda_ctx *)(p))
@@ -134,6 +139,7 @@ static void cuda_destroy(void *ctx) {
     if (c->gemm) qt_cuda_gemm_destroy(c->gemm);
     if (c->stage) (void)cudaFree(c->stage);
     if (c->partials) (void)cudaFree(c->partials);
+    if (c->s8_ws) (void)cudaFree(c->s8_ws); // int8cuda part
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     free(c);
 }
@@ -281,29 +287,79 @@ static qt_status cuda_adamw_step(void *ctx, void *param, float *master, const vo
 static qt_status cuda_sumsq(void *ctx, double *out, const void *x, size_t n) {
     return qt_cuda_sumsq(STREAM(ctx), DT(ctx), out, x, n, CTX_OF(ctx)->partials);
 }
-// ---- LLaMA family (llama part): kernels/cuda/rmsnorm.cu, rope.cu, swiglu.cu
-static qt_status cuda_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x,
-                                  const void *w, int N, int C) {
-    return qt_cuda_rmsnorm_fwd(STREAM(ctx), DT(ctx), out, rstd, x, w, N, C);
+
+// ---- W8A8 linear through the INT8 GEMM (int8cuda part): kernels/cuda/quant.cu quantizes x
+// per token or per tensor and w per channel or per tensor to int8 codes + fp32 scales in the
+// context's workspace, then kernels/cuda/int8_gemm.cu multiplies them (QT_CUDA_INT8 picks mma
+// or cuBLASLt) with the dequantization and bias fused in its epilogue.
+
+// 8-bit symmetric round-to-nearest per tensor or per row: what the int8 GEMM's epilogue
+// (one scale per row of x and of w, no zero points) can dequantize.
+static int s8_quant_ok(const qt_quant_params *q) {
+    return q && q->bits == 8 && q->symmetric && q->rounding == QT_QUANT_NEAREST &&
+           (q->granularity == QT_QUANT_PER_TENSOR || q->granularity == QT_QUANT_PER_ROW) &&
+           (q->range == QT_QUANT_RANGE_ABSMAX || q->range == QT_QUANT_RANGE_ABSMEAN);
 }
-static qt_status cuda_rmsnorm_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
-                                  const float *rstd, const void *w, int N, int C) {
-    return qt_cuda_rmsnorm_bwd(STREAM(ctx), DT(ctx), dx, dw, dout, x, rstd, w, N, C);
+
+static size_t s8_round256(size_t x) { return (x + 255) / 256 * 256; }
+
+// Makes the workspace at least `bytes`; a pending op may still read the old one, so the stream
+// is drained before it is freed.
+static qt_status s8_reserve(cuda_ctx *c, size_t bytes) {
+    if (c->s8_ws_bytes >= bytes) return QT_OK;
+    if (c->s8_ws) {
+        QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+        QT_CHECK_CUDA(cudaFree(c->s8_ws));
+        c->s8_ws = NULL;
+        c->s8_ws_bytes = 0;
+    }
+    cudaError_t err = cudaMalloc(&c->s8_ws, bytes);
+    if (err != cudaSuccess) {
+        c->s8_ws = NULL;
+        return qt_error(err == cudaErrorMemoryAllocation ? QT_ERR_OOM : QT_ERR_CUDA,
+                        "cuda linear_s8_fwd: cudaMalloc(%zu bytes of int8 workspace) failed at "
+                        "%s:%d: %s", bytes, __FILE__, __LINE__, cudaGetErrorString(err));
+    }
+    c->s8_ws_bytes = bytes;
+    return QT_OK;
 }
-static qt_status cuda_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
-    return qt_cuda_rope_fwd(STREAM(ctx), DT(ctx), qkv, B, T, C, H, theta);
+
+// out (N, OC) = Qa(x (N, IC)) Qw(w (OC, IC))^T + b (OC).
+static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const void *w,
+                                    const void *b, int N, int IC, int OC,
+                                    const qt_quant_params *aq, const qt_quant_params *wq) {
+    cuda_ctx *c = CTX_OF(ctx);
+    if (!s8_quant_ok(aq) || !s8_quant_ok(wq))
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "cuda linear_s8_fwd: the INT8 GEMM needs 8-bit symmetric round-to-nearest "
+                        "quantization per tensor or per row (absmax or absmean) of both x and w; "
+                        "got x bits %d sym %d rounding %d granularity %d, w bits %d sym %d "
+                        "rounding %d granularity %d; use the fake-quant linear for other grids",
+                        aq ? aq->bits : 0, aq ? aq->symmetric : 0, aq ? (int)aq->rounding : -1,
+                        aq ? (int)aq->granularity : -1, wq ? wq->bits : 0,
+                        wq ? wq->symmetric : 0, wq ? (int)wq->rounding : -1,
+                        wq ? (int)wq->granularity : -1);
+    if (N < 0 || OC < 0 || IC < 1)
+        return qt_error(QT_ERR_ARG, "cuda linear_s8_fwd: shape N %d, IC %d, OC %d; need N, OC >= "
+                        "0 and IC >= 1", N, IC, OC);
+    if (N == 0 || OC == 0) return QT_OK;
+    // workspace: x codes (N, IC) | w codes (OC, IC) | x scales (N or 1) | w scales (OC or 1)
+    const size_t nx = (size_t)N * (size_t)IC, nw = (size_t)OC * (size_t)IC;
+    const size_t off_w = s8_round256(nx), off_xs = off_w + s8_round256(nw);
+    const size_t off_ws = off_xs + s8_round256((size_t)N * sizeof(float));
+    QT_TRY(s8_reserve(c, off_ws + (size_t)OC * sizeof(float)));
+    char *ws = (char *)c->s8_ws;
+    int8_t *xc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w);
+    float *xs = (float *)(ws + off_xs), *wsc = (float *)(ws + off_ws);
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, aq, xc, xs, NULL, x, (size_t)N,
+                                  (size_t)IC));
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
+                                  (size_t)IC));
+    return qt_cuda_linear_s8_ex(STREAM(ctx), QT_CUDA_INT8_DEFAULT, (int)c->dt, out, xc, xs,
+                                aq->granularity == QT_QUANT_PER_ROW, wc, wsc,
+                                wq->granularity == QT_QUANT_PER_ROW, b, N, OC, IC);
 }
-static qt_status cuda_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
-    return qt_cuda_rope_bwd(STREAM(ctx), DT(ctx), dqkv, B, T, C, H, theta);
-}
-static qt_status cuda_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
-    return qt_cuda_swiglu_fwd(STREAM(ctx), DT(ctx), out, x, N, F);
-}
-static qt_status cuda_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
-                                 int F) {
-    return qt_cuda_swiglu_bwd(STREAM(ctx), DT(ctx), dx, dout, x, N, F);
-}
-// ---- end of the llama part
+// ---- end of the int8cuda part
 
 static const qt_backend_ops cuda_ops = {
     .alloc = cuda_alloc,
@@ -341,14 +397,7 @@ static const qt_backend_ops cuda_ops = {
     .crossentropy_bwd = cuda_crossentropy_bwd,
     .adamw_step = cuda_adamw_step,
     .sumsq = cuda_sumsq,
-    // llama part
-    .rmsnorm_fwd = cuda_rmsnorm_fwd,
-    .rmsnorm_bwd = cuda_rmsnorm_bwd,
-    .rope_fwd = cuda_rope_fwd,
-    .rope_bwd = cuda_rope_bwd,
-    .swiglu_fwd = cuda_swiglu_fwd,
-    .swiglu_bwd = cuda_swiglu_bwd,
-    // end of the llama part
+    .linear_s8_fwd = cuda_linear_s8_fwd, // int8cuda part
 };
 
 // ---- init ---------------------------------------------------------------------------------
