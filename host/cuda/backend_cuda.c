@@ -287,6 +287,29 @@ static qt_status cuda_adamw_step(void *ctx, void *param, float *master, const vo
 static qt_status cuda_sumsq(void *ctx, double *out, const void *x, size_t n) {
     return qt_cuda_sumsq(STREAM(ctx), DT(ctx), out, x, n, CTX_OF(ctx)->partials);
 }
+// ---- LLaMA family (llama part): kernels/cuda/rmsnorm.cu, rope.cu, swiglu.cu
+static qt_status cuda_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x,
+                                  const void *w, int N, int C) {
+    return qt_cuda_rmsnorm_fwd(STREAM(ctx), DT(ctx), out, rstd, x, w, N, C);
+}
+static qt_status cuda_rmsnorm_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
+                                  const float *rstd, const void *w, int N, int C) {
+    return qt_cuda_rmsnorm_bwd(STREAM(ctx), DT(ctx), dx, dw, dout, x, rstd, w, N, C);
+}
+static qt_status cuda_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
+    return qt_cuda_rope_fwd(STREAM(ctx), DT(ctx), qkv, B, T, C, H, theta);
+}
+static qt_status cuda_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
+    return qt_cuda_rope_bwd(STREAM(ctx), DT(ctx), dqkv, B, T, C, H, theta);
+}
+static qt_status cuda_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
+    return qt_cuda_swiglu_fwd(STREAM(ctx), DT(ctx), out, x, N, F);
+}
+static qt_status cuda_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
+                                 int F) {
+    return qt_cuda_swiglu_bwd(STREAM(ctx), DT(ctx), dx, dout, x, N, F);
+}
+// ---- end of the llama part
 
 // ---- W8A8 linear through the INT8 GEMM (int8cuda part): kernels/cuda/quant.cu quantizes x
 // per token or per tensor and w per channel or per tensor to int8 codes + fp32 scales in the
@@ -398,6 +421,14 @@ static const qt_backend_ops cuda_ops = {
     .adamw_step = cuda_adamw_step,
     .sumsq = cuda_sumsq,
     .linear_s8_fwd = cuda_linear_s8_fwd, // int8cuda part
+    // llama part
+    .rmsnorm_fwd = cuda_rmsnorm_fwd,
+    .rmsnorm_bwd = cuda_rmsnorm_bwd,
+    .rope_fwd = cuda_rope_fwd,
+    .rope_bwd = cuda_rope_bwd,
+    .swiglu_fwd = cuda_swiglu_fwd,
+    .swiglu_bwd = cuda_swiglu_bwd,
+    // end of the llama part
 };
 
 // ---- init ---------------------------------------------------------------------------------
