@@ -221,3 +221,14 @@ foreach(src ${QT_CUDA_TEST_SOURCES})
     qt_cuda_add_test(${src} gpu)
   endif()
 endforeach()
+
+# ---- bench_cuda_int8_gemm (INT8 GEMM, issue 4) ------------------------------------------------
+# The top-level glob of bench/bench_*.c already made this target on libqtrain alone, where it
+# compiles to a stub that says it has nothing to measure. With the nvcc backend it links
+# qtrain_cuda and measures the INT8 GEMMs against the fp16 cuBLASLt GEMM.
+if(QT_CUDA_GPU_BUILT AND TARGET bench_cuda_int8_gemm)
+  target_link_libraries(bench_cuda_int8_gemm PRIVATE qtrain_cuda)
+  target_compile_definitions(bench_cuda_int8_gemm PRIVATE QT_HAVE_CUDA)
+  set_target_properties(bench_cuda_int8_gemm PROPERTIES LINKER_LANGUAGE CXX
+    CUDA_RUNTIME_LIBRARY Shared)
+endif()
