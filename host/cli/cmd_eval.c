@@ -1,27 +1,106 @@
-// cmd_eval.c: `qtrain eval`: validation loss, perplexity and outlier metrics of a checkpoint.
+// cmd_eval.c: `qtrain eval`: validation loss, perplexity and outlier metrics of a checkpoint;
+// with --quant, the post-training quantization evaluation of qtrain/ptq.h (PAPERS.md section 5):
+// full-precision, fake-quantized and INT8-GEMM perplexity side by side.
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
 #include "device.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
+#include "qtrain/ptq.h"
 #include "qtrain/trainer.h"
 
 static const char usage[] =
     "usage: qtrain eval --ckpt FILE [--data DIR] [--batches N] [--json] [--device D]\n"
+    "                   [--quant w8a8|w4a8|w6a6 [--calib-batches N]\n"
+    "                    [--act-range minmax|percentile] [--weight-range absmax|mse]]\n"
     "\n"
     "  --ckpt FILE    checkpoint written by 'qtrain train' (its config describes the model)\n"
     "  --data DIR     directory with val_*.bin shards (default: the run's data.dir)\n"
     "  --batches N    validation batches of the run's batch size and seq_len (default: the\n"
     "                 run's train.eval_batches)\n"
     "  --json         print the metrics as one JSON object instead of a table\n"
-    "  --device D     auto (default), cpu or cuda\n";
+    "  --device D     auto (default), cpu or cuda\n"
+    "\n"
+    "post-training quantization (PAPERS.md section 5): weights symmetric per tensor, activations\n"
+    "asymmetric per tensor at every site with ranges calibrated on training batches, the LM head\n"
+    "in full precision; prints the full-precision, fake-quantized and INT8-GEMM perplexities.\n"
+    "  --quant Q            w8a8, w4a8 (4-bit weights) or w6a6\n"
+    "  --calib-batches N    training batches (train_*.bin in the data dir) to calibrate the\n"
+    "                       activation ranges on (default 16)\n"
+    "  --act-range R        minmax: running min-max, momentum 0.9 (default); percentile:\n"
+    "                       per-batch 99.999th percentile\n"
+    "  --weight-range R     absmax (default) or mse: the best of 100 clipping ranges\n";
+
+// Progress of the PTQ phases on stderr: a line per phase; calibration batches rewrite one line
+// on a terminal.
+static void ptq_progress(void *user, const char *phase, int done, int total) {
+    (void)user;
+    if (strcmp(phase, "calibrate") == 0) {
+        if (isatty(fileno(stderr))) {
+            fprintf(stderr, "\rqtrain: calibrating activation ranges: batch %d/%d", done, total);
+            if (done == total) fputc('\n', stderr);
+        } else if (done == 0 || done == total) {
+            fprintf(stderr, "qtrain: calibrating activation ranges: batch %d/%d\n", done, total);
+        }
+        return;
+    }
+    const char *what = strcmp(phase, "fp") == 0     ? "full precision"
+                       : strcmp(phase, "fake") == 0 ? "fake-quantized"
+                                                    : "through the INT8 GEMM";
+    fprintf(stderr, "qtrain: evaluating %s (%d batches)\n", what, total);
+}
+
+static void print_ptq(const char *ckpt, const qt_config *cfg, const char *quant,
+                      const qt_ptq_config *c, const qt_ptq_result *r, int json) {
+    char name[8];
+    snprintf(name, sizeof name, "W%dA%d", c->weight_bits, c->act_bits);
+    const char *wr = c->weight_range == QT_QUANT_RANGE_MSE ? "mse" : "absmax";
+    const char *ar = c->act_range == QT_QUANT_RANGE_PERCENTILE ? "percentile" : "minmax";
+    if (json) {
+        printf("{\"type\":\"ptq\",\"quant\":\"%s\",\"weight_bits\":%d,\"act_bits\":%d,"
+               "\"weight_range\":\"%s\",\"act_range\":\"%s\",\"calib_batches\":%d,"
+               "\"eval_batches\":%d,\"tokens\":%lld,\"head_tied\":%d,"
+               "\"fp_loss\":%.6g,\"fp_ppl\":%.6g,\"fake_loss\":%.6g,\"fake_ppl\":%.6g,"
+               "\"int8_loss\":%.6g,\"int8_ppl\":%.6g,\"int8_vs_fake\":%.6g,"
+               "\"int8_gemm\":\"%s\"}\n",
+               quant, c->weight_bits, c->act_bits, wr, ar, c->calib_batches, c->eval_batches,
+               r->tokens, r->head_tied, r->fp_loss, r->fp_ppl, r->fake_loss, r->fake_ppl,
+               r->int8_loss, r->int8_ppl, r->int8_vs_fake, r->int8_gemm ? r->int8_gemm : "");
+        return;
+    }
+    printf("checkpoint %s | %d validation batches of %d x %d (%lld tokens)\n", ckpt,
+           c->eval_batches, cfg->batch_size, cfg->seq_len, r->tokens);
+    printf("%s post-training quantization (PAPERS.md section 5); the LM head in full precision\n"
+           "  weights      %d-bit symmetric per tensor, %s range\n"
+           "  activations  %d-bit asymmetric per tensor, %s over %d training batches\n",
+           name, c->weight_bits, wr, c->act_bits,
+           c->act_range == QT_QUANT_RANGE_PERCENTILE ? "99.999th-percentile ranges averaged"
+                                                     : "running min-max (momentum 0.9)",
+           c->calib_batches);
+    if (r->head_tied)
+        printf("  tied embeddings: the token embedding is the LM head and stays in full "
+               "precision;\n  the embedding output is quantized instead\n");
+    printf("%-28s %10s %10s\n", "model", "val_loss", "val_ppl");
+    printf("%-28s %10.4f %10.4f\n", "full precision", r->fp_loss, r->fp_ppl);
+    char label[64];
+    snprintf(label, sizeof label, "%s fake-quantized", name);
+    printf("%-28s %10.4f %10.4f\n", label, r->fake_loss, r->fake_ppl);
+    snprintf(label, sizeof label, "%s INT8 GEMM (%s)", name, r->int8_gemm ? r->int8_gemm : "-");
+    printf("%-28s %10.4f %10.4f\n", label, r->int8_loss, r->int8_ppl);
+    printf("INT8 GEMM vs fake-quantized: relative ppl difference %.3g%% (%lld linear forwards "
+           "through the INT8 GEMM)\n",
+           100.0 * r->int8_vs_fake, r->int8_linears);
+}
 
 int qt_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *device = "auto";
-    int batches = 0, json = 0;
+    const char *quant = NULL, *act_range = NULL, *weight_range = NULL;
+    int batches = 0, json = 0, calib_batches = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         if (qt_args_switch(argv, i, "help")) {
@@ -40,6 +119,18 @@ int qt_cmd_eval(int argc, char **argv) {
             device = v;
         } else if (qt_args_flag(argc, argv, &i, "batches", &v)) {
             if (qt_args_int("batches", v, 1, 1000000, &batches) != QT_OK) return qt_cli_fail();
+        } else if (qt_args_flag(argc, argv, &i, "quant", &v)) {
+            if (qt_args_need_value("quant", v) != QT_OK) return qt_cli_fail();
+            quant = v;
+        } else if (qt_args_flag(argc, argv, &i, "calib-batches", &v)) {
+            if (qt_args_int("calib-batches", v, 1, 1000000, &calib_batches) != QT_OK)
+                return qt_cli_fail();
+        } else if (qt_args_flag(argc, argv, &i, "act-range", &v)) {
+            if (qt_args_need_value("act-range", v) != QT_OK) return qt_cli_fail();
+            act_range = v;
+        } else if (qt_args_flag(argc, argv, &i, "weight-range", &v)) {
+            if (qt_args_need_value("weight-range", v) != QT_OK) return qt_cli_fail();
+            weight_range = v;
         } else {
             qt_args_unknown("eval", argv[i]);
             return qt_cli_fail();
@@ -48,6 +139,42 @@ int qt_cmd_eval(int argc, char **argv) {
     if (!ckpt) {
         qt_error(QT_ERR_ARG, "--ckpt is required: the checkpoint to evaluate (e.g. "
                  "runs/default/ckpt.bin)");
+        return qt_cli_fail();
+    }
+    qt_ptq_config pc = qt_ptq_config_default();
+    if (quant) {
+        if (qt_ptq_config_preset(&pc, quant) != QT_OK) {
+            qt_error(QT_ERR_ARG, "--quant %s is not a quantization; use w8a8, w4a8 or w6a6",
+                     quant);
+            return qt_cli_fail();
+        }
+        if (calib_batches) pc.calib_batches = calib_batches;
+        if (act_range) {
+            if (strcmp(act_range, "minmax") == 0) {
+                pc.act_range = QT_QUANT_RANGE_RUNNING;
+            } else if (strcmp(act_range, "percentile") == 0) {
+                pc.act_range = QT_QUANT_RANGE_PERCENTILE;
+            } else {
+                qt_error(QT_ERR_ARG, "--act-range %s is not a range method; use minmax or "
+                         "percentile", act_range);
+                return qt_cli_fail();
+            }
+        }
+        if (weight_range) {
+            if (strcmp(weight_range, "absmax") == 0) {
+                pc.weight_range = QT_QUANT_RANGE_ABSMAX;
+            } else if (strcmp(weight_range, "mse") == 0) {
+                pc.weight_range = QT_QUANT_RANGE_MSE;
+            } else {
+                qt_error(QT_ERR_ARG, "--weight-range %s is not a range method; use absmax or "
+                         "mse", weight_range);
+                return qt_cli_fail();
+            }
+        }
+    } else if (calib_batches || act_range || weight_range) {
+        qt_error(QT_ERR_ARG, "--%s only applies to post-training quantization; add --quant "
+                 "w8a8 (or w4a8, w6a6)",
+                 calib_batches ? "calib-batches" : act_range ? "act-range" : "weight-range");
         return qt_cli_fail();
     }
     qt_config cfg;
@@ -67,10 +194,25 @@ int qt_cmd_eval(int argc, char **argv) {
         return qt_cli_fail();
     }
     int rc = 0;
-    if (qt_train_state_load(ckpt, &model, NULL, NULL) != QT_OK ||
-        qt_dataloader_open(&val, cfg.data_dir, "val", cfg.batch_size, cfg.seq_len,
-                           cfg.vocab_size, cfg.seed, 0) != QT_OK ||
-        qt_evaluate(&model, val, batches, &r) != QT_OK) {
+    if (quant) {
+        qt_dataloader *calib = NULL;
+        qt_ptq_result pr;
+        pc.eval_batches = batches;
+        pc.progress = ptq_progress;
+        if (qt_train_state_load(ckpt, &model, NULL, NULL) != QT_OK ||
+            qt_dataloader_open(&calib, cfg.data_dir, "train", cfg.batch_size, cfg.seq_len,
+                               cfg.vocab_size, cfg.seed, 0) != QT_OK ||
+            qt_dataloader_open(&val, cfg.data_dir, "val", cfg.batch_size, cfg.seq_len,
+                               cfg.vocab_size, cfg.seed, 0) != QT_OK ||
+            qt_ptq_evaluate(&model, calib, val, &pc, &pr) != QT_OK)
+            rc = qt_cli_fail();
+        else
+            print_ptq(ckpt, &cfg, quant, &pc, &pr, json);
+        if (calib) qt_dataloader_free(calib);
+    } else if (qt_train_state_load(ckpt, &model, NULL, NULL) != QT_OK ||
+               qt_dataloader_open(&val, cfg.data_dir, "val", cfg.batch_size, cfg.seq_len,
+                                  cfg.vocab_size, cfg.seed, 0) != QT_OK ||
+               qt_evaluate(&model, val, batches, &r) != QT_OK) {
         rc = qt_cli_fail();
     } else {
         if (json) {
