@@ -68,6 +68,7 @@ size_t qt_ckpt_dtype_size(qt_ckpt_dtype dtype) {
     case QT_CKPT_U8: return 1;
     case QT_CKPT_U64: return 8;
     case QT_CKPT_F64: return 8;
+    case QT_CKPT_I8: return 1;
     }
     return 0;
 }
@@ -79,6 +80,7 @@ const char *qt_ckpt_dtype_name(qt_ckpt_dtype dtype) {
     case QT_CKPT_U8: return "u8";
     case QT_CKPT_U64: return "u64";
     case QT_CKPT_F64: return "f64";
+    case QT_CKPT_I8: return "i8";
     }
     return "?";
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels/common/philox.h"
+#include "qlinear.h"
 
 #define BE (m->be->ops)
 #define CTX (m->be->ctx)
@@ -64,13 +65,16 @@ static int gate_hidden(const qt_config *cfg) {
 
 static qt_status build_table(const qt_config *cfg, table_builder *tb) {
     int C = cfg->d_model, F = cfg->d_ff, V = cfg->vocab_size, H = cfg->n_head, D = C / H;
+    // SwiGLU's fc1 stacks the gate and up projections: (2F, C), rows [gate | up].
+    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F;
     QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, V, C, 0, "decoder.embed_tokens.weight"));
-    QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, cfg->max_seq_len, C, 0,
-                     "decoder.embed_positions.weight"));
+    if (cfg->pos == QT_POS_LEARNED)
+        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, cfg->max_seq_len, C, 0,
+                         "decoder.embed_positions.weight"));
     for (int l = 0; l < cfg->n_layer; l++) {
         const char *pre = "decoder.layers";
         QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "%s.%d.self_attn_layer_norm.weight", pre, l));
-        if (cfg->bias)
+        if (cfg->bias && cfg->norm == QT_NORM_LAYERNORM)
             QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.self_attn_layer_norm.bias", pre, l));
         QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, 3 * C, C, 0, "%s.%d.self_attn.qkv_proj.weight", pre, l));
         if (cfg->bias)
@@ -98,15 +102,16 @@ static qt_status build_table(const qt_config *cfg, table_builder *tb) {
         }
         }
         QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "%s.%d.final_layer_norm.weight", pre, l));
-        if (cfg->bias)
+        if (cfg->bias && cfg->norm == QT_NORM_LAYERNORM)
             QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.final_layer_norm.bias", pre, l));
-        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, F, C, 0, "%s.%d.fc1.weight", pre, l));
-        if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, F, 0, 0, "%s.%d.fc1.bias", pre, l));
+        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, F1, C, 0, "%s.%d.fc1.weight", pre, l));
+        if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, F1, 0, 0, "%s.%d.fc1.bias", pre, l));
         QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, C, F, 0, "%s.%d.fc2.weight", pre, l));
         if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.fc2.bias", pre, l));
     }
     QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "decoder.final_layer_norm.weight"));
-    if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "decoder.final_layer_norm.bias"));
+    if (cfg->bias && cfg->norm == QT_NORM_LAYERNORM)
+        QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "decoder.final_layer_norm.bias"));
     if (!cfg->tie_embeddings) QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, V, C, 0, "lm_head.weight"));
     return QT_OK;
 }
@@ -117,14 +122,23 @@ int qt_model_find_tensor(const qt_model *m, const char *name) {
     return -1;
 }
 
+// The address of tensor i in the parameter arena (params = 1: the float arena, or the code
+// arena for a DQT tensor) or in the gradient arena `base` (params = 0).
+static void *tensor_at(const qt_model *m, void *base, int i, int params) {
+    const qt_tensor_info *t = &m->tensors[i];
+    if (!params) return QT_AT(base, m->es, t->offset);
+    if (t->quantized) return m->codes + t->code_offset;
+    return QT_AT(base, m->es, t->param_offset);
+}
+
 // Points `views` into `base` by tensor name; absent tensors stay NULL.
-static void point_params(const qt_model *m, void *base, qt_model_params *views) {
+static void point_params(const qt_model *m, void *base, qt_model_params *views, int params) {
     char name[96];
 #define PT(field, ...)                                                                        \
     do {                                                                                      \
         snprintf(name, sizeof name, __VA_ARGS__);                                             \
         int i_ = qt_model_find_tensor(m, name);                                               \
-        field = i_ >= 0 ? QT_AT(base, m->es, m->tensors[i_].offset) : NULL;                   \
+        field = i_ >= 0 ? tensor_at(m, base, i_, params) : NULL;                              \
     } while (0)
     PT(views->wte, "decoder.embed_tokens.weight");
     PT(views->wpe, "decoder.embed_positions.weight");
@@ -202,9 +216,75 @@ static qt_status init_params(qt_model *m) {
             for (size_t i = 0; i < t->numel; i++) w[i] = std * init_normal(cfg->seed, ti, i);
         }
     }
-    qt_status st = BE->to_device_f32(CTX, m->params, host, m->n_params);
+    // The float arena holds the tensors that are not quantized, at their param_offset; DQT
+    // tensors go onto their grid: s = mean|W| / qmax, q = clamp(round(W / s)) (PAPERS.md s. 7).
+    float *fp = m->n_float_params ? calloc(m->n_float_params, sizeof(float)) : NULL;
+    int8_t *codes = m->n_code_bytes ? calloc(m->n_code_bytes, 1) : NULL;
+    qt_status st = QT_OK;
+    if ((m->n_float_params && !fp) || (m->n_code_bytes && !codes))
+        st = qt_error(QT_ERR_OOM, "cannot allocate the initial parameters");
+    int qmin = 0, qmax = 0;
+    if (cfg->quant_mode == QT_QMODE_DQT) qt_dqt_grid(cfg, &qmin, &qmax);
+    for (int ti = 0; st == QT_OK && ti < m->n_tensors; ti++) {
+        const qt_tensor_info *t = &m->tensors[ti];
+        const float *w = host + t->offset;
+        if (!t->quantized) {
+            memcpy(fp + t->param_offset, w, t->numel * sizeof(float));
+            continue;
+        }
+        double abs_sum = 0.0;
+        for (size_t i = 0; i < t->numel; i++) abs_sum += fabs((double)w[i]);
+        float scale = (float)(abs_sum / (double)t->numel) / (float)qmax;
+        if (!(scale > 1e-12f)) scale = 1e-12f;
+        m->code_scales[ti] = scale;
+        for (size_t i = 0; i < t->numel; i++) {
+            float q = rintf(w[i] / scale);
+            q = q < (float)qmin ? (float)qmin : q > (float)qmax ? (float)qmax : q;
+            codes[t->code_offset + i] = (int8_t)q;
+        }
+    }
     free(host);
+    if (st == QT_OK && m->n_float_params)
+        st = BE->to_device_f32(CTX, m->params, fp, m->n_float_params);
+    if (st == QT_OK && m->n_code_bytes) st = BE->to_device(CTX, m->codes, codes, m->n_code_bytes);
+    free(fp);
+    free(codes);
     return st;
+}
+
+// DQT stores the block linears' weights as codes; every other tensor stays float. Lays out
+// the float arena (param_offset) and the code arena (code_offset) and finds the linears.
+static qt_status plan_storage(qt_model *m) {
+    const qt_config *cfg = &m->cfg;
+    static const char *const linear_names[QT_LINEAR_COUNT] = {
+        "self_attn.qkv_proj.weight", "self_attn.out_proj.weight", "fc1.weight", "fc2.weight"};
+    m->linear_tensor = calloc((size_t)cfg->n_layer, sizeof *m->linear_tensor);
+    m->code_scales = calloc((size_t)m->n_tensors, sizeof(float));
+    if (!m->linear_tensor || !m->code_scales)
+        return qt_error(QT_ERR_OOM, "cannot allocate the storage plan");
+    char name[96];
+    for (int l = 0; l < cfg->n_layer; l++)
+        for (int k = 0; k < QT_LINEAR_COUNT; k++) {
+            snprintf(name, sizeof name, "decoder.layers.%d.%s", l, linear_names[k]);
+            int i = qt_model_find_tensor(m, name);
+            if (i < 0) return qt_error(QT_ERR_ARG, "model: no tensor %s", name);
+            m->linear_tensor[l][k] = i;
+            if (cfg->quant_mode == QT_QMODE_DQT) m->tensors[i].quantized = 1;
+        }
+    size_t fl = 0, codes = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        qt_tensor_info *t = &m->tensors[i];
+        if (t->quantized) {
+            t->code_offset = codes;
+            codes += (t->numel + 63) / 64 * 64;
+        } else {
+            t->param_offset = fl;
+            fl += (t->numel + 15) / 16 * 16;
+        }
+    }
+    m->n_float_params = fl;
+    m->n_code_bytes = codes;
+    return QT_OK;
 }
 
 // ---- activations --------------------------------------------------------------------------
@@ -213,6 +293,32 @@ typedef struct {
     void **slot;
     size_t bytes;
 } act_request;
+
+// The optional ops this config needs, named when the backend lacks one.
+static qt_status check_backend_ops(const qt_model *m) {
+    const qt_config *cfg = &m->cfg;
+    const qt_backend_ops *o = m->be->ops;
+    struct {
+        int needed;
+        const void *fn;
+        const char *name, *why;
+    } need[] = {
+        {cfg->norm == QT_NORM_RMSNORM, (const void *)o->rmsnorm_fwd, "rmsnorm_fwd", "model.norm = rmsnorm"},
+        {cfg->norm == QT_NORM_RMSNORM, (const void *)o->rmsnorm_bwd, "rmsnorm_bwd", "model.norm = rmsnorm"},
+        {cfg->pos == QT_POS_ROPE, (const void *)o->rope_fwd, "rope_fwd", "model.pos = rope"},
+        {cfg->pos == QT_POS_ROPE, (const void *)o->rope_bwd, "rope_bwd", "model.pos = rope"},
+        {cfg->activation == QT_ACT_SWIGLU, (const void *)o->swiglu_fwd, "swiglu_fwd", "model.activation = swiglu"},
+        {cfg->activation == QT_ACT_SWIGLU, (const void *)o->swiglu_bwd, "swiglu_bwd", "model.activation = swiglu"},
+        {cfg->quant_mode != QT_QMODE_NONE, (const void *)o->quant_fake, "quant_fake", "quant.mode"},
+        {cfg->quant_mode == QT_QMODE_DQT, (const void *)o->dqt_dequant, "dqt_dequant", "quant.mode = dqt"},
+        {cfg->quant_mode == QT_QMODE_DQT, (const void *)o->dqt_step, "dqt_step", "quant.mode = dqt"},
+    };
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (need[i].needed && !need[i].fn)
+            return qt_error(QT_ERR_UNSUPPORTED, "backend '%s' lacks op '%s', which %s needs",
+                            m->be->name, need[i].name, need[i].why);
+    return QT_OK;
+}
 
 qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B, int T) {
     memset(m, 0, sizeof *m);
@@ -235,7 +341,14 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     m->tensors = tb.t;
     m->n_tensors = tb.n;
     m->n_params = tb.total;
+    st = plan_storage(m);
+    if (st == QT_OK) st = check_backend_ops(m);
+    if (st != QT_OK) {
+        qt_model_free(m);
+        return st;
+    }
     int L = cfg->n_layer, C = cfg->d_model, H = cfg->n_head, F = cfg->d_ff, V = cfg->vocab_size;
+    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F; // fc1's output width
     size_t N = (size_t)B * T, BHTT = (size_t)B * H * T * T;
     int nh = cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0;
     int gated = cfg->gate != QT_GATE_NONE;
@@ -248,17 +361,19 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the model's layer tables");
     }
-    st = be->ops->alloc(be->ctx, &m->params, m->n_params * m->es);
+    st = be->ops->alloc(be->ctx, &m->params, (m->n_float_params ? m->n_float_params : 1) * m->es);
     if (st == QT_OK) st = be->ops->alloc(be->ctx, &m->grads, m->n_params * m->es);
+    if (st == QT_OK && m->n_code_bytes)
+        st = be->ops->alloc(be->ctx, (void **)&m->codes, m->n_code_bytes);
     if (st != QT_OK) {
         qt_model_free(m);
         return st;
     }
-    point_params(m, m->params, &m->p);
-    point_params(m, m->grads, &m->g);
+    point_params(m, m->params, &m->p, 1);
+    point_params(m, m->grads, &m->g, 0);
 
     // Every activation buffer, carved from one arena in one pass.
-    act_request *req = malloc(sizeof(act_request) * (size_t)(32 + 24 * L));
+    act_request *req = malloc(sizeof(act_request) * (size_t)(40 + 24 * L));
     if (!req) {
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the activation plan");
@@ -288,7 +403,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         REQ(a->ln2, N * C);
         REQF(a->ln2_mean, N);
         REQF(a->ln2_rstd, N);
-        REQ(a->fc, N * F);
+        REQ(a->fc, N * F1);
         REQ(a->fc_act, N * F);
         REQ(a->ffn_out, N * C);
         REQ(a->resid2, N * C);
@@ -310,8 +425,17 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     REQ(m->d_probs, BHTT);
     REQ(m->d_scores, BHTT);
     if (attn_drop > 0) REQ(m->d_probs_pre, BHTT);
-    REQ(m->d_fc, N * F);
+    REQ(m->d_fc, N * F1);
     REQ(m->d_fc_act, N * F);
+    if (cfg->quant_mode != QT_QMODE_NONE) {
+        size_t max_in = (size_t)(C > F ? C : F), max_out = (size_t)(3 * C > F1 ? 3 * C : F1);
+        if ((size_t)C > max_out) max_out = (size_t)C;
+        size_t max_w = (size_t)3 * C * C;
+        if ((size_t)F1 * C > max_w) max_w = (size_t)F1 * C;
+        REQ(m->q_w, max_w);
+        REQ(m->q_x, N * max_in);
+        REQ(m->q_g, N * max_out);
+    }
     REQ(m->zeros_c, C);
     REQI(m->inputs, N);
     REQI(m->targets, N);
@@ -348,8 +472,11 @@ void qt_model_free(qt_model *m) {
         if (m->params) m->be->ops->free(m->be->ctx, m->params);
         if (m->grads) m->be->ops->free(m->be->ctx, m->grads);
         if (m->act_arena) m->be->ops->free(m->be->ctx, m->act_arena);
+        if (m->codes) m->be->ops->free(m->be->ctx, m->codes);
     }
     free(m->tensors);
+    free(m->code_scales);
+    free(m->linear_tensor);
     free(m->p.layers);
     free(m->g.layers);
     free(m->acts);
@@ -366,10 +493,25 @@ size_t qt_model_num_params(const qt_model *m) {
     return n;
 }
 
+void qt_model_memory_report(const qt_model *m, qt_model_memory *out) {
+    memset(out, 0, sizeof *out);
+    out->n_weights = qt_model_num_params(m);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].quantized) {
+            out->n_quantized += m->tensors[i].numel;
+            out->code_bytes += sizeof(float); // its scale
+        }
+    out->code_bytes += m->n_code_bytes;
+    out->float_param_bytes = m->n_float_params * m->es;
+    out->grad_bytes = m->n_params * m->es;
+    out->act_bytes = m->act_bytes;
+}
+
 double qt_model_flops_per_token(const qt_config *cfg, int T) {
     double C = cfg->d_model, F = cfg->d_ff, L = cfg->n_layer, V = cfg->vocab_size;
     // Matmul parameters: per layer qkv (3C^2) + out_proj (C^2) + fc1, fc2 (2CF); head VC.
-    double matmul_params = L * (4.0 * C * C + 2.0 * C * F) + V * C;
+    double ffn = cfg->activation == QT_ACT_SWIGLU ? 3.0 : 2.0; // SwiGLU: gate, up, down
+    double matmul_params = L * (4.0 * C * C + ffn * C * F) + V * C;
     // Attention: QK^T and PV, each 2*T*C per token forward (full T x T, as computed).
     double attn = L * 2.0 * 2.0 * T * C;
     return 6.0 * matmul_params + 3.0 * attn;
@@ -427,6 +569,40 @@ static qt_gemm_desc attn_desc(int trans_a, int trans_b, int M, int N, int K, flo
     return d;
 }
 
+// The block's norm (LayerNorm or RMSNorm; RMSNorm has no mean and no bias).
+static qt_status norm_fwd(qt_model *m, void *out, float *mean, float *rstd, const void *x,
+                          const void *w, const void *b, int N, int C) {
+    if (m->cfg.norm == QT_NORM_RMSNORM) return BE->rmsnorm_fwd(CTX, out, rstd, x, w, N, C);
+    return BE->layernorm_fwd(CTX, out, mean, rstd, x, w, b ? b : m->zeros_c, N, C);
+}
+
+// dx +=, dw +=, db += (db: the norm's bias gradient, or a dead scratch when it has none).
+static qt_status norm_bwd(qt_model *m, void *dx, void *dw, void *db, const void *dout,
+                          const void *x, const float *mean, const float *rstd, const void *w,
+                          int N, int C) {
+    if (m->cfg.norm == QT_NORM_RMSNORM) return BE->rmsnorm_bwd(CTX, dx, dw, dout, x, rstd, w, N, C);
+    return BE->layernorm_bwd(CTX, dx, dw, db, dout, x, mean, rstd, w, N, C);
+}
+
+// The MLP activation: fc (N, F1) -> fc_act (N, F); SwiGLU halves the width.
+static qt_status act_fwd(qt_model *m, void *out, const void *x, int N, int F) {
+    switch (m->cfg.activation) {
+    case QT_ACT_GELU: return BE->gelu_fwd(CTX, out, x, (size_t)N * F);
+    case QT_ACT_RELU: return BE->relu_fwd(CTX, out, x, (size_t)N * F);
+    case QT_ACT_SWIGLU: return BE->swiglu_fwd(CTX, out, x, N, F);
+    }
+    return qt_error(QT_ERR_ARG, "unknown activation %d", (int)m->cfg.activation);
+}
+
+static qt_status act_bwd(qt_model *m, void *dx, const void *dout, const void *x, int N, int F) {
+    switch (m->cfg.activation) {
+    case QT_ACT_GELU: return BE->gelu_bwd(CTX, dx, dout, x, (size_t)N * F);
+    case QT_ACT_RELU: return BE->relu_bwd(CTX, dx, dout, x, (size_t)N * F);
+    case QT_ACT_SWIGLU: return BE->swiglu_bwd(CTX, dx, dout, x, N, F);
+    }
+    return qt_error(QT_ERR_ARG, "unknown activation %d", (int)m->cfg.activation);
+}
+
 // Offers a site's tensor to the activation hook (PTQ calibration and fake quantization).
 static qt_status site(qt_model *m, int layer, qt_site which, void *x, size_t rows, size_t cols) {
     if (!m->hooks || !m->hooks->activation) return QT_OK;
@@ -443,7 +619,7 @@ static qt_status block_linear_fwd(qt_model *m, int layer, qt_linear_id which, vo
                                 &handled));
         if (handled) return QT_OK;
     }
-    return BE->linear_fwd(CTX, out, x, w, b, N, IC, OC);
+    return qt_qlinear_fwd(m, layer, which, out, x, w, b, N, IC, OC);
 }
 
 qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
@@ -465,7 +641,7 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     float attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f;
     qt_softmax_params sp = softmax_params(cfg);
     qt_gate_shape gs = {cfg->gate, H, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0};
-    int act_gelu = cfg->activation == QT_ACT_GELU;
+    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F;
     int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
 
     QT_TRY(BE->embedding_fwd(CTX, m->encoded, m->inputs, m->p.wte, m->p.wpe, B, T, C));
@@ -477,12 +653,11 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     for (int l = 0; l < L; l++) {
         const qt_layer_params *w = &m->p.layers[l];
         qt_layer_acts *a = &m->acts[l];
-        const void *ln1_b = w->ln1_b ? w->ln1_b : m->zeros_c;
-        const void *ln2_b = w->ln2_b ? w->ln2_b : m->zeros_c;
-        QT_TRY(BE->layernorm_fwd(CTX, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, ln1_b, N, C));
+        QT_TRY(norm_fwd(m, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C));
         QT_TRY(site(m, l, QT_SITE_LN1, a->ln1, N, C));
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_QKV, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C,
                                 3 * C));
+        if (cfg->pos == QT_POS_ROPE) QT_TRY(BE->rope_fwd(CTX, a->qkv, B, T, C, H, cfg->rope_theta));
         QT_TRY(site(m, l, QT_SITE_QKV, a->qkv, N, 3 * C));
         if (BE->attention_fwd && attn_drop == 0 && !m->hooks) {
             // Causal lens depend only on t, so the first B*T entries of the (B, H, T) row
@@ -528,14 +703,10 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             QT_TRY(BE->add(CTX, a->resid1, a->attn_out, x, (size_t)N * C));
         }
         QT_TRY(site(m, l, QT_SITE_RESID1, a->resid1, N, C));
-        QT_TRY(BE->layernorm_fwd(CTX, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid1, w->ln2_w, ln2_b,
-                                 N, C));
+        QT_TRY(norm_fwd(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid1, w->ln2_w, w->ln2_b, N, C));
         QT_TRY(site(m, l, QT_SITE_LN2, a->ln2, N, C));
-        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, a->ln2, w->fc_w, w->fc_b, N, C, F));
-        if (act_gelu)
-            QT_TRY(BE->gelu_fwd(CTX, a->fc_act, a->fc, (size_t)N * F));
-        else
-            QT_TRY(BE->relu_fwd(CTX, a->fc_act, a->fc, (size_t)N * F));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, a->ln2, w->fc_w, w->fc_b, N, C, F1));
+        QT_TRY(act_fwd(m, a->fc_act, a->fc, N, F));
         QT_TRY(site(m, l, QT_SITE_FC_ACT, a->fc_act, N, F));
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC2, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N,
                                 F, C));
@@ -550,8 +721,7 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         QT_TRY(site(m, l, QT_SITE_RESID2, a->resid2, N, C));
         x = a->resid2;
     }
-    const void *lnf_b = m->p.lnf_b ? m->p.lnf_b : m->zeros_c;
-    QT_TRY(BE->layernorm_fwd(CTX, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->p.lnf_w, lnf_b, N, C));
+    QT_TRY(norm_fwd(m, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->p.lnf_w, m->p.lnf_b, N, C));
     QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf, N, C));
     QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf, m->p.head, NULL, N, C, V));
     if (!targets) return QT_OK;
@@ -601,7 +771,7 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     float attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f;
     qt_softmax_params sp = softmax_params(cfg);
     qt_gate_shape gs = {cfg->gate, H, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0};
-    int act_gelu = cfg->activation == QT_ACT_GELU;
+    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F;
     int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
     size_t NC = (size_t)N * C;
 
@@ -619,8 +789,8 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.head, NULL, m->logits, m->lnf, m->p.head, N, C, V));
     QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
     const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
-    QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch,
-                             m->d_ln, x_last, m->lnf_mean, m->lnf_rstd, m->p.lnf_w, N, C));
+    QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch, m->d_ln,
+                    x_last, m->lnf_mean, m->lnf_rstd, m->p.lnf_w, N, C));
 
     for (int l = L - 1; l >= 0; l--) {
         const qt_layer_params *w = &m->p.layers[l];
@@ -636,17 +806,15 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, drop,
                             drop_stream(m, l, SITE_FFN_RESID)));
         QT_TRY(BE->zero(CTX, m->d_fc_act, (size_t)N * F * m->es));
-        QT_TRY(BE->linear_bwd(CTX, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn, a->fc_act, w->fc2_w, N,
-                              F, C));
-        QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F * m->es));
-        if (act_gelu)
-            QT_TRY(BE->gelu_bwd(CTX, m->d_fc, m->d_fc_act, a->fc, (size_t)N * F));
-        else
-            QT_TRY(BE->relu_bwd(CTX, m->d_fc, m->d_fc_act, a->fc, (size_t)N * F));
+        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
+                              a->fc_act, w->fc2_w, N, F, C));
+        QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F1 * m->es));
+        QT_TRY(act_bwd(m, m->d_fc, m->d_fc_act, a->fc, N, F));
         QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
-        QT_TRY(BE->linear_bwd(CTX, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2, w->fc_w, N, C, F));
-        QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink,
-                                 m->d_ln, a->resid1, a->ln2_mean, a->ln2_rstd, w->ln2_w, N, C));
+        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2,
+                              w->fc_w, N, C, F1));
+        QT_TRY(norm_bwd(m, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_ln,
+                        a->resid1, a->ln2_mean, a->ln2_rstd, w->ln2_w, N, C));
         // d_resid is now d resid1.
 
         // ---- attention branch: resid1 = x + drop(out_proj(gate * attention(ln1(x))))
@@ -655,8 +823,8 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                             drop_stream(m, l, SITE_ATTN_RESID)));
         QT_TRY(BE->zero(CTX, m->d_gated, NC * m->es));
         const void *proj_in = gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
-        QT_TRY(BE->linear_bwd(CTX, m->d_gated, gw->proj_w, gw->proj_b, d_attn, proj_in, w->proj_w,
-                              N, C, C));
+        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_PROJ, m->d_gated, gw->proj_w, gw->proj_b, d_attn,
+                              proj_in, w->proj_w, N, C, C));
         QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
         const void *d_ctx = m->d_gated;
         if (gs.kind != QT_GATE_NONE) {
@@ -699,10 +867,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                         T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, AT(m->d_qkv, C)));
         }
-        QT_TRY(BE->linear_bwd(CTX, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv, a->ln1, w->qkv_w, N, C,
-                              3 * C));
-        QT_TRY(BE->layernorm_bwd(CTX, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink,
-                                 m->d_ln, x, a->ln1_mean, a->ln1_rstd, w->ln1_w, N, C));
+        if (cfg->pos == QT_POS_ROPE)
+            QT_TRY(BE->rope_bwd(CTX, m->d_qkv, B, T, C, H, cfg->rope_theta));
+        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv, a->ln1,
+                              w->qkv_w, N, C, 3 * C));
+        QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln, x,
+                        a->ln1_mean, a->ln1_rstd, w->ln1_w, N, C));
         // d_resid is now d x.
     }
     const void *d_emb;

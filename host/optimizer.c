@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qlinear.h"
+
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
     memset(opt, 0, sizeof *opt);
     const qt_backend *be = model->be;
@@ -13,13 +15,16 @@ qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
     qt_status st = be->ops->alloc(be->ctx, (void **)&opt->v, bytes);
     if (st == QT_OK) st = be->ops->zero(be->ctx, opt->m, bytes);
     if (st == QT_OK) st = be->ops->zero(be->ctx, opt->v, bytes);
-    if (st == QT_OK && be->dtype != QT_DTYPE_F32) {
-        // fp32 master weights, initialised from the (already rounded) parameters.
-        st = be->ops->alloc(be->ctx, (void **)&opt->master, bytes);
-        float *host = st == QT_OK ? malloc(bytes) : NULL;
-        if (st == QT_OK && !host) st = qt_error(QT_ERR_OOM, "cannot allocate %zu bytes", bytes);
-        if (st == QT_OK) st = be->ops->to_host_f32(be->ctx, host, model->params, model->n_params);
-        if (st == QT_OK) st = be->ops->to_device(be->ctx, opt->master, host, bytes);
+    if (st == QT_OK && be->dtype != QT_DTYPE_F32 && model->n_float_params) {
+        // fp32 master weights of the float parameters (DQT codes have none), initialised from
+        // the (already rounded) parameters.
+        size_t mbytes = model->n_float_params * sizeof(float);
+        st = be->ops->alloc(be->ctx, (void **)&opt->master, mbytes);
+        float *host = st == QT_OK ? malloc(mbytes) : NULL;
+        if (st == QT_OK && !host) st = qt_error(QT_ERR_OOM, "cannot allocate %zu bytes", mbytes);
+        if (st == QT_OK)
+            st = be->ops->to_host_f32(be->ctx, host, model->params, model->n_float_params);
+        if (st == QT_OK) st = be->ops->to_device(be->ctx, opt->master, host, mbytes);
         free(host);
     }
     if (st != QT_OK) qt_optimizer_free(opt, model);
@@ -65,6 +70,54 @@ static float tensor_weight_decay(const qt_config *cfg, qt_tensor_kind kind) {
     return 0.0f;
 }
 
+// qat with quant.m_* / quant.v_*: Adam's moments are quantized and dequantized at the start of
+// each step (Chitsaz et al.), per tensor, per row of the tensor's first dimension, or in groups.
+static qt_status quantize_moments(qt_optimizer *opt, const qt_model *model,
+                                  const qt_tensor_info *t, int tensor_index) {
+    const qt_backend *be = model->be;
+    size_t rows = t->ndim > 1 ? (size_t)t->shape[0] : 1, cols = t->numel / rows;
+    float *state[2] = {opt->m + t->offset, opt->v + t->offset};
+    const char roles[2] = {'m', 'v'};
+    for (int k = 0; k < 2; k++) {
+        qt_quant_params p;
+        if (!qt_qlinear_moment_quant(&model->cfg, roles[k], &p)) continue;
+        p.stream = qt_quant_stream((uint64_t)opt->step, ((uint64_t)tensor_index << 1) | (uint64_t)k);
+        QT_TRY(be->ops->quant_fake(be->ctx, QT_DTYPE_F32, &p, state[k], state[k], rows, cols));
+    }
+    return QT_OK;
+}
+
+// DQT: AdamW straight onto the int8 codes (qtrain/dqt.h) with the configured scale rule:
+// fixed keeps the init scale; absmax_pre takes max|w| before the step (Zhao et al.'s code);
+// absmean takes mean|w'| of the updated values, from a dry-run pass over the same update.
+static qt_status dqt_tensor_step(qt_optimizer *opt, qt_model *model, int tensor_index,
+                                 const qt_adamw_params *prm) {
+    const qt_config *cfg = &model->cfg;
+    const qt_backend *be = model->be;
+    const qt_tensor_info *t = &model->tensors[tensor_index];
+    qt_dqt_params dp = {.adam = *prm, .seed = cfg->seed};
+    qt_dqt_grid(cfg, &dp.qmin, &dp.qmax);
+    dp.stream = qt_quant_stream((uint64_t)opt->step, (uint64_t)tensor_index);
+    dp.scale_in = dp.scale_out = model->code_scales[tensor_index];
+    int8_t *codes = model->codes + t->code_offset;
+    const void *grad = QT_AT(model->grads, model->es, t->offset);
+    float *m = opt->m + t->offset, *v = opt->v + t->offset;
+    if (cfg->dqt_scale != QT_DQT_SCALE_FIXED) {
+        qt_dqt_stats stats;
+        dp.dry_run = 1;
+        QT_TRY(be->ops->dqt_step(be->ctx, &dp, codes, grad, m, v, t->numel, &stats));
+        dp.dry_run = 0;
+        float next = cfg->dqt_scale == QT_DQT_SCALE_ABSMAX_PRE
+                         ? (float)stats.max_abs_code * dp.scale_in / (float)dp.qmax
+                         : (float)(stats.abs_sum / (double)t->numel) / (float)dp.qmax;
+        // An all-zero tensor keeps its scale: a zero scale could never grow back.
+        if (next > 1e-12f && isfinite(next)) dp.scale_out = next;
+    }
+    QT_TRY(be->ops->dqt_step(be->ctx, &dp, codes, grad, m, v, t->numel, NULL));
+    model->code_scales[tensor_index] = dp.scale_out;
+    return QT_OK;
+}
+
 qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
                             double *grad_norm, int *skipped) {
     const qt_config *cfg = &model->cfg;
@@ -95,8 +148,13 @@ qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float 
     for (int i = 0; i < model->n_tensors; i++) {
         const qt_tensor_info *t = &model->tensors[i];
         prm.weight_decay = tensor_weight_decay(cfg, t->kind);
-        QT_TRY(be->ops->adamw_step(be->ctx, QT_AT(model->params, model->es, t->offset),
-                                   opt->master ? opt->master + t->offset : NULL,
+        QT_TRY(quantize_moments(opt, model, t, i));
+        if (t->quantized) {
+            QT_TRY(dqt_tensor_step(opt, model, i, &prm));
+            continue;
+        }
+        QT_TRY(be->ops->adamw_step(be->ctx, QT_AT(model->params, model->es, t->param_offset),
+                                   opt->master ? opt->master + t->param_offset : NULL,
                                    QT_AT(model->grads, model->es, t->offset), opt->m + t->offset,
                                    opt->v + t->offset, t->numel, &prm));
     }

@@ -2,9 +2,11 @@
 //
 // Entries: "qtrain.meta" u64[4] = {format 1, step, data epoch, data index};
 // "qtrain.config" u8[] = the resolved config text (qt_config_write);
-// one f32 entry per parameter tensor under its model name;
+// one f32 entry per parameter tensor under its model name; a DQT tensor instead has an i8
+// entry of its codes under its name and an f32[1] entry "<name>.scale";
 // "optimizer.m", "optimizer.v" f32[n_params] = the AdamW moments, whole arenas;
 // "qtrain.loss_scaler" f64[3] = {scale, clean steps, skipped steps}.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +47,22 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
     size_t text_len = 0;
     QT_TRY(config_text(&model->cfg, &text, &text_len));
     float *params = NULL, *m = NULL, *v = NULL;
-    qt_ckpt_entry *entries = calloc((size_t)model->n_tensors + 5, sizeof *entries);
-    qt_status st = entries ? QT_OK : qt_error(QT_ERR_OOM, "cannot allocate checkpoint index");
+    int8_t *codes = NULL;
+    char(*scale_names)[80] = calloc((size_t)model->n_tensors, sizeof *scale_names);
+    qt_ckpt_entry *entries = calloc((size_t)2 * model->n_tensors + 5, sizeof *entries);
+    qt_status st = entries && scale_names ? QT_OK
+                                          : qt_error(QT_ERR_OOM, "cannot allocate checkpoint index");
     // The fp32 master weights when there are any: the parameters are their rounding.
     if (st == QT_OK && opt && opt->master)
-        st = device_to_host_copy(model, opt->master, model->n_params, 0, &params);
+        st = device_to_host_copy(model, opt->master, model->n_float_params, 0, &params);
     else if (st == QT_OK)
-        st = device_to_host_copy(model, model->params, model->n_params, 1, &params);
+        st = device_to_host_copy(model, model->params, model->n_float_params, 1, &params);
+    if (st == QT_OK && model->n_code_bytes) {
+        codes = malloc(model->n_code_bytes);
+        st = codes ? model->be->ops->to_host(model->be->ctx, codes, model->codes,
+                                             model->n_code_bytes)
+                   : qt_error(QT_ERR_OOM, "cannot allocate %zu bytes", model->n_code_bytes);
+    }
     if (st == QT_OK && opt) st = device_to_host_copy(model, opt->m, model->n_params, 0, &m);
     if (st == QT_OK && opt) st = device_to_host_copy(model, opt->v, model->n_params, 0, &v);
     if (st == QT_OK) {
@@ -63,10 +74,16 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
             const qt_tensor_info *t = &model->tensors[i];
             qt_ckpt_entry *e = &entries[n++];
             e->name = t->name;
-            e->dtype = QT_CKPT_F32;
+            e->dtype = t->quantized ? QT_CKPT_I8 : QT_CKPT_F32;
             e->ndim = t->ndim;
             for (int d = 0; d < t->ndim; d++) e->shape[d] = t->shape[d];
-            e->data = params + t->offset;
+            e->data = t->quantized ? (void *)(codes + t->code_offset)
+                                   : (void *)(params + t->param_offset);
+            if (t->quantized) {
+                snprintf(scale_names[i], sizeof scale_names[i], "%s.scale", t->name);
+                entries[n++] = (qt_ckpt_entry){scale_names[i], QT_CKPT_F32, 1, {1},
+                                               &model->code_scales[i]};
+            }
         }
         if (opt) {
             entries[n++] = (qt_ckpt_entry){"optimizer.m", QT_CKPT_F32, 1,
@@ -77,6 +94,8 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
         st = qt_ckpt_write(path, entries, n);
     }
     free(entries);
+    free(scale_names);
+    free(codes);
     free(params);
     free(m);
     free(v);
@@ -132,21 +151,41 @@ qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *o
     qt_status st = QT_OK;
     uint64_t meta[4] = {0};
     float *host = malloc(model->n_params * sizeof(float) + 1);
-    if (!host) st = qt_error(QT_ERR_OOM, "cannot allocate %zu floats", model->n_params);
+    int8_t *codes = malloc(model->n_code_bytes + 1);
+    float *scales = calloc((size_t)model->n_tensors, sizeof(float));
+    if (!host || !codes || !scales)
+        st = qt_error(QT_ERR_OOM, "cannot allocate %zu floats", model->n_params);
     if (st == QT_OK) st = qt_ckpt_get(ck, "qtrain.meta", QT_CKPT_U64, 4, meta);
     if (st == QT_OK && meta[0] != TRAIN_STATE_FORMAT)
         st = qt_error(QT_ERR_FORMAT, "%s: training state format %llu, this qtrain reads %d", path,
                       (unsigned long long)meta[0], TRAIN_STATE_FORMAT);
     if (st == QT_OK) memset(host, 0, model->n_params * sizeof(float));
+    char scale_name[96];
     for (int i = 0; st == QT_OK && i < model->n_tensors; i++) {
         const qt_tensor_info *t = &model->tensors[i];
-        st = qt_ckpt_get(ck, t->name, QT_CKPT_F32, t->numel, host + t->offset);
+        if (!t->quantized) {
+            st = qt_ckpt_get(ck, t->name, QT_CKPT_F32, t->numel, host + t->param_offset);
+            continue;
+        }
+        // A DQT run resumes from codes only: a float checkpoint of the same model is refused
+        // by the dtype check (its weights are not on the grid).
+        st = qt_ckpt_get(ck, t->name, QT_CKPT_I8, t->numel, codes + t->code_offset);
+        snprintf(scale_name, sizeof scale_name, "%s.scale", t->name);
+        if (st == QT_OK) st = qt_ckpt_get(ck, scale_name, QT_CKPT_F32, 1, &scales[i]);
+        if (st == QT_OK && !(scales[i] > 0.0f && isfinite(scales[i])))
+            st = qt_error(QT_ERR_FORMAT, "%s: %s = %g is not a positive scale", path, scale_name,
+                          (double)scales[i]);
     }
+    if (st == QT_OK && model->n_float_params)
+        st = model->be->ops->to_device_f32(model->be->ctx, model->params, host,
+                                           model->n_float_params);
+    if (st == QT_OK && model->n_code_bytes)
+        st = model->be->ops->to_device(model->be->ctx, model->codes, codes, model->n_code_bytes);
     if (st == QT_OK)
-        st = model->be->ops->to_device_f32(model->be->ctx, model->params, host, model->n_params);
+        memcpy(model->code_scales, scales, (size_t)model->n_tensors * sizeof(float));
     if (st == QT_OK && opt && opt->master)
         st = model->be->ops->to_device(model->be->ctx, opt->master, host,
-                                       model->n_params * sizeof(float));
+                                       model->n_float_params * sizeof(float));
     if (opt) {
         if (st == QT_OK) st = qt_ckpt_get(ck, "optimizer.m", QT_CKPT_F32, model->n_params, host);
         if (st == QT_OK)
@@ -172,6 +211,8 @@ qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *o
         }
     }
     free(host);
+    free(codes);
+    free(scales);
     qt_ckpt_free(ck);
     return st;
 }

@@ -186,6 +186,42 @@ static qt_status train_loop(trainer *t, int start_step) {
     return QT_OK;
 }
 
+// Where the bytes of the model's state live: printed at the start and logged as the first
+// metrics line ({"memory": ...}); DQT's point is the bytes per quantized weight.
+static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metrics, int quiet) {
+    static const char *const mode_names[] = {"none", "qat", "bitnet", "dqt"};
+    qt_model_memory mem;
+    qt_model_memory_report(m, &mem);
+    size_t state_bytes = 2 * m->n_params * sizeof(float);
+    size_t master_bytes = opt->master ? m->n_float_params * sizeof(float) : 0;
+    double per_q = mem.n_quantized ? (double)mem.code_bytes / (double)mem.n_quantized : 0.0;
+    double mib = 1024.0 * 1024.0;
+    if (metrics)
+        fprintf(metrics,
+                "{\"memory\": {\"quant_mode\": \"%s\", \"weights\": %zu, \"quantized_weights\": %zu, "
+                "\"code_bytes\": %zu, \"bytes_per_quantized_weight\": %.4f, "
+                "\"float_param_bytes\": %zu, \"grad_bytes\": %zu, \"adam_state_bytes\": %zu, "
+                "\"master_bytes\": %zu, \"activation_bytes\": %zu}}\n",
+                mode_names[m->cfg.quant_mode], mem.n_weights, mem.n_quantized, mem.code_bytes, per_q,
+                mem.float_param_bytes, mem.grad_bytes, state_bytes, master_bytes, mem.act_bytes);
+    if (quiet) return;
+    if (mem.n_quantized)
+        fprintf(stderr,
+                "qtrain: quant %s | %zu weights as int8 codes: %.4f bytes/weight (codes + one fp32 "
+                "scale per tensor), no float copy | %zu float weights: %.2f MiB\n",
+                mode_names[m->cfg.quant_mode], mem.n_quantized, per_q,
+                mem.n_weights - mem.n_quantized, (double)mem.float_param_bytes / mib);
+    else if (m->cfg.quant_mode != QT_QMODE_NONE)
+        fprintf(stderr, "qtrain: quant %s (fake quantization of the block linears)\n",
+                mode_names[m->cfg.quant_mode]);
+    fprintf(stderr,
+            "qtrain: memory: params %.2f MiB, codes %.2f MiB, grads %.2f MiB, Adam m+v %.2f MiB, "
+            "masters %.2f MiB, activations %.2f MiB\n",
+            (double)mem.float_param_bytes / mib, (double)mem.code_bytes / mib,
+            (double)mem.grad_bytes / mib, (double)state_bytes / mib, (double)master_bytes / mib,
+            (double)mem.act_bytes / mib);
+}
+
 qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     QT_TRY(qt_config_validate(cfg));
     trainer t;
@@ -269,6 +305,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                 (unsigned long long)qt_dataloader_num_tokens(t.val),
                 opts->resume_from ? " | resumed" : "");
     }
+    if (st == QT_OK) report_memory(&t.model, &t.opt, t.metrics, opts->quiet);
     if (st == QT_OK) {
         t.model.training = 1;
         stop_requested = 0;

@@ -11,26 +11,6 @@
 #include "qtrain/trainer.h"
 #include "testutil.h"
 
-// Writes train/val shards of a learnable sequence: each token mostly determined by the
-// previous one, with a little noise.
-static void write_synthetic_shards(const char *dir) {
-    size_t n = 20000;
-    uint16_t *tok = malloc(n * sizeof(uint16_t));
-    uint64_t state = 12345;
-    tok[0] = 1;
-    for (size_t i = 1; i < n; i++) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        int noise = (state >> 60) == 0; // 1 in 16
-        tok[i] = noise ? (uint16_t)((state >> 40) % 64) : (uint16_t)((tok[i - 1] * 5 + 3) % 64);
-    }
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train_000.bin", dir);
-    ck_assert_msg(qt_shard_write(path, tok, 16000) == QT_OK, "%s", qt_last_error());
-    snprintf(path, sizeof path, "%s/val_000.bin", dir);
-    ck_assert_msg(qt_shard_write(path, tok + 16000, 4000) == QT_OK, "%s", qt_last_error());
-    free(tok);
-}
-
 static void tiny_config(qt_config *cfg, const char *data_dir) {
     qt_config_defaults(cfg);
     const char *sets[] = {"model.n_layer=2",   "model.d_model=32",     "model.n_head=2",
@@ -83,7 +63,7 @@ static void read_params(const char *run_dir, const char *name, float *out, size_
 
 START_TEST(test_resume_is_bit_exact) {
     char *dir = qt_test_tmpdir("resume");
-    write_synthetic_shards(dir);
+    qt_test_write_synthetic_shards(dir);
     qt_config cfg;
     tiny_config(&cfg, dir);
     char full[1100], part[1100], ckpt[1200];
@@ -126,7 +106,7 @@ END_TEST
 
 START_TEST(test_training_lowers_loss) {
     char *dir = qt_test_tmpdir("learn");
-    write_synthetic_shards(dir);
+    qt_test_write_synthetic_shards(dir);
     qt_config cfg;
     tiny_config(&cfg, dir);
     cfg.max_steps = 120;
@@ -153,7 +133,7 @@ END_TEST
 // compare the first step's loss and the parameters after one step.
 START_TEST(test_grad_accum_matches_big_batch) {
     char *dir = qt_test_tmpdir("accum");
-    write_synthetic_shards(dir);
+    qt_test_write_synthetic_shards(dir);
     qt_config big, small;
     tiny_config(&big, dir);
     big.max_steps = 1;

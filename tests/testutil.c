@@ -1,6 +1,8 @@
 // testutil.c: see testutil.h.
 #include "testutil.h"
 
+#include "qtrain/data.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,4 +106,24 @@ int qt_test_run_suite(Suite *suite) {
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+// Writes train/val shards of a learnable sequence: each token mostly determined by the
+// previous one, with a little noise.
+void qt_test_write_synthetic_shards(const char *dir) {
+    size_t n = 20000;
+    uint16_t *tok = malloc(n * sizeof(uint16_t));
+    uint64_t state = 12345;
+    tok[0] = 1;
+    for (size_t i = 1; i < n; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        int noise = (state >> 60) == 0; // 1 in 16
+        tok[i] = noise ? (uint16_t)((state >> 40) % 64) : (uint16_t)((tok[i - 1] * 5 + 3) % 64);
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/train_000.bin", dir);
+    ck_assert_msg(qt_shard_write(path, tok, 16000) == QT_OK, "%s", qt_last_error());
+    snprintf(path, sizeof path, "%s/val_000.bin", dir);
+    ck_assert_msg(qt_shard_write(path, tok + 16000, 4000) == QT_OK, "%s", qt_last_error());
+    free(tok);
 }

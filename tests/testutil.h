@@ -29,6 +29,10 @@ double qt_test_max_err_f64(const double *got, const double *want, size_t n, doub
 
 // A fresh empty directory under $TMPDIR (or /tmp); the returned string is malloc'd.
 char *qt_test_tmpdir(const char *tag);
+// Writes dir/train_000.bin (16000 tokens) and dir/val_000.bin (4000) of a learnable sequence
+// over 64 tokens: each mostly determined by the previous one (t' = 5 t + 3 mod 64), 1 in 16
+// random.
+void qt_test_write_synthetic_shards(const char *dir);
 // Removes a directory tree made by qt_test_tmpdir.
 void qt_test_rmtree(const char *path);
 

@@ -61,6 +61,7 @@ typedef enum {
     QT_CKPT_U8,
     QT_CKPT_U64,
     QT_CKPT_F64,
+    QT_CKPT_I8, // DQT weight codes
 } qt_ckpt_dtype;
 
 // One tensor. The byte size derives from dtype and shape: numel * qt_ckpt_dtype_size(dtype),

@@ -11,6 +11,7 @@
 #define QTRAIN_MODEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "qtrain/backend.h"
 #include "qtrain/config.h"
@@ -22,8 +23,13 @@ typedef enum {
 } qt_tensor_kind;
 
 typedef struct {
-    char name[64];     // Hugging Face OPT-style name ("decoder.layers.0.fc1.weight")
-    size_t offset;     // elements from the start of the parameter arena
+    char name[64];       // Hugging Face OPT-style name ("decoder.layers.0.fc1.weight")
+    size_t offset;       // elements from the start of the gradient arena (and the optimizer's
+                         // moments): every tensor has a float gradient
+    size_t param_offset; // elements from the start of the float parameter arena (== offset
+                         // unless DQT tensors precede it); unused when `quantized`
+    size_t code_offset;  // bytes from the start of the int8 code arena (`quantized` only)
+    int quantized;       // 1: stored only as int8 codes * code_scales[i] (quant.mode = dqt)
     size_t numel;
     int ndim;
     int shape[3];
@@ -115,10 +121,19 @@ typedef struct qt_model {
     int B, T; // allocated batch and sequence length
     int n_tensors;
     qt_tensor_info *tensors;
-    size_t n_params;
+    size_t n_params;       // elements of the gradient arena (every tensor, padded)
+    size_t n_float_params; // elements of the float parameter arena (tensors not quantized)
     size_t es;             // bytes per element of the backend's dtype
-    void *params, *grads;  // backend memory, (n_params) each, the backend's dtype
-    qt_model_params p, g;  // views into params and grads
+    void *params, *grads;  // backend memory, the backend's dtype: (n_float_params), (n_params)
+    qt_model_params p, g;  // views into params (DQT weights: into codes, int8) and grads
+    // DQT (quant.mode = dqt): the block linears' weights as int8 codes, one scale per tensor.
+    int8_t *codes;         // backend memory, (n_code_bytes)
+    size_t n_code_bytes;
+    float *code_scales;    // host, (n_tensors): w = code * code_scales[i]; 0 when not quantized
+    int (*linear_tensor)[QT_LINEAR_COUNT]; // (L): tensor index of each block linear's weight
+    // quantized training scratch (quant.mode != none), the backend's dtype
+    void *q_w;             // (max OC * IC) one quantized weight
+    void *q_x, *q_g;       // (N, max IC), (N, max OC) quantized linear input, output gradient
     // activations, backend memory
     void *act_arena;
     size_t act_bytes;
@@ -158,6 +173,17 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
 // mean loss)/d params. The caller zeroes grads (qt_model_zero_grad) once per optimizer step.
 qt_status qt_model_backward(qt_model *m, float loss_scale);
 qt_status qt_model_zero_grad(qt_model *m);
+
+// Storage of the model's state in bytes, for the memory report.
+typedef struct {
+    size_t n_weights;          // parameters (tied head counted once)
+    size_t n_quantized;        // of which stored as int8 codes (DQT)
+    size_t float_param_bytes;  // the float parameter arena
+    size_t code_bytes;         // int8 codes + the per-tensor fp32 scales
+    size_t grad_bytes;         // the gradient arena
+    size_t act_bytes;          // activations and scratch
+} qt_model_memory;
+void qt_model_memory_report(const qt_model *m, qt_model_memory *out);
 
 // Index of a tensor by name, or -1.
 int qt_model_find_tensor(const qt_model *m, const char *name);

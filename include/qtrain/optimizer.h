@@ -10,7 +10,7 @@
 
 typedef struct {
     float *m, *v;   // (n_params) fp32 moments, backend memory
-    float *master;  // (n_params) fp32 master weights when the backend stores parameters in
+    float *master;  // (n_float_params) fp32 master weights when the backend stores parameters in
                     // fp16/bf16; NULL when the parameters are fp32 themselves
     int step;       // optimizer steps taken so far (skipped steps not counted)
 } qt_optimizer;
