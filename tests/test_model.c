@@ -37,6 +37,15 @@ static const variant variants[] = {
     {"composed_clipped", {"attn.softmax=clipped", "attn.gamma=-0.03", "attn.zeta=1.05", NULL}, 1},
     {"composed_ncs_gate_mlp", {"attn.softmax=ncs", "attn.gate=mlp", NULL}, 1},
     {"composed_vanilla_attn_dropout", {"model.attn_dropout=0.2", NULL}, 1},
+    {"llama",
+     {"model.arch=llama", "model.norm=rmsnorm", "model.pos=rope", "model.activation=swiglu",
+      "model.bias=0", "model.tie_embeddings=0", NULL},
+     0},
+    {"rmsnorm_rope_bias_clipped",
+     {"model.norm=rmsnorm", "model.pos=rope", "model.rope_theta=100", "attn.softmax=clipped",
+      "attn.gamma=-0.03", NULL},
+     0},
+    {"composed_swiglu_gate_linear", {"model.activation=swiglu", "attn.gate=linear", NULL}, 1},
 };
 
 // Backends with the fused attention core removed, for the `composed` variants.
