@@ -242,7 +242,18 @@ START_TEST(test_flag_and_bad_args) {
                                            NULL, 2, 2, 2),
                          QT_ERR_ARG);
     }
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, (qt_cuda_int8_impl)9, dC, dA, dA, 2, 2, 2),
+    // more rows than a grid can hold (checked before any pointer is used)
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, QT_CUDA_INT8_MMA, dC, dA, dA, 65535 * 64 + 1, 2,
+                                        2),
+                     QT_ERR_ARG);
+    ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_MMA), "mma");
+    ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_CUBLASLT), "cublaslt");
+    ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_DEFAULT), "default");
+    ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_INVALID), "invalid");
+    // (3 stays inside the enum's value range: C++ code may not even load a value outside it)
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, (qt_cuda_int8_impl)3, dC, dA, dA, 2, 2, 2),
+                     QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, QT_CUDA_INT8_INVALID, dC, dA, dA, 2, 2, 2),
                      QT_ERR_ARG);
     cudaFree(dA);
     cudaFree(dC);
