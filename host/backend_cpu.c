@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "qtrain/backend.h"
+#include "kernels/common/dqt_math.h" // dqt part: qt_dqt_check
+#include "qtrain/int8_gemm.h"        // dqt part: qt_cpu_linear_s8
 
 static qt_status cpu_alloc(void *ctx, void **ptr, size_t bytes) {
     (void)ctx;
@@ -262,6 +264,104 @@ static qt_status cpu_swiglu_bwd(void *ctx, void *dx, const void *dout, const voi
 }
 // ---- end of the llama part
 
+// ---- quantized training (dqt part): fake quantization (kernels/cpu/quant.c), the W8A8 linear
+// through the INT8 GEMM (kernels/cpu/int8_gemm.c) and direct quantized training
+// (kernels/cpu/dqt.c). Tensors are fp32 here.
+
+// out = dequant(quant(x)) of a (rows, cols) tensor; no running state (RUNNING is refused).
+static qt_status cpu_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *p, void *out,
+                                const void *x, size_t rows, size_t cols) {
+    (void)ctx;
+    if (dt != QT_DTYPE_F32)
+        return qt_error(QT_ERR_ARG, "cpu quant_fake: dtype %s; the CPU backend stores fp32 only, "
+                                    "pass QT_DTYPE_F32", qt_dtype_name(dt));
+    if (p && (p->range == QT_QUANT_RANGE_RUNNING || p->range == QT_QUANT_RANGE_FIXED))
+        return qt_error(QT_ERR_ARG, "cpu quant_fake: the running and fixed ranges need a "
+                                    "qt_quant_running state the backend does not keep; use "
+                                    "absmax or absmean");
+    return qt_cpu_quant_fake(p, NULL, out, x, rows, cols);
+}
+
+// 8-bit symmetric round-to-nearest per tensor or per row, absmax or absmean: what the INT8
+// GEMM's epilogue (one scale per row of x and of w, no zero points) can dequantize. The same
+// set as the CUDA backend's linear_s8_fwd.
+static int cpu_s8_quant_ok(const qt_quant_params *q) {
+    return q && q->bits == 8 && q->symmetric && q->rounding == QT_QUANT_NEAREST &&
+           (q->granularity == QT_QUANT_PER_TENSOR || q->granularity == QT_QUANT_PER_ROW) &&
+           (q->range == QT_QUANT_RANGE_ABSMAX || q->range == QT_QUANT_RANGE_ABSMEAN);
+}
+
+// codes (rows, cols) and one scale per row of x (rows, cols) under q; a per-tensor scale is
+// copied to every row (the GEMM's epilogue takes one per row).
+static qt_status cpu_s8_quantize(const qt_quant_params *q, int8_t *codes, float *scales,
+                                 const float *x, int rows, int cols) {
+    QT_TRY(qt_cpu_quant_quantize(q, NULL, codes, scales, NULL, x, (size_t)rows, (size_t)cols));
+    if (q->granularity == QT_QUANT_PER_TENSOR)
+        for (int r = 1; r < rows; r++) scales[r] = scales[0];
+    return QT_OK;
+}
+
+// out (N, OC) = Qa(x (N, IC)) Qw(w (OC, IC))^T + b (OC): int32 accumulation, dequantized in
+// the GEMM's epilogue. Scratch (codes and scales of x and w) is allocated per call.
+static qt_status cpu_linear_s8_fwd(void *ctx, void *out, const void *x, const void *w,
+                                   const void *b, int N, int IC, int OC,
+                                   const qt_quant_params *aq, const qt_quant_params *wq) {
+    (void)ctx;
+    if (!cpu_s8_quant_ok(aq) || !cpu_s8_quant_ok(wq))
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "cpu linear_s8_fwd: the INT8 GEMM needs 8-bit symmetric round-to-nearest "
+                        "quantization per tensor or per row (absmax or absmean) of both x and w; "
+                        "got x bits %d sym %d rounding %d granularity %d, w bits %d sym %d "
+                        "rounding %d granularity %d; use the fake-quant linear for other grids",
+                        aq ? aq->bits : 0, aq ? aq->symmetric : 0, aq ? (int)aq->rounding : -1,
+                        aq ? (int)aq->granularity : -1, wq ? wq->bits : 0,
+                        wq ? wq->symmetric : 0, wq ? (int)wq->rounding : -1,
+                        wq ? (int)wq->granularity : -1);
+    if (N < 0 || OC < 0 || IC < 1)
+        return qt_error(QT_ERR_ARG, "cpu linear_s8_fwd: shape N %d, IC %d, OC %d; need N, OC >= 0 "
+                                    "and IC >= 1", N, IC, OC);
+    if (N == 0 || OC == 0) return QT_OK;
+    int8_t *xc = malloc((size_t)N * (size_t)IC), *wc = malloc((size_t)OC * (size_t)IC);
+    float *xs = malloc((size_t)N * sizeof(float)), *ws = malloc((size_t)OC * sizeof(float));
+    qt_status st = QT_OK;
+    if (!xc || !wc || !xs || !ws)
+        st = qt_error(QT_ERR_OOM, "cpu linear_s8_fwd: no memory for the int8 codes of a (%d, %d) "
+                                  "x (%d, %d) layer", N, IC, OC, IC);
+    if (st == QT_OK) st = cpu_s8_quantize(aq, xc, xs, x, N, IC);
+    if (st == QT_OK) st = cpu_s8_quantize(wq, wc, ws, w, OC, IC);
+    if (st == QT_OK) st = qt_cpu_linear_s8(out, xc, xs, wc, ws, b, N, OC, IC);
+    free(xc);
+    free(wc);
+    free(xs);
+    free(ws);
+    return st;
+}
+
+// out (n) = codes (n, int8) * scale.
+static qt_status cpu_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
+                                 size_t n) {
+    (void)ctx;
+    if (n && (!out || !codes))
+        return qt_error(QT_ERR_ARG, "cpu dqt_dequant: out and codes must be non-NULL (n = %zu)",
+                        n);
+    qt_cpu_dqt_dequant(out, codes, scale, n);
+    return QT_OK;
+}
+
+// One DQT step (qt_cpu_dqt_step); the params are checked here, not asserted.
+static qt_status cpu_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes,
+                              const void *grad, float *m, float *v, size_t n,
+                              qt_dqt_stats *stats) {
+    (void)ctx;
+    QT_TRY(qt_dqt_check("cpu dqt_step", dp));
+    if (n && (!codes || !grad || !m || !v))
+        return qt_error(QT_ERR_ARG, "cpu dqt_step: codes, grad, m and v must all be non-NULL "
+                                    "(n = %zu)", n);
+    qt_cpu_dqt_step(dp, codes, grad, m, v, n, stats);
+    return QT_OK;
+}
+// ---- end of the dqt part
+
 static const qt_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -306,6 +406,12 @@ static const qt_backend_ops cpu_ops = {
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
     // end of the llama part
+    // dqt part
+    .quant_fake = cpu_quant_fake,
+    .linear_s8_fwd = cpu_linear_s8_fwd,
+    .dqt_dequant = cpu_dqt_dequant,
+    .dqt_step = cpu_dqt_step,
+    // end of the dqt part
 };
 
 qt_status qt_backend_cpu_init(qt_backend *be, int threads) {

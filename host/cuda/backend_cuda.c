@@ -37,6 +37,10 @@ typedef struct {
     // grown to the largest layer seen
     void *s8_ws;
     size_t s8_ws_bytes;
+    // dqt part (quant_fake): device workspace for the per-slice scales and zero points of
+    // kernels/cuda/quant.cu, grown to the largest tensor seen
+    void *fq_ws;
+    size_t fq_ws_bytes;
 } cuda_ctx;
 
 #define CTX_OF(p) ((cuda_ctx *)(p))
@@ -140,6 +144,7 @@ static void cuda_destroy(void *ctx) {
     if (c->stage) (void)cudaFree(c->stage);
     if (c->partials) (void)cudaFree(c->partials);
     if (c->s8_ws) (void)cudaFree(c->s8_ws); // int8cuda part
+    if (c->fq_ws) (void)cudaFree(c->fq_ws); // dqt part
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     free(c);
 }
@@ -384,6 +389,68 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
 }
 // ---- end of the int8cuda part
 
+// ---- quantized training (dqt part): fake quantization (kernels/cuda/quant.cu) and direct
+// quantized training (kernels/cuda/dqt.cu) on the context's stream and dtype.
+
+// Makes the fake-quant workspace at least `bytes`; a pending op may still read the old one, so
+// the stream is drained before it is freed.
+static qt_status fq_reserve(cuda_ctx *c, size_t bytes) {
+    if (c->fq_ws_bytes >= bytes) return QT_OK;
+    if (c->fq_ws) {
+        QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+        QT_CHECK_CUDA(cudaFree(c->fq_ws));
+        c->fq_ws = NULL;
+        c->fq_ws_bytes = 0;
+    }
+    cudaError_t err = cudaMalloc(&c->fq_ws, bytes);
+    if (err != cudaSuccess) {
+        c->fq_ws = NULL;
+        return qt_error(err == cudaErrorMemoryAllocation ? QT_ERR_OOM : QT_ERR_CUDA,
+                        "cuda quant_fake: cudaMalloc(%zu bytes of scale workspace) failed at "
+                        "%s:%d: %s", bytes, __FILE__, __LINE__, cudaGetErrorString(err));
+    }
+    c->fq_ws_bytes = bytes;
+    return QT_OK;
+}
+
+// out = dequant(quant(x)), x and out (rows, cols) of dt: the backend's dtype, or fp32
+// (optimizer state). Ranges absmax and absmean (the kernels' ranges).
+static qt_status cuda_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *p, void *out,
+                                 const void *x, size_t rows, size_t cols) {
+    cuda_ctx *c = CTX_OF(ctx);
+    if (dt != c->dt && dt != QT_DTYPE_F32)
+        return qt_error(QT_ERR_ARG,
+                        "cuda quant_fake: dtype %s is neither the backend's (%s) nor fp32",
+                        qt_dtype_name(dt), qt_dtype_name(c->dt));
+    if (p && (p->range == QT_QUANT_RANGE_RUNNING || p->range == QT_QUANT_RANGE_FIXED))
+        return qt_error(QT_ERR_ARG, "cuda quant_fake: the running and fixed ranges need a "
+                                    "qt_quant_running state the backend does not keep; use "
+                                    "absmax or absmean");
+    QT_TRY(qt_quant_check(p, rows, cols, NULL));
+    if (rows == 0 || cols == 0) return QT_OK;
+    // workspace: scales (ns fp32) | zero points (ns int32, asymmetric grids only)
+    const size_t ns = qt_quant_num_scales(p, rows, cols);
+    const size_t zoff = (ns * sizeof(float) + 255) / 256 * 256;
+    QT_TRY(fq_reserve(c, zoff + (p->symmetric ? 0 : ns * sizeof(int32_t))));
+    float *scales = (float *)c->fq_ws;
+    int32_t *zeros = p->symmetric ? NULL : (int32_t *)((char *)c->fq_ws + zoff);
+    return qt_cuda_quant_fake(STREAM(ctx), (int)dt, p, out, x, scales, zeros, rows, cols);
+}
+
+// out (n, the backend's dtype) = codes (n, int8) * scale.
+static qt_status cuda_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
+                                  size_t n) {
+    return qt_cuda_dqt_dequant(STREAM(ctx), (int)DT(ctx), out, codes, scale, n);
+}
+
+// One DQT step; grad (n) in the backend's dtype; stats (host, may be NULL) waits for them.
+static qt_status cuda_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes,
+                               const void *grad, float *m, float *v, size_t n,
+                               qt_dqt_stats *stats) {
+    return qt_cuda_dqt_step(STREAM(ctx), (int)DT(ctx), dp, codes, grad, m, v, n, stats);
+}
+// ---- end of the dqt part
+
 static const qt_backend_ops cuda_ops = {
     .alloc = cuda_alloc,
     .free = cuda_free,
@@ -429,6 +496,11 @@ static const qt_backend_ops cuda_ops = {
     .swiglu_fwd = cuda_swiglu_fwd,
     .swiglu_bwd = cuda_swiglu_bwd,
     // end of the llama part
+    // dqt part
+    .quant_fake = cuda_quant_fake,
+    .dqt_dequant = cuda_dqt_dequant,
+    .dqt_step = cuda_dqt_step,
+    // end of the dqt part
 };
 
 // ---- init ---------------------------------------------------------------------------------

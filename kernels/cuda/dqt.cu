@@ -1,0 +1,265 @@
+// dqt.cu: qt_cuda_dqt_step and qt_cuda_dqt_dequant, direct quantized training on the device
+// (include/qtrain/dqt.h; Zhao et al. 2024, PAPERS.md section 7): one AdamW step applied to
+// int8 codes with stochastic rounding onto the grid of scale_out, and codes * scale.
+// CPU twin: kernels/cpu/dqt.c. Both take the per-element math (AdamW in adamw.c's order, the
+// rounding) and the stats reduction order from kernels/common/dqt_math.h, so codes, m, v and
+// the stats are bit-identical to the CPU's for fp32 gradients (fp16/bf16 gradients are widened
+// to fp32 first, exactly, so they match the CPU run on the dt-rounded gradients).
+// Contract: codes (n) int8, m, v (n) fp32 updated in place unless dp->dry_run; grad (n) and
+// out (n) in dt (fp32, fp16, bf16). stats (host pointer, may be NULL): sum |w'| and max |code|
+// before the step, reduced on the device in a fixed order and copied back (the call then waits
+// for the stream). The launcher allocates the stats' partial sums itself (one double and one
+// int per 4096 elements, freed before it returns) because the contract has no scratch
+// argument; without stats nothing is allocated and the call does not wait.
+#include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
+#include "qt_cuda_dtype.h"
+
+#include <stdint.h>
+
+#include "kernels/common/dqt_math.h"
+#include "qtrain/dqt.h"
+#include "qtrain/dtype.h"
+
+// The emulated build compiles this file as C++ (g++ -std=c++17 contracts a*b + c into an fma
+// at -march=native); the CPU twin (ISO C11) never does, so turn contraction off here. nvcc
+// builds use the _rn intrinsics of dqt_math.h, which are never contracted.
+#if defined(QT_CUEMU) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+// ---- launch constants -----------------------------------------------------------------------
+// The step kernel's block IS the lane set of dqt_math.h's stats order (thread = lane), one
+// block per QT_DQT_CHUNK elements; the final reduction is one block of the same width.
+// Dequant: element-wise, grid-stride over at most DEQUANT_MAX_BLOCKS blocks.
+#define STEP_THREADS QT_DQT_LANES
+#define DEQUANT_THREADS 256
+#define DEQUANT_MAX_BLOCKS 8192
+// A grid dimension's limit; n above MAX_CHUNKS * QT_DQT_CHUNK (8.8e12) is refused.
+#define MAX_CHUNKS 2147483647ull
+
+// ---- device helpers -------------------------------------------------------------------------
+
+// The fixed tree of dqt_math.h over the block's lanes: sum[t] += sum[t + s] (max for mx),
+// s = LANES/2 .. 1; the totals end in sum[0], mx[0]. Every thread of the block must call it.
+static __device__ __forceinline__ void lanes_tree(double *sum, int *mx) {
+    const unsigned t = threadIdx.x;
+    __syncthreads();
+    for (unsigned s = QT_DQT_LANES / 2; s > 0; s /= 2) {
+        if (t < s) {
+            sum[t] += sum[t + s];
+            mx[t] = mx[t + s] > mx[t] ? mx[t + s] : mx[t];
+        }
+        __syncthreads();
+    }
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+
+// One DQT step on chunk blockIdx.x = elements [b CHUNK, min(n, (b+1) CHUNK)).
+// Thread -> data: thread t (= lane t) handles elements b CHUNK + t + j LANES, j = 0 .. 15, in
+// order (coalesced: a warp reads 32 consecutive elements); guard i < n. u for element i is
+// qt_quant_uniform(seed, stream, i) = qt_philox_uniform(...), the CPU's draw.
+// dry: compute only. part_sum, part_max (device, one per chunk) or NULL for no stats; with
+// stats, shared memory holds the block's LANES partial sums (double) and maxima (int), reduced
+// by lanes_tree; thread 0 writes the chunk's entries. The stats branch is uniform per launch.
+template <typename T>
+static __global__ void __launch_bounds__(STEP_THREADS)
+    dqt_step_chunk(qt_dqt_coef k, uint64_t seed, uint64_t stream, int dry, int8_t *codes,
+                   const T *grad, float *m, float *v, size_t n, double *part_sum,
+                   int *part_max) {
+    const size_t start = (size_t)blockIdx.x * QT_DQT_CHUNK;
+    const unsigned t = threadIdx.x;
+    double acc = 0.0;
+    int mx = 0;
+    for (int j = 0; j < QT_DQT_PER_LANE; j++) {
+        const size_t i = start + t + (size_t)j * QT_DQT_LANES;
+        if (i >= n) break;
+        const int c = codes[i];
+        float mi = m[i], vi = v[i], tq;
+        const float w1 = qt_dqt_update(&k, qt_ld(grad + i), c, &mi, &vi, &tq);
+        const int q = qt_dqt_round(tq, qt_quant_uniform(seed, stream, i), k.qmin, k.qmax);
+        if (!dry) {
+            codes[i] = (int8_t)q;
+            m[i] = mi;
+            v[i] = vi;
+        }
+        acc += (double)fabsf(w1);
+        const int a = c < 0 ? -c : c;
+        mx = a > mx ? a : mx;
+    }
+    if (!part_sum) return;
+    QT_SHARED(double, sh_sum, STEP_THREADS);
+    QT_SHARED(int, sh_max, STEP_THREADS);
+    sh_sum[t] = acc;
+    sh_max[t] = mx;
+    lanes_tree(sh_sum, sh_max);
+    if (t == 0) {
+        part_sum[blockIdx.x] = sh_sum[0];
+        part_max[blockIdx.x] = sh_max[0];
+    }
+}
+
+// The second level, one block: thread t sums partials t, t + LANES, ... < nchunks in order
+// (dqt_math.h), then lanes_tree; thread 0 writes *out_sum, *out_max. Shared memory: the lanes'
+// sums (double) and maxima (int).
+static __global__ void __launch_bounds__(STEP_THREADS)
+    dqt_stats_final_block(const double *part_sum, const int *part_max, size_t nchunks,
+                          double *out_sum, int *out_max) {
+    QT_SHARED(double, sh_sum, STEP_THREADS);
+    QT_SHARED(int, sh_max, STEP_THREADS);
+    const unsigned t = threadIdx.x;
+    double acc = 0.0;
+    int mx = 0;
+    for (size_t c = t; c < nchunks; c += QT_DQT_LANES) {
+        acc += part_sum[c];
+        mx = part_max[c] > mx ? part_max[c] : mx;
+    }
+    sh_sum[t] = acc;
+    sh_max[t] = mx;
+    lanes_tree(sh_sum, sh_max);
+    if (t == 0) {
+        *out_sum = sh_sum[0];
+        *out_max = sh_max[0];
+    }
+}
+
+// out[i] = codes[i] * scale rounded to T (qt_quant_dequant, the CPU's expression).
+// Thread -> data: grid-stride, thread i handles i, i + gridDim.x blockDim.x, ... < n.
+template <typename T>
+static __global__ void __launch_bounds__(DEQUANT_THREADS)
+    dqt_dequant_elem(T *out, const int8_t *codes, float scale, size_t n) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        qt_st(out + i, qt_quant_dequant(codes[i], scale, 0));
+}
+
+// ---- launchers ------------------------------------------------------------------------------
+
+static int dtype_ok(int dt) {
+    return dt == QT_DTYPE_F32 || dt == QT_DTYPE_F16 || dt == QT_DTYPE_BF16;
+}
+
+static int aligned(const void *p, size_t bytes) { return (uintptr_t)p % bytes == 0; }
+
+template <typename T>
+static void step_launch(cudaStream_t st, const qt_dqt_coef &k, const qt_dqt_params *dp,
+                        int8_t *codes, const void *grad, float *m, float *v, size_t n,
+                        size_t nchunks, double *part_sum, int *part_max) {
+    QT_LAUNCH(dqt_step_chunk<T>, (unsigned)nchunks, STEP_THREADS, 0, st, k, dp->seed,
+              dp->stream, dp->dry_run ? 1 : 0, codes, (const T *)grad, m, v, n, part_sum,
+              part_max);
+}
+
+// Launches the step (and, with part_sum, the stats reduction into part_sum[nchunks] and
+// part_max[nchunks]); checks each launch.
+static qt_status step_run(const char *op, cudaStream_t st, int dt, const qt_dqt_params *dp,
+                          int8_t *codes, const void *grad, float *m, float *v, size_t n,
+                          size_t nchunks, double *part_sum, int *part_max) {
+    const qt_dqt_coef k = qt_dqt_coef_of(dp);
+    switch (dt) {
+    case QT_DTYPE_F32:
+        step_launch<float>(st, k, dp, codes, grad, m, v, n, nchunks, part_sum, part_max);
+        break;
+    case QT_DTYPE_F16:
+        step_launch<__half>(st, k, dp, codes, grad, m, v, n, nchunks, part_sum, part_max);
+        break;
+    default:
+        step_launch<__nv_bfloat16>(st, k, dp, codes, grad, m, v, n, nchunks, part_sum,
+                                   part_max);
+        break;
+    }
+    QT_CHECK_LAUNCH(op);
+    if (part_sum) {
+        QT_LAUNCH(dqt_stats_final_block, 1, STEP_THREADS, 0, st, (const double *)part_sum,
+                  (const int *)part_max, nchunks, part_sum + nchunks, part_max + nchunks);
+        QT_CHECK_LAUNCH(op);
+    }
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_dqt_step(void *stream, int dt, const qt_dqt_params *dp,
+                                      int8_t *codes, const void *grad, float *m, float *v,
+                                      size_t n, qt_dqt_stats *stats) {
+    const char *op = "cuda dqt_step";
+    if (!dtype_ok(dt))
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
+                        op, dt);
+    QT_TRY(qt_dqt_check(op, dp));
+    if (stats) {
+        stats->abs_sum = 0.0;
+        stats->max_abs_code = 0;
+    }
+    if (n == 0 || (dp->dry_run && !stats)) return QT_OK;
+    if (!codes || !grad || !m || !v)
+        return qt_error(QT_ERR_ARG, "%s: codes, grad, m and v must all be non-NULL (n = %zu)",
+                        op, n);
+    if (!aligned(grad, qt_dtype_size((qt_dtype)dt)) || !aligned(m, sizeof(float)) ||
+        !aligned(v, sizeof(float)))
+        return qt_error(QT_ERR_ARG, "%s: grad, m or v is not aligned to its element size", op);
+    const size_t nchunks = QT_CEIL_DIV(n, (size_t)QT_DQT_CHUNK);
+    if (nchunks > MAX_CHUNKS)
+        return qt_error(QT_ERR_ARG, "%s: n = %zu exceeds %llu elements; split the tensor", op,
+                        n, MAX_CHUNKS * QT_DQT_CHUNK);
+    cudaStream_t st = (cudaStream_t)stream;
+    if (!stats) return step_run(op, st, dt, dp, codes, grad, m, v, n, nchunks, NULL, NULL);
+
+    // Scratch: (nchunks + 1) doubles (partials, total), then (nchunks + 1) ints.
+    const size_t dbytes = (nchunks + 1) * sizeof(double);
+    void *scratch = NULL;
+    QT_CHECK_CUDA(cudaMalloc(&scratch, dbytes + (nchunks + 1) * sizeof(int)));
+    double *part_sum = (double *)scratch;
+    int *part_max = (int *)((char *)scratch + dbytes);
+    double total = 0.0;
+    int mx = 0;
+    qt_status s = step_run(op, st, dt, dp, codes, grad, m, v, n, nchunks, part_sum, part_max);
+    cudaError_t e = cudaSuccess;
+    if (s == QT_OK) {
+        e = cudaMemcpyAsync(&total, part_sum + nchunks, sizeof total, cudaMemcpyDeviceToHost,
+                            st);
+        if (e == cudaSuccess)
+            e = cudaMemcpyAsync(&mx, part_max + nchunks, sizeof mx, cudaMemcpyDeviceToHost, st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+        if (e != cudaSuccess)
+            s = qt_error(QT_ERR_CUDA, "%s: copying the stats back failed at %s:%d: %s", op,
+                         __FILE__, __LINE__, cudaGetErrorString(e));
+    }
+    // Freed on every path; cudaFree waits for the work that uses it.
+    (void)cudaFree(scratch);
+    if (s != QT_OK) return s;
+    stats->abs_sum = total;
+    stats->max_abs_code = mx;
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_dqt_dequant(void *stream, int dt, void *out, const int8_t *codes,
+                                         float scale, size_t n) {
+    const char *op = "cuda dqt_dequant";
+    if (!dtype_ok(dt))
+        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
+                        op, dt);
+    if (n == 0) return QT_OK;
+    if (!out || !codes)
+        return qt_error(QT_ERR_ARG, "%s: out and codes must be non-NULL (n = %zu)", op, n);
+    if (!aligned(out, qt_dtype_size((qt_dtype)dt)))
+        return qt_error(QT_ERR_ARG, "%s: out is not aligned to its element size", op);
+    const size_t nb = QT_CEIL_DIV(n, (size_t)DEQUANT_THREADS);
+    const unsigned grid = (unsigned)(nb < DEQUANT_MAX_BLOCKS ? nb : DEQUANT_MAX_BLOCKS);
+    cudaStream_t st = (cudaStream_t)stream;
+    switch (dt) {
+    case QT_DTYPE_F32:
+        QT_LAUNCH(dqt_dequant_elem<float>, grid, DEQUANT_THREADS, 0, st, (float *)out, codes,
+                  scale, n);
+        break;
+    case QT_DTYPE_F16:
+        QT_LAUNCH(dqt_dequant_elem<__half>, grid, DEQUANT_THREADS, 0, st, (__half *)out, codes,
+                  scale, n);
+        break;
+    default:
+        QT_LAUNCH(dqt_dequant_elem<__nv_bfloat16>, grid, DEQUANT_THREADS, 0, st,
+                  (__nv_bfloat16 *)out, codes, scale, n);
+        break;
+    }
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
