@@ -23,7 +23,7 @@ typedef struct {
     int embed_site; // 1: QT_SITE_EMBED is quantized (tied embeddings)
     qt_quant_running *site_rng; // ((L + 1) * QT_SITE_COUNT): [(layer + 1) * COUNT + site]
     qt_quant_running *lin_rng;  // (L * QT_LINEAR_COUNT): input range of each block linear
-    int8_t *wcodes;             // (n_params) weight codes at each tensor's offset
+    int8_t *wcodes;             // (n_float_params) weight codes at each tensor's param_offset
     float *wstep;               // (n_tensors) weight step (0: tensor not quantized)
     int32_t **rowsum;           // (n_tensors) row sums of 2-D weight codes, made on first use
     // host scratch, grown on demand
@@ -167,10 +167,10 @@ static qt_status on_activation(void *user, qt_model *m, int layer, qt_site site,
 // Index of the parameter tensor that starts at w, or -1.
 static int tensor_at(const qt_model *m, const void *w) {
     const char *base = m->params, *p = w;
-    if (p < base || p >= base + m->n_params * m->es) return -1;
+    if (!w || p < base || p >= base + m->n_float_params * m->es) return -1;
     const size_t off = (size_t)(p - base) / m->es;
     for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].offset == off) return i;
+        if (!m->tensors[i].quantized && m->tensors[i].param_offset == off) return i;
     return -1;
 }
 
@@ -180,8 +180,8 @@ static qt_status linear_int8(ptq_state *s, int layer, qt_linear_id which, void *
                              const void *x, const void *w, const void *b, int N, int IC, int OC,
                              qt_quant_running *r) {
     qt_model *m = s->m;
-    const int ti = tensor_at(m, w);
-    if (ti < 0 || s->wstep[ti] == 0.0f || m->tensors[ti].ndim != 2 ||
+    const int ti = m->linear_tensor ? m->linear_tensor[layer][which] : tensor_at(m, w);
+    if (ti < 0 || tensor_at(m, w) != ti || s->wstep[ti] == 0.0f || m->tensors[ti].ndim != 2 ||
         m->tensors[ti].shape[0] != OC || m->tensors[ti].shape[1] != IC)
         return qt_error(QT_ERR_UNSUPPORTED,
                         "ptq: the weight of linear %d in layer %d is not a quantized (%d, %d) "
@@ -194,7 +194,7 @@ static qt_status linear_int8(ptq_state *s, int layer, qt_linear_id which, void *
     if (!s->rowsum[ti]) {
         s->rowsum[ti] = malloc((size_t)OC * sizeof(int32_t));
         if (!s->rowsum[ti]) return qt_error(QT_ERR_OOM, "ptq: no memory for %d row sums", OC);
-        QT_TRY(qt_cpu_s8_row_sums(s->rowsum[ti], s->wcodes + t->offset, OC, IC));
+        QT_TRY(qt_cpu_s8_row_sums(s->rowsum[ti], s->wcodes + t->param_offset, OC, IC));
     }
     const size_t nx = (size_t)N * IC, nout = (size_t)N * OC;
     QT_TRY(GROW(s, acodes, nx));
@@ -225,8 +225,9 @@ static qt_status linear_int8(ptq_state *s, int layer, qt_linear_id which, void *
     } else {
         hb = b;
     }
-    QT_TRY(qt_cpu_linear_s8_zp(hout, s->acodes, s->ascale, s->azero, s->wcodes + t->offset,
-                               s->bscale, s->rowsum[ti], hb, N, OC, IC));
+    QT_TRY(qt_cpu_linear_s8_zp(hout, s->acodes, s->ascale, s->azero,
+                               s->wcodes + t->param_offset, s->bscale, s->rowsum[ti], hb, N, OC,
+                               IC));
     if (!s->direct) QT_TRY(m->be->ops->to_device_f32(m->be->ctx, out, hout, nout));
     s->int8_linears++;
     return QT_OK;
@@ -287,8 +288,8 @@ static qt_status on_linear(void *user, qt_model *m, int layer, qt_linear_id whic
 
 // ---- weights -------------------------------------------------------------------------------
 
-// Quantizes every weight tensor (qtrain/ptq.h) of `host` (n_params fp32, the parameters) in
-// place, keeping the codes and steps, then writes the parameters to the model.
+// Quantizes every weight tensor (qtrain/ptq.h) of `host` (n_float_params fp32, the
+// parameters) in place, keeping the codes and steps, then writes the parameters to the model.
 static qt_status quantize_weights(ptq_state *s, float *host, int *count) {
     qt_model *m = s->m;
     const int head = tensor_at(m, m->p.head);
@@ -298,15 +299,15 @@ static qt_status quantize_weights(ptq_state *s, float *host, int *count) {
     for (int i = 0; i < m->n_tensors; i++) {
         const qt_tensor_info *t = &m->tensors[i];
         if (t->kind == QT_TENSOR_BIAS || i == head) continue;
-        float *w = host + t->offset;
-        int8_t *codes = s->wcodes + t->offset;
+        float *w = host + t->param_offset;
+        int8_t *codes = s->wcodes + t->param_offset;
         float step;
         QT_TRY(qt_cpu_quant_quantize(&p, NULL, codes, &step, NULL, w, 1, t->numel));
         QT_TRY(qt_cpu_quant_dequantize(&p, w, codes, &step, NULL, 1, t->numel));
         s->wstep[i] = step;
         (*count)++;
     }
-    return m->be->ops->to_device_f32(m->be->ctx, m->params, host, m->n_params);
+    return m->be->ops->to_device_f32(m->be->ctx, m->params, host, m->n_float_params);
 }
 
 // ---- public --------------------------------------------------------------------------------
@@ -382,6 +383,14 @@ qt_status qt_ptq_evaluate(qt_model *m, qt_dataloader *calib, qt_dataloader *val,
     QT_TRY(qt_ptq_check(c));
     if (!m || !calib || !val)
         return qt_error(QT_ERR_ARG, "ptq: model, calibration or validation loader is NULL");
+    if (m->cfg.quant_mode != QT_QMODE_NONE)
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "ptq: the model was trained with quant.mode = %s, whose forward already "
+                        "quantizes the block linears; post-training quantization evaluates "
+                        "full-precision models (quant.mode = none)",
+                        m->cfg.quant_mode == QT_QMODE_QAT      ? "qat"
+                        : m->cfg.quant_mode == QT_QMODE_BITNET ? "bitnet"
+                                                               : "dqt");
     const int L = m->cfg.n_layer, B = m->B, T = m->T;
     const size_t N = (size_t)B * T;
     const qt_model_hooks *old_hooks = m->hooks;
@@ -406,27 +415,27 @@ qt_status qt_ptq_evaluate(qt_model *m, qt_dataloader *calib, qt_dataloader *val,
     s.direct = strcmp(m->be->name, "cpu") == 0 && m->be->dtype == QT_DTYPE_F32;
     out->head_tied = m->p.head == m->p.wte;
     s.embed_site = out->head_tied;
-    float *backup = malloc(m->n_params * sizeof(float)), *work = NULL;
+    float *backup = malloc(m->n_float_params * sizeof(float)), *work = NULL;
     int *inputs = malloc(N * sizeof(int)), *targets = malloc(N * sizeof(int));
     s.site_rng = calloc((size_t)(L + 1) * QT_SITE_COUNT, sizeof(qt_quant_running));
     s.lin_rng = calloc((size_t)L * QT_LINEAR_COUNT, sizeof(qt_quant_running));
-    s.wcodes = malloc(m->n_params);
+    s.wcodes = malloc(m->n_float_params);
     s.wstep = calloc((size_t)m->n_tensors, sizeof(float));
     s.rowsum = calloc((size_t)m->n_tensors, sizeof(int32_t *));
-    work = malloc(m->n_params * sizeof(float));
+    work = malloc(m->n_float_params * sizeof(float));
     int saved = 0;
     if (!backup || !work || !inputs || !targets || !s.site_rng || !s.lin_rng || !s.wcodes ||
         !s.wstep || !s.rowsum) {
         st = qt_error(QT_ERR_OOM, "ptq: no memory for the %zu-parameter copies and ranges",
-                      m->n_params);
+                      m->n_float_params);
         goto out;
     }
-    st = m->be->ops->to_host_f32(m->be->ctx, backup, m->params, m->n_params);
+    st = m->be->ops->to_host_f32(m->be->ctx, backup, m->params, m->n_float_params);
     if (st != QT_OK) goto out;
     saved = 1;
 
     // 2. Weights, in place.
-    memcpy(work, backup, m->n_params * sizeof(float));
+    memcpy(work, backup, m->n_float_params * sizeof(float));
     st = quantize_weights(&s, work, &out->weight_tensors);
     if (st != QT_OK) goto out;
 
@@ -471,7 +480,8 @@ out:
     m->hooks = old_hooks;
     m->training = was_training;
     if (saved) {
-        qt_status rs = m->be->ops->to_device_f32(m->be->ctx, m->params, backup, m->n_params);
+        qt_status rs =
+            m->be->ops->to_device_f32(m->be->ctx, m->params, backup, m->n_float_params);
         if (st == QT_OK) st = rs;
     }
     if (s.dq) m->be->ops->free(m->be->ctx, s.dq);

@@ -3,14 +3,15 @@
 // - the fake-quantized and the true INT8 GEMM path agree within 1% in perplexity (measured
 //   difference printed), for W8A8 / W4A8 / W6A6, min-max and percentile activation ranges,
 //   absmax and MSE weight ranges, tied (embedding output quantized) and untied embeddings,
-//   gated attention (the gated context gets its own range) and plain attention;
+//   gated attention (the gated context gets its own range) and plain attention, and the LLaMA
+//   family (RMSNorm, RoPE, SwiGLU, no biases, untied head);
 // - W8A8 stays within 25% of full precision; W4A8 and W6A6 move the perplexity further from
 //   full precision than W8A8 (in either direction: quantization noise can lower the
 //   perplexity of an under-trained model, as it does here for W4A8);
 // - the reported FP perplexity equals plain qt_evaluate exactly, and afterwards the
 //   parameters, hooks and a plain evaluation are bit for bit what they were;
 // - bad configurations (0 calibration batches, bits outside 2..8, unknown presets, bad
-//   ranges) are QT_ERR_ARG naming the field.
+//   ranges) are QT_ERR_ARG naming the field; a quantization-trained model is refused.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,9 +54,15 @@ typedef struct {
     qt_dataloader *train, *val;
 } fixture;
 
-// Trains a tiny model (gated or not, tied or not) for `steps` steps and loads its checkpoint
-// into an eval model, as `qtrain eval` does.
-static void fixture_open(fixture *f, int gated, int tied, int steps) {
+static const char *const llama_sets[] = {"model.arch=llama",      "model.norm=rmsnorm",
+                                         "model.pos=rope",        "model.activation=swiglu",
+                                         "model.bias=0",          "model.tie_embeddings=0",
+                                         "model.d_ff=88",         NULL};
+
+// Trains a tiny model (gated or not, tied or not, then the settings of `extra`, NULL-ended)
+// for `steps` steps and loads its checkpoint into an eval model, as `qtrain eval` does.
+static void fixture_open_ex(fixture *f, int gated, int tied, int steps,
+                            const char *const *extra) {
     memset(f, 0, sizeof *f);
     f->dir = qt_test_tmpdir("ptq");
     write_shards(f->dir);
@@ -78,6 +85,8 @@ static void fixture_open(fixture *f, int gated, int tied, int steps) {
     ck_assert_int_eq(qt_config_set(&cfg, kv, "t"), QT_OK);
     snprintf(kv, sizeof kv, "train.eval_every=%d", steps);
     ck_assert_int_eq(qt_config_set(&cfg, kv, "t"), QT_OK);
+    for (int i = 0; extra && extra[i]; i++)
+        ck_assert_msg(qt_config_set(&cfg, extra[i], "test") == QT_OK, "%s", qt_last_error());
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", f->dir);
     char run[1100], ckpt[1200];
     snprintf(run, sizeof run, "%s/run", f->dir);
@@ -97,6 +106,10 @@ static void fixture_open(fixture *f, int gated, int tied, int steps) {
     ck_assert_int_eq(qt_dataloader_open(&f->val, f->dir, "val", ec.batch_size, ec.seq_len,
                                         ec.vocab_size, ec.seed, 0),
                      QT_OK);
+}
+
+static void fixture_open(fixture *f, int gated, int tied, int steps) {
+    fixture_open_ex(f, gated, tied, steps, NULL);
 }
 
 static void fixture_close(fixture *f) {
@@ -136,7 +149,7 @@ static qt_ptq_result run_ptq(fixture *f, const char *preset, qt_quant_range act,
 }
 
 static void host_params(const qt_model *m, float *out) {
-    ck_assert_int_eq(m->be->ops->to_host_f32(m->be->ctx, out, m->params, m->n_params), QT_OK);
+    ck_assert_int_eq(m->be->ops->to_host_f32(m->be->ctx, out, m->params, m->n_float_params), QT_OK);
 }
 
 // The main acceptance: fake vs INT8, bit-width ordering, FP untouched. Tied embeddings and
@@ -147,8 +160,8 @@ START_TEST(test_presets_gated_tied) {
     qt_model *m = &f.model;
     qt_eval_result plain;
     ck_assert_int_eq(qt_evaluate(m, f.val, 4, &plain), QT_OK);
-    float *before = malloc(m->n_params * sizeof(float));
-    float *after = malloc(m->n_params * sizeof(float));
+    float *before = malloc(m->n_float_params * sizeof(float));
+    float *after = malloc(m->n_float_params * sizeof(float));
     ck_assert(before && after);
     host_params(m, before);
 
@@ -184,7 +197,7 @@ START_TEST(test_presets_gated_tied) {
 
     // everything restored: parameters, hooks, a plain evaluation
     host_params(m, after);
-    ck_assert_msg(memcmp(before, after, m->n_params * sizeof(float)) == 0,
+    ck_assert_msg(memcmp(before, after, m->n_float_params * sizeof(float)) == 0,
                   "parameters differ after qt_ptq_evaluate");
     ck_assert_ptr_null(m->hooks);
     qt_eval_result again;
@@ -218,6 +231,29 @@ START_TEST(test_ranges_untied_ungated) {
     ck_assert_msg(b.fake_ppl <= 1.25 * b.fp_ppl, "W8A8 ppl %.4f vs fp %.4f", b.fake_ppl,
                   b.fp_ppl);
     run_ptq(&f, "w4a8", QT_QUANT_RANGE_RUNNING, QT_QUANT_RANGE_MSE, "plain untied minmax+mse");
+    fixture_close(&f);
+}
+END_TEST
+
+// The LLaMA family: RMSNorm gains quantized like LayerNorm's, SwiGLU's fc1 (2F, C) and fc2
+// input (its product) through the INT8 GEMM, RoPE'd q/k as the QKV site, untied head kept.
+START_TEST(test_llama) {
+    fixture f;
+    fixture_open_ex(&f, 0, 0, 40, llama_sets);
+    qt_ptq_result a = run_ptq(&f, "w8a8", QT_QUANT_RANGE_RUNNING, QT_QUANT_RANGE_ABSMAX,
+                              "llama untied minmax");
+    ck_assert_int_eq(a.head_tied, 0);
+    ck_assert_int_eq(a.act_ranges, 2 * 11 + 1 + 2 * 4);
+    // wte (no position table), per layer 2 norms + 4 linears, final norm; lm_head kept
+    ck_assert_int_eq(a.weight_tensors, 1 + 2 * 6 + 1);
+    ck_assert_msg(a.fake_ppl <= 1.25 * a.fp_ppl, "W8A8 ppl %.4f vs fp %.4f", a.fake_ppl,
+                  a.fp_ppl);
+    qt_ptq_result b = run_ptq(&f, "w4a8", QT_QUANT_RANGE_RUNNING, QT_QUANT_RANGE_ABSMAX,
+                              "llama untied minmax");
+    ck_assert_msg(fabs(log(b.fake_ppl / b.fp_ppl)) >= fabs(log(a.fake_ppl / a.fp_ppl)),
+                  "llama: W4A8 ppl %.4f closer to fp %.4f than W8A8 %.4f", b.fake_ppl, b.fp_ppl,
+                  a.fake_ppl);
+    run_ptq(&f, "w6a6", QT_QUANT_RANGE_PERCENTILE, QT_QUANT_RANGE_MSE, "llama untied pct+mse");
     fixture_close(&f);
 }
 END_TEST
@@ -267,8 +303,8 @@ START_TEST(test_bad_config) {
     // qt_ptq_evaluate refuses before touching the model
     fixture f;
     fixture_open(&f, 0, 1, 2);
-    float *before = malloc(f.model.n_params * sizeof(float));
-    float *after = malloc(f.model.n_params * sizeof(float));
+    float *before = malloc(f.model.n_float_params * sizeof(float));
+    float *after = malloc(f.model.n_float_params * sizeof(float));
     ck_assert(before && after);
     host_params(&f.model, before);
     c = qt_ptq_config_default();
@@ -286,9 +322,20 @@ START_TEST(test_bad_config) {
     ck_assert(isfinite(r.fake_ppl) && isnan(r.int8_ppl) && isnan(r.int8_vs_fake));
     ck_assert_ptr_null(r.int8_gemm);
     host_params(&f.model, after);
-    ck_assert(memcmp(before, after, f.model.n_params * sizeof(float)) == 0);
+    ck_assert(memcmp(before, after, f.model.n_float_params * sizeof(float)) == 0);
     free(before);
     free(after);
+
+    // a model whose own forward quantizes its linears (quant.mode != none) is refused
+    qt_config qc = f.model.cfg;
+    ck_assert_int_eq(qt_config_set(&qc, "quant.mode=qat", "test"), QT_OK);
+    qt_model qm;
+    ck_assert_msg(qt_model_init(&qm, &qc, &f.be, qc.batch_size, qc.seq_len) == QT_OK, "%s",
+                  qt_last_error());
+    c = qt_ptq_config_default();
+    ck_assert_int_eq(qt_ptq_evaluate(&qm, f.train, f.val, &c, &r), QT_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "quant.mode = qat"));
+    qt_model_free(&qm);
     fixture_close(&f);
 }
 END_TEST
@@ -299,6 +346,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_presets_gated_tied);
     tcase_add_test(tc, test_ranges_untied_ungated);
+    tcase_add_test(tc, test_llama);
     tcase_add_test(tc, test_bad_config);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
