@@ -308,9 +308,15 @@ START_TEST(test_llama_bad_args) {
     ck_assert_int_eq(qt_cuda_rope_fwd(NULL, QT_DTYPE_F32, NULL, 1, 2, 8, 2, 1e4f), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_rope_fwd(NULL, QT_DTYPE_BF16, c + 1, 1, 2, 8, 2, 1e4f), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_rope_fwd(NULL, QT_DTYPE_F32, buf, 0, 2, 8, 2, 1e4f), QT_OK);
+    ck_assert_int_eq(qt_cuda_rope_fwd(NULL, (qt_dtype)9, buf, 1, 2, 8, 2, 1e4f), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_rope_fwd(NULL, QT_DTYPE_F32, buf, 1, 0x7fffffff, 8192, 1, 1e4f),
+                     QT_ERR_ARG); // more (t, pair) threads than one grid holds
     ck_assert_int_eq(qt_cuda_swiglu_fwd(NULL, QT_DTYPE_F32, buf, buf, 2, 0), QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "swiglu_fwd"));
     ck_assert_int_eq(qt_cuda_swiglu_fwd(NULL, QT_DTYPE_F32, NULL, buf, 2, 3), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_swiglu_fwd(NULL, (qt_dtype)9, buf, buf, 2, 3), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_swiglu_fwd(NULL, QT_DTYPE_F16, c + 1, buf, 2, 3), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_swiglu_bwd(NULL, QT_DTYPE_F32, buf, NULL, buf, 2, 3), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_swiglu_bwd(NULL, QT_DTYPE_F32, buf, c + 64, buf, 2, 3),
                      QT_ERR_ARG); // dx aliases x
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "swiglu_bwd"));
