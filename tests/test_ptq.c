@@ -4,7 +4,8 @@
 //   difference printed), for W8A8 / W4A8 / W6A6, min-max and percentile activation ranges,
 //   absmax and MSE weight ranges, tied (embedding output quantized) and untied embeddings,
 //   gated attention (the gated context gets its own range) and plain attention, and the LLaMA
-//   family (RMSNorm, RoPE, SwiGLU, no biases, untied head);
+//   family (RMSNorm, RoPE, SwiGLU, no biases, untied head), and on a backend other than the
+//   fp32 CPU one (the tests' double backend: every tensor copied through the host);
 // - W8A8 stays within 25% of full precision; W4A8 and W6A6 move the perplexity further from
 //   full precision than W8A8 (in either direction: quantization noise can lower the
 //   perplexity of an under-trained model, as it does here for W4A8);
@@ -21,6 +22,7 @@
 #include "qtrain/evaluate.h"
 #include "qtrain/ptq.h"
 #include "qtrain/trainer.h"
+#include "f64_backend.h"
 #include "testutil.h"
 
 #define VOCAB 64
@@ -231,6 +233,36 @@ START_TEST(test_ranges_untied_ungated) {
     ck_assert_msg(b.fake_ppl <= 1.25 * b.fp_ppl, "W8A8 ppl %.4f vs fp %.4f", b.fake_ppl,
                   b.fp_ppl);
     run_ptq(&f, "w4a8", QT_QUANT_RANGE_RUNNING, QT_QUANT_RANGE_MSE, "plain untied minmax+mse");
+
+    // A backend that is not the fp32 CPU one (the test's double-precision backend): sites and
+    // linear inputs go through to_host_f32 / to_device_f32 copies. Same answers up to the
+    // float-vs-double arithmetic of the model.
+    qt_backend be64;
+    qt_model m64;
+    char ckpt[1200];
+    snprintf(ckpt, sizeof ckpt, "%s/run/ckpt.bin", f.dir);
+    ck_assert_int_eq(qt_test_f64_backend_init(&be64), QT_OK);
+    ck_assert_msg(qt_model_init(&m64, &f.model.cfg, &be64, f.model.B, f.model.T) == QT_OK, "%s",
+                  qt_last_error());
+    ck_assert_msg(qt_train_state_load(ckpt, &m64, NULL, NULL) == QT_OK, "%s", qt_last_error());
+    qt_ptq_config c = qt_ptq_config_default();
+    c.calib_batches = 4;
+    c.eval_batches = 4;
+    qt_ptq_result r64;
+    ck_assert_msg(qt_ptq_evaluate(&m64, f.train, f.val, &c, &r64) == QT_OK, "%s",
+                  qt_last_error());
+    printf("ptq %-22s w8a8: fp %.4f  fake %.4f  int8 %.4f  |int8 - fake| / fake = %.3g\n",
+           "f64 backend (copies)", r64.fp_ppl, r64.fake_ppl, r64.int8_ppl, r64.int8_vs_fake);
+    fflush(stdout);
+    ck_assert_msg(r64.int8_vs_fake <= 0.01 && r64.int8_linears == 4LL * 2 * 4,
+                  "f64 backend: int8 %.6f vs fake %.6f (%lld INT8 GEMMs)", r64.int8_ppl,
+                  r64.fake_ppl, r64.int8_linears);
+    ck_assert_msg(fabs(r64.fp_ppl - b.fp_ppl) <= 1e-4 * b.fp_ppl &&
+                      fabs(r64.fake_ppl - b.fake_ppl) <= 0.01 * b.fake_ppl,
+                  "f64 backend fp %.6f fake %.6f vs cpu fp %.6f fake %.6f", r64.fp_ppl,
+                  r64.fake_ppl, b.fp_ppl, b.fake_ppl);
+    qt_model_free(&m64);
+    qt_test_f64_backend_free(&be64);
     fixture_close(&f);
 }
 END_TEST
