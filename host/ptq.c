@@ -14,6 +14,14 @@
 
 enum { MODE_CALIB = 0, MODE_FAKE, MODE_INT8 };
 
+// Names for messages, in qt_site / qt_linear_id order.
+static const char *const site_names[QT_SITE_COUNT] = {
+    "embedding output", "ln1 output",  "q/k/v output",    "Q K^T",
+    "softmax output",   "P V",         "out_proj output", "first residual sum",
+    "ln2 output",       "fc1 output",  "fc2 output",      "second residual sum",
+    "final norm output"};
+static const char *const linear_names[QT_LINEAR_COUNT] = {"qkv_proj", "out_proj", "fc1", "fc2"};
+
 typedef struct {
     qt_model *m;
     const qt_ptq_config *c;
@@ -144,11 +152,10 @@ static qt_status calibrate(ptq_state *s, qt_quant_running *r, const float *x, si
 static qt_status on_activation(void *user, qt_model *m, int layer, qt_site site, void *x,
                                size_t rows, size_t cols) {
     ptq_state *s = user;
-    (void)m;
-    if (site == QT_SITE_EMBED && !s->embed_site) return QT_OK;
     if (layer < -1 || layer >= s->L || (unsigned)site >= QT_SITE_COUNT)
-        return qt_error(QT_ERR_ARG, "ptq: site %d of layer %d is outside the model's %d layers",
-                        (int)site, layer, s->L);
+        return qt_error(QT_ERR_INTERNAL, "ptq: site %d of layer %d is outside the model's %d "
+                        "layers", (int)site, layer, s->L);
+    if (site == QT_SITE_EMBED && !s->embed_site) return QT_OK;
     qt_quant_running *r = &s->site_rng[(size_t)(layer + 1) * QT_SITE_COUNT + site];
     const size_t n = rows * cols;
     float *h;
@@ -156,8 +163,8 @@ static qt_status on_activation(void *user, qt_model *m, int layer, qt_site site,
     if (s->mode == MODE_CALIB)
         return calibrate(s, r, h, rows, cols, site == QT_SITE_SCORES || site == QT_SITE_PROBS);
     if (!r->initialized)
-        return qt_error(QT_ERR_ARG, "ptq: site %d of layer %d was never seen while calibrating; "
-                        "calibrate the same model configuration first", (int)site, layer);
+        return qt_error(QT_ERR_INTERNAL, "ptq: the %s of layer %d was never seen while "
+                        "calibrating", site_names[site], layer);
     const qt_quant_params p = act_params(s);
     QT_TRY(qt_cpu_quant_fake(&p, r, h, h, rows, cols));
     if (!s->direct) QT_TRY(m->be->ops->to_device_f32(m->be->ctx, x, h, n));
@@ -184,9 +191,9 @@ static qt_status linear_int8(ptq_state *s, int layer, qt_linear_id which, void *
     if (ti < 0 || tensor_at(m, w) != ti || s->wstep[ti] == 0.0f || m->tensors[ti].ndim != 2 ||
         m->tensors[ti].shape[0] != OC || m->tensors[ti].shape[1] != IC)
         return qt_error(QT_ERR_UNSUPPORTED,
-                        "ptq: the weight of linear %d in layer %d is not a quantized (%d, %d) "
-                        "parameter of the model; the INT8 path needs the model's own weights",
-                        (int)which, layer, OC, IC);
+                        "ptq: the %s weight of layer %d is not a quantized (%d, %d) parameter "
+                        "of the model; the INT8 path needs the model's own weights",
+                        linear_names[which], layer, OC, IC);
     if (IC > QT_INT8_GEMM_ZP_MAX_K)
         return qt_error(QT_ERR_UNSUPPORTED, "ptq: linear input width %d exceeds the INT8 GEMM's "
                         "%d; evaluate with the fake path only", IC, QT_INT8_GEMM_ZP_MAX_K);
@@ -265,8 +272,8 @@ static qt_status on_linear(void *user, qt_model *m, int layer, qt_linear_id whic
     ptq_state *s = user;
     *handled = 0;
     if (layer < 0 || layer >= s->L || (unsigned)which >= QT_LINEAR_COUNT)
-        return qt_error(QT_ERR_ARG, "ptq: linear %d of layer %d is outside the model's %d layers",
-                        (int)which, layer, s->L);
+        return qt_error(QT_ERR_INTERNAL, "ptq: linear %d of layer %d is outside the model's %d "
+                        "layers", (int)which, layer, s->L);
     qt_quant_running *r = &s->lin_rng[(size_t)layer * QT_LINEAR_COUNT + which];
     if (s->mode == MODE_CALIB) {
         float *hx;
@@ -275,9 +282,8 @@ static qt_status on_linear(void *user, qt_model *m, int layer, qt_linear_id whic
     }
     (void)m;
     if (!r->initialized)
-        return qt_error(QT_ERR_ARG, "ptq: linear %d of layer %d was never seen while "
-                        "calibrating; calibrate the same model configuration first",
-                        (int)which, layer);
+        return qt_error(QT_ERR_INTERNAL, "ptq: the %s input of layer %d was never seen while "
+                        "calibrating", linear_names[which], layer);
     if (s->mode == MODE_INT8)
         QT_TRY(linear_int8(s, layer, which, out, x, w, b, N, IC, OC, r));
     else
