@@ -6,7 +6,7 @@
 //     A (M, K) int8 row-major, activations (one row per token)
 //     B (N, K) int8 row-major, weights (one row per output channel)
 //     C (M, N) int32 row-major, overwritten; exact (1 <= K <= QT_INT8_GEMM_MAX_K)
-// Any M, N, K >= 1 and any byte alignment of A and B.
+// Any N, K >= 1, 1 <= M <= 65535 * 64 (the grid), and any byte alignment of A and B.
 //
 // Two implementations (kernels/cuda/int8_gemm.cu), bit-identical int32 results:
 //   QT_CUDA_INT8_MMA       the hand-written tensor-core kernel: mma.sync m16n8k32 .s8 on
