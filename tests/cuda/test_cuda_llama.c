@@ -9,7 +9,9 @@
 // 1e-3 + 4e-3; bf16 1e-2 + 3e-2); rstd (fp32 math on exact inputs) uses the fp32 tolerance in
 // every dtype. RMSNorm's dx is rstd times a difference that cancels for C = 1 (atol scaled by
 // the largest rstd), its dw a column sum of N terms of size ~1 (atol scaled by sqrt(N)). RoPE
-// values are sums of two products of size ~2 that may cancel: atol is scaled by 2.
+// values are sums of two products of size ~2 that may cancel: atol is scaled by 2. SwiGLU's
+// terms grow like |x|^2 (x in [-hi, hi)) and dx adds them to a pre-filled gradient, where they
+// may cancel: atol is scaled by max(1, hi^2).
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
