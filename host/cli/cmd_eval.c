@@ -180,8 +180,9 @@ int qt_cmd_eval(int argc, char **argv) {
     qt_config cfg;
     if (qt_train_state_read_config(ckpt, &cfg) != QT_OK) return qt_cli_fail();
     // Checkpoints hold fp32 weights: evaluate in the device's natural precision, whatever the
-    // run trained in.
-    cfg.precision = QT_PRECISION_AUTO;
+    // run trained in; post-training quantization in fp32, so that fake-quantized tensors hold
+    // exact grid values on every device.
+    cfg.precision = quant ? QT_PRECISION_FP32 : QT_PRECISION_AUTO;
     if (data) snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data);
     if (batches == 0) batches = cfg.eval_batches;
     qt_backend be;
