@@ -337,6 +337,49 @@ static qt_status cpu_linear_s8_fwd(void *ctx, void *out, const void *x, const vo
     return st;
 }
 
+// SwitchBack's dX: dx (N, IC) += Qg(g (N, OC)) Qw(w (OC, IC)), g per token, w per tensor, on
+// the INT8 GEMM (TN: the weight codes transposed to (IC, OC)); the product goes through a
+// scratch (N, IC) and is added, since the GEMM's epilogue overwrites.
+static qt_status cpu_linear_s8_dx(void *ctx, void *dx, const void *g, const void *w, int N,
+                                  int IC, int OC, const qt_quant_params *gq,
+                                  const qt_quant_params *wq) {
+    (void)ctx;
+    if (!cpu_s8_quant_ok(gq) || !cpu_s8_quant_ok(wq) || gq->granularity != QT_QUANT_PER_ROW ||
+        wq->granularity != QT_QUANT_PER_TENSOR)
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "cpu linear_s8_dx: the INT8 dX needs 8-bit symmetric nearest g per token "
+                        "and w per tensor; use the fake-quant backward for other grids");
+    if (N < 1 || IC < 1 || OC < 1)
+        return qt_error(QT_ERR_ARG, "cpu linear_s8_dx: shape N %d, IC %d, OC %d", N, IC, OC);
+    size_t nw = (size_t)OC * IC, nx = (size_t)N * IC;
+    int8_t *gc = malloc((size_t)N * OC), *wc = malloc(nw), *wt = malloc(nw);
+    float *gs = malloc((size_t)N * sizeof(float)), *ws = malloc((size_t)IC * sizeof(float));
+    float *tmp = malloc(nx * sizeof(float));
+    qt_status st = QT_OK;
+    if (!gc || !wc || !wt || !gs || !ws || !tmp)
+        st = qt_error(QT_ERR_OOM, "cpu linear_s8_dx: no memory for a (%d, %d) x (%d, %d) layer", N,
+                      OC, OC, IC);
+    if (st == QT_OK) st = cpu_s8_quantize(gq, gc, gs, g, N, OC);
+    if (st == QT_OK) st = qt_cpu_quant_quantize(wq, NULL, wc, ws, NULL, w, (size_t)OC, (size_t)IC);
+    if (st == QT_OK) {
+        for (int o = 0; o < OC; o++)
+            for (int i = 0; i < IC; i++) wt[(size_t)i * OC + o] = wc[(size_t)o * IC + i];
+        for (int i = 1; i < IC; i++) ws[i] = ws[0];
+        st = qt_cpu_linear_s8(tmp, gc, gs, wt, ws, NULL, N, IC, OC);
+    }
+    if (st == QT_OK) {
+        float *d = dx;
+        for (size_t k = 0; k < nx; k++) d[k] += tmp[k];
+    }
+    free(gc);
+    free(wc);
+    free(wt);
+    free(gs);
+    free(ws);
+    free(tmp);
+    return st;
+}
+
 // out (n) = codes (n, int8) * scale.
 static qt_status cpu_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
                                  size_t n) {
@@ -409,6 +452,7 @@ static const qt_backend_ops cpu_ops = {
     // dqt part
     .quant_fake = cpu_quant_fake,
     .linear_s8_fwd = cpu_linear_s8_fwd,
+    .linear_s8_dx = cpu_linear_s8_dx,
     .dqt_dequant = cpu_dqt_dequant,
     .dqt_step = cpu_dqt_step,
     // end of the dqt part

@@ -10,7 +10,8 @@
 // Nothing quantized is saved for the backward: Q_w(W) and Q_a(X) are recomputed there from the
 // saved X with the same stochastic-rounding streams, so they are bit-identical to the forward's.
 // When W and X are both 8-bit symmetric absmax per tensor/row with nearest rounding and the
-// backend has linear_s8_fwd (quant.int8_gemm = 1), the qat forward runs on the INT8 GEMM.
+// backend has linear_s8_fwd (quant.int8_gemm = 1), the qat forward runs on the INT8 GEMM; so
+// does SwitchBack's dX = G_q W_q when G is 8-bit per token and W 8-bit per tensor.
 #include "qlinear.h"
 
 #include <string.h>
@@ -146,7 +147,14 @@ qt_status qt_qlinear_bwd(qt_model *m, int layer, qt_linear_id which, void *dx, v
         QT_TRY(BE->linear_bwd(CTX, NULL, dw, NULL, m->q_g, xf, wf, N, IC, OC));
         return BE->linear_bwd(CTX, dx, NULL, db, dout, xf, wf, N, IC, OC);
     }
-    QT_TRY(BE->linear_bwd(CTX, dx, NULL, NULL, m->q_g, xf, wf, N, IC, OC));
+    // SwitchBack: dX = G_q W_q, on the INT8 GEMM when both grids allow it.
+    qt_quant_params wp;
+    if (dx && m->cfg.q_int8_gemm && BE->linear_s8_dx && is_int8_gemm_able(&gp) &&
+        gp.granularity == QT_QUANT_PER_ROW && quantizer(m, layer, which, ROLE_W, &wp) &&
+        is_int8_gemm_able(&wp) && wp.granularity == QT_QUANT_PER_TENSOR)
+        QT_TRY(BE->linear_s8_dx(CTX, dx, dout, w, N, IC, OC, &gp, &wp));
+    else
+        QT_TRY(BE->linear_bwd(CTX, dx, NULL, NULL, m->q_g, xf, wf, N, IC, OC));
     return BE->linear_bwd(CTX, NULL, dw, db, dout, xf, wf, N, IC, OC);
 }
 

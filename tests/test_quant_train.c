@@ -157,6 +157,20 @@ START_TEST(test_qat_linear_switchback_quantizes_dx) {
 }
 END_TEST
 
+// The same with the INT8 GEMM on: the forward (W and X 8-bit) and SwitchBack's dX (G 8-bit per
+// token, W 8-bit per tensor) run on integers and still equal the fake-quantized reference.
+START_TEST(test_qat_linear_int8_forward_and_switchback_dx) {
+    const char *sets[] = {"quant.w_bits=8", "quant.w_granularity=tensor", "quant.a_bits=8",
+                          "quant.a_granularity=row", "quant.g_bits=8", "quant.g_granularity=row",
+                          "quant.backward=dx", "quant.int8_gemm=1"};
+    qt_quant_params w = qt_quant_params_default(8), a = qt_quant_params_default(8);
+    qt_quant_params g = qt_quant_params_default(8);
+    a.granularity = g.granularity = QT_QUANT_PER_ROW;
+    g.floor = 1e-9f;
+    check_linear(sets, sizeof sets / sizeof sets[0], &w, &a, &g, 1);
+}
+END_TEST
+
 START_TEST(test_bitnet_linear_is_ternary_times_8bit) {
     const char *sets[] = {"quant.mode=bitnet"};
     qt_quant_params w = qt_quant_params_default(QT_QUANT_TERNARY);
@@ -461,6 +475,7 @@ static Suite *quant_train_suite(void) {
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_qat_linear_is_ste_with_quantized_dw);
     tcase_add_test(tc, test_qat_linear_switchback_quantizes_dx);
+    tcase_add_test(tc, test_qat_linear_int8_forward_and_switchback_dx);
     tcase_add_test(tc, test_bitnet_linear_is_ternary_times_8bit);
     tcase_add_test(tc, test_qat_int8_forward_matches_fake_quant);
     tcase_add_test(tc, test_dqt_weights_exist_only_as_int8);

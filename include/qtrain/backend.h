@@ -141,6 +141,12 @@ typedef struct qt_backend_ops {
     qt_status (*linear_s8_fwd)(void *ctx, void *out, const void *x, const void *w, const void *b,
                                int N, int IC, int OC, const qt_quant_params *aq,
                                const qt_quant_params *wq);
+    // SwitchBack's dX on the INT8 GEMM: dx (N, IC) += Qg(g) (N, OC) Qw(w) (OC, IC), g per
+    // token (per row) and w per tensor, both 8-bit symmetric absmax nearest (a per-channel w
+    // scale would sit inside the sum over OC). Equals linear_bwd's dx on quant_fake'd inputs
+    // up to fp rounding. Optional (NULL: the fake-quant path).
+    qt_status (*linear_s8_dx)(void *ctx, void *dx, const void *g, const void *w, int N, int IC,
+                              int OC, const qt_quant_params *gq, const qt_quant_params *wq);
     // DQT (qtrain/dqt.h): weights stored only as int8 codes with a per-tensor scale.
     // out (n, the backend's dtype) = codes * scale.
     qt_status (*dqt_dequant)(void *ctx, void *out, const int8_t *codes, float scale, size_t n);
