@@ -22,8 +22,8 @@
 //   - The draw compares u with the fraction f = t - floor(t) (exact for |t| < 2^23) instead of
 //     rounding t + u, which rounds up when u is within an ulp of t + u below 1: a code on the
 //     grid (f = 0) never moves, and P(up) = ceil(f 2^24) / 2^24, within 2^-24 of f.
-// NaN (a NaN gradient) makes t NaN, which clamps to qmin (fmaxf drops the NaN), like the
-// quantizer; the loss scaler skips such steps before they get here.
+// NaN (a NaN gradient) makes t NaN, which clamps to qmin, like the quantizer; the loss scaler
+// skips such steps before they get here.
 //
 // Float order: every multiply, add, divide and sqrt rounds on its own (the device uses the
 // _rn intrinsics; host code must not contract a*b + c into an fma: ISO C11 does not, and the
@@ -125,7 +125,9 @@ QT_HD float qt_dqt_update(const qt_dqt_coef *k, float grad, int code, float *m, 
 QT_HD int qt_dqt_round(float t, float u, int qmin, int qmax) {
     const float fl = floorf(t);
     const float r = qt_dqt_add(fl, u < qt_dqt_sub(t, fl) ? 1.0f : 0.0f);
-    return (int)fminf(fmaxf(r, (float)qmin), (float)qmax);
+    // clamp by compares (gcc calls libm for fminf/fmaxf); NaN fails both, giving qmin
+    const float lo = (float)qmin, hi = (float)qmax;
+    return (int)(r >= hi ? hi : r >= lo ? r : lo);
 }
 
 // ---- host side: argument checks and the constants of a call ----------------------------------
