@@ -7,7 +7,11 @@
 //   w' = w - lr (mhat / (sqrt(vhat) + eps) + weight_decay w)      (AdamW, as qt_cpu_adamw_step)
 //   q' = clamp(floor(w' / scale_out + u), qmin, qmax),  u = qt_philox_uniform(seed, stream, i)
 // i.e. stochastic rounding of the updated value onto the grid of scale_out (unbiased inside
-// the range). The caller picks scale_out by its scale rule (qt_dqt_scale_rule).
+// the range). Evaluated as t = q (scale_in / scale_out) - update / scale_out, rounded up when
+// u < t - floor(t) (kernels/common/dqt_math.h): equal in exact arithmetic, but a zero update
+// with scale_out = scale_in never moves a code, where w' / scale_out computed from q * scale_in
+// misses the integer by an ulp for ~12% of (code, scale) pairs. The caller picks scale_out by
+// its scale rule (quant.dqt_scale).
 // Ternary: qmin = -1, qmax = 1; b bits: qmin = -2^(b-1), qmax = 2^(b-1) - 1.
 #ifndef QTRAIN_DQT_H
 #define QTRAIN_DQT_H
