@@ -25,28 +25,6 @@
 // ---- helpers --------------------------------------------------------------------------------
 
 
-static double rel_err(const double *an, const double *fd, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(an[i] - fd[i]);
-        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
-        if (fabs(fd[i]) > den) den = fabs(fd[i]);
-    }
-    return num / (den > 1e-30 ? den : 1e-30);
-}
-
-// Float result against double reference: per element |f - d| <= rtol (max|d| + |d|).
-static double fd_vs(const float *f, const double *d, size_t n, double rtol) {
-    double mx = 0.0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(d[i]));
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)f[i] - d[i]) / (rtol * (mx + fabs(d[i])) + 1e-300);
-        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
-    }
-    return worst;
-}
-
 // A differentiable function of several double tensors, for finite differences.
 typedef struct {
     double *x[FD_MAX_TENSORS]; // inputs (perturbed in place)
@@ -71,16 +49,8 @@ static void fd_check(fd_problem *p, double *const *an, const char *what) {
     for (int k = 0; k < p->count; k++) {
         if (!an[k]) continue;
         double *fd = qt_test_dalloc(p->n[k]);
-        for (size_t i = 0; i < p->n[k]; i++) {
-            double save = p->x[k][i];
-            p->x[k][i] = save + FD_H;
-            double lp = p->loss(p->ctx);
-            p->x[k][i] = save - FD_H;
-            double lm = p->loss(p->ctx);
-            p->x[k][i] = save;
-            fd[i] = (lp - lm) / (2 * FD_H);
-        }
-        double err = rel_err(an[k], fd, p->n[k]);
+        qt_test_fd_grad(p->loss, p->ctx, p->x[k], p->n[k], FD_H, fd);
+        double err = qt_test_rel_err_f64(an[k], fd, p->n[k]);
         ck_assert_msg(err <= FD_TOL, "%s: d%s vs finite differences: err %g", what, p->name[k],
                       err);
         free(fd);
@@ -104,12 +74,6 @@ static double *acc_delta(acc_buf *a) {
 static void acc_free(acc_buf *a) {
     free(a->g);
     free(a->start);
-}
-
-static double dot(const double *a, const double *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
 }
 
 static const char *gate_name(qt_gate_kind k) {
@@ -166,7 +130,7 @@ static double gate_loss(void *v) {
     gate_ctx *c = v;
     qt_cpu_gate_fwd_f64(c->g, c->gate, c->hidden, c->x, c->w[0], c->w[1], c->w[2], c->w[3], c->N,
                         c->C);
-    return dot(c->gate, c->wout, (size_t)c->N * c->g->n_heads);
+    return qt_test_ddot(c->gate, c->wout, (size_t)c->N * c->g->n_heads);
 }
 
 static void check_gate_fd(qt_gate_kind kind) {
@@ -259,7 +223,7 @@ typedef struct {
 static double gmul_loss(void *v) {
     gmul_ctx *c = v;
     qt_cpu_gate_mul_fwd_f64(c->out, c->gate, c->ctxv, c->N, c->C, c->H);
-    return dot(c->out, c->wout, (size_t)c->N * c->C);
+    return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
 }
 
 START_TEST(test_gate_mul_fd) {
@@ -314,11 +278,11 @@ static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uin
                         N, C);
     qt_cpu_gate_fwd(&g, gf, kind == QT_GATE_MLP ? hf : NULL, xf, wf[0], wf[1], wf[2], wf[3], N,
                     C);
-    double e = fd_vs(gf, gd, ng, 1e-5);
+    double e = qt_test_float_vs_double(gf, gd, ng, 1e-5);
     ck_assert_msg(e <= 1.0, "gate_fwd float/double %s N %d C %d H %d: %g", gate_name(kind), N, C,
                   H, e);
     if (kind == QT_GATE_MLP) {
-        e = fd_vs(hf, hd, nhid, 1e-5);
+        e = qt_test_float_vs_double(hf, hd, nhid, 1e-5);
         ck_assert_msg(e <= 1.0, "gate_fwd hidden float/double N %d C %d H %d: %g", N, C, H, e);
     }
     // backward, from each precision's own saved activations, onto equal random starts
@@ -332,12 +296,12 @@ static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uin
                         dgd, gd, hd, xd, wd[0], wd[2], N, C);
     qt_cpu_gate_bwd(&g, dxf, dwf[0], dwf[1], sz[2] ? dwf[2] : NULL, sz[3] ? dwf[3] : NULL, dgf,
                     gf, hf, xf, wf[0], wf[2], N, C);
-    e = fd_vs(dxf, dxd, nx, 1e-5);
+    e = qt_test_float_vs_double(dxf, dxd, nx, 1e-5);
     ck_assert_msg(e <= 1.0, "gate_bwd dx float/double %s N %d C %d: %g", gate_name(kind), N, C,
                   e);
     for (int k = 0; k < 4; k++) {
         if (!sz[k]) continue;
-        e = fd_vs(dwf[k], dwd[k], sz[k], 1e-5);
+        e = qt_test_float_vs_double(dwf[k], dwd[k], sz[k], 1e-5);
         ck_assert_msg(e <= 1.0, "gate_bwd param %d float/double %s N %d C %d: %g", k,
                       gate_name(kind), N, C, e);
     }
@@ -378,11 +342,14 @@ START_TEST(test_gate_float_vs_double) {
     qt_test_poison(of, (size_t)N * C);
     qt_cpu_gate_mul_fwd(of, gf, cf, N, C, H);
     qt_cpu_gate_mul_fwd_f64(od, gd, cd, N, C, H);
-    ck_assert_msg(fd_vs(of, od, (size_t)N * C, 1e-6) <= 1.0, "gate_mul_fwd float/double");
+    ck_assert_msg(qt_test_float_vs_double(of, od, (size_t)N * C, 1e-6) <= 1.0,
+                  "gate_mul_fwd float/double");
     qt_cpu_gate_mul_bwd(dcf, dgf, dof, gf, cf, N, C, H);
     qt_cpu_gate_mul_bwd_f64(dcd, dgd, dod, gd, cd, N, C, H);
-    ck_assert_msg(fd_vs(dcf, dcd, (size_t)N * C, 1e-5) <= 1.0, "gate_mul_bwd dctx float/double");
-    ck_assert_msg(fd_vs(dgf, dgd, (size_t)N * H, 1e-5) <= 1.0, "gate_mul_bwd dgate float/double");
+    ck_assert_msg(qt_test_float_vs_double(dcf, dcd, (size_t)N * C, 1e-5) <= 1.0,
+                  "gate_mul_bwd dctx float/double");
+    ck_assert_msg(qt_test_float_vs_double(dgf, dgd, (size_t)N * H, 1e-5) <= 1.0,
+                  "gate_mul_bwd dgate float/double");
     free(gd);
     free(cd);
     free(dod);
@@ -421,7 +388,7 @@ static double att_loss(void *v) {
     att_ctx *c = v;
     qt_cpu_attention_fwd_f64(c->prm, c->ctx, c->probs, c->p, c->qkv, c->lens, c->B, c->T, c->C,
                              c->H);
-    return dot(c->ctx, c->wout, (size_t)c->B * c->T * c->C);
+    return qt_test_ddot(c->ctx, c->wout, (size_t)c->B * c->T * c->C);
 }
 
 static void check_attention_fd(qt_softmax_kind kind, int B, int T, int C, int H, const int *mode,
@@ -502,8 +469,9 @@ static void check_attention_float(qt_softmax_kind kind, int B, int T, int C, int
     qt_test_poison(sf, np);
     qt_cpu_attention_fwd(&prm, cf, prf, pf, qf, lens, B, T, C, H);
     qt_cpu_attention_fwd_f64(&prm, cd, prd, pd, qd, lens, B, T, C, H);
-    double e1 = fd_vs(cf, cd, nc, 1e-5), e2 = fd_vs(prf, prd, np, 1e-5);
-    double e3 = fd_vs(pf, pd, np, 1e-5);
+    double e1 = qt_test_float_vs_double(cf, cd, nc, 1e-5),
+           e2 = qt_test_float_vs_double(prf, prd, np, 1e-5);
+    double e3 = qt_test_float_vs_double(pf, pd, np, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
                   "attention_fwd float/double %s B %d T %d C %d H %d: ctx %g probs %g p %g",
                   sm_name(kind), B, T, C, H, e1, e2, e3);
@@ -511,7 +479,7 @@ static void check_attention_float(qt_softmax_kind kind, int B, int T, int C, int
     float *dqf = qt_test_to_float(dqd, nq);
     qt_cpu_attention_bwd(&prm, dqf, sf, dcf, qf, prf, pf, lens, B, T, C, H);
     qt_cpu_attention_bwd_f64(&prm, dqd, sd, dcd, qd, prd, pd, lens, B, T, C, H);
-    double e = fd_vs(dqf, dqd, nq, 1e-5);
+    double e = qt_test_float_vs_double(dqf, dqd, nq, 1e-5);
     ck_assert_msg(e <= 1.0, "attention_bwd float/double %s B %d T %d C %d H %d: %g",
                   sm_name(kind), B, T, C, H, e);
     free(lens);
@@ -604,7 +572,7 @@ static void check_split_case(int B, int T, int C, int H, int mode0, int padlen, 
     double *want = qt_test_dalloc(nc);
     att_loss(&c);
     naive_attention(&prm, want, c.qkv, lens, B, T, C, H);
-    double err = rel_err(c.ctx, want, nc);
+    double err = qt_test_rel_err_f64(c.ctx, want, nc);
     ck_assert_msg(err <= 1e-12, "attention_fwd_f64 B %d T %d C %d H %d vs direct loops: %g", B, T,
                   C, H, err);
     // backward: <dqkv, u> against (L(qkv + h u) - L(qkv - h u)) / 2h
@@ -612,7 +580,7 @@ static void check_split_case(int B, int T, int C, int H, int mode0, int padlen, 
            *u = qt_test_drand(nq, -1, 1, seed + 2);
     for (size_t i = 0; i < nq; i++) dqkv[i] = 0.0;
     qt_cpu_attention_bwd_f64(&prm, dqkv, scr, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H);
-    double an = dot(dqkv, u, nq);
+    double an = qt_test_ddot(dqkv, u, nq);
     double *x0 = qt_test_dalloc(nq);
     memcpy(x0, c.qkv, nq * sizeof(double));
     for (size_t i = 0; i < nq; i++) c.qkv[i] = x0[i] + FD_H * u[i];
@@ -678,7 +646,7 @@ static void ref_fwd(layer_ref *r) {
 static double ref_loss(void *v) {
     layer_ref *r = v;
     ref_fwd(r);
-    return dot(r->out, r->wout, (size_t)r->B * r->T * r->C);
+    return qt_test_ddot(r->out, r->wout, (size_t)r->B * r->T * r->C);
 }
 
 // The reference backward: dx (N, C) and dw[8] (zeroed by the caller) from dout = wout.
@@ -798,7 +766,7 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     float *outf = qt_test_falloc(nc);
     qt_test_poison(outf, nc);
     qt_cpu_attention_layer_fwd(&shape, &wp, &a, outf, xf, lens);
-    double e = fd_vs(outf, r.out, nc, 1e-5);
+    double e = qt_test_float_vs_double(outf, r.out, nc, 1e-5);
     ck_assert_msg(e <= 1.0, "%s: float forward vs double: %g", what, e);
     // backward onto random starts (accumulate), scratch poisoned
     double *dxs = qt_test_drand(nc, -1, 1, seed + 20);
@@ -815,12 +783,12 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     qt_test_poison(scr, nscr);
     qt_cpu_attention_layer_bwd(&shape, &wp, &a, &gr, dxf, scr, doutf, xf, lens);
     for (size_t i = 0; i < nc; i++) dxs[i] += dx[i];
-    e = fd_vs(dxf, dxs, nc, 1e-5);
+    e = qt_test_float_vs_double(dxf, dxs, nc, 1e-5);
     ck_assert_msg(e <= 1.0, "%s: float dx vs double: %g", what, e);
     for (int k = 0; k < 8; k++) {
         if (!wn[k]) continue;
         for (size_t i = 0; i < wn[k]; i++) gs[k][i] += dw[k][i];
-        e = fd_vs(gf[k], gs[k], wn[k], 1e-5);
+        e = qt_test_float_vs_double(gf[k], gs[k], wn[k], 1e-5);
         ck_assert_msg(e <= 1.0, "%s: float grad %d vs double: %g", what, k, e);
     }
     free(lens);

@@ -24,64 +24,6 @@
 
 // ---- helpers --------------------------------------------------------------------------------
 
-static double *copy_d(const double *a, size_t n) {
-    double *p = qt_test_dalloc(n);
-    memcpy(p, a, n * sizeof(double));
-    return p;
-}
-
-static double rel_err(const double *an, const double *fd, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(an[i] - fd[i]);
-        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
-        if (fabs(fd[i]) > den) den = fabs(fd[i]);
-    }
-    return num / (den > 1e-30 ? den : 1e-30);
-}
-
-static double fd_vs(const float *f, const double *d, size_t n, double rtol) {
-    double mx = 0.0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(d[i]));
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)f[i] - d[i]) / (rtol * (mx + fabs(d[i])) + 1e-300);
-        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
-    }
-    return worst;
-}
-
-static double dot(const double *a, const double *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-// Central differences of loss(ctx) with respect to x (n), perturbed in place.
-static void fd_grad(double (*loss)(void *), void *ctx, double *x, size_t n, double *g) {
-    for (size_t i = 0; i < n; i++) {
-        double save = x[i];
-        x[i] = save + FD_H;
-        double lp = loss(ctx);
-        x[i] = save - FD_H;
-        double lm = loss(ctx);
-        x[i] = save;
-        g[i] = (lp - lm) / (2 * FD_H);
-    }
-}
-
-// Analytic gradient `an` (accumulated onto `start`) against finite differences.
-static void check_grad(double (*loss)(void *), void *ctx, double *x, size_t n, const double *an,
-                       const double *start, const char *what) {
-    double *fd = qt_test_dalloc(n), *d = qt_test_dalloc(n);
-    fd_grad(loss, ctx, x, n, fd);
-    for (size_t i = 0; i < n; i++) d[i] = an[i] - (start ? start[i] : 0.0);
-    double err = rel_err(d, fd, n);
-    ck_assert_msg(err <= FD_TOL, "%s: err %g", what, err);
-    free(fd);
-    free(d);
-}
-
 // ---- linear ---------------------------------------------------------------------------------
 
 typedef struct {
@@ -94,7 +36,7 @@ typedef struct {
 static double lin_loss(void *v) {
     lin_ctx *c = v;
     qt_cpu_linear_fwd_f64(c->out, c->x, c->w, c->b, c->N, c->IC, c->OC);
-    return dot(c->out, c->wout, (size_t)c->N * c->OC);
+    return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->OC);
 }
 
 START_TEST(test_linear_fd) {
@@ -109,16 +51,19 @@ START_TEST(test_linear_fd) {
         double *dx0 = qt_test_drand((size_t)N * IC, -1, 1, 5),
                *dw0 = qt_test_drand((size_t)OC * IC, -1, 1, 6);
         double *db0 = qt_test_drand(OC, -1, 1, 7);
-        double *dx = copy_d(dx0, (size_t)N * IC), *dw = copy_d(dw0, (size_t)OC * IC),
-               *db = copy_d(db0, OC);
+        double *dx = qt_test_dcopy(dx0, (size_t)N * IC), *dw = qt_test_dcopy(dw0, (size_t)OC * IC),
+               *db = qt_test_dcopy(db0, OC);
         qt_cpu_linear_bwd_f64(dx, dw, with_bias ? db : NULL, wout, c.x, c.w, N, IC, OC);
-        check_grad(lin_loss, &c, c.x, (size_t)N * IC, dx, dx0, "linear_bwd_f64 dx");
-        check_grad(lin_loss, &c, c.w, (size_t)OC * IC, dw, dw0, "linear_bwd_f64 dw");
-        if (with_bias) check_grad(lin_loss, &c, c.b, OC, db, db0, "linear_bwd_f64 db");
+        qt_test_check_grad(lin_loss, &c, c.x, (size_t)N * IC, dx, dx0, FD_H, FD_TOL,
+                           "linear_bwd_f64 dx");
+        qt_test_check_grad(lin_loss, &c, c.w, (size_t)OC * IC, dw, dw0, FD_H, FD_TOL,
+                           "linear_bwd_f64 dw");
+        if (with_bias)
+            qt_test_check_grad(lin_loss, &c, c.b, OC, db, db0, FD_H, FD_TOL, "linear_bwd_f64 db");
         else
             for (int i = 0; i < OC; i++) ck_assert(db[i] == db0[i]);
         // dx = NULL: only dw, db
-        double *dw2 = copy_d(dw0, (size_t)OC * IC);
+        double *dw2 = qt_test_dcopy(dw0, (size_t)OC * IC);
         qt_cpu_linear_bwd_f64(NULL, dw2, NULL, wout, c.x, c.w, N, IC, OC);
         for (int i = 0; i < OC * IC; i++) ck_assert(dw2[i] == dw[i]);
         free(c.x);
@@ -151,12 +96,13 @@ static void check_linear_float(int N, int IC, int OC, uint64_t seed) {
     qt_test_poison(of, no);
     qt_cpu_linear_fwd(of, xf, wf, bf, N, IC, OC);
     qt_cpu_linear_fwd_f64(od, xd, wd, bd, N, IC, OC);
-    double e = fd_vs(of, od, no, 1e-5);
+    double e = qt_test_float_vs_double(of, od, no, 1e-5);
     ck_assert_msg(e <= 1.0, "linear_fwd float/double N %d IC %d OC %d: %g", N, IC, OC, e);
     qt_cpu_linear_bwd(dxf, dwf, dbf, gof, xf, wf, N, IC, OC);
     qt_cpu_linear_bwd_f64(dxd, dwd, dbd, god, xd, wd, N, IC, OC);
-    double e1 = fd_vs(dxf, dxd, nx, 1e-5), e2 = fd_vs(dwf, dwd, nw, 1e-5);
-    double e3 = fd_vs(dbf, dbd, OC, 1e-5);
+    double e1 = qt_test_float_vs_double(dxf, dxd, nx, 1e-5),
+           e2 = qt_test_float_vs_double(dwf, dwd, nw, 1e-5);
+    double e3 = qt_test_float_vs_double(dbf, dbd, OC, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
                   "linear_bwd float/double N %d IC %d OC %d: dx %g dw %g db %g", N, IC, OC, e1, e2,
                   e3);
@@ -197,7 +143,7 @@ typedef struct {
 static double ln_loss(void *v) {
     ln_ctx *c = v;
     qt_cpu_layernorm_fwd_f64(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C);
-    return dot(c->out, c->wout, (size_t)c->N * c->C);
+    return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
 }
 
 START_TEST(test_layernorm_fd) {
@@ -225,11 +171,11 @@ START_TEST(test_layernorm_fd) {
     }
     double *dx0 = qt_test_drand(n, -1, 1, 24), *dw0 = qt_test_drand(C, -1, 1, 25),
            *db0 = qt_test_drand(C, -1, 1, 26);
-    double *dx = copy_d(dx0, n), *dw = copy_d(dw0, C), *db = copy_d(db0, C);
+    double *dx = qt_test_dcopy(dx0, n), *dw = qt_test_dcopy(dw0, C), *db = qt_test_dcopy(db0, C);
     qt_cpu_layernorm_bwd_f64(dx, dw, db, wout, c.x, c.mean, c.rstd, c.w, N, C);
-    check_grad(ln_loss, &c, c.x, n, dx, dx0, "layernorm_bwd_f64 dx");
-    check_grad(ln_loss, &c, c.w, C, dw, dw0, "layernorm_bwd_f64 dw");
-    check_grad(ln_loss, &c, c.b, C, db, db0, "layernorm_bwd_f64 db");
+    qt_test_check_grad(ln_loss, &c, c.x, n, dx, dx0, FD_H, FD_TOL, "layernorm_bwd_f64 dx");
+    qt_test_check_grad(ln_loss, &c, c.w, C, dw, dw0, FD_H, FD_TOL, "layernorm_bwd_f64 dw");
+    qt_test_check_grad(ln_loss, &c, c.b, C, db, db0, FD_H, FD_TOL, "layernorm_bwd_f64 db");
     free(wout);
     free(c.x);
     free(c.w);
@@ -264,14 +210,16 @@ static void check_layernorm_float(int N, int C, uint64_t seed) {
     qt_test_poison(rf, N);
     qt_cpu_layernorm_fwd(of, mf, rf, xf, wf, bf, N, C);
     qt_cpu_layernorm_fwd_f64(od, md, rd, xd, wd, bd, N, C);
-    double e1 = fd_vs(of, od, n, 1e-5), e2 = fd_vs(mf, md, N, 1e-5), e3 = fd_vs(rf, rd, N, 1e-5);
+    double e1 = qt_test_float_vs_double(of, od, n, 1e-5),
+           e2 = qt_test_float_vs_double(mf, md, N, 1e-5),
+           e3 = qt_test_float_vs_double(rf, rd, N, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
                   "layernorm_fwd float/double N %d C %d: out %g mean %g rstd %g", N, C, e1, e2, e3);
     qt_cpu_layernorm_bwd(dxf, dwf, dbf, gof, xf, mf, rf, wf, N, C);
     qt_cpu_layernorm_bwd_f64(dxd, dwd, dbd, god, xd, md, rd, wd, N, C);
-    e1 = fd_vs(dxf, dxd, n, 1e-5);
-    e2 = fd_vs(dwf, dwd, C, 1e-5);
-    e3 = fd_vs(dbf, dbd, C, 1e-5);
+    e1 = qt_test_float_vs_double(dxf, dxd, n, 1e-5);
+    e2 = qt_test_float_vs_double(dwf, dwd, C, 1e-5);
+    e3 = qt_test_float_vs_double(dbf, dbd, C, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
                   "layernorm_bwd float/double N %d C %d: dx %g dw %g db %g", N, C, e1, e2, e3);
     free(xd);
@@ -317,7 +265,7 @@ static double act_loss(void *v) {
     act_ctx *c = v;
     if (c->gelu) qt_cpu_gelu_fwd_f64(c->out, c->x, c->n);
     else qt_cpu_relu_fwd_f64(c->out, c->x, c->n);
-    return dot(c->out, c->wout, c->n);
+    return qt_test_ddot(c->out, c->wout, c->n);
 }
 
 static double gelu_ref(double x) {
@@ -338,12 +286,13 @@ START_TEST(test_activation_fd) {
                 ck_assert_msg(fabs(c.out[i] - gelu_ref(c.x[i])) <= 1e-14 * (1 + fabs(c.x[i])),
                               "gelu_fwd_f64(%g) = %.17g, tanh form %.17g", c.x[i], c.out[i],
                               gelu_ref(c.x[i]));
-        double *d0 = qt_test_drand(n, -1, 1, 42), *d = copy_d(d0, n);
+        double *d0 = qt_test_drand(n, -1, 1, 42), *d = qt_test_dcopy(d0, n);
         if (gelu) qt_cpu_gelu_bwd_f64(d, wout, c.x, n);
         else qt_cpu_relu_bwd_f64(d, wout, c.x, n);
-        check_grad(act_loss, &c, c.x, n, d, d0, gelu ? "gelu_bwd_f64" : "relu_bwd_f64");
+        qt_test_check_grad(act_loss, &c, c.x, n, d, d0, FD_H, FD_TOL,
+                           gelu ? "gelu_bwd_f64" : "relu_bwd_f64");
         // dx aliasing dout is the in-place form: dx = dout f'(x)
-        double *inpl = copy_d(wout, n), *z = qt_test_dalloc(n);
+        double *inpl = qt_test_dcopy(wout, n), *z = qt_test_dalloc(n);
         for (size_t i = 0; i < n; i++) z[i] = 0.0;
         if (gelu) {
             qt_cpu_gelu_bwd_f64(inpl, inpl, c.x, n);
@@ -462,7 +411,8 @@ START_TEST(test_embedding) {
             pd[(n % T) * C + c] += dout[n * C + c];
         }
     qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
-    double e1 = fd_vs(dwte, wd, (size_t)V * C, 1e-6), e2 = fd_vs(dwpe, pd, (size_t)maxT * C, 1e-6);
+    double e1 = qt_test_float_vs_double(dwte, wd, (size_t)V * C, 1e-6),
+           e2 = qt_test_float_vs_double(dwpe, pd, (size_t)maxT * C, 1e-6);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "embedding_bwd vs direct loop: dwte %g dwpe %g", e1, e2);
     qt_cpu_embedding_bwd(dwte, NULL, dout, tokens, B, T, C); // dwpe optional
     free(wte);
@@ -574,7 +524,7 @@ typedef struct {
 static double ce_loss(void *v) {
     ce_ctx *c = v;
     qt_cpu_crossentropy_fwd_f64(c->losses, c->probs, c->logits, c->targets, c->N, c->V);
-    return dot(c->losses, c->dloss, c->N);
+    return qt_test_ddot(c->losses, c->dloss, c->N);
 }
 
 START_TEST(test_crossentropy_fd) {
@@ -595,12 +545,13 @@ START_TEST(test_crossentropy_fd) {
             ck_assert_msg(fabs(c.probs[n * V + j] - exp(c.logits[n * V + j] - m) / s) <= 1e-15,
                           "crossentropy probs row %d col %d", n, j);
     }
-    double *d0 = qt_test_drand((size_t)N * V, -1, 1, 112), *d = copy_d(d0, (size_t)N * V);
+    double *d0 = qt_test_drand((size_t)N * V, -1, 1, 112), *d = qt_test_dcopy(d0, (size_t)N * V);
     qt_cpu_crossentropy_bwd_f64(d, dloss, c.probs, targets, N, V);
     for (int j = 0; j < V; j++) ck_assert(d[V + j] == d0[V + j]); // ignored row untouched
-    check_grad(ce_loss, &c, c.logits, (size_t)N * V, d, d0, "crossentropy_bwd_f64 dlogits");
+    qt_test_check_grad(ce_loss, &c, c.logits, (size_t)N * V, d, d0, FD_H, FD_TOL,
+                       "crossentropy_bwd_f64 dlogits");
     // in place: dlogits aliasing probs is overwritten; the ignored row becomes 0
-    double *inpl = copy_d(c.probs, (size_t)N * V), *z = qt_test_dalloc((size_t)N * V);
+    double *inpl = qt_test_dcopy(c.probs, (size_t)N * V), *z = qt_test_dalloc((size_t)N * V);
     for (int i = 0; i < N * V; i++) z[i] = 0.0;
     qt_cpu_crossentropy_bwd_f64(inpl, dloss, inpl, targets, N, V);
     qt_cpu_crossentropy_bwd_f64(z, dloss, c.probs, targets, N, V);
@@ -631,12 +582,13 @@ static void check_ce_float(int N, int V, uint64_t seed) {
     qt_test_poison(pf, n);
     qt_cpu_crossentropy_fwd(lf, pf, zf, targets, N, V);
     qt_cpu_crossentropy_fwd_f64(ld, pd, zd, targets, N, V);
-    double e1 = fd_vs(lf, ld, N, 1e-5), e2 = fd_vs(pf, pd, n, 1e-5);
+    double e1 = qt_test_float_vs_double(lf, ld, N, 1e-5),
+           e2 = qt_test_float_vs_double(pf, pd, n, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0,
                   "crossentropy_fwd float/double N %d V %d: losses %g probs %g", N, V, e1, e2);
     qt_cpu_crossentropy_bwd(df, dlf, pf, targets, N, V);
     qt_cpu_crossentropy_bwd_f64(dd, dld, pd, targets, N, V);
-    double e3 = fd_vs(df, dd, n, 1e-5);
+    double e3 = qt_test_float_vs_double(df, dd, n, 1e-5);
     ck_assert_msg(e3 <= 1.0, "crossentropy_bwd float/double N %d V %d: %g", N, V, e3);
     // probs may alias logits
     float *inpl = qt_test_falloc(n), *l2 = qt_test_falloc(N);

@@ -25,65 +25,6 @@
 
 // ---- helpers --------------------------------------------------------------------------------
 
-static double *copy_d(const double *a, size_t n) {
-    double *p = qt_test_dalloc(n);
-    memcpy(p, a, n * sizeof(double));
-    return p;
-}
-
-static double rel_err(const double *an, const double *fd, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(an[i] - fd[i]);
-        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
-        if (fabs(fd[i]) > den) den = fabs(fd[i]);
-    }
-    return num / (den > 1e-30 ? den : 1e-30);
-}
-
-// Worst |f - d| / (rtol (max |d| + |d|)) over the elements (<= 1 passes; NaN gives inf).
-static double fd_vs(const float *f, const double *d, size_t n, double rtol) {
-    double mx = 0.0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(d[i]));
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)f[i] - d[i]) / (rtol * (mx + fabs(d[i])) + 1e-300);
-        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
-    }
-    return worst;
-}
-
-static double dot(const double *a, const double *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-// Central differences of loss(ctx) with respect to x (n), perturbed in place.
-static void fd_grad(double (*loss)(void *), void *ctx, double *x, size_t n, double *g) {
-    for (size_t i = 0; i < n; i++) {
-        double save = x[i];
-        x[i] = save + FD_H;
-        double lp = loss(ctx);
-        x[i] = save - FD_H;
-        double lm = loss(ctx);
-        x[i] = save;
-        g[i] = (lp - lm) / (2 * FD_H);
-    }
-}
-
-// Analytic gradient `an` (accumulated onto `start`, or NULL) against finite differences.
-static void check_grad(double (*loss)(void *), void *ctx, double *x, size_t n, const double *an,
-                       const double *start, const char *what) {
-    double *fd = qt_test_dalloc(n), *d = qt_test_dalloc(n);
-    fd_grad(loss, ctx, x, n, fd);
-    for (size_t i = 0; i < n; i++) d[i] = an[i] - (start ? start[i] : 0.0);
-    double err = rel_err(d, fd, n);
-    ck_assert_msg(err <= FD_TOL, "%s: err %g", what, err);
-    free(fd);
-    free(d);
-}
-
 static void free_all(void **p, size_t n) {
     for (size_t i = 0; i < n; i++) free(p[i]);
 }
@@ -105,7 +46,7 @@ typedef struct {
 static double rms_loss(void *v) {
     rms_ctx *c = v;
     qt_cpu_rmsnorm_fwd_f64(c->out, c->rstd, c->x, c->w, c->N, c->C);
-    return dot(c->out, c->wout, (size_t)c->N * c->C);
+    return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
 }
 
 static void check_rmsnorm_fd(int N, int C, uint64_t seed) {
@@ -128,17 +69,17 @@ static void check_rmsnorm_fd(int N, int C, uint64_t seed) {
                           c.out[r * C + j]);
     }
     double *dx0 = qt_test_drand(n, -1, 1, seed + 3), *dw0 = qt_test_drand(C, -1, 1, seed + 4);
-    double *dx = copy_d(dx0, n), *dw = copy_d(dw0, C);
+    double *dx = qt_test_dcopy(dx0, n), *dw = qt_test_dcopy(dw0, C);
     qt_cpu_rmsnorm_bwd_f64(dx, dw, wout, c.x, c.rstd, c.w, N, C);
     char what[96];
     snprintf(what, sizeof what, "rmsnorm_bwd_f64 dx N %d C %d seed %llu", N, C,
              (unsigned long long)seed);
-    check_grad(rms_loss, &c, c.x, n, dx, dx0, what);
+    qt_test_check_grad(rms_loss, &c, c.x, n, dx, dx0, FD_H, FD_TOL, what);
     snprintf(what, sizeof what, "rmsnorm_bwd_f64 dw N %d C %d seed %llu", N, C,
              (unsigned long long)seed);
-    check_grad(rms_loss, &c, c.w, C, dw, dw0, what);
+    qt_test_check_grad(rms_loss, &c, c.w, C, dw, dw0, FD_H, FD_TOL, what);
     // each gradient alone: the same values, the NULL one untouched
-    double *dx2 = copy_d(dx0, n), *dw2 = copy_d(dw0, C);
+    double *dx2 = qt_test_dcopy(dx0, n), *dw2 = qt_test_dcopy(dw0, C);
     rms_loss(&c);
     qt_cpu_rmsnorm_bwd_f64(dx2, NULL, wout, c.x, c.rstd, c.w, N, C);
     qt_cpu_rmsnorm_bwd_f64(NULL, dw2, wout, c.x, c.rstd, c.w, N, C);
@@ -168,13 +109,14 @@ static void check_rmsnorm_float(int N, int C, uint64_t seed) {
     qt_test_poison(rf, N);
     qt_cpu_rmsnorm_fwd(of, rf, xf, wf, N, C);
     qt_cpu_rmsnorm_fwd_f64(od, rd, xd, wd, N, C);
-    double e1 = fd_vs(of, od, n, FV_RTOL), e2 = fd_vs(rf, rd, N, FV_RTOL);
+    double e1 = qt_test_float_vs_double(of, od, n, FV_RTOL),
+           e2 = qt_test_float_vs_double(rf, rd, N, FV_RTOL);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "rmsnorm_fwd float/double N %d C %d: out %g rstd %g",
                   N, C, e1, e2);
     qt_cpu_rmsnorm_bwd(dxf, dwf, gof, xf, rf, wf, N, C);
     qt_cpu_rmsnorm_bwd_f64(dxd, dwd, god, xd, rd, wd, N, C);
-    e1 = fd_vs(dxf, dxd, n, FV_RTOL);
-    e2 = fd_vs(dwf, dwd, C, FV_RTOL);
+    e1 = qt_test_float_vs_double(dxf, dxd, n, FV_RTOL);
+    e2 = qt_test_float_vs_double(dwf, dwd, C, FV_RTOL);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "rmsnorm_bwd float/double N %d C %d: dx %g dw %g", N,
                   C, e1, e2);
     // deterministic: a second run from the same start gives the same bits
@@ -209,19 +151,19 @@ static double rope_loss(void *v) {
     const size_t n = (size_t)c->B * c->T * 3 * c->C;
     memcpy(c->y, c->x, n * sizeof(double));
     qt_cpu_rope_fwd_f64(c->y, c->B, c->T, c->C, c->H, c->theta);
-    return dot(c->y, c->wout, n);
+    return qt_test_ddot(c->y, c->wout, n);
 }
 
 static void check_rope_fd(int B, int T, int C, int H, float theta, uint64_t seed) {
     const size_t n = (size_t)B * T * 3 * C;
     double *wout = qt_test_drand(n, -1, 1, seed);
     rope_ctx c = {B, T, C, H, theta, qt_test_drand(n, -2, 2, seed + 1), wout, qt_test_dalloc(n)};
-    double *g = copy_d(wout, n);
+    double *g = qt_test_dcopy(wout, n);
     qt_cpu_rope_bwd_f64(g, B, T, C, H, theta); // in place: dL/dy -> dL/dx
     char what[96];
     snprintf(what, sizeof what, "rope_bwd_f64 B %d T %d C %d H %d theta %g", B, T, C, H,
              (double)theta);
-    check_grad(rope_loss, &c, c.x, n, g, NULL, what);
+    qt_test_check_grad(rope_loss, &c, c.x, n, g, NULL, FD_H, FD_TOL, what);
     FREE_ALL(wout, c.x, c.y, g);
 }
 
@@ -253,7 +195,7 @@ static void check_rope_props(int B, int T, int C, int H, float theta, uint64_t s
     const size_t n = (size_t)B * T * 3 * C;
     double *xd = qt_test_drand(n, -2, 2, seed);
     float *xf = qt_test_to_float(xd, n);
-    double *yd = copy_d(xd, n), *want = copy_d(xd, n);
+    double *yd = qt_test_dcopy(xd, n), *want = qt_test_dcopy(xd, n);
     float *yf = qt_test_falloc(n);
     memcpy(yf, xf, n * sizeof(float));
     qt_cpu_rope_fwd_f64(yd, B, T, C, H, theta);
@@ -262,7 +204,7 @@ static void check_rope_props(int B, int T, int C, int H, float theta, uint64_t s
     double ed = qt_test_max_err_f64(yd, want, n, 1e-12, 0.0);
     ck_assert_msg(ed <= 1.0, "rope_fwd_f64 vs pow() formula B %d T %d C %d H %d: err %g", B, T,
                   C, H, ed);
-    double ef = fd_vs(yf, yd, n, FV_RTOL);
+    double ef = qt_test_float_vs_double(yf, yd, n, FV_RTOL);
     ck_assert_msg(ef <= 1.0, "rope_fwd float/double B %d T %d C %d H %d: %g", B, T, C, H, ef);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -309,7 +251,7 @@ START_TEST(test_rope_bwd_float_vs_double) {
     float *gf = qt_test_to_float(gd, n);
     qt_cpu_rope_bwd_f64(gd, B, T, C, H, 10000.0f);
     qt_cpu_rope_bwd(gf, B, T, C, H, 10000.0f);
-    double e = fd_vs(gf, gd, n, FV_RTOL);
+    double e = qt_test_float_vs_double(gf, gd, n, FV_RTOL);
     ck_assert_msg(e <= 1.0, "rope_bwd float/double B %d T %d C %d H %d: %g", B, T, C, H, e);
     FREE_ALL(gd, gf);
 }
@@ -327,7 +269,7 @@ typedef struct {
 static double swiglu_loss(void *v) {
     swiglu_ctx *c = v;
     qt_cpu_swiglu_fwd_f64(c->out, c->x, c->N, c->F);
-    return dot(c->out, c->wout, (size_t)c->N * c->F);
+    return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->F);
 }
 
 START_TEST(test_swiglu_fd) {
@@ -345,11 +287,11 @@ START_TEST(test_swiglu_fd) {
             ck_assert_msg(fabs(c.out[i] - want) <= 1e-14 * (1.0 + fabs(want)),
                           "swiglu_fwd_f64 N %d F %d [%zu]: %g want %g", N, F, i, c.out[i], want);
         }
-        double *dx0 = qt_test_drand(nx, -1, 1, seed + 2), *dx = copy_d(dx0, nx);
+        double *dx0 = qt_test_drand(nx, -1, 1, seed + 2), *dx = qt_test_dcopy(dx0, nx);
         qt_cpu_swiglu_bwd_f64(dx, wout, c.x, N, F);
         char what[64];
         snprintf(what, sizeof what, "swiglu_bwd_f64 dx N %d F %d", N, F);
-        check_grad(swiglu_loss, &c, c.x, nx, dx, dx0, what);
+        qt_test_check_grad(swiglu_loss, &c, c.x, nx, dx, dx0, FD_H, FD_TOL, what);
         FREE_ALL(wout, c.x, c.out, dx0, dx);
     }
 }
@@ -364,10 +306,10 @@ static void check_swiglu_float(int N, int F, double lo, double hi, uint64_t seed
     qt_test_poison(of, no);
     qt_cpu_swiglu_fwd(of, xf, N, F);
     qt_cpu_swiglu_fwd_f64(od, xd, N, F);
-    double e1 = fd_vs(of, od, no, FV_RTOL);
+    double e1 = qt_test_float_vs_double(of, od, no, FV_RTOL);
     qt_cpu_swiglu_bwd(dxf, gof, xf, N, F);
     qt_cpu_swiglu_bwd_f64(dxd, god, xd, N, F);
-    double e2 = fd_vs(dxf, dxd, nx, FV_RTOL);
+    double e2 = qt_test_float_vs_double(dxf, dxd, nx, FV_RTOL);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0,
                   "swiglu float/double N %d F %d x in [%g, %g): out %g dx %g", N, F, lo, hi, e1,
                   e2);

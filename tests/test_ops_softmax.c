@@ -23,16 +23,6 @@
 #define FD_TOL 1e-6
 #define FD_H 1e-6
 
-static double rel_err(const double *an, const double *fd, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(an[i] - fd[i]);
-        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
-        if (fabs(fd[i]) > den) den = fabs(fd[i]);
-    }
-    return num / (den > 1e-30 ? den : 1e-30);
-}
-
 static qt_softmax_params make_params(qt_softmax_kind kind, double scale) {
     qt_softmax_params p = {.kind = kind, .scale = (float)scale, .gamma = 0.0f, .zeta = 1.0f,
                            .eta = 1.0f, .beta = 1.0f};
@@ -58,6 +48,7 @@ typedef struct {
     int rows, cols;
     const double *wout; // (rows, cols)
     double *probs, *p;  // (rows, cols) work space
+    const double *x;    // (rows, cols) the scores sm_loss_at_x reads
 } sm_loss_ctx;
 
 static double sm_loss(const sm_loss_ctx *c, const double *scores) {
@@ -65,6 +56,12 @@ static double sm_loss(const sm_loss_ctx *c, const double *scores) {
     double s = 0.0;
     for (int i = 0; i < c->rows * c->cols; i++) s += c->wout[i] * c->probs[i];
     return s;
+}
+
+// sm_loss at c->x, for qt_test_fd_grad.
+static double sm_loss_at_x(void *v) {
+    const sm_loss_ctx *c = v;
+    return sm_loss(c, c->x);
 }
 
 // Analytic dscores (accumulated onto a random start, start subtracted) and the central FD.
@@ -89,17 +86,9 @@ static void sm_grads(const qt_softmax_params *prm, const double *scores, const i
             an[i] -= start[i];
         }
     }
-    sm_loss_ctx c = {prm, lens, rows, cols, wout, probs, p};
+    sm_loss_ctx c = {prm, lens, rows, cols, wout, probs, p, x};
     memcpy(x, scores, n * sizeof(double));
-    for (size_t i = 0; i < n; i++) {
-        double save = x[i];
-        x[i] = save + FD_H;
-        double lp = sm_loss(&c, x);
-        x[i] = save - FD_H;
-        double lm = sm_loss(&c, x);
-        x[i] = save;
-        fd[i] = (lp - lm) / (2 * FD_H);
-    }
+    qt_test_fd_grad(sm_loss_at_x, &c, x, n, FD_H, fd);
     free(probs);
     free(p);
     free(start);
@@ -118,7 +107,7 @@ static void check_fd_case(qt_softmax_kind kind, int rows, int cols, uint64_t see
     qt_test_fill_uniform_f64(wout, n, -1.0, 1.0, seed + 1);
     for (int r = 0; r < rows; r++) lens[r] = r % 3 == 0 ? 1 : 1 + (r * 5 + 2) % cols;
     sm_grads(&prm, scores, lens, rows, cols, wout, an, fd, seed);
-    double err = rel_err(an, fd, n);
+    double err = qt_test_rel_err_f64(an, fd, n);
     ck_assert_msg(err <= FD_TOL, "softmax_clip_bwd_f64 %s rows %d cols %d seed %llu: err %g",
                   kind_name(kind), rows, cols, (unsigned long long)seed, err);
     if (kind == QT_SOFTMAX_CLIPPED) {
@@ -166,7 +155,7 @@ START_TEST(test_fd_ncs) {
     qt_test_fill_uniform_f64(scores, R * K, -2.0, 2.0, 33);
     qt_test_fill_uniform_f64(wout, R * K, -1.0, 1.0, 34);
     sm_grads(&prm, scores, lens, R, K, wout, an, fd, 33);
-    double err = rel_err(an, fd, R * K);
+    double err = qt_test_rel_err_f64(an, fd, R * K);
     ck_assert_msg(err <= FD_TOL, "softmax_clip_bwd_f64 ncs eta 0.9 beta 1.4: err %g", err);
 }
 END_TEST
@@ -190,7 +179,7 @@ static double one_sided(const qt_softmax_params *prm, const double *scores, cons
                         int cols, const double *wout, int j, int dir) {
     double x[16], probs[16], p[16];
     memcpy(x, scores, (size_t)cols * sizeof(double));
-    sm_loss_ctx c = {prm, lens, 1, cols, wout, probs, p};
+    sm_loss_ctx c = {prm, lens, 1, cols, wout, probs, p, x};
     const double h = 1e-6;
     double f0 = sm_loss(&c, x);
     x[j] = scores[j] + dir * h;
@@ -218,13 +207,13 @@ START_TEST(test_boundary_inclusive) {
             qt_cpu_softmax_clip_bwd_f64(prm, ds, dprobs, p, lens, 1, 2);
             formula_grad(2.0, -0.5, 1.0, p, dprobs, 2, want);
             ck_assert_msg(fabs(want[0]) > 0.1, "boundary case degenerate");
-            double err = rel_err(ds, want, 2);
+            double err = qt_test_rel_err_f64(ds, want, 2);
             ck_assert_msg(err <= 1e-15, "%s N=2 boundary: grad (%g, %g) formula (%g, %g)",
                           kind_name(prm->kind), ds[0], ds[1], want[0], want[1]);
             // from the unclipped side: raising s0 (or lowering s1) moves both inside
             double fd[2] = {one_sided(prm, scores, lens, 2, dprobs, 0, +1),
                             one_sided(prm, scores, lens, 2, dprobs, 1, -1)};
-            err = rel_err(ds, fd, 2);
+            err = qt_test_rel_err_f64(ds, fd, 2);
             ck_assert_msg(err <= 1e-6, "%s N=2 boundary: grad (%g, %g) one-sided fd (%g, %g)",
                           kind_name(prm->kind), ds[0], ds[1], fd[0], fd[1]);
         }
@@ -238,7 +227,7 @@ START_TEST(test_boundary_inclusive) {
         double ds[4] = {0}, want[4];
         qt_cpu_softmax_clip_bwd_f64(&cl, ds, dprobs, p, lens, 1, 4);
         formula_grad(2.0, -0.5, 1.0, p, dprobs, 4, want);
-        double err = rel_err(ds, want, 4);
+        double err = qt_test_rel_err_f64(ds, want, 4);
         ck_assert_msg(err <= 1e-15, "clipped N=4 boundary: grad vs formula err %g", err);
         // raising s0 raises p0 (inside) and lowers the rest (1 stays inside, 2, 3 clipped)
         double fd0 = one_sided(&cl, scores, lens, 4, dprobs, 0, +1);

@@ -83,6 +83,64 @@ double qt_test_max_err(const float *got, const float *want, size_t n, double ato
     return worst;
 }
 
+double *qt_test_dcopy(const double *a, size_t n) {
+    double *p = qt_test_dalloc(n);
+    memcpy(p, a, n * sizeof(double));
+    return p;
+}
+
+double qt_test_ddot(const double *a, const double *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+double qt_test_rel_err_f64(const double *an, const double *ref, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(an[i] - ref[i]);
+        if (!(d <= num)) num = isnan(d) ? INFINITY : d;
+        if (fabs(ref[i]) > den) den = fabs(ref[i]);
+    }
+    return num / (den > 1e-30 ? den : 1e-30);
+}
+
+double qt_test_float_vs_double(const float *f, const double *d, size_t n, double rtol) {
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(d[i]));
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)f[i] - d[i]) / (rtol * (mx + fabs(d[i])) + 1e-300);
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+void qt_test_fd_grad(double (*loss)(void *ctx), void *ctx, double *x, size_t n, double h,
+                     double *g) {
+    for (size_t i = 0; i < n; i++) {
+        double save = x[i];
+        x[i] = save + h;
+        double lp = loss(ctx);
+        x[i] = save - h;
+        double lm = loss(ctx);
+        x[i] = save;
+        g[i] = (lp - lm) / (2 * h);
+    }
+}
+
+void qt_test_check_grad(double (*loss)(void *ctx), void *ctx, double *x, size_t n,
+                        const double *an, const double *start, double h, double tol,
+                        const char *what) {
+    double *fd = qt_test_dalloc(n), *d = qt_test_dalloc(n);
+    qt_test_fd_grad(loss, ctx, x, n, h, fd);
+    for (size_t i = 0; i < n; i++) d[i] = an[i] - (start ? start[i] : 0.0);
+    double err = qt_test_rel_err_f64(d, fd, n);
+    ck_assert_msg(err <= tol, "%s: err %g", what, err);
+    free(fd);
+    free(d);
+}
+
 char *qt_test_tmpdir(const char *tag) {
     const char *base = getenv("TMPDIR");
     if (!base || !*base) base = "/tmp";

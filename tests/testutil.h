@@ -27,6 +27,28 @@ double qt_test_max_err(const float *got, const float *want, size_t n, double ato
 double qt_test_max_err_f64(const double *got, const double *want, size_t n, double atol,
                            double rtol);
 
+// ---- finite-difference gradient checks, in double ----
+// A fresh copy of the n doubles at a, freed with free().
+double *qt_test_dcopy(const double *a, size_t n);
+// sum_i a_i b_i, the scalar loss L = sum wout * output that the gradient checks differentiate.
+double qt_test_ddot(const double *a, const double *b, size_t n);
+// The gradient-check error norm: max_i |an_i - ref_i| / max(max_i |ref_i|, 1e-30); NaN in
+// the difference gives +inf.
+double qt_test_rel_err_f64(const double *an, const double *ref, size_t n);
+// A float result against its double reference: max_i |f_i - d_i| / (rtol (max_j |d_j| +
+// |d_i|)); a test asserts the result <= 1 (NaN gives +inf).
+double qt_test_float_vs_double(const float *f, const double *d, size_t n, double rtol);
+// Central differences g_i = (loss(x + h e_i) - loss(x - h e_i)) / (2 h) with respect to x (n),
+// which loss(ctx) must read; each x_i is perturbed in place and restored.
+void qt_test_fd_grad(double (*loss)(void *ctx), void *ctx, double *x, size_t n, double h,
+                     double *g);
+// Asserts qt_test_rel_err_f64(an - start, fd) <= tol for the analytic gradient an that a
+// backward accumulated onto start (NULL: zeros) and fd from qt_test_fd_grad with step h;
+// `what` names the case in the failure.
+void qt_test_check_grad(double (*loss)(void *ctx), void *ctx, double *x, size_t n,
+                        const double *an, const double *start, double h, double tol,
+                        const char *what);
+
 // A fresh empty directory under $TMPDIR (or /tmp); the returned string is malloc'd.
 char *qt_test_tmpdir(const char *tag);
 // Writes dir/train_000.bin (16000 tokens) and dir/val_000.bin (4000) of a learnable sequence
