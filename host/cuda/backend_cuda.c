@@ -389,6 +389,51 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
 }
 // ---- end of the int8cuda part
 
+// ---- SwitchBack's dX on the INT8 GEMM (s8dx part): dx (N, IC) += Qg(g (N, OC)) Qw(w (OC, IC)),
+// g per token and w per tensor. The TN GEMM wants B (IC, OC), so the weight codes are
+// transposed (kernels/cuda/int8_gemm.cu, qt_cuda_transpose_s8); the product is written into
+// the workspace in the backend's dtype and added to dx (the GEMM's epilogue overwrites). CPU
+// twin: cpu_linear_s8_dx (host/backend_cpu.c).
+static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const void *w, int N,
+                                   int IC, int OC, const qt_quant_params *gq,
+                                   const qt_quant_params *wq) {
+    cuda_ctx *c = CTX_OF(ctx);
+    if (!s8_quant_ok(gq) || !s8_quant_ok(wq) || gq->granularity != QT_QUANT_PER_ROW ||
+        wq->granularity != QT_QUANT_PER_TENSOR)
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "cuda linear_s8_dx: the INT8 dX needs 8-bit symmetric nearest g per token "
+                        "and w per tensor; use the fake-quant backward for other grids");
+    if (N < 1 || IC < 1 || OC < 1)
+        return qt_error(QT_ERR_ARG, "cuda linear_s8_dx: shape N %d, IC %d, OC %d; need all >= 1",
+                        N, IC, OC);
+    if (!dx || !g || !w)
+        return qt_error(QT_ERR_ARG, "cuda linear_s8_dx: dx, g or w is NULL; pass device (N, IC), "
+                        "(N, OC), (OC, IC)");
+    // workspace: g codes (N, OC) | w codes (OC, IC) | w^T codes (IC, OC) | g scales (N) |
+    // w scale (1) | product (N, IC) of dt
+    const size_t ng = (size_t)N * (size_t)OC, nw = (size_t)OC * (size_t)IC;
+    const size_t nx = (size_t)N * (size_t)IC;
+    const size_t off_w = s8_round256(ng), off_wt = off_w + s8_round256(nw);
+    const size_t off_gs = off_wt + s8_round256(nw);
+    const size_t off_ws = off_gs + s8_round256((size_t)N * sizeof(float));
+    const size_t off_p = off_ws + 256;
+    QT_TRY(s8_reserve(c, off_p + nx * qt_dtype_size(c->dt)));
+    char *ws = (char *)c->s8_ws;
+    int8_t *gc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w), *wt = (int8_t *)(ws + off_wt);
+    float *gs = (float *)(ws + off_gs), *wsc = (float *)(ws + off_ws);
+    void *prod = ws + off_p;
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, gq, gc, gs, NULL, g, (size_t)N,
+                                  (size_t)OC));
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
+                                  (size_t)IC));
+    QT_TRY(qt_cuda_transpose_s8(STREAM(ctx), wt, wc, OC, IC));
+    // prod (N, IC) = (gc (N, OC) wt (IC, OC)^T) * gs[n] * wsc[0]
+    QT_TRY(qt_cuda_linear_s8_ex(STREAM(ctx), QT_CUDA_INT8_DEFAULT, (int)c->dt, prod, gc, gs, 1,
+                                wt, wsc, 0, NULL, N, IC, OC));
+    return qt_cuda_add(STREAM(ctx), c->dt, dx, dx, prod, nx);
+}
+// ---- end of the s8dx part
+
 // ---- quantized training (dqt part): fake quantization (kernels/cuda/quant.cu) and direct
 // quantized training (kernels/cuda/dqt.cu) on the context's stream and dtype.
 
@@ -488,6 +533,7 @@ static const qt_backend_ops cuda_ops = {
     .adamw_step = cuda_adamw_step,
     .sumsq = cuda_sumsq,
     .linear_s8_fwd = cuda_linear_s8_fwd, // int8cuda part
+    .linear_s8_dx = cuda_linear_s8_dx,   // s8dx part
     // llama part
     .rmsnorm_fwd = cuda_rmsnorm_fwd,
     .rmsnorm_bwd = cuda_rmsnorm_bwd,

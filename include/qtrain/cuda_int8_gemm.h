@@ -70,6 +70,13 @@ qt_status qt_cuda_linear_s8_ex(void *stream, qt_cuda_int8_impl impl, int dt, voi
                                const int8_t *B, const float *b_scale, int b_per_row,
                                const void *bias, int M, int N, int K);
 
+// s8dx part: out (cols, rows) = in (rows, cols)^T, int8, device pointers on `stream` (a
+// cudaStream_t); any rows, cols >= 0 (0: nothing to do); out must not overlap in. Tiled
+// through shared memory. SwitchBack's dX uses it to lay the weight codes (OC, IC) out as the
+// GEMM's B (IC, OC).
+qt_status qt_cuda_transpose_s8(void *stream, int8_t *out, const int8_t *in, int rows, int cols);
+// end of the s8dx part
+
 // Frees the cuBLASLt handle and workspace (after waiting for the stream that last used them).
 // Optional; the next cuBLASLt call creates them again.
 void qt_cuda_int8_release(void);

@@ -664,3 +664,59 @@ extern "C" void qt_cuda_int8_release(void) {
 #endif
     pthread_mutex_unlock(&g_lt.mu);
 }
+
+// ---- int8 transpose (s8dx part): the weight codes (OC, IC) -> (IC, OC) for SwitchBack's dX,
+// which runs the TN GEMM with B = Qw(w)^T (host/cuda/backend_cuda.c, cuda_linear_s8_dx).
+
+#define TR_TILE 32 // a TR_TILE x TR_TILE tile of `in` per block iteration
+#define TR_ROWS 8  // threadIdx.y extent: each thread moves TR_TILE / TR_ROWS = 4 bytes each way
+#define TR_MAX_BLOCKS 65535
+
+// out (cols, rows) = in (rows, cols)^T. Block (TR_TILE, TR_ROWS) threads; blocks stride over
+// the tiles (tile t: rows r0 = (t / tiles_c) * 32 .., columns c0 = (t % tiles_c) * 32 ..).
+// Load: thread (x, y) reads in[r0 + y + j][c0 + x] (consecutive bytes along a warp) into
+// tile[y + j][x]; store: it writes out[c0 + y + j][r0 + x] = tile[x][y + j] (consecutive along
+// the warp again). The row pitch of 33 bytes puts the 32 bytes of a tile column read by a
+// warp into distinct 4-byte words spread over the banks. Edge tiles are guarded on both sides.
+// Every thread of a block runs the same tile iterations, so the __syncthreads are uniform.
+static __global__ void __launch_bounds__(TR_TILE * TR_ROWS)
+    int8_transpose_tile(int8_t *out, const int8_t *in, int rows, int cols, int tiles_c,
+                        size_t n_tiles) {
+    QT_SHARED(int8_t, tile, TR_TILE, TR_TILE + 1);
+    const int x = (int)threadIdx.x, y = (int)threadIdx.y;
+    for (size_t t = blockIdx.x; t < n_tiles; t += gridDim.x) {
+        const int r0 = (int)(t / (size_t)tiles_c) * TR_TILE;
+        const int c0 = (int)(t % (size_t)tiles_c) * TR_TILE;
+        UNROLL
+        for (int j = 0; j < TR_TILE; j += TR_ROWS) {
+            const int r = r0 + y + j, c = c0 + x;
+            if (r < rows && c < cols) tile[y + j][x] = in[(size_t)r * (size_t)cols + c];
+        }
+        __syncthreads();
+        UNROLL
+        for (int j = 0; j < TR_TILE; j += TR_ROWS) {
+            const int c = c0 + y + j, r = r0 + x;
+            if (c < cols && r < rows) out[(size_t)c * (size_t)rows + r] = tile[x][y + j];
+        }
+        __syncthreads(); // the tile is rewritten by the next iteration
+    }
+}
+
+extern "C" qt_status qt_cuda_transpose_s8(void *stream, int8_t *out, const int8_t *in, int rows,
+                                          int cols) {
+    static const char op[] = "qt_cuda_transpose_s8";
+    if (rows < 0 || cols < 0)
+        return qt_error(QT_ERR_ARG, "%s: rows %d, cols %d must be >= 0", op, rows, cols);
+    if (rows == 0 || cols == 0) return QT_OK;
+    if (!out || !in)
+        return qt_error(QT_ERR_ARG, "%s: out or in is NULL; pass device (cols, rows), (rows, "
+                        "cols)", op);
+    const int tiles_c = (int)QT_CEIL_DIV((size_t)cols, (size_t)TR_TILE);
+    const size_t n_tiles = QT_CEIL_DIV((size_t)rows, (size_t)TR_TILE) * (size_t)tiles_c;
+    const unsigned blocks = (unsigned)(n_tiles < TR_MAX_BLOCKS ? n_tiles : TR_MAX_BLOCKS);
+    QT_LAUNCH(int8_transpose_tile, blocks, dim3(TR_TILE, TR_ROWS), 0, (cudaStream_t)stream, out,
+              in, rows, cols, tiles_c, n_tiles);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+// ---- end of the s8dx part

@@ -321,6 +321,10 @@ static const quant_variant QUANT_VARIANTS[] = {
     {"qat_wagmv8_int8_switchback", QT_DTYPE_F32, 0.01,
      {"quant.mode=qat", "quant.g_bits=8", "quant.m_bits=8", "quant.v_bits=8", "quant.backward=dx",
       "quant.g_rounding=stochastic", NULL}},
+    // s8dx part: g 8-bit nearest per token, w per tensor: dX on the INT8 GEMM (linear_s8_dx)
+    {"qat_g8_wtensor_int8_dx", QT_DTYPE_F32, 0.01,
+     {"quant.mode=qat", "quant.g_bits=8", "quant.backward=dx", "quant.w_granularity=tensor",
+      NULL}},
     {"bitnet_llama", QT_DTYPE_F32, 0.01,
      {LLAMA, "model.bias=0", "model.tie_embeddings=0", "quant.mode=bitnet", NULL}},
     {"dqt_ternary_llama", QT_DTYPE_F32, 0.01,

@@ -14,6 +14,11 @@
 //   backend   linear_s8_fwd (host/cuda/backend_cuda.c) vs the float linear on qt_cpu_quant_fake'd
 //             x and w (per-token or per-tensor x, per-channel or per-tensor w), within fp
 //             rounding of the K-term sum; refusal of anything but 8-bit symmetric nearest.
+//   transpose qt_cuda_transpose_s8 byte-exact on odd shapes and byte offsets, output poisoned,
+//             guard band checked; bad arguments.
+//   s8 dX     linear_s8_dx (SwitchBack's dX) vs the CPU backend's on the same dt-rounded inputs,
+//             accumulating onto a nonzero dx, both implementations, fp32/fp16/bf16 within the
+//             dtype's rounding; refusal of other grids, leaving dx unchanged.
 // In the emulated build cuBLASLt does not run: its call is replaced by a CPU loop with
 // cuBLASLt's column-major TN semantics on the same arguments (int8_gemm.cu), so the cuBLASLt
 // cases here check the transposes, leading dimensions, padding and epilogue kernel, not
@@ -376,6 +381,192 @@ START_TEST(test_backend_linear_s8) {
 }
 END_TEST
 
+// ---- s8dx part: qt_cuda_transpose_s8 and the backend's linear_s8_dx -------------------------
+
+// out (cols, rows) = in^T byte-exact, output poisoned beforehand and a guard band after it.
+static void check_transpose(int rows, int cols, size_t off, uint64_t seed) {
+    char tag[120];
+    snprintf(tag, sizeof tag, "transpose rows %d cols %d offset %zu seed %llu", rows, cols, off,
+             (unsigned long long)seed);
+    const size_t n = (size_t)rows * (size_t)cols;
+    int8_t *in = rand_s8(n, seed), *got = malloc(n + GUARD);
+    void *ibase, *obase;
+    int8_t *din = dev_copy(in, n, off, &ibase);
+    ck_assert_int_eq(cudaMalloc(&obase, n + off + GUARD), cudaSuccess);
+    ck_assert_int_eq(cudaMemset(obase, 0x5A, n + off + GUARD), cudaSuccess);
+    int8_t *dout = (int8_t *)obase + off;
+    qt_status st = qt_cuda_transpose_s8(NULL, dout, din, rows, cols);
+    ck_assert_msg(st == QT_OK, "%s: failed: %s", tag, qt_last_error());
+    ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
+    ck_assert_int_eq(cudaMemcpy(got, dout, n + GUARD, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int c = 0; c < cols; c++)
+        for (int r = 0; r < rows; r++)
+            ck_assert_msg(got[(size_t)c * rows + r] == in[(size_t)r * cols + c],
+                          "%s: out[%d][%d] = %d, want in[%d][%d] = %d", tag, c, r,
+                          got[(size_t)c * rows + r], r, c, in[(size_t)r * cols + c]);
+    for (size_t i = n; i < n + GUARD; i++)
+        ck_assert_msg((uint8_t)got[i] == 0x5A, "%s: wrote past out at %zu", tag, i);
+    cudaFree(ibase);
+    cudaFree(obase);
+    free(in);
+    free(got);
+}
+
+START_TEST(test_transpose_s8) {
+    // single element, below / above one 32 x 32 tile, rows and columns not multiples of 32 or
+    // 8, one row, one column, exact tiles, and more tiles than one wave of a small grid
+    static const int TSHAPES[][2] = {{1, 1},  {31, 33}, {33, 31}, {70, 129}, {1, 100},
+                                     {100, 1}, {64, 32}, {3, 1027}, {257, 65}};
+    for (int i = 0; i < (int)(sizeof TSHAPES / sizeof TSHAPES[0]); i++)
+        check_transpose(TSHAPES[i][0], TSHAPES[i][1], 0, 500 + (uint64_t)i);
+    check_transpose(45, 77, 3, 520); // odd byte offsets of in and out
+
+    int8_t *d = NULL;
+    ck_assert_int_eq(cudaMalloc((void **)&d, 64), cudaSuccess);
+    ck_assert_int_eq(qt_cuda_transpose_s8(NULL, d, d + 32, -1, 4), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "qt_cuda_transpose_s8"));
+    ck_assert_int_eq(qt_cuda_transpose_s8(NULL, d, d + 32, 4, -1), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_transpose_s8(NULL, NULL, d, 4, 4), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_transpose_s8(NULL, d, NULL, 4, 4), QT_ERR_ARG);
+    // empty: nothing to do, even with NULL pointers
+    ck_assert_int_eq(qt_cuda_transpose_s8(NULL, NULL, NULL, 0, 5), QT_OK);
+    ck_assert_int_eq(qt_cuda_transpose_s8(NULL, NULL, NULL, 5, 0), QT_OK);
+    cudaFree(d);
+}
+END_TEST
+
+// The CUDA backend's linear_s8_dx vs the CPU backend's (cpu_linear_s8_dx) on the same
+// dt-rounded g, w and initial dx: both quantize to the same codes and scales and sum exactly in
+// int32, and the epilogue ((float)acc * gs[n]) * ws is the same fp32 arithmetic; the CUDA
+// backend then rounds the product to dt and the sum dx + product to dt again. Tolerance:
+// fp32 a few ulps of |dx0| + |product|; fp16/bf16 one unit roundoff (2^-11, 2^-8) of the
+// product and one of the result, plus fp16's subnormal spacing.
+static void check_s8_dx(qt_dtype dt, int N, int IC, int OC, uint64_t seed) {
+    char tag[200];
+    snprintf(tag, sizeof tag, "backend linear_s8_dx %s (%s) N %d IC %d OC %d seed %llu",
+             qt_dtype_name(dt), qt_cuda_int8_impl_name(qt_cuda_int8_default_impl()), N, IC, OC,
+             (unsigned long long)seed);
+    qt_backend cpu, be;
+    ck_assert_int_eq(qt_backend_cpu_init(&cpu, 1), QT_OK);
+    ck_assert_ptr_nonnull(cpu.ops->linear_s8_dx);
+    ck_assert_int_eq(qt_backend_cuda_init(&be, 0, dt), QT_OK);
+    ck_assert_ptr_nonnull(be.ops->linear_s8_dx);
+    const size_t ng = (size_t)N * OC, nw = (size_t)OC * IC, nx = (size_t)N * IC;
+    float *g = malloc(ng * sizeof(float)), *w = malloc(nw * sizeof(float));
+    float *dx0 = malloc(nx * sizeof(float)), *ref = malloc(nx * sizeof(float));
+    float *prod = calloc(nx, sizeof(float)), *got = malloc(nx * sizeof(float));
+    qt_test_fill_uniform(g, ng, -2e-3f, 2e-3f, seed);
+    qt_test_fill_uniform(w, nw, -0.1f, 0.1f, seed + 1);
+    qt_test_fill_uniform(dx0, nx, -1e-3f, 1e-3f, seed + 2);
+    if (N > 2) g[OC + OC / 2] = 0.05f; // a lone extreme in a token
+    if (N > 3)
+        for (int o = 0; o < OC; o++) g[3 * (size_t)OC + o] = 0.0f; // an all-zero token
+    for (size_t i = 0; i < ng; i++) g[i] = qt_ct_round(dt, g[i]);
+    for (size_t i = 0; i < nw; i++) w[i] = qt_ct_round(dt, w[i]);
+    for (size_t i = 0; i < nx; i++) dx0[i] = qt_ct_round(dt, dx0[i]);
+    memcpy(ref, dx0, nx * sizeof(float));
+    qt_quant_params gq = qt_quant_params_default(8), wq = qt_quant_params_default(8);
+    gq.granularity = QT_QUANT_PER_ROW;
+    wq.granularity = QT_QUANT_PER_TENSOR;
+    ck_assert_msg(cpu.ops->linear_s8_dx(cpu.ctx, ref, g, w, N, IC, OC, &gq, &wq) == QT_OK, "%s: "
+                  "cpu: %s", tag, qt_last_error());
+    ck_assert_int_eq(cpu.ops->linear_s8_dx(cpu.ctx, prod, g, w, N, IC, OC, &gq, &wq), QT_OK);
+
+    void *dg = qt_ct_upload(dt, g, ng), *dw = qt_ct_upload(dt, w, nw);
+    void *ddx = qt_ct_upload(dt, dx0, nx);
+    qt_status st = be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, OC, &gq, &wq);
+    ck_assert_msg(st == QT_OK, "%s: failed: %s", tag, qt_last_error());
+    ck_assert_int_eq(be.ops->sync(be.ctx), QT_OK);
+    qt_ct_download(dt, got, ddx, nx);
+    const double u = dt == QT_DTYPE_F32 ? 4.0 / (1 << 24) : dt == QT_DTYPE_F16 ? 1.0 / 2048
+                                                                               : 1.0 / 256;
+    const double tiny = dt == QT_DTYPE_F16 ? 1.2e-7 : 1e-30;
+    double worst = 0;
+    for (size_t i = 0; i < nx; i++) {
+        const double err = fabs((double)got[i] - ref[i]);
+        const double tol = u * (fabs(prod[i]) + fabs(ref[i]) + fabs(dx0[i])) + tiny;
+        ck_assert_msg(err <= tol, "%s: dx[%zu][%zu] = %.9g, want %.9g (dx0 %.9g, product %.9g; "
+                      "err %.3g > tol %.3g)", tag, i / (size_t)IC, i % (size_t)IC,
+                      (double)got[i], (double)ref[i], (double)dx0[i], (double)prod[i], err, tol);
+        if (err / tol > worst) worst = err / tol;
+    }
+    ck_assert_msg(qt_ct_guard_ok(dt, ddx, nx), "%s: wrote past dx", tag);
+    ck_assert_msg(worst < 1.0, "%s: worst err/tol %g", tag, worst);
+
+    // other grids are refused (like the CPU backend), before dx is touched
+    qt_ct_free(ddx);
+    ddx = qt_ct_upload(dt, dx0, nx);
+    qt_quant_params bad = gq;
+    bad.granularity = QT_QUANT_PER_TENSOR;
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, OC, &bad, &wq),
+                     QT_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "linear_s8_dx"));
+    ck_assert_int_eq(cpu.ops->linear_s8_dx(cpu.ctx, ref, g, w, N, IC, OC, &bad, &wq),
+                     QT_ERR_UNSUPPORTED);
+    bad = wq;
+    bad.granularity = QT_QUANT_PER_ROW;
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, OC, &gq, &bad),
+                     QT_ERR_UNSUPPORTED);
+    ck_assert_int_eq(cpu.ops->linear_s8_dx(cpu.ctx, ref, g, w, N, IC, OC, &gq, &bad),
+                     QT_ERR_UNSUPPORTED);
+    bad = gq;
+    bad.bits = 4;
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, OC, &bad, &wq),
+                     QT_ERR_UNSUPPORTED);
+    bad = wq;
+    bad.symmetric = 0;
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, OC, &gq, &bad),
+                     QT_ERR_UNSUPPORTED);
+    bad = gq;
+    bad.rounding = QT_QUANT_STOCHASTIC;
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, OC, &bad, &wq),
+                     QT_ERR_UNSUPPORTED);
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, OC, NULL, &wq),
+                     QT_ERR_UNSUPPORTED);
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, 0, IC, OC, &gq, &wq), QT_ERR_ARG);
+    ck_assert_int_eq(be.ops->linear_s8_dx(be.ctx, ddx, dg, dw, N, IC, -1, &gq, &wq), QT_ERR_ARG);
+    ck_assert_int_eq(be.ops->sync(be.ctx), QT_OK);
+    qt_ct_download(dt, got, ddx, nx);
+    ck_assert_msg(memcmp(got, dx0, nx * sizeof(float)) == 0, "%s: a refused call changed dx",
+                  tag);
+
+    qt_ct_free(dg);
+    qt_ct_free(dw);
+    qt_ct_free(ddx);
+    qt_backend_free(&be);
+    qt_backend_free(&cpu);
+    free(g);
+    free(w);
+    free(dx0);
+    free(ref);
+    free(prod);
+    free(got);
+}
+
+// _i: dtype (fp32, fp16, bf16) x implementation picked through QT_CUDA_INT8 (mma, cublaslt).
+START_TEST(test_backend_linear_s8_dx) {
+    const qt_dtype dts[] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};
+    const qt_dtype dt = dts[_i % 3];
+    const char *saved = getenv("QT_CUDA_INT8");
+    char *keep = saved ? strdup(saved) : NULL;
+    setenv("QT_CUDA_INT8", _i < 3 ? "mma" : "cublaslt", 1);
+    const uint64_t seed = 600 + 10 * (uint64_t)_i;
+    // growing shapes (the workspace grows between calls): one element; odd N, IC, OC none a
+    // multiple of 4, 8 or 32; OC (the GEMM's K) above one k-stage; IC above one column tile
+    check_s8_dx(dt, 1, 1, 1, seed);
+    check_s8_dx(dt, 9, 33, 65, seed + 1);
+    check_s8_dx(dt, 37, 70, 29, seed + 2);
+    check_s8_dx(dt, 20, 130, 17, seed + 3);
+    if (keep) {
+        setenv("QT_CUDA_INT8", keep, 1);
+        free(keep);
+    } else {
+        unsetenv("QT_CUDA_INT8");
+    }
+}
+END_TEST
+// ---- end of the s8dx part
+
 static void release_lt(void) { qt_cuda_int8_release(); }
 
 int main(void) {
@@ -388,6 +579,8 @@ int main(void) {
     tcase_add_loop_test(tc, test_linear_epilogue, 0, N_IMPLS);
     tcase_add_test(tc, test_flag_and_bad_args);
     tcase_add_loop_test(tc, test_backend_linear_s8, 0, 3);
+    tcase_add_test(tc, test_transpose_s8);                // s8dx part
+    tcase_add_loop_test(tc, test_backend_linear_s8_dx, 0, 6); // s8dx part
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }
