@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/common/quant_math.h"
+#include "kernels/cpu/select.h"
 #include "qtrain/quant.h"
 
 #define MSE_CANDIDATES 100
@@ -131,20 +132,19 @@ static float absmax(const float *x, size_t n) {
 
 // mean |x| in quant_math.h's fixed lane/tree order.
 static float absmean(const float *x, size_t n) {
-    double lanes[QT_QUANT_LANES];
-    for (size_t t = 0; t < QT_QUANT_LANES; t++) {
-        double s = 0.0;
-        for (size_t j = t; j < n; j += QT_QUANT_LANES) s += (double)fabsf(x[j]);
-        lanes[t] = s;
-    }
+    // Row by row over (n / LANES, LANES): every lane still adds its elements in increasing j,
+    // so the sums are those of the strided definition, read contiguously.
+    double lanes[QT_QUANT_LANES] = {0.0};
+    size_t j0 = 0;
+    for (; j0 + QT_QUANT_LANES <= n; j0 += QT_QUANT_LANES)
+        for (size_t t = 0; t < QT_QUANT_LANES; t++) lanes[t] += (double)fabsf(x[j0 + t]);
+    for (size_t t = 0; j0 + t < n; t++) lanes[t] += (double)fabsf(x[j0 + t]);
     for (size_t s = QT_QUANT_LANES / 2; s > 0; s /= 2)
         for (size_t t = 0; t < s; t++) lanes[t] += lanes[t + s];
     return (float)(lanes[0] / (double)n);
 }
 
-// The k-th smallest of v[0..n) (0-based), reordering v: quickselect with a three-way
-// partition [lo, lt) < pivot, [lt, gt) == pivot, [gt, hi) > pivot (NaN counts as equal).
-static float select_kth(float *v, size_t n, size_t k) {
+float qt_cpu_select_kth(float *v, size_t n, size_t k) {
     size_t lo = 0, hi = n;
     while (hi - lo > 1) {
         const float pivot = v[lo + (hi - lo) / 2];
@@ -203,11 +203,11 @@ static float slice_grid(const qt_quant_params *p, const float *x, size_t n, floa
         if (k >= n) k = n - 1;
         if (p->symmetric) {
             for (size_t i = 0; i < n; i++) scratch[i] = fabsf(x[i]);
-            return grid_of(p, 0.0f, select_kth(scratch, n, k), zc);
+            return grid_of(p, 0.0f, qt_cpu_select_kth(scratch, n, k), zc);
         }
         memcpy(scratch, x, n * sizeof(float));
-        const float hi = select_kth(scratch, n, k);
-        const float lo = select_kth(scratch, n, n - 1 - k);
+        const float hi = qt_cpu_select_kth(scratch, n, k);
+        const float lo = qt_cpu_select_kth(scratch, n, n - 1 - k);
         return grid_of(p, lo, hi, zc);
     }
     case QT_QUANT_RANGE_MSE: {
