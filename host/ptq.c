@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/select.h"
 #include "qtrain/evaluate.h"
 #include "qtrain/int8_gemm.h"
 
@@ -77,31 +78,6 @@ static qt_status host_view(ptq_state *s, float **h, const void *x, size_t n) {
     return QT_OK;
 }
 
-// The k-th smallest of v[0..n) (0-based), reordering v: quickselect, three-way partition.
-static float kth_smallest(float *v, size_t n, size_t k) {
-    size_t lo = 0, hi = n;
-    while (hi - lo > 1) {
-        const float pivot = v[lo + (hi - lo) / 2];
-        size_t lt = lo, i = lo, gt = hi;
-        while (i < gt) {
-            const float t = v[i];
-            if (t < pivot) {
-                v[i++] = v[lt];
-                v[lt++] = t;
-            } else if (t > pivot) {
-                v[i] = v[--gt];
-                v[gt] = t;
-            } else {
-                i++;
-            }
-        }
-        if (k < lt) hi = lt;
-        else if (k >= gt) lo = gt;
-        else return pivot;
-    }
-    return v[k];
-}
-
 // One calibration batch of x (rows, cols) into the running range r. causal: only entries
 // (row, j) with j <= row % cols count (Q K^T and softmax rows of (B*H*T, T)).
 static qt_status calibrate(ptq_state *s, qt_quant_running *r, const float *x, size_t rows,
@@ -119,8 +95,8 @@ static qt_status calibrate(ptq_state *s, qt_quant_running *r, const float *x, si
         double rank = ceil((double)s->c->percentile / 100.0 * (double)n);
         size_t k = rank < 1.0 ? 0 : (size_t)rank - 1;
         if (k >= n) k = n - 1;
-        hi = kth_smallest(s->hq, n, k);
-        lo = kth_smallest(s->hq, n, n - 1 - k);
+        hi = qt_cpu_select_kth(s->hq, n, k);
+        lo = qt_cpu_select_kth(s->hq, n, n - 1 - k);
     } else {
         for (size_t i = 0; i < rows; i++) {
             const float *row = x + i * cols;
