@@ -27,27 +27,6 @@
 
 #define VOCAB 64
 
-// Train/val shards of a learnable sequence (each token mostly determined by the previous one).
-static void write_shards(const char *dir) {
-    size_t n = 20000;
-    uint16_t *tok = malloc(n * sizeof(uint16_t));
-    ck_assert(tok != NULL);
-    uint64_t state = 777;
-    tok[0] = 1;
-    for (size_t i = 1; i < n; i++) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        int noise = (state >> 60) < 2; // 1 in 8
-        tok[i] = noise ? (uint16_t)((state >> 40) % VOCAB)
-                       : (uint16_t)((tok[i - 1] * 7 + 3) % VOCAB);
-    }
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train_000.bin", dir);
-    ck_assert_msg(qt_shard_write(path, tok, 16000) == QT_OK, "%s", qt_last_error());
-    snprintf(path, sizeof path, "%s/val_000.bin", dir);
-    ck_assert_msg(qt_shard_write(path, tok + 16000, 4000) == QT_OK, "%s", qt_last_error());
-    free(tok);
-}
-
 // A trained tiny model, its backend and the loaders PTQ needs.
 typedef struct {
     char *dir;
@@ -67,7 +46,7 @@ static void fixture_open_ex(fixture *f, int gated, int tied, int steps,
                             const char *const *extra) {
     memset(f, 0, sizeof *f);
     f->dir = qt_test_tmpdir("ptq");
-    write_shards(f->dir);
+    qt_test_write_synthetic_shards(f->dir);
     qt_config cfg;
     qt_config_defaults(&cfg);
     const char *sets[] = {"model.n_layer=2",     "model.d_model=32",     "model.n_head=2",
