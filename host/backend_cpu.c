@@ -282,15 +282,6 @@ static qt_status cpu_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *p
     return qt_cpu_quant_fake(p, NULL, out, x, rows, cols);
 }
 
-// 8-bit symmetric round-to-nearest per tensor or per row, absmax or absmean: what the INT8
-// GEMM's epilogue (one scale per row of x and of w, no zero points) can dequantize. The same
-// set as the CUDA backend's linear_s8_fwd.
-static int cpu_s8_quant_ok(const qt_quant_params *q) {
-    return q && q->bits == 8 && q->symmetric && q->rounding == QT_QUANT_NEAREST &&
-           (q->granularity == QT_QUANT_PER_TENSOR || q->granularity == QT_QUANT_PER_ROW) &&
-           (q->range == QT_QUANT_RANGE_ABSMAX || q->range == QT_QUANT_RANGE_ABSMEAN);
-}
-
 // codes (rows, cols) and one scale per row of x (rows, cols) under q; a per-tensor scale is
 // copied to every row (the GEMM's epilogue takes one per row).
 static qt_status cpu_s8_quantize(const qt_quant_params *q, int8_t *codes, float *scales,
@@ -307,7 +298,7 @@ static qt_status cpu_linear_s8_fwd(void *ctx, void *out, const void *x, const vo
                                    const void *b, int N, int IC, int OC,
                                    const qt_quant_params *aq, const qt_quant_params *wq) {
     (void)ctx;
-    if (!cpu_s8_quant_ok(aq) || !cpu_s8_quant_ok(wq))
+    if (!qt_quant_is_s8_gemm_able(aq) || !qt_quant_is_s8_gemm_able(wq))
         return qt_error(QT_ERR_UNSUPPORTED,
                         "cpu linear_s8_fwd: the INT8 GEMM needs 8-bit symmetric round-to-nearest "
                         "quantization per tensor or per row (absmax or absmean) of both x and w; "
@@ -344,8 +335,8 @@ static qt_status cpu_linear_s8_dx(void *ctx, void *dx, const void *g, const void
                                   int IC, int OC, const qt_quant_params *gq,
                                   const qt_quant_params *wq) {
     (void)ctx;
-    if (!cpu_s8_quant_ok(gq) || !cpu_s8_quant_ok(wq) || gq->granularity != QT_QUANT_PER_ROW ||
-        wq->granularity != QT_QUANT_PER_TENSOR)
+    if (!qt_quant_is_s8_gemm_able(gq) || !qt_quant_is_s8_gemm_able(wq) ||
+        gq->granularity != QT_QUANT_PER_ROW || wq->granularity != QT_QUANT_PER_TENSOR)
         return qt_error(QT_ERR_UNSUPPORTED,
                         "cpu linear_s8_dx: the INT8 dX needs 8-bit symmetric nearest g per token "
                         "and w per tensor; use the fake-quant backward for other grids");

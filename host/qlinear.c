@@ -80,10 +80,10 @@ static int quantizer(const qt_model *m, int layer, qt_linear_id which, int role,
     return 1;
 }
 
+// A grid the backends' INT8 GEMM takes (qt_quant_is_s8_gemm_able), narrowed to absmax: the
+// quantized linears send only absmax grids to it.
 static int is_int8_gemm_able(const qt_quant_params *p) {
-    return p->bits == 8 && p->symmetric && p->rounding == QT_QUANT_NEAREST &&
-           p->range == QT_QUANT_RANGE_ABSMAX &&
-           (p->granularity == QT_QUANT_PER_TENSOR || p->granularity == QT_QUANT_PER_ROW);
+    return qt_quant_is_s8_gemm_able(p) && p->range == QT_QUANT_RANGE_ABSMAX;
 }
 
 // The float weight this linear multiplies by: Q_w(w), the dequantized DQT codes, or w itself.

@@ -80,6 +80,11 @@ uint64_t qt_quant_stream(uint64_t step, uint64_t tensor_id);
 // Number of slices (scales, zero points) of a (rows, cols) tensor under p (0 if p is invalid).
 size_t qt_quant_num_scales(const qt_quant_params *p, size_t rows, size_t cols);
 
+// 1 when the INT8 GEMM's epilogue (one scale per row of each operand, no zero points) can
+// dequantize codes made under p: p non-NULL, 8 bits, symmetric, round-to-nearest, per tensor
+// or per row, range ABSMAX or ABSMEAN; else 0.
+int qt_quant_is_s8_gemm_able(const qt_quant_params *p);
+
 // Checks p (and that `running` is given for RUNNING, and given and initialized for FIXED);
 // QT_ERR_ARG names the bad field.
 qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,

@@ -105,6 +105,12 @@ qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,
     return QT_OK;
 }
 
+int qt_quant_is_s8_gemm_able(const qt_quant_params *p) {
+    return p && p->bits == 8 && p->symmetric && p->rounding == QT_QUANT_NEAREST &&
+           (p->granularity == QT_QUANT_PER_TENSOR || p->granularity == QT_QUANT_PER_ROW) &&
+           (p->range == QT_QUANT_RANGE_ABSMAX || p->range == QT_QUANT_RANGE_ABSMEAN);
+}
+
 size_t qt_quant_num_scales(const qt_quant_params *p, size_t rows, size_t cols) {
     if (!p || (p->granularity == QT_QUANT_PER_GROUP && p->group_size == 0)) return 0;
     if (rows == 0 || cols == 0) return 0;
