@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../testutil.h" // qt_test_fill_uniform, qt_test_max_err (libqt_testutil)
+
 #define GUARD_BYTES 256
 #define GUARD_BYTE 0x5A
 
@@ -161,4 +163,27 @@ void qt_ct_tolerance(qt_dtype dt, double *atol, double *rtol) {
         *atol = 1e-6;
         *rtol = 1e-5;
     }
+}
+
+float *qt_ct_rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    qt_test_fill_uniform(x, n, lo, hi, seed);
+    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(dt, x[i]);
+    return x;
+}
+
+float *qt_ct_download_new(qt_dtype dt, const void *dev, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    ck_assert_ptr_nonnull(h);
+    qt_ct_download(dt, h, dev, n);
+    return h;
+}
+
+double qt_ct_dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
+                     double rtol) {
+    float *got = qt_ct_download_new(dt, dev, n);
+    double e = qt_test_max_err(got, want, n, atol, rtol);
+    free(got);
+    return e;
 }

@@ -37,6 +37,15 @@ void qt_ct_download(qt_dtype dt, float *host, const void *dev, size_t n);
 int qt_ct_guard_ok(qt_dtype dt, const void *dev, size_t n);
 void qt_ct_free(void *dev);
 
+// n uniform values in [lo, hi) (qt_test_fill_uniform's sequence for `seed`), each rounded to
+// what dt holds; malloc'd (at least one element).
+float *qt_ct_rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed);
+// A malloc'd fp32 copy of n elements of dt from the device (qt_ct_download).
+float *qt_ct_download_new(qt_dtype dt, const void *dev, size_t n);
+// Downloads n elements of dt and returns qt_test_max_err against want (<= 1 passes, NaN +inf).
+double qt_ct_dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
+                     double rtol);
+
 // Default tolerances for comparing a dt kernel with the fp32 reference (err <= atol + rtol|ref|):
 // fp32 1e-5 relative; fp16 and bf16 a few units of their last place.
 void qt_ct_tolerance(qt_dtype dt, double *atol, double *rtol);

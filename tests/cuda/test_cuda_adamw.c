@@ -32,28 +32,6 @@ static const size_t SIZES[] = {1, 31, 33, 257, 1027};
 #define V_ATOL 5e-8     // 1e-6 of v's terms
 #define SUMSQ_RTOL 1e-12
 
-// n uniform values in [lo, hi) rounded to dt (malloc'd).
-static float *rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    qt_test_fill_uniform(x, n, lo, hi, seed);
-    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(dt, x[i]);
-    return x;
-}
-
-static float *download(qt_dtype dt, const void *dev, size_t n) {
-    float *h = malloc((n ? n : 1) * sizeof *h);
-    qt_ct_download(dt, h, dev, n);
-    return h;
-}
-
-static double dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
-                      double rtol) {
-    float *got = download(dt, dev, n);
-    double e = qt_test_max_err(got, want, n, atol, rtol);
-    free(got);
-    return e;
-}
-
 static qt_adamw_params adam_params(int step) {
     qt_adamw_params p = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
                          .weight_decay = 0.1f, .step = step, .grad_scale = 0.5f};
@@ -65,9 +43,9 @@ static qt_adamw_params adam_params(int step) {
 // use_master: master weights (fp32) updated and param written as their rounding to dt;
 // otherwise dt is fp32 and param is updated in place.
 static void check_adamw(qt_dtype dt, size_t n, int use_master, uint64_t seed) {
-    float *w = rand_rounded(QT_DTYPE_F32, n, -1.0f, 1.0f, seed); // fp32 weights (reference)
-    float *m = rand_rounded(QT_DTYPE_F32, n, -0.1f, 0.1f, seed + 1);
-    float *v = rand_rounded(QT_DTYPE_F32, n, 0.0f, 0.01f, seed + 2);
+    float *w = qt_ct_rand_rounded(QT_DTYPE_F32, n, -1.0f, 1.0f, seed); // fp32 weights (reference)
+    float *m = qt_ct_rand_rounded(QT_DTYPE_F32, n, -0.1f, 0.1f, seed + 1);
+    float *v = qt_ct_rand_rounded(QT_DTYPE_F32, n, 0.0f, 0.01f, seed + 2);
     float *p0 = malloc(n * sizeof *p0);
     for (size_t i = 0; i < n; i++) p0[i] = qt_ct_round(dt, w[i]);
     void *d_param = qt_ct_upload(dt, use_master ? p0 : w, n);
@@ -76,23 +54,24 @@ static void check_adamw(qt_dtype dt, size_t n, int use_master, uint64_t seed) {
     for (int step = 1; step <= NSTEPS; step++) {
         const qt_adamw_params prm = adam_params(step);
         // gradients as dt holds them; a few zeros (v may then decay towards 0)
-        float *g = rand_rounded(dt, n, -2.0f, 2.0f, seed + 10 * (uint64_t)step);
+        float *g = qt_ct_rand_rounded(dt, n, -2.0f, 2.0f, seed + 10 * (uint64_t)step);
         if (n > 3) g[n / 2] = 0.0f;
         void *d_g = qt_ct_upload(dt, g, n);
         qt_status st = qt_cuda_adamw_step(NULL, dt, d_param, d_master, d_g, d_m, d_v, n, &prm);
         ck_assert_msg(st == QT_OK, "adamw %s n=%zu master=%d step %d: %s", qt_dtype_name(dt), n,
                       use_master, step, qt_last_error());
         qt_cpu_adamw_step(w, g, m, v, n, &prm);
-        const double em = dev_err(QT_DTYPE_F32, d_m, m, n, M_ATOL, ADAM_RTOL);
-        const double ev = dev_err(QT_DTYPE_F32, d_v, v, n, V_ATOL, ADAM_RTOL);
-        const double ew = dev_err(QT_DTYPE_F32, use_master ? d_master : d_param, w, n,
-                                  ADAM_ATOL, ADAM_RTOL);
+        const double em = qt_ct_dev_err(QT_DTYPE_F32, d_m, m, n, M_ATOL, ADAM_RTOL);
+        const double ev = qt_ct_dev_err(QT_DTYPE_F32, d_v, v, n, V_ATOL, ADAM_RTOL);
+        const double ew = qt_ct_dev_err(QT_DTYPE_F32, use_master ? d_master : d_param, w, n,
+                                        ADAM_ATOL, ADAM_RTOL);
         ck_assert_msg(em <= 1.0 && ev <= 1.0 && ew <= 1.0,
                       "adamw %s n=%zu master=%d seed=%llu step %d: err m %g v %g weights %g",
                       qt_dtype_name(dt), n, use_master, (unsigned long long)seed, step, em, ev,
                       ew);
         if (use_master) { // param == master rounded to dt, bit for bit
-            float *pm = download(QT_DTYPE_F32, d_master, n), *pp = download(dt, d_param, n);
+            float *pm = qt_ct_download_new(QT_DTYPE_F32, d_master, n);
+            float *pp = qt_ct_download_new(dt, d_param, n);
             for (size_t i = 0; i < n; i++)
                 ck_assert_msg(pp[i] == qt_ct_round(dt, pm[i]),
                               "adamw %s n=%zu step %d: param[%zu] = %a, master %a rounds to %a",
@@ -190,7 +169,7 @@ START_TEST(test_sumsq) {
             const size_t n = sizes[s];
             if (n > 200000 && dt != QT_DTYPE_F16) continue; // one dtype is enough for the big one
             const uint64_t seed = 300 + 10 * (uint64_t)s + (uint64_t)d;
-            float *x = rand_rounded(dt, n, -3.0f, 3.0f, seed);
+            float *x = qt_ct_rand_rounded(dt, n, -3.0f, 3.0f, seed);
             void *dx = qt_ct_upload(dt, x, n);
             const double want = qt_cpu_sumsq(x, n), got = dev_sumsq(dt, dx, n, partials);
             ck_assert_msg(fabs(got - want) <= SUMSQ_RTOL * want,
@@ -224,7 +203,7 @@ START_TEST(test_sumsq_non_finite) {
         const size_t where[] = {0, n - 1, 4096 * 7 + 5};
         for (int k = 0; k < 3; k++) {
             for (int kind = 0; kind < 4; kind++) { // inf, -inf, NaN, inf and NaN
-                float *x = rand_rounded(dt, n, -1.0f, 1.0f, 400 + (uint64_t)d);
+                float *x = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, 400 + (uint64_t)d);
                 const size_t i = where[k], j = where[(k + 1) % 3];
                 x[i] = kind == 0 ? INFINITY : kind == 1 ? -INFINITY : NAN;
                 if (kind == 3) {

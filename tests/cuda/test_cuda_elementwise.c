@@ -24,32 +24,9 @@ static const size_t SIZES[] = {1, 31, 33, 257, 1027};
 // a second round.
 #define BIG_N (8192u * 256u + 37u)
 
-// n uniform values in [lo, hi) rounded to dt (malloc'd).
-static float *rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    qt_test_fill_uniform(x, n, lo, hi, seed);
-    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(dt, x[i]);
-    return x;
-}
-
-static float *download(qt_dtype dt, const void *dev, size_t n) {
-    float *h = malloc((n ? n : 1) * sizeof *h);
-    qt_ct_download(dt, h, dev, n);
-    return h;
-}
-
-// Downloads dev and returns max err against want (<= 1 passes).
-static double dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
-                      double rtol) {
-    float *got = download(dt, dev, n);
-    double e = qt_test_max_err(got, want, n, atol, rtol);
-    free(got);
-    return e;
-}
-
 // Index of the first element where dev differs from want (NaN equal to NaN), or n.
 static size_t dev_mismatch(qt_dtype dt, const void *dev, const float *want, size_t n) {
-    float *got = download(dt, dev, n);
+    float *got = qt_ct_download_new(dt, dev, n);
     size_t i = 0;
     for (; i < n; i++) {
         if (isnan(got[i]) && isnan(want[i])) continue;
@@ -68,7 +45,7 @@ static const char *act_name(act_kind k) { return k == ACT_GELU ? "gelu" : "relu"
 // x: uniform in [-6, 6), with a few special points: 0, large magnitudes (exp's cap) and, for
 // ReLU, exact zeros and -0.
 static float *act_inputs(qt_dtype dt, size_t n, uint64_t seed) {
-    float *x = rand_rounded(dt, n, -6.0f, 6.0f, seed);
+    float *x = qt_ct_rand_rounded(dt, n, -6.0f, 6.0f, seed);
     static const float special[] = {0.0f, -0.0f, 30.0f, -30.0f, 100.0f, -100.0f, 1e-3f};
     for (size_t i = 0; i < n && i < sizeof special / sizeof special[0]; i++)
         x[n - 1 - i] = qt_ct_round(dt, special[i]);
@@ -80,8 +57,8 @@ static void check_act(act_kind k, qt_dtype dt, size_t n, int alias, uint64_t see
     double atol, rtol;
     qt_ct_tolerance(dt, &atol, &rtol);
     float *x = act_inputs(dt, n, seed);
-    float *dout = rand_rounded(dt, n, -1.0f, 1.0f, seed + 1);
-    float *dx = rand_rounded(dt, n, -1.0f, 1.0f, seed + 2); // pre-filled gradient
+    float *dout = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, seed + 1);
+    float *dx = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, seed + 2); // pre-filled gradient
     float *out = malloc(n * sizeof *out);
     // reference
     if (k == ACT_GELU)
@@ -105,7 +82,7 @@ static void check_act(act_kind k, qt_dtype dt, size_t n, int alias, uint64_t see
                                  : qt_cuda_relu_fwd(NULL, dt, d_out, d_x, n);
     ck_assert_msg(st == QT_OK, "%s_fwd %s n=%zu: %s", act_name(k), qt_dtype_name(dt), n,
                   qt_last_error());
-    const double ef = dev_err(dt, d_out, out, n, atol, rtol);
+    const double ef = qt_ct_dev_err(dt, d_out, out, n, atol, rtol);
     ck_assert_msg(ef <= 1.0, "%s_fwd %s n=%zu alias=%d seed=%llu: err %g", act_name(k),
                   qt_dtype_name(dt), n, alias, (unsigned long long)seed, ef);
     ck_assert_msg(qt_ct_guard_ok(dt, d_out, n), "%s_fwd %s n=%zu: guard band overwritten",
@@ -121,7 +98,7 @@ static void check_act(act_kind k, qt_dtype dt, size_t n, int alias, uint64_t see
                        : qt_cuda_relu_bwd(NULL, dt, d_dx, d_dout, d_x, n);
     ck_assert_msg(st == QT_OK, "%s_bwd %s n=%zu: %s", act_name(k), qt_dtype_name(dt), n,
                   qt_last_error());
-    const double eb = dev_err(dt, d_dx, ref_dx, n, atol, rtol);
+    const double eb = qt_ct_dev_err(dt, d_dx, ref_dx, n, atol, rtol);
     ck_assert_msg(eb <= 1.0, "%s_bwd %s n=%zu alias=%d seed=%llu: err %g", act_name(k),
                   qt_dtype_name(dt), n, alias, (unsigned long long)seed, eb);
     ck_assert_msg(qt_ct_guard_ok(dt, d_dx, n), "%s_bwd %s n=%zu: guard band overwritten",
@@ -158,8 +135,8 @@ END_TEST
 
 // alias: 0 none, 1 out is a, 2 out is b.
 static void check_add(qt_dtype dt, size_t n, int alias, uint64_t seed) {
-    float *a = rand_rounded(dt, n, -3.0f, 3.0f, seed);
-    float *b = rand_rounded(dt, n, -3.0f, 3.0f, seed + 1);
+    float *a = qt_ct_rand_rounded(dt, n, -3.0f, 3.0f, seed);
+    float *b = qt_ct_rand_rounded(dt, n, -3.0f, 3.0f, seed + 1);
     float *ref = malloc(n * sizeof *ref);
     qt_cpu_add(ref, a, b, n);
     for (size_t i = 0; i < n; i++) ref[i] = qt_ct_round(dt, ref[i]); // one rounding: exact
@@ -196,10 +173,10 @@ static void check_bias(qt_dtype dt, int N, int OC, uint64_t seed) {
     double atol, rtol;
     qt_ct_tolerance(dt, &atol, &rtol);
     const size_t n = (size_t)N * OC;
-    float *out = rand_rounded(dt, n, -2.0f, 2.0f, seed);
-    float *bias = rand_rounded(dt, OC, -2.0f, 2.0f, seed + 1);
-    float *dout = rand_rounded(dt, n, -1.0f, 1.0f, seed + 2);
-    float *db = rand_rounded(dt, OC, -1.0f, 1.0f, seed + 3); // pre-filled gradient
+    float *out = qt_ct_rand_rounded(dt, n, -2.0f, 2.0f, seed);
+    float *bias = qt_ct_rand_rounded(dt, OC, -2.0f, 2.0f, seed + 1);
+    float *dout = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, seed + 2);
+    float *db = qt_ct_rand_rounded(dt, OC, -1.0f, 1.0f, seed + 3); // pre-filled gradient
     void *d_out = qt_ct_upload(dt, out, n), *d_bias = qt_ct_upload(dt, bias, OC);
     void *d_dout = qt_ct_upload(dt, dout, n), *d_db = qt_ct_upload(dt, db, OC);
     // references: out += bias per row (one rounding: exact); db += column sums in row order
@@ -220,7 +197,7 @@ static void check_bias(qt_dtype dt, int N, int OC, uint64_t seed) {
     const size_t bad = dev_mismatch(dt, d_out, out, n);
     ck_assert_msg(bad == n, "bias_add %s N=%d OC=%d seed=%llu: element %zu differs",
                   qt_dtype_name(dt), N, OC, (unsigned long long)seed, bad);
-    const double e = dev_err(dt, d_db, db, OC, atol * sqrt((double)N), rtol);
+    const double e = qt_ct_dev_err(dt, d_db, db, OC, atol * sqrt((double)N), rtol);
     ck_assert_msg(e <= 1.0, "bias_grad %s N=%d OC=%d seed=%llu: err %g", qt_dtype_name(dt), N,
                   OC, (unsigned long long)seed, e);
     ck_assert_msg(qt_ct_guard_ok(dt, d_out, n) && qt_ct_guard_ok(dt, d_db, OC),
@@ -248,16 +225,16 @@ START_TEST(test_bias_grad_matches_linear_bwd) {
     const int N = 37, IC = 3, OC = 70;
     double atol, rtol;
     qt_ct_tolerance(QT_DTYPE_F32, &atol, &rtol);
-    float *dout = rand_rounded(QT_DTYPE_F32, (size_t)N * OC, -1.0f, 1.0f, 4100);
-    float *x = rand_rounded(QT_DTYPE_F32, (size_t)N * IC, -1.0f, 1.0f, 4101);
-    float *w = rand_rounded(QT_DTYPE_F32, (size_t)OC * IC, -1.0f, 1.0f, 4102);
+    float *dout = qt_ct_rand_rounded(QT_DTYPE_F32, (size_t)N * OC, -1.0f, 1.0f, 4100);
+    float *x = qt_ct_rand_rounded(QT_DTYPE_F32, (size_t)N * IC, -1.0f, 1.0f, 4101);
+    float *w = qt_ct_rand_rounded(QT_DTYPE_F32, (size_t)OC * IC, -1.0f, 1.0f, 4102);
     float *dw = calloc((size_t)OC * IC, sizeof *dw);
-    float *db = rand_rounded(QT_DTYPE_F32, OC, -1.0f, 1.0f, 4103);
+    float *db = qt_ct_rand_rounded(QT_DTYPE_F32, OC, -1.0f, 1.0f, 4103);
     void *d_db = qt_ct_upload(QT_DTYPE_F32, db, OC);
     void *d_dout = qt_ct_upload(QT_DTYPE_F32, dout, (size_t)N * OC);
     qt_cpu_linear_bwd(NULL, dw, db, dout, x, w, N, IC, OC);
     ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_F32, d_db, d_dout, N, OC), QT_OK);
-    const double e = dev_err(QT_DTYPE_F32, d_db, db, OC, atol * sqrt((double)N), rtol);
+    const double e = qt_ct_dev_err(QT_DTYPE_F32, d_db, db, OC, atol * sqrt((double)N), rtol);
     ck_assert_msg(e <= 1.0, "bias_grad vs linear_bwd fp32 N=%d OC=%d: err %g", N, OC, e);
     qt_ct_free(d_db);
     qt_ct_free(d_dout);

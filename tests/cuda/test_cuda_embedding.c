@@ -27,14 +27,6 @@ static const int SHAPES[][4] = {{1, 1, 1, 1},    {2, 33, 31, 7},  {3, 5, 1027, 1
                                 {2, 150, 129, 40}};
 #define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 
-// n uniform values in [lo, hi) rounded to dt (malloc'd).
-static float *rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    qt_test_fill_uniform(x, n, lo, hi, seed);
-    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(dt, x[i]);
-    return x;
-}
-
 // N tokens in [0, V), deterministic from seed.
 static int *rand_tokens(int N, int V, uint64_t seed) {
     float *u = malloc((size_t)N * sizeof *u);
@@ -56,16 +48,6 @@ static void *upload_tokens(const int *tok, int N) {
     return d;
 }
 
-// Downloads dev and returns max err against want (<= 1 passes).
-static double dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
-                      double rtol) {
-    float *got = malloc((n ? n : 1) * sizeof *got);
-    qt_ct_download(dt, got, dev, n);
-    double e = qt_test_max_err(got, want, n, atol, rtol);
-    free(got);
-    return e;
-}
-
 START_TEST(test_embedding_fwd) {
     for (int d = 0; d < 3; d++) {
         const qt_dtype dt = DTYPES[d];
@@ -76,8 +58,8 @@ START_TEST(test_embedding_fwd) {
             const int N = B * T;
             const uint64_t seed = 100 + 10 * (uint64_t)s + (uint64_t)d;
             int *tok = rand_tokens(N, V, seed);
-            float *wte = rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 1);
-            float *wpe = rand_rounded(dt, (size_t)T * C, -1.0f, 1.0f, seed + 2);
+            float *wte = qt_ct_rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 1);
+            float *wpe = qt_ct_rand_rounded(dt, (size_t)T * C, -1.0f, 1.0f, seed + 2);
             float *out = malloc((size_t)N * C * sizeof *out);
             qt_cpu_embedding_fwd(out, tok, wte, wpe, B, T, C);
             void *d_tok = upload_tokens(tok, N), *d_wte = qt_ct_upload(dt, wte, (size_t)V * C);
@@ -86,7 +68,7 @@ START_TEST(test_embedding_fwd) {
             qt_status st = qt_cuda_embedding_fwd(NULL, dt, d_out, d_tok, d_wte, d_wpe, B, T, C);
             ck_assert_msg(st == QT_OK, "embedding_fwd %s B=%d T=%d C=%d: %s", qt_dtype_name(dt),
                           B, T, C, qt_last_error());
-            const double e = dev_err(dt, d_out, out, (size_t)N * C, atol, rtol);
+            const double e = qt_ct_dev_err(dt, d_out, out, (size_t)N * C, atol, rtol);
             ck_assert_msg(e <= 1.0, "embedding_fwd %s B=%d T=%d C=%d V=%d seed=%llu: err %g",
                           qt_dtype_name(dt), B, T, C, V, (unsigned long long)seed, e);
             ck_assert_msg(qt_ct_guard_ok(dt, d_out, (size_t)N * C),
@@ -116,7 +98,7 @@ START_TEST(test_embedding_fwd_no_positions) {
             const size_t nc = (size_t)N * C;
             const uint64_t seed = 500 + 10 * (uint64_t)s + (uint64_t)d;
             int *tok = rand_tokens(N, V, seed);
-            float *wte = rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 1);
+            float *wte = qt_ct_rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 1);
             float *out = malloc(nc * sizeof *out), *got = malloc(nc * sizeof *got);
             qt_test_poison(out, nc);
             qt_cpu_embedding_fwd(out, tok, wte, NULL, B, T, C);
@@ -155,10 +137,10 @@ static void check_embedding_bwd(qt_dtype dt, int B, int T, int C, int V, int wit
     qt_ct_tolerance(dt, &atol, &rtol);
     const int N = B * T;
     int *tok = rand_tokens(N, V, seed);
-    float *dout = rand_rounded(dt, (size_t)N * C, -1.0f, 1.0f, seed + 1);
+    float *dout = qt_ct_rand_rounded(dt, (size_t)N * C, -1.0f, 1.0f, seed + 1);
     // pre-filled gradients: the backward must add to them
-    float *dwte = rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 2);
-    float *dwpe = rand_rounded(dt, (size_t)T * C, -1.0f, 1.0f, seed + 3);
+    float *dwte = qt_ct_rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 2);
+    float *dwpe = qt_ct_rand_rounded(dt, (size_t)T * C, -1.0f, 1.0f, seed + 3);
     void *d_tok = upload_tokens(tok, N), *d_dout = qt_ct_upload(dt, dout, (size_t)N * C);
     void *d_dwte = qt_ct_upload(dt, dwte, (size_t)V * C);
     void *d_dwpe = qt_ct_upload(dt, dwpe, (size_t)T * C);
@@ -168,9 +150,9 @@ static void check_embedding_bwd(qt_dtype dt, int B, int T, int C, int V, int wit
     ck_assert_msg(st == QT_OK, "embedding_bwd %s B=%d T=%d C=%d: %s", qt_dtype_name(dt), B, T,
                   C, qt_last_error());
     const double catol = atol * sqrt((double)N);
-    const double ew = dev_err(dt, d_dwte, dwte, (size_t)V * C, catol, rtol);
+    const double ew = qt_ct_dev_err(dt, d_dwte, dwte, (size_t)V * C, catol, rtol);
     // dwpe: untouched when not passed
-    const double ep = dev_err(dt, d_dwpe, dwpe, (size_t)T * C, catol, rtol);
+    const double ep = qt_ct_dev_err(dt, d_dwpe, dwpe, (size_t)T * C, catol, rtol);
     ck_assert_msg(ew <= 1.0 && ep <= 1.0,
                   "embedding_bwd %s B=%d T=%d C=%d V=%d wpe=%d seed=%llu: err dwte %g dwpe %g",
                   qt_dtype_name(dt), B, T, C, V, with_wpe, (unsigned long long)seed, ew, ep);
@@ -201,7 +183,7 @@ END_TEST
 START_TEST(test_embedding_bwd_deterministic) {
     const int B = 2, T = 150, C = 129, V = 5, N = B * T;
     int *tok = rand_tokens(N, V, 300);
-    float *dout = rand_rounded(QT_DTYPE_F32, (size_t)N * C, -1.0f, 1.0f, 301);
+    float *dout = qt_ct_rand_rounded(QT_DTYPE_F32, (size_t)N * C, -1.0f, 1.0f, 301);
     float *zero = calloc((size_t)V * C, sizeof *zero);
     float *first = malloc((size_t)V * C * sizeof *first);
     void *d_tok = upload_tokens(tok, N);
@@ -235,9 +217,9 @@ END_TEST
 START_TEST(test_embedding_negative_token) {
     const int B = 1, T = 4, C = 33, V = 3, N = B * T;
     int tok[4] = {2, -1, 0, 2};
-    float *wte = rand_rounded(QT_DTYPE_F32, (size_t)V * C, -1.0f, 1.0f, 400);
-    float *wpe = rand_rounded(QT_DTYPE_F32, (size_t)T * C, -1.0f, 1.0f, 401);
-    float *dout = rand_rounded(QT_DTYPE_F32, (size_t)N * C, -1.0f, 1.0f, 402);
+    float *wte = qt_ct_rand_rounded(QT_DTYPE_F32, (size_t)V * C, -1.0f, 1.0f, 400);
+    float *wpe = qt_ct_rand_rounded(QT_DTYPE_F32, (size_t)T * C, -1.0f, 1.0f, 401);
+    float *dout = qt_ct_rand_rounded(QT_DTYPE_F32, (size_t)N * C, -1.0f, 1.0f, 402);
     float *dwte = calloc((size_t)V * C, sizeof *dwte);
     void *d_tok = upload_tokens(tok, N);
     void *d_wte = qt_ct_upload(QT_DTYPE_F32, wte, (size_t)V * C);
@@ -265,7 +247,7 @@ START_TEST(test_embedding_negative_token) {
     for (int n = 0; n < N; n++)
         if (tok[n] >= 0)
             for (int c = 0; c < C; c++) dwte[(size_t)tok[n] * C + c] += dout[(size_t)n * C + c];
-    const double e = dev_err(QT_DTYPE_F32, d_dwte, dwte, (size_t)V * C, 1e-6, 1e-5);
+    const double e = qt_ct_dev_err(QT_DTYPE_F32, d_dwte, dwte, (size_t)V * C, 1e-6, 1e-5);
     ck_assert_msg(e <= 1.0, "embedding_bwd with a negative token: err %g", e);
     void *bufs[] = {d_tok, d_wte, d_wpe, d_out, d_dout, d_dwte};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qt_ct_free(bufs[i]);

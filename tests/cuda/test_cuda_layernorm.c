@@ -26,24 +26,6 @@ static const int SHAPES[][2] = {{1, 1}, {1, 31}, {3, 33}, {5, 1027}, {33, 64}, {
 #define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 #define OUT_ATOL_F32 4e-6
 
-// n uniform values in [lo, hi) rounded to dt (malloc'd).
-static float *rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    qt_test_fill_uniform(x, n, lo, hi, seed);
-    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(dt, x[i]);
-    return x;
-}
-
-// Downloads dev (n elements of dt) and returns max err against want (<= 1 passes).
-static double dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
-                      double rtol) {
-    float *got = malloc((n ? n : 1) * sizeof *got);
-    qt_ct_download(dt, got, dev, n);
-    double e = qt_test_max_err(got, want, n, atol, rtol);
-    free(got);
-    return e;
-}
-
 START_TEST(test_layernorm_fwd) {
     for (int d = 0; d < 3; d++) {
         const qt_dtype dt = DTYPES[d];
@@ -56,9 +38,9 @@ START_TEST(test_layernorm_fwd) {
             const uint64_t seed = 100 + 10 * (uint64_t)s + (uint64_t)d;
             const size_t nc = (size_t)N * C;
             // an offset mean: the two-pass variance must not cancel
-            float *x = rand_rounded(dt, nc, 1.0f, 5.0f, seed);
-            float *w = rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
-            float *b = rand_rounded(dt, C, -0.5f, 0.5f, seed + 2);
+            float *x = qt_ct_rand_rounded(dt, nc, 1.0f, 5.0f, seed);
+            float *w = qt_ct_rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
+            float *b = qt_ct_rand_rounded(dt, C, -0.5f, 0.5f, seed + 2);
             float *out = malloc(nc * sizeof *out), *mean = malloc(N * sizeof *mean);
             float *rstd = malloc(N * sizeof *rstd);
             qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
@@ -69,9 +51,9 @@ START_TEST(test_layernorm_fwd) {
             qt_status st = qt_cuda_layernorm_fwd(NULL, dt, dout, dmean, drstd, dx, dw, db, N, C);
             ck_assert_msg(st == QT_OK, "layernorm_fwd %s N=%d C=%d: %s", qt_dtype_name(dt), N, C,
                           qt_last_error());
-            const double eo = dev_err(dt, dout, out, nc, atol, rtol);
-            const double em = dev_err(QT_DTYPE_F32, dmean, mean, N, fatol, frtol);
-            const double er = dev_err(QT_DTYPE_F32, drstd, rstd, N, fatol, frtol);
+            const double eo = qt_ct_dev_err(dt, dout, out, nc, atol, rtol);
+            const double em = qt_ct_dev_err(QT_DTYPE_F32, dmean, mean, N, fatol, frtol);
+            const double er = qt_ct_dev_err(QT_DTYPE_F32, drstd, rstd, N, fatol, frtol);
             ck_assert_msg(eo <= 1.0 && em <= 1.0 && er <= 1.0,
                           "layernorm_fwd %s N=%d C=%d seed=%llu: err out %g mean %g rstd %g",
                           qt_dtype_name(dt), N, C, (unsigned long long)seed, eo, em, er);
@@ -103,10 +85,10 @@ static void check_add_layernorm(qt_dtype dt, int N, int C, int alias, uint64_t s
     qt_ct_tolerance(QT_DTYPE_F32, &fatol, &frtol);
     if (dt == QT_DTYPE_F32) atol = OUT_ATOL_F32;
     const size_t nc = (size_t)N * C;
-    float *a = rand_rounded(dt, nc, -2.0f, 2.0f, seed);
-    float *b = rand_rounded(dt, nc, 0.0f, 3.0f, seed + 1);
-    float *w = rand_rounded(dt, C, 0.5f, 1.5f, seed + 2);
-    float *bias = rand_rounded(dt, C, -0.5f, 0.5f, seed + 3);
+    float *a = qt_ct_rand_rounded(dt, nc, -2.0f, 2.0f, seed);
+    float *b = qt_ct_rand_rounded(dt, nc, 0.0f, 3.0f, seed + 1);
+    float *w = qt_ct_rand_rounded(dt, C, 0.5f, 1.5f, seed + 2);
+    float *bias = qt_ct_rand_rounded(dt, C, -0.5f, 0.5f, seed + 3);
     float *resid = malloc(nc * sizeof *resid), *out = malloc(nc * sizeof *out);
     float *mean = malloc(N * sizeof *mean), *rstd = malloc(N * sizeof *rstd);
     qt_cpu_add(resid, a, b, nc);
@@ -122,10 +104,10 @@ static void check_add_layernorm(qt_dtype dt, int N, int C, int alias, uint64_t s
                                              dbias, N, C);
     ck_assert_msg(st == QT_OK, "add_layernorm_fwd %s N=%d C=%d alias=%d: %s", qt_dtype_name(dt),
                   N, C, alias, qt_last_error());
-    const double ers = dev_err(dt, dres, resid, nc, fatol, frtol); // a + b: one rounding
-    const double eo = dev_err(dt, dout, out, nc, atol, rtol);
-    const double em = dev_err(QT_DTYPE_F32, dmean, mean, N, fatol, frtol);
-    const double er = dev_err(QT_DTYPE_F32, drstd, rstd, N, fatol, frtol);
+    const double ers = qt_ct_dev_err(dt, dres, resid, nc, fatol, frtol); // a + b: one rounding
+    const double eo = qt_ct_dev_err(dt, dout, out, nc, atol, rtol);
+    const double em = qt_ct_dev_err(QT_DTYPE_F32, dmean, mean, N, fatol, frtol);
+    const double er = qt_ct_dev_err(QT_DTYPE_F32, drstd, rstd, N, fatol, frtol);
     ck_assert_msg(ers <= 1.0 && eo <= 1.0 && em <= 1.0 && er <= 1.0,
                   "add_layernorm_fwd %s N=%d C=%d alias=%d seed=%llu: err resid %g out %g "
                   "mean %g rstd %g",
@@ -168,14 +150,14 @@ static void check_layernorm_bwd(qt_dtype dt, int N, int C, int which, uint64_t s
     double atol, rtol;
     qt_ct_tolerance(dt, &atol, &rtol);
     const size_t nc = (size_t)N * C;
-    float *x = rand_rounded(dt, nc, -1.0f, 3.0f, seed);
-    float *w = rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
-    float *b = rand_rounded(dt, C, -0.5f, 0.5f, seed + 2);
-    float *dout = rand_rounded(dt, nc, -1.0f, 1.0f, seed + 3);
+    float *x = qt_ct_rand_rounded(dt, nc, -1.0f, 3.0f, seed);
+    float *w = qt_ct_rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
+    float *b = qt_ct_rand_rounded(dt, C, -0.5f, 0.5f, seed + 2);
+    float *dout = qt_ct_rand_rounded(dt, nc, -1.0f, 1.0f, seed + 3);
     // pre-filled gradients: the backward must add to them
-    float *gx = rand_rounded(dt, nc, -1.0f, 1.0f, seed + 4);
-    float *gw = rand_rounded(dt, C, -1.0f, 1.0f, seed + 5);
-    float *gb = rand_rounded(dt, C, -1.0f, 1.0f, seed + 6);
+    float *gx = qt_ct_rand_rounded(dt, nc, -1.0f, 1.0f, seed + 4);
+    float *gw = qt_ct_rand_rounded(dt, C, -1.0f, 1.0f, seed + 5);
+    float *gb = qt_ct_rand_rounded(dt, C, -1.0f, 1.0f, seed + 6);
     float *out = malloc(nc * sizeof *out), *mean = malloc(N * sizeof *mean);
     float *rstd = malloc(N * sizeof *rstd);
     qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
@@ -198,9 +180,9 @@ static void check_layernorm_bwd(qt_dtype dt, int N, int C, int which, uint64_t s
     const double catol = atol * sqrt((double)N);
     double max_rstd = 1.0;
     for (int n = 0; n < N; n++) max_rstd = rstd[n] > max_rstd ? rstd[n] : max_rstd;
-    const double ex = dev_err(dt, ddx, gx, nc, atol * max_rstd, rtol);
-    const double ew = dev_err(dt, ddw, gw, C, catol, rtol);
-    const double eb = dev_err(dt, ddb, gb, C, catol, rtol);
+    const double ex = qt_ct_dev_err(dt, ddx, gx, nc, atol * max_rstd, rtol);
+    const double ew = qt_ct_dev_err(dt, ddw, gw, C, catol, rtol);
+    const double eb = qt_ct_dev_err(dt, ddb, gb, C, catol, rtol);
     ck_assert_msg(ex <= 1.0 && ew <= 1.0 && eb <= 1.0,
                   "layernorm_bwd %s N=%d C=%d which=%d seed=%llu: err dx %g dw %g db %g",
                   qt_dtype_name(dt), N, C, which, (unsigned long long)seed, ex, ew, eb);

@@ -36,24 +36,6 @@ static const int ROPE_SHAPES[][4] = {{1, 1, 2, 1},  {2, 5, 6, 1},   {3, 7, 12, 2
 static const int SW_SHAPES[][2] = {{1, 1}, {3, 31}, {5, 33}, {7, 257}, {33, 95}};
 #define SW_NSHAPES ((int)(sizeof SW_SHAPES / sizeof SW_SHAPES[0]))
 
-// n uniform values in [lo, hi) rounded to dt (malloc'd).
-static float *rand_rounded(qt_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    qt_test_fill_uniform(x, n, lo, hi, seed);
-    for (size_t i = 0; i < n; i++) x[i] = qt_ct_round(dt, x[i]);
-    return x;
-}
-
-// Downloads dev (n elements of dt) and returns max err against want (<= 1 passes).
-static double dev_err(qt_dtype dt, const void *dev, const float *want, size_t n, double atol,
-                      double rtol) {
-    float *got = malloc((n ? n : 1) * sizeof *got);
-    qt_ct_download(dt, got, dev, n);
-    double e = qt_test_max_err(got, want, n, atol, rtol);
-    free(got);
-    return e;
-}
-
 static void free_dev(void **p, size_t n) {
     for (size_t i = 0; i < n; i++) qt_ct_free(p[i]);
 }
@@ -73,8 +55,8 @@ START_TEST(test_rmsnorm_fwd) {
             const int N = RMS_SHAPES[s][0], C = RMS_SHAPES[s][1];
             const uint64_t seed = 100 + 10 * (uint64_t)s + (uint64_t)d;
             const size_t nc = (size_t)N * C;
-            float *x = rand_rounded(dt, nc, -2.0f, 3.0f, seed);
-            float *w = rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
+            float *x = qt_ct_rand_rounded(dt, nc, -2.0f, 3.0f, seed);
+            float *w = qt_ct_rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
             float *out = malloc(nc * sizeof *out), *rstd = malloc(N * sizeof *rstd);
             qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, C);
             void *dx = qt_ct_upload(dt, x, nc), *dw = qt_ct_upload(dt, w, C);
@@ -82,8 +64,8 @@ START_TEST(test_rmsnorm_fwd) {
             qt_status st = qt_cuda_rmsnorm_fwd(NULL, dt, dout, drstd, dx, dw, N, C);
             ck_assert_msg(st == QT_OK, "rmsnorm_fwd %s N=%d C=%d: %s", qt_dtype_name(dt), N, C,
                           qt_last_error());
-            const double eo = dev_err(dt, dout, out, nc, atol, rtol);
-            const double er = dev_err(QT_DTYPE_F32, drstd, rstd, N, fatol, frtol);
+            const double eo = qt_ct_dev_err(dt, dout, out, nc, atol, rtol);
+            const double er = qt_ct_dev_err(QT_DTYPE_F32, drstd, rstd, N, fatol, frtol);
             ck_assert_msg(eo <= 1.0 && er <= 1.0,
                           "rmsnorm_fwd %s N=%d C=%d seed=%llu: err out %g rstd %g",
                           qt_dtype_name(dt), N, C, (unsigned long long)seed, eo, er);
@@ -104,11 +86,11 @@ static void check_rmsnorm_bwd(qt_dtype dt, int N, int C, int which, uint64_t see
     double atol, rtol;
     qt_ct_tolerance(dt, &atol, &rtol);
     const size_t nc = (size_t)N * C;
-    float *x = rand_rounded(dt, nc, -2.0f, 3.0f, seed);
-    float *w = rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
-    float *dout = rand_rounded(dt, nc, -1.0f, 1.0f, seed + 2);
-    float *gx = rand_rounded(dt, nc, -1.0f, 1.0f, seed + 3); // pre-filled: the backward adds
-    float *gw = rand_rounded(dt, C, -1.0f, 1.0f, seed + 4);
+    float *x = qt_ct_rand_rounded(dt, nc, -2.0f, 3.0f, seed);
+    float *w = qt_ct_rand_rounded(dt, C, 0.5f, 1.5f, seed + 1);
+    float *dout = qt_ct_rand_rounded(dt, nc, -1.0f, 1.0f, seed + 2);
+    float *gx = qt_ct_rand_rounded(dt, nc, -1.0f, 1.0f, seed + 3); // pre-filled: the backward adds
+    float *gw = qt_ct_rand_rounded(dt, C, -1.0f, 1.0f, seed + 4);
     float *out = malloc(nc * sizeof *out), *rstd = malloc(N * sizeof *rstd);
     qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, C);
 
@@ -122,15 +104,15 @@ static void check_rmsnorm_bwd(qt_dtype dt, int N, int C, int which, uint64_t see
                   qt_last_error());
     double max_rstd = 1.0;
     for (int n = 0; n < N; n++) max_rstd = rstd[n] > max_rstd ? rstd[n] : max_rstd;
-    const double ex = dev_err(dt, ddx, gx, nc, atol * max_rstd, rtol);
-    const double ew = dev_err(dt, ddw, gw, C, atol * sqrt((double)N), rtol);
+    const double ex = qt_ct_dev_err(dt, ddx, gx, nc, atol * max_rstd, rtol);
+    const double ew = qt_ct_dev_err(dt, ddw, gw, C, atol * sqrt((double)N), rtol);
     ck_assert_msg(ex <= 1.0 && ew <= 1.0,
                   "rmsnorm_bwd %s N=%d C=%d which=%d seed=%llu: err dx %g dw %g",
                   qt_dtype_name(dt), N, C, which, (unsigned long long)seed, ex, ew);
     ck_assert_msg(qt_ct_guard_ok(dt, ddx, nc) && qt_ct_guard_ok(dt, ddw, C),
                   "rmsnorm_bwd %s N=%d C=%d: guard band overwritten", qt_dtype_name(dt), N, C);
     if (which == 3) { // determinism: two runs from the same start give the same bits
-        float *gw0 = rand_rounded(dt, C, -1.0f, 1.0f, seed + 4);
+        float *gw0 = qt_ct_rand_rounded(dt, C, -1.0f, 1.0f, seed + 4);
         float *w1 = malloc(C * sizeof *w1), *w2 = malloc(C * sizeof *w2);
         void *r1 = qt_ct_upload(dt, gw0, C), *r2 = qt_ct_upload(dt, gw0, C);
         ck_assert_int_eq(qt_cuda_rmsnorm_bwd(NULL, dt, NULL, r1, ddout, dxv, drstd, dwv, N, C),
@@ -173,7 +155,7 @@ static void check_rope(qt_dtype dt, int B, int T, int C, int H, float theta, uin
     qt_ct_tolerance(dt, &atol, &rtol);
     atol *= 2.0;
     const size_t n = (size_t)B * T * 3 * C;
-    float *x = rand_rounded(dt, n, -2.0f, 2.0f, seed);
+    float *x = qt_ct_rand_rounded(dt, n, -2.0f, 2.0f, seed);
     float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
     memcpy(want, x, n * sizeof *want);
     qt_cpu_rope_fwd(want, B, T, C, H, theta);
@@ -196,13 +178,13 @@ static void check_rope(qt_dtype dt, int B, int T, int C, int H, float theta, uin
     ck_assert_msg(qt_ct_guard_ok(dt, d, n), "rope_fwd %s: guard band overwritten",
                   qt_dtype_name(dt));
     // backward: on a fresh gradient, against the CPU's inverse rotation
-    float *g = rand_rounded(dt, n, -1.0f, 1.0f, seed + 1);
+    float *g = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, seed + 1);
     void *dg = qt_ct_upload(dt, g, n);
     qt_cpu_rope_bwd(g, B, T, C, H, theta);
     st = qt_cuda_rope_bwd(NULL, dt, dg, B, T, C, H, theta);
     ck_assert_msg(st == QT_OK, "rope_bwd %s B=%d T=%d C=%d H=%d: %s", qt_dtype_name(dt), B, T, C,
                   H, qt_last_error());
-    e = dev_err(dt, dg, g, n, atol, rtol);
+    e = qt_ct_dev_err(dt, dg, g, n, atol, rtol);
     ck_assert_msg(e <= 1.0, "rope_bwd %s B=%d T=%d C=%d H=%d theta=%g seed=%llu: err %g",
                   qt_dtype_name(dt), B, T, C, H, (double)theta, (unsigned long long)seed, e);
     ck_assert_msg(qt_ct_guard_ok(dt, dg, n), "rope_bwd %s: guard band overwritten",
@@ -210,7 +192,7 @@ static void check_rope(qt_dtype dt, int B, int T, int C, int H, float theta, uin
     // the backward undoes the forward (fp32 storage only: no intermediate rounding)
     if (dt == QT_DTYPE_F32) {
         ck_assert_int_eq(qt_cuda_rope_bwd(NULL, dt, d, B, T, C, H, theta), QT_OK);
-        e = dev_err(dt, d, x, n, 2e-6, 0.0);
+        e = qt_ct_dev_err(dt, d, x, n, 2e-6, 0.0);
         ck_assert_msg(e <= 1.0, "rope_bwd(rope_fwd(x)) != x B=%d T=%d C=%d H=%d: err %g", B, T,
                       C, H, e);
     }
@@ -238,9 +220,9 @@ static void check_swiglu(qt_dtype dt, int N, int F, float lo, float hi, uint64_t
     double atol, rtol;
     qt_ct_tolerance(dt, &atol, &rtol);
     const size_t nx = (size_t)N * 2 * F, no = (size_t)N * F;
-    float *x = rand_rounded(dt, nx, lo, hi, seed);
-    float *gout = rand_rounded(dt, no, -1.0f, 1.0f, seed + 1);
-    float *gx = rand_rounded(dt, nx, -1.0f, 1.0f, seed + 2); // pre-filled: the backward adds
+    float *x = qt_ct_rand_rounded(dt, nx, lo, hi, seed);
+    float *gout = qt_ct_rand_rounded(dt, no, -1.0f, 1.0f, seed + 1);
+    float *gx = qt_ct_rand_rounded(dt, nx, -1.0f, 1.0f, seed + 2); // pre-filled: the backward adds
     float *out = malloc(no * sizeof *out);
     qt_cpu_swiglu_fwd(out, x, N, F);
     void *dxv = qt_ct_upload(dt, x, nx), *dout = qt_ct_alloc(dt, no);
@@ -250,14 +232,14 @@ static void check_swiglu(qt_dtype dt, int N, int F, float lo, float hi, uint64_t
                   qt_last_error());
     // |out| grows with |x|^2: scale atol with the input range
     const double scale = fmax(1.0, (double)hi * hi);
-    double e = dev_err(dt, dout, out, no, atol * scale, rtol);
+    double e = qt_ct_dev_err(dt, dout, out, no, atol * scale, rtol);
     ck_assert_msg(e <= 1.0, "swiglu_fwd %s N=%d F=%d x in [%g, %g) seed=%llu: err %g",
                   qt_dtype_name(dt), N, F, (double)lo, (double)hi, (unsigned long long)seed, e);
     qt_cpu_swiglu_bwd(gx, gout, x, N, F);
     st = qt_cuda_swiglu_bwd(NULL, dt, dgx, dgout, dxv, N, F);
     ck_assert_msg(st == QT_OK, "swiglu_bwd %s N=%d F=%d: %s", qt_dtype_name(dt), N, F,
                   qt_last_error());
-    e = dev_err(dt, dgx, gx, nx, atol * scale, rtol);
+    e = qt_ct_dev_err(dt, dgx, gx, nx, atol * scale, rtol);
     ck_assert_msg(e <= 1.0, "swiglu_bwd %s N=%d F=%d x in [%g, %g) seed=%llu: err %g",
                   qt_dtype_name(dt), N, F, (double)lo, (double)hi, (unsigned long long)seed, e);
     ck_assert_msg(qt_ct_guard_ok(dt, dout, no) && qt_ct_guard_ok(dt, dgx, nx),
