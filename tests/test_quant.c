@@ -433,6 +433,29 @@ START_TEST(test_uniform_is_philox) {
 }
 END_TEST
 
+// The INT8 GEMM's epilogue takes one scale per row of each operand and no zero point: 8-bit,
+// symmetric, nearest, per tensor or per row, absmax or absmean; anything else is refused.
+START_TEST(test_s8_gemm_able) {
+    qt_quant_params p = qt_quant_params_default(8);
+    ck_assert(qt_quant_is_s8_gemm_able(&p));
+    p.granularity = QT_QUANT_PER_ROW;
+    p.range = QT_QUANT_RANGE_ABSMEAN;
+    ck_assert(qt_quant_is_s8_gemm_able(&p));
+    ck_assert(!qt_quant_is_s8_gemm_able(NULL));
+    qt_quant_params bad[6];
+    for (int i = 0; i < 6; i++) bad[i] = qt_quant_params_default(8);
+    bad[0].bits = 7;
+    bad[1].bits = QT_QUANT_TERNARY;
+    bad[2].symmetric = 0;
+    bad[3].rounding = QT_QUANT_STOCHASTIC;
+    bad[4].granularity = QT_QUANT_PER_GROUP;
+    bad[4].group_size = 32;
+    bad[5].range = QT_QUANT_RANGE_MSE;
+    for (int i = 0; i < 6; i++)
+        ck_assert_msg(!qt_quant_is_s8_gemm_able(&bad[i]), "case %d accepted", i);
+}
+END_TEST
+
 START_TEST(test_bad_args) {
     float x[4] = {0}, out[4];
     qt_quant_params p = qt_quant_params_default(9);
@@ -472,6 +495,7 @@ int main(void) {
     tcase_add_test(tc, test_fixed_range);
     tcase_add_test(tc, test_large_matches_elementwise);
     tcase_add_test(tc, test_uniform_is_philox);
+    tcase_add_test(tc, test_s8_gemm_able);
     tcase_add_test(tc, test_bad_args);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);

@@ -321,14 +321,6 @@ static qt_status cuda_swiglu_bwd(void *ctx, void *dx, const void *dout, const vo
 // context's workspace, then kernels/cuda/int8_gemm.cu multiplies them (QT_CUDA_INT8 picks mma
 // or cuBLASLt) with the dequantization and bias fused in its epilogue.
 
-// 8-bit symmetric round-to-nearest per tensor or per row: what the int8 GEMM's epilogue
-// (one scale per row of x and of w, no zero points) can dequantize.
-static int s8_quant_ok(const qt_quant_params *q) {
-    return q && q->bits == 8 && q->symmetric && q->rounding == QT_QUANT_NEAREST &&
-           (q->granularity == QT_QUANT_PER_TENSOR || q->granularity == QT_QUANT_PER_ROW) &&
-           (q->range == QT_QUANT_RANGE_ABSMAX || q->range == QT_QUANT_RANGE_ABSMEAN);
-}
-
 static size_t s8_round256(size_t x) { return (x + 255) / 256 * 256; }
 
 // Makes the workspace at least `bytes`; a pending op may still read the old one, so the stream
@@ -357,7 +349,7 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
                                     const void *b, int N, int IC, int OC,
                                     const qt_quant_params *aq, const qt_quant_params *wq) {
     cuda_ctx *c = CTX_OF(ctx);
-    if (!s8_quant_ok(aq) || !s8_quant_ok(wq))
+    if (!qt_quant_is_s8_gemm_able(aq) || !qt_quant_is_s8_gemm_able(wq))
         return qt_error(QT_ERR_UNSUPPORTED,
                         "cuda linear_s8_fwd: the INT8 GEMM needs 8-bit symmetric round-to-nearest "
                         "quantization per tensor or per row (absmax or absmean) of both x and w; "
@@ -398,7 +390,7 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
                                    int IC, int OC, const qt_quant_params *gq,
                                    const qt_quant_params *wq) {
     cuda_ctx *c = CTX_OF(ctx);
-    if (!s8_quant_ok(gq) || !s8_quant_ok(wq) || gq->granularity != QT_QUANT_PER_ROW ||
+    if (!qt_quant_is_s8_gemm_able(gq) || !qt_quant_is_s8_gemm_able(wq) || gq->granularity != QT_QUANT_PER_ROW ||
         wq->granularity != QT_QUANT_PER_TENSOR)
         return qt_error(QT_ERR_UNSUPPORTED,
                         "cuda linear_s8_dx: the INT8 dX needs 8-bit symmetric nearest g per token "
