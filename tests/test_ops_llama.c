@@ -120,13 +120,13 @@ static void check_rmsnorm_float(int N, int C, uint64_t seed) {
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "rmsnorm_bwd float/double N %d C %d: dx %g dw %g", N,
                   C, e1, e2);
     // deterministic: a second run from the same start gives the same bits
-    float *dxf2 = qt_test_to_float(qt_test_drand(n, -1, 1, seed + 3), n);
-    float *dwf2 = qt_test_to_float(qt_test_drand(C, -1, 1, seed + 4), C);
+    double *dxd2 = qt_test_drand(n, -1, 1, seed + 3), *dwd2 = qt_test_drand(C, -1, 1, seed + 4);
+    float *dxf2 = qt_test_to_float(dxd2, n), *dwf2 = qt_test_to_float(dwd2, C);
     qt_cpu_rmsnorm_bwd(dxf2, dwf2, gof, xf, rf, wf, N, C);
     ck_assert_msg(memcmp(dxf2, dxf, n * sizeof(float)) == 0 &&
                       memcmp(dwf2, dwf, C * sizeof(float)) == 0,
                   "rmsnorm_bwd N %d C %d not deterministic", N, C);
-    FREE_ALL(xd, wd, god, dxd, dwd, od, rd, xf, wf, gof, dxf, dwf, of, rf, dxf2, dwf2);
+    FREE_ALL(xd, wd, god, dxd, dwd, od, rd, xf, wf, gof, dxf, dwf, of, rf, dxd2, dwd2, dxf2, dwf2);
 }
 
 START_TEST(test_rmsnorm_float_vs_double) {
