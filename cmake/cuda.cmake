@@ -72,6 +72,12 @@ function(qt_cuda_add_emu suffix runtime)
     PRIVATE ${CMAKE_SOURCE_DIR} ${CBLAS_INCLUDE_DIR})
   target_link_libraries(${lib} PUBLIC ${runtime} libqtrain)
   set_target_properties(${lib} PROPERTIES CXX_EXTENSIONS OFF LINKER_LANGUAGE CXX)
+  # No a*b + c contracted into an fma. g++ contracts by default for C++ (-std=c++17 too) at
+  # -march=native; the CPU reference (ISO C11) never does, and the kernels that must match it
+  # bit for bit use the _rn intrinsics, which nvcc never contracts (its default --fmad=true
+  # contracts only plain float math, which those kernels' tests tolerate). Emulated, the
+  # intrinsics are plain a * b and a + b, so without this flag g++ would fuse them.
+  target_compile_options(${lib} PRIVATE -ffp-contract=off)
   if(QT_CUDA_COVERAGE AND suffix STREQUAL "")
     # Only the kernels (the C++ sources here) are measured; -O0 keeps lines countable.
     target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:--coverage;-O0>)

@@ -21,13 +21,6 @@
 #include "qtrain/dqt.h"
 #include "qtrain/dtype.h"
 
-// The emulated build compiles this file as C++ (g++ -std=c++17 contracts a*b + c into an fma
-// at -march=native); the CPU twin (ISO C11) never does, so turn contraction off here. nvcc
-// builds use the _rn intrinsics of dqt_math.h, which are never contracted.
-#if defined(QT_CUEMU) && defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 // ---- launch constants -----------------------------------------------------------------------
 // The step kernel's block IS the lane set of dqt_math.h's stats order (thread = lane), one
 // block per QT_DQT_CHUNK elements; the final reduction is one block of the same width.
