@@ -41,6 +41,10 @@ typedef struct {
     // kernels/cuda/quant.cu, grown to the largest tensor seen
     void *fq_ws;
     size_t fq_ws_bytes;
+    // dqt part (dqt_step): device scratch of the DQT stats reduction (kernels/cuda/dqt.cu),
+    // grown to qt_cuda_dqt_scratch_bytes of the largest tensor stepped with stats
+    void *dqt_ws;
+    size_t dqt_ws_bytes;
 } cuda_ctx;
 
 #define CTX_OF(p) ((cuda_ctx *)(p))
@@ -145,6 +149,7 @@ static void cuda_destroy(void *ctx) {
     if (c->partials) (void)cudaFree(c->partials);
     if (c->s8_ws) (void)cudaFree(c->s8_ws); // int8cuda part
     if (c->fq_ws) (void)cudaFree(c->fq_ws); // dqt part
+    if (c->dqt_ws) (void)cudaFree(c->dqt_ws); // dqt part
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     free(c);
 }
@@ -429,25 +434,32 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
 // ---- quantized training (dqt part): fake quantization (kernels/cuda/quant.cu) and direct
 // quantized training (kernels/cuda/dqt.cu) on the context's stream and dtype.
 
-// Makes the fake-quant workspace at least `bytes`; a pending op may still read the old one, so
-// the stream is drained before it is freed.
-static qt_status fq_reserve(cuda_ctx *c, size_t bytes) {
-    if (c->fq_ws_bytes >= bytes) return QT_OK;
-    if (c->fq_ws) {
+// Makes the workspace *ws (of *have bytes) at least `bytes`; a pending op may still use the old
+// one, so the stream is drained before it is freed. op and what name it in the error.
+static qt_status dqt_ws_reserve(cuda_ctx *c, void **ws, size_t *have, size_t bytes,
+                                const char *op, const char *what) {
+    if (*have >= bytes) return QT_OK;
+    if (*ws) {
         QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
-        QT_CHECK_CUDA(cudaFree(c->fq_ws));
-        c->fq_ws = NULL;
-        c->fq_ws_bytes = 0;
+        QT_CHECK_CUDA(cudaFree(*ws));
+        *ws = NULL;
+        *have = 0;
     }
-    cudaError_t err = cudaMalloc(&c->fq_ws, bytes);
+    cudaError_t err = cudaMalloc(ws, bytes);
     if (err != cudaSuccess) {
-        c->fq_ws = NULL;
+        *ws = NULL;
         return qt_error(err == cudaErrorMemoryAllocation ? QT_ERR_OOM : QT_ERR_CUDA,
-                        "cuda quant_fake: cudaMalloc(%zu bytes of scale workspace) failed at "
-                        "%s:%d: %s", bytes, __FILE__, __LINE__, cudaGetErrorString(err));
+                        "%s: cudaMalloc(%zu bytes of %s) failed at %s:%d: %s", op, bytes, what,
+                        __FILE__, __LINE__, cudaGetErrorString(err));
     }
-    c->fq_ws_bytes = bytes;
+    *have = bytes;
     return QT_OK;
+}
+
+// The fake-quant workspace (scales, zero points) at least `bytes`.
+static qt_status fq_reserve(cuda_ctx *c, size_t bytes) {
+    return dqt_ws_reserve(c, &c->fq_ws, &c->fq_ws_bytes, bytes, "cuda quant_fake",
+                          "scale workspace");
 }
 
 // out = dequant(quant(x)), x and out (rows, cols) of dt: the backend's dtype, or fp32
@@ -480,11 +492,17 @@ static qt_status cuda_dqt_dequant(void *ctx, void *out, const int8_t *codes, flo
     return qt_cuda_dqt_dequant(STREAM(ctx), (int)DT(ctx), out, codes, scale, n);
 }
 
-// One DQT step; grad (n) in the backend's dtype; stats (host, may be NULL) waits for them.
+// One DQT step; grad (n) in the backend's dtype; stats (host, may be NULL) waits for them,
+// reduced in the context's scratch (grown on demand, not allocated per call).
 static qt_status cuda_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes,
                                const void *grad, float *m, float *v, size_t n,
                                qt_dqt_stats *stats) {
-    return qt_cuda_dqt_step(STREAM(ctx), (int)DT(ctx), dp, codes, grad, m, v, n, stats);
+    cuda_ctx *c = CTX_OF(ctx);
+    if (stats)
+        QT_TRY(dqt_ws_reserve(c, &c->dqt_ws, &c->dqt_ws_bytes, qt_cuda_dqt_scratch_bytes(n),
+                              "cuda dqt_step", "stats scratch"));
+    return qt_cuda_dqt_step(STREAM(ctx), (int)DT(ctx), dp, codes, grad, m, v, n,
+                            stats ? c->dqt_ws : NULL, stats);
 }
 // ---- end of the dqt part
 

@@ -51,9 +51,16 @@ void qt_cpu_dqt_dequant(float *out, const int8_t *codes, float scale, size_t n);
 
 // ---- CUDA launchers (kernels/cuda/dqt.cu), device pointers; `stream` is a cudaStream_t.
 // grad and out hold `dt` (a qt_dtype); m, v fp32. Same codes as the CPU bit for bit (same
-// Philox bits, same float math order); stats reduced on the device, copied to the host.
+// Philox bits, same float math order).
+// stats (host, may be NULL): reduced on the device in the CPU's order into `scratch` (device
+// memory of at least qt_cuda_dqt_scratch_bytes(n) bytes, 8-byte aligned, e.g. from cudaMalloc)
+// and copied to the host; the call then waits for the stream, so the scratch is free for reuse
+// when it returns. Without stats, scratch may be NULL, is not touched, and the call does not
+// wait. The launcher allocates nothing (keep one scratch per stream, grown to the largest n).
+size_t qt_cuda_dqt_scratch_bytes(size_t n);
 qt_status qt_cuda_dqt_step(void *stream, int dt, const qt_dqt_params *dp, int8_t *codes,
-                           const void *grad, float *m, float *v, size_t n, qt_dqt_stats *stats);
+                           const void *grad, float *m, float *v, size_t n, void *scratch,
+                           qt_dqt_stats *stats);
 qt_status qt_cuda_dqt_dequant(void *stream, int dt, void *out, const int8_t *codes, float scale,
                               size_t n);
 

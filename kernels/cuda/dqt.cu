@@ -8,9 +8,10 @@
 // Contract: codes (n) int8, m, v (n) fp32 updated in place unless dp->dry_run; grad (n) and
 // out (n) in dt (fp32, fp16, bf16). stats (host pointer, may be NULL): sum |w'| and max |code|
 // before the step, reduced on the device in a fixed order and copied back (the call then waits
-// for the stream). The launcher allocates the stats' partial sums itself (one double and one
-// int per 4096 elements, freed before it returns) because the contract has no scratch
-// argument; without stats nothing is allocated and the call does not wait.
+// for the stream). The reduction's partials live in the caller's scratch (device, at least
+// qt_cuda_dqt_scratch_bytes(n): one double and one int per 4096 elements, plus the totals),
+// free again when the call returns since it waited; without stats scratch is not touched (may
+// be NULL) and the call does not wait. Nothing is allocated here.
 #include "qt_cuda_compat.h"
 #include "qt_cuda_check.h"
 #include "qt_cuda_dtype.h"
@@ -171,9 +172,17 @@ static qt_status step_run(const char *op, cudaStream_t st, int dt, const qt_dqt_
     return QT_OK;
 }
 
+// Scratch layout: (nchunks + 1) doubles (the chunks' partial sums, then the total), then
+// (nchunks + 1) ints (partial maxima, then the total); the ints start 8-byte aligned.
+extern "C" size_t qt_cuda_dqt_scratch_bytes(size_t n) {
+    if (n == 0) return 0;
+    const size_t nchunks = QT_CEIL_DIV(n, (size_t)QT_DQT_CHUNK);
+    return (nchunks + 1) * (sizeof(double) + sizeof(int));
+}
+
 extern "C" qt_status qt_cuda_dqt_step(void *stream, int dt, const qt_dqt_params *dp,
                                       int8_t *codes, const void *grad, float *m, float *v,
-                                      size_t n, qt_dqt_stats *stats) {
+                                      size_t n, void *scratch, qt_dqt_stats *stats) {
     const char *op = "cuda dqt_step";
     if (!dtype_ok(dt))
         return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
@@ -196,30 +205,28 @@ extern "C" qt_status qt_cuda_dqt_step(void *stream, int dt, const qt_dqt_params 
                         n, MAX_CHUNKS * QT_DQT_CHUNK);
     cudaStream_t st = (cudaStream_t)stream;
     if (!stats) return step_run(op, st, dt, dp, codes, grad, m, v, n, nchunks, NULL, NULL);
+    if (!scratch || !aligned(scratch, sizeof(double)))
+        return qt_error(QT_ERR_ARG,
+                        "%s: stats need a device scratch of qt_cuda_dqt_scratch_bytes(%zu) = "
+                        "%zu bytes, 8-byte aligned (got %p)",
+                        op, n, qt_cuda_dqt_scratch_bytes(n), scratch);
 
     // Scratch: (nchunks + 1) doubles (partials, total), then (nchunks + 1) ints.
     const size_t dbytes = (nchunks + 1) * sizeof(double);
-    void *scratch = NULL;
-    QT_CHECK_CUDA(cudaMalloc(&scratch, dbytes + (nchunks + 1) * sizeof(int)));
     double *part_sum = (double *)scratch;
     int *part_max = (int *)((char *)scratch + dbytes);
+    QT_TRY(step_run(op, st, dt, dp, codes, grad, m, v, n, nchunks, part_sum, part_max));
     double total = 0.0;
     int mx = 0;
-    qt_status s = step_run(op, st, dt, dp, codes, grad, m, v, n, nchunks, part_sum, part_max);
-    cudaError_t e = cudaSuccess;
-    if (s == QT_OK) {
-        e = cudaMemcpyAsync(&total, part_sum + nchunks, sizeof total, cudaMemcpyDeviceToHost,
-                            st);
-        if (e == cudaSuccess)
-            e = cudaMemcpyAsync(&mx, part_max + nchunks, sizeof mx, cudaMemcpyDeviceToHost, st);
-        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
-        if (e != cudaSuccess)
-            s = qt_error(QT_ERR_CUDA, "%s: copying the stats back failed at %s:%d: %s", op,
-                         __FILE__, __LINE__, cudaGetErrorString(e));
-    }
-    // Freed on every path; cudaFree waits for the work that uses it.
-    (void)cudaFree(scratch);
-    if (s != QT_OK) return s;
+    cudaError_t e =
+        cudaMemcpyAsync(&total, part_sum + nchunks, sizeof total, cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess)
+        e = cudaMemcpyAsync(&mx, part_max + nchunks, sizeof mx, cudaMemcpyDeviceToHost, st);
+    // the wait also hands the scratch back to the caller
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    if (e != cudaSuccess)
+        return qt_error(QT_ERR_CUDA, "%s: copying the stats back failed at %s:%d: %s", op,
+                        __FILE__, __LINE__, cudaGetErrorString(e));
     stats->abs_sum = total;
     stats->max_abs_code = mx;
     return QT_OK;

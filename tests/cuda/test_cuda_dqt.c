@@ -10,7 +10,11 @@
 // asks for 0 and says by how much they differ if not). Sizes 1, 31, 33, 1027 and 2 * 4096 + 77
 // (three chunks, the last short); ternary, 4-bit and 8-bit grids; scale_out = scale_in and
 // not; two consecutive steps; dry runs write nothing; guard bands after every buffer stay
-// intact; dequant outputs are poisoned beforehand.
+// intact; dequant outputs are poisoned beforehand. The stats' scratch is exactly
+// qt_cuda_dqt_scratch_bytes(n) bytes, poisoned, with a guard band after it (so the size is
+// enough and nothing is read before it is written); steps without stats get scratch NULL; a
+// call with stats but no (or a misaligned) scratch is refused before anything is written. The
+// backend's dqt_step keeps the scratch in its context, grown across sizes and then reused.
 #include <check.h>
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -48,6 +52,20 @@ static int codes_guard_ok(const int8_t *d, size_t n) {
     for (int i = 0; i < GUARD; i++)
         if (g[i] != 0x5A) return 0;
     return 1;
+}
+
+// The stats scratch of n elements: exactly qt_cuda_dqt_scratch_bytes(n) bytes of 0x5A (a
+// poison: NaN-like doubles, large ints) followed by GUARD bytes of 0x5A.
+static void *scratch_new(size_t n) {
+    const size_t bytes = qt_cuda_dqt_scratch_bytes(n);
+    void *d = NULL;
+    ck_assert_int_eq(cudaMalloc(&d, bytes + GUARD), cudaSuccess);
+    ck_assert_int_eq(cudaMemset(d, 0x5A, bytes + GUARD), cudaSuccess);
+    return d;
+}
+
+static int scratch_guard_ok(const void *d, size_t n) {
+    return codes_guard_ok((const int8_t *)d, qt_cuda_dqt_scratch_bytes(n));
 }
 
 static qt_dqt_params params(int gi, int step, uint64_t stream, float ratio) {
@@ -173,6 +191,7 @@ START_TEST(test_step_matches_cpu) {
             if (dt != QT_DTYPE_F32 && si == N_SIZES - 1 && gi != 1) continue;
             state s = state_new(dt, n, gi, seed);
             dstate d = dstate_upload(dt, &s);
+            void *scratch = scratch_new(n);
             for (int step = 1; step <= 2; step++) {
                 char tag[160];
                 snprintf(tag, sizeof tag, "dqt_step %s grid [%d, %d] n %zu step %d seed %llu",
@@ -189,20 +208,25 @@ START_TEST(test_step_matches_cpu) {
                 qt_dqt_stats dry, got, want;
                 dp.dry_run = 1;
                 ck_assert_msg(qt_cuda_dqt_step(NULL, (int)dt, &dp, d.codes, d.grad, d.m, d.v, n,
-                                               &dry) == QT_OK,
+                                               scratch, &dry) == QT_OK,
                               "%s dry: %s", tag, qt_last_error());
                 expect_same(tag, dt, &s, &d);
                 dp.dry_run = 0;
                 qt_cpu_dqt_step(&dp, s.codes, s.grad, s.m, s.v, n, &want);
                 const int with_stats = step == 1 || n % 2 == 0;
                 ck_assert_msg(qt_cuda_dqt_step(NULL, (int)dt, &dp, d.codes, d.grad, d.m, d.v, n,
+                                               with_stats ? scratch : NULL,
                                                with_stats ? &got : NULL) == QT_OK,
                               "%s: %s", tag, qt_last_error());
                 ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
                 expect_same(tag, dt, &s, &d);
+                ck_assert_msg(scratch_guard_ok(scratch, n),
+                              "%s: wrote past qt_cuda_dqt_scratch_bytes(n) = %zu", tag,
+                              qt_cuda_dqt_scratch_bytes(n));
                 expect_stats(tag, &dry, &want);
                 if (with_stats) expect_stats(tag, &got, &want);
             }
+            cudaFree(scratch);
             dstate_free(&d);
             state_free(&s);
         }
@@ -246,33 +270,52 @@ START_TEST(test_bad_args) {
     const float zeros[4] = {0};
     float *g = qt_ct_upload(QT_DTYPE_F32, zeros, 4), *m = qt_ct_upload(QT_DTYPE_F32, zeros, 4);
     float *v = qt_ct_upload(QT_DTYPE_F32, zeros, 4);
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, 99, &dp, c, g, m, v, 4, NULL), QT_ERR_ARG);
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, NULL, c, g, m, v, 4, NULL),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, 99, &dp, c, g, m, v, 4, NULL, NULL), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, NULL, c, g, m, v, 4, NULL, NULL),
                      QT_ERR_ARG);
     qt_dqt_params bad = dp;
     bad.adam.step = 0;
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL, NULL),
                      QT_ERR_ARG);
     bad = dp;
     bad.qmin = bad.qmax;
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL, NULL),
                      QT_ERR_ARG);
     bad = dp;
     bad.scale_out = -1.0f;
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL, NULL),
                      QT_ERR_ARG);
     bad = dp;
     bad.scale_in = INFINITY;
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &bad, c, g, m, v, 4, NULL, NULL),
                      QT_ERR_ARG);
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, NULL, m, v, 4, NULL),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, NULL, m, v, 4, NULL, NULL),
                      QT_ERR_ARG);
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F16, &dp, c, (char *)g + 1, m, v, 4, NULL),
-                     QT_ERR_ARG); // misaligned
+    ck_assert_int_eq(
+        qt_cuda_dqt_step(NULL, QT_DTYPE_F16, &dp, c, (char *)g + 1, m, v, 4, NULL, NULL),
+        QT_ERR_ARG); // misaligned
     qt_dqt_stats st = {5.0, 5};
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, NULL, NULL, NULL, NULL, 0, &st),
-                     QT_OK);
+    ck_assert_int_eq(
+        qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, NULL, NULL, NULL, NULL, 0, NULL, &st), QT_OK);
     ck_assert_msg(st.abs_sum == 0.0 && st.max_abs_code == 0, "n = 0: stats not zeroed");
+    // stats need a scratch: none, or a misaligned one, is refused before anything is written
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, g, m, v, 4, NULL, &st),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "qt_cuda_dqt_scratch_bytes"));
+    char *scratch = scratch_new(4);
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, g, m, v, 4, scratch + 4, &st),
+                     QT_ERR_ARG);
+    int8_t c_after[4];
+    ck_assert_int_eq(cudaMemcpy(c_after, c, 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    ck_assert_msg(memcmp(c_after, (const int8_t[4]){0, 1, -1, 0}, 4) == 0,
+                  "a refused dqt_step changed the codes");
+    ck_assert_msg(scratch_guard_ok(scratch, 4), "a refused dqt_step wrote its scratch");
+    // the size: 0 for nothing, else one double and one int per chunk plus the totals
+    ck_assert_uint_eq(qt_cuda_dqt_scratch_bytes(0), 0);
+    ck_assert_uint_ge(qt_cuda_dqt_scratch_bytes(1), 2 * (sizeof(double) + sizeof(int)));
+    ck_assert_uint_ge(qt_cuda_dqt_scratch_bytes(2 * 4096 + 77),
+                      4 * (sizeof(double) + sizeof(int)));
+    cudaFree(scratch);
     ck_assert_int_eq(qt_cuda_dqt_dequant(NULL, 99, g, c, 1.0f, 4), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_dqt_dequant(NULL, QT_DTYPE_F32, NULL, c, 1.0f, 4), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_dqt_dequant(NULL, QT_DTYPE_F32, (char *)g + 2, c, 1.0f, 4),
@@ -347,13 +390,16 @@ START_TEST(test_backend_quant_fake) {
 }
 END_TEST
 
-// dqt_step and dqt_dequant through the backend (its stream and dtype) equal the CPU's.
+// dqt_step and dqt_dequant through the backend (its stream and dtype) equal the CPU's. The
+// sizes grow from one chunk to three (the context's stats scratch grows) and shrink again (it
+// is reused).
 START_TEST(test_backend_dqt) {
     const qt_dtype dt = _i ? QT_DTYPE_F16 : QT_DTYPE_F32;
     qt_backend be;
     backend_init(&be, dt);
-    const size_t n = 1027;
+    static const size_t sizes[N_GRIDS] = {1027, 2 * 4096 + 77, 33};
     for (int gi = 0; gi < N_GRIDS; gi++) {
+        const size_t n = sizes[gi];
         char tag[120];
         snprintf(tag, sizeof tag, "backend(%s) dqt grid [%d, %d] n %zu", qt_dtype_name(dt),
                  GRIDS[gi][0], GRIDS[gi][1], n);
