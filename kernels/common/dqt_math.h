@@ -26,8 +26,9 @@
 // skips such steps before they get here.
 //
 // Float order: every multiply, add, divide and sqrt rounds on its own (the device uses the
-// _rn intrinsics; host code must not contract a*b + c into an fma: ISO C11 does not, and the
-// emulated .cu turns contraction off with a pragma, g++ -std=c++17 otherwise contracts).
+// _rn intrinsics; host code must not contract a*b + c into an fma: gcc in ISO C11 mode does
+// not, and the emulated .cu files are built with -ffp-contract=off, since g++ -std=c++17
+// otherwise contracts).
 //
 // Stats reduction order (abs_sum = sum |w'| in double; max_abs_code = max |c| before the step).
 // The n elements form chunks of QT_DQT_CHUNK; chunk k covers [k CHUNK, min(n, (k+1) CHUNK)).

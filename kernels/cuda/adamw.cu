@@ -15,8 +15,9 @@
 // The update uses the CPU's operations in the CPU's order with the _rn intrinsics (no FMA
 // contraction, IEEE division and sqrt even under --use_fast_math), and the bias corrections
 // come from the host in double like the CPU's, so each value rounds as on the CPU: m and v
-// match bit for bit unless the CPU build fuses a*b + c into an FMA (gcc -march=native), the
-// weights to the last bit or so (the CPU's vsqrtf is within 1 ulp of sqrt).
+// match bit for bit (neither the ISO C11 CPU build nor the emulated build, compiled with
+// -ffp-contract=off, fuses a*b + c), the weights to the last bit or so (the CPU's vsqrtf is
+// within 1 ulp of sqrt).
 // qt_cuda_sumsq: sum of x^2 in double; two stages with a block count that depends only on n,
 // each summing in a fixed order (grid-stride per thread, then fixed-shape trees), so the result
 // is bit-identical from run to run and GPU to GPU. Squares are non-negative, so an inf or NaN
