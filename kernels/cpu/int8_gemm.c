@@ -3,13 +3,16 @@
 //
 // Two paths, picked at run time (qt_cpu_gemm_s8_set_path, QT_INT8_GEMM, else the best one):
 //   portable  plain loops, one int32 dot product per output; the reference the others match.
-//   avx2      4x3 register tiles of A rows x B rows, 16 k at a time: each int8 vector is
-//             sign-extended to int16 (vpmovsxbw) and vpmaddwd sums adjacent products into
-//             int32. |a b| <= 2^14, so a pair sum <= 2^15 and nothing saturates: the result is
-//             exact, unlike vpmaddubsw (u8 x s8 with int16 saturation). The k tail (K % 16) is
-//             summed in scalar code; M and N tails use the same tile with fewer rows.
-// Both overwrite their output; the epilogue (store) is shared, so every path gives the same
-// floats: out = ((float)c * a_scale[m]) * b_scale[n] + bias[n], where the zero-point variant
+//   avx2      A and B packed once per call into int16 pair panels (sign-extended with
+//             vpmovsxbw while packing, not in the inner loop), then 4 x 24 register tiles:
+//             a broadcast pair of A int16s times 8 pairs of B int16s with vpmaddwd, which sums
+//             the two products into int32. |a b| <= 2^14, so a pair sum <= 2^15 and nothing
+//             saturates: the result is exact, unlike vpmaddubsw (u8 x s8 with int16
+//             saturation). Padding rows, columns and the odd k are zero; the edge tiles go
+//             through the same kernel and store only their valid part.
+// Both overwrite their output with the same epilogue (store(); avx2 runs the same operations
+// in the same order 8 columns at a time on full tiles, and C11 mode contracts none of them into
+// an FMA), so every path gives the same floats: out = ((float)c * a_scale[m]) * b_scale[n] + bias[n], where the zero-point variant
 // first removes the activation zero point in int32: c -= a_zero[m] * b_rowsum[n] (exact for
 // K <= QT_INT8_GEMM_ZP_MAX_K: the true result and both terms fit int32).
 // Exactness bound: every partial sum is at most K * 2^14 in magnitude, below 2^31 for
@@ -73,119 +76,249 @@ static void gemm_portable(const epilogue *e, const int8_t *A, const int8_t *B, i
 // ---- avx2 ----------------------------------------------------------------------------------
 
 #if QT_INT8_X86
-// Tile of MR rows of A by NR rows of B: 12 accumulators + 3 B vectors + 1 A vector fill the 16
-// ymm registers.
+// Both operands are packed once per call into int16 pair panels, so the inner loop streams
+// contiguous, aligned memory and never widens:
+//   A panel (MR rows):  for each k pair p, MR int32 words, word i = (A[i][2p], A[i][2p+1]) as
+//                       two int16 (little-endian: low half is the even k).
+//   B panel (NR cols):  for each k pair p, NR int32 words, word j = (B[j][2p], B[j][2p+1]).
+// Rows past M, columns past N and the odd k past K are zero. The micro-kernel broadcasts one A
+// word (vpbroadcastd) and vpmaddwd's it with 8 B words: each int32 lane gets a[2p] b[2p] +
+// a[2p+1] b[2p+1], both products at most 2^14, so a lane never saturates and the sum is exact.
+// An MR x NR tile keeps 12 int32 accumulators (4 rows x 3 vectors of 8 columns), 3 B vectors
+// and 1 broadcast A word in the 16 ymm registers, so each loaded B vector is used 4 times and
+// each A word 3 times.
 #define AVX2_MR 4
-#define AVX2_NR 3
-// Rows of B per column block: 96 * K bytes (96 KiB at K = 1024) stays in L2 while every row of
-// A streams past it.
-#define AVX2_NB 96
+#define AVX2_NR 24
+// Columns per block: a block of B (NC x K int16, 96 KiB at K = 256) stays in L2 while one
+// row block of A passes it; each B micro-panel (NR x K) is reused over MC rows from L1.
+#define AVX2_NC_PANELS 8
+#define AVX2_MC 64
 
-__attribute__((target("avx2"))) static inline int32_t hsum_epi32_avx2(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_hadd_epi32(s, s);
-    s = _mm_hadd_epi32(s, s);
-    return _mm_cvtsi128_si32(s);
-}
-
-// One mr x nr tile (mr <= 4, nr <= 3) at (m0, n0), for the edges of C.
-__attribute__((target("avx2"), noinline)) static void
-tile_avx2(const epilogue *e, const int8_t *A, const int8_t *B, int K, int m0, int n0, int mr,
-          int nr) {
-    __m256i acc[AVX2_MR][AVX2_NR];
-    for (int i = 0; i < AVX2_MR; i++)
-        for (int j = 0; j < AVX2_NR; j++) acc[i][j] = _mm256_setzero_si256();
-    const int8_t *a = A + (size_t)m0 * (size_t)K; // (mr, K)
-    const int8_t *b = B + (size_t)n0 * (size_t)K; // (nr, K)
-    int k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m256i bv[AVX2_NR];
-        for (int j = 0; j < nr; j++)
-            bv[j] = _mm256_cvtepi8_epi16(
-                _mm_loadu_si128((const __m128i *)(b + (size_t)j * (size_t)K + k)));
-        for (int i = 0; i < mr; i++) {
-            __m256i av = _mm256_cvtepi8_epi16(
-                _mm_loadu_si128((const __m128i *)(a + (size_t)i * (size_t)K + k)));
-            for (int j = 0; j < nr; j++)
-                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(av, bv[j]));
+// Packs rows r0.. (mr <= 4 valid, the rest zero) of X (rows of length K) into an MR-wide
+// pair panel of kp pairs: dst[p * 4 + i]. 16 k at a time with a 4x8 transpose of int32 words.
+__attribute__((target("avx2"))) static void pack_a_avx2(int32_t *dst, const int8_t *X, int K,
+                                                        int kp, int mr) {
+    int p = 0;
+    if (mr == AVX2_MR) {
+        const int8_t *x0 = X, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+        for (; 2 * p + 16 <= K; p += 8) {
+            int k = 2 * p;
+            __m256i r0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x0 + k)));
+            __m256i r1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x1 + k)));
+            __m256i r2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x2 + k)));
+            __m256i r3 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x3 + k)));
+            // rN lane j holds pair j of row N (pairs 0-3 low half, 4-7 high half).
+            __m256i t0 = _mm256_unpacklo_epi32(r0, r1), t1 = _mm256_unpacklo_epi32(r2, r3);
+            __m256i t2 = _mm256_unpackhi_epi32(r0, r1), t3 = _mm256_unpackhi_epi32(r2, r3);
+            __m256i u0 = _mm256_unpacklo_epi64(t0, t1); // pair 0 | pair 4
+            __m256i u1 = _mm256_unpackhi_epi64(t0, t1); // pair 1 | pair 5
+            __m256i u2 = _mm256_unpacklo_epi64(t2, t3); // pair 2 | pair 6
+            __m256i u3 = _mm256_unpackhi_epi64(t2, t3); // pair 3 | pair 7
+            __m256i *d = (__m256i *)(dst + (size_t)p * AVX2_MR); // 16-byte aligned
+            _mm256_storeu_si256(d + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
+            _mm256_storeu_si256(d + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+            _mm256_storeu_si256(d + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+            _mm256_storeu_si256(d + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
         }
     }
-    for (int i = 0; i < mr; i++) {
-        const int8_t *ai = a + (size_t)i * (size_t)K;
-        for (int j = 0; j < nr; j++) {
-            const int8_t *bj = b + (size_t)j * (size_t)K;
-            int32_t s = hsum_epi32_avx2(acc[i][j]);
-            for (int kk = k; kk < K; kk++) s += (int32_t)ai[kk] * (int32_t)bj[kk];
-            store(e, m0 + i, n0 + j, s);
+    for (; p < kp; p++)
+        for (int i = 0; i < AVX2_MR; i++) {
+            int k = 2 * p;
+            const int8_t *x = X + (size_t)i * (size_t)K;
+            uint16_t lo = i < mr ? (uint16_t)(int16_t)x[k] : 0;
+            uint16_t hi = i < mr && k + 1 < K ? (uint16_t)(int16_t)x[k + 1] : 0;
+            dst[(size_t)p * AVX2_MR + i] = (int32_t)((uint32_t)lo | ((uint32_t)hi << 16));
         }
-    }
 }
 
-// The full 4x3 tile written out: GCC at -O2 does not unroll tile_avx2's loops completely, and
-// then keeps the accumulators on the stack (measured 3x slower).
-#define LOAD_S16(p) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p)))
+// Packs rows c0.. (nr <= 24 valid, the rest zero) of B into an NR-wide pair panel of kp
+// pairs: dst[p * 24 + j]. Full groups of 8 rows, 16 k at a time, with an 8x8 transpose.
+__attribute__((target("avx2"))) static void pack_b_avx2(int32_t *dst, const int8_t *X, int K,
+                                                        int kp, int nr) {
+    int kv = 0; // pairs [0, kv) of the full 8-row groups done in vector code
+    for (int g = 0; g + 8 <= nr; g += 8) {
+        const int8_t *x = X + (size_t)g * (size_t)K;
+        int p = 0;
+        for (; 2 * p + 16 <= K; p += 8) {
+            int k = 2 * p;
+            __m256i r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm256_cvtepi8_epi16(
+                    _mm_loadu_si128((const __m128i *)(x + (size_t)i * (size_t)K + k)));
+            __m256i u[8]; // u[h * 4 + q]: rows 4h..4h+3, pair q | pair q + 4
+            for (int h = 0; h < 2; h++) {
+                __m256i t0 = _mm256_unpacklo_epi32(r[4 * h], r[4 * h + 1]);
+                __m256i t1 = _mm256_unpacklo_epi32(r[4 * h + 2], r[4 * h + 3]);
+                __m256i t2 = _mm256_unpackhi_epi32(r[4 * h], r[4 * h + 1]);
+                __m256i t3 = _mm256_unpackhi_epi32(r[4 * h + 2], r[4 * h + 3]);
+                u[4 * h + 0] = _mm256_unpacklo_epi64(t0, t1);
+                u[4 * h + 1] = _mm256_unpackhi_epi64(t0, t1);
+                u[4 * h + 2] = _mm256_unpacklo_epi64(t2, t3);
+                u[4 * h + 3] = _mm256_unpackhi_epi64(t2, t3);
+            }
+            for (int q = 0; q < 4; q++) {
+                __m256i lo = _mm256_permute2x128_si256(u[q], u[4 + q], 0x20); // pair q
+                __m256i hi = _mm256_permute2x128_si256(u[q], u[4 + q], 0x31); // pair q + 4
+                _mm256_store_si256((__m256i *)(dst + (size_t)(p + q) * AVX2_NR + g), lo);
+                _mm256_store_si256((__m256i *)(dst + (size_t)(p + q + 4) * AVX2_NR + g), hi);
+            }
+        }
+        kv = p;
+    }
+    int gv = nr / 8 * 8; // rows [0, gv) have pairs [0, kv) done
+    for (int p = 0; p < kp; p++)
+        for (int j = p < kv ? gv : 0; j < AVX2_NR; j++) {
+            int k = 2 * p;
+            const int8_t *x = X + (size_t)j * (size_t)K;
+            uint16_t lo = j < nr ? (uint16_t)(int16_t)x[k] : 0;
+            uint16_t hi = j < nr && k + 1 < K ? (uint16_t)(int16_t)x[k + 1] : 0;
+            dst[(size_t)p * AVX2_NR + j] = (int32_t)((uint32_t)lo | ((uint32_t)hi << 16));
+        }
+}
+
+// int32 words of the packed A panels, rounded up to whole 32-byte vectors.
+static size_t avx2_a_words(int M, int K) {
+    size_t kp = (size_t)(K + 1) / 2;
+    return ((size_t)QT_CEIL_DIV(M, AVX2_MR) * kp * AVX2_MR + 7) / 8 * 8;
+}
+
+// tile (MR, NR) int32 = A panel (kp pairs) x B panel (kp pairs)^T.
 #define MAC(acc, x, y) acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y))
-__attribute__((target("avx2"))) static void tile_avx2_full(const epilogue *e, const int8_t *A,
-                                                           const int8_t *B, int K, int m0,
-                                                           int n0) {
-    const int8_t *a0 = A + (size_t)m0 * (size_t)K, *a1 = a0 + K, *a2 = a1 + K, *a3 = a2 + K;
-    const int8_t *b0 = B + (size_t)n0 * (size_t)K, *b1 = b0 + K, *b2 = b1 + K;
+__attribute__((target("avx2"))) static void kernel_avx2(int32_t *tile, const int32_t *ap,
+                                                        const int32_t *bp, int kp) {
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c10 = c00, c11 = c00,
             c12 = c00, c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
-    int k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m256i y0 = LOAD_S16(b0 + k), y1 = LOAD_S16(b1 + k), y2 = LOAD_S16(b2 + k);
-        __m256i x = LOAD_S16(a0 + k);
+    for (int p = 0; p < kp; p++) {
+        __m256i y0 = _mm256_load_si256((const __m256i *)bp);
+        __m256i y1 = _mm256_load_si256((const __m256i *)(bp + 8));
+        __m256i y2 = _mm256_load_si256((const __m256i *)(bp + 16));
+        __m256i x = _mm256_set1_epi32(ap[0]);
         MAC(c00, x, y0);
         MAC(c01, x, y1);
         MAC(c02, x, y2);
-        x = LOAD_S16(a1 + k);
+        x = _mm256_set1_epi32(ap[1]);
         MAC(c10, x, y0);
         MAC(c11, x, y1);
         MAC(c12, x, y2);
-        x = LOAD_S16(a2 + k);
+        x = _mm256_set1_epi32(ap[2]);
         MAC(c20, x, y0);
         MAC(c21, x, y1);
         MAC(c22, x, y2);
-        x = LOAD_S16(a3 + k);
+        x = _mm256_set1_epi32(ap[3]);
         MAC(c30, x, y0);
         MAC(c31, x, y1);
         MAC(c32, x, y2);
+        ap += AVX2_MR;
+        bp += AVX2_NR;
     }
-    const __m256i acc[AVX2_MR][AVX2_NR] = {
-        {c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
-    const int8_t *ar[AVX2_MR] = {a0, a1, a2, a3}, *br[AVX2_NR] = {b0, b1, b2};
-    for (int i = 0; i < AVX2_MR; i++)
-        for (int j = 0; j < AVX2_NR; j++) {
-            int32_t s = hsum_epi32_avx2(acc[i][j]);
-            for (int kk = k; kk < K; kk++) s += (int32_t)ar[i][kk] * (int32_t)br[j][kk];
-            store(e, m0 + i, n0 + j, s);
-        }
+    __m256i *t = (__m256i *)tile;
+    _mm256_store_si256(t + 0, c00);
+    _mm256_store_si256(t + 1, c01);
+    _mm256_store_si256(t + 2, c02);
+    _mm256_store_si256(t + 3, c10);
+    _mm256_store_si256(t + 4, c11);
+    _mm256_store_si256(t + 5, c12);
+    _mm256_store_si256(t + 6, c20);
+    _mm256_store_si256(t + 7, c21);
+    _mm256_store_si256(t + 8, c22);
+    _mm256_store_si256(t + 9, c30);
+    _mm256_store_si256(t + 10, c31);
+    _mm256_store_si256(t + 11, c32);
 }
 #undef MAC
-#undef LOAD_S16
 
-__attribute__((target("avx2"))) static void gemm_avx2(const epilogue *e, const int8_t *A,
-                                                      const int8_t *B, int M, int N, int K) {
-    int n_nb = QT_CEIL_DIV(N, AVX2_NB);
-    int n_mt = QT_CEIL_DIV(M, AVX2_MR);
-    long n_tasks = (long)n_nb * (long)n_mt;
-    // Task t = (column block t / n_mt, row tile t % n_mt): a static schedule hands each thread
-    // a contiguous run, so a thread keeps one block of B hot while A streams.
-#pragma omp parallel for schedule(static)
-    for (long t = 0; t < n_tasks; t++) {
-        int nb = (int)(t / n_mt);
-        int m0 = (int)(t % n_mt) * AVX2_MR;
-        int mr = M - m0 < AVX2_MR ? M - m0 : AVX2_MR;
-        int n_end = (nb + 1) * AVX2_NB < N ? (nb + 1) * AVX2_NB : N;
-        for (int n0 = nb * AVX2_NB; n0 < n_end; n0 += AVX2_NR) {
-            int nr = n_end - n0 < AVX2_NR ? n_end - n0 : AVX2_NR;
-            if (mr == AVX2_MR && nr == AVX2_NR)
-                tile_avx2_full(e, A, B, K, m0, n0);
-            else
-                tile_avx2(e, A, B, K, m0, n0, mr, nr); // M % 4, N % 3 edges
+// The epilogue of a tile (MR, NR) at (m0, n0): vector code for full tiles, the same float
+// operations in the same order as store() (mul, mul, add; C11 contracts nothing into FMA), so
+// the floats are identical; store() itself on the edges.
+__attribute__((target("avx2"))) static void tile_store_avx2(const epilogue *e,
+                                                            const int32_t *tile, int m0, int n0,
+                                                            int mr, int nr) {
+    if (mr < AVX2_MR || nr < AVX2_NR) {
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++) store(e, m0 + i, n0 + j, tile[i * AVX2_NR + j]);
+        return;
+    }
+    for (int i = 0; i < AVX2_MR; i++) {
+        int m = m0 + i;
+        size_t row = (size_t)m * (size_t)e->N + (size_t)n0;
+        __m256i az = _mm256_set1_epi32(e->a_zero ? e->a_zero[m] : 0);
+        __m256 as = _mm256_set1_ps(e->out ? e->a_scale[m] : 0.0f);
+        for (int v = 0; v < AVX2_NR / 8; v++) {
+            int n = n0 + 8 * v;
+            __m256i c = _mm256_load_si256((const __m256i *)(tile + i * AVX2_NR + 8 * v));
+            if (e->a_zero)
+                c = _mm256_sub_epi32(
+                    c, _mm256_mullo_epi32(
+                           az, _mm256_loadu_si256((const __m256i *)(e->b_rowsum + n))));
+            if (e->out) {
+                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(c), as);
+                f = _mm256_mul_ps(f, _mm256_loadu_ps(e->b_scale + n));
+                if (e->bias) f = _mm256_add_ps(f, _mm256_loadu_ps(e->bias + n));
+                _mm256_storeu_ps(e->out + row + 8 * v, f);
+            } else {
+                _mm256_storeu_si256((__m256i *)(e->C + row + 8 * v), c);
+            }
         }
     }
+}
+
+// Packs A and B (pk: the buffer, kp pairs per row), then runs the tiles: tasks are (column
+// block, row block) pairs, handed out dynamically (the machine is shared; a thread that loses
+// its core does not hold up the rest), column block major so both threads share a hot block.
+__attribute__((target("avx2"))) static void gemm_avx2(const epilogue *e, const int8_t *A,
+                                                      const int8_t *B, int M, int N, int K,
+                                                      int32_t *pk) {
+    int kp = (K + 1) / 2;
+    int m_pan = QT_CEIL_DIV(M, AVX2_MR), n_pan = QT_CEIL_DIV(N, AVX2_NR);
+    int32_t *Ap = pk;                                                  // (m_pan, kp, MR)
+    // (n_pan, kp, NR), 32-byte aligned like pk: every B vector load is aligned.
+    int32_t *Bp = pk + avx2_a_words(M, K);
+    // Column blocks of equal size (at most AVX2_NC_PANELS panels each), so no block is a
+    // small remainder.
+    int n_nb = QT_CEIL_DIV(n_pan, AVX2_NC_PANELS);
+    int nb_pan = QT_CEIL_DIV(n_pan, n_nb);
+    int mc_pan = AVX2_MC / AVX2_MR;
+    int n_mb = QT_CEIL_DIV(m_pan, mc_pan);
+    long n_tasks = (long)n_nb * (long)n_mb;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < m_pan + n_pan; i++) {
+            if (i < m_pan) {
+                int m0 = i * AVX2_MR;
+                pack_a_avx2(Ap + (size_t)i * (size_t)kp * AVX2_MR, A + (size_t)m0 * (size_t)K,
+                            K, kp, M - m0 < AVX2_MR ? M - m0 : AVX2_MR);
+            } else {
+                int j = i - m_pan, n0 = j * AVX2_NR;
+                pack_b_avx2(Bp + (size_t)j * (size_t)kp * AVX2_NR, B + (size_t)n0 * (size_t)K,
+                            K, kp, N - n0 < AVX2_NR ? N - n0 : AVX2_NR);
+            }
+        }
+        // (implicit barrier: the panels are complete)
+        _Alignas(32) int32_t tile[AVX2_MR * AVX2_NR];
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < n_tasks; t++) {
+            int nb = (int)(t / n_mb), mb = (int)(t % n_mb);
+            int j_end = (nb + 1) * nb_pan < n_pan ? (nb + 1) * nb_pan : n_pan;
+            int i_end = (mb + 1) * mc_pan < m_pan ? (mb + 1) * mc_pan : m_pan;
+            for (int j = nb * nb_pan; j < j_end; j++) {
+                const int32_t *bp = Bp + (size_t)j * (size_t)kp * AVX2_NR;
+                int n0 = j * AVX2_NR, nr = N - n0 < AVX2_NR ? N - n0 : AVX2_NR;
+                for (int i = mb * mc_pan; i < i_end; i++) {
+                    int m0 = i * AVX2_MR, mr = M - m0 < AVX2_MR ? M - m0 : AVX2_MR;
+                    kernel_avx2(tile, Ap + (size_t)i * (size_t)kp * AVX2_MR, bp, kp);
+                    tile_store_avx2(e, tile, m0, n0, mr, nr);
+                }
+            }
+        }
+    }
+}
+
+// Bytes of the packed panels gemm_avx2 needs.
+static size_t avx2_pack_bytes(int M, int N, int K) {
+    size_t kp = (size_t)(K + 1) / 2;
+    return (avx2_a_words(M, K) + (size_t)QT_CEIL_DIV(N, AVX2_NR) * kp * AVX2_NR) *
+           sizeof(int32_t);
 }
 #endif
 
@@ -273,9 +406,17 @@ static qt_status run(const epilogue *e, const int8_t *A, const int8_t *B, int M,
         gemm_portable(e, A, B, M, N, K);
         return QT_OK;
 #if QT_INT8_X86
-    case PATH_AVX2:
-        gemm_avx2(e, A, B, M, N, K);
+    case PATH_AVX2: {
+        size_t bytes = avx2_pack_bytes(M, N, K);
+        int32_t *pk = aligned_alloc(32, bytes);
+        if (!pk)
+            return qt_error(QT_ERR_OOM, "%s: cannot allocate %zu bytes of packed panels for "
+                                        "M = %d, N = %d, K = %d; use smaller chunks",
+                            op, bytes, M, N, K);
+        gemm_avx2(e, A, B, M, N, K, pk);
+        free(pk);
         return QT_OK;
+    }
 #endif
     default: {
         const char *env = getenv("QT_INT8_GEMM");
