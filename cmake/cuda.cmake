@@ -230,7 +230,7 @@ endforeach()
 
 # ---- bench_cuda_int8_gemm (INT8 GEMM, issue 4) ------------------------------------------------
 # The top-level glob of bench/bench_*.c already made this target on libqtrain alone, where it
-# compiles to a stub that says it has nothing to measure. With the nvcc backend it links
+# builds a program that says it was built without CUDA and exits. With the nvcc backend it links
 # qtrain_cuda and measures the INT8 GEMMs against the fp16 cuBLASLt GEMM.
 if(QT_CUDA_GPU_BUILT AND TARGET bench_cuda_int8_gemm)
   target_link_libraries(bench_cuda_int8_gemm PRIVATE qtrain_cuda)
