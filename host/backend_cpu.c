@@ -298,19 +298,7 @@ static qt_status cpu_linear_s8_fwd(void *ctx, void *out, const void *x, const vo
                                    const void *b, int N, int IC, int OC,
                                    const qt_quant_params *aq, const qt_quant_params *wq) {
     (void)ctx;
-    if (!qt_quant_is_s8_gemm_able(aq) || !qt_quant_is_s8_gemm_able(wq))
-        return qt_error(QT_ERR_UNSUPPORTED,
-                        "cpu linear_s8_fwd: the INT8 GEMM needs 8-bit symmetric round-to-nearest "
-                        "quantization per tensor or per row (absmax or absmean) of both x and w; "
-                        "got x bits %d sym %d rounding %d granularity %d, w bits %d sym %d "
-                        "rounding %d granularity %d; use the fake-quant linear for other grids",
-                        aq ? aq->bits : 0, aq ? aq->symmetric : 0, aq ? (int)aq->rounding : -1,
-                        aq ? (int)aq->granularity : -1, wq ? wq->bits : 0,
-                        wq ? wq->symmetric : 0, wq ? (int)wq->rounding : -1,
-                        wq ? (int)wq->granularity : -1);
-    if (N < 0 || OC < 0 || IC < 1)
-        return qt_error(QT_ERR_ARG, "cpu linear_s8_fwd: shape N %d, IC %d, OC %d; need N, OC >= 0 "
-                                    "and IC >= 1", N, IC, OC);
+    QT_TRY(qt_quant_check_s8_linear("cpu linear_s8_fwd", aq, wq, N, IC, OC));
     if (N == 0 || OC == 0) return QT_OK;
     int8_t *xc = malloc((size_t)N * (size_t)IC), *wc = malloc((size_t)OC * (size_t)IC);
     float *xs = malloc((size_t)N * sizeof(float)), *ws = malloc((size_t)OC * sizeof(float));

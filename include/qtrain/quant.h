@@ -85,6 +85,12 @@ size_t qt_quant_num_scales(const qt_quant_params *p, size_t rows, size_t cols);
 // or per row, range ABSMAX or ABSMEAN; else 0.
 int qt_quant_is_s8_gemm_able(const qt_quant_params *p);
 
+// The arguments of a backend's linear_s8_fwd (qtrain/backend.h), named by `op` in the error:
+// QT_ERR_UNSUPPORTED (naming both grids) unless qt_quant_is_s8_gemm_able(aq) and (wq);
+// QT_ERR_ARG unless N, OC >= 0 and IC >= 1.
+qt_status qt_quant_check_s8_linear(const char *op, const qt_quant_params *aq,
+                                   const qt_quant_params *wq, int N, int IC, int OC);
+
 // Checks p (and that `running` is given for RUNNING, and given and initialized for FIXED);
 // QT_ERR_ARG names the bad field.
 qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,

@@ -111,6 +111,24 @@ int qt_quant_is_s8_gemm_able(const qt_quant_params *p) {
            (p->range == QT_QUANT_RANGE_ABSMAX || p->range == QT_QUANT_RANGE_ABSMEAN);
 }
 
+qt_status qt_quant_check_s8_linear(const char *op, const qt_quant_params *aq,
+                                   const qt_quant_params *wq, int N, int IC, int OC) {
+    if (!qt_quant_is_s8_gemm_able(aq) || !qt_quant_is_s8_gemm_able(wq))
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "%s: the INT8 GEMM needs 8-bit symmetric round-to-nearest quantization "
+                        "per tensor or per row (absmax or absmean) of both x and w; got x bits %d "
+                        "sym %d rounding %d granularity %d, w bits %d sym %d rounding %d "
+                        "granularity %d; use the fake-quant linear for other grids",
+                        op, aq ? aq->bits : 0, aq ? aq->symmetric : 0,
+                        aq ? (int)aq->rounding : -1, aq ? (int)aq->granularity : -1,
+                        wq ? wq->bits : 0, wq ? wq->symmetric : 0, wq ? (int)wq->rounding : -1,
+                        wq ? (int)wq->granularity : -1);
+    if (N < 0 || OC < 0 || IC < 1)
+        return qt_error(QT_ERR_ARG, "%s: shape N %d, IC %d, OC %d; need N, OC >= 0 and IC >= 1",
+                        op, N, IC, OC);
+    return QT_OK;
+}
+
 size_t qt_quant_num_scales(const qt_quant_params *p, size_t rows, size_t cols) {
     if (!p || (p->granularity == QT_QUANT_PER_GROUP && p->group_size == 0)) return 0;
     if (rows == 0 || cols == 0) return 0;
