@@ -23,6 +23,7 @@
 // Every cuBLASLt and CUDA call is checked; a failure returns QT_ERR_CUDA naming the call,
 // file:line and the library's message.
 #include "qt_cuda_compat.h"
+#include "qt_cuda_check.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -169,18 +170,6 @@ extern "C" qt_status qt_cuda_gemm(void *handle, qt_cuda_stream s, qt_dtype dt,
 #else
 // ================================ GPU build (cuBLASLt) ========================================
 
-// Checks a cuBLASLt call: QT_ERR_CUDA with the statement, file:line and cuBLAS's message. Jumps
-// to the enclosing function's `out` label so descriptors are released.
-#define GEMM_CHECK_LT(expr)                                                                   \
-    do {                                                                                      \
-        cublasStatus_t gemm_lt_status_ = (expr);                                              \
-        if (gemm_lt_status_ != CUBLAS_STATUS_SUCCESS) {                                       \
-            st = qt_error(QT_ERR_CUDA, "%s failed at %s:%d: %s", #expr, __FILE__, __LINE__,   \
-                          cublasLtGetStatusString(gemm_lt_status_));                          \
-            goto out;                                                                         \
-        }                                                                                     \
-    } while (0)
-
 // One strided-batched cuBLASLt problem; the key of the algorithm cache. Zero-filled before use
 // so that it compares with memcmp.
 typedef struct {
@@ -211,7 +200,7 @@ extern "C" qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes) 
     gemm_gpu *h = (gemm_gpu *)calloc(1, sizeof *h);
     if (!h) return qt_error(QT_ERR_OOM, "qt_cuda_gemm_create: cannot allocate the handle");
     h->workspace_bytes = workspace_bytes ? workspace_bytes : GEMM_DEFAULT_WORKSPACE;
-    GEMM_CHECK_LT(cublasLtCreate(&h->lt));
+    QT_CHECK_CUBLASLT(cublasLtCreate(&h->lt));
     {
         cudaError_t err = cudaMalloc(&h->workspace, h->workspace_bytes);
         if (err != cudaSuccess) {
@@ -302,40 +291,40 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
     key.beta_zero = d->beta == 0.0f;
 
     cublasOperation_t op_a = (cublasOperation_t)key.op_a, op_b = (cublasOperation_t)key.op_b;
-    GEMM_CHECK_LT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    GEMM_CHECK_LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
                                                  sizeof op_a));
-    GEMM_CHECK_LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
                                                  sizeof op_b));
     // Stored shapes: operand a is (m, k) or (k, m) when transposed; b is (k, n) or (n, k).
-    GEMM_CHECK_LT(make_layout(&la, type, op_a == CUBLAS_OP_N ? key.m : key.k,
+    QT_CHECK_CUBLASLT(make_layout(&la, type, op_a == CUBLAS_OP_N ? key.m : key.k,
                               op_a == CUBLAS_OP_N ? key.k : key.m, key.lda, count, key.sa));
-    GEMM_CHECK_LT(make_layout(&lb, type, op_b == CUBLAS_OP_N ? key.k : key.n,
+    QT_CHECK_CUBLASLT(make_layout(&lb, type, op_b == CUBLAS_OP_N ? key.k : key.n,
                               op_b == CUBLAS_OP_N ? key.n : key.k, key.ldb, count, key.sb));
-    GEMM_CHECK_LT(make_layout(&lc, type, key.m, key.n, key.ldc, count, key.sc));
+    QT_CHECK_CUBLASLT(make_layout(&lc, type, key.m, key.n, key.ldc, count, key.sc));
 
     {
         int slot = find_cached(h, &key);
         if (slot < 0) {
-            GEMM_CHECK_LT(cublasLtMatmulPreferenceCreate(&pref));
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceCreate(&pref));
             uint64_t ws = h->workspace_bytes;
-            GEMM_CHECK_LT(cublasLtMatmulPreferenceSetAttribute(
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
                 pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-            GEMM_CHECK_LT(cublasLtMatmulPreferenceSetAttribute(
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
                 pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a,
                 sizeof key.align_a));
-            GEMM_CHECK_LT(cublasLtMatmulPreferenceSetAttribute(
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
                 pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b,
                 sizeof key.align_b));
-            GEMM_CHECK_LT(cublasLtMatmulPreferenceSetAttribute(
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
                 pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_c,
                 sizeof key.align_c));
-            GEMM_CHECK_LT(cublasLtMatmulPreferenceSetAttribute(
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
                 pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_c,
                 sizeof key.align_c));
             cublasLtMatmulHeuristicResult_t result;
             int found = 0;
-            GEMM_CHECK_LT(cublasLtMatmulAlgoGetHeuristic(h->lt, op, la, lb, lc, lc, pref, 1,
+            QT_CHECK_CUBLASLT(cublasLtMatmulAlgoGetHeuristic(h->lt, op, la, lb, lc, lc, pref, 1,
                                                          &result, &found));
             if (found < 1) {
                 st = qt_error(QT_ERR_CUDA,
@@ -357,7 +346,7 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
         }
         float alpha = d->alpha, beta = d->beta;
         // D = C in place: the same pointer and layout.
-        GEMM_CHECK_LT(cublasLtMatmul(h->lt, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
+        QT_CHECK_CUBLASLT(cublasLtMatmul(h->lt, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
                                      &h->algos[slot], h->workspace, h->workspace_bytes,
                                      (cudaStream_t)stream));
     }

@@ -468,15 +468,6 @@ static qt_status lt_matmul_s8(cudaStream_t s, int m, int n, int k, const int8_t 
     return QT_OK;
 }
 #else
-#define LT_CHECK(expr)                                                                        \
-    do {                                                                                      \
-        cublasStatus_t lt_status_ = (expr);                                                   \
-        if (lt_status_ != CUBLAS_STATUS_SUCCESS) {                                            \
-            st = qt_error(QT_ERR_CUDA, "%s failed at %s:%d: %s", #expr, __FILE__, __LINE__,   \
-                          cublasLtGetStatusString(lt_status_));                               \
-            goto out;                                                                         \
-        }                                                                                     \
-    } while (0)
 
 static uint32_t align_of(uintptr_t p) {
     uint32_t a = 256;
@@ -504,30 +495,30 @@ static qt_status lt_matmul_s8(cudaStream_t s, int m, int n, int k, const int8_t 
     key.align_b = align_of((uintptr_t)b | (uintptr_t)ldb);
     key.align_c = align_of((uintptr_t)c | (uintptr_t)ldc * 4u);
     int slot = -1;
-    LT_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32I, CUDA_R_32I));
-    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
-    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, (uint64_t)k, (uint64_t)m, lda));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, (uint64_t)k, (uint64_t)n, ldb));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32I, (uint64_t)m, (uint64_t)n, ldc));
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32I, CUDA_R_32I));
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof op_t));
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof op_n));
+    QT_CHECK_CUBLASLT(cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, (uint64_t)k, (uint64_t)m, lda));
+    QT_CHECK_CUBLASLT(cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, (uint64_t)k, (uint64_t)n, ldb));
+    QT_CHECK_CUBLASLT(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32I, (uint64_t)m, (uint64_t)n, ldc));
     for (int i = 0; i < g_lt.n_cached; i++)
         if (memcmp(&g_lt.keys[i], &key, sizeof key) == 0) slot = i;
     if (slot < 0) {
         cublasLtMatmulHeuristicResult_t result;
         int found = 0;
         uint64_t ws = LT_SCRATCH_BYTES;
-        LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceCreate(&pref));
+        QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a, sizeof key.align_a));
-        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b, sizeof key.align_b));
-        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_c, sizeof key.align_c));
-        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
             pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_c, sizeof key.align_c));
-        LT_CHECK(cublasLtMatmulAlgoGetHeuristic(g_lt.lt, op, la, lb, lc, lc, pref, 1, &result,
+        QT_CHECK_CUBLASLT(cublasLtMatmulAlgoGetHeuristic(g_lt.lt, op, la, lb, lc, lc, pref, 1, &result,
                                                 &found));
         if (found < 1) {
             st = qt_error(QT_ERR_CUDA, "qt_cuda int8 cuBLASLt: no int8 algorithm for m %d n %d "
@@ -543,7 +534,7 @@ static qt_status lt_matmul_s8(cudaStream_t s, int m, int n, int k, const int8_t 
         g_lt.keys[slot] = key;
         g_lt.algos[slot] = result.algo;
     }
-    LT_CHECK(cublasLtMatmul(g_lt.lt, op, &alpha, a, la, b, lb, &beta, c, lc, c, lc,
+    QT_CHECK_CUBLASLT(cublasLtMatmul(g_lt.lt, op, &alpha, a, la, b, lb, &beta, c, lc, c, lc,
                             &g_lt.algos[slot], g_lt.ws, LT_SCRATCH_BYTES, s));
 out:
     if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
