@@ -177,64 +177,86 @@ END_TEST
 
 // ---- 2. 20 mixed-precision steps: losses within 2% of fp32 ---------------------------------
 
-static void train_steps_match(qt_dtype dt) {
-    qt_config cfg;
-    small_config(&cfg, NULL);
+// The same model trained side by side on the CPU (fp32) and on CUDA in `dt`.
+typedef struct {
     qt_backend cpu, gpu;
-    ck_assert_int_eq(qt_backend_cpu_init(&cpu, CPU_THREADS), QT_OK);
-    init_cuda(&gpu, dt);
-    ck_assert_int_eq(gpu.dtype, dt);
     qt_model mc, mg;
-    model_on(&mc, &cpu, &cfg);
-    model_on(&mg, &gpu, &cfg);
     qt_optimizer oc, og;
-    ck_assert_msg(qt_optimizer_init(&oc, &mc) == QT_OK, "%s", qt_last_error());
-    ck_assert_msg(qt_optimizer_init(&og, &mg) == QT_OK, "%s: %s", qt_dtype_name(dt),
-                  qt_last_error());
-    ck_assert_msg(og.master != NULL, "%s: no fp32 master weights", qt_dtype_name(dt));
+} side_by_side;
 
+static void side_by_side_init(side_by_side *p, const qt_config *cfg, qt_dtype dt,
+                              const char *name) {
+    ck_assert_int_eq(qt_backend_cpu_init(&p->cpu, CPU_THREADS), QT_OK);
+    init_cuda(&p->gpu, dt);
+    ck_assert_int_eq(p->gpu.dtype, dt);
+    model_on(&p->mc, &p->cpu, cfg);
+    model_on(&p->mg, &p->gpu, cfg);
+    ck_assert_msg(qt_optimizer_init(&p->oc, &p->mc) == QT_OK, "%s", qt_last_error());
+    ck_assert_msg(qt_optimizer_init(&p->og, &p->mg) == QT_OK, "%s: %s", name, qt_last_error());
+}
+
+static void side_by_side_free(side_by_side *p) {
+    qt_optimizer_free(&p->oc, &p->mc);
+    qt_optimizer_free(&p->og, &p->mg);
+    qt_model_free(&p->mc);
+    qt_model_free(&p->mg);
+    qt_backend_free(&p->cpu);
+    qt_backend_free(&p->gpu);
+}
+
+// `steps` AdamW steps alternating two batches (make_batch(batch0), make_batch(batch0 + 1)) at
+// loss scale `scale`: every step's CUDA loss within loss_rtol of the CPU's, no step skipped.
+// *first and *last get the CPU's first and last losses.
+static void side_by_side_train(side_by_side *p, const qt_config *cfg, const char *name,
+                               int steps, int batch0, float scale, double loss_rtol,
+                               float *first, float *last) {
     int in[2][B * T], tg[2][B * T];
-    make_batch(in[0], tg[0], 1);
-    make_batch(in[1], tg[1], 2);
-    float first = 0, last = 0;
-    for (int step = 0; step < TRAIN_STEPS; step++) {
+    make_batch(in[0], tg[0], batch0);
+    make_batch(in[1], tg[1], batch0 + 1);
+    for (int step = 0; step < steps; step++) {
         const int k = step % 2;
         float lc = 0, lg = 0;
         double nc = 0, ng = 0;
         int sc = 0, sg = 0;
-        qt_model *ms[2] = {&mc, &mg};
+        qt_model *ms[2] = {&p->mc, &p->mg};
         for (int j = 0; j < 2; j++) {
             ck_assert_int_eq(qt_model_zero_grad(ms[j]), QT_OK);
             ms[j]->dropout_stream = (uint64_t)step;
         }
-        ck_assert_msg(qt_model_forward(&mc, in[k], tg[k], B, T, &lc) == QT_OK, "%s",
+        ck_assert_msg(qt_model_forward(&p->mc, in[k], tg[k], B, T, &lc) == QT_OK, "%s",
                       qt_last_error());
-        ck_assert_msg(qt_model_forward(&mg, in[k], tg[k], B, T, &lg) == QT_OK, "%s step %d: %s",
-                      qt_dtype_name(dt), step, qt_last_error());
-        ck_assert_msg(fabsf(lg - lc) <= LOSS_RTOL_TRAIN * fabsf(lc),
-                      "%s step %d: loss %.6g (cuda) vs %.6g (cpu fp32): off by %.2f%% > %g%%",
-                      qt_dtype_name(dt), step, (double)lg, (double)lc,
-                      100.0 * fabs(lg - lc) / fabs(lc), 100.0 * LOSS_RTOL_TRAIN);
-        if (step == 0) first = lc;
-        last = lc;
-        ck_assert_int_eq(qt_model_backward(&mc, LOSS_SCALE), QT_OK);
-        ck_assert_msg(qt_model_backward(&mg, LOSS_SCALE) == QT_OK, "%s", qt_last_error());
-        ck_assert_msg(qt_optimizer_step(&oc, &mc, cfg.lr, LOSS_SCALE, &nc, &sc) == QT_OK, "%s",
+        ck_assert_msg(qt_model_forward(&p->mg, in[k], tg[k], B, T, &lg) == QT_OK,
+                      "%s step %d: %s", name, step, qt_last_error());
+        ck_assert_msg(fabsf(lg - lc) <= loss_rtol * fabsf(lc),
+                      "%s step %d: loss %.6g (cuda) vs %.6g (cpu fp32): off by %.3f%% > %g%%",
+                      name, step, (double)lg, (double)lc, 100.0 * fabs(lg - lc) / fabs(lc),
+                      100.0 * loss_rtol);
+        if (step == 0) *first = lc;
+        *last = lc;
+        ck_assert_int_eq(qt_model_backward(&p->mc, scale), QT_OK);
+        ck_assert_msg(qt_model_backward(&p->mg, scale) == QT_OK, "%s: %s", name, qt_last_error());
+        ck_assert_msg(qt_optimizer_step(&p->oc, &p->mc, cfg->lr, scale, &nc, &sc) == QT_OK, "%s",
                       qt_last_error());
-        ck_assert_msg(qt_optimizer_step(&og, &mg, cfg.lr, LOSS_SCALE, &ng, &sg) == QT_OK,
-                      "%s step %d: %s", qt_dtype_name(dt), step, qt_last_error());
+        ck_assert_msg(qt_optimizer_step(&p->og, &p->mg, cfg->lr, scale, &ng, &sg) == QT_OK,
+                      "%s step %d: %s", name, step, qt_last_error());
         ck_assert_msg(!sc && !sg, "%s step %d: a step was skipped (cpu %d, cuda %d; norms %g %g)",
-                      qt_dtype_name(dt), step, sc, sg, nc, ng);
+                      name, step, sc, sg, nc, ng);
     }
+}
+
+static void train_steps_match(qt_dtype dt) {
+    qt_config cfg;
+    small_config(&cfg, NULL);
+    side_by_side p;
+    side_by_side_init(&p, &cfg, dt, qt_dtype_name(dt));
+    ck_assert_msg(p.og.master != NULL, "%s: no fp32 master weights", qt_dtype_name(dt));
+    float first = 0, last = 0;
+    side_by_side_train(&p, &cfg, qt_dtype_name(dt), TRAIN_STEPS, 1, LOSS_SCALE, LOSS_RTOL_TRAIN,
+                       &first, &last);
     // The comparison means something only if the model trained.
     ck_assert_msg(last < first - 0.5f, "%s: the loss went from %g to %g only", qt_dtype_name(dt),
                   (double)first, (double)last);
-    qt_optimizer_free(&oc, &mc);
-    qt_optimizer_free(&og, &mg);
-    qt_model_free(&mc);
-    qt_model_free(&mg);
-    qt_backend_free(&cpu);
-    qt_backend_free(&gpu);
+    side_by_side_free(&p);
 }
 
 START_TEST(test_fp16_training_tracks_cpu) { train_steps_match(QT_DTYPE_F16); }
@@ -344,64 +366,29 @@ START_TEST(test_quant_training_tracks_cpu) {
         ck_assert_msg(qt_config_set(&cfg, v->sets[i], "test") == QT_OK, "%s: %s", v->sets[i],
                       qt_last_error());
     ck_assert_msg(qt_config_validate(&cfg) == QT_OK, "%s: %s", v->name, qt_last_error());
-    qt_backend cpu, gpu;
-    ck_assert_int_eq(qt_backend_cpu_init(&cpu, CPU_THREADS), QT_OK);
-    init_cuda(&gpu, v->dt);
-    qt_model mc, mg;
-    model_on(&mc, &cpu, &cfg);
-    model_on(&mg, &gpu, &cfg);
-    qt_optimizer oc, og;
-    ck_assert_msg(qt_optimizer_init(&oc, &mc) == QT_OK, "%s", qt_last_error());
-    ck_assert_msg(qt_optimizer_init(&og, &mg) == QT_OK, "%s: %s", v->name, qt_last_error());
+    side_by_side p;
+    side_by_side_init(&p, &cfg, v->dt, v->name);
     const float scale = v->dt == QT_DTYPE_F16 ? LOSS_SCALE : 1.0f;
-    int in[2][B * T], tg[2][B * T];
-    make_batch(in[0], tg[0], 4);
-    make_batch(in[1], tg[1], 5);
     float first = 0, last = 0;
-    for (int step = 0; step < QUANT_STEPS; step++) {
-        const int k = step % 2;
-        float lc = 0, lg = 0;
-        int sc = 0, sg = 0;
-        qt_model *ms[2] = {&mc, &mg};
-        for (int j = 0; j < 2; j++) {
-            ck_assert_int_eq(qt_model_zero_grad(ms[j]), QT_OK);
-            ms[j]->dropout_stream = (uint64_t)step;
-        }
-        ck_assert_msg(qt_model_forward(&mc, in[k], tg[k], B, T, &lc) == QT_OK, "%s",
-                      qt_last_error());
-        ck_assert_msg(qt_model_forward(&mg, in[k], tg[k], B, T, &lg) == QT_OK, "%s step %d: %s",
-                      v->name, step, qt_last_error());
-        ck_assert_msg(fabsf(lg - lc) <= v->loss_rtol * fabsf(lc),
-                      "%s step %d: loss %.6g (cuda) vs %.6g (cpu): off by %.3f%% > %g%%", v->name,
-                      step, (double)lg, (double)lc, 100.0 * fabs(lg - lc) / fabs(lc),
-                      100.0 * v->loss_rtol);
-        if (step == 0) first = lc;
-        last = lc;
-        ck_assert_int_eq(qt_model_backward(&mc, scale), QT_OK);
-        ck_assert_msg(qt_model_backward(&mg, scale) == QT_OK, "%s: %s", v->name, qt_last_error());
-        ck_assert_msg(qt_optimizer_step(&oc, &mc, cfg.lr, scale, NULL, &sc) == QT_OK, "%s",
-                      qt_last_error());
-        ck_assert_msg(qt_optimizer_step(&og, &mg, cfg.lr, scale, NULL, &sg) == QT_OK,
-                      "%s step %d: %s", v->name, step, qt_last_error());
-        ck_assert_msg(!sc && !sg, "%s step %d: a step was skipped", v->name, step);
-    }
+    side_by_side_train(&p, &cfg, v->name, QUANT_STEPS, 4, scale, v->loss_rtol, &first, &last);
     ck_assert_msg(last < first, "%s: the loss went from %g to %g", v->name, (double)first,
                   (double)last);
-    if (mc.n_code_bytes) {
-        ck_assert_uint_eq(mc.n_code_bytes, mg.n_code_bytes);
-        int8_t *cg = malloc(mg.n_code_bytes);
-        ck_assert_int_eq(gpu.ops->to_host(gpu.ctx, cg, mg.codes, mg.n_code_bytes), QT_OK);
+    const qt_model *mc = &p.mc, *mg = &p.mg;
+    if (mc->n_code_bytes) {
+        ck_assert_uint_eq(mc->n_code_bytes, mg->n_code_bytes);
+        int8_t *cg = malloc(mg->n_code_bytes);
+        ck_assert_int_eq(p.gpu.ops->to_host(p.gpu.ctx, cg, mg->codes, mg->n_code_bytes), QT_OK);
         size_t same = 0, total = 0;
-        for (int ti = 0; ti < mc.n_tensors; ti++) {
-            const qt_tensor_info *t = &mc.tensors[ti];
+        for (int ti = 0; ti < mc->n_tensors; ti++) {
+            const qt_tensor_info *t = &mc->tensors[ti];
             if (!t->quantized) continue;
             for (size_t i = 0; i < t->numel; i++)
-                same += mc.codes[t->code_offset + i] == cg[t->code_offset + i];
+                same += mc->codes[t->code_offset + i] == cg[t->code_offset + i];
             total += t->numel;
-            ck_assert_msg(fabsf(mg.code_scales[ti] - mc.code_scales[ti]) <=
-                              0.01f * mc.code_scales[ti],
+            ck_assert_msg(fabsf(mg->code_scales[ti] - mc->code_scales[ti]) <=
+                              0.01f * mc->code_scales[ti],
                           "%s: %s scale %g (cuda) vs %g (cpu)", v->name, t->name,
-                          (double)mg.code_scales[ti], (double)mc.code_scales[ti]);
+                          (double)mg->code_scales[ti], (double)mc->code_scales[ti]);
         }
         double agree = (double)same / (double)total;
         printf("%s: %.4f%% of %zu DQT codes equal on both backends after %d steps\n", v->name,
@@ -411,12 +398,7 @@ START_TEST(test_quant_training_tracks_cpu) {
                       "%s: only %.3f%% of the codes agree", v->name, 100.0 * agree);
         free(cg);
     }
-    qt_optimizer_free(&oc, &mc);
-    qt_optimizer_free(&og, &mg);
-    qt_model_free(&mc);
-    qt_model_free(&mg);
-    qt_backend_free(&cpu);
-    qt_backend_free(&gpu);
+    side_by_side_free(&p);
 }
 END_TEST
 
