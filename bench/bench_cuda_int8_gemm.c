@@ -19,8 +19,9 @@
 #ifdef QT_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "qtrain/cuda_int8_gemm.h"
-#include "qtrain/cuda_ops.h"
+#include "kernels/int8_gemm.h"
+#include "kernels/linear.h"
+#include "qtrain/backend.h"
 #endif
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -68,18 +69,15 @@ typedef struct {
 static void run_once(bench_ctx *b, run_kind k) {
     switch (k) {
     case RUN_S8_MMA:
-        CHECK_QT(qt_cuda_gemm_s8s32(b->s, QT_CUDA_INT8_MMA, b->C, b->A, b->B, b->M, b->N, b->K));
+        CHECK_QT(qt_cuda_gemm_s8s32(b->s, b->C, b->A, b->B, b->M, b->N, b->K, QT_CUDA_INT8_MMA));
         break;
     case RUN_S8_LT:
-        CHECK_QT(qt_cuda_gemm_s8s32(b->s, QT_CUDA_INT8_CUBLASLT, b->C, b->A, b->B, b->M, b->N,
-                                    b->K));
+        CHECK_QT(qt_cuda_gemm_s8s32(b->s, b->C, b->A, b->B, b->M, b->N, b->K, QT_CUDA_INT8_CUBLASLT));
         break;
     case RUN_LIN_MMA:
     case RUN_LIN_LT:
-        CHECK_QT(qt_cuda_linear_s8(b->s, k == RUN_LIN_MMA ? QT_CUDA_INT8_MMA
-                                                          : QT_CUDA_INT8_CUBLASLT,
-                                   QT_DTYPE_F16, b->out, b->A, b->as, b->B, b->bs, NULL, b->M,
-                                   b->N, b->K));
+        CHECK_QT(qt_cuda_linear_s8(b->s, QT_DTYPE_F16, b->out, b->A, b->as, b->B, b->bs, NULL, b->M, b->N, b->K, k == RUN_LIN_MMA ? QT_CUDA_INT8_MMA
+                                                          : QT_CUDA_INT8_CUBLASLT));
         break;
     case RUN_F16: {
         // out (M, N) = x (M, K) w (N, K)^T, as the backend's linear_fwd calls it
@@ -95,7 +93,7 @@ static void run_once(bench_ctx *b, run_kind k) {
         d.ldc = b->N;
         d.batch = 1;
         d.inner = 1;
-        CHECK_QT(qt_cuda_gemm(b->gemm, b->s, QT_DTYPE_F16, &d, b->ha, b->hb, b->hc));
+        CHECK_QT(qt_cuda_gemm(b->s, QT_DTYPE_F16, &d, b->ha, b->hb, b->hc, b->gemm));
         break;
     }
     }

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "qtrain/quant.h"
+#include "kernels/quant.h"
 
 static double now_s(void) {
     struct timespec ts;

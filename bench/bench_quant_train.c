@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "qtrain/int8_gemm.h"
+#include "kernels/int8_gemm.h"
 #include "qtrain/model.h"
 #include "qtrain/optimizer.h"
 

@@ -1,14 +1,19 @@
 # cmake/cuda.cmake: the CUDA backend, built twice from the same sources, and its tests.
 # Included at the end of the top-level CMakeLists.txt (after tests/cuemu).
 #
-#   qtrain_cuda_emu     kernels/cuda/*.cu compiled as C++17 by the host compiler against the CPU
-#                       emulator (tests/cuemu, target cuemu), plus host/cuda/*.c, on libqtrain.
-#                       Also _asan and _tsan flavours on the emulator's sanitizer runtimes.
-#   qtrain_cuda         the same .cu files through nvcc for sm_80 and sm_90 (CMAKE_CUDA_ARCHITECTURES)
-#                       plus host/cuda/*.c, on libcudart and cuBLASLt. Every .cu compile goes through
-#                       scripts/check_ptxas.sh, which fails the build when ptxas reports a spill, a
-#                       stack frame or local memory in any kernel (logs in <build>/ptxas/).
-#                       Linked into the `qtrain` program (QT_HAVE_CUDA: --device cuda).
+#   qtrain_cuda_kernels_emu  kernels/cuda/*.cu compiled as C++17 by the host compiler against
+#                       the CPU emulator (tests/cuemu, target cuemu), on the bottom layer
+#                       (qtrain_base) alone; tests/cuemu/qt_cuda_compat.h is the compatibility
+#                       header the include path selects. qtrain_cuda_emu: the CUDA backend
+#                       (host/cuda/*.c) on those kernels and libqtrain. Also _asan and _tsan
+#                       flavours on the emulator's sanitizer runtimes.
+#   qtrain_cuda_kernels the same .cu files through nvcc for sm_80 and sm_90
+#                       (CMAKE_CUDA_ARCHITECTURES) on libcudart and cuBLASLt, with
+#                       kernels/cuda/nvcc/qt_cuda_compat.h selected; qtrain_cuda the backend on
+#                       them. Every .cu compile goes through scripts/check_ptxas.sh, which fails
+#                       the build when ptxas reports a spill, a stack frame or local memory in any
+#                       kernel (logs in <build>/ptxas/). Linked into the `qtrain` program
+#                       (QT_HAVE_CUDA: --device cuda).
 #   tests/cuda/test_cuda_<x>.c  ->  test_cuda_<x>_emu (label emu), test_cuda_<x>_gpu (label gpu,
 #                       exit 77 = skipped without a device), and, but for a few listed below,
 #                       _asan (emu;asan) and _tsan (emu;tsan) on the emulator's sanitizer runtimes.
@@ -66,26 +71,33 @@ qt_cuemu_cuda_sources(QT_CUDA_EMU_WRAPPERS ${QT_CUDA_KERNEL_SOURCES})
 # on the emulator runtime <runtime> (cuemu, cuemu_asan, cuemu_tsan), which brings -DQT_CUEMU,
 # C++17, the include paths and the sanitizer flags to every source, C included.
 function(qt_cuda_add_emu suffix runtime)
+  set(klib qtrain_cuda_kernels_emu${suffix})
+  add_library(${klib} STATIC ${QT_CUDA_EMU_WRAPPERS})
+  target_include_directories(${klib} PUBLIC ${CMAKE_SOURCE_DIR} PRIVATE ${CBLAS_INCLUDE_DIR})
+  # OpenBLAS: the emulated cuBLASLt GEMM is the CPU sgemm.
+  target_link_libraries(${klib} PUBLIC ${runtime} qtrain_base ${OPENBLAS_LIB})
+  set_target_properties(${klib} PROPERTIES CXX_EXTENSIONS OFF LINKER_LANGUAGE CXX)
   set(lib qtrain_cuda_emu${suffix})
-  add_library(${lib} STATIC ${QT_CUDA_EMU_WRAPPERS} ${QT_CUDA_HOST_SOURCES})
+  add_library(${lib} STATIC ${QT_CUDA_HOST_SOURCES})
   target_include_directories(${lib} PUBLIC ${CMAKE_SOURCE_DIR}/include
-    PRIVATE ${CMAKE_SOURCE_DIR} ${CBLAS_INCLUDE_DIR})
-  target_link_libraries(${lib} PUBLIC ${runtime} libqtrain)
+    PRIVATE ${CMAKE_SOURCE_DIR})
+  target_link_libraries(${lib} PUBLIC ${klib} libqtrain)
   set_target_properties(${lib} PROPERTIES CXX_EXTENSIONS OFF LINKER_LANGUAGE CXX)
   # No a*b + c contracted into an fma. g++ contracts by default for C++ (-std=c++17 too) at
   # -march=native; the CPU reference (ISO C11) never does, and the kernels that must match it
   # bit for bit use the _rn intrinsics, which nvcc never contracts (its default --fmad=true
   # contracts only plain float math, which those kernels' tests tolerate). Emulated, the
   # intrinsics are plain a * b and a + b, so without this flag g++ would fuse them.
+  target_compile_options(${klib} PRIVATE -ffp-contract=off)
   target_compile_options(${lib} PRIVATE -ffp-contract=off)
   if(QT_CUDA_COVERAGE AND suffix STREQUAL "")
-    # Only the kernels (the C++ sources here) are measured; -O0 keeps lines countable.
-    target_compile_options(${lib} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:--coverage;-O0>)
-    target_link_options(${lib} INTERFACE --coverage)
+    # Only the kernels are measured; -O0 keeps lines countable.
+    target_compile_options(${klib} PRIVATE --coverage -O0)
+    target_link_options(${klib} INTERFACE --coverage)
   endif()
   add_library(qt_cuda_testutil_emu${suffix} STATIC ${QT_CUDA_TESTUTIL})
   target_include_directories(qt_cuda_testutil_emu${suffix} PUBLIC ${CMAKE_SOURCE_DIR}/tests/cuda
-    ${CMAKE_SOURCE_DIR}/include)
+    ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR})
   target_link_libraries(qt_cuda_testutil_emu${suffix} PUBLIC ${runtime})
 endfunction()
 
@@ -129,20 +141,24 @@ endif()
 
 if(QT_CUDA_GPU_BUILT)
   set(QT_PTXAS_LOG_DIR ${CMAKE_BINARY_DIR}/ptxas)
-  add_library(qtrain_cuda STATIC ${QT_CUDA_KERNEL_SOURCES} ${QT_CUDA_HOST_SOURCES})
-  target_include_directories(qtrain_cuda PUBLIC ${CMAKE_SOURCE_DIR}/include
-    PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/kernels/cuda)
-  target_link_libraries(qtrain_cuda PUBLIC libqtrain CUDA::cudart CUDA::cublasLt)
-  set_target_properties(qtrain_cuda PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
-    CUDA_EXTENSIONS OFF LINKER_LANGUAGE CXX
+  add_library(qtrain_cuda_kernels STATIC ${QT_CUDA_KERNEL_SOURCES})
+  # kernels/cuda/nvcc first: its qt_cuda_compat.h is the nvcc build's.
+  target_include_directories(qtrain_cuda_kernels PRIVATE ${CMAKE_SOURCE_DIR}/kernels/cuda/nvcc
+    PUBLIC ${CMAKE_SOURCE_DIR})
+  target_link_libraries(qtrain_cuda_kernels PUBLIC qtrain_base CUDA::cudart CUDA::cublasLt)
+  set_target_properties(qtrain_cuda_kernels PROPERTIES CUDA_STANDARD 17
+    CUDA_STANDARD_REQUIRED ON CUDA_EXTENSIONS OFF LINKER_LANGUAGE CXX
     CUDA_COMPILER_LAUNCHER "sh;${CMAKE_SOURCE_DIR}/scripts/check_ptxas.sh;${Python3_EXECUTABLE};${CMAKE_SOURCE_DIR}/tests/cuemu/check_ptxas.py;${QT_PTXAS_LOG_DIR}")
   # The directory's -Wall -Wextra -Werror are host-compiler flags nvcc rejects: replace them
-  # per language (nvcc passes them on to the host compiler and treats its own warnings as
-  # errors).
-  set_property(TARGET qtrain_cuda PROPERTY COMPILE_OPTIONS "")
-  target_compile_options(qtrain_cuda PRIVATE
-    $<$<COMPILE_LANGUAGE:C>:-Wall;-Wextra;-Werror>
-    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror;-Werror=all-warnings>)
+  # (nvcc passes them on to the host compiler and treats its own warnings as errors).
+  set_property(TARGET qtrain_cuda_kernels PROPERTY COMPILE_OPTIONS "")
+  target_compile_options(qtrain_cuda_kernels PRIVATE
+    -Xcompiler=-Wall,-Wextra,-Werror -Werror=all-warnings)
+  add_library(qtrain_cuda STATIC ${QT_CUDA_HOST_SOURCES})
+  target_include_directories(qtrain_cuda PUBLIC ${CMAKE_SOURCE_DIR}/include
+    PRIVATE ${CMAKE_SOURCE_DIR})
+  target_link_libraries(qtrain_cuda PUBLIC qtrain_cuda_kernels libqtrain CUDA::cudart)
+  set_target_properties(qtrain_cuda PROPERTIES LINKER_LANGUAGE CXX)
 
   # The program's --device cuda|auto (host/cli/device.c): the nvcc backend where it is built.
   # Without a driver, qt_cuda_device_count() is 0 and auto falls back to the CPU.
@@ -152,7 +168,7 @@ if(QT_CUDA_GPU_BUILT)
 
   add_library(qt_cuda_testutil_gpu STATIC ${QT_CUDA_TESTUTIL})
   target_include_directories(qt_cuda_testutil_gpu PUBLIC ${CMAKE_SOURCE_DIR}/tests/cuda
-    ${CMAKE_SOURCE_DIR}/include)
+    ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR})
   target_link_libraries(qt_cuda_testutil_gpu PUBLIC CUDA::cudart)
 
   # The ptxas report of every kernel file for every architecture, as a test (the build already

@@ -1,16 +1,32 @@
 // backend_cpu.c: the CPU backend: host memory and the qt_cpu_* reference ops.
 //
-// Every op forwards to kernels/cpu; the only logic here is the batched GEMM, which runs the
-// batch in parallel with single-threaded sgemm calls (OpenBLAS's OpenMP build runs
-// sequentially inside a parallel region) and hands a single large GEMM to OpenBLAS's threads.
+// Every op forwards to kernels/cpu (the batched GEMM too: qt_cpu_gemm in kernels/cpu/linear.c,
+// which runs the batch in parallel with single-threaded sgemm calls).
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/dqt_math.h"
+#include "kernels/activation.h"
+#include "kernels/adamw.h"
+#include "kernels/attention.h"
+#include "kernels/crossentropy.h"
+#include "kernels/dqt.h"
+#include "kernels/dropout.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/gate.h"
+#include "kernels/int8_gemm.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "kernels/quant.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/softmax_clip.h"
+#include "kernels/sumsq.h"
+#include "kernels/swiglu.h"
 #include "qtrain/backend.h"
-#include "kernels/common/dqt_math.h" // dqt part: qt_dqt_check
-#include "qtrain/int8_gemm.h"        // dqt part: qt_cpu_linear_s8
 
 static qt_status cpu_alloc(void *ctx, void **ptr, size_t bytes) {
     (void)ctx;
@@ -46,31 +62,10 @@ static qt_status cpu_sync(void *ctx) {
     return QT_OK;
 }
 
-static void gemm_one(const qt_gemm_desc *d, const float *A, const float *B, float *C) {
-    cblas_sgemm(CblasRowMajor, d->trans_a ? CblasTrans : CblasNoTrans,
-                d->trans_b ? CblasTrans : CblasNoTrans, d->M, d->N, d->K, d->alpha, A, d->lda, B,
-                d->ldb, d->beta, C, d->ldc);
-}
-
-static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const void *Av, const void *Bv,
-                          void *Cv) {
+static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
+                          void *C) {
     (void)ctx;
-    const float *A = Av, *B = Bv;
-    float *C = Cv;
-    if (d->batch < 1 || d->inner < 1 || d->batch % d->inner != 0)
-        return qt_error(QT_ERR_ARG, "gemm: batch %d is not a multiple of inner %d", d->batch,
-                        d->inner);
-    if (d->batch == 1) {
-        gemm_one(d, A, B, C);
-        return QT_OK;
-    }
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < d->batch; i++) {
-        int64_t o = i / d->inner, in = i % d->inner;
-        gemm_one(d, A + o * d->a_outer + in * d->a_inner, B + o * d->b_outer + in * d->b_inner,
-                 C + o * d->c_outer + in * d->c_inner);
-    }
-    return QT_OK;
+    return qt_cpu_gemm(d, A, B, C);
 }
 
 // The remaining entries forward to kernels/cpu; `void *` tensors are fp32 here.
@@ -225,8 +220,7 @@ static qt_status cpu_adamw_step(void *ctx, void *param, float *master, const voi
 }
 static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
     (void)ctx;
-    *out = qt_cpu_sumsq(x, n);
-    return QT_OK;
+    return qt_cpu_sumsq(out, x, n);
 }
 // ---- LLaMA family (llama part): kernels/cpu/llama_ops.c
 static qt_status cpu_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w,

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kernels/common/philox.h"
+#include "base/philox.h"
 
 // Philox stream tag for data order ("data"), kept apart from every other use of the seed.
 #define DATA_STREAM_TAG 0x64617461u

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/common/philox.h"
+#include "base/philox.h"
 #include "qlinear.h"
 
 #define BE (m->be->ops)

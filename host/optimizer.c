@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/quant.h"
 #include "qlinear.h"
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/select.h"
+#include "kernels/quant.h"
 #include "qtrain/evaluate.h"
-#include "qtrain/int8_gemm.h"
+#include "kernels/int8_gemm.h"
 
 enum { MODE_CALIB = 0, MODE_FAKE, MODE_INT8 };
 

@@ -12,6 +12,7 @@
 // When W and X are both 8-bit symmetric absmax per tensor/row with nearest rounding and the
 // backend has linear_s8_fwd (quant.int8_gemm = 1), the qat forward runs on the INT8 GEMM; so
 // does SwitchBack's dX = G_q W_q when G is 8-bit per token and W 8-bit per tensor.
+#include "kernels/quant.h"
 #include "qlinear.h"
 
 #include <string.h>

@@ -7,7 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/common/philox.h"
+#include "base/philox.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/crossentropy.h"
+#include "kernels/gate.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/softmax_clip.h"
+#include "kernels/swiglu.h"
 
 typedef struct {
     float *shadow; // what the model sees

@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "qtrain/backend.h"
-#include "qtrain/dqt.h"
-#include "qtrain/ops.h"
-#include "qtrain/quant.h"
+#include "kernels/dqt.h"
+#include "kernels/linear.h"
+#include "kernels/quant.h"
 #include "testutil.h"
 
 static qt_backend cpu_backend(void) {

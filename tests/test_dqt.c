@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qtrain/dqt.h"
-#include "qtrain/ops.h"
+#include "kernels/dqt.h"
+#include "kernels/adamw.h"
 #include "testutil.h"
 
 typedef struct {

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qtrain/int8_gemm.h"
+#include "kernels/int8_gemm.h"
 #include "testutil.h"
 
 static const char *const paths[] = {"portable", "avx2"};

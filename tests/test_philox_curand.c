@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "kernels/common/philox.h"
+#include "base/philox.h"
 #include "testutil.h"
 
 // From curand.h (not included: this test builds without the CUDA toolkit).

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/common/quant_math.h"
-#include "qtrain/quant.h"
+#include "base/quant_math.h"
+#include "kernels/quant.h"
 #include "testutil.h"
 
 static const int BITS[] = {QT_QUANT_TERNARY, 2, 3, 4, 5, 6, 7, 8};

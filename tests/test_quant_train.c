@@ -17,10 +17,12 @@
 #include "qtrain/checkpoint.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
-#include "qtrain/int8_gemm.h"
+#include "kernels/int8_gemm.h"
 #include "qtrain/optimizer.h"
 #include "qtrain/trainer.h"
 #include "testutil.h"
+#include "kernels/linear.h"
+#include "kernels/quant.h"
 
 static void set_all(qt_config *cfg, const char *const *sets, size_t n) {
     for (size_t i = 0; i < n; i++)

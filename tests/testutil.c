@@ -33,6 +33,10 @@ void qt_test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed)
     }
 }
 
+void qt_test_free_all(void **p, size_t n) {
+    for (size_t i = 0; i < n; i++) free(p[i]);
+}
+
 double *qt_test_dalloc(size_t n) {
     double *p = malloc((n ? n : 1) * sizeof(double));
     ck_assert_ptr_nonnull(p);

@@ -18,6 +18,13 @@ double *qt_test_drand(size_t n, double lo, double hi, uint64_t seed);
 // A float copy of d; d itself is rounded to the same values, so float and double runs of an
 // op see identical inputs.
 float *qt_test_to_float(double *d, size_t n);
+// free()s each of the n pointers; QT_TEST_FREE_ALL(a, b, ...) frees a list of them.
+void qt_test_free_all(void **p, size_t n);
+#define QT_TEST_FREE_ALL(...)                                                                 \
+    do {                                                                                      \
+        void *qt_test_ptrs_[] = {__VA_ARGS__};                                                \
+        qt_test_free_all(qt_test_ptrs_, sizeof qt_test_ptrs_ / sizeof qt_test_ptrs_[0]);      \
+    } while (0)
 // Fills with a NaN pattern, so an output element a kernel forgets to write fails the compare.
 void qt_test_poison(float *x, size_t n);
 

@@ -3,7 +3,7 @@
 #ifndef QTRAIN_CLI_ARGS_H
 #define QTRAIN_CLI_ARGS_H
 
-#include "qtrain/status.h"
+#include "base/status.h"
 
 // If argv[*i] is flag `name` (with "--"), sets *value (from "=value" or the next argument,
 // advancing *i) and returns 1; returns 0 if it is another flag. A missing value sets

@@ -10,7 +10,7 @@
 #include "args.h"
 #include "commands.h"
 #include "device.h"
-#include "kernels/common/philox.h"
+#include "base/philox.h"
 #include "qtrain/tokenizer.h"
 #include "qtrain/trainer.h"
 

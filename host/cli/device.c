@@ -6,7 +6,6 @@
 #include <string.h>
 
 #ifdef QT_HAVE_CUDA
-#include "qtrain/cuda_ops.h"
 #endif
 
 static qt_status open_cpu(const qt_config *cfg, qt_backend *be) {

@@ -17,10 +17,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda/qt_cuda_check.h"
+#include "base/cuda_check.h"
 #include "qtrain/backend.h"
-#include "qtrain/cuda_int8_gemm.h" // int8cuda part
-#include "qtrain/cuda_ops.h"
+#include "kernels/int8_gemm.h" // int8cuda part
+#include "kernels/activation.h"
+#include "kernels/adamw.h"
+#include "kernels/crossentropy.h"
+#include "kernels/dqt.h"
+#include "kernels/dropout.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/gate.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "kernels/quant.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/softmax_clip.h"
+#include "kernels/sumsq.h"
+#include "kernels/swiglu.h"
 
 // Elements of the fp32 staging buffer: conversions of larger tensors go through it in chunks
 // (4 MiB of device memory bounds the cost of a backend that never converts much).
@@ -158,7 +173,7 @@ static void cuda_destroy(void *ctx) {
 
 static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
                            void *C) {
-    return qt_cuda_gemm(CTX_OF(ctx)->gemm, STREAM(ctx), DT(ctx), d, A, B, C);
+    return qt_cuda_gemm(STREAM(ctx), DT(ctx), d, A, B, C, CTX_OF(ctx)->gemm);
 }
 
 // A single (batch 1) row-major GEMM descriptor.
@@ -364,13 +379,11 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
     char *ws = (char *)c->s8_ws;
     int8_t *xc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w);
     float *xs = (float *)(ws + off_xs), *wsc = (float *)(ws + off_ws);
-    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, aq, xc, xs, NULL, x, (size_t)N,
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, aq, xc, xs, NULL, x, (size_t)N,
                                   (size_t)IC));
-    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
                                   (size_t)IC));
-    return qt_cuda_linear_s8_ex(STREAM(ctx), QT_CUDA_INT8_DEFAULT, (int)c->dt, out, xc, xs,
-                                aq->granularity == QT_QUANT_PER_ROW, wc, wsc,
-                                wq->granularity == QT_QUANT_PER_ROW, b, N, OC, IC);
+    return qt_cuda_linear_s8_ex(STREAM(ctx), c->dt, out, xc, xs, aq->granularity == QT_QUANT_PER_ROW, wc, wsc, wq->granularity == QT_QUANT_PER_ROW, b, N, OC, IC, QT_CUDA_INT8_DEFAULT);
 }
 // ---- end of the int8cuda part
 
@@ -407,14 +420,13 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
     int8_t *gc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w), *wt = (int8_t *)(ws + off_wt);
     float *gs = (float *)(ws + off_gs), *wsc = (float *)(ws + off_ws);
     void *prod = ws + off_p;
-    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, gq, gc, gs, NULL, g, (size_t)N,
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, gq, gc, gs, NULL, g, (size_t)N,
                                   (size_t)OC));
-    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), (int)c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
+    QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
                                   (size_t)IC));
     QT_TRY(qt_cuda_transpose_s8(STREAM(ctx), wt, wc, OC, IC));
     // prod (N, IC) = (gc (N, OC) wt (IC, OC)^T) * gs[n] * wsc[0]
-    QT_TRY(qt_cuda_linear_s8_ex(STREAM(ctx), QT_CUDA_INT8_DEFAULT, (int)c->dt, prod, gc, gs, 1,
-                                wt, wsc, 0, NULL, N, IC, OC));
+    QT_TRY(qt_cuda_linear_s8_ex(STREAM(ctx), c->dt, prod, gc, gs, 1, wt, wsc, 0, NULL, N, IC, OC, QT_CUDA_INT8_DEFAULT));
     return qt_cuda_add(STREAM(ctx), c->dt, dx, dx, prod, nx);
 }
 // ---- end of the s8dx part
@@ -471,13 +483,13 @@ static qt_status cuda_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *
     QT_TRY(fq_reserve(c, zoff + (p->symmetric ? 0 : ns * sizeof(int32_t))));
     float *scales = (float *)c->fq_ws;
     int32_t *zeros = p->symmetric ? NULL : (int32_t *)((char *)c->fq_ws + zoff);
-    return qt_cuda_quant_fake(STREAM(ctx), (int)dt, p, out, x, scales, zeros, rows, cols);
+    return qt_cuda_quant_fake(STREAM(ctx), dt, p, out, x, rows, cols, scales, zeros);
 }
 
 // out (n, the backend's dtype) = codes (n, int8) * scale.
 static qt_status cuda_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
                                   size_t n) {
-    return qt_cuda_dqt_dequant(STREAM(ctx), (int)DT(ctx), out, codes, scale, n);
+    return qt_cuda_dqt_dequant(STREAM(ctx), DT(ctx), out, codes, scale, n);
 }
 
 // One DQT step; grad (n) in the backend's dtype; stats (host, may be NULL) waits for them,
@@ -489,8 +501,7 @@ static qt_status cuda_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes
     if (stats)
         QT_TRY(dqt_ws_reserve(c, &c->dqt_ws, &c->dqt_ws_bytes, qt_cuda_dqt_scratch_bytes(n),
                               "cuda dqt_step", "stats scratch"));
-    return qt_cuda_dqt_step(STREAM(ctx), (int)DT(ctx), dp, codes, grad, m, v, n,
-                            stats ? c->dqt_ws : NULL, stats);
+    return qt_cuda_dqt_step(STREAM(ctx), DT(ctx), dp, codes, grad, m, v, n, stats, stats ? c->dqt_ws : NULL);
 }
 // ---- end of the dqt part
 

@@ -5,35 +5,22 @@
 // a NULL entry means "this backend cannot do that", and qt_backend_check() names the first
 // missing entry, so support is read off the table, never a second switch.
 // Pointers passed to the ops are backend memory (from alloc); shapes and semantics are those
-// of the matching qt_cpu_* op in qtrain/ops.h, in the same argument order, after `ctx`.
+// of the matching qt_cpu_* op of its family (kernels/<family>.h), in the same argument order,
+// after `ctx`; the parameter types are base/params.h's (qt_gemm_desc: the linear family's
+// batched GEMM).
 #ifndef QTRAIN_BACKEND_H
 #define QTRAIN_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qtrain/dqt.h"
-#include "qtrain/dtype.h"
-#include "qtrain/ops.h"
-#include "qtrain/quant.h"
-#include "qtrain/status.h"
+#include "base/dtype.h"
+#include "base/params.h"
+#include "base/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-// A batched row-major GEMM: for i in [0, batch):
-//   C_i (M, N) = alpha * op(A_i) op(B_i) + beta * C_i,  op(X) = X or X^T
-// where X_i = X + (i / inner) * x_outer + (i % inner) * x_inner (elements). Two-level
-// batching addresses (batch, head) slices of a (B, T, 3C) tensor without a permute.
-typedef struct {
-    int trans_a, trans_b;
-    int M, N, K;
-    float alpha, beta;
-    int lda, ldb, ldc;
-    int batch, inner; // inner >= 1 divides batch
-    int64_t a_outer, a_inner, b_outer, b_inner, c_outer, c_inner;
-} qt_gemm_desc;
 
 typedef struct qt_backend_ops {
     // ---- memory (bytes)
@@ -166,6 +153,14 @@ typedef struct qt_backend {
 // The CPU backend: the reference ops of qtrain/ops.h with OpenMP and OpenBLAS on `threads`
 // threads (0: every core).
 qt_status qt_backend_cpu_init(qt_backend *be, int threads);
+
+// The CUDA backend (host/backends/backend_cuda.c; built where the CUDA toolkit is): device
+// `device` with parameters, gradients and activations in `dt`. In the emulated build
+// (tests/cuemu) this runs on the CPU. QT_ERR_CUDA naming the failing call when no usable
+// device exists.
+qt_status qt_backend_cuda_init(qt_backend *be, int device, qt_dtype dt);
+// Number of usable CUDA devices (0 when there is no driver or no GPU); never fails.
+int qt_cuda_device_count(void);
 void qt_backend_free(qt_backend *be);
 
 // QT_OK if every op the runtime calls is present; else QT_ERR_UNSUPPORTED naming the first

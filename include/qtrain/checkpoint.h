@@ -49,7 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qtrain/status.h"
+#include "base/status.h"
 
 #ifdef __cplusplus
 extern "C" {

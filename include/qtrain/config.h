@@ -10,9 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "qtrain/ops.h"
-#include "qtrain/quant.h"
-#include "qtrain/status.h"
+#include "base/params.h"
+#include "base/status.h"
 
 // OPT: LayerNorm, learned positions, GELU/ReLU MLP, biases. LLaMA: RMSNorm, RoPE, SwiGLU, no
 // biases, untied head (checked by qt_config_validate; the parts are separate keys).

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qtrain/status.h"
+#include "base/status.h"
 
 #ifdef __cplusplus
 extern "C" {

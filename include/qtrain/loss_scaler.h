@@ -9,7 +9,7 @@
 #define QTRAIN_LOSS_SCALER_H
 
 #include "qtrain/config.h"
-#include "qtrain/dtype.h"
+#include "base/dtype.h"
 
 typedef struct {
     int enabled;

@@ -41,7 +41,7 @@
 
 #include "qtrain/data.h"
 #include "qtrain/model.h"
-#include "qtrain/quant.h"
+#include "base/params.h"
 
 #define QT_PTQ_DEFAULT_CALIB_BATCHES 16
 

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qtrain/status.h"
+#include "base/status.h"
 
 #ifdef __cplusplus
 extern "C" {

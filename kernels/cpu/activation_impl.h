@@ -1,5 +1,5 @@
 // activation_impl.h: the body of GELU and ReLU, written once over REAL (no include guard; see
-// real_impl.h and activation.c).
+// common/real.h and activation.c).
 
 void FN(qt_cpu_gelu_fwd)(REAL *out, const REAL *x, size_t n) {
     // 0.5 x (1 + tanh(u)) = x sigmoid(2u) = x / (1 + exp(-2u)): one exp, and no cancellation

@@ -4,14 +4,14 @@
 //   mhat = m / (1 - b1^t); vhat = v / (1 - b2^t);
 //   param -= lr (mhat / (sqrt(vhat) + eps) + weight_decay param)
 // The bias corrections are computed in double once per call. Element-parallel, vectorized
-// (sqrt is vsqrtf from vmath_impl.h, within 1 ulp of sqrtf: glibc's scalar sqrtf made the
+// (sqrt is vsqrtf from common/vmath.h, within 1 ulp of sqrtf: glibc's scalar sqrtf made the
 // step 6x slower).
-#include "real_impl.h"
+#include "common/real.h"
 
 #include <stddef.h>
 
-#include "qtrain/ops.h"
-#include "qtrain/status.h"
+#include "kernels/adamw.h"
+#include "base/status.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384

@@ -1,6 +1,6 @@
 // attention.c: qt_cpu_attention_{fwd,bwd}[_f64], the attention core without projections:
-// per (batch, head) scores = q k^T, the softmax variant (softmax_row_impl.h), ctx = probs v.
-// Contract (include/qtrain/ops.h): the forward overwrites ctx, probs, p; the backward adds
+// per (batch, head) scores = q k^T, the softmax variant (common/softmax_row.h), ctx = probs v.
+// Contract (kernels/attention.h): the forward overwrites ctx, probs, p; the backward adds
 // into dqkv and overwrites scratch.
 //
 // Speed: each (b, h) pair is one OpenMP task whose GEMMs read q, k, v in place from the
@@ -12,11 +12,11 @@
 // larger ones to its threaded path, which serializes concurrent callers and spins in
 // sched_yield. Measured, 64 GEMMs in a 2-thread region: 64x64x64 0.4 ms, 64x65x64 3-12 ms.
 // (T = 128, D = 64 with 32-row blocks is exactly 2^18: nothing is cut.)
-#include "real_impl.h"
+#include "common/real.h"
 
-#include "kernels/common/softmax_clip_math.h"
-#include "qtrain/ops.h"
-#include "qtrain/status.h"
+#include "base/softmax_clip_math.h"
+#include "kernels/attention.h"
+#include "base/status.h"
 
 // Rows per block: smaller blocks skip more of a causal triangle but make smaller GEMMs.
 #ifndef ATT_ROW_BLOCK
@@ -27,5 +27,5 @@
 
 #include "attention_impl.h"
 #define QT_REAL_F64
-#include "real_impl.h"
+#include "common/real.h"
 #include "attention_impl.h"

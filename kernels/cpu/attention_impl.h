@@ -1,7 +1,7 @@
 // attention_impl.h: the body of the attention core, written once over REAL (no include guard;
-// see real_impl.h and attention.c).
+// see common/real.h and attention.c).
 
-#include "softmax_row_impl.h"
+#include "common/softmax_row.h"
 
 // C (M, N) = op(A) op(B) + beta C through GEMM, cut into pieces of at most ATT_GEMM_MAX_MNK
 // multiply-adds (see attention.c) by halving the larger of M and N (independent blocks of C).

@@ -1,5 +1,5 @@
 // crossentropy_impl.h: the body of the fused softmax + cross-entropy ops, written once over
-// REAL (no include guard; see real_impl.h and crossentropy.c).
+// REAL (no include guard; see common/real.h and crossentropy.c).
 
 void FN(qt_cpu_crossentropy_fwd)(REAL *losses, REAL *probs, const REAL *logits,
                                  const int *targets, int N, int V) {

@@ -1,7 +1,7 @@
-// dqt.c: the CPU reference of direct quantized training (include/qtrain/dqt.h; Zhao et al.
+// dqt.c: the CPU reference of direct quantized training (kernels/dqt.h; Zhao et al.
 // 2024, PAPERS.md section 7): qt_cpu_dqt_step applies one AdamW step to int8 codes with
 // stochastic rounding onto the grid of scale_out, qt_cpu_dqt_dequant expands codes to fp32.
-// The per-element math and the stats reduction order are kernels/common/dqt_math.h, shared
+// The per-element math and the stats reduction order are base/dqt_math.h, shared
 // with kernels/cuda/dqt.cu (same codes, m, v and stats bit for bit).
 // Contract: codes, m, v are updated in place (nothing is written with dry_run); the stats do
 // not depend on the number of threads: the chunks' partial sums are combined in the fixed lane
@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kernels/common/dqt_math.h"
-#include "qtrain/dqt.h"
+#include "base/dqt_math.h"
+#include "kernels/dqt.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384

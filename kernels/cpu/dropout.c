@@ -1,17 +1,17 @@
 // dropout.c: qt_cpu_dropout_{fwd,bwd}, inverted dropout with a counter-based mask (float only).
-// keep_i = [qt_philox_uniform(seed, stream, i) >= prob] (kernels/common/philox.h), so the
+// keep_i = [qt_philox_uniform(seed, stream, i) >= prob] (base/philox.h), so the
 // backward, a resumed run and the CUDA kernel all regenerate the same mask from (seed, stream).
-// Contract (include/qtrain/ops.h): out = x keep / (1 - prob) (out may alias x; prob == 0
+// Contract (kernels/dropout.h): out = x keep / (1 - prob) (out may alias x; prob == 0
 // copies); dx += dout keep / (1 - prob), or, when dx aliases dout, dx = dout keep / (1 - prob).
 // prob >= 1 drops everything (out = 0, no gradient) rather than dividing by zero.
 // One Philox call yields four words: elements go in groups of four, groups in parallel.
-#include "real_impl.h"
+#include "common/real.h"
 
 #include <stddef.h>
 #include <string.h>
 
-#include "kernels/common/philox.h"
-#include "qtrain/ops.h"
+#include "base/philox.h"
+#include "kernels/dropout.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384

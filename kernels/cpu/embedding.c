@@ -1,16 +1,16 @@
 // embedding.c: qt_cpu_embedding_{fwd,bwd}, token plus position embeddings (float only).
-// Contract (include/qtrain/ops.h): the forward overwrites out (wpe NULL: token embeddings
+// Contract (kernels/embedding.h): the forward overwrites out (wpe NULL: token embeddings
 // only, for models whose positions come from RoPE); the backward adds into dwte and dwpe
 // (NULL skips it).
 // The backward's scatter into dwte is race-free and deterministic: each thread owns a block
 // of channels and visits the tokens in order, so repeated tokens sum in a fixed order.
-#include "real_impl.h"
+#include "common/real.h"
 
 #include <stddef.h>
 #include <string.h>
 
-#include "qtrain/ops.h"
-#include "qtrain/status.h"
+#include "kernels/embedding.h"
+#include "base/status.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384

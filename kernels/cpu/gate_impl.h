@@ -1,5 +1,5 @@
 // gate_impl.h: the body of the attention-gate ops, written once over REAL (no include guard;
-// see real_impl.h and gate.c).
+// see common/real.h and gate.c).
 
 static inline REAL FN(sigmoid)(REAL z) { return (REAL)1 / ((REAL)1 + EXP(-z)); }
 

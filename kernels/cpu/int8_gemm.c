@@ -1,5 +1,5 @@
 // int8_gemm.c: INT8 GEMM C = A B^T (int8 x int8 -> int32, exact) and the W8A8 linear layer with
-// the dequantization fused in the epilogue (PAPERS.md section 5); API in qtrain/int8_gemm.h.
+// the dequantization fused in the epilogue (PAPERS.md section 5); API in kernels/int8_gemm.h.
 //
 // Two paths, picked at run time (qt_cpu_gemm_s8_set_path, QT_INT8_GEMM, else the best one):
 //   portable  plain loops, one int32 dot product per output; the reference the others match.
@@ -17,7 +17,7 @@
 // K <= QT_INT8_GEMM_ZP_MAX_K: the true result and both terms fit int32).
 // Exactness bound: every partial sum is at most K * 2^14 in magnitude, below 2^31 for
 // K <= QT_INT8_GEMM_MAX_K; larger K is refused rather than wrapped.
-#include "qtrain/int8_gemm.h"
+#include "kernels/int8_gemm.h"
 
 #include <stdatomic.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 // layernorm_impl.h: the body of the LayerNorm ops, written once over REAL (no include guard;
-// see real_impl.h and layernorm.c).
+// see common/real.h and layernorm.c).
 
 void FN(qt_cpu_layernorm_fwd)(REAL *out, REAL *mean, REAL *rstd, const REAL *x, const REAL *w,
                               const REAL *b, int N, int C) {

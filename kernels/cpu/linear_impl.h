@@ -1,5 +1,5 @@
 // linear_impl.h: the body of the linear ops, written once over REAL (no include guard; see
-// real_impl.h and linear.c).
+// common/real.h and linear.c).
 
 void FN(qt_cpu_linear_fwd)(REAL *out, const REAL *x, const REAL *w, const REAL *b, int N, int IC,
                            int OC) {

@@ -1,5 +1,5 @@
-// quant.c: the CPU reference quantizer of include/qtrain/quant.h (PAPERS.md sections 5-9).
-// The per-element arithmetic and the absmean reduction order are kernels/common/quant_math.h,
+// quant.c: the CPU reference quantizer of kernels/quant.h (PAPERS.md sections 5-9).
+// The per-element arithmetic and the absmean reduction order are base/quant_math.h,
 // shared with kernels/cuda/quant.cu so that the two agree bit for bit.
 // Work: one pass per slice for its range (slices in parallel, so a per-tensor range is one
 // thread's work), then one parallel pass over element chunks for the codes.
@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/common/quant_math.h"
-#include "kernels/cpu/select.h"
-#include "qtrain/quant.h"
+#include "base/quant_math.h"
+#include "kernels/quant.h"
 
 #define MSE_CANDIDATES 100
 #define PAR_MIN 16384

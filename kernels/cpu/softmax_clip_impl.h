@@ -1,7 +1,7 @@
 // softmax_clip_impl.h: the body of the softmax-clip ops, written once over REAL (no include
-// guard; see real_impl.h). Row kernels and their math are in softmax_row_impl.h.
+// guard; see common/real.h). Row kernels and their math are in common/softmax_row.h.
 
-#include "softmax_row_impl.h"
+#include "common/softmax_row.h"
 
 void FN(qt_cpu_softmax_clip_fwd)(const qt_softmax_params *prm, REAL *probs, REAL *p,
                                  const REAL *scores, const int *lens, int rows, int cols) {

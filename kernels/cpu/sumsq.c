@@ -2,16 +2,16 @@
 // gradient norm's building block).
 // Deterministic whatever the thread count: the array is cut into a number of chunks that
 // depends only on n, each chunk summed in order, the chunk sums added in order.
-#include "real_impl.h"
+#include "common/real.h"
 
 #include <stddef.h>
 
-#include "qtrain/ops.h"
+#include "kernels/sumsq.h"
 
 #define SUMSQ_MAX_CHUNKS 256
 #define SUMSQ_MIN_CHUNK 8192 // elements: smaller chunks are not worth a task
 
-double qt_cpu_sumsq(const float *x, size_t n) {
+qt_status qt_cpu_sumsq(double *out, const float *x, size_t n) {
     size_t chunks = (n + SUMSQ_MIN_CHUNK - 1) / SUMSQ_MIN_CHUNK;
     if (chunks > SUMSQ_MAX_CHUNKS) chunks = SUMSQ_MAX_CHUNKS;
     if (chunks < 1) chunks = 1;
@@ -27,5 +27,6 @@ double qt_cpu_sumsq(const float *x, size_t n) {
     }
     double total = 0.0;
     for (size_t k = 0; k < chunks; k++) total += part[k];
-    return total;
+    *out = total;
+    return QT_OK;
 }

@@ -5,17 +5,17 @@
 //          nothing), t = targets[n]; rows with t < 0 are ignored: loss 0, probs still written;
 //   backward: dlogits_j += dloss (probs_j - [j == t]); ignored rows get nothing.
 // CPU twin: kernels/cpu/crossentropy.c (qt_cpu_crossentropy_{fwd,bwd}).
-// Contract (include/qtrain/cuda_ops.h): the forward overwrites losses (fp32) and probs (dt);
+// Contract (kernels/crossentropy.h): the forward overwrites losses (fp32) and probs (dt);
 // probs may alias logits (z_t is read before the block's first barrier, every other element is
 // read and then written by the same thread after it). The backward adds into dlogits, except
 // when dlogits == probs: then it overwrites them with the gradient, ignored rows with 0 (the
 // CPU's aliasing rule). A target >= V (the CPU asserts) gives a NaN loss and a NaN gradient row
 // instead of an out-of-bounds read.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/crossentropy.h"
 
 // ---- launch constants ----------------------------------------------------------------------
 // One block per row: V is thousands to tens of thousands, so a whole block strides the row

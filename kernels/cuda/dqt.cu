@@ -1,8 +1,8 @@
 // dqt.cu: qt_cuda_dqt_step and qt_cuda_dqt_dequant, direct quantized training on the device
-// (include/qtrain/dqt.h; Zhao et al. 2024, PAPERS.md section 7): one AdamW step applied to
+// (kernels/dqt.h; Zhao et al. 2024, PAPERS.md section 7): one AdamW step applied to
 // int8 codes with stochastic rounding onto the grid of scale_out, and codes * scale.
 // CPU twin: kernels/cpu/dqt.c. Both take the per-element math (AdamW in adamw.c's order, the
-// rounding) and the stats reduction order from kernels/common/dqt_math.h, so codes, m, v and
+// rounding) and the stats reduction order from base/dqt_math.h, so codes, m, v and
 // the stats are bit-identical to the CPU's for fp32 gradients (fp16/bf16 gradients are widened
 // to fp32 first, exactly, so they match the CPU run on the dt-rounded gradients).
 // Contract: codes (n) int8, m, v (n) fp32 updated in place unless dp->dry_run; grad (n) and
@@ -13,14 +13,14 @@
 // free again when the call returns since it waited; without stats scratch is not touched (may
 // be NULL) and the call does not wait. Nothing is allocated here.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <stdint.h>
 
-#include "kernels/common/dqt_math.h"
-#include "qtrain/dqt.h"
-#include "qtrain/dtype.h"
+#include "base/dqt_math.h"
+#include "kernels/dqt.h"
+#include "base/dtype.h"
 
 // ---- launch constants -----------------------------------------------------------------------
 // The step kernel's block IS the lane set of dqt_math.h's stats order (thread = lane), one
@@ -180,9 +180,10 @@ extern "C" size_t qt_cuda_dqt_scratch_bytes(size_t n) {
     return (nchunks + 1) * (sizeof(double) + sizeof(int));
 }
 
-extern "C" qt_status qt_cuda_dqt_step(void *stream, int dt, const qt_dqt_params *dp,
-                                      int8_t *codes, const void *grad, float *m, float *v,
-                                      size_t n, void *scratch, qt_dqt_stats *stats) {
+extern "C" qt_status qt_cuda_dqt_step(qt_cuda_stream stream, qt_dtype dt,
+                                      const qt_dqt_params *dp, int8_t *codes, const void *grad,
+                                      float *m, float *v, size_t n, qt_dqt_stats *stats,
+                                      void *scratch) {
     const char *op = "cuda dqt_step";
     if (!dtype_ok(dt))
         return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
@@ -232,8 +233,8 @@ extern "C" qt_status qt_cuda_dqt_step(void *stream, int dt, const qt_dqt_params 
     return QT_OK;
 }
 
-extern "C" qt_status qt_cuda_dqt_dequant(void *stream, int dt, void *out, const int8_t *codes,
-                                         float scale, size_t n) {
+extern "C" qt_status qt_cuda_dqt_dequant(qt_cuda_stream stream, qt_dtype dt, void *out,
+                                         const int8_t *codes, float scale, size_t n) {
     const char *op = "cuda dqt_dequant";
     if (!dtype_ok(dt))
         return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",

@@ -1,5 +1,5 @@
 // dropout.cu: qt_cuda_dropout_{fwd,bwd}, inverted dropout with the counter-based Philox mask
-// of kernels/common/philox.h (Salmon et al., SC 2011), bit-identical to the CPU's:
+// of base/philox.h (Salmon et al., SC 2011), bit-identical to the CPU's:
 //   keep_i = [qt_u32_to_uniform(word i of qt_philox_block(seed, stream, i / 4)) >= prob]
 //          = [qt_philox_uniform(seed, stream, i) >= prob],   s = 1 / (1 - prob) (0 if prob >= 1)
 //   forward:  out_i = keep_i ? x_i * s : 0
@@ -8,15 +8,15 @@
 // rounded once in fp32 (__fmul_rn, __fadd_rn: never contracted to an fma), as the CPU does, so
 // fp32 results match it bit for bit and fp16/bf16 ones are the CPU's fp32 result rounded once.
 // prob <= 0 copies (forward) or adds dout (backward; nothing when aliased) without drawing.
-// Contract (include/qtrain/cuda_ops.h): the forward overwrites out and may run in place
+// Contract (kernels/dropout.h): the forward overwrites out and may run in place
 // (out == x); the backward adds into dx unless dx == dout. Each element is read and written by
 // one thread, so aliasing is safe.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
-#include "kernels/common/philox.h"
-#include "qtrain/cuda_ops.h"
+#include "base/philox.h"
+#include "kernels/dropout.h"
 
 // ---- launch constants ----------------------------------------------------------------------
 // One Philox call yields four words, so a thread owns a group of 4 consecutive elements (the

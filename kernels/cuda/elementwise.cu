@@ -1,29 +1,21 @@
-// elementwise.cu: GELU and ReLU forward and backward, residual add, bias add and its gradient
-// (column sums), and casts between fp32, fp16 and bf16; fp32 math on fp32/fp16/bf16 storage.
+// elementwise.cu: residual add, bias add and its gradient (column sums), and casts between fp32,
+// fp16 and bf16; fp32 math on fp32/fp16/bf16 storage.
 //
-// Math: GELU, tanh approximation (Hendrycks & Gimpel 2016),
-//   gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), evaluated as
-//   x sigmoid(2u) = x / (1 + e), e = exp(-2u) (one exp, no cancellation in 1 + tanh(u));
-//   gelu'(x) = s + x (e s) s 2 u'(x), s = 1 / (1 + e), u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
-//   exp's argument is capped at 88.3 like the CPU's vexpf, so e is finite and e s s never
-//   becomes inf * 0.
-// CPU twins: kernels/cpu/activation_impl.h (GELU, ReLU), kernels/cpu/add.c (add),
-// kernels/cpu/colsum_impl.h and linear_impl.h (the bias gradient is qt_cpu_linear_bwd's db).
-// Contract (include/qtrain/cuda_ops.h): forwards overwrite (out may alias x, or a or b for
-// the add); backwards ADD dout f'(x) into dx, except when dx aliases dout: then dx is
-// overwritten with dout f'(x) (the in-place form, as on the CPU). bias_add adds bias to every
-// row of out in place; bias_grad adds the column sums of dout into db. cast rounds to nearest
+// CPU twins: kernels/cpu/elementwise.c (qt_cpu_add, qt_cpu_bias_add, qt_cpu_bias_grad); cast has
+// none (the CPU stores fp32 only).
+// Contract (kernels/elementwise.h): add overwrites out (which may alias a or b). bias_add adds
+// bias to every row of out in place; bias_grad adds the column sums of dout into db. cast rounds to nearest
 // even (NaN stays NaN, overflow gives inf); dst may equal src when both dtypes have the same
 // size (element i is read and written by one thread), otherwise they must not overlap.
 // Determinism: the element-wise kernels have no reductions; bias_grad's column sums use a fixed
 // order (per-thread strided rows, then a fixed-shape tree), no atomics.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <stdint.h>
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/elementwise.h"
 
 // ---- launch constants -----------------------------------------------------------------------
 // Element-wise kernels: 256 threads a block, grid-stride loops over at most EW_MAX_BLOCKS
@@ -36,74 +28,10 @@
 #define EW_COLS 32
 #define EW_ROW_LANES 16
 
-#define GELU_K 0.7978845608028654f // sqrt(2 / pi)
-#define GELU_C 0.044715f
-#define EXP_ARG_MAX 88.3f // the CPU's vexpf cap: exp stays finite
-
-// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
-
-// exp(min(a, 88.3)), NaN passing through (the compare is false for NaN).
-static __device__ __forceinline__ float exp_capped(float a) {
-    return expf(a > EXP_ARG_MAX ? EXP_ARG_MAX : a);
-}
-
-static __device__ __forceinline__ float gelu(float x) {
-    const float u = GELU_K * (x + GELU_C * x * x * x);
-    return x / (1.0f + exp_capped(-2.0f * u));
-}
-
-static __device__ __forceinline__ float gelu_grad(float x) {
-    const float x2 = x * x;
-    const float u = GELU_K * (x + GELU_C * x2 * x);
-    const float e = exp_capped(-2.0f * u), s = 1.0f / (1.0f + e);
-    const float du = GELU_K * (1.0f + 3.0f * GELU_C * x2);
-    return s + x * ((e * s) * s) * 2.0f * du;
-}
-
 // ---- kernels --------------------------------------------------------------------------------
 // Element-wise kernels: thread i of the grid handles elements i, i + gridDim.x * blockDim.x,
 // ... < n (the grid-stride loop is the bounds guard). No shared memory. Pointers are not
 // __restrict__: the contract lets outputs alias inputs element for element.
-
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    gelu_fwd_elem(T *out, const T *x, size_t n) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        qt_st(out + i, gelu(qt_ld(x + i)));
-}
-
-// overwrite: dx aliases dout, dx = dout gelu'(x); otherwise dx += dout gelu'(x).
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    gelu_bwd_elem(T *dx, const T *dout, const T *x, size_t n, int overwrite) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float prev = overwrite ? 0.0f : qt_ld(dx + i);
-        qt_st(dx + i, prev + qt_ld(dout + i) * gelu_grad(qt_ld(x + i)));
-    }
-}
-
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    relu_fwd_elem(T *out, const T *x, size_t n) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float v = qt_ld(x + i);
-        qt_st(out + i, v < 0.0f ? 0.0f : v); // NaN stays NaN
-    }
-}
-
-// dx (+)= dout where x > 0; overwrite as in gelu_bwd_elem.
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    relu_bwd_elem(T *dx, const T *dout, const T *x, size_t n, int overwrite) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float prev = overwrite ? 0.0f : qt_ld(dx + i);
-        qt_st(dx + i, prev + (qt_ld(x + i) > 0.0f ? qt_ld(dout + i) : 0.0f));
-    }
-}
 
 template <typename T>
 static __global__ void __launch_bounds__(EW_THREADS)
@@ -199,26 +127,6 @@ static qt_status check_elem(const char *op, qt_dtype dt, size_t n, const void *p
 }
 
 template <typename T>
-static void gelu_fwd_launch(cudaStream_t st, void *out, const void *x, size_t n) {
-    QT_LAUNCH(gelu_fwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)out, (const T *)x, n);
-}
-template <typename T>
-static void gelu_bwd_launch(cudaStream_t st, void *dx, const void *dout, const void *x,
-                            size_t n) {
-    QT_LAUNCH(gelu_bwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)dx, (const T *)dout,
-              (const T *)x, n, (int)(dx == dout));
-}
-template <typename T>
-static void relu_fwd_launch(cudaStream_t st, void *out, const void *x, size_t n) {
-    QT_LAUNCH(relu_fwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)out, (const T *)x, n);
-}
-template <typename T>
-static void relu_bwd_launch(cudaStream_t st, void *dx, const void *dout, const void *x,
-                            size_t n) {
-    QT_LAUNCH(relu_bwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)dx, (const T *)dout,
-              (const T *)x, n, (int)(dx == dout));
-}
-template <typename T>
 static void add_launch(cudaStream_t st, void *out, const void *a, const void *b, size_t n) {
     QT_LAUNCH(add_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)out, (const T *)a,
               (const T *)b, n);
@@ -251,46 +159,6 @@ static void cast_launch(cudaStream_t st, qt_dtype dst_dt, void *dst, const void 
                   (__nv_bfloat16 *)dst, (const S *)src, n);
         break;
     }
-}
-
-extern "C" qt_status qt_cuda_gelu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x,
-                                      size_t n) {
-    const char *op = "cuda gelu_fwd";
-    QT_TRY(check_elem(op, dt, n, out, x, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, gelu_fwd_launch, (cudaStream_t)s, out, x, n);
-    QT_CHECK_LAUNCH(op);
-    return QT_OK;
-}
-
-extern "C" qt_status qt_cuda_gelu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
-                                      const void *x, size_t n) {
-    const char *op = "cuda gelu_bwd";
-    QT_TRY(check_elem(op, dt, n, dx, dout, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, gelu_bwd_launch, (cudaStream_t)s, dx, dout, x, n);
-    QT_CHECK_LAUNCH(op);
-    return QT_OK;
-}
-
-extern "C" qt_status qt_cuda_relu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x,
-                                      size_t n) {
-    const char *op = "cuda relu_fwd";
-    QT_TRY(check_elem(op, dt, n, out, x, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, relu_fwd_launch, (cudaStream_t)s, out, x, n);
-    QT_CHECK_LAUNCH(op);
-    return QT_OK;
-}
-
-extern "C" qt_status qt_cuda_relu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
-                                      const void *x, size_t n) {
-    const char *op = "cuda relu_bwd";
-    QT_TRY(check_elem(op, dt, n, dx, dout, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, relu_bwd_launch, (cudaStream_t)s, dx, dout, x, n);
-    QT_CHECK_LAUNCH(op);
-    return QT_OK;
 }
 
 extern "C" qt_status qt_cuda_add(qt_cuda_stream s, qt_dtype dt, void *out, const void *a,

@@ -6,7 +6,7 @@
 // backward: dwte[v] += sum of dout[b, t] over the (b, t) with tokens[b, t] == v,
 //           dwpe[t] += sum over b of dout[b, t].
 // CPU twin: kernels/cpu/embedding.c (qt_cpu_embedding_{fwd,bwd}).
-// Contract (include/qtrain/cuda_ops.h): the forward overwrites out (wpe may be NULL); the
+// Contract (kernels/embedding.h): the forward overwrites out (wpe may be NULL); the
 // backward ADDS into dwte and dwpe (dwpe may be NULL: no position gradient). Tokens must lie
 // in [0, V); V is not passed, so only negative tokens can be caught here: such a token (a bug
 // upstream, the data loader checks tokens) gives a NaN output row and no gradient, never an
@@ -18,13 +18,13 @@
 // token reads per channel slice, cheap next to the N C gradient reads at training sizes; no
 // scratch is needed. dwpe: one thread per (t, c) sums the B rows in order.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <limits.h>
 #include <stdint.h>
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/embedding.h"
 
 // ---- launch constants -----------------------------------------------------------------------
 // Forward and dwpe: a block covers EMB_THREADS channels of one row (grid.y: channel slices).
@@ -34,7 +34,7 @@
 // vote). Wider than the forward, so the token scan takes fewer steps.
 #define EMB_BWD_THREADS 256
 
-// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
+// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
 
 // ---- kernels --------------------------------------------------------------------------------
 

@@ -6,19 +6,19 @@
 //   all heads: z[n, h] = b1[h] + w1[h, :] . x[n, :]
 //   gate = sigmoid(z); backward from dgate: dz = dgate g (1 - g), then the chain rule.
 // CPU twin: kernels/cpu/gate.c (body in kernels/cpu/gate_impl.h), same argument order.
-// Contract (include/qtrain/cuda_ops.h): forwards overwrite gate, hidden (fp32) and out (dt; out
+// Contract (kernels/gate.h): forwards overwrite gate, hidden (fp32) and out (dt; out
 // may alias ctx: each element is read and written by one thread); backwards add into dx, dw1,
 // db1, dw2, db2, dctx (dt) and dgate (fp32); a NULL gradient pointer skips that gradient.
 // Determinism: no atomics. Parameter gradients sum over the N tokens in a fixed order (each
 // thread a fixed stride of rows, then a fixed tree over the threads of one block), so a run
 // reproduces its bits; the order differs from the CPU's, hence tolerances in the tests.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <string.h>
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/gate.h"
 
 // ---- launch constants ----------------------------------------------------------------------
 #define WARP 32

@@ -1,6 +1,6 @@
 // int8_gemm.cu: INT8 GEMM C = A B^T (int8 x int8 -> int32, exact) and the W8A8 linear layer
 // with the dequantization fused in the epilogue (PAPERS.md section 5); API and contract in
-// include/qtrain/cuda_int8_gemm.h. CPU twin: kernels/cpu/int8_gemm.c (qt_cpu_gemm_s8s32,
+// kernels/int8_gemm.h. CPU twin: kernels/cpu/int8_gemm.c (qt_cpu_gemm_s8s32,
 // qt_cpu_linear_s8): the same int32 results and the same epilogue floats,
 //     out = ((float)acc * a_scale[m]) * b_scale[n] + bias[n]
 // with every product and sum rounded separately (__fmul_rn/__fadd_rn: nvcc may not contract
@@ -28,16 +28,16 @@
 // its four outputs from the lanes that hold them with __shfl_sync and sums the products, so a
 // fragment the kernel loads into the wrong register gives wrong results here as on the GPU.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "qtrain/cuda_int8_gemm.h"
-#include "qtrain/dtype.h"
+#include "kernels/int8_gemm.h"
+#include "base/dtype.h"
 
 #if !QT_CUDA_EMULATED
 #include <cublasLt.h>
@@ -595,8 +595,9 @@ static qt_status lt_run(cudaStream_t s, int32_t *C, int dt, void *out, const int
 
 // ---- public launchers -----------------------------------------------------------------------
 
-extern "C" qt_status qt_cuda_gemm_s8s32(void *stream, qt_cuda_int8_impl impl, int32_t *C,
-                                        const int8_t *A, const int8_t *B, int M, int N, int K) {
+extern "C" qt_status qt_cuda_gemm_s8s32(qt_cuda_stream stream, int32_t *C, const int8_t *A,
+                                        const int8_t *B, int M, int N, int K,
+                                        qt_cuda_int8_impl impl) {
     static const char op[] = "qt_cuda_gemm_s8s32";
     QT_TRY(resolve_impl(op, &impl));
     QT_TRY(check_shape(op, M, N, K));
@@ -608,10 +609,11 @@ extern "C" qt_status qt_cuda_gemm_s8s32(void *stream, qt_cuda_int8_impl impl, in
     return lt_run(s, C, 0, NULL, A, B, M, N, K, NULL);
 }
 
-extern "C" qt_status qt_cuda_linear_s8_ex(void *stream, qt_cuda_int8_impl impl, int dt, void *out,
+extern "C" qt_status qt_cuda_linear_s8_ex(qt_cuda_stream stream, qt_dtype dt, void *out,
                                           const int8_t *A, const float *a_scale, int a_per_row,
                                           const int8_t *B, const float *b_scale, int b_per_row,
-                                          const void *bias, int M, int N, int K) {
+                                          const void *bias, int M, int N, int K,
+                                          qt_cuda_int8_impl impl) {
     static const char op[] = "qt_cuda_linear_s8";
     QT_TRY(resolve_impl(op, &impl));
     QT_TRY(check_shape(op, M, N, K));
@@ -631,12 +633,12 @@ extern "C" qt_status qt_cuda_linear_s8_ex(void *stream, qt_cuda_int8_impl impl, 
     return lt_run(s, NULL, dt, out, A, B, M, N, K, &e);
 }
 
-extern "C" qt_status qt_cuda_linear_s8(void *stream, qt_cuda_int8_impl impl, int dt, void *out,
+extern "C" qt_status qt_cuda_linear_s8(qt_cuda_stream stream, qt_dtype dt, void *out,
                                        const int8_t *A, const float *a_scale, const int8_t *B,
                                        const float *b_scale, const void *bias, int M, int N,
-                                       int K) {
-    return qt_cuda_linear_s8_ex(stream, impl, dt, out, A, a_scale, 1, B, b_scale, 1, bias, M, N,
-                                K);
+                                       int K, qt_cuda_int8_impl impl) {
+    return qt_cuda_linear_s8_ex(stream, dt, out, A, a_scale, 1, B, b_scale, 1, bias, M, N, K,
+                                impl);
 }
 
 extern "C" void qt_cuda_int8_release(void) {
@@ -693,7 +695,7 @@ static __global__ void __launch_bounds__(TR_TILE * TR_ROWS)
     }
 }
 
-extern "C" qt_status qt_cuda_transpose_s8(void *stream, int8_t *out, const int8_t *in, int rows,
+extern "C" qt_status qt_cuda_transpose_s8(qt_cuda_stream stream, int8_t *out, const int8_t *in, int rows,
                                           int cols) {
     static const char op[] = "qt_cuda_transpose_s8";
     if (rows < 0 || cols < 0)

@@ -7,19 +7,19 @@
 //   backward with xh = (x - mean) rstd and g = dout w:
 //   dx = rstd (g - mean(g) - xh mean(g xh)), dw = sum_rows(dout xh), db = sum_rows(dout).
 // CPU twin: kernels/cpu/layernorm_impl.h (qt_cpu_layernorm_{fwd,bwd}); qt_cpu_add for the add.
-// Contract (include/qtrain/cuda_ops.h): forwards overwrite out, mean, rstd (and resid); the
+// Contract (kernels/layernorm.h): forwards overwrite out, mean, rstd (and resid); the
 // backward ADDS into dx, dw, db (each may be NULL). mean and rstd are fp32 whatever dt is.
 // qt_cuda_add_layernorm_fwd: resid = a + b rounded to dt, then out = LayerNorm(resid) computed
 // from the rounded resid (what the backward will read back as its x); resid may alias a or b.
 // Determinism: every reduction has a fixed order (warp butterflies, a fixed-shape tree), so
 // results are bit-identical from run to run; no atomics.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <stdint.h>
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/layernorm.h"
 
 // ---- launch constants -----------------------------------------------------------------------
 // Row kernels: one warp per row, LN_ROWS_PER_BLOCK warps per block (128 threads: enough warps
@@ -31,7 +31,7 @@
 #define LN_COLS 32
 #define LN_ROW_LANES 16
 
-// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
+// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
 
 // Sum over the 32 lanes of a warp by an xor butterfly. Float addition is commutative, so every
 // lane ends with the same bits, and the order is fixed (deterministic).

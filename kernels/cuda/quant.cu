@@ -1,8 +1,8 @@
-// quant.cu: qt_cuda_quant_{fake,quantize}, the linear b-bit quantizer of include/qtrain/quant.h
+// quant.cu: qt_cuda_quant_{fake,quantize}, the linear b-bit quantizer of kernels/quant.h
 // on the device (PAPERS.md section 6 grid and floors, section 8 BitNet absmean, section 9
 // stochastic rounding with Philox keyed by (seed, stream, element index)).
 // CPU twin: kernels/cpu/quant.c (qt_cpu_quant_{fake,quantize}); both take every per-element
-// formula and the absmean reduction order from kernels/common/quant_math.h, so codes, scales
+// formula and the absmean reduction order from base/quant_math.h, so codes, scales
 // and fake-quant values are bit-identical to the CPU's (fp32 input; fp16/bf16 inputs are read
 // as fp32 and fake-quant outputs rounded once to dt).
 // Ranges here: ABSMAX and ABSMEAN (the others are host-side, calibration-time methods: use the
@@ -12,12 +12,11 @@
 // A per-tensor grid is one block scanning the whole tensor: fine for the sizes of a weight or a
 // micro-batch of activations, a two-level reduction would pay for larger ones.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
-#include "kernels/common/quant_math.h"
-#include "qtrain/cuda_ops.h"
-#include "qtrain/quant.h"
+#include "base/quant_math.h"
+#include "kernels/quant.h"
 
 // ---- launch constants ----------------------------------------------------------------------
 // The grid kernel's block size IS the absmean lane count of quant_math.h (the reduction order
@@ -163,13 +162,15 @@ static qt_status quant_run(const char *op, void *stream, int dt, const qt_quant_
     return QT_OK;
 }
 
-extern "C" qt_status qt_cuda_quant_fake(void *stream, int dt, const qt_quant_params *p, void *out,
-                                        const void *x, float *scales, int32_t *zeros,
-                                        size_t rows, size_t cols) {
+extern "C" qt_status qt_cuda_quant_fake(qt_cuda_stream stream, qt_dtype dt,
+                                        const qt_quant_params *p, void *out, const void *x,
+                                        size_t rows, size_t cols, float *scales,
+                                        int32_t *zeros) {
     return quant_run("quant_fake", stream, dt, p, NULL, out, scales, zeros, x, rows, cols);
 }
 
-extern "C" qt_status qt_cuda_quant_quantize(void *stream, int dt, const qt_quant_params *p,
+extern "C" qt_status qt_cuda_quant_quantize(qt_cuda_stream stream, qt_dtype dt,
+                                            const qt_quant_params *p,
                                             int8_t *codes, float *scales, int32_t *zeros,
                                             const void *x, size_t rows, size_t cols) {
     if (!codes && rows && cols)

@@ -7,17 +7,17 @@
 //   backward with xh = x rstd and g = dout w:
 //   dx = rstd (g - xh mean(g xh)), dw = sum_rows(dout xh).
 // CPU twin: kernels/cpu/llama_ops_impl.h (qt_cpu_rmsnorm_{fwd,bwd}).
-// Contract (include/qtrain/cuda_ops.h): the forward overwrites out and rstd; the backward ADDS
+// Contract (kernels/rmsnorm.h): the forward overwrites out and rstd; the backward ADDS
 // into dx and dw (either may be NULL). rstd is fp32 whatever dt is.
 // Determinism: every reduction has a fixed order (warp butterflies over a row, strided rows
 // then a fixed-shape tree for dw), so results are bit-identical from run to run; no atomics.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <stdint.h>
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/rmsnorm.h"
 
 // ---- launch constants -----------------------------------------------------------------------
 // Row kernels: one warp per row, RMS_ROWS_PER_BLOCK warps per block (128 threads).
@@ -28,7 +28,7 @@
 #define RMS_COLS 32
 #define RMS_ROW_LANES 16
 
-// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
+// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
 
 // Sum over the 32 lanes of a warp by an xor butterfly: every lane ends with the same bits, in a
 // fixed order (deterministic).

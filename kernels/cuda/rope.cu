@@ -13,17 +13,17 @@
 // The CPU twin takes the same double angle and libm's cos/sin, so the two agree to an ulp of
 // the fp32 cos/sin, far inside the 1e-5 of the tests.
 // CPU twin: kernels/cpu/llama_ops_impl.h (qt_cpu_rope_{fwd,bwd}).
-// Contract (include/qtrain/cuda_ops.h): both directions rotate in place (the backward is not an
+// Contract (kernels/rope.h): both directions rotate in place (the backward is not an
 // accumulation: it maps d loss / d rotated to d loss / d input).
 // Determinism: no reductions.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <math.h>
 #include <stdint.h>
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/rope.h"
 
 // ---- launch constants -----------------------------------------------------------------------
 // A thread owns one (position, pair) and rotates it in every head of q and of k for the
@@ -31,7 +31,7 @@
 #define ROPE_THREADS 128
 #define ROPE_MAX_GRID_Y 65535
 
-// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
+// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
 
 // cos and sin of the double angle a, rounded to fp32 (see the file header).
 static __device__ __forceinline__ void rope_sincos(double a, float *s, float *c) {

@@ -2,8 +2,8 @@
 // clipped, length-normalized clipped "NCS"; PAPERS.md sections 1-2) fused with the score
 // scaling and the key-length mask, one kernel for all three, fp32 math whatever the storage.
 //
-// CPU twin: kernels/cpu/softmax_clip.c (row math in kernels/cpu/softmax_row_impl.h); the map's
-// coefficients come from kernels/common/softmax_clip_math.h, shared with it.
+// CPU twin: kernels/cpu/softmax_clip.c (row math in kernels/cpu/common/softmax_row.h); the map's
+// coefficients come from base/softmax_clip_math.h, shared with it.
 //   row r attends columns [0, n), n = lens[r]; z_j = scale * scores_j (rounded once, never
 //   fused into the subtraction of the max, so both passes see the same z_j, as the CPU's do);
 //   p_j = exp(z_j - max z) / sum_k exp(z_k - max z) on [0, n), 0 elsewhere   (saved, fp32)
@@ -14,19 +14,19 @@
 // a p + c is evaluated with two separately rounded operations (__fmul_rn then __fadd_rn, never
 // contracted to an fma) in both directions: the backward's clip mask sees exactly the value the
 // forward clipped, from the saved fp32 p, and the same value the CPU's clip_arg computes.
-// Contract (include/qtrain/cuda_ops.h): the forward overwrites probs (dt) and p (fp32) and may
+// Contract (kernels/softmax_clip.h): the forward overwrites probs (dt) and p (fp32) and may
 // run in place (probs == scores: each element is read before the same thread writes it); the
 // backward adds into dscores (dt). A row whose lens is outside [1, cols] (the CPU asserts) is
 // written as NaN, in p and probs or added into dscores, so the bad input shows in the loss
 // instead of reading out of bounds.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <string.h>
 
-#include "kernels/common/softmax_clip_math.h"
-#include "qtrain/cuda_ops.h"
+#include "base/softmax_clip_math.h"
+#include "kernels/softmax_clip.h"
 
 // ---- launch constants ----------------------------------------------------------------------
 // One warp per row: attention rows are T <= a few thousand long, so 32 lanes striding the row

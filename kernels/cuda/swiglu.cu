@@ -9,16 +9,16 @@
 //   exp's argument is capped at 88.3 like the CPU's vexpf, so e is finite and e s never becomes
 //   inf * 0 for a << 0.
 // CPU twin: kernels/cpu/llama_ops_impl.h (qt_cpu_swiglu_{fwd,bwd}).
-// Contract (include/qtrain/cuda_ops.h): the forward overwrites out; the backward ADDS into dx
+// Contract (kernels/swiglu.h): the forward overwrites out; the backward ADDS into dx
 // (N, 2F). out must not alias x, and dx must not alias x or dout.
 // Determinism: no reductions.
 #include "qt_cuda_compat.h"
-#include "qt_cuda_check.h"
-#include "qt_cuda_dtype.h"
+#include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <stdint.h>
 
-#include "qtrain/cuda_ops.h"
+#include "kernels/swiglu.h"
 
 // ---- launch constants -----------------------------------------------------------------------
 // Element-wise: 256 threads a block, grid-stride loops over at most SWIGLU_MAX_BLOCKS blocks.
@@ -26,7 +26,7 @@
 #define SWIGLU_MAX_BLOCKS 8192
 #define EXP_ARG_MAX 88.3f // the CPU's vexpf cap: exp stays finite
 
-// ---- device helpers (storage <-> fp32: qt_cuda_dtype.h) -----------------------------------
+// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
 
 // exp(min(v, 88.3)), NaN passing through (the compare is false for NaN).
 static __device__ __forceinline__ float exp_capped(float v) {

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qtrain/dtype.h"
+#include "base/dtype.h"
 
 #define QT_CT_SKIP 77
 

@@ -27,7 +27,6 @@
 
 #include "cuda_testutil.h"
 #include "qtrain/config.h"
-#include "qtrain/cuda_ops.h"
 #include "qtrain/loss_scaler.h"
 #include "qtrain/model.h"
 #include "qtrain/optimizer.h"

@@ -25,9 +25,8 @@
 
 #include "cuda_testutil.h"
 #include "qtrain/backend.h"
-#include "qtrain/cuda_ops.h"
-#include "qtrain/dqt.h"
-#include "qtrain/quant.h"
+#include "kernels/dqt.h"
+#include "kernels/quant.h"
 #include "testutil.h"
 
 static const size_t SIZES[] = {1, 31, 33, 1027, 2 * 4096 + 77};
@@ -207,16 +206,13 @@ START_TEST(test_step_matches_cpu) {
                 // dry run: nothing written, the step's stats
                 qt_dqt_stats dry, got, want;
                 dp.dry_run = 1;
-                ck_assert_msg(qt_cuda_dqt_step(NULL, (int)dt, &dp, d.codes, d.grad, d.m, d.v, n,
-                                               scratch, &dry) == QT_OK,
+                ck_assert_msg(qt_cuda_dqt_step(NULL, (int)dt, &dp, d.codes, d.grad, d.m, d.v, n, &dry, scratch) == QT_OK,
                               "%s dry: %s", tag, qt_last_error());
                 expect_same(tag, dt, &s, &d);
                 dp.dry_run = 0;
                 qt_cpu_dqt_step(&dp, s.codes, s.grad, s.m, s.v, n, &want);
                 const int with_stats = step == 1 || n % 2 == 0;
-                ck_assert_msg(qt_cuda_dqt_step(NULL, (int)dt, &dp, d.codes, d.grad, d.m, d.v, n,
-                                               with_stats ? scratch : NULL,
-                                               with_stats ? &got : NULL) == QT_OK,
+                ck_assert_msg(qt_cuda_dqt_step(NULL, (int)dt, &dp, d.codes, d.grad, d.m, d.v, n, with_stats ? &got : NULL, with_stats ? scratch : NULL) == QT_OK,
                               "%s: %s", tag, qt_last_error());
                 ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
                 expect_same(tag, dt, &s, &d);
@@ -296,14 +292,14 @@ START_TEST(test_bad_args) {
         QT_ERR_ARG); // misaligned
     qt_dqt_stats st = {5.0, 5};
     ck_assert_int_eq(
-        qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, NULL, NULL, NULL, NULL, 0, NULL, &st), QT_OK);
+        qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, NULL, NULL, NULL, NULL, 0, &st, NULL), QT_OK);
     ck_assert_msg(st.abs_sum == 0.0 && st.max_abs_code == 0, "n = 0: stats not zeroed");
     // stats need a scratch: none, or a misaligned one, is refused before anything is written
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, g, m, v, 4, NULL, &st),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, g, m, v, 4, &st, NULL),
                      QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "qt_cuda_dqt_scratch_bytes"));
     char *scratch = scratch_new(4);
-    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, g, m, v, 4, scratch + 4, &st),
+    ck_assert_int_eq(qt_cuda_dqt_step(NULL, QT_DTYPE_F32, &dp, c, g, m, v, 4, &st, scratch + 4),
                      QT_ERR_ARG);
     int8_t c_after[4];
     ck_assert_int_eq(cudaMemcpy(c_after, c, 4, cudaMemcpyDeviceToHost), cudaSuccess);

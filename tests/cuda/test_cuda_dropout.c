@@ -18,9 +18,8 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_testutil.h"
-#include "kernels/common/philox.h"
-#include "qtrain/cuda_ops.h"
-#include "qtrain/ops.h"
+#include "base/philox.h"
+#include "kernels/dropout.h"
 #include "testutil.h"
 
 static const qt_dtype DTYPES[3] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};

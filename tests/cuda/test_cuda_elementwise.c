@@ -1,11 +1,11 @@
-// test_cuda_elementwise.c: kernels/cuda/elementwise.cu (GELU, ReLU, add, bias add, bias
-// gradient, casts) against the CPU reference ops and cuda_testutil.c's conversions, on odd
-// sizes, in fp32, fp16 and bf16, with outputs poisoned (NaN) and guard bands checked.
-// Inputs are rounded to the dtype first, so the reference sees exactly what the kernel reads.
-// Tolerances (err <= atol + rtol |ref|): qt_ct_tolerance (fp32 1e-6 + 1e-5 relative; fp16
-// 1e-3 + 4e-3; bf16 1e-2 + 3e-2); the bias column sums get atol scaled by sqrt(N) (sums of N
-// random-sign terms of size ~1). Casts, ReLU and add are exact: compared bit for bit (as
-// floats, NaN matching NaN).
+// test_cuda_elementwise.c: kernels/cuda/elementwise.cu (add, bias add, bias gradient, casts)
+// against the CPU reference ops (kernels/elementwise.h, kernels/linear.h) and cuda_testutil.c's
+// conversions, on odd sizes, in fp32, fp16 and bf16, with outputs poisoned (NaN) and guard
+// bands checked. Inputs are rounded to the dtype first, so the reference sees exactly what the
+// kernel reads. Tolerances (err <= atol + rtol |ref|): qt_ct_tolerance (fp32 1e-6 + 1e-5
+// relative; fp16 1e-3 + 4e-3; bf16 1e-2 + 3e-2); the bias column sums get atol scaled by
+// sqrt(N) (sums of N random-sign terms of size ~1). Casts and add are exact: compared bit for
+// bit (as floats, NaN matching NaN).
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "cuda_testutil.h"
-#include "qtrain/cuda_ops.h"
-#include "qtrain/ops.h"
+#include "kernels/elementwise.h"
+#include "kernels/linear.h"
 #include "testutil.h"
 
 static const qt_dtype DTYPES[3] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};
@@ -35,101 +35,6 @@ static size_t dev_mismatch(qt_dtype dt, const void *dev, const float *want, size
     free(got);
     return i;
 }
-
-// ---- GELU, ReLU -----------------------------------------------------------------------------
-
-typedef enum { ACT_GELU, ACT_RELU } act_kind;
-
-static const char *act_name(act_kind k) { return k == ACT_GELU ? "gelu" : "relu"; }
-
-// x: uniform in [-6, 6), with a few special points: 0, large magnitudes (exp's cap) and, for
-// ReLU, exact zeros and -0.
-static float *act_inputs(qt_dtype dt, size_t n, uint64_t seed) {
-    float *x = qt_ct_rand_rounded(dt, n, -6.0f, 6.0f, seed);
-    static const float special[] = {0.0f, -0.0f, 30.0f, -30.0f, 100.0f, -100.0f, 1e-3f};
-    for (size_t i = 0; i < n && i < sizeof special / sizeof special[0]; i++)
-        x[n - 1 - i] = qt_ct_round(dt, special[i]);
-    return x;
-}
-
-// alias: forward out aliases x; backward dx aliases dout (overwrite form).
-static void check_act(act_kind k, qt_dtype dt, size_t n, int alias, uint64_t seed) {
-    double atol, rtol;
-    qt_ct_tolerance(dt, &atol, &rtol);
-    float *x = act_inputs(dt, n, seed);
-    float *dout = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, seed + 1);
-    float *dx = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, seed + 2); // pre-filled gradient
-    float *out = malloc(n * sizeof *out);
-    // reference
-    if (k == ACT_GELU)
-        qt_cpu_gelu_fwd(out, x, n);
-    else
-        qt_cpu_relu_fwd(out, x, n);
-    float *ref_dx = malloc(n * sizeof *ref_dx);
-    if (alias)
-        memcpy(ref_dx, dout, n * sizeof *ref_dx);
-    else
-        memcpy(ref_dx, dx, n * sizeof *ref_dx);
-    if (k == ACT_GELU)
-        qt_cpu_gelu_bwd(ref_dx, alias ? ref_dx : dout, x, n);
-    else
-        qt_cpu_relu_bwd(ref_dx, alias ? ref_dx : dout, x, n);
-
-    // forward
-    void *d_x = qt_ct_upload(dt, x, n);
-    void *d_out = alias ? d_x : qt_ct_alloc(dt, n);
-    qt_status st = k == ACT_GELU ? qt_cuda_gelu_fwd(NULL, dt, d_out, d_x, n)
-                                 : qt_cuda_relu_fwd(NULL, dt, d_out, d_x, n);
-    ck_assert_msg(st == QT_OK, "%s_fwd %s n=%zu: %s", act_name(k), qt_dtype_name(dt), n,
-                  qt_last_error());
-    const double ef = qt_ct_dev_err(dt, d_out, out, n, atol, rtol);
-    ck_assert_msg(ef <= 1.0, "%s_fwd %s n=%zu alias=%d seed=%llu: err %g", act_name(k),
-                  qt_dtype_name(dt), n, alias, (unsigned long long)seed, ef);
-    ck_assert_msg(qt_ct_guard_ok(dt, d_out, n), "%s_fwd %s n=%zu: guard band overwritten",
-                  act_name(k), qt_dtype_name(dt), n);
-    if (!alias) qt_ct_free(d_out);
-    qt_ct_free(d_x);
-
-    // backward
-    d_x = qt_ct_upload(dt, x, n);
-    void *d_dout = qt_ct_upload(dt, dout, n);
-    void *d_dx = alias ? d_dout : qt_ct_upload(dt, dx, n);
-    st = k == ACT_GELU ? qt_cuda_gelu_bwd(NULL, dt, d_dx, d_dout, d_x, n)
-                       : qt_cuda_relu_bwd(NULL, dt, d_dx, d_dout, d_x, n);
-    ck_assert_msg(st == QT_OK, "%s_bwd %s n=%zu: %s", act_name(k), qt_dtype_name(dt), n,
-                  qt_last_error());
-    const double eb = qt_ct_dev_err(dt, d_dx, ref_dx, n, atol, rtol);
-    ck_assert_msg(eb <= 1.0, "%s_bwd %s n=%zu alias=%d seed=%llu: err %g", act_name(k),
-                  qt_dtype_name(dt), n, alias, (unsigned long long)seed, eb);
-    ck_assert_msg(qt_ct_guard_ok(dt, d_dx, n), "%s_bwd %s n=%zu: guard band overwritten",
-                  act_name(k), qt_dtype_name(dt), n);
-    if (!alias) qt_ct_free(d_dx);
-    qt_ct_free(d_dout);
-    qt_ct_free(d_x);
-    free(x);
-    free(dout);
-    free(dx);
-    free(out);
-    free(ref_dx);
-}
-
-START_TEST(test_gelu) {
-    for (int d = 0; d < 3; d++)
-        for (int s = 0; s < NSIZES; s++)
-            for (int alias = 0; alias < 2; alias++)
-                check_act(ACT_GELU, DTYPES[d], SIZES[s], alias,
-                          1000 + 10 * (uint64_t)s + 3 * (uint64_t)d + (uint64_t)alias);
-}
-END_TEST
-
-START_TEST(test_relu) {
-    for (int d = 0; d < 3; d++)
-        for (int s = 0; s < NSIZES; s++)
-            for (int alias = 0; alias < 2; alias++)
-                check_act(ACT_RELU, DTYPES[d], SIZES[s], alias,
-                          2000 + 10 * (uint64_t)s + 3 * (uint64_t)d + (uint64_t)alias);
-}
-END_TEST
 
 // ---- add, bias add, bias grad ---------------------------------------------------------------
 
@@ -358,13 +263,11 @@ START_TEST(test_cast_round_trip) {
 }
 END_TEST
 
+// ---- bad arguments --------------------------------------------------------------------------
+
 START_TEST(test_elementwise_bad_args) {
     void *buf = qt_ct_alloc(QT_DTYPE_F32, 64);
     char *c = buf;
-    ck_assert_int_eq(qt_cuda_gelu_fwd(NULL, (qt_dtype)9, buf, buf, 4), QT_ERR_ARG);
-    ck_assert_ptr_nonnull(strstr(qt_last_error(), "gelu_fwd"));
-    ck_assert_int_eq(qt_cuda_relu_bwd(NULL, QT_DTYPE_F16, buf, NULL, buf, 4), QT_ERR_ARG);
-    ck_assert_ptr_nonnull(strstr(qt_last_error(), "relu_bwd"));
     ck_assert_int_eq(qt_cuda_add(NULL, QT_DTYPE_F32, c + 2, buf, buf, 4), QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "aligned"));
     ck_assert_int_eq(qt_cuda_bias_add(NULL, QT_DTYPE_F32, buf, buf, 2, 0), QT_ERR_ARG);
@@ -375,19 +278,15 @@ START_TEST(test_elementwise_bad_args) {
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "overlap"));
     ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, c + 2, QT_DTYPE_BF16, buf, 8), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, buf, (qt_dtype)3, c + 64, 8), QT_ERR_ARG);
-    // n == 0 and N == 0 are no-ops
-    ck_assert_int_eq(qt_cuda_gelu_bwd(NULL, QT_DTYPE_BF16, buf, buf, buf, 0), QT_OK);
     ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_BF16, buf, buf, 0, 3), QT_OK);
     qt_ct_free(buf);
 }
 END_TEST
 
-static Suite *elementwise_suite(void) {
+static Suite *cuda_elementwise_suite(void) {
     Suite *s = suite_create("cuda_elementwise");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_gelu);
-    tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_add);
     tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_bias_grad_matches_linear_bwd);
@@ -400,5 +299,5 @@ static Suite *elementwise_suite(void) {
 
 int main(void) {
     qt_ct_require_device();
-    return qt_test_run_suite(elementwise_suite());
+    return qt_test_run_suite(cuda_elementwise_suite());
 }

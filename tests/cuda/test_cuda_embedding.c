@@ -14,8 +14,7 @@
 #include <string.h>
 
 #include "cuda_testutil.h"
-#include "qtrain/cuda_ops.h"
-#include "qtrain/ops.h"
+#include "kernels/embedding.h"
 #include "testutil.h"
 
 static const qt_dtype DTYPES[3] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};

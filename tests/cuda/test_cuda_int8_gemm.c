@@ -36,10 +36,8 @@
 
 #include "cuda_testutil.h"
 #include "qtrain/backend.h"
-#include "qtrain/cuda_int8_gemm.h"
-#include "qtrain/cuda_ops.h"
-#include "qtrain/int8_gemm.h"
-#include "qtrain/quant.h"
+#include "kernels/int8_gemm.h"
+#include "kernels/quant.h"
 #include "testutil.h"
 
 // (M, N, K): 1x1x1; odd everything; K % 32 != 0, K % 16 == 0 (the mma kernel's 16-byte path
@@ -93,7 +91,7 @@ static void check_gemm(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, 
     int32_t *dC = NULL;
     ck_assert_int_eq(cudaMalloc((void **)&dC, (mn + GUARD) * sizeof(int32_t)), cudaSuccess);
     ck_assert_int_eq(cudaMemset(dC, 0xAB, (mn + GUARD) * sizeof(int32_t)), cudaSuccess);
-    qt_status st = qt_cuda_gemm_s8s32(NULL, impl, dC, dA, dB, M, N, K);
+    qt_status st = qt_cuda_gemm_s8s32(NULL, dC, dA, dB, M, N, K, impl);
     ck_assert_msg(st == QT_OK, "%s: failed: %s", tag, qt_last_error());
     ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
     ck_assert_int_eq(cudaMemcpy(got, dC, (mn + GUARD) * sizeof(int32_t), cudaMemcpyDeviceToHost),
@@ -156,11 +154,9 @@ static void check_linear(qt_cuda_int8_impl impl, qt_dtype dt, int M, int N, int 
     void *dbias = qt_ct_upload(dt, bias, (size_t)N), *dout = qt_ct_alloc(dt, mn);
     qt_status st;
     if (a_per_row && b_per_row)
-        st = qt_cuda_linear_s8(NULL, impl, dt, dout, dA, das, dB, dbs, with_bias ? dbias : NULL,
-                               M, N, K);
+        st = qt_cuda_linear_s8(NULL, dt, dout, dA, das, dB, dbs, with_bias ? dbias : NULL, M, N, K, impl);
     else
-        st = qt_cuda_linear_s8_ex(NULL, impl, dt, dout, dA, das, a_per_row, dB, dbs, b_per_row,
-                                  with_bias ? dbias : NULL, M, N, K);
+        st = qt_cuda_linear_s8_ex(NULL, dt, dout, dA, das, a_per_row, dB, dbs, b_per_row, with_bias ? dbias : NULL, M, N, K, impl);
     ck_assert_msg(st == QT_OK, "%s: failed: %s", tag, qt_last_error());
     ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
     qt_ct_download(dt, got, dout, mn);
@@ -217,12 +213,12 @@ START_TEST(test_flag_and_bad_args) {
     ck_assert_int_eq(cudaMalloc((void **)&dC, 64 * sizeof(int32_t)), cudaSuccess);
     ck_assert_int_eq(cudaMemset(dA, 1, 64), cudaSuccess);
     // a bad flag fails DEFAULT calls, naming the variable
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, QT_CUDA_INT8_DEFAULT, dC, dA, dA, 2, 2, 2),
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 2, 2, 2, QT_CUDA_INT8_DEFAULT),
                      QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "QT_CUDA_INT8"));
     // DEFAULT follows the flag
     setenv("QT_CUDA_INT8", "cublaslt", 1);
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, QT_CUDA_INT8_DEFAULT, dC, dA, dA, 2, 2, 2), QT_OK);
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 2, 2, 2, QT_CUDA_INT8_DEFAULT), QT_OK);
     int32_t c[4];
     ck_assert_int_eq(cudaMemcpy(c, dC, sizeof c, cudaMemcpyDeviceToHost), cudaSuccess);
     for (int i = 0; i < 4; i++) ck_assert_int_eq(c[i], 2);
@@ -235,30 +231,27 @@ START_TEST(test_flag_and_bad_args) {
 
     for (int i = 0; i < N_IMPLS; i++) {
         qt_cuda_int8_impl im = IMPLS[i];
-        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, im, dC, dA, dA, 0, 2, 2), QT_ERR_ARG);
-        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, im, dC, dA, dA, 2, 2, 0), QT_ERR_ARG);
-        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, im, dC, dA, dA, 2, 2, QT_INT8_GEMM_MAX_K + 1),
+        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 0, 2, 2, im), QT_ERR_ARG);
+        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 2, 2, 0, im), QT_ERR_ARG);
+        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 2, 2, QT_INT8_GEMM_MAX_K + 1, im),
                          QT_ERR_ARG);
-        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, im, NULL, dA, dA, 2, 2, 2), QT_ERR_ARG);
-        ck_assert_int_eq(qt_cuda_linear_s8(NULL, im, 7, dC, dA, (float *)dC, dA, (float *)dC,
-                                           NULL, 2, 2, 2),
+        ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, NULL, dA, dA, 2, 2, 2, im), QT_ERR_ARG);
+        ck_assert_int_eq(qt_cuda_linear_s8(NULL, 7, dC, dA, (float *)dC, dA, (float *)dC, NULL, 2, 2, 2, im),
                          QT_ERR_ARG);
-        ck_assert_int_eq(qt_cuda_linear_s8(NULL, im, QT_DTYPE_F32, dC, dA, NULL, dA, (float *)dC,
-                                           NULL, 2, 2, 2),
+        ck_assert_int_eq(qt_cuda_linear_s8(NULL, QT_DTYPE_F32, dC, dA, NULL, dA, (float *)dC, NULL, 2, 2, 2, im),
                          QT_ERR_ARG);
     }
     // more rows than a grid can hold (checked before any pointer is used)
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, QT_CUDA_INT8_MMA, dC, dA, dA, 65535 * 64 + 1, 2,
-                                        2),
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 65535 * 64 + 1, 2, 2, QT_CUDA_INT8_MMA),
                      QT_ERR_ARG);
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_MMA), "mma");
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_CUBLASLT), "cublaslt");
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_DEFAULT), "default");
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_INVALID), "invalid");
     // (3 stays inside the enum's value range: C++ code may not even load a value outside it)
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, (qt_cuda_int8_impl)3, dC, dA, dA, 2, 2, 2),
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 2, 2, 2, (qt_cuda_int8_impl)3),
                      QT_ERR_ARG);
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, QT_CUDA_INT8_INVALID, dC, dA, dA, 2, 2, 2),
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 2, 2, 2, QT_CUDA_INT8_INVALID),
                      QT_ERR_ARG);
     cudaFree(dA);
     cudaFree(dC);

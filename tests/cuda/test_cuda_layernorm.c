@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "cuda_testutil.h"
-#include "qtrain/cuda_ops.h"
-#include "qtrain/ops.h"
+#include "kernels/elementwise.h"
+#include "kernels/layernorm.h"
 #include "testutil.h"
 
 static const qt_dtype DTYPES[3] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};

@@ -19,7 +19,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_testutil.h"
-#include "qtrain/quant.h"
+#include "kernels/quant.h"
 #include "testutil.h"
 
 static const size_t SHAPES[][2] = {{1, 1}, {3, 31}, {5, 33}, {1, 1027}};
@@ -60,8 +60,7 @@ static void check_case(qt_dtype dt, const qt_quant_params *pm, size_t rows, size
     float *dscale = qt_ct_alloc(QT_DTYPE_F32, ns);
     int32_t *dzero = dev_poisoned(ns * sizeof(int32_t));
     int8_t *dcode = dev_poisoned(n);
-    qt_status st = qt_cuda_quant_fake(NULL, dt, p, dout, dx, dscale, p->symmetric ? NULL : dzero,
-                                      rows, cols);
+    qt_status st = qt_cuda_quant_fake(NULL, dt, p, dout, dx, rows, cols, dscale, p->symmetric ? NULL : dzero);
     ck_assert_msg(st == QT_OK, "%s: fake failed: %s", tag, qt_last_error());
     qt_ct_download(dt, got, dout, n);
     for (size_t i = 0; i < n; i++)
@@ -142,10 +141,10 @@ START_TEST(test_bad_args) {
     qt_quant_params p = qt_quant_params_default(8);
     float *d = qt_ct_alloc(QT_DTYPE_F32, 8);
     int8_t *c = dev_poisoned(8);
-    ck_assert_int_eq(qt_cuda_quant_fake(NULL, QT_DTYPE_F32, &p, d, d, NULL, NULL, 2, 4),
+    ck_assert_int_eq(qt_cuda_quant_fake(NULL, QT_DTYPE_F32, &p, d, d, 2, 4, NULL, NULL),
                      QT_ERR_ARG);
     p.range = QT_QUANT_RANGE_MSE;
-    ck_assert_int_eq(qt_cuda_quant_fake(NULL, QT_DTYPE_F32, &p, d, d, d, NULL, 2, 4),
+    ck_assert_int_eq(qt_cuda_quant_fake(NULL, QT_DTYPE_F32, &p, d, d, 2, 4, d, NULL),
                      QT_ERR_UNSUPPORTED);
     p = qt_quant_params_default(8);
     p.symmetric = 0;

@@ -1,6 +1,6 @@
 // bench.cu: kernels that time the emulator's scheduling: a loop of barriers or collectives
 // with no other work, so time / switches is the cost of one fiber switch with its bookkeeping.
-#include "kernels/cuda/qt_cuda_compat.h"
+#include "qt_cuda_compat.h"
 
 #include "cuemu_test_kernels.h"
 

@@ -2,7 +2,7 @@
 // valid CUDA that compiles with nvcc; on a GPU most of them hang or compute garbage silently.
 // test_cuemu_fail.cpp runs every case in a child process and checks the report, including the
 // block and thread coordinates given in the comments.
-#include "kernels/cuda/qt_cuda_compat.h"
+#include "qt_cuda_compat.h"
 
 #include <cstring>
 

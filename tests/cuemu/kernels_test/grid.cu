@@ -1,7 +1,7 @@
 // grid.cu: grid-level kernels for the emulator's tests: index coverage of 1-3 D grids and
 // blocks, atomics across blocks, dynamic and static shared memory, barrier predicates, half and
 // bfloat16 intrinsics, template and argument-less kernels, and a spin loop with __nanosleep.
-#include "kernels/cuda/qt_cuda_compat.h"
+#include "qt_cuda_compat.h"
 
 #include "cuemu_test_kernels.h"
 

@@ -1,7 +1,7 @@
 // reduce.cu: block reductions for the emulator's tests: a shared-memory tree with
 // __syncthreads (static and dynamic shared memory) and a row softmax built on warp shuffles,
 // the kernel shape whose emulated speed DESIGN.md quotes (1024x1024 in ~115 ms on 2 cores).
-#include "kernels/cuda/qt_cuda_compat.h"
+#include "qt_cuda_compat.h"
 
 #include "cuemu_test_kernels.h"
 

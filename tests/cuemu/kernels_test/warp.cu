@@ -1,7 +1,7 @@
 // warp.cu: warp-level kernels for the emulator's tests: every shuffle kind with widths below
 // 32, segmented warp reductions, votes, matches and reductions, a partial last warp, and
 // collectives over the lanes left after others exited.
-#include "kernels/cuda/qt_cuda_compat.h"
+#include "qt_cuda_compat.h"
 
 #include "cuemu_test_kernels.h"
 

@@ -1,0 +1,38 @@
+// kernels/adamw.h: one AdamW step (decoupled weight decay, bias corrections)
+//
+// Parameters: qt_adamw_params (base/params.h).
+// Family files: kernels/cpu/adamw.c (the C reference), kernels/cuda/adamw.cu, tests/test_adamw.c,
+// tests/cuda/test_cuda_adamw.c, bench/bench_adamw.c.
+// Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
+// forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
+// never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
+// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
+// `dt`, `float *` ones always fp32, math in fp32.
+#ifndef QTRAIN_KERNELS_ADAMW_H
+#define QTRAIN_KERNELS_ADAMW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/params.h"
+#include "base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// One AdamW step on n elements: m, v (n) fp32 moments updated in place, param (n) updated.
+void qt_cpu_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,
+                       const qt_adamw_params *prm);
+
+// CUDA (kernels/cuda/adamw.cu): AdamW over fp32 master weights (or fp32 params when master is
+// NULL and dt is fp32) writing the rounded parameters back.
+qt_status qt_cuda_adamw_step(qt_cuda_stream s, qt_dtype dt, void *param, float *master,
+                             const void *grad, float *m, float *v, size_t n,
+                             const qt_adamw_params *prm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

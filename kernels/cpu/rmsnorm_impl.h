@@ -1,0 +1,59 @@
+// rmsnorm_impl.h: the body of the RMSNorm ops, written once over REAL (no include guard; see
+// common/real.h and rmsnorm.c).
+
+// ---- RMSNorm --------------------------------------------------------------------------------
+
+void FN(qt_cpu_rmsnorm_fwd)(REAL *out, REAL *rstd, const REAL *x, const REAL *w, int N, int C) {
+    QT_ASSERT(N >= 0 && C >= 1, "rmsnorm_fwd: N = %d, C = %d; need N >= 0, C >= 1", N, C);
+    const REAL inv_c = (REAL)1 / (REAL)C, eps = (REAL)QT_RMSNORM_EPS;
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const REAL *restrict xr = x + (size_t)n * C;
+        REAL *restrict o = out + (size_t)n * C;
+        REAL ss = 0;
+#pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
+        const REAL rs = (REAL)1 / SQRT(ss * inv_c + eps);
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = xr[c] * rs * w[c];
+        rstd[n] = rs;
+    }
+}
+
+void FN(qt_cpu_rmsnorm_bwd)(REAL *dx, REAL *dw, const REAL *dout, const REAL *x,
+                            const REAL *rstd, const REAL *w, int N, int C) {
+    QT_ASSERT(N >= 0 && C >= 1, "rmsnorm_bwd: N = %d, C = %d; need N >= 0, C >= 1", N, C);
+    const REAL inv_c = (REAL)1 / (REAL)C;
+    // dx: with xh = x rstd and g = dout w, dx = rstd (g - xh mean(g xh)), row by row.
+    if (dx) {
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN)
+        for (int n = 0; n < N; n++) {
+            const REAL *restrict xr = x + (size_t)n * C, *restrict dr = dout + (size_t)n * C;
+            REAL *restrict dxr = dx + (size_t)n * C;
+            const REAL rs = rstd[n];
+            REAL sgx = 0;
+#pragma omp simd reduction(+ : sgx)
+            for (int c = 0; c < C; c++) sgx += dr[c] * w[c] * (xr[c] * rs);
+            const REAL mgx = sgx * inv_c;
+#pragma omp simd
+            for (int c = 0; c < C; c++) dxr[c] += rs * (dr[c] * w[c] - (xr[c] * rs) * mgx);
+        }
+    }
+    if (!dw) return;
+    // dw = column sums of dout xh: one thread per column block, rows in order (deterministic).
+    const int nblk = (C + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN && nblk > 1)
+    for (int blk = 0; blk < nblk; blk++) {
+        const int c0 = blk * COLSUM_BLOCK;
+        const int width = C - c0 < COLSUM_BLOCK ? C - c0 : COLSUM_BLOCK;
+        REAL aw[COLSUM_BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            const REAL *restrict xr = x + (size_t)n * C + c0;
+            const REAL *restrict dr = dout + (size_t)n * C + c0;
+            const REAL rs = rstd[n];
+#pragma omp simd
+            for (int j = 0; j < width; j++) aw[j] += dr[j] * (xr[j] * rs);
+        }
+        for (int j = 0; j < width; j++) dw[c0 + j] += aw[j];
+    }
+}

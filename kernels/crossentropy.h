@@ -1,0 +1,47 @@
+// kernels/crossentropy.h: cross-entropy fused with the softmax over the vocabulary
+//
+// Family files: kernels/cpu/crossentropy.c (the C reference), kernels/cuda/crossentropy.cu, tests/test_crossentropy.c,
+// tests/cuda/test_cuda_crossentropy.c, bench/bench_crossentropy.c.
+// Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
+// forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
+// never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
+// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
+// `dt`, `float *` ones always fp32, math in fp32.
+#ifndef QTRAIN_KERNELS_CROSSENTROPY_H
+#define QTRAIN_KERNELS_CROSSENTROPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/params.h"
+#include "base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// losses (N) = -log softmax(logits[n])[targets[n]]; probs (N, V) = softmax(logits), which may
+// alias logits. Rows with targets[n] < 0 are ignored: loss 0 (probs still written).
+void qt_cpu_crossentropy_fwd(float *losses, float *probs, const float *logits,
+                             const int *targets, int N, int V);
+// dlogits (N, V) += dlosses[n] * (probs - onehot(targets[n])); ignored rows get nothing.
+// dlogits may alias probs: then it is overwritten with the gradient (ignored rows become 0).
+void qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const float *probs,
+                             const int *targets, int N, int V);
+void qt_cpu_crossentropy_fwd_f64(double *losses, double *probs, const double *logits,
+                                 const int *targets, int N, int V);
+void qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses, const double *probs,
+                                 const int *targets, int N, int V);
+
+// CUDA (kernels/cuda/crossentropy.cu).
+qt_status qt_cuda_crossentropy_fwd(qt_cuda_stream s, qt_dtype dt, float *losses, void *probs,
+                                   const void *logits, const int *targets, int N, int V);
+qt_status qt_cuda_crossentropy_bwd(qt_cuda_stream s, qt_dtype dt, void *dlogits,
+                                   const float *dlosses, const void *probs, const int *targets,
+                                   int N, int V);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,398 @@
+// linear.cu: qt_cuda_gemm, the batched row-major GEMM of qt_gemm_desc (base/params.h)
+// on fp32, fp16 or bf16 tensors with fp32 accumulation.
+//
+//   C_i (M, N) = alpha * op(A_i) op(B_i) + beta * C_i,  i in [0, batch),
+//   X_i = X + (i / inner) * x_outer + (i % inner) * x_inner   (elements)
+//
+// CPU twin: qt_cpu_gemm in kernels/cpu/linear.c (cblas_sgemm per batch entry).
+// Contract: C is overwritten with the result rounded once to dt; with beta == 0 C is never read
+// (it may hold NaN, as cuBLAS allows). A and B are not modified and may overlap each other;
+// C_i must not overlap A, B or another C_j.
+//
+// Two builds of one API:
+//   - GPU (nvcc): cuBLASLt. Row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T,
+//     so every call swaps the operands and passes the row-major leading dimensions unchanged.
+//     CUBLAS_COMPUTE_32F (true fp32 accumulation, never TF32) with fp32 alpha/beta. The
+//     two-level batch becomes one strided-batched call when a single stride reaches every entry,
+//     else one strided-batched call per index of the shorter level. Pointer and stride
+//     alignments are told to the heuristic (its default assumes 256-byte aligned operands, and
+//     attention addresses head slices at any 2-byte offset). Chosen algorithms are cached.
+//   - emulator (QT_CUEMU): device memory is host memory; each entry is widened to fp32,
+//     multiplied with cblas_sgemm and rounded to dt, which is what the GPU path computes up to
+//     the summation order.
+// Every cuBLASLt and CUDA call is checked; a failure returns QT_ERR_CUDA naming the call,
+// file:line and the library's message.
+#include "qt_cuda_compat.h"
+#include "base/cuda_check.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/linear.h"
+
+#if QT_CUDA_EMULATED
+#include <cblas.h>
+#else
+#include <cublasLt.h>
+#endif
+
+// Device workspace for cuBLASLt when the caller asks for the default: 32 MiB is what NVIDIA
+// recommends for Hopper (sm_90); Ampere needs less.
+#define GEMM_DEFAULT_WORKSPACE ((size_t)32 << 20)
+
+// ---- argument checks (both builds) ---------------------------------------------------------
+
+static qt_status gemm_check(qt_dtype dt, const qt_gemm_desc *d, const void *A, const void *B,
+                            const void *C) {
+    if (!d) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: the descriptor is NULL");
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "qt_cuda_gemm: dtype %d is not fp32, fp16 or bf16", (int)dt);
+    if (d->M < 1 || d->N < 1 || d->K < 1)
+        return qt_error(QT_ERR_ARG, "qt_cuda_gemm: M %d, N %d, K %d must all be >= 1", d->M,
+                        d->N, d->K);
+    if (d->batch < 1 || d->inner < 1 || d->batch % d->inner != 0)
+        return qt_error(QT_ERR_ARG,
+                        "qt_cuda_gemm: batch %d is not a positive multiple of inner %d",
+                        d->batch, d->inner);
+    // Row-major storage: A is (M, K), or (K, M) when transposed; B (K, N) or (N, K).
+    int a_cols = d->trans_a ? d->M : d->K, b_cols = d->trans_b ? d->K : d->N;
+    if (d->lda < a_cols || d->ldb < b_cols || d->ldc < d->N)
+        return qt_error(QT_ERR_ARG,
+                        "qt_cuda_gemm: leading dimensions lda %d, ldb %d, ldc %d are below the "
+                        "row lengths %d, %d, %d (M %d, N %d, K %d, trans %d%d)",
+                        d->lda, d->ldb, d->ldc, a_cols, b_cols, d->N, d->M, d->N, d->K,
+                        d->trans_a, d->trans_b);
+    if (!A || !B || !C) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: a matrix pointer is NULL");
+    return QT_OK;
+}
+
+#if QT_CUDA_EMULATED
+// ================================ emulated build ==============================================
+
+// The handle: fp32 copies of one batch entry's operands, grown on demand and reused.
+typedef struct {
+    float *buf[3]; // A, B, C
+    size_t cap[3]; // elements
+} gemm_emu;
+
+extern "C" qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes) {
+    (void)workspace_bytes; // the CPU GEMM needs no device workspace
+    if (!handle) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_create: handle is NULL");
+    gemm_emu *h = (gemm_emu *)calloc(1, sizeof *h);
+    if (!h) return qt_error(QT_ERR_OOM, "qt_cuda_gemm_create: cannot allocate the handle");
+    *handle = h;
+    return QT_OK;
+}
+
+extern "C" void qt_cuda_gemm_destroy(void *handle) {
+    gemm_emu *h = (gemm_emu *)handle;
+    if (!h) return;
+    for (int i = 0; i < 3; i++) free(h->buf[i]);
+    free(h);
+}
+
+// The 16-bit storage types <-> fp32 (fp32 operands are multiplied where they lie).
+static float widen(qt_dtype dt, const void *p, size_t i) {
+    return dt == QT_DTYPE_F16 ? __half2float(((const __half *)p)[i])
+                              : __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+}
+
+static void narrow(qt_dtype dt, void *p, size_t i, float x) {
+    if (dt == QT_DTYPE_F16)
+        ((__half *)p)[i] = __float2half_rn(x);
+    else
+        ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(x);
+}
+
+static qt_status emu_reserve(gemm_emu *h, int which, size_t n) {
+    if (h->cap[which] >= n) return QT_OK;
+    float *p = (float *)realloc(h->buf[which], n * sizeof(float));
+    if (!p) return qt_error(QT_ERR_OOM, "qt_cuda_gemm: cannot allocate %zu floats", n);
+    h->buf[which] = p;
+    h->cap[which] = n;
+    return QT_OK;
+}
+
+// dst (rows, cols) dense fp32 = src (rows, cols) with leading dimension ld, in dt (16-bit).
+static void widen_matrix(float *dst, qt_dtype dt, const void *src, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)r * cols + c] = widen(dt, src, (size_t)r * ld + c);
+}
+
+extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                  const void *A, const void *B, void *C, void *handle) {
+    (void)s; // the emulator runs everything synchronously
+    gemm_emu *h = (gemm_emu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    size_t es = qt_dtype_size(dt);
+    int a_rows = d->trans_a ? d->K : d->M, a_cols = d->trans_a ? d->M : d->K;
+    int b_rows = d->trans_b ? d->N : d->K, b_cols = d->trans_b ? d->K : d->N;
+    CBLAS_TRANSPOSE ta = d->trans_a ? CblasTrans : CblasNoTrans;
+    CBLAS_TRANSPOSE tb = d->trans_b ? CblasTrans : CblasNoTrans;
+    if (dt != QT_DTYPE_F32) {
+        QT_TRY(emu_reserve(h, 0, (size_t)a_rows * a_cols));
+        QT_TRY(emu_reserve(h, 1, (size_t)b_rows * b_cols));
+        QT_TRY(emu_reserve(h, 2, (size_t)d->M * d->N));
+    }
+    for (int i = 0; i < d->batch; i++) {
+        int64_t o = i / d->inner, in = i % d->inner;
+        const void *Ai = QT_AT(A, es, o * d->a_outer + in * d->a_inner);
+        const void *Bi = QT_AT(B, es, o * d->b_outer + in * d->b_inner);
+        void *Ci = QT_AT(C, es, o * d->c_outer + in * d->c_inner);
+        if (dt == QT_DTYPE_F32) {
+            // beta == 0 must not propagate NaN from C: clear it rather than trust the BLAS.
+            if (d->beta == 0.0f)
+                for (int r = 0; r < d->M; r++)
+                    memset((float *)Ci + (size_t)r * d->ldc, 0, (size_t)d->N * sizeof(float));
+            cblas_sgemm(CblasRowMajor, ta, tb, d->M, d->N, d->K, d->alpha, (const float *)Ai,
+                        d->lda, (const float *)Bi, d->ldb, d->beta, (float *)Ci, d->ldc);
+            continue;
+        }
+        float *a = h->buf[0], *b = h->buf[1], *c = h->buf[2];
+        widen_matrix(a, dt, Ai, a_rows, a_cols, d->lda);
+        widen_matrix(b, dt, Bi, b_rows, b_cols, d->ldb);
+        if (d->beta != 0.0f)
+            widen_matrix(c, dt, Ci, d->M, d->N, d->ldc);
+        else
+            memset(c, 0, (size_t)d->M * d->N * sizeof(float));
+        cblas_sgemm(CblasRowMajor, ta, tb, d->M, d->N, d->K, d->alpha, a, a_cols, b, b_cols,
+                    d->beta, c, d->N);
+        for (int r = 0; r < d->M; r++)
+            for (int col = 0; col < d->N; col++)
+                narrow(dt, Ci, (size_t)r * d->ldc + col, c[(size_t)r * d->N + col]);
+    }
+    return QT_OK;
+}
+
+#else
+// ================================ GPU build (cuBLASLt) ========================================
+
+// One strided-batched cuBLASLt problem; the key of the algorithm cache. Zero-filled before use
+// so that it compares with memcmp.
+typedef struct {
+    int dt;
+    int op_a, op_b;        // cublasOperation_t of the column-major operands (B, then A)
+    int m, n, k;           // column-major sizes: N, M, K of the row-major problem
+    int64_t lda, ldb, ldc; // of the column-major operands
+    int count;             // batch count of the call
+    int64_t sa, sb, sc;    // batch strides (elements); 0 when count == 1
+    uint32_t align_a, align_b, align_c; // bytes, powers of two <= 256
+    int beta_zero;
+} gemm_key;
+
+#define GEMM_CACHE 64 // distinct GEMM shapes of a training run: a few per layer kind
+
+typedef struct {
+    cublasLtHandle_t lt;
+    void *workspace; // device, workspace_bytes
+    size_t workspace_bytes;
+    gemm_key keys[GEMM_CACHE];
+    cublasLtMatmulAlgo_t algos[GEMM_CACHE];
+    int n_cached, next_evict;
+} gemm_gpu;
+
+extern "C" qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes) {
+    if (!handle) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_create: handle is NULL");
+    qt_status st = QT_OK;
+    gemm_gpu *h = (gemm_gpu *)calloc(1, sizeof *h);
+    if (!h) return qt_error(QT_ERR_OOM, "qt_cuda_gemm_create: cannot allocate the handle");
+    h->workspace_bytes = workspace_bytes ? workspace_bytes : GEMM_DEFAULT_WORKSPACE;
+    QT_CHECK_CUBLASLT(cublasLtCreate(&h->lt));
+    {
+        cudaError_t err = cudaMalloc(&h->workspace, h->workspace_bytes);
+        if (err != cudaSuccess) {
+            st = qt_error(QT_ERR_CUDA, "cudaMalloc(%zu bytes of cuBLASLt workspace) failed at "
+                          "%s:%d: %s", h->workspace_bytes, __FILE__, __LINE__,
+                          cudaGetErrorString(err));
+            h->workspace = NULL;
+            goto out;
+        }
+    }
+    *handle = h;
+    return QT_OK;
+out:
+    qt_cuda_gemm_destroy(h);
+    return st;
+}
+
+extern "C" void qt_cuda_gemm_destroy(void *handle) {
+    gemm_gpu *h = (gemm_gpu *)handle;
+    if (!h) return;
+    // Teardown cannot report: the errors of a dying context have nowhere to go.
+    if (h->workspace) (void)cudaFree(h->workspace);
+    if (h->lt) (void)cublasLtDestroy(h->lt);
+    free(h);
+}
+
+static cudaDataType_t lt_type(qt_dtype dt) {
+    return dt == QT_DTYPE_F16 ? CUDA_R_16F : dt == QT_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+// Largest power of two <= 256 dividing every set bit pattern in `bits`.
+static uint32_t align_of(uint64_t bits) {
+    uint32_t a = 256;
+    while (a > 1 && (bits & (a - 1))) a >>= 1;
+    return a;
+}
+
+static int find_cached(const gemm_gpu *h, const gemm_key *k) {
+    for (int i = 0; i < h->n_cached; i++)
+        if (memcmp(&h->keys[i], k, sizeof *k) == 0) return i;
+    return -1;
+}
+
+// Creates a column-major layout of rows x cols with leading dimension ld, batched `count` times
+// `stride` elements apart.
+static cublasStatus_t make_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type, int rows,
+                                  int cols, int64_t ld, int count, int64_t stride) {
+    cublasStatus_t r = cublasLtMatrixLayoutCreate(l, type, (uint64_t)rows, (uint64_t)cols, ld);
+    if (r != CUBLAS_STATUS_SUCCESS || count == 1) return r;
+    int32_t c = count;
+    r = cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &c, sizeof c);
+    if (r != CUBLAS_STATUS_SUCCESS) return r;
+    return cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                            &stride, sizeof stride);
+}
+
+// One cuBLASLt call: `count` row-major products strided (sa, sb, sc) elements apart. `loop_*`
+// are the byte offsets between this call's base pointers and the other calls' (alignment).
+static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const qt_gemm_desc *d,
+                           const void *A, const void *B, void *C, int count, int64_t sa,
+                           int64_t sb, int64_t sc, uint64_t loop_a, uint64_t loop_b,
+                           uint64_t loop_c) {
+    qt_status st = QT_OK;
+    size_t es = qt_dtype_size(dt);
+    cudaDataType_t type = lt_type(dt);
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    gemm_key key;
+    memset(&key, 0, sizeof key);
+    key.dt = (int)dt;
+    // Column-major operands: first B (its storage read as B^T), then A.
+    key.op_a = d->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    key.op_b = d->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    key.m = d->N;
+    key.n = d->M;
+    key.k = d->K;
+    key.lda = d->ldb;
+    key.ldb = d->lda;
+    key.ldc = d->ldc;
+    key.count = count;
+    key.sa = count > 1 ? sb : 0;
+    key.sb = count > 1 ? sa : 0;
+    key.sc = count > 1 ? sc : 0;
+    key.align_a = align_of((uint64_t)(uintptr_t)B | (uint64_t)key.sa * es | loop_b);
+    key.align_b = align_of((uint64_t)(uintptr_t)A | (uint64_t)key.sb * es | loop_a);
+    key.align_c = align_of((uint64_t)(uintptr_t)C | (uint64_t)key.sc * es | loop_c);
+    key.beta_zero = d->beta == 0.0f;
+
+    cublasOperation_t op_a = (cublasOperation_t)key.op_a, op_b = (cublasOperation_t)key.op_b;
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a,
+                                                 sizeof op_a));
+    QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
+                                                 sizeof op_b));
+    // Stored shapes: operand a is (m, k) or (k, m) when transposed; b is (k, n) or (n, k).
+    QT_CHECK_CUBLASLT(make_layout(&la, type, op_a == CUBLAS_OP_N ? key.m : key.k,
+                              op_a == CUBLAS_OP_N ? key.k : key.m, key.lda, count, key.sa));
+    QT_CHECK_CUBLASLT(make_layout(&lb, type, op_b == CUBLAS_OP_N ? key.k : key.n,
+                              op_b == CUBLAS_OP_N ? key.n : key.k, key.ldb, count, key.sb));
+    QT_CHECK_CUBLASLT(make_layout(&lc, type, key.m, key.n, key.ldc, count, key.sc));
+
+    {
+        int slot = find_cached(h, &key);
+        if (slot < 0) {
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceCreate(&pref));
+            uint64_t ws = h->workspace_bytes;
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
+                pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
+                pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a,
+                sizeof key.align_a));
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
+                pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b,
+                sizeof key.align_b));
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
+                pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_c,
+                sizeof key.align_c));
+            QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
+                pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_c,
+                sizeof key.align_c));
+            cublasLtMatmulHeuristicResult_t result;
+            int found = 0;
+            QT_CHECK_CUBLASLT(cublasLtMatmulAlgoGetHeuristic(h->lt, op, la, lb, lc, lc, pref, 1,
+                                                         &result, &found));
+            if (found < 1) {
+                st = qt_error(QT_ERR_CUDA,
+                              "qt_cuda_gemm: cuBLASLt has no algorithm for %s M %d N %d K %d "
+                              "trans %d%d ld %d/%d/%d batch %d (alignment %u/%u/%u bytes)",
+                              qt_dtype_name(dt), d->M, d->N, d->K, d->trans_a, d->trans_b,
+                              d->lda, d->ldb, d->ldc, count, key.align_b, key.align_a,
+                              key.align_c);
+                goto out;
+            }
+            if (h->n_cached < GEMM_CACHE) {
+                slot = h->n_cached++;
+            } else {
+                slot = h->next_evict;
+                h->next_evict = (h->next_evict + 1) % GEMM_CACHE;
+            }
+            h->keys[slot] = key;
+            h->algos[slot] = result.algo;
+        }
+        float alpha = d->alpha, beta = d->beta;
+        // D = C in place: the same pointer and layout.
+        QT_CHECK_CUBLASLT(cublasLtMatmul(h->lt, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
+                                     &h->algos[slot], h->workspace, h->workspace_bytes,
+                                     (cudaStream_t)stream));
+    }
+out:
+    // Destroying a descriptor cannot fail in a way the caller could act on.
+    if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) (void)cublasLtMatrixLayoutDestroy(lc);
+    if (lb) (void)cublasLtMatrixLayoutDestroy(lb);
+    if (la) (void)cublasLtMatrixLayoutDestroy(la);
+    if (op) (void)cublasLtMatmulDescDestroy(op);
+    return st;
+}
+
+extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                  const void *A, const void *B, void *C, void *handle) {
+    gemm_gpu *h = (gemm_gpu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    cudaStream_t stream = (cudaStream_t)s;
+    size_t es = qt_dtype_size(dt);
+    int outer = d->batch / d->inner, inner = d->inner;
+    if (d->batch == 1)
+        return lt_matmul(h, stream, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0);
+    if (inner == 1)
+        return lt_matmul(h, stream, dt, d, A, B, C, outer, d->a_outer, d->b_outer, d->c_outer, 0,
+                         0, 0);
+    if (outer == 1 || (d->a_outer == inner * d->a_inner && d->b_outer == inner * d->b_inner &&
+                       d->c_outer == inner * d->c_inner))
+        return lt_matmul(h, stream, dt, d, A, B, C, d->batch, d->a_inner, d->b_inner,
+                         d->c_inner, 0, 0, 0);
+    // No single stride reaches every entry: one strided-batched call per index of the shorter
+    // level, batching the longer one.
+    if (outer <= inner) {
+        for (int o = 0; o < outer; o++)
+            QT_TRY(lt_matmul(h, stream, dt, d, QT_AT(A, es, o * d->a_outer),
+                             QT_AT(B, es, o * d->b_outer), QT_AT(C, es, o * d->c_outer), inner,
+                             d->a_inner, d->b_inner, d->c_inner, (uint64_t)d->a_outer * es,
+                             (uint64_t)d->b_outer * es, (uint64_t)d->c_outer * es));
+    } else {
+        for (int i = 0; i < inner; i++)
+            QT_TRY(lt_matmul(h, stream, dt, d, QT_AT(A, es, i * d->a_inner),
+                             QT_AT(B, es, i * d->b_inner), QT_AT(C, es, i * d->c_inner), outer,
+                             d->a_outer, d->b_outer, d->c_outer, (uint64_t)d->a_inner * es,
+                             (uint64_t)d->b_inner * es, (uint64_t)d->c_inner * es));
+    }
+    return QT_OK;
+}
+
+#endif

@@ -1,0 +1,47 @@
+// kernels/elementwise.h: residual add, bias add and its gradient, dtype casts
+//
+// The CPU backend stores fp32 only, so cast has no CPU twin (its tests round on the host).
+// Family files: kernels/cpu/elementwise.c (the C reference), kernels/cuda/elementwise.cu, tests/test_elementwise.c,
+// tests/cuda/test_cuda_elementwise.c, bench/bench_elementwise.c.
+// Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
+// forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
+// never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
+// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
+// `dt`, `float *` ones always fp32, math in fp32.
+#ifndef QTRAIN_KERNELS_ELEMENTWISE_H
+#define QTRAIN_KERNELS_ELEMENTWISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/params.h"
+#include "base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// out (n) = a + b. out may alias a or b.
+void qt_cpu_add(float *out, const float *a, const float *b, size_t n);
+// out (N, OC) += bias (OC), every row.
+void qt_cpu_bias_add(float *out, const float *bias, int N, int OC);
+// db (OC) += column sums of dout (N, OC).
+void qt_cpu_bias_grad(float *db, const float *dout, int N, int OC);
+
+// CUDA (kernels/cuda/elementwise.cu).
+qt_status qt_cuda_add(qt_cuda_stream s, qt_dtype dt, void *out, const void *a, const void *b,
+                      size_t n);
+// out (N, OC) += bias (OC); db (OC) += column sums of dout (N, OC).
+qt_status qt_cuda_bias_add(qt_cuda_stream s, qt_dtype dt, void *out, const void *bias, int N,
+                           int OC);
+qt_status qt_cuda_bias_grad(qt_cuda_stream s, qt_dtype dt, void *db, const void *dout, int N,
+                            int OC);
+// dst (n, dst_dt) = src (n, src_dt), rounding to nearest even.
+qt_status qt_cuda_cast(qt_cuda_stream s, qt_dtype dst_dt, void *dst, qt_dtype src_dt,
+                       const void *src, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

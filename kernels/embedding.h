@@ -1,0 +1,41 @@
+// kernels/embedding.h: token and learned position embeddings
+//
+// Family files: kernels/cpu/embedding.c (the C reference), kernels/cuda/embedding.cu, tests/test_embedding.c,
+// tests/cuda/test_cuda_embedding.c, bench/bench_embedding.c.
+// Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
+// forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
+// never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
+// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
+// `dt`, `float *` ones always fp32, math in fp32.
+#ifndef QTRAIN_KERNELS_EMBEDDING_H
+#define QTRAIN_KERNELS_EMBEDDING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/params.h"
+#include "base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// out (B, T, C) = wte[tokens[b, t]] + wpe[t]; tokens (B, T) in [0, V), wte (V, C), wpe (maxT, C).
+// wpe == NULL: no position embedding, out = wte[tokens[b, t]] (LLaMA: positions come from RoPE).
+void qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const float *wpe,
+                          int B, int T, int C);
+// dwte (V, C) +=, dwpe (maxT, C) += from dout (B, T, C). dwpe may be NULL.
+void qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens, int B,
+                          int T, int C);
+
+// CUDA (kernels/cuda/embedding.cu).
+qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const int *tokens,
+                                const void *wte, const void *wpe, int B, int T, int C);
+qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *dwte, void *dwpe,
+                                const void *dout, const int *tokens, int B, int T, int C);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,55 @@
+// kernels/linear.h: linear layers and the batched GEMM
+//
+// out = x w^T + b and its gradients; the batched row-major GEMM the attention composes from.
+// Family files: kernels/cpu/linear.c (the C reference), kernels/cuda/linear.cu, tests/test_linear.c,
+// tests/cuda/test_cuda_linear.c, bench/bench_linear.c.
+// Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
+// forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
+// never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
+// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
+// `dt`, `float *` ones always fp32, math in fp32.
+#ifndef QTRAIN_KERNELS_LINEAR_H
+#define QTRAIN_KERNELS_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/params.h"
+#include "base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// out (N, OC) = x (N, IC) w^T + b; w (OC, IC), b (OC) or NULL.
+void qt_cpu_linear_fwd(float *out, const float *x, const float *w, const float *b, int N, int IC,
+                       int OC);
+// dx (N, IC) += dout w; dw (OC, IC) += dout^T x; db (OC) += column sums of dout.
+// dx and db may be NULL (not needed / no bias).
+void qt_cpu_linear_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
+                       const float *w, int N, int IC, int OC);
+void qt_cpu_linear_fwd_f64(double *out, const double *x, const double *w, const double *b, int N,
+                           int IC, int OC);
+void qt_cpu_linear_bwd_f64(double *dx, double *dw, double *db, const double *dout,
+                           const double *x, const double *w, int N, int IC, int OC);
+
+// The batched GEMM of qt_gemm_desc (base/params.h) on fp32 arrays: the batch runs in parallel
+// with single-threaded sgemm calls, a single GEMM on OpenBLAS's threads. QT_ERR_ARG when the
+// batch is not a multiple of `inner`.
+qt_status qt_cpu_gemm(const qt_gemm_desc *d, const float *A, const float *B, float *C);
+
+// CUDA (kernels/cuda/linear.cu): the batched GEMM on tensors of `dt`, accumulated in fp32 and
+// rounded to `dt` once. On the GPU through cuBLASLt (CUBLAS_COMPUTE_32F: no TF32), in the
+// emulated build through the CPU sgemm. With beta == 0, C is not read (it may hold NaN).
+// A handle owns the cuBLASLt handle and `workspace_bytes` of device workspace (0: a default of
+// 32 MiB); one handle per stream at a time.
+qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes);
+void qt_cuda_gemm_destroy(void *handle);
+qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                       const void *B, void *C, void *handle);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

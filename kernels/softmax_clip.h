@@ -1,0 +1,52 @@
+// kernels/softmax_clip.h: the attention softmax variants: vanilla, clipped, length-normalized clipped (NCS)
+//
+// PAPERS.md sections 1-2; the per-row clip map is base/softmax_clip_math.h.
+// Family files: kernels/cpu/softmax_clip.c (the C reference), kernels/cuda/softmax_clip.cu, tests/test_softmax_clip.c,
+// tests/cuda/test_cuda_softmax_clip.c, bench/bench_softmax_clip.c.
+// Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
+// forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
+// never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
+// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
+// `dt`, `float *` ones always fp32, math in fp32.
+#ifndef QTRAIN_KERNELS_SOFTMAX_CLIP_H
+#define QTRAIN_KERNELS_SOFTMAX_CLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/params.h"
+#include "base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Row r attends columns [0, lens[r]) (1 <= lens[r] <= cols); the other columns are masked.
+// p     (rows, cols): plain softmax of scale*scores over the attended columns, 0 elsewhere;
+//                     saved for the backward.
+// probs (rows, cols): clip(a p + c, 0, 1) on the attended columns, exactly 0 elsewhere.
+// scores (rows, cols): raw scores. lens (rows).
+void qt_cpu_softmax_clip_fwd(const qt_softmax_params *prm, float *probs, float *p,
+                             const float *scores, const int *lens, int rows, int cols);
+// dscores (rows, cols) += d loss / d scores (including `scale`), from dprobs (rows, cols)
+// and the p the forward saved. Masked columns get nothing.
+void qt_cpu_softmax_clip_bwd(const qt_softmax_params *prm, float *dscores, const float *dprobs,
+                             const float *p, const int *lens, int rows, int cols);
+void qt_cpu_softmax_clip_fwd_f64(const qt_softmax_params *prm, double *probs, double *p,
+                                 const double *scores, const int *lens, int rows, int cols);
+void qt_cpu_softmax_clip_bwd_f64(const qt_softmax_params *prm, double *dscores,
+                                 const double *dprobs, const double *p, const int *lens, int rows,
+                                 int cols);
+
+// CUDA (kernels/cuda/softmax_clip.cu): scale, mask by lens, the three variants, fp32 math.
+qt_status qt_cuda_softmax_clip_fwd(qt_cuda_stream s, qt_dtype dt, const qt_softmax_params *prm,
+                                   void *probs, float *p, const void *scores, const int *lens,
+                                   int rows, int cols);
+qt_status qt_cuda_softmax_clip_bwd(qt_cuda_stream s, qt_dtype dt, const qt_softmax_params *prm,
+                                   void *dscores, const void *dprobs, const float *p,
+                                   const int *lens, int rows, int cols);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,37 @@
+// kernels/sumsq.h: the sum of squares (global gradient norm, overflow check)
+//
+// Family files: kernels/cpu/sumsq.c (the C reference), kernels/cuda/sumsq.cu, tests/test_sumsq.c,
+// tests/cuda/test_cuda_sumsq.c, bench/bench_sumsq.c.
+// Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
+// forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
+// never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
+// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
+// `dt`, `float *` ones always fp32, math in fp32.
+#ifndef QTRAIN_KERNELS_SUMSQ_H
+#define QTRAIN_KERNELS_SUMSQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/params.h"
+#include "base/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// *out = sum of squares of x (n), accumulated in double: the global gradient norm's building
+// block; not finite when any element is inf or nan (the loss scaler's overflow check).
+qt_status qt_cpu_sumsq(double *out, const float *x, size_t n);
+
+// CUDA (kernels/cuda/sumsq.cu): the same sum, deterministic (fixed reduction order), written to
+// the host. partials: device scratch of at least qt_cuda_sumsq_scratch_size() doubles.
+size_t qt_cuda_sumsq_scratch_size(void);
+qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_host, const void *x, size_t n,
+                        double *partials);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

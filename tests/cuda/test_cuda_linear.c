@@ -1,0 +1,246 @@
+// test_cuda_gemm.c: qt_cuda_gemm (kernels/cuda/gemm.cu) against a naive double-precision GEMM
+// on the same dtype-rounded inputs, for every transpose combination, odd M/N/K, padded leading
+// dimensions, the two-level batch in each of its layouts (one strided call, one call per outer
+// index, one per inner index, inner == 1, outer == 1), beta 0 (C poisoned with NaN: it must
+// not be read) and beta 1, in fp32, fp16 and bf16.
+//
+// Tolerance per element: |got - ref| <= U_out |ref| + 1e-5 S, where S = |alpha| sum_k |a b| +
+// |beta c| is the scale of the terms summed (the fp32 accumulation error of any order is far
+// below 1e-5 S for K <= 65) and U_out the unit roundoff of the output's single rounding to dt
+// (0 for fp32, 2^-11 fp16, 2^-8 bf16). Every element of the C buffer outside the C_i matrices
+// (padding, gaps between batch entries) and the guard band after it must be unchanged.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_testutil.h"
+#include "kernels/linear.h"
+#include "testutil.h"
+
+static const qt_dtype DTYPES[3] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};
+
+// How a matrix's batch entries are placed (R rows, W columns, the row-major storage):
+//   DENSE:       entries one after the other, ld = W + pad, inner stride R ld, outer stride
+//                inner R ld + gap;
+//   INTERLEAVED: the entries of one outer index side by side in each row (heads in a (T, C)
+//                activation), ld = inner W + pad, inner stride W, outer stride R ld.
+enum { DENSE = 0, INTERLEAVED = 1 };
+
+typedef struct {
+    int M, N, K, batch, inner;
+    int layout_a, layout_b, layout_c;
+    int pad, gap; // extra row elements; extra elements between outer groups (DENSE)
+} gemm_case;
+
+static const gemm_case CASES[] = {
+    {1, 1, 1, 1, 1, DENSE, DENSE, DENSE, 0, 0},                   // scalar
+    {7, 33, 31, 1, 1, DENSE, DENSE, DENSE, 3, 0},                 // odd sizes, padded ld
+    {33, 17, 65, 6, 3, INTERLEAVED, DENSE, INTERLEAVED, 1, 5},    // per-outer calls
+    {5, 9, 3, 4, 1, DENSE, INTERLEAVED, DENSE, 2, 7},             // inner == 1
+    {13, 7, 11, 3, 3, INTERLEAVED, INTERLEAVED, INTERLEAVED, 0, 0}, // outer == 1
+    {3, 5, 7, 8, 2, DENSE, DENSE, DENSE, 1, 0},                   // one strided call
+    {9, 4, 6, 10, 2, INTERLEAVED, DENSE, INTERLEAVED, 0, 3},      // outer > inner: per inner
+};
+#define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
+
+typedef struct {
+    int rows, cols, ld;
+    int64_t outer, inner_stride;
+    size_t total; // elements the buffer needs
+} placement;
+
+static placement place(int layout, int R, int W, int batch, int inner, int pad, int gap) {
+    placement p;
+    int outer_n = batch / inner;
+    p.rows = R;
+    p.cols = W;
+    if (layout == DENSE) {
+        p.ld = W + pad;
+        p.inner_stride = (int64_t)R * p.ld;
+        p.outer = inner * p.inner_stride + gap;
+    } else {
+        p.ld = inner * W + pad;
+        p.inner_stride = W;
+        p.outer = (int64_t)R * p.ld;
+    }
+    int64_t last = (int64_t)(outer_n - 1) * p.outer + (int64_t)(inner - 1) * p.inner_stride;
+    p.total = (size_t)(last + (int64_t)(R - 1) * p.ld + W);
+    return p;
+}
+
+static int64_t entry_base(const placement *p, int i, int inner) {
+    return (int64_t)(i / inner) * p->outer + (int64_t)(i % inner) * p->inner_stride;
+}
+
+static double unit_roundoff(qt_dtype dt) {
+    return dt == QT_DTYPE_F16 ? ldexp(1.0, -11) : dt == QT_DTYPE_BF16 ? ldexp(1.0, -8) : 0.0;
+}
+
+static int same_value(float a, float b) { return (isnan(a) && isnan(b)) || a == b; }
+
+static void run_case(const gemm_case *gc, int trans_a, int trans_b, int beta_one, qt_dtype dt,
+                     void *handle) {
+    const int M = gc->M, N = gc->N, K = gc->K, batch = gc->batch, inner = gc->inner;
+    const float alpha = beta_one ? 0.5f : 1.0f, beta = beta_one ? 1.0f : 0.0f;
+    placement pa = place(gc->layout_a, trans_a ? K : M, trans_a ? M : K, batch, inner, gc->pad,
+                         gc->gap);
+    placement pb = place(gc->layout_b, trans_b ? N : K, trans_b ? K : N, batch, inner, gc->pad,
+                         gc->gap);
+    placement pc = place(gc->layout_c, M, N, batch, inner, gc->pad, gc->gap);
+    const uint64_t seed = 1000u * (uint64_t)(gc - CASES) + 100u * (uint64_t)dt +
+                          10u * (uint64_t)(2 * trans_a + trans_b) + (uint64_t)beta_one;
+    char what[160];
+    snprintf(what, sizeof what,
+             "gemm %s M %d N %d K %d batch %d inner %d trans %d%d beta %g (case %d, seed %llu)",
+             qt_dtype_name(dt), M, N, K, batch, inner, trans_a, trans_b, (double)beta,
+             (int)(gc - CASES), (unsigned long long)seed);
+
+    float *a = malloc(pa.total * sizeof *a), *b = malloc(pb.total * sizeof *b);
+    float *c0 = malloc(pc.total * sizeof *c0), *got = malloc(pc.total * sizeof *got);
+    qt_test_fill_uniform(a, pa.total, -1.0f, 1.0f, seed);
+    qt_test_fill_uniform(b, pb.total, -1.0f, 1.0f, seed + 1);
+    qt_test_fill_uniform(c0, pc.total, -1.0f, 1.0f, seed + 2);
+    for (size_t i = 0; i < pa.total; i++) a[i] = qt_ct_round(dt, a[i]);
+    for (size_t i = 0; i < pb.total; i++) b[i] = qt_ct_round(dt, b[i]);
+    for (size_t i = 0; i < pc.total; i++) c0[i] = beta_one ? qt_ct_round(dt, c0[i]) : NAN;
+    void *da = qt_ct_upload(dt, a, pa.total), *db = qt_ct_upload(dt, b, pb.total);
+    // beta 0: C is all NaN (qt_ct_alloc's poison), which the GEMM must not read
+    void *dc = beta_one ? qt_ct_upload(dt, c0, pc.total) : qt_ct_alloc(dt, pc.total);
+
+    qt_gemm_desc d = {
+        .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K, .alpha = alpha,
+        .beta = beta, .lda = pa.ld, .ldb = pb.ld, .ldc = pc.ld, .batch = batch, .inner = inner,
+        .a_outer = pa.outer, .a_inner = pa.inner_stride, .b_outer = pb.outer,
+        .b_inner = pb.inner_stride, .c_outer = pc.outer, .c_inner = pc.inner_stride,
+    };
+    qt_status st = qt_cuda_gemm(NULL, dt, &d, da, db, dc, handle);
+    ck_assert_msg(st == QT_OK, "%s: %s", what, qt_last_error());
+    qt_ct_download(dt, got, dc, pc.total);
+
+    // Which C elements belong to some C_i; the rest must be untouched.
+    unsigned char *inside = calloc(pc.total, 1);
+    const double u = unit_roundoff(dt);
+    double worst = 0.0;
+    char worst_at[96] = "";
+    for (int i = 0; i < batch; i++) {
+        const int64_t ab = entry_base(&pa, i, inner), bb = entry_base(&pb, i, inner),
+                      cb = entry_base(&pc, i, inner);
+        for (int r = 0; r < M; r++)
+            for (int col = 0; col < N; col++) {
+                double sum = 0.0, scale = 0.0;
+                for (int k = 0; k < K; k++) {
+                    double x = a[ab + (trans_a ? (int64_t)k * pa.ld + r : (int64_t)r * pa.ld + k)];
+                    double y = b[bb + (trans_b ? (int64_t)col * pb.ld + k : (int64_t)k * pb.ld + col)];
+                    sum += x * y;
+                    scale += fabs(x * y);
+                }
+                const size_t ci = (size_t)(cb + (int64_t)r * pc.ld + col);
+                double ref = alpha * sum, s = fabs(alpha) * scale;
+                if (beta_one) {
+                    ref += beta * c0[ci];
+                    s += fabs(beta * c0[ci]);
+                }
+                inside[ci] = 1;
+                const double tol = u * fabs(ref) + 1e-5 * s + 1e-30;
+                const double e = fabs(got[ci] - ref) / tol;
+                if (!(e <= worst)) { // NaN lands here and is kept
+                    worst = e;
+                    snprintf(worst_at, sizeof worst_at, "entry %d (%d, %d): got %.9g want %.9g",
+                             i, r, col, (double)got[ci], ref);
+                }
+            }
+    }
+    ck_assert_msg(worst <= 1.0, "%s: error %.3g x tolerance at %s", what, worst, worst_at);
+    for (size_t i = 0; i < pc.total; i++)
+        if (!inside[i])
+            ck_assert_msg(same_value(got[i], c0[i]),
+                          "%s: element %zu outside every C_i changed: %g -> %g", what, i,
+                          (double)c0[i], (double)got[i]);
+    ck_assert_msg(qt_ct_guard_ok(dt, dc, pc.total), "%s: wrote past the end of C", what);
+    ck_assert_msg(qt_ct_guard_ok(dt, da, pa.total) && qt_ct_guard_ok(dt, db, pb.total),
+                  "%s: wrote past A or B", what);
+    free(inside);
+    qt_ct_free(da);
+    qt_ct_free(db);
+    qt_ct_free(dc);
+    free(a);
+    free(b);
+    free(c0);
+    free(got);
+}
+
+// _i: case index; every transpose, beta and dtype of it.
+START_TEST(test_gemm_matches_reference) {
+    void *handle = NULL;
+    ck_assert_msg(qt_cuda_gemm_create(&handle, 0) == QT_OK, "%s", qt_last_error());
+    for (int d = 0; d < 3; d++)
+        for (int t = 0; t < 4; t++)
+            for (int beta_one = 0; beta_one < 2; beta_one++)
+                run_case(&CASES[_i], t >> 1, t & 1, beta_one, DTYPES[d], handle);
+    qt_cuda_gemm_destroy(handle);
+}
+END_TEST
+
+// Bad descriptors are refused with QT_ERR_ARG and a message naming qt_cuda_gemm.
+START_TEST(test_gemm_rejects_bad_arguments) {
+    void *handle = NULL;
+    ck_assert_int_eq(qt_cuda_gemm_create(&handle, 0), QT_OK);
+    void *buf = qt_ct_alloc(QT_DTYPE_F32, 64);
+    const qt_gemm_desc good = {.M = 4, .N = 4, .K = 4, .alpha = 1, .lda = 4, .ldb = 4, .ldc = 4,
+                               .batch = 1, .inner = 1};
+    qt_gemm_desc d;
+    d = good;
+    ck_assert_int_eq(qt_cuda_gemm(NULL, QT_DTYPE_F32, &d, buf, buf, buf, handle), QT_OK);
+    struct {
+        const char *what;
+        qt_gemm_desc d;
+    } bad[5];
+    bad[0].what = "batch not a multiple of inner";
+    bad[0].d = good;
+    bad[0].d.batch = 5;
+    bad[0].d.inner = 2;
+    bad[1].what = "ldc below N";
+    bad[1].d = good;
+    bad[1].d.ldc = 3;
+    bad[2].what = "lda below K";
+    bad[2].d = good;
+    bad[2].d.lda = 2;
+    bad[3].what = "ldb below K when B is transposed";
+    bad[3].d = good;
+    bad[3].d.trans_b = 1;
+    bad[3].d.N = 2;
+    bad[3].d.ldb = 3;
+    bad[3].d.ldc = 2;
+    bad[3].d.K = 4;
+    bad[4].what = "K of 0";
+    bad[4].d = good;
+    bad[4].d.K = 0;
+    for (int i = 0; i < 5; i++) {
+        qt_status st = qt_cuda_gemm(NULL, QT_DTYPE_F32, &bad[i].d, buf, buf, buf, handle);
+        ck_assert_msg(st == QT_ERR_ARG, "%s: status %d", bad[i].what, (int)st);
+        ck_assert_msg(strstr(qt_last_error(), "qt_cuda_gemm") != NULL, "%s: message '%s'",
+                      bad[i].what, qt_last_error());
+    }
+    ck_assert_int_eq(qt_cuda_gemm(NULL, (qt_dtype)7, &d, buf, buf, buf, handle), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_gemm(NULL, QT_DTYPE_F32, &d, NULL, buf, buf, handle), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_gemm(NULL, QT_DTYPE_F32, NULL, buf, buf, buf, handle), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_gemm(NULL, QT_DTYPE_F32, &d, buf, buf, buf, NULL), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_gemm_create(NULL, 0), QT_ERR_ARG);
+    qt_ct_free(buf);
+    qt_cuda_gemm_destroy(handle);
+    qt_cuda_gemm_destroy(NULL); // allowed, like free(NULL)
+}
+END_TEST
+
+int main(void) {
+    qt_ct_require_device();
+    Suite *s = suite_create("cuda_gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_gemm_matches_reference, 0, NCASES);
+    tcase_add_test(tc, test_gemm_rejects_bad_arguments);
+    suite_add_tcase(s, tc);
+    return qt_test_run_suite(s);
+}

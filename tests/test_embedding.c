@@ -1,0 +1,101 @@
+// test_embedding.c: the embedding family's CPU reference (kernels/embedding.h): token plus
+// position rows, the gradient scattered back, and the embedding without positions
+// (wpe == NULL); compared with direct loops.
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/embedding.h"
+#include "testutil.h"
+
+// ---- embedding ------------------------------------------------------------------------------
+
+START_TEST(test_embedding) {
+    const int B = 3, T = 5, C = 67, V = 11, maxT = 7;
+    int tokens[15];
+    for (int i = 0; i < B * T; i++) tokens[i] = (i * 7 + 3) % V; // repeats on purpose
+    tokens[4] = tokens[9] = 2;
+    float *wte = qt_test_falloc((size_t)V * C), *wpe = qt_test_falloc((size_t)maxT * C);
+    float *out = qt_test_falloc((size_t)B * T * C), *dout = qt_test_falloc((size_t)B * T * C);
+    qt_test_fill_uniform(wte, (size_t)V * C, -1, 1, 80);
+    qt_test_fill_uniform(wpe, (size_t)maxT * C, -1, 1, 81);
+    qt_test_fill_uniform(dout, (size_t)B * T * C, -1, 1, 82);
+    qt_test_poison(out, (size_t)B * T * C);
+    qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++) {
+                float want = wte[tokens[b * T + t] * C + c] + wpe[t * C + c];
+                ck_assert_msg(out[(b * T + t) * C + c] == want, "embedding_fwd (%d, %d, %d)", b, t,
+                              c);
+            }
+    float *dwte = qt_test_falloc((size_t)V * C), *dwpe = qt_test_falloc((size_t)maxT * C);
+    double *wd = qt_test_dalloc((size_t)V * C), *pd = qt_test_dalloc((size_t)maxT * C);
+    qt_test_fill_uniform(dwte, (size_t)V * C, -1, 1, 83);
+    qt_test_fill_uniform(dwpe, (size_t)maxT * C, -1, 1, 84);
+    for (int i = 0; i < V * C; i++) wd[i] = dwte[i];
+    for (int i = 0; i < maxT * C; i++) pd[i] = dwpe[i];
+    for (int n = 0; n < B * T; n++)
+        for (int c = 0; c < C; c++) {
+            wd[tokens[n] * C + c] += dout[n * C + c];
+            pd[(n % T) * C + c] += dout[n * C + c];
+        }
+    qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
+    double e1 = qt_test_float_vs_double(dwte, wd, (size_t)V * C, 1e-6),
+           e2 = qt_test_float_vs_double(dwpe, pd, (size_t)maxT * C, 1e-6);
+    ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "embedding_bwd vs direct loop: dwte %g dwpe %g", e1, e2);
+    qt_cpu_embedding_bwd(dwte, NULL, dout, tokens, B, T, C); // dwpe optional
+    free(wte);
+    free(wpe);
+    free(out);
+    free(dout);
+    free(dwte);
+    free(dwpe);
+    free(wd);
+    free(pd);
+}
+END_TEST
+
+// ---- embedding without positions ------------------------------------------------------------
+
+START_TEST(test_embedding_no_positions) {
+    const int B = 3, T = 5, C = 67, V = 11; // C: a partial channel block in the backward
+    const size_t nt = (size_t)B * T, no = nt * C;
+    int tokens[3 * 5];
+    for (size_t i = 0; i < nt; i++) tokens[i] = (int)((i * 7 + 3) % V);
+    tokens[4] = tokens[1]; // a repeated token
+    float *wte = qt_test_falloc((size_t)V * C), *out = qt_test_falloc(no);
+    qt_test_fill_uniform(wte, (size_t)V * C, -1, 1, 90);
+    qt_test_poison(out, no);
+    qt_cpu_embedding_fwd(out, tokens, wte, NULL, B, T, C);
+    for (size_t n = 0; n < nt; n++)
+        ck_assert_msg(memcmp(out + n * C, wte + (size_t)tokens[n] * C, C * sizeof(float)) == 0,
+                      "embedding_fwd wpe NULL B %d T %d C %d: row %zu is not wte[%d]", B, T, C,
+                      n, tokens[n]);
+    // backward without dwpe: dwte += the dout rows of each token, summed
+    float *dout = qt_test_falloc(no), *dwte = qt_test_falloc((size_t)V * C);
+    double *want = qt_test_dalloc((size_t)V * C);
+    qt_test_fill_uniform(dout, no, -1, 1, 91);
+    qt_test_fill_uniform(dwte, (size_t)V * C, -1, 1, 92);
+    for (size_t i = 0; i < (size_t)V * C; i++) want[i] = dwte[i];
+    for (size_t n = 0; n < nt; n++)
+        for (int c = 0; c < C; c++) want[(size_t)tokens[n] * C + c] += dout[n * C + c];
+    qt_cpu_embedding_bwd(dwte, NULL, dout, tokens, B, T, C);
+    double *got = qt_test_dalloc((size_t)V * C);
+    for (size_t i = 0; i < (size_t)V * C; i++) got[i] = dwte[i];
+    double e = qt_test_max_err_f64(got, want, (size_t)V * C, 1e-6, 1e-6);
+    ck_assert_msg(e <= 1.0, "embedding_bwd dwpe NULL B %d T %d C %d: err %g", B, T, C, e);
+    QT_TEST_FREE_ALL(wte, out, dout, dwte, want, got);
+}
+END_TEST
+
+static Suite *embedding_suite(void) {
+    Suite *s = suite_create("embedding");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_embedding);
+    tcase_add_test(tc, test_embedding_no_positions);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return qt_test_run_suite(embedding_suite()); }

@@ -1,0 +1,362 @@
+// test_gate.c: the attention gate's CPU reference (kernels/gate.h: qt_cpu_gate_*,
+// qt_cpu_gate_mul_*) against finite differences and float against double.
+//
+// Gradient checks run in double against central finite differences (step 1e-6) of a scalar
+// loss L = sum wout * output. Error norm, per gradient tensor:
+//     err = max_i |analytic_i - fd_i| / max(max_i |fd_i|, 1e-30),  pass when err <= 1e-6
+// (NaN fails). Backward outputs start from random values, which the test subtracts after the
+// call: a backward that overwrites instead of adding fails.
+// Float against double: outputs poisoned with NaN, odd sizes, per-element
+// |float - double| <= 1e-5 (max |double| + |double|).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gate.h"
+#include "testutil.h"
+
+#define FD_TOL 1e-6
+#define FD_H 1e-6
+#define FD_MAX_TENSORS 8
+
+// ---- helpers --------------------------------------------------------------------------------
+
+// A differentiable function of several double tensors, for finite differences.
+typedef struct {
+    double *x[FD_MAX_TENSORS]; // inputs (perturbed in place)
+    size_t n[FD_MAX_TENSORS];
+    const char *name[FD_MAX_TENSORS];
+    int count;
+    double (*loss)(void *ctx);
+    void *ctx;
+} fd_problem;
+
+static void fd_add(fd_problem *p, const char *name, double *x, size_t n) {
+    ck_assert_int_lt(p->count, FD_MAX_TENSORS);
+    p->x[p->count] = x;
+    p->n[p->count] = n;
+    p->name[p->count] = name;
+    p->count++;
+}
+
+// Checks analytic gradients an[k] (one per registered tensor, NULL to skip) against central
+// differences; `what` names the case in a failure.
+static void fd_check(fd_problem *p, double *const *an, const char *what) {
+    for (int k = 0; k < p->count; k++) {
+        if (!an[k]) continue;
+        double *fd = qt_test_dalloc(p->n[k]);
+        qt_test_fd_grad(p->loss, p->ctx, p->x[k], p->n[k], FD_H, fd);
+        double err = qt_test_rel_err_f64(an[k], fd, p->n[k]);
+        ck_assert_msg(err <= FD_TOL, "%s: d%s vs finite differences: err %g", what, p->name[k],
+                      err);
+        free(fd);
+    }
+}
+
+// A gradient buffer with a random start, remembered so the test can subtract it.
+typedef struct {
+    double *g, *start;
+    size_t n;
+} acc_buf;
+static acc_buf acc_new(size_t n, uint64_t seed) {
+    acc_buf a = {qt_test_drand(n, -1.0, 1.0, seed), qt_test_dalloc(n), n};
+    memcpy(a.start, a.g, n * sizeof(double));
+    return a;
+}
+static double *acc_delta(acc_buf *a) {
+    for (size_t i = 0; i < a->n; i++) a->g[i] -= a->start[i];
+    return a->g;
+}
+static void acc_free(acc_buf *a) {
+    free(a->g);
+    free(a->start);
+}
+
+static const char *gate_name(qt_gate_kind k) {
+    return k == QT_GATE_NONE     ? "none"
+           : k == QT_GATE_LINEAR ? "linear"
+           : k == QT_GATE_MLP    ? "mlp"
+                                 : "all_heads";
+}
+
+// Gate parameter sizes: w1, b1, w2, b2.
+static void gate_sizes(const qt_gate_shape *g, int C, size_t sz[4]) {
+    size_t H = (size_t)g->n_heads, D = (size_t)C / H, nh = (size_t)g->n_hid;
+    sz[0] = sz[1] = sz[2] = sz[3] = 0;
+    if (g->kind == QT_GATE_LINEAR) {
+        sz[0] = H * D;
+        sz[1] = H;
+    } else if (g->kind == QT_GATE_MLP) {
+        sz[0] = H * nh * D;
+        sz[1] = H * nh;
+        sz[2] = H * nh;
+        sz[3] = H;
+    } else if (g->kind == QT_GATE_ALL_HEADS) {
+        sz[0] = H * (size_t)C;
+        sz[1] = H;
+    }
+}
+
+// ---- gate -----------------------------------------------------------------------------------
+
+typedef struct {
+    const qt_gate_shape *g;
+    int N, C;
+    double *x, *w[4];
+    const double *wout;
+    double *gate, *hidden;
+} gate_ctx;
+
+static double gate_loss(void *v) {
+    gate_ctx *c = v;
+    qt_cpu_gate_fwd_f64(c->g, c->gate, c->hidden, c->x, c->w[0], c->w[1], c->w[2], c->w[3], c->N,
+                        c->C);
+    return qt_test_ddot(c->gate, c->wout, (size_t)c->N * c->g->n_heads);
+}
+
+static void check_gate_fd(qt_gate_kind kind) {
+    const int N = 5, C = 12, H = 3;
+    qt_gate_shape g = {kind, H, 3};
+    size_t sz[4];
+    gate_sizes(&g, C, sz);
+    gate_ctx c = {&g, N, C, qt_test_drand((size_t)N * C, -1.5, 1.5, 101), {NULL}, NULL, NULL, NULL};
+    for (int k = 0; k < 4; k++) c.w[k] = sz[k] ? qt_test_drand(sz[k], -0.8, 0.8, 110 + k) : NULL;
+    c.wout = qt_test_drand((size_t)N * H, -1.0, 1.0, 120);
+    c.gate = qt_test_dalloc((size_t)N * H);
+    c.hidden = kind == QT_GATE_MLP ? qt_test_dalloc((size_t)N * H * 3) : NULL;
+    gate_loss(&c);
+    acc_buf dx = acc_new((size_t)N * C, 130), dw[4];
+    for (int k = 0; k < 4; k++) dw[k] = acc_new(sz[k], 131 + k);
+    qt_cpu_gate_bwd_f64(&g, dx.g, dw[0].g, dw[1].g, sz[2] ? dw[2].g : NULL,
+                        sz[3] ? dw[3].g : NULL, c.wout, c.gate, c.hidden, c.x, c.w[0], c.w[2], N,
+                        C);
+    fd_problem p = {.loss = gate_loss, .ctx = &c};
+    double *an[5] = {acc_delta(&dx)};
+    fd_add(&p, "x", c.x, (size_t)N * C);
+    const char *names[4] = {"w1", "b1", "w2", "b2"};
+    for (int k = 0; k < 4; k++) {
+        if (!sz[k]) continue;
+        an[p.count] = acc_delta(&dw[k]);
+        fd_add(&p, names[k], c.w[k], sz[k]);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "gate_bwd_f64 %s N %d C %d H %d", gate_name(kind), N, C, H);
+    fd_check(&p, an, what);
+    if (kind == QT_GATE_MLP) { // the ReLU must be active somewhere and idle somewhere
+        int pos = 0, neg = 0;
+        for (int i = 0; i < N * H * 3; i++) {
+            if (c.hidden[i] > 0) pos++;
+            else neg++;
+        }
+        ck_assert_msg(pos > 0 && neg > 0, "mlp gate case: %d positive, %d negative hidden", pos,
+                      neg);
+    }
+    free(c.x);
+    for (int k = 0; k < 4; k++) {
+        free(c.w[k]);
+        acc_free(&dw[k]);
+    }
+    free((void *)c.wout);
+    free(c.gate);
+    free(c.hidden);
+    acc_free(&dx);
+}
+
+START_TEST(test_gate_fd) {
+    check_gate_fd(QT_GATE_LINEAR);
+    check_gate_fd(QT_GATE_MLP);
+    check_gate_fd(QT_GATE_ALL_HEADS);
+}
+END_TEST
+
+// gate = sigmoid(b1) when the weights are zero: the bias sets the initial gate value
+START_TEST(test_gate_bias_sets_init) {
+    const int N = 3, C = 8, H = 2;
+    const double pi = 0.25, logit = log(pi / (1 - pi));
+    for (int kind = QT_GATE_LINEAR; kind <= QT_GATE_ALL_HEADS; kind++) {
+        qt_gate_shape g = {(qt_gate_kind)kind, H, 2};
+        size_t sz[4];
+        gate_sizes(&g, C, sz);
+        double *w[4], *x = qt_test_drand((size_t)N * C, -1, 1, 140), gate[6], hidden[12];
+        for (int k = 0; k < 4; k++) {
+            w[k] = qt_test_dalloc(sz[k]);
+            for (size_t i = 0; i < sz[k]; i++) w[k][i] = 0.0;
+        }
+        double *bias = kind == QT_GATE_MLP ? w[3] : w[1];
+        for (int h = 0; h < H; h++) bias[h] = logit;
+        qt_cpu_gate_fwd_f64(&g, gate, hidden, x, w[0], w[1], w[2], w[3], N, C);
+        for (int i = 0; i < N * H; i++)
+            ck_assert_msg(fabs(gate[i] - pi) <= 1e-15, "gate %s init: %g != %g",
+                          gate_name(g.kind), gate[i], pi);
+        for (int k = 0; k < 4; k++) free(w[k]);
+        free(x);
+    }
+}
+END_TEST
+
+typedef struct {
+    int N, C, H;
+    double *gate, *ctxv;
+    const double *wout;
+    double *out;
+} gmul_ctx;
+
+static double gmul_loss(void *v) {
+    gmul_ctx *c = v;
+    qt_cpu_gate_mul_fwd_f64(c->out, c->gate, c->ctxv, c->N, c->C, c->H);
+    return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
+}
+
+START_TEST(test_gate_mul_fd) {
+    const int N = 4, C = 9, H = 3;
+    gmul_ctx c = {N,
+                  C,
+                  H,
+                  qt_test_drand((size_t)N * H, 0.0, 1.0, 150),
+                  qt_test_drand((size_t)N * C, -1, 1, 151),
+                  qt_test_drand((size_t)N * C, -1, 1, 152),
+                  qt_test_dalloc((size_t)N * C)};
+    acc_buf dctx = acc_new((size_t)N * C, 153), dgate = acc_new((size_t)N * H, 154);
+    qt_cpu_gate_mul_bwd_f64(dctx.g, dgate.g, c.wout, c.gate, c.ctxv, N, C, H);
+    fd_problem p = {.loss = gmul_loss, .ctx = &c};
+    fd_add(&p, "gate", c.gate, (size_t)N * H);
+    fd_add(&p, "ctx", c.ctxv, (size_t)N * C);
+    double *an[2] = {acc_delta(&dgate), acc_delta(&dctx)};
+    fd_check(&p, an, "gate_mul_bwd_f64 N 4 C 9 H 3");
+    // out may alias ctx
+    double *inplace = qt_test_dalloc((size_t)N * C);
+    memcpy(inplace, c.ctxv, (size_t)N * C * sizeof(double));
+    qt_cpu_gate_mul_fwd_f64(c.out, c.gate, c.ctxv, N, C, H);
+    qt_cpu_gate_mul_fwd_f64(inplace, c.gate, inplace, N, C, H);
+    for (int i = 0; i < N * C; i++)
+        ck_assert_msg(inplace[i] == c.out[i], "gate_mul_fwd in place differs at %d", i);
+    free(inplace);
+    free(c.gate);
+    free(c.ctxv);
+    free((void *)c.wout);
+    free(c.out);
+    acc_free(&dctx);
+    acc_free(&dgate);
+}
+END_TEST
+
+static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uint64_t seed) {
+    qt_gate_shape g = {kind, H, nh};
+    size_t sz[4];
+    gate_sizes(&g, C, sz);
+    size_t nx = (size_t)N * C, ng = (size_t)N * H, nhid = (size_t)N * H * nh;
+    double *xd = qt_test_drand(nx, -2, 2, seed), *wd[4], *dgd = qt_test_drand(ng, -1, 1, seed + 9);
+    float *xf = qt_test_to_float(xd, nx), *wf[4], *dgf = qt_test_to_float(dgd, ng);
+    for (int k = 0; k < 4; k++) {
+        wd[k] = qt_test_drand(sz[k], -0.7, 0.7, seed + 1 + k);
+        wf[k] = qt_test_to_float(wd[k], sz[k]);
+    }
+    double *gd = qt_test_dalloc(ng), *hd = qt_test_dalloc(nhid);
+    float *gf = qt_test_falloc(ng), *hf = qt_test_falloc(nhid);
+    qt_test_poison(gf, ng);
+    qt_test_poison(hf, nhid);
+    qt_cpu_gate_fwd_f64(&g, gd, kind == QT_GATE_MLP ? hd : NULL, xd, wd[0], wd[1], wd[2], wd[3],
+                        N, C);
+    qt_cpu_gate_fwd(&g, gf, kind == QT_GATE_MLP ? hf : NULL, xf, wf[0], wf[1], wf[2], wf[3], N,
+                    C);
+    double e = qt_test_float_vs_double(gf, gd, ng, 1e-5);
+    ck_assert_msg(e <= 1.0, "gate_fwd float/double %s N %d C %d H %d: %g", gate_name(kind), N, C,
+                  H, e);
+    if (kind == QT_GATE_MLP) {
+        e = qt_test_float_vs_double(hf, hd, nhid, 1e-5);
+        ck_assert_msg(e <= 1.0, "gate_fwd hidden float/double N %d C %d H %d: %g", N, C, H, e);
+    }
+    // backward, from each precision's own saved activations, onto equal random starts
+    double *dxd = qt_test_drand(nx, -1, 1, seed + 20), *dwd[4];
+    float *dxf = qt_test_to_float(dxd, nx), *dwf[4];
+    for (int k = 0; k < 4; k++) {
+        dwd[k] = qt_test_drand(sz[k], -1, 1, seed + 21 + k);
+        dwf[k] = qt_test_to_float(dwd[k], sz[k]);
+    }
+    qt_cpu_gate_bwd_f64(&g, dxd, dwd[0], dwd[1], sz[2] ? dwd[2] : NULL, sz[3] ? dwd[3] : NULL,
+                        dgd, gd, hd, xd, wd[0], wd[2], N, C);
+    qt_cpu_gate_bwd(&g, dxf, dwf[0], dwf[1], sz[2] ? dwf[2] : NULL, sz[3] ? dwf[3] : NULL, dgf,
+                    gf, hf, xf, wf[0], wf[2], N, C);
+    e = qt_test_float_vs_double(dxf, dxd, nx, 1e-5);
+    ck_assert_msg(e <= 1.0, "gate_bwd dx float/double %s N %d C %d: %g", gate_name(kind), N, C,
+                  e);
+    for (int k = 0; k < 4; k++) {
+        if (!sz[k]) continue;
+        e = qt_test_float_vs_double(dwf[k], dwd[k], sz[k], 1e-5);
+        ck_assert_msg(e <= 1.0, "gate_bwd param %d float/double %s N %d C %d: %g", k,
+                      gate_name(kind), N, C, e);
+    }
+    free(xd);
+    free(xf);
+    free(dgd);
+    free(dgf);
+    free(gd);
+    free(hd);
+    free(gf);
+    free(hf);
+    free(dxd);
+    free(dxf);
+    for (int k = 0; k < 4; k++) {
+        free(wd[k]);
+        free(wf[k]);
+        free(dwd[k]);
+        free(dwf[k]);
+    }
+}
+
+START_TEST(test_gate_float_vs_double) {
+    for (int kind = QT_GATE_LINEAR; kind <= QT_GATE_ALL_HEADS; kind++) {
+        check_gate_float((qt_gate_kind)kind, 1, 4, 1, 1, 160);
+        check_gate_float((qt_gate_kind)kind, 31, 33, 3, 5, 161);
+        check_gate_float((qt_gate_kind)kind, 1027, 64, 4, 16, 162); // parallel path
+    }
+    // gate_mul
+    const int N = 33, C = 93, H = 3;
+    double *gd = qt_test_drand((size_t)N * H, 0, 1, 170),
+           *cd = qt_test_drand((size_t)N * C, -2, 2, 171);
+    double *dod = qt_test_drand((size_t)N * C, -1, 1, 172), *od = qt_test_dalloc((size_t)N * C);
+    double *dcd = qt_test_drand((size_t)N * C, -1, 1, 173),
+           *dgd = qt_test_drand((size_t)N * H, -1, 1, 174);
+    float *gf = qt_test_to_float(gd, (size_t)N * H), *cf = qt_test_to_float(cd, (size_t)N * C);
+    float *dof = qt_test_to_float(dod, (size_t)N * C), *of = qt_test_falloc((size_t)N * C);
+    float *dcf = qt_test_to_float(dcd, (size_t)N * C), *dgf = qt_test_to_float(dgd, (size_t)N * H);
+    qt_test_poison(of, (size_t)N * C);
+    qt_cpu_gate_mul_fwd(of, gf, cf, N, C, H);
+    qt_cpu_gate_mul_fwd_f64(od, gd, cd, N, C, H);
+    ck_assert_msg(qt_test_float_vs_double(of, od, (size_t)N * C, 1e-6) <= 1.0,
+                  "gate_mul_fwd float/double");
+    qt_cpu_gate_mul_bwd(dcf, dgf, dof, gf, cf, N, C, H);
+    qt_cpu_gate_mul_bwd_f64(dcd, dgd, dod, gd, cd, N, C, H);
+    ck_assert_msg(qt_test_float_vs_double(dcf, dcd, (size_t)N * C, 1e-5) <= 1.0,
+                  "gate_mul_bwd dctx float/double");
+    ck_assert_msg(qt_test_float_vs_double(dgf, dgd, (size_t)N * H, 1e-5) <= 1.0,
+                  "gate_mul_bwd dgate float/double");
+    free(gd);
+    free(cd);
+    free(dod);
+    free(od);
+    free(dcd);
+    free(dgd);
+    free(gf);
+    free(cf);
+    free(dof);
+    free(of);
+    free(dcf);
+    free(dgf);
+}
+END_TEST
+
+static Suite *gate_suite(void) {
+    Suite *s = suite_create("gate");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_gate_fd);
+    tcase_add_test(tc, test_gate_bias_sets_init);
+    tcase_add_test(tc, test_gate_mul_fd);
+    tcase_add_test(tc, test_gate_float_vs_double);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return qt_test_run_suite(gate_suite()); }

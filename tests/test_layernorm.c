@@ -1,0 +1,150 @@
+// test_layernorm.c: the LayerNorm CPU reference (kernels/layernorm.h) against finite
+// differences and float against double.
+//
+// Gradient checks run in double against central finite differences (step 1e-6) of a scalar
+// loss L = sum wout * output. Error norm, per gradient tensor:
+//     err = max_i |analytic_i - fd_i| / max(max_i |fd_i|, 1e-30),  pass when err <= 1e-6
+// (NaN fails). Backward outputs start from random values that the test subtracts afterwards,
+// so a backward that overwrites instead of adding fails.
+// Float against double: the same (float-representable) inputs, float outputs poisoned with
+// NaN, odd sizes; per element |float - double| <= rtol (max |double| + |double|), rtol 1e-5.
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/layernorm.h"
+#include "testutil.h"
+
+#define FD_TOL 1e-6
+#define FD_H 1e-6
+
+// ---- LayerNorm ------------------------------------------------------------------------------
+
+typedef struct {
+    int N, C;
+    double *x, *w, *b;
+    const double *wout;
+    double *out, *mean, *rstd;
+} ln_ctx;
+
+static double ln_loss(void *v) {
+    ln_ctx *c = v;
+    qt_cpu_layernorm_fwd_f64(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C);
+    return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
+}
+
+START_TEST(test_layernorm_fd) {
+    const int N = 4, C = 9;
+    size_t n = (size_t)N * C;
+    double *wout = qt_test_drand(n, -1, 1, 23);
+    ln_ctx c = {N,
+                C,
+                qt_test_drand(n, -2, 2, 20),
+                qt_test_drand(C, 0.5, 1.5, 21),
+                qt_test_drand(C, -1, 1, 22),
+                wout,
+                qt_test_dalloc(n),
+                qt_test_dalloc(N),
+                qt_test_dalloc(N)};
+    ln_loss(&c);
+    // mean and rstd as defined: biased variance, eps 1e-5f
+    for (int r = 0; r < N; r++) {
+        double m = 0, v = 0;
+        for (int j = 0; j < C; j++) m += c.x[r * C + j] / C;
+        for (int j = 0; j < C; j++) v += (c.x[r * C + j] - m) * (c.x[r * C + j] - m) / C;
+        ck_assert_msg(fabs(c.mean[r] - m) <= 1e-14 &&
+                          fabs(c.rstd[r] - 1.0 / sqrt(v + (double)QT_LAYERNORM_EPS)) <= 1e-12,
+                      "layernorm_fwd_f64 row %d: mean %g rstd %g", r, c.mean[r], c.rstd[r]);
+    }
+    double *dx0 = qt_test_drand(n, -1, 1, 24), *dw0 = qt_test_drand(C, -1, 1, 25),
+           *db0 = qt_test_drand(C, -1, 1, 26);
+    double *dx = qt_test_dcopy(dx0, n), *dw = qt_test_dcopy(dw0, C), *db = qt_test_dcopy(db0, C);
+    qt_cpu_layernorm_bwd_f64(dx, dw, db, wout, c.x, c.mean, c.rstd, c.w, N, C);
+    qt_test_check_grad(ln_loss, &c, c.x, n, dx, dx0, FD_H, FD_TOL, "layernorm_bwd_f64 dx");
+    qt_test_check_grad(ln_loss, &c, c.w, C, dw, dw0, FD_H, FD_TOL, "layernorm_bwd_f64 dw");
+    qt_test_check_grad(ln_loss, &c, c.b, C, db, db0, FD_H, FD_TOL, "layernorm_bwd_f64 db");
+    free(wout);
+    free(c.x);
+    free(c.w);
+    free(c.b);
+    free(c.out);
+    free(c.mean);
+    free(c.rstd);
+    free(dx0);
+    free(dw0);
+    free(db0);
+    free(dx);
+    free(dw);
+    free(db);
+}
+END_TEST
+
+static void check_layernorm_float(int N, int C, uint64_t seed) {
+    size_t n = (size_t)N * C;
+    double *xd = qt_test_drand(n, -3, 5, seed), *wd = qt_test_drand(C, 0.5, 1.5, seed + 1);
+    double *bd = qt_test_drand(C, -1, 1, seed + 2), *god = qt_test_drand(n, -1, 1, seed + 3);
+    double *dxd = qt_test_drand(n, -1, 1, seed + 4), *dwd = qt_test_drand(C, -1, 1, seed + 5);
+    double *dbd = qt_test_drand(C, -1, 1, seed + 6), *od = qt_test_dalloc(n),
+           *md = qt_test_dalloc(N), *rd = qt_test_dalloc(N);
+    float *xf = qt_test_to_float(xd, n), *wf = qt_test_to_float(wd, C),
+          *bf = qt_test_to_float(bd, C);
+    float *gof = qt_test_to_float(god, n), *dxf = qt_test_to_float(dxd, n),
+          *dwf = qt_test_to_float(dwd, C);
+    float *dbf = qt_test_to_float(dbd, C), *of = qt_test_falloc(n), *mf = qt_test_falloc(N),
+          *rf = qt_test_falloc(N);
+    qt_test_poison(of, n);
+    qt_test_poison(mf, N);
+    qt_test_poison(rf, N);
+    qt_cpu_layernorm_fwd(of, mf, rf, xf, wf, bf, N, C);
+    qt_cpu_layernorm_fwd_f64(od, md, rd, xd, wd, bd, N, C);
+    double e1 = qt_test_float_vs_double(of, od, n, 1e-5),
+           e2 = qt_test_float_vs_double(mf, md, N, 1e-5),
+           e3 = qt_test_float_vs_double(rf, rd, N, 1e-5);
+    ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
+                  "layernorm_fwd float/double N %d C %d: out %g mean %g rstd %g", N, C, e1, e2, e3);
+    qt_cpu_layernorm_bwd(dxf, dwf, dbf, gof, xf, mf, rf, wf, N, C);
+    qt_cpu_layernorm_bwd_f64(dxd, dwd, dbd, god, xd, md, rd, wd, N, C);
+    e1 = qt_test_float_vs_double(dxf, dxd, n, 1e-5);
+    e2 = qt_test_float_vs_double(dwf, dwd, C, 1e-5);
+    e3 = qt_test_float_vs_double(dbf, dbd, C, 1e-5);
+    ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
+                  "layernorm_bwd float/double N %d C %d: dx %g dw %g db %g", N, C, e1, e2, e3);
+    free(xd);
+    free(wd);
+    free(bd);
+    free(god);
+    free(dxd);
+    free(dwd);
+    free(dbd);
+    free(od);
+    free(md);
+    free(rd);
+    free(xf);
+    free(wf);
+    free(bf);
+    free(gof);
+    free(dxf);
+    free(dwf);
+    free(dbf);
+    free(of);
+    free(mf);
+    free(rf);
+}
+
+START_TEST(test_layernorm_float_vs_double) {
+    check_layernorm_float(1, 1, 30);
+    check_layernorm_float(31, 33, 31);
+    check_layernorm_float(1027, 129, 32);
+}
+END_TEST
+
+static Suite *layernorm_suite(void) {
+    Suite *s = suite_create("layernorm");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_layernorm_fd);
+    tcase_add_test(tc, test_layernorm_float_vs_double);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return qt_test_run_suite(layernorm_suite()); }
