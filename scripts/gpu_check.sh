@@ -23,7 +23,9 @@
 # QT_GPU_CHECK_BUDGET seconds (default 470: under 8 minutes); a phase that fails or times out
 # is recorded and the next one runs. Knobs (environment): QT_TRAIN_STEPS (default 40) and
 # QT_TIMED_FROM (default 10: steps 1..10 are warmup, left out of tokens/s) for both trainers,
-# QT_TORCH_COMPILE=1 to torch.compile the PyTorch model (adds about a minute of compile).
+# QT_TORCH_COMPILE=1 to torch.compile the PyTorch model (adds about a minute of compile),
+# QT_CUDA_ARCH to build for another architecture than the GPU's (e.g. "90a"; default: its
+# compute capability from nvidia-smi).
 #
 # MFU, by llm.c's convention (train_gpt2.cu, gpt2_estimate_mfu): FLOPs per token = 6 N +
 # 6 L C T, with N all parameters (the tied embedding once), L layers, C = d_model, T the
@@ -111,7 +113,9 @@ gpu_name="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head
 driver="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
 cc="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' ')"
 gpu_mem="$(nvidia-smi --query-gpu=memory.total --format=csv,noheader 2>/dev/null | head -n 1)"
-if [[ "$cc" =~ ^[0-9]+\.[0-9]+$ ]]; then
+if [ -n "${QT_CUDA_ARCH:-}" ]; then
+  arch="$QT_CUDA_ARCH"
+elif [[ "$cc" =~ ^[0-9]+\.[0-9]+$ ]]; then
   arch="${cc/./}"
 else
   arch=native # CMake >= 3.24 asks the driver
@@ -148,8 +152,13 @@ echo "dependencies: $deps" >>"$build_log"
 qt_ld="${LD_LIBRARY_PATH:-}"
 
 # ---- 3. configure and build only the CUDA targets ------------------------------------------
+# Keep going past a target that fails to build (ninja -k 0, make -k), so the others still run.
 gen=()
-command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+keep_going=(-- -k)
+if command -v ninja >/dev/null 2>&1; then
+  gen=(-G Ninja)
+  keep_going=(-- -k 0)
+fi
 cfg_args=(-S "$repo" -B "$bdir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DQT_SANITIZER_TESTS=OFF
           "-DCMAKE_CUDA_ARCHITECTURES=$arch")
 [ -n "${QT_DEPS_PREFIX:-}" ] && cfg_args+=("-DQT_DEPS_PREFIX=$QT_DEPS_PREFIX")
@@ -165,7 +174,8 @@ if phase configure 120 380 "$build_log" cmake "${cfg_args[@]}"; then
   echo "targets: ${targets[*]}" >>"$build_log"
   grep -q 'qtrain: CUDA .* at ' "$build_log" ||
     echo "WARNING: the configure found no CUDA toolkit: no CUDA backend" | tee -a "$build_log"
-  if phase build 240 330 "$build_log" cmake --build "$bdir" -j "$ncpu" --target "${targets[@]}"; then
+  if phase build 240 330 "$build_log" cmake --build "$bdir" -j "$ncpu" --target "${targets[@]}" \
+    "${keep_going[@]}"; then
     built=yes
   elif [ -x "$bdir/qtrain" ]; then
     built=partial
@@ -268,11 +278,13 @@ fi
 
 # ---- 8. PyTorch, same model and batch -------------------------------------------------------
 t_tok="" t_ms="" t_params="" t_ver="" t_loss=""
-compile_flag=()
-[ "${QT_TORCH_COMPILE:-0}" = 1 ] && compile_flag=(--compile)
+torch_args=()
+[ "${QT_TORCH_COMPILE:-0}" = 1 ] && torch_args+=(--compile)
+# The same shards as qtrain; random tokens if they could not be written.
+[ "${phase_status[data]}" = ok ] && torch_args+=(--data "$data_dir")
 LD_LIBRARY_PATH="$orig_ld" PYTHONUNBUFFERED=1 phase torch_ref 180 10 "$torch_log" \
   python3 "$repo/scripts/gpu_torch_ref.py" --device cuda --steps "$steps" --warmup "$timed_from" \
-  --batch "$B" --seq "$T" --data "$data_dir" "${compile_flag[@]}"
+  --batch "$B" --seq "$T" "${torch_args[@]}"
 if json_line=$(grep '^{' "$torch_log" | tail -n 1) && [ -n "$json_line" ]; then
   t_vals=$(python3 - "$json_line" <<'PY'
 import json, sys
@@ -320,7 +332,7 @@ total_s=$(($(date +%s) - t_start))
   echo "| gpu tests (ctest -L gpu) | $n_pass passed, $n_fail failed, $n_skip skipped of $n_total${failed_names:+ (not passed: $failed_names)} |"
   echo "| qtrain tokens/s | ${q_tok:-n/a} (${q_ms:-n/a} ms/step) |"
   echo "| qtrain MFU | $q_mfu |"
-  echo "| PyTorch${t_ver:+ $t_ver} tokens/s | ${t_tok:-n/a} (${t_ms:-n/a} ms/step)$([ ${#compile_flag[@]} -gt 0 ] && echo ', torch.compile') |"
+  echo "| PyTorch${t_ver:+ $t_ver} tokens/s | ${t_tok:-n/a} (${t_ms:-n/a} ms/step)$([ "${QT_TORCH_COMPILE:-0}" = 1 ] && echo ', torch.compile') |"
   echo "| PyTorch MFU | $t_mfu |"
   echo "| qtrain / PyTorch | $ratio |"
   echo "| parameters | qtrain ${params:-n/a}, PyTorch ${t_params:-n/a} |"
@@ -331,7 +343,7 @@ total_s=$(($(date +%s) - t_start))
   echo "tied head), fp16 with fp32 masters and dynamic loss scaling, B $B x T $T, grad_accum 1,"
   echo "$steps steps; tokens/s over steps $((timed_from + 1))..$steps (the first $timed_from are warmup), one loss"
   echo "read-back per step in both. The data is SYNTHETIC: uniform random tokens in llm.c shards"
-  echo "(throughput does not depend on the token values). PyTorch: eager$([ ${#compile_flag[@]} -gt 0 ] && echo ' + torch.compile'), autocast fp16,"
+  echo "(throughput does not depend on the token values). PyTorch: eager$([ "${QT_TORCH_COMPILE:-0}" = 1 ] && echo ' + torch.compile'), autocast fp16,"
   echo "GradScaler, SDPA is_causal, fused AdamW, clip 1.0 (scripts/gpu_torch_ref.py)."
   echo "MFU (llm.c's convention): (6 N + 6 L C T) x tokens/s / peak, N all parameters, L $L, C $C,"
   echo "T $T; peak ${peak:-unknown for this GPU} TFLOP/s, the datasheet's dense fp16 tensor-core rate."
@@ -357,4 +369,14 @@ total_s=$(($(date +%s) - t_start))
     echo '```'
   fi
 } >"$summary"
+
+# A file over 16 MiB would not come back from a device run: keep the head and tail of any log
+# past 15 MiB.
+for f in "$out"/*.log; do
+  [ -f "$f" ] || continue
+  if [ "$(stat -c %s "$f")" -gt $((15 << 20)) ]; then
+    { head -c $((7 << 20)) "$f"; printf '\n[... cut to fit the 16 MiB limit ...]\n'; tail -c $((7 << 20)) "$f"; } >"$f.cut"
+    mv "$f.cut" "$f"
+  fi
+done
 cat "$summary"
