@@ -102,7 +102,9 @@ if [ "$(cat "$QT_DEPS_PREFIX/.bundle-hash" 2>/dev/null)" != "$_qt_hash" ]; then
   if command -v xz >/dev/null 2>&1; then
     xz -dc "$_qt_bundle/deps.tar.xz" | tar -C "$QT_DEPS_PREFIX" -xf - || return 1
   else
-    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' \
+    python3 -c 'import sys, tarfile
+kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], **kw)' \
       "$_qt_bundle/deps.tar.xz" "$QT_DEPS_PREFIX" || return 1
   fi
   echo "$_qt_hash" >"$QT_DEPS_PREFIX/.bundle-hash"

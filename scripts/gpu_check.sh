@@ -10,11 +10,14 @@
 # device run brings back at most 8):
 #   summary.md   the table (also printed last on stdout)
 #   build.log    system facts, bundle, configure and build
-#   ctest.log    ctest -L gpu output, then every test's full log (Testing/Temporary/LastTest.log)
+#   ctest.log    ctest -L gpu output; if any did not pass, those again with CK_FORK=no (Check
+#                forks per test case, and CUDA does not survive a fork once initialized);
+#                then every test's full log (Testing/Temporary/LastTest.log)
 #   bench.log    the CUDA kernel benchmarks (bench/bench_cuda_*)
 #   train.log    qtrain train's output and its metrics.jsonl
 #   torch.log    scripts/gpu_torch_ref.py's output
-# Scratch (data shards, the run's checkpoint) goes to build-gpu/gpu_check/, never to OUTDIR.
+# Scratch (data shards, the run's checkpoint, deleted) goes to build-gpu/gpu_check/, never to
+# OUTDIR.
 #
 # Without a usable GPU (nvidia-smi missing or failing, or listing no device) it prints one
 # line on stderr and exits 2 before doing anything else.
@@ -185,18 +188,40 @@ else
 fi
 
 # ---- 4. the gpu tests -------------------------------------------------------------------------
-n_total=0 n_pass=0 n_skip=0 n_fail=0 failed_names=""
+# ctest_counts LOG: "passed skipped not-passed-names" of the ctest run in LOG.
+ctest_counts() {
+  local pass skip names
+  pass=$(grep -cE 'Test +#[0-9]+: .* +Passed ' "$1")
+  skip=$(grep -cE 'Test +#[0-9]+: .*\*\*\*Skipped' "$1")
+  names=$(grep -E 'Test +#[0-9]+: ' "$1" | grep -vE ' Passed |\*\*\*Skipped' | awk '{print $4}' |
+          sort -u | tr '\n' ' ')
+  echo "$pass $skip $names"
+}
+n_total=0 n_pass=0 n_skip=0 n_fail=0 failed_names="" rerun=""
 if [ "$built" != no ]; then
+  n_total=$(ctest --test-dir "$bdir" -N -L gpu 2>/dev/null | awk '/Test +#/ {n++} END {print n + 0}')
   phase ctest 150 240 "$ctest_log" ctest --test-dir "$bdir" -L gpu -j 4 --timeout 120 \
     --output-on-failure
-  n_total=$(grep -oE 'tests? failed out of [0-9]+' "$ctest_log" | tail -n 1 | grep -oE '[0-9]+$' || echo 0)
-  n_pass=$(grep -cE 'Test +#[0-9]+: .* +Passed ' "$ctest_log")
-  n_skip=$(grep -cE 'Test +#[0-9]+: .*\*\*\*Skipped' "$ctest_log")
-  n_fail=$((n_total - n_pass - n_skip))
-  failed_names="$(grep -E 'Test +#[0-9]+: ' "$ctest_log" | grep -vE ' Passed |\*\*\*Skipped' |
-                  awk '{print $4}' | sort -u | tr '\n' ' ')"
-  if [ -f "$bdir/Testing/Temporary/LastTest.log" ]; then
-    { echo; echo "==== every test's log (LastTest.log) ===="; cat "$bdir/Testing/Temporary/LastTest.log"; } >>"$ctest_log"
+  read -r n_pass n_skip failed_names <<<"$(ctest_counts "$ctest_log")"
+  n_fail=$((n_total - n_pass - n_skip)) # failed, timed out, crashed or not run
+  mkdir -p "$scratch"
+  cp "$bdir/Testing/Temporary/LastTest.log" "$scratch/LastTest.log" 2>/dev/null
+  # Check runs each test case in a fork()ed child (CK_FORK), but every gpu suite first asks
+  # cudaGetDeviceCount in the parent (qt_ct_require_device), and CUDA does not survive a fork
+  # once initialized. So failures are run again without forking, to tell the two apart.
+  if [ "$n_fail" -gt 0 ]; then
+    rerun_log="$scratch/ctest_nofork.log"
+    : >"$rerun_log"
+    CK_FORK=no phase ctest_nofork 120 240 "$rerun_log" ctest --test-dir "$bdir" --rerun-failed \
+      -j 4 --timeout 120 --output-on-failure
+    read -r r_pass r_skip r_names <<<"$(ctest_counts "$rerun_log")"
+    rerun="; the $n_fail not passed, again with CK_FORK=no: $r_pass passed, $r_skip skipped${r_names:+, not passed: $r_names}"
+    { echo; echo "==== the tests that did not pass, again with CK_FORK=no ===="; cat "$rerun_log"
+      echo; echo "==== their logs with CK_FORK=no (LastTest.log) ===="
+      cat "$bdir/Testing/Temporary/LastTest.log" 2>/dev/null; } >>"$ctest_log"
+  fi
+  if [ -f "$scratch/LastTest.log" ]; then
+    { echo; echo "==== every test's log, first run (LastTest.log) ===="; cat "$scratch/LastTest.log"; } >>"$ctest_log"
   fi
 else
   skip_phase ctest "nothing built"
@@ -329,7 +354,7 @@ total_s=$(($(date +%s) - t_start))
   echo "| commit | $(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown) |"
   echo "| CPU dependencies | $deps |"
   echo "| build | ${phase_status[build]:-not run} (${phase_secs[build]:-0} s; targets: ${#targets[@]}) |"
-  echo "| gpu tests (ctest -L gpu) | $n_pass passed, $n_fail failed, $n_skip skipped of $n_total${failed_names:+ (not passed: $failed_names)} |"
+  echo "| gpu tests (ctest -L gpu) | $n_pass passed, $n_fail failed, $n_skip skipped of $n_total${failed_names:+ (not passed: $failed_names)}$rerun |"
   echo "| qtrain tokens/s | ${q_tok:-n/a} (${q_ms:-n/a} ms/step) |"
   echo "| qtrain MFU | $q_mfu |"
   echo "| PyTorch${t_ver:+ $t_ver} tokens/s | ${t_tok:-n/a} (${t_ms:-n/a} ms/step)$([ "${QT_TORCH_COMPILE:-0}" = 1 ] && echo ', torch.compile') |"
