@@ -183,23 +183,27 @@ if phase configure 120 380 "$build_log" cmake "${cfg_args[@]}"; then
     built=yes
   elif grep -q '\[-Werror' "$build_log"; then
     # This machine's compiler warns where the CI's does not, and the project's -Werror makes
-    # that fatal. Record the first of them, then build again from scratch through compiler
-    # wrappers that append -Wno-error (for nvcc's host compiler too), so the tests and the
+    # that fatal. Record the first of them, then configure and build again through compiler
+    # wrappers that append -Wno-error: CMake's C and C++ compilers, and first in PATH as
+    # gcc/g++/cc/c++ for nvcc, which calls its host compiler from PATH. The tests and the
     # timings still run.
     werror_first="$(grep -m 1 '\[-Werror' "$build_log" | cut -c1-240 | tr '|' '/')"
     wrap="$scratch/nowerror"
     mkdir -p "$wrap"
     real_cc="$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$bdir/CMakeCache.txt")"
     real_cxx="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$bdir/CMakeCache.txt")"
-    printf '#!/bin/sh\nexec %s "$@" -Wno-error\n' "${real_cc:-cc}" >"$wrap/cc"
-    printf '#!/bin/sh\nexec %s "$@" -Wno-error\n' "${real_cxx:-c++}" >"$wrap/c++"
-    chmod +x "$wrap/cc" "$wrap/c++"
+    for w in cc:"${real_cc:-$(command -v cc)}" c++:"${real_cxx:-$(command -v c++)}" \
+             gcc:"$(command -v gcc)" g++:"$(command -v g++)"; do
+      [ -n "${w#*:}" ] || continue
+      printf '#!/bin/sh\nexec %s "$@" -Wno-error\n' "${w#*:}" >"$wrap/${w%%:*}"
+      chmod +x "$wrap/${w%%:*}"
+    done
     rm -rf "$bdir/CMakeCache.txt" "$bdir/CMakeFiles"
-    if phase configure_nowerror 120 300 "$build_log" cmake "${cfg_args[@]}" \
-      "-DCMAKE_C_COMPILER=$wrap/cc" "-DCMAKE_CXX_COMPILER=$wrap/c++" \
-      "-DCMAKE_CUDA_HOST_COMPILER=$wrap/c++" &&
-      phase build_nowerror 240 270 "$build_log" cmake --build "$bdir" -j "$ncpu" \
-        --target "${targets[@]}" "${keep_going[@]}"; then
+    if PATH="$wrap:$PATH" phase configure_nowerror 120 300 "$build_log" cmake "${cfg_args[@]}" \
+         "-DCMAKE_C_COMPILER=$wrap/cc" "-DCMAKE_CXX_COMPILER=$wrap/c++" \
+         "-DCMAKE_CUDA_HOST_COMPILER=$wrap/g++" &&
+       PATH="$wrap:$PATH" phase build_nowerror 240 270 "$build_log" cmake --build "$bdir" \
+         -j "$ncpu" --target "${targets[@]}" "${keep_going[@]}"; then
       built="yes, with -Wno-error"
     fi
   fi
