@@ -256,10 +256,8 @@ fi
 
 # ---- 5. CUDA kernel benchmarks ------------------------------------------------------------------
 : >"$bench_log"
-benches=()
-for f in "$repo"/bench/bench_cuda_*.c; do
-  [ -e "$f" ] && [ -x "$bdir/$(basename "$f" .c)" ] && benches+=("$bdir/$(basename "$f" .c)")
-done
+# Wherever the build put them (the top of the build tree today).
+mapfile -t benches < <(find "$bdir" -maxdepth 3 -type f -name 'bench_cuda_*' -perm -u+x | sort)
 if [ ${#benches[@]} -gt 0 ]; then
   for b in "${benches[@]}"; do
     phase "$(basename "$b")" 60 210 "$bench_log" "$b"
