@@ -192,6 +192,9 @@ if phase configure 120 380 "$build_log" cmake "${cfg_args[@]}"; then
     mkdir -p "$wrap"
     real_cc="$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$bdir/CMakeCache.txt")"
     real_cxx="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$bdir/CMakeCache.txt")"
+    # A build tree left by an earlier such run names the wrappers themselves.
+    case "$real_cc" in "$wrap"/*) real_cc="" ;; esac
+    case "$real_cxx" in "$wrap"/*) real_cxx="" ;; esac
     for w in cc:"${real_cc:-$(command -v cc)}" c++:"${real_cxx:-$(command -v c++)}" \
              gcc:"$(command -v gcc)" g++:"$(command -v g++)"; do
       [ -n "${w#*:}" ] || continue
