@@ -97,7 +97,7 @@ function(qt_cuda_add_emu suffix runtime)
   endif()
   add_library(qt_cuda_testutil_emu${suffix} STATIC ${QT_CUDA_TESTUTIL})
   target_include_directories(qt_cuda_testutil_emu${suffix} PUBLIC ${CMAKE_SOURCE_DIR}/tests/cuda
-    ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR})
+    ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR} ${CHECK_INCLUDE_DIRS})
   target_link_libraries(qt_cuda_testutil_emu${suffix} PUBLIC ${runtime})
 endfunction()
 
@@ -168,7 +168,7 @@ if(QT_CUDA_GPU_BUILT)
 
   add_library(qt_cuda_testutil_gpu STATIC ${QT_CUDA_TESTUTIL})
   target_include_directories(qt_cuda_testutil_gpu PUBLIC ${CMAKE_SOURCE_DIR}/tests/cuda
-    ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR})
+    ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR} ${CHECK_INCLUDE_DIRS})
   target_link_libraries(qt_cuda_testutil_gpu PUBLIC CUDA::cudart)
 
   # The ptxas report of every kernel file for every architecture, as a test (the build already

@@ -140,8 +140,9 @@ qt_status qt_cuda_linear_s8_ex(qt_cuda_stream s, qt_dtype dt, void *out, const i
 qt_status qt_cuda_transpose_s8(qt_cuda_stream s, int8_t *out, const int8_t *in, int rows,
                                int cols);
 
-// Frees the cuBLASLt handle and workspace (after waiting for the stream that last used them).
-// Optional; the next cuBLASLt call creates them again.
+// Frees the cuBLASLt handle and workspace (after waiting for the stream that last used them);
+// the next cuBLASLt call creates them again. Call it before destroying a stream that ran the
+// cuBLASLt path: the next call on another stream would otherwise wait on the dead stream.
 void qt_cuda_int8_release(void);
 
 #ifdef __cplusplus

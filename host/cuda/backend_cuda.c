@@ -165,6 +165,9 @@ static void cuda_destroy(void *ctx) {
     if (c->s8_ws) (void)cudaFree(c->s8_ws); // int8cuda part
     if (c->fq_ws) (void)cudaFree(c->fq_ws); // dqt part
     if (c->dqt_ws) (void)cudaFree(c->dqt_ws); // dqt part
+    // The INT8 cuBLASLt path keeps the stream of its last call (to wait for it before reusing
+    // its workspace): release it before that stream goes away (found on the first GPU run).
+    qt_cuda_int8_release();
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     free(c);
 }

@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace cuemu {
 namespace detail {
@@ -94,9 +95,26 @@ int func_max_dynamic_smem(const void *func) {
 
 using cuemu::detail::set_last_error;
 
+// Streams are never freed: cudaStreamDestroy marks them dead, so a stale handle is recognised
+// (a freed and reused address could look live) and the registry keeps them reachable.
 struct CUstream_st {
-    int unused;
+    bool live;
 };
+namespace {
+std::mutex g_streams_mu;
+// Every stream created, live or destroyed; never destructed, so LeakSanitizer (which runs after
+// the static destructors) still sees the streams reachable.
+std::vector<CUstream_st *> &g_streams = *new std::vector<CUstream_st *>();
+}  // namespace
+
+bool cuemu::detail::stream_usable(cudaStream_t stream) {
+    if (stream == 0 || stream == cudaStreamLegacy || stream == cudaStreamPerThread) return true;
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    for (CUstream_st *s : g_streams)
+        if (s == stream) return s->live;
+    return false;
+}
+using cuemu::detail::stream_usable;
 struct CUevent_st {
     std::chrono::steady_clock::time_point t;
     bool recorded;
@@ -363,7 +381,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
                             cudaStream_t stream) {
-    (void)stream;
+    if (!stream_usable(stream)) return set_last_error(cudaErrorInvalidResourceHandle);
     return cudaMemcpy(dst, src, count, kind);
 }
 
@@ -375,7 +393,7 @@ cudaError_t cudaMemset(void *ptr, int value, size_t count) {
 }
 
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t stream) {
-    (void)stream;
+    if (!stream_usable(stream)) return set_last_error(cudaErrorInvalidResourceHandle);
     return cudaMemset(ptr, value, count);
 }
 
@@ -408,7 +426,10 @@ cudaError_t cudaGetSymbolAddress(void **dev_ptr, const void *symbol) {
 
 cudaError_t cudaStreamCreate(cudaStream_t *stream) {
     if (!stream) return set_last_error(cudaErrorInvalidValue);
-    *stream = new CUstream_st();
+    CUstream_st *s = new CUstream_st{true};
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    g_streams.push_back(s);
+    *stream = s;
     return cudaSuccess;
 }
 
@@ -424,25 +445,24 @@ cudaError_t cudaStreamCreateWithPriority(cudaStream_t *stream, unsigned int flag
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-    if (!stream) return set_last_error(cudaErrorInvalidResourceHandle);
-    delete stream;
+    if (!stream || !stream_usable(stream)) return set_last_error(cudaErrorInvalidResourceHandle);
+    std::lock_guard<std::mutex> lk(g_streams_mu);
+    stream->live = false;
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-    (void)stream;
-    return cudaSuccess;
+    return stream_usable(stream) ? cudaSuccess : set_last_error(cudaErrorInvalidResourceHandle);
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
-    (void)stream;
-    return cudaSuccess;
+    return stream_usable(stream) ? cudaSuccess : set_last_error(cudaErrorInvalidResourceHandle);
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
-    (void)stream;
     (void)flags;
-    return event ? cudaSuccess : set_last_error(cudaErrorInvalidResourceHandle);
+    return event && stream_usable(stream) ? cudaSuccess
+                                          : set_last_error(cudaErrorInvalidResourceHandle);
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *event) {
@@ -457,8 +477,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
 }
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-    (void)stream;
-    if (!event) return set_last_error(cudaErrorInvalidResourceHandle);
+    if (!event || !stream_usable(stream)) return set_last_error(cudaErrorInvalidResourceHandle);
     event->t = std::chrono::steady_clock::now();
     event->recorded = true;
     return cudaSuccess;

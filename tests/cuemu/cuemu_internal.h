@@ -31,6 +31,12 @@ constexpr int k_max_blocks_per_sm = 32;
 // Records err as the calling host thread's last error (cudaGetLastError) and returns it.
 cudaError_t set_last_error(cudaError_t err);
 
+// 1 when `stream` may be used: the default stream (0, cudaStreamLegacy, cudaStreamPerThread) or
+// one cudaStreamCreate made and cudaStreamDestroy has not destroyed. On a GPU a destroyed
+// stream's handle is invalid (CUDA reports it, e.g. "context is destroyed", or worse); the
+// emulator refuses it with cudaErrorInvalidResourceHandle so the same bug fails on the CPU.
+bool stream_usable(cudaStream_t stream);
+
 // The dynamic shared memory limit set with cudaFuncSetAttribute for `func`, or the default.
 int func_max_dynamic_smem(const void *func);
 

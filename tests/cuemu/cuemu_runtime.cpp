@@ -1061,6 +1061,7 @@ cudaError_t launch(const launch_desc &d) {
         return set_last_error(cudaErrorInvalidConfiguration);
     if (d.smem > static_cast<size_t>(func_max_dynamic_smem(d.func)))
         return set_last_error(cudaErrorInvalidValue);
+    if (!stream_usable(d.stream)) return set_last_error(cudaErrorInvalidResourceHandle);
 
     std::lock_guard<std::mutex> serial(g_launch_mutex);
     std::unique_lock<std::mutex> lk(g_pool.m);

@@ -615,7 +615,20 @@ START_TEST(test_runtime_api) {
     CK_CUDA(cudaEventDestroy(e0));
     CK_CUDA(cudaEventDestroy(e1));
     CK_CUDA(cudaStreamSynchronize(s));
+    CK_CUDA(cuemu_test_empty_on(s));
     CK_CUDA(cudaStreamDestroy(s));
+    // A destroyed stream is refused, as a GPU refuses it, by every call that takes one.
+    ck_assert_msg(cudaStreamSynchronize(s) == cudaErrorInvalidResourceHandle,
+                  "cudaStreamSynchronize on a destroyed stream succeeded");
+    ck_assert_msg(cuemu_test_empty_on(s) == cudaErrorInvalidResourceHandle,
+                  "a launch on a destroyed stream succeeded");
+    float *dd = dev_alloc<float>(4);
+    ck_assert_msg(cudaMemsetAsync(dd, 0, 4, s) == cudaErrorInvalidResourceHandle,
+                  "cudaMemsetAsync on a destroyed stream succeeded");
+    ck_assert_msg(cudaStreamDestroy(s) == cudaErrorInvalidResourceHandle,
+                  "a second cudaStreamDestroy succeeded");
+    (void)cudaGetLastError();
+    CK_CUDA(cudaFree(dd));
 }
 END_TEST
 

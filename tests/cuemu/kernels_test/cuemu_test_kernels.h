@@ -90,6 +90,8 @@ cudaError_t cuemu_test_template_launch(const float *x, float *y, int n, int *fla
 cudaError_t cuemu_test_spin_nanosleep(int *out);
 // A kernel that does nothing, for launch configuration checks.
 cudaError_t cuemu_test_empty(dim3 grid, dim3 block, size_t smem);
+// The same kernel launched on `stream`.
+cudaError_t cuemu_test_empty_on(cudaStream_t stream);
 // Sets the dynamic shared memory limit of that empty kernel (cudaFuncSetAttribute).
 cudaError_t cuemu_test_empty_set_smem(int bytes);
 

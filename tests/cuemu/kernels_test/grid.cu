@@ -202,6 +202,11 @@ extern "C" cudaError_t cuemu_test_empty(dim3 grid, dim3 block, size_t smem) {
     return cudaGetLastError();
 }
 
+extern "C" cudaError_t cuemu_test_empty_on(cudaStream_t stream) {
+    QT_LAUNCH(empty_kernel, 1, 32, 0, stream);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t cuemu_test_empty_set_smem(int bytes) {
     return cudaFuncSetAttribute(empty_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
