@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/dqt_math.h"
 #include "kernels/activation.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
@@ -72,151 +71,127 @@ static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const
 static qt_status cpu_linear_fwd(void *ctx, void *out, const void *x, const void *w, const void *b,
                                 int N, int IC, int OC) {
     (void)ctx;
-    qt_cpu_linear_fwd(out, x, w, b, N, IC, OC);
-    return QT_OK;
+    return qt_cpu_linear_fwd(out, x, w, b, N, IC, OC);
 }
 static qt_status cpu_linear_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                 const void *x, const void *w, int N, int IC, int OC) {
     (void)ctx;
-    qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
-    return QT_OK;
+    return qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
 }
 static qt_status cpu_attention_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv,
                                    void *probs, float *p, const void *qkv, const int *lens, int B,
                                    int T, int C, int H) {
     (void)ctx;
-    qt_cpu_attention_fwd(prm, ctxv, probs, p, qkv, lens, B, T, C, H);
-    return QT_OK;
+    return qt_cpu_attention_fwd(prm, ctxv, probs, p, qkv, lens, B, T, C, H);
 }
 static qt_status cpu_attention_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv,
                                    void *scratch, const void *dctx, const void *qkv,
                                    const void *probs, const float *p, const int *lens, int B,
                                    int T, int C, int H) {
     (void)ctx;
-    qt_cpu_attention_bwd(prm, dqkv, scratch, dctx, qkv, probs, p, lens, B, T, C, H);
-    return QT_OK;
+    return qt_cpu_attention_bwd(prm, dqkv, scratch, dctx, qkv, probs, p, lens, B, T, C, H);
 }
 static qt_status cpu_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
                                       float *p, const void *scores, const int *lens, int rows,
                                       int cols) {
     (void)ctx;
-    qt_cpu_softmax_clip_fwd(prm, probs, p, scores, lens, rows, cols);
-    return QT_OK;
+    return qt_cpu_softmax_clip_fwd(prm, probs, p, scores, lens, rows, cols);
 }
 static qt_status cpu_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, void *dscores,
                                       const void *dprobs, const float *p, const int *lens,
                                       int rows, int cols) {
     (void)ctx;
-    qt_cpu_softmax_clip_bwd(prm, dscores, dprobs, p, lens, rows, cols);
-    return QT_OK;
+    return qt_cpu_softmax_clip_bwd(prm, dscores, dprobs, p, lens, rows, cols);
 }
 static qt_status cpu_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
                               const void *x, const void *w1, const void *b1, const void *w2,
                               const void *b2, int N, int C) {
     (void)ctx;
-    qt_cpu_gate_fwd(g, gate, hidden, x, w1, b1, w2, b2, N, C);
-    return QT_OK;
+    return qt_cpu_gate_fwd(g, gate, hidden, x, w1, b1, w2, b2, N, C);
 }
 static qt_status cpu_gate_bwd(void *ctx, const qt_gate_shape *g, void *dx, void *dw1, void *db1,
                               void *dw2, void *db2, const float *dgate, const float *gate,
                               const float *hidden, const void *x, const void *w1, const void *w2,
                               int N, int C) {
     (void)ctx;
-    qt_cpu_gate_bwd(g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
-    return QT_OK;
+    return qt_cpu_gate_bwd(g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
 }
 static qt_status cpu_gate_mul_fwd(void *ctx, void *out, const float *gate, const void *ctxv,
                                   int N, int C, int H) {
     (void)ctx;
-    qt_cpu_gate_mul_fwd(out, gate, ctxv, N, C, H);
-    return QT_OK;
+    return qt_cpu_gate_mul_fwd(out, gate, ctxv, N, C, H);
 }
 static qt_status cpu_gate_mul_bwd(void *ctx, void *dctx, float *dgate, const void *dout,
                                   const float *gate, const void *ctxv, int N, int C, int H) {
     (void)ctx;
-    qt_cpu_gate_mul_bwd(dctx, dgate, dout, gate, ctxv, N, C, H);
-    return QT_OK;
+    return qt_cpu_gate_mul_bwd(dctx, dgate, dout, gate, ctxv, N, C, H);
 }
 static qt_status cpu_layernorm_fwd(void *ctx, void *out, float *mean, float *rstd, const void *x,
                                    const void *w, const void *b, int N, int C) {
     (void)ctx;
-    qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
-    return QT_OK;
+    return qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
 }
 static qt_status cpu_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                    const void *x, const float *mean, const float *rstd,
                                    const void *w, int N, int C) {
     (void)ctx;
-    qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C);
-    return QT_OK;
+    return qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C);
 }
 static qt_status cpu_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_gelu_fwd(out, x, n);
-    return QT_OK;
+    return qt_cpu_gelu_fwd(out, x, n);
 }
 static qt_status cpu_gelu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_gelu_bwd(dx, dout, x, n);
-    return QT_OK;
+    return qt_cpu_gelu_bwd(dx, dout, x, n);
 }
 static qt_status cpu_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_relu_fwd(out, x, n);
-    return QT_OK;
+    return qt_cpu_relu_fwd(out, x, n);
 }
 static qt_status cpu_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_relu_bwd(dx, dout, x, n);
-    return QT_OK;
+    return qt_cpu_relu_bwd(dx, dout, x, n);
 }
 static qt_status cpu_embedding_fwd(void *ctx, void *out, const int *tokens, const void *wte,
                                    const void *wpe, int B, int T, int C) {
     (void)ctx;
-    qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
-    return QT_OK;
+    return qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
 }
 static qt_status cpu_embedding_bwd(void *ctx, void *dwte, void *dwpe, const void *dout,
                                    const int *tokens, int B, int T, int C) {
     (void)ctx;
-    qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
-    return QT_OK;
+    return qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
 }
 static qt_status cpu_add(void *ctx, void *out, const void *a, const void *b, size_t n) {
     (void)ctx;
-    qt_cpu_add(out, a, b, n);
-    return QT_OK;
+    return qt_cpu_add(out, a, b, n);
 }
 static qt_status cpu_dropout_fwd(void *ctx, void *out, const void *x, size_t n, float prob,
                                  uint64_t seed, uint64_t stream) {
     (void)ctx;
-    qt_cpu_dropout_fwd(out, x, n, prob, seed, stream);
-    return QT_OK;
+    return qt_cpu_dropout_fwd(out, x, n, prob, seed, stream);
 }
 static qt_status cpu_dropout_bwd(void *ctx, void *dx, const void *dout, size_t n, float prob,
                                  uint64_t seed, uint64_t stream) {
     (void)ctx;
-    qt_cpu_dropout_bwd(dx, dout, n, prob, seed, stream);
-    return QT_OK;
+    return qt_cpu_dropout_bwd(dx, dout, n, prob, seed, stream);
 }
 static qt_status cpu_crossentropy_fwd(void *ctx, float *losses, void *probs, const void *logits,
                                       const int *targets, int N, int V) {
     (void)ctx;
-    qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V);
-    return QT_OK;
+    return qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V);
 }
 static qt_status cpu_crossentropy_bwd(void *ctx, void *dlogits, const float *dlosses,
                                       const void *probs, const int *targets, int N, int V) {
     (void)ctx;
-    qt_cpu_crossentropy_bwd(dlogits, dlosses, probs, targets, N, V);
-    return QT_OK;
+    return qt_cpu_crossentropy_bwd(dlogits, dlosses, probs, targets, N, V);
 }
 static qt_status cpu_adamw_step(void *ctx, void *param, float *master, const void *grad, float *m,
                                 float *v, size_t n, const qt_adamw_params *prm) {
     (void)ctx;
     if (master) return qt_error(QT_ERR_ARG, "cpu backend: fp32 parameters take no master copy");
-    qt_cpu_adamw_step(param, grad, m, v, n, prm);
-    return QT_OK;
+    return qt_cpu_adamw_step(param, grad, m, v, n, prm);
 }
 static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
     (void)ctx;
@@ -226,35 +201,29 @@ static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
 static qt_status cpu_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w,
                                  int N, int C) {
     (void)ctx;
-    qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, C);
-    return QT_OK;
+    return qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, C);
 }
 static qt_status cpu_rmsnorm_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
                                  const float *rstd, const void *w, int N, int C) {
     (void)ctx;
-    qt_cpu_rmsnorm_bwd(dx, dw, dout, x, rstd, w, N, C);
-    return QT_OK;
+    return qt_cpu_rmsnorm_bwd(dx, dw, dout, x, rstd, w, N, C);
 }
 static qt_status cpu_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
     (void)ctx;
-    qt_cpu_rope_fwd(qkv, B, T, C, H, theta);
-    return QT_OK;
+    return qt_cpu_rope_fwd(qkv, B, T, C, H, theta);
 }
 static qt_status cpu_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
     (void)ctx;
-    qt_cpu_rope_bwd(dqkv, B, T, C, H, theta);
-    return QT_OK;
+    return qt_cpu_rope_bwd(dqkv, B, T, C, H, theta);
 }
 static qt_status cpu_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
     (void)ctx;
-    qt_cpu_swiglu_fwd(out, x, N, F);
-    return QT_OK;
+    return qt_cpu_swiglu_fwd(out, x, N, F);
 }
 static qt_status cpu_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
                                 int F) {
     (void)ctx;
-    qt_cpu_swiglu_bwd(dx, dout, x, N, F);
-    return QT_OK;
+    return qt_cpu_swiglu_bwd(dx, dout, x, N, F);
 }
 // ---- end of the llama part
 
@@ -357,24 +326,15 @@ static qt_status cpu_linear_s8_dx(void *ctx, void *dx, const void *g, const void
 static qt_status cpu_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
                                  size_t n) {
     (void)ctx;
-    if (n && (!out || !codes))
-        return qt_error(QT_ERR_ARG, "cpu dqt_dequant: out and codes must be non-NULL (n = %zu)",
-                        n);
-    qt_cpu_dqt_dequant(out, codes, scale, n);
-    return QT_OK;
+    return qt_cpu_dqt_dequant(out, codes, scale, n);
 }
 
-// One DQT step (qt_cpu_dqt_step); the params are checked here, not asserted.
+// One DQT step (qt_cpu_dqt_step, which checks its params and tensors).
 static qt_status cpu_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes,
                               const void *grad, float *m, float *v, size_t n,
                               qt_dqt_stats *stats) {
     (void)ctx;
-    QT_TRY(qt_dqt_check("cpu dqt_step", dp));
-    if (n && (!codes || !grad || !m || !v))
-        return qt_error(QT_ERR_ARG, "cpu dqt_step: codes, grad, m and v must all be non-NULL "
-                                    "(n = %zu)", n);
-    qt_cpu_dqt_step(dp, codes, grad, m, v, n, stats);
-    return QT_OK;
+    return qt_cpu_dqt_step(dp, codes, grad, m, v, n, stats);
 }
 // ---- end of the dqt part
 

@@ -16,6 +16,9 @@
 // Family files: kernels/cpu/int8_gemm.c (the C reference and its avx2 path),
 // kernels/cuda/int8_gemm.cu, tests/test_int8_gemm.c, tests/cuda/test_cuda_int8_gemm.c,
 // bench/bench_int8_gemm.c.
+// Errors (as every family): each CPU op returns QT_OK, or QT_ERR_ARG for a bad argument (a size
+// out of range, a required tensor NULL, bad params) with qt_last_error() naming the op, the
+// value and the fix, before any output is written: a refused call leaves its outputs untouched.
 #ifndef QTRAIN_KERNELS_INT8_GEMM_H
 #define QTRAIN_KERNELS_INT8_GEMM_H
 

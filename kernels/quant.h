@@ -25,6 +25,9 @@
 // q = floor(x/step + u), u = qt_philox_uniform(seed, stream, r * cols + c), unbiased.
 // Family files: kernels/cpu/quant.c (the C reference), kernels/cuda/quant.cu, tests/test_quant.c,
 // tests/cuda/test_cuda_quant.c, bench/bench_quant.c.
+// Errors (as every family): each CPU op returns QT_OK, or QT_ERR_ARG for a bad argument (a size
+// out of range, a required tensor NULL, bad params) with qt_last_error() naming the op, the
+// value and the fix, before any output is written: a refused call leaves its outputs untouched.
 #ifndef QTRAIN_KERNELS_QUANT_H
 #define QTRAIN_KERNELS_QUANT_H
 
