@@ -75,6 +75,13 @@ qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,
 // NULL.
 qt_status qt_cpu_quant_fake(const qt_quant_params *p, qt_quant_running *running, float *out,
                             const float *x, size_t rows, size_t cols);
+// qt_cpu_quant_fake with its per-slice workspace given, so the call allocates nothing (but
+// PERCENTILE's per-thread copy of a slice): scales (qt_quant_num_scales) fp32 and zeros (as
+// many) int32 receive each slice's step and shifted zero point, as qt_cuda_quant_fake's do.
+// Either may be NULL: then allocated for the call.
+qt_status qt_cpu_quant_fake_ws(const qt_quant_params *p, qt_quant_running *running, float *out,
+                               const float *x, size_t rows, size_t cols, float *scales,
+                               int32_t *zeros);
 
 // codes: (rows, cols) int8; scales, zeros: (qt_quant_num_scales) step and shifted zero point
 // zc of each slice; zeros may be NULL when symmetric.
