@@ -385,6 +385,8 @@ START_TEST(test_bad_arguments) {
     int8_t A[4] = {1, 2, 3, 4}, B[4] = {1, 2, 3, 4};
     int32_t C[4];
     float out[4], sc[2] = {1.0f, 1.0f};
+    memset(C, QT_TEST_GUARD, sizeof C); // a refused call writes nothing (expect_error.h)
+    memset(out, QT_TEST_GUARD, sizeof out);
     ck_assert_int_eq(qt_cpu_gemm_s8s32(C, A, B, 2, 2, 0), QT_ERR_ARG);
     ck_assert_msg(strstr(qt_last_error(), "K = 0") != NULL, "message: %s", qt_last_error());
     ck_assert_int_eq(qt_cpu_gemm_s8s32(C, A, B, 0, 2, 2), QT_ERR_ARG);
@@ -397,6 +399,8 @@ START_TEST(test_bad_arguments) {
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, NULL, B, sc, NULL, 2, 2, 2), QT_ERR_ARG);
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, sc, B, NULL, NULL, 2, 2, 2), QT_ERR_ARG);
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, sc, B, sc, NULL, 2, 2, 0), QT_ERR_ARG);
+    ck_assert_msg(qt_test_untouched(C, sizeof C) && qt_test_untouched(out, sizeof out),
+                  "a refused INT8 GEMM wrote its output");
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, sc, B, sc, NULL, 2, 2, 2), QT_OK);
     // 1*1 + 2*2 = 5, 1*3 + 2*4 = 11, 3*3 + 4*4 = 25
     ck_assert(out[0] == 5.0f && out[1] == 11.0f && out[2] == 11.0f && out[3] == 25.0f);
