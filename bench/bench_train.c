@@ -126,6 +126,7 @@ static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) 
     free(tg);
     qt_optimizer_free(&opt, &m);
     qt_model_free(&m);
+    qt_backend_free(&be);
     return 0;
 }
 

@@ -1,13 +1,14 @@
 // backend_cpu.c: the CPU backend: host memory and the qt_cpu_* reference ops.
 //
 // Every op forwards to kernels/cpu (the batched GEMM too: qt_cpu_gemm in kernels/cpu/linear.c,
-// which runs the batch in parallel with single-threaded sgemm calls).
+// which runs the batch in parallel with single-threaded sgemm calls) and returns its status.
+// The context is one workspace (cpu_ctx below) for the temporary buffers of the quantized ops,
+// so that no op allocates per call: a training step allocates nothing after the first.
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/dqt_math.h"
 #include "kernels/activation.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
@@ -27,6 +28,55 @@
 #include "kernels/sumsq.h"
 #include "kernels/swiglu.h"
 #include "qtrain/backend.h"
+
+// ---- the workspace --------------------------------------------------------------------------
+
+// The backend's context: one 64-byte aligned block for the temporary buffers of the ops that
+// need them (the INT8 linear's codes, scales, zero points and packed GEMM panels; fake
+// quantization's per-slice grids). It grows to the largest request and is kept until
+// qt_backend_free; a training step asks for the same sizes at every step, so once the first
+// step has run it never grows again (qt_backend_cpu_workspace reports it). The ops of one
+// backend run one at a time (the runtime calls them in sequence), so one block serves them all.
+typedef struct {
+    unsigned char *ws; // (bytes)
+    size_t bytes;      // capacity: the largest request so far, the high-water mark
+    size_t grows;      // how many times the block was (re)allocated
+} cpu_ctx;
+
+#define WS_ALIGN 64 // every piece: vector loads, and the INT8 GEMM's 32-byte panels
+
+static size_t ws_round(size_t bytes) { return (bytes + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
+
+// Points parts[i] at n disjoint aligned pieces of sizes[i] bytes of the workspace, growing it
+// first when they do not fit (the old contents are not kept: nothing lives there between ops).
+static qt_status ws_carve(cpu_ctx *c, const char *op, int n, const size_t *sizes, void **parts) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += ws_round(sizes[i]);
+    if (total > c->bytes) {
+        unsigned char *p = aligned_alloc(WS_ALIGN, total);
+        if (!p)
+            return qt_error(QT_ERR_OOM, "%s: cannot grow the CPU backend's workspace to %zu bytes",
+                            op, total);
+        free(c->ws);
+        c->ws = p;
+        c->bytes = total;
+        c->grows++;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        parts[i] = c->ws + off;
+        off += ws_round(sizes[i]);
+    }
+    return QT_OK;
+}
+
+static void cpu_destroy(void *ctx) {
+    cpu_ctx *c = ctx;
+    if (!c) return;
+    free(c->ws);
+    free(c);
+}
 
 static qt_status cpu_alloc(void *ctx, void **ptr, size_t bytes) {
     (void)ctx;
@@ -72,151 +122,127 @@ static qt_status cpu_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const
 static qt_status cpu_linear_fwd(void *ctx, void *out, const void *x, const void *w, const void *b,
                                 int N, int IC, int OC) {
     (void)ctx;
-    qt_cpu_linear_fwd(out, x, w, b, N, IC, OC);
-    return QT_OK;
+    return qt_cpu_linear_fwd(out, x, w, b, N, IC, OC);
 }
 static qt_status cpu_linear_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                 const void *x, const void *w, int N, int IC, int OC) {
     (void)ctx;
-    qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
-    return QT_OK;
+    return qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
 }
 static qt_status cpu_attention_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv,
                                    void *probs, float *p, const void *qkv, const int *lens, int B,
                                    int T, int C, int H) {
     (void)ctx;
-    qt_cpu_attention_fwd(prm, ctxv, probs, p, qkv, lens, B, T, C, H);
-    return QT_OK;
+    return qt_cpu_attention_fwd(prm, ctxv, probs, p, qkv, lens, B, T, C, H);
 }
 static qt_status cpu_attention_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv,
                                    void *scratch, const void *dctx, const void *qkv,
                                    const void *probs, const float *p, const int *lens, int B,
                                    int T, int C, int H) {
     (void)ctx;
-    qt_cpu_attention_bwd(prm, dqkv, scratch, dctx, qkv, probs, p, lens, B, T, C, H);
-    return QT_OK;
+    return qt_cpu_attention_bwd(prm, dqkv, scratch, dctx, qkv, probs, p, lens, B, T, C, H);
 }
 static qt_status cpu_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
                                       float *p, const void *scores, const int *lens, int rows,
                                       int cols) {
     (void)ctx;
-    qt_cpu_softmax_clip_fwd(prm, probs, p, scores, lens, rows, cols);
-    return QT_OK;
+    return qt_cpu_softmax_clip_fwd(prm, probs, p, scores, lens, rows, cols);
 }
 static qt_status cpu_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, void *dscores,
                                       const void *dprobs, const float *p, const int *lens,
                                       int rows, int cols) {
     (void)ctx;
-    qt_cpu_softmax_clip_bwd(prm, dscores, dprobs, p, lens, rows, cols);
-    return QT_OK;
+    return qt_cpu_softmax_clip_bwd(prm, dscores, dprobs, p, lens, rows, cols);
 }
 static qt_status cpu_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
                               const void *x, const void *w1, const void *b1, const void *w2,
                               const void *b2, int N, int C) {
     (void)ctx;
-    qt_cpu_gate_fwd(g, gate, hidden, x, w1, b1, w2, b2, N, C);
-    return QT_OK;
+    return qt_cpu_gate_fwd(g, gate, hidden, x, w1, b1, w2, b2, N, C);
 }
 static qt_status cpu_gate_bwd(void *ctx, const qt_gate_shape *g, void *dx, void *dw1, void *db1,
                               void *dw2, void *db2, const float *dgate, const float *gate,
                               const float *hidden, const void *x, const void *w1, const void *w2,
                               int N, int C) {
     (void)ctx;
-    qt_cpu_gate_bwd(g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
-    return QT_OK;
+    return qt_cpu_gate_bwd(g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
 }
 static qt_status cpu_gate_mul_fwd(void *ctx, void *out, const float *gate, const void *ctxv,
                                   int N, int C, int H) {
     (void)ctx;
-    qt_cpu_gate_mul_fwd(out, gate, ctxv, N, C, H);
-    return QT_OK;
+    return qt_cpu_gate_mul_fwd(out, gate, ctxv, N, C, H);
 }
 static qt_status cpu_gate_mul_bwd(void *ctx, void *dctx, float *dgate, const void *dout,
                                   const float *gate, const void *ctxv, int N, int C, int H) {
     (void)ctx;
-    qt_cpu_gate_mul_bwd(dctx, dgate, dout, gate, ctxv, N, C, H);
-    return QT_OK;
+    return qt_cpu_gate_mul_bwd(dctx, dgate, dout, gate, ctxv, N, C, H);
 }
 static qt_status cpu_layernorm_fwd(void *ctx, void *out, float *mean, float *rstd, const void *x,
                                    const void *w, const void *b, int N, int C) {
     (void)ctx;
-    qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
-    return QT_OK;
+    return qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, C);
 }
 static qt_status cpu_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                    const void *x, const float *mean, const float *rstd,
                                    const void *w, int N, int C) {
     (void)ctx;
-    qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C);
-    return QT_OK;
+    return qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C);
 }
 static qt_status cpu_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_gelu_fwd(out, x, n);
-    return QT_OK;
+    return qt_cpu_gelu_fwd(out, x, n);
 }
 static qt_status cpu_gelu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_gelu_bwd(dx, dout, x, n);
-    return QT_OK;
+    return qt_cpu_gelu_bwd(dx, dout, x, n);
 }
 static qt_status cpu_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_relu_fwd(out, x, n);
-    return QT_OK;
+    return qt_cpu_relu_fwd(out, x, n);
 }
 static qt_status cpu_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     (void)ctx;
-    qt_cpu_relu_bwd(dx, dout, x, n);
-    return QT_OK;
+    return qt_cpu_relu_bwd(dx, dout, x, n);
 }
 static qt_status cpu_embedding_fwd(void *ctx, void *out, const int *tokens, const void *wte,
                                    const void *wpe, int B, int T, int C) {
     (void)ctx;
-    qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
-    return QT_OK;
+    return qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
 }
 static qt_status cpu_embedding_bwd(void *ctx, void *dwte, void *dwpe, const void *dout,
                                    const int *tokens, int B, int T, int C) {
     (void)ctx;
-    qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
-    return QT_OK;
+    return qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
 }
 static qt_status cpu_add(void *ctx, void *out, const void *a, const void *b, size_t n) {
     (void)ctx;
-    qt_cpu_add(out, a, b, n);
-    return QT_OK;
+    return qt_cpu_add(out, a, b, n);
 }
 static qt_status cpu_dropout_fwd(void *ctx, void *out, const void *x, size_t n, float prob,
                                  uint64_t seed, uint64_t stream) {
     (void)ctx;
-    qt_cpu_dropout_fwd(out, x, n, prob, seed, stream);
-    return QT_OK;
+    return qt_cpu_dropout_fwd(out, x, n, prob, seed, stream);
 }
 static qt_status cpu_dropout_bwd(void *ctx, void *dx, const void *dout, size_t n, float prob,
                                  uint64_t seed, uint64_t stream) {
     (void)ctx;
-    qt_cpu_dropout_bwd(dx, dout, n, prob, seed, stream);
-    return QT_OK;
+    return qt_cpu_dropout_bwd(dx, dout, n, prob, seed, stream);
 }
 static qt_status cpu_crossentropy_fwd(void *ctx, float *losses, void *probs, const void *logits,
                                       const int *targets, int N, int V) {
     (void)ctx;
-    qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V);
-    return QT_OK;
+    return qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V);
 }
 static qt_status cpu_crossentropy_bwd(void *ctx, void *dlogits, const float *dlosses,
                                       const void *probs, const int *targets, int N, int V) {
     (void)ctx;
-    qt_cpu_crossentropy_bwd(dlogits, dlosses, probs, targets, N, V);
-    return QT_OK;
+    return qt_cpu_crossentropy_bwd(dlogits, dlosses, probs, targets, N, V);
 }
 static qt_status cpu_adamw_step(void *ctx, void *param, float *master, const void *grad, float *m,
                                 float *v, size_t n, const qt_adamw_params *prm) {
     (void)ctx;
     if (master) return qt_error(QT_ERR_ARG, "cpu backend: fp32 parameters take no master copy");
-    qt_cpu_adamw_step(param, grad, m, v, n, prm);
-    return QT_OK;
+    return qt_cpu_adamw_step(param, grad, m, v, n, prm);
 }
 static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
     (void)ctx;
@@ -226,35 +252,29 @@ static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
 static qt_status cpu_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w,
                                  int N, int C) {
     (void)ctx;
-    qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, C);
-    return QT_OK;
+    return qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, C);
 }
 static qt_status cpu_rmsnorm_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
                                  const float *rstd, const void *w, int N, int C) {
     (void)ctx;
-    qt_cpu_rmsnorm_bwd(dx, dw, dout, x, rstd, w, N, C);
-    return QT_OK;
+    return qt_cpu_rmsnorm_bwd(dx, dw, dout, x, rstd, w, N, C);
 }
 static qt_status cpu_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
     (void)ctx;
-    qt_cpu_rope_fwd(qkv, B, T, C, H, theta);
-    return QT_OK;
+    return qt_cpu_rope_fwd(qkv, B, T, C, H, theta);
 }
 static qt_status cpu_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
     (void)ctx;
-    qt_cpu_rope_bwd(dqkv, B, T, C, H, theta);
-    return QT_OK;
+    return qt_cpu_rope_bwd(dqkv, B, T, C, H, theta);
 }
 static qt_status cpu_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
     (void)ctx;
-    qt_cpu_swiglu_fwd(out, x, N, F);
-    return QT_OK;
+    return qt_cpu_swiglu_fwd(out, x, N, F);
 }
 static qt_status cpu_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
                                 int F) {
     (void)ctx;
-    qt_cpu_swiglu_bwd(dx, dout, x, N, F);
-    return QT_OK;
+    return qt_cpu_swiglu_bwd(dx, dout, x, N, F);
 }
 // ---- end of the llama part
 
@@ -265,7 +285,6 @@ static qt_status cpu_swiglu_bwd(void *ctx, void *dx, const void *dout, const voi
 // out = dequant(quant(x)) of a (rows, cols) tensor; no running state (RUNNING is refused).
 static qt_status cpu_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *p, void *out,
                                 const void *x, size_t rows, size_t cols) {
-    (void)ctx;
     if (dt != QT_DTYPE_F32)
         return qt_error(QT_ERR_ARG, "cpu quant_fake: dtype %s; the CPU backend stores fp32 only, "
                                     "pass QT_DTYPE_F32", qt_dtype_name(dt));
@@ -273,50 +292,54 @@ static qt_status cpu_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *p
         return qt_error(QT_ERR_ARG, "cpu quant_fake: the running and fixed ranges need a "
                                     "qt_quant_running state the backend does not keep; use "
                                     "absmax or absmean");
-    return qt_cpu_quant_fake(p, NULL, out, x, rows, cols);
+    QT_TRY(qt_quant_check(p, rows, cols, NULL));
+    // the per-slice grids (step, zero point) in the workspace
+    const size_t ns = qt_quant_num_scales(p, rows, cols);
+    const size_t sizes[2] = {ns * sizeof(float), ns * sizeof(int32_t)};
+    void *grid[2] = {NULL, NULL};
+    if (ns) QT_TRY(ws_carve(ctx, "cpu quant_fake", 2, sizes, grid));
+    return qt_cpu_quant_fake_ws(p, NULL, out, x, rows, cols, grid[0], grid[1]);
 }
 
 // codes (rows, cols) and one scale per row of x (rows, cols) under q; a per-tensor scale is
-// copied to every row (the GEMM's epilogue takes one per row).
+// copied to every row (the GEMM's epilogue takes one per row). zeros (rows): scratch for the
+// (symmetric, so zero) zero points.
 static qt_status cpu_s8_quantize(const qt_quant_params *q, int8_t *codes, float *scales,
-                                 const float *x, int rows, int cols) {
-    QT_TRY(qt_cpu_quant_quantize(q, NULL, codes, scales, NULL, x, (size_t)rows, (size_t)cols));
+                                 int32_t *zeros, const float *x, int rows, int cols) {
+    QT_TRY(qt_cpu_quant_quantize(q, NULL, codes, scales, zeros, x, (size_t)rows, (size_t)cols));
     if (q->granularity == QT_QUANT_PER_TENSOR)
         for (int r = 1; r < rows; r++) scales[r] = scales[0];
     return QT_OK;
 }
 
 // out (N, OC) = Qa(x (N, IC)) Qw(w (OC, IC))^T + b (OC): int32 accumulation, dequantized in
-// the GEMM's epilogue. Scratch (codes and scales of x and w) is allocated per call.
+// the GEMM's epilogue. The codes, scales and zero points of x and w and the GEMM's packed
+// panels live in the workspace.
 static qt_status cpu_linear_s8_fwd(void *ctx, void *out, const void *x, const void *w,
                                    const void *b, int N, int IC, int OC,
                                    const qt_quant_params *aq, const qt_quant_params *wq) {
-    (void)ctx;
     QT_TRY(qt_quant_check_s8_linear("cpu linear_s8_fwd", aq, wq, N, IC, OC));
     if (N == 0 || OC == 0) return QT_OK;
-    int8_t *xc = malloc((size_t)N * (size_t)IC), *wc = malloc((size_t)OC * (size_t)IC);
-    float *xs = malloc((size_t)N * sizeof(float)), *ws = malloc((size_t)OC * sizeof(float));
-    qt_status st = QT_OK;
-    if (!xc || !wc || !xs || !ws)
-        st = qt_error(QT_ERR_OOM, "cpu linear_s8_fwd: no memory for the int8 codes of a (%d, %d) "
-                                  "x (%d, %d) layer", N, IC, OC, IC);
-    if (st == QT_OK) st = cpu_s8_quantize(aq, xc, xs, x, N, IC);
-    if (st == QT_OK) st = cpu_s8_quantize(wq, wc, ws, w, OC, IC);
-    if (st == QT_OK) st = qt_cpu_linear_s8(out, xc, xs, wc, ws, b, N, OC, IC);
-    free(xc);
-    free(wc);
-    free(xs);
-    free(ws);
-    return st;
+    const size_t rmax = (size_t)(N > OC ? N : OC);
+    const size_t sizes[6] = {(size_t)N * (size_t)IC,    (size_t)OC * (size_t)IC,
+                             (size_t)N * sizeof(float), (size_t)OC * sizeof(float),
+                             rmax * sizeof(int32_t),    qt_cpu_gemm_s8_scratch_bytes(N, OC, IC)};
+    void *part[6];
+    QT_TRY(ws_carve(ctx, "cpu linear_s8_fwd", 6, sizes, part));
+    int8_t *xc = part[0], *wc = part[1]; // (N, IC), (OC, IC)
+    float *xs = part[2], *ws = part[3];  // (N), (OC)
+    QT_TRY(cpu_s8_quantize(aq, xc, xs, part[4], x, N, IC));
+    QT_TRY(cpu_s8_quantize(wq, wc, ws, part[4], w, OC, IC));
+    return qt_cpu_linear_s8_ws(out, xc, xs, wc, ws, b, N, OC, IC, part[5], sizes[5]);
 }
 
 // SwitchBack's dX: dx (N, IC) += Qg(g (N, OC)) Qw(w (OC, IC)), g per token, w per tensor, on
 // the INT8 GEMM (TN: the weight codes transposed to (IC, OC)); the product goes through a
-// scratch (N, IC) and is added, since the GEMM's epilogue overwrites.
+// scratch (N, IC) and is added, since the GEMM's epilogue overwrites. Every temporary buffer
+// lives in the workspace.
 static qt_status cpu_linear_s8_dx(void *ctx, void *dx, const void *g, const void *w, int N,
                                   int IC, int OC, const qt_quant_params *gq,
                                   const qt_quant_params *wq) {
-    (void)ctx;
     if (!qt_quant_is_s8_gemm_able(gq) || !qt_quant_is_s8_gemm_able(wq) ||
         gq->granularity != QT_QUANT_PER_ROW || wq->granularity != QT_QUANT_PER_TENSOR)
         return qt_error(QT_ERR_UNSUPPORTED,
@@ -324,57 +347,47 @@ static qt_status cpu_linear_s8_dx(void *ctx, void *dx, const void *g, const void
                         "and w per tensor; use the fake-quant backward for other grids");
     if (N < 1 || IC < 1 || OC < 1)
         return qt_error(QT_ERR_ARG, "cpu linear_s8_dx: shape N %d, IC %d, OC %d", N, IC, OC);
-    size_t nw = (size_t)OC * IC, nx = (size_t)N * IC;
-    int8_t *gc = malloc((size_t)N * OC), *wc = malloc(nw), *wt = malloc(nw);
-    float *gs = malloc((size_t)N * sizeof(float)), *ws = malloc((size_t)IC * sizeof(float));
-    float *tmp = malloc(nx * sizeof(float));
-    qt_status st = QT_OK;
-    if (!gc || !wc || !wt || !gs || !ws || !tmp)
-        st = qt_error(QT_ERR_OOM, "cpu linear_s8_dx: no memory for a (%d, %d) x (%d, %d) layer", N,
-                      OC, OC, IC);
-    if (st == QT_OK) st = cpu_s8_quantize(gq, gc, gs, g, N, OC);
-    if (st == QT_OK) st = qt_cpu_quant_quantize(wq, NULL, wc, ws, NULL, w, (size_t)OC, (size_t)IC);
-    if (st == QT_OK) {
-        for (int o = 0; o < OC; o++)
-            for (int i = 0; i < IC; i++) wt[(size_t)i * OC + o] = wc[(size_t)o * IC + i];
-        for (int i = 1; i < IC; i++) ws[i] = ws[0];
-        st = qt_cpu_linear_s8(tmp, gc, gs, wt, ws, NULL, N, IC, OC);
-    }
-    if (st == QT_OK) {
-        float *d = dx;
-        for (size_t k = 0; k < nx; k++) d[k] += tmp[k];
-    }
-    free(gc);
-    free(wc);
-    free(wt);
-    free(gs);
-    free(ws);
-    free(tmp);
-    return st;
+    const size_t nw = (size_t)OC * IC, nx = (size_t)N * IC;
+    const size_t sizes[8] = {(size_t)N * OC,
+                             nw,
+                             nw,
+                             (size_t)N * sizeof(float),
+                             (size_t)IC * sizeof(float),
+                             nx * sizeof(float),
+                             (size_t)N * sizeof(int32_t),
+                             qt_cpu_gemm_s8_scratch_bytes(N, IC, OC)};
+    void *part[8];
+    QT_TRY(ws_carve(ctx, "cpu linear_s8_dx", 8, sizes, part));
+    int8_t *gc = part[0], *wc = part[1], *wt = part[2]; // (N, OC), (OC, IC), (IC, OC)
+    float *gs = part[3], *ws = part[4], *tmp = part[5]; // (N), (IC), (N, IC)
+    int32_t *zeros = part[6];                           // (N)
+    QT_TRY(cpu_s8_quantize(gq, gc, gs, zeros, g, N, OC));
+    QT_TRY(qt_cpu_quant_quantize(wq, NULL, wc, ws, zeros, w, (size_t)OC, (size_t)IC));
+    for (int o = 0; o < OC; o++)
+        for (int i = 0; i < IC; i++)
+            wt[(size_t)i * OC + o] = wc[(size_t)o * IC + i];
+    for (int i = 1; i < IC; i++)
+        ws[i] = ws[0];
+    QT_TRY(qt_cpu_linear_s8_ws(tmp, gc, gs, wt, ws, NULL, N, IC, OC, part[7], sizes[7]));
+    float *d = dx;
+    for (size_t k = 0; k < nx; k++)
+        d[k] += tmp[k];
+    return QT_OK;
 }
 
 // out (n) = codes (n, int8) * scale.
 static qt_status cpu_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
                                  size_t n) {
     (void)ctx;
-    if (n && (!out || !codes))
-        return qt_error(QT_ERR_ARG, "cpu dqt_dequant: out and codes must be non-NULL (n = %zu)",
-                        n);
-    qt_cpu_dqt_dequant(out, codes, scale, n);
-    return QT_OK;
+    return qt_cpu_dqt_dequant(out, codes, scale, n);
 }
 
-// One DQT step (qt_cpu_dqt_step); the params are checked here, not asserted.
+// One DQT step (qt_cpu_dqt_step, which checks its params and tensors).
 static qt_status cpu_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes,
                               const void *grad, float *m, float *v, size_t n,
                               qt_dqt_stats *stats) {
     (void)ctx;
-    QT_TRY(qt_dqt_check("cpu dqt_step", dp));
-    if (n && (!codes || !grad || !m || !v))
-        return qt_error(QT_ERR_ARG, "cpu dqt_step: codes, grad, m and v must all be non-NULL "
-                                    "(n = %zu)", n);
-    qt_cpu_dqt_step(dp, codes, grad, m, v, n, stats);
-    return QT_OK;
+    return qt_cpu_dqt_step(dp, codes, grad, m, v, n, stats);
 }
 // ---- end of the dqt part
 
@@ -387,7 +400,7 @@ static const qt_backend_ops cpu_ops = {
     .to_host_f32 = cpu_to_host_f32,
     .to_device_f32 = cpu_to_device_f32,
     .sync = cpu_sync,
-    .destroy = NULL,
+    .destroy = cpu_destroy,
     .gemm = cpu_gemm,
     .linear_fwd = cpu_linear_fwd,
     .linear_bwd = cpu_linear_bwd,
@@ -437,10 +450,24 @@ qt_status qt_backend_cpu_init(qt_backend *be, int threads) {
         omp_set_num_threads(threads);
         openblas_set_num_threads(threads);
     }
+    cpu_ctx *c = calloc(1, sizeof *c);
+    if (!c) return qt_error(QT_ERR_OOM, "cannot allocate the CPU backend's context");
     be->ops = &cpu_ops;
-    be->ctx = NULL;
+    be->ctx = c;
     be->name = "cpu";
     be->dtype = QT_DTYPE_F32;
     be->threads = threads > 0 ? threads : omp_get_max_threads();
+    return QT_OK;
+}
+
+qt_status qt_backend_cpu_workspace(const qt_backend *be, size_t *bytes, size_t *grows) {
+    if (!be || be->ops != &cpu_ops || !be->ctx)
+        return qt_error(QT_ERR_ARG,
+                        "qt_backend_cpu_workspace: '%s' is not an initialized CPU "
+                        "backend; pass one from qt_backend_cpu_init",
+                        be && be->name ? be->name : "(null)");
+    const cpu_ctx *c = be->ctx;
+    if (bytes) *bytes = c->bytes;
+    if (grows) *grows = c->grows;
     return QT_OK;
 }

@@ -5,8 +5,12 @@
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
 // never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
-// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
-// `dt`, `float *` ones always fp32, math in fp32.
+// same code (gradient checks). Errors: every CPU op returns QT_OK, or QT_ERR_ARG for a bad
+// argument (a size out of range, a required tensor NULL, bad params, an index such as a length,
+// token or target out of range) with qt_last_error() naming the op, the value and the fix; the
+// checks run before any output is written, so a refused call leaves its outputs untouched.
+// CUDA launchers: base/params.h's convention, `void *` tensors of `dt`, `float *` ones always
+// fp32, math in fp32; they refuse the same arguments.
 #ifndef QTRAIN_KERNELS_CROSSENTROPY_H
 #define QTRAIN_KERNELS_CROSSENTROPY_H
 
@@ -23,16 +27,16 @@ extern "C" {
 
 // losses (N) = -log softmax(logits[n])[targets[n]]; probs (N, V) = softmax(logits), which may
 // alias logits. Rows with targets[n] < 0 are ignored: loss 0 (probs still written).
-void qt_cpu_crossentropy_fwd(float *losses, float *probs, const float *logits,
-                             const int *targets, int N, int V);
+qt_status qt_cpu_crossentropy_fwd(float *losses, float *probs, const float *logits,
+                                  const int *targets, int N, int V);
 // dlogits (N, V) += dlosses[n] * (probs - onehot(targets[n])); ignored rows get nothing.
 // dlogits may alias probs: then it is overwritten with the gradient (ignored rows become 0).
-void qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const float *probs,
-                             const int *targets, int N, int V);
-void qt_cpu_crossentropy_fwd_f64(double *losses, double *probs, const double *logits,
-                                 const int *targets, int N, int V);
-void qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses, const double *probs,
-                                 const int *targets, int N, int V);
+qt_status qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const float *probs,
+                                  const int *targets, int N, int V);
+qt_status qt_cpu_crossentropy_fwd_f64(double *losses, double *probs, const double *logits,
+                                      const int *targets, int N, int V);
+qt_status qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses, const double *probs,
+                                      const int *targets, int N, int V);
 
 // CUDA (kernels/cuda/crossentropy.cu).
 qt_status qt_cuda_crossentropy_fwd(qt_cuda_stream s, qt_dtype dt, float *losses, void *probs,

@@ -15,6 +15,9 @@
 // Ternary: qmin = -1, qmax = 1; b bits: qmin = -2^(b-1), qmax = 2^(b-1) - 1.
 // Family files: kernels/cpu/dqt.c (the C reference), kernels/cuda/dqt.cu, tests/test_dqt.c,
 // tests/cuda/test_cuda_dqt.c, bench/bench_dqt.c.
+// Errors (as every family): each CPU op returns QT_OK, or QT_ERR_ARG for a bad argument (a size
+// out of range, a required tensor NULL, bad params) with qt_last_error() naming the op, the
+// value and the fix, before any output is written: a refused call leaves its outputs untouched.
 #ifndef QTRAIN_KERNELS_DQT_H
 #define QTRAIN_KERNELS_DQT_H
 
@@ -34,11 +37,11 @@ extern "C" {
 // One DQT step on n elements (CPU reference). codes (n) int8, grad (n) fp32, m, v (n) fp32.
 // stats (may be NULL) receives the stats of this call; with dp->dry_run nothing else is
 // written (so a scale rule can look at the update before committing to a scale).
-void qt_cpu_dqt_step(const qt_dqt_params *dp, int8_t *codes, const float *grad, float *m,
-                     float *v, size_t n, qt_dqt_stats *stats);
+qt_status qt_cpu_dqt_step(const qt_dqt_params *dp, int8_t *codes, const float *grad, float *m,
+                          float *v, size_t n, qt_dqt_stats *stats);
 
 // out (n) = codes * scale (CPU reference).
-void qt_cpu_dqt_dequant(float *out, const int8_t *codes, float scale, size_t n);
+qt_status qt_cpu_dqt_dequant(float *out, const int8_t *codes, float scale, size_t n);
 
 // ---- CUDA (kernels/cuda/dqt.cu), device pointers. grad and out hold `dt`; m, v fp32. Same
 // codes as the CPU bit for bit (same Philox bits, same float math order).

@@ -6,8 +6,12 @@
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
 // never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
-// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
-// `dt`, `float *` ones always fp32, math in fp32.
+// same code (gradient checks). Errors: every CPU op returns QT_OK, or QT_ERR_ARG for a bad
+// argument (a size out of range, a required tensor NULL, bad params, an index such as a length,
+// token or target out of range) with qt_last_error() naming the op, the value and the fix; the
+// checks run before any output is written, so a refused call leaves its outputs untouched.
+// CUDA launchers: base/params.h's convention, `void *` tensors of `dt`, `float *` ones always
+// fp32, math in fp32; they refuse the same arguments.
 #ifndef QTRAIN_KERNELS_ELEMENTWISE_H
 #define QTRAIN_KERNELS_ELEMENTWISE_H
 
@@ -23,11 +27,11 @@ extern "C" {
 #endif
 
 // out (n) = a + b. out may alias a or b.
-void qt_cpu_add(float *out, const float *a, const float *b, size_t n);
+qt_status qt_cpu_add(float *out, const float *a, const float *b, size_t n);
 // out (N, OC) += bias (OC), every row.
-void qt_cpu_bias_add(float *out, const float *bias, int N, int OC);
+qt_status qt_cpu_bias_add(float *out, const float *bias, int N, int OC);
 // db (OC) += column sums of dout (N, OC).
-void qt_cpu_bias_grad(float *db, const float *dout, int N, int OC);
+qt_status qt_cpu_bias_grad(float *db, const float *dout, int N, int OC);
 
 // CUDA (kernels/cuda/elementwise.cu).
 qt_status qt_cuda_add(qt_cuda_stream s, qt_dtype dt, void *out, const void *a, const void *b,

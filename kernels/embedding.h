@@ -5,8 +5,12 @@
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
 // never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
-// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
-// `dt`, `float *` ones always fp32, math in fp32.
+// same code (gradient checks). Errors: every CPU op returns QT_OK, or QT_ERR_ARG for a bad
+// argument (a size out of range, a required tensor NULL, bad params, an index such as a length,
+// token or target out of range) with qt_last_error() naming the op, the value and the fix; the
+// checks run before any output is written, so a refused call leaves its outputs untouched.
+// CUDA launchers: base/params.h's convention, `void *` tensors of `dt`, `float *` ones always
+// fp32, math in fp32; they refuse the same arguments.
 #ifndef QTRAIN_KERNELS_EMBEDDING_H
 #define QTRAIN_KERNELS_EMBEDDING_H
 
@@ -23,11 +27,13 @@ extern "C" {
 
 // out (B, T, C) = wte[tokens[b, t]] + wpe[t]; tokens (B, T) in [0, V), wte (V, C), wpe (maxT, C).
 // wpe == NULL: no position embedding, out = wte[tokens[b, t]] (LLaMA: positions come from RoPE).
-void qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const float *wpe,
-                          int B, int T, int C);
+// A negative token is refused; the op does not know V, so ids >= V are the caller's to refuse
+// (the data loader checks every shard token against the vocabulary).
+qt_status qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const float *wpe,
+                               int B, int T, int C);
 // dwte (V, C) +=, dwpe (maxT, C) += from dout (B, T, C). dwpe may be NULL.
-void qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens, int B,
-                          int T, int C);
+qt_status qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens,
+                               int B, int T, int C);
 
 // CUDA (kernels/cuda/embedding.cu).
 qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const int *tokens,

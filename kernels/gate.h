@@ -6,8 +6,12 @@
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
 // never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
-// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
-// `dt`, `float *` ones always fp32, math in fp32.
+// same code (gradient checks). Errors: every CPU op returns QT_OK, or QT_ERR_ARG for a bad
+// argument (a size out of range, a required tensor NULL, bad params, an index such as a length,
+// token or target out of range) with qt_last_error() naming the op, the value and the fix; the
+// checks run before any output is written, so a refused call leaves its outputs untouched.
+// CUDA launchers: base/params.h's convention, `void *` tensors of `dt`, `float *` ones always
+// fp32, math in fp32; they refuse the same arguments.
 #ifndef QTRAIN_KERNELS_GATE_H
 #define QTRAIN_KERNELS_GATE_H
 
@@ -28,29 +32,29 @@ extern "C" {
 // The bias that sets the initial gate value (logit(pi_init)) is b1, or b2 for the MLP.
 // gate (N, H): sigmoid of the gate logits. hidden (N, H, n_hid): the MLP's pre-ReLU hidden
 // layer saved for the backward (NULL for the other kinds). x (N, C).
-void qt_cpu_gate_fwd(const qt_gate_shape *g, float *gate, float *hidden, const float *x,
-                     const float *w1, const float *b1, const float *w2, const float *b2, int N,
-                     int C);
+qt_status qt_cpu_gate_fwd(const qt_gate_shape *g, float *gate, float *hidden, const float *x,
+                          const float *w1, const float *b1, const float *w2, const float *b2, int N,
+                          int C);
 // From dgate (N, H): dx (N, C) +=, dw1, db1, dw2, db2 += (NULL where the kind has none).
-void qt_cpu_gate_bwd(const qt_gate_shape *g, float *dx, float *dw1, float *db1, float *dw2,
-                     float *db2, const float *dgate, const float *gate, const float *hidden,
-                     const float *x, const float *w1, const float *w2, int N, int C);
+qt_status qt_cpu_gate_bwd(const qt_gate_shape *g, float *dx, float *dw1, float *db1, float *dw2,
+                          float *db2, const float *dgate, const float *gate, const float *hidden,
+                          const float *x, const float *w1, const float *w2, int N, int C);
 // out (N, C) = gate[n, h] * ctx[n, c] for c in head h. out may alias ctx.
-void qt_cpu_gate_mul_fwd(float *out, const float *gate, const float *ctx, int N, int C, int H);
+qt_status qt_cpu_gate_mul_fwd(float *out, const float *gate, const float *ctx, int N, int C, int H);
 // dctx (N, C) += gate * dout; dgate (N, H) += sum over the head's channels of dout * ctx.
-void qt_cpu_gate_mul_bwd(float *dctx, float *dgate, const float *dout, const float *gate,
-                         const float *ctx, int N, int C, int H);
-void qt_cpu_gate_fwd_f64(const qt_gate_shape *g, double *gate, double *hidden, const double *x,
-                         const double *w1, const double *b1, const double *w2, const double *b2,
-                         int N, int C);
-void qt_cpu_gate_bwd_f64(const qt_gate_shape *g, double *dx, double *dw1, double *db1,
-                         double *dw2, double *db2, const double *dgate, const double *gate,
-                         const double *hidden, const double *x, const double *w1,
-                         const double *w2, int N, int C);
-void qt_cpu_gate_mul_fwd_f64(double *out, const double *gate, const double *ctx, int N, int C,
-                             int H);
-void qt_cpu_gate_mul_bwd_f64(double *dctx, double *dgate, const double *dout, const double *gate,
-                             const double *ctx, int N, int C, int H);
+qt_status qt_cpu_gate_mul_bwd(float *dctx, float *dgate, const float *dout, const float *gate,
+                              const float *ctx, int N, int C, int H);
+qt_status qt_cpu_gate_fwd_f64(const qt_gate_shape *g, double *gate, double *hidden, const double *x,
+                              const double *w1, const double *b1, const double *w2,
+                              const double *b2, int N, int C);
+qt_status qt_cpu_gate_bwd_f64(const qt_gate_shape *g, double *dx, double *dw1, double *db1,
+                              double *dw2, double *db2, const double *dgate, const double *gate,
+                              const double *hidden, const double *x, const double *w1,
+                              const double *w2, int N, int C);
+qt_status qt_cpu_gate_mul_fwd_f64(double *out, const double *gate, const double *ctx, int N, int C,
+                                  int H);
+qt_status qt_cpu_gate_mul_bwd_f64(double *dctx, double *dgate, const double *dout,
+                                  const double *gate, const double *ctx, int N, int C, int H);
 
 // CUDA (kernels/cuda/gate.cu): the gate function, and the gate fused with the context multiply.
 qt_status qt_cuda_gate_fwd(qt_cuda_stream s, qt_dtype dt, const qt_gate_shape *g, float *gate,

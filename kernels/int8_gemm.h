@@ -16,9 +16,13 @@
 // Family files: kernels/cpu/int8_gemm.c (the C reference and its avx2 path),
 // kernels/cuda/int8_gemm.cu, tests/test_int8_gemm.c, tests/cuda/test_cuda_int8_gemm.c,
 // bench/bench_int8_gemm.c.
+// Errors (as every family): each CPU op returns QT_OK, or QT_ERR_ARG for a bad argument (a size
+// out of range, a required tensor NULL, bad params) with qt_last_error() naming the op, the
+// value and the fix, before any output is written: a refused call leaves its outputs untouched.
 #ifndef QTRAIN_KERNELS_INT8_GEMM_H
 #define QTRAIN_KERNELS_INT8_GEMM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/dtype.h"
@@ -40,6 +44,18 @@ qt_status qt_cpu_gemm_s8s32(int32_t *C, const int8_t *A, const int8_t *B, int M,
 // bias (N) or NULL for none.
 qt_status qt_cpu_linear_s8(float *out, const int8_t *A, const float *a_scale, const int8_t *B,
                            const float *b_scale, const float *bias, int M, int N, int K);
+
+// qt_cpu_linear_s8 with its scratch given, so the call allocates nothing: scratch holds the
+// packed operand panels of the selected path, at least qt_cpu_gemm_s8_scratch_bytes(M, N, K)
+// bytes (0 for the portable path), 32-byte aligned; a smaller or misaligned one is QT_ERR_ARG.
+// scratch NULL: allocated for the call, as qt_cpu_linear_s8 does.
+qt_status qt_cpu_linear_s8_ws(float *out, const int8_t *A, const float *a_scale, const int8_t *B,
+                              const float *b_scale, const float *bias, int M, int N, int K,
+                              void *scratch, size_t scratch_bytes);
+
+// The scratch bytes an (M, N, K) GEMM needs on the path the calls use now (0: none, or a shape
+// the calls refuse). A path change (qt_cpu_gemm_s8_set_path) can change it.
+size_t qt_cpu_gemm_s8_scratch_bytes(int M, int N, int K);
 
 // ---- asymmetric activations (zero points) ---------------------------------------------------
 // Activations quantized asymmetrically (qtrain/quant.h: x = (code - zc) * step, codes stored

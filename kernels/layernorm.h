@@ -5,8 +5,12 @@
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
 // never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
-// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
-// `dt`, `float *` ones always fp32, math in fp32.
+// same code (gradient checks). Errors: every CPU op returns QT_OK, or QT_ERR_ARG for a bad
+// argument (a size out of range, a required tensor NULL, bad params, an index such as a length,
+// token or target out of range) with qt_last_error() naming the op, the value and the fix; the
+// checks run before any output is written, so a refused call leaves its outputs untouched.
+// CUDA launchers: base/params.h's convention, `void *` tensors of `dt`, `float *` ones always
+// fp32, math in fp32; they refuse the same arguments.
 #ifndef QTRAIN_KERNELS_LAYERNORM_H
 #define QTRAIN_KERNELS_LAYERNORM_H
 
@@ -24,16 +28,16 @@ extern "C" {
 // eps: QT_LAYERNORM_EPS (base/params.h).
 // out (N, C) = (x - mean) * rstd * w + b, biased variance, eps QT_LAYERNORM_EPS.
 // mean, rstd (N): saved for the backward.
-void qt_cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w,
-                          const float *b, int N, int C);
+qt_status qt_cpu_layernorm_fwd(float *out, float *mean, float *rstd, const float *x, const float *w,
+                               const float *b, int N, int C);
 // dx (N, C) +=, dw (C) +=, db (C) += from dout (N, C).
-void qt_cpu_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
-                          const float *mean, const float *rstd, const float *w, int N, int C);
-void qt_cpu_layernorm_fwd_f64(double *out, double *mean, double *rstd, const double *x,
-                              const double *w, const double *b, int N, int C);
-void qt_cpu_layernorm_bwd_f64(double *dx, double *dw, double *db, const double *dout,
-                              const double *x, const double *mean, const double *rstd,
-                              const double *w, int N, int C);
+qt_status qt_cpu_layernorm_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
+                               const float *mean, const float *rstd, const float *w, int N, int C);
+qt_status qt_cpu_layernorm_fwd_f64(double *out, double *mean, double *rstd, const double *x,
+                                   const double *w, const double *b, int N, int C);
+qt_status qt_cpu_layernorm_bwd_f64(double *dx, double *dw, double *db, const double *dout,
+                                   const double *x, const double *mean, const double *rstd,
+                                   const double *w, int N, int C);
 
 // CUDA (kernels/cuda/layernorm.cu), and the residual add fused with the LayerNorm that
 // follows: resid = a + b; out = LayerNorm(resid). resid may alias a or b.

@@ -6,8 +6,12 @@
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
 // never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
-// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
-// `dt`, `float *` ones always fp32, math in fp32.
+// same code (gradient checks). Errors: every CPU op returns QT_OK, or QT_ERR_ARG for a bad
+// argument (a size out of range, a required tensor NULL, bad params, an index such as a length,
+// token or target out of range) with qt_last_error() naming the op, the value and the fix; the
+// checks run before any output is written, so a refused call leaves its outputs untouched.
+// CUDA launchers: base/params.h's convention, `void *` tensors of `dt`, `float *` ones always
+// fp32, math in fp32; they refuse the same arguments.
 #ifndef QTRAIN_KERNELS_LINEAR_H
 #define QTRAIN_KERNELS_LINEAR_H
 
@@ -23,16 +27,16 @@ extern "C" {
 #endif
 
 // out (N, OC) = x (N, IC) w^T + b; w (OC, IC), b (OC) or NULL.
-void qt_cpu_linear_fwd(float *out, const float *x, const float *w, const float *b, int N, int IC,
-                       int OC);
+qt_status qt_cpu_linear_fwd(float *out, const float *x, const float *w, const float *b, int N,
+                            int IC, int OC);
 // dx (N, IC) += dout w; dw (OC, IC) += dout^T x; db (OC) += column sums of dout.
 // dx and db may be NULL (not needed / no bias).
-void qt_cpu_linear_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
-                       const float *w, int N, int IC, int OC);
-void qt_cpu_linear_fwd_f64(double *out, const double *x, const double *w, const double *b, int N,
-                           int IC, int OC);
-void qt_cpu_linear_bwd_f64(double *dx, double *dw, double *db, const double *dout,
-                           const double *x, const double *w, int N, int IC, int OC);
+qt_status qt_cpu_linear_bwd(float *dx, float *dw, float *db, const float *dout, const float *x,
+                            const float *w, int N, int IC, int OC);
+qt_status qt_cpu_linear_fwd_f64(double *out, const double *x, const double *w, const double *b,
+                                int N, int IC, int OC);
+qt_status qt_cpu_linear_bwd_f64(double *dx, double *dw, double *db, const double *dout,
+                                const double *x, const double *w, int N, int IC, int OC);
 
 // The batched GEMM of qt_gemm_desc (base/params.h) on fp32 arrays: the batch runs in parallel
 // with single-threaded sgemm calls, a single GEMM on OpenBLAS's threads. QT_ERR_ARG when the

@@ -25,6 +25,9 @@
 // q = floor(x/step + u), u = qt_philox_uniform(seed, stream, r * cols + c), unbiased.
 // Family files: kernels/cpu/quant.c (the C reference), kernels/cuda/quant.cu, tests/test_quant.c,
 // tests/cuda/test_cuda_quant.c, bench/bench_quant.c.
+// Errors (as every family): each CPU op returns QT_OK, or QT_ERR_ARG for a bad argument (a size
+// out of range, a required tensor NULL, bad params) with qt_last_error() naming the op, the
+// value and the fix, before any output is written: a refused call leaves its outputs untouched.
 #ifndef QTRAIN_KERNELS_QUANT_H
 #define QTRAIN_KERNELS_QUANT_H
 
@@ -72,6 +75,13 @@ qt_status qt_quant_check(const qt_quant_params *p, size_t rows, size_t cols,
 // NULL.
 qt_status qt_cpu_quant_fake(const qt_quant_params *p, qt_quant_running *running, float *out,
                             const float *x, size_t rows, size_t cols);
+// qt_cpu_quant_fake with its per-slice workspace given, so the call allocates nothing (but
+// PERCENTILE's per-thread copy of a slice): scales (qt_quant_num_scales) fp32 and zeros (as
+// many) int32 receive each slice's step and shifted zero point, as qt_cuda_quant_fake's do.
+// Either may be NULL: then allocated for the call.
+qt_status qt_cpu_quant_fake_ws(const qt_quant_params *p, qt_quant_running *running, float *out,
+                               const float *x, size_t rows, size_t cols, float *scales,
+                               int32_t *zeros);
 
 // codes: (rows, cols) int8; scales, zeros: (qt_quant_num_scales) step and shifted zero point
 // zc of each slice; zeros may be NULL when symmetric.

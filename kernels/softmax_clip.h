@@ -6,8 +6,12 @@
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs
 // never alias inputs unless the comment says so; each CPU op has an `_f64` double twin with the
-// same code (gradient checks). CUDA launchers: base/params.h's convention, `void *` tensors of
-// `dt`, `float *` ones always fp32, math in fp32.
+// same code (gradient checks). Errors: every CPU op returns QT_OK, or QT_ERR_ARG for a bad
+// argument (a size out of range, a required tensor NULL, bad params, an index such as a length,
+// token or target out of range) with qt_last_error() naming the op, the value and the fix; the
+// checks run before any output is written, so a refused call leaves its outputs untouched.
+// CUDA launchers: base/params.h's convention, `void *` tensors of `dt`, `float *` ones always
+// fp32, math in fp32; they refuse the same arguments.
 #ifndef QTRAIN_KERNELS_SOFTMAX_CLIP_H
 #define QTRAIN_KERNELS_SOFTMAX_CLIP_H
 
@@ -26,17 +30,17 @@ extern "C" {
 //                     saved for the backward.
 // probs (rows, cols): clip(a p + c, 0, 1) on the attended columns, exactly 0 elsewhere.
 // scores (rows, cols): raw scores. lens (rows).
-void qt_cpu_softmax_clip_fwd(const qt_softmax_params *prm, float *probs, float *p,
-                             const float *scores, const int *lens, int rows, int cols);
+qt_status qt_cpu_softmax_clip_fwd(const qt_softmax_params *prm, float *probs, float *p,
+                                  const float *scores, const int *lens, int rows, int cols);
 // dscores (rows, cols) += d loss / d scores (including `scale`), from dprobs (rows, cols)
 // and the p the forward saved. Masked columns get nothing.
-void qt_cpu_softmax_clip_bwd(const qt_softmax_params *prm, float *dscores, const float *dprobs,
-                             const float *p, const int *lens, int rows, int cols);
-void qt_cpu_softmax_clip_fwd_f64(const qt_softmax_params *prm, double *probs, double *p,
-                                 const double *scores, const int *lens, int rows, int cols);
-void qt_cpu_softmax_clip_bwd_f64(const qt_softmax_params *prm, double *dscores,
-                                 const double *dprobs, const double *p, const int *lens, int rows,
-                                 int cols);
+qt_status qt_cpu_softmax_clip_bwd(const qt_softmax_params *prm, float *dscores, const float *dprobs,
+                                  const float *p, const int *lens, int rows, int cols);
+qt_status qt_cpu_softmax_clip_fwd_f64(const qt_softmax_params *prm, double *probs, double *p,
+                                      const double *scores, const int *lens, int rows, int cols);
+qt_status qt_cpu_softmax_clip_bwd_f64(const qt_softmax_params *prm, double *dscores,
+                                      const double *dprobs, const double *p, const int *lens,
+                                      int rows, int cols);
 
 // CUDA (kernels/cuda/softmax_clip.cu): scale, mask by lens, the three variants, fp32 math.
 qt_status qt_cuda_softmax_clip_fwd(qt_cuda_stream s, qt_dtype dt, const qt_softmax_params *prm,

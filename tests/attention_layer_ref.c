@@ -30,37 +30,43 @@ void qt_attention_layer_act_sizes(const qt_attention_layer_shape *s, size_t size
     sizes[6] = gated ? B * T * C : 0;                                         // gated
 }
 
-static void layer_check(const qt_attention_layer_shape *s, const char *op) {
-    QT_ASSERT(s->B >= 1 && s->T >= 1 && s->H >= 1 && s->C % s->H == 0,
-              "%s: bad shape B = %d, T = %d, C = %d, H = %d (C must be a multiple of H)", op, s->B,
-              s->T, s->C, s->H);
-    QT_ASSERT(s->gate.kind == QT_GATE_NONE || s->gate.n_heads == s->H,
-              "%s: gate n_heads = %d differs from the layer's H = %d", op, s->gate.n_heads, s->H);
+static qt_status layer_check(const qt_attention_layer_shape *s, const char *op) {
+    if (!(s->B >= 1 && s->T >= 1 && s->H >= 1 && s->C % s->H == 0))
+        return qt_error(QT_ERR_ARG,
+                        "%s: B = %d, T = %d, C = %d, H = %d; need B, T, H >= 1 and C a multiple "
+                        "of H",
+                        op, s->B, s->T, s->C, s->H);
+    if (s->gate.kind != QT_GATE_NONE && s->gate.n_heads != s->H)
+        return qt_error(QT_ERR_ARG,
+                        "%s: gate n_heads = %d differs from the layer's H = %d; "
+                        "pass n_heads = H",
+                        op, s->gate.n_heads, s->H);
+    return QT_OK;
 }
 
-void qt_cpu_attention_layer_fwd(const qt_attention_layer_shape *s,
-                                const qt_attention_layer_params *w, qt_attention_layer_acts *a,
-                                float *out, const float *x, const int *lens) {
-    layer_check(s, "attention_layer_fwd");
+qt_status qt_cpu_attention_layer_fwd(const qt_attention_layer_shape *s,
+                                     const qt_attention_layer_params *w, qt_attention_layer_acts *a,
+                                     float *out, const float *x, const int *lens) {
+    QT_TRY(layer_check(s, "attention_layer_fwd"));
     const int B = s->B, T = s->T, C = s->C, H = s->H, N = B * T;
-    qt_cpu_linear_fwd(a->qkv, x, w->qkv_w, w->qkv_b, N, C, 3 * C);
-    qt_cpu_attention_fwd(&s->softmax, a->ctx, a->probs, a->p, a->qkv, lens, B, T, C, H);
+    QT_TRY(qt_cpu_linear_fwd(a->qkv, x, w->qkv_w, w->qkv_b, N, C, 3 * C));
+    QT_TRY(qt_cpu_attention_fwd(&s->softmax, a->ctx, a->probs, a->p, a->qkv, lens, B, T, C, H));
     const float *proj_in = a->ctx;
     if (s->gate.kind != QT_GATE_NONE) {
-        qt_cpu_gate_fwd(&s->gate, a->gate, a->hidden, x, w->gate_w1, w->gate_b1, w->gate_w2,
-                        w->gate_b2, N, C);
-        qt_cpu_gate_mul_fwd(a->gated, a->gate, a->ctx, N, C, H);
+        QT_TRY(qt_cpu_gate_fwd(&s->gate, a->gate, a->hidden, x, w->gate_w1, w->gate_b1, w->gate_w2,
+                               w->gate_b2, N, C));
+        QT_TRY(qt_cpu_gate_mul_fwd(a->gated, a->gate, a->ctx, N, C, H));
         proj_in = a->gated;
     }
-    qt_cpu_linear_fwd(out, proj_in, w->proj_w, w->proj_b, N, C, C);
+    return qt_cpu_linear_fwd(out, proj_in, w->proj_w, w->proj_b, N, C, C);
 }
 
-void qt_cpu_attention_layer_bwd(const qt_attention_layer_shape *s,
-                                const qt_attention_layer_params *w,
-                                const qt_attention_layer_acts *a, qt_attention_layer_grads *g,
-                                float *dx, float *scratch, const float *dout, const float *x,
-                                const int *lens) {
-    layer_check(s, "attention_layer_bwd");
+qt_status qt_cpu_attention_layer_bwd(const qt_attention_layer_shape *s,
+                                     const qt_attention_layer_params *w,
+                                     const qt_attention_layer_acts *a, qt_attention_layer_grads *g,
+                                     float *dx, float *scratch, const float *dout, const float *x,
+                                     const int *lens) {
+    QT_TRY(layer_check(s, "attention_layer_bwd"));
     const int B = s->B, T = s->T, C = s->C, H = s->H, N = B * T;
     const size_t btc = (size_t)N * C;
     float *att = scratch;                      // (B, H, T, T)
@@ -71,19 +77,20 @@ void qt_cpu_attention_layer_bwd(const qt_attention_layer_shape *s,
     // out = proj_in Wo^T + bo
     float *dproj_in = gated ? dqkv : dctx;
     memset(dproj_in, 0, btc * sizeof(float));
-    qt_cpu_linear_bwd(dproj_in, g->proj_w, g->proj_b, dout, gated ? a->gated : a->ctx,
-                      w->proj_w, N, C, C);
+    QT_TRY(qt_cpu_linear_bwd(dproj_in, g->proj_w, g->proj_b, dout, gated ? a->gated : a->ctx,
+                             w->proj_w, N, C, C));
     if (gated) {
         // gated = gate * ctx: dgate into the attention slot, dctx into its own slot
         float *dgate = att; // (B, T, H)
         memset(dgate, 0, (size_t)N * H * sizeof(float));
         memset(dctx, 0, btc * sizeof(float));
-        qt_cpu_gate_mul_bwd(dctx, dgate, dproj_in, a->gate, a->ctx, N, C, H);
-        qt_cpu_gate_bwd(&s->gate, dx, g->gate_w1, g->gate_b1, g->gate_w2, g->gate_b2, dgate,
-                        a->gate, a->hidden, x, w->gate_w1, w->gate_w2, N, C);
+        QT_TRY(qt_cpu_gate_mul_bwd(dctx, dgate, dproj_in, a->gate, a->ctx, N, C, H));
+        QT_TRY(qt_cpu_gate_bwd(&s->gate, dx, g->gate_w1, g->gate_b1, g->gate_w2, g->gate_b2, dgate,
+                               a->gate, a->hidden, x, w->gate_w1, w->gate_w2, N, C));
     }
     // ctx = attention(qkv), then qkv = x Wqkv^T + bqkv
     memset(dqkv, 0, 3 * btc * sizeof(float));
-    qt_cpu_attention_bwd(&s->softmax, dqkv, att, dctx, a->qkv, a->probs, a->p, lens, B, T, C, H);
-    qt_cpu_linear_bwd(dx, g->qkv_w, g->qkv_b, dqkv, x, w->qkv_w, N, C, 3 * C);
+    QT_TRY(qt_cpu_attention_bwd(&s->softmax, dqkv, att, dctx, a->qkv, a->probs, a->p, lens, B, T, C,
+                                H));
+    return qt_cpu_linear_bwd(dx, g->qkv_w, g->qkv_b, dqkv, x, w->qkv_w, N, C, 3 * C);
 }

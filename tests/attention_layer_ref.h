@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "base/params.h"
+#include "base/status.h"
 
 // One whole attention layer, as the model runs it (pre-LN: x is the LayerNorm output):
 //   qkv = x Wqkv^T + bqkv; ctx = attention(qkv); ctx = gate(x) * ctx (if gated);
@@ -44,16 +45,17 @@ typedef struct {
 } qt_attention_layer_acts;
 void qt_attention_layer_act_sizes(const qt_attention_layer_shape *s, size_t sizes[7]);
 
+// Both return the first failing op's status (QT_ERR_ARG for a bad shape, naming the op).
 // out (B, T, C) from x (B, T, C); lens (B, T) as in qt_cpu_attention_fwd.
-void qt_cpu_attention_layer_fwd(const qt_attention_layer_shape *s,
-                                const qt_attention_layer_params *w, qt_attention_layer_acts *a,
-                                float *out, const float *x, const int *lens);
+qt_status qt_cpu_attention_layer_fwd(const qt_attention_layer_shape *s,
+                                     const qt_attention_layer_params *w, qt_attention_layer_acts *a,
+                                     float *out, const float *x, const int *lens);
 // dx (B, T, C) += ..., grads += ..., from dout (B, T, C). scratch: (B, H, T, T) + 4 (B, T, C)
 // elements, overwritten.
-void qt_cpu_attention_layer_bwd(const qt_attention_layer_shape *s,
-                                const qt_attention_layer_params *w,
-                                const qt_attention_layer_acts *a, qt_attention_layer_grads *g,
-                                float *dx, float *scratch, const float *dout, const float *x,
-                                const int *lens);
+qt_status qt_cpu_attention_layer_bwd(const qt_attention_layer_shape *s,
+                                     const qt_attention_layer_params *w,
+                                     const qt_attention_layer_acts *a, qt_attention_layer_grads *g,
+                                     float *dx, float *scratch, const float *dout, const float *x,
+                                     const int *lens);
 
 #endif

@@ -113,81 +113,67 @@ static qt_status f_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const v
     return QT_OK;
 }
 static qt_status f_linear_fwd(void *ctx, void *out, const void *x, const void *w, const void *b, int N, int IC, int OC) {
-    qt_cpu_linear_fwd_f64(D(ctx, out), D(ctx, x), D(ctx, w), D(ctx, b), N, IC, OC);
-    return QT_OK;
+    return qt_cpu_linear_fwd_f64(D(ctx, out), D(ctx, x), D(ctx, w), D(ctx, b), N, IC, OC);
 }
 static qt_status f_linear_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout, const void *x, const void *w, int N, int IC, int OC) {
-    qt_cpu_linear_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x), D(ctx, w),
-                          N, IC, OC);
-    return QT_OK;
+    return qt_cpu_linear_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x),
+                                 D(ctx, w), N, IC, OC);
 }
 static qt_status f_softmax_fwd(void *ctx, const qt_softmax_params *prm, void *probs, float *p, const void *scores, const int *lens, int rows, int cols) {
-    qt_cpu_softmax_clip_fwd_f64(prm, D(ctx, probs), D(ctx, p), D(ctx, scores), lens, rows, cols);
-    return QT_OK;
+    return qt_cpu_softmax_clip_fwd_f64(prm, D(ctx, probs), D(ctx, p), D(ctx, scores), lens, rows,
+                                       cols);
 }
 static qt_status f_softmax_bwd(void *ctx, const qt_softmax_params *prm, void *dscores, const void *dprobs, const float *p, const int *lens, int rows, int cols) {
-    qt_cpu_softmax_clip_bwd_f64(prm, D(ctx, dscores), D(ctx, dprobs), D(ctx, p), lens, rows, cols);
-    return QT_OK;
+    return qt_cpu_softmax_clip_bwd_f64(prm, D(ctx, dscores), D(ctx, dprobs), D(ctx, p), lens, rows,
+                                       cols);
 }
 static qt_status f_attn_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv, void *probs,
                             float *p, const void *qkv, const int *lens, int B, int T, int C,
                             int H) {
-    qt_cpu_attention_fwd_f64(prm, D(ctx, ctxv), D(ctx, probs), D(ctx, p), D(ctx, qkv), lens, B, T,
-                             C, H);
-    return QT_OK;
+    return qt_cpu_attention_fwd_f64(prm, D(ctx, ctxv), D(ctx, probs), D(ctx, p), D(ctx, qkv), lens,
+                                    B, T, C, H);
 }
 static qt_status f_attn_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv, void *scratch,
                             const void *dctx, const void *qkv, const void *probs, const float *p,
                             const int *lens, int B, int T, int C, int H) {
-    qt_cpu_attention_bwd_f64(prm, D(ctx, dqkv), D(ctx, scratch), D(ctx, dctx), D(ctx, qkv),
-                             D(ctx, probs), D(ctx, p), lens, B, T, C, H);
-    return QT_OK;
+    return qt_cpu_attention_bwd_f64(prm, D(ctx, dqkv), D(ctx, scratch), D(ctx, dctx), D(ctx, qkv),
+                                    D(ctx, probs), D(ctx, p), lens, B, T, C, H);
 }
 static qt_status f_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden, const void *x, const void *w1, const void *b1, const void *w2, const void *b2, int N, int C) {
-    qt_cpu_gate_fwd_f64(g, D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1), D(ctx, b1),
-                        D(ctx, w2), D(ctx, b2), N, C);
-    return QT_OK;
+    return qt_cpu_gate_fwd_f64(g, D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1), D(ctx, b1),
+                               D(ctx, w2), D(ctx, b2), N, C);
 }
 static qt_status f_gate_bwd(void *ctx, const qt_gate_shape *g, void *dx, void *dw1, void *db1, void *dw2, void *db2, const float *dgate, const float *gate, const float *hidden, const void *x, const void *w1, const void *w2, int N, int C) {
-    qt_cpu_gate_bwd_f64(g, D(ctx, dx), D(ctx, dw1), D(ctx, db1), D(ctx, dw2), D(ctx, db2),
-                        D(ctx, dgate), D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1),
-                        D(ctx, w2), N, C);
-    return QT_OK;
+    return qt_cpu_gate_bwd_f64(g, D(ctx, dx), D(ctx, dw1), D(ctx, db1), D(ctx, dw2), D(ctx, db2),
+                               D(ctx, dgate), D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1),
+                               D(ctx, w2), N, C);
 }
 static qt_status f_gate_mul_fwd(void *ctx, void *out, const float *gate, const void *ctxv, int N, int C, int H) {
-    qt_cpu_gate_mul_fwd_f64(D(ctx, out), D(ctx, gate), D(ctx, ctxv), N, C, H);
-    return QT_OK;
+    return qt_cpu_gate_mul_fwd_f64(D(ctx, out), D(ctx, gate), D(ctx, ctxv), N, C, H);
 }
 static qt_status f_gate_mul_bwd(void *ctx, void *dctx, float *dgate, const void *dout, const float *gate, const void *ctxv, int N, int C, int H) {
-    qt_cpu_gate_mul_bwd_f64(D(ctx, dctx), D(ctx, dgate), D(ctx, dout), D(ctx, gate),
-                            D(ctx, ctxv), N, C, H);
-    return QT_OK;
+    return qt_cpu_gate_mul_bwd_f64(D(ctx, dctx), D(ctx, dgate), D(ctx, dout), D(ctx, gate),
+                                   D(ctx, ctxv), N, C, H);
 }
 static qt_status f_ln_fwd(void *ctx, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b, int N, int C) {
-    qt_cpu_layernorm_fwd_f64(D(ctx, out), D(ctx, mean), D(ctx, rstd), D(ctx, x), D(ctx, w),
-                             D(ctx, b), N, C);
-    return QT_OK;
+    return qt_cpu_layernorm_fwd_f64(D(ctx, out), D(ctx, mean), D(ctx, rstd), D(ctx, x), D(ctx, w),
+                                    D(ctx, b), N, C);
 }
 static qt_status f_ln_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout, const void *x, const float *mean, const float *rstd, const void *w, int N, int C) {
-    qt_cpu_layernorm_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x),
-                             D(ctx, mean), D(ctx, rstd), D(ctx, w), N, C);
-    return QT_OK;
+    return qt_cpu_layernorm_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, db), D(ctx, dout), D(ctx, x),
+                                    D(ctx, mean), D(ctx, rstd), D(ctx, w), N, C);
 }
 static qt_status f_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
-    qt_cpu_gelu_fwd_f64(D(ctx, out), D(ctx, x), n);
-    return QT_OK;
+    return qt_cpu_gelu_fwd_f64(D(ctx, out), D(ctx, x), n);
 }
 static qt_status f_gelu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
-    qt_cpu_gelu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
-    return QT_OK;
+    return qt_cpu_gelu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
 }
 static qt_status f_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
-    qt_cpu_relu_fwd_f64(D(ctx, out), D(ctx, x), n);
-    return QT_OK;
+    return qt_cpu_relu_fwd_f64(D(ctx, out), D(ctx, x), n);
 }
 static qt_status f_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
-    qt_cpu_relu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
-    return QT_OK;
+    return qt_cpu_relu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
 }
 // Embedding, add, dropout, cross-entropy's reduction helpers, AdamW and sumsq have no _f64
 // twin in ops.h; they are a few lines each in double here.
@@ -234,12 +220,12 @@ static qt_status f_drop_bwd(void *ctx, void *dx, const void *dout, size_t n, flo
     return QT_OK;
 }
 static qt_status f_ce_fwd(void *ctx, float *losses, void *probs, const void *logits, const int *targets, int N, int V) {
-    qt_cpu_crossentropy_fwd_f64(D(ctx, losses), D(ctx, probs), D(ctx, logits), targets, N, V);
-    return QT_OK;
+    return qt_cpu_crossentropy_fwd_f64(D(ctx, losses), D(ctx, probs), D(ctx, logits), targets, N,
+                                       V);
 }
 static qt_status f_ce_bwd(void *ctx, void *dlogits, const float *dlosses, const void *probs, const int *targets, int N, int V) {
-    qt_cpu_crossentropy_bwd_f64(D(ctx, dlogits), D(ctx, dlosses), D(ctx, probs), targets, N, V);
-    return QT_OK;
+    return qt_cpu_crossentropy_bwd_f64(D(ctx, dlogits), D(ctx, dlosses), D(ctx, probs), targets, N,
+                                       V);
 }
 static qt_status f_adamw(void *ctx, void *param, float *master, const void *grad, float *m, float *v, size_t n, const qt_adamw_params *prm) {
     const qt_adamw_params *p = prm;
@@ -265,31 +251,25 @@ static qt_status f_sumsq(void *ctx, double *out, const void *x, size_t n) {
 // ---- LLaMA family (llama part): the _f64 twins of kernels/cpu/llama_ops.c
 static qt_status f_rms_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w, int N,
                            int C) {
-    qt_cpu_rmsnorm_fwd_f64(D(ctx, out), D(ctx, rstd), D(ctx, x), D(ctx, w), N, C);
-    return QT_OK;
+    return qt_cpu_rmsnorm_fwd_f64(D(ctx, out), D(ctx, rstd), D(ctx, x), D(ctx, w), N, C);
 }
 static qt_status f_rms_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
                            const float *rstd, const void *w, int N, int C) {
-    qt_cpu_rmsnorm_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, dout), D(ctx, x), D(ctx, rstd),
-                           D(ctx, w), N, C);
-    return QT_OK;
+    return qt_cpu_rmsnorm_bwd_f64(D(ctx, dx), D(ctx, dw), D(ctx, dout), D(ctx, x), D(ctx, rstd),
+                                  D(ctx, w), N, C);
 }
 static qt_status f_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
-    qt_cpu_rope_fwd_f64(D(ctx, qkv), B, T, C, H, theta);
-    return QT_OK;
+    return qt_cpu_rope_fwd_f64(D(ctx, qkv), B, T, C, H, theta);
 }
 static qt_status f_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
-    qt_cpu_rope_bwd_f64(D(ctx, dqkv), B, T, C, H, theta);
-    return QT_OK;
+    return qt_cpu_rope_bwd_f64(D(ctx, dqkv), B, T, C, H, theta);
 }
 static qt_status f_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
-    qt_cpu_swiglu_fwd_f64(D(ctx, out), D(ctx, x), N, F);
-    return QT_OK;
+    return qt_cpu_swiglu_fwd_f64(D(ctx, out), D(ctx, x), N, F);
 }
 static qt_status f_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
                               int F) {
-    qt_cpu_swiglu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), N, F);
-    return QT_OK;
+    return qt_cpu_swiglu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), N, F);
 }
 // ---- end of the llama part
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/activation.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -30,8 +31,10 @@ typedef struct {
 
 static double act_loss(void *v) {
     act_ctx *c = v;
-    if (c->gelu) qt_cpu_gelu_fwd_f64(c->out, c->x, c->n);
-    else qt_cpu_relu_fwd_f64(c->out, c->x, c->n);
+    if (c->gelu)
+        QT_EXPECT_OK(qt_cpu_gelu_fwd_f64(c->out, c->x, c->n));
+    else
+        QT_EXPECT_OK(qt_cpu_relu_fwd_f64(c->out, c->x, c->n));
     return qt_test_ddot(c->out, c->wout, c->n);
 }
 
@@ -54,19 +57,21 @@ START_TEST(test_activation_fd) {
                               "gelu_fwd_f64(%g) = %.17g, tanh form %.17g", c.x[i], c.out[i],
                               gelu_ref(c.x[i]));
         double *d0 = qt_test_drand(n, -1, 1, 42), *d = qt_test_dcopy(d0, n);
-        if (gelu) qt_cpu_gelu_bwd_f64(d, wout, c.x, n);
-        else qt_cpu_relu_bwd_f64(d, wout, c.x, n);
+        if (gelu)
+            QT_EXPECT_OK(qt_cpu_gelu_bwd_f64(d, wout, c.x, n));
+        else
+            QT_EXPECT_OK(qt_cpu_relu_bwd_f64(d, wout, c.x, n));
         qt_test_check_grad(act_loss, &c, c.x, n, d, d0, FD_H, FD_TOL,
                            gelu ? "gelu_bwd_f64" : "relu_bwd_f64");
         // dx aliasing dout is the in-place form: dx = dout f'(x)
         double *inpl = qt_test_dcopy(wout, n), *z = qt_test_dalloc(n);
         for (size_t i = 0; i < n; i++) z[i] = 0.0;
         if (gelu) {
-            qt_cpu_gelu_bwd_f64(inpl, inpl, c.x, n);
-            qt_cpu_gelu_bwd_f64(z, wout, c.x, n);
+            QT_EXPECT_OK(qt_cpu_gelu_bwd_f64(inpl, inpl, c.x, n));
+            QT_EXPECT_OK(qt_cpu_gelu_bwd_f64(z, wout, c.x, n));
         } else {
-            qt_cpu_relu_bwd_f64(inpl, inpl, c.x, n);
-            qt_cpu_relu_bwd_f64(z, wout, c.x, n);
+            QT_EXPECT_OK(qt_cpu_relu_bwd_f64(inpl, inpl, c.x, n));
+            QT_EXPECT_OK(qt_cpu_relu_bwd_f64(z, wout, c.x, n));
         }
         for (size_t i = 0; i < n; i++)
             ck_assert_msg(inpl[i] == z[i], "%s_bwd in place differs at %zu", gelu ? "gelu" : "relu",
@@ -94,15 +99,15 @@ START_TEST(test_activation_float_vs_double) {
             float *of = qt_test_falloc(n);
             qt_test_poison(of, n);
             if (gelu) {
-                qt_cpu_gelu_fwd(of, xf, n);
-                qt_cpu_gelu_fwd_f64(od, xd, n);
-                qt_cpu_gelu_bwd(df, gf, xf, n);
-                qt_cpu_gelu_bwd_f64(dd, gd, xd, n);
+                QT_EXPECT_OK(qt_cpu_gelu_fwd(of, xf, n));
+                QT_EXPECT_OK(qt_cpu_gelu_fwd_f64(od, xd, n));
+                QT_EXPECT_OK(qt_cpu_gelu_bwd(df, gf, xf, n));
+                QT_EXPECT_OK(qt_cpu_gelu_bwd_f64(dd, gd, xd, n));
             } else {
-                qt_cpu_relu_fwd(of, xf, n);
-                qt_cpu_relu_fwd_f64(od, xd, n);
-                qt_cpu_relu_bwd(df, gf, xf, n);
-                qt_cpu_relu_bwd_f64(dd, gd, xd, n);
+                QT_EXPECT_OK(qt_cpu_relu_fwd(of, xf, n));
+                QT_EXPECT_OK(qt_cpu_relu_fwd_f64(od, xd, n));
+                QT_EXPECT_OK(qt_cpu_relu_bwd(df, gf, xf, n));
+                QT_EXPECT_OK(qt_cpu_relu_bwd_f64(dd, gd, xd, n));
             }
             // element-wise ops: relative to each element (1e-5) plus a tiny absolute floor
             double e1 = 0.0, e2 = 0.0;
@@ -117,8 +122,10 @@ START_TEST(test_activation_float_vs_double) {
             // out may alias x
             float *inpl = qt_test_falloc(n);
             memcpy(inpl, xf, n * sizeof(float));
-            if (gelu) qt_cpu_gelu_fwd(inpl, inpl, n);
-            else qt_cpu_relu_fwd(inpl, inpl, n);
+            if (gelu)
+                QT_EXPECT_OK(qt_cpu_gelu_fwd(inpl, inpl, n));
+            else
+                QT_EXPECT_OK(qt_cpu_relu_fwd(inpl, inpl, n));
             ck_assert(memcmp(inpl, of, n * sizeof(float)) == 0);
             free(xd);
             free(gd);
@@ -133,8 +140,8 @@ START_TEST(test_activation_float_vs_double) {
     }
     // the float GELU stays finite and exact-limit in the far tails
     float x[4] = {-1e6f, -100.0f, 100.0f, 1e6f}, o[4], d[4] = {0, 0, 0, 0}, one[4] = {1, 1, 1, 1};
-    qt_cpu_gelu_fwd(o, x, 4);
-    qt_cpu_gelu_bwd(d, one, x, 4);
+    QT_EXPECT_OK(qt_cpu_gelu_fwd(o, x, 4));
+    QT_EXPECT_OK(qt_cpu_gelu_bwd(d, one, x, 4));
     for (int i = 0; i < 4; i++) {
         ck_assert_msg(isfinite(o[i]) && isfinite(d[i]), "gelu(%g) = %g, gelu' = %g", x[i], o[i],
                       d[i]);
@@ -145,12 +152,38 @@ START_TEST(test_activation_float_vs_double) {
 }
 END_TEST
 
+// The error contract (kernels/activation.h): with n > 0 a NULL tensor is refused, naming the
+// op, before anything is written; n = 0 needs no tensors.
+START_TEST(test_activation_bad_args) {
+    enum { n = 5 };
+    const size_t nb = n * sizeof(float);
+    const float x[n] = {-1.0f, -0.5f, 0.0f, 0.5f, 1.0f};
+    float *out = qt_test_guarded(nb), *dx = qt_test_guarded(nb);
+    QT_EXPECT_REFUSED(qt_cpu_gelu_fwd(out, NULL, n), "gelu_fwd", qt_test_untouched(out, nb));
+    QT_EXPECT_REFUSED(qt_cpu_gelu_fwd(NULL, x, n), "gelu_fwd", 1);
+    QT_EXPECT_REFUSED(qt_cpu_gelu_bwd(dx, x, NULL, n), "gelu_bwd", qt_test_untouched(dx, nb));
+    QT_EXPECT_REFUSED(qt_cpu_gelu_bwd(dx, NULL, x, n), "gelu_bwd", qt_test_untouched(dx, nb));
+    QT_EXPECT_REFUSED(qt_cpu_relu_fwd(out, NULL, n), "relu_fwd", qt_test_untouched(out, nb));
+    QT_EXPECT_REFUSED(qt_cpu_relu_bwd(dx, x, NULL, n), "relu_bwd", qt_test_untouched(dx, nb));
+    const double xd[n] = {-1.0, -0.5, 0.0, 0.5, 1.0};
+    double *outd = qt_test_guarded(n * sizeof(double));
+    QT_EXPECT_REFUSED(qt_cpu_gelu_fwd_f64(outd, NULL, n), "gelu_fwd_f64",
+                      qt_test_untouched(outd, n * sizeof(double)));
+    QT_EXPECT_REFUSED(qt_cpu_relu_bwd_f64(outd, xd, NULL, n), "relu_bwd_f64",
+                      qt_test_untouched(outd, n * sizeof(double)));
+    QT_EXPECT_OK(qt_cpu_gelu_fwd(NULL, NULL, 0));
+    QT_EXPECT_OK(qt_cpu_relu_bwd(NULL, NULL, NULL, 0));
+    QT_TEST_FREE_ALL(out, dx, outd);
+}
+END_TEST
+
 static Suite *activation_suite(void) {
     Suite *s = suite_create("activation");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_activation_fd);
     tcase_add_test(tc, test_activation_float_vs_double);
+    tcase_add_test(tc, test_activation_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/common/vmath.h"
 #include "kernels/adamw.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 // ---- AdamW, sumsq -----------------------------------------------------------------------------
@@ -29,7 +30,7 @@ START_TEST(test_adamw) {
         double mh = mw[i] / (1 - pow(b1, 3)), vh = vw[i] / (1 - pow(b2, 3));
         pw[i] = p[i] - (double)prm.lr * (mh / (sqrt(vh) + prm.eps) + prm.weight_decay * p[i]);
     }
-    qt_cpu_adamw_step(p, g, m, v, n, &prm);
+    QT_EXPECT_OK(qt_cpu_adamw_step(p, g, m, v, n, &prm));
     for (size_t i = 0; i < n; i++) {
         ck_assert_msg(fabs(m[i] - mw[i]) <= 1e-6 * mscale[i] &&
                           fabs(v[i] - vw[i]) <= 1e-6 * vscale[i],
@@ -41,7 +42,7 @@ START_TEST(test_adamw) {
     float p1[4] = {1, 1, 1, 1}, g1[4] = {0.3f, -2.0f, 5.0f, -1e-3f}, m1[4] = {0}, v1[4] = {0};
     qt_adamw_params one = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-12f,
                            .weight_decay = 0.0f, .step = 1, .grad_scale = 1.0f};
-    qt_cpu_adamw_step(p1, g1, m1, v1, 4, &one);
+    QT_EXPECT_OK(qt_cpu_adamw_step(p1, g1, m1, v1, 4, &one));
     for (int i = 0; i < 4; i++)
         ck_assert_msg(fabsf(p1[i] - (1.0f - 0.01f * (g1[i] > 0 ? 1.0f : -1.0f))) <= 1e-6f,
                       "adamw step 1 at %d: %g", i, p1[i]);
@@ -57,10 +58,10 @@ START_TEST(test_adamw) {
     memcpy(pb, pa, big * sizeof(float));
     memcpy(mb, ma, big * sizeof(float));
     memcpy(vb, va, big * sizeof(float));
-    qt_cpu_adamw_step(pa, ga, ma, va, big, &prm);
+    QT_EXPECT_OK(qt_cpu_adamw_step(pa, ga, ma, va, big, &prm));
     for (size_t i = 0; i < big; i += 1000) {
         size_t len = big - i < 1000 ? big - i : 1000;
-        qt_cpu_adamw_step(pb + i, ga + i, mb + i, vb + i, len, &prm);
+        QT_EXPECT_OK(qt_cpu_adamw_step(pb + i, ga + i, mb + i, vb + i, len, &prm));
     }
     ck_assert(memcmp(pa, pb, big * sizeof(float)) == 0);
     ck_assert(memcmp(ma, mb, big * sizeof(float)) == 0);
@@ -99,12 +100,42 @@ START_TEST(test_vsqrtf) {
 }
 END_TEST
 
+// The error contract (kernels/adamw.h): no params, a step below 1 (steps are 1-based: the
+// bias corrections divide by 1 - beta^step) or a NULL tensor with n > 0 is refused, naming the
+// op, before param, m or v is written.
+START_TEST(test_adamw_bad_args) {
+    enum { n = 4 };
+    const size_t nb = n * sizeof(float);
+    const float grad[n] = {0.1f, -0.2f, 0.3f, -0.4f};
+    float *param = qt_test_guarded(nb), *m = qt_test_guarded(nb), *v = qt_test_guarded(nb);
+    qt_adamw_params prm = {.lr = 1e-3f,
+                           .beta1 = 0.9f,
+                           .beta2 = 0.95f,
+                           .eps = 1e-8f,
+                           .weight_decay = 0.1f,
+                           .step = 0,
+                           .grad_scale = 1.0f};
+#define UNTOUCHED                                                                                  \
+    (qt_test_untouched(param, nb) && qt_test_untouched(m, nb) && qt_test_untouched(v, nb))
+    QT_EXPECT_REFUSED(qt_cpu_adamw_step(param, grad, m, v, n, &prm), "adamw_step", UNTOUCHED);
+    ck_assert_msg(strstr(qt_last_error(), "step = 0"), "%s", qt_last_error());
+    prm.step = 1;
+    QT_EXPECT_REFUSED(qt_cpu_adamw_step(param, grad, m, v, n, NULL), "adamw_step", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_adamw_step(param, NULL, m, v, n, &prm), "adamw_step", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_adamw_step(param, grad, m, NULL, n, &prm), "adamw_step", UNTOUCHED);
+#undef UNTOUCHED
+    QT_EXPECT_OK(qt_cpu_adamw_step(NULL, NULL, NULL, NULL, 0, &prm));
+    QT_TEST_FREE_ALL(param, m, v);
+}
+END_TEST
+
 static Suite *adamw_suite(void) {
     Suite *s = suite_create("adamw");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_adamw);
     tcase_add_test(tc, test_vsqrtf);
+    tcase_add_test(tc, test_adamw_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -20,6 +20,7 @@
 #include "kernels/gate.h"
 #include "kernels/linear.h"
 #include "attention_layer_ref.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -140,8 +141,8 @@ typedef struct {
 
 static double att_loss(void *v) {
     att_ctx *c = v;
-    qt_cpu_attention_fwd_f64(c->prm, c->ctx, c->probs, c->p, c->qkv, c->lens, c->B, c->T, c->C,
-                             c->H);
+    QT_EXPECT_OK(qt_cpu_attention_fwd_f64(c->prm, c->ctx, c->probs, c->p, c->qkv, c->lens, c->B,
+                                          c->T, c->C, c->H));
     return qt_test_ddot(c->ctx, c->wout, (size_t)c->B * c->T * c->C);
 }
 
@@ -165,7 +166,8 @@ static void check_attention_fd(qt_softmax_kind kind, int B, int T, int C, int H,
     att_loss(&c);
     acc_buf dqkv = acc_new(nq, seed + 2);
     double *scratch = qt_test_dalloc(np);
-    qt_cpu_attention_bwd_f64(&prm, dqkv.g, scratch, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H);
+    QT_EXPECT_OK(qt_cpu_attention_bwd_f64(&prm, dqkv.g, scratch, c.wout, c.qkv, c.probs, c.p, lens,
+                                          B, T, C, H));
     // masked entries of p and probs are exactly 0
     for (int bh = 0; bh < B * H; bh++)
         for (int t = 0; t < T; t++)
@@ -221,8 +223,8 @@ static void check_attention_float(qt_softmax_kind kind, int B, int T, int C, int
     qt_test_poison(prf, np);
     qt_test_poison(pf, np);
     qt_test_poison(sf, np);
-    qt_cpu_attention_fwd(&prm, cf, prf, pf, qf, lens, B, T, C, H);
-    qt_cpu_attention_fwd_f64(&prm, cd, prd, pd, qd, lens, B, T, C, H);
+    QT_EXPECT_OK(qt_cpu_attention_fwd(&prm, cf, prf, pf, qf, lens, B, T, C, H));
+    QT_EXPECT_OK(qt_cpu_attention_fwd_f64(&prm, cd, prd, pd, qd, lens, B, T, C, H));
     double e1 = qt_test_float_vs_double(cf, cd, nc, 1e-5),
            e2 = qt_test_float_vs_double(prf, prd, np, 1e-5);
     double e3 = qt_test_float_vs_double(pf, pd, np, 1e-5);
@@ -231,8 +233,8 @@ static void check_attention_float(qt_softmax_kind kind, int B, int T, int C, int
                   sm_name(kind), B, T, C, H, e1, e2, e3);
     double *dqd = qt_test_drand(nq, -1, 1, seed + 2);
     float *dqf = qt_test_to_float(dqd, nq);
-    qt_cpu_attention_bwd(&prm, dqf, sf, dcf, qf, prf, pf, lens, B, T, C, H);
-    qt_cpu_attention_bwd_f64(&prm, dqd, sd, dcd, qd, prd, pd, lens, B, T, C, H);
+    QT_EXPECT_OK(qt_cpu_attention_bwd(&prm, dqf, sf, dcf, qf, prf, pf, lens, B, T, C, H));
+    QT_EXPECT_OK(qt_cpu_attention_bwd_f64(&prm, dqd, sd, dcd, qd, prd, pd, lens, B, T, C, H));
     double e = qt_test_float_vs_double(dqf, dqd, nq, 1e-5);
     ck_assert_msg(e <= 1.0, "attention_bwd float/double %s B %d T %d C %d H %d: %g",
                   sm_name(kind), B, T, C, H, e);
@@ -333,7 +335,8 @@ static void check_split_case(int B, int T, int C, int H, int mode0, int padlen, 
     double *dqkv = qt_test_dalloc(nq), *scr = qt_test_dalloc(np),
            *u = qt_test_drand(nq, -1, 1, seed + 2);
     for (size_t i = 0; i < nq; i++) dqkv[i] = 0.0;
-    qt_cpu_attention_bwd_f64(&prm, dqkv, scr, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H);
+    QT_EXPECT_OK(
+        qt_cpu_attention_bwd_f64(&prm, dqkv, scr, c.wout, c.qkv, c.probs, c.p, lens, B, T, C, H));
     double an = qt_test_ddot(dqkv, u, nq);
     double *x0 = qt_test_dalloc(nq);
     memcpy(x0, c.qkv, nq * sizeof(double));
@@ -385,16 +388,17 @@ typedef struct {
 // The reference forward: the layer written out from the `_f64` ops.
 static void ref_fwd(layer_ref *r) {
     int N = r->B * r->T, C = r->C;
-    qt_cpu_linear_fwd_f64(r->qkv, r->x, r->w[0], r->w[1], N, C, 3 * C);
-    qt_cpu_attention_fwd_f64(&r->sm, r->ctx, r->probs, r->p, r->qkv, r->lens, r->B, r->T, C, r->H);
+    QT_EXPECT_OK(qt_cpu_linear_fwd_f64(r->qkv, r->x, r->w[0], r->w[1], N, C, 3 * C));
+    QT_EXPECT_OK(qt_cpu_attention_fwd_f64(&r->sm, r->ctx, r->probs, r->p, r->qkv, r->lens, r->B,
+                                          r->T, C, r->H));
     const double *in = r->ctx;
     if (r->gate.kind != QT_GATE_NONE) {
-        qt_cpu_gate_fwd_f64(&r->gate, r->gatev, r->hidden, r->x, r->w[4], r->w[5], r->w[6],
-                            r->w[7], N, C);
-        qt_cpu_gate_mul_fwd_f64(r->gated, r->gatev, r->ctx, N, C, r->H);
+        QT_EXPECT_OK(qt_cpu_gate_fwd_f64(&r->gate, r->gatev, r->hidden, r->x, r->w[4], r->w[5],
+                                         r->w[6], r->w[7], N, C));
+        QT_EXPECT_OK(qt_cpu_gate_mul_fwd_f64(r->gated, r->gatev, r->ctx, N, C, r->H));
         in = r->gated;
     }
-    qt_cpu_linear_fwd_f64(r->out, in, r->w[2], r->w[3], N, C, C);
+    QT_EXPECT_OK(qt_cpu_linear_fwd_f64(r->out, in, r->w[2], r->w[3], N, C, C));
 }
 
 static double ref_loss(void *v) {
@@ -411,20 +415,21 @@ static void ref_bwd(layer_ref *r, double *dx, double **dw) {
     double *dqkv = calloc(3 * nc, sizeof(double));
     double *scr = qt_test_dalloc((size_t)r->B * H * r->T * r->T);
     int gated = r->gate.kind != QT_GATE_NONE;
-    qt_cpu_linear_bwd_f64(din, dw[2], dw[3], r->wout, gated ? r->gated : r->ctx, r->w[2], N, C, C);
+    QT_EXPECT_OK(qt_cpu_linear_bwd_f64(din, dw[2], dw[3], r->wout, gated ? r->gated : r->ctx,
+                                       r->w[2], N, C, C));
     if (gated) {
         double *dg = calloc((size_t)N * H, sizeof(double));
-        qt_cpu_gate_mul_bwd_f64(dctx, dg, din, r->gatev, r->ctx, N, C, H);
-        qt_cpu_gate_bwd_f64(&r->gate, dx, dw[4], dw[5], r->wn[6] ? dw[6] : NULL,
-                            r->wn[7] ? dw[7] : NULL, dg, r->gatev, r->hidden, r->x, r->w[4],
-                            r->w[6], N, C);
+        QT_EXPECT_OK(qt_cpu_gate_mul_bwd_f64(dctx, dg, din, r->gatev, r->ctx, N, C, H));
+        QT_EXPECT_OK(qt_cpu_gate_bwd_f64(&r->gate, dx, dw[4], dw[5], r->wn[6] ? dw[6] : NULL,
+                                         r->wn[7] ? dw[7] : NULL, dg, r->gatev, r->hidden, r->x,
+                                         r->w[4], r->w[6], N, C));
         free(dg);
     } else {
         memcpy(dctx, din, nc * sizeof(double));
     }
-    qt_cpu_attention_bwd_f64(&r->sm, dqkv, scr, dctx, r->qkv, r->probs, r->p, r->lens, r->B, r->T,
-                             C, H);
-    qt_cpu_linear_bwd_f64(dx, dw[0], dw[1], dqkv, r->x, r->w[0], N, C, 3 * C);
+    QT_EXPECT_OK(qt_cpu_attention_bwd_f64(&r->sm, dqkv, scr, dctx, r->qkv, r->probs, r->p, r->lens,
+                                          r->B, r->T, C, H));
+    QT_EXPECT_OK(qt_cpu_linear_bwd_f64(dx, dw[0], dw[1], dqkv, r->x, r->w[0], N, C, 3 * C));
     free(din);
     free(dctx);
     free(dqkv);
@@ -519,7 +524,7 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     a.gated = af[6];
     float *outf = qt_test_falloc(nc);
     qt_test_poison(outf, nc);
-    qt_cpu_attention_layer_fwd(&shape, &wp, &a, outf, xf, lens);
+    QT_EXPECT_OK(qt_cpu_attention_layer_fwd(&shape, &wp, &a, outf, xf, lens));
     double e = qt_test_float_vs_double(outf, r.out, nc, 1e-5);
     ck_assert_msg(e <= 1.0, "%s: float forward vs double: %g", what, e);
     // backward onto random starts (accumulate), scratch poisoned
@@ -535,7 +540,7 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     size_t nscr = (size_t)B * H * T * T + 4 * nc;
     float *scr = qt_test_falloc(nscr);
     qt_test_poison(scr, nscr);
-    qt_cpu_attention_layer_bwd(&shape, &wp, &a, &gr, dxf, scr, doutf, xf, lens);
+    QT_EXPECT_OK(qt_cpu_attention_layer_bwd(&shape, &wp, &a, &gr, dxf, scr, doutf, xf, lens));
     for (size_t i = 0; i < nc; i++) dxs[i] += dx[i];
     e = qt_test_float_vs_double(dxf, dxs, nc, 1e-5);
     ck_assert_msg(e <= 1.0, "%s: float dx vs double: %g", what, e);
@@ -582,6 +587,81 @@ START_TEST(test_attention_layer) {
 }
 END_TEST
 
+// The error contract (kernels/attention.h): bad softmax params, a shape whose C is not a
+// multiple of H, a length outside [1, T] or a NULL tensor is refused, naming the op, before
+// ctx, probs, p (forward) or dqkv, scratch (backward) is written.
+START_TEST(test_attention_bad_args) {
+    enum { B = 1, T = 3, C = 4, H = 2 };
+    const size_t n_ctx = (size_t)B * T * C, n_tt = (size_t)B * H * T * T, n_qkv = 3 * n_ctx;
+    float *qkv = qt_test_falloc(n_qkv), *dctx = qt_test_falloc(n_ctx);
+    qt_test_fill_uniform(qkv, n_qkv, -1.0f, 1.0f, 71);
+    qt_test_fill_uniform(dctx, n_ctx, -1.0f, 1.0f, 72);
+    float *ctx = qt_test_guarded(n_ctx * 4), *probs = qt_test_guarded(n_tt * 4),
+          *p = qt_test_guarded(n_tt * 4);
+    int lens[B * T] = {1, 2, 3};
+    const qt_softmax_params ok = sm_params(QT_SOFTMAX_CLIPPED, C / H);
+    qt_softmax_params bad = ok;
+#define FWD(prm, lens_, h) qt_cpu_attention_fwd(prm, ctx, probs, p, qkv, lens_, B, T, C, h)
+#define UNTOUCHED                                                                                  \
+    (qt_test_untouched(ctx, n_ctx * 4) && qt_test_untouched(probs, n_tt * 4) &&                    \
+     qt_test_untouched(p, n_tt * 4))
+    QT_EXPECT_REFUSED(FWD(&ok, lens, 3), "attention_fwd", UNTOUCHED); // C % H != 0
+    QT_EXPECT_REFUSED(FWD(NULL, lens, H), "attention_fwd", UNTOUCHED);
+    bad.kind = (qt_softmax_kind)7;
+    QT_EXPECT_REFUSED(FWD(&bad, lens, H), "attention_fwd", UNTOUCHED);
+    bad = ok;
+    bad.gamma = 0.1f; // clipped needs gamma <= 0
+    QT_EXPECT_REFUSED(FWD(&bad, lens, H), "attention_fwd", UNTOUCHED);
+    bad = sm_params(QT_SOFTMAX_NCS, C / H);
+    bad.beta = 2.0f * bad.eta; // NCS needs beta < 2 eta
+    QT_EXPECT_REFUSED(FWD(&bad, lens, H), "attention_fwd", UNTOUCHED);
+    bad = ok;
+    bad.scale = NAN;
+    QT_EXPECT_REFUSED(FWD(&bad, lens, H), "attention_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(FWD(&ok, NULL, H), "attention_fwd", UNTOUCHED);
+    lens[2] = T + 1;
+    QT_EXPECT_REFUSED(FWD(&ok, lens, H), "attention_fwd", UNTOUCHED);
+    ck_assert_msg(strstr(qt_last_error(), "lens[2] = 4"), "%s", qt_last_error());
+    lens[2] = 0;
+    QT_EXPECT_REFUSED(FWD(&ok, lens, H), "attention_fwd", UNTOUCHED);
+    lens[2] = T;
+    QT_EXPECT_REFUSED(qt_cpu_attention_fwd(&ok, ctx, probs, p, NULL, lens, B, T, C, H),
+                      "attention_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_attention_fwd(&ok, ctx, probs, p, qkv, lens, -1, T, C, H),
+                      "attention_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_attention_fwd(&ok, ctx, probs, p, qkv, lens, B, 0, C, H),
+                      "attention_fwd", UNTOUCHED);
+#undef UNTOUCHED
+    // the backward, from a valid forward
+    float *pr = qt_test_falloc(n_tt), *pp = qt_test_falloc(n_tt), *cx = qt_test_falloc(n_ctx);
+    QT_EXPECT_OK(qt_cpu_attention_fwd(&ok, cx, pr, pp, qkv, lens, B, T, C, H));
+    float *dqkv = qt_test_guarded(n_qkv * 4), *scratch = qt_test_guarded(n_tt * 4);
+#define UNTOUCHED (qt_test_untouched(dqkv, n_qkv * 4) && qt_test_untouched(scratch, n_tt * 4))
+    lens[1] = -1;
+    QT_EXPECT_REFUSED(qt_cpu_attention_bwd(&ok, dqkv, scratch, dctx, qkv, pr, pp, lens, B, T, C, H),
+                      "attention_bwd", UNTOUCHED);
+    lens[1] = 2;
+    QT_EXPECT_REFUSED(qt_cpu_attention_bwd(&ok, dqkv, scratch, NULL, qkv, pr, pp, lens, B, T, C, H),
+                      "attention_bwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_attention_bwd(&ok, dqkv, scratch, dctx, qkv, pr, pp, lens, B, T, 5, H),
+                      "attention_bwd", UNTOUCHED);
+#undef UNTOUCHED
+#undef FWD
+    // the double twin names itself
+    double *qd = qt_test_dalloc(n_qkv), *cd = qt_test_guarded(n_ctx * 8),
+           *prd = qt_test_guarded(n_tt * 8), *pd = qt_test_guarded(n_tt * 8);
+    for (size_t i = 0; i < n_qkv; i++)
+        qd[i] = qkv[i];
+    lens[0] = 0;
+    QT_EXPECT_REFUSED(qt_cpu_attention_fwd_f64(&ok, cd, prd, pd, qd, lens, B, T, C, H),
+                      "attention_fwd_f64",
+                      qt_test_untouched(cd, n_ctx * 8) && qt_test_untouched(prd, n_tt * 8) &&
+                          qt_test_untouched(pd, n_tt * 8));
+    QT_EXPECT_OK(qt_cpu_attention_fwd(&ok, NULL, NULL, NULL, NULL, NULL, 0, T, C, H));
+    QT_TEST_FREE_ALL(qkv, dctx, ctx, probs, p, pr, pp, cx, dqkv, scratch, qd, cd, prd, pd);
+}
+END_TEST
+
 static Suite *attention_suite(void) {
     Suite *s = suite_create("attention");
     TCase *tc = tcase_create("core");
@@ -590,6 +670,7 @@ static Suite *attention_suite(void) {
     tcase_add_test(tc, test_attention_float_vs_double);
     tcase_add_test(tc, test_attention_split_gemms);
     tcase_add_test(tc, test_attention_layer);
+    tcase_add_test(tc, test_attention_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/crossentropy.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -30,7 +31,8 @@ typedef struct {
 
 static double ce_loss(void *v) {
     ce_ctx *c = v;
-    qt_cpu_crossentropy_fwd_f64(c->losses, c->probs, c->logits, c->targets, c->N, c->V);
+    QT_EXPECT_OK(
+        qt_cpu_crossentropy_fwd_f64(c->losses, c->probs, c->logits, c->targets, c->N, c->V));
     return qt_test_ddot(c->losses, c->dloss, c->N);
 }
 
@@ -53,15 +55,15 @@ START_TEST(test_crossentropy_fd) {
                           "crossentropy probs row %d col %d", n, j);
     }
     double *d0 = qt_test_drand((size_t)N * V, -1, 1, 112), *d = qt_test_dcopy(d0, (size_t)N * V);
-    qt_cpu_crossentropy_bwd_f64(d, dloss, c.probs, targets, N, V);
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(d, dloss, c.probs, targets, N, V));
     for (int j = 0; j < V; j++) ck_assert(d[V + j] == d0[V + j]); // ignored row untouched
     qt_test_check_grad(ce_loss, &c, c.logits, (size_t)N * V, d, d0, FD_H, FD_TOL,
                        "crossentropy_bwd_f64 dlogits");
     // in place: dlogits aliasing probs is overwritten; the ignored row becomes 0
     double *inpl = qt_test_dcopy(c.probs, (size_t)N * V), *z = qt_test_dalloc((size_t)N * V);
     for (int i = 0; i < N * V; i++) z[i] = 0.0;
-    qt_cpu_crossentropy_bwd_f64(inpl, dloss, inpl, targets, N, V);
-    qt_cpu_crossentropy_bwd_f64(z, dloss, c.probs, targets, N, V);
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(inpl, dloss, inpl, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(z, dloss, c.probs, targets, N, V));
     for (int i = 0; i < N * V; i++)
         ck_assert_msg(inpl[i] == z[i], "crossentropy_bwd in place differs at %d", i);
     free(dloss);
@@ -87,20 +89,20 @@ static void check_ce_float(int N, int V, uint64_t seed) {
     float *lf = qt_test_falloc(N), *pf = qt_test_falloc(n);
     qt_test_poison(lf, N);
     qt_test_poison(pf, n);
-    qt_cpu_crossentropy_fwd(lf, pf, zf, targets, N, V);
-    qt_cpu_crossentropy_fwd_f64(ld, pd, zd, targets, N, V);
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(lf, pf, zf, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd_f64(ld, pd, zd, targets, N, V));
     double e1 = qt_test_float_vs_double(lf, ld, N, 1e-5),
            e2 = qt_test_float_vs_double(pf, pd, n, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0,
                   "crossentropy_fwd float/double N %d V %d: losses %g probs %g", N, V, e1, e2);
-    qt_cpu_crossentropy_bwd(df, dlf, pf, targets, N, V);
-    qt_cpu_crossentropy_bwd_f64(dd, dld, pd, targets, N, V);
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd(df, dlf, pf, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(dd, dld, pd, targets, N, V));
     double e3 = qt_test_float_vs_double(df, dd, n, 1e-5);
     ck_assert_msg(e3 <= 1.0, "crossentropy_bwd float/double N %d V %d: %g", N, V, e3);
     // probs may alias logits
     float *inpl = qt_test_falloc(n), *l2 = qt_test_falloc(N);
     memcpy(inpl, zf, n * sizeof(float));
-    qt_cpu_crossentropy_fwd(l2, inpl, inpl, targets, N, V);
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(l2, inpl, inpl, targets, N, V));
     ck_assert(memcmp(inpl, pf, n * sizeof(float)) == 0 && memcmp(l2, lf, N * sizeof(float)) == 0);
     free(targets);
     free(zd);
@@ -124,12 +126,60 @@ START_TEST(test_crossentropy_float_vs_double) {
 }
 END_TEST
 
+// The error contract (kernels/crossentropy.h): a bad shape, a NULL tensor or a target at or
+// beyond V is refused, naming the op, before losses, probs or dlogits is written; negative
+// targets stay valid (ignored rows).
+START_TEST(test_crossentropy_bad_args) {
+    enum { N = 3, V = 5 };
+    const size_t nv = (size_t)N * V;
+    float *logits = qt_test_falloc(nv), *dl = qt_test_falloc(N);
+    qt_test_fill_uniform(logits, nv, -2.0f, 2.0f, 81);
+    qt_test_fill_uniform(dl, N, 0.5f, 1.0f, 82);
+    float *losses = qt_test_guarded(N * 4), *probs = qt_test_guarded(nv * 4),
+          *dlogits = qt_test_guarded(nv * 4);
+    int targets[N] = {0, -1, V};
+#define UNTOUCHED (qt_test_untouched(losses, N * 4) && qt_test_untouched(probs, nv * 4))
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V),
+                      "crossentropy_fwd", UNTOUCHED);
+    ck_assert_msg(strstr(qt_last_error(), "targets[2] = 5"), "%s", qt_last_error());
+    targets[2] = 4;
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, 0),
+                      "crossentropy_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, targets, -1, V),
+                      "crossentropy_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, NULL, N, V),
+                      "crossentropy_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(NULL, probs, logits, targets, N, V),
+                      "crossentropy_fwd", UNTOUCHED);
+#undef UNTOUCHED
+    float *pr = qt_test_falloc(nv), *ls = qt_test_falloc(N);
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(ls, pr, logits, targets, N, V));
+    targets[0] = 7;
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_bwd(dlogits, dl, pr, targets, N, V), "crossentropy_bwd",
+                      qt_test_untouched(dlogits, nv * 4));
+    targets[0] = 0;
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_bwd(dlogits, NULL, pr, targets, N, V), "crossentropy_bwd",
+                      qt_test_untouched(dlogits, nv * 4));
+    double *ld = qt_test_dalloc(nv), *lossd = qt_test_guarded(N * 8),
+           *prd = qt_test_guarded(nv * 8);
+    for (size_t i = 0; i < nv; i++)
+        ld[i] = logits[i];
+    targets[1] = V;
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd_f64(lossd, prd, ld, targets, N, V),
+                      "crossentropy_fwd_f64",
+                      qt_test_untouched(lossd, N * 8) && qt_test_untouched(prd, nv * 8));
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(NULL, NULL, NULL, NULL, 0, V));
+    QT_TEST_FREE_ALL(logits, dl, losses, probs, dlogits, pr, ls, ld, lossd, prd);
+}
+END_TEST
+
 static Suite *crossentropy_suite(void) {
     Suite *s = suite_create("crossentropy");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_crossentropy_fd);
     tcase_add_test(tc, test_crossentropy_float_vs_double);
+    tcase_add_test(tc, test_crossentropy_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,6 +22,7 @@
 
 #include "kernels/dqt.h"
 #include "kernels/adamw.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 typedef struct {
@@ -140,7 +141,7 @@ START_TEST(test_grid_and_neighbours) {
                 qt_dqt_params dp = params(g, scale, lrs[li] * scale, 7);
                 dp.scale_out = scale * 1.25f;
                 qt_dqt_stats st;
-                qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, &st);
+                QT_EXPECT_OK(qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, &st));
                 double sum = 0.0;
                 int mx = 0;
                 for (size_t i = 0; i < n; i++) {
@@ -178,7 +179,7 @@ START_TEST(test_zero_lr_keeps_codes) {
             state r = state_copy(&s);
             qt_dqt_params dp = params(g, scales[k], 0.0f, 11);
             dp.adam.weight_decay = 0.0f;
-            qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, NULL);
+            QT_EXPECT_OK(qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, NULL));
             for (size_t i = 0; i < n; i++)
                 ck_assert_msg(r.codes[i] == s.codes[i],
                               "%s scale %g lr 0: element %zu moved from %d to %d", g->name,
@@ -208,7 +209,7 @@ START_TEST(test_unbiased) {
         for (int k = 0; k < K; k++) {
             state r = state_copy(&s);
             dp.stream = 1000 + (uint64_t)k;
-            qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, NULL);
+            QT_EXPECT_OK(qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, NULL));
             for (size_t i = 0; i < n; i++) sum[i] += r.codes[i];
             state_free(&r);
         }
@@ -243,14 +244,15 @@ START_TEST(test_dry_run) {
             qt_dqt_params dp = params(g, 0.05f, 0.05f, 3);
             dp.dry_run = 1;
             qt_dqt_stats sd, sr;
-            qt_cpu_dqt_step(&dp, d.codes, d.grad, d.m, d.v, n, &sd);
+            QT_EXPECT_OK(qt_cpu_dqt_step(&dp, d.codes, d.grad, d.m, d.v, n, &sd));
             ck_assert_msg(state_equal(&d, &s), "%s n %zu: dry_run wrote codes, m or v", g->name,
                           n);
-            qt_cpu_dqt_step(&dp, d.codes, d.grad, d.m, d.v, n, NULL); // no stats: a no-op
+            QT_EXPECT_OK(
+                qt_cpu_dqt_step(&dp, d.codes, d.grad, d.m, d.v, n, NULL)); // no stats: a no-op
             ck_assert_msg(state_equal(&d, &s), "%s n %zu: dry_run without stats wrote", g->name,
                           n);
             dp.dry_run = 0;
-            qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, &sr);
+            QT_EXPECT_OK(qt_cpu_dqt_step(&dp, r.codes, r.grad, r.m, r.v, n, &sr));
             ck_assert_msg(sd.abs_sum == sr.abs_sum && sd.max_abs_code == sr.max_abs_code,
                           "%s n %zu: dry_run stats (%.17g, %d) differ from the step's (%.17g, %d)",
                           g->name, n, sd.abs_sum, sd.max_abs_code, sr.abs_sum, sr.max_abs_code);
@@ -273,10 +275,10 @@ START_TEST(test_deterministic_across_threads) {
     state a = state_copy(&s), b = state_copy(&s), c = state_copy(&s);
     qt_dqt_stats sa, sb, sc;
     omp_set_num_threads(1);
-    qt_cpu_dqt_step(&dp, a.codes, a.grad, a.m, a.v, n, &sa);
+    QT_EXPECT_OK(qt_cpu_dqt_step(&dp, a.codes, a.grad, a.m, a.v, n, &sa));
     omp_set_num_threads(2);
-    qt_cpu_dqt_step(&dp, b.codes, b.grad, b.m, b.v, n, &sb);
-    qt_cpu_dqt_step(&dp, c.codes, c.grad, c.m, c.v, n, &sc);
+    QT_EXPECT_OK(qt_cpu_dqt_step(&dp, b.codes, b.grad, b.m, b.v, n, &sb));
+    QT_EXPECT_OK(qt_cpu_dqt_step(&dp, c.codes, c.grad, c.m, c.v, n, &sc));
     omp_set_num_threads(saved);
     ck_assert_msg(state_equal(&a, &b) && state_equal(&b, &c),
                   "n %zu: 1 and 2 threads (or two runs) wrote different codes, m or v", n);
@@ -319,7 +321,7 @@ START_TEST(test_clamp_at_range_ends) {
         dp.adam.step = 1;
         dp.adam.weight_decay = 0.0f;
         qt_dqt_stats st;
-        qt_cpu_dqt_step(&dp, s.codes, s.grad, s.m, s.v, n, &st);
+        QT_EXPECT_OK(qt_cpu_dqt_step(&dp, s.codes, s.grad, s.m, s.v, n, &st));
         for (size_t i = 0; i < n; i++) {
             const int want = i < n / 2 ? g->qmax : g->qmin;
             ck_assert_msg(s.codes[i] == want, "%s: element %zu is %d, want the clamp %d",
@@ -346,8 +348,8 @@ START_TEST(test_moments_match_adamw) {
             dp.adam.step = step;
             for (size_t i = 0; i < n; i++) param[i] = (float)s.codes[i] * dp.scale_in;
             qt_test_fill_uniform(s.grad, n, -2.0f, 2.0f, 1300 + (uint64_t)(si * 10 + step));
-            qt_cpu_adamw_step(param, s.grad, m, v, n, &dp.adam);
-            qt_cpu_dqt_step(&dp, s.codes, s.grad, s.m, s.v, n, NULL);
+            QT_EXPECT_OK(qt_cpu_adamw_step(param, s.grad, m, v, n, &dp.adam));
+            QT_EXPECT_OK(qt_cpu_dqt_step(&dp, s.codes, s.grad, s.m, s.v, n, NULL));
             ck_assert_msg(memcmp(m, s.m, n * sizeof(float)) == 0 &&
                               memcmp(v, s.v, n * sizeof(float)) == 0,
                           "n %zu step %d: m or v differ from qt_cpu_adamw_step's", n, step);
@@ -366,12 +368,49 @@ START_TEST(test_dequant) {
     float *out = qt_test_falloc(n);
     for (size_t i = 0; i < n; i++) codes[i] = (int8_t)((int)(i * 37 % 256) - 128);
     qt_test_poison(out, n);
-    qt_cpu_dqt_dequant(out, codes, 0.0371f, n);
+    QT_EXPECT_OK(qt_cpu_dqt_dequant(out, codes, 0.0371f, n));
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(out[i] == (float)codes[i] * 0.0371f, "dequant n %zu: element %zu is %g",
                       n, i, (double)out[i]);
     free(codes);
     free(out);
+}
+END_TEST
+
+// The error contract (kernels/dqt.h): bad params (no params, step < 1, a grid that is not an
+// int8 range, a scale that is not finite and > 0) or a NULL tensor is refused, naming the op,
+// before codes, m, v or stats is written.
+START_TEST(test_dqt_bad_args) {
+    enum { n = 37 };
+    const grid *g = &GRIDS[0];
+    float grad[n];
+    qt_test_fill_uniform(grad, n, -1.0f, 1.0f, 91);
+    int8_t *codes = qt_test_guarded(n);
+    float *m = qt_test_guarded(n * 4), *v = qt_test_guarded(n * 4);
+    qt_dqt_stats *stats = qt_test_guarded(sizeof *stats);
+#define UNTOUCHED                                                                                  \
+    (qt_test_untouched(codes, n) && qt_test_untouched(m, n * 4) && qt_test_untouched(v, n * 4) &&  \
+     qt_test_untouched(stats, sizeof *stats))
+    qt_dqt_params dp = params(g, 0.05f, 1e-2f, 1);
+    QT_EXPECT_REFUSED(qt_cpu_dqt_step(NULL, codes, grad, m, v, n, stats), "dqt_step", UNTOUCHED);
+    dp.adam.step = 0;
+    QT_EXPECT_REFUSED(qt_cpu_dqt_step(&dp, codes, grad, m, v, n, stats), "dqt_step", UNTOUCHED);
+    dp = params(g, 0.05f, 1e-2f, 1);
+    dp.qmin = 2; // above qmax
+    QT_EXPECT_REFUSED(qt_cpu_dqt_step(&dp, codes, grad, m, v, n, stats), "dqt_step", UNTOUCHED);
+    dp = params(g, 0.0f, 1e-2f, 1);
+    QT_EXPECT_REFUSED(qt_cpu_dqt_step(&dp, codes, grad, m, v, n, stats), "dqt_step", UNTOUCHED);
+    dp = params(g, 0.05f, 1e-2f, 1);
+    QT_EXPECT_REFUSED(qt_cpu_dqt_step(&dp, codes, NULL, m, v, n, stats), "dqt_step", UNTOUCHED);
+    dp.dry_run = 1; // a dry run with stats reads every tensor too
+    QT_EXPECT_REFUSED(qt_cpu_dqt_step(&dp, codes, grad, m, NULL, n, stats), "dqt_step", UNTOUCHED);
+#undef UNTOUCHED
+    float *out = qt_test_guarded(n * 4);
+    QT_EXPECT_REFUSED(qt_cpu_dqt_dequant(out, NULL, 0.5f, n), "dqt_dequant",
+                      qt_test_untouched(out, n * 4));
+    QT_EXPECT_OK(qt_cpu_dqt_dequant(NULL, NULL, 0.5f, 0));
+    QT_EXPECT_OK(qt_cpu_dqt_step(&dp, NULL, NULL, NULL, NULL, 0, NULL));
+    QT_TEST_FREE_ALL(codes, m, v, stats, out);
 }
 END_TEST
 
@@ -387,6 +426,7 @@ int main(void) {
     tcase_add_test(tc, test_clamp_at_range_ends);
     tcase_add_test(tc, test_moments_match_adamw);
     tcase_add_test(tc, test_dequant);
+    tcase_add_test(tc, test_dqt_bad_args);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

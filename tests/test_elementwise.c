@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/elementwise.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 // ---- add ------------------------------------------------------------------------------------
@@ -14,9 +15,9 @@ START_TEST(test_add) {
     qt_test_fill_uniform(a, n, -1, 1, 90);
     qt_test_fill_uniform(b, n, -1, 1, 91);
     qt_test_poison(o, n);
-    qt_cpu_add(o, a, b, n);
+    QT_EXPECT_OK(qt_cpu_add(o, a, b, n));
     for (size_t i = 0; i < n; i++) ck_assert(o[i] == a[i] + b[i]);
-    qt_cpu_add(a, a, b, n); // out aliases a
+    QT_EXPECT_OK(qt_cpu_add(a, a, b, n)); // out aliases a
     ck_assert(memcmp(a, o, n * sizeof(float)) == 0);
     free(a);
     free(b);
@@ -38,11 +39,11 @@ START_TEST(test_bias) {
         qt_test_fill_uniform(bias, OC, -1, 1, 310 + k);
         qt_test_fill_uniform(start, OC, -1, 1, 320 + k);
         memcpy(out, x, n * sizeof(float));
-        qt_cpu_bias_add(out, bias, N, OC);
+        QT_EXPECT_OK(qt_cpu_bias_add(out, bias, N, OC));
         for (size_t i = 0; i < n; i++)
             ck_assert_msg(out[i] == x[i] + bias[i % OC], "bias_add (%d, %d) element %zu", N, OC, i);
         memcpy(db, start, OC * sizeof(float));
-        qt_cpu_bias_grad(db, x, N, OC);
+        QT_EXPECT_OK(qt_cpu_bias_grad(db, x, N, OC));
         for (int c = 0; c < OC; c++) {
             double want = 0.0;
             for (int r = 0; r < N; r++) want += x[(size_t)r * OC + c];
@@ -55,12 +56,36 @@ START_TEST(test_bias) {
 }
 END_TEST
 
+// The error contract (kernels/elementwise.h): a bad shape (N < 0, OC < 1) or a NULL tensor
+// with work to do is refused, naming the op, before anything is written.
+START_TEST(test_elementwise_bad_args) {
+    enum { N = 3, OC = 4 };
+    const size_t nb = (size_t)N * OC * sizeof(float);
+    float a[N * OC], bias[OC];
+    qt_test_fill_uniform(a, (size_t)N * OC, -1.0f, 1.0f, 92);
+    qt_test_fill_uniform(bias, OC, -1.0f, 1.0f, 93);
+    float *out = qt_test_guarded(nb), *db = qt_test_guarded(OC * sizeof(float));
+    QT_EXPECT_REFUSED(qt_cpu_add(out, a, NULL, (size_t)N * OC), "add", qt_test_untouched(out, nb));
+    QT_EXPECT_REFUSED(qt_cpu_bias_add(out, bias, -1, OC), "bias_add", qt_test_untouched(out, nb));
+    QT_EXPECT_REFUSED(qt_cpu_bias_add(out, bias, N, 0), "bias_add", qt_test_untouched(out, nb));
+    QT_EXPECT_REFUSED(qt_cpu_bias_add(out, NULL, N, OC), "bias_add", qt_test_untouched(out, nb));
+    QT_EXPECT_REFUSED(qt_cpu_bias_grad(db, a, N, -2), "bias_grad",
+                      qt_test_untouched(db, OC * sizeof(float)));
+    QT_EXPECT_REFUSED(qt_cpu_bias_grad(db, NULL, N, OC), "bias_grad",
+                      qt_test_untouched(db, OC * sizeof(float)));
+    QT_EXPECT_OK(qt_cpu_add(NULL, NULL, NULL, 0));
+    QT_EXPECT_OK(qt_cpu_bias_grad(NULL, NULL, 0, OC));
+    QT_TEST_FREE_ALL(out, db);
+}
+END_TEST
+
 static Suite *elementwise_suite(void) {
     Suite *s = suite_create("elementwise");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_add);
     tcase_add_test(tc, test_bias);
+    tcase_add_test(tc, test_elementwise_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

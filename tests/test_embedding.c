@@ -1,10 +1,12 @@
 // test_embedding.c: the embedding family's CPU reference (kernels/embedding.h): token plus
 // position rows, the gradient scattered back, and the embedding without positions
 // (wpe == NULL); compared with direct loops.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/embedding.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 // ---- embedding ------------------------------------------------------------------------------
@@ -20,7 +22,7 @@ START_TEST(test_embedding) {
     qt_test_fill_uniform(wpe, (size_t)maxT * C, -1, 1, 81);
     qt_test_fill_uniform(dout, (size_t)B * T * C, -1, 1, 82);
     qt_test_poison(out, (size_t)B * T * C);
-    qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C);
+    QT_EXPECT_OK(qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C));
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int c = 0; c < C; c++) {
@@ -39,11 +41,11 @@ START_TEST(test_embedding) {
             wd[tokens[n] * C + c] += dout[n * C + c];
             pd[(n % T) * C + c] += dout[n * C + c];
         }
-    qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C);
+    QT_EXPECT_OK(qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C));
     double e1 = qt_test_float_vs_double(dwte, wd, (size_t)V * C, 1e-6),
            e2 = qt_test_float_vs_double(dwpe, pd, (size_t)maxT * C, 1e-6);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "embedding_bwd vs direct loop: dwte %g dwpe %g", e1, e2);
-    qt_cpu_embedding_bwd(dwte, NULL, dout, tokens, B, T, C); // dwpe optional
+    QT_EXPECT_OK(qt_cpu_embedding_bwd(dwte, NULL, dout, tokens, B, T, C)); // dwpe optional
     free(wte);
     free(wpe);
     free(out);
@@ -66,7 +68,7 @@ START_TEST(test_embedding_no_positions) {
     float *wte = qt_test_falloc((size_t)V * C), *out = qt_test_falloc(no);
     qt_test_fill_uniform(wte, (size_t)V * C, -1, 1, 90);
     qt_test_poison(out, no);
-    qt_cpu_embedding_fwd(out, tokens, wte, NULL, B, T, C);
+    QT_EXPECT_OK(qt_cpu_embedding_fwd(out, tokens, wte, NULL, B, T, C));
     for (size_t n = 0; n < nt; n++)
         ck_assert_msg(memcmp(out + n * C, wte + (size_t)tokens[n] * C, C * sizeof(float)) == 0,
                       "embedding_fwd wpe NULL B %d T %d C %d: row %zu is not wte[%d]", B, T, C,
@@ -79,12 +81,50 @@ START_TEST(test_embedding_no_positions) {
     for (size_t i = 0; i < (size_t)V * C; i++) want[i] = dwte[i];
     for (size_t n = 0; n < nt; n++)
         for (int c = 0; c < C; c++) want[(size_t)tokens[n] * C + c] += dout[n * C + c];
-    qt_cpu_embedding_bwd(dwte, NULL, dout, tokens, B, T, C);
+    QT_EXPECT_OK(qt_cpu_embedding_bwd(dwte, NULL, dout, tokens, B, T, C));
     double *got = qt_test_dalloc((size_t)V * C);
     for (size_t i = 0; i < (size_t)V * C; i++) got[i] = dwte[i];
     double e = qt_test_max_err_f64(got, want, (size_t)V * C, 1e-6, 1e-6);
     ck_assert_msg(e <= 1.0, "embedding_bwd dwpe NULL B %d T %d C %d: err %g", B, T, C, e);
     QT_TEST_FREE_ALL(wte, out, dout, dwte, want, got);
+}
+END_TEST
+
+// The error contract (kernels/embedding.h): a bad shape, a NULL required tensor or a negative
+// token is refused, naming the op, before out (forward) or dwte, dwpe (backward) is written.
+START_TEST(test_embedding_bad_args) {
+    enum { B = 2, T = 3, C = 5, V = 7 };
+    const size_t nout = (size_t)B * T * C;
+    int tokens[B * T] = {0, 1, 2, 3, 4, 6};
+    float *wte = qt_test_falloc((size_t)V * C), *wpe = qt_test_falloc((size_t)T * C);
+    float *dout = qt_test_falloc(nout);
+    qt_test_fill_uniform(wte, (size_t)V * C, -1.0f, 1.0f, 94);
+    qt_test_fill_uniform(wpe, (size_t)T * C, -1.0f, 1.0f, 95);
+    qt_test_fill_uniform(dout, nout, -1.0f, 1.0f, 96);
+    float *out = qt_test_guarded(nout * 4), *dwte = qt_test_guarded((size_t)V * C * 4),
+          *dwpe = qt_test_guarded((size_t)T * C * 4);
+#define UNTOUCHED_BWD                                                                              \
+    (qt_test_untouched(dwte, (size_t)V * C * 4) && qt_test_untouched(dwpe, (size_t)T * C * 4))
+    tokens[4] = -3;
+    QT_EXPECT_REFUSED(qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, T, C), "embedding_fwd",
+                      qt_test_untouched(out, nout * 4));
+    ck_assert_msg(strstr(qt_last_error(), "tokens[4] = -3"), "%s", qt_last_error());
+    QT_EXPECT_REFUSED(qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, B, T, C), "embedding_bwd",
+                      UNTOUCHED_BWD);
+    tokens[4] = 4;
+    QT_EXPECT_REFUSED(qt_cpu_embedding_fwd(out, tokens, NULL, wpe, B, T, C), "embedding_fwd",
+                      qt_test_untouched(out, nout * 4));
+    QT_EXPECT_REFUSED(qt_cpu_embedding_fwd(out, NULL, wte, wpe, B, T, C), "embedding_fwd",
+                      qt_test_untouched(out, nout * 4));
+    QT_EXPECT_REFUSED(qt_cpu_embedding_fwd(out, tokens, wte, wpe, B, 0, C), "embedding_fwd",
+                      qt_test_untouched(out, nout * 4));
+    QT_EXPECT_REFUSED(qt_cpu_embedding_bwd(dwte, dwpe, NULL, tokens, B, T, C), "embedding_bwd",
+                      UNTOUCHED_BWD);
+    QT_EXPECT_REFUSED(qt_cpu_embedding_bwd(dwte, dwpe, dout, tokens, -1, T, C), "embedding_bwd",
+                      UNTOUCHED_BWD);
+#undef UNTOUCHED_BWD
+    QT_EXPECT_OK(qt_cpu_embedding_fwd(NULL, NULL, NULL, NULL, 0, T, C));
+    QT_TEST_FREE_ALL(wte, wpe, dout, out, dwte, dwpe);
 }
 END_TEST
 
@@ -94,6 +134,7 @@ static Suite *embedding_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_embedding);
     tcase_add_test(tc, test_embedding_no_positions);
+    tcase_add_test(tc, test_embedding_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernels/gate.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -110,8 +111,8 @@ typedef struct {
 
 static double gate_loss(void *v) {
     gate_ctx *c = v;
-    qt_cpu_gate_fwd_f64(c->g, c->gate, c->hidden, c->x, c->w[0], c->w[1], c->w[2], c->w[3], c->N,
-                        c->C);
+    QT_EXPECT_OK(qt_cpu_gate_fwd_f64(c->g, c->gate, c->hidden, c->x, c->w[0], c->w[1], c->w[2],
+                                     c->w[3], c->N, c->C));
     return qt_test_ddot(c->gate, c->wout, (size_t)c->N * c->g->n_heads);
 }
 
@@ -128,9 +129,9 @@ static void check_gate_fd(qt_gate_kind kind) {
     gate_loss(&c);
     acc_buf dx = acc_new((size_t)N * C, 130), dw[4];
     for (int k = 0; k < 4; k++) dw[k] = acc_new(sz[k], 131 + k);
-    qt_cpu_gate_bwd_f64(&g, dx.g, dw[0].g, dw[1].g, sz[2] ? dw[2].g : NULL,
-                        sz[3] ? dw[3].g : NULL, c.wout, c.gate, c.hidden, c.x, c.w[0], c.w[2], N,
-                        C);
+    QT_EXPECT_OK(qt_cpu_gate_bwd_f64(&g, dx.g, dw[0].g, dw[1].g, sz[2] ? dw[2].g : NULL,
+                                     sz[3] ? dw[3].g : NULL, c.wout, c.gate, c.hidden, c.x, c.w[0],
+                                     c.w[2], N, C));
     fd_problem p = {.loss = gate_loss, .ctx = &c};
     double *an[5] = {acc_delta(&dx)};
     fd_add(&p, "x", c.x, (size_t)N * C);
@@ -185,7 +186,7 @@ START_TEST(test_gate_bias_sets_init) {
         }
         double *bias = kind == QT_GATE_MLP ? w[3] : w[1];
         for (int h = 0; h < H; h++) bias[h] = logit;
-        qt_cpu_gate_fwd_f64(&g, gate, hidden, x, w[0], w[1], w[2], w[3], N, C);
+        QT_EXPECT_OK(qt_cpu_gate_fwd_f64(&g, gate, hidden, x, w[0], w[1], w[2], w[3], N, C));
         for (int i = 0; i < N * H; i++)
             ck_assert_msg(fabs(gate[i] - pi) <= 1e-15, "gate %s init: %g != %g",
                           gate_name(g.kind), gate[i], pi);
@@ -204,7 +205,7 @@ typedef struct {
 
 static double gmul_loss(void *v) {
     gmul_ctx *c = v;
-    qt_cpu_gate_mul_fwd_f64(c->out, c->gate, c->ctxv, c->N, c->C, c->H);
+    QT_EXPECT_OK(qt_cpu_gate_mul_fwd_f64(c->out, c->gate, c->ctxv, c->N, c->C, c->H));
     return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
 }
 
@@ -218,7 +219,7 @@ START_TEST(test_gate_mul_fd) {
                   qt_test_drand((size_t)N * C, -1, 1, 152),
                   qt_test_dalloc((size_t)N * C)};
     acc_buf dctx = acc_new((size_t)N * C, 153), dgate = acc_new((size_t)N * H, 154);
-    qt_cpu_gate_mul_bwd_f64(dctx.g, dgate.g, c.wout, c.gate, c.ctxv, N, C, H);
+    QT_EXPECT_OK(qt_cpu_gate_mul_bwd_f64(dctx.g, dgate.g, c.wout, c.gate, c.ctxv, N, C, H));
     fd_problem p = {.loss = gmul_loss, .ctx = &c};
     fd_add(&p, "gate", c.gate, (size_t)N * H);
     fd_add(&p, "ctx", c.ctxv, (size_t)N * C);
@@ -227,8 +228,8 @@ START_TEST(test_gate_mul_fd) {
     // out may alias ctx
     double *inplace = qt_test_dalloc((size_t)N * C);
     memcpy(inplace, c.ctxv, (size_t)N * C * sizeof(double));
-    qt_cpu_gate_mul_fwd_f64(c.out, c.gate, c.ctxv, N, C, H);
-    qt_cpu_gate_mul_fwd_f64(inplace, c.gate, inplace, N, C, H);
+    QT_EXPECT_OK(qt_cpu_gate_mul_fwd_f64(c.out, c.gate, c.ctxv, N, C, H));
+    QT_EXPECT_OK(qt_cpu_gate_mul_fwd_f64(inplace, c.gate, inplace, N, C, H));
     for (int i = 0; i < N * C; i++)
         ck_assert_msg(inplace[i] == c.out[i], "gate_mul_fwd in place differs at %d", i);
     free(inplace);
@@ -256,10 +257,10 @@ static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uin
     float *gf = qt_test_falloc(ng), *hf = qt_test_falloc(nhid);
     qt_test_poison(gf, ng);
     qt_test_poison(hf, nhid);
-    qt_cpu_gate_fwd_f64(&g, gd, kind == QT_GATE_MLP ? hd : NULL, xd, wd[0], wd[1], wd[2], wd[3],
-                        N, C);
-    qt_cpu_gate_fwd(&g, gf, kind == QT_GATE_MLP ? hf : NULL, xf, wf[0], wf[1], wf[2], wf[3], N,
-                    C);
+    QT_EXPECT_OK(qt_cpu_gate_fwd_f64(&g, gd, kind == QT_GATE_MLP ? hd : NULL, xd, wd[0], wd[1],
+                                     wd[2], wd[3], N, C));
+    QT_EXPECT_OK(qt_cpu_gate_fwd(&g, gf, kind == QT_GATE_MLP ? hf : NULL, xf, wf[0], wf[1], wf[2],
+                                 wf[3], N, C));
     double e = qt_test_float_vs_double(gf, gd, ng, 1e-5);
     ck_assert_msg(e <= 1.0, "gate_fwd float/double %s N %d C %d H %d: %g", gate_name(kind), N, C,
                   H, e);
@@ -274,10 +275,10 @@ static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uin
         dwd[k] = qt_test_drand(sz[k], -1, 1, seed + 21 + k);
         dwf[k] = qt_test_to_float(dwd[k], sz[k]);
     }
-    qt_cpu_gate_bwd_f64(&g, dxd, dwd[0], dwd[1], sz[2] ? dwd[2] : NULL, sz[3] ? dwd[3] : NULL,
-                        dgd, gd, hd, xd, wd[0], wd[2], N, C);
-    qt_cpu_gate_bwd(&g, dxf, dwf[0], dwf[1], sz[2] ? dwf[2] : NULL, sz[3] ? dwf[3] : NULL, dgf,
-                    gf, hf, xf, wf[0], wf[2], N, C);
+    QT_EXPECT_OK(qt_cpu_gate_bwd_f64(&g, dxd, dwd[0], dwd[1], sz[2] ? dwd[2] : NULL,
+                                     sz[3] ? dwd[3] : NULL, dgd, gd, hd, xd, wd[0], wd[2], N, C));
+    QT_EXPECT_OK(qt_cpu_gate_bwd(&g, dxf, dwf[0], dwf[1], sz[2] ? dwf[2] : NULL,
+                                 sz[3] ? dwf[3] : NULL, dgf, gf, hf, xf, wf[0], wf[2], N, C));
     e = qt_test_float_vs_double(dxf, dxd, nx, 1e-5);
     ck_assert_msg(e <= 1.0, "gate_bwd dx float/double %s N %d C %d: %g", gate_name(kind), N, C,
                   e);
@@ -322,12 +323,12 @@ START_TEST(test_gate_float_vs_double) {
     float *dof = qt_test_to_float(dod, (size_t)N * C), *of = qt_test_falloc((size_t)N * C);
     float *dcf = qt_test_to_float(dcd, (size_t)N * C), *dgf = qt_test_to_float(dgd, (size_t)N * H);
     qt_test_poison(of, (size_t)N * C);
-    qt_cpu_gate_mul_fwd(of, gf, cf, N, C, H);
-    qt_cpu_gate_mul_fwd_f64(od, gd, cd, N, C, H);
+    QT_EXPECT_OK(qt_cpu_gate_mul_fwd(of, gf, cf, N, C, H));
+    QT_EXPECT_OK(qt_cpu_gate_mul_fwd_f64(od, gd, cd, N, C, H));
     ck_assert_msg(qt_test_float_vs_double(of, od, (size_t)N * C, 1e-6) <= 1.0,
                   "gate_mul_fwd float/double");
-    qt_cpu_gate_mul_bwd(dcf, dgf, dof, gf, cf, N, C, H);
-    qt_cpu_gate_mul_bwd_f64(dcd, dgd, dod, gd, cd, N, C, H);
+    QT_EXPECT_OK(qt_cpu_gate_mul_bwd(dcf, dgf, dof, gf, cf, N, C, H));
+    QT_EXPECT_OK(qt_cpu_gate_mul_bwd_f64(dcd, dgd, dod, gd, cd, N, C, H));
     ck_assert_msg(qt_test_float_vs_double(dcf, dcd, (size_t)N * C, 1e-5) <= 1.0,
                   "gate_mul_bwd dctx float/double");
     ck_assert_msg(qt_test_float_vs_double(dgf, dgd, (size_t)N * H, 1e-5) <= 1.0,
@@ -347,6 +348,73 @@ START_TEST(test_gate_float_vs_double) {
 }
 END_TEST
 
+// The error contract (kernels/gate.h): a bad gate shape (kind, heads not dividing C, an MLP
+// without hidden units), N < 0 or a NULL required tensor is refused, naming the op, before
+// gate, hidden (forward), the gradients (backward) or out (gate_mul) is written.
+START_TEST(test_gate_bad_args) {
+    enum { N = 3, C = 8, H = 2, NH = 3 };
+    const qt_gate_shape mlp = {QT_GATE_MLP, H, NH};
+    float x[N * C], w1[H * NH * (C / H)], b1[H * NH], w2[H * NH], b2[H], ctx[N * C];
+    qt_test_fill_uniform(x, N * C, -1.0f, 1.0f, 97);
+    qt_test_fill_uniform(w1, sizeof w1 / sizeof w1[0], -1.0f, 1.0f, 98);
+    qt_test_fill_uniform(b1, H * NH, -1.0f, 1.0f, 99);
+    qt_test_fill_uniform(w2, H * NH, -1.0f, 1.0f, 100);
+    qt_test_fill_uniform(b2, H, -1.0f, 1.0f, 101);
+    qt_test_fill_uniform(ctx, N * C, -1.0f, 1.0f, 102);
+    const size_t ng = (size_t)N * H * 4, nhid = (size_t)N * H * NH * 4;
+    float *gate = qt_test_guarded(ng), *hidden = qt_test_guarded(nhid);
+#define FWD(g, n, c, hid) qt_cpu_gate_fwd(g, gate, hid, x, w1, b1, w2, b2, n, c)
+#define UNTOUCHED (qt_test_untouched(gate, ng) && qt_test_untouched(hidden, nhid))
+    qt_gate_shape bad = mlp;
+    bad.kind = QT_GATE_NONE; // not a gate function
+    QT_EXPECT_REFUSED(FWD(&bad, N, C, hidden), "gate_fwd", UNTOUCHED);
+    bad = mlp;
+    bad.n_heads = 3; // does not divide C
+    QT_EXPECT_REFUSED(FWD(&bad, N, C, hidden), "gate_fwd", UNTOUCHED);
+    bad = mlp;
+    bad.n_hid = 0;
+    QT_EXPECT_REFUSED(FWD(&bad, N, C, hidden), "gate_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(FWD(NULL, N, C, hidden), "gate_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(FWD(&mlp, -1, C, hidden), "gate_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(FWD(&mlp, N, C, NULL), "gate_fwd", UNTOUCHED); // the MLP saves hidden
+#undef UNTOUCHED
+#undef FWD
+    // the backward, from a valid forward
+    float *gv = qt_test_falloc((size_t)N * H), *hv = qt_test_falloc((size_t)N * H * NH);
+    float dgate[N * H];
+    qt_test_fill_uniform(dgate, N * H, -1.0f, 1.0f, 103);
+    QT_EXPECT_OK(qt_cpu_gate_fwd(&mlp, gv, hv, x, w1, b1, w2, b2, N, C));
+    float *dx = qt_test_guarded(sizeof x), *dw1 = qt_test_guarded(sizeof w1);
+#define UNTOUCHED (qt_test_untouched(dx, sizeof x) && qt_test_untouched(dw1, sizeof w1))
+    QT_EXPECT_REFUSED(
+        qt_cpu_gate_bwd(&mlp, dx, dw1, NULL, NULL, NULL, dgate, gv, NULL, x, w1, w2, N, C),
+        "gate_bwd", UNTOUCHED); // the MLP's backward needs hidden
+    bad = mlp;
+    bad.kind = (qt_gate_kind)9;
+    QT_EXPECT_REFUSED(
+        qt_cpu_gate_bwd(&bad, dx, dw1, NULL, NULL, NULL, dgate, gv, hv, x, w1, w2, N, C),
+        "gate_bwd", UNTOUCHED);
+#undef UNTOUCHED
+    // gate_mul
+    float *out = qt_test_guarded(sizeof ctx), *dctx = qt_test_guarded(sizeof ctx);
+    QT_EXPECT_REFUSED(qt_cpu_gate_mul_fwd(out, gv, ctx, N, C, 3), "gate_mul_fwd",
+                      qt_test_untouched(out, sizeof ctx));
+    QT_EXPECT_REFUSED(qt_cpu_gate_mul_fwd(out, NULL, ctx, N, C, H), "gate_mul_fwd",
+                      qt_test_untouched(out, sizeof ctx));
+    QT_EXPECT_REFUSED(qt_cpu_gate_mul_bwd(dctx, NULL, ctx, gv, NULL, N, C, H), "gate_mul_bwd",
+                      qt_test_untouched(dctx, sizeof ctx));
+    QT_EXPECT_REFUSED(qt_cpu_gate_mul_bwd(dctx, NULL, ctx, gv, ctx, N, C, 0), "gate_mul_bwd",
+                      qt_test_untouched(dctx, sizeof ctx));
+    // the double twin names itself
+    double xd[N * C] = {0}, gd[N * H] = {0};
+    double *od = qt_test_guarded(sizeof xd);
+    QT_EXPECT_REFUSED(qt_cpu_gate_mul_fwd_f64(od, gd, xd, -2, C, H), "gate_mul_fwd_f64",
+                      qt_test_untouched(od, sizeof xd));
+    QT_EXPECT_OK(qt_cpu_gate_fwd(&mlp, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, C));
+    QT_TEST_FREE_ALL(gate, hidden, gv, hv, dx, dw1, out, dctx, od);
+}
+END_TEST
+
 static Suite *gate_suite(void) {
     Suite *s = suite_create("gate");
     TCase *tc = tcase_create("core");
@@ -355,6 +423,7 @@ static Suite *gate_suite(void) {
     tcase_add_test(tc, test_gate_bias_sets_init);
     tcase_add_test(tc, test_gate_mul_fd);
     tcase_add_test(tc, test_gate_float_vs_double);
+    tcase_add_test(tc, test_gate_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kernels/int8_gemm.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 static const char *const paths[] = {"portable", "avx2"};
@@ -344,10 +345,48 @@ START_TEST(test_linear_zero_point_extreme) {
 }
 END_TEST
 
+// qt_cpu_linear_s8_ws, the linear with its packed panels in a caller's scratch, gives the
+// floats of qt_cpu_linear_s8 bit for bit on each path; the path's scratch size is 0 on the
+// portable path; a scratch below qt_cpu_gemm_s8_scratch_bytes or misaligned is refused
+// (QT_ERR_ARG naming the op) before out is written.
+START_TEST(test_linear_scratch) {
+    int p = _i;
+    if (!use_path(p)) return;
+    const int M = 33, N = 17, K = 257;
+    int8_t *A = malloc((size_t)M * K), *B = malloc((size_t)N * K);
+    fill_s8(A, (size_t)M * K, 71);
+    fill_s8(B, (size_t)N * K, 72);
+    float *as = qt_test_falloc(M), *bs = qt_test_falloc(N), *bias = qt_test_falloc(N);
+    qt_test_fill_uniform(as, M, 1e-3f, 2e-2f, 73);
+    qt_test_fill_uniform(bs, N, 1e-3f, 2e-2f, 74);
+    qt_test_fill_uniform(bias, N, -1.0f, 1.0f, 75);
+    const size_t nout = (size_t)M * N, bytes = qt_cpu_gemm_s8_scratch_bytes(M, N, K);
+    ck_assert_msg((bytes == 0) == (p == 0), "path %s: scratch %zu bytes", paths[p], bytes);
+    ck_assert_uint_eq(qt_cpu_gemm_s8_scratch_bytes(0, N, K), 0);
+    void *scratch = aligned_alloc(64, bytes + 64);
+    float *want = qt_test_falloc(nout), *got = qt_test_guarded(nout * sizeof(float));
+    QT_EXPECT_OK(qt_cpu_linear_s8(want, A, as, B, bs, bias, M, N, K));
+    if (bytes) {
+        QT_EXPECT_REFUSED(qt_cpu_linear_s8_ws(got, A, as, B, bs, bias, M, N, K, scratch, bytes - 1),
+                          "qt_cpu_linear_s8", qt_test_untouched(got, nout * sizeof(float)));
+        QT_EXPECT_REFUSED(
+            qt_cpu_linear_s8_ws(got, A, as, B, bs, bias, M, N, K, (char *)scratch + 4, bytes),
+            "qt_cpu_linear_s8", qt_test_untouched(got, nout * sizeof(float)));
+    }
+    QT_EXPECT_OK(qt_cpu_linear_s8_ws(got, A, as, B, bs, bias, M, N, K, scratch, bytes));
+    ck_assert_msg(memcmp(got, want, nout * sizeof(float)) == 0,
+                  "path %s: the scratch linear differs from qt_cpu_linear_s8", paths[p]);
+    QT_TEST_FREE_ALL(A, B, as, bs, bias, scratch, want, got);
+    QT_EXPECT_OK(qt_cpu_gemm_s8_set_path(NULL));
+}
+END_TEST
+
 START_TEST(test_bad_arguments) {
     int8_t A[4] = {1, 2, 3, 4}, B[4] = {1, 2, 3, 4};
     int32_t C[4];
     float out[4], sc[2] = {1.0f, 1.0f};
+    memset(C, QT_TEST_GUARD, sizeof C); // a refused call writes nothing (expect_error.h)
+    memset(out, QT_TEST_GUARD, sizeof out);
     ck_assert_int_eq(qt_cpu_gemm_s8s32(C, A, B, 2, 2, 0), QT_ERR_ARG);
     ck_assert_msg(strstr(qt_last_error(), "K = 0") != NULL, "message: %s", qt_last_error());
     ck_assert_int_eq(qt_cpu_gemm_s8s32(C, A, B, 0, 2, 2), QT_ERR_ARG);
@@ -360,6 +399,8 @@ START_TEST(test_bad_arguments) {
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, NULL, B, sc, NULL, 2, 2, 2), QT_ERR_ARG);
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, sc, B, NULL, NULL, 2, 2, 2), QT_ERR_ARG);
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, sc, B, sc, NULL, 2, 2, 0), QT_ERR_ARG);
+    ck_assert_msg(qt_test_untouched(C, sizeof C) && qt_test_untouched(out, sizeof out),
+                  "a refused INT8 GEMM wrote its output");
     ck_assert_int_eq(qt_cpu_linear_s8(out, A, sc, B, sc, NULL, 2, 2, 2), QT_OK);
     // 1*1 + 2*2 = 5, 1*3 + 2*4 = 11, 3*3 + 4*4 = 25
     ck_assert(out[0] == 5.0f && out[1] == 11.0f && out[2] == 11.0f && out[3] == 25.0f);
@@ -421,6 +462,7 @@ static Suite *int8_gemm_suite(void) {
     tcase_add_test(tc, test_linear_epilogue);
     tcase_add_loop_test(tc, test_linear_zero_point, 0, N_PATHS);
     tcase_add_loop_test(tc, test_linear_zero_point_extreme, 0, N_PATHS);
+    tcase_add_loop_test(tc, test_linear_scratch, 0, N_PATHS);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_path_selection);
     suite_add_tcase(s, tc);

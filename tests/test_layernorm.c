@@ -10,8 +10,10 @@
 // NaN, odd sizes; per element |float - double| <= rtol (max |double| + |double|), rtol 1e-5.
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/layernorm.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -28,7 +30,7 @@ typedef struct {
 
 static double ln_loss(void *v) {
     ln_ctx *c = v;
-    qt_cpu_layernorm_fwd_f64(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C);
+    QT_EXPECT_OK(qt_cpu_layernorm_fwd_f64(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C));
     return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
 }
 
@@ -58,7 +60,7 @@ START_TEST(test_layernorm_fd) {
     double *dx0 = qt_test_drand(n, -1, 1, 24), *dw0 = qt_test_drand(C, -1, 1, 25),
            *db0 = qt_test_drand(C, -1, 1, 26);
     double *dx = qt_test_dcopy(dx0, n), *dw = qt_test_dcopy(dw0, C), *db = qt_test_dcopy(db0, C);
-    qt_cpu_layernorm_bwd_f64(dx, dw, db, wout, c.x, c.mean, c.rstd, c.w, N, C);
+    QT_EXPECT_OK(qt_cpu_layernorm_bwd_f64(dx, dw, db, wout, c.x, c.mean, c.rstd, c.w, N, C));
     qt_test_check_grad(ln_loss, &c, c.x, n, dx, dx0, FD_H, FD_TOL, "layernorm_bwd_f64 dx");
     qt_test_check_grad(ln_loss, &c, c.w, C, dw, dw0, FD_H, FD_TOL, "layernorm_bwd_f64 dw");
     qt_test_check_grad(ln_loss, &c, c.b, C, db, db0, FD_H, FD_TOL, "layernorm_bwd_f64 db");
@@ -94,15 +96,15 @@ static void check_layernorm_float(int N, int C, uint64_t seed) {
     qt_test_poison(of, n);
     qt_test_poison(mf, N);
     qt_test_poison(rf, N);
-    qt_cpu_layernorm_fwd(of, mf, rf, xf, wf, bf, N, C);
-    qt_cpu_layernorm_fwd_f64(od, md, rd, xd, wd, bd, N, C);
+    QT_EXPECT_OK(qt_cpu_layernorm_fwd(of, mf, rf, xf, wf, bf, N, C));
+    QT_EXPECT_OK(qt_cpu_layernorm_fwd_f64(od, md, rd, xd, wd, bd, N, C));
     double e1 = qt_test_float_vs_double(of, od, n, 1e-5),
            e2 = qt_test_float_vs_double(mf, md, N, 1e-5),
            e3 = qt_test_float_vs_double(rf, rd, N, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0 && e3 <= 1.0,
                   "layernorm_fwd float/double N %d C %d: out %g mean %g rstd %g", N, C, e1, e2, e3);
-    qt_cpu_layernorm_bwd(dxf, dwf, dbf, gof, xf, mf, rf, wf, N, C);
-    qt_cpu_layernorm_bwd_f64(dxd, dwd, dbd, god, xd, md, rd, wd, N, C);
+    QT_EXPECT_OK(qt_cpu_layernorm_bwd(dxf, dwf, dbf, gof, xf, mf, rf, wf, N, C));
+    QT_EXPECT_OK(qt_cpu_layernorm_bwd_f64(dxd, dwd, dbd, god, xd, md, rd, wd, N, C));
     e1 = qt_test_float_vs_double(dxf, dxd, n, 1e-5);
     e2 = qt_test_float_vs_double(dwf, dwd, C, 1e-5);
     e3 = qt_test_float_vs_double(dbf, dbd, C, 1e-5);
@@ -137,12 +139,56 @@ START_TEST(test_layernorm_float_vs_double) {
 }
 END_TEST
 
+// The error contract (kernels/layernorm.h): N < 0, C < 1 or a NULL required tensor is
+// refused, naming the op, before out, mean, rstd (forward) or dx, dw, db (backward) is written.
+START_TEST(test_layernorm_bad_args) {
+    enum { N = 3, C = 5 };
+    const size_t nb = (size_t)N * C * 4;
+    float x[N * C], w[C], b[C];
+    qt_test_fill_uniform(x, N * C, -1.0f, 1.0f, 33);
+    qt_test_fill_uniform(w, C, 0.5f, 1.5f, 34);
+    qt_test_fill_uniform(b, C, -1.0f, 1.0f, 35);
+    float *out = qt_test_guarded(nb), *mean = qt_test_guarded(N * 4),
+          *rstd = qt_test_guarded(N * 4);
+#define UNTOUCHED                                                                                  \
+    (qt_test_untouched(out, nb) && qt_test_untouched(mean, N * 4) && qt_test_untouched(rstd, N * 4))
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, -1, C), "layernorm_fwd",
+                      UNTOUCHED);
+    ck_assert_msg(strstr(qt_last_error(), "N = -1"), "%s", qt_last_error());
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_fwd(out, mean, rstd, x, w, b, N, 0), "layernorm_fwd",
+                      UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_fwd(out, mean, rstd, x, w, NULL, N, C), "layernorm_fwd",
+                      UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_fwd(out, NULL, rstd, x, w, b, N, C), "layernorm_fwd",
+                      UNTOUCHED);
+#undef UNTOUCHED
+    float *mv = qt_test_falloc(N), *rv = qt_test_falloc(N), *ov = qt_test_falloc((size_t)N * C);
+    QT_EXPECT_OK(qt_cpu_layernorm_fwd(ov, mv, rv, x, w, b, N, C));
+    float *dx = qt_test_guarded(nb), *dw = qt_test_guarded(C * 4), *db = qt_test_guarded(C * 4);
+#define UNTOUCHED                                                                                  \
+    (qt_test_untouched(dx, nb) && qt_test_untouched(dw, C * 4) && qt_test_untouched(db, C * 4))
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_bwd(dx, dw, db, x, x, mv, rv, NULL, N, C), "layernorm_bwd",
+                      UNTOUCHED); // dx needs w
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_bwd(dx, dw, db, x, x, mv, NULL, w, N, C), "layernorm_bwd",
+                      UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_bwd(dx, dw, db, x, x, mv, rv, w, N, -4), "layernorm_bwd",
+                      UNTOUCHED);
+#undef UNTOUCHED
+    double *od = qt_test_guarded((size_t)N * C * 8);
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_fwd_f64(od, NULL, NULL, NULL, NULL, NULL, N, C),
+                      "layernorm_fwd_f64", qt_test_untouched(od, (size_t)N * C * 8));
+    QT_EXPECT_OK(qt_cpu_layernorm_fwd(NULL, NULL, NULL, NULL, NULL, NULL, 0, C));
+    QT_TEST_FREE_ALL(out, mean, rstd, mv, rv, ov, dx, dw, db, od);
+}
+END_TEST
+
 static Suite *layernorm_suite(void) {
     Suite *s = suite_create("layernorm");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_layernorm_fd);
     tcase_add_test(tc, test_layernorm_float_vs_double);
+    tcase_add_test(tc, test_layernorm_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -87,6 +87,7 @@ START_TEST(test_inf_skips_step_and_halves_scale) {
     free(v0);
     qt_optimizer_free(&opt, &m);
     qt_model_free(&m);
+    qt_backend_free(&be);
 }
 END_TEST
 
@@ -135,6 +136,7 @@ START_TEST(test_scaled_step_equals_unscaled) {
     qt_optimizer_free(&ob, &b);
     qt_model_free(&a);
     qt_model_free(&b);
+    qt_backend_free(&be);
 }
 END_TEST
 

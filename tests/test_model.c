@@ -191,6 +191,7 @@ START_TEST(test_model_gradients_f32_match_f64) {
     qt_model_free(&m64);
     qt_model_free(&m32);
     qt_test_f64_backend_free(&be64);
+    qt_backend_free(&be32);
 }
 END_TEST
 
@@ -235,6 +236,7 @@ START_TEST(test_model_rejects_bad_config) {
     qt_model m;
     ck_assert_int_eq(qt_model_init(&m, &cfg, &be, B, T), QT_ERR_ARG);
     ck_assert_msg(strstr(qt_last_error(), "n_head") != NULL, "message: %s", qt_last_error());
+    qt_backend_free(&be);
 }
 END_TEST
 

@@ -13,6 +13,7 @@
 
 #include "base/quant_math.h"
 #include "kernels/quant.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 static const int BITS[] = {QT_QUANT_TERNARY, 2, 3, 4, 5, 6, 7, 8};
@@ -457,26 +458,65 @@ START_TEST(test_s8_gemm_able) {
 END_TEST
 
 START_TEST(test_bad_args) {
-    float x[4] = {0}, out[4];
+    float x[4] = {0};
+    float *out = qt_test_guarded(sizeof x);
+#define UNTOUCHED qt_test_untouched(out, sizeof x)
     qt_quant_params p = qt_quant_params_default(9);
-    ck_assert_int_eq(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), QT_ERR_ARG);
-    ck_assert_ptr_nonnull(strstr(qt_last_error(), "bits"));
+    QT_EXPECT_REFUSED(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), "bits", UNTOUCHED);
     p = qt_quant_params_default(4);
     p.granularity = QT_QUANT_PER_GROUP;
-    ck_assert_int_eq(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), QT_ERR_ARG);
-    ck_assert_ptr_nonnull(strstr(qt_last_error(), "group_size"));
+    QT_EXPECT_REFUSED(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), "group_size", UNTOUCHED);
     p = qt_quant_params_default(QT_QUANT_TERNARY);
     p.symmetric = 0;
-    ck_assert_int_eq(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), QT_ERR_ARG);
+    QT_EXPECT_REFUSED(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), "quant", UNTOUCHED);
     p = qt_quant_params_default(4);
     p.floor = 0.0f;
-    ck_assert_int_eq(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), QT_ERR_ARG);
+    QT_EXPECT_REFUSED(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), "quant", UNTOUCHED);
     p = qt_quant_params_default(4);
     p.symmetric = 0;
     p.range = QT_QUANT_RANGE_ABSMEAN;
-    ck_assert_int_eq(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), QT_ERR_ARG);
+    QT_EXPECT_REFUSED(qt_cpu_quant_fake(&p, NULL, out, x, 2, 2), "quant", UNTOUCHED);
     p = qt_quant_params_default(4);
+    QT_EXPECT_REFUSED(qt_cpu_quant_fake(&p, NULL, out, NULL, 2, 2), "quant", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_quant_fake(NULL, NULL, out, x, 2, 2), "quant", UNTOUCHED);
+#undef UNTOUCHED
     ck_assert_int_eq(qt_cpu_quant_fake(&p, NULL, out, x, 0, 2), QT_OK); // empty: nothing
+    free(out);
+}
+END_TEST
+
+// qt_cpu_quant_fake_ws (the per-slice grids in the caller's scratch) gives the values of
+// qt_cpu_quant_fake bit for bit, and leaves in its scratch the steps and zero points that
+// qt_cpu_quant_quantize computes, for every granularity, both roundings and an asymmetric grid.
+START_TEST(test_fake_scratch_equals_fake) {
+    const size_t rows = 7, cols = 45, n = rows * cols;
+    float *x = qt_test_falloc(n), *want = qt_test_falloc(n), *got = qt_test_falloc(n);
+    qt_test_fill_uniform(x, n, -3.0f, 2.0f, 77);
+    for (int gran = 0; gran < 3; gran++)
+        for (int mode = 0; mode < 3; mode++) {
+            qt_quant_params p = qt_quant_params_default(mode == 2 ? 6 : 4);
+            p.granularity = (qt_quant_granularity)gran;
+            p.group_size = 16;
+            p.rounding = mode == 1 ? QT_QUANT_STOCHASTIC : QT_QUANT_NEAREST;
+            p.symmetric = mode != 2;
+            p.seed = 5;
+            p.stream = 9;
+            const size_t ns = qt_quant_num_scales(&p, rows, cols);
+            float *sc = qt_test_falloc(ns), *sq = qt_test_falloc(ns);
+            int32_t *zc = malloc(ns * sizeof(int32_t)), *zq = malloc(ns * sizeof(int32_t));
+            int8_t *codes = malloc(n);
+            QT_EXPECT_OK(qt_cpu_quant_fake(&p, NULL, want, x, rows, cols));
+            qt_test_poison(got, n);
+            QT_EXPECT_OK(qt_cpu_quant_fake_ws(&p, NULL, got, x, rows, cols, sc, zc));
+            QT_EXPECT_OK(qt_cpu_quant_quantize(&p, NULL, codes, sq, zq, x, rows, cols));
+            ck_assert_msg(memcmp(got, want, n * sizeof(float)) == 0 &&
+                              memcmp(sc, sq, ns * sizeof(float)) == 0 &&
+                              memcmp(zc, zq, ns * sizeof(int32_t)) == 0,
+                          "quant_fake_ws granularity %d mode %d differs from quant_fake", gran,
+                          mode);
+            QT_TEST_FREE_ALL(sc, sq, zc, zq, codes);
+        }
+    QT_TEST_FREE_ALL(x, want, got);
 }
 END_TEST
 
@@ -497,6 +537,7 @@ int main(void) {
     tcase_add_test(tc, test_uniform_is_philox);
     tcase_add_test(tc, test_s8_gemm_able);
     tcase_add_test(tc, test_bad_args);
+    tcase_add_test(tc, test_fake_scratch_equals_fake);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

@@ -20,6 +20,7 @@
 #include "kernels/int8_gemm.h"
 #include "qtrain/optimizer.h"
 #include "qtrain/trainer.h"
+#include "expect_error.h"
 #include "testutil.h"
 #include "kernels/linear.h"
 #include "kernels/quant.h"
@@ -104,14 +105,14 @@ static void check_linear(const char *const *sets, size_t nsets, const qt_quant_p
     memset(rdx, 0, nx * sizeof(float));
     memset(rdw, 0, nw * sizeof(float));
     memset(rdb, 0, (size_t)OC * sizeof(float));
-    qt_cpu_linear_fwd(ref, xq, wqv, NULL, N, IC, OC);
+    QT_EXPECT_OK(qt_cpu_linear_fwd(ref, xq, wqv, NULL, N, IC, OC));
     // default placement: dW = G_q^T X_q, dX = G W_q; SwitchBack: dX = G_q W_q, dW = G^T X_q
-    qt_cpu_linear_bwd(NULL, rdw, NULL, dx_placement ? g : gqv, xq, wqv, N, IC, OC);
-    qt_cpu_linear_bwd(rdx, NULL, rdb, dx_placement ? gqv : g, xq, wqv, N, IC, OC);
+    QT_EXPECT_OK(qt_cpu_linear_bwd(NULL, rdw, NULL, dx_placement ? g : gqv, xq, wqv, N, IC, OC));
+    QT_EXPECT_OK(qt_cpu_linear_bwd(rdx, NULL, rdb, dx_placement ? gqv : g, xq, wqv, N, IC, OC));
     if (dx_placement) {
         // db comes from the unquantized G in both placements.
         memset(rdb, 0, (size_t)OC * sizeof(float));
-        qt_cpu_linear_bwd(NULL, NULL, rdb, g, xq, wqv, N, IC, OC);
+        QT_EXPECT_OK(qt_cpu_linear_bwd(NULL, NULL, rdb, g, xq, wqv, N, IC, OC));
     }
     double e_out = qt_test_max_err(out, ref, ny, 1e-6, 1e-5);
     double e_dx = qt_test_max_err(dx, rdx, nx, 1e-9, 1e-5);
@@ -122,7 +123,7 @@ static void check_linear(const char *const *sets, size_t nsets, const qt_quant_p
                   e_db);
     // The quantization did something: the fake-quantized result differs from the float one.
     float *plain = qt_test_falloc(ny);
-    qt_cpu_linear_fwd(plain, x, w, NULL, N, IC, OC);
+    QT_EXPECT_OK(qt_cpu_linear_fwd(plain, x, w, NULL, N, IC, OC));
     ck_assert_msg(qt_test_max_err(out, plain, ny, 1e-6, 1e-5) > 1.0,
                   "%s: quantized output equals the float one", sets[0]);
     free(plain);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernels/rmsnorm.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -31,7 +32,7 @@ typedef struct {
 
 static double rms_loss(void *v) {
     rms_ctx *c = v;
-    qt_cpu_rmsnorm_fwd_f64(c->out, c->rstd, c->x, c->w, c->N, c->C);
+    QT_EXPECT_OK(qt_cpu_rmsnorm_fwd_f64(c->out, c->rstd, c->x, c->w, c->N, c->C));
     return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->C);
 }
 
@@ -56,7 +57,7 @@ static void check_rmsnorm_fd(int N, int C, uint64_t seed) {
     }
     double *dx0 = qt_test_drand(n, -1, 1, seed + 3), *dw0 = qt_test_drand(C, -1, 1, seed + 4);
     double *dx = qt_test_dcopy(dx0, n), *dw = qt_test_dcopy(dw0, C);
-    qt_cpu_rmsnorm_bwd_f64(dx, dw, wout, c.x, c.rstd, c.w, N, C);
+    QT_EXPECT_OK(qt_cpu_rmsnorm_bwd_f64(dx, dw, wout, c.x, c.rstd, c.w, N, C));
     char what[96];
     snprintf(what, sizeof what, "rmsnorm_bwd_f64 dx N %d C %d seed %llu", N, C,
              (unsigned long long)seed);
@@ -67,8 +68,8 @@ static void check_rmsnorm_fd(int N, int C, uint64_t seed) {
     // each gradient alone: the same values, the NULL one untouched
     double *dx2 = qt_test_dcopy(dx0, n), *dw2 = qt_test_dcopy(dw0, C);
     rms_loss(&c);
-    qt_cpu_rmsnorm_bwd_f64(dx2, NULL, wout, c.x, c.rstd, c.w, N, C);
-    qt_cpu_rmsnorm_bwd_f64(NULL, dw2, wout, c.x, c.rstd, c.w, N, C);
+    QT_EXPECT_OK(qt_cpu_rmsnorm_bwd_f64(dx2, NULL, wout, c.x, c.rstd, c.w, N, C));
+    QT_EXPECT_OK(qt_cpu_rmsnorm_bwd_f64(NULL, dw2, wout, c.x, c.rstd, c.w, N, C));
     for (size_t i = 0; i < n; i++) ck_assert_msg(dx2[i] == dx[i], "rmsnorm_bwd dx alone [%zu]", i);
     for (int i = 0; i < C; i++) ck_assert_msg(dw2[i] == dw[i], "rmsnorm_bwd dw alone [%d]", i);
     QT_TEST_FREE_ALL(wout, c.x, c.w, c.out, c.rstd, dx0, dw0, dx, dw, dx2, dw2);
@@ -93,14 +94,14 @@ static void check_rmsnorm_float(int N, int C, uint64_t seed) {
     float *dwf = qt_test_to_float(dwd, C), *of = qt_test_falloc(n), *rf = qt_test_falloc(N);
     qt_test_poison(of, n);
     qt_test_poison(rf, N);
-    qt_cpu_rmsnorm_fwd(of, rf, xf, wf, N, C);
-    qt_cpu_rmsnorm_fwd_f64(od, rd, xd, wd, N, C);
+    QT_EXPECT_OK(qt_cpu_rmsnorm_fwd(of, rf, xf, wf, N, C));
+    QT_EXPECT_OK(qt_cpu_rmsnorm_fwd_f64(od, rd, xd, wd, N, C));
     double e1 = qt_test_float_vs_double(of, od, n, FV_RTOL),
            e2 = qt_test_float_vs_double(rf, rd, N, FV_RTOL);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "rmsnorm_fwd float/double N %d C %d: out %g rstd %g",
                   N, C, e1, e2);
-    qt_cpu_rmsnorm_bwd(dxf, dwf, gof, xf, rf, wf, N, C);
-    qt_cpu_rmsnorm_bwd_f64(dxd, dwd, god, xd, rd, wd, N, C);
+    QT_EXPECT_OK(qt_cpu_rmsnorm_bwd(dxf, dwf, gof, xf, rf, wf, N, C));
+    QT_EXPECT_OK(qt_cpu_rmsnorm_bwd_f64(dxd, dwd, god, xd, rd, wd, N, C));
     e1 = qt_test_float_vs_double(dxf, dxd, n, FV_RTOL);
     e2 = qt_test_float_vs_double(dwf, dwd, C, FV_RTOL);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "rmsnorm_bwd float/double N %d C %d: dx %g dw %g", N,
@@ -108,7 +109,7 @@ static void check_rmsnorm_float(int N, int C, uint64_t seed) {
     // deterministic: a second run from the same start gives the same bits
     double *dxd2 = qt_test_drand(n, -1, 1, seed + 3), *dwd2 = qt_test_drand(C, -1, 1, seed + 4);
     float *dxf2 = qt_test_to_float(dxd2, n), *dwf2 = qt_test_to_float(dwd2, C);
-    qt_cpu_rmsnorm_bwd(dxf2, dwf2, gof, xf, rf, wf, N, C);
+    QT_EXPECT_OK(qt_cpu_rmsnorm_bwd(dxf2, dwf2, gof, xf, rf, wf, N, C));
     ck_assert_msg(memcmp(dxf2, dxf, n * sizeof(float)) == 0 &&
                       memcmp(dwf2, dwf, C * sizeof(float)) == 0,
                   "rmsnorm_bwd N %d C %d not deterministic", N, C);
@@ -122,12 +123,43 @@ START_TEST(test_rmsnorm_float_vs_double) {
 }
 END_TEST
 
+// The error contract (kernels/rmsnorm.h): N < 0, C < 1 or a NULL required tensor is refused,
+// naming the op, before out, rstd (forward) or dx, dw (backward) is written.
+START_TEST(test_rmsnorm_bad_args) {
+    enum { N = 3, C = 5 };
+    const size_t nb = (size_t)N * C * 4;
+    float x[N * C], w[C];
+    qt_test_fill_uniform(x, N * C, -1.0f, 1.0f, 36);
+    qt_test_fill_uniform(w, C, 0.5f, 1.5f, 37);
+    float *out = qt_test_guarded(nb), *rstd = qt_test_guarded(N * 4);
+#define UNTOUCHED (qt_test_untouched(out, nb) && qt_test_untouched(rstd, N * 4))
+    QT_EXPECT_REFUSED(qt_cpu_rmsnorm_fwd(out, rstd, x, w, N, 0), "rmsnorm_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_rmsnorm_fwd(out, rstd, x, w, -2, C), "rmsnorm_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_rmsnorm_fwd(out, rstd, x, NULL, N, C), "rmsnorm_fwd", UNTOUCHED);
+#undef UNTOUCHED
+    float *rv = qt_test_falloc(N), *ov = qt_test_falloc((size_t)N * C);
+    QT_EXPECT_OK(qt_cpu_rmsnorm_fwd(ov, rv, x, w, N, C));
+    float *dx = qt_test_guarded(nb), *dw = qt_test_guarded(C * 4);
+#define UNTOUCHED (qt_test_untouched(dx, nb) && qt_test_untouched(dw, C * 4))
+    QT_EXPECT_REFUSED(qt_cpu_rmsnorm_bwd(dx, dw, x, x, rv, NULL, N, C), "rmsnorm_bwd",
+                      UNTOUCHED); // dx needs w
+    QT_EXPECT_REFUSED(qt_cpu_rmsnorm_bwd(dx, dw, x, x, NULL, w, N, C), "rmsnorm_bwd", UNTOUCHED);
+#undef UNTOUCHED
+    double *od = qt_test_guarded((size_t)N * C * 8);
+    QT_EXPECT_REFUSED(qt_cpu_rmsnorm_fwd_f64(od, NULL, NULL, NULL, N, -1), "rmsnorm_fwd_f64",
+                      qt_test_untouched(od, (size_t)N * C * 8));
+    QT_EXPECT_OK(qt_cpu_rmsnorm_fwd(NULL, NULL, NULL, NULL, 0, C));
+    QT_TEST_FREE_ALL(out, rstd, rv, ov, dx, dw, od);
+}
+END_TEST
+
 static Suite *rmsnorm_suite(void) {
     Suite *s = suite_create("rmsnorm");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_rmsnorm_fd);
     tcase_add_test(tc, test_rmsnorm_float_vs_double);
+    tcase_add_test(tc, test_rmsnorm_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "kernels/rope.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -37,7 +38,7 @@ static double rope_loss(void *v) {
     rope_ctx *c = v;
     const size_t n = (size_t)c->B * c->T * 3 * c->C;
     memcpy(c->y, c->x, n * sizeof(double));
-    qt_cpu_rope_fwd_f64(c->y, c->B, c->T, c->C, c->H, c->theta);
+    QT_EXPECT_OK(qt_cpu_rope_fwd_f64(c->y, c->B, c->T, c->C, c->H, c->theta));
     return qt_test_ddot(c->y, c->wout, n);
 }
 
@@ -46,7 +47,7 @@ static void check_rope_fd(int B, int T, int C, int H, float theta, uint64_t seed
     double *wout = qt_test_drand(n, -1, 1, seed);
     rope_ctx c = {B, T, C, H, theta, qt_test_drand(n, -2, 2, seed + 1), wout, qt_test_dalloc(n)};
     double *g = qt_test_dcopy(wout, n);
-    qt_cpu_rope_bwd_f64(g, B, T, C, H, theta); // in place: dL/dy -> dL/dx
+    QT_EXPECT_OK(qt_cpu_rope_bwd_f64(g, B, T, C, H, theta)); // in place: dL/dy -> dL/dx
     char what[96];
     snprintf(what, sizeof what, "rope_bwd_f64 B %d T %d C %d H %d theta %g", B, T, C, H,
              (double)theta);
@@ -85,8 +86,8 @@ static void check_rope_props(int B, int T, int C, int H, float theta, uint64_t s
     double *yd = qt_test_dcopy(xd, n), *want = qt_test_dcopy(xd, n);
     float *yf = qt_test_falloc(n);
     memcpy(yf, xf, n * sizeof(float));
-    qt_cpu_rope_fwd_f64(yd, B, T, C, H, theta);
-    qt_cpu_rope_fwd(yf, B, T, C, H, theta);
+    QT_EXPECT_OK(qt_cpu_rope_fwd_f64(yd, B, T, C, H, theta));
+    QT_EXPECT_OK(qt_cpu_rope_fwd(yf, B, T, C, H, theta));
     rope_direct(want, B, T, C, H, theta);
     double ed = qt_test_max_err_f64(yd, want, n, 1e-12, 0.0);
     ck_assert_msg(ed <= 1.0, "rope_fwd_f64 vs pow() formula B %d T %d C %d H %d: err %g", B, T,
@@ -109,8 +110,8 @@ static void check_rope_props(int B, int T, int C, int H, float theta, uint64_t s
                               "rope_fwd is not the identity at t = 0 (b %d), C %d H %d", b, C, H);
         }
     // the backward undoes the forward
-    qt_cpu_rope_bwd_f64(yd, B, T, C, H, theta);
-    qt_cpu_rope_bwd(yf, B, T, C, H, theta);
+    QT_EXPECT_OK(qt_cpu_rope_bwd_f64(yd, B, T, C, H, theta));
+    QT_EXPECT_OK(qt_cpu_rope_bwd(yf, B, T, C, H, theta));
     double mx = 0.0;
     for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(xd[i]));
     double erd = qt_test_max_err_f64(yd, xd, n, 1e-13 * mx, 0.0);
@@ -136,11 +137,40 @@ START_TEST(test_rope_bwd_float_vs_double) {
     const size_t n = (size_t)B * T * 3 * C;
     double *gd = qt_test_drand(n, -1, 1, 60);
     float *gf = qt_test_to_float(gd, n);
-    qt_cpu_rope_bwd_f64(gd, B, T, C, H, 10000.0f);
-    qt_cpu_rope_bwd(gf, B, T, C, H, 10000.0f);
+    QT_EXPECT_OK(qt_cpu_rope_bwd_f64(gd, B, T, C, H, 10000.0f));
+    QT_EXPECT_OK(qt_cpu_rope_bwd(gf, B, T, C, H, 10000.0f));
     double e = qt_test_float_vs_double(gf, gd, n, FV_RTOL);
     ck_assert_msg(e <= 1.0, "rope_bwd float/double B %d T %d C %d H %d: %g", B, T, C, H, e);
     QT_TEST_FREE_ALL(gd, gf);
+}
+END_TEST
+
+// The error contract (kernels/rope.h): C not a multiple of H, an odd head dim, theta not
+// finite and > 0, a negative B or T, or a NULL tensor is refused, naming the op, before the
+// tensor is rotated.
+START_TEST(test_rope_bad_args) {
+    enum { B = 2, T = 3, C = 8, H = 2 };
+    const size_t nb = (size_t)B * T * 3 * C * sizeof(float);
+    float *qkv = qt_test_guarded(nb);
+    QT_EXPECT_REFUSED(qt_cpu_rope_fwd(qkv, B, T, C, 3, 10000.0f), "rope_fwd",
+                      qt_test_untouched(qkv, nb)); // C % H != 0
+    QT_EXPECT_REFUSED(qt_cpu_rope_fwd(qkv, B, T, C, 8, 10000.0f), "rope_fwd",
+                      qt_test_untouched(qkv, nb)); // D = 1 is odd
+    ck_assert_msg(strstr(qt_last_error(), "D = C / H = 1 is odd"), "%s", qt_last_error());
+    QT_EXPECT_REFUSED(qt_cpu_rope_fwd(qkv, B, T, C, H, 0.0f), "rope_fwd",
+                      qt_test_untouched(qkv, nb));
+    QT_EXPECT_REFUSED(qt_cpu_rope_bwd(qkv, B, T, C, H, -1.0f), "rope_bwd",
+                      qt_test_untouched(qkv, nb));
+    QT_EXPECT_REFUSED(qt_cpu_rope_bwd(qkv, B, T, C, H, INFINITY), "rope_bwd",
+                      qt_test_untouched(qkv, nb));
+    QT_EXPECT_REFUSED(qt_cpu_rope_bwd(qkv, B, -1, C, H, 10000.0f), "rope_bwd",
+                      qt_test_untouched(qkv, nb));
+    QT_EXPECT_REFUSED(qt_cpu_rope_fwd(NULL, B, T, C, H, 10000.0f), "rope_fwd", 1);
+    double *qd = qt_test_guarded(nb * 2);
+    QT_EXPECT_REFUSED(qt_cpu_rope_fwd_f64(qd, B, T, C, H, NAN), "rope_fwd_f64",
+                      qt_test_untouched(qd, nb * 2));
+    QT_EXPECT_OK(qt_cpu_rope_fwd(NULL, 0, T, C, H, 10000.0f));
+    QT_TEST_FREE_ALL(qkv, qd);
 }
 END_TEST
 
@@ -151,6 +181,7 @@ static Suite *rope_suite(void) {
     tcase_add_test(tc, test_rope_fd);
     tcase_add_test(tc, test_rope_properties);
     tcase_add_test(tc, test_rope_bwd_float_vs_double);
+    tcase_add_test(tc, test_rope_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

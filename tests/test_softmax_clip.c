@@ -18,6 +18,7 @@
 
 #include "kernels/cpu/common/vmath.h"
 #include "kernels/softmax_clip.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -52,7 +53,8 @@ typedef struct {
 } sm_loss_ctx;
 
 static double sm_loss(const sm_loss_ctx *c, const double *scores) {
-    qt_cpu_softmax_clip_fwd_f64(c->prm, c->probs, c->p, scores, c->lens, c->rows, c->cols);
+    QT_EXPECT_OK(
+        qt_cpu_softmax_clip_fwd_f64(c->prm, c->probs, c->p, scores, c->lens, c->rows, c->cols));
     double s = 0.0;
     for (int i = 0; i < c->rows * c->cols; i++) s += c->wout[i] * c->probs[i];
     return s;
@@ -73,8 +75,8 @@ static void sm_grads(const qt_softmax_params *prm, const double *scores, const i
     double *start = malloc(n * sizeof(double)), *x = malloc(n * sizeof(double));
     qt_test_fill_uniform_f64(start, n, -1.0, 1.0, seed ^ 0x5157);
     memcpy(an, start, n * sizeof(double));
-    qt_cpu_softmax_clip_fwd_f64(prm, probs, p, scores, lens, rows, cols);
-    qt_cpu_softmax_clip_bwd_f64(prm, an, wout, p, lens, rows, cols);
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(prm, probs, p, scores, lens, rows, cols));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_bwd_f64(prm, an, wout, p, lens, rows, cols));
     for (int r = 0; r < rows; r++) {
         for (int j = 0; j < cols; j++) {
             size_t i = (size_t)r * cols + j;
@@ -112,7 +114,7 @@ static void check_fd_case(qt_softmax_kind kind, int rows, int cols, uint64_t see
                   kind_name(kind), rows, cols, (unsigned long long)seed, err);
     if (kind == QT_SOFTMAX_CLIPPED) {
         // the case must exercise both clip ends, or it proves nothing about them
-        qt_cpu_softmax_clip_fwd_f64(&prm, probs, p, scores, lens, rows, cols);
+        QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&prm, probs, p, scores, lens, rows, cols));
         int lo = 0, hi = 0;
         for (int r = 0; r < rows; r++) {
             for (int j = 0; j < lens[r]; j++) {
@@ -204,7 +206,7 @@ START_TEST(test_boundary_inclusive) {
             const double p[2] = {0.25, 0.75}, dprobs[2] = {0.8, -0.3};
             const double scores[2] = {0.0, log(3.0)}; // softmax = (0.25, 0.75)
             double ds[2] = {0.0, 0.0}, want[2];
-            qt_cpu_softmax_clip_bwd_f64(prm, ds, dprobs, p, lens, 1, 2);
+            QT_EXPECT_OK(qt_cpu_softmax_clip_bwd_f64(prm, ds, dprobs, p, lens, 1, 2));
             formula_grad(2.0, -0.5, 1.0, p, dprobs, 2, want);
             ck_assert_msg(fabs(want[0]) > 0.1, "boundary case degenerate");
             double err = qt_test_rel_err_f64(ds, want, 2);
@@ -225,7 +227,7 @@ START_TEST(test_boundary_inclusive) {
         const double p[4] = {0.25, 0.5, 0.125, 0.125}, dprobs[4] = {0.9, -0.4, 0.7, 0.2};
         const double scores[4] = {log(2.0), log(4.0), 0.0, 0.0};
         double ds[4] = {0}, want[4];
-        qt_cpu_softmax_clip_bwd_f64(&cl, ds, dprobs, p, lens, 1, 4);
+        QT_EXPECT_OK(qt_cpu_softmax_clip_bwd_f64(&cl, ds, dprobs, p, lens, 1, 4));
         formula_grad(2.0, -0.5, 1.0, p, dprobs, 4, want);
         double err = qt_test_rel_err_f64(ds, want, 4);
         ck_assert_msg(err <= 1e-15, "clipped N=4 boundary: grad vs formula err %g", err);
@@ -239,7 +241,7 @@ START_TEST(test_boundary_inclusive) {
         const int lens[1] = {2};
         const float p[2] = {0.25f, 0.75f}, dprobs[2] = {0.8f, -0.3f};
         float ds[2] = {0.0f, 0.0f};
-        qt_cpu_softmax_clip_bwd(&cl, ds, dprobs, p, lens, 1, 2);
+        QT_EXPECT_OK(qt_cpu_softmax_clip_bwd(&cl, ds, dprobs, p, lens, 1, 2));
         double pd[2] = {0.25, 0.75}, dd[2] = {0.8f, -0.3f}, want[2];
         formula_grad(2.0, -0.5, 1.0, pd, dd, 2, want);
         for (int j = 0; j < 2; j++)
@@ -262,10 +264,10 @@ START_TEST(test_clipped_identity_is_softmax) {
     qt_softmax_params v = {.kind = QT_SOFTMAX_VANILLA, .scale = 0.125f};
     qt_softmax_params c = {.kind = QT_SOFTMAX_CLIPPED, .scale = 0.125f, .gamma = 0.0f,
                            .zeta = 1.0f};
-    qt_cpu_softmax_clip_fwd(&v, prv, pv, s, lens, R, K);
-    qt_cpu_softmax_clip_fwd(&c, prc, pc, s, lens, R, K);
-    qt_cpu_softmax_clip_fwd_f64(&v, prvd, pvd, sd, lens, R, K);
-    qt_cpu_softmax_clip_fwd_f64(&c, prcd, pcd, sd, lens, R, K);
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&v, prv, pv, s, lens, R, K));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&c, prc, pc, s, lens, R, K));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&v, prvd, pvd, sd, lens, R, K));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&c, prcd, pcd, sd, lens, R, K));
     for (int i = 0; i < R * K; i++) {
         ck_assert_msg(prc[i] == prv[i] && prc[i] == pv[i], "float clipped(0,1) != softmax at %d",
                       i);
@@ -291,7 +293,7 @@ START_TEST(test_ncs_properties) {
                 uni[j] = 0.7;
                 hot[j] = j == 2 % n ? 2000.0 : -1.0;
             }
-            qt_cpu_softmax_clip_fwd_f64(&prm, pr, p, uni, lens, 1, K);
+            QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&prm, pr, p, uni, lens, 1, K));
             for (int j = 0; j < K; j++) {
                 double want = j < n ? (n == 1 ? 1.0 : (double)prm.beta / n) : 0.0;
                 if (want > 1.0) want = 1.0;
@@ -299,7 +301,7 @@ START_TEST(test_ncs_properties) {
                               "ncs eta %g beta %g uniform N=%d: probs[%d] = %.17g, want %.17g",
                               prm.eta, prm.beta, n, j, pr[j], want);
             }
-            qt_cpu_softmax_clip_fwd_f64(&prm, pr, p, hot, lens, 1, K);
+            QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&prm, pr, p, hot, lens, 1, K));
             for (int j = 0; j < K; j++) {
                 double want;
                 if (j >= n) want = 0.0;
@@ -318,8 +320,8 @@ START_TEST(test_ncs_properties) {
     float s[3 * K], a[3 * K], b[3 * K], pa[3 * K], pb[3 * K];
     int lens[3] = {1, 1, 1};
     qt_test_fill_uniform(s, 3 * K, -3.0f, 3.0f, 51);
-    qt_cpu_softmax_clip_fwd(&ncs, a, pa, s, lens, 3, K);
-    qt_cpu_softmax_clip_fwd(&van, b, pb, s, lens, 3, K);
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&ncs, a, pa, s, lens, 3, K));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&van, b, pb, s, lens, 3, K));
     for (int i = 0; i < 3 * K; i++)
         ck_assert_msg(a[i] == b[i] && a[i] == (i % K == 0 ? 1.0f : 0.0f),
                       "ncs N=1 != softmax at %d: %g vs %g", i, a[i], b[i]);
@@ -350,8 +352,8 @@ static void check_float_vs_double(qt_softmax_kind kind, int rows, int cols, uint
     for (int r = 0; r < rows; r++) lens[r] = 1 + (int)((r * 7919u + seed) % (unsigned)cols);
     qt_test_poison(pr, n);
     qt_test_poison(p, n);
-    qt_cpu_softmax_clip_fwd(&prm, pr, p, s, lens, rows, cols);
-    qt_cpu_softmax_clip_fwd_f64(&prm, prd, pd, sd, lens, rows, cols);
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&prm, pr, p, s, lens, rows, cols));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&prm, prd, pd, sd, lens, rows, cols));
     for (size_t i = 0; i < n; i++) want[i] = (float)prd[i];
     double err = qt_test_max_err(pr, want, n, 1e-6, 1e-5);
     ck_assert_msg(err <= 1.0, "softmax_clip_fwd float/double %s rows %d cols %d seed %llu: %g",
@@ -361,8 +363,8 @@ static void check_float_vs_double(qt_softmax_kind kind, int rows, int cols, uint
     ck_assert_msg(err <= 1.0, "softmax_clip_fwd p float/double %s rows %d cols %d: %g",
                   kind_name(kind), rows, cols, err);
     // the backward from each precision's own saved p
-    qt_cpu_softmax_clip_bwd(&prm, ds, dpr, p, lens, rows, cols);
-    qt_cpu_softmax_clip_bwd_f64(&prm, dsd, dprd, pd, lens, rows, cols);
+    QT_EXPECT_OK(qt_cpu_softmax_clip_bwd(&prm, ds, dpr, p, lens, rows, cols));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_bwd_f64(&prm, dsd, dprd, pd, lens, rows, cols));
     for (size_t i = 0; i < n; i++) want[i] = (float)dsd[i];
     err = qt_test_max_err(ds, want, n, 1e-6, 1e-5);
     ck_assert_msg(err <= 1.0, "softmax_clip_bwd float/double %s rows %d cols %d seed %llu: %g",
@@ -397,7 +399,7 @@ START_TEST(test_large_scores_finite) {
     qt_test_fill_uniform(s, R * K, -1e4f, 1e4f, 71);
     for (int k = 0; k < 3; k++) {
         qt_softmax_params prm = make_params((qt_softmax_kind)k, 1.0);
-        qt_cpu_softmax_clip_fwd(&prm, pr, p, s, lens, R, K);
+        QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&prm, pr, p, s, lens, R, K));
         for (int r = 0; r < R; r++) {
             double sum = 0.0;
             for (int j = 0; j < K; j++) {
@@ -438,6 +440,62 @@ START_TEST(test_vexpf_accuracy) {
 }
 END_TEST
 
+// The error contract (kernels/softmax_clip.h): bad params (kind, scale, clipped gamma > 0 or
+// zeta < 1, NCS eta <= 0 or beta >= 2 eta), a bad shape, a length outside [1, cols] or a NULL
+// tensor is refused, naming the op, before probs, p (forward) or dscores (backward) is written.
+START_TEST(test_softmax_clip_bad_args) {
+    enum { rows = 3, cols = 4 };
+    const size_t nb = (size_t)rows * cols * sizeof(float);
+    float scores[rows * cols];
+    qt_test_fill_uniform(scores, rows * cols, -2.0f, 2.0f, 61);
+    float *probs = qt_test_guarded(nb), *p = qt_test_guarded(nb);
+    int lens[rows] = {1, 4, 2};
+    const qt_softmax_params clipped = make_params(QT_SOFTMAX_CLIPPED, 0.5),
+                            ncs = make_params(QT_SOFTMAX_NCS, 0.5);
+    qt_softmax_params bad[6] = {clipped, clipped, clipped, ncs, ncs, clipped};
+    bad[0].kind = (qt_softmax_kind)3;
+    bad[1].gamma = 0.25f;
+    bad[2].zeta = 0.5f;
+    bad[3].eta = 0.0f;
+    bad[4].beta = 2.0f * ncs.eta;
+    bad[5].scale = INFINITY;
+#define UNTOUCHED (qt_test_untouched(probs, nb) && qt_test_untouched(p, nb))
+    for (int i = 0; i < 6; i++)
+        QT_EXPECT_REFUSED(qt_cpu_softmax_clip_fwd(&bad[i], probs, p, scores, lens, rows, cols),
+                          "softmax_clip_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_fwd(NULL, probs, p, scores, lens, rows, cols),
+                      "softmax_clip_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_fwd(&clipped, probs, p, scores, lens, rows, 0),
+                      "softmax_clip_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_fwd(&clipped, probs, p, scores, NULL, rows, cols),
+                      "softmax_clip_fwd", UNTOUCHED);
+    lens[2] = cols + 1; // the last row: every earlier row was fine, and must stay unwritten
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_fwd(&clipped, probs, p, scores, lens, rows, cols),
+                      "softmax_clip_fwd", UNTOUCHED);
+    ck_assert_msg(strstr(qt_last_error(), "lens[2] = 5 is outside [1, 4]"), "%s", qt_last_error());
+#undef UNTOUCHED
+    lens[2] = 2;
+    float *pv = qt_test_falloc((size_t)rows * cols), *prv = qt_test_falloc((size_t)rows * cols);
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&clipped, prv, pv, scores, lens, rows, cols));
+    float *ds = qt_test_guarded(nb);
+    lens[1] = 0;
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_bwd(&clipped, ds, scores, pv, lens, rows, cols),
+                      "softmax_clip_bwd", qt_test_untouched(ds, nb));
+    lens[1] = 4;
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_bwd(&bad[3], ds, scores, pv, lens, rows, cols),
+                      "softmax_clip_bwd", qt_test_untouched(ds, nb));
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_bwd(&clipped, ds, NULL, pv, lens, rows, cols),
+                      "softmax_clip_bwd", qt_test_untouched(ds, nb));
+    double sd[rows * cols] = {0};
+    double *prd = qt_test_guarded(nb * 2), *pd = qt_test_guarded(nb * 2);
+    QT_EXPECT_REFUSED(qt_cpu_softmax_clip_fwd_f64(&bad[1], prd, pd, sd, lens, rows, cols),
+                      "softmax_clip_fwd_f64",
+                      qt_test_untouched(prd, nb * 2) && qt_test_untouched(pd, nb * 2));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd(&ncs, NULL, NULL, NULL, NULL, 0, cols));
+    QT_TEST_FREE_ALL(probs, p, pv, prv, ds, prd, pd);
+}
+END_TEST
+
 static Suite *softmax_suite(void) {
     Suite *s = suite_create("ops_softmax");
     TCase *tc = tcase_create("softmax_clip");
@@ -451,6 +509,7 @@ static Suite *softmax_suite(void) {
     tcase_add_test(tc, test_float_vs_double);
     tcase_add_test(tc, test_large_scores_finite);
     tcase_add_test(tc, test_vexpf_accuracy);
+    tcase_add_test(tc, test_softmax_clip_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

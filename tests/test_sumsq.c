@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "kernels/sumsq.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 // ---- sumsq ----------------------------------------------------------------------------------
@@ -26,11 +27,25 @@ START_TEST(test_sumsq) {
 }
 END_TEST
 
+// The error contract (kernels/sumsq.h): a NULL out, or a NULL x with n > 0, is refused, naming
+// the op, before *out is written.
+START_TEST(test_sumsq_bad_args) {
+    const float x[3] = {1.0f, 2.0f, 3.0f};
+    double *out = qt_test_guarded(sizeof(double));
+    QT_EXPECT_REFUSED(qt_cpu_sumsq(out, NULL, 3), "sumsq", qt_test_untouched(out, sizeof *out));
+    QT_EXPECT_REFUSED(qt_cpu_sumsq(NULL, x, 3), "sumsq", 1);
+    QT_EXPECT_OK(qt_cpu_sumsq(out, NULL, 0));
+    ck_assert(*out == 0.0);
+    free(out);
+}
+END_TEST
+
 static Suite *sumsq_suite(void) {
     Suite *s = suite_create("sumsq");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_sumsq);
+    tcase_add_test(tc, test_sumsq_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "kernels/swiglu.h"
+#include "expect_error.h"
 #include "testutil.h"
 
 #define FD_TOL 1e-6
@@ -30,7 +31,7 @@ typedef struct {
 
 static double swiglu_loss(void *v) {
     swiglu_ctx *c = v;
-    qt_cpu_swiglu_fwd_f64(c->out, c->x, c->N, c->F);
+    QT_EXPECT_OK(qt_cpu_swiglu_fwd_f64(c->out, c->x, c->N, c->F));
     return qt_test_ddot(c->out, c->wout, (size_t)c->N * c->F);
 }
 
@@ -50,7 +51,7 @@ START_TEST(test_swiglu_fd) {
                           "swiglu_fwd_f64 N %d F %d [%zu]: %g want %g", N, F, i, c.out[i], want);
         }
         double *dx0 = qt_test_drand(nx, -1, 1, seed + 2), *dx = qt_test_dcopy(dx0, nx);
-        qt_cpu_swiglu_bwd_f64(dx, wout, c.x, N, F);
+        QT_EXPECT_OK(qt_cpu_swiglu_bwd_f64(dx, wout, c.x, N, F));
         char what[64];
         snprintf(what, sizeof what, "swiglu_bwd_f64 dx N %d F %d", N, F);
         qt_test_check_grad(swiglu_loss, &c, c.x, nx, dx, dx0, FD_H, FD_TOL, what);
@@ -66,11 +67,11 @@ static void check_swiglu_float(int N, int F, double lo, double hi, uint64_t seed
     float *xf = qt_test_to_float(xd, nx), *gof = qt_test_to_float(god, no);
     float *dxf = qt_test_to_float(dxd, nx), *of = qt_test_falloc(no);
     qt_test_poison(of, no);
-    qt_cpu_swiglu_fwd(of, xf, N, F);
-    qt_cpu_swiglu_fwd_f64(od, xd, N, F);
+    QT_EXPECT_OK(qt_cpu_swiglu_fwd(of, xf, N, F));
+    QT_EXPECT_OK(qt_cpu_swiglu_fwd_f64(od, xd, N, F));
     double e1 = qt_test_float_vs_double(of, od, no, FV_RTOL);
-    qt_cpu_swiglu_bwd(dxf, gof, xf, N, F);
-    qt_cpu_swiglu_bwd_f64(dxd, god, xd, N, F);
+    QT_EXPECT_OK(qt_cpu_swiglu_bwd(dxf, gof, xf, N, F));
+    QT_EXPECT_OK(qt_cpu_swiglu_bwd_f64(dxd, god, xd, N, F));
     double e2 = qt_test_float_vs_double(dxf, dxd, nx, FV_RTOL);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0,
                   "swiglu float/double N %d F %d x in [%g, %g): out %g dx %g", N, F, lo, hi, e1,
@@ -86,12 +87,40 @@ START_TEST(test_swiglu_float_vs_double) {
 }
 END_TEST
 
+// The error contract (kernels/swiglu.h): N < 0, F < 1, a NULL tensor or a dx that aliases x
+// or dout is refused, naming the op, before anything is written.
+START_TEST(test_swiglu_bad_args) {
+    enum { N = 3, F = 4 };
+    float x[N * 2 * F], dout[N * F];
+    qt_test_fill_uniform(x, N * 2 * F, -1.0f, 1.0f, 51);
+    qt_test_fill_uniform(dout, N * F, -1.0f, 1.0f, 52);
+    float *out = qt_test_guarded(sizeof dout), *dx = qt_test_guarded(sizeof x);
+    QT_EXPECT_REFUSED(qt_cpu_swiglu_fwd(out, x, N, 0), "swiglu_fwd",
+                      qt_test_untouched(out, sizeof dout));
+    QT_EXPECT_REFUSED(qt_cpu_swiglu_fwd(out, x, -1, F), "swiglu_fwd",
+                      qt_test_untouched(out, sizeof dout));
+    QT_EXPECT_REFUSED(qt_cpu_swiglu_fwd(out, NULL, N, F), "swiglu_fwd",
+                      qt_test_untouched(out, sizeof dout));
+    QT_EXPECT_REFUSED(qt_cpu_swiglu_bwd(dx, NULL, x, N, F), "swiglu_bwd",
+                      qt_test_untouched(dx, sizeof x));
+    float *xc = qt_test_guarded(sizeof x);
+    QT_EXPECT_REFUSED(qt_cpu_swiglu_bwd(xc, dout, xc, N, F), "swiglu_bwd",
+                      qt_test_untouched(xc, sizeof x)); // dx aliases x
+    double *od = qt_test_guarded(sizeof dout * 2);
+    QT_EXPECT_REFUSED(qt_cpu_swiglu_fwd_f64(od, NULL, N, F), "swiglu_fwd_f64",
+                      qt_test_untouched(od, sizeof dout * 2));
+    QT_EXPECT_OK(qt_cpu_swiglu_fwd(NULL, NULL, 0, F));
+    QT_TEST_FREE_ALL(out, dx, xc, od);
+}
+END_TEST
+
 static Suite *swiglu_suite(void) {
     Suite *s = suite_create("swiglu");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_swiglu_fd);
     tcase_add_test(tc, test_swiglu_float_vs_double);
+    tcase_add_test(tc, test_swiglu_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

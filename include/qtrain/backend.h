@@ -150,9 +150,15 @@ typedef struct qt_backend {
     int threads;      // CPU threads in use (informational)
 } qt_backend;
 
-// The CPU backend: the reference ops of qtrain/ops.h with OpenMP and OpenBLAS on `threads`
-// threads (0: every core).
+// The CPU backend: the reference ops of kernels/<family>.h with OpenMP and OpenBLAS on
+// `threads` threads (0: every core). Its context (a workspace) is freed by qt_backend_free.
 qt_status qt_backend_cpu_init(qt_backend *be, int threads);
+// The CPU backend's workspace, where its quantized ops keep their temporary buffers (the INT8
+// linear's codes, scales and packed panels; fake quantization's per-slice grids) instead of
+// allocating per call. It grows to the largest request and is kept until qt_backend_free, so
+// once a training step has run it no longer grows. *bytes: its size (the high-water mark);
+// *grows: how many times it grew (either may be NULL). QT_ERR_ARG for another backend.
+qt_status qt_backend_cpu_workspace(const qt_backend *be, size_t *bytes, size_t *grows);
 
 // The CUDA backend (host/backends/backend_cuda.c; built where the CUDA toolkit is): device
 // `device` with parameters, gradients and activations in `dt`. In the emulated build

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "common/check.h"
 #include "kernels/activation.h"
 
 // Below this many elements an OpenMP region costs more than it saves.

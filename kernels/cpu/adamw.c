@@ -10,15 +10,21 @@
 
 #include <stddef.h>
 
-#include "kernels/adamw.h"
 #include "base/status.h"
+#include "common/check.h"
+#include "kernels/adamw.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384
 
-void qt_cpu_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,
-                       const qt_adamw_params *prm) {
-    QT_ASSERT(prm->step >= 1, "adamw_step: step = %d, must be >= 1 (1-based)", prm->step);
+qt_status qt_cpu_adamw_step(float *param, const float *grad, float *m, float *v, size_t n,
+                            const qt_adamw_params *prm) {
+    const char *op = "adamw_step";
+    if (!prm) return qt_error(QT_ERR_ARG, "%s: prm is NULL; pass the step's qt_adamw_params", op);
+    if (prm->step < 1)
+        return qt_error(QT_ERR_ARG, "%s: step = %d; steps are 1-based, pass step >= 1", op,
+                        prm->step);
+    QT_TRY(check_ptrs(op, n == 0 || (param && grad && m && v), "param, grad, m and v"));
     const float b1 = prm->beta1, b2 = prm->beta2, eps = prm->eps, lr = prm->lr;
     const float wd = prm->weight_decay, gs = prm->grad_scale;
     const float bc1 = (float)(1.0 - pow((double)b1, (double)prm->step));
@@ -33,4 +39,5 @@ void qt_cpu_adamw_step(float *param, const float *grad, float *m, float *v, size
         const float mhat = mi / bc1, vhat = vi / bc2;
         param[i] -= lr * (mhat / (vsqrtf(vhat) + eps) + wd * param[i]);
     }
+    return QT_OK;
 }

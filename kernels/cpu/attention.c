@@ -15,8 +15,9 @@
 #include "common/real.h"
 
 #include "base/softmax_clip_math.h"
-#include "kernels/attention.h"
 #include "base/status.h"
+#include "common/check.h"
+#include "kernels/attention.h"
 
 // Rows per block: smaller blocks skip more of a causal triangle but make smaller GEMMs.
 #ifndef ATT_ROW_BLOCK

@@ -25,21 +25,21 @@ static void FN(gemm_small)(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N,
 }
 
 // The most keys any row of [r0, r1) attends: the GEMMs of that row block stop there (the
-// columns past a row's own length are masked: zero in probs, zeroed in dscores).
-static inline int FN(block_keys)(const int *lens, int r0, int r1, int T, const char *op) {
+// columns past a row's own length are masked: zero in probs, zeroed in dscores). lens was
+// checked to lie in [1, T] before.
+static inline int FN(block_keys)(const int *lens, int r0, int r1) {
     int kmax = 0;
-    for (int r = r0; r < r1; r++) {
-        QT_ASSERT(lens[r] >= 1 && lens[r] <= T, "%s: lens[%d] = %d outside [1, T = %d]", op, r,
-                  lens[r], T);
-        kmax = lens[r] > kmax ? lens[r] : kmax;
-    }
+    for (int r = r0; r < r1; r++) kmax = lens[r] > kmax ? lens[r] : kmax;
     return kmax;
 }
 
-void FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL *probs, REAL *p,
-                              const REAL *qkv, const int *lens, int B, int T, int C, int H) {
-    QT_ASSERT(H >= 1 && C % H == 0, "attention_fwd: C = %d is not a multiple of H = %d", C, H);
-    FN(softmax_params_check)(prm, "attention_fwd");
+qt_status FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL *probs,
+                                   REAL *p, const REAL *qkv, const int *lens, int B, int T, int C,
+                                   int H) {
+    const char *op = OPNAME("attention_fwd");
+    QT_TRY(check_heads(op, C, "H", H));
+    QT_TRY(check_softmax_rows(op, prm, "B", B, "T", T, ctx && probs && p && qkv,
+                              "ctx, probs, p, qkv and lens", lens, (size_t)B * (size_t)T));
     const int D = C / H, C3 = 3 * C;
     const REAL scale = (REAL)prm->scale;
     // One (b, h) pair per task; its GEMMs stay single-threaded (gemm_small, attention.c).
@@ -54,7 +54,7 @@ void FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL *pro
         const int *len = lens + (size_t)b * T;
         for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             const int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
-            const int kmax = FN(block_keys)(len, r0, r1, T, "attention_fwd");
+            const int kmax = FN(block_keys)(len, r0, r1);
             // raw scores of the block, into probs: (m, kmax) = q[r0:r1] k[:kmax]^T
             FN(gemm_small)(CblasNoTrans, CblasTrans, m, kmax, D, q + (size_t)r0 * C3, C3, k, C3, 0,
                            pr + (size_t)r0 * T, T);
@@ -69,13 +69,18 @@ void FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL *pro
                            0, o + (size_t)r0 * C, C);
         }
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REAL *scratch,
-                              const REAL *dctx, const REAL *qkv, const REAL *probs, const REAL *p,
-                              const int *lens, int B, int T, int C, int H) {
-    QT_ASSERT(H >= 1 && C % H == 0, "attention_bwd: C = %d is not a multiple of H = %d", C, H);
-    FN(softmax_params_check)(prm, "attention_bwd");
+qt_status FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REAL *scratch,
+                                   const REAL *dctx, const REAL *qkv, const REAL *probs,
+                                   const REAL *p, const int *lens, int B, int T, int C, int H) {
+    const char *op = OPNAME("attention_bwd");
+    QT_TRY(check_heads(op, C, "H", H));
+    QT_TRY(check_softmax_rows(op, prm, "B", B, "T", T,
+                              dqkv && scratch && dctx && qkv && probs && p,
+                              "dqkv, scratch, dctx, qkv, probs, p and lens", lens,
+                              (size_t)B * (size_t)T));
     const int D = C / H, C3 = 3 * C;
     const REAL scale = (REAL)prm->scale;
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1)
@@ -91,7 +96,7 @@ void FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REAL *sc
         const int *len = lens + (size_t)b * T;
         for (int r0 = 0; r0 < T; r0 += ATT_ROW_BLOCK) {
             const int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
-            const int kmax = FN(block_keys)(len, r0, r1, T, "attention_bwd");
+            const int kmax = FN(block_keys)(len, r0, r1);
             REAL *dsb = ds + (size_t)r0 * T;
             const REAL *prb = pr + (size_t)r0 * T;
             // dprobs (m, kmax) = dctx[r0:r1] v[:kmax]^T
@@ -113,4 +118,5 @@ void FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REAL *sc
                            dk, C3);
         }
     }
+    return QT_OK;
 }

@@ -9,11 +9,28 @@
 
 #include <string.h>
 
-#include "kernels/crossentropy.h"
 #include "base/status.h"
+#include "common/check.h"
+#include "kernels/crossentropy.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384
+
+// The checks both directions make, before anything is written: N >= 0, V >= 1, the pointers
+// (ok, names: check_ptrs) and every target below V (negative targets mark ignored rows).
+static qt_status ce_check(const char *op, int ok, const char *names, const int *targets, int N,
+                          int V) {
+    QT_TRY(check_rows(op, "N", N, "V", V));
+    if (N == 0) return QT_OK;
+    QT_TRY(check_ptrs(op, ok && targets, names));
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V)
+            return qt_error(QT_ERR_ARG,
+                            "%s: targets[%d] = %d is outside the vocabulary [0, V = %d); pass "
+                            "token ids below V (or < 0 to ignore the row)",
+                            op, n, targets[n], V);
+    return QT_OK;
+}
 
 #include "crossentropy_impl.h"
 #define QT_REAL_F64

@@ -1,14 +1,15 @@
 // crossentropy_impl.h: the body of the fused softmax + cross-entropy ops, written once over
 // REAL (no include guard; see common/real.h and crossentropy.c).
 
-void FN(qt_cpu_crossentropy_fwd)(REAL *losses, REAL *probs, const REAL *logits,
-                                 const int *targets, int N, int V) {
+qt_status FN(qt_cpu_crossentropy_fwd)(REAL *losses, REAL *probs, const REAL *logits,
+                                      const int *targets, int N, int V) {
+    QT_TRY(ce_check(OPNAME("crossentropy_fwd"), losses && probs && logits,
+                    "losses, probs, logits and targets", targets, N, V));
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const REAL *z = logits + (size_t)n * V; // may alias pr: every read precedes its write
         REAL *pr = probs + (size_t)n * V;
         const int t = targets[n];
-        QT_ASSERT(t < V, "crossentropy_fwd: targets[%d] = %d >= V = %d", n, t, V);
         const REAL zt = t >= 0 ? z[t] : (REAL)0;
         REAL m = z[0];
 #pragma omp simd reduction(max : m)
@@ -26,17 +27,19 @@ void FN(qt_cpu_crossentropy_fwd)(REAL *losses, REAL *probs, const REAL *logits,
         // -log softmax[t] = log(sum exp(z - m)) - (z[t] - m): exact for tiny probabilities
         losses[n] = t >= 0 ? LOG(sum) - (zt - m) : (REAL)0;
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_crossentropy_bwd)(REAL *dlogits, const REAL *dlosses, const REAL *probs,
-                                 const int *targets, int N, int V) {
+qt_status FN(qt_cpu_crossentropy_bwd)(REAL *dlogits, const REAL *dlosses, const REAL *probs,
+                                      const int *targets, int N, int V) {
+    QT_TRY(ce_check(OPNAME("crossentropy_bwd"), dlogits && dlosses && probs,
+                    "dlogits, dlosses, probs and targets", targets, N, V));
     const int overwrite = dlogits == probs; // in place: dlogits = dloss (probs - onehot)
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)V >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         REAL *d = dlogits + (size_t)n * V;
         const REAL *pr = probs + (size_t)n * V;
         const int t = targets[n];
-        QT_ASSERT(t < V, "crossentropy_bwd: targets[%d] = %d >= V = %d", n, t, V);
         if (t < 0) { // ignored row: no gradient (an in-place buffer must not keep the probs)
             if (overwrite) memset(d, 0, (size_t)V * sizeof(REAL));
             continue;
@@ -51,4 +54,5 @@ void FN(qt_cpu_crossentropy_bwd)(REAL *dlogits, const REAL *dlosses, const REAL 
         }
         d[t] -= dl;
     }
+    return QT_OK;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/dqt_math.h"
+#include "common/check.h"
 #include "kernels/dqt.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
@@ -56,15 +57,17 @@ static double chunk_step(const qt_dqt_coef *k, uint64_t seed, uint64_t stream, i
     return lanes_tree(lanes);
 }
 
-void qt_cpu_dqt_step(const qt_dqt_params *dp, int8_t *codes, const float *grad, float *m,
-                     float *v, size_t n, qt_dqt_stats *stats) {
-    QT_ASSERT(qt_dqt_check("dqt_step", dp) == QT_OK, "%s", qt_last_error());
+qt_status qt_cpu_dqt_step(const qt_dqt_params *dp, int8_t *codes, const float *grad, float *m,
+                          float *v, size_t n, qt_dqt_stats *stats) {
+    const char *op = "dqt_step";
+    QT_TRY(qt_dqt_check(op, dp));
+    QT_TRY(check_ptrs(op, n == 0 || (dp->dry_run && !stats) || (codes && grad && m && v),
+                      "codes, grad, m and v"));
     if (stats) {
         stats->abs_sum = 0.0;
         stats->max_abs_code = 0;
     }
-    if (n == 0 || (dp->dry_run && !stats)) return;
-    QT_ASSERT(codes && grad && m && v, "dqt_step: a NULL tensor for n = %zu", n);
+    if (n == 0 || (dp->dry_run && !stats)) return QT_OK;
     const qt_dqt_coef k = qt_dqt_coef_of(dp);
     const size_t nchunks = (n + QT_DQT_CHUNK - 1) / QT_DQT_CHUNK;
     const int nl = nchunks < QT_DQT_LANES ? (int)nchunks : QT_DQT_LANES;
@@ -88,9 +91,12 @@ void qt_cpu_dqt_step(const qt_dqt_params *dp, int8_t *codes, const float *grad, 
         stats->abs_sum = lanes_tree(final_lanes);
         stats->max_abs_code = mx;
     }
+    return QT_OK;
 }
 
-void qt_cpu_dqt_dequant(float *out, const int8_t *codes, float scale, size_t n) {
+qt_status qt_cpu_dqt_dequant(float *out, const int8_t *codes, float scale, size_t n) {
+    QT_TRY(check_ptrs("dqt_dequant", n == 0 || (out && codes), "out and codes"));
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = qt_quant_dequant(codes[i], scale, 0);
+    return QT_OK;
 }

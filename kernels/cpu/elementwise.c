@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "common/check.h"
 #include "kernels/elementwise.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
@@ -15,18 +16,29 @@
 
 #include "common/colsum.h"
 
-void qt_cpu_add(float *out, const float *a, const float *b, size_t n) {
+qt_status qt_cpu_add(float *out, const float *a, const float *b, size_t n) {
+    QT_TRY(check_ptrs("add", n == 0 || (out && a && b), "out, a and b"));
 #pragma omp parallel for simd schedule(static) if (parallel : n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    return QT_OK;
 }
 
-void qt_cpu_bias_add(float *out, const float *bias, int N, int OC) {
+qt_status qt_cpu_bias_add(float *out, const float *bias, int N, int OC) {
+    QT_TRY(check_rows("bias_add", "N", N, "OC", OC));
+    QT_TRY(check_ptrs("bias_add", N == 0 || (out && bias), "out and bias"));
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)OC >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         float *restrict row = out + (size_t)n * OC;
 #pragma omp simd
         for (int c = 0; c < OC; c++) row[c] += bias[c];
     }
+    return QT_OK;
 }
 
-void qt_cpu_bias_grad(float *db, const float *dout, int N, int OC) { colsum_acc(db, dout, N, OC); }
+qt_status qt_cpu_bias_grad(float *db, const float *dout, int N, int OC) {
+    QT_TRY(check_rows("bias_grad", "N", N, "OC", OC));
+    QT_TRY(check_ptrs("bias_grad", N == 0 || (db && dout), "db and dout"));
+    if (N == 0) return QT_OK; // no rows: nothing to add (as the CUDA twin)
+    colsum_acc(db, dout, N, OC);
+    return QT_OK;
+}

@@ -9,20 +9,39 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "kernels/embedding.h"
 #include "base/status.h"
+#include "common/check.h"
+#include "kernels/embedding.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384
 // Channels per task in the dwte scatter.
 #define EMB_BLOCK 64
 
-void qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const float *wpe,
-                          int B, int T, int C) {
+// The checks both directions make, before anything is written: B >= 0, T, C >= 1, the
+// required pointers (ok, names: check_ptrs) and every token id non-negative (the ops do not
+// know V: the caller's tokens come from a vocabulary-checked tokenizer or data file).
+static qt_status embedding_check(const char *op, int ok, const char *names, const int *tokens,
+                                 int B, int T, int C) {
+    if (B < 0 || T < 1 || C < 1)
+        return qt_error(QT_ERR_ARG, "%s: B = %d, T = %d, C = %d; need B >= 0, T >= 1, C >= 1",
+                        op, B, T, C);
+    if (B == 0) return QT_OK;
+    QT_TRY(check_ptrs(op, ok && tokens, names));
+    for (size_t n = 0; n < (size_t)B * (size_t)T; n++)
+        if (tokens[n] < 0)
+            return qt_error(QT_ERR_ARG, "%s: tokens[%zu] = %d is negative; pass token ids in "
+                                        "[0, V)", op, n, tokens[n]);
+    return QT_OK;
+}
+
+qt_status qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const float *wpe,
+                               int B, int T, int C) {
+    QT_TRY(embedding_check("embedding_fwd", out && wte, "out, tokens and wte (only wpe may be "
+                           "NULL)", tokens, B, T, C));
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
     for (int n = 0; n < B * T; n++) {
         const int tok = tokens[n], t = n % T;
-        QT_ASSERT(tok >= 0, "embedding_fwd: tokens[%d] = %d is negative", n, tok);
         const float *restrict e = wte + (size_t)tok * C;
         float *restrict o = out + (size_t)n * C;
         if (!wpe) {
@@ -33,13 +52,14 @@ void qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, const
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = e[c] + pe[c];
     }
+    return QT_OK;
 }
 
-void qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens, int B,
-                          int T, int C) {
+qt_status qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens,
+                               int B, int T, int C) {
+    QT_TRY(embedding_check("embedding_bwd", dwte && dout, "dwte, dout and tokens (only dwpe "
+                           "may be NULL)", tokens, B, T, C));
     const int par = (size_t)B * T * C >= PAR_MIN;
-    for (int n = 0; n < B * T; n++)
-        QT_ASSERT(tokens[n] >= 0, "embedding_bwd: tokens[%d] = %d is negative", n, tokens[n]);
     const int nblk = (C + EMB_BLOCK - 1) / EMB_BLOCK;
 #pragma omp parallel for schedule(static) if (par && nblk > 1)
     for (int blk = 0; blk < nblk; blk++) {
@@ -51,7 +71,7 @@ void qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int
             for (int j = 0; j < w; j++) d[j] += g[j];
         }
     }
-    if (!dwpe) return;
+    if (!dwpe) return QT_OK;
 #pragma omp parallel for schedule(static) if (par)
     for (int t = 0; t < T; t++) {
         float *restrict d = dwpe + (size_t)t * C;
@@ -61,4 +81,5 @@ void qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int
             for (int c = 0; c < C; c++) d[c] += g[c];
         }
     }
+    return QT_OK;
 }

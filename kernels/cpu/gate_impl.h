@@ -16,19 +16,14 @@ static inline void FN(axpy)(REAL *restrict y, REAL alpha, const REAL *restrict x
     for (int i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
-static void FN(gate_check)(const qt_gate_shape *g, int C, const char *op) {
-    QT_ASSERT(g->kind == QT_GATE_LINEAR || g->kind == QT_GATE_MLP || g->kind == QT_GATE_ALL_HEADS,
-              "%s: gate kind %d is not linear, mlp or all_heads", op, (int)g->kind);
-    QT_ASSERT(g->n_heads >= 1 && C % g->n_heads == 0,
-              "%s: C = %d is not a multiple of n_heads = %d", op, C, g->n_heads);
-    QT_ASSERT(g->kind != QT_GATE_MLP || g->n_hid >= 1, "%s: mlp gate with n_hid = %d < 1", op,
-              g->n_hid);
-}
-
-void FN(qt_cpu_gate_fwd)(const qt_gate_shape *g, REAL *gate, REAL *hidden, const REAL *x,
-                         const REAL *w1, const REAL *b1, const REAL *w2, const REAL *b2, int N,
-                         int C) {
-    FN(gate_check)(g, C, "gate_fwd");
+qt_status FN(qt_cpu_gate_fwd)(const qt_gate_shape *g, REAL *gate, REAL *hidden, const REAL *x,
+                              const REAL *w1, const REAL *b1, const REAL *w2, const REAL *b2,
+                              int N, int C) {
+    const char *op = OPNAME("gate_fwd");
+    QT_TRY(gate_check(op, g, N, C));
+    const int mlp = g->kind == QT_GATE_MLP;
+    QT_TRY(check_ptrs(op, N == 0 || (gate && x && w1 && b1 && (!mlp || (hidden && w2 && b2))),
+                      mlp ? "gate, x, w1, b1, hidden, w2 and b2" : "gate, x, w1 and b1"));
     const int H = g->n_heads, D = C / H, nh = g->n_hid;
     const int kind = (int)g->kind;
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN)
@@ -53,12 +48,17 @@ void FN(qt_cpu_gate_fwd)(const qt_gate_shape *g, REAL *gate, REAL *hidden, const
             gate[(size_t)n * H + h] = FN(sigmoid)(z);
         }
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_gate_bwd)(const qt_gate_shape *g, REAL *dx, REAL *dw1, REAL *db1, REAL *dw2,
-                         REAL *db2, const REAL *dgate, const REAL *gate, const REAL *hidden,
-                         const REAL *x, const REAL *w1, const REAL *w2, int N, int C) {
-    FN(gate_check)(g, C, "gate_bwd");
+qt_status FN(qt_cpu_gate_bwd)(const qt_gate_shape *g, REAL *dx, REAL *dw1, REAL *db1, REAL *dw2,
+                              REAL *db2, const REAL *dgate, const REAL *gate, const REAL *hidden,
+                              const REAL *x, const REAL *w1, const REAL *w2, int N, int C) {
+    const char *op = OPNAME("gate_bwd");
+    QT_TRY(gate_check(op, g, N, C));
+    const int mlp = g->kind == QT_GATE_MLP;
+    QT_TRY(check_ptrs(op, N == 0 || (dgate && gate && x && w1 && (!mlp || (hidden && w2))),
+                      mlp ? "dgate, gate, x, w1, hidden and w2" : "dgate, gate, x and w1"));
     const int H = g->n_heads, D = C / H, nh = g->n_hid;
     const int kind = (int)g->kind;
     const int par = (size_t)N * (size_t)C >= PAR_MIN;
@@ -118,10 +118,13 @@ void FN(qt_cpu_gate_bwd)(const qt_gate_shape *g, REAL *dx, REAL *dw1, REAL *db1,
         }
     }
 #undef DZ
+    return QT_OK;
 }
 
-void FN(qt_cpu_gate_mul_fwd)(REAL *out, const REAL *gate, const REAL *ctx, int N, int C, int H) {
-    QT_ASSERT(H >= 1 && C % H == 0, "gate_mul_fwd: C = %d is not a multiple of H = %d", C, H);
+qt_status FN(qt_cpu_gate_mul_fwd)(REAL *out, const REAL *gate, const REAL *ctx, int N, int C,
+                                  int H) {
+    QT_TRY(gate_mul_check(OPNAME("gate_mul_fwd"), out && gate && ctx, "out, gate and ctx", N, C,
+                          H));
     const int D = C / H;
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
@@ -134,11 +137,13 @@ void FN(qt_cpu_gate_mul_fwd)(REAL *out, const REAL *gate, const REAL *ctx, int N
             for (int d = 0; d < D; d++) o[d] = gv * cx[d];
         }
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_gate_mul_bwd)(REAL *dctx, REAL *dgate, const REAL *dout, const REAL *gate,
-                             const REAL *ctx, int N, int C, int H) {
-    QT_ASSERT(H >= 1 && C % H == 0, "gate_mul_bwd: C = %d is not a multiple of H = %d", C, H);
+qt_status FN(qt_cpu_gate_mul_bwd)(REAL *dctx, REAL *dgate, const REAL *dout, const REAL *gate,
+                                  const REAL *ctx, int N, int C, int H) {
+    QT_TRY(gate_mul_check(OPNAME("gate_mul_bwd"), (!dctx && !dgate) || (dout && gate && ctx),
+                          "dout, gate and ctx (dctx and dgate may be NULL)", N, C, H));
     const int D = C / H;
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
@@ -148,4 +153,5 @@ void FN(qt_cpu_gate_mul_bwd)(REAL *dctx, REAL *dgate, const REAL *dout, const RE
             if (dctx) FN(axpy)(dctx + off, gate[(size_t)n * H + h], dout + off, D);
         }
     }
+    return QT_OK;
 }

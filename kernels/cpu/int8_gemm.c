@@ -21,6 +21,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -388,8 +389,10 @@ const char *qt_cpu_gemm_s8_path(void) {
     return p >= 0 ? path_names[p] : "unsupported";
 }
 
+// The GEMM of e on the selected path. scratch (scratch_bytes, 32-byte aligned) holds the avx2
+// path's packed panels; NULL: allocated for this call.
 static qt_status run(const epilogue *e, const int8_t *A, const int8_t *B, int M, int N, int K,
-                     const char *op) {
+                     const char *op, void *scratch, size_t scratch_bytes) {
     if (!A || !B)
         return qt_error(QT_ERR_ARG, "%s: A or B is NULL; pass the (M, K) and (N, K) int8 inputs",
                         op);
@@ -407,14 +410,20 @@ static qt_status run(const epilogue *e, const int8_t *A, const int8_t *B, int M,
         return QT_OK;
 #if QT_INT8_X86
     case PATH_AVX2: {
-        size_t bytes = avx2_pack_bytes(M, N, K);
-        int32_t *pk = aligned_alloc(32, bytes);
+        const size_t bytes = avx2_pack_bytes(M, N, K);
+        if (scratch && (scratch_bytes < bytes || (uintptr_t)scratch % 32 != 0))
+            return qt_error(QT_ERR_ARG,
+                            "%s: scratch of %zu bytes at %p; the avx2 path needs %zu bytes, "
+                            "32-byte aligned, for M = %d, N = %d, K = %d "
+                            "(qt_cpu_gemm_s8_scratch_bytes)",
+                            op, scratch_bytes, scratch, bytes, M, N, K);
+        int32_t *pk = scratch ? scratch : aligned_alloc(32, bytes);
         if (!pk)
             return qt_error(QT_ERR_OOM, "%s: cannot allocate %zu bytes of packed panels for "
                                         "M = %d, N = %d, K = %d; use smaller chunks",
                             op, bytes, M, N, K);
         gemm_avx2(e, A, B, M, N, K, pk);
-        free(pk);
+        if (!scratch) free(pk);
         return QT_OK;
     }
 #endif
@@ -432,17 +441,32 @@ qt_status qt_cpu_gemm_s8s32(int32_t *C, const int8_t *A, const int8_t *B, int M,
     if (!C)
         return qt_error(QT_ERR_ARG, "qt_cpu_gemm_s8s32: C is NULL; pass an (M, N) int32 buffer");
     epilogue e = {.C = C, .N = N};
-    return run(&e, A, B, M, N, K, "qt_cpu_gemm_s8s32");
+    return run(&e, A, B, M, N, K, "qt_cpu_gemm_s8s32", NULL, 0);
 }
 
 qt_status qt_cpu_linear_s8(float *out, const int8_t *A, const float *a_scale, const int8_t *B,
                            const float *b_scale, const float *bias, int M, int N, int K) {
+    return qt_cpu_linear_s8_ws(out, A, a_scale, B, b_scale, bias, M, N, K, NULL, 0);
+}
+
+qt_status qt_cpu_linear_s8_ws(float *out, const int8_t *A, const float *a_scale, const int8_t *B,
+                              const float *b_scale, const float *bias, int M, int N, int K,
+                              void *scratch, size_t scratch_bytes) {
     if (!out || !a_scale || !b_scale)
         return qt_error(QT_ERR_ARG,
                         "qt_cpu_linear_s8: out, a_scale or b_scale is NULL; pass (M, N), (M) and "
                         "(N) float buffers (only bias may be NULL)");
     epilogue e = {.out = out, .a_scale = a_scale, .b_scale = b_scale, .bias = bias, .N = N};
-    return run(&e, A, B, M, N, K, "qt_cpu_linear_s8");
+    return run(&e, A, B, M, N, K, "qt_cpu_linear_s8", scratch, scratch_bytes);
+}
+
+size_t qt_cpu_gemm_s8_scratch_bytes(int M, int N, int K) {
+#if QT_INT8_X86
+    if (M >= 1 && N >= 1 && K >= 1 && resolve_path() == PATH_AVX2) return avx2_pack_bytes(M, N, K);
+#else
+    (void)M, (void)N, (void)K;
+#endif
+    return 0;
 }
 
 qt_status qt_cpu_s8_row_sums(int32_t *sums, const int8_t *B, int N, int K) {
@@ -476,5 +500,5 @@ qt_status qt_cpu_linear_s8_zp(float *out, const int8_t *A, const float *a_scale,
                         K, QT_INT8_GEMM_ZP_MAX_K);
     epilogue e = {.out = out, .a_scale = a_scale, .b_scale = b_scale, .bias = bias,
                   .a_zero = a_zero, .b_rowsum = b_rowsum, .N = N};
-    return run(&e, A, B, M, N, K, "qt_cpu_linear_s8_zp");
+    return run(&e, A, B, M, N, K, "qt_cpu_linear_s8_zp", NULL, 0);
 }

@@ -5,6 +5,8 @@
 // block. The body is layernorm_impl.h, instantiated for float and double.
 #include "common/real.h"
 
+#include "base/status.h"
+#include "common/check.h"
 #include "kernels/layernorm.h"
 
 // Below this many elements an OpenMP region costs more than it saves.

@@ -1,8 +1,12 @@
 // layernorm_impl.h: the body of the LayerNorm ops, written once over REAL (no include guard;
 // see common/real.h and layernorm.c).
 
-void FN(qt_cpu_layernorm_fwd)(REAL *out, REAL *mean, REAL *rstd, const REAL *x, const REAL *w,
-                              const REAL *b, int N, int C) {
+qt_status FN(qt_cpu_layernorm_fwd)(REAL *out, REAL *mean, REAL *rstd, const REAL *x,
+                                   const REAL *w, const REAL *b, int N, int C) {
+    const char *op = OPNAME("layernorm_fwd");
+    QT_TRY(check_rows(op, "N", N, "C", C));
+    QT_TRY(check_ptrs(op, N == 0 || (out && mean && rstd && x && w && b),
+                      "out, mean, rstd, x, w and b"));
     const REAL inv_c = (REAL)1 / (REAL)C, eps = (REAL)QT_LAYERNORM_EPS;
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
@@ -24,10 +28,16 @@ void FN(qt_cpu_layernorm_fwd)(REAL *out, REAL *mean, REAL *rstd, const REAL *x, 
         mean[n] = mu;
         rstd[n] = rs;
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_layernorm_bwd)(REAL *dx, REAL *dw, REAL *db, const REAL *dout, const REAL *x,
-                              const REAL *mean, const REAL *rstd, const REAL *w, int N, int C) {
+qt_status FN(qt_cpu_layernorm_bwd)(REAL *dx, REAL *dw, REAL *db, const REAL *dout,
+                                   const REAL *x, const REAL *mean, const REAL *rstd,
+                                   const REAL *w, int N, int C) {
+    const char *op = OPNAME("layernorm_bwd");
+    QT_TRY(check_rows(op, "N", N, "C", C));
+    QT_TRY(check_ptrs(op, N == 0 || (dout && x && mean && rstd && (!dx || w)),
+                      "dout, x, mean, rstd (and w when dx is wanted)"));
     const REAL inv_c = (REAL)1 / (REAL)C;
     // dx: with xh = (x - mean) rstd and g = dout w,
     //     dx = rstd (g - mean(g) - xh mean(g xh)), row by row.
@@ -75,4 +85,5 @@ void FN(qt_cpu_layernorm_bwd)(REAL *dx, REAL *dw, REAL *db, const REAL *dout, co
             if (db) db[c0 + j] += ab[j];
         }
     }
+    return QT_OK;
 }

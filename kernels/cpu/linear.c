@@ -8,10 +8,20 @@
 #include <string.h>
 
 #include "base/status.h"
+#include "common/check.h"
 #include "kernels/linear.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384
+
+// The shape of a linear layer (N, OC >= 0, IC >= 1: BLAS needs a leading dimension >= 1) and,
+// when there is work, its pointers (ok, names: check_ptrs).
+static qt_status linear_check(const char *op, int ok, const char *names, int N, int IC, int OC) {
+    if (N < 0 || IC < 1 || OC < 0)
+        return qt_error(QT_ERR_ARG, "%s: N = %d, IC = %d, OC = %d; need N, OC >= 0 and IC >= 1",
+                        op, N, IC, OC);
+    return check_ptrs(op, N == 0 || OC == 0 || ok, names);
+}
 
 #include "common/colsum.h"
 #include "linear_impl.h"
@@ -31,9 +41,20 @@ static void gemm_one(const qt_gemm_desc *d, const float *A, const float *B, floa
 // The batch runs in parallel with single-threaded sgemm calls (OpenBLAS's OpenMP build runs
 // sequentially inside a parallel region); a single GEMM gets OpenBLAS's threads.
 qt_status qt_cpu_gemm(const qt_gemm_desc *d, const float *A, const float *B, float *C) {
+    if (!d) return qt_error(QT_ERR_ARG, "gemm: the descriptor is NULL; pass a qt_gemm_desc");
+    if (d->M < 1 || d->N < 1 || d->K < 1)
+        return qt_error(QT_ERR_ARG, "gemm: M %d, N %d, K %d; need all >= 1", d->M, d->N, d->K);
     if (d->batch < 1 || d->inner < 1 || d->batch % d->inner != 0)
         return qt_error(QT_ERR_ARG, "gemm: batch %d is not a multiple of inner %d", d->batch,
                         d->inner);
+    // Row-major storage: A is (M, K), or (K, M) when transposed; B (K, N) or (N, K).
+    const int a_cols = d->trans_a ? d->M : d->K, b_cols = d->trans_b ? d->K : d->N;
+    if (d->lda < a_cols || d->ldb < b_cols || d->ldc < d->N)
+        return qt_error(QT_ERR_ARG,
+                        "gemm: leading dimensions lda %d, ldb %d, ldc %d are below the row "
+                        "lengths %d, %d, %d; pass ld >= the row length",
+                        d->lda, d->ldb, d->ldc, a_cols, b_cols, d->N);
+    QT_TRY(check_ptrs("gemm", A && B && C, "A, B and C"));
     if (d->batch == 1) {
         gemm_one(d, A, B, C);
         return QT_OK;

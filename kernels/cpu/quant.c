@@ -365,8 +365,14 @@ static qt_status quant_run(const qt_quant_params *p, qt_quant_running *running, 
 
 qt_status qt_cpu_quant_fake(const qt_quant_params *p, qt_quant_running *running, float *out,
                             const float *x, size_t rows, size_t cols) {
+    return qt_cpu_quant_fake_ws(p, running, out, x, rows, cols, NULL, NULL);
+}
+
+qt_status qt_cpu_quant_fake_ws(const qt_quant_params *p, qt_quant_running *running, float *out,
+                               const float *x, size_t rows, size_t cols, float *scales,
+                               int32_t *zeros) {
     if (!out && rows && cols) return qt_error(QT_ERR_ARG, "quant_fake: out is NULL");
-    return quant_run(p, running, NULL, NULL, NULL, out, x, rows, cols);
+    return quant_run(p, running, NULL, scales, zeros, out, x, rows, cols);
 }
 
 qt_status qt_cpu_quant_quantize(const qt_quant_params *p, qt_quant_running *running,

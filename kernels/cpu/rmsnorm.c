@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "base/status.h"
+#include "common/check.h"
 #include "kernels/rmsnorm.h"
 
 // Below this many elements an OpenMP region costs more than it saves.

@@ -3,8 +3,11 @@
 
 // ---- RMSNorm --------------------------------------------------------------------------------
 
-void FN(qt_cpu_rmsnorm_fwd)(REAL *out, REAL *rstd, const REAL *x, const REAL *w, int N, int C) {
-    QT_ASSERT(N >= 0 && C >= 1, "rmsnorm_fwd: N = %d, C = %d; need N >= 0, C >= 1", N, C);
+qt_status FN(qt_cpu_rmsnorm_fwd)(REAL *out, REAL *rstd, const REAL *x, const REAL *w, int N,
+                                 int C) {
+    const char *op = OPNAME("rmsnorm_fwd");
+    QT_TRY(check_rows(op, "N", N, "C", C));
+    QT_TRY(check_ptrs(op, N == 0 || (out && rstd && x && w), "out, rstd, x and w"));
     const REAL inv_c = (REAL)1 / (REAL)C, eps = (REAL)QT_RMSNORM_EPS;
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
@@ -18,11 +21,15 @@ void FN(qt_cpu_rmsnorm_fwd)(REAL *out, REAL *rstd, const REAL *x, const REAL *w,
         for (int c = 0; c < C; c++) o[c] = xr[c] * rs * w[c];
         rstd[n] = rs;
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_rmsnorm_bwd)(REAL *dx, REAL *dw, const REAL *dout, const REAL *x,
-                            const REAL *rstd, const REAL *w, int N, int C) {
-    QT_ASSERT(N >= 0 && C >= 1, "rmsnorm_bwd: N = %d, C = %d; need N >= 0, C >= 1", N, C);
+qt_status FN(qt_cpu_rmsnorm_bwd)(REAL *dx, REAL *dw, const REAL *dout, const REAL *x,
+                                 const REAL *rstd, const REAL *w, int N, int C) {
+    const char *op = OPNAME("rmsnorm_bwd");
+    QT_TRY(check_rows(op, "N", N, "C", C));
+    QT_TRY(check_ptrs(op, N == 0 || (!dx && !dw) || (dout && x && rstd && (!dx || w)),
+                      "dout, x, rstd (and w when dx is wanted)"));
     const REAL inv_c = (REAL)1 / (REAL)C;
     // dx: with xh = x rstd and g = dout w, dx = rstd (g - xh mean(g xh)), row by row.
     if (dx) {
@@ -39,7 +46,7 @@ void FN(qt_cpu_rmsnorm_bwd)(REAL *dx, REAL *dw, const REAL *dout, const REAL *x,
             for (int c = 0; c < C; c++) dxr[c] += rs * (dr[c] * w[c] - (xr[c] * rs) * mgx);
         }
     }
-    if (!dw) return;
+    if (!dw) return QT_OK;
     // dw = column sums of dout xh: one thread per column block, rows in order (deterministic).
     const int nblk = (C + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN && nblk > 1)
@@ -56,4 +63,5 @@ void FN(qt_cpu_rmsnorm_bwd)(REAL *dx, REAL *dw, const REAL *dout, const REAL *x,
         }
         for (int j = 0; j < width; j++) dw[c0 + j] += aw[j];
     }
+    return QT_OK;
 }

@@ -8,14 +8,10 @@
 // Pair (i, i + D/2) of every head: (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos) with
 // sin = dir sin(angle). Parallel over positions t; each task builds a table of ROPE_CHUNK
 // cos/sin values at a time and applies it to all B rows, H heads and both of q and k.
-static void FN(rope_rotate)(REAL *qkv, int B, int T, int C, int H, float theta, int dir,
-                            const char *op) {
-    QT_ASSERT(B >= 0 && T >= 0 && H >= 1 && C >= 1 && C % H == 0,
-              "%s: C = %d is not a positive multiple of H = %d (B = %d, T = %d)", op, C, H, B, T);
+static qt_status FN(rope_rotate)(REAL *qkv, int B, int T, int C, int H, float theta, int dir,
+                                 const char *op) {
+    QT_TRY(rope_check(op, qkv, B, T, C, H, theta));
     const int D = C / H, half = D / 2;
-    QT_ASSERT(D % 2 == 0, "%s: head dim D = C / H = %d is odd; RoPE pairs channels i and i + D/2",
-              op, D);
-    QT_ASSERT(theta > 0.0f, "%s: theta = %g must be > 0", op, (double)theta);
     const double log_theta = log((double)theta);
 #pragma omp parallel for schedule(static) if ((size_t)B * (size_t)T * (size_t)C >= PAR_MIN)
     for (int t = 0; t < T; t++) {
@@ -44,12 +40,13 @@ static void FN(rope_rotate)(REAL *qkv, int B, int T, int C, int H, float theta, 
             }
         }
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_rope_fwd)(REAL *qkv, int B, int T, int C, int H, float theta) {
-    FN(rope_rotate)(qkv, B, T, C, H, theta, 1, "rope_fwd");
+qt_status FN(qt_cpu_rope_fwd)(REAL *qkv, int B, int T, int C, int H, float theta) {
+    return FN(rope_rotate)(qkv, B, T, C, H, theta, 1, OPNAME("rope_fwd"));
 }
 
-void FN(qt_cpu_rope_bwd)(REAL *dqkv, int B, int T, int C, int H, float theta) {
-    FN(rope_rotate)(dqkv, B, T, C, H, theta, -1, "rope_bwd");
+qt_status FN(qt_cpu_rope_bwd)(REAL *dqkv, int B, int T, int C, int H, float theta) {
+    return FN(rope_rotate)(dqkv, B, T, C, H, theta, -1, OPNAME("rope_bwd"));
 }

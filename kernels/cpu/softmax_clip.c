@@ -7,8 +7,9 @@
 #include "common/real.h"
 
 #include "base/softmax_clip_math.h"
-#include "kernels/softmax_clip.h"
 #include "base/status.h"
+#include "common/check.h"
+#include "kernels/softmax_clip.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
 #define PAR_MIN 16384

@@ -3,34 +3,37 @@
 
 #include "common/softmax_row.h"
 
-void FN(qt_cpu_softmax_clip_fwd)(const qt_softmax_params *prm, REAL *probs, REAL *p,
-                                 const REAL *scores, const int *lens, int rows, int cols) {
-    FN(softmax_params_check)(prm, "softmax_clip_fwd");
+qt_status FN(qt_cpu_softmax_clip_fwd)(const qt_softmax_params *prm, REAL *probs, REAL *p,
+                                      const REAL *scores, const int *lens, int rows, int cols) {
+    QT_TRY(check_softmax_rows(OPNAME("softmax_clip_fwd"), prm, "rows", rows, "cols", cols,
+                              probs && p && scores, "probs, p, scores and lens", lens,
+                              (size_t)rows));
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const int n = lens[r];
-        QT_ASSERT(n >= 1 && n <= cols, "softmax_clip_fwd: lens[%d] = %d outside [1, %d]", r, n,
-                  cols);
         REAL a, c;
         FN(row_clip_coeffs)(prm, n, &a, &c);
         const size_t off = (size_t)r * (size_t)cols;
         FN(softmax_clip_row_fwd)(a, c, (REAL)prm->scale, probs + off, p + off, scores + off, n,
                                  cols);
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_softmax_clip_bwd)(const qt_softmax_params *prm, REAL *dscores, const REAL *dprobs,
-                                 const REAL *p, const int *lens, int rows, int cols) {
-    FN(softmax_params_check)(prm, "softmax_clip_bwd");
+qt_status FN(qt_cpu_softmax_clip_bwd)(const qt_softmax_params *prm, REAL *dscores,
+                                      const REAL *dprobs, const REAL *p, const int *lens,
+                                      int rows, int cols) {
+    QT_TRY(check_softmax_rows(OPNAME("softmax_clip_bwd"), prm, "rows", rows, "cols", cols,
+                              dscores && dprobs && p, "dscores, dprobs, p and lens", lens,
+                              (size_t)rows));
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
     for (int r = 0; r < rows; r++) {
         const int n = lens[r];
-        QT_ASSERT(n >= 1 && n <= cols, "softmax_clip_bwd: lens[%d] = %d outside [1, %d]", r, n,
-                  cols);
         REAL a, c;
         FN(row_clip_coeffs)(prm, n, &a, &c);
         const size_t off = (size_t)r * (size_t)cols;
         FN(softmax_clip_row_bwd)(a, c, (REAL)prm->scale, dscores + off, dprobs + off, p + off,
                                  n);
     }
+    return QT_OK;
 }

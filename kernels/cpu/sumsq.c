@@ -6,12 +6,14 @@
 
 #include <stddef.h>
 
+#include "common/check.h"
 #include "kernels/sumsq.h"
 
 #define SUMSQ_MAX_CHUNKS 256
 #define SUMSQ_MIN_CHUNK 8192 // elements: smaller chunks are not worth a task
 
 qt_status qt_cpu_sumsq(double *out, const float *x, size_t n) {
+    QT_TRY(check_ptrs("sumsq", out && (n == 0 || x), "out and x"));
     size_t chunks = (n + SUMSQ_MIN_CHUNK - 1) / SUMSQ_MIN_CHUNK;
     if (chunks > SUMSQ_MAX_CHUNKS) chunks = SUMSQ_MAX_CHUNKS;
     if (chunks < 1) chunks = 1;

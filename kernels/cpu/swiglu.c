@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "base/status.h"
+#include "common/check.h"
 #include "kernels/swiglu.h"
 
 // Below this many elements an OpenMP region costs more than it saves.

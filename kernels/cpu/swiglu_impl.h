@@ -6,8 +6,10 @@
 // silu'(a) = s + a s (1 - s) = s (1 + a e s) (1 - s as e s: no cancellation for a >> 0).
 // EXP never returns inf (argument capped at 88.3), so e s stays finite for a << 0.
 
-void FN(qt_cpu_swiglu_fwd)(REAL *out, const REAL *x, int N, int F) {
-    QT_ASSERT(N >= 0 && F >= 1, "swiglu_fwd: N = %d, F = %d; need N >= 0, F >= 1", N, F);
+qt_status FN(qt_cpu_swiglu_fwd)(REAL *out, const REAL *x, int N, int F) {
+    const char *op = OPNAME("swiglu_fwd");
+    QT_TRY(check_rows(op, "N", N, "F", F));
+    QT_TRY(check_ptrs(op, N == 0 || (out && x), "out and x"));
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const REAL *restrict a = x + (size_t)n * 2 * F, *restrict b = a + F;
@@ -15,10 +17,16 @@ void FN(qt_cpu_swiglu_fwd)(REAL *out, const REAL *x, int N, int F) {
 #pragma omp simd
         for (int f = 0; f < F; f++) o[f] = a[f] / ((REAL)1 + EXP(-a[f])) * b[f];
     }
+    return QT_OK;
 }
 
-void FN(qt_cpu_swiglu_bwd)(REAL *dx, const REAL *dout, const REAL *x, int N, int F) {
-    QT_ASSERT(N >= 0 && F >= 1, "swiglu_bwd: N = %d, F = %d; need N >= 0, F >= 1", N, F);
+qt_status FN(qt_cpu_swiglu_bwd)(REAL *dx, const REAL *dout, const REAL *x, int N, int F) {
+    const char *op = OPNAME("swiglu_bwd");
+    QT_TRY(check_rows(op, "N", N, "F", F));
+    QT_TRY(check_ptrs(op, N == 0 || (dx && dout && x), "dx, dout and x"));
+    if (N > 0 && (dx == x || dx == dout))
+        return qt_error(QT_ERR_ARG, "%s: dx must not alias x or dout; pass a separate gradient "
+                                    "buffer", op);
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)F >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const REAL *restrict a = x + (size_t)n * 2 * F, *restrict b = a + F;
@@ -32,4 +40,5 @@ void FN(qt_cpu_swiglu_bwd)(REAL *dx, const REAL *dout, const REAL *x, int N, int
             db[f] += g[f] * silu;
         }
     }
+    return QT_OK;
 }

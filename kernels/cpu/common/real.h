@@ -12,6 +12,7 @@
 //
 //   REAL        float or double
 //   FN(name)    name, or name_f64: public entry points and the static helpers alike
+//   OPNAME(s)   the op name its error messages carry: s, or s "_f64" (a string literal)
 //   GEMM        cblas_sgemm or cblas_dgemm
 //   EXP, LOG, SQRT   the math functions of that type; the float EXP is vexpf from
 //               common/vmath.h (vectorizable, within 1 ulp of exp over [-87, 88.3]), the double
@@ -38,6 +39,7 @@ static inline double exp_capped_f64(double x) { return exp(x > 88.3 ? 88.3 : x);
 
 #undef REAL
 #undef FN
+#undef OPNAME
 #undef GEMM
 #undef EXP
 #undef LOG
@@ -46,6 +48,7 @@ static inline double exp_capped_f64(double x) { return exp(x > 88.3 ? 88.3 : x);
 #ifdef QT_REAL_F64
 #define REAL double
 #define FN(name) name##_f64
+#define OPNAME(s) s "_f64"
 #define GEMM cblas_dgemm
 #define EXP(x) exp_capped_f64(x)
 #define LOG(x) log(x)
@@ -53,6 +56,7 @@ static inline double exp_capped_f64(double x) { return exp(x > 88.3 ? 88.3 : x);
 #else
 #define REAL float
 #define FN(name) name
+#define OPNAME(s) s
 #define GEMM cblas_sgemm
 #define EXP(x) vexpf(x)
 #define LOG(x) logf(x)

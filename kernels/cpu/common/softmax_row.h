@@ -19,14 +19,6 @@ static inline void FN(row_clip_coeffs)(const qt_softmax_params *prm, int n, REAL
     *c = (REAL)cd;
 }
 
-// A kind outside the enum would silently run as vanilla (qt_softmax_clip_coeffs' default).
-static inline void FN(softmax_params_check)(const qt_softmax_params *prm, const char *op) {
-    QT_ASSERT(prm->kind == QT_SOFTMAX_VANILLA || prm->kind == QT_SOFTMAX_CLIPPED ||
-                  prm->kind == QT_SOFTMAX_NCS,
-              "%s: softmax kind %d is not vanilla (0), clipped (1) or ncs (2)", op,
-              (int)prm->kind);
-}
-
 #pragma omp declare simd notinbranch
 static inline REAL FN(clip_arg)(REAL a, REAL p, REAL c) { return a * p + c; }
 
