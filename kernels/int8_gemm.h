@@ -1,5 +1,5 @@
-// kernels/int8_gemm.h: INT8 GEMM on the CPU and the GPU, int8 x int8 -> int32, and the W8A8 linear layer
-// built on it with the dequantization fused in the epilogue (PAPERS.md section 5).
+// kernels/int8_gemm.h: INT8 GEMM on the CPU and the GPU, int8 x int8 -> int32, and the W8A8 linear
+// layer built on it with the dequantization fused in the epilogue (PAPERS.md section 5).
 //
 // Layout is the TN layout of a linear layer, C = A B^T:
 //     A (M, K) int8 row-major, activations (one row per token)
@@ -9,11 +9,13 @@
 // for which K * 128 * 128 fits in int32; a larger K is refused.
 //
 // Paths, chosen at run time: "portable" (plain C loops, the reference), "avx2" (int8 widened to
-// int16 with vpmovsxbw, products summed with vpmaddwd: exact). The first call picks the best
-// path this CPU supports, unless the environment variable QT_INT8_GEMM=portable|avx2 forces
-// one; naming a path this CPU or build lacks makes every call fail with QT_ERR_UNSUPPORTED.
+// int16 with vpmovsxbw, products summed with vpmaddwd: exact), "avx512vnni" (vpdpbusd on
+// offset-unsigned weights, the offset removed exactly). All give the same int32 results and the
+// same epilogue floats. The first call picks the best path this CPU supports, unless the
+// environment variable QT_INT8_GEMM=portable|avx2|avx512vnni forces one; naming a path this CPU
+// or build lacks makes every call fail with QT_ERR_UNSUPPORTED.
 // All paths use OpenMP over blocks of rows and columns.
-// Family files: kernels/cpu/int8_gemm.c (the C reference and its avx2 path),
+// Family files: kernels/cpu/int8_gemm.c (the C reference and its vector paths),
 // kernels/cuda/int8_gemm.cu, tests/test_int8_gemm.c, tests/cuda/test_cuda_int8_gemm.c,
 // bench/bench_int8_gemm.c.
 // Errors (as every family): each CPU op returns QT_OK, or QT_ERR_ARG for a bad argument (a size
@@ -80,14 +82,14 @@ qt_status qt_cpu_linear_s8_zp(float *out, const int8_t *A, const float *a_scale,
                               const int32_t *a_zero, const int8_t *B, const float *b_scale,
                               const int32_t *b_rowsum, const float *bias, int M, int N, int K);
 
-// The name of the path the calls above use ("portable", "avx2"), or "unsupported" when
-// QT_INT8_GEMM names a path that cannot run here (the calls then fail, saying why).
+// The name of the path the calls above use ("portable", "avx2", "avx512vnni"), or "unsupported"
+// when QT_INT8_GEMM names a path that cannot run here (the calls then fail, saying why).
 const char *qt_cpu_gemm_s8_path(void);
 
-// Forces a path for the calls that follow ("portable", "avx2"), or with NULL returns to the
-// default (QT_INT8_GEMM if set, else the best supported). QT_ERR_UNSUPPORTED when this CPU or
-// build lacks the path, QT_ERR_ARG for an unknown name; the selection is then unchanged.
-// For tests and benchmarks: not meant to be called while a GEMM runs on another thread.
+// Forces a path for the calls that follow ("portable", "avx2", "avx512vnni"), or with NULL returns
+// to the default (QT_INT8_GEMM if set, else the best supported). QT_ERR_UNSUPPORTED when this CPU
+// or build lacks the path, QT_ERR_ARG for an unknown name; the selection is then unchanged. For
+// tests and benchmarks: not meant to be called while a GEMM runs on another thread.
 qt_status qt_cpu_gemm_s8_set_path(const char *name);
 
 // 1 when the named path can run on this CPU and build, else 0.
@@ -150,9 +152,9 @@ qt_status qt_cuda_linear_s8_ex(qt_cuda_stream s, qt_dtype dt, void *out, const i
                                const float *b_scale, int b_per_row, const void *bias, int M,
                                int N, int K, qt_cuda_int8_impl impl);
 
-// out (cols, rows) = in (rows, cols)^T, int8; any rows, cols >= 0 (0: nothing to do); out must
-// not overlap in. Tiled through shared memory. SwitchBack's dX uses it to lay the weight codes (OC, IC) out as the
-// GEMM's B (IC, OC).
+// out (cols, rows) = in (rows, cols)^T, int8; any rows, cols >= 0 (0: nothing to do); out must not
+// overlap in. Tiled through shared memory. SwitchBack's dX uses it to lay the weight codes (OC, IC)
+// out as the GEMM's B (IC, OC).
 qt_status qt_cuda_transpose_s8(qt_cuda_stream s, int8_t *out, const int8_t *in, int rows,
                                int cols);
 

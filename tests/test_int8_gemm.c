@@ -23,7 +23,7 @@
 #include "expect_error.h"
 #include "testutil.h"
 
-static const char *const paths[] = {"portable", "avx2"};
+static const char *const paths[] = {"portable", "avx2", "avx512vnni"};
 #define N_PATHS ((int)(sizeof(paths) / sizeof(paths[0])))
 #define GUARD 64
 #define POISON_I32 ((int32_t)0x5EADBEEF)
@@ -71,7 +71,9 @@ static int use_path(int p) {
 static const int shapes[][3] = {
     {1, 1, 1},     {1, 3, 17},     {3, 1, 33},    {3, 17, 1},   {17, 33, 255}, {4, 3, 16},
     {5, 7, 31},    {33, 17, 257},  {8, 6, 32},    {255, 3, 17}, {3, 257, 33},  {17, 33, 1023},
-    {65, 97, 100}, {257, 255, 63}, {2, 193, 1023}};
+    {65, 97, 100}, {257, 255, 63}, {2, 193, 1023},
+    // avx512vnni's 8 x 48 tiles: full tiles, then one more row, column and k on each side
+    {16, 96, 64},  {9, 49, 130},   {24, 144, 259}, {7, 47, 3}};
 #define N_SHAPES ((int)(sizeof(shapes) / sizeof(shapes[0])))
 
 START_TEST(test_exact_random) {
@@ -363,7 +365,7 @@ START_TEST(test_linear_scratch) {
     const size_t nout = (size_t)M * N, bytes = qt_cpu_gemm_s8_scratch_bytes(M, N, K);
     ck_assert_msg((bytes == 0) == (p == 0), "path %s: scratch %zu bytes", paths[p], bytes);
     ck_assert_uint_eq(qt_cpu_gemm_s8_scratch_bytes(0, N, K), 0);
-    void *scratch = aligned_alloc(64, bytes + 64);
+    void *scratch = aligned_alloc(64, (bytes + 64 + 63) / 64 * 64); // a size aligned_alloc takes
     float *want = qt_test_falloc(nout), *got = qt_test_guarded(nout * sizeof(float));
     QT_EXPECT_OK(qt_cpu_linear_s8(want, A, as, B, bs, bias, M, N, K));
     if (bytes) {

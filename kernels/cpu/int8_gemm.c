@@ -1,22 +1,27 @@
 // int8_gemm.c: INT8 GEMM C = A B^T (int8 x int8 -> int32, exact) and the W8A8 linear layer with
 // the dequantization fused in the epilogue (PAPERS.md section 5); API in kernels/int8_gemm.h.
 //
-// Two paths, picked at run time (qt_cpu_gemm_s8_set_path, QT_INT8_GEMM, else the best one):
-//   portable  plain loops, one int32 dot product per output; the reference the others match.
-//   avx2      A and B packed once per call into int16 pair panels (sign-extended with
-//             vpmovsxbw while packing, not in the inner loop), then 4 x 24 register tiles:
-//             a broadcast pair of A int16s times 8 pairs of B int16s with vpmaddwd, which sums
-//             the two products into int32. |a b| <= 2^14, so a pair sum <= 2^15 and nothing
-//             saturates: the result is exact, unlike vpmaddubsw (u8 x s8 with int16
-//             saturation). Padding rows, columns and the odd k are zero; the edge tiles go
-//             through the same kernel and store only their valid part.
-// Both overwrite their output with the same epilogue (store(); avx2 runs the same operations
-// in the same order 8 columns at a time on full tiles, and C11 mode contracts none of them into
-// an FMA), so every path gives the same floats: out = ((float)c * a_scale[m]) * b_scale[n] + bias[n], where the zero-point variant
-// first removes the activation zero point in int32: c -= a_zero[m] * b_rowsum[n] (exact for
-// K <= QT_INT8_GEMM_ZP_MAX_K: the true result and both terms fit int32).
-// Exactness bound: every partial sum is at most K * 2^14 in magnitude, below 2^31 for
-// K <= QT_INT8_GEMM_MAX_K; larger K is refused rather than wrapped.
+// Three paths, picked at run time (qt_cpu_gemm_s8_set_path, QT_INT8_GEMM, else the best one
+// this CPU supports: avx512vnni, then avx2, then portable):
+//   portable    plain loops, one int32 dot product per output; the reference the others match.
+//   avx2        A and B packed once per call into int16 pair panels (sign-extended with
+//               vpmovsxbw while packing, not in the inner loop), then 4 x 24 register tiles:
+//               a broadcast pair of A int16s times 8 pairs of B int16s with vpmaddwd, which sums
+//               the two products into int32. |a b| <= 2^14, so a pair sum <= 2^15 and nothing
+//               saturates: the result is exact, unlike vpmaddubsw (u8 x s8 with int16
+//               saturation). Padding rows, columns and the odd k are zero; the edge tiles go
+//               through the same kernel and store only their valid part.
+//   avx512vnni  vpdpbusd (4 u8 x s8 products into an int32 lane) on 8 x 48 zmm tiles: B offset
+//               to unsigned (+128) in its packed panels, A read in place, and the offset taken
+//               back out exactly per row (see the section's comment).
+// All overwrite their output with the same epilogue (store(); the vector paths run the same
+// operations in the same order on full tiles, and C11 mode contracts none of them into an FMA),
+// so every path gives the same floats: out = ((float)c * a_scale[m]) * b_scale[n] + bias[n],
+// where the zero-point variant first removes the activation zero point in int32:
+// c -= a_zero[m] * b_rowsum[n] (exact for K <= QT_INT8_GEMM_ZP_MAX_K: the true result and
+// both terms fit int32).
+// Exactness bound: every partial sum of the true product is at most K * 2^14 in magnitude,
+// below 2^31 for K <= QT_INT8_GEMM_MAX_K; larger K is refused rather than wrapped.
 #include "kernels/int8_gemm.h"
 
 #include <stdatomic.h>
@@ -323,11 +328,262 @@ static size_t avx2_pack_bytes(int M, int N, int K) {
 }
 #endif
 
+// ---- avx512vnni ----------------------------------------------------------------------------
+
+#if QT_INT8_X86
+// vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds the 4 products to an int32
+// lane (no saturation: the lane wraps modulo 2^32). Both operands here are signed, so B is
+// offset to unsigned, B' = B + 128 (u8), and the offset is taken back out exactly:
+//     sum_k A[m][k] B'[n][k] = (A B^T)[m][n] + 128 rowsum(A)[m].
+// Every product is at most 255 * 128 in magnitude, so the wrapped int32 lane holds the left
+// side modulo 2^32; the true result fits int32 (K <= QT_INT8_GEMM_MAX_K), so subtracting
+// 128 rowsum(A)[m] modulo 2^32 gives it exactly, whatever the intermediate wrapping.
+// A is read in place (row-major, 4 bytes = one k quad per broadcast), so only B is packed:
+//   B panel (NR cols): for each k quad q, NR int32 words, word j = B'[j][4q .. 4q+3].
+// The quads past K (K % 4 != 0) are padded with B' = 0, which zeroes their products whatever A
+// holds there; A's tail quad is copied into a zero-padded word instead of being read past
+// the row. Rows past M read the last row (their results are dropped); columns past N are
+// zero. An MR x NR tile keeps 24 int32 accumulators (8 rows x 3 vectors of 16 columns), 3 B
+// vectors and a broadcast A word in the 32 zmm registers.
+#define VNNI_MR 8
+#define VNNI_NR 48
+#define VNNI_NC_PANELS 8
+#define VNNI_MC 64
+
+// Packs rows c0.. (nr <= NR valid, the rest zero) of B (rows of length K) into an NR-wide
+// quad panel of kq quads: dst[q * NR + j] = B'[j][4q..4q+3]. Full groups of 8 rows, 8 quads at
+// a time, with an 8x8 transpose of int32 words.
+__attribute__((target("avx2"))) static void pack_b_vnni(int32_t *dst, const int8_t *X, int K,
+                                                        int kq, int nr) {
+    const __m256i offset = _mm256_set1_epi8((char)0x80); // x ^ 0x80 = x + 128 as a u8
+    const int kfull = K / 4;                              // quads with 4 valid bytes
+    int qv = 0; // quads [0, qv) of the full 8-row groups done in vector code
+    for (int g = 0; g + 8 <= nr; g += 8) {
+        const int8_t *x = X + (size_t)g * (size_t)K;
+        int q = 0;
+        for (; q + 8 <= kfull; q += 8) {
+            __m256i r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm256_xor_si256(
+                    _mm256_loadu_si256((const __m256i *)(x + (size_t)i * (size_t)K + 4 * q)),
+                    offset);
+            // 8x8 transpose of int32 words: r[i] word t -> out[t] word i.
+            __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+            __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+            __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+            __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+            __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+            __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+            __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+            __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+            __m256i o[8] = {_mm256_permute2x128_si256(u0, u4, 0x20),
+                            _mm256_permute2x128_si256(u1, u5, 0x20),
+                            _mm256_permute2x128_si256(u2, u6, 0x20),
+                            _mm256_permute2x128_si256(u3, u7, 0x20),
+                            _mm256_permute2x128_si256(u0, u4, 0x31),
+                            _mm256_permute2x128_si256(u1, u5, 0x31),
+                            _mm256_permute2x128_si256(u2, u6, 0x31),
+                            _mm256_permute2x128_si256(u3, u7, 0x31)};
+            for (int t = 0; t < 8; t++)
+                _mm256_store_si256((__m256i *)(dst + (size_t)(q + t) * VNNI_NR + g), o[t]);
+        }
+        qv = q;
+    }
+    const int gv = nr / 8 * 8; // rows [0, gv) have quads [0, qv) done
+    for (int q = 0; q < kq; q++)
+        for (int j = q < qv ? gv : 0; j < VNNI_NR; j++) {
+            uint32_t w = 0;
+            for (int t = 0; t < 4; t++) {
+                int k = 4 * q + t;
+                uint8_t b = j < nr && k < K ? (uint8_t)(X[(size_t)j * (size_t)K + k] ^ 0x80) : 0;
+                w |= (uint32_t)b << (8 * t);
+            }
+            dst[(size_t)q * VNNI_NR + j] = (int32_t)w;
+        }
+}
+
+// tile (MR, NR) int32 = sum over the quads of A rows a[i] (read in place: kfull full quads,
+// then, when K % 4 != 0, the row's zero-padded `tail` word) times the B' panel's quads.
+// Written out register by register: 24 named accumulators stay in zmm registers (an array
+// indexed in a loop would live in memory).
+#define DP(acc, x, y) acc = _mm512_dpbusd_epi32(acc, y, x) // y: B' (u8), x: A (s8)
+#define ROW(i, w)                                                                             \
+    do {                                                                                      \
+        __m512i x_ = _mm512_set1_epi32(w);                                                    \
+        DP(c##i##0, x_, y0);                                                                  \
+        DP(c##i##1, x_, y1);                                                                  \
+        DP(c##i##2, x_, y2);                                                                  \
+    } while (0)
+#define LOADB()                                                                               \
+    __m512i y0 = _mm512_loadu_si512((const void *)bp);                                         \
+    __m512i y1 = _mm512_loadu_si512((const void *)(bp + 16));                                  \
+    __m512i y2 = _mm512_loadu_si512((const void *)(bp + 32))
+static inline int32_t load_word(const int8_t *p) {
+    int32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+__attribute__((target("avx512f,avx512vnni"))) static void
+kernel_vnni(int32_t *tile, const int8_t *const a[VNNI_MR], const int32_t *tail,
+            const int32_t *bp, int kfull, int kq) {
+    const __m512i z = _mm512_setzero_si512();
+    __m512i c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z;
+    __m512i c30 = z, c31 = z, c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z;
+    __m512i c60 = z, c61 = z, c62 = z, c70 = z, c71 = z, c72 = z;
+    const int8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
+                 *a6 = a[6], *a7 = a[7];
+    for (int q = 0; q < kfull; q++) {
+        const size_t o = 4 * (size_t)q;
+        LOADB();
+        ROW(0, load_word(a0 + o));
+        ROW(1, load_word(a1 + o));
+        ROW(2, load_word(a2 + o));
+        ROW(3, load_word(a3 + o));
+        ROW(4, load_word(a4 + o));
+        ROW(5, load_word(a5 + o));
+        ROW(6, load_word(a6 + o));
+        ROW(7, load_word(a7 + o));
+        bp += VNNI_NR;
+    }
+    if (kq > kfull) {
+        LOADB();
+        ROW(0, tail[0]);
+        ROW(1, tail[1]);
+        ROW(2, tail[2]);
+        ROW(3, tail[3]);
+        ROW(4, tail[4]);
+        ROW(5, tail[5]);
+        ROW(6, tail[6]);
+        ROW(7, tail[7]);
+    }
+    __m512i *t = (__m512i *)tile;
+    const __m512i out[VNNI_MR * 3] = {c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32,
+                                      c40, c41, c42, c50, c51, c52, c60, c61, c62, c70, c71, c72};
+    for (int v = 0; v < VNNI_MR * 3; v++) _mm512_store_si512(t + v, out[v]);
+}
+#undef LOADB
+#undef ROW
+#undef DP
+
+// The epilogue of a tile (MR, NR) at (m0, n0): first the offset's correction, c - 128
+// rowsum(A)[m] (int32, wrapping like the lanes), then store()'s operations in store()'s order
+// (the zero point, then mul, mul, add; nothing contracted into an FMA), 16 columns at a time
+// on full tiles and through store() itself on the edges: the same floats as every path.
+__attribute__((target("avx512f"))) static void tile_store_vnni(const epilogue *e,
+                                                               const int32_t *tile,
+                                                               const int32_t *a_sum, int m0,
+                                                               int n0, int mr, int nr) {
+    if (mr < VNNI_MR || nr < VNNI_NR) {
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                store(e, m0 + i, n0 + j,
+                      (int32_t)((uint32_t)tile[i * VNNI_NR + j] - 128u * (uint32_t)a_sum[i]));
+        return;
+    }
+    for (int i = 0; i < VNNI_MR; i++) {
+        int m = m0 + i;
+        size_t row = (size_t)m * (size_t)e->N + (size_t)n0;
+        __m512i off = _mm512_set1_epi32((int32_t)(128u * (uint32_t)a_sum[i]));
+        __m512i az = _mm512_set1_epi32(e->a_zero ? e->a_zero[m] : 0);
+        __m512 as = _mm512_set1_ps(e->out ? e->a_scale[m] : 0.0f);
+        for (int v = 0; v < VNNI_NR / 16; v++) {
+            int n = n0 + 16 * v;
+            __m512i c = _mm512_sub_epi32(
+                _mm512_load_si512((const void *)(tile + i * VNNI_NR + 16 * v)), off);
+            if (e->a_zero)
+                c = _mm512_sub_epi32(
+                    c, _mm512_mullo_epi32(az, _mm512_loadu_si512((const void *)(e->b_rowsum + n))));
+            if (e->out) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(c), as);
+                f = _mm512_mul_ps(f, _mm512_loadu_ps(e->b_scale + n));
+                if (e->bias) f = _mm512_add_ps(f, _mm512_loadu_ps(e->bias + n));
+                _mm512_storeu_ps(e->out + row + 16 * v, f);
+            } else {
+                _mm512_storeu_si512((void *)(e->C + row + 16 * v), c);
+            }
+        }
+    }
+}
+
+// Packs B, sums A's rows, then runs the tiles as gemm_avx2 does: (column block, row block)
+// tasks handed out dynamically, column block major. pk: the B panels (vnni_pack_bytes) then
+// the M row sums.
+__attribute__((target("avx2,avx512f,avx512vnni"))) static void
+gemm_vnni(const epilogue *e, const int8_t *A, const int8_t *B, int M, int N, int K,
+          int32_t *pk) {
+    const int kq = QT_CEIL_DIV(K, 4), kfull = K / 4;
+    const int m_pan = QT_CEIL_DIV(M, VNNI_MR), n_pan = QT_CEIL_DIV(N, VNNI_NR);
+    int32_t *Bp = pk;                                           // (n_pan, kq, NR), 32-byte aligned
+    int32_t *a_sum = pk + (size_t)n_pan * (size_t)kq * VNNI_NR; // (M)
+    const int n_nb = QT_CEIL_DIV(n_pan, VNNI_NC_PANELS);
+    const int nb_pan = QT_CEIL_DIV(n_pan, n_nb);
+    const int mc_pan = VNNI_MC / VNNI_MR;
+    const int n_mb = QT_CEIL_DIV(m_pan, mc_pan);
+    const long n_tasks = (long)n_nb * (long)n_mb;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < n_pan + M; i++) {
+            if (i < n_pan) {
+                int n0 = i * VNNI_NR;
+                pack_b_vnni(Bp + (size_t)i * (size_t)kq * VNNI_NR, B + (size_t)n0 * (size_t)K,
+                            K, kq, N - n0 < VNNI_NR ? N - n0 : VNNI_NR);
+            } else {
+                const int8_t *a = A + (size_t)(i - n_pan) * (size_t)K; // (K)
+                int32_t s = 0;
+                for (int k = 0; k < K; k++) s += a[k];
+                a_sum[i - n_pan] = s;
+            }
+        }
+        // (implicit barrier: the panels and sums are complete)
+        _Alignas(64) int32_t tile[VNNI_MR * VNNI_NR];
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < n_tasks; t++) {
+            int nb = (int)(t / n_mb), mb = (int)(t % n_mb);
+            int j_end = (nb + 1) * nb_pan < n_pan ? (nb + 1) * nb_pan : n_pan;
+            int i_end = (mb + 1) * mc_pan < m_pan ? (mb + 1) * mc_pan : m_pan;
+            for (int j = nb * nb_pan; j < j_end; j++) {
+                const int32_t *bp = Bp + (size_t)j * (size_t)kq * VNNI_NR;
+                int n0 = j * VNNI_NR, nr = N - n0 < VNNI_NR ? N - n0 : VNNI_NR;
+                for (int i = mb * mc_pan; i < i_end; i++) {
+                    int m0 = i * VNNI_MR, mr = M - m0 < VNNI_MR ? M - m0 : VNNI_MR;
+                    const int8_t *rows[VNNI_MR];
+                    int32_t tail[VNNI_MR];
+                    for (int r = 0; r < VNNI_MR; r++) {
+                        rows[r] = A + (size_t)(m0 + (r < mr ? r : mr - 1)) * (size_t)K;
+                        uint32_t w = 0;
+                        for (int k = 4 * kfull; k < K; k++)
+                            w |= (uint32_t)(uint8_t)rows[r][k] << (8 * (k - 4 * kfull));
+                        tail[r] = (int32_t)w;
+                    }
+                    kernel_vnni(tile, rows, tail, bp, kfull, kq);
+                    tile_store_vnni(e, tile, a_sum + m0, m0, n0, mr, nr);
+                }
+            }
+        }
+    }
+}
+
+// Bytes gemm_vnni needs: the B panels, then the row sums of A; a multiple of 64 (so an
+// aligned_alloc of exactly this size is valid).
+static size_t vnni_pack_bytes(int M, int N, int K) {
+    const size_t words = (size_t)QT_CEIL_DIV(N, VNNI_NR) * (size_t)QT_CEIL_DIV(K, 4) * VNNI_NR;
+    return ((words + (size_t)M) * sizeof(int32_t) + 63) / 64 * 64;
+}
+#endif
+
 // ---- dispatch ------------------------------------------------------------------------------
 
-enum { PATH_UNRESOLVED = -2, PATH_BAD = -1, PATH_PORTABLE = 0, PATH_AVX2 = 1, PATH_COUNT };
+enum {
+    PATH_UNRESOLVED = -2,
+    PATH_BAD = -1,
+    PATH_PORTABLE = 0,
+    PATH_AVX2 = 1,
+    PATH_AVX512VNNI = 2,
+    PATH_COUNT
+};
 
-static const char *const path_names[PATH_COUNT] = {"portable", "avx2"};
+static const char *const path_names[PATH_COUNT] = {"portable", "avx2", "avx512vnni"};
 
 // The selected path; PATH_UNRESOLVED until the first call reads QT_INT8_GEMM.
 static _Atomic int g_path = PATH_UNRESOLVED;
@@ -343,11 +599,19 @@ static int cpu_supports(int p) {
 #if QT_INT8_X86
     __builtin_cpu_init();
     if (p == PATH_AVX2) return __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (p == PATH_AVX512VNNI)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+                       __builtin_cpu_supports("avx512vnni")
+                   ? 1
+                   : 0;
 #endif
     return 0;
 }
 
-static int best_path(void) { return cpu_supports(PATH_AVX2) ? PATH_AVX2 : PATH_PORTABLE; }
+static int best_path(void) {
+    if (cpu_supports(PATH_AVX512VNNI)) return PATH_AVX512VNNI;
+    return cpu_supports(PATH_AVX2) ? PATH_AVX2 : PATH_PORTABLE;
+}
 
 static int resolve_path(void) {
     int p = atomic_load(&g_path);
@@ -376,7 +640,8 @@ qt_status qt_cpu_gemm_s8_set_path(const char *name) {
     }
     int p = path_index(name);
     if (p == PATH_BAD)
-        return qt_error(QT_ERR_ARG, "int8 gemm: unknown path '%s'; use portable or avx2", name);
+        return qt_error(QT_ERR_ARG,
+                        "int8 gemm: unknown path '%s'; use portable, avx2 or avx512vnni", name);
     if (!cpu_supports(p))
         return qt_error(QT_ERR_UNSUPPORTED,
                         "int8 gemm: path '%s' is not supported by this CPU; use portable", name);
@@ -409,20 +674,24 @@ static qt_status run(const epilogue *e, const int8_t *A, const int8_t *B, int M,
         gemm_portable(e, A, B, M, N, K);
         return QT_OK;
 #if QT_INT8_X86
-    case PATH_AVX2: {
-        const size_t bytes = avx2_pack_bytes(M, N, K);
+    case PATH_AVX2:
+    case PATH_AVX512VNNI: {
+        const size_t bytes = p == PATH_AVX2 ? avx2_pack_bytes(M, N, K) : vnni_pack_bytes(M, N, K);
         if (scratch && (scratch_bytes < bytes || (uintptr_t)scratch % 32 != 0))
             return qt_error(QT_ERR_ARG,
-                            "%s: scratch of %zu bytes at %p; the avx2 path needs %zu bytes, "
+                            "%s: scratch of %zu bytes at %p; the %s path needs %zu bytes, "
                             "32-byte aligned, for M = %d, N = %d, K = %d "
                             "(qt_cpu_gemm_s8_scratch_bytes)",
-                            op, scratch_bytes, scratch, bytes, M, N, K);
+                            op, scratch_bytes, scratch, path_names[p], bytes, M, N, K);
         int32_t *pk = scratch ? scratch : aligned_alloc(32, bytes);
         if (!pk)
             return qt_error(QT_ERR_OOM, "%s: cannot allocate %zu bytes of packed panels for "
                                         "M = %d, N = %d, K = %d; use smaller chunks",
                             op, bytes, M, N, K);
-        gemm_avx2(e, A, B, M, N, K, pk);
+        if (p == PATH_AVX2)
+            gemm_avx2(e, A, B, M, N, K, pk);
+        else
+            gemm_vnni(e, A, B, M, N, K, pk);
         if (!scratch) free(pk);
         return QT_OK;
     }
@@ -432,7 +701,10 @@ static qt_status run(const epilogue *e, const int8_t *A, const int8_t *B, int M,
         return qt_error(QT_ERR_UNSUPPORTED,
                         "%s: QT_INT8_GEMM=%s is not a path this CPU and build support; "
                         "unset it or use portable%s",
-                        op, env ? env : "(unset)", cpu_supports(PATH_AVX2) ? " or avx2" : "");
+                        op, env ? env : "(unset)",
+                        cpu_supports(PATH_AVX512VNNI) ? ", avx2 or avx512vnni"
+                        : cpu_supports(PATH_AVX2)     ? " or avx2"
+                                                      : "");
     }
     }
 }
@@ -462,7 +734,11 @@ qt_status qt_cpu_linear_s8_ws(float *out, const int8_t *A, const float *a_scale,
 
 size_t qt_cpu_gemm_s8_scratch_bytes(int M, int N, int K) {
 #if QT_INT8_X86
-    if (M >= 1 && N >= 1 && K >= 1 && resolve_path() == PATH_AVX2) return avx2_pack_bytes(M, N, K);
+    if (M >= 1 && N >= 1 && K >= 1) {
+        const int p = resolve_path();
+        if (p == PATH_AVX2) return avx2_pack_bytes(M, N, K);
+        if (p == PATH_AVX512VNNI) return vnni_pack_bytes(M, N, K);
+    }
 #else
     (void)M, (void)N, (void)K;
 #endif
