@@ -1,95 +1,130 @@
-// bench_quant.c: the CPU quantizer (qt_cpu_quant_fake, kernels/cpu/quant.c) on a (768, 3072)
-// fp32 tensor (an fc1 weight of the default model) in the common modes: 8-bit absmax per
-// tensor/row/group of 128, nearest and stochastic, ternary absmean, and the calibration-time
-// ranges (percentile, MSE search). Each time is the minimum over --reps repetitions (the
-// machine is shared and noisy); Melem/s = elements / time.
-// Usage: bench_quant [--reps R]   (threads: OMP_NUM_THREADS)
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
+// bench/bench_quant.c: the quant family (kernels/quant.h) on the benchmark harness
+// (bench/harness.h): fake quantization (quantize-dequantize) of an fc1 weight (F, C) of the
+// default model and of OPT-125m in the common modes: 8-bit absmax per tensor (the reference of
+// the other modes' "vs ref"), per row, per group of 128, per row with stochastic rounding,
+// ternary absmean (BitNet), and the calibration-time ranges (99.999th percentile; the MSE search
+// over 100 candidate ranges, on the default model's weight only: it costs 100 quantizations),
+// plus the quantization to int8 codes and scales per row. CPU and CUDA (whose quantizer has the
+// absmax and absmean ranges only).
+#include "bench/harness.h"
 #include "kernels/quant.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+typedef struct {
+    size_t rows, cols;
+    qt_dtype dt;
+    qt_cuda_stream s;
+    qt_quant_params p;
+    void *x, *out;  // (rows, cols)
+    int8_t *codes;  // (rows, cols)
+    float *scales;  // (qt_quant_num_scales) fp32
+    int32_t *zeros; // (qt_quant_num_scales)
+} q_args;
+
+typedef struct {
+    const char *op;
+    int bits;
+    qt_quant_granularity gran;
+    qt_quant_rounding rnd;
+    qt_quant_range range;
+    double flops; // per element; see the counts in cases()
+    int cuda;     // the CUDA quantizer has this range
+    int quantize; // 1: codes and scales (qt_*_quant_quantize), else fake quantization
+} q_mode;
+
+// Per element: absmax and nearest rounding: |x| and the max (2), x / step, round, clamp (2),
+// times step (5 more) = 7; stochastic adds u (8; the Philox draw is integer work); absmean sums
+// |x| instead of the max (7); the percentile's selection about 4 compares more (11); the MSE
+// search quantizes, dequantizes and squares the error for 100 candidates (800 + 7); quantize
+// stops at the code (5).
+static const q_mode modes[] = {
+    {"fake_int8_tensor", 8, QT_QUANT_PER_TENSOR, QT_QUANT_NEAREST, QT_QUANT_RANGE_ABSMAX, 7, 1, 0},
+    {"fake_int8_row", 8, QT_QUANT_PER_ROW, QT_QUANT_NEAREST, QT_QUANT_RANGE_ABSMAX, 7, 1, 0},
+    {"fake_int8_group128", 8, QT_QUANT_PER_GROUP, QT_QUANT_NEAREST, QT_QUANT_RANGE_ABSMAX, 7, 1, 0},
+    {"fake_int8_row_sr", 8, QT_QUANT_PER_ROW, QT_QUANT_STOCHASTIC, QT_QUANT_RANGE_ABSMAX, 8, 1, 0},
+    {"fake_ternary_absmean", QT_QUANT_TERNARY, QT_QUANT_PER_TENSOR, QT_QUANT_NEAREST,
+     QT_QUANT_RANGE_ABSMEAN, 7, 1, 0},
+    {"fake_int8_percentile", 8, QT_QUANT_PER_TENSOR, QT_QUANT_NEAREST, QT_QUANT_RANGE_PERCENTILE,
+     11, 0, 0},
+    {"fake_int8_row_mse", 8, QT_QUANT_PER_ROW, QT_QUANT_NEAREST, QT_QUANT_RANGE_MSE, 807, 0, 0},
+    {"quantize_int8_row", 8, QT_QUANT_PER_ROW, QT_QUANT_NEAREST, QT_QUANT_RANGE_ABSMAX, 5, 1, 1},
+};
+#define N_MODES ((int)(sizeof modes / sizeof modes[0]))
+
+static qt_status cpu_run(void *arg) {
+    q_args *a = arg;
+    if (a->codes)
+        return qt_cpu_quant_quantize(&a->p, NULL, a->codes, a->scales, NULL, a->x, a->rows,
+                                     a->cols);
+    return qt_cpu_quant_fake(&a->p, NULL, a->out, a->x, a->rows, a->cols);
 }
 
-int main(int argc, char **argv) {
-    int reps = 5;
-    for (int i = 1; i < argc; i++) {
-        char *end = NULL;
-        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            const long v = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || v < 1 || v > 100000) {
-                fprintf(stderr, "bench_quant: error: --reps %s is not in 1..100000\n", argv[i]);
-                return 2;
-            }
-            reps = (int)v;
-        } else {
-            fprintf(stderr, "bench_quant: error: unknown argument %s; usage: bench_quant "
-                            "[--reps R]\n", argv[i]);
-            return 2;
-        }
+static qt_status cases(qt_bench *b, q_args *a, qt_bench_fn run, int cuda) {
+    const double n = (double)a->rows * a->cols, E = (double)qt_dtype_size(a->dt);
+    int8_t *codes = a->codes;
+    qt_bench_shape(b, "%zu x %zu (fc1 weight)", a->rows, a->cols);
+    for (int i = 0; i < N_MODES; i++) {
+        const q_mode *q = &modes[i];
+        if (cuda && !q->cuda) continue;
+        if (q->range == QT_QUANT_RANGE_MSE && n > 1e6) continue; // seconds per call
+        a->p = qt_quant_params_default(q->bits);
+        a->p.granularity = q->gran;
+        a->p.group_size = 128;
+        a->p.rounding = q->rnd;
+        a->p.range = q->range;
+        a->p.seed = 1;
+        a->p.stream = qt_quant_stream(0, 1);
+        a->codes = q->quantize ? codes : NULL;
+        const double scales = (double)qt_quant_num_scales(&a->p, a->rows, a->cols);
+        // fake: reads x, writes out (2 n E), the fp32 scales (and on CUDA zero points) aside.
+        // quantize: reads x (n E), writes int8 codes (n) and fp32 scales.
+        const double bytes = q->quantize ? (E + 1) * n + 4 * scales : 2 * E * n + 4 * scales;
+        qt_bench_result r;
+        QT_TRY(qt_bench_run(b, q->op, bytes, q->flops * n, run, a, i ? NULL : &r));
+        if (i == 0) qt_bench_ref(b, "tensor", r.ms_median);
     }
-    const size_t rows = 768, cols = 3072, n = rows * cols;
-    float *x = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float));
-    if (!x || !out) {
-        fprintf(stderr, "bench_quant: error: out of memory\n");
-        return 1;
-    }
-    uint64_t s = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5) * 0.1f;
-    }
-    struct {
-        const char *name;
-        int bits, gran, rnd, range, reps_div;
-    } cases[] = {
-        {"int8 absmax per-tensor nearest", 8, QT_QUANT_PER_TENSOR, QT_QUANT_NEAREST,
-         QT_QUANT_RANGE_ABSMAX, 1},
-        {"int8 absmax per-row nearest", 8, QT_QUANT_PER_ROW, QT_QUANT_NEAREST,
-         QT_QUANT_RANGE_ABSMAX, 1},
-        {"int8 absmax per-group128 nearest", 8, QT_QUANT_PER_GROUP, QT_QUANT_NEAREST,
-         QT_QUANT_RANGE_ABSMAX, 1},
-        {"int8 absmax per-row stochastic", 8, QT_QUANT_PER_ROW, QT_QUANT_STOCHASTIC,
-         QT_QUANT_RANGE_ABSMAX, 1},
-        {"ternary absmean per-tensor", QT_QUANT_TERNARY, QT_QUANT_PER_TENSOR, QT_QUANT_NEAREST,
-         QT_QUANT_RANGE_ABSMEAN, 1},
-        {"int8 percentile 99.999 per-tensor", 8, QT_QUANT_PER_TENSOR, QT_QUANT_NEAREST,
-         QT_QUANT_RANGE_PERCENTILE, 1},
-        {"int8 MSE search per-row (100 candidates)", 8, QT_QUANT_PER_ROW, QT_QUANT_NEAREST,
-         QT_QUANT_RANGE_MSE, 5},
-    };
-    printf("%-42s %10s %10s\n", "mode (768 x 3072 fp32)", "ms", "Melem/s");
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        qt_quant_params p = qt_quant_params_default(cases[c].bits);
-        p.granularity = (qt_quant_granularity)cases[c].gran;
-        p.group_size = 128;
-        p.rounding = (qt_quant_rounding)cases[c].rnd;
-        p.range = (qt_quant_range)cases[c].range;
-        p.seed = 1;
-        p.stream = qt_quant_stream(0, 1);
-        double best = 1e30;
-        const int r = reps / cases[c].reps_div > 0 ? reps / cases[c].reps_div : 1;
-        for (int k = 0; k < r; k++) {
-            const double t0 = now_s();
-            if (qt_cpu_quant_fake(&p, NULL, out, x, rows, cols) != QT_OK) {
-                fprintf(stderr, "bench_quant: error: %s\n", qt_last_error());
-                return 1;
-            }
-            const double t = now_s() - t0;
-            if (t < best) best = t;
-        }
-        printf("%-42s %10.2f %10.1f\n", cases[c].name, best * 1e3, (double)n / best * 1e-6);
-    }
-    free(x);
-    free(out);
-    return 0;
+    return QT_OK;
 }
+
+static qt_status quant_cpu(qt_bench *b, const qt_bench_model *m) {
+    q_args a = {.rows = (size_t)m->F, .cols = (size_t)m->C, .dt = QT_DTYPE_F32};
+    const size_t n = a.rows * a.cols;
+    a.x = qt_bench_host_f32(b, n);
+    a.out = qt_bench_host_zeros(b, n * sizeof(float));
+    a.codes = qt_bench_host_zeros(b, n);
+    a.scales = qt_bench_host_zeros(b, n * sizeof(float)); // at most one scale per element
+    QT_TRY(qt_bench_ok(b));
+    return cases(b, &a, cpu_run, 0);
+}
+
+#ifdef QT_HAVE_CUDA
+static qt_status cuda_run(void *arg) {
+    q_args *a = arg;
+    if (a->codes)
+        return qt_cuda_quant_quantize(a->s, a->dt, &a->p, a->codes, a->scales, NULL, a->x, a->rows,
+                                      a->cols);
+    return qt_cuda_quant_fake(a->s, a->dt, &a->p, a->out, a->x, a->rows, a->cols, a->scales,
+                              a->zeros);
+}
+
+static qt_status quant_cuda(qt_bench *b, const qt_bench_model *m) {
+    q_args a = {.rows = (size_t)m->F,
+                .cols = (size_t)m->C,
+                .dt = qt_bench_dtype(b),
+                .s = qt_bench_stream(b)};
+    const size_t n = a.rows * a.cols;
+    a.x = qt_bench_dev_rand(b, a.dt, n);
+    a.out = qt_bench_dev_zeros(b, n * qt_dtype_size(a.dt));
+    a.codes = qt_bench_dev_zeros(b, n);
+    a.scales = qt_bench_dev_zeros(b, n * sizeof(float));
+    a.zeros = qt_bench_dev_zeros(b, n * sizeof(int32_t));
+    QT_TRY(qt_bench_ok(b));
+    return cases(b, &a, cuda_run, 1);
+}
+#endif
+
+const qt_bench_family qt_bench_family_quant = {
+    .name = "quant",
+    .models = {&qt_bench_model_default, &qt_bench_model_opt125m},
+    .cpu = quant_cpu,
+    .cuda = QT_BENCH_CUDA(quant_cuda),
+};

@@ -244,13 +244,21 @@ foreach(src ${QT_CUDA_TEST_SOURCES})
   endif()
 endforeach()
 
-# ---- bench_cuda_int8_gemm (INT8 GEMM, issue 4) ------------------------------------------------
-# The top-level glob of bench/bench_*.c already made this target on libqtrain alone, where it
-# builds a program that says it was built without CUDA and exits. With the nvcc backend it links
-# qtrain_cuda and measures the INT8 GEMMs against the fp16 cuBLASLt GEMM.
-if(QT_CUDA_GPU_BUILT AND TARGET bench_cuda_int8_gemm)
-  target_link_libraries(bench_cuda_int8_gemm PRIVATE qtrain_cuda)
-  target_compile_definitions(bench_cuda_int8_gemm PRIVATE QT_HAVE_CUDA)
-  set_target_properties(bench_cuda_int8_gemm PROPERTIES LINKER_LANGUAGE CXX
-    CUDA_RUNTIME_LIBRARY Shared)
+# ---- benchmarks: the CUDA runners of `qtrain bench --device cuda` ----------------------------
+# The top-level CMakeLists.txt built qtrain_bench (bench/: harness, registry, the families) on
+# libqtrain alone, where --device cuda is refused. With the nvcc backend the families' CUDA
+# runners (under QT_HAVE_CUDA) and the harness's CUDA side (bench/harness_cuda.c: event timing,
+# the GEMM peak and copy bandwidth) are compiled in and linked with the nvcc kernels; never the
+# emulated ones, whose times would mean nothing. test_cli_bench_gpu (label gpu) runs every
+# family on the device, and reports itself skipped (77) where there is none.
+if(QT_CUDA_GPU_BUILT AND TARGET qtrain_bench)
+  target_sources(qtrain_bench PRIVATE ${CMAKE_SOURCE_DIR}/bench/harness_cuda.c)
+  target_compile_definitions(qtrain_bench PRIVATE QT_HAVE_CUDA)
+  target_link_libraries(qtrain_bench PUBLIC qtrain_cuda CUDA::cudart)
+  set_target_properties(bench_ops PROPERTIES LINKER_LANGUAGE CXX CUDA_RUNTIME_LIBRARY Shared)
+  if(TARGET test_cli_bench)
+    add_test(NAME test_cli_bench_gpu COMMAND test_cli_bench --cuda)
+    set_tests_properties(test_cli_bench_gpu PROPERTIES LABELS gpu SKIP_RETURN_CODE 77
+      ENVIRONMENT "${QT_CUDA_TEST_ENV}" TIMEOUT ${QT_CUDA_TEST_TIMEOUT})
+  endif()
 endif()

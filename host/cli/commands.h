@@ -7,5 +7,6 @@ int qt_cmd_prepare(int argc, char **argv);
 int qt_cmd_train(int argc, char **argv);
 int qt_cmd_eval(int argc, char **argv);
 int qt_cmd_sample(int argc, char **argv);
+int qt_cmd_bench(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const char usage[] =
     "            outlier metrics and checkpoints under --out\n"
     "  eval      evaluate a checkpoint: validation loss, perplexity, outlier metrics\n"
     "  sample    generate text from a checkpoint\n"
+    "  bench     time the op families' kernels against this machine's measured roofline\n"
     "\n"
     "'qtrain <command> --help' describes a command's options.\n";
 
@@ -27,6 +28,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return qt_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return qt_cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return qt_cmd_sample(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return qt_cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "qtrain: error: unknown command '%s'; run 'qtrain --help' for the list\n", cmd);
     return 1;
 }
