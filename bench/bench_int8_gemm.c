@@ -4,8 +4,9 @@
 // linear layers, C (M, N) = A (M, K) B (N, K)^T with M = B T tokens, each next to the float
 // GEMM of the same shape timed first in the same run: "vs ref" is float time / int8 time
 // (> 1: int8 faster).
-//   CPU: OpenBLAS cblas_sgemm, then every INT8 path this CPU supports (portable, avx2; a
-//        missing one gets a "skipped" line), on the default model and one OPT-125m sequence
+//   CPU: OpenBLAS cblas_sgemm, then every INT8 path this CPU supports (portable, avx2,
+//        avx512vnni; a missing one gets a "skipped" line), on the default model and one
+//        OPT-125m sequence
 //        (the LM head only where V <= 8192: OPT's 50272-row head would take seconds). The
 //        portable path (the fallback without AVX2, ~2 GOP/s) runs only on layers of at most
 //        PORTABLE_MAX_OPS operations, unless it is the path this CPU uses.
@@ -93,7 +94,7 @@ static qt_status cpu_lin(void *p) {
 #define PORTABLE_MAX_OPS 2e8
 
 static qt_status cpu_layer(qt_bench *b, s8_args *a, const char *name) {
-    static const char *const paths[] = {"portable", "avx2"};
+    static const char *const paths[] = {"portable", "avx2", "avx512vnni"};
     const int portable_default = strcmp(qt_cpu_gemm_s8_path(), "portable") == 0;
     const size_t mk = (size_t)a->M * a->K, nk = (size_t)a->N * a->K, mn = (size_t)a->M * a->N;
     a->A = qt_bench_host_s8(b, mk);
@@ -112,7 +113,7 @@ static qt_status cpu_layer(qt_bench *b, s8_args *a, const char *name) {
     QT_TRY(qt_bench_run(b, "sgemm", f_bytes(a, 4), ops(a), cpu_sgemm, a, &ref));
     qt_bench_ref(b, "sgemm", ref.ms_median);
     qt_status st = QT_OK;
-    for (int i = 0; i < 2 && st == QT_OK; i++) {
+    for (int i = 0; i < (int)(sizeof paths / sizeof paths[0]) && st == QT_OK; i++) {
         char op[2][32];
         snprintf(op[0], sizeof op[0], "gemm_s8s32_%s", paths[i]);
         snprintf(op[1], sizeof op[1], "linear_s8_%s", paths[i]);

@@ -255,6 +255,8 @@ if(QT_CUDA_GPU_BUILT AND TARGET qtrain_bench)
   target_sources(qtrain_bench PRIVATE ${CMAKE_SOURCE_DIR}/bench/harness_cuda.c)
   target_compile_definitions(qtrain_bench PRIVATE QT_HAVE_CUDA)
   target_link_libraries(qtrain_bench PUBLIC qtrain_cuda CUDA::cudart)
+  # Made before enable_language(CUDA) set the architectures: give it the build's.
+  set_target_properties(qtrain_bench PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
   set_target_properties(bench_ops PROPERTIES LINKER_LANGUAGE CXX CUDA_RUNTIME_LIBRARY Shared)
   if(TARGET test_cli_bench)
     add_test(NAME test_cli_bench_gpu COMMAND test_cli_bench --cuda)
