@@ -1,7 +1,7 @@
 // test_model.c: whole-model gradient checks on a 2-layer model, for every attention variant
 // and every gate function.
 //
-// 1. The model code (host/model.c, unchanged) runs on a double-precision test backend
+// 1. The model code (host/model/model.c, unchanged) runs on a double-precision test backend
 //    (f64_backend.c), and every parameter tensor's gradient is checked element by element
 //    against central finite differences of the double loss: relative error under 1e-6.
 // 2. The same model on the float CPU backend gives the same gradients within float rounding.

@@ -1,4 +1,4 @@
-// test_ptq.c: post-training quantization evaluation (host/ptq.c, qtrain/ptq.h, PAPERS.md
+// test_ptq.c: post-training quantization evaluation (host/eval/ptq.c, qtrain/ptq.h, PAPERS.md
 // section 5) on tiny OPT-style models trained for a few dozen steps on synthetic shards:
 // - the fake-quantized and the true INT8 GEMM path agree within 1% in perplexity (measured
 //   difference printed), for W8A8 / W4A8 / W6A6, min-max and percentile activation ranges,

@@ -1,5 +1,5 @@
 // cmd_prepare.c: `qtrain prepare`: train the BPE tokenizer on a text file and write the train
-// and validation token shards (qt_prepare_ex in host/prepare.c does the work).
+// and validation token shards (qt_prepare_ex in host/data/prepare.c does the work).
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -391,7 +391,7 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
 // g per token and w per tensor. The TN GEMM wants B (IC, OC), so the weight codes are
 // transposed (kernels/cuda/int8_gemm.cu, qt_cuda_transpose_s8); the product is written into
 // the workspace in the backend's dtype and added to dx (the GEMM's epilogue overwrites). CPU
-// twin: cpu_linear_s8_dx (host/backend_cpu.c).
+// twin: cpu_linear_s8_dx (host/backends/backend_cpu.c).
 static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const void *w, int N,
                                    int IC, int OC, const qt_quant_params *gq,
                                    const qt_quant_params *wq) {

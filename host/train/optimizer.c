@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kernels/quant.h"
-#include "qlinear.h"
+#include "host/model/qlinear.h"
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
     memset(opt, 0, sizeof *opt);
