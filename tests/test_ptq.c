@@ -299,9 +299,13 @@ START_TEST(test_bad_config) {
     c = qt_ptq_config_default();
     c.weight_range = QT_QUANT_RANGE_RUNNING;
     ck_assert_int_eq(qt_ptq_check(&c), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "use absmax or mse"));
+    c.weight_range = (qt_quant_range)40; // no such method: refused, not shifted past 32 bits
+    ck_assert_int_eq(qt_ptq_check(&c), QT_ERR_ARG);
     c = qt_ptq_config_default();
     c.act_range = QT_QUANT_RANGE_ABSMEAN;
     ck_assert_int_eq(qt_ptq_check(&c), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "use minmax or percentile"));
     c = qt_ptq_config_default();
     c.act_range = QT_QUANT_RANGE_PERCENTILE;
     c.percentile = 30.0f;

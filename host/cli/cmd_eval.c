@@ -59,8 +59,8 @@ static void print_ptq(const char *ckpt, const qt_config *cfg, const char *quant,
                       const qt_ptq_config *c, const qt_ptq_result *r, int json) {
     char name[8];
     snprintf(name, sizeof name, "W%dA%d", c->weight_bits, c->act_bits);
-    const char *wr = c->weight_range == QT_QUANT_RANGE_MSE ? "mse" : "absmax";
-    const char *ar = c->act_range == QT_QUANT_RANGE_PERCENTILE ? "percentile" : "minmax";
+    const char *wr = qt_name(&qt_quant_range_names, c->weight_range);
+    const char *ar = qt_name(&qt_quant_range_names, c->act_range);
     if (json) {
         printf("{\"type\":\"ptq\",\"quant\":\"%s\",\"weight_bits\":%d,\"act_bits\":%d,"
                "\"weight_range\":\"%s\",\"act_range\":\"%s\",\"calib_batches\":%d,"
@@ -95,6 +95,19 @@ static void print_ptq(const char *ckpt, const qt_config *cfg, const char *quant,
     printf("INT8 GEMM vs fake-quantized: relative ppl difference %.3g%% (%lld linear forwards "
            "through the INT8 GEMM)\n",
            100.0 * r->int8_vs_fake, r->int8_linears);
+}
+
+// --<flag> <value>: one of the `allowed` range methods, by name (qtrain/names.h).
+static qt_status range_flag(const char *flag, const char *value, unsigned allowed,
+                            qt_quant_range *out) {
+    int x = qt_name_value(&qt_quant_range_names, value, strlen(value), allowed);
+    if (x >= 0) {
+        *out = (qt_quant_range)x;
+        return QT_OK;
+    }
+    char names[64];
+    qt_names_join(&qt_quant_range_names, allowed, " or ", names, sizeof names);
+    return qt_error(QT_ERR_ARG, "--%s %s is not a range method; use %s", flag, value, names);
 }
 
 int qt_cmd_eval(int argc, char **argv) {
@@ -149,28 +162,11 @@ int qt_cmd_eval(int argc, char **argv) {
             return qt_cli_fail();
         }
         if (calib_batches) pc.calib_batches = calib_batches;
-        if (act_range) {
-            if (strcmp(act_range, "minmax") == 0) {
-                pc.act_range = QT_QUANT_RANGE_RUNNING;
-            } else if (strcmp(act_range, "percentile") == 0) {
-                pc.act_range = QT_QUANT_RANGE_PERCENTILE;
-            } else {
-                qt_error(QT_ERR_ARG, "--act-range %s is not a range method; use minmax or "
-                         "percentile", act_range);
-                return qt_cli_fail();
-            }
-        }
-        if (weight_range) {
-            if (strcmp(weight_range, "absmax") == 0) {
-                pc.weight_range = QT_QUANT_RANGE_ABSMAX;
-            } else if (strcmp(weight_range, "mse") == 0) {
-                pc.weight_range = QT_QUANT_RANGE_MSE;
-            } else {
-                qt_error(QT_ERR_ARG, "--weight-range %s is not a range method; use absmax or "
-                         "mse", weight_range);
-                return qt_cli_fail();
-            }
-        }
+        if ((act_range &&
+             range_flag("act-range", act_range, QT_PTQ_ACT_RANGES, &pc.act_range) != QT_OK) ||
+            (weight_range && range_flag("weight-range", weight_range, QT_PTQ_WEIGHT_RANGES,
+                                        &pc.weight_range) != QT_OK))
+            return qt_cli_fail();
     } else if (calib_batches || act_range || weight_range) {
         qt_error(QT_ERR_ARG, "--%s only applies to post-training quantization; add --quant "
                  "w8a8 (or w4a8, w6a6)",

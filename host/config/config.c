@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "qtrain/names.h"
+
 // Enum fields are read and written as int through their offset.
 _Static_assert(sizeof(qt_arch) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_activation) == sizeof(int), "enum size");
@@ -49,7 +51,7 @@ typedef enum {
     KEY_BOOL,  // int, 0 | 1
     KEY_FLOAT, // float
     KEY_U64,   // uint64_t, decimal
-    KEY_ENUM,  // int-sized enum, by name: choices[value]
+    KEY_ENUM,  // int-sized enum, by name (qtrain/names.h)
     KEY_STR,   // char[cap], NUL-terminated
 } key_type;
 
@@ -60,57 +62,46 @@ typedef struct {
     size_t cap;                 // KEY_STR: capacity of the char array (with the NUL)
     double lo, hi;              // KEY_INT, KEY_FLOAT: allowed range
     int lo_open, hi_open;       // 1: the bound itself is excluded
-    const char *const *choices; // KEY_ENUM: names indexed by value
-    int n_choices;
+    const qt_names *choices;    // KEY_ENUM: the enum's name table (qtrain/names.h) ...
+    unsigned allowed;           // ... and the values this key accepts (QT_NAME_BIT per value)
+    int list_choices;           // KEY_ENUM: 1 appends ": a|b|c" (the choices) to the help
     const char *why;  // why the range (said when a value falls outside it)
     const char *help; // one line, written as a comment by qt_config_write
 } key_def;
 
-static const char *const arch_names[] = {"opt", "llama"};
-static const char *const act_names[] = {"gelu", "relu", "swiglu"};
-static const char *const norm_names[] = {"layernorm", "rmsnorm"};
-static const char *const pos_names[] = {"learned", "rope"};
-static const char *const qmode_names[] = {"none", "qat", "bitnet", "dqt"};
-static const char *const qbwd_names[] = {"dw", "dx"};
-static const char *const dqt_scale_names[] = {"fixed", "absmax_pre", "absmean"};
-// Indexed by qt_quant_granularity, qt_quant_rounding, qt_quant_range (qtrain/quant.h); the
-// ranges that need calibration state (running, percentile, mse) are for evaluation, not here.
-static const char *const qgran_names[] = {"tensor", "row", "group"};
-static const char *const qround_names[] = {"nearest", "stochastic"};
-static const char *const qrange_names[] = {"absmax", "absmean"};
-static const char *const loss_names[] = {"clm"};
-static const char *const sched_names[] = {"linear", "cosine", "constant"};
-static const char *const precision_names[] = {"auto", "fp32", "fp16", "bf16"};
-static const char *const softmax_names[] = {"vanilla", "clipped", "ncs"};
-static const char *const gate_names[] = {"none", "linear", "mlp", "all_heads"};
+// The ranges that need calibration state (minmax, percentile, mse) are for evaluation, not
+// for quantized training: quant.*_range takes absmax and absmean only.
+#define TRAIN_RANGES (QT_NAME_BIT(QT_QUANT_RANGE_ABSMAX) | QT_NAME_BIT(QT_QUANT_RANGE_ABSMEAN))
 
-#define NCHOICES(a) ((int)(sizeof(a) / sizeof((a)[0])))
 #define OFF(field) offsetof(qt_config, field)
 #define INT_KEY(nm, field, lo, hi, why, help)                                                      \
-    { nm, KEY_INT, OFF(field), 0, lo, hi, 0, 0, NULL, 0, why, help }
+    { nm, KEY_INT, OFF(field), 0, lo, hi, 0, 0, NULL, 0, 0, why, help }
 #define BOOL_KEY(nm, field, help)                                                                  \
-    { nm, KEY_BOOL, OFF(field), 0, 0, 1, 0, 0, NULL, 0, NULL, help }
+    { nm, KEY_BOOL, OFF(field), 0, 0, 1, 0, 0, NULL, 0, 0, NULL, help }
 #define FLOAT_KEY(nm, field, lo, lo_open, hi, hi_open, why, help)                                  \
-    { nm, KEY_FLOAT, OFF(field), 0, lo, hi, lo_open, hi_open, NULL, 0, why, help }
-#define ENUM_KEY(nm, field, names, help)                                                           \
-    { nm, KEY_ENUM, OFF(field), 0, 0, 0, 0, 0, names, NCHOICES(names), NULL, help }
+    { nm, KEY_FLOAT, OFF(field), 0, lo, hi, lo_open, hi_open, NULL, 0, 0, why, help }
+// An enum key over the values in `allowed` of table `names`; LISTED_ adds the choices to the help.
+#define SUBSET_KEY(nm, field, names, allowed, list, help)                                          \
+    { nm, KEY_ENUM, OFF(field), 0, 0, 0, 0, 0, &names, allowed, list, NULL, help }
+#define ENUM_KEY(nm, field, names, help) SUBSET_KEY(nm, field, names, QT_NAMES_ALL, 0, help)
+#define LISTED_ENUM_KEY(nm, field, names, help) SUBSET_KEY(nm, field, names, QT_NAMES_ALL, 1, help)
 
 #define INF INFINITY
 // The six keys of one qat quantizer, quant.<role>_*.
 #define QSPEC_KEYS(role, field, what)                                                              \
     INT_KEY("quant." role "_bits", field.bits, 0, 8, "bits are 0 (off), 1 (ternary) or 2..8",      \
             what ": bits (0 off, 1 ternary)"),                                                     \
-        ENUM_KEY("quant." role "_granularity", field.granularity, qgran_names,                     \
-                 what ": tensor|row|group"),                                                       \
-        INT_KEY("quant." role "_group", field.group, 1, 1 << 20, "a group holds >= 1 element",      \
+        LISTED_ENUM_KEY("quant." role "_granularity", field.granularity,                           \
+                        qt_quant_granularity_names, what),                                         \
+        INT_KEY("quant." role "_group", field.group, 1, 1 << 20, "a group holds >= 1 element",     \
                 what ": group size"),                                                              \
-        ENUM_KEY("quant." role "_rounding", field.rounding, qround_names,                          \
-                 what ": nearest|stochastic"),                                                     \
-        BOOL_KEY("quant." role "_symmetric", field.symmetric, what ": 1 signed, 0 zero point"),   \
-        ENUM_KEY("quant." role "_range", field.range, qrange_names, what ": absmax|absmean")
+        LISTED_ENUM_KEY("quant." role "_rounding", field.rounding, qt_quant_rounding_names, what), \
+        BOOL_KEY("quant." role "_symmetric", field.symmetric, what ": 1 signed, 0 zero point"),    \
+        SUBSET_KEY("quant." role "_range", field.range, qt_quant_range_names, TRAIN_RANGES, 1,     \
+                   what)
 
 static const key_def keys[] = {
-    ENUM_KEY("model.arch", arch, arch_names, "architecture"),
+    ENUM_KEY("model.arch", arch, qt_arch_names, "architecture"),
     INT_KEY("model.n_layer", n_layer, 1, 1024, NULL, "transformer blocks"),
     INT_KEY("model.d_model", d_model, 1, 65536, NULL, "residual width C"),
     INT_KEY("model.n_head", n_head, 1, 65536, NULL, "attention heads H (divides d_model)"),
@@ -119,12 +110,12 @@ static const key_def keys[] = {
     INT_KEY("model.vocab_size", vocab_size, 257, 65536,
             "the vocabulary holds the 256 bytes plus merges, and shards store uint16 tokens",
             "tokens (shards hold uint16)"),
-    ENUM_KEY("model.activation", activation, act_names, "MLP activation"),
-    ENUM_KEY("model.norm", norm, norm_names, "normalization"),
-    ENUM_KEY("model.pos", pos, pos_names, "position encoding"),
+    ENUM_KEY("model.activation", activation, qt_activation_names, "MLP activation"),
+    ENUM_KEY("model.norm", norm, qt_norm_names, "normalization"),
+    ENUM_KEY("model.pos", pos, qt_pos_names, "position encoding"),
     FLOAT_KEY("model.rope_theta", rope_theta, 1, 1, INF, 0, "the RoPE base must be > 1",
               "RoPE base"),
-    ENUM_KEY("model.loss", loss, loss_names, "training objective"),
+    ENUM_KEY("model.loss", loss, qt_loss_names, "training objective"),
     BOOL_KEY("model.tie_embeddings", tie_embeddings, "LM head shares the token embedding"),
     BOOL_KEY("model.bias", bias, "linear and norm biases"),
     FLOAT_KEY("model.init_std", init_std, 0, 1, 1, 0,
@@ -136,7 +127,7 @@ static const key_def keys[] = {
               "a dropout probability lies in [0, 1), or -1 for model.dropout",
               "attention probabilities (-1: = dropout)"),
 
-    ENUM_KEY("attn.softmax", softmax, softmax_names, "attention softmax variant"),
+    ENUM_KEY("attn.softmax", softmax, qt_softmax_names, "attention softmax variant"),
     FLOAT_KEY("attn.gamma", gamma, -INF, 0, 0, 0, "clipped softmax needs gamma <= 0",
               "clipped: lower stretch, <= 0"),
     FLOAT_KEY("attn.zeta", zeta, 1, 0, INF, 0, "clipped softmax needs zeta >= 1",
@@ -148,7 +139,7 @@ static const key_def keys[] = {
               "ncs: p = 1 maps to eta"),
     FLOAT_KEY("attn.beta", beta, -INF, 0, INF, 0, "NCS needs a finite beta",
               "ncs: a uniform row maps to beta / N"),
-    ENUM_KEY("attn.gate", gate, gate_names, "gated attention"),
+    ENUM_KEY("attn.gate", gate, qt_gate_names, "gated attention"),
     INT_KEY("attn.gate_n_hid", gate_n_hid, 0, 65536, NULL, "mlp gate hidden width (0: d_head / 4)"),
     FLOAT_KEY("attn.gate_pi_init", gate_pi_init, 0, 1, 1, 1,
               "the initial gate value is a sigmoid output, strictly inside (0, 1)",
@@ -165,7 +156,7 @@ static const key_def keys[] = {
               "floor of the decay"),
     INT_KEY("train.warmup_steps", warmup_steps, 0, INT_MAX, "warmup steps are >= 0",
             "linear warmup from 0"),
-    ENUM_KEY("train.schedule", schedule, sched_names, "learning-rate decay"),
+    ENUM_KEY("train.schedule", schedule, qt_sched_names, "learning-rate decay"),
     FLOAT_KEY("train.beta1", beta1, 0, 0, 1, 1, "Adam's beta1 lies in [0, 1)", "Adam beta1"),
     FLOAT_KEY("train.beta2", beta2, 0, 0, 1, 1, "Adam's beta2 lies in [0, 1)", "Adam beta2"),
     FLOAT_KEY("train.eps", eps, 0, 1, INF, 0, "Adam's eps must be > 0", "Adam epsilon"),
@@ -174,7 +165,7 @@ static const key_def keys[] = {
     BOOL_KEY("train.decay_norm_weights", decay_norm_weights, "1 decays LayerNorm gains (OPT)"),
     FLOAT_KEY("train.grad_clip", grad_clip, 0, 0, INF, 0, "the clip norm is >= 0 (0: off)",
               "global norm clip (0: off)"),
-    {"train.seed", KEY_U64, OFF(seed), 0, 0, 0, 0, 0, NULL, 0, NULL,
+    {"train.seed", KEY_U64, OFF(seed), 0, 0, 0, 0, 0, NULL, 0, 0, NULL,
      "every random draw derives from it"},
     INT_KEY("train.threads", threads, 0, 4096, NULL, "OpenMP threads (0: all cores)"),
     INT_KEY("train.log_every", log_every, 1, INT_MAX, "log at least every N >= 1 steps",
@@ -185,7 +176,7 @@ static const key_def keys[] = {
             "an evaluation needs at least one batch", "validation batches per evaluation"),
     INT_KEY("train.ckpt_every", ckpt_every, 0, INT_MAX, "checkpoint interval is >= 0 (0: at end)",
             "steps between checkpoints (0: only at end)"),
-    ENUM_KEY("train.precision", precision, precision_names,
+    ENUM_KEY("train.precision", precision, qt_precision_names,
              "storage dtype (auto: fp32 on CPU, fp16 on CUDA)"),
     FLOAT_KEY("train.loss_scale_init", loss_scale_init, 1, 0, 16777216.0, 0,
               "the initial loss scale lies in [1, 2^24]", "fp16: first loss scale"),
@@ -196,21 +187,20 @@ static const key_def keys[] = {
     FLOAT_KEY("train.loss_scale_backoff", loss_scale_backoff, 0, 1, 1, 1,
               "the backoff factor lies in (0, 1)", "fp16: scale factor on inf/nan"),
 
-    ENUM_KEY("quant.mode", quant_mode, qmode_names, "quantized training: none|qat|bitnet|dqt"),
+    LISTED_ENUM_KEY("quant.mode", quant_mode, qt_quant_mode_names, "quantized training"),
     QSPEC_KEYS("w", q_w, "qat weights"),
     QSPEC_KEYS("a", q_a, "qat linear inputs"),
     QSPEC_KEYS("g", q_g, "qat output gradients"),
     QSPEC_KEYS("m", q_m, "qat Adam first moment"),
     QSPEC_KEYS("v", q_v, "qat Adam second moment"),
-    ENUM_KEY("quant.backward", q_backward, qbwd_names,
+    ENUM_KEY("quant.backward", q_backward, qt_quant_backward_names,
              "quantized gradient feeds dW (dw) or dX (dx, SwitchBack)"),
     BOOL_KEY("quant.int8_gemm", q_int8_gemm, "8-bit symmetric W x A forwards on the INT8 GEMM"),
     INT_KEY("quant.dqt_bits", dqt_bits, 1, 8, "DQT codes are ternary (1) or 2..8-bit",
             "dqt: 1 = ternary, else bits"),
-    ENUM_KEY("quant.dqt_scale", dqt_scale, dqt_scale_names,
-             "dqt scale rule: fixed|absmax_pre|absmean"),
+    LISTED_ENUM_KEY("quant.dqt_scale", dqt_scale, qt_dqt_scale_names, "dqt scale rule"),
 
-    {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0,
+    {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0, 0,
      NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
 };
 
@@ -296,6 +286,16 @@ void qt_config_defaults(qt_config *cfg) {
 float qt_config_gamma(const qt_config *cfg) {
     if (cfg->alpha > 0.0f) return -cfg->alpha / (float)cfg->max_seq_len;
     return cfg->gamma;
+}
+
+qt_dtype qt_config_precision_dtype(qt_precision precision, qt_dtype auto_dtype) {
+    switch (precision) {
+    case QT_PRECISION_AUTO: return auto_dtype;
+    case QT_PRECISION_FP32: return QT_DTYPE_F32;
+    case QT_PRECISION_FP16: return QT_DTYPE_F16;
+    case QT_PRECISION_BF16: return QT_DTYPE_BF16;
+    }
+    return auto_dtype;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -411,13 +411,13 @@ static qt_status range_error(const key_def *k, const char *origin, const char *v
 // Parsing one value into the field (the field is written only when the value is valid)
 
 static void choices_text(const key_def *k, char *buf, size_t n) {
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < k->n_choices && used < n; i++) {
-        int w = snprintf(buf + used, n - used, "%s%s", i ? "|" : "", k->choices[i]);
-        if (w < 0) break;
-        used += (size_t)w;
-    }
+    qt_names_join(k->choices, k->allowed, "|", buf, n);
+}
+
+// The value of an enum key's field, or -1 when it is not one of the key's choices.
+static int enum_value(const key_def *k, const qt_config *cfg) {
+    int x = *(const int *)((const char *)cfg + k->offset);
+    return x < k->choices->n && qt_names_allow(k->allowed, x) ? x : -1;
 }
 
 // Unquotes a "..." value (escapes \" and \\) into out[cap]; returns 0 on a malformed string.
@@ -542,11 +542,10 @@ static qt_status parse_value(const key_def *k, qt_config *cfg, const char *v, si
         return QT_OK;
     }
     case KEY_ENUM: {
-        for (int i = 0; i < k->n_choices; i++) {
-            if (strcmp(text, k->choices[i]) == 0) {
-                *(int *)field = i;
-                return QT_OK;
-            }
+        int x = qt_name_value(k->choices, text, len, k->allowed);
+        if (x >= 0) {
+            *(int *)field = x;
+            return QT_OK;
         }
         char names[128];
         choices_text(k, names, sizeof names);
@@ -718,7 +717,7 @@ static qt_status check_key_range(const qt_config *cfg, const key_def *k) {
     case KEY_U64: return QT_OK;
     case KEY_ENUM: {
         int x = *(const int *)field;
-        if (x >= 0 && x < k->n_choices) return QT_OK;
+        if (enum_value(k, cfg) >= 0) return QT_OK;
         char names[128];
         choices_text(k, names, sizeof names);
         return qt_error(QT_ERR_ARG, "%s holds the value %d, which names no choice; use one of %s",
@@ -852,8 +851,8 @@ static int write_value(FILE *out, const key_def *k, const qt_config *cfg) {
     }
     case KEY_U64: return fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field);
     case KEY_ENUM: {
-        int x = *(const int *)field;
-        return fprintf(out, "%s", (x >= 0 && x < k->n_choices) ? k->choices[x] : "?");
+        int x = enum_value(k, cfg);
+        return fprintf(out, "%s", x >= 0 ? qt_name(k->choices, x) : "?");
     }
     case KEY_STR: {
         if (!needs_quotes(field)) return fprintf(out, "%s", field);
@@ -875,12 +874,9 @@ qt_status qt_config_write(const qt_config *cfg, FILE *out) {
     if (!cfg || !out) return qt_error(QT_ERR_ARG, "qt_config_write: NULL argument");
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
-        if (k->type == KEY_ENUM) {
-            int x = *(const int *)((const char *)cfg + k->offset);
-            if (x < 0 || x >= k->n_choices) {
-                return qt_error(QT_ERR_ARG, "qt_config_write: %s holds %d, which names no choice",
-                                k->name, x);
-            }
+        if (k->type == KEY_ENUM && enum_value(k, cfg) < 0) {
+            return qt_error(QT_ERR_ARG, "qt_config_write: %s holds %d, which names no choice",
+                            k->name, *(const int *)((const char *)cfg + k->offset));
         }
         const char *dot = strchr(k->name, '.');
         if (i > 0 && strncmp(k->name, keys[i - 1].name, (size_t)(dot - k->name) + 1) != 0) {
@@ -891,7 +887,13 @@ qt_status qt_config_write(const qt_config *cfg, FILE *out) {
         int v = write_value(out, k, cfg);
         if (v < 0) goto io;
         int pad = 12 - v;
-        if (fprintf(out, "%*s # %s\n", pad > 0 ? pad : 0, "", k->help) < 0) goto io;
+        char choices[128] = "";
+        if (k->type == KEY_ENUM && k->list_choices) {
+            choices[0] = ':';
+            choices[1] = ' ';
+            choices_text(k, choices + 2, sizeof choices - 2);
+        }
+        if (fprintf(out, "%*s # %s%s\n", pad > 0 ? pad : 0, "", k->help, choices) < 0) goto io;
     }
     if (fflush(out) != 0 || ferror(out)) goto io;
     return QT_OK;

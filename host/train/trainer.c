@@ -13,6 +13,7 @@
 
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
+#include "qtrain/names.h"
 
 static volatile sig_atomic_t stop_requested = 0;
 static void on_stop_signal(int sig) {
@@ -189,7 +190,7 @@ static qt_status train_loop(trainer *t, int start_step) {
 // Where the bytes of the model's state live: printed at the start and logged as the first
 // metrics line ({"memory": ...}); DQT's point is the bytes per quantized weight.
 static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metrics, int quiet) {
-    static const char *const mode_names[] = {"none", "qat", "bitnet", "dqt"};
+    const char *mode = qt_name(&qt_quant_mode_names, m->cfg.quant_mode);
     qt_model_memory mem;
     qt_model_memory_report(m, &mem);
     size_t state_bytes = 2 * m->n_params * sizeof(float);
@@ -202,18 +203,17 @@ static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metr
                 "\"code_bytes\": %zu, \"bytes_per_quantized_weight\": %.4f, "
                 "\"float_param_bytes\": %zu, \"grad_bytes\": %zu, \"adam_state_bytes\": %zu, "
                 "\"master_bytes\": %zu, \"activation_bytes\": %zu}}\n",
-                mode_names[m->cfg.quant_mode], mem.n_weights, mem.n_quantized, mem.code_bytes, per_q,
+                mode, mem.n_weights, mem.n_quantized, mem.code_bytes, per_q,
                 mem.float_param_bytes, mem.grad_bytes, state_bytes, master_bytes, mem.act_bytes);
     if (quiet) return;
     if (mem.n_quantized)
         fprintf(stderr,
                 "qtrain: quant %s | %zu weights as int8 codes: %.4f bytes/weight (codes + one fp32 "
                 "scale per tensor), no float copy | %zu float weights: %.2f MiB\n",
-                mode_names[m->cfg.quant_mode], mem.n_quantized, per_q,
+                mode, mem.n_quantized, per_q,
                 mem.n_weights - mem.n_quantized, (double)mem.float_param_bytes / mib);
     else if (m->cfg.quant_mode != QT_QMODE_NONE)
-        fprintf(stderr, "qtrain: quant %s (fake quantization of the block linears)\n",
-                mode_names[m->cfg.quant_mode]);
+        fprintf(stderr, "qtrain: quant %s (fake quantization of the block linears)\n", mode);
     fprintf(stderr,
             "qtrain: memory: params %.2f MiB, codes %.2f MiB, grads %.2f MiB, Adam m+v %.2f MiB, "
             "masters %.2f MiB, activations %.2f MiB\n",
@@ -237,14 +237,11 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         t.be = &t.own_be;
     }
     int have_model = 0, have_opt = 0;
-    static const qt_dtype precision_dtype[] = {QT_DTYPE_F32, QT_DTYPE_F32, QT_DTYPE_F16,
-                                               QT_DTYPE_BF16};
-    if (st == QT_OK && cfg->precision != QT_PRECISION_AUTO &&
-        precision_dtype[cfg->precision] != t.be->dtype)
+    if (st == QT_OK && qt_config_precision_dtype(cfg->precision, t.be->dtype) != t.be->dtype)
         st = qt_error(QT_ERR_ARG,
                       "train.precision = %s, but the %s backend was opened for %s; open the "
                       "backend for that precision or set train.precision=auto",
-                      qt_dtype_name(precision_dtype[cfg->precision]), t.be->name,
+                      qt_name(&qt_precision_names, cfg->precision), t.be->name,
                       qt_dtype_name(t.be->dtype));
     if (st == QT_OK) qt_loss_scaler_init(&t.scaler, cfg, t.be->dtype);
     if (st == QT_OK) st = qt_model_init(&t.model, cfg, t.be, B, T);
@@ -293,13 +290,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                 "qtrain: %zu parameters | %d layers d_model %d heads %d d_ff %d | softmax %s | "
                 "gate %s | %s backend (%s), %d threads | train %llu tokens, val %llu tokens%s\n",
                 qt_model_num_params(&t.model), cfg->n_layer, cfg->d_model, cfg->n_head, cfg->d_ff,
-                cfg->softmax == QT_SOFTMAX_VANILLA   ? "vanilla"
-                : cfg->softmax == QT_SOFTMAX_CLIPPED ? "clipped"
-                                                     : "ncs",
-                cfg->gate == QT_GATE_NONE     ? "none"
-                : cfg->gate == QT_GATE_LINEAR ? "linear"
-                : cfg->gate == QT_GATE_MLP    ? "mlp"
-                                              : "all_heads",
+                qt_name(&qt_softmax_names, cfg->softmax), qt_name(&qt_gate_names, cfg->gate),
                 t.be->name, qt_dtype_name(t.be->dtype), t.be->threads,
                 (unsigned long long)qt_dataloader_num_tokens(t.train),
                 (unsigned long long)qt_dataloader_num_tokens(t.val),

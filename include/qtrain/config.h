@@ -148,4 +148,8 @@ qt_status qt_config_write(const qt_config *cfg, FILE *out);
 // The effective gamma of clipped softmax (alpha > 0 wins: -alpha / max_seq_len).
 float qt_config_gamma(const qt_config *cfg);
 
+// The storage dtype train.precision asks for; auto is `auto_dtype`, the backend's own choice
+// (fp32 on the CPU, fp16 on CUDA).
+qt_dtype qt_config_precision_dtype(qt_precision precision, qt_dtype auto_dtype);
+
 #endif
