@@ -461,6 +461,13 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     }
     free(req);
     m->lens_T = 0;
+    // Host staging of the per-step copies (losses, their gradients, attention lengths).
+    m->host_losses = malloc(N * sizeof(float));
+    m->host_lens = malloc((size_t)B * H * T * sizeof(int));
+    if (!m->host_losses || !m->host_lens) {
+        qt_model_free(m);
+        return qt_error(QT_ERR_OOM, "cannot allocate the model's host staging");
+    }
     st = init_params(m);
     if (st == QT_OK) st = qt_model_zero_grad(m);
     if (st != QT_OK) qt_model_free(m);
@@ -480,6 +487,8 @@ void qt_model_free(qt_model *m) {
     free(m->p.layers);
     free(m->g.layers);
     free(m->acts);
+    free(m->host_losses);
+    free(m->host_lens);
     memset(m, 0, sizeof *m);
 }
 
@@ -522,14 +531,11 @@ double qt_model_flops_per_token(const qt_config *cfg, int T) {
 static qt_status ensure_lens(qt_model *m, int T) {
     if (m->lens_T == T) return QT_OK;
     int rows = m->B * m->cfg.n_head * T;
-    int *host = malloc((size_t)rows * sizeof(int));
-    if (!host) return qt_error(QT_ERR_OOM, "cannot allocate attention lengths");
     // Causal: query row t attends keys [0, t].
-    for (int r = 0; r < rows; r++) host[r] = r % T + 1;
-    qt_status st = BE->to_device(CTX, m->lens, host, (size_t)rows * sizeof(int));
-    free(host);
-    if (st == QT_OK) m->lens_T = T;
-    return st;
+    for (int r = 0; r < rows; r++) m->host_lens[r] = r % T + 1;
+    QT_TRY(BE->to_device(CTX, m->lens, m->host_lens, (size_t)rows * sizeof(int)));
+    m->lens_T = T;
+    return QT_OK;
 }
 
 static qt_softmax_params softmax_params(const qt_config *cfg) {
@@ -726,9 +732,8 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf, m->p.head, NULL, N, C, V));
     if (!targets) return QT_OK;
     QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->logits, m->logits, m->targets, N, V));
-    float *losses = malloc((size_t)N * sizeof(float));
-    if (!losses) return qt_error(QT_ERR_OOM, "cannot allocate %d losses", N);
-    qt_status st = BE->to_host(CTX, losses, m->losses, (size_t)N * sizeof(float));
+    const float *losses = m->host_losses;
+    QT_TRY(BE->to_host(CTX, m->host_losses, m->losses, (size_t)N * sizeof(float)));
     double sum = 0.0;
     int count = 0;
     for (int i = 0; i < N; i++)
@@ -736,8 +741,6 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             sum += losses[i];
             count++;
         }
-    free(losses);
-    QT_TRY(st);
     m->fwd_B = B;
     m->fwd_T = T;
     m->fwd_count = count;
@@ -776,12 +779,9 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     size_t NC = (size_t)N * C;
 
     // d mean-loss / d loss_n = 1 / count for counted tokens
-    float *dl = malloc((size_t)N * sizeof(float));
-    if (!dl) return qt_error(QT_ERR_OOM, "cannot allocate %d loss gradients", N);
+    float *dl = m->host_losses;
     for (int i = 0; i < N; i++) dl[i] = m->fwd_count ? loss_scale / (float)m->fwd_count : 0.0f;
-    qt_status st = BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float));
-    free(dl);
-    QT_TRY(st);
+    QT_TRY(BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float)));
 
     // LM head: dlogits overwrite the probabilities in place.
     QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));

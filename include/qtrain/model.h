@@ -152,6 +152,9 @@ typedef struct qt_model {
     int *inputs, *targets;                   // (B, T) backend memory
     int *lens;                               // (B, H, T) keys per attention row
     int lens_T;                              // the T `lens` was built for
+    // host staging, allocated at init like the arenas: a step allocates nothing
+    float *host_losses;                      // (B, T) the losses, then their gradients
+    int *host_lens;                          // (B, H, T) `lens` before its copy to the backend
     void *zeros_c;                           // (C) stand-in for absent norm biases
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward
