@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "host/io/file.h"
 #include "qtrain/data.h"
 
 #define TOK_MAGIC "QTBPETOK"
@@ -774,34 +774,13 @@ qt_status qt_tokenizer_save(const qt_tokenizer *tok, const char *path) {
 qt_status qt_tokenizer_load(qt_tokenizer **out, const char *path) {
     if (!out || !path) return qt_error(QT_ERR_ARG, "qt_tokenizer_load: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qt_error(QT_ERR_IO, "cannot open tokenizer %s: %s; create it with qtrain prepare",
-                        path, strerror(errno));
-    qt_status st = QT_OK;
-    uint8_t *buf = NULL;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) {
-        st = qt_error(QT_ERR_IO, "cannot stat tokenizer %s: %s", path, strerror(errno));
-        goto out;
-    }
-    size_t size = (size_t)sb.st_size;
     // The largest valid file: 65536 - 256 merges.
     size_t max_size = TOK_HEADER_BYTES + 4 * (size_t)(QT_TOKENIZER_MAX_VOCAB - 256) + 8;
-    if (size > max_size) {
-        st = qt_error(QT_ERR_FORMAT, "%s is not a qtrain tokenizer: %zu bytes, more than the "
-                      "largest valid file (%zu)", path, size, max_size);
-        goto out;
-    }
-    buf = malloc(size ? size : 1);
-    if (!buf) {
-        st = qt_error(QT_ERR_OOM, "out of memory loading tokenizer %s", path);
-        goto out;
-    }
-    if (fread(buf, 1, size, f) != size) {
-        st = qt_error(QT_ERR_IO, "cannot read tokenizer %s", path);
-        goto out;
-    }
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    qt_status st =
+        qt_io_read_file(path, "tokenizer", "create it with qtrain prepare", max_size, &buf, &size);
+    if (st != QT_OK) return st;
     if (size < 8 || memcmp(buf, TOK_MAGIC, 8) != 0) {
         st = qt_error(QT_ERR_FORMAT, "%s is not a qtrain tokenizer (wrong magic, expected \"%s\"); "
                       "create one with qtrain prepare", path, TOK_MAGIC);
@@ -854,6 +833,5 @@ qt_status qt_tokenizer_load(qt_tokenizer **out, const char *path) {
     st = tokenizer_from_merges(out, merges, (int)vocab, path);
 out:
     free(buf);
-    fclose(f);
     return st;
 }

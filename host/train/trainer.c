@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
+#include "host/io/file.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
 #include "qtrain/names.h"
@@ -35,26 +35,11 @@ static void format_duration(double seconds, char *buf, size_t len) {
         snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
 }
 
-// mkdir -p: creates `path` and any missing parents.
-static qt_status make_dir(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return qt_error(QT_ERR_ARG, "--out %s is longer than %zu bytes", path, sizeof buf - 1);
-    for (char *p = buf + 1;; p++) {
-        int end = *p == '\0';
-        if (*p == '/' || end) {
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return qt_error(QT_ERR_IO, "cannot create --out directory %s: %s", buf,
-                                strerror(errno));
-            if (end) break;
-            *p = '/';
-        }
-    }
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return qt_error(QT_ERR_IO, "--out %s exists and is not a directory", path);
-    return QT_OK;
+// The run directory, created with its parents: every path in it must fit the buffers below.
+static qt_status make_run_dir(const char *path) {
+    if (strlen(path) > 1023)
+        return qt_error(QT_ERR_ARG, "--out %s is longer than 1023 bytes; use a shorter path", path);
+    return qt_io_make_dirs(path, 0777, "--out directory");
 }
 
 static qt_status write_config_file(const qt_config *cfg, const char *dir) {
@@ -276,7 +261,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     }
     // The output directory appears only once everything it will describe has loaded, so a
     // rejected run leaves nothing behind.
-    if (st == QT_OK) st = make_dir(opts->out_dir);
+    if (st == QT_OK) st = make_run_dir(opts->out_dir);
     if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
     if (st == QT_OK) {
         char path[1200];
