@@ -113,42 +113,21 @@ static qt_status range_flag(const char *flag, const char *value, unsigned allowe
 int qt_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *device = "auto";
     const char *quant = NULL, *act_range = NULL, *weight_range = NULL;
-    int batches = 0, json = 0, calib_batches = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        if (qt_args_switch(argv, i, "help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (qt_args_switch(argv, i, "json")) {
-            json = 1;
-        } else if (qt_args_flag(argc, argv, &i, "ckpt", &v)) {
-            if (qt_args_need_value("ckpt", v) != QT_OK) return qt_cli_fail();
-            ckpt = v;
-        } else if (qt_args_flag(argc, argv, &i, "data", &v)) {
-            if (qt_args_need_value("data", v) != QT_OK) return qt_cli_fail();
-            data = v;
-        } else if (qt_args_flag(argc, argv, &i, "device", &v)) {
-            if (qt_args_need_value("device", v) != QT_OK) return qt_cli_fail();
-            device = v;
-        } else if (qt_args_flag(argc, argv, &i, "batches", &v)) {
-            if (qt_args_int("batches", v, 1, 1000000, &batches) != QT_OK) return qt_cli_fail();
-        } else if (qt_args_flag(argc, argv, &i, "quant", &v)) {
-            if (qt_args_need_value("quant", v) != QT_OK) return qt_cli_fail();
-            quant = v;
-        } else if (qt_args_flag(argc, argv, &i, "calib-batches", &v)) {
-            if (qt_args_int("calib-batches", v, 1, 1000000, &calib_batches) != QT_OK)
-                return qt_cli_fail();
-        } else if (qt_args_flag(argc, argv, &i, "act-range", &v)) {
-            if (qt_args_need_value("act-range", v) != QT_OK) return qt_cli_fail();
-            act_range = v;
-        } else if (qt_args_flag(argc, argv, &i, "weight-range", &v)) {
-            if (qt_args_need_value("weight-range", v) != QT_OK) return qt_cli_fail();
-            weight_range = v;
-        } else {
-            qt_args_unknown("eval", argv[i]);
-            return qt_cli_fail();
-        }
-    }
+    int batches = 0, json = 0, calib_batches = 0, help = 0;
+    const qt_arg flags[] = {
+        {"json", QT_ARG_SWITCH, &json, 0, 0},
+        {"ckpt", QT_ARG_STRING, &ckpt, 0, 0},
+        {"data", QT_ARG_STRING, &data, 0, 0},
+        {"device", QT_ARG_STRING, &device, 0, 0},
+        {"batches", QT_ARG_INT, &batches, 1, 1000000},
+        {"quant", QT_ARG_STRING, &quant, 0, 0},
+        {"calib-batches", QT_ARG_INT, &calib_batches, 1, 1000000},
+        {"act-range", QT_ARG_STRING, &act_range, 0, 0},
+        {"weight-range", QT_ARG_STRING, &weight_range, 0, 0},
+    };
+    if (qt_args_parse(argc, argv, "eval", usage, flags, QT_ARGS_COUNT(flags), &help) != QT_OK)
+        return qt_cli_fail();
+    if (help) return 0;
     if (!ckpt) {
         qt_error(QT_ERR_ARG, "--ckpt is required: the checkpoint to evaluate (e.g. "
                  "runs/default/ckpt.bin)");
