@@ -1,5 +1,5 @@
 // backend_cuda.c: the CUDA backend: device memory and the qt_cuda_* launchers
-// (include/qtrain/cuda_ops.h) behind the qt_backend_ops table (include/qtrain/backend.h).
+// (kernels/<family>.h) behind the qt_backend_ops table (include/qtrain/backend.h).
 //
 // One context per backend owns a stream (every op and copy is issued on it), the GEMM handle
 // (cuBLASLt and its workspace; the CPU sgemm in the emulated build), a device staging buffer

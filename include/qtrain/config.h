@@ -34,7 +34,7 @@ typedef enum { QT_PRECISION_AUTO = 0, QT_PRECISION_FP32, QT_PRECISION_FP16, QT_P
 //   bitnet  BitNet b1.58: absmean ternary weights per tensor, 8-bit per-token absmax inputs,
 //           STE, latent fp32 weights (the quant.w_* and quant.a_* keys are not used);
 //   dqt     direct quantized training: the weights exist only as int8 codes (quant.dqt_bits)
-//           with a per-tensor scale, updated by AdamW + stochastic rounding (qtrain/dqt.h);
+//           with a per-tensor scale, updated by AdamW + stochastic rounding (kernels/dqt.h);
 //           inputs 8-bit per-token absmax as BitLinear.
 typedef enum { QT_QMODE_NONE = 0, QT_QMODE_QAT, QT_QMODE_BITNET, QT_QMODE_DQT } qt_quant_mode;
 // Which backward product takes the quantized output gradient G_q (quant.g_bits > 0):

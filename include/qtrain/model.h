@@ -2,7 +2,7 @@
 // activations, forward and backward, on any qt_backend.
 //
 // Per layer:  h = x + drop(Attn(LN1(x)));  y = h + drop(FC2(act(FC1(LN2(h)))))
-// with Attn the (optionally gated) attention of qtrain/ops.h and the softmax variant of the
+// with Attn the (optionally gated) attention of kernels/attention.h and the softmax variant of the
 // config. Then LN_f and the LM head (tied to the token embedding or its own matrix).
 // Parameters are named tensors in one arena (the table drives init, weight decay groups and
 // checkpoints); gradients mirror them; activations live in a second arena sized for the

@@ -22,7 +22,7 @@
 //                    first batch initialises;
 //                  percentile: per batch the nearest-rank `percentile`-th percentile of each
 //                    tail (lo at 100 - p, hi at p), combined over batches by the same running
-//                    average. The range always includes 0 (qtrain/quant.h's asymmetric grid).
+//                    average. The range always includes 0 (kernels/quant.h's asymmetric grid).
 //                Calibration observes full-precision activations (weights already quantized);
 //                for Q K^T and the softmax output only the causal entries (key <= query)
 //                count, the ones the model uses.
