@@ -5,8 +5,8 @@
 #                       the CPU emulator (tests/cuemu, target cuemu), on the bottom layer
 #                       (qtrain_base) alone; tests/cuemu/qt_cuda_compat.h is the compatibility
 #                       header the include path selects. qtrain_cuda_emu: the CUDA backend
-#                       (host/cuda/*.c) on those kernels and libqtrain. Also _asan and _tsan
-#                       flavours on the emulator's sanitizer runtimes.
+#                       (host/backends/backend_cuda.c) on those kernels and libqtrain. Also
+#                       _asan and _tsan flavours on the emulator's sanitizer runtimes.
 #   qtrain_cuda_kernels the same .cu files through nvcc for sm_80 and sm_90
 #                       (CMAKE_CUDA_ARCHITECTURES) on libcudart and cuBLASLt, with
 #                       kernels/cuda/nvcc/qt_cuda_compat.h selected; qtrain_cuda the backend on
@@ -57,7 +57,7 @@ set(QT_CUDA_ASAN_EXCLUDE)
 set(QT_CUDA_TSAN_EXCLUDE test_cuda_backend)
 
 file(GLOB QT_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
-file(GLOB QT_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/host/cuda/*.c)
+set(QT_CUDA_HOST_SOURCES ${CMAKE_SOURCE_DIR}/host/backends/backend_cuda.c)
 file(GLOB QT_CUDA_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuda/test_cuda_*.c)
 set(QT_CUDA_TESTUTIL ${CMAKE_SOURCE_DIR}/tests/cuda/cuda_testutil.c)
 set(QT_CUDA_TEST_ENV "QT_SOURCE_DIR=${CMAKE_SOURCE_DIR};QT_BINARY_DIR=${CMAKE_BINARY_DIR};OMP_NUM_THREADS=2;QT_CUEMU_THREADS=2")

@@ -3,7 +3,7 @@
 // The model addresses activations as float* and does element arithmetic on them. This backend
 // hands out float-sized "shadow" allocations (which also hold the model's int buffers) and
 // keeps a parallel double array for each; an op translates every float* argument to the
-// double at the same element index and runs the _f64 reference op. So host/model.c itself,
+// double at the same element index and runs the _f64 reference op. So host/model/model.c itself,
 // unchanged, computes in double, and whole-model gradients can be checked against central
 // finite differences to ~1e-7 instead of drowning in float rounding.
 #ifndef QTRAIN_TEST_F64_BACKEND_H

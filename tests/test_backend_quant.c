@@ -1,4 +1,4 @@
-// test_backend_quant.c: the CPU backend's quantized-training entries (host/backend_cpu.c,
+// test_backend_quant.c: the CPU backend's quantized-training entries (host/backends/backend_cpu.c,
 // contract in include/qtrain/backend.h) against the library calls they stand for:
 //   - quant_fake equals qt_cpu_quant_fake bit for bit (ternary, 4 and 8 bits; per tensor, row,
 //     group; nearest and stochastic; absmax and absmean; asymmetric); non-fp32 dtypes and the

@@ -1,6 +1,7 @@
 // test_checkpoint.c: the checkpoint container: round trips of every dtype, the documented
 // layout and checksum (recomputed here from the text of checkpoint.h), corruption detection
-// (magic, flipped bytes, truncation), atomic writes that fail cleanly, and qt_ckpt_get checks.
+// (magic, flipped bytes, truncation), atomic writes that fail cleanly, and qt_ckpt_get checks;
+// and the file primitives under them (host/io/file.h).
 #include "qtrain/checkpoint.h"
 
 #include <dirent.h>
@@ -8,10 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "host/io/file.h"
+#include "qtrain/data.h"
 #include "testutil.h"
 
 // ---------------------------------------------------------------------------------------
@@ -501,11 +505,66 @@ START_TEST(test_get_checks) {
 }
 END_TEST
 
+// host/io/file.h: whole reads (with their limit), maps of empty and non-empty files, refusal of
+// directories, mkdir -p over existing parents and onto a file, and the atomic writer.
+START_TEST(test_io_files) {
+    char *dir = qt_test_tmpdir("io");
+    char *file = join(dir, "a.bin");
+    const char text[] = "0123456789";
+    const void *bufs[2] = {text, text + 4};
+    size_t lens[2] = {4, 6};
+    ck_assert_msg(qt_data_write_atomic(file, bufs, lens, 2) == QT_OK, "%s", qt_last_error());
+
+    uint8_t *data = NULL;
+    size_t len = 0;
+    ck_assert_msg(qt_io_read_file(file, "test file", NULL, 10, &data, &len) == QT_OK, "%s",
+                  qt_last_error());
+    ck_assert_uint_eq(len, 10);
+    ck_assert_int_eq(memcmp(data, text, 10), 0);
+    ck_assert_int_eq(data[10], 0); // NUL after the content
+    free(data);
+    ck_assert_int_eq(qt_io_read_file(file, "test file", NULL, 9, &data, &len), QT_ERR_FORMAT);
+    ck_assert_ptr_null(data);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "more than the largest valid file (9)"));
+    ck_assert_int_eq(qt_io_read_file(dir, "test file", NULL, 100, &data, &len), QT_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not a regular file"));
+    char *missing = join(dir, "missing.bin");
+    ck_assert_int_eq(qt_io_read_file(missing, "tokenizer", "create it", 100, &data, &len),
+                     QT_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "cannot open tokenizer"));
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "; create it"));
+
+    void *map = NULL;
+    ck_assert_int_eq(qt_io_map_file(file, "test file", NULL, &map, &len), QT_OK);
+    ck_assert(map != NULL && len == 10 && memcmp(map, text, 10) == 0);
+    munmap(map, len);
+    char *empty = join(dir, "empty.bin");
+    ck_assert_int_eq(qt_data_write_atomic(empty, bufs, lens, 0), QT_OK);
+    ck_assert_int_eq(qt_io_map_file(empty, "test file", NULL, &map, &len), QT_OK);
+    ck_assert(map == NULL && len == 0);
+
+    char *nested = join(dir, "x/y/z");
+    ck_assert_msg(qt_io_make_dirs(nested, 0755, "test dir") == QT_OK, "%s", qt_last_error());
+    ck_assert_int_eq(qt_io_make_dirs(nested, 0755, "test dir"), QT_OK); // exists: fine
+    struct stat sb;
+    ck_assert(stat(nested, &sb) == 0 && S_ISDIR(sb.st_mode));
+    char *under_file = join(file, "sub");
+    ck_assert_int_eq(qt_io_make_dirs(under_file, 0755, "test dir"), QT_ERR_IO);
+    ck_assert_int_eq(qt_io_make_dirs(file, 0755, "test dir"), QT_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not a directory"));
+    ck_assert_int_eq(qt_io_sync_parent_dir(file), 0);
+    QT_TEST_FREE_ALL(file, missing, empty, nested, under_file);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void) {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("checkpoint");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_io_files);
     tcase_add_test(tc, test_documented_layout);
     tcase_add_test(tc, test_bad_magic);
     tcase_add_test(tc, test_flipped_bytes);

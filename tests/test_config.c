@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qtrain/names.h"
 #include "testutil.h"
 
 // Every key with a value different from its default: the round-trip test writes a config
@@ -433,6 +434,9 @@ START_TEST(test_impossible_values_at_set) {
     expect_set_error("quant.dqt_bits = 9", "quant.dqt_bits", "ternary");
     expect_set_error("quant.w_bits = -1", "quant.w_bits", "0 (off)");
     expect_set_error("quant.a_granularity = channel", "quant.a_granularity", "tensor|row|group");
+    // A name of the enum that this key does not take: the evaluation-only ranges.
+    expect_set_error("quant.w_range = minmax", "quant.w_range", "one of absmax|absmean");
+    expect_set_error("quant.g_range = mse", "quant.g_range", "one of absmax|absmean");
     expect_set_error("model.n_layer = 12x", "model.n_layer = 12x", "trailing 'x'");
     expect_set_error("model.n_layer = 1.5", "model.n_layer", NULL);
     expect_set_error("model.n_layer = ", "model.n_layer", "no value");
@@ -583,6 +587,76 @@ START_TEST(test_presets) {
 }
 END_TEST
 
+// Every name table (qtrain/names.h): each value's name reads back as that value, names are
+// distinct and non-empty, a subset hides the other values, and joins list the subset in order.
+START_TEST(test_names) {
+    static const struct {
+        const char *what;
+        const qt_names *t;
+        int n;
+    } tables[] = {
+        {"arch", &qt_arch_names, 2},
+        {"activation", &qt_activation_names, 3},
+        {"norm", &qt_norm_names, 2},
+        {"pos", &qt_pos_names, 2},
+        {"loss", &qt_loss_names, 1},
+        {"sched", &qt_sched_names, 3},
+        {"precision", &qt_precision_names, 4},
+        {"softmax", &qt_softmax_names, 3},
+        {"gate", &qt_gate_names, 4},
+        {"quant_mode", &qt_quant_mode_names, 4},
+        {"quant_backward", &qt_quant_backward_names, 2},
+        {"dqt_scale", &qt_dqt_scale_names, 3},
+        {"quant_granularity", &qt_quant_granularity_names, 3},
+        {"quant_rounding", &qt_quant_rounding_names, 2},
+        {"quant_range", &qt_quant_range_names, 6},
+    };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        const qt_names *t = tables[i].t;
+        ck_assert_msg(t->n == tables[i].n, "%s: %d names, want %d", tables[i].what, t->n,
+                      tables[i].n);
+        for (int v = 0; v < t->n; v++) {
+            const char *name = qt_name(t, v);
+            ck_assert_msg(name[0] != '\0', "%s: value %d has an empty name", tables[i].what, v);
+            int back = qt_name_value(t, name, strlen(name), QT_NAMES_ALL);
+            ck_assert_msg(back == v, "%s: '%s' (value %d) reads back as %d", tables[i].what, name,
+                          v, back);
+            ck_assert_msg(qt_name_value(t, name, strlen(name), ~QT_NAME_BIT(v)) == -1,
+                          "%s: '%s' found outside its subset", tables[i].what, name);
+        }
+        ck_assert_str_eq(qt_name(t, -1), "?");
+        ck_assert_str_eq(qt_name(t, t->n), "?");
+        ck_assert_int_eq(qt_name_value(t, "no-such-name", 12, QT_NAMES_ALL), -1);
+    }
+    // The spellings configs, checkpoints and the CLI depend on.
+    ck_assert_str_eq(qt_name(&qt_softmax_names, QT_SOFTMAX_NCS), "ncs");
+    ck_assert_str_eq(qt_name(&qt_gate_names, QT_GATE_ALL_HEADS), "all_heads");
+    ck_assert_str_eq(qt_name(&qt_quant_mode_names, QT_QMODE_BITNET), "bitnet");
+    ck_assert_str_eq(qt_name(&qt_precision_names, QT_PRECISION_BF16), "bf16");
+    ck_assert_str_eq(qt_name(&qt_quant_range_names, QT_QUANT_RANGE_RUNNING), "minmax");
+    ck_assert_str_eq(qt_name(&qt_quant_range_names, QT_QUANT_RANGE_PERCENTILE), "percentile");
+    ck_assert_str_eq(qt_name(&qt_quant_range_names, QT_QUANT_RANGE_MSE), "mse");
+    ck_assert_str_eq(qt_name(&qt_dqt_scale_names, QT_DQT_SCALE_ABSMAX_PRE), "absmax_pre");
+    // Length-delimited: a prefix or an extension of a name is not that name.
+    ck_assert_int_eq(qt_name_value(&qt_gate_names, "linearx", 6, QT_NAMES_ALL), QT_GATE_LINEAR);
+    ck_assert_int_eq(qt_name_value(&qt_gate_names, "line", 4, QT_NAMES_ALL), -1);
+    char buf[64];
+    unsigned act = QT_NAME_BIT(QT_QUANT_RANGE_RUNNING) | QT_NAME_BIT(QT_QUANT_RANGE_PERCENTILE);
+    qt_names_join(&qt_quant_range_names, act, " or ", buf, sizeof buf);
+    ck_assert_str_eq(buf, "minmax or percentile");
+    qt_names_join(&qt_quant_mode_names, QT_NAMES_ALL, "|", buf, sizeof buf);
+    ck_assert_str_eq(buf, "none|qat|bitnet|dqt");
+    qt_names_join(&qt_quant_mode_names, QT_NAMES_ALL, "|", buf, 6);
+    ck_assert_str_eq(buf, "none|");
+    ck_assert(!qt_names_allow(QT_NAMES_ALL, -1) && !qt_names_allow(QT_NAMES_ALL, 32));
+    ck_assert(qt_names_allow(QT_NAME_BIT(3), 3) && !qt_names_allow(QT_NAME_BIT(3), 2));
+    // train.precision's dtype: auto is the backend's.
+    ck_assert_int_eq(qt_config_precision_dtype(QT_PRECISION_AUTO, QT_DTYPE_F16), QT_DTYPE_F16);
+    ck_assert_int_eq(qt_config_precision_dtype(QT_PRECISION_FP32, QT_DTYPE_F16), QT_DTYPE_F32);
+    ck_assert_int_eq(qt_config_precision_dtype(QT_PRECISION_BF16, QT_DTYPE_F32), QT_DTYPE_BF16);
+}
+END_TEST
+
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -596,6 +670,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_impossible_relations_at_validate);
     tcase_add_test(tc, test_gamma);
     tcase_add_test(tc, test_presets);
+    tcase_add_test(tc, test_names);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,10 +1,14 @@
 // test_model.c: whole-model gradient checks on a 2-layer model, for every attention variant
 // and every gate function.
 //
-// 1. The model code (host/model.c, unchanged) runs on a double-precision test backend
+// 1. The model code (host/model/model.c, unchanged) runs on a double-precision test backend
 //    (f64_backend.c), and every parameter tensor's gradient is checked element by element
 //    against central finite differences of the double loss: relative error under 1e-6.
 // 2. The same model on the float CPU backend gives the same gradients within float rounding.
+// 3. A training step after the first allocates nothing (test_model_step_allocates_nothing).
+#define _GNU_SOURCE // dl_iterate_phdr
+#include <errno.h>
+#include <link.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 
 #include "f64_backend.h"
 #include "qtrain/model.h"
+#include "qtrain/optimizer.h"
 #include "testutil.h"
 
 typedef struct {
@@ -240,6 +245,206 @@ START_TEST(test_model_rejects_bad_config) {
 }
 END_TEST
 
+// ---- no allocation inside a training step ------------------------------------------------
+//
+// The model sizes its arenas and host staging at init (qt_model_init); a training step (zero
+// the gradients, forward, backward, AdamW) allocates nothing. Counted during steps 2..5, after
+// a first step:
+//   - calls of the backend's alloc entry: the CPU backend's table with `alloc` wrapped;
+//   - malloc, calloc, realloc, aligned_alloc, posix_memalign and memalign called from
+//     libqtrain's code (return address inside libqtrain.so's executable segments). This
+//     executable replaces them, forwarding to glibc's allocator (__libc_*, which glibc exports
+//     for this); calls from OpenMP and OpenBLAS, whose pools are not ours, are not counted.
+//     Not in the ASan build (libqtrain is linked statically there and ASan owns malloc): that
+//     build counts the backend's alloc entry only.
+// Not counted: the CPU backend's own per-call scratch inside quant_fake, linear_s8_fwd and
+// linear_s8_dx (its INT8 codes, branch cpuerr, and kernels/cpu/quant.c's scales): workspaces of
+// the backend, not of the model. The CUDA backend keeps those in its context, grown during the
+// first step (host/backends/backend_cuda.c, ws_reserve).
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+#define COUNT_HOST_ALLOCS 1
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+extern void *__libc_memalign(size_t align, size_t n);
+#else
+#define COUNT_HOST_ALLOCS 0
+#endif
+
+static volatile int counting;       // count host allocations now
+static volatile int paused;         // inside an excluded backend op
+static long host_allocs, be_allocs; // allocations counted
+
+#if COUNT_HOST_ALLOCS
+static uintptr_t lib_lo, lib_hi; // libqtrain.so's executable segments (one range)
+
+static void count_host(const void *caller) {
+    uintptr_t a = (uintptr_t)caller;
+    if (counting && !paused && a >= lib_lo && a < lib_hi)
+        __atomic_fetch_add(&host_allocs, 1, __ATOMIC_RELAXED);
+}
+
+void *malloc(size_t n) {
+    count_host(__builtin_return_address(0));
+    return __libc_malloc(n);
+}
+void *calloc(size_t n, size_t size) {
+    count_host(__builtin_return_address(0));
+    return __libc_calloc(n, size);
+}
+void *realloc(void *p, size_t n) {
+    count_host(__builtin_return_address(0));
+    return __libc_realloc(p, n);
+}
+void *aligned_alloc(size_t align, size_t n) {
+    count_host(__builtin_return_address(0));
+    return __libc_memalign(align, n);
+}
+void *memalign(size_t align, size_t n) {
+    count_host(__builtin_return_address(0));
+    return __libc_memalign(align, n);
+}
+int posix_memalign(void **out, size_t align, size_t n) {
+    count_host(__builtin_return_address(0));
+    void *p = __libc_memalign(align, n);
+    if (!p) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+// Finds libqtrain.so's executable segments.
+static int find_lib(struct dl_phdr_info *info, size_t size, void *user) {
+    (void)size;
+    (void)user;
+    if (!info->dlpi_name || !strstr(info->dlpi_name, "/libqtrain.so")) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (!lib_lo || lo < lib_lo) lib_lo = lo;
+        if (hi > lib_hi) lib_hi = hi;
+    }
+    return 1;
+}
+#endif
+
+static const qt_backend_ops *cpu_ops; // the wrapped table
+static qt_backend_ops counting_ops;
+static qt_status counting_alloc(void *ctx, void **ptr, size_t bytes) {
+    be_allocs++;
+    return cpu_ops->alloc(ctx, ptr, bytes);
+}
+static qt_status paused_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *p, void *out,
+                                   const void *x, size_t rows, size_t cols) {
+    paused++;
+    qt_status st = cpu_ops->quant_fake(ctx, dt, p, out, x, rows, cols);
+    paused--;
+    return st;
+}
+static qt_status paused_linear_s8_fwd(void *ctx, void *out, const void *x, const void *w,
+                                      const void *b, int N, int IC, int OC,
+                                      const qt_quant_params *aq, const qt_quant_params *wq) {
+    paused++;
+    qt_status st = cpu_ops->linear_s8_fwd(ctx, out, x, w, b, N, IC, OC, aq, wq);
+    paused--;
+    return st;
+}
+static qt_status paused_linear_s8_dx(void *ctx, void *dx, const void *g, const void *w, int N,
+                                     int IC, int OC, const qt_quant_params *gq,
+                                     const qt_quant_params *wq) {
+    paused++;
+    qt_status st = cpu_ops->linear_s8_dx(ctx, dx, g, w, N, IC, OC, gq, wq);
+    paused--;
+    return st;
+}
+
+static const struct {
+    const char *name;
+    const char *preset; // configs/<preset>.conf, or NULL: qt_config_defaults
+    const char *sets[8];
+} step_variants[] = {
+    {"default", NULL, {NULL}},
+    {"default-gated", "default-gated", {NULL}},
+    {"llama-tiny", "llama-tiny", {NULL}},
+    {"qat", NULL,
+     {"quant.mode=qat", "quant.g_bits=8", "quant.m_bits=8", "quant.v_bits=8",
+      "quant.w_rounding=stochastic", "quant.backward=dx", NULL}},
+    {"llama-tiny-bitnet", "llama-tiny-bitnet", {NULL}},
+    {"llama-tiny-dqt", "llama-tiny-dqt", {"quant.dqt_scale=absmean", NULL}},
+};
+enum { STEP_B = 2, STEP_T = 16, STEPS = 5 };
+
+static qt_status train_step(qt_model *m, qt_optimizer *opt, const int *in, const int *tg,
+                            int step) {
+    QT_TRY(qt_model_zero_grad(m));
+    m->dropout_stream = (uint64_t)step;
+    float loss = 0.0f;
+    QT_TRY(qt_model_forward(m, in, tg, STEP_B, STEP_T, &loss));
+    QT_TRY(qt_model_backward(m, 1.0f));
+    double norm = 0.0;
+    int skipped = 0;
+    return qt_optimizer_step(opt, m, qt_lr_at(&m->cfg, step), 1.0f, &norm, &skipped);
+}
+
+START_TEST(test_model_step_allocates_nothing) {
+    const char *name = step_variants[_i].name;
+    qt_config cfg;
+    qt_config_defaults(&cfg);
+    if (step_variants[_i].preset) {
+        const char *dir = getenv("QT_SOURCE_DIR");
+        char path[1024];
+        snprintf(path, sizeof path, "%s/configs/%s.conf", dir ? dir : ".",
+                 step_variants[_i].preset);
+        ck_assert_msg(qt_config_load(&cfg, path) == QT_OK, "%s", qt_last_error());
+    }
+    for (int i = 0; step_variants[_i].sets[i]; i++)
+        ck_assert_msg(qt_config_set(&cfg, step_variants[_i].sets[i], "test") == QT_OK, "%s: %s",
+                      name, qt_last_error());
+    qt_backend be;
+    ck_assert_int_eq(qt_backend_cpu_init(&be, 2), QT_OK);
+    cpu_ops = be.ops;
+    counting_ops = *be.ops;
+    counting_ops.alloc = counting_alloc;
+    counting_ops.quant_fake = paused_quant_fake;
+    counting_ops.linear_s8_fwd = paused_linear_s8_fwd;
+    counting_ops.linear_s8_dx = paused_linear_s8_dx;
+    be.ops = &counting_ops;
+#if COUNT_HOST_ALLOCS
+    lib_lo = lib_hi = 0;
+    ck_assert_msg(dl_iterate_phdr(find_lib, NULL) == 1 && lib_lo < lib_hi,
+                  "libqtrain.so is not loaded: this test counts the allocations made from it");
+#endif
+    // The counters see init's allocations: each hook is live.
+    host_allocs = be_allocs = 0;
+    counting = 1;
+    qt_model m;
+    qt_optimizer opt;
+    ck_assert_msg(qt_model_init(&m, &cfg, &be, STEP_B, STEP_T) == QT_OK, "%s: %s", name,
+                  qt_last_error());
+    ck_assert_msg(qt_optimizer_init(&opt, &m) == QT_OK, "%s: %s", name, qt_last_error());
+    ck_assert_msg(be_allocs >= 3, "%s: init made %ld backend allocations", name, be_allocs);
+    ck_assert_msg(!COUNT_HOST_ALLOCS || host_allocs >= 3, "%s: init made %ld host allocations",
+                  name, host_allocs);
+    m.training = 1;
+    int in[STEP_B * STEP_T], tg[STEP_B * STEP_T];
+    for (int i = 0; i < STEP_B * STEP_T; i++) {
+        in[i] = (i * 7 + 3) % 251;
+        tg[i] = (i * 5 + 1) % 251;
+    }
+    ck_assert_msg(train_step(&m, &opt, in, tg, 0) == QT_OK, "%s: %s", name, qt_last_error());
+    host_allocs = be_allocs = 0;
+    for (int step = 1; step < STEPS; step++)
+        ck_assert_msg(train_step(&m, &opt, in, tg, step) == QT_OK, "%s: %s", name, qt_last_error());
+    counting = 0;
+    ck_assert_msg(be_allocs == 0 && host_allocs == 0,
+                  "%s: steps 2..%d made %ld backend and %ld host allocations; size the "
+                  "workspace at qt_model_init", name, STEPS, be_allocs, host_allocs);
+    qt_optimizer_free(&opt, &m);
+    qt_model_free(&m);
+    qt_backend_free(&be);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("gradients");
@@ -249,5 +454,10 @@ int main(void) {
     tcase_add_test(tc, test_model_loss_scale_and_determinism);
     tcase_add_test(tc, test_model_rejects_bad_config);
     suite_add_tcase(s, tc);
+    TCase *steps = tcase_create("steps");
+    tcase_set_timeout(steps, 120);
+    tcase_add_loop_test(steps, test_model_step_allocates_nothing, 0,
+                        (int)(sizeof step_variants / sizeof step_variants[0]));
+    suite_add_tcase(s, steps);
     return qt_test_run_suite(s);
 }

@@ -1,4 +1,4 @@
-// test_ptq.c: post-training quantization evaluation (host/ptq.c, qtrain/ptq.h, PAPERS.md
+// test_ptq.c: post-training quantization evaluation (host/eval/ptq.c, qtrain/ptq.h, PAPERS.md
 // section 5) on tiny OPT-style models trained for a few dozen steps on synthetic shards:
 // - the fake-quantized and the true INT8 GEMM path agree within 1% in perplexity (measured
 //   difference printed), for W8A8 / W4A8 / W6A6, min-max and percentile activation ranges,
@@ -299,9 +299,13 @@ START_TEST(test_bad_config) {
     c = qt_ptq_config_default();
     c.weight_range = QT_QUANT_RANGE_RUNNING;
     ck_assert_int_eq(qt_ptq_check(&c), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "use absmax or mse"));
+    c.weight_range = (qt_quant_range)40; // no such method: refused, not shifted past 32 bits
+    ck_assert_int_eq(qt_ptq_check(&c), QT_ERR_ARG);
     c = qt_ptq_config_default();
     c.act_range = QT_QUANT_RANGE_ABSMEAN;
     ck_assert_int_eq(qt_ptq_check(&c), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "use minmax or percentile"));
     c = qt_ptq_config_default();
     c.act_range = QT_QUANT_RANGE_PERCENTILE;
     c.percentile = 30.0f;

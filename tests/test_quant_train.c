@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/qlinear.h"
+#include "host/model/qlinear.h"
 #include "qtrain/checkpoint.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"

@@ -62,6 +62,57 @@ qt_status qt_args_double(const char *name, const char *value, double lo, double 
     return QT_OK;
 }
 
+// Applies flag f to argv[*i] (its value from "=value" or the next argument).
+static qt_status apply_flag(int argc, char **argv, int *i, const qt_arg *f) {
+    if (f->kind == QT_ARG_SWITCH) {
+        *(int *)f->out = 1;
+        return QT_OK;
+    }
+    const char *v = NULL;
+    qt_args_flag(argc, argv, i, f->name, &v);
+    switch (f->kind) {
+    case QT_ARG_INT: return qt_args_int(f->name, v, (long)f->lo, (long)f->hi, f->out);
+    case QT_ARG_DOUBLE: return qt_args_double(f->name, v, f->lo, f->hi, f->out);
+    case QT_ARG_STRING:
+        QT_TRY(qt_args_need_value(f->name, v));
+        *(const char **)f->out = v;
+        return QT_OK;
+    case QT_ARG_LIST: {
+        QT_TRY(qt_args_need_value(f->name, v));
+        qt_args_list *l = f->out;
+        if (l->n == l->cap)
+            return qt_error(QT_ERR_ARG, "too many --%s flags (at most %d)", f->name, l->cap);
+        l->items[l->n++] = v;
+        return QT_OK;
+    }
+    case QT_ARG_SWITCH: break;
+    }
+    return qt_error(QT_ERR_INTERNAL, "--%s: unknown flag kind %d", f->name, (int)f->kind);
+}
+
+qt_status qt_args_parse(int argc, char **argv, const char *command, const char *usage,
+                        const qt_arg *flags, int n, int *help) {
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        if (qt_args_switch(argv, i, "help")) {
+            fputs(usage, stdout);
+            *help = 1;
+            return QT_OK;
+        }
+        const qt_arg *f = NULL;
+        for (int k = 0; k < n && !f; k++) {
+            const char *v;
+            int j = i;
+            if (flags[k].kind == QT_ARG_SWITCH ? qt_args_switch(argv, i, flags[k].name)
+                                               : qt_args_flag(argc, argv, &j, flags[k].name, &v))
+                f = &flags[k];
+        }
+        if (!f) return qt_args_unknown(command, argv[i]);
+        QT_TRY(apply_flag(argc, argv, &i, f));
+    }
+    return QT_OK;
+}
+
 qt_status qt_args_unknown(const char *command, const char *arg) {
     return qt_error(QT_ERR_ARG, "unknown argument '%s' for 'qtrain %s'; see 'qtrain %s --help'",
                     arg, command, command);

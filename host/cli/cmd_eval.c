@@ -59,8 +59,8 @@ static void print_ptq(const char *ckpt, const qt_config *cfg, const char *quant,
                       const qt_ptq_config *c, const qt_ptq_result *r, int json) {
     char name[8];
     snprintf(name, sizeof name, "W%dA%d", c->weight_bits, c->act_bits);
-    const char *wr = c->weight_range == QT_QUANT_RANGE_MSE ? "mse" : "absmax";
-    const char *ar = c->act_range == QT_QUANT_RANGE_PERCENTILE ? "percentile" : "minmax";
+    const char *wr = qt_name(&qt_quant_range_names, c->weight_range);
+    const char *ar = qt_name(&qt_quant_range_names, c->act_range);
     if (json) {
         printf("{\"type\":\"ptq\",\"quant\":\"%s\",\"weight_bits\":%d,\"act_bits\":%d,"
                "\"weight_range\":\"%s\",\"act_range\":\"%s\",\"calib_batches\":%d,"
@@ -97,45 +97,37 @@ static void print_ptq(const char *ckpt, const qt_config *cfg, const char *quant,
            100.0 * r->int8_vs_fake, r->int8_linears);
 }
 
+// --<flag> <value>: one of the `allowed` range methods, by name (qtrain/names.h).
+static qt_status range_flag(const char *flag, const char *value, unsigned allowed,
+                            qt_quant_range *out) {
+    int x = qt_name_value(&qt_quant_range_names, value, strlen(value), allowed);
+    if (x >= 0) {
+        *out = (qt_quant_range)x;
+        return QT_OK;
+    }
+    char names[64];
+    qt_names_join(&qt_quant_range_names, allowed, " or ", names, sizeof names);
+    return qt_error(QT_ERR_ARG, "--%s %s is not a range method; use %s", flag, value, names);
+}
+
 int qt_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *device = "auto";
     const char *quant = NULL, *act_range = NULL, *weight_range = NULL;
-    int batches = 0, json = 0, calib_batches = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        if (qt_args_switch(argv, i, "help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (qt_args_switch(argv, i, "json")) {
-            json = 1;
-        } else if (qt_args_flag(argc, argv, &i, "ckpt", &v)) {
-            if (qt_args_need_value("ckpt", v) != QT_OK) return qt_cli_fail();
-            ckpt = v;
-        } else if (qt_args_flag(argc, argv, &i, "data", &v)) {
-            if (qt_args_need_value("data", v) != QT_OK) return qt_cli_fail();
-            data = v;
-        } else if (qt_args_flag(argc, argv, &i, "device", &v)) {
-            if (qt_args_need_value("device", v) != QT_OK) return qt_cli_fail();
-            device = v;
-        } else if (qt_args_flag(argc, argv, &i, "batches", &v)) {
-            if (qt_args_int("batches", v, 1, 1000000, &batches) != QT_OK) return qt_cli_fail();
-        } else if (qt_args_flag(argc, argv, &i, "quant", &v)) {
-            if (qt_args_need_value("quant", v) != QT_OK) return qt_cli_fail();
-            quant = v;
-        } else if (qt_args_flag(argc, argv, &i, "calib-batches", &v)) {
-            if (qt_args_int("calib-batches", v, 1, 1000000, &calib_batches) != QT_OK)
-                return qt_cli_fail();
-        } else if (qt_args_flag(argc, argv, &i, "act-range", &v)) {
-            if (qt_args_need_value("act-range", v) != QT_OK) return qt_cli_fail();
-            act_range = v;
-        } else if (qt_args_flag(argc, argv, &i, "weight-range", &v)) {
-            if (qt_args_need_value("weight-range", v) != QT_OK) return qt_cli_fail();
-            weight_range = v;
-        } else {
-            qt_args_unknown("eval", argv[i]);
-            return qt_cli_fail();
-        }
-    }
+    int batches = 0, json = 0, calib_batches = 0, help = 0;
+    const qt_arg flags[] = {
+        {"json", QT_ARG_SWITCH, &json, 0, 0},
+        {"ckpt", QT_ARG_STRING, &ckpt, 0, 0},
+        {"data", QT_ARG_STRING, &data, 0, 0},
+        {"device", QT_ARG_STRING, &device, 0, 0},
+        {"batches", QT_ARG_INT, &batches, 1, 1000000},
+        {"quant", QT_ARG_STRING, &quant, 0, 0},
+        {"calib-batches", QT_ARG_INT, &calib_batches, 1, 1000000},
+        {"act-range", QT_ARG_STRING, &act_range, 0, 0},
+        {"weight-range", QT_ARG_STRING, &weight_range, 0, 0},
+    };
+    if (qt_args_parse(argc, argv, "eval", usage, flags, QT_ARGS_COUNT(flags), &help) != QT_OK)
+        return qt_cli_fail();
+    if (help) return 0;
     if (!ckpt) {
         qt_error(QT_ERR_ARG, "--ckpt is required: the checkpoint to evaluate (e.g. "
                  "runs/default/ckpt.bin)");
@@ -149,28 +141,11 @@ int qt_cmd_eval(int argc, char **argv) {
             return qt_cli_fail();
         }
         if (calib_batches) pc.calib_batches = calib_batches;
-        if (act_range) {
-            if (strcmp(act_range, "minmax") == 0) {
-                pc.act_range = QT_QUANT_RANGE_RUNNING;
-            } else if (strcmp(act_range, "percentile") == 0) {
-                pc.act_range = QT_QUANT_RANGE_PERCENTILE;
-            } else {
-                qt_error(QT_ERR_ARG, "--act-range %s is not a range method; use minmax or "
-                         "percentile", act_range);
-                return qt_cli_fail();
-            }
-        }
-        if (weight_range) {
-            if (strcmp(weight_range, "absmax") == 0) {
-                pc.weight_range = QT_QUANT_RANGE_ABSMAX;
-            } else if (strcmp(weight_range, "mse") == 0) {
-                pc.weight_range = QT_QUANT_RANGE_MSE;
-            } else {
-                qt_error(QT_ERR_ARG, "--weight-range %s is not a range method; use absmax or "
-                         "mse", weight_range);
-                return qt_cli_fail();
-            }
-        }
+        if ((act_range &&
+             range_flag("act-range", act_range, QT_PTQ_ACT_RANGES, &pc.act_range) != QT_OK) ||
+            (weight_range && range_flag("weight-range", weight_range, QT_PTQ_WEIGHT_RANGES,
+                                        &pc.weight_range) != QT_OK))
+            return qt_cli_fail();
     } else if (calib_batches || act_range || weight_range) {
         qt_error(QT_ERR_ARG, "--%s only applies to post-training quantization; add --quant "
                  "w8a8 (or w4a8, w6a6)",

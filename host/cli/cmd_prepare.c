@@ -1,5 +1,5 @@
 // cmd_prepare.c: `qtrain prepare`: train the BPE tokenizer on a text file and write the train
-// and validation token shards (qt_prepare_ex in host/prepare.c does the work).
+// and validation token shards (qt_prepare_ex in host/data/prepare.c does the work).
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,34 +30,21 @@ static const char usage[] =
 
 int qt_cmd_prepare(int argc, char **argv) {
     const char *input = DEFAULT_INPUT, *out = DEFAULT_OUT;
-    int vocab_size = 4096;
+    int vocab_size = 4096, help = 0;
     double val_fraction = 0.05;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        if (qt_args_switch(argv, i, "help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (qt_args_flag(argc, argv, &i, "input", &v)) {
-            if (qt_args_need_value("input", v) != QT_OK) return qt_cli_fail();
-            input = v;
-        } else if (qt_args_flag(argc, argv, &i, "out", &v)) {
-            if (qt_args_need_value("out", v) != QT_OK) return qt_cli_fail();
-            out = v;
-        } else if (qt_args_flag(argc, argv, &i, "vocab-size", &v)) {
-            if (qt_args_int("vocab-size", v, 257, QT_TOKENIZER_MAX_VOCAB, &vocab_size) != QT_OK)
-                return qt_cli_fail();
-        } else if (qt_args_flag(argc, argv, &i, "val-fraction", &v)) {
-            if (qt_args_double("val-fraction", v, 0.0, 1.0, &val_fraction) != QT_OK)
-                return qt_cli_fail();
-            if (!(val_fraction > 0.0 && val_fraction < 1.0)) {
-                qt_error(QT_ERR_ARG, "--val-fraction %g must lie strictly between 0 and 1, "
-                         "e.g. 0.05", val_fraction);
-                return qt_cli_fail();
-            }
-        } else {
-            qt_args_unknown("prepare", argv[i]);
-            return qt_cli_fail();
-        }
+    const qt_arg flags[] = {
+        {"input", QT_ARG_STRING, &input, 0, 0},
+        {"out", QT_ARG_STRING, &out, 0, 0},
+        {"vocab-size", QT_ARG_INT, &vocab_size, 257, QT_TOKENIZER_MAX_VOCAB},
+        {"val-fraction", QT_ARG_DOUBLE, &val_fraction, 0.0, 1.0},
+    };
+    if (qt_args_parse(argc, argv, "prepare", usage, flags, QT_ARGS_COUNT(flags), &help) != QT_OK)
+        return qt_cli_fail();
+    if (help) return 0;
+    if (!(val_fraction > 0.0 && val_fraction < 1.0)) {
+        qt_error(QT_ERR_ARG, "--val-fraction %g must lie strictly between 0 and 1, e.g. 0.05",
+                 val_fraction);
+        return qt_cli_fail();
     }
     struct stat sb;
     if (strcmp(input, DEFAULT_INPUT) == 0 && stat(input, &sb) != 0 && errno == ENOENT) {

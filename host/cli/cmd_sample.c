@@ -62,39 +62,21 @@ static int draw_token(const float *logits, int V, double temperature, int top_k,
 
 int qt_cmd_sample(int argc, char **argv) {
     const char *ckpt = NULL, *prompt = "\n", *tok_path = NULL, *device = "auto";
-    int n_tokens = 200, top_k = 40, seed = 1;
+    int n_tokens = 200, top_k = 40, seed = 1, help = 0;
     double temperature = 0.8;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        qt_status st = QT_OK;
-        if (qt_args_switch(argv, i, "help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (qt_args_flag(argc, argv, &i, "ckpt", &v)) {
-            st = qt_args_need_value("ckpt", v);
-            ckpt = v;
-        } else if (qt_args_flag(argc, argv, &i, "prompt", &v)) {
-            st = qt_args_need_value("prompt", v);
-            prompt = v;
-        } else if (qt_args_flag(argc, argv, &i, "tokenizer", &v)) {
-            st = qt_args_need_value("tokenizer", v);
-            tok_path = v;
-        } else if (qt_args_flag(argc, argv, &i, "device", &v)) {
-            st = qt_args_need_value("device", v);
-            device = v;
-        } else if (qt_args_flag(argc, argv, &i, "tokens", &v)) {
-            st = qt_args_int("tokens", v, 1, 1000000, &n_tokens);
-        } else if (qt_args_flag(argc, argv, &i, "top-k", &v)) {
-            st = qt_args_int("top-k", v, 0, 65536, &top_k);
-        } else if (qt_args_flag(argc, argv, &i, "seed", &v)) {
-            st = qt_args_int("seed", v, 0, 2147483647, &seed);
-        } else if (qt_args_flag(argc, argv, &i, "temperature", &v)) {
-            st = qt_args_double("temperature", v, 0.0, 100.0, &temperature);
-        } else {
-            st = qt_args_unknown("sample", argv[i]);
-        }
-        if (st != QT_OK) return qt_cli_fail();
-    }
+    const qt_arg flags[] = {
+        {"ckpt", QT_ARG_STRING, &ckpt, 0, 0},
+        {"prompt", QT_ARG_STRING, &prompt, 0, 0},
+        {"tokenizer", QT_ARG_STRING, &tok_path, 0, 0},
+        {"device", QT_ARG_STRING, &device, 0, 0},
+        {"tokens", QT_ARG_INT, &n_tokens, 1, 1000000},
+        {"top-k", QT_ARG_INT, &top_k, 0, 65536},
+        {"seed", QT_ARG_INT, &seed, 0, 2147483647},
+        {"temperature", QT_ARG_DOUBLE, &temperature, 0.0, 100.0},
+    };
+    if (qt_args_parse(argc, argv, "sample", usage, flags, QT_ARGS_COUNT(flags), &help) != QT_OK)
+        return qt_cli_fail();
+    if (help) return 0;
     if (!ckpt) {
         qt_error(QT_ERR_ARG, "--ckpt is required: the checkpoint to sample from");
         return qt_cli_fail();

@@ -28,40 +28,20 @@ static const char usage[] =
 int qt_cmd_train(int argc, char **argv) {
     const char *config_path = NULL, *out_dir = "runs/default", *resume = NULL, *device = "auto";
     const char *sets[256];
-    int n_sets = 0, stop_at = 0, quiet = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        if (qt_args_switch(argv, i, "help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (qt_args_switch(argv, i, "quiet")) {
-            quiet = 1;
-        } else if (qt_args_flag(argc, argv, &i, "config", &v)) {
-            if (qt_args_need_value("config", v) != QT_OK) return qt_cli_fail();
-            config_path = v;
-        } else if (qt_args_flag(argc, argv, &i, "set", &v)) {
-            if (qt_args_need_value("set", v) != QT_OK) return qt_cli_fail();
-            if (n_sets == (int)(sizeof sets / sizeof sets[0])) {
-                qt_error(QT_ERR_ARG, "too many --set flags (at most 256)");
-                return qt_cli_fail();
-            }
-            sets[n_sets++] = v;
-        } else if (qt_args_flag(argc, argv, &i, "out", &v)) {
-            if (qt_args_need_value("out", v) != QT_OK) return qt_cli_fail();
-            out_dir = v;
-        } else if (qt_args_flag(argc, argv, &i, "resume", &v)) {
-            if (qt_args_need_value("resume", v) != QT_OK) return qt_cli_fail();
-            resume = v;
-        } else if (qt_args_flag(argc, argv, &i, "device", &v)) {
-            if (qt_args_need_value("device", v) != QT_OK) return qt_cli_fail();
-            device = v;
-        } else if (qt_args_flag(argc, argv, &i, "stop-at", &v)) {
-            if (qt_args_int("stop-at", v, 1, 1000000000, &stop_at) != QT_OK) return qt_cli_fail();
-        } else {
-            qt_args_unknown("train", argv[i]);
-            return qt_cli_fail();
-        }
-    }
+    qt_args_list set_list = {sets, 0, 256};
+    int stop_at = 0, quiet = 0, help = 0;
+    const qt_arg flags[] = {
+        {"quiet", QT_ARG_SWITCH, &quiet, 0, 0},
+        {"config", QT_ARG_STRING, &config_path, 0, 0},
+        {"set", QT_ARG_LIST, &set_list, 0, 0},
+        {"out", QT_ARG_STRING, &out_dir, 0, 0},
+        {"resume", QT_ARG_STRING, &resume, 0, 0},
+        {"device", QT_ARG_STRING, &device, 0, 0},
+        {"stop-at", QT_ARG_INT, &stop_at, 1, 1000000000},
+    };
+    if (qt_args_parse(argc, argv, "train", usage, flags, QT_ARGS_COUNT(flags), &help) != QT_OK)
+        return qt_cli_fail();
+    if (help) return 0;
     if (resume && config_path) {
         qt_error(QT_ERR_ARG, "--resume uses the config stored in %s; drop --config %s (use --set "
                  "to change keys)", resume, config_path);
@@ -71,7 +51,7 @@ int qt_cmd_train(int argc, char **argv) {
     qt_config_defaults(&cfg);
     if (resume && qt_train_state_read_config(resume, &cfg) != QT_OK) return qt_cli_fail();
     if (config_path && qt_config_load(&cfg, config_path) != QT_OK) return qt_cli_fail();
-    for (int s = 0; s < n_sets; s++)
+    for (int s = 0; s < set_list.n; s++)
         if (qt_config_set(&cfg, sets[s], "--set") != QT_OK) return qt_cli_fail();
     if (qt_config_validate(&cfg) != QT_OK) return qt_cli_fail();
     qt_backend be;

@@ -5,24 +5,20 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef QT_HAVE_CUDA
-#endif
+#include "qtrain/names.h"
 
 static qt_status open_cpu(const qt_config *cfg, qt_backend *be) {
     if (cfg->precision == QT_PRECISION_FP16 || cfg->precision == QT_PRECISION_BF16)
         return qt_error(QT_ERR_ARG,
                         "train.precision = %s needs the CUDA backend; the CPU backend trains in "
                         "fp32: use train.precision=fp32 (or auto), or --device cuda",
-                        cfg->precision == QT_PRECISION_FP16 ? "fp16" : "bf16");
+                        qt_name(&qt_precision_names, cfg->precision));
     return qt_backend_cpu_init(be, cfg->threads);
 }
 
 #ifdef QT_HAVE_CUDA
 static qt_status open_cuda(const qt_config *cfg, qt_backend *be) {
-    qt_dtype dt = cfg->precision == QT_PRECISION_FP32   ? QT_DTYPE_F32
-                  : cfg->precision == QT_PRECISION_BF16 ? QT_DTYPE_BF16
-                                                        : QT_DTYPE_F16;
-    return qt_backend_cuda_init(be, 0, dt);
+    return qt_backend_cuda_init(be, 0, qt_config_precision_dtype(cfg->precision, QT_DTYPE_F16));
 }
 #endif
 

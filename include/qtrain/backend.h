@@ -100,7 +100,7 @@ typedef struct qt_backend_ops {
     qt_status (*sumsq)(void *ctx, double *out, const void *x, size_t n);
 
     // ---- LLaMA family (optional: required only by configs that use them; model init
-    // names a missing one). Shapes and semantics of the qt_cpu_* twins in qtrain/ops.h.
+    // names a missing one). Shapes and semantics of the qt_cpu_* twins in kernels/<family>.h.
     // RMSNorm: out (N, C) = x * rstd * w, rstd (N, fp32) = 1 / sqrt(mean(x^2) + eps).
     qt_status (*rmsnorm_fwd)(void *ctx, void *out, float *rstd, const void *x, const void *w,
                              int N, int C);
@@ -117,7 +117,7 @@ typedef struct qt_backend_ops {
 
     // ---- quantized training (optional: required only when quant.mode != none)
     // out = dequant(quant(x)) of a (rows, cols) tensor of dtype `dt` (the backend's dtype or
-    // fp32 for optimizer state); p's range is ABSMAX or ABSMEAN (qtrain/quant.h). May alias.
+    // fp32 for optimizer state); p's range is ABSMAX or ABSMEAN (kernels/quant.h). May alias.
     qt_status (*quant_fake)(void *ctx, qt_dtype dt, const qt_quant_params *p, void *out,
                             const void *x, size_t rows, size_t cols);
     // W8A8 linear through the INT8 GEMM: out (N, OC) = Qa(x) Qw(w)^T + b, x and w quantized to
@@ -134,7 +134,7 @@ typedef struct qt_backend_ops {
     // up to fp rounding. Optional (NULL: the fake-quant path).
     qt_status (*linear_s8_dx)(void *ctx, void *dx, const void *g, const void *w, int N, int IC,
                               int OC, const qt_quant_params *gq, const qt_quant_params *wq);
-    // DQT (qtrain/dqt.h): weights stored only as int8 codes with a per-tensor scale.
+    // DQT (kernels/dqt.h): weights stored only as int8 codes with a per-tensor scale.
     // out (n, the backend's dtype) = codes * scale.
     qt_status (*dqt_dequant)(void *ctx, void *out, const int8_t *codes, float scale, size_t n);
     // One AdamW step applied directly to the codes (qt_cpu_dqt_step); stats may be NULL.

@@ -34,7 +34,7 @@ typedef enum { QT_PRECISION_AUTO = 0, QT_PRECISION_FP32, QT_PRECISION_FP16, QT_P
 //   bitnet  BitNet b1.58: absmean ternary weights per tensor, 8-bit per-token absmax inputs,
 //           STE, latent fp32 weights (the quant.w_* and quant.a_* keys are not used);
 //   dqt     direct quantized training: the weights exist only as int8 codes (quant.dqt_bits)
-//           with a per-tensor scale, updated by AdamW + stochastic rounding (qtrain/dqt.h);
+//           with a per-tensor scale, updated by AdamW + stochastic rounding (kernels/dqt.h);
 //           inputs 8-bit per-token absmax as BitLinear.
 typedef enum { QT_QMODE_NONE = 0, QT_QMODE_QAT, QT_QMODE_BITNET, QT_QMODE_DQT } qt_quant_mode;
 // Which backward product takes the quantized output gradient G_q (quant.g_bits > 0):
@@ -147,5 +147,9 @@ qt_status qt_config_write(const qt_config *cfg, FILE *out);
 
 // The effective gamma of clipped softmax (alpha > 0 wins: -alpha / max_seq_len).
 float qt_config_gamma(const qt_config *cfg);
+
+// The storage dtype train.precision asks for; auto is `auto_dtype`, the backend's own choice
+// (fp32 on the CPU, fp16 on CUDA).
+qt_dtype qt_config_precision_dtype(qt_precision precision, qt_dtype auto_dtype);
 
 #endif

@@ -34,8 +34,9 @@ extern "C" {
 // llm.c's header stores n_tokens in an int32.
 #define QT_SHARD_MAX_TOKENS ((size_t)INT32_MAX)
 
-// Writes path atomically: the nbufs buffers, in order, to a temporary file beside it, fsync,
-// rename over path, fsync of the directory. Either the old file or the complete new one exists.
+// Writes path atomically (host/io/file.c): the nbufs buffers, in order, to a temporary file
+// beside it, fsync, rename over path, fsync of the directory. Either the old file or the
+// complete new one exists.
 qt_status qt_data_write_atomic(const char *path, const void *const *bufs, const size_t *lens,
                                int nbufs);
 
@@ -46,9 +47,21 @@ qt_status qt_shard_write(const char *path, const uint16_t *tokens, size_t n);
 // gives the expected and the actual size).
 qt_status qt_shard_read(const char *path, uint16_t **tokens, size_t *n);
 // Checks a shard's 1024-byte header against its file size and returns its token count in *n;
-// the checks and messages of qt_shard_read (which uses it, as does the data loader).
+// the checks and messages of qt_shard_map.
 qt_status qt_shard_check_header(const char *path, const uint8_t *header, uint64_t file_size,
                                 size_t *n);
+
+// A shard mapped read-only and checked (qt_shard_map), as qt_shard_read and the data loader
+// read it.
+typedef struct {
+    void *map;              // the whole file (NULL for an empty one)
+    size_t map_bytes;       // its size
+    const uint16_t *tokens; // (n,) little-endian, inside map (NULL when n = 0)
+    size_t n;               // tokens
+} qt_shard_view;
+// Maps path and checks its header and size as qt_shard_read does; release with qt_shard_unmap.
+qt_status qt_shard_map(const char *path, qt_shard_view *v);
+void qt_shard_unmap(qt_shard_view *v);
 
 typedef struct {
     uint64_t epoch; // epochs completed before the next batch

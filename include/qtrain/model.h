@@ -2,7 +2,7 @@
 // activations, forward and backward, on any qt_backend.
 //
 // Per layer:  h = x + drop(Attn(LN1(x)));  y = h + drop(FC2(act(FC1(LN2(h)))))
-// with Attn the (optionally gated) attention of qtrain/ops.h and the softmax variant of the
+// with Attn the (optionally gated) attention of kernels/attention.h and the softmax variant of the
 // config. Then LN_f and the LM head (tied to the token embedding or its own matrix).
 // Parameters are named tensors in one arena (the table drives init, weight decay groups and
 // checkpoints); gradients mirror them; activations live in a second arena sized for the
@@ -56,10 +56,15 @@ typedef struct {
     qt_layer_params *layers; // (L)
 } qt_model_params;
 
+// A norm's output and the fp32 statistics its backward reads (RMSNorm leaves mean unused).
+typedef struct {
+    void *y;            // (N, C), the backend's dtype
+    float *mean, *rstd; // (N), (N)
+} qt_norm_acts;
+
 // Activations saved for the backward. `void *`: the backend's dtype; `float *`: fp32.
 typedef struct {
-    void *ln1;                  // (N, C)
-    float *ln1_mean, *ln1_rstd; // (N), (N)
+    qt_norm_acts ln1;           // attention-side norm of the layer's input
     void *qkv;                  // (N, 3C)
     float *p;                   // (B, H, T, T) plain softmax (fp32: the clip mask is
                                 // recomputed from it in the backward and must not drift)
@@ -70,9 +75,8 @@ typedef struct {
     void *gated;                // (N, C) gate * ctx
     void *attn_out;             // (N, C) out_proj output
     void *resid1;               // (N, C) x + drop(attn_out)
-    void *ln2;                  // (N, C)
-    float *ln2_mean, *ln2_rstd; // (N), (N)
-    void *fc, *fc_act;          // (N, F) pre- and post-activation
+    qt_norm_acts ln2;           // FFN-side norm of resid1
+    void *fc, *fc_act;          // (N, F1), (N, F): pre- and post-activation (F1 = 2F SwiGLU)
     void *ffn_out;              // (N, C) fc2 output
     void *resid2;               // (N, C) the layer's output
 } qt_layer_acts;
@@ -139,8 +143,7 @@ typedef struct qt_model {
     size_t act_bytes;
     qt_layer_acts *acts;             // (L)
     void *encoded;                   // (N, C) embeddings after dropout
-    void *lnf;                       // (N, C)
-    float *lnf_mean, *lnf_rstd;      // (N)
+    qt_norm_acts lnf;                // final norm (the LM head's input)
     void *logits;                    // (N, V); probabilities after the loss forward
     float *losses;                   // (N)
     float *dlosses;                  // (N)
@@ -152,6 +155,9 @@ typedef struct qt_model {
     int *inputs, *targets;                   // (B, T) backend memory
     int *lens;                               // (B, H, T) keys per attention row
     int lens_T;                              // the T `lens` was built for
+    // host staging, allocated at init like the arenas: a step allocates nothing
+    float *host_losses;                      // (B, T) the losses, then their gradients
+    int *host_lens;                          // (B, H, T) `lens` before its copy to the backend
     void *zeros_c;                           // (C) stand-in for absent norm biases
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward

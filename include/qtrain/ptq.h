@@ -22,7 +22,7 @@
 //                    first batch initialises;
 //                  percentile: per batch the nearest-rank `percentile`-th percentile of each
 //                    tail (lo at 100 - p, hi at p), combined over batches by the same running
-//                    average. The range always includes 0 (qtrain/quant.h's asymmetric grid).
+//                    average. The range always includes 0 (kernels/quant.h's asymmetric grid).
 //                Calibration observes full-precision activations (weights already quantized);
 //                for Q K^T and the softmax output only the causal entries (key <= query)
 //                count, the ones the model uses.
@@ -41,15 +41,22 @@
 
 #include "qtrain/data.h"
 #include "qtrain/model.h"
+#include "qtrain/names.h"
 #include "base/params.h"
 
 #define QT_PTQ_DEFAULT_CALIB_BATCHES 16
+// The range methods PTQ takes, as subsets of qt_quant_range_names (qtrain/names.h): weights
+// absmax | mse, activations minmax (running min-max) | percentile.
+#define QT_PTQ_WEIGHT_RANGES (QT_NAME_BIT(QT_QUANT_RANGE_ABSMAX) | QT_NAME_BIT(QT_QUANT_RANGE_MSE))
+#define QT_PTQ_ACT_RANGES                                                                          \
+    (QT_NAME_BIT(QT_QUANT_RANGE_RUNNING) | QT_NAME_BIT(QT_QUANT_RANGE_PERCENTILE))
 
 typedef struct {
     int weight_bits;             // 2..8 (presets: 8, 4, 6)
     int act_bits;                // 2..8 (presets: 8, 8, 6)
-    qt_quant_range weight_range; // QT_QUANT_RANGE_ABSMAX or QT_QUANT_RANGE_MSE
-    qt_quant_range act_range;    // QT_QUANT_RANGE_RUNNING (min-max) or QT_QUANT_RANGE_PERCENTILE
+    qt_quant_range weight_range; // QT_PTQ_WEIGHT_RANGES: QT_QUANT_RANGE_ABSMAX or _MSE
+    qt_quant_range act_range;    // QT_PTQ_ACT_RANGES: QT_QUANT_RANGE_RUNNING (min-max) or
+                                 // QT_QUANT_RANGE_PERCENTILE
     float momentum;              // weight of the previous range over batches, in [0, 1) (0.9)
     float percentile;            // percentile ranges, in (50, 100] (99.999)
     int calib_batches;           // training batches to calibrate on, >= 1 (16)

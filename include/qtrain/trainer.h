@@ -28,7 +28,7 @@ typedef struct {
 // SIGINT/SIGTERM finish the current step, write a checkpoint and return QT_OK.
 qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts);
 
-// ---- checkpoints (host/train_state.c) ----
+// ---- checkpoints (host/train/train_state.c) ----
 
 typedef struct {
     int step;            // optimizer steps done

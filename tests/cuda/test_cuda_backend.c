@@ -1,4 +1,4 @@
-// test_cuda_backend.c: the CUDA backend (host/cuda/backend_cuda.c) trains like the CPU backend.
+// test_cuda_backend.c: the CUDA backend (host/backends/backend_cuda.c) trains like the CPU backend.
 //
 // The same model (include/qtrain/model.h: 2 layers, d_model 32, T 16, batch 2) with the same
 // config, seed and batch runs on the CPU backend (fp32, the reference) and on the CUDA backend

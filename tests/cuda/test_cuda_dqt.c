@@ -1,6 +1,6 @@
 // test_cuda_dqt.c: qt_cuda_dqt_step and qt_cuda_dqt_dequant (kernels/cuda/dqt.cu) against the
 // CPU reference (kernels/cpu/dqt.c), and the CUDA backend's quantized-training entries
-// (host/cuda/backend_cuda.c: quant_fake, dqt_dequant, dqt_step) through the emulated backend.
+// (host/backends/backend_cuda.c: quant_fake, dqt_dequant, dqt_step) through the emulated backend.
 //
 // Both sides take the per-element math and the stats reduction order from
 // kernels/common/dqt_math.h and draw qt_philox_uniform(seed, stream, i), so codes, m and v

@@ -11,9 +11,10 @@
 //             dt: bit-exact, since both compute ((float)acc * sa) * sb + bias with separately
 //             rounded operations (the ISO C CPU build does not contract them; the kernels use
 //             __fmul_rn/__fadd_rn).
-//   backend   linear_s8_fwd (host/cuda/backend_cuda.c) vs the float linear on qt_cpu_quant_fake'd
-//             x and w (per-token or per-tensor x, per-channel or per-tensor w), within fp
-//             rounding of the K-term sum; refusal of anything but 8-bit symmetric nearest.
+//   backend   linear_s8_fwd (host/backends/backend_cuda.c) vs the float linear on
+//             qt_cpu_quant_fake'd x and w (per-token or per-tensor x, per-channel or
+//             per-tensor w), within fp rounding of the K-term sum; refusal of anything but
+//             8-bit symmetric nearest.
 //   transpose qt_cuda_transpose_s8 byte-exact on odd shapes and byte offsets, output poisoned,
 //             guard band checked; bad arguments.
 //   s8 dX     linear_s8_dx (SwitchBack's dX) vs the CPU backend's on the same dt-rounded inputs,

@@ -6,7 +6,7 @@
 #include "qtrain/model.h"
 
 #include <math.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,41 +20,51 @@
 #define AT(p, n) QT_AT(p, m->es, n)
 
 // ---- parameter table --------------------------------------------------------------------
+//
+// Every parameter tensor of a config is named once, in tensor_specs: its Hugging Face name,
+// kind, shape and the view field that points at it. build_table lays the table out from the
+// specs; point_params points the views (params and grads) by zipping the same specs with the
+// table, and plan_storage finds the block linears through their view fields.
+
+// One parameter tensor: `view` is the offset of its pointer in qt_model_params (layer < 0) or
+// in layer `layer`'s qt_layer_params.
+typedef struct {
+    char name[64];
+    qt_tensor_kind kind;
+    int ndim, shape[3];
+    int layer;
+    size_t view;
+} tensor_spec;
+
+#define MODEL_VIEW(field) offsetof(qt_model_params, field)
+#define LAYER_VIEW(field) offsetof(qt_layer_params, field)
+// The views of the block linears' weights, in qt_linear_id order.
+static const size_t linear_views[QT_LINEAR_COUNT] = {LAYER_VIEW(qkv_w), LAYER_VIEW(proj_w),
+                                                     LAYER_VIEW(fc_w), LAYER_VIEW(fc2_w)};
 
 typedef struct {
-    qt_tensor_info *t;
+    tensor_spec *s; // (cap), NULL: only count
     int n, cap;
-    size_t total;
-} table_builder;
+} spec_list;
 
-static qt_status table_add(table_builder *tb, qt_tensor_kind kind, int ndim, int d0, int d1,
-                           int d2, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-
-static qt_status table_add(table_builder *tb, qt_tensor_kind kind, int ndim, int d0, int d1,
-                           int d2, const char *fmt, ...) {
-    if (tb->n == tb->cap) {
-        int cap = tb->cap ? 2 * tb->cap : 64;
-        qt_tensor_info *t = realloc(tb->t, (size_t)cap * sizeof *t);
-        if (!t) return qt_error(QT_ERR_OOM, "cannot grow the parameter table");
-        tb->t = t;
-        tb->cap = cap;
+// Appends one spec; a block's tensor (layer >= 0) is named decoder.layers.<layer>.<name>.
+static void spec_add(spec_list *sl, int layer, size_t view, qt_tensor_kind kind, int ndim, int d0,
+                     int d1, int d2, const char *name) {
+    if (sl->s && sl->n < sl->cap) {
+        tensor_spec *t = &sl->s[sl->n];
+        if (layer >= 0)
+            snprintf(t->name, sizeof t->name, "decoder.layers.%d.%s", layer, name);
+        else
+            snprintf(t->name, sizeof t->name, "%s", name);
+        t->kind = kind;
+        t->ndim = ndim;
+        t->shape[0] = d0;
+        t->shape[1] = d1;
+        t->shape[2] = d2;
+        t->layer = layer;
+        t->view = view;
     }
-    qt_tensor_info *ti = &tb->t[tb->n++];
-    memset(ti, 0, sizeof *ti);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ti->name, sizeof ti->name, fmt, ap);
-    va_end(ap);
-    ti->kind = kind;
-    ti->ndim = ndim;
-    ti->shape[0] = d0;
-    ti->shape[1] = d1;
-    ti->shape[2] = d2;
-    ti->numel = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1) * (ndim > 2 ? (size_t)d2 : 1);
-    // 16-float (64-byte) alignment for every tensor.
-    ti->offset = tb->total;
-    tb->total += (ti->numel + 15) / 16 * 16;
-    return QT_OK;
+    sl->n++;
 }
 
 static int gate_hidden(const qt_config *cfg) {
@@ -63,56 +73,107 @@ static int gate_hidden(const qt_config *cfg) {
     return D / 4 > 0 ? D / 4 : 1;
 }
 
-static qt_status build_table(const qt_config *cfg, table_builder *tb) {
+// fc1's output width: SwiGLU stacks the gate and up projections, (2F, C), rows [gate | up].
+static int fc1_width(const qt_config *cfg) {
+    return cfg->activation == QT_ACT_SWIGLU ? 2 * cfg->d_ff : cfg->d_ff;
+}
+
+static float attn_dropout_prob(const qt_config *cfg) {
+    return cfg->attn_dropout >= 0 ? cfg->attn_dropout : cfg->dropout;
+}
+
+// The config's tensors in table order into sl (with sl->s NULL: counts them).
+static void tensor_specs(const qt_config *cfg, spec_list *sl) {
     int C = cfg->d_model, F = cfg->d_ff, V = cfg->vocab_size, H = cfg->n_head, D = C / H;
-    // SwiGLU's fc1 stacks the gate and up projections: (2F, C), rows [gate | up].
-    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F;
-    QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, V, C, 0, "decoder.embed_tokens.weight"));
+    int F1 = fc1_width(cfg);
+    int norm_bias = cfg->bias && cfg->norm == QT_NORM_LAYERNORM;
+    const qt_tensor_kind MAT = QT_TENSOR_MATRIX, BIAS = QT_TENSOR_BIAS, NORM = QT_TENSOR_NORM;
+    spec_add(sl, -1, MODEL_VIEW(wte), MAT, 2, V, C, 0, "decoder.embed_tokens.weight");
     if (cfg->pos == QT_POS_LEARNED)
-        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, cfg->max_seq_len, C, 0,
-                         "decoder.embed_positions.weight"));
+        spec_add(sl, -1, MODEL_VIEW(wpe), MAT, 2, cfg->max_seq_len, C, 0,
+                 "decoder.embed_positions.weight");
     for (int l = 0; l < cfg->n_layer; l++) {
-        const char *pre = "decoder.layers";
-        QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "%s.%d.self_attn_layer_norm.weight", pre, l));
-        if (cfg->bias && cfg->norm == QT_NORM_LAYERNORM)
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.self_attn_layer_norm.bias", pre, l));
-        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, 3 * C, C, 0, "%s.%d.self_attn.qkv_proj.weight", pre, l));
+        spec_add(sl, l, LAYER_VIEW(ln1_w), NORM, 1, C, 0, 0, "self_attn_layer_norm.weight");
+        if (norm_bias)
+            spec_add(sl, l, LAYER_VIEW(ln1_b), BIAS, 1, C, 0, 0, "self_attn_layer_norm.bias");
+        spec_add(sl, l, LAYER_VIEW(qkv_w), MAT, 2, 3 * C, C, 0, "self_attn.qkv_proj.weight");
         if (cfg->bias)
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, 3 * C, 0, 0, "%s.%d.self_attn.qkv_proj.bias", pre, l));
-        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, C, C, 0, "%s.%d.self_attn.out_proj.weight", pre, l));
+            spec_add(sl, l, LAYER_VIEW(qkv_b), BIAS, 1, 3 * C, 0, 0, "self_attn.qkv_proj.bias");
+        spec_add(sl, l, LAYER_VIEW(proj_w), MAT, 2, C, C, 0, "self_attn.out_proj.weight");
         if (cfg->bias)
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.self_attn.out_proj.bias", pre, l));
+            spec_add(sl, l, LAYER_VIEW(proj_b), BIAS, 1, C, 0, 0, "self_attn.out_proj.bias");
         switch (cfg->gate) {
         case QT_GATE_NONE: break;
         case QT_GATE_LINEAR:
-            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, H, D, 0, "%s.%d.self_attn.gate.weight", pre, l));
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, H, 0, 0, "%s.%d.self_attn.gate.bias", pre, l));
-            break;
         case QT_GATE_ALL_HEADS:
-            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, H, C, 0, "%s.%d.self_attn.gate.weight", pre, l));
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, H, 0, 0, "%s.%d.self_attn.gate.bias", pre, l));
+            // linear: (H, D) on each head's slice; all_heads: (H, C) on the whole x
+            spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 2, H, cfg->gate == QT_GATE_LINEAR ? D : C, 0,
+                     "self_attn.gate.weight");
+            spec_add(sl, l, LAYER_VIEW(gate_b1), BIAS, 1, H, 0, 0, "self_attn.gate.bias");
             break;
         case QT_GATE_MLP: {
             int nh = gate_hidden(cfg);
-            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 3, H, nh, D, "%s.%d.self_attn.gate.fc1.weight", pre, l));
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 2, H, nh, 0, "%s.%d.self_attn.gate.fc1.bias", pre, l));
-            QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, H, nh, 0, "%s.%d.self_attn.gate.fc2.weight", pre, l));
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, H, 0, 0, "%s.%d.self_attn.gate.fc2.bias", pre, l));
+            spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 3, H, nh, D, "self_attn.gate.fc1.weight");
+            spec_add(sl, l, LAYER_VIEW(gate_b1), BIAS, 2, H, nh, 0, "self_attn.gate.fc1.bias");
+            spec_add(sl, l, LAYER_VIEW(gate_w2), MAT, 2, H, nh, 0, "self_attn.gate.fc2.weight");
+            spec_add(sl, l, LAYER_VIEW(gate_b2), BIAS, 1, H, 0, 0, "self_attn.gate.fc2.bias");
             break;
         }
         }
-        QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "%s.%d.final_layer_norm.weight", pre, l));
-        if (cfg->bias && cfg->norm == QT_NORM_LAYERNORM)
-            QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.final_layer_norm.bias", pre, l));
-        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, F1, C, 0, "%s.%d.fc1.weight", pre, l));
-        if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, F1, 0, 0, "%s.%d.fc1.bias", pre, l));
-        QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, C, F, 0, "%s.%d.fc2.weight", pre, l));
-        if (cfg->bias) QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "%s.%d.fc2.bias", pre, l));
+        spec_add(sl, l, LAYER_VIEW(ln2_w), NORM, 1, C, 0, 0, "final_layer_norm.weight");
+        if (norm_bias)
+            spec_add(sl, l, LAYER_VIEW(ln2_b), BIAS, 1, C, 0, 0, "final_layer_norm.bias");
+        spec_add(sl, l, LAYER_VIEW(fc_w), MAT, 2, F1, C, 0, "fc1.weight");
+        if (cfg->bias) spec_add(sl, l, LAYER_VIEW(fc_b), BIAS, 1, F1, 0, 0, "fc1.bias");
+        spec_add(sl, l, LAYER_VIEW(fc2_w), MAT, 2, C, F, 0, "fc2.weight");
+        if (cfg->bias) spec_add(sl, l, LAYER_VIEW(fc2_b), BIAS, 1, C, 0, 0, "fc2.bias");
     }
-    QT_TRY(table_add(tb, QT_TENSOR_NORM, 1, C, 0, 0, "decoder.final_layer_norm.weight"));
-    if (cfg->bias && cfg->norm == QT_NORM_LAYERNORM)
-        QT_TRY(table_add(tb, QT_TENSOR_BIAS, 1, C, 0, 0, "decoder.final_layer_norm.bias"));
-    if (!cfg->tie_embeddings) QT_TRY(table_add(tb, QT_TENSOR_MATRIX, 2, V, C, 0, "lm_head.weight"));
+    spec_add(sl, -1, MODEL_VIEW(lnf_w), NORM, 1, C, 0, 0, "decoder.final_layer_norm.weight");
+    if (norm_bias)
+        spec_add(sl, -1, MODEL_VIEW(lnf_b), BIAS, 1, C, 0, 0, "decoder.final_layer_norm.bias");
+    if (!cfg->tie_embeddings) spec_add(sl, -1, MODEL_VIEW(head), MAT, 2, V, C, 0, "lm_head.weight");
+}
+
+// The config's specs, malloc'd, in *out (*n of them).
+static qt_status make_specs(const qt_config *cfg, tensor_spec **out, int *n) {
+    spec_list sl = {NULL, 0, 0};
+    tensor_specs(cfg, &sl);
+    sl.s = malloc((size_t)sl.n * sizeof *sl.s);
+    if (!sl.s) return qt_error(QT_ERR_OOM, "cannot allocate the parameter table");
+    sl.cap = sl.n;
+    sl.n = 0;
+    tensor_specs(cfg, &sl);
+    *out = sl.s;
+    *n = sl.n;
+    return QT_OK;
+}
+
+// Lays the table out: every tensor 16-float (64-byte) aligned in the gradient arena.
+static qt_status build_table(qt_model *m) {
+    tensor_spec *specs;
+    int n;
+    QT_TRY(make_specs(&m->cfg, &specs, &n));
+    m->tensors = calloc((size_t)n, sizeof *m->tensors);
+    if (!m->tensors) {
+        free(specs);
+        return qt_error(QT_ERR_OOM, "cannot allocate the parameter table");
+    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        qt_tensor_info *ti = &m->tensors[i];
+        const tensor_spec *s = &specs[i];
+        snprintf(ti->name, sizeof ti->name, "%s", s->name);
+        ti->kind = s->kind;
+        ti->ndim = s->ndim;
+        memcpy(ti->shape, s->shape, sizeof ti->shape);
+        ti->numel = (size_t)s->shape[0] * (s->ndim > 1 ? (size_t)s->shape[1] : 1) *
+                    (s->ndim > 2 ? (size_t)s->shape[2] : 1);
+        ti->offset = total;
+        total += (ti->numel + 15) / 16 * 16;
+    }
+    free(specs);
+    m->n_tensors = n;
+    m->n_params = total;
     return QT_OK;
 }
 
@@ -131,48 +192,23 @@ static void *tensor_at(const qt_model *m, void *base, int i, int params) {
     return QT_AT(base, m->es, t->param_offset);
 }
 
-// Points `views` into `base` by tensor name; absent tensors stay NULL.
-static void point_params(const qt_model *m, void *base, qt_model_params *views, int params) {
-    char name[96];
-#define PT(field, ...)                                                                        \
-    do {                                                                                      \
-        snprintf(name, sizeof name, __VA_ARGS__);                                             \
-        int i_ = qt_model_find_tensor(m, name);                                               \
-        field = i_ >= 0 ? tensor_at(m, base, i_, params) : NULL;                              \
-    } while (0)
-    PT(views->wte, "decoder.embed_tokens.weight");
-    PT(views->wpe, "decoder.embed_positions.weight");
-    PT(views->lnf_w, "decoder.final_layer_norm.weight");
-    PT(views->lnf_b, "decoder.final_layer_norm.bias");
-    PT(views->head, "lm_head.weight");
+// The view field that points at tensor spec s.
+static void **view_of(qt_model_params *views, const tensor_spec *s) {
+    char *owner = s->layer < 0 ? (char *)views : (char *)&views->layers[s->layer];
+    return (void **)(owner + s->view);
+}
+
+// Points `views` (zeroed, with its layers) into `base`; absent tensors stay NULL, and a tied
+// head is the token embedding.
+static qt_status point_params(const qt_model *m, void *base, qt_model_params *views, int params) {
+    tensor_spec *specs;
+    int n;
+    QT_TRY(make_specs(&m->cfg, &specs, &n));
+    for (int i = 0; i < n; i++)
+        *view_of(views, &specs[i]) = tensor_at(m, base, i, params);
     if (!views->head) views->head = views->wte;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        qt_layer_params *lp = &views->layers[l];
-        const char *pre = "decoder.layers";
-        PT(lp->ln1_w, "%s.%d.self_attn_layer_norm.weight", pre, l);
-        PT(lp->ln1_b, "%s.%d.self_attn_layer_norm.bias", pre, l);
-        PT(lp->qkv_w, "%s.%d.self_attn.qkv_proj.weight", pre, l);
-        PT(lp->qkv_b, "%s.%d.self_attn.qkv_proj.bias", pre, l);
-        PT(lp->proj_w, "%s.%d.self_attn.out_proj.weight", pre, l);
-        PT(lp->proj_b, "%s.%d.self_attn.out_proj.bias", pre, l);
-        if (m->cfg.gate == QT_GATE_MLP) {
-            PT(lp->gate_w1, "%s.%d.self_attn.gate.fc1.weight", pre, l);
-            PT(lp->gate_b1, "%s.%d.self_attn.gate.fc1.bias", pre, l);
-            PT(lp->gate_w2, "%s.%d.self_attn.gate.fc2.weight", pre, l);
-            PT(lp->gate_b2, "%s.%d.self_attn.gate.fc2.bias", pre, l);
-        } else {
-            PT(lp->gate_w1, "%s.%d.self_attn.gate.weight", pre, l);
-            PT(lp->gate_b1, "%s.%d.self_attn.gate.bias", pre, l);
-            lp->gate_w2 = lp->gate_b2 = NULL;
-        }
-        PT(lp->ln2_w, "%s.%d.final_layer_norm.weight", pre, l);
-        PT(lp->ln2_b, "%s.%d.final_layer_norm.bias", pre, l);
-        PT(lp->fc_w, "%s.%d.fc1.weight", pre, l);
-        PT(lp->fc_b, "%s.%d.fc1.bias", pre, l);
-        PT(lp->fc2_w, "%s.%d.fc2.weight", pre, l);
-        PT(lp->fc2_b, "%s.%d.fc2.bias", pre, l);
-    }
-#undef PT
+    free(specs);
+    return QT_OK;
 }
 
 // ---- initialisation ---------------------------------------------------------------------
@@ -256,21 +292,20 @@ static qt_status init_params(qt_model *m) {
 // the float arena (param_offset) and the code arena (code_offset) and finds the linears.
 static qt_status plan_storage(qt_model *m) {
     const qt_config *cfg = &m->cfg;
-    static const char *const linear_names[QT_LINEAR_COUNT] = {
-        "self_attn.qkv_proj.weight", "self_attn.out_proj.weight", "fc1.weight", "fc2.weight"};
     m->linear_tensor = calloc((size_t)cfg->n_layer, sizeof *m->linear_tensor);
     m->code_scales = calloc((size_t)m->n_tensors, sizeof(float));
     if (!m->linear_tensor || !m->code_scales)
         return qt_error(QT_ERR_OOM, "cannot allocate the storage plan");
-    char name[96];
-    for (int l = 0; l < cfg->n_layer; l++)
-        for (int k = 0; k < QT_LINEAR_COUNT; k++) {
-            snprintf(name, sizeof name, "decoder.layers.%d.%s", l, linear_names[k]);
-            int i = qt_model_find_tensor(m, name);
-            if (i < 0) return qt_error(QT_ERR_ARG, "model: no tensor %s", name);
-            m->linear_tensor[l][k] = i;
-            if (cfg->quant_mode == QT_QMODE_DQT) m->tensors[i].quantized = 1;
-        }
+    tensor_spec *specs;
+    int n;
+    QT_TRY(make_specs(cfg, &specs, &n));
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < QT_LINEAR_COUNT; k++)
+            if (specs[i].layer >= 0 && specs[i].view == linear_views[k]) {
+                m->linear_tensor[specs[i].layer][k] = i;
+                if (cfg->quant_mode == QT_QMODE_DQT) m->tensors[i].quantized = 1;
+            }
+    free(specs);
     size_t fl = 0, codes = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         qt_tensor_info *t = &m->tensors[i];
@@ -332,27 +367,19 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     if (B < 1 || T < 1 || T > cfg->max_seq_len)
         return qt_error(QT_ERR_ARG, "model: batch %d x sequence %d invalid (max_seq_len %d)", B,
                         T, cfg->max_seq_len);
-    table_builder tb = {0};
-    qt_status st = build_table(cfg, &tb);
-    if (st != QT_OK) {
-        free(tb.t);
-        return st;
-    }
-    m->tensors = tb.t;
-    m->n_tensors = tb.n;
-    m->n_params = tb.total;
-    st = plan_storage(m);
+    qt_status st = build_table(m);
+    if (st == QT_OK) st = plan_storage(m);
     if (st == QT_OK) st = check_backend_ops(m);
     if (st != QT_OK) {
         qt_model_free(m);
         return st;
     }
     int L = cfg->n_layer, C = cfg->d_model, H = cfg->n_head, F = cfg->d_ff, V = cfg->vocab_size;
-    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F; // fc1's output width
+    int F1 = fc1_width(cfg);
     size_t N = (size_t)B * T, BHTT = (size_t)B * H * T * T;
     int nh = cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0;
     int gated = cfg->gate != QT_GATE_NONE;
-    float attn_drop = cfg->attn_dropout >= 0 ? cfg->attn_dropout : cfg->dropout;
+    float attn_drop = attn_dropout_prob(cfg);
 
     m->p.layers = calloc((size_t)L, sizeof(qt_layer_params));
     m->g.layers = calloc((size_t)L, sizeof(qt_layer_params));
@@ -369,8 +396,12 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         qt_model_free(m);
         return st;
     }
-    point_params(m, m->params, &m->p, 1);
-    point_params(m, m->grads, &m->g, 0);
+    st = point_params(m, m->params, &m->p, 1);
+    if (st == QT_OK) st = point_params(m, m->grads, &m->g, 0);
+    if (st != QT_OK) {
+        qt_model_free(m);
+        return st;
+    }
 
     // Every activation buffer, carved from one arena in one pass.
     act_request *req = malloc(sizeof(act_request) * (size_t)(40 + 24 * L));
@@ -383,11 +414,10 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
 #define REQ(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * m->es})
 #define REQF(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * sizeof(float)})
 #define REQI(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * sizeof(int)})
+#define REQ_NORM(n) (REQ((n).y, N * C), REQF((n).mean, N), REQF((n).rstd, N))
     for (int l = 0; l < L; l++) {
         qt_layer_acts *a = &m->acts[l];
-        REQ(a->ln1, N * C);
-        REQF(a->ln1_mean, N);
-        REQF(a->ln1_rstd, N);
+        REQ_NORM(a->ln1);
         REQ(a->qkv, N * 3 * C);
         REQF(a->p, BHTT);
         REQ(a->probs, BHTT);
@@ -400,18 +430,14 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         }
         REQ(a->attn_out, N * C);
         REQ(a->resid1, N * C);
-        REQ(a->ln2, N * C);
-        REQF(a->ln2_mean, N);
-        REQF(a->ln2_rstd, N);
+        REQ_NORM(a->ln2);
         REQ(a->fc, N * F1);
         REQ(a->fc_act, N * F);
         REQ(a->ffn_out, N * C);
         REQ(a->resid2, N * C);
     }
     REQ(m->encoded, N * C);
-    REQ(m->lnf, N * C);
-    REQF(m->lnf_mean, N);
-    REQF(m->lnf_rstd, N);
+    REQ_NORM(m->lnf);
     REQ(m->logits, N * V);
     REQF(m->losses, N);
     REQF(m->dlosses, N);
@@ -443,6 +469,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
 #undef REQ
 #undef REQF
 #undef REQI
+#undef REQ_NORM
     // Every buffer starts on a 64-byte boundary.
     size_t total = 0;
     for (int i = 0; i < nreq; i++) total += (req[i].bytes + 63) / 64 * 64;
@@ -461,6 +488,13 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     }
     free(req);
     m->lens_T = 0;
+    // Host staging of the per-step copies (losses, their gradients, attention lengths).
+    m->host_losses = malloc(N * sizeof(float));
+    m->host_lens = malloc((size_t)B * H * T * sizeof(int));
+    if (!m->host_losses || !m->host_lens) {
+        qt_model_free(m);
+        return qt_error(QT_ERR_OOM, "cannot allocate the model's host staging");
+    }
     st = init_params(m);
     if (st == QT_OK) st = qt_model_zero_grad(m);
     if (st != QT_OK) qt_model_free(m);
@@ -480,6 +514,8 @@ void qt_model_free(qt_model *m) {
     free(m->p.layers);
     free(m->g.layers);
     free(m->acts);
+    free(m->host_losses);
+    free(m->host_lens);
     memset(m, 0, sizeof *m);
 }
 
@@ -522,14 +558,11 @@ double qt_model_flops_per_token(const qt_config *cfg, int T) {
 static qt_status ensure_lens(qt_model *m, int T) {
     if (m->lens_T == T) return QT_OK;
     int rows = m->B * m->cfg.n_head * T;
-    int *host = malloc((size_t)rows * sizeof(int));
-    if (!host) return qt_error(QT_ERR_OOM, "cannot allocate attention lengths");
     // Causal: query row t attends keys [0, t].
-    for (int r = 0; r < rows; r++) host[r] = r % T + 1;
-    qt_status st = BE->to_device(CTX, m->lens, host, (size_t)rows * sizeof(int));
-    free(host);
-    if (st == QT_OK) m->lens_T = T;
-    return st;
+    for (int r = 0; r < rows; r++) m->host_lens[r] = r % T + 1;
+    QT_TRY(BE->to_device(CTX, m->lens, m->host_lens, (size_t)rows * sizeof(int)));
+    m->lens_T = T;
+    return QT_OK;
 }
 
 static qt_softmax_params softmax_params(const qt_config *cfg) {
@@ -544,8 +577,22 @@ static qt_softmax_params softmax_params(const qt_config *cfg) {
     return sp;
 }
 
-static float attn_dropout_prob(const qt_config *cfg) {
-    return cfg->attn_dropout >= 0 ? cfg->attn_dropout : cfg->dropout;
+// What the forward and the backward of a pass share beyond the shapes.
+typedef struct {
+    float drop, attn_drop; // dropout probabilities: the config's while training, else 0
+    qt_softmax_params sp;  // the softmax variant
+    qt_gate_shape gs;      // the gate (kind QT_GATE_NONE: ungated)
+} pass_params;
+
+static pass_params pass_params_of(const qt_model *m) {
+    const qt_config *cfg = &m->cfg;
+    pass_params pp = {
+        .drop = m->training ? cfg->dropout : 0.0f,
+        .attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f,
+        .sp = softmax_params(cfg),
+        .gs = {cfg->gate, cfg->n_head, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0},
+    };
+    return pp;
 }
 
 // Dropout stream for site `site` of layer `layer` in the current micro-step.
@@ -569,19 +616,28 @@ static qt_gemm_desc attn_desc(int trans_a, int trans_b, int M, int N, int K, flo
     return d;
 }
 
-// The block's norm (LayerNorm or RMSNorm; RMSNorm has no mean and no bias).
-static qt_status norm_fwd(qt_model *m, void *out, float *mean, float *rstd, const void *x,
-                          const void *w, const void *b, int N, int C) {
-    if (m->cfg.norm == QT_NORM_RMSNORM) return BE->rmsnorm_fwd(CTX, out, rstd, x, w, N, C);
-    return BE->layernorm_fwd(CTX, out, mean, rstd, x, w, b ? b : m->zeros_c, N, C);
+// The block's norm (LayerNorm or RMSNorm; RMSNorm has no mean and no bias): n = norm(x).
+static qt_status norm_fwd(qt_model *m, const qt_norm_acts *n, const void *x, const void *w,
+                          const void *b, int N, int C) {
+    if (m->cfg.norm == QT_NORM_RMSNORM) return BE->rmsnorm_fwd(CTX, n->y, n->rstd, x, w, N, C);
+    return BE->layernorm_fwd(CTX, n->y, n->mean, n->rstd, x, w, b ? b : m->zeros_c, N, C);
 }
 
-// dx +=, dw +=, db += (db: the norm's bias gradient, or a dead scratch when it has none).
+// dx +=, dw +=, db += for n = norm(x) (db: the norm's bias gradient, or a dead scratch when it
+// has none).
 static qt_status norm_bwd(qt_model *m, void *dx, void *dw, void *db, const void *dout,
-                          const void *x, const float *mean, const float *rstd, const void *w,
-                          int N, int C) {
-    if (m->cfg.norm == QT_NORM_RMSNORM) return BE->rmsnorm_bwd(CTX, dx, dw, dout, x, rstd, w, N, C);
-    return BE->layernorm_bwd(CTX, dx, dw, db, dout, x, mean, rstd, w, N, C);
+                          const void *x, const qt_norm_acts *n, const void *w, int N, int C) {
+    if (m->cfg.norm == QT_NORM_RMSNORM)
+        return BE->rmsnorm_bwd(CTX, dx, dw, dout, x, n->rstd, w, N, C);
+    return BE->layernorm_bwd(CTX, dx, dw, db, dout, x, n->mean, n->rstd, w, N, C);
+}
+
+// out = x + drop(branch): a block branch's residual connection.
+static qt_status residual_fwd(qt_model *m, void *out, const void *branch, const void *x, size_t n,
+                              float drop, uint64_t stream) {
+    if (drop <= 0) return BE->add(CTX, out, branch, x, n);
+    QT_TRY(BE->dropout_fwd(CTX, out, branch, n, drop, m->cfg.seed, stream));
+    return BE->add(CTX, out, out, x, n);
 }
 
 // The MLP activation: fc (N, F1) -> fc_act (N, F); SwiGLU halves the width.
@@ -637,32 +693,29 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     QT_TRY(ensure_lens(m, T));
     QT_TRY(BE->to_device(CTX, m->inputs, inputs, (size_t)N * sizeof(int)));
     if (targets) QT_TRY(BE->to_device(CTX, m->targets, targets, (size_t)N * sizeof(int)));
-    float drop = m->training ? cfg->dropout : 0.0f;
-    float attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f;
-    qt_softmax_params sp = softmax_params(cfg);
-    qt_gate_shape gs = {cfg->gate, H, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0};
-    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F;
+    const pass_params pp = pass_params_of(m);
+    int F1 = fc1_width(cfg);
     int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
 
     QT_TRY(BE->embedding_fwd(CTX, m->encoded, m->inputs, m->p.wte, m->p.wpe, B, T, C));
-    if (drop > 0)
-        QT_TRY(BE->dropout_fwd(CTX, m->encoded, m->encoded, (size_t)N * C, drop, cfg->seed,
+    if (pp.drop > 0)
+        QT_TRY(BE->dropout_fwd(CTX, m->encoded, m->encoded, (size_t)N * C, pp.drop, cfg->seed,
                                drop_stream(m, 0, SITE_EMBED)));
     QT_TRY(site(m, -1, QT_SITE_EMBED, m->encoded, N, C));
     const void *x = m->encoded;
     for (int l = 0; l < L; l++) {
         const qt_layer_params *w = &m->p.layers[l];
         qt_layer_acts *a = &m->acts[l];
-        QT_TRY(norm_fwd(m, a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C));
-        QT_TRY(site(m, l, QT_SITE_LN1, a->ln1, N, C));
-        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_QKV, a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C,
+        QT_TRY(norm_fwd(m, &a->ln1, x, w->ln1_w, w->ln1_b, N, C));
+        QT_TRY(site(m, l, QT_SITE_LN1, a->ln1.y, N, C));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_QKV, a->qkv, a->ln1.y, w->qkv_w, w->qkv_b, N, C,
                                 3 * C));
         if (cfg->pos == QT_POS_ROPE) QT_TRY(BE->rope_fwd(CTX, a->qkv, B, T, C, H, cfg->rope_theta));
         QT_TRY(site(m, l, QT_SITE_QKV, a->qkv, N, 3 * C));
-        if (BE->attention_fwd && attn_drop == 0 && !m->hooks) {
+        if (BE->attention_fwd && pp.attn_drop == 0 && !m->hooks) {
             // Causal lens depend only on t, so the first B*T entries of the (B, H, T) row
             // lengths are the (B, T) per-query lengths the fused core takes.
-            QT_TRY(BE->attention_fwd(CTX, &sp, a->ctx, a->probs, a->p, a->qkv, m->lens, B, T, C,
+            QT_TRY(BE->attention_fwd(CTX, &pp.sp, a->ctx, a->probs, a->p, a->qkv, m->lens, B, T, C,
                                      H));
         } else {
             // scores (B, H, T, T) = Q K^T per head, into `probs` (overwritten by the softmax)
@@ -670,12 +723,14 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
                                         H * TT, TT, B, H);
             QT_TRY(BE->gemm(CTX, &qk, a->qkv, AT(a->qkv, C), a->probs));
             QT_TRY(site(m, l, QT_SITE_SCORES, a->probs, (size_t)B * H * T, T));
-            QT_TRY(BE->softmax_clip_fwd(CTX, &sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
+            QT_TRY(
+                BE->softmax_clip_fwd(CTX, &pp.sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
             QT_TRY(site(m, l, QT_SITE_PROBS, a->probs, (size_t)B * H * T, T));
             const void *pv_probs = a->probs;
-            if (attn_drop > 0) {
+            if (pp.attn_drop > 0) {
                 QT_TRY(BE->dropout_fwd(CTX, a->probs_drop, a->probs, (size_t)B * H * TT,
-                                       attn_drop, cfg->seed, drop_stream(m, l, SITE_ATTN_PROBS)));
+                                       pp.attn_drop, cfg->seed,
+                                       drop_stream(m, l, SITE_ATTN_PROBS)));
                 pv_probs = a->probs_drop;
             }
             // ctx (B, T, C): head h's (T, D) slice = probs (T, T) @ V (T, D)
@@ -685,50 +740,38 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             QT_TRY(site(m, l, QT_SITE_CTX, a->ctx, N, C));
         }
         const void *proj_in = a->ctx;
-        if (gs.kind != QT_GATE_NONE) {
-            QT_TRY(BE->gate_fwd(CTX, &gs, a->gate, a->gate_hidden, a->ln1, w->gate_w1, w->gate_b1,
-                                w->gate_w2, w->gate_b2, N, C));
+        if (pp.gs.kind != QT_GATE_NONE) {
+            QT_TRY(BE->gate_fwd(CTX, &pp.gs, a->gate, a->gate_hidden, a->ln1.y, w->gate_w1,
+                                w->gate_b1, w->gate_w2, w->gate_b2, N, C));
             QT_TRY(BE->gate_mul_fwd(CTX, a->gated, a->gate, a->ctx, N, C, H));
             proj_in = a->gated;
         }
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_PROJ, a->attn_out, proj_in, w->proj_w, w->proj_b,
                                 N, C, C));
         QT_TRY(site(m, l, QT_SITE_ATTN_OUT, a->attn_out, N, C));
-        // resid1 = x + drop(attn_out)
-        if (drop > 0) {
-            QT_TRY(BE->dropout_fwd(CTX, a->resid1, a->attn_out, (size_t)N * C, drop, cfg->seed,
-                                   drop_stream(m, l, SITE_ATTN_RESID)));
-            QT_TRY(BE->add(CTX, a->resid1, a->resid1, x, (size_t)N * C));
-        } else {
-            QT_TRY(BE->add(CTX, a->resid1, a->attn_out, x, (size_t)N * C));
-        }
+        QT_TRY(residual_fwd(m, a->resid1, a->attn_out, x, (size_t)N * C, pp.drop,
+                            drop_stream(m, l, SITE_ATTN_RESID)));
         QT_TRY(site(m, l, QT_SITE_RESID1, a->resid1, N, C));
-        QT_TRY(norm_fwd(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid1, w->ln2_w, w->ln2_b, N, C));
-        QT_TRY(site(m, l, QT_SITE_LN2, a->ln2, N, C));
-        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, a->ln2, w->fc_w, w->fc_b, N, C, F1));
+        QT_TRY(norm_fwd(m, &a->ln2, a->resid1, w->ln2_w, w->ln2_b, N, C));
+        QT_TRY(site(m, l, QT_SITE_LN2, a->ln2.y, N, C));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, a->ln2.y, w->fc_w, w->fc_b, N, C, F1));
         QT_TRY(act_fwd(m, a->fc_act, a->fc, N, F));
         QT_TRY(site(m, l, QT_SITE_FC_ACT, a->fc_act, N, F));
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC2, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N,
                                 F, C));
         QT_TRY(site(m, l, QT_SITE_FFN_OUT, a->ffn_out, N, C));
-        if (drop > 0) {
-            QT_TRY(BE->dropout_fwd(CTX, a->resid2, a->ffn_out, (size_t)N * C, drop, cfg->seed,
-                                   drop_stream(m, l, SITE_FFN_RESID)));
-            QT_TRY(BE->add(CTX, a->resid2, a->resid2, a->resid1, (size_t)N * C));
-        } else {
-            QT_TRY(BE->add(CTX, a->resid2, a->ffn_out, a->resid1, (size_t)N * C));
-        }
+        QT_TRY(residual_fwd(m, a->resid2, a->ffn_out, a->resid1, (size_t)N * C, pp.drop,
+                            drop_stream(m, l, SITE_FFN_RESID)));
         QT_TRY(site(m, l, QT_SITE_RESID2, a->resid2, N, C));
         x = a->resid2;
     }
-    QT_TRY(norm_fwd(m, m->lnf, m->lnf_mean, m->lnf_rstd, x, m->p.lnf_w, m->p.lnf_b, N, C));
-    QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf, N, C));
-    QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf, m->p.head, NULL, N, C, V));
+    QT_TRY(norm_fwd(m, &m->lnf, x, m->p.lnf_w, m->p.lnf_b, N, C));
+    QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf.y, N, C));
+    QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf.y, m->p.head, NULL, N, C, V));
     if (!targets) return QT_OK;
     QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->logits, m->logits, m->targets, N, V));
-    float *losses = malloc((size_t)N * sizeof(float));
-    if (!losses) return qt_error(QT_ERR_OOM, "cannot allocate %d losses", N);
-    qt_status st = BE->to_host(CTX, losses, m->losses, (size_t)N * sizeof(float));
+    const float *losses = m->host_losses;
+    QT_TRY(BE->to_host(CTX, m->host_losses, m->losses, (size_t)N * sizeof(float)));
     double sum = 0.0;
     int count = 0;
     for (int i = 0; i < N; i++)
@@ -736,8 +779,6 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             sum += losses[i];
             count++;
         }
-    free(losses);
-    QT_TRY(st);
     m->fwd_B = B;
     m->fwd_T = T;
     m->fwd_count = count;
@@ -767,30 +808,24 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     if (B == 0) return qt_error(QT_ERR_ARG, "backward without a forward with targets");
     int L = cfg->n_layer, C = cfg->d_model, H = cfg->n_head, D = C / H, F = cfg->d_ff;
     int V = cfg->vocab_size, N = B * T;
-    float drop = m->training ? cfg->dropout : 0.0f;
-    float attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f;
-    qt_softmax_params sp = softmax_params(cfg);
-    qt_gate_shape gs = {cfg->gate, H, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0};
-    int F1 = cfg->activation == QT_ACT_SWIGLU ? 2 * F : F;
+    const pass_params pp = pass_params_of(m);
+    int F1 = fc1_width(cfg);
     int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
     size_t NC = (size_t)N * C;
 
     // d mean-loss / d loss_n = 1 / count for counted tokens
-    float *dl = malloc((size_t)N * sizeof(float));
-    if (!dl) return qt_error(QT_ERR_OOM, "cannot allocate %d loss gradients", N);
+    float *dl = m->host_losses;
     for (int i = 0; i < N; i++) dl[i] = m->fwd_count ? loss_scale / (float)m->fwd_count : 0.0f;
-    qt_status st = BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float));
-    free(dl);
-    QT_TRY(st);
+    QT_TRY(BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float)));
 
     // LM head: dlogits overwrite the probabilities in place.
     QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));
     QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
-    QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.head, NULL, m->logits, m->lnf, m->p.head, N, C, V));
+    QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
     QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
     const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
     QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch, m->d_ln,
-                    x_last, m->lnf_mean, m->lnf_rstd, m->p.lnf_w, N, C));
+                    x_last, &m->lnf, m->p.lnf_w, N, C));
 
     for (int l = L - 1; l >= 0; l--) {
         const qt_layer_params *w = &m->p.layers[l];
@@ -803,7 +838,7 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
 
         // ---- FFN branch: resid2 = resid1 + drop(fc2(act(fc1(ln2(resid1)))))
         const void *d_ffn;
-        QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, drop,
+        QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, pp.drop,
                             drop_stream(m, l, SITE_FFN_RESID)));
         QT_TRY(BE->zero(CTX, m->d_fc_act, (size_t)N * F * m->es));
         QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
@@ -811,38 +846,38 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F1 * m->es));
         QT_TRY(act_bwd(m, m->d_fc, m->d_fc_act, a->fc, N, F));
         QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2,
+        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2.y,
                               w->fc_w, N, C, F1));
         QT_TRY(norm_bwd(m, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_ln,
-                        a->resid1, a->ln2_mean, a->ln2_rstd, w->ln2_w, N, C));
+                        a->resid1, &a->ln2, w->ln2_w, N, C));
         // d_resid is now d resid1.
 
         // ---- attention branch: resid1 = x + drop(out_proj(gate * attention(ln1(x))))
         const void *d_attn;
-        QT_TRY(dropout_grad(m, &d_attn, m->d_branch, m->d_resid, NC, drop,
+        QT_TRY(dropout_grad(m, &d_attn, m->d_branch, m->d_resid, NC, pp.drop,
                             drop_stream(m, l, SITE_ATTN_RESID)));
         QT_TRY(BE->zero(CTX, m->d_gated, NC * m->es));
-        const void *proj_in = gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
+        const void *proj_in = pp.gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
         QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_PROJ, m->d_gated, gw->proj_w, gw->proj_b, d_attn,
                               proj_in, w->proj_w, N, C, C));
         QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
         const void *d_ctx = m->d_gated;
-        if (gs.kind != QT_GATE_NONE) {
+        if (pp.gs.kind != QT_GATE_NONE) {
             QT_TRY(BE->zero(CTX, m->d_ctx, NC * m->es));
             QT_TRY(BE->zero(CTX, m->d_gate, (size_t)N * H * sizeof(float)));
             QT_TRY(BE->gate_mul_bwd(CTX, m->d_ctx, m->d_gate, m->d_gated, a->gate, a->ctx, N, C, H));
-            QT_TRY(BE->gate_bwd(CTX, &gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
-                                gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1,
+            QT_TRY(BE->gate_bwd(CTX, &pp.gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
+                                gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1.y,
                                 w->gate_w1, w->gate_w2, N, C));
             d_ctx = m->d_ctx;
         }
         // attention core
         QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
-        if (BE->attention_bwd && attn_drop == 0) {
-            QT_TRY(BE->attention_bwd(CTX, &sp, m->d_qkv, m->d_scores, d_ctx, a->qkv, a->probs,
+        if (BE->attention_bwd && pp.attn_drop == 0) {
+            QT_TRY(BE->attention_bwd(CTX, &pp.sp, m->d_qkv, m->d_scores, d_ctx, a->qkv, a->probs,
                                      a->p, m->lens, B, T, C, H));
         } else {
-            const void *pv_probs = attn_drop > 0 ? a->probs_drop : a->probs;
+            const void *pv_probs = pp.attn_drop > 0 ? a->probs_drop : a->probs;
             // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
             qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D,
                                         T, H * TT, TT, B, H);
@@ -852,12 +887,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                         3 * C, T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, AT(m->d_qkv, 2 * C)));
             const void *d_probs = m->d_probs;
-            if (attn_drop > 0) {
+            if (pp.attn_drop > 0) {
                 QT_TRY(dropout_grad(m, &d_probs, m->d_probs_pre, m->d_probs, (size_t)B * H * TT,
-                                    attn_drop, drop_stream(m, l, SITE_ATTN_PROBS)));
+                                    pp.attn_drop, drop_stream(m, l, SITE_ATTN_PROBS)));
             }
             QT_TRY(BE->zero(CTX, m->d_scores, (size_t)B * H * TT * m->es));
-            QT_TRY(BE->softmax_clip_bwd(CTX, &sp, m->d_scores, d_probs, a->p, m->lens, B * H * T,
+            QT_TRY(BE->softmax_clip_bwd(CTX, &pp.sp, m->d_scores, d_probs, a->p, m->lens, B * H * T,
                                         T));
             // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
             qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
@@ -869,14 +904,15 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         }
         if (cfg->pos == QT_POS_ROPE)
             QT_TRY(BE->rope_bwd(CTX, m->d_qkv, B, T, C, H, cfg->rope_theta));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv, a->ln1,
-                              w->qkv_w, N, C, 3 * C));
+        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv,
+                              a->ln1.y, w->qkv_w, N, C, 3 * C));
         QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln, x,
-                        a->ln1_mean, a->ln1_rstd, w->ln1_w, N, C));
+                        &a->ln1, w->ln1_w, N, C));
         // d_resid is now d x.
     }
     const void *d_emb;
-    QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, drop, drop_stream(m, 0, SITE_EMBED)));
+    QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, pp.drop,
+                        drop_stream(m, 0, SITE_EMBED)));
     QT_TRY(BE->embedding_bwd(CTX, m->g.wte, m->g.wpe, d_emb, m->inputs, B, T, C));
     return QT_OK;
 }

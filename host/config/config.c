@@ -1,10 +1,12 @@
 // config.c: qt_config defaults, `key = value` parsing, validation and writing.
 //
 // Every key lives in ONE table (`keys` below): its dotted name, its type, where it lives in
-// qt_config (offset), its allowed range with the reason for that range, and a one-line help.
-// qt_config_set parses through the table, qt_config_write prints through it, and
-// qt_config_validate checks every key's range through it before the relations between keys
-// (n_head divides d_model, seq_len <= max_seq_len, ...), which are the only hand-written checks.
+// qt_config (offset), its default, its allowed range with the reason for that range, and a
+// one-line help; enum keys read and write their names through qtrain/names.h.
+// qt_config_defaults parses each default through the table, qt_config_set parses through it,
+// qt_config_write prints through it, and qt_config_validate checks every key's range through
+// it before the relations between keys (n_head divides d_model, seq_len <= max_seq_len, ...),
+// which are the only hand-written checks.
 // Adding a key = adding a field to qt_config (include/qtrain/config.h) and one table row.
 //
 // Values: integers and floats through strtol/strtof with end, errno and range checked (`12x`,
@@ -24,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+
+#include "qtrain/names.h"
 
 // Enum fields are read and written as int through their offset.
 _Static_assert(sizeof(qt_arch) == sizeof(int), "enum size");
@@ -49,7 +53,7 @@ typedef enum {
     KEY_BOOL,  // int, 0 | 1
     KEY_FLOAT, // float
     KEY_U64,   // uint64_t, decimal
-    KEY_ENUM,  // int-sized enum, by name: choices[value]
+    KEY_ENUM,  // int-sized enum, by name (qtrain/names.h)
     KEY_STR,   // char[cap], NUL-terminated
 } key_type;
 
@@ -60,242 +64,196 @@ typedef struct {
     size_t cap;                 // KEY_STR: capacity of the char array (with the NUL)
     double lo, hi;              // KEY_INT, KEY_FLOAT: allowed range
     int lo_open, hi_open;       // 1: the bound itself is excluded
-    const char *const *choices; // KEY_ENUM: names indexed by value
-    int n_choices;
+    const qt_names *choices;    // KEY_ENUM: the enum's name table (qtrain/names.h) ...
+    unsigned allowed;           // ... and the values this key accepts (QT_NAME_BIT per value)
+    int list_choices;           // KEY_ENUM: 1 appends ": a|b|c" (the choices) to the help
+    const char *def;            // the default, as a value: qt_config_defaults parses it
     const char *why;  // why the range (said when a value falls outside it)
     const char *help; // one line, written as a comment by qt_config_write
 } key_def;
 
-static const char *const arch_names[] = {"opt", "llama"};
-static const char *const act_names[] = {"gelu", "relu", "swiglu"};
-static const char *const norm_names[] = {"layernorm", "rmsnorm"};
-static const char *const pos_names[] = {"learned", "rope"};
-static const char *const qmode_names[] = {"none", "qat", "bitnet", "dqt"};
-static const char *const qbwd_names[] = {"dw", "dx"};
-static const char *const dqt_scale_names[] = {"fixed", "absmax_pre", "absmean"};
-// Indexed by qt_quant_granularity, qt_quant_rounding, qt_quant_range (qtrain/quant.h); the
-// ranges that need calibration state (running, percentile, mse) are for evaluation, not here.
-static const char *const qgran_names[] = {"tensor", "row", "group"};
-static const char *const qround_names[] = {"nearest", "stochastic"};
-static const char *const qrange_names[] = {"absmax", "absmean"};
-static const char *const loss_names[] = {"clm"};
-static const char *const sched_names[] = {"linear", "cosine", "constant"};
-static const char *const precision_names[] = {"auto", "fp32", "fp16", "bf16"};
-static const char *const softmax_names[] = {"vanilla", "clipped", "ncs"};
-static const char *const gate_names[] = {"none", "linear", "mlp", "all_heads"};
+// The ranges that need calibration state (minmax, percentile, mse) are for evaluation, not
+// for quantized training: quant.*_range takes absmax and absmean only.
+#define TRAIN_RANGES (QT_NAME_BIT(QT_QUANT_RANGE_ABSMAX) | QT_NAME_BIT(QT_QUANT_RANGE_ABSMEAN))
 
-#define NCHOICES(a) ((int)(sizeof(a) / sizeof((a)[0])))
 #define OFF(field) offsetof(qt_config, field)
-#define INT_KEY(nm, field, lo, hi, why, help)                                                      \
-    { nm, KEY_INT, OFF(field), 0, lo, hi, 0, 0, NULL, 0, why, help }
-#define BOOL_KEY(nm, field, help)                                                                  \
-    { nm, KEY_BOOL, OFF(field), 0, 0, 1, 0, 0, NULL, 0, NULL, help }
-#define FLOAT_KEY(nm, field, lo, lo_open, hi, hi_open, why, help)                                  \
-    { nm, KEY_FLOAT, OFF(field), 0, lo, hi, lo_open, hi_open, NULL, 0, why, help }
-#define ENUM_KEY(nm, field, names, help)                                                           \
-    { nm, KEY_ENUM, OFF(field), 0, 0, 0, 0, 0, names, NCHOICES(names), NULL, help }
+// Each key: its name, its field, its default (as a value text), then what its type needs.
+#define INT_KEY(nm, field, def, lo, hi, why, help)                                                 \
+    { nm, KEY_INT, OFF(field), 0, lo, hi, 0, 0, NULL, 0, 0, def, why, help }
+#define BOOL_KEY(nm, field, def, help)                                                             \
+    { nm, KEY_BOOL, OFF(field), 0, 0, 1, 0, 0, NULL, 0, 0, def, NULL, help }
+#define FLOAT_KEY(nm, field, def, lo, lo_open, hi, hi_open, why, help)                             \
+    { nm, KEY_FLOAT, OFF(field), 0, lo, hi, lo_open, hi_open, NULL, 0, 0, def, why, help }
+// An enum key over the values in `allowed` of table `names`; LISTED_ adds the choices to the help.
+#define SUBSET_KEY(nm, field, def, names, allowed, list, help)                                     \
+    { nm, KEY_ENUM, OFF(field), 0, 0, 0, 0, 0, &names, allowed, list, def, NULL, help }
+#define ENUM_KEY(nm, field, def, names, help)                                                      \
+    SUBSET_KEY(nm, field, def, names, QT_NAMES_ALL, 0, help)
+#define LISTED_ENUM_KEY(nm, field, def, names, help)                                               \
+    SUBSET_KEY(nm, field, def, names, QT_NAMES_ALL, 1, help)
 
 #define INF INFINITY
-// The six keys of one qat quantizer, quant.<role>_*.
-#define QSPEC_KEYS(role, field, what)                                                              \
-    INT_KEY("quant." role "_bits", field.bits, 0, 8, "bits are 0 (off), 1 (ternary) or 2..8",      \
-            what ": bits (0 off, 1 ternary)"),                                                     \
-        ENUM_KEY("quant." role "_granularity", field.granularity, qgran_names,                     \
-                 what ": tensor|row|group"),                                                       \
-        INT_KEY("quant." role "_group", field.group, 1, 1 << 20, "a group holds >= 1 element",      \
-                what ": group size"),                                                              \
-        ENUM_KEY("quant." role "_rounding", field.rounding, qround_names,                          \
-                 what ": nearest|stochastic"),                                                     \
-        BOOL_KEY("quant." role "_symmetric", field.symmetric, what ": 1 signed, 0 zero point"),   \
-        ENUM_KEY("quant." role "_range", field.range, qrange_names, what ": absmax|absmean")
+// The six keys of one qat quantizer, quant.<role>_*: bits and symmetric defaults per role;
+// every role defaults to per-row, groups of 128, nearest, absmax.
+#define QSPEC_KEYS(role, field, what, bits_def, sym_def)                                           \
+    INT_KEY("quant." role "_bits", field.bits, bits_def, 0, 8,                                     \
+            "bits are 0 (off), 1 (ternary) or 2..8", what ": bits (0 off, 1 ternary)"),            \
+        LISTED_ENUM_KEY("quant." role "_granularity", field.granularity, "row",                    \
+                        qt_quant_granularity_names, what),                                         \
+        INT_KEY("quant." role "_group", field.group, "128", 1, 1 << 20,                            \
+                "a group holds >= 1 element", what ": group size"),                                \
+        LISTED_ENUM_KEY("quant." role "_rounding", field.rounding, "nearest",                      \
+                        qt_quant_rounding_names, what),                                            \
+        BOOL_KEY("quant." role "_symmetric", field.symmetric, sym_def,                             \
+                 what ": 1 signed, 0 zero point"),                                                 \
+        SUBSET_KEY("quant." role "_range", field.range, "absmax", qt_quant_range_names,            \
+                   TRAIN_RANGES, 1, what)
 
 static const key_def keys[] = {
-    ENUM_KEY("model.arch", arch, arch_names, "architecture"),
-    INT_KEY("model.n_layer", n_layer, 1, 1024, NULL, "transformer blocks"),
-    INT_KEY("model.d_model", d_model, 1, 65536, NULL, "residual width C"),
-    INT_KEY("model.n_head", n_head, 1, 65536, NULL, "attention heads H (divides d_model)"),
-    INT_KEY("model.d_ff", d_ff, 1, 1 << 20, NULL, "MLP hidden width"),
-    INT_KEY("model.max_seq_len", max_seq_len, 1, 1 << 20, NULL, "learned positions (T <= this)"),
-    INT_KEY("model.vocab_size", vocab_size, 257, 65536,
+    ENUM_KEY("model.arch", arch, "opt", qt_arch_names, "architecture"),
+    INT_KEY("model.n_layer", n_layer, "4", 1, 1024, NULL, "transformer blocks"),
+    INT_KEY("model.d_model", d_model, "256", 1, 65536, NULL, "residual width C"),
+    INT_KEY("model.n_head", n_head, "4", 1, 65536, NULL, "attention heads H (divides d_model)"),
+    INT_KEY("model.d_ff", d_ff, "1024", 1, 1 << 20, NULL, "MLP hidden width"),
+    INT_KEY("model.max_seq_len", max_seq_len, "128", 1, 1 << 20, NULL,
+            "learned positions (T <= this)"),
+    INT_KEY("model.vocab_size", vocab_size, "4096", 257, 65536,
             "the vocabulary holds the 256 bytes plus merges, and shards store uint16 tokens",
             "tokens (shards hold uint16)"),
-    ENUM_KEY("model.activation", activation, act_names, "MLP activation"),
-    ENUM_KEY("model.norm", norm, norm_names, "normalization"),
-    ENUM_KEY("model.pos", pos, pos_names, "position encoding"),
-    FLOAT_KEY("model.rope_theta", rope_theta, 1, 1, INF, 0, "the RoPE base must be > 1",
+    ENUM_KEY("model.activation", activation, "gelu", qt_activation_names, "MLP activation"),
+    ENUM_KEY("model.norm", norm, "layernorm", qt_norm_names, "normalization"),
+    ENUM_KEY("model.pos", pos, "learned", qt_pos_names, "position encoding"),
+    FLOAT_KEY("model.rope_theta", rope_theta, "10000", 1, 1, INF, 0, "the RoPE base must be > 1",
               "RoPE base"),
-    ENUM_KEY("model.loss", loss, loss_names, "training objective"),
-    BOOL_KEY("model.tie_embeddings", tie_embeddings, "LM head shares the token embedding"),
-    BOOL_KEY("model.bias", bias, "linear and norm biases"),
-    FLOAT_KEY("model.init_std", init_std, 0, 1, 1, 0,
+    ENUM_KEY("model.loss", loss, "clm", qt_loss_names, "training objective"),
+    BOOL_KEY("model.tie_embeddings", tie_embeddings, "1", "LM head shares the token embedding"),
+    BOOL_KEY("model.bias", bias, "1", "linear and norm biases"),
+    FLOAT_KEY("model.init_std", init_std, "0.02", 0, 1, 1, 0,
               "weights are drawn from N(0, init_std) with 0 < init_std <= 1",
               "N(0, init_std) init"),
-    FLOAT_KEY("model.dropout", dropout, 0, 0, 1, 1, "a dropout probability lies in [0, 1)",
+    FLOAT_KEY("model.dropout", dropout, "0", 0, 0, 1, 1, "a dropout probability lies in [0, 1)",
               "embeddings, attention probs, residual branches"),
-    FLOAT_KEY("model.attn_dropout", attn_dropout, -1, 0, 1, 1,
+    FLOAT_KEY("model.attn_dropout", attn_dropout, "-1", -1, 0, 1, 1,
               "a dropout probability lies in [0, 1), or -1 for model.dropout",
               "attention probabilities (-1: = dropout)"),
 
-    ENUM_KEY("attn.softmax", softmax, softmax_names, "attention softmax variant"),
-    FLOAT_KEY("attn.gamma", gamma, -INF, 0, 0, 0, "clipped softmax needs gamma <= 0",
+    ENUM_KEY("attn.softmax", softmax, "vanilla", qt_softmax_names, "attention softmax variant"),
+    FLOAT_KEY("attn.gamma", gamma, "0", -INF, 0, 0, 0, "clipped softmax needs gamma <= 0",
               "clipped: lower stretch, <= 0"),
-    FLOAT_KEY("attn.zeta", zeta, 1, 0, INF, 0, "clipped softmax needs zeta >= 1",
+    FLOAT_KEY("attn.zeta", zeta, "1", 1, 0, INF, 0, "clipped softmax needs zeta >= 1",
               "clipped: upper stretch, >= 1"),
-    FLOAT_KEY("attn.alpha", alpha, 0, 0, INF, 0,
+    FLOAT_KEY("attn.alpha", alpha, "0", 0, 0, INF, 0,
               "alpha >= 0 (alpha > 0 sets gamma = -alpha / max_seq_len)",
               "clipped: > 0 sets gamma = -alpha / max_seq_len"),
-    FLOAT_KEY("attn.eta", eta, 0, 1, INF, 0, "NCS needs eta > 0 (p = 1 maps to eta)",
+    FLOAT_KEY("attn.eta", eta, "1.03", 0, 1, INF, 0, "NCS needs eta > 0 (p = 1 maps to eta)",
               "ncs: p = 1 maps to eta"),
-    FLOAT_KEY("attn.beta", beta, -INF, 0, INF, 0, "NCS needs a finite beta",
+    FLOAT_KEY("attn.beta", beta, "1", -INF, 0, INF, 0, "NCS needs a finite beta",
               "ncs: a uniform row maps to beta / N"),
-    ENUM_KEY("attn.gate", gate, gate_names, "gated attention"),
-    INT_KEY("attn.gate_n_hid", gate_n_hid, 0, 65536, NULL, "mlp gate hidden width (0: d_head / 4)"),
-    FLOAT_KEY("attn.gate_pi_init", gate_pi_init, 0, 1, 1, 1,
+    ENUM_KEY("attn.gate", gate, "none", qt_gate_names, "gated attention"),
+    INT_KEY("attn.gate_n_hid", gate_n_hid, "0", 0, 65536, NULL,
+            "mlp gate hidden width (0: d_head / 4)"),
+    FLOAT_KEY("attn.gate_pi_init", gate_pi_init, "0.5", 0, 1, 1, 1,
               "the initial gate value is a sigmoid output, strictly inside (0, 1)",
               "initial gate value"),
 
-    INT_KEY("train.batch_size", batch_size, 1, 1 << 20, NULL, "B, sequences per micro-batch"),
-    INT_KEY("train.seq_len", seq_len, 1, 1 << 20, NULL, "T (<= model.max_seq_len)"),
-    INT_KEY("train.grad_accum", grad_accum, 1, 1 << 20, NULL, "micro-batches per step"),
-    INT_KEY("train.max_steps", max_steps, 1, INT_MAX, "a run takes at least one step",
+    INT_KEY("train.batch_size", batch_size, "8", 1, 1 << 20, NULL, "B, sequences per micro-batch"),
+    INT_KEY("train.seq_len", seq_len, "128", 1, 1 << 20, NULL, "T (<= model.max_seq_len)"),
+    INT_KEY("train.grad_accum", grad_accum, "1", 1, 1 << 20, NULL, "micro-batches per step"),
+    INT_KEY("train.max_steps", max_steps, "1000", 1, INT_MAX, "a run takes at least one step",
             "optimizer steps"),
-    FLOAT_KEY("train.lr", lr, 0, 1, INF, 0, "the peak learning rate must be > 0",
+    FLOAT_KEY("train.lr", lr, "1e-3", 0, 1, INF, 0, "the peak learning rate must be > 0",
               "peak learning rate"),
-    FLOAT_KEY("train.min_lr", min_lr, 0, 0, INF, 0, "the learning-rate floor must be >= 0",
+    FLOAT_KEY("train.min_lr", min_lr, "1e-4", 0, 0, INF, 0, "the learning-rate floor must be >= 0",
               "floor of the decay"),
-    INT_KEY("train.warmup_steps", warmup_steps, 0, INT_MAX, "warmup steps are >= 0",
+    INT_KEY("train.warmup_steps", warmup_steps, "100", 0, INT_MAX, "warmup steps are >= 0",
             "linear warmup from 0"),
-    ENUM_KEY("train.schedule", schedule, sched_names, "learning-rate decay"),
-    FLOAT_KEY("train.beta1", beta1, 0, 0, 1, 1, "Adam's beta1 lies in [0, 1)", "Adam beta1"),
-    FLOAT_KEY("train.beta2", beta2, 0, 0, 1, 1, "Adam's beta2 lies in [0, 1)", "Adam beta2"),
-    FLOAT_KEY("train.eps", eps, 0, 1, INF, 0, "Adam's eps must be > 0", "Adam epsilon"),
-    FLOAT_KEY("train.weight_decay", weight_decay, 0, 0, INF, 0, "weight decay must be >= 0",
+    ENUM_KEY("train.schedule", schedule, "cosine", qt_sched_names, "learning-rate decay"),
+    FLOAT_KEY("train.beta1", beta1, "0.9", 0, 0, 1, 1, "Adam's beta1 lies in [0, 1)", "Adam beta1"),
+    FLOAT_KEY("train.beta2", beta2, "0.95", 0, 0, 1, 1, "Adam's beta2 lies in [0, 1)",
+              "Adam beta2"),
+    FLOAT_KEY("train.eps", eps, "1e-8", 0, 1, INF, 0, "Adam's eps must be > 0", "Adam epsilon"),
+    FLOAT_KEY("train.weight_decay", weight_decay, "0.1", 0, 0, INF, 0, "weight decay must be >= 0",
               "decoupled weight decay"),
-    BOOL_KEY("train.decay_norm_weights", decay_norm_weights, "1 decays LayerNorm gains (OPT)"),
-    FLOAT_KEY("train.grad_clip", grad_clip, 0, 0, INF, 0, "the clip norm is >= 0 (0: off)",
+    BOOL_KEY("train.decay_norm_weights", decay_norm_weights, "0", "1 decays LayerNorm gains (OPT)"),
+    FLOAT_KEY("train.grad_clip", grad_clip, "1", 0, 0, INF, 0, "the clip norm is >= 0 (0: off)",
               "global norm clip (0: off)"),
-    {"train.seed", KEY_U64, OFF(seed), 0, 0, 0, 0, 0, NULL, 0, NULL,
+    {"train.seed", KEY_U64, OFF(seed), 0, 0, 0, 0, 0, NULL, 0, 0, "1337", NULL,
      "every random draw derives from it"},
-    INT_KEY("train.threads", threads, 0, 4096, NULL, "OpenMP threads (0: all cores)"),
-    INT_KEY("train.log_every", log_every, 1, INT_MAX, "log at least every N >= 1 steps",
+    INT_KEY("train.threads", threads, "0", 0, 4096, NULL, "OpenMP threads (0: all cores)"),
+    INT_KEY("train.log_every", log_every, "10", 1, INT_MAX, "log at least every N >= 1 steps",
             "steps between training lines"),
-    INT_KEY("train.eval_every", eval_every, 0, INT_MAX, "evaluation interval is >= 0 (0: at end)",
+    INT_KEY("train.eval_every", eval_every, "200", 0, INT_MAX,
+            "evaluation interval is >= 0 (0: at end)",
             "steps between evaluations (0: only at end)"),
-    INT_KEY("train.eval_batches", eval_batches, 1, INT_MAX,
+    INT_KEY("train.eval_batches", eval_batches, "20", 1, INT_MAX,
             "an evaluation needs at least one batch", "validation batches per evaluation"),
-    INT_KEY("train.ckpt_every", ckpt_every, 0, INT_MAX, "checkpoint interval is >= 0 (0: at end)",
+    INT_KEY("train.ckpt_every", ckpt_every, "0", 0, INT_MAX,
+            "checkpoint interval is >= 0 (0: at end)",
             "steps between checkpoints (0: only at end)"),
-    ENUM_KEY("train.precision", precision, precision_names,
+    ENUM_KEY("train.precision", precision, "auto", qt_precision_names,
              "storage dtype (auto: fp32 on CPU, fp16 on CUDA)"),
-    FLOAT_KEY("train.loss_scale_init", loss_scale_init, 1, 0, 16777216.0, 0,
+    FLOAT_KEY("train.loss_scale_init", loss_scale_init, "65536", 1, 0, 16777216.0, 0,
               "the initial loss scale lies in [1, 2^24]", "fp16: first loss scale"),
-    INT_KEY("train.loss_scale_window", loss_scale_window, 1, INT_MAX,
+    INT_KEY("train.loss_scale_window", loss_scale_window, "2000", 1, INT_MAX,
             "the growth window is >= 1 step", "fp16: clean steps before the scale grows"),
-    FLOAT_KEY("train.loss_scale_growth", loss_scale_growth, 1, 1, 1024, 0,
+    FLOAT_KEY("train.loss_scale_growth", loss_scale_growth, "2", 1, 1, 1024, 0,
               "the growth factor lies in (1, 1024]", "fp16: scale factor after a clean window"),
-    FLOAT_KEY("train.loss_scale_backoff", loss_scale_backoff, 0, 1, 1, 1,
+    FLOAT_KEY("train.loss_scale_backoff", loss_scale_backoff, "0.5", 0, 1, 1, 1,
               "the backoff factor lies in (0, 1)", "fp16: scale factor on inf/nan"),
 
-    ENUM_KEY("quant.mode", quant_mode, qmode_names, "quantized training: none|qat|bitnet|dqt"),
-    QSPEC_KEYS("w", q_w, "qat weights"),
-    QSPEC_KEYS("a", q_a, "qat linear inputs"),
-    QSPEC_KEYS("g", q_g, "qat output gradients"),
-    QSPEC_KEYS("m", q_m, "qat Adam first moment"),
-    QSPEC_KEYS("v", q_v, "qat Adam second moment"),
-    ENUM_KEY("quant.backward", q_backward, qbwd_names,
+    LISTED_ENUM_KEY("quant.mode", quant_mode, "none", qt_quant_mode_names, "quantized training"),
+    // qat: 8-bit weights (per output channel) and inputs (per token), everything else off; v
+    // (non-negative) on an unsigned grid when switched on (PAPERS.md section 6).
+    QSPEC_KEYS("w", q_w, "qat weights", "8", "1"),
+    QSPEC_KEYS("a", q_a, "qat linear inputs", "8", "1"),
+    QSPEC_KEYS("g", q_g, "qat output gradients", "0", "1"),
+    QSPEC_KEYS("m", q_m, "qat Adam first moment", "0", "1"),
+    QSPEC_KEYS("v", q_v, "qat Adam second moment", "0", "0"),
+    ENUM_KEY("quant.backward", q_backward, "dw", qt_quant_backward_names,
              "quantized gradient feeds dW (dw) or dX (dx, SwitchBack)"),
-    BOOL_KEY("quant.int8_gemm", q_int8_gemm, "8-bit symmetric W x A forwards on the INT8 GEMM"),
-    INT_KEY("quant.dqt_bits", dqt_bits, 1, 8, "DQT codes are ternary (1) or 2..8-bit",
+    BOOL_KEY("quant.int8_gemm", q_int8_gemm, "1",
+             "8-bit symmetric W x A forwards on the INT8 GEMM"),
+    INT_KEY("quant.dqt_bits", dqt_bits, "1", 1, 8, "DQT codes are ternary (1) or 2..8-bit",
             "dqt: 1 = ternary, else bits"),
-    ENUM_KEY("quant.dqt_scale", dqt_scale, dqt_scale_names,
-             "dqt scale rule: fixed|absmax_pre|absmean"),
+    LISTED_ENUM_KEY("quant.dqt_scale", dqt_scale, "fixed", qt_dqt_scale_names, "dqt scale rule"),
 
-    {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0,
-     NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
+    {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0, 0,
+     "data/kjv", NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
 };
 
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))
 
 // ---------------------------------------------------------------------------------------
-// Defaults: a small model that trains on 2 CPU cores in a few minutes
+// Defaults: a small model that trains on 2 CPU cores in a few minutes, from the table
+
+static qt_status parse_value(const key_def *k, qt_config *cfg, const char *v, size_t len,
+                             const char *origin);
 
 void qt_config_defaults(qt_config *cfg) {
     // Zero first: padding and the tail of data_dir are then defined, so two configs that hold
     // the same values compare equal with memcmp.
     memset(cfg, 0, sizeof *cfg);
-    cfg->arch = QT_ARCH_OPT;
-    cfg->n_layer = 4;
-    cfg->d_model = 256;
-    cfg->n_head = 4;
-    cfg->d_ff = 1024;
-    cfg->max_seq_len = 128;
-    cfg->vocab_size = 4096;
-    cfg->activation = QT_ACT_GELU;
-    cfg->norm = QT_NORM_LAYERNORM;
-    cfg->pos = QT_POS_LEARNED;
-    cfg->loss = QT_LOSS_CLM;
-    cfg->tie_embeddings = 1;
-    cfg->bias = 1;
-    cfg->init_std = 0.02f;
-    cfg->dropout = 0.0f;
-    cfg->attn_dropout = -1.0f;
-
-    cfg->softmax = QT_SOFTMAX_VANILLA;
-    cfg->gamma = 0.0f;
-    cfg->zeta = 1.0f;
-    cfg->alpha = 0.0f;
-    cfg->eta = 1.03f; // Liao & Monz's code defaults (PAPERS.md section 2)
-    cfg->beta = 1.0f;
-    cfg->gate = QT_GATE_NONE;
-    cfg->gate_n_hid = 0;
-    cfg->gate_pi_init = 0.5f;
-    cfg->rope_theta = 10000.0f;
-
-    // qat defaults: 8-bit per-channel weights and per-token inputs, everything else off;
-    // v (non-negative) on an unsigned grid when switched on (PAPERS.md section 6).
-    cfg->quant_mode = QT_QMODE_NONE;
-    qt_quant_spec off = {0, QT_QUANT_PER_ROW, 128, QT_QUANT_NEAREST, 1, QT_QUANT_RANGE_ABSMAX};
-    cfg->q_w = cfg->q_a = cfg->q_g = cfg->q_m = cfg->q_v = off;
-    cfg->q_w.bits = 8;
-    cfg->q_a.bits = 8;
-    cfg->q_v.symmetric = 0;
-    cfg->q_backward = QT_QBWD_DW;
-    cfg->q_int8_gemm = 1;
-    cfg->dqt_bits = 1;
-    cfg->dqt_scale = QT_DQT_SCALE_FIXED;
-
-    cfg->batch_size = 8;
-    cfg->seq_len = 128;
-    cfg->grad_accum = 1;
-    cfg->max_steps = 1000;
-    cfg->lr = 1e-3f;
-    cfg->min_lr = 1e-4f;
-    cfg->warmup_steps = 100;
-    cfg->schedule = QT_SCHED_COSINE;
-    cfg->beta1 = 0.9f;
-    cfg->beta2 = 0.95f;
-    cfg->eps = 1e-8f;
-    cfg->weight_decay = 0.1f;
-    cfg->decay_norm_weights = 0;
-    cfg->grad_clip = 1.0f;
-    cfg->seed = 1337;
-    cfg->threads = 0;
-    cfg->log_every = 10;
-    cfg->eval_every = 200;
-    cfg->eval_batches = 20;
-    cfg->ckpt_every = 0;
-    cfg->precision = QT_PRECISION_AUTO;
-    cfg->loss_scale_init = 65536.0f;
-    cfg->loss_scale_window = 2000;
-    cfg->loss_scale_growth = 2.0f;
-    cfg->loss_scale_backoff = 0.5f;
-
-    strcpy(cfg->data_dir, "data/kjv");
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        qt_status st = parse_value(k, cfg, k->def, strlen(k->def), "the key table");
+        QT_ASSERT(st == QT_OK, "config: the default of %s does not parse: %s", k->name,
+                  qt_last_error());
+    }
 }
 
 float qt_config_gamma(const qt_config *cfg) {
     if (cfg->alpha > 0.0f) return -cfg->alpha / (float)cfg->max_seq_len;
     return cfg->gamma;
+}
+
+qt_dtype qt_config_precision_dtype(qt_precision precision, qt_dtype auto_dtype) {
+    switch (precision) {
+    case QT_PRECISION_AUTO: return auto_dtype;
+    case QT_PRECISION_FP32: return QT_DTYPE_F32;
+    case QT_PRECISION_FP16: return QT_DTYPE_F16;
+    case QT_PRECISION_BF16: return QT_DTYPE_BF16;
+    }
+    return auto_dtype;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -411,13 +369,13 @@ static qt_status range_error(const key_def *k, const char *origin, const char *v
 // Parsing one value into the field (the field is written only when the value is valid)
 
 static void choices_text(const key_def *k, char *buf, size_t n) {
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < k->n_choices && used < n; i++) {
-        int w = snprintf(buf + used, n - used, "%s%s", i ? "|" : "", k->choices[i]);
-        if (w < 0) break;
-        used += (size_t)w;
-    }
+    qt_names_join(k->choices, k->allowed, "|", buf, n);
+}
+
+// The value of an enum key's field, or -1 when it is not one of the key's choices.
+static int enum_value(const key_def *k, const qt_config *cfg) {
+    int x = *(const int *)((const char *)cfg + k->offset);
+    return x < k->choices->n && qt_names_allow(k->allowed, x) ? x : -1;
 }
 
 // Unquotes a "..." value (escapes \" and \\) into out[cap]; returns 0 on a malformed string.
@@ -542,11 +500,10 @@ static qt_status parse_value(const key_def *k, qt_config *cfg, const char *v, si
         return QT_OK;
     }
     case KEY_ENUM: {
-        for (int i = 0; i < k->n_choices; i++) {
-            if (strcmp(text, k->choices[i]) == 0) {
-                *(int *)field = i;
-                return QT_OK;
-            }
+        int x = qt_name_value(k->choices, text, len, k->allowed);
+        if (x >= 0) {
+            *(int *)field = x;
+            return QT_OK;
         }
         char names[128];
         choices_text(k, names, sizeof names);
@@ -718,7 +675,7 @@ static qt_status check_key_range(const qt_config *cfg, const key_def *k) {
     case KEY_U64: return QT_OK;
     case KEY_ENUM: {
         int x = *(const int *)field;
-        if (x >= 0 && x < k->n_choices) return QT_OK;
+        if (enum_value(k, cfg) >= 0) return QT_OK;
         char names[128];
         choices_text(k, names, sizeof names);
         return qt_error(QT_ERR_ARG, "%s holds the value %d, which names no choice; use one of %s",
@@ -852,8 +809,8 @@ static int write_value(FILE *out, const key_def *k, const qt_config *cfg) {
     }
     case KEY_U64: return fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field);
     case KEY_ENUM: {
-        int x = *(const int *)field;
-        return fprintf(out, "%s", (x >= 0 && x < k->n_choices) ? k->choices[x] : "?");
+        int x = enum_value(k, cfg);
+        return fprintf(out, "%s", x >= 0 ? qt_name(k->choices, x) : "?");
     }
     case KEY_STR: {
         if (!needs_quotes(field)) return fprintf(out, "%s", field);
@@ -875,12 +832,9 @@ qt_status qt_config_write(const qt_config *cfg, FILE *out) {
     if (!cfg || !out) return qt_error(QT_ERR_ARG, "qt_config_write: NULL argument");
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
-        if (k->type == KEY_ENUM) {
-            int x = *(const int *)((const char *)cfg + k->offset);
-            if (x < 0 || x >= k->n_choices) {
-                return qt_error(QT_ERR_ARG, "qt_config_write: %s holds %d, which names no choice",
-                                k->name, x);
-            }
+        if (k->type == KEY_ENUM && enum_value(k, cfg) < 0) {
+            return qt_error(QT_ERR_ARG, "qt_config_write: %s holds %d, which names no choice",
+                            k->name, *(const int *)((const char *)cfg + k->offset));
         }
         const char *dot = strchr(k->name, '.');
         if (i > 0 && strncmp(k->name, keys[i - 1].name, (size_t)(dot - k->name) + 1) != 0) {
@@ -891,7 +845,13 @@ qt_status qt_config_write(const qt_config *cfg, FILE *out) {
         int v = write_value(out, k, cfg);
         if (v < 0) goto io;
         int pad = 12 - v;
-        if (fprintf(out, "%*s # %s\n", pad > 0 ? pad : 0, "", k->help) < 0) goto io;
+        char choices[128] = "";
+        if (k->type == KEY_ENUM && k->list_choices) {
+            choices[0] = ':';
+            choices[1] = ' ';
+            choices_text(k, choices + 2, sizeof choices - 2);
+        }
+        if (fprintf(out, "%*s # %s%s\n", pad > 0 ? pad : 0, "", k->help, choices) < 0) goto io;
     }
     if (fflush(out) != 0 || ferror(out)) goto io;
     return QT_OK;

@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "host/io/file.h"
 #include "qtrain/data.h"
 
 #define TOK_MAGIC "QTBPETOK"
@@ -55,6 +55,32 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n, uint64_t h) {
 static uint32_t hash_u32(uint32_t key) {
     uint32_t h = key * 0x9E3779B1u;
     return h ^ (h >> 15);
+}
+
+// The capacity an array needs for one more element with n of cap used: cap while n < cap,
+// else twice cap (`first` from empty) with *buf (elements of `elem` bytes) reallocated to it.
+// 0 when out of memory (*buf unchanged).
+static size_t grow(void **buf, size_t n, size_t cap, size_t first, size_t elem) {
+    if (n < cap) return cap;
+    size_t c = cap ? 2 * cap : first;
+    void *p = realloc(*buf, c * elem);
+    if (!p) return 0;
+    *buf = p;
+    return c;
+}
+
+// A fresh open-addressing table of `cap` slots (a power of two, linear probing) holding entries
+// 0..n-1 as index + 1, entry e at hash(ctx, e); NULL when out of memory.
+static uint32_t *rehash(uint32_t n, uint32_t cap, uint32_t (*hash)(const void *ctx, uint32_t e),
+                        const void *ctx) {
+    uint32_t *slots = calloc(cap, sizeof *slots);
+    if (!slots) return NULL;
+    for (uint32_t e = 0; e < n; e++) {
+        uint32_t h = hash(ctx, e) & (cap - 1);
+        while (slots[h]) h = (h + 1) & (cap - 1);
+        slots[h] = e + 1;
+    }
+    return slots;
 }
 
 static uint32_t pow2_at_least(uint64_t n) {
@@ -144,15 +170,15 @@ static void wt_free(word_table *t) {
     free(t->slots);
 }
 
+static uint32_t wt_hash(const void *ctx, uint32_t e) {
+    const word_table *t = ctx;
+    return (uint32_t)fnv1a64(t->base + t->off[e], t->len[e], FNV_BASIS);
+}
+
 static int wt_grow_slots(word_table *t) {
     uint32_t cap = t->slot_cap * 2;
-    uint32_t *slots = calloc(cap, sizeof *slots);
+    uint32_t *slots = rehash(t->n, cap, wt_hash, t);
     if (!slots) return -1;
-    for (uint32_t e = 0; e < t->n; e++) {
-        uint32_t h = (uint32_t)fnv1a64(t->base + t->off[e], t->len[e], FNV_BASIS) & (cap - 1);
-        while (slots[h]) h = (h + 1) & (cap - 1);
-        slots[h] = e + 1;
-    }
     free(t->slots);
     t->slots = slots;
     t->slot_cap = cap;
@@ -172,22 +198,13 @@ static int64_t wt_find_or_add(word_table *t, size_t off, uint32_t len, int *adde
         }
         h = (h + 1) & (t->slot_cap - 1);
     }
-    if (t->n == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 1024;
-        size_t *off2 = realloc(t->off, cap * sizeof *off2);
-        if (!off2) return -1;
-        t->off = off2;
-        uint32_t *len2 = realloc(t->len, cap * sizeof *len2);
-        if (!len2) return -1;
-        t->len = len2;
-        int64_t *count2 = realloc(t->count, cap * sizeof *count2);
-        if (!count2) return -1;
-        t->count = count2;
-        size_t *value2 = realloc(t->value, cap * sizeof *value2);
-        if (!value2) return -1;
-        t->value = value2;
-        t->cap = cap;
-    }
+    // The four parallel arrays grow together (cap is updated once all four have).
+    size_t cap = grow((void **)&t->off, t->n, t->cap, 1024, sizeof *t->off);
+    if (!cap || !grow((void **)&t->len, t->n, t->cap, 1024, sizeof *t->len) ||
+        !grow((void **)&t->count, t->n, t->cap, 1024, sizeof *t->count) ||
+        !grow((void **)&t->value, t->n, t->cap, 1024, sizeof *t->value))
+        return -1;
+    t->cap = (uint32_t)cap;
     uint32_t e = t->n++;
     t->off[e] = off;
     t->len[e] = len;
@@ -352,6 +369,10 @@ static void bpe_free(bpe_state *s) {
     free(s->touched);
 }
 
+static uint32_t pair_hash(const void *ctx, uint32_t e) {
+    return hash_u32(((const bpe_state *)ctx)->pairs[e].key);
+}
+
 // Index of pair key, added with count 0 if new; -1 on out of memory.
 static int64_t pair_get(bpe_state *s, uint32_t key) {
     uint32_t mask = s->slot_cap - 1;
@@ -360,29 +381,19 @@ static int64_t pair_get(bpe_state *s, uint32_t key) {
         if (s->pairs[s->slots[h] - 1].key == key) return s->slots[h] - 1;
         h = (h + 1) & mask;
     }
-    if (s->n_pairs == s->cap_pairs) {
-        uint32_t cap = s->cap_pairs ? s->cap_pairs * 2 : 4096;
-        pair_t *p = realloc(s->pairs, cap * sizeof *p);
-        if (!p) return -1;
-        s->pairs = p;
-        s->cap_pairs = cap;
-    }
+    size_t cap = grow((void **)&s->pairs, s->n_pairs, s->cap_pairs, 4096, sizeof *s->pairs);
+    if (!cap) return -1;
+    s->cap_pairs = (uint32_t)cap;
     uint32_t i = s->n_pairs++;
     memset(&s->pairs[i], 0, sizeof s->pairs[i]);
     s->pairs[i].key = key;
     s->slots[h] = i + 1;
     if ((uint64_t)s->n_pairs * 2 > s->slot_cap) {
-        uint32_t cap = s->slot_cap * 2;
-        uint32_t *slots = calloc(cap, sizeof *slots);
+        uint32_t *slots = rehash(s->n_pairs, s->slot_cap * 2, pair_hash, s);
         if (!slots) return -1;
-        for (uint32_t j = 0; j < s->n_pairs; j++) {
-            uint32_t g = hash_u32(s->pairs[j].key) & (cap - 1);
-            while (slots[g]) g = (g + 1) & (cap - 1);
-            slots[g] = j + 1;
-        }
         free(s->slots);
         s->slots = slots;
-        s->slot_cap = cap;
+        s->slot_cap *= 2;
     }
     return i;
 }
@@ -397,24 +408,17 @@ static int pair_add(bpe_state *s, uint32_t key, int64_t delta, uint32_t stamp, u
     if (p->touched_at != stamp) {
         p->touched_at = stamp;
         p->count_before = p->count;
-        if (s->n_touched == s->cap_touched) {
-            size_t cap = s->cap_touched ? s->cap_touched * 2 : 4096;
-            uint32_t *t = realloc(s->touched, cap * sizeof *t);
-            if (!t) return -1;
-            s->touched = t;
-            s->cap_touched = cap;
-        }
+        size_t cap =
+            grow((void **)&s->touched, s->n_touched, s->cap_touched, 4096, sizeof *s->touched);
+        if (!cap) return -1;
+        s->cap_touched = cap;
         s->touched[s->n_touched++] = (uint32_t)i;
     }
     p->count += delta;
     if (add_word && (p->n_words == 0 || p->words[p->n_words - 1] != w)) {
-        if (p->n_words == p->cap_words) {
-            uint32_t cap = p->cap_words ? p->cap_words * 2 : 4;
-            uint32_t *words = realloc(p->words, cap * sizeof *words);
-            if (!words) return -1;
-            p->words = words;
-            p->cap_words = cap;
-        }
+        size_t cap = grow((void **)&p->words, p->n_words, p->cap_words, 4, sizeof *p->words);
+        if (!cap) return -1;
+        p->cap_words = (uint32_t)cap;
         p->words[p->n_words++] = w;
     }
     return 0;
@@ -426,13 +430,9 @@ static int heap_before(const heap_entry *x, const heap_entry *y) {
 }
 
 static int heap_push(bpe_state *s, int64_t count, uint32_t key, uint32_t pair) {
-    if (s->heap_n == s->heap_cap) {
-        size_t cap = s->heap_cap ? s->heap_cap * 2 : 4096;
-        heap_entry *h = realloc(s->heap, cap * sizeof *h);
-        if (!h) return -1;
-        s->heap = h;
-        s->heap_cap = cap;
-    }
+    size_t cap = grow((void **)&s->heap, s->heap_n, s->heap_cap, 4096, sizeof *s->heap);
+    if (!cap) return -1;
+    s->heap_cap = cap;
     size_t i = s->heap_n++;
     heap_entry e = {count, key, pair};
     while (i > 0) {
@@ -774,34 +774,13 @@ qt_status qt_tokenizer_save(const qt_tokenizer *tok, const char *path) {
 qt_status qt_tokenizer_load(qt_tokenizer **out, const char *path) {
     if (!out || !path) return qt_error(QT_ERR_ARG, "qt_tokenizer_load: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qt_error(QT_ERR_IO, "cannot open tokenizer %s: %s; create it with qtrain prepare",
-                        path, strerror(errno));
-    qt_status st = QT_OK;
-    uint8_t *buf = NULL;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) {
-        st = qt_error(QT_ERR_IO, "cannot stat tokenizer %s: %s", path, strerror(errno));
-        goto out;
-    }
-    size_t size = (size_t)sb.st_size;
     // The largest valid file: 65536 - 256 merges.
     size_t max_size = TOK_HEADER_BYTES + 4 * (size_t)(QT_TOKENIZER_MAX_VOCAB - 256) + 8;
-    if (size > max_size) {
-        st = qt_error(QT_ERR_FORMAT, "%s is not a qtrain tokenizer: %zu bytes, more than the "
-                      "largest valid file (%zu)", path, size, max_size);
-        goto out;
-    }
-    buf = malloc(size ? size : 1);
-    if (!buf) {
-        st = qt_error(QT_ERR_OOM, "out of memory loading tokenizer %s", path);
-        goto out;
-    }
-    if (fread(buf, 1, size, f) != size) {
-        st = qt_error(QT_ERR_IO, "cannot read tokenizer %s", path);
-        goto out;
-    }
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    qt_status st =
+        qt_io_read_file(path, "tokenizer", "create it with qtrain prepare", max_size, &buf, &size);
+    if (st != QT_OK) return st;
     if (size < 8 || memcmp(buf, TOK_MAGIC, 8) != 0) {
         st = qt_error(QT_ERR_FORMAT, "%s is not a qtrain tokenizer (wrong magic, expected \"%s\"); "
                       "create one with qtrain prepare", path, TOK_MAGIC);
@@ -854,6 +833,5 @@ qt_status qt_tokenizer_load(qt_tokenizer **out, const char *path) {
     st = tokenizer_from_merges(out, merges, (int)vocab, path);
 out:
     free(buf);
-    fclose(f);
     return st;
 }

@@ -3,20 +3,16 @@
 //
 // Shards are memory-mapped (read-only), so a split larger than memory still loads and opening
 // costs one pass over the tokens (the vocabulary check). The epoch's window order is a
-// Fisher-Yates shuffle driven by Philox (kernels/common/philox.h) keyed by the seed, with a
+// Fisher-Yates shuffle driven by Philox (base/philox.h) keyed by the seed, with a
 // stream per epoch: a pure function of (seed, epoch), rebuilt on seek, so resuming reproduces
 // the batches bit for bit. Draws are unbiased (rejection sampling on 32-bit words).
 #include "qtrain/data.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/philox.h"
 
@@ -25,10 +21,7 @@
 
 typedef struct {
     char *path;
-    void *map;              // the whole file, mapped read-only
-    size_t map_len;         // its size in bytes
-    const uint16_t *tokens; // (n,): map + 1024 bytes, little-endian
-    size_t n;
+    qt_shard_view v; // the whole file, mapped read-only; v.tokens little-endian
 } shard_map;
 
 struct qt_dataloader {
@@ -57,33 +50,10 @@ static int cmp_str(const void *a, const void *b) {
 
 // Maps one shard and checks its header, size and tokens.
 static qt_status map_shard(shard_map *s, int vocab_size) {
-    int fd = open(s->path, O_RDONLY);
-    if (fd < 0) return qt_error(QT_ERR_IO, "cannot open shard %s: %s", s->path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        qt_status st = qt_error(QT_ERR_IO, "cannot stat shard %s: %s", s->path, strerror(errno));
-        close(fd);
-        return st;
-    }
-    s->map_len = (size_t)sb.st_size;
-    if (s->map_len > 0) {
-        s->map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (s->map == MAP_FAILED) {
-            s->map = NULL;
-            qt_status st = qt_error(QT_ERR_IO, "cannot map shard %s: %s", s->path,
-                                    strerror(errno));
-            close(fd);
-            return st;
-        }
-    }
-    close(fd);
-    static const uint8_t empty[1];
-    const uint8_t *bytes = s->map ? s->map : empty;
-    QT_TRY(qt_shard_check_header(s->path, bytes, (uint64_t)s->map_len, &s->n));
-    s->tokens = s->n > 0 ? (const uint16_t *)(bytes + QT_SHARD_HEADER_BYTES) : NULL;
+    QT_TRY(qt_shard_map(s->path, &s->v));
     int swap = host_is_big_endian();
-    for (size_t i = 0; i < s->n; i++) {
-        uint16_t t = s->tokens[i];
+    for (size_t i = 0; i < s->v.n; i++) {
+        uint16_t t = s->v.tokens[i];
         if (swap) t = (uint16_t)(t << 8 | t >> 8);
         if (t >= vocab_size)
             return qt_error(QT_ERR_FORMAT,
@@ -121,7 +91,7 @@ static void build_perm(qt_dataloader *dl, uint64_t epoch) {
 void qt_dataloader_free(qt_dataloader *dl) {
     if (!dl) return;
     for (int s = 0; s < dl->n_shards; s++) {
-        if (dl->shards[s].map) munmap(dl->shards[s].map, dl->shards[s].map_len);
+        qt_shard_unmap(&dl->shards[s].v);
         free(dl->shards[s].path);
     }
     free(dl->shards);
@@ -206,7 +176,7 @@ qt_status qt_dataloader_open(qt_dataloader **out, const char *dir, const char *s
         dl->n_shards = (int)i + 1;
         st = map_shard(&dl->shards[i], vocab_size);
         if (st != QT_OK) goto fail;
-        dl->starts[i + 1] = dl->starts[i] + dl->shards[i].n;
+        dl->starts[i + 1] = dl->starts[i] + dl->shards[i].v.n;
     }
     dl->n_tokens = dl->starts[n_names];
     uint64_t need = (uint64_t)B * ((uint64_t)T + 1);
@@ -258,7 +228,7 @@ static void copy_tokens(const qt_dataloader *dl, uint64_t start, int n, int *dst
     for (int k = 0; k < n; k++) {
         uint64_t at = start + (uint64_t)k;
         while (at >= dl->starts[s + 1]) s++;
-        uint16_t t = dl->shards[s].tokens[at - dl->starts[s]];
+        uint16_t t = dl->shards[s].v.tokens[at - dl->starts[s]];
         if (swap) t = (uint16_t)(t << 8 | t >> 8);
         dst[k] = t;
     }

@@ -6,7 +6,7 @@
 //           SwitchBack); db = colsum(G) either way.
 //   bitnet  qat with Q_w = absmean ternary per tensor, Q_a = 8-bit per-token absmax, no G_q.
 //   dqt     W = codes * scale (dequantized into one matrix of scratch for this GEMM only), Q_a
-//           as bitnet; dW is the gradient the optimizer applies to the codes (qtrain/dqt.h).
+//           as bitnet; dW is the gradient the optimizer applies to the codes (kernels/dqt.h).
 // Nothing quantized is saved for the backward: Q_w(W) and Q_a(X) are recomputed there from the
 // saved X with the same stochastic-rounding streams, so they are bit-identical to the forward's.
 // When W and X are both 8-bit symmetric absmax per tensor/row with nearest rounding and the

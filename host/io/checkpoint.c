@@ -7,14 +7,12 @@
 // the caller's own arrays.
 #include "qtrain/checkpoint.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "host/io/file.h"
 
 #define CKPT_VERSION 1u
 #define CKPT_HEADER_BYTES 64u
@@ -195,32 +193,17 @@ static uint64_t sum_final(const qtsum *s) {
 // ---------------------------------------------------------------------------------------
 // Writing
 
-// Writes all n bytes (write() may write fewer), retrying on EINTR.
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 // Hashes then writes (hash first: the chunk is then hot in cache for write()).
-static int write_hashed(int fd, qtsum *sum, const void *buf, size_t n) {
+static qt_status write_hashed(qt_io_atomic *a, qtsum *sum, const void *buf, size_t n) {
     const char *p = buf;
     while (n > 0) {
         size_t c = n < CKPT_CHUNK ? n : CKPT_CHUNK;
         sum_feed(sum, p, c);
-        if (write_all(fd, p, c) != 0) return -1;
+        QT_TRY(qt_io_atomic_write(a, p, c));
         p += c;
         n -= c;
     }
-    return 0;
+    return QT_OK;
 }
 
 static qt_status check_entries(const qt_ckpt_entry *entries, int n, uint64_t *bytes) {
@@ -280,30 +263,6 @@ static uint64_t record_bytes(const char *name) {
     return CKPT_RECORD_BYTES + (strlen(name) + 1 + 7) / 8 * 8;
 }
 
-// fsync of the directory holding path, so the rename itself survives a crash.
-static int sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) {
-        dir = strdup(".");
-    } else if (slash == path) {
-        dir = strdup("/");
-    } else {
-        dir = strndup(path, (size_t)(slash - path));
-    }
-    if (!dir) return -1;
-    int fd = open(dir, O_RDONLY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    // Some file systems cannot fsync a directory; the rename is then as durable as they make it.
-    if (rc != 0 && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 qt_status qt_ckpt_write(const char *path, const qt_ckpt_entry *entries, int n_entries) {
     if (!path || !*path) return qt_error(QT_ERR_ARG, "qt_ckpt_write: no path; name a file");
     if (!host_is_little_endian()) {
@@ -313,9 +272,6 @@ qt_status qt_ckpt_write(const char *path, const qt_ckpt_entry *entries, int n_en
     qt_status st = QT_OK;
     uint64_t *bytes = NULL;
     unsigned char *head = NULL;
-    char *tmp = NULL;
-    int fd = -1;
-    const char *failed = NULL; // the system call that failed
 
     bytes = calloc(n_entries > 0 ? (size_t)n_entries : 1, sizeof *bytes);
     if (!bytes)
@@ -356,82 +312,28 @@ qt_status qt_ckpt_write(const char *path, const qt_ckpt_entry *entries, int n_en
     put_u64(head + 24, data_offset);
     put_u64(head + 32, data_bytes);
 
-    size_t tmp_len = strlen(path) + 32;
-    tmp = malloc(tmp_len);
-    if (!tmp) {
-        st = qt_error(QT_ERR_OOM, "qt_ckpt_write: out of memory");
-        goto out;
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        st = qt_error(QT_ERR_IO,
-                      "cannot create checkpoint %s: %s; check that the directory "
-                      "exists and is writable",
-                      tmp, strerror(errno));
-        goto out;
-    }
-
+    // Streamed through an atomic write: a failed write removes its temporary file itself.
+    qt_io_atomic a;
+    st = qt_io_atomic_begin(&a, path, "checkpoint");
+    if (st != QT_OK) goto out;
     static const unsigned char zeros[CKPT_ALIGN];
     qtsum sum;
     sum_init(&sum);
-    if (write_hashed(fd, &sum, head, (size_t)data_offset) != 0) {
-        failed = "write";
-        goto out;
-    }
+    st = write_hashed(&a, &sum, head, (size_t)data_offset);
     uint64_t written = data_offset;
-    for (int i = 0; i < n_entries; i++) {
-        if (bytes[i] > 0 && write_hashed(fd, &sum, entries[i].data, (size_t)bytes[i]) != 0) {
-            failed = "write";
-            goto out;
-        }
+    for (int i = 0; st == QT_OK && i < n_entries; i++) {
+        if (bytes[i] > 0) st = write_hashed(&a, &sum, entries[i].data, (size_t)bytes[i]);
         written += bytes[i];
         size_t pad = (size_t)(align_up(written) - written);
-        if (pad > 0 && write_hashed(fd, &sum, zeros, pad) != 0) {
-            failed = "write";
-            goto out;
-        }
+        if (st == QT_OK && pad > 0) st = write_hashed(&a, &sum, zeros, pad);
         written += pad;
     }
     unsigned char trailer[8];
     put_u64(trailer, sum_final(&sum));
-    if (write_all(fd, trailer, 8) != 0) {
-        failed = "write";
-        goto out;
-    }
-    if (fsync(fd) != 0) {
-        failed = "fsync";
-        goto out;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0) {
-        failed = "close";
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        failed = "rename";
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL; // renamed: nothing to remove any more
-    if (sync_parent_dir(path) != 0) {
-        st = qt_error(QT_ERR_IO,
-                      "checkpoint %s was written, but syncing its directory failed: "
-                      "%s; it may not survive a crash",
-                      path, strerror(errno));
-    }
+    if (st == QT_OK) st = qt_io_atomic_write(&a, trailer, 8);
+    if (st == QT_OK) st = qt_io_atomic_commit(&a);
 
 out:
-    if (failed) {
-        st = qt_error(QT_ERR_IO,
-                      "writing checkpoint %s failed (%s of %s: %s); %s was left as it "
-                      "was; check free disk space and the file size limit",
-                      path, failed, tmp, strerror(errno), path);
-    }
-    if (fd >= 0) close(fd);
-    if (tmp && st != QT_OK) unlink(tmp);
-    free(tmp);
     free(head);
     free(bytes);
     return st;
@@ -530,36 +432,17 @@ qt_status qt_ckpt_read(const char *path, qt_ckpt **out) {
         free(ck);
         return qt_error(QT_ERR_OOM, "qt_ckpt_read: out of memory");
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        st = qt_error(QT_ERR_IO, "cannot open checkpoint %s: %s; check the path", path,
-                      strerror(errno));
-        goto out;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        st = qt_error(QT_ERR_IO, "cannot stat checkpoint %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = qt_error(QT_ERR_IO, "checkpoint %s is not a regular file; name a checkpoint file",
-                      path);
-        goto out;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
-
-    unsigned char head[CKPT_HEADER_BYTES];
-    size_t got = 0;
-    while (got < sizeof head && got < size) {
-        ssize_t r = pread(fd, head + got, sizeof head - got, (off_t)got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            st = qt_error(QT_ERR_IO, "reading checkpoint %s failed: %s", path,
-                          r < 0 ? strerror(errno) : "unexpected end of file");
-            goto out;
-        }
-        got += (size_t)r;
-    }
+    void *map = NULL;
+    size_t map_bytes = 0;
+    st = qt_io_map_file(path, "checkpoint", "check the path", &map, &map_bytes);
+    if (st != QT_OK) goto out;
+    ck->map = map;
+    ck->map_bytes = map_bytes;
+    uint64_t size = map_bytes;
+    // The header, as far as the file holds one (an empty file maps to nothing).
+    static const unsigned char nothing[1];
+    const unsigned char *head = map ? (const unsigned char *)map : nothing;
+    size_t got = size < CKPT_HEADER_BYTES ? (size_t)size : CKPT_HEADER_BYTES;
     size_t magic_n = got < 8 ? got : 8;
     if (memcmp(head, ckpt_magic, magic_n) != 0 || got == 0) {
         char m[64];
@@ -614,19 +497,6 @@ qt_status qt_ckpt_read(const char *path, qt_ckpt **out) {
                                       : "something appended to it; the file is corrupt");
         goto out;
     }
-    if (size > SIZE_MAX) {
-        st = qt_error(QT_ERR_UNSUPPORTED, "checkpoint %s is too large to map here", path);
-        goto out;
-    }
-
-    ck->map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (ck->map == MAP_FAILED) {
-        ck->map = NULL;
-        st = qt_error(QT_ERR_IO, "cannot map checkpoint %s (%llu bytes): %s", path,
-                      (unsigned long long)size, strerror(errno));
-        goto out;
-    }
-    ck->map_bytes = (size_t)size;
     posix_madvise(ck->map, ck->map_bytes, POSIX_MADV_SEQUENTIAL);
 
     qtsum sum;
@@ -646,7 +516,6 @@ qt_status qt_ckpt_read(const char *path, qt_ckpt **out) {
     posix_madvise(ck->map, ck->map_bytes, POSIX_MADV_NORMAL);
 
 out:
-    if (fd >= 0) close(fd); // the mapping outlives the descriptor
     if (st != QT_OK) {
         qt_ckpt_free(ck);
         return st;

@@ -1,5 +1,5 @@
 // backend_cuda.c: the CUDA backend: device memory and the qt_cuda_* launchers
-// (include/qtrain/cuda_ops.h) behind the qt_backend_ops table (include/qtrain/backend.h).
+// (kernels/<family>.h) behind the qt_backend_ops table (include/qtrain/backend.h).
 //
 // One context per backend owns a stream (every op and copy is issued on it), the GEMM handle
 // (cuBLASLt and its workspace; the CPU sgemm in the emulated build), a device staging buffer
@@ -41,6 +41,12 @@
 // (4 MiB of device memory bounds the cost of a backend that never converts much).
 #define STAGE_ELEMS ((size_t)1 << 20)
 
+// A device workspace of the context, grown by ws_reserve (see there why on first use).
+typedef struct {
+    void *ptr;
+    size_t bytes;
+} cuda_ws;
+
 typedef struct {
     int device;
     qt_dtype dt;
@@ -48,18 +54,10 @@ typedef struct {
     void *gemm;       // qt_cuda_gemm handle
     float *stage;     // (STAGE_ELEMS) device, fp32; NULL when dt is fp32 (no conversion)
     double *partials; // (qt_cuda_sumsq_scratch_size()) device
-    // int8cuda part (linear_s8_fwd): device workspace for the int8 codes and scales of x and w,
-    // grown to the largest layer seen
-    void *s8_ws;
-    size_t s8_ws_bytes;
-    // dqt part (quant_fake): device workspace for the per-slice scales and zero points of
-    // kernels/cuda/quant.cu, grown to the largest tensor seen
-    void *fq_ws;
-    size_t fq_ws_bytes;
-    // dqt part (dqt_step): device scratch of the DQT stats reduction (kernels/cuda/dqt.cu),
-    // grown to qt_cuda_dqt_scratch_bytes of the largest tensor stepped with stats
-    void *dqt_ws;
-    size_t dqt_ws_bytes;
+    // Device workspaces, each grown to the largest call it served (ws_reserve):
+    cuda_ws s8_ws;  // linear_s8_fwd, linear_s8_dx: int8 codes and scales of the operands
+    cuda_ws fq_ws;  // quant_fake: per-slice scales and zero points (kernels/cuda/quant.cu)
+    cuda_ws dqt_ws; // dqt_step with stats: the reduction's scratch (kernels/cuda/dqt.cu)
 } cuda_ctx;
 
 #define CTX_OF(p) ((cuda_ctx *)(p))
@@ -149,6 +147,38 @@ static qt_status cuda_to_device_f32(void *ctx, void *dst, const float *src_host,
     return QT_OK;
 }
 
+// Makes workspace *ws at least `bytes`; op and what name it in the error. A pending op may still
+// read the old buffer, so the stream is drained before it is freed.
+//
+// Grown on first use rather than sized at init, and equivalent to that: a training step makes
+// the same calls with the same shapes every step (the model's B, T and tensor shapes are fixed;
+// a quantizer's parameters change only in their random stream), and the first step makes all
+// of them (the forward and backward of every block linear, every quantizer role, every Adam
+// moment and every DQT tensor; a step that fp16 loss scaling skips stops before the optimizer's,
+// which the next applied step makes). So the workspaces reach their size in the first step and
+// no later step allocates, without the model knowing each backend's workspace layout (measured
+// in test_cuda_backend_emu: every growth falls in a run's first step). Evaluation and sampling
+// run T' <= T: never larger.
+static qt_status ws_reserve(cuda_ctx *c, cuda_ws *ws, size_t bytes, const char *op,
+                            const char *what) {
+    if (ws->bytes >= bytes) return QT_OK;
+    if (ws->ptr) {
+        QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+        QT_CHECK_CUDA(cudaFree(ws->ptr));
+        ws->ptr = NULL;
+        ws->bytes = 0;
+    }
+    cudaError_t err = cudaMalloc(&ws->ptr, bytes);
+    if (err != cudaSuccess) {
+        ws->ptr = NULL;
+        return qt_error(err == cudaErrorMemoryAllocation ? QT_ERR_OOM : QT_ERR_CUDA,
+                        "%s: cudaMalloc(%zu bytes of %s) failed at %s:%d: %s", op, bytes, what,
+                        __FILE__, __LINE__, cudaGetErrorString(err));
+    }
+    ws->bytes = bytes;
+    return QT_OK;
+}
+
 static qt_status cuda_sync(void *ctx) {
     QT_CHECK_CUDA(cudaStreamSynchronize(CTX_OF(ctx)->stream));
     return QT_OK;
@@ -162,9 +192,9 @@ static void cuda_destroy(void *ctx) {
     if (c->gemm) qt_cuda_gemm_destroy(c->gemm);
     if (c->stage) (void)cudaFree(c->stage);
     if (c->partials) (void)cudaFree(c->partials);
-    if (c->s8_ws) (void)cudaFree(c->s8_ws); // int8cuda part
-    if (c->fq_ws) (void)cudaFree(c->fq_ws); // dqt part
-    if (c->dqt_ws) (void)cudaFree(c->dqt_ws); // dqt part
+    if (c->s8_ws.ptr) (void)cudaFree(c->s8_ws.ptr);
+    if (c->fq_ws.ptr) (void)cudaFree(c->fq_ws.ptr);
+    if (c->dqt_ws.ptr) (void)cudaFree(c->dqt_ws.ptr);
     // The INT8 cuBLASLt path keeps the stream of its last call (to wait for it before reusing
     // its workspace): release it before that stream goes away (found on the first GPU run).
     qt_cuda_int8_release();
@@ -346,27 +376,6 @@ static qt_status cuda_swiglu_bwd(void *ctx, void *dx, const void *dout, const vo
 
 static size_t s8_round256(size_t x) { return (x + 255) / 256 * 256; }
 
-// Makes the workspace at least `bytes`; a pending op may still read the old one, so the stream
-// is drained before it is freed.
-static qt_status s8_reserve(cuda_ctx *c, size_t bytes) {
-    if (c->s8_ws_bytes >= bytes) return QT_OK;
-    if (c->s8_ws) {
-        QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
-        QT_CHECK_CUDA(cudaFree(c->s8_ws));
-        c->s8_ws = NULL;
-        c->s8_ws_bytes = 0;
-    }
-    cudaError_t err = cudaMalloc(&c->s8_ws, bytes);
-    if (err != cudaSuccess) {
-        c->s8_ws = NULL;
-        return qt_error(err == cudaErrorMemoryAllocation ? QT_ERR_OOM : QT_ERR_CUDA,
-                        "cuda linear_s8_fwd: cudaMalloc(%zu bytes of int8 workspace) failed at "
-                        "%s:%d: %s", bytes, __FILE__, __LINE__, cudaGetErrorString(err));
-    }
-    c->s8_ws_bytes = bytes;
-    return QT_OK;
-}
-
 // out (N, OC) = Qa(x (N, IC)) Qw(w (OC, IC))^T + b (OC).
 static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const void *w,
                                     const void *b, int N, int IC, int OC,
@@ -378,8 +387,9 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
     const size_t nx = (size_t)N * (size_t)IC, nw = (size_t)OC * (size_t)IC;
     const size_t off_w = s8_round256(nx), off_xs = off_w + s8_round256(nw);
     const size_t off_ws = off_xs + s8_round256((size_t)N * sizeof(float));
-    QT_TRY(s8_reserve(c, off_ws + (size_t)OC * sizeof(float)));
-    char *ws = (char *)c->s8_ws;
+    QT_TRY(ws_reserve(c, &c->s8_ws, off_ws + (size_t)OC * sizeof(float), "cuda linear_s8_fwd",
+                      "int8 workspace"));
+    char *ws = (char *)c->s8_ws.ptr;
     int8_t *xc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w);
     float *xs = (float *)(ws + off_xs), *wsc = (float *)(ws + off_ws);
     QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, aq, xc, xs, NULL, x, (size_t)N,
@@ -394,7 +404,7 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
 // g per token and w per tensor. The TN GEMM wants B (IC, OC), so the weight codes are
 // transposed (kernels/cuda/int8_gemm.cu, qt_cuda_transpose_s8); the product is written into
 // the workspace in the backend's dtype and added to dx (the GEMM's epilogue overwrites). CPU
-// twin: cpu_linear_s8_dx (host/backend_cpu.c).
+// twin: cpu_linear_s8_dx (host/backends/backend_cpu.c).
 static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const void *w, int N,
                                    int IC, int OC, const qt_quant_params *gq,
                                    const qt_quant_params *wq) {
@@ -418,8 +428,9 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
     const size_t off_gs = off_wt + s8_round256(nw);
     const size_t off_ws = off_gs + s8_round256((size_t)N * sizeof(float));
     const size_t off_p = off_ws + 256;
-    QT_TRY(s8_reserve(c, off_p + nx * qt_dtype_size(c->dt)));
-    char *ws = (char *)c->s8_ws;
+    QT_TRY(ws_reserve(c, &c->s8_ws, off_p + nx * qt_dtype_size(c->dt), "cuda linear_s8_dx",
+                      "int8 workspace"));
+    char *ws = (char *)c->s8_ws.ptr;
     int8_t *gc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w), *wt = (int8_t *)(ws + off_wt);
     float *gs = (float *)(ws + off_gs), *wsc = (float *)(ws + off_ws);
     void *prod = ws + off_p;
@@ -436,34 +447,6 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
 
 // ---- quantized training (dqt part): fake quantization (kernels/cuda/quant.cu) and direct
 // quantized training (kernels/cuda/dqt.cu) on the context's stream and dtype.
-
-// Makes the workspace *ws (of *have bytes) at least `bytes`; a pending op may still use the old
-// one, so the stream is drained before it is freed. op and what name it in the error.
-static qt_status dqt_ws_reserve(cuda_ctx *c, void **ws, size_t *have, size_t bytes,
-                                const char *op, const char *what) {
-    if (*have >= bytes) return QT_OK;
-    if (*ws) {
-        QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
-        QT_CHECK_CUDA(cudaFree(*ws));
-        *ws = NULL;
-        *have = 0;
-    }
-    cudaError_t err = cudaMalloc(ws, bytes);
-    if (err != cudaSuccess) {
-        *ws = NULL;
-        return qt_error(err == cudaErrorMemoryAllocation ? QT_ERR_OOM : QT_ERR_CUDA,
-                        "%s: cudaMalloc(%zu bytes of %s) failed at %s:%d: %s", op, bytes, what,
-                        __FILE__, __LINE__, cudaGetErrorString(err));
-    }
-    *have = bytes;
-    return QT_OK;
-}
-
-// The fake-quant workspace (scales, zero points) at least `bytes`.
-static qt_status fq_reserve(cuda_ctx *c, size_t bytes) {
-    return dqt_ws_reserve(c, &c->fq_ws, &c->fq_ws_bytes, bytes, "cuda quant_fake",
-                          "scale workspace");
-}
 
 // out = dequant(quant(x)), x and out (rows, cols) of dt: the backend's dtype, or fp32
 // (optimizer state). Ranges absmax and absmean (the kernels' ranges).
@@ -483,9 +466,10 @@ static qt_status cuda_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *
     // workspace: scales (ns fp32) | zero points (ns int32, asymmetric grids only)
     const size_t ns = qt_quant_num_scales(p, rows, cols);
     const size_t zoff = (ns * sizeof(float) + 255) / 256 * 256;
-    QT_TRY(fq_reserve(c, zoff + (p->symmetric ? 0 : ns * sizeof(int32_t))));
-    float *scales = (float *)c->fq_ws;
-    int32_t *zeros = p->symmetric ? NULL : (int32_t *)((char *)c->fq_ws + zoff);
+    QT_TRY(ws_reserve(c, &c->fq_ws, zoff + (p->symmetric ? 0 : ns * sizeof(int32_t)),
+                      "cuda quant_fake", "scale workspace"));
+    float *scales = (float *)c->fq_ws.ptr;
+    int32_t *zeros = p->symmetric ? NULL : (int32_t *)((char *)c->fq_ws.ptr + zoff);
     return qt_cuda_quant_fake(STREAM(ctx), dt, p, out, x, rows, cols, scales, zeros);
 }
 
@@ -496,15 +480,16 @@ static qt_status cuda_dqt_dequant(void *ctx, void *out, const int8_t *codes, flo
 }
 
 // One DQT step; grad (n) in the backend's dtype; stats (host, may be NULL) waits for them,
-// reduced in the context's scratch (grown on demand, not allocated per call).
+// reduced in the context's dqt_ws (ws_reserve: grown during the first step, not per call).
 static qt_status cuda_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes,
                                const void *grad, float *m, float *v, size_t n,
                                qt_dqt_stats *stats) {
     cuda_ctx *c = CTX_OF(ctx);
     if (stats)
-        QT_TRY(dqt_ws_reserve(c, &c->dqt_ws, &c->dqt_ws_bytes, qt_cuda_dqt_scratch_bytes(n),
-                              "cuda dqt_step", "stats scratch"));
-    return qt_cuda_dqt_step(STREAM(ctx), DT(ctx), dp, codes, grad, m, v, n, stats, stats ? c->dqt_ws : NULL);
+        QT_TRY(ws_reserve(c, &c->dqt_ws, qt_cuda_dqt_scratch_bytes(n), "cuda dqt_step",
+                          "stats scratch"));
+    return qt_cuda_dqt_step(STREAM(ctx), DT(ctx), dp, codes, grad, m, v, n, stats,
+                            stats ? c->dqt_ws.ptr : NULL);
 }
 // ---- end of the dqt part
 

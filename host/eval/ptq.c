@@ -11,6 +11,7 @@
 
 #include "kernels/quant.h"
 #include "qtrain/evaluate.h"
+#include "qtrain/names.h"
 #include "kernels/int8_gemm.h"
 
 enum { MODE_CALIB = 0, MODE_FAKE, MODE_INT8 };
@@ -332,12 +333,17 @@ qt_status qt_ptq_check(const qt_ptq_config *c) {
     if (c->act_bits < 2 || c->act_bits > 8)
         return qt_error(QT_ERR_ARG, "ptq: activation bits = %d; use 2..8 (e.g. 8 or 6)",
                         c->act_bits);
-    if (c->weight_range != QT_QUANT_RANGE_ABSMAX && c->weight_range != QT_QUANT_RANGE_MSE)
-        return qt_error(QT_ERR_ARG, "ptq: weight range method %d; use absmax or mse",
-                        (int)c->weight_range);
-    if (c->act_range != QT_QUANT_RANGE_RUNNING && c->act_range != QT_QUANT_RANGE_PERCENTILE)
-        return qt_error(QT_ERR_ARG, "ptq: activation range method %d; use running min-max or "
-                        "percentile", (int)c->act_range);
+    char names[64];
+    if (!qt_names_allow(QT_PTQ_WEIGHT_RANGES, (int)c->weight_range)) {
+        qt_names_join(&qt_quant_range_names, QT_PTQ_WEIGHT_RANGES, " or ", names, sizeof names);
+        return qt_error(QT_ERR_ARG, "ptq: weight range method %d; use %s", (int)c->weight_range,
+                        names);
+    }
+    if (!qt_names_allow(QT_PTQ_ACT_RANGES, (int)c->act_range)) {
+        qt_names_join(&qt_quant_range_names, QT_PTQ_ACT_RANGES, " or ", names, sizeof names);
+        return qt_error(QT_ERR_ARG, "ptq: activation range method %d; use %s (running min-max)",
+                        (int)c->act_range, names);
+    }
     if (!(c->momentum >= 0.0f && c->momentum < 1.0f))
         return qt_error(QT_ERR_ARG, "ptq: momentum = %g; use one in [0, 1) (e.g. 0.9)",
                         (double)c->momentum);
@@ -370,9 +376,7 @@ qt_status qt_ptq_evaluate(qt_model *m, qt_dataloader *calib, qt_dataloader *val,
                         "ptq: the model was trained with quant.mode = %s, whose forward already "
                         "quantizes the block linears; post-training quantization evaluates "
                         "full-precision models (quant.mode = none)",
-                        m->cfg.quant_mode == QT_QMODE_QAT      ? "qat"
-                        : m->cfg.quant_mode == QT_QMODE_BITNET ? "bitnet"
-                                                               : "dqt");
+                        qt_name(&qt_quant_mode_names, m->cfg.quant_mode));
     const int L = m->cfg.n_layer, B = m->B, T = m->T;
     const size_t N = (size_t)B * T;
     const qt_model_hooks *old_hooks = m->hooks;

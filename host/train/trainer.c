@@ -8,11 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
+#include "host/io/file.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
+#include "qtrain/names.h"
 
 static volatile sig_atomic_t stop_requested = 0;
 static void on_stop_signal(int sig) {
@@ -34,26 +35,11 @@ static void format_duration(double seconds, char *buf, size_t len) {
         snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
 }
 
-// mkdir -p: creates `path` and any missing parents.
-static qt_status make_dir(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return qt_error(QT_ERR_ARG, "--out %s is longer than %zu bytes", path, sizeof buf - 1);
-    for (char *p = buf + 1;; p++) {
-        int end = *p == '\0';
-        if (*p == '/' || end) {
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return qt_error(QT_ERR_IO, "cannot create --out directory %s: %s", buf,
-                                strerror(errno));
-            if (end) break;
-            *p = '/';
-        }
-    }
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return qt_error(QT_ERR_IO, "--out %s exists and is not a directory", path);
-    return QT_OK;
+// The run directory, created with its parents: every path in it must fit the buffers below.
+static qt_status make_run_dir(const char *path) {
+    if (strlen(path) > 1023)
+        return qt_error(QT_ERR_ARG, "--out %s is longer than 1023 bytes; use a shorter path", path);
+    return qt_io_make_dirs(path, 0777, "--out directory");
 }
 
 static qt_status write_config_file(const qt_config *cfg, const char *dir) {
@@ -189,7 +175,7 @@ static qt_status train_loop(trainer *t, int start_step) {
 // Where the bytes of the model's state live: printed at the start and logged as the first
 // metrics line ({"memory": ...}); DQT's point is the bytes per quantized weight.
 static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metrics, int quiet) {
-    static const char *const mode_names[] = {"none", "qat", "bitnet", "dqt"};
+    const char *mode = qt_name(&qt_quant_mode_names, m->cfg.quant_mode);
     qt_model_memory mem;
     qt_model_memory_report(m, &mem);
     size_t state_bytes = 2 * m->n_params * sizeof(float);
@@ -202,18 +188,17 @@ static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metr
                 "\"code_bytes\": %zu, \"bytes_per_quantized_weight\": %.4f, "
                 "\"float_param_bytes\": %zu, \"grad_bytes\": %zu, \"adam_state_bytes\": %zu, "
                 "\"master_bytes\": %zu, \"activation_bytes\": %zu}}\n",
-                mode_names[m->cfg.quant_mode], mem.n_weights, mem.n_quantized, mem.code_bytes, per_q,
+                mode, mem.n_weights, mem.n_quantized, mem.code_bytes, per_q,
                 mem.float_param_bytes, mem.grad_bytes, state_bytes, master_bytes, mem.act_bytes);
     if (quiet) return;
     if (mem.n_quantized)
         fprintf(stderr,
                 "qtrain: quant %s | %zu weights as int8 codes: %.4f bytes/weight (codes + one fp32 "
                 "scale per tensor), no float copy | %zu float weights: %.2f MiB\n",
-                mode_names[m->cfg.quant_mode], mem.n_quantized, per_q,
+                mode, mem.n_quantized, per_q,
                 mem.n_weights - mem.n_quantized, (double)mem.float_param_bytes / mib);
     else if (m->cfg.quant_mode != QT_QMODE_NONE)
-        fprintf(stderr, "qtrain: quant %s (fake quantization of the block linears)\n",
-                mode_names[m->cfg.quant_mode]);
+        fprintf(stderr, "qtrain: quant %s (fake quantization of the block linears)\n", mode);
     fprintf(stderr,
             "qtrain: memory: params %.2f MiB, codes %.2f MiB, grads %.2f MiB, Adam m+v %.2f MiB, "
             "masters %.2f MiB, activations %.2f MiB\n",
@@ -237,14 +222,11 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         t.be = &t.own_be;
     }
     int have_model = 0, have_opt = 0;
-    static const qt_dtype precision_dtype[] = {QT_DTYPE_F32, QT_DTYPE_F32, QT_DTYPE_F16,
-                                               QT_DTYPE_BF16};
-    if (st == QT_OK && cfg->precision != QT_PRECISION_AUTO &&
-        precision_dtype[cfg->precision] != t.be->dtype)
+    if (st == QT_OK && qt_config_precision_dtype(cfg->precision, t.be->dtype) != t.be->dtype)
         st = qt_error(QT_ERR_ARG,
                       "train.precision = %s, but the %s backend was opened for %s; open the "
                       "backend for that precision or set train.precision=auto",
-                      qt_dtype_name(precision_dtype[cfg->precision]), t.be->name,
+                      qt_name(&qt_precision_names, cfg->precision), t.be->name,
                       qt_dtype_name(t.be->dtype));
     if (st == QT_OK) qt_loss_scaler_init(&t.scaler, cfg, t.be->dtype);
     if (st == QT_OK) st = qt_model_init(&t.model, cfg, t.be, B, T);
@@ -279,7 +261,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     }
     // The output directory appears only once everything it will describe has loaded, so a
     // rejected run leaves nothing behind.
-    if (st == QT_OK) st = make_dir(opts->out_dir);
+    if (st == QT_OK) st = make_run_dir(opts->out_dir);
     if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
     if (st == QT_OK) {
         char path[1200];
@@ -293,13 +275,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                 "qtrain: %zu parameters | %d layers d_model %d heads %d d_ff %d | softmax %s | "
                 "gate %s | %s backend (%s), %d threads | train %llu tokens, val %llu tokens%s\n",
                 qt_model_num_params(&t.model), cfg->n_layer, cfg->d_model, cfg->n_head, cfg->d_ff,
-                cfg->softmax == QT_SOFTMAX_VANILLA   ? "vanilla"
-                : cfg->softmax == QT_SOFTMAX_CLIPPED ? "clipped"
-                                                     : "ncs",
-                cfg->gate == QT_GATE_NONE     ? "none"
-                : cfg->gate == QT_GATE_LINEAR ? "linear"
-                : cfg->gate == QT_GATE_MLP    ? "mlp"
-                                              : "all_heads",
+                qt_name(&qt_softmax_names, cfg->softmax), qt_name(&qt_gate_names, cfg->gate),
                 t.be->name, qt_dtype_name(t.be->dtype), t.be->threads,
                 (unsigned long long)qt_dataloader_num_tokens(t.train),
                 (unsigned long long)qt_dataloader_num_tokens(t.val),

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kernels/quant.h"
-#include "qlinear.h"
+#include "host/model/qlinear.h"
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
     memset(opt, 0, sizeof *opt);
@@ -88,7 +88,7 @@ static qt_status quantize_moments(qt_optimizer *opt, const qt_model *model,
     return QT_OK;
 }
 
-// DQT: AdamW straight onto the int8 codes (qtrain/dqt.h) with the configured scale rule:
+// DQT: AdamW straight onto the int8 codes (kernels/dqt.h) with the configured scale rule:
 // fixed keeps the init scale; absmax_pre takes max|w| before the step (Zhao et al.'s code);
 // absmean takes mean|w'| of the updated values, from a dry-run pass over the same update.
 static qt_status dqt_tensor_step(qt_optimizer *opt, qt_model *model, int tensor_index,

@@ -9,13 +9,14 @@
 #include <errno.h>
 #include <dirent.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "host/io/file.h"
 #include "qtrain/data.h"
 #include "qtrain/tokenizer.h"
 
@@ -23,60 +24,6 @@ static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// mkdir -p: creates path and any missing parents.
-static qt_status make_dirs(const char *path) {
-    size_t len = strlen(path);
-    char *p = malloc(len + 1);
-    if (!p) return qt_error(QT_ERR_OOM, "out of memory creating %s", path);
-    memcpy(p, path, len + 1);
-    qt_status st = QT_OK;
-    for (size_t i = 1; i <= len && st == QT_OK; i++) {
-        if (p[i] != '/' && p[i] != '\0') continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST)
-            st = qt_error(QT_ERR_IO, "cannot create directory %s: %s", p, strerror(errno));
-        p[i] = c;
-    }
-    struct stat sb;
-    if (st == QT_OK && (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)))
-        st = qt_error(QT_ERR_IO, "output path %s exists and is not a directory; choose another "
-                      "--out", path);
-    free(p);
-    return st;
-}
-
-static qt_status read_file(const char *path, uint8_t **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qt_error(QT_ERR_IO, "cannot open input text %s: %s", path, strerror(errno));
-    qt_status st = QT_OK;
-    struct stat sb;
-    uint8_t *buf = NULL;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = qt_error(QT_ERR_IO, "input text %s is not a regular file", path);
-        goto out;
-    }
-    size_t size = (size_t)sb.st_size;
-    buf = malloc(size + 1);
-    if (!buf) {
-        st = qt_error(QT_ERR_OOM, "out of memory reading %zu bytes of %s", size, path);
-        goto out;
-    }
-    if (fread(buf, 1, size, f) != size) {
-        st = qt_error(QT_ERR_IO, "cannot read input text %s", path);
-        goto out;
-    }
-    *data = buf;
-    *len = size;
-    buf = NULL;
-out:
-    free(buf);
-    fclose(f);
-    return st;
 }
 
 typedef struct {
@@ -233,7 +180,7 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     char *path = NULL;
     double t0 = now_seconds();
 
-    qt_status st = read_file(text_path, &text, &len);
+    qt_status st = qt_io_read_file(text_path, "input text", NULL, SIZE_MAX - 1, &text, &len);
     if (st != QT_OK) goto out;
     // The validation part starts at the first line start at or after len * (1 - val_fraction),
     // or failing that the last one before it.
@@ -255,7 +202,7 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     if (verbose)
         fprintf(stderr, "prepare: %s: %zu bytes, train %zu, validation %zu (from a line "
                 "boundary)\n", text_path, len, cut, len - cut);
-    st = make_dirs(out_dir);
+    st = qt_io_make_dirs(out_dir, 0755, "output directory");
     if (st != QT_OK) goto out;
 
     progress_state prog = {verbose, -1, now_seconds()};
