@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 // Inverted dropout: out = x * keep / (1 - prob), keep = [uniform(seed, stream, i) >= prob],
-// uniform from Philox (kernels/common/philox.h), so the backward regenerates the mask.
+// uniform from Philox (base/philox.h), so the backward regenerates the mask.
 // prob == 0 copies, prob == 1 drops everything; a prob outside [0, 1] is refused. out may
 // alias x.
 qt_status qt_cpu_dropout_fwd(float *out, const float *x, size_t n, float prob, uint64_t seed,

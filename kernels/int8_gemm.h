@@ -60,7 +60,7 @@ qt_status qt_cpu_linear_s8_ws(float *out, const int8_t *A, const float *a_scale,
 size_t qt_cpu_gemm_s8_scratch_bytes(int M, int N, int K);
 
 // ---- asymmetric activations (zero points) ---------------------------------------------------
-// Activations quantized asymmetrically (qtrain/quant.h: x = (code - zc) * step, codes stored
+// Activations quantized asymmetrically (kernels/quant.h: x = (code - zc) * step, codes stored
 // shifted by qmin so they fit int8) need the zero point removed from the integer product:
 //     sum_k (A[m][k] - zc[m]) B[n][k] = (A B^T)[m][n] - zc[m] * rowsum(B)[n],
 // computed exactly in int32 in the epilogue. |(A - zc) B| <= 255 * 128 per term, so the result

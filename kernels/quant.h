@@ -96,7 +96,7 @@ qt_status qt_cpu_quant_dequantize(const qt_quant_params *p, float *out, const in
 
 // The k-th smallest (0-based, k < n) of v[0..n), reordering v: quickselect with a three-way
 // partition [lo, lt) < pivot, [lt, gt) == pivot, [gt, hi) > pivot (NaN counts as equal).
-// The percentile range's order statistic, also the PTQ calibration's (host/quant/ptq.c).
+// The percentile range's order statistic, also the PTQ calibration's (host/eval/ptq.c).
 float qt_cpu_select_kth(float *v, size_t n, size_t k);
 
 // ---- CUDA (kernels/cuda/quant.cu), device pointers, fp32 math

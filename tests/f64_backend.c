@@ -248,7 +248,7 @@ static qt_status f_sumsq(void *ctx, double *out, const void *x, size_t n) {
     *out = s;
     return QT_OK;
 }
-// ---- LLaMA family (llama part): the _f64 twins of kernels/cpu/llama_ops.c
+// ---- LLaMA family (llama part): the _f64 twins of kernels/cpu/rmsnorm.c, rope.c and swiglu.c
 static qt_status f_rms_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w, int N,
                            int C) {
     return qt_cpu_rmsnorm_fwd_f64(D(ctx, out), D(ctx, rstd), D(ctx, x), D(ctx, w), N, C);

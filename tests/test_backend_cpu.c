@@ -1,4 +1,4 @@
-// test_backend_cpu.c: the CPU backend's table (host/backend_cpu.c, contract in
+// test_backend_cpu.c: the CPU backend's table (host/backends/backend_cpu.c, contract in
 // include/qtrain/backend.h) as the runtime sees it:
 //   - an op refused by its kernels/cpu reference comes back through the table as the op's own
 //     QT_ERR_ARG, its message naming the op, with the outputs unwritten (the error contract of

@@ -1,5 +1,5 @@
 // test_dqt.c: the CPU reference of direct quantized training (kernels/cpu/dqt.c,
-// include/qtrain/dqt.h) against its definition and the properties DQT relies on:
+// kernels/dqt.h) against its definition and the properties DQT relies on:
 //   - codes stay on the grid [qmin, qmax] and land on one of the two grid points around
 //     t = w'/scale_out, w' from an independent double-precision AdamW (ternary, 4 and 8 bits);
 //   - lr = 0, weight decay 0 and scale_out = scale_in leave every code unchanged;

@@ -1,4 +1,4 @@
-// test_philox_curand.c: qtrain's Philox4x32-10 (kernels/common/philox.h) is cuRAND's
+// test_philox_curand.c: qtrain's Philox4x32-10 (base/philox.h) is cuRAND's
 // CURAND_RNG_PSEUDO_PHILOX4_32_10, word for word, checked against cuRAND's HOST generator
 // (curandCreateGeneratorHost runs on the CPU, no driver or device needed).
 //

@@ -1,4 +1,4 @@
-// test_quant.c: the CPU quantizer (kernels/cpu/quant.c, include/qtrain/quant.h) against the
+// test_quant.c: the CPU quantizer (kernels/cpu/quant.c, kernels/quant.h) against the
 // properties of PAPERS.md sections 5-9: nearest rounding lands on the grid and is idempotent,
 // stochastic rounding is unbiased, per-row/per-group scales are absmax / Qp, asymmetric grids
 // cover [min, max] with 0 exact, ternary absmean is BitNet's formula, the MSE search never

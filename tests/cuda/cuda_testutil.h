@@ -1,10 +1,11 @@
 // cuda_testutil.h: helpers for the CUDA kernel tests (tests/cuda/test_cuda_*.c).
 //
-// Each kernel test is plain C built twice: against the emulated kernels (label `emu`, always
-// runs, on the CPU through tests/cuemu) and against the nvcc-built kernels (label `gpu`, exits
-// with QT_CT_SKIP = 77, which CTest reports as skipped, when no device exists). Tests compare
-// a launcher's output with the CPU reference op of qtrain/ops.h on random inputs of odd sizes,
-// with the output poisoned (NaN) beforehand and guard bands after each buffer checked intact.
+// Each kernel test is plain C built twice: against the emulated kernels (label `emu`, always runs,
+// on the CPU through tests/cuemu) and against the nvcc-built kernels (label `gpu`, exits with
+// QT_CT_SKIP = 77, which CTest reports as skipped, when no device exists). Tests compare a
+// launcher's output with the CPU reference op of its family (kernels/<family>.h) on random inputs
+// of odd sizes, with the output poisoned (NaN) beforehand and guard bands after each buffer checked
+// intact.
 #ifndef QTRAIN_CUDA_TESTUTIL_H
 #define QTRAIN_CUDA_TESTUTIL_H
 

@@ -3,7 +3,7 @@
 // (host/backends/backend_cuda.c: quant_fake, dqt_dequant, dqt_step) through the emulated backend.
 //
 // Both sides take the per-element math and the stats reduction order from
-// kernels/common/dqt_math.h and draw qt_philox_uniform(seed, stream, i), so codes, m and v
+// base/dqt_math.h and draw qt_philox_uniform(seed, stream, i), so codes, m and v
 // must be identical (tolerance 0) for fp32 gradients, and for fp16/bf16 gradients against the
 // CPU run on the dt-rounded gradients (widening is exact). The stats are double sums in the
 // same fixed order, so they must be equal too (the brief's bound is 1e-12 relative; the test

@@ -2,7 +2,7 @@
 // reference qt_cpu_quant_{fake,quantize} (kernels/cpu/quant.c), bit for bit.
 //
 // Both sides take the per-element math and the absmean reduction order from
-// kernels/common/quant_math.h and stochastic rounding draws qt_philox_uniform(seed, stream, i),
+// base/quant_math.h and stochastic rounding draws qt_philox_uniform(seed, stream, i),
 // so codes, scales, zero points and fake-quant values must be identical (tolerance 0), in every
 // supported mode: bits {ternary, 4, 8}, symmetric or asymmetric, absmax or absmean, per
 // tensor/row/group, nearest or stochastic. fp16/bf16 inputs: the CPU runs on the dt-rounded

@@ -52,7 +52,7 @@ static inline qt_status check_lens(const char *op, const int *lens, size_t rows,
     return QT_OK;
 }
 
-// The softmax variant's parameters, as the config validates them (host/config.c): a known
+// The softmax variant's parameters, as the config validates them (host/config/config.c): a known
 // kind, a finite scale; clipped: finite gamma <= 0 and zeta >= 1; NCS: finite eta > 0 and
 // beta with 2 eta > beta (the stretch (N eta - beta) / (N - 1) positive for every N >= 2).
 static inline qt_status check_softmax_params(const char *op, const qt_softmax_params *prm) {
