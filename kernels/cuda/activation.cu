@@ -24,10 +24,10 @@
 #define GELU_C 0.044715f
 
 // ---- device helpers -------------------------------------------------------------------------
-// An activation: fwd(x) = f(x), bwd(dout, x) = dout f'(x).
+// An activation: operator()(x) = f(x) (a qt_map_chunk functor), bwd(dout, x) = dout f'(x).
 
 struct gelu_act {
-    static __device__ __forceinline__ float fwd(float x) {
+    __device__ __forceinline__ float operator()(float x) const {
         const float u = GELU_K * (x + GELU_C * x * x * x);
         return x / (1.0f + qt_exp_capped(-2.0f * u));
     }
@@ -41,26 +41,13 @@ struct gelu_act {
 };
 
 struct relu_act {
-    static __device__ __forceinline__ float fwd(float x) { return x < 0.0f ? 0.0f : x; } // NaN
+    __device__ __forceinline__ float operator()(float x) const { return x < 0.0f ? 0.0f : x; } // NaN
     static __device__ __forceinline__ float bwd(float dout, float x) {
         return x > 0.0f ? dout : 0.0f;
     }
 };
 
-// One chunk of elements [i, i + W) (qt_grid_chunks): out = f(x). Read whole, then written.
-template <typename Act, typename T> struct act_fwd_chunk {
-    T *out;
-    const T *x;
-    template <int W> __device__ __forceinline__ void apply(size_t i) const {
-        const qt_vec<T, W> vx = qt_vec<T, W>::load(x + i);
-        qt_vec<T, W> vo;
-        QT_UNROLL
-        for (int k = 0; k < W; k++)
-            vo.set(k, Act::fwd(vx.get(k)));
-        vo.store(out + i);
-    }
-};
-
+// One chunk of elements [i, i + W) of the backward (qt_grid_chunks), read whole, then written:
 // dx = (overwrite ? 0 : dx) + dout f'(x); overwrite means dx aliases dout, so dx is not read.
 template <typename Act, typename T> struct act_bwd_chunk {
     T *dx;
@@ -84,7 +71,7 @@ template <typename Act, typename T> struct act_bwd_chunk {
 
 template <typename Act, typename T, int W>
 static __global__ void __launch_bounds__(QT_EW_THREADS) act_fwd_elem(T *out, const T *x, size_t n) {
-    qt_grid_chunks<W>(n, act_fwd_chunk<Act, T>{out, x});
+    qt_grid_chunks<W>(n, qt_map_chunk<T, T, Act>{out, x, Act()});
 }
 
 template <typename Act, typename T, int W>

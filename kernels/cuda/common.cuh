@@ -11,7 +11,7 @@
 //                      when W = 1. Precondition for W > 1: the address is 16-byte aligned (the
 //                      emulator traps otherwise, as the GPU faults).
 //   qt_grid_chunks<W>  the grid-stride loop of the element-wise kernels, in W-element chunks
-//                      with a one-element tail.
+//                      with a one-element tail; qt_map_chunk, its chunk for out = f(in).
 //   reductions         qt_op_sum, qt_op_max, qt_op_min (float, double, int); the warp
 //                      butterfly qt_warp_allreduce (qt_warp_sum); the block reduction
 //                      qt_block_allreduce; the shared-memory halving tree qt_block_tree. Each
@@ -158,6 +158,24 @@ static __device__ __forceinline__ void qt_grid_chunks(size_t n, const Op &op) {
         for (size_t i = body + g; i < n; i += stride)
             op.template apply<1>(i);
 }
+
+// One chunk of the element-wise map out = f(in) for qt_grid_chunks, from storage type S to D:
+// f is a functor with `__device__ float operator()(float) const`, applied to the fp32 value of
+// each element and rounded once to D. The chunk is read whole before it is written, so out may
+// alias in element for element (same element size).
+template <typename D, typename S, typename F> struct qt_map_chunk {
+    D *out;
+    const S *in;
+    F f;
+    template <int W> __device__ __forceinline__ void apply(size_t i) const {
+        const qt_vec<S, W> vi = qt_vec<S, W>::load(in + i);
+        qt_vec<D, W> vo;
+        QT_UNROLL
+        for (int k = 0; k < W; k++)
+            vo.set(k, f(vi.get(k)));
+        vo.store(out + i);
+    }
+};
 
 // ---- reductions -----------------------------------------------------------------------------
 // Operators op(a, b), a the running value, b the one folded in. Sum: a + b (rounded as

@@ -62,19 +62,10 @@ template <typename T> struct bias_add_chunk {
     }
 };
 
-// dst = src converted: through fp32, which holds fp16 and bf16 values exactly, so the store
-// is the only rounding.
-template <typename D, typename S> struct cast_chunk {
-    D *dst;
-    const S *src;
-    template <int W> __device__ __forceinline__ void apply(size_t i) const {
-        const qt_vec<S, W> vs = qt_vec<S, W>::load(src + i);
-        qt_vec<D, W> vd;
-        QT_UNROLL
-        for (int k = 0; k < W; k++)
-            vd.set(k, vs.get(k));
-        vd.store(dst + i);
-    }
+// cast: qt_map_chunk with the identity: through fp32, which holds fp16 and bf16 values
+// exactly, so the store is the only rounding.
+struct cast_fn {
+    __device__ __forceinline__ float operator()(float x) const { return x; }
 };
 
 // ---- kernels --------------------------------------------------------------------------------
@@ -97,7 +88,7 @@ static __global__ void __launch_bounds__(QT_EW_THREADS)
 
 template <typename D, typename S, int W>
 static __global__ void __launch_bounds__(QT_EW_THREADS) cast_elem(D *dst, const S *src, size_t n) {
-    qt_grid_chunks<W>(n, cast_chunk<D, S>{dst, src});
+    qt_grid_chunks<W>(n, qt_map_chunk<D, S, cast_fn>{dst, src, cast_fn()});
 }
 
 // db (OC) += column sums of dout (N, OC).

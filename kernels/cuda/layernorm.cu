@@ -29,13 +29,41 @@
 #define LN_COLS 32
 #define LN_ROW_LANES 16
 
+// ---- device helpers -------------------------------------------------------------------------
+
+// The rest of a forward row after its first pass: one warp, lane `lane` holding the partial sum
+// s of its columns lane, lane + 32, ... of r (C). mean = warp sum / C; a second pass sums the
+// squared deviations, rstd = 1 / sqrt(that / C + eps); a third writes o (C) = (r - mean) rstd w
+// + b; lane 0 stores mean[row], rstd[row]. Shared by both forward kernels, so they compute the
+// same statistics in the same order.
+template <typename T>
+static __device__ __forceinline__ void layernorm_row_finish(T *o, float *mean, float *rstd,
+                                                            int row, const T *r, const T *w,
+                                                            const T *b, float s, int C,
+                                                            int lane) {
+    const float inv_c = 1.0f / (float)C;
+    const float mu = qt_warp_sum(s) * inv_c;
+    float ss = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float d = qt_ld(r + c) - mu;
+        ss += d * d;
+    }
+    const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
+    for (int c = lane; c < C; c += 32)
+        qt_st(o + c, (qt_ld(r + c) - mu) * rs * qt_ld(w + c) + qt_ld(b + c));
+    if (lane == 0) {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
 // ---- kernels --------------------------------------------------------------------------------
 
 // out (N, C), mean (N), rstd (N) from x (N, C), w (C), b (C).
 // Thread mapping: block (32, LN_ROWS_PER_BLOCK); warp threadIdx.y owns row
 // blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane threadIdx.x visits columns lane, lane + 32,
-// ... in three passes (sum, squared deviations, output); x is re-read from L1/L2 rather than
-// held in registers (no dynamically indexed arrays, so no local memory).
+// ... in three passes (sum, then layernorm_row_finish: squared deviations, output); x is re-read
+// from L1/L2 rather than held in registers (no dynamically indexed arrays, so no local memory).
 // Guards: a warp whose row is >= N exits as a whole (no block barrier follows).
 template <typename T>
 static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
@@ -44,22 +72,9 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const T *xr = x + (size_t)row * C;
-    T *o = out + (size_t)row * C;
-    const float inv_c = 1.0f / (float)C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) s += qt_ld(xr + c);
-    const float mu = qt_warp_sum(s) * inv_c;
-    float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float d = qt_ld(xr + c) - mu;
-        ss += d * d;
-    }
-    const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
-    for (int c = lane; c < C; c += 32) qt_st(o + c, (qt_ld(xr + c) - mu) * rs * qt_ld(w + c) + qt_ld(b + c));
-    if (lane == 0) {
-        mean[row] = mu;
-        rstd[row] = rs;
-    }
+    layernorm_row_finish(out + (size_t)row * C, mean, rstd, row, xr, w, b, s, C, lane);
 }
 
 // resid (N, C) = a + b (rounded to T), then out, mean, rstd = LayerNorm(resid) as above.
@@ -74,26 +89,12 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     if (row >= N) return;
     const size_t off = (size_t)row * C;
     T *r = resid + off;
-    T *o = out + off;
-    const float inv_c = 1.0f / (float)C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) {
         qt_st(r + c, qt_ld(a + off + c) + qt_ld(b + off + c));
         s += qt_ld(r + c);
     }
-    const float mu = qt_warp_sum(s) * inv_c;
-    float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float d = qt_ld(r + c) - mu;
-        ss += d * d;
-    }
-    const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
-    for (int c = lane; c < C; c += 32)
-        qt_st(o + c, (qt_ld(r + c) - mu) * rs * qt_ld(w + c) + qt_ld(bias + c));
-    if (lane == 0) {
-        mean[row] = mu;
-        rstd[row] = rs;
-    }
+    layernorm_row_finish(out + off, mean, rstd, row, (const T *)r, w, bias, s, C, lane);
 }
 
 // dx (N, C) += rstd (g - mean(g) - xh mean(g xh)), g = dout w, xh = (x - mean) rstd.
