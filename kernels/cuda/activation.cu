@@ -41,7 +41,9 @@ struct gelu_act {
 };
 
 struct relu_act {
-    __device__ __forceinline__ float operator()(float x) const { return x < 0.0f ? 0.0f : x; } // NaN
+    __device__ __forceinline__ float operator()(float x) const {
+        return x < 0.0f ? 0.0f : x; // NaN stays NaN
+    }
     static __device__ __forceinline__ float bwd(float dout, float x) {
         return x > 0.0f ? dout : 0.0f;
     }

@@ -37,10 +37,9 @@
 // + b; lane 0 stores mean[row], rstd[row]. Shared by both forward kernels, so they compute the
 // same statistics in the same order.
 template <typename T>
-static __device__ __forceinline__ void layernorm_row_finish(T *o, float *mean, float *rstd,
-                                                            int row, const T *r, const T *w,
-                                                            const T *b, float s, int C,
-                                                            int lane) {
+static __device__ __forceinline__ void layernorm_row_finish(T *o, float *mean, float *rstd, int row,
+                                                            const T *r, const T *w, const T *b,
+                                                            float s, int C, int lane) {
     const float inv_c = 1.0f / (float)C;
     const float mu = qt_warp_sum(s) * inv_c;
     float ss = 0.0f;
