@@ -82,19 +82,18 @@ static __device__ __forceinline__ void mma_s8_m16n8k32(int (&d)[4], const uint32
     // Row g of A is spread over lanes 4g + s (s < 4): a[0] holds k = 4s.., a[2] k = 16+4s..;
     // row g+8 likewise in a[1], a[3]. Column n of B is spread over lanes 4n + s: b[0] holds
     // k = 4s.., b[1] k = 16+4s... Every lane runs the same 32 shuffles (full mask).
-    const unsigned full = 0xffffffffu;
     const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     const int lane = (int)(tid & 31u), g = lane >> 2, t = lane & 3;
     for (int s = 0; s < 4; s++) {
         const int la = 4 * g + s, lb0 = 4 * (2 * t) + s, lb1 = 4 * (2 * t + 1) + s;
-        const uint32_t r0_lo = __shfl_sync(full, a[0], la); // row g,   k = 4s..4s+3
-        const uint32_t r8_lo = __shfl_sync(full, a[1], la); // row g+8, k = 4s..4s+3
-        const uint32_t r0_hi = __shfl_sync(full, a[2], la); // row g,   k = 16+4s..
-        const uint32_t r8_hi = __shfl_sync(full, a[3], la); // row g+8, k = 16+4s..
-        const uint32_t c0_lo = __shfl_sync(full, b[0], lb0); // column 2t,   k = 4s..
-        const uint32_t c0_hi = __shfl_sync(full, b[1], lb0); // column 2t,   k = 16+4s..
-        const uint32_t c1_lo = __shfl_sync(full, b[0], lb1); // column 2t+1, k = 4s..
-        const uint32_t c1_hi = __shfl_sync(full, b[1], lb1); // column 2t+1, k = 16+4s..
+        const uint32_t r0_lo = __shfl_sync(QT_FULL_MASK, a[0], la);  // row g,   k = 4s..4s+3
+        const uint32_t r8_lo = __shfl_sync(QT_FULL_MASK, a[1], la);  // row g+8, k = 4s..4s+3
+        const uint32_t r0_hi = __shfl_sync(QT_FULL_MASK, a[2], la);  // row g,   k = 16+4s..
+        const uint32_t r8_hi = __shfl_sync(QT_FULL_MASK, a[3], la);  // row g+8, k = 16+4s..
+        const uint32_t c0_lo = __shfl_sync(QT_FULL_MASK, b[0], lb0); // column 2t,   k = 4s..
+        const uint32_t c0_hi = __shfl_sync(QT_FULL_MASK, b[1], lb0); // column 2t,   k = 16+4s..
+        const uint32_t c1_lo = __shfl_sync(QT_FULL_MASK, b[0], lb1); // column 2t+1, k = 4s..
+        const uint32_t c1_hi = __shfl_sync(QT_FULL_MASK, b[1], lb1); // column 2t+1, k = 16+4s..
         d[0] += dot4_s8(r0_lo, c0_lo) + dot4_s8(r0_hi, c0_hi);
         d[1] += dot4_s8(r0_lo, c1_lo) + dot4_s8(r0_hi, c1_hi);
         d[2] += dot4_s8(r8_lo, c0_lo) + dot4_s8(r8_hi, c0_hi);
