@@ -14,182 +14,130 @@
 #include "base/cuda_check.h"
 #include "common.cuh"
 
-#include <stdint.h>
-
 #include "kernels/activation.h"
 
 // ---- launch constants -----------------------------------------------------------------------
-// Element-wise kernels: 256 threads a block, grid-stride loops over at most EW_MAX_BLOCKS
-// blocks (enough to fill any current GPU many times over; a larger n loops).
-#define EW_THREADS 256
-#define EW_MAX_BLOCKS 8192
+// Element-wise kernels: common.cuh's QT_EW_THREADS a block, grid-stride over at most
+// QT_EW_MAX_BLOCKS blocks, in 16-byte chunks (qt_vec) when every pointer is 16-byte aligned,
+// one element at a time otherwise.
 #define GELU_K 0.7978845608028654f // sqrt(2 / pi)
 #define GELU_C 0.044715f
-#define EXP_ARG_MAX 88.3f // the CPU's vexpf cap: exp stays finite
 
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
+// ---- device helpers -------------------------------------------------------------------------
+// An activation: operator()(x) = f(x) (a qt_map_chunk functor), bwd(dout, x) = dout f'(x).
 
-// exp(min(a, 88.3)), NaN passing through (the compare is false for NaN).
-static __device__ __forceinline__ float exp_capped(float a) {
-    return expf(a > EXP_ARG_MAX ? EXP_ARG_MAX : a);
-}
+struct gelu_act {
+    __device__ __forceinline__ float operator()(float x) const {
+        const float u = GELU_K * (x + GELU_C * x * x * x);
+        return x / (1.0f + qt_exp_capped(-2.0f * u));
+    }
+    static __device__ __forceinline__ float bwd(float dout, float x) {
+        const float x2 = x * x;
+        const float u = GELU_K * (x + GELU_C * x2 * x);
+        const float e = qt_exp_capped(-2.0f * u), s = 1.0f / (1.0f + e);
+        const float du = GELU_K * (1.0f + 3.0f * GELU_C * x2);
+        return dout * (s + x * ((e * s) * s) * 2.0f * du);
+    }
+};
 
-static __device__ __forceinline__ float gelu(float x) {
-    const float u = GELU_K * (x + GELU_C * x * x * x);
-    return x / (1.0f + exp_capped(-2.0f * u));
-}
+struct relu_act {
+    __device__ __forceinline__ float operator()(float x) const {
+        return x < 0.0f ? 0.0f : x; // NaN stays NaN
+    }
+    static __device__ __forceinline__ float bwd(float dout, float x) {
+        return x > 0.0f ? dout : 0.0f;
+    }
+};
 
-static __device__ __forceinline__ float gelu_grad(float x) {
-    const float x2 = x * x;
-    const float u = GELU_K * (x + GELU_C * x2 * x);
-    const float e = exp_capped(-2.0f * u), s = 1.0f / (1.0f + e);
-    const float du = GELU_K * (1.0f + 3.0f * GELU_C * x2);
-    return s + x * ((e * s) * s) * 2.0f * du;
-}
+// One chunk of elements [i, i + W) of the backward (qt_grid_chunks), read whole, then written:
+// dx = (overwrite ? 0 : dx) + dout f'(x); overwrite means dx aliases dout, so dx is not read.
+template <typename Act, typename T> struct act_bwd_chunk {
+    T *dx;
+    const T *dout, *x;
+    int overwrite;
+    template <int W> __device__ __forceinline__ void apply(size_t i) const {
+        const qt_vec<T, W> vg = qt_vec<T, W>::load(dout + i), vx = qt_vec<T, W>::load(x + i);
+        qt_vec<T, W> vd = overwrite ? vg : qt_vec<T, W>::load(dx + i);
+        QT_UNROLL
+        for (int k = 0; k < W; k++)
+            vd.set(k, (overwrite ? 0.0f : vd.get(k)) + Act::bwd(vg.get(k), vx.get(k)));
+        vd.store(dx + i);
+    }
+};
 
 // ---- kernels --------------------------------------------------------------------------------
-// Element-wise kernels: thread i of the grid handles elements i, i + gridDim.x * blockDim.x,
-// ... < n (the grid-stride loop is the bounds guard). No shared memory. Pointers are not
-// __restrict__: the contract lets outputs alias inputs element for element.
+// Thread -> data: qt_grid_chunks<W> (thread g takes the W-element chunks g, g + gridDim.x *
+// blockDim.x, ..., then the n % W tail elements likewise; the loop bounds are the guards).
+// W > 1: every pointer 16-byte aligned (checked by the launcher). No shared memory. Pointers
+// are not __restrict__: the contract lets outputs alias inputs element for element.
 
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    gelu_fwd_elem(T *out, const T *x, size_t n) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        qt_st(out + i, gelu(qt_ld(x + i)));
+template <typename Act, typename T, int W>
+static __global__ void __launch_bounds__(QT_EW_THREADS) act_fwd_elem(T *out, const T *x, size_t n) {
+    qt_grid_chunks<W>(n, qt_map_chunk<T, T, Act>{out, x, Act()});
 }
 
-// overwrite: dx aliases dout, dx = dout gelu'(x); otherwise dx += dout gelu'(x).
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    gelu_bwd_elem(T *dx, const T *dout, const T *x, size_t n, int overwrite) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float prev = overwrite ? 0.0f : qt_ld(dx + i);
-        qt_st(dx + i, prev + qt_ld(dout + i) * gelu_grad(qt_ld(x + i)));
-    }
-}
-
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    relu_fwd_elem(T *out, const T *x, size_t n) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float v = qt_ld(x + i);
-        qt_st(out + i, v < 0.0f ? 0.0f : v); // NaN stays NaN
-    }
-}
-
-// dx (+)= dout where x > 0; overwrite as in gelu_bwd_elem.
-template <typename T>
-static __global__ void __launch_bounds__(EW_THREADS)
-    relu_bwd_elem(T *dx, const T *dout, const T *x, size_t n, int overwrite) {
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float prev = overwrite ? 0.0f : qt_ld(dx + i);
-        qt_st(dx + i, prev + (qt_ld(x + i) > 0.0f ? qt_ld(dout + i) : 0.0f));
-    }
+template <typename Act, typename T, int W>
+static __global__ void __launch_bounds__(QT_EW_THREADS)
+    act_bwd_elem(T *dx, const T *dout, const T *x, size_t n, int overwrite) {
+    qt_grid_chunks<W>(n, act_bwd_chunk<Act, T>{dx, dout, x, overwrite});
 }
 
 // ---- launchers ------------------------------------------------------------------------------
 
-// Calls fn<T>(args...) for the storage type T of dt (checked before).
-#define DT_DISPATCH(dt, fn, ...)                                                              \
-    do {                                                                                      \
-        switch (dt) {                                                                         \
-        case QT_DTYPE_F32: fn<float>(__VA_ARGS__); break;                                     \
-        case QT_DTYPE_F16: fn<__half>(__VA_ARGS__); break;                                    \
-        default: fn<__nv_bfloat16>(__VA_ARGS__); break;                                       \
-        }                                                                                     \
-    } while (0)
-
-static int dtype_ok(qt_dtype dt) {
-    return dt == QT_DTYPE_F32 || dt == QT_DTYPE_F16 || dt == QT_DTYPE_BF16;
+template <typename T, typename Act>
+static void act_fwd_launch(Act, cudaStream_t st, void *out, const void *x, size_t n) {
+    constexpr int v = qt_vec<T>::width;
+    const int w = qt_vec_aligned(out, x) ? v : 1;
+    QT_LAUNCH(w > 1 ? act_fwd_elem<Act, T, v> : act_fwd_elem<Act, T, 1>, qt_ew_blocks(n, w),
+              QT_EW_THREADS, 0, st, (T *)out, (const T *)x, n);
 }
 
-// 1 if p is aligned for elements of dt.
-static int aligned(const void *p, qt_dtype dt) {
-    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
+template <typename T, typename Act>
+static void act_bwd_launch(Act, cudaStream_t st, void *dx, const void *dout, const void *x,
+                           size_t n) {
+    constexpr int v = qt_vec<T>::width;
+    const int w = qt_vec_aligned(dx, dout, x) ? v : 1;
+    QT_LAUNCH(w > 1 ? act_bwd_elem<Act, T, v> : act_bwd_elem<Act, T, 1>, qt_ew_blocks(n, w),
+              QT_EW_THREADS, 0, st, (T *)dx, (const T *)dout, (const T *)x, n, (int)(dx == dout));
 }
 
-// Blocks of EW_THREADS for n >= 1 elements, at most EW_MAX_BLOCKS (the kernels grid-stride).
-static unsigned ew_blocks(size_t n) {
-    const size_t b = QT_CEIL_DIV(n, (size_t)EW_THREADS);
-    return (unsigned)(b < EW_MAX_BLOCKS ? b : EW_MAX_BLOCKS);
-}
-
-// The checks every element-wise launcher makes: dtype, non-NULL and aligned tensors (n > 0).
-static qt_status check_elem(const char *op, qt_dtype dt, size_t n, const void *p0,
-                            const void *p1, const void *p2) {
-    if (!dtype_ok(dt))
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
+template <typename Act>
+static qt_status act_fwd_run(const char *op, qt_cuda_stream s, qt_dtype dt, void *out,
+                             const void *x, size_t n) {
+    QT_TRY(qt_check_elementwise(op, dt, n, qt_arg("out", out, dt), qt_arg("x", x, dt)));
     if (n == 0) return QT_OK;
-    if (!p0 || !p1 || !p2)
-        return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL (n = %zu)", op, n);
-    if (!aligned(p0, dt) || !aligned(p1, dt) || !aligned(p2, dt))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its %s element size", op,
-                        qt_dtype_name(dt));
-    return QT_OK;
-}
-
-template <typename T>
-static void gelu_fwd_launch(cudaStream_t st, void *out, const void *x, size_t n) {
-    QT_LAUNCH(gelu_fwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)out, (const T *)x, n);
-}
-template <typename T>
-static void gelu_bwd_launch(cudaStream_t st, void *dx, const void *dout, const void *x,
-                            size_t n) {
-    QT_LAUNCH(gelu_bwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)dx, (const T *)dout,
-              (const T *)x, n, (int)(dx == dout));
-}
-template <typename T>
-static void relu_fwd_launch(cudaStream_t st, void *out, const void *x, size_t n) {
-    QT_LAUNCH(relu_fwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)out, (const T *)x, n);
-}
-template <typename T>
-static void relu_bwd_launch(cudaStream_t st, void *dx, const void *dout, const void *x,
-                            size_t n) {
-    QT_LAUNCH(relu_bwd_elem<T>, ew_blocks(n), EW_THREADS, 0, st, (T *)dx, (const T *)dout,
-              (const T *)x, n, (int)(dx == dout));
-}
-extern "C" qt_status qt_cuda_gelu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x,
-                                      size_t n) {
-    const char *op = "cuda gelu_fwd";
-    QT_TRY(check_elem(op, dt, n, out, x, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, gelu_fwd_launch, (cudaStream_t)s, out, x, n);
+    QT_DTYPE_DISPATCH(dt, act_fwd_launch, Act(), (cudaStream_t)s, out, x, n);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
+}
+
+template <typename Act>
+static qt_status act_bwd_run(const char *op, qt_cuda_stream s, qt_dtype dt, void *dx,
+                             const void *dout, const void *x, size_t n) {
+    QT_TRY(qt_check_elementwise(op, dt, n, qt_arg("dx", dx, dt), qt_arg("dout", dout, dt),
+                                qt_arg("x", x, dt)));
+    if (n == 0) return QT_OK;
+    QT_DTYPE_DISPATCH(dt, act_bwd_launch, Act(), (cudaStream_t)s, dx, dout, x, n);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gelu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x,
+                                      size_t n) {
+    return act_fwd_run<gelu_act>("cuda gelu_fwd", s, dt, out, x, n);
 }
 
 extern "C" qt_status qt_cuda_gelu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
                                       const void *x, size_t n) {
-    const char *op = "cuda gelu_bwd";
-    QT_TRY(check_elem(op, dt, n, dx, dout, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, gelu_bwd_launch, (cudaStream_t)s, dx, dout, x, n);
-    QT_CHECK_LAUNCH(op);
-    return QT_OK;
+    return act_bwd_run<gelu_act>("cuda gelu_bwd", s, dt, dx, dout, x, n);
 }
 
 extern "C" qt_status qt_cuda_relu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x,
                                       size_t n) {
-    const char *op = "cuda relu_fwd";
-    QT_TRY(check_elem(op, dt, n, out, x, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, relu_fwd_launch, (cudaStream_t)s, out, x, n);
-    QT_CHECK_LAUNCH(op);
-    return QT_OK;
+    return act_fwd_run<relu_act>("cuda relu_fwd", s, dt, out, x, n);
 }
 
 extern "C" qt_status qt_cuda_relu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
                                       const void *x, size_t n) {
-    const char *op = "cuda relu_bwd";
-    QT_TRY(check_elem(op, dt, n, dx, dout, x));
-    if (n == 0) return QT_OK;
-    DT_DISPATCH(dt, relu_bwd_launch, (cudaStream_t)s, dx, dout, x, n);
-    QT_CHECK_LAUNCH(op);
-    return QT_OK;
+    return act_bwd_run<relu_act>("cuda relu_bwd", s, dt, dx, dout, x, n);
 }

@@ -22,16 +22,11 @@
 #include "common.cuh"
 
 #include <math.h>
-#include <stdint.h>
 
 #include "kernels/adamw.h"
 
 // ---- launch constants -----------------------------------------------------------------------
-// AdamW: element-wise, grid-stride over at most ADAMW_MAX_BLOCKS blocks.
-#define ADAMW_THREADS 256
-#define ADAMW_MAX_BLOCKS 8192
-
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
+// AdamW: element-wise, grid-stride (common.cuh's QT_EW_THREADS, QT_EW_MAX_BLOCKS).
 
 // ---- kernels --------------------------------------------------------------------------------
 
@@ -40,10 +35,9 @@
 // bounds guard). No shared memory. master == NULL only when T is float (checked by the
 // launcher): then param itself is the fp32 weight.
 template <typename T>
-static __global__ void __launch_bounds__(ADAMW_THREADS)
-    adamw_step_elem(T *param, float *master, const T *grad, float *m, float *v, size_t n,
-                    float lr, float b1, float b2, float eps, float wd, float gs, float bc1,
-                    float bc2) {
+static __global__ void __launch_bounds__(QT_EW_THREADS)
+    adamw_step_elem(T *param, float *master, const T *grad, float *m, float *v, size_t n, float lr,
+                    float b1, float b2, float eps, float wd, float gs, float bc1, float bc2) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float g = __fmul_rn(qt_ld(grad + i), gs);
@@ -63,22 +57,11 @@ static __global__ void __launch_bounds__(ADAMW_THREADS)
 
 // ---- launchers ------------------------------------------------------------------------------
 
-static int dtype_ok(qt_dtype dt) {
-    return dt == QT_DTYPE_F32 || dt == QT_DTYPE_F16 || dt == QT_DTYPE_BF16;
-}
-
-// 1 if p is aligned for elements of dt.
-static int aligned(const void *p, qt_dtype dt) {
-    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
-}
-
 template <typename T>
 static void adamw_launch(cudaStream_t st, void *param, float *master, const void *grad,
                          float *m, float *v, size_t n, const qt_adamw_params *prm, float bc1,
                          float bc2) {
-    const size_t nb = QT_CEIL_DIV(n, (size_t)ADAMW_THREADS);
-    const unsigned grid = (unsigned)(nb < ADAMW_MAX_BLOCKS ? nb : ADAMW_MAX_BLOCKS);
-    QT_LAUNCH(adamw_step_elem<T>, grid, ADAMW_THREADS, 0, st, (T *)param, master,
+    QT_LAUNCH(adamw_step_elem<T>, qt_ew_blocks(n, 1), QT_EW_THREADS, 0, st, (T *)param, master,
               (const T *)grad, m, v, n, prm->lr, prm->beta1, prm->beta2, prm->eps,
               prm->weight_decay, prm->grad_scale, bc1, bc2);
 }
@@ -87,9 +70,7 @@ extern "C" qt_status qt_cuda_adamw_step(qt_cuda_stream s, qt_dtype dt, void *par
                                         float *master, const void *grad, float *m, float *v,
                                         size_t n, const qt_adamw_params *prm) {
     const char *op = "cuda adamw_step";
-    if (!dtype_ok(dt))
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
+    QT_TRY(qt_check_dtype(op, dt));
     if (!prm) return qt_error(QT_ERR_ARG, "%s: prm is NULL; pass the step's qt_adamw_params", op);
     if (prm->step < 1)
         return qt_error(QT_ERR_ARG, "%s: step = %d; steps are 1-based, pass step >= 1", op,
@@ -99,20 +80,14 @@ extern "C" qt_status qt_cuda_adamw_step(qt_cuda_stream s, qt_dtype dt, void *par
                         "%s: %s parameters need fp32 master weights (master is NULL); pass "
                         "the optimizer's master copy", op, qt_dtype_name(dt));
     if (n == 0) return QT_OK;
-    if (!param || !grad || !m || !v)
-        return qt_error(QT_ERR_ARG, "%s: param, grad, m and v must all be non-NULL", op);
-    if (!aligned(param, dt) || !aligned(grad, dt) || !aligned(master, QT_DTYPE_F32) ||
-        !aligned(m, QT_DTYPE_F32) || !aligned(v, QT_DTYPE_F32))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    QT_TRY(qt_check_tensors(op, qt_arg("param", param, dt),
+                            qt_arg("master", master, QT_ARG_OPTIONAL), qt_arg("grad", grad, dt),
+                            qt_arg("m", m), qt_arg("v", v)));
     // the CPU's bias corrections: double, then rounded to float once
     const float bc1 = (float)(1.0 - pow((double)prm->beta1, (double)prm->step));
     const float bc2 = (float)(1.0 - pow((double)prm->beta2, (double)prm->step));
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32: adamw_launch<float>(st, param, master, grad, m, v, n, prm, bc1, bc2); break;
-    case QT_DTYPE_F16: adamw_launch<__half>(st, param, master, grad, m, v, n, prm, bc1, bc2); break;
-    default: adamw_launch<__nv_bfloat16>(st, param, master, grad, m, v, n, prm, bc1, bc2); break;
-    }
+    QT_DTYPE_DISPATCH(dt, adamw_launch, (cudaStream_t)s, param, master, grad, m, v, n, prm, bc1,
+                      bc2);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

@@ -25,27 +25,21 @@
 // ---- launch constants -----------------------------------------------------------------------
 // The step kernel's block IS the lane set of dqt_math.h's stats order (thread = lane), one
 // block per QT_DQT_CHUNK elements; the final reduction is one block of the same width.
-// Dequant: element-wise, grid-stride over at most DEQUANT_MAX_BLOCKS blocks.
+// Dequant: element-wise, grid-stride (common.cuh's QT_EW_THREADS, QT_EW_MAX_BLOCKS).
 #define STEP_THREADS QT_DQT_LANES
-#define DEQUANT_THREADS 256
-#define DEQUANT_MAX_BLOCKS 8192
 // A grid dimension's limit; n above MAX_CHUNKS * QT_DQT_CHUNK (8.8e12) is refused.
 #define MAX_CHUNKS 2147483647ull
 
 // ---- device helpers -------------------------------------------------------------------------
 
-// The fixed tree of dqt_math.h over the block's lanes: sum[t] += sum[t + s] (max for mx),
-// s = LANES/2 .. 1; the totals end in sum[0], mx[0]. Every thread of the block must call it.
+// The fixed tree of dqt_math.h over the block's lanes (qt_block_tree): sum[t] += sum[t + s]
+// (max for mx), s = LANES/2 .. 1; the totals end in sum[0], mx[0]. Every thread of the block
+// must call it.
 static __device__ __forceinline__ void lanes_tree(double *sum, int *mx) {
-    const unsigned t = threadIdx.x;
-    __syncthreads();
-    for (unsigned s = QT_DQT_LANES / 2; s > 0; s /= 2) {
-        if (t < s) {
-            sum[t] += sum[t + s];
-            mx[t] = mx[t + s] > mx[t] ? mx[t + s] : mx[t];
-        }
-        __syncthreads();
-    }
+    qt_block_tree<QT_DQT_LANES>((int)threadIdx.x, [&](int dst, int src) {
+        sum[dst] += sum[src];
+        mx[dst] = qt_op_max()(mx[dst], mx[src]);
+    });
 }
 
 // ---- kernels --------------------------------------------------------------------------------
@@ -79,8 +73,7 @@ static __global__ void __launch_bounds__(STEP_THREADS)
             v[i] = vi;
         }
         acc += (double)fabsf(w1);
-        const int a = c < 0 ? -c : c;
-        mx = a > mx ? a : mx;
+        mx = qt_op_max()(mx, c < 0 ? -c : c);
     }
     if (!part_sum) return;
     QT_SHARED(double, sh_sum, STEP_THREADS);
@@ -107,7 +100,7 @@ static __global__ void __launch_bounds__(STEP_THREADS)
     int mx = 0;
     for (size_t c = t; c < nchunks; c += QT_DQT_LANES) {
         acc += part_sum[c];
-        mx = part_max[c] > mx ? part_max[c] : mx;
+        mx = qt_op_max()(mx, part_max[c]);
     }
     sh_sum[t] = acc;
     sh_max[t] = mx;
@@ -121,7 +114,7 @@ static __global__ void __launch_bounds__(STEP_THREADS)
 // out[i] = codes[i] * scale rounded to T (qt_quant_dequant, the CPU's expression).
 // Thread -> data: grid-stride, thread i handles i, i + gridDim.x blockDim.x, ... < n.
 template <typename T>
-static __global__ void __launch_bounds__(DEQUANT_THREADS)
+static __global__ void __launch_bounds__(QT_EW_THREADS)
     dqt_dequant_elem(T *out, const int8_t *codes, float scale, size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
@@ -129,12 +122,6 @@ static __global__ void __launch_bounds__(DEQUANT_THREADS)
 }
 
 // ---- launchers ------------------------------------------------------------------------------
-
-static int dtype_ok(int dt) {
-    return dt == QT_DTYPE_F32 || dt == QT_DTYPE_F16 || dt == QT_DTYPE_BF16;
-}
-
-static int aligned(const void *p, size_t bytes) { return (uintptr_t)p % bytes == 0; }
 
 template <typename T>
 static void step_launch(cudaStream_t st, const qt_dqt_coef &k, const qt_dqt_params *dp,
@@ -151,18 +138,8 @@ static qt_status step_run(const char *op, cudaStream_t st, int dt, const qt_dqt_
                           int8_t *codes, const void *grad, float *m, float *v, size_t n,
                           size_t nchunks, double *part_sum, int *part_max) {
     const qt_dqt_coef k = qt_dqt_coef_of(dp);
-    switch (dt) {
-    case QT_DTYPE_F32:
-        step_launch<float>(st, k, dp, codes, grad, m, v, n, nchunks, part_sum, part_max);
-        break;
-    case QT_DTYPE_F16:
-        step_launch<__half>(st, k, dp, codes, grad, m, v, n, nchunks, part_sum, part_max);
-        break;
-    default:
-        step_launch<__nv_bfloat16>(st, k, dp, codes, grad, m, v, n, nchunks, part_sum,
-                                   part_max);
-        break;
-    }
+    QT_DTYPE_DISPATCH(dt, step_launch, st, k, dp, codes, grad, m, v, n, nchunks, part_sum,
+                      part_max);
     QT_CHECK_LAUNCH(op);
     if (part_sum) {
         QT_LAUNCH(dqt_stats_final_block, 1, STEP_THREADS, 0, st, (const double *)part_sum,
@@ -170,6 +147,12 @@ static qt_status step_run(const char *op, cudaStream_t st, int dt, const qt_dqt_
         QT_CHECK_LAUNCH(op);
     }
     return QT_OK;
+}
+
+template <typename T>
+static void dequant_launch(cudaStream_t st, void *out, const int8_t *codes, float scale, size_t n) {
+    QT_LAUNCH(dqt_dequant_elem<T>, qt_ew_blocks(n, 1), QT_EW_THREADS, 0, st, (T *)out, codes, scale,
+              n);
 }
 
 // Scratch layout: (nchunks + 1) doubles (the chunks' partial sums, then the total), then
@@ -185,28 +168,22 @@ extern "C" qt_status qt_cuda_dqt_step(qt_cuda_stream stream, qt_dtype dt,
                                       float *m, float *v, size_t n, qt_dqt_stats *stats,
                                       void *scratch) {
     const char *op = "cuda dqt_step";
-    if (!dtype_ok(dt))
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, dt);
+    QT_TRY(qt_check_dtype(op, dt));
     QT_TRY(qt_dqt_check(op, dp));
     if (stats) {
         stats->abs_sum = 0.0;
         stats->max_abs_code = 0;
     }
     if (n == 0 || (dp->dry_run && !stats)) return QT_OK;
-    if (!codes || !grad || !m || !v)
-        return qt_error(QT_ERR_ARG, "%s: codes, grad, m and v must all be non-NULL (n = %zu)",
-                        op, n);
-    if (!aligned(grad, qt_dtype_size((qt_dtype)dt)) || !aligned(m, sizeof(float)) ||
-        !aligned(v, sizeof(float)))
-        return qt_error(QT_ERR_ARG, "%s: grad, m or v is not aligned to its element size", op);
+    QT_TRY(qt_check_tensors(op, qt_arg("codes", codes), qt_arg("grad", grad, dt), qt_arg("m", m),
+                            qt_arg("v", v)));
     const size_t nchunks = QT_CEIL_DIV(n, (size_t)QT_DQT_CHUNK);
     if (nchunks > MAX_CHUNKS)
         return qt_error(QT_ERR_ARG, "%s: n = %zu exceeds %llu elements; split the tensor", op,
                         n, MAX_CHUNKS * QT_DQT_CHUNK);
     cudaStream_t st = (cudaStream_t)stream;
     if (!stats) return step_run(op, st, dt, dp, codes, grad, m, v, n, nchunks, NULL, NULL);
-    if (!scratch || !aligned(scratch, sizeof(double)))
+    if (!scratch || !qt_aligned(scratch, sizeof(double)))
         return qt_error(QT_ERR_ARG,
                         "%s: stats need a device scratch of qt_cuda_dqt_scratch_bytes(%zu) = "
                         "%zu bytes, 8-byte aligned (got %p)",
@@ -236,31 +213,9 @@ extern "C" qt_status qt_cuda_dqt_step(qt_cuda_stream stream, qt_dtype dt,
 extern "C" qt_status qt_cuda_dqt_dequant(qt_cuda_stream stream, qt_dtype dt, void *out,
                                          const int8_t *codes, float scale, size_t n) {
     const char *op = "cuda dqt_dequant";
-    if (!dtype_ok(dt))
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, dt);
+    QT_TRY(qt_check_elementwise(op, dt, n, qt_arg("out", out, dt), qt_arg("codes", codes)));
     if (n == 0) return QT_OK;
-    if (!out || !codes)
-        return qt_error(QT_ERR_ARG, "%s: out and codes must be non-NULL (n = %zu)", op, n);
-    if (!aligned(out, qt_dtype_size((qt_dtype)dt)))
-        return qt_error(QT_ERR_ARG, "%s: out is not aligned to its element size", op);
-    const size_t nb = QT_CEIL_DIV(n, (size_t)DEQUANT_THREADS);
-    const unsigned grid = (unsigned)(nb < DEQUANT_MAX_BLOCKS ? nb : DEQUANT_MAX_BLOCKS);
-    cudaStream_t st = (cudaStream_t)stream;
-    switch (dt) {
-    case QT_DTYPE_F32:
-        QT_LAUNCH(dqt_dequant_elem<float>, grid, DEQUANT_THREADS, 0, st, (float *)out, codes,
-                  scale, n);
-        break;
-    case QT_DTYPE_F16:
-        QT_LAUNCH(dqt_dequant_elem<__half>, grid, DEQUANT_THREADS, 0, st, (__half *)out, codes,
-                  scale, n);
-        break;
-    default:
-        QT_LAUNCH(dqt_dequant_elem<__nv_bfloat16>, grid, DEQUANT_THREADS, 0, st,
-                  (__nv_bfloat16 *)out, codes, scale, n);
-        break;
-    }
+    QT_DTYPE_DISPATCH(dt, dequant_launch, (cudaStream_t)stream, out, codes, scale, n);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

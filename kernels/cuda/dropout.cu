@@ -24,8 +24,6 @@
 // kernel; Philox (10 rounds of 2 multiplies) dominates, not memory.
 #define GROUP 4
 #define THREADS 256
-// A grid larger than this many blocks is refused (gridDim.x limit 2^31 - 1).
-#define MAX_BLOCKS 2147483647ull
 
 // ---- device helpers ------------------------------------------------------------------------
 
@@ -75,26 +73,18 @@ static void launch(cudaStream_t st, void *y, const void *x, size_t n, float prob
 static qt_status dropout_run(const char *op, qt_cuda_stream s, qt_dtype dt, void *y,
                              const void *x, size_t n, float prob, uint64_t seed,
                              uint64_t stream, int overwrite) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, (int)dt);
+    QT_TRY(qt_check_dtype(op, dt));
     if (prob != prob)
         return qt_error(QT_ERR_ARG, "%s: dropout probability is NaN; pass one in [0, 1)", op);
     if (n == 0) return QT_OK;
-    if (!y || !x) return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL for n = %zu", op, n);
-    if (QT_CEIL_DIV(QT_CEIL_DIV(n, (size_t)GROUP), (size_t)THREADS) > MAX_BLOCKS)
-        return qt_error(QT_ERR_ARG, "%s: n = %zu elements exceed one launch; split the tensor",
-                        op, n);
+    QT_TRY(qt_check_tensors(op, qt_arg("y", y, dt), qt_arg("x", x, dt)));
+    QT_TRY(qt_check_grid(op, QT_CEIL_DIV(QT_CEIL_DIV(n, (size_t)GROUP), (size_t)THREADS)));
     const int masked = prob > 0.0f;
     if (!masked && overwrite && y == x) return QT_OK; // copy onto itself
     // the CPU's scale, computed the same way on the host
     const float scale = !masked ? 1.0f : prob < 1.0f ? 1.0f / (1.0f - prob) : 0.0f;
-    cudaStream_t st = (cudaStream_t)s;
-    if (dt == QT_DTYPE_F32)
-        launch<float>(st, y, x, n, prob, scale, seed, stream, masked, overwrite);
-    else if (dt == QT_DTYPE_F16)
-        launch<__half>(st, y, x, n, prob, scale, seed, stream, masked, overwrite);
-    else
-        launch<__nv_bfloat16>(st, y, x, n, prob, scale, seed, stream, masked, overwrite);
+    QT_DTYPE_DISPATCH(dt, launch, (cudaStream_t)s, y, x, n, prob, scale, seed, stream, masked,
+                      overwrite);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

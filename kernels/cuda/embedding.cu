@@ -22,7 +22,6 @@
 #include "common.cuh"
 
 #include <limits.h>
-#include <stdint.h>
 
 #include "kernels/embedding.h"
 
@@ -33,8 +32,6 @@
 // EMB_BWD_THREADS tokens per step for the token's occurrences (a multiple of 32: whole warps
 // vote). Wider than the forward, so the token scan takes fewer steps.
 #define EMB_BWD_THREADS 256
-
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
 
 // ---- kernels --------------------------------------------------------------------------------
 
@@ -49,7 +46,7 @@ static __global__ void __launch_bounds__(EMB_THREADS)
     const int n = blockIdx.x, c = blockIdx.y * EMB_THREADS + threadIdx.x;
     if (c >= C) return;
     const int tok = tokens[n], t = n % Tlen;
-    float v = __int_as_float(0x7fc00000); // NaN for a negative token: see the file header
+    float v = qt_nan_f32(); // NaN for a negative token: see the file header
     if (tok >= 0) {
         v = qt_ld(wte + (size_t)tok * C + c);
         if (wpe) v += qt_ld(wpe + (size_t)t * C + c); // wpe NULL (uniform): token embedding only
@@ -80,7 +77,7 @@ static __global__ void __launch_bounds__(EMB_BWD_THREADS)
         const int m = m0 + threadIdx.x;
         const int match = m < N && tokens[m] == tok;
         if (__syncthreads_or(match && m < n)) return; // not the first occurrence
-        const unsigned bal = __ballot_sync(0xffffffffu, match);
+        const unsigned bal = __ballot_sync(QT_FULL_MASK, match);
         if (lane == 0) masks[warp] = bal;
         __syncthreads();
         if (c < C) {
@@ -93,10 +90,7 @@ static __global__ void __launch_bounds__(EMB_BWD_THREADS)
         }
         __syncthreads(); // the masks are rewritten next step
     }
-    if (c < C) {
-        T *d = dwte + (size_t)tok * C + c;
-        qt_st(d, qt_ld(d) + acc);
-    }
+    if (c < C) qt_add_st(dwte + (size_t)tok * C + c, acc);
 }
 
 // dwpe (T, C) += sum over b of dout[b, t] (dout (B, T, C)).
@@ -109,32 +103,14 @@ static __global__ void __launch_bounds__(EMB_THREADS)
     if (c >= C) return;
     float acc = 0.0f;
     for (int b = 0; b < B; b++) acc += qt_ld(dout + ((size_t)b * Tlen + t) * C + c);
-    T *d = dwpe + (size_t)t * C + c;
-    qt_st(d, qt_ld(d) + acc);
+    qt_add_st(dwpe + (size_t)t * C + c, acc);
 }
 
 // ---- launchers ------------------------------------------------------------------------------
 
-// Calls fn<T>(args...) for the storage type T of dt (checked before).
-#define DT_DISPATCH(dt, fn, ...)                                                              \
-    do {                                                                                      \
-        switch (dt) {                                                                         \
-        case QT_DTYPE_F32: fn<float>(__VA_ARGS__); break;                                     \
-        case QT_DTYPE_F16: fn<__half>(__VA_ARGS__); break;                                    \
-        default: fn<__nv_bfloat16>(__VA_ARGS__); break;                                       \
-        }                                                                                     \
-    } while (0)
-
-// 1 if p is aligned for elements of dt.
-static int aligned(const void *p, qt_dtype dt) {
-    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
-}
-
 // dtype and shape checks shared by both directions.
 static qt_status check_shape(const char *op, qt_dtype dt, int B, int T, int C) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
+    QT_TRY(qt_check_dtype(op, dt));
     if (B < 0 || T < 1 || C < 1)
         return qt_error(QT_ERR_ARG, "%s: B = %d, T = %d, C = %d; need B >= 0, T >= 1, C >= 1",
                         op, B, T, C);
@@ -174,13 +150,10 @@ extern "C" qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *
     const char *op = "cuda embedding_fwd";
     QT_TRY(check_shape(op, dt, B, T, C));
     if (B == 0) return QT_OK;
-    if (!out || !tokens || !wte)
-        return qt_error(QT_ERR_ARG, "%s: out, tokens and wte must all be non-NULL (only wpe "
-                                    "may be NULL)", op);
-    if (!aligned(out, dt) || !aligned(wte, dt) || !aligned(wpe, dt) ||
-        (uintptr_t)tokens % sizeof(int) != 0)
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
-    DT_DISPATCH(dt, embedding_fwd_launch, (cudaStream_t)s, out, tokens, wte, wpe, B * T, T, C);
+    QT_TRY(qt_check_tensors(op, qt_arg("out", out, dt), qt_arg("tokens", tokens),
+                            qt_arg("wte", wte, dt), qt_arg("wpe", wpe, dt, QT_ARG_OPTIONAL)));
+    QT_DTYPE_DISPATCH(dt, embedding_fwd_launch, (cudaStream_t)s, out, tokens, wte, wpe, B * T, T,
+                      C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -191,12 +164,11 @@ extern "C" qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *
     const char *op = "cuda embedding_bwd";
     QT_TRY(check_shape(op, dt, B, T, C));
     if (B == 0 || (!dwte && !dwpe)) return QT_OK;
-    if (!dout || (dwte && !tokens))
-        return qt_error(QT_ERR_ARG, "%s: dout and tokens must be non-NULL", op);
-    if (!aligned(dwte, dt) || !aligned(dwpe, dt) || !aligned(dout, dt) ||
-        (uintptr_t)tokens % sizeof(int) != 0)
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
-    DT_DISPATCH(dt, embedding_bwd_launch, (cudaStream_t)s, dwte, dwpe, dout, tokens, B, T, C);
+    QT_TRY(qt_check_tensors(
+        op, qt_arg("dwte", dwte, dt, QT_ARG_OPTIONAL), qt_arg("dwpe", dwpe, dt, QT_ARG_OPTIONAL),
+        qt_arg("dout", dout, dt),
+        qt_arg("tokens (needed for dwte)", tokens, dwte ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL)));
+    QT_DTYPE_DISPATCH(dt, embedding_bwd_launch, (cudaStream_t)s, dwte, dwpe, dout, tokens, B, T, C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

@@ -16,13 +16,9 @@
 #include "base/cuda_check.h"
 #include "common.cuh"
 
-#include <string.h>
-
 #include "kernels/gate.h"
 
 // ---- launch constants ----------------------------------------------------------------------
-#define WARP 32
-#define FULL_MASK 0xffffffffu
 // Gate forward and gate_mul backward: one warp per (token, head) dot product; 4 warps a block
 // keeps the tail block small when N * H is not a multiple of it.
 #define WARPS_PER_BLOCK 4
@@ -34,26 +30,15 @@
 #define ROWS_SPLIT 8
 // db1, dw2, db2: one block per output element, threads striding the N rows.
 #define BIAS_THREADS 256
-#define MAX_BLOCKS 2147483647ull
 
 // ---- device helpers ------------------------------------------------------------------------
-// *p += v, rounded once to the storage type; a NULL p is skipped by the callers.
-template <typename T>
-static __device__ __forceinline__ void add_to(T *p, float v) {
-    qt_st(p, qt_to_f32(*p) + v);
-}
-
-static __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-    return v;
-}
-
 // a[0:len) . b[0:len) over the warp: lane l takes l, l + 32, ...; every lane gets the sum.
 template <typename T>
 static __device__ __forceinline__ float warp_dot(const T *a, const T *b, int len, int lane) {
     float s = 0.0f;
-    for (int i = lane; i < len; i += WARP) s += qt_to_f32(a[i]) * qt_to_f32(b[i]);
-    return warp_sum(s);
+    for (int i = lane; i < len; i += QT_WARP)
+        s += qt_to_f32(a[i]) * qt_to_f32(b[i]);
+    return qt_warp_sum(s);
 }
 
 // d loss / d logit from the saved gate value: dgate g (1 - g), in the CPU's order.
@@ -69,11 +54,11 @@ static __device__ __forceinline__ float gate_dz(const float *dgate, const float 
 // products (D long, or C for all heads) and reduce with shuffles; lane 0 writes hidden (MLP)
 // and the gate. No shared memory. Guards: a warp with q >= N H returns whole.
 template <typename T>
-static __global__ void __launch_bounds__(WARPS_PER_BLOCK *WARP)
+static __global__ void __launch_bounds__(WARPS_PER_BLOCK *QT_WARP)
     gate_fwd_warp(int kind, int H, int nh, float *gate, float *hidden, const T *x, const T *w1,
                   const T *b1, const T *w2, const T *b2, int N, int C) {
-    const int lane = (int)(threadIdx.x % WARP);
-    const size_t q = (size_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP;
+    const int lane = (int)(threadIdx.x % QT_WARP);
+    const size_t q = (size_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / QT_WARP;
     if (q >= (size_t)N * (size_t)H) return;
     const size_t n = q / (size_t)H;
     const int h = (int)(q % (size_t)H), D = C / H;
@@ -124,7 +109,7 @@ static __global__ void __launch_bounds__(THREADS)
             }
         }
     }
-    add_to(dx + i, acc);
+    qt_add_st(dx + i, acc);
 }
 
 // dw1 (units, len) += sum_n coef[n, u] x[n, xoff(u) + k] for element e = u len + k, where
@@ -135,14 +120,14 @@ static __global__ void __launch_bounds__(THREADS)
 // red (ROWS_SPLIT x 33 floats, padded against bank conflicts) holds the 8 partials, which
 // thread row 0 adds in order. Guards: threads with e >= units len still reach the barrier.
 template <typename T>
-static __global__ void __launch_bounds__(WARP *ROWS_SPLIT)
+static __global__ void __launch_bounds__(QT_WARP *ROWS_SPLIT)
     gate_bwd_dw1_coltile(int kind, int H, int nh, T *dw1, const float *dgate, const float *gate,
                          const float *hidden, const T *x, const T *w2, int N, int C) {
-    QT_SHARED(float, red, ROWS_SPLIT, WARP + 1);
+    QT_SHARED(float, red, ROWS_SPLIT, QT_WARP + 1);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, D = C / H;
     const int mlp = kind == QT_GATE_MLP;
     const int units = mlp ? H * nh : H, len = kind == QT_GATE_ALL_HEADS ? C : D;
-    const size_t e = (size_t)blockIdx.x * WARP + tx;
+    const size_t e = (size_t)blockIdx.x * QT_WARP + tx;
     float acc = 0.0f;
     if (e < (size_t)units * (size_t)len) {
         const int u = (int)(e / (size_t)len), k = (int)(e % (size_t)len);
@@ -160,22 +145,15 @@ static __global__ void __launch_bounds__(WARP *ROWS_SPLIT)
     if (ty == 0 && e < (size_t)units * (size_t)len) {
         float s = red[0][tx];
         for (int y = 1; y < ROWS_SPLIT; y++) s += red[y][tx];
-        add_to(dw1 + e, s);
+        qt_add_st(dw1 + e, s);
     }
 }
 
-// Block-wide sum of one value per thread (BIAS_THREADS threads): warps reduce by shuffles,
-// then every thread adds the 8 warp partials of `scratch` in warp order. Ends with a barrier so
-// scratch can be reused.
+// Block-wide sum of one value per thread (BIAS_THREADS threads): qt_block_allreduce, i.e. warp
+// butterflies, then every thread adds the 8 warp partials of `scratch` in warp order. Ends with
+// a barrier so scratch can be reused.
 static __device__ __forceinline__ float block_sum(float v, float *scratch) {
-    const int lane = (int)(threadIdx.x % WARP), warp = (int)(threadIdx.x / WARP);
-    v = warp_sum(v);
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    float s = scratch[0];
-    for (int w = 1; w < BIAS_THREADS / WARP; w++) s += scratch[w];
-    __syncthreads();
-    return s;
+    return qt_block_allreduce<BIAS_THREADS>(v, scratch, qt_op_sum());
 }
 
 // db1, dw2, db2 += sums over n. Thread -> data: task b = first + blockIdx.x; b < units owns
@@ -187,7 +165,7 @@ static __global__ void __launch_bounds__(BIAS_THREADS)
     gate_bwd_bias_rowsum(int kind, int H, int nh, int first, T *db1, T *dw2, T *db2,
                          const float *dgate, const float *gate, const float *hidden,
                          const T *w2, int N) {
-    QT_SHARED(float, scratch, BIAS_THREADS / WARP);
+    QT_SHARED(float, scratch, BIAS_THREADS / QT_WARP);
     const int mlp = kind == QT_GATE_MLP, units = mlp ? H * nh : H;
     const int b = first + (int)blockIdx.x;
     if (b >= units) { // db2[h], MLP only
@@ -196,7 +174,7 @@ static __global__ void __launch_bounds__(BIAS_THREADS)
         for (int n = (int)threadIdx.x; n < N; n += BIAS_THREADS)
             s += gate_dz(dgate, gate, (size_t)n * H + h);
         s = block_sum(s, scratch);
-        if (threadIdx.x == 0) add_to(db2 + h, s);
+        if (threadIdx.x == 0) qt_add_st(db2 + h, s);
         return;
     }
     const int u = b, h = mlp ? u / nh : u;
@@ -215,8 +193,8 @@ static __global__ void __launch_bounds__(BIAS_THREADS)
     sb = block_sum(sb, scratch);
     if (mlp) sw2 = block_sum(sw2, scratch);
     if (threadIdx.x == 0) {
-        if (db1) add_to(db1 + u, sb);
-        if (mlp && dw2) add_to(dw2 + u, sw2);
+        if (db1) qt_add_st(db1 + u, sb);
+        if (mlp && dw2) qt_add_st(dw2 + u, sw2);
     }
 }
 
@@ -239,40 +217,31 @@ static __global__ void __launch_bounds__(THREADS)
 // dctx as they go and reducing the dot by shuffles; lane 0 adds it to dgate. No shared memory.
 // Guards: warps with q >= N H return whole.
 template <typename T>
-static __global__ void __launch_bounds__(WARPS_PER_BLOCK *WARP)
-    gate_mul_bwd_warp(T *dctx, float *dgate, const T *dout, const float *gate, const T *ctx,
-                      int N, int C, int H) {
-    const int lane = (int)(threadIdx.x % WARP);
-    const size_t q = (size_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / WARP;
+static __global__ void __launch_bounds__(WARPS_PER_BLOCK *QT_WARP)
+    gate_mul_bwd_warp(T *dctx, float *dgate, const T *dout, const float *gate, const T *ctx, int N,
+                      int C, int H) {
+    const int lane = (int)(threadIdx.x % QT_WARP);
+    const size_t q = (size_t)blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / QT_WARP;
     if (q >= (size_t)N * (size_t)H) return;
     const int D = C / H;
     const size_t off = (q / (size_t)H) * (size_t)C + (q % (size_t)H) * (size_t)D;
     const float g = gate[q];
     float dot = 0.0f;
-    for (int d = lane; d < D; d += WARP) {
+    for (int d = lane; d < D; d += QT_WARP) {
         const float go = qt_to_f32(dout[off + d]);
         dot += go * qt_to_f32(ctx[off + d]);
-        if (dctx) add_to(dctx + off + d, g * go);
+        if (dctx) qt_add_st(dctx + off + d, g * go);
     }
-    dot = warp_sum(dot);
+    dot = qt_warp_sum(dot);
     if (lane == 0 && dgate) dgate[q] += dot;
 }
 
 // ---- launchers -----------------------------------------------------------------------------
 
-static qt_status check_dtype(const char *op, qt_dtype dt) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, (int)dt);
-    return QT_OK;
-}
-
-static qt_status check_gate(const char *op, const qt_gate_shape *g, int N, int C) {
+static qt_status check_gate(const char *op, qt_dtype dt, const qt_gate_shape *g, int N, int C) {
+    QT_TRY(qt_check_dtype(op, dt));
     if (!g) return qt_error(QT_ERR_ARG, "%s: gate shape is NULL; pass one", op);
-    // Read as the int a C caller stored: loading an out-of-range value through the enum type
-    // is undefined in C++ (UBSan reports it).
-    int kind;
-    static_assert(sizeof kind == sizeof g->kind, "qt_gate_kind is not int-sized");
-    memcpy(&kind, &g->kind, sizeof kind);
+    const int kind = qt_enum_int(g->kind);
     if (kind != QT_GATE_LINEAR && kind != QT_GATE_MLP && kind != QT_GATE_ALL_HEADS)
         return qt_error(QT_ERR_ARG,
                         "%s: gate kind %d is not linear (1), mlp (2) or all_heads (3)", op, kind);
@@ -287,18 +256,11 @@ static qt_status check_gate(const char *op, const qt_gate_shape *g, int N, int C
     return QT_OK;
 }
 
-static qt_status check_blocks(const char *op, size_t blocks) {
-    if (blocks > MAX_BLOCKS)
-        return qt_error(QT_ERR_ARG, "%s: %zu blocks exceed one launch; split the batch", op,
-                        blocks);
-    return QT_OK;
-}
-
 template <typename T>
 static void launch_gate_fwd(cudaStream_t st, const qt_gate_shape *g, float *gate,
                             float *hidden, const void *x, const void *w1, const void *b1,
                             const void *w2, const void *b2, int N, int C, size_t blocks) {
-    QT_LAUNCH(gate_fwd_warp<T>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0, st, (int)g->kind,
+    QT_LAUNCH(gate_fwd_warp<T>, (unsigned)blocks, WARPS_PER_BLOCK * QT_WARP, 0, st, (int)g->kind,
               g->n_heads, g->n_hid, gate, hidden, (const T *)x, (const T *)w1, (const T *)b1,
               (const T *)w2, (const T *)b2, N, C);
 }
@@ -308,22 +270,16 @@ extern "C" qt_status qt_cuda_gate_fwd(qt_cuda_stream s, qt_dtype dt, const qt_ga
                                       const void *b1, const void *w2, const void *b2, int N,
                                       int C) {
     const char *op = "gate_fwd";
-    QT_TRY(check_dtype(op, dt));
-    QT_TRY(check_gate(op, g, N, C));
+    QT_TRY(check_gate(op, dt, g, N, C));
     if (N == 0) return QT_OK;
-    const int mlp = g->kind == QT_GATE_MLP;
-    if (!gate || !x || !w1 || !b1 || (mlp && (!hidden || !w2 || !b2)))
-        return qt_error(QT_ERR_ARG, "%s: a required tensor is NULL (gate, x, w1, b1%s)", op,
-                        mlp ? ", hidden, w2, b2" : "");
+    const qt_arg_need mlp = g->kind == QT_GATE_MLP ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL;
+    QT_TRY(qt_check_tensors(op, qt_arg("gate", gate), qt_arg("x", x, dt), qt_arg("w1", w1, dt),
+                            qt_arg("b1", b1, dt), qt_arg("hidden (mlp)", hidden, mlp),
+                            qt_arg("w2 (mlp)", w2, dt, mlp), qt_arg("b2 (mlp)", b2, dt, mlp)));
     const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)g->n_heads, (size_t)WARPS_PER_BLOCK);
-    QT_TRY(check_blocks(op, blocks));
-    cudaStream_t st = (cudaStream_t)s;
-    if (dt == QT_DTYPE_F32)
-        launch_gate_fwd<float>(st, g, gate, hidden, x, w1, b1, w2, b2, N, C, blocks);
-    else if (dt == QT_DTYPE_F16)
-        launch_gate_fwd<__half>(st, g, gate, hidden, x, w1, b1, w2, b2, N, C, blocks);
-    else
-        launch_gate_fwd<__nv_bfloat16>(st, g, gate, hidden, x, w1, b1, w2, b2, N, C, blocks);
+    QT_TRY(qt_check_grid(op, blocks));
+    QT_DTYPE_DISPATCH(dt, launch_gate_fwd, (cudaStream_t)s, g, gate, hidden, x, w1, b1, w2, b2, N,
+                      C, blocks);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -339,17 +295,16 @@ static qt_status launch_gate_bwd(cudaStream_t st, const qt_gate_shape *g, void *
     const int units = mlp ? H * nh : H, len = kind == QT_GATE_ALL_HEADS ? C : C / H;
     if (dx) {
         const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)C, (size_t)THREADS);
-        QT_TRY(check_blocks(op, blocks));
+        QT_TRY(qt_check_grid(op, blocks));
         QT_LAUNCH(gate_bwd_dx_elem<T>, (unsigned)blocks, THREADS, 0, st, kind, H, nh, (T *)dx,
                   dgate, gate, hidden, (const T *)w1, (const T *)w2, N, C);
         QT_CHECK_LAUNCH(op);
     }
     if (dw1) {
-        const size_t blocks = QT_CEIL_DIV((size_t)units * (size_t)len, (size_t)WARP);
-        QT_TRY(check_blocks(op, blocks));
-        QT_LAUNCH(gate_bwd_dw1_coltile<T>, (unsigned)blocks, dim3(WARP, ROWS_SPLIT), 0, st,
-                  kind, H, nh, (T *)dw1, dgate, gate, hidden, (const T *)x, (const T *)w2, N,
-                  C);
+        const size_t blocks = QT_CEIL_DIV((size_t)units * (size_t)len, (size_t)QT_WARP);
+        QT_TRY(qt_check_grid(op, blocks));
+        QT_LAUNCH(gate_bwd_dw1_coltile<T>, (unsigned)blocks, dim3(QT_WARP, ROWS_SPLIT), 0, st, kind,
+                  H, nh, (T *)dw1, dgate, gate, hidden, (const T *)x, (const T *)w2, N, C);
         QT_CHECK_LAUNCH(op);
     }
     // tasks [0, units) for db1/dw2, then [units, units + H) for db2: launch the wanted range
@@ -370,26 +325,36 @@ extern "C" qt_status qt_cuda_gate_bwd(qt_cuda_stream s, qt_dtype dt, const qt_ga
                                       const float *hidden, const void *x, const void *w1,
                                       const void *w2, int N, int C) {
     const char *op = "gate_bwd";
-    QT_TRY(check_dtype(op, dt));
-    QT_TRY(check_gate(op, g, N, C));
+    QT_TRY(check_gate(op, dt, g, N, C));
     if (N == 0) return QT_OK;
-    const int mlp = g->kind == QT_GATE_MLP;
-    if (!dgate || !gate || !x || !w1 || (mlp && (!hidden || !w2)))
-        return qt_error(QT_ERR_ARG, "%s: a required tensor is NULL (dgate, gate, x, w1%s)", op,
-                        mlp ? ", hidden, w2" : "");
-    cudaStream_t st = (cudaStream_t)s;
-    if (dt == QT_DTYPE_F32)
-        return launch_gate_bwd<float>(st, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1,
-                                      w2, N, C);
-    if (dt == QT_DTYPE_F16)
-        return launch_gate_bwd<__half>(st, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x,
-                                       w1, w2, N, C);
-    return launch_gate_bwd<__nv_bfloat16>(st, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x,
-                                          w1, w2, N, C);
+    const qt_arg_need mlp = g->kind == QT_GATE_MLP ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL;
+    const qt_arg_need opt = QT_ARG_OPTIONAL;
+    QT_TRY(qt_check_tensors(
+        op, qt_arg("dx", dx, dt, opt), qt_arg("dw1", dw1, dt, opt), qt_arg("db1", db1, dt, opt),
+        qt_arg("dw2", dw2, dt, opt), qt_arg("db2", db2, dt, opt), qt_arg("dgate", dgate),
+        qt_arg("gate", gate), qt_arg("hidden (mlp)", hidden, mlp), qt_arg("x", x, dt),
+        qt_arg("w1", w1, dt), qt_arg("w2 (mlp)", w2, dt, mlp)));
+    return QT_DTYPE_DISPATCH(dt, launch_gate_bwd, (cudaStream_t)s, g, dx, dw1, db1, dw2, db2, dgate,
+                             gate, hidden, x, w1, w2, N, C);
+}
+
+template <typename T>
+static void launch_gate_mul_fwd(cudaStream_t st, size_t blocks, void *out, const float *gate,
+                                const void *ctx, int N, int C, int H) {
+    QT_LAUNCH(gate_mul_fwd_elem<T>, (unsigned)blocks, THREADS, 0, st, (T *)out, gate,
+              (const T *)ctx, N, C, H);
+}
+
+template <typename T>
+static void launch_gate_mul_bwd(cudaStream_t st, size_t blocks, void *dctx, float *dgate,
+                                const void *dout, const float *gate, const void *ctx, int N, int C,
+                                int H) {
+    QT_LAUNCH(gate_mul_bwd_warp<T>, (unsigned)blocks, WARPS_PER_BLOCK * QT_WARP, 0, st, (T *)dctx,
+              dgate, (const T *)dout, gate, (const T *)ctx, N, C, H);
 }
 
 static qt_status check_mul(const char *op, qt_dtype dt, int N, int C, int H) {
-    QT_TRY(check_dtype(op, dt));
+    QT_TRY(qt_check_dtype(op, dt));
     if (N < 0 || C < 1 || H < 1 || C % H != 0)
         return qt_error(QT_ERR_ARG,
                         "%s: shape (N %d, C %d, H %d); need N >= 0 and C a positive multiple "
@@ -404,20 +369,11 @@ extern "C" qt_status qt_cuda_gate_mul_fwd(qt_cuda_stream s, qt_dtype dt, void *o
     const char *op = "gate_mul_fwd";
     QT_TRY(check_mul(op, dt, N, C, H));
     if (N == 0) return QT_OK;
-    if (!out || !gate || !ctx)
-        return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL (out, gate, ctx)", op);
+    QT_TRY(
+        qt_check_tensors(op, qt_arg("out", out, dt), qt_arg("gate", gate), qt_arg("ctx", ctx, dt)));
     const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)C, (size_t)THREADS);
-    QT_TRY(check_blocks(op, blocks));
-    cudaStream_t st = (cudaStream_t)s;
-    if (dt == QT_DTYPE_F32)
-        QT_LAUNCH(gate_mul_fwd_elem<float>, (unsigned)blocks, THREADS, 0, st, (float *)out, gate,
-                  (const float *)ctx, N, C, H);
-    else if (dt == QT_DTYPE_F16)
-        QT_LAUNCH(gate_mul_fwd_elem<__half>, (unsigned)blocks, THREADS, 0, st, (__half *)out,
-                  gate, (const __half *)ctx, N, C, H);
-    else
-        QT_LAUNCH(gate_mul_fwd_elem<__nv_bfloat16>, (unsigned)blocks, THREADS, 0, st,
-                  (__nv_bfloat16 *)out, gate, (const __nv_bfloat16 *)ctx, N, C, H);
+    QT_TRY(qt_check_grid(op, blocks));
+    QT_DTYPE_DISPATCH(dt, launch_gate_mul_fwd, (cudaStream_t)s, blocks, out, gate, ctx, N, C, H);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -428,22 +384,13 @@ extern "C" qt_status qt_cuda_gate_mul_bwd(qt_cuda_stream s, qt_dtype dt, void *d
     const char *op = "gate_mul_bwd";
     QT_TRY(check_mul(op, dt, N, C, H));
     if (N == 0 || (!dctx && !dgate)) return QT_OK;
-    if (!dout || !gate || !ctx)
-        return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL (dout, gate, ctx)", op);
+    QT_TRY(qt_check_tensors(op, qt_arg("dctx", dctx, dt, QT_ARG_OPTIONAL),
+                            qt_arg("dgate", dgate, QT_ARG_OPTIONAL), qt_arg("dout", dout, dt),
+                            qt_arg("gate", gate), qt_arg("ctx", ctx, dt)));
     const size_t blocks = QT_CEIL_DIV((size_t)N * (size_t)H, (size_t)WARPS_PER_BLOCK);
-    QT_TRY(check_blocks(op, blocks));
-    cudaStream_t st = (cudaStream_t)s;
-    if (dt == QT_DTYPE_F32)
-        QT_LAUNCH(gate_mul_bwd_warp<float>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0, st,
-                  (float *)dctx, dgate, (const float *)dout, gate, (const float *)ctx, N, C, H);
-    else if (dt == QT_DTYPE_F16)
-        QT_LAUNCH(gate_mul_bwd_warp<__half>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0, st,
-                  (__half *)dctx, dgate, (const __half *)dout, gate, (const __half *)ctx, N, C,
-                  H);
-    else
-        QT_LAUNCH(gate_mul_bwd_warp<__nv_bfloat16>, (unsigned)blocks, WARPS_PER_BLOCK * WARP, 0,
-                  st, (__nv_bfloat16 *)dctx, dgate, (const __nv_bfloat16 *)dout, gate,
-                  (const __nv_bfloat16 *)ctx, N, C, H);
+    QT_TRY(qt_check_grid(op, blocks));
+    QT_DTYPE_DISPATCH(dt, launch_gate_mul_bwd, (cudaStream_t)s, blocks, dctx, dgate, dout, gate,
+                      ctx, N, C, H);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

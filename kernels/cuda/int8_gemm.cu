@@ -57,13 +57,9 @@
 #define SMEM_BYTES ((TILE_M + TILE_N) * SMEM_LDW * 4) // sA then sB: 10240 bytes
 #define ELEM_THREADS 256
 #define ELEM_MAX_BLOCKS 65535
-// Full unrolling of the fixed-trip loops keeps the fragments and accumulators in registers
-// (a dynamically indexed local array would be local memory, which the ptxas check refuses).
-#if QT_CUDA_EMULATED
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define UNROLL _Pragma("unroll")
-#endif
+// Full unrolling of the fixed-trip loops (QT_UNROLL) keeps the fragments and accumulators in
+// registers (a dynamically indexed local array would be local memory, which the ptxas check
+// refuses).
 
 // ---- the tensor-core instruction --------------------------------------------------------------
 
@@ -86,19 +82,18 @@ static __device__ __forceinline__ void mma_s8_m16n8k32(int (&d)[4], const uint32
     // Row g of A is spread over lanes 4g + s (s < 4): a[0] holds k = 4s.., a[2] k = 16+4s..;
     // row g+8 likewise in a[1], a[3]. Column n of B is spread over lanes 4n + s: b[0] holds
     // k = 4s.., b[1] k = 16+4s... Every lane runs the same 32 shuffles (full mask).
-    const unsigned full = 0xffffffffu;
     const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     const int lane = (int)(tid & 31u), g = lane >> 2, t = lane & 3;
     for (int s = 0; s < 4; s++) {
         const int la = 4 * g + s, lb0 = 4 * (2 * t) + s, lb1 = 4 * (2 * t + 1) + s;
-        const uint32_t r0_lo = __shfl_sync(full, a[0], la); // row g,   k = 4s..4s+3
-        const uint32_t r8_lo = __shfl_sync(full, a[1], la); // row g+8, k = 4s..4s+3
-        const uint32_t r0_hi = __shfl_sync(full, a[2], la); // row g,   k = 16+4s..
-        const uint32_t r8_hi = __shfl_sync(full, a[3], la); // row g+8, k = 16+4s..
-        const uint32_t c0_lo = __shfl_sync(full, b[0], lb0); // column 2t,   k = 4s..
-        const uint32_t c0_hi = __shfl_sync(full, b[1], lb0); // column 2t,   k = 16+4s..
-        const uint32_t c1_lo = __shfl_sync(full, b[0], lb1); // column 2t+1, k = 4s..
-        const uint32_t c1_hi = __shfl_sync(full, b[1], lb1); // column 2t+1, k = 16+4s..
+        const uint32_t r0_lo = __shfl_sync(QT_FULL_MASK, a[0], la);  // row g,   k = 4s..4s+3
+        const uint32_t r8_lo = __shfl_sync(QT_FULL_MASK, a[1], la);  // row g+8, k = 4s..4s+3
+        const uint32_t r0_hi = __shfl_sync(QT_FULL_MASK, a[2], la);  // row g,   k = 16+4s..
+        const uint32_t r8_hi = __shfl_sync(QT_FULL_MASK, a[3], la);  // row g+8, k = 16+4s..
+        const uint32_t c0_lo = __shfl_sync(QT_FULL_MASK, b[0], lb0); // column 2t,   k = 4s..
+        const uint32_t c0_hi = __shfl_sync(QT_FULL_MASK, b[1], lb0); // column 2t,   k = 16+4s..
+        const uint32_t c1_lo = __shfl_sync(QT_FULL_MASK, b[0], lb1); // column 2t+1, k = 4s..
+        const uint32_t c1_hi = __shfl_sync(QT_FULL_MASK, b[1], lb1); // column 2t+1, k = 16+4s..
         d[0] += dot4_s8(r0_lo, c0_lo) + dot4_s8(r0_hi, c0_hi);
         d[1] += dot4_s8(r0_lo, c1_lo) + dot4_s8(r0_hi, c1_hi);
         d[2] += dot4_s8(r8_lo, c0_lo) + dot4_s8(r8_hi, c0_hi);
@@ -144,7 +139,7 @@ static __device__ __forceinline__ void epilogue_store(T *out, size_t i, int m, i
 // 4 bytes p[k .. k+3] packed low byte first, bytes at k + j >= K read as 0.
 static __device__ __forceinline__ uint32_t pack4_s8(const int8_t *p, int k, int K) {
     uint32_t w = 0;
-UNROLL
+    QT_UNROLL
     for (int j = 0; j < 4; j++)
         if (k + j < K) w |= (uint32_t)(uint8_t)p[k + j] << (8 * j);
     return w;
@@ -198,11 +193,11 @@ static __global__ void __launch_bounds__(MMA_THREADS)
     const int wm = (warp >> 1) * WARP_M, wn = (warp & 1) * WARP_N;
 
     int acc[2][4][4];
-UNROLL
+    QT_UNROLL
     for (int mi = 0; mi < 2; mi++)
-UNROLL
+        QT_UNROLL
         for (int ni = 0; ni < 4; ni++)
-UNROLL
+            QT_UNROLL
             for (int r = 0; r < 4; r++) acc[mi][ni][r] = 0;
 
     // chunk i (i = tid, tid + 128) of a tile: row i >> 2, byte column 16 (i & 3)
@@ -224,10 +219,10 @@ UNROLL
             rb0 = load_chunk(B, N, K, n0 + r0, k0 + TILE_K + cb, vec16);
             rb1 = load_chunk(B, N, K, n0 + r1, k0 + TILE_K + cb, vec16);
         }
-UNROLL
+        QT_UNROLL
         for (int kw = 0; kw < TILE_K / 4; kw += 8) { // word offset of the 32-k step
             uint32_t af[2][4], bf[4][2];
-UNROLL
+            QT_UNROLL
             for (int mi = 0; mi < 2; mi++) {
                 const uint32_t *lo = sA + (wm + mi * 16 + g) * SMEM_LDW + kw + t;
                 const uint32_t *hi = lo + 8 * SMEM_LDW;
@@ -236,26 +231,26 @@ UNROLL
                 af[mi][2] = lo[4]; // row g,   k = 16+4t..
                 af[mi][3] = hi[4]; // row g+8, k = 16+4t..
             }
-UNROLL
+            QT_UNROLL
             for (int ni = 0; ni < 4; ni++) {
                 const uint32_t *col = sB + (wn + ni * 8 + g) * SMEM_LDW + kw + t;
                 bf[ni][0] = col[0]; // column g, k = 4t..
                 bf[ni][1] = col[4]; // column g, k = 16+4t..
             }
-UNROLL
+            QT_UNROLL
             for (int mi = 0; mi < 2; mi++)
-UNROLL
+                QT_UNROLL
                 for (int ni = 0; ni < 4; ni++) mma_s8_m16n8k32(acc[mi][ni], af[mi], bf[ni]);
         }
         __syncthreads();
     }
 
     // d[r]: row g + 8 (r >> 1), column 2t + (r & 1) of fragment (mi, ni)
-UNROLL
+    QT_UNROLL
     for (int mi = 0; mi < 2; mi++)
-UNROLL
+        QT_UNROLL
         for (int ni = 0; ni < 4; ni++)
-UNROLL
+            QT_UNROLL
             for (int r = 0; r < 4; r++) {
                 const int m = m0 + wm + mi * 16 + g + 8 * (r >> 1);
                 const int n = n0 + wn + ni * 8 + 2 * t + (r & 1);
@@ -291,10 +286,7 @@ static __global__ void __launch_bounds__(ELEM_THREADS)
     }
 }
 
-static unsigned elem_blocks(size_t n) {
-    size_t b = (n + ELEM_THREADS - 1) / ELEM_THREADS;
-    return (unsigned)(b < ELEM_MAX_BLOCKS ? (b ? b : 1) : ELEM_MAX_BLOCKS);
-}
+static unsigned elem_blocks(size_t n) { return qt_grid_blocks(n, ELEM_THREADS, ELEM_MAX_BLOCKS); }
 
 // ---- launchers: common checks -----------------------------------------------------------------
 
@@ -360,23 +352,19 @@ static qt_status launch_dequant(cudaStream_t s, T *out, const int32_t *C, int ld
     return QT_OK;
 }
 
-// The epilogue for output dtype dt (out == NULL-typed dispatch over the three storage types).
+// The epilogue for output dtype dt: out typed as dt's storage type (qt_dtype_dispatch).
 static qt_status launch_mma_dt(cudaStream_t s, int dt, void *out, const int8_t *A,
                                const int8_t *B, int M, int N, int K, const dequant_args &e) {
-    switch (dt) {
-    case QT_DTYPE_F32: return launch_mma(s, (float *)out, A, B, M, N, K, e);
-    case QT_DTYPE_F16: return launch_mma(s, (__half *)out, A, B, M, N, K, e);
-    default: return launch_mma(s, (__nv_bfloat16 *)out, A, B, M, N, K, e);
-    }
+    return qt_dtype_dispatch((qt_dtype)dt, [&](auto t) {
+        return launch_mma(s, (typename decltype(t)::type *)out, A, B, M, N, K, e);
+    });
 }
 
 static qt_status launch_dequant_dt(cudaStream_t s, int dt, void *out, const int32_t *C, int ldc,
                                    int M, int N, const dequant_args &e) {
-    switch (dt) {
-    case QT_DTYPE_F32: return launch_dequant(s, (float *)out, C, ldc, M, N, e);
-    case QT_DTYPE_F16: return launch_dequant(s, (__half *)out, C, ldc, M, N, e);
-    default: return launch_dequant(s, (__nv_bfloat16 *)out, C, ldc, M, N, e);
-    }
+    return qt_dtype_dispatch((qt_dtype)dt, [&](auto t) {
+        return launch_dequant(s, (typename decltype(t)::type *)out, C, ldc, M, N, e);
+    });
 }
 
 // ---- the cuBLASLt path ------------------------------------------------------------------------
@@ -601,9 +589,8 @@ extern "C" qt_status qt_cuda_gemm_s8s32(qt_cuda_stream stream, int32_t *C, const
     static const char op[] = "qt_cuda_gemm_s8s32";
     QT_TRY(resolve_impl(op, &impl));
     QT_TRY(check_shape(op, M, N, K));
-    if (!C || !A || !B)
-        return qt_error(QT_ERR_ARG, "%s: C, A or B is NULL; pass device (M, N), (M, K), (N, K)",
-                        op);
+    QT_TRY(
+        qt_check_tensors(op, qt_arg("C (M, N)", C), qt_arg("A (M, K)", A), qt_arg("B (N, K)", B)));
     cudaStream_t s = (cudaStream_t)stream;
     if (impl == QT_CUDA_INT8_MMA) return launch_mma(s, C, A, B, M, N, K, dequant_args());
     return lt_run(s, C, 0, NULL, A, B, M, N, K, NULL);
@@ -617,11 +604,11 @@ extern "C" qt_status qt_cuda_linear_s8_ex(qt_cuda_stream stream, qt_dtype dt, vo
     static const char op[] = "qt_cuda_linear_s8";
     QT_TRY(resolve_impl(op, &impl));
     QT_TRY(check_shape(op, M, N, K));
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, dt);
-    if (!out || !A || !B || !a_scale || !b_scale)
-        return qt_error(QT_ERR_ARG, "%s: out, A, a_scale, B or b_scale is NULL; pass device "
-                        "(M, N), (M, K), (M), (N, K), (N)", op);
+    QT_TRY(qt_check_dtype(op, dt));
+    QT_TRY(qt_check_tensors(op, qt_arg("out (M, N)", out, dt), qt_arg("A (M, K)", A),
+                            qt_arg("a_scale (M or 1)", a_scale), qt_arg("B (N, K)", B),
+                            qt_arg("b_scale (N or 1)", b_scale),
+                            qt_arg("bias (N)", bias, dt, QT_ARG_OPTIONAL)));
     dequant_args e;
     e.a_scale = a_scale;
     e.b_scale = b_scale;
@@ -680,13 +667,13 @@ static __global__ void __launch_bounds__(TR_TILE * TR_ROWS)
     for (size_t t = blockIdx.x; t < n_tiles; t += gridDim.x) {
         const int r0 = (int)(t / (size_t)tiles_c) * TR_TILE;
         const int c0 = (int)(t % (size_t)tiles_c) * TR_TILE;
-        UNROLL
+        QT_UNROLL
         for (int j = 0; j < TR_TILE; j += TR_ROWS) {
             const int r = r0 + y + j, c = c0 + x;
             if (r < rows && c < cols) tile[y + j][x] = in[(size_t)r * (size_t)cols + c];
         }
         __syncthreads();
-        UNROLL
+        QT_UNROLL
         for (int j = 0; j < TR_TILE; j += TR_ROWS) {
             const int c = c0 + y + j, r = r0 + x;
             if (c < cols && r < rows) out[(size_t)c * (size_t)rows + r] = tile[x][y + j];
@@ -701,9 +688,7 @@ extern "C" qt_status qt_cuda_transpose_s8(qt_cuda_stream stream, int8_t *out, co
     if (rows < 0 || cols < 0)
         return qt_error(QT_ERR_ARG, "%s: rows %d, cols %d must be >= 0", op, rows, cols);
     if (rows == 0 || cols == 0) return QT_OK;
-    if (!out || !in)
-        return qt_error(QT_ERR_ARG, "%s: out or in is NULL; pass device (cols, rows), (rows, "
-                        "cols)", op);
+    QT_TRY(qt_check_tensors(op, qt_arg("out (cols, rows)", out), qt_arg("in (rows, cols)", in)));
     const int tiles_c = (int)QT_CEIL_DIV((size_t)cols, (size_t)TR_TILE);
     const size_t n_tiles = QT_CEIL_DIV((size_t)rows, (size_t)TR_TILE) * (size_t)tiles_c;
     const unsigned blocks = (unsigned)(n_tiles < TR_MAX_BLOCKS ? n_tiles : TR_MAX_BLOCKS);

@@ -17,8 +17,6 @@
 #include "base/cuda_check.h"
 #include "common.cuh"
 
-#include <stdint.h>
-
 #include "kernels/layernorm.h"
 
 // ---- launch constants -----------------------------------------------------------------------
@@ -31,13 +29,31 @@
 #define LN_COLS 32
 #define LN_ROW_LANES 16
 
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
+// ---- device helpers -------------------------------------------------------------------------
 
-// Sum over the 32 lanes of a warp by an xor butterfly. Float addition is commutative, so every
-// lane ends with the same bits, and the order is fixed (deterministic).
-static __device__ __forceinline__ float warp_sum(float v) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
+// The rest of a forward row after its first pass: one warp, lane `lane` holding the partial sum
+// s of its columns lane, lane + 32, ... of r (C). mean = warp sum / C; a second pass sums the
+// squared deviations, rstd = 1 / sqrt(that / C + eps); a third writes o (C) = (r - mean) rstd w
+// + b; lane 0 stores mean[row], rstd[row]. Shared by both forward kernels, so they compute the
+// same statistics in the same order.
+template <typename T>
+static __device__ __forceinline__ void layernorm_row_finish(T *o, float *mean, float *rstd, int row,
+                                                            const T *r, const T *w, const T *b,
+                                                            float s, int C, int lane) {
+    const float inv_c = 1.0f / (float)C;
+    const float mu = qt_warp_sum(s) * inv_c;
+    float ss = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float d = qt_ld(r + c) - mu;
+        ss += d * d;
+    }
+    const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
+    for (int c = lane; c < C; c += 32)
+        qt_st(o + c, (qt_ld(r + c) - mu) * rs * qt_ld(w + c) + qt_ld(b + c));
+    if (lane == 0) {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
 }
 
 // ---- kernels --------------------------------------------------------------------------------
@@ -45,8 +61,8 @@ static __device__ __forceinline__ float warp_sum(float v) {
 // out (N, C), mean (N), rstd (N) from x (N, C), w (C), b (C).
 // Thread mapping: block (32, LN_ROWS_PER_BLOCK); warp threadIdx.y owns row
 // blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane threadIdx.x visits columns lane, lane + 32,
-// ... in three passes (sum, squared deviations, output); x is re-read from L1/L2 rather than
-// held in registers (no dynamically indexed arrays, so no local memory).
+// ... in three passes (sum, then layernorm_row_finish: squared deviations, output); x is re-read
+// from L1/L2 rather than held in registers (no dynamically indexed arrays, so no local memory).
 // Guards: a warp whose row is >= N exits as a whole (no block barrier follows).
 template <typename T>
 static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
@@ -55,22 +71,9 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const T *xr = x + (size_t)row * C;
-    T *o = out + (size_t)row * C;
-    const float inv_c = 1.0f / (float)C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) s += qt_ld(xr + c);
-    const float mu = warp_sum(s) * inv_c;
-    float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float d = qt_ld(xr + c) - mu;
-        ss += d * d;
-    }
-    const float rs = 1.0f / sqrtf(warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
-    for (int c = lane; c < C; c += 32) qt_st(o + c, (qt_ld(xr + c) - mu) * rs * qt_ld(w + c) + qt_ld(b + c));
-    if (lane == 0) {
-        mean[row] = mu;
-        rstd[row] = rs;
-    }
+    layernorm_row_finish(out + (size_t)row * C, mean, rstd, row, xr, w, b, s, C, lane);
 }
 
 // resid (N, C) = a + b (rounded to T), then out, mean, rstd = LayerNorm(resid) as above.
@@ -85,26 +88,12 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     if (row >= N) return;
     const size_t off = (size_t)row * C;
     T *r = resid + off;
-    T *o = out + off;
-    const float inv_c = 1.0f / (float)C;
     float s = 0.0f;
     for (int c = lane; c < C; c += 32) {
         qt_st(r + c, qt_ld(a + off + c) + qt_ld(b + off + c));
         s += qt_ld(r + c);
     }
-    const float mu = warp_sum(s) * inv_c;
-    float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float d = qt_ld(r + c) - mu;
-        ss += d * d;
-    }
-    const float rs = 1.0f / sqrtf(warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
-    for (int c = lane; c < C; c += 32)
-        qt_st(o + c, (qt_ld(r + c) - mu) * rs * qt_ld(w + c) + qt_ld(bias + c));
-    if (lane == 0) {
-        mean[row] = mu;
-        rstd[row] = rs;
-    }
+    layernorm_row_finish(out + off, mean, rstd, row, (const T *)r, w, bias, s, C, lane);
 }
 
 // dx (N, C) += rstd (g - mean(g) - xh mean(g xh)), g = dout w, xh = (x - mean) rstd.
@@ -123,19 +112,19 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
         sg += g;
         sgx += g * ((qt_ld(x + off + c) - mu) * rs);
     }
-    const float mg = warp_sum(sg) * inv_c, mgx = warp_sum(sgx) * inv_c;
+    const float mg = qt_warp_sum(sg) * inv_c, mgx = qt_warp_sum(sgx) * inv_c;
     for (int c = lane; c < C; c += 32) {
         const float xh = (qt_ld(x + off + c) - mu) * rs;
         const float g = qt_ld(dout + off + c) * qt_ld(w + c);
-        qt_st(dx + off + c, qt_ld(dx + off + c) + rs * (g - mg - xh * mgx));
+        qt_add_st(dx + off + c, rs * (g - mg - xh * mgx));
     }
 }
 
 // dw (C) += column sums of dout xh, db (C) += column sums of dout (either may be NULL).
 // Thread mapping: block (LN_COLS, LN_ROW_LANES), grid ceil(C / LN_COLS); thread (tx, ty) owns
 // column blockIdx.x * LN_COLS + tx and sums rows ty, ty + LN_ROW_LANES, ... in order (pass 1);
-// the LN_ROW_LANES partials of a column are then added by a tree over ty in shared memory
-// (pass 2). Both orders depend only on N, so the result is deterministic.
+// the LN_ROW_LANES partials of a column are then added by qt_block_tree over ty in shared
+// memory (pass 2). Both orders depend only on N, so the result is deterministic.
 // Shared memory: two (LN_ROW_LANES, LN_COLS + 1) fp32 tiles (+1 column: no bank conflicts in
 // the tree's reads down a column).
 // Guards: threads of columns >= C accumulate nothing but take part in every barrier.
@@ -157,33 +146,17 @@ static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
     }
     sw[ty][tx] = aw;
     sb[ty][tx] = ab;
-    __syncthreads();
-    for (int half = LN_ROW_LANES / 2; half > 0; half >>= 1) {
-        if (ty < half) {
-            sw[ty][tx] += sw[ty + half][tx];
-            sb[ty][tx] += sb[ty + half][tx];
-        }
-        __syncthreads();
-    }
+    qt_block_tree<LN_ROW_LANES>(ty, [&](int dst, int src) {
+        sw[dst][tx] += sw[src][tx];
+        sb[dst][tx] += sb[src][tx];
+    });
     if (ty == 0 && c < C) {
-        if (dw) qt_st(dw + c, qt_ld(dw + c) + sw[0][tx]);
-        if (db) qt_st(db + c, qt_ld(db + c) + sb[0][tx]);
+        if (dw) qt_add_st(dw + c, sw[0][tx]);
+        if (db) qt_add_st(db + c, sb[0][tx]);
     }
 }
 
 // ---- launchers ------------------------------------------------------------------------------
-
-// 1 if p is aligned for elements of dt (NULL counts as aligned: optional tensors).
-static int aligned(const void *p, qt_dtype dt) {
-    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
-}
-
-static qt_status check_dtype(const char *op, qt_dtype dt) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
-    return QT_OK;
-}
 
 template <typename T>
 static void layernorm_fwd_launch(cudaStream_t st, void *out, float *mean, float *rstd,
@@ -218,25 +191,22 @@ static void layernorm_bwd_launch(cudaStream_t st, void *dx, void *dw, void *db,
     }
 }
 
+static qt_status check_shape(const char *op, qt_dtype dt, int N, int C) {
+    QT_TRY(qt_check_dtype(op, dt));
+    if (N < 0 || C < 1)
+        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    return QT_OK;
+}
+
 extern "C" qt_status qt_cuda_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out,
                                            float *mean, float *rstd, const void *x,
                                            const void *w, const void *b, int N, int C) {
     const char *op = "cuda layernorm_fwd";
-    QT_TRY(check_dtype(op, dt));
-    if (N < 0 || C < 1)
-        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    QT_TRY(check_shape(op, dt, N, C));
     if (N == 0) return QT_OK;
-    if (!out || !mean || !rstd || !x || !w || !b)
-        return qt_error(QT_ERR_ARG, "%s: out, mean, rstd, x, w and b must all be non-NULL", op);
-    if (!aligned(out, dt) || !aligned(x, dt) || !aligned(w, dt) || !aligned(b, dt) ||
-        !aligned(mean, QT_DTYPE_F32) || !aligned(rstd, QT_DTYPE_F32))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32: layernorm_fwd_launch<float>(st, out, mean, rstd, x, w, b, N, C); break;
-    case QT_DTYPE_F16: layernorm_fwd_launch<__half>(st, out, mean, rstd, x, w, b, N, C); break;
-    default: layernorm_fwd_launch<__nv_bfloat16>(st, out, mean, rstd, x, w, b, N, C); break;
-    }
+    QT_TRY(qt_check_tensors(op, qt_arg("out", out, dt), qt_arg("mean", mean), qt_arg("rstd", rstd),
+                            qt_arg("x", x, dt), qt_arg("w", w, dt), qt_arg("b", b, dt)));
+    QT_DTYPE_DISPATCH(dt, layernorm_fwd_launch, (cudaStream_t)s, out, mean, rstd, x, w, b, N, C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -246,33 +216,16 @@ extern "C" qt_status qt_cuda_add_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, vo
                                                const void *a, const void *b, const void *w,
                                                const void *bias, int N, int C) {
     const char *op = "cuda add_layernorm_fwd";
-    QT_TRY(check_dtype(op, dt));
-    if (N < 0 || C < 1)
-        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    QT_TRY(check_shape(op, dt, N, C));
     if (N == 0) return QT_OK;
-    if (!resid || !out || !mean || !rstd || !a || !b || !w || !bias)
-        return qt_error(QT_ERR_ARG,
-                        "%s: resid, out, mean, rstd, a, b, w and bias must all be non-NULL", op);
-    if (!aligned(resid, dt) || !aligned(out, dt) || !aligned(a, dt) || !aligned(b, dt) ||
-        !aligned(w, dt) || !aligned(bias, dt) || !aligned(mean, QT_DTYPE_F32) ||
-        !aligned(rstd, QT_DTYPE_F32))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    QT_TRY(qt_check_tensors(op, qt_arg("resid", resid, dt), qt_arg("out", out, dt),
+                            qt_arg("mean", mean), qt_arg("rstd", rstd), qt_arg("a", a, dt),
+                            qt_arg("b", b, dt), qt_arg("w", w, dt), qt_arg("bias", bias, dt)));
     if (out == resid || out == a || out == b)
         return qt_error(QT_ERR_ARG, "%s: out must not alias resid, a or b (only resid may alias "
                                     "a or b); pass a separate output buffer", op);
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32:
-        add_layernorm_fwd_launch<float>(st, resid, out, mean, rstd, a, b, w, bias, N, C);
-        break;
-    case QT_DTYPE_F16:
-        add_layernorm_fwd_launch<__half>(st, resid, out, mean, rstd, a, b, w, bias, N, C);
-        break;
-    default:
-        add_layernorm_fwd_launch<__nv_bfloat16>(st, resid, out, mean, rstd, a, b, w, bias, N,
-                                                C);
-        break;
-    }
+    QT_DTYPE_DISPATCH(dt, add_layernorm_fwd_launch, (cudaStream_t)s, resid, out, mean, rstd, a, b,
+                      w, bias, N, C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -282,29 +235,15 @@ extern "C" qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *
                                            const float *mean, const float *rstd, const void *w,
                                            int N, int C) {
     const char *op = "cuda layernorm_bwd";
-    QT_TRY(check_dtype(op, dt));
-    if (N < 0 || C < 1)
-        return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
+    QT_TRY(check_shape(op, dt, N, C));
     if (N == 0 || (!dx && !dw && !db)) return QT_OK;
-    if (!dout || !x || !mean || !rstd || (dx && !w))
-        return qt_error(QT_ERR_ARG, "%s: dout, x, mean, rstd (and w when dx is wanted) must be "
-                                    "non-NULL", op);
-    if (!aligned(dx, dt) || !aligned(dw, dt) || !aligned(db, dt) || !aligned(dout, dt) ||
-        !aligned(x, dt) || !aligned(w, dt) || !aligned(mean, QT_DTYPE_F32) ||
-        !aligned(rstd, QT_DTYPE_F32))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32:
-        layernorm_bwd_launch<float>(st, dx, dw, db, dout, x, mean, rstd, w, N, C);
-        break;
-    case QT_DTYPE_F16:
-        layernorm_bwd_launch<__half>(st, dx, dw, db, dout, x, mean, rstd, w, N, C);
-        break;
-    default:
-        layernorm_bwd_launch<__nv_bfloat16>(st, dx, dw, db, dout, x, mean, rstd, w, N, C);
-        break;
-    }
+    QT_TRY(qt_check_tensors(
+        op, qt_arg("dx", dx, dt, QT_ARG_OPTIONAL), qt_arg("dw", dw, dt, QT_ARG_OPTIONAL),
+        qt_arg("db", db, dt, QT_ARG_OPTIONAL), qt_arg("dout", dout, dt), qt_arg("x", x, dt),
+        qt_arg("mean", mean), qt_arg("rstd", rstd),
+        qt_arg("w (needed for dx)", w, dt, dx ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL)));
+    QT_DTYPE_DISPATCH(dt, layernorm_bwd_launch, (cudaStream_t)s, dx, dw, db, dout, x, mean, rstd, w,
+                      N, C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

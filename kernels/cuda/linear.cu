@@ -24,6 +24,7 @@
 // file:line and the library's message.
 #include "qt_cuda_compat.h"
 #include "base/cuda_check.h"
+#include "common.cuh"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,8 +47,7 @@
 static qt_status gemm_check(qt_dtype dt, const qt_gemm_desc *d, const void *A, const void *B,
                             const void *C) {
     if (!d) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: the descriptor is NULL");
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "qt_cuda_gemm: dtype %d is not fp32, fp16 or bf16", (int)dt);
+    QT_TRY(qt_check_dtype("qt_cuda_gemm", dt));
     if (d->M < 1 || d->N < 1 || d->K < 1)
         return qt_error(QT_ERR_ARG, "qt_cuda_gemm: M %d, N %d, K %d must all be >= 1", d->M,
                         d->N, d->K);
@@ -63,8 +63,8 @@ static qt_status gemm_check(qt_dtype dt, const qt_gemm_desc *d, const void *A, c
                         "row lengths %d, %d, %d (M %d, N %d, K %d, trans %d%d)",
                         d->lda, d->ldb, d->ldc, a_cols, b_cols, d->N, d->M, d->N, d->K,
                         d->trans_a, d->trans_b);
-    if (!A || !B || !C) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: a matrix pointer is NULL");
-    return QT_OK;
+    return qt_check_tensors("qt_cuda_gemm", qt_arg("A", A, dt), qt_arg("B", B, dt),
+                            qt_arg("C", C, dt));
 }
 
 #if QT_CUDA_EMULATED

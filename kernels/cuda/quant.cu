@@ -24,14 +24,13 @@
 // elementwise kernel: Philox (stochastic rounding) dominates, not memory.
 #define GRID_THREADS QT_QUANT_LANES
 #define APPLY_THREADS 256
-#define MAX_BLOCKS 2147483647ull
 
 // ---- kernels -------------------------------------------------------------------------------
 
 // Thread -> data: block b owns slice b = (row r = b / gpr, group g = b % gpr), elements
 // x[r C + g G + j], j in [0, len); thread t visits j = t, t + 256, ... in order (the CPU's lane
 // t). Shared memory: the 256 partial sums (double, absmean) or minima/maxima (float, absmax),
-// then the fixed tree of quant_math.h; thread 0 writes scales[b], zeros[b].
+// then the fixed tree of quant_math.h (qt_block_tree); thread 0 writes scales[b], zeros[b].
 // method: 0 absmax, 1 absmean. Guards: j < len (the last group of a row may be short).
 template <typename T>
 static __global__ void __launch_bounds__(GRID_THREADS)
@@ -53,27 +52,22 @@ static __global__ void __launch_bounds__(GRID_THREADS)
         if (method == 1) {
             sum += (double)fabsf(v);
         } else if (symmetric) {
-            hi = fmaxf(hi, fabsf(v));
+            hi = qt_op_max()(hi, fabsf(v));
         } else {
-            lo = fminf(lo, v);
-            hi = fmaxf(hi, v);
+            lo = qt_op_min()(lo, v);
+            hi = qt_op_max()(hi, v);
         }
     }
     sh_sum[t] = sum;
     sh_lo[t] = lo;
     sh_hi[t] = hi;
-    __syncthreads();
-    for (unsigned s = GRID_THREADS / 2; s > 0; s /= 2) {
-        if (t < s) {
-            sh_sum[t] += sh_sum[t + s];
-            // lanes >= len saw no element: leave them out of the min/max
-            if (t + s < len) {
-                sh_lo[t] = fminf(sh_lo[t], sh_lo[t + s]);
-                sh_hi[t] = fmaxf(sh_hi[t], sh_hi[t + s]);
-            }
+    qt_block_tree<GRID_THREADS>((int)t, [&](int dst, int src) {
+        sh_sum[dst] += sh_sum[src];
+        if ((size_t)src < len) { // lanes >= len saw no element: leave them out of the min/max
+            sh_lo[dst] = qt_op_min()(sh_lo[dst], sh_lo[src]);
+            sh_hi[dst] = qt_op_max()(sh_hi[dst], sh_hi[src]);
         }
-        __syncthreads();
-    }
+    });
     if (t != 0) return;
     int zc = 0;
     float step;
@@ -127,8 +121,7 @@ static void launch(cudaStream_t st, const qt_quant_params *p, const void *x, siz
 static qt_status quant_run(const char *op, void *stream, int dt, const qt_quant_params *p,
                            int8_t *codes, void *out, float *scales, int32_t *zeros,
                            const void *x, size_t rows, size_t cols) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, dt);
+    QT_TRY(qt_check_dtype(op, (qt_dtype)dt));
     QT_TRY(qt_quant_check(p, rows, cols, NULL));
     if (p->range != QT_QUANT_RANGE_ABSMAX && p->range != QT_QUANT_RANGE_ABSMEAN)
         return qt_error(QT_ERR_UNSUPPORTED,
@@ -136,9 +129,11 @@ static qt_status quant_run(const char *op, void *stream, int dt, const qt_quant_
                         "or qt_cpu_quant_* on a host copy",
                         op, (int)p->range);
     if (rows == 0 || cols == 0) return QT_OK;
-    if (!x || !scales || (!codes && !out) || (!p->symmetric && !zeros))
-        return qt_error(QT_ERR_ARG, "%s: a pointer is NULL for (%zu, %zu)%s", op, rows, cols,
-                        p->symmetric ? "" : " (asymmetric grids need zeros)");
+    QT_TRY(qt_check_tensors(
+        op, qt_arg("x", x, (qt_dtype)dt), qt_arg("scales", scales),
+        qt_arg("zeros (asymmetric grids)", zeros, p->symmetric ? QT_ARG_OPTIONAL : QT_ARG_REQUIRED),
+        qt_arg("codes", codes, QT_ARG_OPTIONAL),
+        qt_arg("out", out, (qt_dtype)dt, codes ? QT_ARG_OPTIONAL : QT_ARG_REQUIRED)));
     size_t R = rows, C = cols, G;
     if (p->granularity == QT_QUANT_PER_TENSOR) {
         R = 1;
@@ -148,16 +143,10 @@ static qt_status quant_run(const char *op, void *stream, int dt, const qt_quant_
         G = p->granularity == QT_QUANT_PER_ROW ? cols : p->group_size;
     }
     const size_t gpr = QT_CEIL_DIV(C, G);
-    if (R * gpr > MAX_BLOCKS || QT_CEIL_DIV(R * C, (size_t)APPLY_THREADS) > MAX_BLOCKS)
-        return qt_error(QT_ERR_ARG, "%s: (%zu, %zu) exceeds one launch; split the tensor", op,
-                        rows, cols);
-    cudaStream_t st = (cudaStream_t)stream;
-    if (dt == QT_DTYPE_F32)
-        launch<float>(st, p, x, R, C, G, gpr, scales, zeros, codes, out);
-    else if (dt == QT_DTYPE_F16)
-        launch<__half>(st, p, x, R, C, G, gpr, scales, zeros, codes, out);
-    else
-        launch<__nv_bfloat16>(st, p, x, R, C, G, gpr, scales, zeros, codes, out);
+    QT_TRY(qt_check_grid(op, R * gpr));
+    QT_TRY(qt_check_grid(op, QT_CEIL_DIV(R * C, (size_t)APPLY_THREADS)));
+    QT_DTYPE_DISPATCH(dt, launch, (cudaStream_t)stream, p, x, R, C, G, gpr, scales, zeros, codes,
+                      out);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

@@ -15,8 +15,6 @@
 #include "base/cuda_check.h"
 #include "common.cuh"
 
-#include <stdint.h>
-
 #include "kernels/rmsnorm.h"
 
 // ---- launch constants -----------------------------------------------------------------------
@@ -27,15 +25,6 @@
 // partial sums. A power of 2.
 #define RMS_COLS 32
 #define RMS_ROW_LANES 16
-
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
-
-// Sum over the 32 lanes of a warp by an xor butterfly: every lane ends with the same bits, in a
-// fixed order (deterministic).
-static __device__ __forceinline__ float warp_sum(float v) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
 
 // ---- kernels --------------------------------------------------------------------------------
 
@@ -57,7 +46,7 @@ static __global__ void __launch_bounds__(32 * RMS_ROWS_PER_BLOCK)
         const float v = qt_ld(xr + c);
         ss += v * v;
     }
-    const float rs = 1.0f / sqrtf(warp_sum(ss) * (1.0f / (float)C) + QT_RMSNORM_EPS);
+    const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * (1.0f / (float)C) + QT_RMSNORM_EPS);
     for (int c = lane; c < C; c += 32) qt_st(o + c, qt_ld(xr + c) * rs * qt_ld(w + c));
     if (lane == 0) rstd[row] = rs;
 }
@@ -75,19 +64,19 @@ static __global__ void __launch_bounds__(32 * RMS_ROWS_PER_BLOCK)
     float sgx = 0.0f;
     for (int c = lane; c < C; c += 32)
         sgx += qt_ld(dout + off + c) * qt_ld(w + c) * (qt_ld(x + off + c) * rs);
-    const float mgx = warp_sum(sgx) * (1.0f / (float)C);
+    const float mgx = qt_warp_sum(sgx) * (1.0f / (float)C);
     for (int c = lane; c < C; c += 32) {
         const float xh = qt_ld(x + off + c) * rs;
         const float g = qt_ld(dout + off + c) * qt_ld(w + c);
-        qt_st(dx + off + c, qt_ld(dx + off + c) + rs * (g - xh * mgx));
+        qt_add_st(dx + off + c, rs * (g - xh * mgx));
     }
 }
 
 // dw (C) += column sums of dout xh.
 // Thread mapping: block (RMS_COLS, RMS_ROW_LANES), grid ceil(C / RMS_COLS); thread (tx, ty)
 // owns column blockIdx.x * RMS_COLS + tx and sums rows ty, ty + RMS_ROW_LANES, ... in order
-// (pass 1); the RMS_ROW_LANES partials of a column are then added by a tree over ty in shared
-// memory (pass 2). Both orders depend only on N: deterministic.
+// (pass 1); the RMS_ROW_LANES partials of a column are then added by qt_block_tree over ty in
+// shared memory (pass 2). Both orders depend only on N: deterministic.
 // Shared memory: one (RMS_ROW_LANES, RMS_COLS + 1) fp32 tile (+1: no bank conflicts down a
 // column). Guards: threads of columns >= C accumulate nothing but take part in every barrier.
 template <typename T>
@@ -103,25 +92,14 @@ static __global__ void __launch_bounds__(RMS_COLS *RMS_ROW_LANES)
         }
     }
     sw[ty][tx] = aw;
-    __syncthreads();
-    for (int half = RMS_ROW_LANES / 2; half > 0; half >>= 1) {
-        if (ty < half) sw[ty][tx] += sw[ty + half][tx];
-        __syncthreads();
-    }
-    if (ty == 0 && c < C) qt_st(dw + c, qt_ld(dw + c) + sw[0][tx]);
+    qt_block_tree<RMS_ROW_LANES>(ty, [&](int dst, int src) { sw[dst][tx] += sw[src][tx]; });
+    if (ty == 0 && c < C) qt_add_st(dw + c, sw[0][tx]);
 }
 
 // ---- launchers ------------------------------------------------------------------------------
 
-// 1 if p is aligned for elements of dt (NULL counts as aligned: optional tensors).
-static int aligned(const void *p, qt_dtype dt) {
-    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
-}
-
-static qt_status check_args(const char *op, qt_dtype dt, int N, int C) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
+static qt_status check_shape(const char *op, qt_dtype dt, int N, int C) {
+    QT_TRY(qt_check_dtype(op, dt));
     if (N < 0 || C < 1)
         return qt_error(QT_ERR_ARG, "%s: N = %d, C = %d; need N >= 0 and C >= 1", op, N, C);
     return QT_OK;
@@ -153,18 +131,11 @@ static void rmsnorm_bwd_launch(cudaStream_t st, void *dx, void *dw, const void *
 extern "C" qt_status qt_cuda_rmsnorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out, float *rstd,
                                          const void *x, const void *w, int N, int C) {
     const char *op = "cuda rmsnorm_fwd";
-    QT_TRY(check_args(op, dt, N, C));
+    QT_TRY(check_shape(op, dt, N, C));
     if (N == 0) return QT_OK;
-    if (!out || !rstd || !x || !w)
-        return qt_error(QT_ERR_ARG, "%s: out, rstd, x and w must all be non-NULL", op);
-    if (!aligned(out, dt) || !aligned(x, dt) || !aligned(w, dt) || !aligned(rstd, QT_DTYPE_F32))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32: rmsnorm_fwd_launch<float>(st, out, rstd, x, w, N, C); break;
-    case QT_DTYPE_F16: rmsnorm_fwd_launch<__half>(st, out, rstd, x, w, N, C); break;
-    default: rmsnorm_fwd_launch<__nv_bfloat16>(st, out, rstd, x, w, N, C); break;
-    }
+    QT_TRY(qt_check_tensors(op, qt_arg("out", out, dt), qt_arg("rstd", rstd), qt_arg("x", x, dt),
+                            qt_arg("w", w, dt)));
+    QT_DTYPE_DISPATCH(dt, rmsnorm_fwd_launch, (cudaStream_t)s, out, rstd, x, w, N, C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -173,20 +144,13 @@ extern "C" qt_status qt_cuda_rmsnorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx
                                          const void *dout, const void *x, const float *rstd,
                                          const void *w, int N, int C) {
     const char *op = "cuda rmsnorm_bwd";
-    QT_TRY(check_args(op, dt, N, C));
+    QT_TRY(check_shape(op, dt, N, C));
     if (N == 0 || (!dx && !dw)) return QT_OK;
-    if (!dout || !x || !rstd || (dx && !w))
-        return qt_error(QT_ERR_ARG, "%s: dout, x, rstd (and w when dx is wanted) must be "
-                                    "non-NULL", op);
-    if (!aligned(dx, dt) || !aligned(dw, dt) || !aligned(dout, dt) || !aligned(x, dt) ||
-        !aligned(w, dt) || !aligned(rstd, QT_DTYPE_F32))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32: rmsnorm_bwd_launch<float>(st, dx, dw, dout, x, rstd, w, N, C); break;
-    case QT_DTYPE_F16: rmsnorm_bwd_launch<__half>(st, dx, dw, dout, x, rstd, w, N, C); break;
-    default: rmsnorm_bwd_launch<__nv_bfloat16>(st, dx, dw, dout, x, rstd, w, N, C); break;
-    }
+    QT_TRY(qt_check_tensors(
+        op, qt_arg("dx", dx, dt, QT_ARG_OPTIONAL), qt_arg("dw", dw, dt, QT_ARG_OPTIONAL),
+        qt_arg("dout", dout, dt), qt_arg("x", x, dt), qt_arg("rstd", rstd),
+        qt_arg("w (needed for dx)", w, dt, dx ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL)));
+    QT_DTYPE_DISPATCH(dt, rmsnorm_bwd_launch, (cudaStream_t)s, dx, dw, dout, x, rstd, w, N, C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

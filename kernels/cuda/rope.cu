@@ -21,7 +21,6 @@
 #include "common.cuh"
 
 #include <math.h>
-#include <stdint.h>
 
 #include "kernels/rope.h"
 
@@ -31,7 +30,7 @@
 #define ROPE_THREADS 128
 #define ROPE_MAX_GRID_Y 65535
 
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
+// ---- device helpers -------------------------------------------------------------------------
 
 // cos and sin of the double angle a, rounded to fp32 (see the file header).
 static __device__ __forceinline__ void rope_sincos(double a, float *s, float *c) {
@@ -92,9 +91,7 @@ static void rope_launch(cudaStream_t st, void *qkv, int B, int Tlen, int C, int 
 
 static qt_status rope_run(const char *op, qt_cuda_stream s, qt_dtype dt, void *qkv, int B,
                           int T, int C, int H, float theta, float sign) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
+    QT_TRY(qt_check_dtype(op, dt));
     if (B < 0 || T < 0 || H < 1 || C < 1 || C % H != 0)
         return qt_error(QT_ERR_ARG,
                         "%s: B = %d, T = %d, C = %d, H = %d; need B, T >= 0 and C a positive "
@@ -109,16 +106,9 @@ static qt_status rope_run(const char *op, qt_cuda_stream s, qt_dtype dt, void *q
         return qt_error(QT_ERR_ARG, "%s: T = %d, D = %d is too many pairs for one grid", op, T,
                         C / H);
     if (B == 0 || T == 0) return QT_OK;
-    if (!qkv) return qt_error(QT_ERR_ARG, "%s: qkv must be non-NULL", op);
-    if ((uintptr_t)qkv % qt_dtype_size(dt) != 0)
-        return qt_error(QT_ERR_ARG, "%s: qkv is not aligned to its element size", op);
+    QT_TRY(qt_check_tensors(op, qt_arg("qkv", qkv, dt)));
     const double log_theta = log((double)theta);
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32: rope_launch<float>(st, qkv, B, T, C, H, log_theta, sign); break;
-    case QT_DTYPE_F16: rope_launch<__half>(st, qkv, B, T, C, H, log_theta, sign); break;
-    default: rope_launch<__nv_bfloat16>(st, qkv, B, T, C, H, log_theta, sign); break;
-    }
+    QT_DTYPE_DISPATCH(dt, rope_launch, (cudaStream_t)s, qkv, B, T, C, H, log_theta, sign);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

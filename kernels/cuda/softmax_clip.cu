@@ -23,8 +23,6 @@
 #include "base/cuda_check.h"
 #include "common.cuh"
 
-#include <string.h>
-
 #include "base/softmax_clip_math.h"
 #include "kernels/softmax_clip.h"
 
@@ -32,16 +30,9 @@
 // One warp per row: attention rows are T <= a few thousand long, so 32 lanes striding the row
 // keep every lane busy while the reductions stay in shuffles (no shared memory, no barriers).
 // 4 warps per block: small enough that the tail block of an odd row count wastes little.
-#define WARP 32
 #define ROWS_PER_BLOCK 4
-#define FULL_MASK 0xffffffffu
 
 // ---- device helpers ------------------------------------------------------------------------
-
-static __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-    return v;
-}
 
 // The (a, c) of row length n, rounded once to float like the CPU's row_clip_coeffs.
 static __device__ __forceinline__ void row_coeffs(int kind, float gamma, float zeta, float eta,
@@ -61,17 +52,17 @@ static __device__ __forceinline__ float clip_arg(float a, float p, float c) {
 
 // Thread -> data: warp w of block b owns row r = b * ROWS_PER_BLOCK + w; lane l handles the
 // columns l, l + 32, ... of it. Pass 1: each lane keeps an online (max m, sum s of exp(z - m))
-// over its columns; a butterfly of shuffles merges the 32 pairs, so every lane holds the row's
-// max and sum. Pass 2 re-reads the scores and writes p and probs on [0, n), zeros on [n, cols).
-// No shared memory. Guards: a warp past the last row returns as a whole (it shares one r), so
-// the shuffles always see 32 live lanes.
+// over its columns (qt_softmax_push); qt_warp_allreduce's butterfly merges the 32 pairs, so
+// every lane holds the row's max and sum. Pass 2 re-reads the scores and writes p and probs on [0,
+// n), zeros on [n, cols). No shared memory. Guards: a warp past the last row returns as a whole (it
+// shares one r), so the shuffles always see 32 live lanes.
 template <typename T>
-static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
-    softmax_clip_fwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta,
-                             float beta, T *probs, float *p, const T *scores, const int *lens,
-                             int rows, int cols) {
-    const int lane = (int)(threadIdx.x % WARP);
-    const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP);
+static __global__ void __launch_bounds__(ROWS_PER_BLOCK *QT_WARP)
+    softmax_clip_fwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta, float beta,
+                             T *probs, float *p, const T *scores, const int *lens, int rows,
+                             int cols) {
+    const int lane = (int)(threadIdx.x % QT_WARP);
+    const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / QT_WARP);
     if (r >= rows) return;
     const size_t off = (size_t)r * (size_t)cols;
     const T *zr = scores + off;
@@ -79,41 +70,28 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
     float *pr = p + off;
     const int n = lens[r];
     if (n < 1 || n > cols) { // bad lens: NaN row (see the file header)
-        for (int j = lane; j < cols; j += WARP) {
-            pr[j] = __int_as_float(0x7fc00000);
-            qt_st(yr + j, __int_as_float(0x7fc00000));
+        for (int j = lane; j < cols; j += QT_WARP) {
+            pr[j] = qt_nan_f32();
+            qt_st(yr + j, qt_nan_f32());
         }
         return;
     }
     float a, c; // first, while few registers are live (double division has a slow path)
     row_coeffs(kind, gamma, zeta, eta, beta, n, &a, &c);
 
-    float m = -INFINITY, s = 0.0f;
-    for (int j = lane; j < n; j += WARP) {
-        const float z = __fmul_rn(scale, qt_to_f32(zr[j]));
-        if (z > m) {
-            s = s * expf(m - z) + 1.0f; // the first element: 0 * exp(-inf) + 1
-            m = z;
-        } else if (m != -INFINITY) { // z = m = -inf adds nothing (exp(-inf + inf) is NaN)
-            s += expf(z - m);
-        }
-    }
-    for (int o = WARP / 2; o > 0; o >>= 1) {
-        const float mo = __shfl_xor_sync(FULL_MASK, m, o);
-        const float so = __shfl_xor_sync(FULL_MASK, s, o);
-        const float mn = fmaxf(m, mo);
-        s = mn == -INFINITY ? 0.0f : s * expf(m - mn) + so * expf(mo - mn);
-        m = mn;
-    }
-    const float inv = 1.0f / s;
+    qt_softmax_acc acc = {-INFINITY, 0.0f};
+    for (int j = lane; j < n; j += QT_WARP)
+        qt_softmax_push(acc, __fmul_rn(scale, qt_to_f32(zr[j])));
+    acc = qt_warp_allreduce(acc, qt_op_softmax_merge());
+    const float m = acc.m, inv = 1.0f / acc.s;
 
-    for (int j = lane; j < n; j += WARP) {
+    for (int j = lane; j < n; j += QT_WARP) {
         const float pj = expf(__fmul_rn(scale, qt_to_f32(zr[j])) - m) * inv;
         pr[j] = pj;
         const float y = clip_arg(a, pj, c);
         qt_st(yr + j, fminf(fmaxf(y, 0.0f), 1.0f));
     }
-    for (int j = n + lane; j < cols; j += WARP) { // masked: exactly 0 by index
+    for (int j = n + lane; j < cols; j += QT_WARP) { // masked: exactly 0 by index
         pr[j] = 0.0f;
         qt_st(yr + j, 0.0f);
     }
@@ -124,12 +102,12 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
 // its columns' gradient into dscores. Masked columns [n, cols) are not touched. No shared
 // memory; a warp past the last row returns whole.
 template <typename T>
-static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
-    softmax_clip_bwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta,
-                             float beta, T *dscores, const T *dprobs, const float *p,
-                             const int *lens, int rows, int cols) {
-    const int lane = (int)(threadIdx.x % WARP);
-    const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP);
+static __global__ void __launch_bounds__(ROWS_PER_BLOCK *QT_WARP)
+    softmax_clip_bwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta, float beta,
+                             T *dscores, const T *dprobs, const float *p, const int *lens, int rows,
+                             int cols) {
+    const int lane = (int)(threadIdx.x % QT_WARP);
+    const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / QT_WARP);
     if (r >= rows) return;
     const size_t off = (size_t)r * (size_t)cols;
     T *dr = dscores + off;
@@ -137,20 +115,21 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
     const float *pr = p + off;
     const int n = lens[r];
     if (n < 1 || n > cols) { // bad lens: NaN into the row (see the file header)
-        for (int j = lane; j < cols; j += WARP) qt_st(dr + j, __int_as_float(0x7fc00000));
+        for (int j = lane; j < cols; j += QT_WARP)
+            qt_st(dr + j, qt_nan_f32());
         return;
     }
     float a, c;
     row_coeffs(kind, gamma, zeta, eta, beta, n, &a, &c);
 
     float dot = 0.0f;
-    for (int j = lane; j < n; j += WARP) {
+    for (int j = lane; j < n; j += QT_WARP) {
         const float pj = pr[j], y = clip_arg(a, pj, c);
         const float g = (y >= 0.0f && y <= 1.0f) ? a * qt_to_f32(gr[j]) : 0.0f;
         dot += pj * g;
     }
-    dot = warp_sum(dot);
-    for (int j = lane; j < n; j += WARP) {
+    dot = qt_warp_sum(dot);
+    for (int j = lane; j < n; j += QT_WARP) {
         const float pj = pr[j], y = clip_arg(a, pj, c);
         const float g = (y >= 0.0f && y <= 1.0f) ? a * qt_to_f32(gr[j]) : 0.0f;
         qt_st(dr + j, qt_to_f32(dr[j]) + scale * pj * (g - dot));
@@ -159,17 +138,11 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *WARP)
 
 // ---- launchers -----------------------------------------------------------------------------
 
-static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params *prm,
-                            const void *out, const void *in1, const void *in2, const int *lens,
-                            int rows, int cols) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16", op, (int)dt);
+static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params *prm, int rows,
+                            int cols) {
+    QT_TRY(qt_check_dtype(op, dt));
     if (!prm) return qt_error(QT_ERR_ARG, "%s: softmax params are NULL; pass one", op);
-    // Read as the int a C caller stored: loading an out-of-range value through the enum type
-    // is undefined in C++ (UBSan reports it).
-    int kind;
-    static_assert(sizeof kind == sizeof prm->kind, "qt_softmax_kind is not int-sized");
-    memcpy(&kind, &prm->kind, sizeof kind);
+    const int kind = qt_enum_int(prm->kind);
     if (kind != QT_SOFTMAX_VANILLA && kind != QT_SOFTMAX_CLIPPED && kind != QT_SOFTMAX_NCS)
         return qt_error(QT_ERR_ARG,
                         "%s: softmax kind %d is not vanilla (0), clipped (1) or ncs (2)", op,
@@ -177,8 +150,6 @@ static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params
     if (rows < 0 || cols < 1)
         return qt_error(QT_ERR_ARG, "%s: shape (rows %d, cols %d); need rows >= 0, cols >= 1", op,
                         rows, cols);
-    if (rows > 0 && (!out || !in1 || !in2 || !lens))
-        return qt_error(QT_ERR_ARG, "%s: a tensor pointer is NULL for %d rows", op, rows);
     return QT_OK;
 }
 
@@ -186,7 +157,7 @@ template <typename T>
 static void launch_fwd(cudaStream_t st, const qt_softmax_params *prm, void *probs, float *p,
                        const void *scores, const int *lens, int rows, int cols) {
     QT_LAUNCH(softmax_clip_fwd_rowwarp<T>, (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK),
-              ROWS_PER_BLOCK * WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
+              ROWS_PER_BLOCK * QT_WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
               prm->eta, prm->beta, (T *)probs, p, (const T *)scores, lens, rows, cols);
 }
 
@@ -194,7 +165,7 @@ template <typename T>
 static void launch_bwd(cudaStream_t st, const qt_softmax_params *prm, void *dscores,
                        const void *dprobs, const float *p, const int *lens, int rows, int cols) {
     QT_LAUNCH(softmax_clip_bwd_rowwarp<T>, (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK),
-              ROWS_PER_BLOCK * WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
+              ROWS_PER_BLOCK * QT_WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
               prm->eta, prm->beta, (T *)dscores, (const T *)dprobs, p, lens, rows, cols);
 }
 
@@ -202,16 +173,13 @@ extern "C" qt_status qt_cuda_softmax_clip_fwd(qt_cuda_stream s, qt_dtype dt,
                                               const qt_softmax_params *prm, void *probs,
                                               float *p, const void *scores, const int *lens,
                                               int rows, int cols) {
-    QT_TRY(check_args("softmax_clip_fwd", dt, prm, probs, p, scores, lens, rows, cols));
+    const char *op = "softmax_clip_fwd";
+    QT_TRY(check_args(op, dt, prm, rows, cols));
     if (rows == 0) return QT_OK;
-    cudaStream_t st = (cudaStream_t)s;
-    if (dt == QT_DTYPE_F32)
-        launch_fwd<float>(st, prm, probs, p, scores, lens, rows, cols);
-    else if (dt == QT_DTYPE_F16)
-        launch_fwd<__half>(st, prm, probs, p, scores, lens, rows, cols);
-    else
-        launch_fwd<__nv_bfloat16>(st, prm, probs, p, scores, lens, rows, cols);
-    QT_CHECK_LAUNCH("softmax_clip_fwd");
+    QT_TRY(qt_check_tensors(op, qt_arg("probs", probs, dt), qt_arg("p", p),
+                            qt_arg("scores", scores, dt), qt_arg("lens", lens)));
+    QT_DTYPE_DISPATCH(dt, launch_fwd, (cudaStream_t)s, prm, probs, p, scores, lens, rows, cols);
+    QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
 
@@ -219,15 +187,12 @@ extern "C" qt_status qt_cuda_softmax_clip_bwd(qt_cuda_stream s, qt_dtype dt,
                                               const qt_softmax_params *prm, void *dscores,
                                               const void *dprobs, const float *p,
                                               const int *lens, int rows, int cols) {
-    QT_TRY(check_args("softmax_clip_bwd", dt, prm, dscores, dprobs, p, lens, rows, cols));
+    const char *op = "softmax_clip_bwd";
+    QT_TRY(check_args(op, dt, prm, rows, cols));
     if (rows == 0) return QT_OK;
-    cudaStream_t st = (cudaStream_t)s;
-    if (dt == QT_DTYPE_F32)
-        launch_bwd<float>(st, prm, dscores, dprobs, p, lens, rows, cols);
-    else if (dt == QT_DTYPE_F16)
-        launch_bwd<__half>(st, prm, dscores, dprobs, p, lens, rows, cols);
-    else
-        launch_bwd<__nv_bfloat16>(st, prm, dscores, dprobs, p, lens, rows, cols);
-    QT_CHECK_LAUNCH("softmax_clip_bwd");
+    QT_TRY(qt_check_tensors(op, qt_arg("dscores", dscores, dt), qt_arg("dprobs", dprobs, dt),
+                            qt_arg("p", p), qt_arg("lens", lens)));
+    QT_DTYPE_DISPATCH(dt, launch_bwd, (cudaStream_t)s, prm, dscores, dprobs, p, lens, rows, cols);
+    QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

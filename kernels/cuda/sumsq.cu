@@ -11,8 +11,6 @@
 #include "base/cuda_check.h"
 #include "common.cuh"
 
-#include <stdint.h>
-
 #include "kernels/sumsq.h"
 
 // ---- launch constants -----------------------------------------------------------------------
@@ -23,24 +21,21 @@
 #define SUMSQ_MIN_PER_BLOCK (SUMSQ_THREADS * 16)
 #define SUMSQ_MAX_BLOCKS 1024
 
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
+// ---- device helpers -------------------------------------------------------------------------
 
-// Sum over a warp by an xor butterfly (commutative adds: every lane gets the same bits).
-static __device__ __forceinline__ double warp_sum(double v) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
-
-// Sum of v over the block (blockDim.x == SUMSQ_THREADS), valid in thread 0: warp butterflies,
-// then warp 0 adds the SUMSQ_THREADS / 32 warp sums in warp order. Every thread must call it.
+// Sum of v over the block (blockDim.x == SUMSQ_THREADS), valid in thread 0: warp butterflies
+// (qt_warp_sum), then warp 0 butterflies the SUMSQ_THREADS / 32 warp sums, padded with zeros to
+// a warp. A deliberate special case beside common.cuh's qt_block_allreduce (which folds the
+// warp sums in warp order): this second stage is the order sumsq has always had, so the norms
+// and overflow checks of earlier runs keep their bits. Every thread must call it.
 static __device__ __forceinline__ double block_sum(double v) {
-    QT_SHARED(double, warp_sums, SUMSQ_THREADS / 32);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    v = warp_sum(v);
+    QT_SHARED(double, warp_sums, SUMSQ_THREADS / QT_WARP);
+    const int warp = threadIdx.x / QT_WARP, lane = threadIdx.x % QT_WARP;
+    v = qt_warp_sum(v);
     if (lane == 0) warp_sums[warp] = v;
     __syncthreads();
     double total = 0.0;
-    if (warp == 0) total = warp_sum(lane < SUMSQ_THREADS / 32 ? warp_sums[lane] : 0.0);
+    if (warp == 0) total = qt_warp_sum(lane < SUMSQ_THREADS / QT_WARP ? warp_sums[lane] : 0.0);
     return total;
 }
 
@@ -74,13 +69,10 @@ static __global__ void __launch_bounds__(SUMSQ_THREADS)
 
 // ---- launchers ------------------------------------------------------------------------------
 
-static int dtype_ok(qt_dtype dt) {
-    return dt == QT_DTYPE_F32 || dt == QT_DTYPE_F16 || dt == QT_DTYPE_BF16;
-}
-
-// 1 if p is aligned for elements of dt.
-static int aligned(const void *p, qt_dtype dt) {
-    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
+template <typename T>
+static void sumsq_partial_launch(cudaStream_t st, int blocks, double *partials, const void *x,
+                                 size_t n) {
+    QT_LAUNCH(sumsq_partial_block<T>, blocks, SUMSQ_THREADS, 0, st, partials, (const T *)x, n);
 }
 
 extern "C" size_t qt_cuda_sumsq_scratch_size(void) { return SUMSQ_MAX_BLOCKS + 1; }
@@ -88,37 +80,19 @@ extern "C" size_t qt_cuda_sumsq_scratch_size(void) { return SUMSQ_MAX_BLOCKS + 1
 extern "C" qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_host,
                                    const void *x, size_t n, double *partials) {
     const char *op = "cuda sumsq";
-    if (!dtype_ok(dt))
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
+    QT_TRY(qt_check_dtype(op, dt));
     if (!out_host) return qt_error(QT_ERR_ARG, "%s: out_host is NULL", op);
     if (n == 0) {
         *out_host = 0.0;
         return QT_OK;
     }
-    if (!x || !partials)
-        return qt_error(QT_ERR_ARG, "%s: x and partials must be non-NULL (partials: device "
-                                    "scratch of qt_cuda_sumsq_scratch_size() doubles)", op);
-    if (!aligned(x, dt) || (uintptr_t)partials % sizeof(double) != 0)
-        return qt_error(QT_ERR_ARG, "%s: x or partials is not aligned to its element size", op);
+    QT_TRY(qt_check_tensors(op, qt_arg("x", x, dt),
+                            qt_arg("partials (qt_cuda_sumsq_scratch_size() doubles)", partials)));
     // The block count depends on n alone: the summation order, hence the bits, too.
     const size_t nb = QT_CEIL_DIV(n, (size_t)SUMSQ_MIN_PER_BLOCK);
     const int blocks = (int)(nb < SUMSQ_MAX_BLOCKS ? nb : SUMSQ_MAX_BLOCKS);
     cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32:
-        QT_LAUNCH(sumsq_partial_block<float>, blocks, SUMSQ_THREADS, 0, st, partials,
-                  (const float *)x, n);
-        break;
-    case QT_DTYPE_F16:
-        QT_LAUNCH(sumsq_partial_block<__half>, blocks, SUMSQ_THREADS, 0, st, partials,
-                  (const __half *)x, n);
-        break;
-    default:
-        QT_LAUNCH(sumsq_partial_block<__nv_bfloat16>, blocks, SUMSQ_THREADS, 0, st, partials,
-                  (const __nv_bfloat16 *)x, n);
-        break;
-    }
+    QT_DTYPE_DISPATCH(dt, sumsq_partial_launch, st, blocks, partials, x, n);
     QT_CHECK_LAUNCH(op);
     QT_LAUNCH(sumsq_final_block, 1, SUMSQ_THREADS, 0, st, partials, blocks);
     QT_CHECK_LAUNCH(op);

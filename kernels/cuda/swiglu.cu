@@ -16,22 +16,11 @@
 #include "base/cuda_check.h"
 #include "common.cuh"
 
-#include <stdint.h>
-
 #include "kernels/swiglu.h"
 
 // ---- launch constants -----------------------------------------------------------------------
-// Element-wise: 256 threads a block, grid-stride loops over at most SWIGLU_MAX_BLOCKS blocks.
-#define SWIGLU_THREADS 256
-#define SWIGLU_MAX_BLOCKS 8192
-#define EXP_ARG_MAX 88.3f // the CPU's vexpf cap: exp stays finite
-
-// ---- device helpers (storage <-> fp32: common.cuh) -----------------------------------
-
-// exp(min(v, 88.3)), NaN passing through (the compare is false for NaN).
-static __device__ __forceinline__ float exp_capped(float v) {
-    return expf(v > EXP_ARG_MAX ? EXP_ARG_MAX : v);
-}
+// Element-wise: common.cuh's QT_EW_THREADS a block, grid-stride over at most QT_EW_MAX_BLOCKS
+// blocks. exp's argument is capped by qt_exp_capped (common.cuh).
 
 // ---- kernels --------------------------------------------------------------------------------
 // Thread mapping: thread j of the grid handles output elements j, j + gridDim.x * blockDim.x,
@@ -39,61 +28,50 @@ static __device__ __forceinline__ float exp_capped(float v) {
 // reading a = x[n, f] and b = x[n, F + f]. No shared memory.
 
 template <typename T>
-static __global__ void __launch_bounds__(SWIGLU_THREADS)
+static __global__ void __launch_bounds__(QT_EW_THREADS)
     swiglu_fwd_elem(T *out, const T *x, size_t total, int F) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
         const size_t n = k / (size_t)F, f = k % (size_t)F;
         const T *xa = x + n * 2 * (size_t)F + f;
         const float a = qt_ld(xa), b = qt_ld(xa + F);
-        qt_st(out + k, a / (1.0f + exp_capped(-a)) * b);
+        qt_st(out + k, a / (1.0f + qt_exp_capped(-a)) * b);
     }
 }
 
 template <typename T>
-static __global__ void __launch_bounds__(SWIGLU_THREADS)
+static __global__ void __launch_bounds__(QT_EW_THREADS)
     swiglu_bwd_elem(T *dx, const T *dout, const T *x, size_t total, int F) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
         const size_t n = k / (size_t)F, f = k % (size_t)F, ia = n * 2 * (size_t)F + f;
         const float a = qt_ld(x + ia), b = qt_ld(x + ia + F), g = qt_ld(dout + k);
-        const float e = exp_capped(-a), s = 1.0f / (1.0f + e);
+        const float e = qt_exp_capped(-a), s = 1.0f / (1.0f + e);
         const float silu = a * s, dsilu = s * (1.0f + a * (e * s));
-        qt_st(dx + ia, qt_ld(dx + ia) + g * b * dsilu);
-        qt_st(dx + ia + F, qt_ld(dx + ia + F) + g * silu);
+        qt_add_st(dx + ia, g * b * dsilu);
+        qt_add_st(dx + ia + F, g * silu);
     }
 }
 
 // ---- launchers ------------------------------------------------------------------------------
 
 static qt_status check_args(const char *op, qt_dtype dt, int N, int F) {
-    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
-        return qt_error(QT_ERR_ARG, "%s: dtype %d is not fp32, fp16 or bf16; pass a qt_dtype",
-                        op, (int)dt);
+    QT_TRY(qt_check_dtype(op, dt));
     if (N < 0 || F < 1)
         return qt_error(QT_ERR_ARG, "%s: N = %d, F = %d; need N >= 0 and F >= 1", op, N, F);
     return QT_OK;
 }
 
-static int aligned(const void *p, qt_dtype dt) {
-    return ((uintptr_t)p % qt_dtype_size(dt)) == 0;
-}
-
-static unsigned grid_for(size_t total) {
-    const size_t blocks = QT_CEIL_DIV(total, (size_t)SWIGLU_THREADS);
-    return (unsigned)(blocks < SWIGLU_MAX_BLOCKS ? blocks : SWIGLU_MAX_BLOCKS);
-}
-
 template <typename T>
 static void swiglu_fwd_launch(cudaStream_t st, void *out, const void *x, size_t total, int F) {
-    QT_LAUNCH(swiglu_fwd_elem<T>, grid_for(total), SWIGLU_THREADS, 0, st, (T *)out,
+    QT_LAUNCH(swiglu_fwd_elem<T>, qt_ew_blocks(total, 1), QT_EW_THREADS, 0, st, (T *)out,
               (const T *)x, total, F);
 }
 
 template <typename T>
 static void swiglu_bwd_launch(cudaStream_t st, void *dx, const void *dout, const void *x,
                               size_t total, int F) {
-    QT_LAUNCH(swiglu_bwd_elem<T>, grid_for(total), SWIGLU_THREADS, 0, st, (T *)dx,
+    QT_LAUNCH(swiglu_bwd_elem<T>, qt_ew_blocks(total, 1), QT_EW_THREADS, 0, st, (T *)dx,
               (const T *)dout, (const T *)x, total, F);
 }
 
@@ -102,16 +80,8 @@ extern "C" qt_status qt_cuda_swiglu_fwd(qt_cuda_stream s, qt_dtype dt, void *out
     const char *op = "cuda swiglu_fwd";
     QT_TRY(check_args(op, dt, N, F));
     if (N == 0) return QT_OK;
-    if (!out || !x) return qt_error(QT_ERR_ARG, "%s: out and x must be non-NULL", op);
-    if (!aligned(out, dt) || !aligned(x, dt))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
-    const size_t total = (size_t)N * (size_t)F;
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32: swiglu_fwd_launch<float>(st, out, x, total, F); break;
-    case QT_DTYPE_F16: swiglu_fwd_launch<__half>(st, out, x, total, F); break;
-    default: swiglu_fwd_launch<__nv_bfloat16>(st, out, x, total, F); break;
-    }
+    QT_TRY(qt_check_tensors(op, qt_arg("out", out, dt), qt_arg("x", x, dt)));
+    QT_DTYPE_DISPATCH(dt, swiglu_fwd_launch, (cudaStream_t)s, out, x, (size_t)N * (size_t)F, F);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -121,20 +91,13 @@ extern "C" qt_status qt_cuda_swiglu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx,
     const char *op = "cuda swiglu_bwd";
     QT_TRY(check_args(op, dt, N, F));
     if (N == 0) return QT_OK;
-    if (!dx || !dout || !x)
-        return qt_error(QT_ERR_ARG, "%s: dx, dout and x must all be non-NULL", op);
-    if (!aligned(dx, dt) || !aligned(dout, dt) || !aligned(x, dt))
-        return qt_error(QT_ERR_ARG, "%s: a tensor is not aligned to its element size", op);
+    QT_TRY(
+        qt_check_tensors(op, qt_arg("dx", dx, dt), qt_arg("dout", dout, dt), qt_arg("x", x, dt)));
     if (dx == x || dx == dout)
         return qt_error(QT_ERR_ARG, "%s: dx must not alias x or dout; pass a separate gradient "
                                     "buffer", op);
-    const size_t total = (size_t)N * (size_t)F;
-    cudaStream_t st = (cudaStream_t)s;
-    switch (dt) {
-    case QT_DTYPE_F32: swiglu_bwd_launch<float>(st, dx, dout, x, total, F); break;
-    case QT_DTYPE_F16: swiglu_bwd_launch<__half>(st, dx, dout, x, total, F); break;
-    default: swiglu_bwd_launch<__nv_bfloat16>(st, dx, dout, x, total, F); break;
-    }
+    QT_DTYPE_DISPATCH(dt, swiglu_bwd_launch, (cudaStream_t)s, dx, dout, x, (size_t)N * (size_t)F,
+                      F);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

@@ -263,6 +263,156 @@ START_TEST(test_cast_round_trip) {
 }
 END_TEST
 
+// ---- vector and scalar paths ----------------------------------------------------------------
+// add, bias_add and cast move 16-byte chunks when every pointer is 16-byte aligned (cudaMalloc
+// memory: the vector path, an odd n leaving a scalar tail) and single elements when one is not
+// (a pointer one element into its allocation: the scalar path). Both paths must give the CPU
+// reference's bits and write nothing outside [0, n): the element before a shifted tensor holds
+// a sentinel, and the guard band after it is checked.
+#define SENTINEL 7.0f
+
+// A device copy of host (n values, representable in dt) starting `shift` (0 or 1) elements into
+// its allocation, the element before it SENTINEL. Free with free_shifted.
+static void *upload_shifted(qt_dtype dt, const float *host, size_t n, int shift) {
+    float *tmp = malloc((n + 1) * sizeof *tmp);
+    tmp[0] = SENTINEL;
+    memcpy(tmp + 1, host, n * sizeof *tmp);
+    char *base = qt_ct_upload(dt, shift ? tmp : tmp + 1, n + (size_t)shift);
+    free(tmp);
+    return base + (size_t)shift * qt_dtype_size(dt);
+}
+
+// 1 if the element before a shifted tensor still holds SENTINEL and its guard band is intact.
+static int shifted_ok(qt_dtype dt, const void *dev, size_t n, int shift) {
+    float before = SENTINEL;
+    if (shift) qt_ct_download(dt, &before, (const char *)dev - qt_dtype_size(dt), 1);
+    return before == SENTINEL && qt_ct_guard_ok(dt, dev, n);
+}
+
+static void free_shifted(qt_dtype dt, void *dev, int shift) {
+    qt_ct_free((char *)dev - (size_t)shift * qt_dtype_size(dt));
+}
+
+// Shifts of (out, a, b): all aligned (vector path), all shifted, only one shifted (scalar).
+static const int SHIFTS[][3] = {{0, 0, 0}, {1, 1, 1}, {0, 1, 0}, {0, 0, 1}, {1, 0, 0}};
+#define NSHIFTS ((int)(sizeof SHIFTS / sizeof SHIFTS[0]))
+static const size_t ODD_SIZES[] = {3, 37, 1027};
+
+START_TEST(test_add_vector_and_scalar_paths) {
+    for (int d = 0; d < 3; d++)
+        for (int z = 0; z < 3; z++)
+            for (int sh = 0; sh < NSHIFTS; sh++) {
+                const qt_dtype dt = DTYPES[d];
+                const size_t n = ODD_SIZES[z];
+                const int *so = SHIFTS[sh];
+                const uint64_t seed = 6000 + 100 * (uint64_t)d + 10 * (uint64_t)z + (uint64_t)sh;
+                float *a = qt_ct_rand_rounded(dt, n, -3.0f, 3.0f, seed);
+                float *b = qt_ct_rand_rounded(dt, n, -3.0f, 3.0f, seed + 1);
+                float *ref = malloc(n * sizeof *ref);
+                qt_cpu_add(ref, a, b, n);
+                for (size_t i = 0; i < n; i++)
+                    ref[i] = qt_ct_round(dt, ref[i]);
+                float *poison = malloc(n * sizeof *poison);
+                for (size_t i = 0; i < n; i++)
+                    poison[i] = NAN;
+                void *da = upload_shifted(dt, a, n, so[1]), *db = upload_shifted(dt, b, n, so[2]);
+                void *dout = upload_shifted(dt, poison, n, so[0]);
+                ck_assert_int_eq(qt_cuda_add(NULL, dt, dout, da, db, n), QT_OK);
+                const size_t bad = dev_mismatch(dt, dout, ref, n);
+                ck_assert_msg(bad == n,
+                              "add %s n=%zu shifts (%d,%d,%d) seed=%llu: element %zu "
+                              "differs",
+                              qt_dtype_name(dt), n, so[0], so[1], so[2], (unsigned long long)seed,
+                              bad);
+                ck_assert_msg(shifted_ok(dt, dout, n, so[0]) && shifted_ok(dt, da, n, so[1]) &&
+                                  shifted_ok(dt, db, n, so[2]),
+                              "add %s n=%zu shifts (%d,%d,%d): wrote outside [0, n)",
+                              qt_dtype_name(dt), n, so[0], so[1], so[2]);
+                free_shifted(dt, dout, so[0]);
+                free_shifted(dt, da, so[1]);
+                free_shifted(dt, db, so[2]);
+                free(a);
+                free(b);
+                free(ref);
+                free(poison);
+            }
+}
+END_TEST
+
+// bias_add's vector path also needs OC a multiple of the chunk (4 fp32, 8 fp16/bf16): OC 64
+// takes it with aligned pointers, OC 33 never does; N odd.
+START_TEST(test_bias_add_vector_and_scalar_paths) {
+    static const int OCS[] = {64, 33};
+    for (int d = 0; d < 3; d++)
+        for (int o = 0; o < 2; o++)
+            for (int sh = 0; sh < 3; sh++) {
+                const qt_dtype dt = DTYPES[d];
+                const int N = 17, OC = OCS[o], so = SHIFTS[sh][0], sb = SHIFTS[sh][1];
+                const size_t n = (size_t)N * OC;
+                const uint64_t seed = 6500 + 100 * (uint64_t)d + 10 * (uint64_t)o + (uint64_t)sh;
+                float *out = qt_ct_rand_rounded(dt, n, -2.0f, 2.0f, seed);
+                float *bias = qt_ct_rand_rounded(dt, OC, -2.0f, 2.0f, seed + 1);
+                void *d_out = upload_shifted(dt, out, n, so);
+                void *d_bias = upload_shifted(dt, bias, OC, sb);
+                for (int r = 0; r < N; r++)
+                    for (int c = 0; c < OC; c++)
+                        out[(size_t)r * OC + c] =
+                            qt_ct_round(dt, out[(size_t)r * OC + c] + bias[c]);
+                ck_assert_int_eq(qt_cuda_bias_add(NULL, dt, d_out, d_bias, N, OC), QT_OK);
+                const size_t bad = dev_mismatch(dt, d_out, out, n);
+                ck_assert_msg(bad == n,
+                              "bias_add %s N=%d OC=%d shifts (%d,%d) seed=%llu: "
+                              "element %zu differs",
+                              qt_dtype_name(dt), N, OC, so, sb, (unsigned long long)seed, bad);
+                ck_assert_msg(shifted_ok(dt, d_out, n, so) && shifted_ok(dt, d_bias, OC, sb),
+                              "bias_add %s N=%d OC=%d shifts (%d,%d): wrote outside [0, n)",
+                              qt_dtype_name(dt), N, OC, so, sb);
+                free_shifted(dt, d_out, so);
+                free_shifted(dt, d_bias, sb);
+                free(out);
+                free(bias);
+            }
+}
+END_TEST
+
+// Every dtype pair: fp32 <-> 16-bit casts move 32 bytes of fp32 per 16 of the 16-bit type.
+START_TEST(test_cast_vector_and_scalar_paths) {
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (int sh = 0; sh < 3; sh++) {
+                const qt_dtype dst_dt = DTYPES[a], src_dt = DTYPES[b];
+                const size_t n = 1027;
+                const int sd = SHIFTS[sh][0], ss = SHIFTS[sh][1];
+                const uint64_t seed = 6800 + 10 * (uint64_t)(3 * a + b) + (uint64_t)sh;
+                float *x = cast_inputs(n, seed);
+                for (size_t i = 0; i < n; i++)
+                    x[i] = qt_ct_round(src_dt, x[i]);
+                float *want = malloc(n * sizeof *want), *poison = malloc(n * sizeof *poison);
+                for (size_t i = 0; i < n; i++) {
+                    want[i] = qt_ct_round(dst_dt, x[i]);
+                    poison[i] = NAN;
+                }
+                void *d_src = upload_shifted(src_dt, x, n, ss);
+                void *d_dst = upload_shifted(dst_dt, poison, n, sd);
+                ck_assert_int_eq(qt_cuda_cast(NULL, dst_dt, d_dst, src_dt, d_src, n), QT_OK);
+                const size_t bad = dev_mismatch(dst_dt, d_dst, want, n);
+                ck_assert_msg(bad == n,
+                              "cast %s <- %s n=%zu shifts (%d,%d) seed=%llu: element "
+                              "%zu differs",
+                              qt_dtype_name(dst_dt), qt_dtype_name(src_dt), n, sd, ss,
+                              (unsigned long long)seed, bad);
+                ck_assert_msg(shifted_ok(dst_dt, d_dst, n, sd) && shifted_ok(src_dt, d_src, n, ss),
+                              "cast %s <- %s n=%zu shifts (%d,%d): wrote outside [0, n)",
+                              qt_dtype_name(dst_dt), qt_dtype_name(src_dt), n, sd, ss);
+                free_shifted(dst_dt, d_dst, sd);
+                free_shifted(src_dt, d_src, ss);
+                free(x);
+                free(want);
+                free(poison);
+            }
+}
+END_TEST
+
 // ---- bad arguments --------------------------------------------------------------------------
 
 START_TEST(test_elementwise_bad_args) {
@@ -292,6 +442,9 @@ static Suite *cuda_elementwise_suite(void) {
     tcase_add_test(tc, test_bias_grad_matches_linear_bwd);
     tcase_add_test(tc, test_cast_all_pairs);
     tcase_add_test(tc, test_cast_round_trip);
+    tcase_add_test(tc, test_add_vector_and_scalar_paths);
+    tcase_add_test(tc, test_bias_add_vector_and_scalar_paths);
+    tcase_add_test(tc, test_cast_vector_and_scalar_paths);
     tcase_add_test(tc, test_elementwise_bad_args);
     suite_add_tcase(s, tc);
     return s;
