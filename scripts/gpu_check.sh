@@ -13,7 +13,7 @@
 #   ctest.log    ctest -L gpu output; if any did not pass, those again with CK_FORK=no (Check
 #                forks per test case, and CUDA does not survive a fork once initialized);
 #                then every test's full log (Testing/Temporary/LastTest.log)
-#   bench.log    the CUDA kernel benchmarks (bench/bench_cuda_*)
+#   bench.log    the CUDA kernel benchmarks (qtrain bench --device cuda: table, then JSON)
 #   train.log    qtrain train's output and its metrics.jsonl
 #   torch.log    scripts/gpu_torch_ref.py's output
 # Scratch (data shards, the run's checkpoint, deleted) goes to build-gpu/gpu_check/, never to
@@ -170,10 +170,9 @@ werror_first=""
 targets=()
 if phase configure 120 380 "$build_log" cmake "${cfg_args[@]}"; then
   # The gpu tests by their CTest names (= their targets), the CUDA benchmarks, the program.
-  mapfile -t targets < <(ctest --test-dir "$bdir" -N -L gpu 2>/dev/null | awk '/Test +#/ {print $3}')
-  for f in "$repo"/bench/bench_cuda_*.c; do
-    [ -e "$f" ] && targets+=("$(basename "$f" .c)")
-  done
+  # (test_cli_bench_gpu is the test_cli_bench program run with --cuda.)
+  mapfile -t targets < <(ctest --test-dir "$bdir" -N -L gpu 2>/dev/null |
+    awk '/Test +#/ {print $3}' | sed 's/^test_cli_bench_gpu$/test_cli_bench/')
   targets=(qtrain "${targets[@]}")
   echo "targets: ${targets[*]}" >>"$build_log"
   grep -q 'qtrain: CUDA .* at ' "$build_log" ||
@@ -258,15 +257,15 @@ else
 fi
 
 # ---- 5. CUDA kernel benchmarks ------------------------------------------------------------------
+# `qtrain bench --device cuda`: every op family's CUDA kernels timed with events, against the
+# GEMM peak and copy bandwidth measured in the same run; the table, then its JSON lines.
 : >"$bench_log"
-# Wherever the build put them (the top of the build tree today).
-mapfile -t benches < <(find "$bdir" -maxdepth 3 -type f -name 'bench_cuda_*' -perm -u+x | sort)
-if [ ${#benches[@]} -gt 0 ]; then
-  for b in "${benches[@]}"; do
-    phase "$(basename "$b")" 60 210 "$bench_log" "$b"
-  done
+if [ -x "$bdir/qtrain" ]; then
+  LD_LIBRARY_PATH="$qt_ld" phase bench 120 210 "$bench_log" "$bdir/qtrain" bench --device cuda
+  LD_LIBRARY_PATH="$qt_ld" phase bench_json 120 180 "$bench_log" "$bdir/qtrain" bench \
+    --device cuda --json
 else
-  skip_phase bench "no bench_cuda_* built"
+  skip_phase bench "no qtrain program built"
 fi
 
 # ---- 6. synthetic data ----------------------------------------------------------------------
@@ -415,10 +414,10 @@ total_s=$(($(date +%s) - t_start))
   done
   if [ -s "$bench_log" ]; then
     echo
-    echo "CUDA kernel benchmarks (bench.log):"
+    echo "CUDA kernel benchmarks (bench.log, the table; its JSON lines follow it there):"
     echo
     echo '```'
-    grep -v '^== ' "$bench_log"
+    sed -n '/^== bench (/,/^== bench:/p' "$bench_log" | grep -v '^== '
     echo '```'
   fi
 } >"$summary"

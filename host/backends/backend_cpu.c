@@ -248,7 +248,7 @@ static qt_status cpu_sumsq(void *ctx, double *out, const void *x, size_t n) {
     (void)ctx;
     return qt_cpu_sumsq(out, x, n);
 }
-// ---- LLaMA family (llama part): kernels/cpu/llama_ops.c
+// ---- LLaMA family: kernels/cpu/rmsnorm.c, rope.c, swiglu.c
 static qt_status cpu_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x, const void *w,
                                  int N, int C) {
     (void)ctx;

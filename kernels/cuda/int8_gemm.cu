@@ -646,7 +646,7 @@ extern "C" void qt_cuda_int8_release(void) {
 }
 
 // ---- int8 transpose (s8dx part): the weight codes (OC, IC) -> (IC, OC) for SwitchBack's dX,
-// which runs the TN GEMM with B = Qw(w)^T (host/cuda/backend_cuda.c, cuda_linear_s8_dx).
+// which runs the TN GEMM with B = Qw(w)^T (host/backends/backend_cuda.c, cuda_linear_s8_dx).
 
 #define TR_TILE 32 // a TR_TILE x TR_TILE tile of `in` per block iteration
 #define TR_ROWS 8  // threadIdx.y extent: each thread moves TR_TILE / TR_ROWS = 4 bytes each way

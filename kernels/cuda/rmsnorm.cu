@@ -6,7 +6,7 @@
 //   rstd = 1 / sqrt(sum(x^2) / C + QT_RMSNORM_EPS), out = x rstd w   (no mean, no bias);
 //   backward with xh = x rstd and g = dout w:
 //   dx = rstd (g - xh mean(g xh)), dw = sum_rows(dout xh).
-// CPU twin: kernels/cpu/llama_ops_impl.h (qt_cpu_rmsnorm_{fwd,bwd}).
+// CPU twin: kernels/cpu/rmsnorm_impl.h (qt_cpu_rmsnorm_{fwd,bwd}).
 // Contract (kernels/rmsnorm.h): the forward overwrites out and rstd; the backward ADDS
 // into dx and dw (either may be NULL). rstd is fp32 whatever dt is.
 // Determinism: every reduction has a fixed order (warp butterflies over a row, strided rows

@@ -12,7 +12,7 @@
 // of a large double; in the emulated build by the host's sin/cos of a), rounded to fp32 once.
 // The CPU twin takes the same double angle and libm's cos/sin, so the two agree to an ulp of
 // the fp32 cos/sin, far inside the 1e-5 of the tests.
-// CPU twin: kernels/cpu/llama_ops_impl.h (qt_cpu_rope_{fwd,bwd}).
+// CPU twin: kernels/cpu/rope_impl.h (qt_cpu_rope_{fwd,bwd}).
 // Contract (kernels/rope.h): both directions rotate in place (the backward is not an
 // accumulation: it maps d loss / d rotated to d loss / d input).
 // Determinism: no reductions.

@@ -8,7 +8,7 @@
 //   cancellation for large a); db = dout silu(a).
 //   exp's argument is capped at 88.3 like the CPU's vexpf, so e is finite and e s never becomes
 //   inf * 0 for a << 0.
-// CPU twin: kernels/cpu/llama_ops_impl.h (qt_cpu_swiglu_{fwd,bwd}).
+// CPU twin: kernels/cpu/swiglu_impl.h (qt_cpu_swiglu_{fwd,bwd}).
 // Contract (kernels/swiglu.h): the forward overwrites out; the backward ADDS into dx
 // (N, 2F). out must not alias x, and dx must not alias x or dout.
 // Determinism: no reductions.

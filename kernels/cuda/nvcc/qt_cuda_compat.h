@@ -32,7 +32,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 // cuRAND's device API puts ~218 KB of __device__ tables in every translation unit that includes
-// it: only on request (the project's random numbers come from kernels/common/philox.h).
+// it: only on request (the project's random numbers come from base/philox.h).
 #if defined(QT_CUDA_WITH_CURAND)
 #include <curand_kernel.h>
 #endif
