@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gpu_check.sh [OUTDIR]: builds qtrain's CUDA backend on a GPU machine, runs its gpu tests and
+# gpu_check.sh [OUTDIR] (or --digest: print the sources digest the summary names): builds qtrain's CUDA backend on a GPU machine, runs its gpu tests and
 # CUDA benchmarks, times a short fp16 training run of OPT-125m with qtrain and the same model
 # and batch in PyTorch, and writes one summary. For a lent, bare CUDA machine (no apt, no
 # network): run scripts/gpu_bundle.sh beforehand where apt works and carry .gpu_bundle, which
@@ -37,6 +37,18 @@
 # tensor-core rate, chosen by GPU name: H100/H200 SXM 989 TFLOP/s, H100/H200 NVL 835,
 # H100 PCIe 756, A100 312; another GPU gets no MFU.
 set -uo pipefail
+
+# A digest of the sources the build reads (every file under these folders, by path and
+# content), so a result names the exact tree it ran on.
+source_digest() {
+  (cd "$(dirname "$0")/.." &&
+    find base kernels host include tests bench cmake configs scripts CMakeLists.txt -type f \
+      ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+if [ "${1:-}" = "--digest" ]; then
+  source_digest
+  exit 0
+fi
 cd "$(dirname "$0")/.." || exit 2
 repo="$(pwd)"
 
@@ -378,7 +390,9 @@ total_s=$(($(date +%s) - t_start))
   echo "| GPU | $gpu_name ($gpu_mem), compute capability $cc, driver $driver |"
   echo "| toolkit | nvcc $nvcc_ver; CUDA architectures built: $arch |"
   echo "| host | $cpu, $ncpu cores |"
-  echo "| commit | $(git -C "$repo" log -1 --format='%h %s' 2>/dev/null || echo unknown) |"
+  # The device's copy of the tree may carry an older .git than its files: name the sources by
+  # their digest (`bash scripts/gpu_check.sh --digest` prints the same here).
+  echo "| sources | digest $(source_digest) (git there says: $(git -C "$repo" log -1 --format='%h' 2>/dev/null || echo unknown)) |"
   echo "| CPU dependencies | $deps |"
   echo "| build | $built: ${phase_status[build]:-not run} (${phase_secs[build]:-0} s; targets: ${#targets[@]})${werror_first:+; with -Werror it failed first on: $werror_first} |"
   echo "| gpu tests (ctest -L gpu) | $n_pass passed, $n_fail failed, $n_skip skipped of $n_total${failed_names:+ (not passed: $failed_names)}$rerun |"
