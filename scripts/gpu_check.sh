@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gpu_check.sh [OUTDIR] (or --digest: print the sources digest the summary names): builds qtrain's CUDA backend on a GPU machine, runs its gpu tests and
+# gpu_check.sh [OUTDIR]: builds qtrain's CUDA backend on a GPU machine, runs its gpu tests and
 # CUDA benchmarks, times a short fp16 training run of OPT-125m with qtrain and the same model
 # and batch in PyTorch, and writes one summary. For a lent, bare CUDA machine (no apt, no
 # network): run scripts/gpu_bundle.sh beforehand where apt works and carry .gpu_bundle, which
@@ -18,6 +18,9 @@
 #   torch.log    scripts/gpu_torch_ref.py's output
 # Scratch (data shards, the run's checkpoint, deleted) goes to build-gpu/gpu_check/, never to
 # OUTDIR.
+#
+# gpu_check.sh --digest: prints the digest of the sources that the summary names (computed
+# here, it says whether a summary came from this tree).
 #
 # Without a usable GPU (nvidia-smi missing or failing, or listing no device) it prints one
 # line on stderr and exits 2 before doing anything else.
