@@ -409,14 +409,7 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
                                    int IC, int OC, const qt_quant_params *gq,
                                    const qt_quant_params *wq) {
     cuda_ctx *c = CTX_OF(ctx);
-    if (!qt_quant_is_s8_gemm_able(gq) || !qt_quant_is_s8_gemm_able(wq) || gq->granularity != QT_QUANT_PER_ROW ||
-        wq->granularity != QT_QUANT_PER_TENSOR)
-        return qt_error(QT_ERR_UNSUPPORTED,
-                        "cuda linear_s8_dx: the INT8 dX needs 8-bit symmetric nearest g per token "
-                        "and w per tensor; use the fake-quant backward for other grids");
-    if (N < 1 || IC < 1 || OC < 1)
-        return qt_error(QT_ERR_ARG, "cuda linear_s8_dx: shape N %d, IC %d, OC %d; need all >= 1",
-                        N, IC, OC);
+    QT_TRY(qt_quant_check_s8_dx("cuda linear_s8_dx", gq, wq, N, IC, OC));
     if (!dx || !g || !w)
         return qt_error(QT_ERR_ARG, "cuda linear_s8_dx: dx, g or w is NULL; pass device (N, IC), "
                         "(N, OC), (OC, IC)");
