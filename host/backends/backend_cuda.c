@@ -15,7 +15,6 @@
 // source builds against libcudart or against the emulator's runtime (tests/cuemu).
 #include <cuda_runtime_api.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/cuda_check.h"
 #include "qtrain/backend.h"
@@ -209,31 +208,11 @@ static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, cons
     return qt_cuda_gemm(STREAM(ctx), DT(ctx), d, A, B, C, CTX_OF(ctx)->gemm);
 }
 
-// A single (batch 1) row-major GEMM descriptor.
-static qt_gemm_desc gemm_desc(int trans_a, int trans_b, int M, int N, int K, float beta, int lda,
-                              int ldb, int ldc) {
-    qt_gemm_desc d;
-    memset(&d, 0, sizeof d);
-    d.trans_a = trans_a;
-    d.trans_b = trans_b;
-    d.M = M;
-    d.N = N;
-    d.K = K;
-    d.alpha = 1.0f;
-    d.beta = beta;
-    d.lda = lda;
-    d.ldb = ldb;
-    d.ldc = ldc;
-    d.batch = 1;
-    d.inner = 1;
-    return d;
-}
-
 // out (N, OC) = x (N, IC) w^T (w: (OC, IC)), then += b (OC) when given.
 static qt_status cuda_linear_fwd(void *ctx, void *out, const void *x, const void *w,
                                  const void *b, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
-    qt_gemm_desc d = gemm_desc(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
+    qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
     QT_TRY(cuda_gemm(ctx, &d, x, w, out));
     if (b) QT_TRY(qt_cuda_bias_add(STREAM(ctx), DT(ctx), out, b, N, OC));
     return QT_OK;
@@ -244,11 +223,11 @@ static qt_status cuda_linear_bwd(void *ctx, void *dx, void *dw, void *db, const 
                                  const void *x, const void *w, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
     if (dx) {
-        qt_gemm_desc d = gemm_desc(0, 0, N, IC, OC, 1.0f, OC, IC, IC);
+        qt_gemm_desc d = qt_gemm_desc_single(0, 0, N, IC, OC, 1.0f, OC, IC, IC);
         QT_TRY(cuda_gemm(ctx, &d, dout, w, dx));
     }
     if (dw) {
-        qt_gemm_desc d = gemm_desc(1, 0, OC, IC, N, 1.0f, OC, IC, IC);
+        qt_gemm_desc d = qt_gemm_desc_single(1, 0, OC, IC, N, 1.0f, OC, IC, IC);
         QT_TRY(cuda_gemm(ctx, &d, dout, x, dw));
     }
     if (db) QT_TRY(qt_cuda_bias_grad(STREAM(ctx), DT(ctx), db, dout, N, OC));
