@@ -31,63 +31,53 @@ static size_t count(const qt_bench_model *m, const char **what) {
     return all <= ((size_t)16 << 20) ? all : block_params(m);
 }
 
-static qt_status cpu_step(void *p) {
-    adamw_args *a = p;
-    qt_cpu_adamw_step(a->param, a->grad, a->m, a->v, a->n, &a->prm);
-    return QT_OK;
+static qt_status cpu_call(void *p, int op) {
+    const adamw_args *a = p;
+    (void)op;
+    return qt_cpu_adamw_step(a->param, a->grad, a->m, a->v, a->n, &a->prm);
 }
 
-static qt_status cases(qt_bench *b, adamw_args *a, const char *what, qt_bench_fn step) {
-    const double n = (double)a->n, E = (double)qt_dtype_size(a->dt);
-    a->prm = (qt_adamw_params){.lr = 1e-4f,
-                               .beta1 = 0.9f,
-                               .beta2 = 0.95f,
-                               .eps = 1e-8f,
-                               .weight_decay = 0.1f,
-                               .step = 10,
-                               .grad_scale = 1.0f};
-    qt_bench_shape(b, "n=%zu (%s)", a->n, what);
+static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
+    const int cuda = qt_bench_device_of(b) == QT_BENCH_CUDA;
+    const char *what;
+    adamw_args a = {.n = count(m, &what),
+                    .dt = qt_bench_dtype(b),
+                    .s = qt_bench_stream(b),
+                    .prm = {.lr = 1e-4f,
+                            .beta1 = 0.9f,
+                            .beta2 = 0.95f,
+                            .eps = 1e-8f,
+                            .weight_decay = 0.1f,
+                            .step = 10,
+                            .grad_scale = 1.0f}};
+    a.param = qt_bench_buf(b, cuda ? QT_BENCH_ZEROS : QT_BENCH_RAND, a.n); // CUDA: from master
+    a.grad = qt_bench_buf(b, QT_BENCH_RAND, a.n);
+    a.master = cuda ? qt_bench_buf(b, QT_BENCH_F32, a.n) : NULL;
+    a.m = qt_bench_buf(b, QT_BENCH_F32_ZEROS, a.n);
+    a.v = qt_bench_buf(b, QT_BENCH_F32_ZEROS, a.n);
+    QT_TRY(qt_bench_ok(b));
+    const double n = (double)a.n, E = (double)qt_dtype_size(a.dt);
+    qt_bench_shape(b, "n=%zu (%s)", a.n, what);
     // CPU: reads param, grad, m, v; writes param, m, v (7 n fp32).
     // CUDA: reads master, m, v (fp32), grad (E); writes master, m, v (fp32), param (E).
     // 18 flops per element: g = grad gs (1), m (3), v (4), the bias corrections (2),
     // sqrt, + eps, the divide (3), + wd w (2), w - lr step (2), as kernels/cpu/adamw.c.
-    const double bytes = a->master ? 24 * n + 2 * E * n : 28 * n;
-    return qt_bench_run(b, "step", bytes, 18 * n, step, a, NULL);
-}
-
-static qt_status adamw_cpu(qt_bench *b, const qt_bench_model *m) {
-    const char *what;
-    adamw_args a = {.n = count(m, &what), .dt = QT_DTYPE_F32};
-    a.param = qt_bench_host_f32(b, a.n);
-    a.grad = qt_bench_host_f32(b, a.n);
-    a.m = qt_bench_host_zeros(b, a.n * sizeof(float));
-    a.v = qt_bench_host_zeros(b, a.n * sizeof(float));
-    QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, what, cpu_step);
+    const qt_bench_case c = {"step", 0, a.master ? 24 * n + 2 * E * n : 28 * n, 18 * n};
+    return qt_bench_run_case(b, call, &a, &c, NULL);
 }
 
 #ifdef QT_HAVE_CUDA
-static qt_status cuda_step(void *p) {
-    adamw_args *a = p;
+static qt_status cuda_call(void *p, int op) {
+    const adamw_args *a = p;
+    (void)op;
     return qt_cuda_adamw_step(a->s, a->dt, a->param, a->master, a->grad, a->m, a->v, a->n, &a->prm);
-}
-
-static qt_status adamw_cuda(qt_bench *b, const qt_bench_model *m) {
-    const char *what;
-    adamw_args a = {.n = count(m, &what), .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
-    a.param = qt_bench_dev_zeros(b, a.n * qt_dtype_size(a.dt));
-    a.grad = qt_bench_dev_rand(b, a.dt, a.n);
-    a.master = qt_bench_dev_rand(b, QT_DTYPE_F32, a.n);
-    a.m = qt_bench_dev_zeros(b, a.n * sizeof(float));
-    a.v = qt_bench_dev_zeros(b, a.n * sizeof(float));
-    QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, what, cuda_step);
 }
 #endif
 
 const qt_bench_family qt_bench_family_adamw = {
     .name = "adamw",
     .models = {&qt_bench_model_default, &qt_bench_model_opt125m},
-    .cpu = adamw_cpu,
-    .cuda = QT_BENCH_CUDA(adamw_cuda),
+    .run = run,
+    .cpu = cpu_call,
+    .cuda = QT_BENCH_CUDA(cuda_call),
 };

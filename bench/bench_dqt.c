@@ -43,82 +43,63 @@ static void init_params(dqt_args *a) {
                             .stream = 7};
 }
 
-static qt_status cpu_step(void *p) {
+enum { STEP, STEP_STATS, DEQUANT };
+
+// The CPU step computes the stats in any case: no STEP_STATS.
+static qt_status cpu_call(void *p, int op) {
     dqt_args *a = p;
-    qt_cpu_dqt_step(&a->dp, a->codes, a->grad, a->m, a->v, a->n, NULL);
-    return QT_OK;
+    if (op == STEP) return qt_cpu_dqt_step(&a->dp, a->codes, a->grad, a->m, a->v, a->n, NULL);
+    return qt_cpu_dqt_dequant(a->out, a->codes, a->dp.scale_in, a->n);
 }
 
-static qt_status cpu_dequant(void *p) {
-    dqt_args *a = p;
-    qt_cpu_dqt_dequant(a->out, a->codes, a->dp.scale_in, a->n);
-    return QT_OK;
-}
-
-// step_stats may be NULL (the CPU step computes the stats in any case).
-static qt_status cases(qt_bench *b, dqt_args *a, const char *what, qt_bench_fn step,
-                       qt_bench_fn step_stats, qt_bench_fn dequant) {
-    const double n = (double)a->n, E = (double)qt_dtype_size(a->dt);
-    qt_bench_shape(b, "n=%zu (%s), ternary", a->n, what);
-    // step: reads codes (1 byte), grad (E), fp32 m, v; writes codes, m, v. 28 flops per
-    //       element: AdamW's 18 (w = c s_in instead of a load), t = c ratio - upd / s_out (3),
-    //       the stochastic rounding (floor, fraction, compare, add, clamp: 5), |w'| summed (2);
-    //       the Philox draw is integer work and not counted.
-    QT_TRY(qt_bench_run(b, "step", (18 + E) * n, 28 * n, step, a, NULL));
-    if (step_stats)
-        QT_TRY(qt_bench_run(b, "step_stats", (18 + E) * n, 28 * n, step_stats, a, NULL));
-    // dequant: reads codes (1 byte), writes out (E). One multiply per element.
-    return qt_bench_run(b, "dequant", (1 + E) * n, n, dequant, a, NULL);
-}
-
-static qt_status dqt_cpu(qt_bench *b, const qt_bench_model *m) {
-    const char *what;
-    dqt_args a = {.n = count(m, &what), .dt = QT_DTYPE_F32};
-    init_params(&a);
-    a.codes = qt_bench_host_zeros(b, a.n);
-    a.grad = qt_bench_host_f32(b, a.n);
-    a.m = qt_bench_host_zeros(b, a.n * sizeof(float));
-    a.v = qt_bench_host_zeros(b, a.n * sizeof(float));
-    a.out = qt_bench_host_zeros(b, a.n * sizeof(float));
-    QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, what, cpu_step, NULL, cpu_dequant);
-}
-
-#ifdef QT_HAVE_CUDA
-static qt_status cuda_step(void *p) {
-    dqt_args *a = p;
-    return qt_cuda_dqt_step(a->s, a->dt, &a->dp, a->codes, a->grad, a->m, a->v, a->n, NULL, NULL);
-}
-
-static qt_status cuda_step_stats(void *p) {
-    dqt_args *a = p;
-    return qt_cuda_dqt_step(a->s, a->dt, &a->dp, a->codes, a->grad, a->m, a->v, a->n, &a->stats,
-                            a->scratch);
-}
-
-static qt_status cuda_dequant(void *p) {
-    dqt_args *a = p;
-    return qt_cuda_dqt_dequant(a->s, a->dt, a->out, a->codes, a->dp.scale_in, a->n);
-}
-
-static qt_status dqt_cuda(qt_bench *b, const qt_bench_model *m) {
+static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
+    const int cuda = qt_bench_device_of(b) == QT_BENCH_CUDA;
     const char *what;
     dqt_args a = {.n = count(m, &what), .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
     init_params(&a);
-    a.codes = qt_bench_dev_zeros(b, a.n);
-    a.grad = qt_bench_dev_rand(b, a.dt, a.n);
-    a.m = qt_bench_dev_zeros(b, a.n * sizeof(float));
-    a.v = qt_bench_dev_zeros(b, a.n * sizeof(float));
-    a.out = qt_bench_dev_zeros(b, a.n * qt_dtype_size(a.dt));
-    a.scratch = qt_bench_dev_zeros(b, qt_cuda_dqt_scratch_bytes(a.n));
+    a.codes = qt_bench_buf(b, QT_BENCH_BYTES, a.n);
+    a.grad = qt_bench_buf(b, QT_BENCH_RAND, a.n);
+    a.m = qt_bench_buf(b, QT_BENCH_F32_ZEROS, a.n);
+    a.v = qt_bench_buf(b, QT_BENCH_F32_ZEROS, a.n);
+    a.out = qt_bench_buf(b, QT_BENCH_ZEROS, a.n);
+#ifdef QT_HAVE_CUDA
+    if (cuda) a.scratch = qt_bench_buf(b, QT_BENCH_BYTES, qt_cuda_dqt_scratch_bytes(a.n));
+#endif
     QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, what, cuda_step, cuda_step_stats, cuda_dequant);
+    const double n = (double)a.n, E = (double)qt_dtype_size(a.dt);
+    qt_bench_shape(b, "n=%zu (%s), ternary", a.n, what);
+    const qt_bench_case cases[] = {
+        // step: reads codes (1 byte), grad (E), fp32 m, v; writes codes, m, v. 28 flops per
+        //       element: AdamW's 18 (w = c s_in instead of a load), t = c ratio - upd / s_out
+        //       (3), the stochastic rounding (floor, fraction, compare, add, clamp: 5), |w'|
+        //       summed (2); the Philox draw is integer work and not counted.
+        {"step", STEP, (18 + E) * n, 28 * n},
+        // step_stats (CUDA only): the step with the stats reduced on the device and copied back.
+        {"step_stats", STEP_STATS, (18 + E) * n, 28 * n},
+        // dequant: reads codes (1 byte), writes out (E). One multiply per element.
+        {"dequant", DEQUANT, (1 + E) * n, n}};
+    QT_TRY(qt_bench_run_case(b, call, &a, &cases[0], NULL));
+    if (cuda) QT_TRY(qt_bench_run_case(b, call, &a, &cases[1], NULL));
+    return qt_bench_run_case(b, call, &a, &cases[2], NULL);
+}
+
+#ifdef QT_HAVE_CUDA
+static qt_status cuda_call(void *p, int op) {
+    dqt_args *a = p;
+    if (op == STEP)
+        return qt_cuda_dqt_step(a->s, a->dt, &a->dp, a->codes, a->grad, a->m, a->v, a->n, NULL,
+                                NULL);
+    if (op == STEP_STATS)
+        return qt_cuda_dqt_step(a->s, a->dt, &a->dp, a->codes, a->grad, a->m, a->v, a->n, &a->stats,
+                                a->scratch);
+    return qt_cuda_dqt_dequant(a->s, a->dt, a->out, a->codes, a->dp.scale_in, a->n);
 }
 #endif
 
 const qt_bench_family qt_bench_family_dqt = {
     .name = "dqt",
     .models = {&qt_bench_model_llama_tiny, &qt_bench_model_llama130m},
-    .cpu = dqt_cpu,
-    .cuda = QT_BENCH_CUDA(dqt_cuda),
+    .run = run,
+    .cpu = cpu_call,
+    .cuda = QT_BENCH_CUDA(cuda_call),
 };

@@ -15,99 +15,62 @@ typedef struct {
     float *f32;        // (N, C) fp32 (CUDA: the cast's source)
 } ew_args;
 
-static qt_status cpu_add(void *p) {
-    ew_args *a = p;
-    qt_cpu_add(a->out, a->a, a->b, (size_t)a->N * a->C);
-    return QT_OK;
+enum { ADD, BIAS_ADD, BIAS_GRAD, CAST };
+
+static qt_status cpu_call(void *p, int op) {
+    const ew_args *a = p;
+    if (op == ADD) return qt_cpu_add(a->out, a->a, a->b, (size_t)a->N * a->C);
+    if (op == BIAS_ADD) return qt_cpu_bias_add(a->h, a->bias, a->N, a->F);
+    return qt_cpu_bias_grad(a->db, a->dh, a->N, a->F);
 }
 
-static qt_status cpu_bias_add(void *p) {
-    ew_args *a = p;
-    qt_cpu_bias_add(a->h, a->bias, a->N, a->F);
-    return QT_OK;
-}
-
-static qt_status cpu_bias_grad(void *p) {
-    ew_args *a = p;
-    qt_cpu_bias_grad(a->db, a->dh, a->N, a->F);
-    return QT_OK;
-}
-
-// fns: add, bias_add, bias_grad, cast (NULL on the CPU: no CPU twin).
-static qt_status cases(qt_bench *b, ew_args *a, const qt_bench_fn fns[4]) {
-    const double nc = (double)a->N * a->C, nf = (double)a->N * a->F, F = a->F;
-    const double E = (double)qt_dtype_size(a->dt);
-    // add: reads a, b, writes out (3 N C); one add per element.
-    qt_bench_shape(b, "N=%d C=%d", a->N, a->C);
-    QT_TRY(qt_bench_run(b, "add", E * 3 * nc, nc, fns[0], a, NULL));
-    if (fns[3]) {
-        // cast fp32 -> fp16: reads 4 bytes, writes 2 per element; one conversion each.
-        QT_TRY(qt_bench_run(b, "cast_f32_f16", 6 * nc, nc, fns[3], a, NULL));
-    }
-    qt_bench_shape(b, "N=%d F=%d", a->N, a->F);
-    // bias_add: reads out (+=, N F), bias (F); writes out (N F). One add per element.
-    QT_TRY(qt_bench_run(b, "bias_add", E * (2 * nf + F), nf, fns[1], a, NULL));
-    // bias_grad: reads dout (N F), db (+=, F); writes db (F). One add per element.
-    return qt_bench_run(b, "bias_grad", E * (nf + 2 * F), nf, fns[2], a, NULL);
-}
-
-static qt_status elementwise_cpu(qt_bench *b, const qt_bench_model *m) {
-    ew_args a = {.N = m->B * m->T, .C = m->C, .F = m->F, .dt = QT_DTYPE_F32};
+static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
+    const int cuda = qt_bench_device_of(b) == QT_BENCH_CUDA;
+    ew_args a = {
+        .N = m->B * m->T, .C = m->C, .F = m->F, .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
     const size_t nc = (size_t)a.N * a.C, nf = (size_t)a.N * a.F;
-    a.a = qt_bench_host_f32(b, nc);
-    a.b = qt_bench_host_f32(b, nc);
-    a.out = qt_bench_host_zeros(b, nc * sizeof(float));
-    a.h = qt_bench_host_f32(b, nf);
-    a.dh = qt_bench_host_f32(b, nf);
-    a.bias = qt_bench_host_f32(b, (size_t)a.F);
-    a.db = qt_bench_host_zeros(b, (size_t)a.F * sizeof(float));
+    a.a = qt_bench_buf(b, QT_BENCH_RAND, nc);
+    a.b = qt_bench_buf(b, QT_BENCH_RAND, nc);
+    a.out = qt_bench_buf(b, QT_BENCH_ZEROS, nc); // also holds the cast's fp16
+    a.h = qt_bench_buf(b, QT_BENCH_RAND, nf);
+    a.dh = qt_bench_buf(b, QT_BENCH_RAND, nf);
+    a.bias = qt_bench_buf(b, QT_BENCH_RAND, (size_t)a.F);
+    a.db = qt_bench_buf(b, QT_BENCH_ZEROS, (size_t)a.F);
+    a.f32 = cuda ? qt_bench_buf(b, QT_BENCH_F32, nc) : NULL;
     QT_TRY(qt_bench_ok(b));
-    static const qt_bench_fn fns[4] = {cpu_add, cpu_bias_add, cpu_bias_grad, NULL};
-    return cases(b, &a, fns);
+    const double E = (double)qt_dtype_size(a.dt), F = a.F;
+    const qt_bench_case nc_cases[] = {
+        // add: reads a, b, writes out (3 N C); one add per element.
+        {"add", ADD, E * 3 * (double)nc, (double)nc},
+        // cast fp32 -> fp16 (CUDA only): reads 4 bytes, writes 2 per element; one conversion
+        // each.
+        {"cast_f32_f16", CAST, 6 * (double)nc, (double)nc}};
+    qt_bench_shape(b, "N=%d C=%d", a.N, a.C);
+    QT_TRY(qt_bench_run_cases(b, call, &a, nc_cases, cuda ? 2 : 1));
+    const qt_bench_case nf_cases[] = {
+        // bias_add: reads out (+=, N F), bias (F); writes out (N F). One add per element.
+        {"bias_add", BIAS_ADD, E * (2 * (double)nf + F), (double)nf},
+        // bias_grad: reads dout (N F), db (+=, F); writes db (F). One add per element.
+        {"bias_grad", BIAS_GRAD, E * ((double)nf + 2 * F), (double)nf}};
+    qt_bench_shape(b, "N=%d F=%d", a.N, a.F);
+    return qt_bench_run_cases(b, call, &a, nf_cases, 2);
 }
 
 #ifdef QT_HAVE_CUDA
-static qt_status cuda_add(void *p) {
-    ew_args *a = p;
-    return qt_cuda_add(a->s, a->dt, a->out, a->a, a->b, (size_t)a->N * a->C);
-}
-
-static qt_status cuda_bias_add(void *p) {
-    ew_args *a = p;
-    return qt_cuda_bias_add(a->s, a->dt, a->h, a->bias, a->N, a->F);
-}
-
-static qt_status cuda_bias_grad(void *p) {
-    ew_args *a = p;
-    return qt_cuda_bias_grad(a->s, a->dt, a->db, a->dh, a->N, a->F);
-}
-
-static qt_status cuda_cast(void *p) {
-    ew_args *a = p;
-    return qt_cuda_cast(a->s, QT_DTYPE_F16, a->out, QT_DTYPE_F32, a->f32, (size_t)a->N * a->C);
-}
-
-static qt_status elementwise_cuda(qt_bench *b, const qt_bench_model *m) {
-    ew_args a = {
-        .N = m->B * m->T, .C = m->C, .F = m->F, .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
-    const size_t nc = (size_t)a.N * a.C, nf = (size_t)a.N * a.F, E = qt_dtype_size(a.dt);
-    a.a = qt_bench_dev_rand(b, a.dt, nc);
-    a.b = qt_bench_dev_rand(b, a.dt, nc);
-    a.out = qt_bench_dev_zeros(b, nc * (E > 2 ? E : 2));
-    a.h = qt_bench_dev_rand(b, a.dt, nf);
-    a.dh = qt_bench_dev_rand(b, a.dt, nf);
-    a.bias = qt_bench_dev_rand(b, a.dt, (size_t)a.F);
-    a.db = qt_bench_dev_zeros(b, (size_t)a.F * E);
-    a.f32 = qt_bench_dev_rand(b, QT_DTYPE_F32, nc);
-    QT_TRY(qt_bench_ok(b));
-    static const qt_bench_fn fns[4] = {cuda_add, cuda_bias_add, cuda_bias_grad, cuda_cast};
-    return cases(b, &a, fns);
+static qt_status cuda_call(void *p, int op) {
+    const ew_args *a = p;
+    const size_t nc = (size_t)a->N * a->C;
+    if (op == ADD) return qt_cuda_add(a->s, a->dt, a->out, a->a, a->b, nc);
+    if (op == BIAS_ADD) return qt_cuda_bias_add(a->s, a->dt, a->h, a->bias, a->N, a->F);
+    if (op == BIAS_GRAD) return qt_cuda_bias_grad(a->s, a->dt, a->db, a->dh, a->N, a->F);
+    return qt_cuda_cast(a->s, QT_DTYPE_F16, a->out, QT_DTYPE_F32, a->f32, nc);
 }
 #endif
 
 const qt_bench_family qt_bench_family_elementwise = {
     .name = "elementwise",
     .models = {&qt_bench_model_default, &qt_bench_model_opt125m},
-    .cpu = elementwise_cpu,
-    .cuda = QT_BENCH_CUDA(elementwise_cuda),
+    .run = run,
+    .cpu = cpu_call,
+    .cuda = QT_BENCH_CUDA(cuda_call),
 };

@@ -17,7 +17,7 @@ typedef struct {
     void *x, *out;  // (rows, cols)
     int8_t *codes;  // (rows, cols)
     float *scales;  // (qt_quant_num_scales) fp32
-    int32_t *zeros; // (qt_quant_num_scales)
+    int32_t *zeros; // (qt_quant_num_scales), CUDA only
 } q_args;
 
 typedef struct {
@@ -26,7 +26,7 @@ typedef struct {
     qt_quant_granularity gran;
     qt_quant_rounding rnd;
     qt_quant_range range;
-    double flops; // per element; see the counts in cases()
+    double flops; // per element, as modes[]'s comment counts
     int cuda;     // the CUDA quantizer has this range
     int quantize; // 1: codes and scales (qt_*_quant_quantize), else fake quantization
 } q_mode;
@@ -50,81 +50,72 @@ static const q_mode modes[] = {
 };
 #define N_MODES ((int)(sizeof modes / sizeof modes[0]))
 
-static qt_status cpu_run(void *arg) {
-    q_args *a = arg;
+// Quantizes to codes and scales when a->codes is set, else fake-quantizes (op unused).
+static qt_status cpu_call(void *arg, int op) {
+    const q_args *a = arg;
+    (void)op;
     if (a->codes)
         return qt_cpu_quant_quantize(&a->p, NULL, a->codes, a->scales, NULL, a->x, a->rows,
                                      a->cols);
     return qt_cpu_quant_fake(&a->p, NULL, a->out, a->x, a->rows, a->cols);
 }
 
-static qt_status cases(qt_bench *b, q_args *a, qt_bench_fn run, int cuda) {
-    const double n = (double)a->rows * a->cols, E = (double)qt_dtype_size(a->dt);
-    int8_t *codes = a->codes;
-    qt_bench_shape(b, "%zu x %zu (fc1 weight)", a->rows, a->cols);
+static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
+    const int cuda = qt_bench_device_of(b) == QT_BENCH_CUDA;
+    q_args a = {.rows = (size_t)m->F,
+                .cols = (size_t)m->C,
+                .dt = qt_bench_dtype(b),
+                .s = qt_bench_stream(b)};
+    const size_t n = a.rows * a.cols;
+    a.x = qt_bench_buf(b, QT_BENCH_RAND, n);
+    a.out = qt_bench_buf(b, QT_BENCH_ZEROS, n);
+    int8_t *codes = qt_bench_buf(b, QT_BENCH_BYTES, n);
+    a.scales = qt_bench_buf(b, QT_BENCH_F32_ZEROS, n); // at most one scale per element
+    a.zeros = cuda ? qt_bench_buf(b, QT_BENCH_BYTES, n * sizeof(int32_t)) : NULL;
+    QT_TRY(qt_bench_ok(b));
+    const double nd = (double)n, E = (double)qt_dtype_size(a.dt);
+    qt_bench_shape(b, "%zu x %zu (fc1 weight)", a.rows, a.cols);
     for (int i = 0; i < N_MODES; i++) {
         const q_mode *q = &modes[i];
         if (cuda && !q->cuda) continue;
-        if (q->range == QT_QUANT_RANGE_MSE && n > 1e6) continue; // seconds per call
-        a->p = qt_quant_params_default(q->bits);
-        a->p.granularity = q->gran;
-        a->p.group_size = 128;
-        a->p.rounding = q->rnd;
-        a->p.range = q->range;
-        a->p.seed = 1;
-        a->p.stream = qt_quant_stream(0, 1);
-        a->codes = q->quantize ? codes : NULL;
-        const double scales = (double)qt_quant_num_scales(&a->p, a->rows, a->cols);
+        if (q->range == QT_QUANT_RANGE_MSE && nd > 1e6) continue; // seconds per call
+        a.p = qt_quant_params_default(q->bits);
+        a.p.granularity = q->gran;
+        a.p.group_size = 128;
+        a.p.rounding = q->rnd;
+        a.p.range = q->range;
+        a.p.seed = 1;
+        a.p.stream = qt_quant_stream(0, 1);
+        a.codes = q->quantize ? codes : NULL;
+        const double scales = (double)qt_quant_num_scales(&a.p, a.rows, a.cols);
         // fake: reads x, writes out (2 n E), the fp32 scales (and on CUDA zero points) aside.
         // quantize: reads x (n E), writes int8 codes (n) and fp32 scales.
-        const double bytes = q->quantize ? (E + 1) * n + 4 * scales : 2 * E * n + 4 * scales;
+        const qt_bench_case c = {q->op, 0,
+                                 q->quantize ? (E + 1) * nd + 4 * scales : 2 * E * nd + 4 * scales,
+                                 q->flops * nd};
         qt_bench_result r;
-        QT_TRY(qt_bench_run(b, q->op, bytes, q->flops * n, run, a, i ? NULL : &r));
+        QT_TRY(qt_bench_run_case(b, call, &a, &c, i ? NULL : &r));
         if (i == 0) qt_bench_ref(b, "tensor", r.ms_median);
     }
     return QT_OK;
 }
 
-static qt_status quant_cpu(qt_bench *b, const qt_bench_model *m) {
-    q_args a = {.rows = (size_t)m->F, .cols = (size_t)m->C, .dt = QT_DTYPE_F32};
-    const size_t n = a.rows * a.cols;
-    a.x = qt_bench_host_f32(b, n);
-    a.out = qt_bench_host_zeros(b, n * sizeof(float));
-    a.codes = qt_bench_host_zeros(b, n);
-    a.scales = qt_bench_host_zeros(b, n * sizeof(float)); // at most one scale per element
-    QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, cpu_run, 0);
-}
-
 #ifdef QT_HAVE_CUDA
-static qt_status cuda_run(void *arg) {
-    q_args *a = arg;
+static qt_status cuda_call(void *arg, int op) {
+    const q_args *a = arg;
+    (void)op;
     if (a->codes)
         return qt_cuda_quant_quantize(a->s, a->dt, &a->p, a->codes, a->scales, NULL, a->x, a->rows,
                                       a->cols);
     return qt_cuda_quant_fake(a->s, a->dt, &a->p, a->out, a->x, a->rows, a->cols, a->scales,
                               a->zeros);
 }
-
-static qt_status quant_cuda(qt_bench *b, const qt_bench_model *m) {
-    q_args a = {.rows = (size_t)m->F,
-                .cols = (size_t)m->C,
-                .dt = qt_bench_dtype(b),
-                .s = qt_bench_stream(b)};
-    const size_t n = a.rows * a.cols;
-    a.x = qt_bench_dev_rand(b, a.dt, n);
-    a.out = qt_bench_dev_zeros(b, n * qt_dtype_size(a.dt));
-    a.codes = qt_bench_dev_zeros(b, n);
-    a.scales = qt_bench_dev_zeros(b, n * sizeof(float));
-    a.zeros = qt_bench_dev_zeros(b, n * sizeof(int32_t));
-    QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, cuda_run, 1);
-}
 #endif
 
 const qt_bench_family qt_bench_family_quant = {
     .name = "quant",
     .models = {&qt_bench_model_default, &qt_bench_model_opt125m},
-    .cpu = quant_cpu,
-    .cuda = QT_BENCH_CUDA(quant_cuda),
+    .run = run,
+    .cpu = cpu_call,
+    .cuda = QT_BENCH_CUDA(cuda_call),
 };

@@ -13,73 +13,50 @@ typedef struct {
     float *rstd;               // (N) fp32
 } rms_args;
 
-static qt_status cpu_fwd(void *p) {
-    rms_args *a = p;
-    qt_cpu_rmsnorm_fwd(a->out, a->rstd, a->x, a->w, a->N, a->C);
-    return QT_OK;
+enum { FWD, BWD };
+
+static qt_status cpu_call(void *p, int op) {
+    const rms_args *a = p;
+    if (op == FWD) return qt_cpu_rmsnorm_fwd(a->out, a->rstd, a->x, a->w, a->N, a->C);
+    return qt_cpu_rmsnorm_bwd(a->dx, a->dw, a->dout, a->x, a->rstd, a->w, a->N, a->C);
 }
 
-static qt_status cpu_bwd(void *p) {
-    rms_args *a = p;
-    qt_cpu_rmsnorm_bwd(a->dx, a->dw, a->dout, a->x, a->rstd, a->w, a->N, a->C);
-    return QT_OK;
-}
-
-static qt_status cases(qt_bench *b, rms_args *a, qt_bench_fn fwd, qt_bench_fn bwd) {
-    const double n = (double)a->N * a->C, C = a->C, N = a->N, E = (double)qt_dtype_size(a->dt);
-    qt_bench_shape(b, "N=%d C=%d", a->N, a->C);
-    // fwd: reads x (N C), w (C); writes out (N C), fp32 rstd (N). 4 flops per element: the
-    //      square and its sum, x rstd w (2).
-    QT_TRY(qt_bench_run(b, "fwd", E * (2 * n + C) + 4 * N, 4 * n, fwd, a, NULL));
-    // bwd: reads dout, x, dx (+=) (3 N C), w, dw (+=) (2 C), fp32 rstd (N); writes dx (N C),
-    //      dw (C). 9 flops per element: g = dout w and the row sum of g x (3), dx += rstd (g -
-    //      x rstd^2 mean(g x)) (4), dw += dout x rstd (2).
-    return qt_bench_run(b, "bwd", E * (4 * n + 3 * C) + 4 * N, 9 * n, bwd, a, NULL);
-}
-
-static qt_status rmsnorm_cpu(qt_bench *b, const qt_bench_model *m) {
-    rms_args a = {.N = m->B * m->T, .C = m->C, .dt = QT_DTYPE_F32};
+static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
+    rms_args a = {.N = m->B * m->T, .C = m->C, .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
     const size_t nc = (size_t)a.N * a.C;
-    a.x = qt_bench_host_f32(b, nc);
-    a.dout = qt_bench_host_f32(b, nc);
-    a.out = qt_bench_host_zeros(b, nc * sizeof(float));
-    a.dx = qt_bench_host_zeros(b, nc * sizeof(float));
-    a.w = qt_bench_host_f32(b, (size_t)a.C);
-    a.dw = qt_bench_host_zeros(b, (size_t)a.C * sizeof(float));
-    a.rstd = qt_bench_host_zeros(b, (size_t)a.N * sizeof(float));
+    a.x = qt_bench_buf(b, QT_BENCH_RAND, nc);
+    a.dout = qt_bench_buf(b, QT_BENCH_RAND, nc);
+    a.out = qt_bench_buf(b, QT_BENCH_ZEROS, nc);
+    a.dx = qt_bench_buf(b, QT_BENCH_ZEROS, nc);
+    a.w = qt_bench_buf(b, QT_BENCH_RAND, (size_t)a.C);
+    a.dw = qt_bench_buf(b, QT_BENCH_ZEROS, (size_t)a.C);
+    a.rstd = qt_bench_buf(b, QT_BENCH_F32_ZEROS, (size_t)a.N);
     QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, cpu_fwd, cpu_bwd);
+    const double n = (double)a.N * a.C, C = a.C, N = a.N, E = (double)qt_dtype_size(a.dt);
+    qt_bench_shape(b, "N=%d C=%d", a.N, a.C);
+    const qt_bench_case cases[] = {
+        // fwd: reads x (N C), w (C); writes out (N C), fp32 rstd (N). 4 flops per element: the
+        //      square and its sum, x rstd w (2).
+        {"fwd", FWD, E * (2 * n + C) + 4 * N, 4 * n},
+        // bwd: reads dout, x, dx (+=) (3 N C), w, dw (+=) (2 C), fp32 rstd (N); writes dx
+        //      (N C), dw (C). 9 flops per element: g = dout w and the row sum of g x (3), dx +=
+        //      rstd (g - x rstd^2 mean(g x)) (4), dw += dout x rstd (2).
+        {"bwd", BWD, E * (4 * n + 3 * C) + 4 * N, 9 * n}};
+    return qt_bench_run_cases(b, call, &a, cases, 2);
 }
 
 #ifdef QT_HAVE_CUDA
-static qt_status cuda_fwd(void *p) {
-    rms_args *a = p;
-    return qt_cuda_rmsnorm_fwd(a->s, a->dt, a->out, a->rstd, a->x, a->w, a->N, a->C);
-}
-
-static qt_status cuda_bwd(void *p) {
-    rms_args *a = p;
+static qt_status cuda_call(void *p, int op) {
+    const rms_args *a = p;
+    if (op == FWD) return qt_cuda_rmsnorm_fwd(a->s, a->dt, a->out, a->rstd, a->x, a->w, a->N, a->C);
     return qt_cuda_rmsnorm_bwd(a->s, a->dt, a->dx, a->dw, a->dout, a->x, a->rstd, a->w, a->N, a->C);
-}
-
-static qt_status rmsnorm_cuda(qt_bench *b, const qt_bench_model *m) {
-    rms_args a = {.N = m->B * m->T, .C = m->C, .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
-    const size_t nc = (size_t)a.N * a.C, E = qt_dtype_size(a.dt);
-    a.x = qt_bench_dev_rand(b, a.dt, nc);
-    a.dout = qt_bench_dev_rand(b, a.dt, nc);
-    a.out = qt_bench_dev_zeros(b, nc * E);
-    a.dx = qt_bench_dev_zeros(b, nc * E);
-    a.w = qt_bench_dev_rand(b, a.dt, (size_t)a.C);
-    a.dw = qt_bench_dev_zeros(b, (size_t)a.C * E);
-    a.rstd = qt_bench_dev_zeros(b, (size_t)a.N * sizeof(float));
-    QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, cuda_fwd, cuda_bwd);
 }
 #endif
 
 const qt_bench_family qt_bench_family_rmsnorm = {
     .name = "rmsnorm",
     .models = {&qt_bench_model_llama_tiny, &qt_bench_model_llama130m},
-    .cpu = rmsnorm_cpu,
-    .cuda = QT_BENCH_CUDA(rmsnorm_cuda),
+    .run = run,
+    .cpu = cpu_call,
+    .cuda = QT_BENCH_CUDA(cuda_call),
 };

@@ -23,45 +23,40 @@ static size_t count(const qt_bench_model *m, const char **what) {
     return all <= ((size_t)16 << 20) ? all : block;
 }
 
-static qt_status cpu_run(void *p) {
+static qt_status cpu_call(void *p, int op) {
     sumsq_args *a = p;
+    (void)op;
     return qt_cpu_sumsq(&a->out, a->x, a->n);
 }
 
-static qt_status cases(qt_bench *b, sumsq_args *a, const char *what, qt_bench_fn run) {
-    const double n = (double)a->n;
-    qt_bench_shape(b, "n=%zu (%s)", a->n, what);
-    // Reads x (n E); 2 flops per element (square, add; accumulated in double).
-    return qt_bench_run(b, "sumsq", (double)qt_dtype_size(a->dt) * n, 2 * n, run, a, NULL);
-}
-
-static qt_status sumsq_cpu(qt_bench *b, const qt_bench_model *m) {
+static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
     const char *what;
-    sumsq_args a = {.n = count(m, &what), .dt = QT_DTYPE_F32};
-    a.x = qt_bench_host_f32(b, a.n);
+    sumsq_args a = {.n = count(m, &what), .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
+    a.x = qt_bench_buf(b, QT_BENCH_RAND, a.n);
+#ifdef QT_HAVE_CUDA
+    if (qt_bench_device_of(b) == QT_BENCH_CUDA)
+        a.partials = qt_bench_buf(b, QT_BENCH_BYTES, qt_cuda_sumsq_scratch_size() * sizeof(double));
+#endif
     QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, what, cpu_run);
+    const double n = (double)a.n;
+    qt_bench_shape(b, "n=%zu (%s)", a.n, what);
+    // Reads x (n E); 2 flops per element (square, add; accumulated in double).
+    const qt_bench_case c = {"sumsq", 0, (double)qt_dtype_size(a.dt) * n, 2 * n};
+    return qt_bench_run_case(b, call, &a, &c, NULL);
 }
 
 #ifdef QT_HAVE_CUDA
-static qt_status cuda_run(void *p) {
+static qt_status cuda_call(void *p, int op) {
     sumsq_args *a = p;
+    (void)op;
     return qt_cuda_sumsq(a->s, a->dt, &a->out, a->x, a->n, a->partials);
-}
-
-static qt_status sumsq_cuda(qt_bench *b, const qt_bench_model *m) {
-    const char *what;
-    sumsq_args a = {.n = count(m, &what), .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
-    a.x = qt_bench_dev_rand(b, a.dt, a.n);
-    a.partials = qt_bench_dev_zeros(b, qt_cuda_sumsq_scratch_size() * sizeof(double));
-    QT_TRY(qt_bench_ok(b));
-    return cases(b, &a, what, cuda_run);
 }
 #endif
 
 const qt_bench_family qt_bench_family_sumsq = {
     .name = "sumsq",
     .models = {&qt_bench_model_default, &qt_bench_model_opt125m},
-    .cpu = sumsq_cpu,
-    .cuda = QT_BENCH_CUDA(sumsq_cuda),
+    .run = run,
+    .cpu = cpu_call,
+    .cuda = QT_BENCH_CUDA(cuda_call),
 };

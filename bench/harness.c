@@ -17,13 +17,15 @@
 
 // ---- model presets (the values of configs/*.conf; B x T = N tokens of one micro-batch)
 
-const qt_bench_model qt_bench_model_default = {"default", 8, 128, 256, 4, 1024, 4096, 4};
-const qt_bench_model qt_bench_model_opt125m = {"opt-125m", 16, 512, 768, 12, 3072, 50272, 12};
-const qt_bench_model qt_bench_model_opt125m_1 = {"opt-125m", 1, 512, 768, 12, 3072, 50272, 12};
-const qt_bench_model qt_bench_model_llama_tiny = {"llama-tiny", 8, 128, 128, 4, 344, 4096, 4};
-const qt_bench_model qt_bench_model_llama130m = {"llama-130m", 16, 256, 768, 12, 2048, 32000, 12};
+const qt_bench_model qt_bench_model_default = {"default", 8, 128, 256, 4, 1024, 4096, 4, NULL};
+const qt_bench_model qt_bench_model_opt125m = {"opt-125m", 16, 512, 768, 12, 3072, 50272, 12, NULL};
+const qt_bench_model qt_bench_model_opt125m_1 = {
+    "opt-125m", 1, 512, 768, 12, 3072, 50272, 12, &qt_bench_model_opt125m};
+const qt_bench_model qt_bench_model_llama_tiny = {"llama-tiny", 8, 128, 128, 4, 344, 4096, 4, NULL};
+const qt_bench_model qt_bench_model_llama130m = {"llama-130m", 16,    256, 768, 12,
+                                                 2048,         32000, 12,  NULL};
 // Small enough that every family's cases take milliseconds; odd V, even D and F.
-const qt_bench_model qt_bench_model_quick = {"quick", 2, 16, 32, 2, 64, 97, 1};
+const qt_bench_model qt_bench_model_quick = {"quick", 2, 16, 32, 2, 64, 97, 1, NULL};
 
 // ---- timing policy
 
@@ -150,6 +152,23 @@ void *qt_bench_host_zeros(qt_bench *b, size_t bytes) {
     return track(b, calloc(bytes ? bytes : 1, 1), 0, bytes);
 }
 
+// A host buffer holding `fill` (the dt kinds in fp32, the CPU's storage type).
+static void *host_buf(qt_bench *b, qt_bench_fill fill, size_t n) {
+    switch (fill) {
+    case QT_BENCH_RAND:
+    case QT_BENCH_F32:
+        return qt_bench_host_f32(b, n);
+    case QT_BENCH_ZEROS:
+    case QT_BENCH_F32_ZEROS:
+        return qt_bench_host_zeros(b, n * sizeof(float));
+    case QT_BENCH_S8:
+        return qt_bench_host_s8(b, n);
+    case QT_BENCH_BYTES:
+        break;
+    }
+    return qt_bench_host_zeros(b, n);
+}
+
 #ifdef QT_HAVE_CUDA
 static void *dev_alloc(qt_bench *b, size_t bytes) {
     void *p = NULL;
@@ -157,48 +176,26 @@ static void *dev_alloc(qt_bench *b, size_t bytes) {
     return track(b, p, 1, bytes);
 }
 
-// Records the first failure of a device fill as the shape's error.
-static void *dev_fail(qt_bench *b, qt_status st) {
+// p, or NULL after recording st (a failed fill) as the shape's error.
+static void *dev_checked(qt_bench *b, void *p, qt_status st) {
+    if (st == QT_OK) return p;
     if (b->alloc_err == QT_OK) b->alloc_err = st;
     return NULL;
 }
-#endif
 
-static void *no_device(qt_bench *b) {
-    if (b->alloc_err == QT_OK)
-        b->alloc_err =
-            qt_error(QT_ERR_UNSUPPORTED, "bench %s: device buffers need a CUDA run", b->family);
-    return NULL;
+static void *dev_copy(qt_bench *b, const void *host, size_t bytes) {
+    void *p = dev_alloc(b, bytes);
+    return dev_checked(b, p, p && host ? qt_bench_cuda_upload(b->cuda, p, host, bytes) : QT_OK);
 }
 
-void *qt_bench_dev_zeros(qt_bench *b, size_t bytes) {
-#ifdef QT_HAVE_CUDA
-    if (b->cuda) {
-        void *p = dev_alloc(b, bytes);
-        qt_status st = p ? qt_bench_cuda_zero(b->cuda, p, bytes) : QT_OK;
-        return st == QT_OK ? p : dev_fail(b, st);
-    }
-#endif
-    (void)bytes;
-    return no_device(b);
-}
-
-void *qt_bench_dev_copy(qt_bench *b, const void *host, size_t bytes) {
-#ifdef QT_HAVE_CUDA
-    if (b->cuda) {
-        void *p = dev_alloc(b, bytes);
-        qt_status st = p && host ? qt_bench_cuda_upload(b->cuda, p, host, bytes) : QT_OK;
-        return st == QT_OK ? p : dev_fail(b, st);
-    }
-#endif
-    (void)host;
-    (void)bytes;
-    return no_device(b);
-}
-
-void *qt_bench_dev_rand(qt_bench *b, qt_dtype dt, size_t n) {
-#ifdef QT_HAVE_CUDA
-    if (b->cuda) {
+// A device buffer holding `fill`: zeros by a memset, the rest made on the host and copied (the
+// dt kinds converted on the device with qt_cuda_cast).
+static void *dev_buf(qt_bench *b, qt_bench_fill fill, size_t n) {
+    const qt_dtype dt =
+        fill == QT_BENCH_F32 || fill == QT_BENCH_F32_ZEROS ? QT_DTYPE_F32 : qt_bench_dtype(b);
+    switch (fill) {
+    case QT_BENCH_RAND:
+    case QT_BENCH_F32: {
         void *p = dev_alloc(b, n * qt_dtype_size(dt));
         float *host = malloc((n ? n : 1) * sizeof(float));
         qt_status st = QT_OK;
@@ -209,12 +206,47 @@ void *qt_bench_dev_rand(qt_bench *b, qt_dtype dt, size_t n) {
             st = qt_error(QT_ERR_OOM, "bench %s: out of host memory", b->family);
         }
         free(host);
-        return st == QT_OK ? p : dev_fail(b, st);
+        return dev_checked(b, p, st);
     }
+    case QT_BENCH_ZEROS:
+    case QT_BENCH_F32_ZEROS:
+        n *= qt_dtype_size(dt);
+        break;
+    case QT_BENCH_S8:
+        return dev_copy(b, qt_bench_host_s8(b, n), n);
+    case QT_BENCH_BYTES:
+        break;
+    }
+    void *p = dev_alloc(b, n);
+    return dev_checked(b, p, p ? qt_bench_cuda_zero(b->cuda, p, n) : QT_OK);
+}
 #endif
-    (void)dt;
-    (void)n;
-    return no_device(b);
+
+void *qt_bench_buf(qt_bench *b, qt_bench_fill fill, size_t n) {
+#ifdef QT_HAVE_CUDA
+    if (b->cuda) return dev_buf(b, fill, n);
+#endif
+    return host_buf(b, fill, n);
+}
+
+void *qt_bench_buf_from_host(qt_bench *b, void *host, size_t bytes) {
+#ifdef QT_HAVE_CUDA
+    if (b->cuda) return dev_copy(b, host, bytes);
+#endif
+    (void)b;
+    (void)bytes;
+    return host;
+}
+
+int *qt_bench_buf_i32(qt_bench *b, size_t n, int lo, int hi) {
+    return qt_bench_buf_from_host(b, qt_bench_host_i32(b, n, lo, hi), n * sizeof(int));
+}
+
+int *qt_bench_buf_causal_lens(qt_bench *b, size_t rows, int T) {
+    int *lens = qt_bench_host_zeros(b, rows * sizeof(int));
+    for (size_t r = 0; lens && r < rows; r++)
+        lens[r] = (int)(r % (size_t)T) + 1;
+    return qt_bench_buf_from_host(b, lens, rows * sizeof(int));
 }
 
 qt_status qt_bench_ok(const qt_bench *b) { return b->alloc_err; }
@@ -328,7 +360,7 @@ static void print_row(qt_bench *b, const char *op, double bytes, double flops,
     fflush(f);
 }
 
-// One "skipped" line: a family without a runner for the device (op NULL) or one case.
+// One "skipped" line: a family without calls for the device (op NULL) or one case.
 static void print_skipped(qt_bench *b, const char *family, const char *op, const char *why) {
     if (b->o.json) {
         fprintf(b->out, "{\"bench\":\"%s%s%s\",\"family\":\"%s\",\"device\":\"%s\",", family,
@@ -410,6 +442,59 @@ qt_status qt_bench_run(qt_bench *b, const char *op, double bytes, double flops, 
     if (r.ms_min < 1e-6) r.ms_min = 1e-6;
     print_row(b, op, bytes, flops, &r);
     if (res) *res = r;
+    return QT_OK;
+}
+
+// call(arg, op) as a qt_bench_fn.
+typedef struct {
+    qt_bench_call call;
+    void *arg;
+    int op;
+} op_call;
+
+static qt_status call_op(void *p) {
+    const op_call *c = p;
+    return c->call(c->arg, c->op);
+}
+
+qt_status qt_bench_run_case(qt_bench *b, qt_bench_call call, void *arg, const qt_bench_case *c,
+                            qt_bench_result *res) {
+    op_call oc = {call, arg, c->op};
+    return qt_bench_run(b, c->name, c->bytes, c->flops, call_op, &oc, res);
+}
+
+qt_status qt_bench_run_cases(qt_bench *b, qt_bench_call call, void *arg, const qt_bench_case *cases,
+                             int n) {
+    for (int i = 0; i < n; i++)
+        QT_TRY(qt_bench_run_case(b, call, arg, &cases[i], NULL));
+    return QT_OK;
+}
+
+qt_status qt_bench_softmax_variants(qt_bench *b, qt_bench_call call, void *arg,
+                                    qt_softmax_params *prm, float scale,
+                                    const qt_bench_case fwd_bwd[2], const double clip_flops[2]) {
+    static const struct {
+        const char *suffix;
+        qt_softmax_params prm;
+    } variants[] = {
+        {"", {.kind = QT_SOFTMAX_VANILLA, .zeta = 1, .eta = 1, .beta = 1}},
+        {"_clipped",
+         {.kind = QT_SOFTMAX_CLIPPED, .gamma = -0.03f, .zeta = 1.0f, .eta = 1, .beta = 1}},
+        {"_ncs", {.kind = QT_SOFTMAX_NCS, .zeta = 1, .eta = 1.03f, .beta = 1.0f}},
+    };
+    qt_bench_result vanilla[2] = {{0}};
+    for (int v = 0; v < 3; v++) {
+        *prm = variants[v].prm;
+        prm->scale = scale;
+        for (int i = 0; i < 2; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s%s", fwd_bwd[i].name, variants[v].suffix);
+            const qt_bench_case c = {name, fwd_bwd[i].op, fwd_bwd[i].bytes,
+                                     fwd_bwd[i].flops + (v ? clip_flops[i] : 0)};
+            qt_bench_ref(b, v ? "vanilla" : NULL, vanilla[i].ms_median);
+            QT_TRY(qt_bench_run_case(b, call, arg, &c, v ? NULL : &vanilla[i]));
+        }
+    }
     return QT_OK;
 }
 
@@ -645,29 +730,27 @@ void qt_bench_close(qt_bench *b) {
 }
 
 qt_status qt_bench_run_family(qt_bench *b, const qt_bench_family *f) {
-    qt_status (*run)(qt_bench *, const qt_bench_model *) =
-        b->o.device == QT_BENCH_CUDA ? f->cuda : f->cpu;
-    if (!run) {
-        print_skipped(b, f->name, NULL, f->cuda_none ? f->cuda_none : "no runner for this device");
+    const qt_bench_call call = b->o.device == QT_BENCH_CUDA ? f->cuda : f->cpu;
+    if (!call) {
+        print_skipped(b, f->name, NULL, f->cuda_none ? f->cuda_none : "no calls for this device");
         return QT_OK;
     }
     b->family = f->name;
     static const qt_bench_model *const quick[] = {&qt_bench_model_quick, NULL};
-    const qt_bench_model *const *models = b->o.quick ? quick
-                                          : b->o.device == QT_BENCH_CUDA && f->cuda_models[0]
-                                              ? f->cuda_models
-                                              : f->models;
+    const qt_bench_model *const *models = b->o.quick ? quick : f->models;
     for (int i = 0; models[i]; i++) {
-        b->model = models[i]->name;
+        const qt_bench_model *m =
+            b->o.device == QT_BENCH_CUDA && models[i]->cuda ? models[i]->cuda : models[i];
+        b->model = m->name;
         b->shape[0] = '\0';
         b->ref = NULL;
-        qt_status st = run(b, models[i]);
+        qt_status st = f->run(b, m, call);
         release_all(b);
         if (st != QT_OK) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", qt_last_error());
             return qt_error(st, "bench %s (%s, %s %s): %s", f->name, device_name(b->o.device),
-                            models[i]->name, b->shape, msg);
+                            m->name, b->shape, msg);
         }
     }
     return QT_OK;

@@ -1,9 +1,11 @@
 // bench/harness.h: the harness every op family's benchmark runs on (bench/bench_<family>.c,
 // listed in bench/registry.c, run by `qtrain bench` and `bench_ops`).
 //
-// A family describes cases: for each shape it allocates inputs through the harness, states the
-// bytes one call moves and the operations it does (a comment beside the count says what is
-// counted), and hands the harness a function making one call. The harness warms the op up,
+// A family describes its cases once for both devices: for each shape its run() allocates the
+// inputs through the harness (qt_bench_buf: host or device memory, as the run's device), states
+// the bytes one call moves and the operations it does (a comment beside the count says what is
+// counted), and times each case through the device's calls the harness hands it (one function
+// per device, making one call of the family's op `op`). The harness warms the op up,
 // repeats it, and reports the minimum, median and maximum time, the rates from the median, and
 // the share of the roofline reached on the machine measured in the same run:
 //   time_roofline = max(flops / peak, bytes / bw),  roofline_pct = 100 time_roofline / median
@@ -17,7 +19,7 @@
 // recorded on the harness's stream around each call (bench/harness_cuda.c, in the CUDA build
 // only). Never a fake number: without a device the CUDA run is refused before anything runs.
 //
-// Ownership: every buffer a family gets from qt_bench_host_* / qt_bench_dev_* belongs to the
+// Ownership: every buffer a family gets from qt_bench_host_* / qt_bench_buf* belongs to the
 // harness and is freed after each shape (the family frees nothing). Allocation failures are
 // sticky: allocate everything, then QT_TRY(qt_bench_ok(b)).
 #ifndef QTRAIN_BENCH_HARNESS_H
@@ -35,14 +37,17 @@ typedef enum { QT_BENCH_CPU = 0, QT_BENCH_CUDA = 1 } qt_bench_device;
 
 // The dimensions the cases take their shapes from (letters as STYLE.md: B, T, C, H, F d_ff,
 // V vocabulary, L layers). The presets mirror configs/*.conf; a family uses the ones it names.
-typedef struct {
+typedef struct qt_bench_model qt_bench_model;
+struct qt_bench_model {
     const char *name;
     int B, T, C, H, F, V, L;
-} qt_bench_model;
+    const qt_bench_model *cuda; // the shape a CUDA run takes instead (a GPU affords more), or NULL
+};
 
 extern const qt_bench_model qt_bench_model_default;    // configs/default.conf: N = 1024 tokens
 extern const qt_bench_model qt_bench_model_opt125m;    // configs/opt-125m.conf: N = 8192
-extern const qt_bench_model qt_bench_model_opt125m_1;  // opt-125m, one 512-token sequence
+extern const qt_bench_model qt_bench_model_opt125m_1;  // opt-125m, one 512-token sequence (on
+                                                       // CUDA the whole micro-batch, opt125m)
 extern const qt_bench_model qt_bench_model_llama_tiny; // configs/llama-tiny.conf
 extern const qt_bench_model qt_bench_model_llama130m;  // configs/llama-130m.conf, N = 4096
 extern const qt_bench_model qt_bench_model_quick;      // --quick: tiny shapes (the tests)
@@ -52,18 +57,24 @@ typedef struct qt_bench qt_bench;
 // One call of the op under test, on the arguments the family prepared.
 typedef qt_status (*qt_bench_fn)(void *arg);
 
+// A family's calls on one device: one call of the family's op `op` (an enum of its own) on its
+// arguments `arg`. A family writes one for the CPU and one for CUDA, and its cases once.
+typedef qt_status (*qt_bench_call)(void *arg, int op);
+
 // One op family's benchmark (bench/bench_<name>.c defines qt_bench_family_<name>).
 typedef struct {
-    const char *name;                     // the family's name (kernels/<name>.h)
-    const qt_bench_model *models[4];      // the shapes it runs on, NULL-terminated (--quick:
-                                          // qt_bench_model_quick alone)
-    const qt_bench_model *cuda_models[4]; // on CUDA, if given (a GPU affords larger shapes)
-    qt_status (*cpu)(qt_bench *b, const qt_bench_model *m);  // the CPU cases of one shape
-    qt_status (*cuda)(qt_bench *b, const qt_bench_model *m); // the CUDA cases; NULL: none
+    const char *name;                // the family's name (kernels/<name>.h)
+    const qt_bench_model *models[4]; // the shapes it runs on, NULL-terminated (--quick:
+                                     // qt_bench_model_quick alone; CUDA: each one's cuda)
+    // The cases of one shape (allocations, counts, runs), on either device: every op is
+    // called through `call`, the device's below.
+    qt_status (*run)(qt_bench *b, const qt_bench_model *m, qt_bench_call call);
+    qt_bench_call cpu;     // the family's calls on the CPU
+    qt_bench_call cuda;    // on CUDA; NULL: none
     const char *cuda_none; // why cuda is NULL (printed as the family's CUDA line)
 } qt_bench_family;
 
-// In a family file: its CUDA runner where this build has CUDA, else NULL (the device is then
+// In a family file: its CUDA calls where this build has CUDA, else NULL (the device is then
 // refused before any family runs, so the NULL is never reported as "no kernel").
 #ifdef QT_HAVE_CUDA
 #define QT_BENCH_CUDA(fn) fn
@@ -92,8 +103,8 @@ typedef struct {
 // line) to `out`.
 qt_status qt_bench_open(qt_bench **b, const qt_bench_options *o, FILE *out);
 void qt_bench_close(qt_bench *b);
-// Runs one family on every shape it names (CPU or CUDA per the options); a family without a
-// runner for the device gets one "skipped" line saying why.
+// Runs one family on every shape it names (CPU or CUDA per the options); a family without
+// calls for the device gets one "skipped" line saying why.
 qt_status qt_bench_run_family(qt_bench *b, const qt_bench_family *f);
 
 // ---- for the families
@@ -121,6 +132,29 @@ void qt_bench_ref(qt_bench *b, const char *name, double ms);
 qt_status qt_bench_run(qt_bench *b, const char *op, double bytes, double flops, qt_bench_fn fn,
                        void *arg, qt_bench_result *res);
 
+// One case of a shape: its name, the op it times and the counts of one call (qt_bench_run's).
+typedef struct {
+    const char *name;
+    int op;
+    double bytes, flops;
+} qt_bench_case;
+
+// Times call(arg, c->op) as qt_bench_run does; fills *res (may be NULL).
+qt_status qt_bench_run_case(qt_bench *b, qt_bench_call call, void *arg, const qt_bench_case *c,
+                            qt_bench_result *res);
+// Times the n cases in order.
+qt_status qt_bench_run_cases(qt_bench *b, qt_bench_call call, void *arg, const qt_bench_case *cases,
+                             int n);
+
+// The softmax variants the attention benchmarks time: vanilla, clipped (gamma -0.03, zeta 1)
+// and NCS (eta 1.03, beta 1). For each, *prm (inside arg) is set to the variant with `scale`
+// and the forward and backward cases (fwd_bwd[0], [1]) run, named with the variant's suffix
+// ("fwd_clipped", "bwd_ncs"), the clipped ones doing clip_flops[i] more flops and printed with
+// their ratio to vanilla's same case.
+qt_status qt_bench_softmax_variants(qt_bench *b, qt_bench_call call, void *arg,
+                                    qt_softmax_params *prm, float scale,
+                                    const qt_bench_case fwd_bwd[2], const double clip_flops[2]);
+
 // A case this run cannot time (e.g. an INT8 path this CPU lacks): one "skipped" line saying why.
 void qt_bench_skip(qt_bench *b, const char *op, const char *why);
 
@@ -131,11 +165,25 @@ int *qt_bench_host_i32(qt_bench *b, size_t n, int lo, int hi);
 int8_t *qt_bench_host_s8(qt_bench *b, size_t n);
 void *qt_bench_host_zeros(qt_bench *b, size_t bytes);
 
-// Device buffers (CUDA runs only; QT_ERR_UNSUPPORTED on the CPU). rand: n elements of dt
-// uniform in [-1, 1); zeros: `bytes` zero bytes; copy: a device copy of `bytes` host bytes.
-void *qt_bench_dev_rand(qt_bench *b, qt_dtype dt, size_t n);
-void *qt_bench_dev_zeros(qt_bench *b, size_t bytes);
-void *qt_bench_dev_copy(qt_bench *b, const void *host, size_t bytes);
+// Buffers where this run's ops read them: host memory on the CPU, device memory on CUDA (filled
+// on the host and copied), owned by the harness like the host ones above. dt below is the run's
+// storage type (qt_bench_dtype); rand: floats uniform in [-1, 1).
+typedef enum {
+    QT_BENCH_RAND,      // n elements of dt, rand
+    QT_BENCH_ZEROS,     // n elements of dt, zero
+    QT_BENCH_F32,       // n fp32 elements on every device, rand
+    QT_BENCH_F32_ZEROS, // n fp32 elements, zero
+    QT_BENCH_S8,        // n int8, uniform
+    QT_BENCH_BYTES,     // n zero bytes
+} qt_bench_fill;
+void *qt_bench_buf(qt_bench *b, qt_bench_fill fill, size_t n);
+// n ints uniform in [lo, hi].
+int *qt_bench_buf_i32(qt_bench *b, size_t n, int lo, int hi);
+// The lengths of `rows` causal attention rows over sequences of T: row r attends r % T + 1 keys.
+int *qt_bench_buf_causal_lens(qt_bench *b, size_t rows, int T);
+// `bytes` the family filled in `host` (a harness host buffer): host itself on the CPU, a device
+// copy on CUDA.
+void *qt_bench_buf_from_host(qt_bench *b, void *host, size_t bytes);
 
 // QT_OK, or the first allocation failure since the shape began (or the last release).
 qt_status qt_bench_ok(const qt_bench *b);

@@ -90,16 +90,7 @@ static qt_status best_of(qt_bench_cuda *c, qt_bench_fn fn, void *arg, int reps, 
 
 qt_status qt_bench_cuda_peak_gemm(qt_bench_cuda *c, int n, int reps, double *flops_per_s) {
     const size_t nn = (size_t)n * n;
-    peak_args p = {.c = c,
-                   .d = {.M = n,
-                         .N = n,
-                         .K = n,
-                         .alpha = 1.0f,
-                         .lda = n,
-                         .ldb = n,
-                         .ldc = n,
-                         .batch = 1,
-                         .inner = 1}};
+    peak_args p = {.c = c, .d = qt_gemm_desc_single(0, 0, n, n, n, 0.0f, n, n, n)};
     qt_status st = QT_OK;
     double ms = 0;
     if (cudaMalloc(&p.A, nn * 2) != cudaSuccess || cudaMalloc(&p.B, nn * 2) != cudaSuccess ||

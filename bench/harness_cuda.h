@@ -1,6 +1,6 @@
 // bench/harness_cuda.h: the CUDA side of the benchmark harness (bench/harness_cuda.c, compiled
 // only into the CUDA build, where QT_HAVE_CUDA is defined). Used by bench/harness.c alone: the
-// families reach the device through harness.h (qt_bench_stream, qt_bench_dev_*).
+// families reach the device through harness.h (qt_bench_stream, qt_bench_buf*).
 #ifndef QTRAIN_BENCH_HARNESS_CUDA_H
 #define QTRAIN_BENCH_HARNESS_CUDA_H
 

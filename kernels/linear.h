@@ -43,6 +43,12 @@ qt_status qt_cpu_linear_bwd_f64(double *dx, double *dw, double *db, const double
 // batch is not a multiple of `inner`.
 qt_status qt_cpu_gemm(const qt_gemm_desc *d, const float *A, const float *B, float *C);
 
+// The descriptor of a single (batch 1) GEMM, C (M, N) = op(A) op(B) + beta C (alpha 1), row-major
+// with leading dimensions lda, ldb, ldc: a linear layer's GEMMs (the CUDA backend's, the
+// benchmarks').
+qt_gemm_desc qt_gemm_desc_single(int trans_a, int trans_b, int M, int N, int K, float beta,
+                                 int lda, int ldb, int ldc);
+
 // CUDA (kernels/cuda/linear.cu): the batched GEMM on tensors of `dt`, accumulated in fp32 and
 // rounded to `dt` once. On the GPU through cuBLASLt (CUBLAS_COMPUTE_32F: no TF32), in the
 // emulated build through the CPU sgemm. With beta == 0, C is not read (it may hold NaN).

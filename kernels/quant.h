@@ -65,6 +65,11 @@ int qt_quant_is_s8_gemm_able(const qt_quant_params *p);
 // QT_ERR_ARG unless N, OC >= 0 and IC >= 1.
 qt_status qt_quant_check_s8_linear(const char *op, const qt_quant_params *aq,
                                    const qt_quant_params *wq, int N, int IC, int OC);
+// The arguments of a backend's linear_s8_dx (SwitchBack's INT8 dX, qtrain/backend.h), named by
+// `op` in the error: QT_ERR_UNSUPPORTED unless gq is per row (per token) and wq per tensor, both
+// qt_quant_is_s8_gemm_able; QT_ERR_ARG unless N, IC, OC >= 1.
+qt_status qt_quant_check_s8_dx(const char *op, const qt_quant_params *gq, const qt_quant_params *wq,
+                               int N, int IC, int OC);
 
 // Checks p (and that `running` is given for RUNNING, and given and initialized for FIXED);
 // QT_ERR_ARG names the bad field.

@@ -340,13 +340,7 @@ static qt_status cpu_linear_s8_fwd(void *ctx, void *out, const void *x, const vo
 static qt_status cpu_linear_s8_dx(void *ctx, void *dx, const void *g, const void *w, int N,
                                   int IC, int OC, const qt_quant_params *gq,
                                   const qt_quant_params *wq) {
-    if (!qt_quant_is_s8_gemm_able(gq) || !qt_quant_is_s8_gemm_able(wq) ||
-        gq->granularity != QT_QUANT_PER_ROW || wq->granularity != QT_QUANT_PER_TENSOR)
-        return qt_error(QT_ERR_UNSUPPORTED,
-                        "cpu linear_s8_dx: the INT8 dX needs 8-bit symmetric nearest g per token "
-                        "and w per tensor; use the fake-quant backward for other grids");
-    if (N < 1 || IC < 1 || OC < 1)
-        return qt_error(QT_ERR_ARG, "cpu linear_s8_dx: shape N %d, IC %d, OC %d", N, IC, OC);
+    QT_TRY(qt_quant_check_s8_dx("cpu linear_s8_dx", gq, wq, N, IC, OC));
     const size_t nw = (size_t)OC * IC, nx = (size_t)N * IC;
     const size_t sizes[8] = {(size_t)N * OC,
                              nw,

@@ -15,7 +15,6 @@
 // source builds against libcudart or against the emulator's runtime (tests/cuemu).
 #include <cuda_runtime_api.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/cuda_check.h"
 #include "qtrain/backend.h"
@@ -209,31 +208,11 @@ static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, cons
     return qt_cuda_gemm(STREAM(ctx), DT(ctx), d, A, B, C, CTX_OF(ctx)->gemm);
 }
 
-// A single (batch 1) row-major GEMM descriptor.
-static qt_gemm_desc gemm_desc(int trans_a, int trans_b, int M, int N, int K, float beta, int lda,
-                              int ldb, int ldc) {
-    qt_gemm_desc d;
-    memset(&d, 0, sizeof d);
-    d.trans_a = trans_a;
-    d.trans_b = trans_b;
-    d.M = M;
-    d.N = N;
-    d.K = K;
-    d.alpha = 1.0f;
-    d.beta = beta;
-    d.lda = lda;
-    d.ldb = ldb;
-    d.ldc = ldc;
-    d.batch = 1;
-    d.inner = 1;
-    return d;
-}
-
 // out (N, OC) = x (N, IC) w^T (w: (OC, IC)), then += b (OC) when given.
 static qt_status cuda_linear_fwd(void *ctx, void *out, const void *x, const void *w,
                                  const void *b, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
-    qt_gemm_desc d = gemm_desc(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
+    qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
     QT_TRY(cuda_gemm(ctx, &d, x, w, out));
     if (b) QT_TRY(qt_cuda_bias_add(STREAM(ctx), DT(ctx), out, b, N, OC));
     return QT_OK;
@@ -244,11 +223,11 @@ static qt_status cuda_linear_bwd(void *ctx, void *dx, void *dw, void *db, const 
                                  const void *x, const void *w, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
     if (dx) {
-        qt_gemm_desc d = gemm_desc(0, 0, N, IC, OC, 1.0f, OC, IC, IC);
+        qt_gemm_desc d = qt_gemm_desc_single(0, 0, N, IC, OC, 1.0f, OC, IC, IC);
         QT_TRY(cuda_gemm(ctx, &d, dout, w, dx));
     }
     if (dw) {
-        qt_gemm_desc d = gemm_desc(1, 0, OC, IC, N, 1.0f, OC, IC, IC);
+        qt_gemm_desc d = qt_gemm_desc_single(1, 0, OC, IC, N, 1.0f, OC, IC, IC);
         QT_TRY(cuda_gemm(ctx, &d, dout, x, dw));
     }
     if (db) QT_TRY(qt_cuda_bias_grad(STREAM(ctx), DT(ctx), db, dout, N, OC));
@@ -409,14 +388,7 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
                                    int IC, int OC, const qt_quant_params *gq,
                                    const qt_quant_params *wq) {
     cuda_ctx *c = CTX_OF(ctx);
-    if (!qt_quant_is_s8_gemm_able(gq) || !qt_quant_is_s8_gemm_able(wq) || gq->granularity != QT_QUANT_PER_ROW ||
-        wq->granularity != QT_QUANT_PER_TENSOR)
-        return qt_error(QT_ERR_UNSUPPORTED,
-                        "cuda linear_s8_dx: the INT8 dX needs 8-bit symmetric nearest g per token "
-                        "and w per tensor; use the fake-quant backward for other grids");
-    if (N < 1 || IC < 1 || OC < 1)
-        return qt_error(QT_ERR_ARG, "cuda linear_s8_dx: shape N %d, IC %d, OC %d; need all >= 1",
-                        N, IC, OC);
+    QT_TRY(qt_quant_check_s8_dx("cuda linear_s8_dx", gq, wq, N, IC, OC));
     if (!dx || !g || !w)
         return qt_error(QT_ERR_ARG, "cuda linear_s8_dx: dx, g or w is NULL; pass device (N, IC), "
                         "(N, OC), (OC, IC)");

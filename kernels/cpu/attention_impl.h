@@ -41,7 +41,6 @@ qt_status FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL
     QT_TRY(check_softmax_rows(op, prm, "B", B, "T", T, ctx && probs && p && qkv,
                               "ctx, probs, p, qkv and lens", lens, (size_t)B * (size_t)T));
     const int D = C / H, C3 = 3 * C;
-    const REAL scale = (REAL)prm->scale;
     // One (b, h) pair per task; its GEMMs stay single-threaded (gemm_small, attention.c).
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1)
     for (int bh = 0; bh < B * H; bh++) {
@@ -59,9 +58,7 @@ qt_status FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL
             FN(gemm_small)(CblasNoTrans, CblasTrans, m, kmax, D, q + (size_t)r0 * C3, C3, k, C3, 0,
                            pr + (size_t)r0 * T, T);
             for (int r = r0; r < r1; r++) {
-                REAL a, c;
-                FN(row_clip_coeffs)(prm, len[r], &a, &c);
-                FN(softmax_clip_row_fwd)(a, c, scale, pr + (size_t)r * T, pp + (size_t)r * T,
+                FN(softmax_clip_row_fwd)(prm, pr + (size_t)r * T, pp + (size_t)r * T,
                                          pr + (size_t)r * T, len[r], T);
             }
             // ctx[r0:r1] (m, D) = probs[r0:r1, :kmax] v[:kmax]
@@ -82,7 +79,6 @@ qt_status FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REA
                               "dqkv, scratch, dctx, qkv, probs, p and lens", lens,
                               (size_t)B * (size_t)T));
     const int D = C / H, C3 = 3 * C;
-    const REAL scale = (REAL)prm->scale;
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1)
     for (int bh = 0; bh < B * H; bh++) {
         const int b = bh / H, h = bh % H;
@@ -106,10 +102,8 @@ qt_status FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REA
             FN(gemm_small)(CblasTrans, CblasNoTrans, kmax, D, m, prb, T, dO + (size_t)r0 * C, C, 1,
                            dv, C3);
             for (int r = r0; r < r1; r++) {
-                REAL a, c;
-                FN(row_clip_coeffs)(prm, len[r], &a, &c);
-                FN(softmax_clip_row_bwd_inplace)(a, c, scale, ds + (size_t)r * T,
-                                                 pp + (size_t)r * T, len[r], kmax);
+                FN(softmax_clip_row_bwd_inplace)(prm, ds + (size_t)r * T, pp + (size_t)r * T,
+                                                 len[r], kmax);
             }
             // dq[r0:r1] += dscores (m, kmax) k[:kmax]; dk[:kmax] += dscores^T q[r0:r1]
             FN(gemm_small)(CblasNoTrans, CblasNoTrans, m, D, kmax, dsb, T, k, C3, 1,

@@ -79,6 +79,65 @@ static void gemm_portable(const epilogue *e, const int8_t *A, const int8_t *B, i
     }
 }
 
+// ---- the tile grid of the vector paths ---------------------------------------------------
+
+#if QT_INT8_X86
+// The (M, N) output in MR x NR tiles: row panel i holds rows [i MR, i MR + MR), column panel j
+// columns [j NR, j NR + NR), the last of each clipped to M, N. The tiles are grouped into tasks,
+// (column block, row block) pairs handed out dynamically (the machine is shared; a thread that
+// loses its core does not hold up the rest), column block major so both threads share a hot
+// block. Column blocks have equal size (at most nc_panels panels each), so no block is a small
+// remainder; a row block is mc rows.
+typedef struct {
+    int m_pan, n_pan; // row panels, column panels
+    int nb_pan, n_nb; // column panels per column block, column blocks
+    int mc_pan, n_mb; // row panels per row block, row blocks
+} tile_grid;
+
+static tile_grid tile_grid_of(int M, int N, int mr, int nr, int nc_panels, int mc) {
+    tile_grid g = {.m_pan = QT_CEIL_DIV(M, mr), .n_pan = QT_CEIL_DIV(N, nr), .mc_pan = mc / mr};
+    g.n_nb = QT_CEIL_DIV(g.n_pan, nc_panels);
+    g.nb_pan = QT_CEIL_DIV(g.n_pan, g.n_nb);
+    g.n_mb = QT_CEIL_DIV(g.m_pan, g.mc_pan);
+    return g;
+}
+
+// A path's two phases, on its own job (ctx): prep(ctx, i) packs item i (a panel, a row sum);
+// tile(ctx, i, j) runs the micro-kernel on tile (row panel i, column panel j) and stores it
+// through the epilogue. Each path's micro-kernel and store are inlined into its tile function;
+// one indirect call per tile (hundreds of micro-kernel iterations) costs nothing measurable.
+typedef void (*prep_fn)(void *ctx, int i);
+typedef void (*tile_fn)(void *ctx, int i, int j);
+
+// prep for every i in [0, n_prep) (static schedule), then, once every item is done, tile for
+// every tile of g, by tasks.
+static void run_grid(const tile_grid *g, int n_prep, prep_fn prep, tile_fn tile, void *ctx) {
+    const long n_tasks = (long)g->n_nb * (long)g->n_mb;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < n_prep; i++) {
+            prep(ctx, i);
+        }
+        // (implicit barrier: every item is complete)
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < n_tasks; t++) {
+            const int nb = (int)(t / g->n_mb), mb = (int)(t % g->n_mb);
+            const int j_end = (nb + 1) * g->nb_pan < g->n_pan ? (nb + 1) * g->nb_pan : g->n_pan;
+            const int i_end = (mb + 1) * g->mc_pan < g->m_pan ? (mb + 1) * g->mc_pan : g->m_pan;
+            for (int j = nb * g->nb_pan; j < j_end; j++)
+                for (int i = mb * g->mc_pan; i < i_end; i++)
+                    tile(ctx, i, j);
+        }
+    }
+}
+
+// The valid rows (columns) of panel i of `size` per panel over an extent of n.
+static inline int panel_extent(int n, int i, int size) {
+    return n - i * size < size ? n - i * size : size;
+}
+#endif
+
 // ---- avx2 ----------------------------------------------------------------------------------
 
 #if QT_INT8_X86
@@ -268,56 +327,55 @@ __attribute__((target("avx2"))) static void tile_store_avx2(const epilogue *e,
     }
 }
 
-// Packs A and B (pk: the buffer, kp pairs per row), then runs the tiles: tasks are (column
-// block, row block) pairs, handed out dynamically (the machine is shared; a thread that loses
-// its core does not hold up the rest), column block major so both threads share a hot block.
-__attribute__((target("avx2"))) static void gemm_avx2(const epilogue *e, const int8_t *A,
-                                                      const int8_t *B, int M, int N, int K,
-                                                      int32_t *pk) {
-    int kp = (K + 1) / 2;
-    int m_pan = QT_CEIL_DIV(M, AVX2_MR), n_pan = QT_CEIL_DIV(N, AVX2_NR);
-    int32_t *Ap = pk;                                                  // (m_pan, kp, MR)
-    // (n_pan, kp, NR), 32-byte aligned like pk: every B vector load is aligned.
-    int32_t *Bp = pk + avx2_a_words(M, K);
-    // Column blocks of equal size (at most AVX2_NC_PANELS panels each), so no block is a
-    // small remainder.
-    int n_nb = QT_CEIL_DIV(n_pan, AVX2_NC_PANELS);
-    int nb_pan = QT_CEIL_DIV(n_pan, n_nb);
-    int mc_pan = AVX2_MC / AVX2_MR;
-    int n_mb = QT_CEIL_DIV(m_pan, mc_pan);
-    long n_tasks = (long)n_nb * (long)n_mb;
-#pragma omp parallel
-    {
-#pragma omp for schedule(static)
-        for (int i = 0; i < m_pan + n_pan; i++) {
-            if (i < m_pan) {
-                int m0 = i * AVX2_MR;
-                pack_a_avx2(Ap + (size_t)i * (size_t)kp * AVX2_MR, A + (size_t)m0 * (size_t)K,
-                            K, kp, M - m0 < AVX2_MR ? M - m0 : AVX2_MR);
-            } else {
-                int j = i - m_pan, n0 = j * AVX2_NR;
-                pack_b_avx2(Bp + (size_t)j * (size_t)kp * AVX2_NR, B + (size_t)n0 * (size_t)K,
-                            K, kp, N - n0 < AVX2_NR ? N - n0 : AVX2_NR);
-            }
-        }
-        // (implicit barrier: the panels are complete)
-        _Alignas(32) int32_t tile[AVX2_MR * AVX2_NR];
-#pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < n_tasks; t++) {
-            int nb = (int)(t / n_mb), mb = (int)(t % n_mb);
-            int j_end = (nb + 1) * nb_pan < n_pan ? (nb + 1) * nb_pan : n_pan;
-            int i_end = (mb + 1) * mc_pan < m_pan ? (mb + 1) * mc_pan : m_pan;
-            for (int j = nb * nb_pan; j < j_end; j++) {
-                const int32_t *bp = Bp + (size_t)j * (size_t)kp * AVX2_NR;
-                int n0 = j * AVX2_NR, nr = N - n0 < AVX2_NR ? N - n0 : AVX2_NR;
-                for (int i = mb * mc_pan; i < i_end; i++) {
-                    int m0 = i * AVX2_MR, mr = M - m0 < AVX2_MR ? M - m0 : AVX2_MR;
-                    kernel_avx2(tile, Ap + (size_t)i * (size_t)kp * AVX2_MR, bp, kp);
-                    tile_store_avx2(e, tile, m0, n0, mr, nr);
-                }
-            }
-        }
+// gemm_avx2's job: the epilogue, the operands and the packed panels.
+typedef struct {
+    const epilogue *e;
+    const int8_t *A, *B; // (M, K), (N, K)
+    int M, N, K, kp;     // kp: k pairs per panel row
+    int32_t *Ap, *Bp;    // (m_pan, kp, MR), (n_pan, kp, NR)
+    int m_pan;
+} avx2_job;
+
+// Item i < m_pan packs A's row panel i, the others B's column panel i - m_pan.
+__attribute__((target("avx2"))) static void avx2_prep(void *ctx, int i) {
+    const avx2_job *w = ctx;
+    if (i < w->m_pan) {
+        pack_a_avx2(w->Ap + (size_t)i * (size_t)w->kp * AVX2_MR,
+                    w->A + (size_t)i * AVX2_MR * (size_t)w->K, w->K, w->kp,
+                    panel_extent(w->M, i, AVX2_MR));
+    } else {
+        const int j = i - w->m_pan;
+        pack_b_avx2(w->Bp + (size_t)j * (size_t)w->kp * AVX2_NR,
+                    w->B + (size_t)j * AVX2_NR * (size_t)w->K, w->K, w->kp,
+                    panel_extent(w->N, j, AVX2_NR));
     }
+}
+
+__attribute__((target("avx2"))) static void avx2_tile(void *ctx, int i, int j) {
+    const avx2_job *w = ctx;
+    _Alignas(32) int32_t tile[AVX2_MR * AVX2_NR];
+    kernel_avx2(tile, w->Ap + (size_t)i * (size_t)w->kp * AVX2_MR,
+                w->Bp + (size_t)j * (size_t)w->kp * AVX2_NR, w->kp);
+    tile_store_avx2(w->e, tile, i * AVX2_MR, j * AVX2_NR, panel_extent(w->M, i, AVX2_MR),
+                    panel_extent(w->N, j, AVX2_NR));
+}
+
+// Packs A and B (pk: the buffer, kp pairs per row), then runs the tiles (run_grid).
+static void gemm_avx2(const epilogue *e, const int8_t *A, const int8_t *B, int M, int N, int K,
+                      int32_t *pk) {
+    const tile_grid g = tile_grid_of(M, N, AVX2_MR, AVX2_NR, AVX2_NC_PANELS, AVX2_MC);
+    // Bp is 32-byte aligned like pk: every B vector load is aligned.
+    avx2_job w = {.e = e,
+                  .A = A,
+                  .B = B,
+                  .M = M,
+                  .N = N,
+                  .K = K,
+                  .kp = (K + 1) / 2,
+                  .Ap = pk,
+                  .Bp = pk + avx2_a_words(M, K),
+                  .m_pan = g.m_pan};
+    run_grid(&g, g.m_pan + g.n_pan, avx2_prep, avx2_tile, &w);
 }
 
 // Bytes of the packed panels gemm_avx2 needs.
@@ -505,63 +563,67 @@ __attribute__((target("avx512f"))) static void tile_store_vnni(const epilogue *e
     }
 }
 
-// Packs B, sums A's rows, then runs the tiles as gemm_avx2 does: (column block, row block)
-// tasks handed out dynamically, column block major. pk: the B panels (vnni_pack_bytes) then
-// the M row sums.
-__attribute__((target("avx2,avx512f,avx512vnni"))) static void
-gemm_vnni(const epilogue *e, const int8_t *A, const int8_t *B, int M, int N, int K,
-          int32_t *pk) {
-    const int kq = QT_CEIL_DIV(K, 4), kfull = K / 4;
-    const int m_pan = QT_CEIL_DIV(M, VNNI_MR), n_pan = QT_CEIL_DIV(N, VNNI_NR);
-    int32_t *Bp = pk;                                           // (n_pan, kq, NR), 32-byte aligned
-    int32_t *a_sum = pk + (size_t)n_pan * (size_t)kq * VNNI_NR; // (M)
-    const int n_nb = QT_CEIL_DIV(n_pan, VNNI_NC_PANELS);
-    const int nb_pan = QT_CEIL_DIV(n_pan, n_nb);
-    const int mc_pan = VNNI_MC / VNNI_MR;
-    const int n_mb = QT_CEIL_DIV(m_pan, mc_pan);
-    const long n_tasks = (long)n_nb * (long)n_mb;
-#pragma omp parallel
-    {
-#pragma omp for schedule(static)
-        for (int i = 0; i < n_pan + M; i++) {
-            if (i < n_pan) {
-                int n0 = i * VNNI_NR;
-                pack_b_vnni(Bp + (size_t)i * (size_t)kq * VNNI_NR, B + (size_t)n0 * (size_t)K,
-                            K, kq, N - n0 < VNNI_NR ? N - n0 : VNNI_NR);
-            } else {
-                const int8_t *a = A + (size_t)(i - n_pan) * (size_t)K; // (K)
-                int32_t s = 0;
-                for (int k = 0; k < K; k++) s += a[k];
-                a_sum[i - n_pan] = s;
-            }
-        }
-        // (implicit barrier: the panels and sums are complete)
-        _Alignas(64) int32_t tile[VNNI_MR * VNNI_NR];
-#pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < n_tasks; t++) {
-            int nb = (int)(t / n_mb), mb = (int)(t % n_mb);
-            int j_end = (nb + 1) * nb_pan < n_pan ? (nb + 1) * nb_pan : n_pan;
-            int i_end = (mb + 1) * mc_pan < m_pan ? (mb + 1) * mc_pan : m_pan;
-            for (int j = nb * nb_pan; j < j_end; j++) {
-                const int32_t *bp = Bp + (size_t)j * (size_t)kq * VNNI_NR;
-                int n0 = j * VNNI_NR, nr = N - n0 < VNNI_NR ? N - n0 : VNNI_NR;
-                for (int i = mb * mc_pan; i < i_end; i++) {
-                    int m0 = i * VNNI_MR, mr = M - m0 < VNNI_MR ? M - m0 : VNNI_MR;
-                    const int8_t *rows[VNNI_MR];
-                    int32_t tail[VNNI_MR];
-                    for (int r = 0; r < VNNI_MR; r++) {
-                        rows[r] = A + (size_t)(m0 + (r < mr ? r : mr - 1)) * (size_t)K;
-                        uint32_t w = 0;
-                        for (int k = 4 * kfull; k < K; k++)
-                            w |= (uint32_t)(uint8_t)rows[r][k] << (8 * (k - 4 * kfull));
-                        tail[r] = (int32_t)w;
-                    }
-                    kernel_vnni(tile, rows, tail, bp, kfull, kq);
-                    tile_store_vnni(e, tile, a_sum + m0, m0, n0, mr, nr);
-                }
-            }
-        }
+// gemm_vnni's job: the epilogue, the operands, the packed B panels and A's row sums.
+typedef struct {
+    const epilogue *e;
+    const int8_t *A, *B;    // (M, K), (N, K)
+    int M, N, K, kq, kfull; // kq: k quads per panel row; kfull: quads with 4 valid bytes
+    int32_t *Bp;            // (n_pan, kq, NR), 32-byte aligned
+    int32_t *a_sum;         // (M)
+    int n_pan;
+} vnni_job;
+
+// Item i < n_pan packs B's column panel i, the others sum A's row i - n_pan.
+__attribute__((target("avx2"))) static void vnni_prep(void *ctx, int i) {
+    const vnni_job *w = ctx;
+    if (i < w->n_pan) {
+        pack_b_vnni(w->Bp + (size_t)i * (size_t)w->kq * VNNI_NR,
+                    w->B + (size_t)i * VNNI_NR * (size_t)w->K, w->K, w->kq,
+                    panel_extent(w->N, i, VNNI_NR));
+    } else {
+        const int8_t *a = w->A + (size_t)(i - w->n_pan) * (size_t)w->K; // (K)
+        int32_t s = 0;
+        for (int k = 0; k < w->K; k++)
+            s += a[k];
+        w->a_sum[i - w->n_pan] = s;
     }
+}
+
+__attribute__((target("avx2,avx512f,avx512vnni"))) static void vnni_tile(void *ctx, int i, int j) {
+    const vnni_job *w = ctx;
+    _Alignas(64) int32_t tile[VNNI_MR * VNNI_NR];
+    const int m0 = i * VNNI_MR, mr = panel_extent(w->M, i, VNNI_MR), K = w->K, kfull = w->kfull;
+    const int8_t *rows[VNNI_MR];
+    int32_t tail[VNNI_MR];
+    for (int r = 0; r < VNNI_MR; r++) {
+        rows[r] = w->A + (size_t)(m0 + (r < mr ? r : mr - 1)) * (size_t)K;
+        uint32_t t = 0;
+        for (int k = 4 * kfull; k < K; k++)
+            t |= (uint32_t)(uint8_t)rows[r][k] << (8 * (k - 4 * kfull));
+        tail[r] = (int32_t)t;
+    }
+    kernel_vnni(tile, rows, tail, w->Bp + (size_t)j * (size_t)w->kq * VNNI_NR, kfull, w->kq);
+    tile_store_vnni(w->e, tile, w->a_sum + m0, m0, j * VNNI_NR, mr, panel_extent(w->N, j, VNNI_NR));
+}
+
+// Packs B, sums A's rows, then runs the tiles (run_grid). pk: the B panels (vnni_pack_bytes)
+// then the M row sums.
+static void gemm_vnni(const epilogue *e, const int8_t *A, const int8_t *B, int M, int N, int K,
+                      int32_t *pk) {
+    const tile_grid g = tile_grid_of(M, N, VNNI_MR, VNNI_NR, VNNI_NC_PANELS, VNNI_MC);
+    const int kq = QT_CEIL_DIV(K, 4);
+    vnni_job w = {.e = e,
+                  .A = A,
+                  .B = B,
+                  .M = M,
+                  .N = N,
+                  .K = K,
+                  .kq = kq,
+                  .kfull = K / 4,
+                  .Bp = pk,
+                  .a_sum = pk + (size_t)g.n_pan * (size_t)kq * VNNI_NR,
+                  .n_pan = g.n_pan};
+    run_grid(&g, g.n_pan + M, vnni_prep, vnni_tile, &w);
 }
 
 // Bytes gemm_vnni needs: the B panels, then the row sums of A; a multiple of 64 (so an

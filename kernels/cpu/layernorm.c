@@ -14,7 +14,9 @@
 // Columns per task in the dw/db reduction.
 #define COLSUM_BLOCK 64
 
+#include "common/colsum.h"
 #include "layernorm_impl.h"
 #define QT_REAL_F64
 #include "common/real.h"
+#include "common/colsum.h"
 #include "layernorm_impl.h"

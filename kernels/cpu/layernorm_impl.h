@@ -62,28 +62,7 @@ qt_status FN(qt_cpu_layernorm_bwd)(REAL *dx, REAL *dw, REAL *db, const REAL *dou
             }
         }
     }
-    // dw = column sums of dout xh, db = column sums of dout: one thread per column block, rows
-    // in order (deterministic).
-    const int nblk = (C + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN && nblk > 1)
-    for (int blk = 0; blk < nblk; blk++) {
-        const int c0 = blk * COLSUM_BLOCK;
-        const int width = C - c0 < COLSUM_BLOCK ? C - c0 : COLSUM_BLOCK;
-        REAL aw[COLSUM_BLOCK] = {0}, ab[COLSUM_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            const REAL *restrict xr = x + (size_t)n * C + c0;
-            const REAL *restrict dr = dout + (size_t)n * C + c0;
-            const REAL mu = mean[n], rs = rstd[n];
-#pragma omp simd
-            for (int j = 0; j < width; j++) {
-                aw[j] += dr[j] * ((xr[j] - mu) * rs);
-                ab[j] += dr[j];
-            }
-        }
-        for (int j = 0; j < width; j++) {
-            if (dw) dw[c0 + j] += aw[j];
-            if (db) db[c0 + j] += ab[j];
-        }
-    }
+    // dw = column sums of dout xh, db = column sums of dout (common/colsum.h).
+    FN(colsum_norm_acc)(dw, db, dout, x, mean, rstd, N, C);
     return QT_OK;
 }

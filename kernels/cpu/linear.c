@@ -5,8 +5,6 @@
 // db (dx and db may be NULL). The body is linear_impl.h, instantiated for float and double.
 #include "common/real.h"
 
-#include <string.h>
-
 #include "base/status.h"
 #include "common/check.h"
 #include "kernels/linear.h"
@@ -36,6 +34,22 @@ static void gemm_one(const qt_gemm_desc *d, const float *A, const float *B, floa
     cblas_sgemm(CblasRowMajor, d->trans_a ? CblasTrans : CblasNoTrans,
                 d->trans_b ? CblasTrans : CblasNoTrans, d->M, d->N, d->K, d->alpha, A, d->lda, B,
                 d->ldb, d->beta, C, d->ldc);
+}
+
+qt_gemm_desc qt_gemm_desc_single(int trans_a, int trans_b, int M, int N, int K, float beta, int lda,
+                                 int ldb, int ldc) {
+    return (qt_gemm_desc){.trans_a = trans_a,
+                          .trans_b = trans_b,
+                          .M = M,
+                          .N = N,
+                          .K = K,
+                          .alpha = 1.0f,
+                          .beta = beta,
+                          .lda = lda,
+                          .ldb = ldb,
+                          .ldc = ldc,
+                          .batch = 1,
+                          .inner = 1};
 }
 
 // The batch runs in parallel with single-threaded sgemm calls (OpenBLAS's OpenMP build runs

@@ -128,6 +128,19 @@ qt_status qt_quant_check_s8_linear(const char *op, const qt_quant_params *aq,
     return QT_OK;
 }
 
+qt_status qt_quant_check_s8_dx(const char *op, const qt_quant_params *gq, const qt_quant_params *wq,
+                               int N, int IC, int OC) {
+    if (!qt_quant_is_s8_gemm_able(gq) || !qt_quant_is_s8_gemm_able(wq) ||
+        gq->granularity != QT_QUANT_PER_ROW || wq->granularity != QT_QUANT_PER_TENSOR)
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "%s: the INT8 dX needs 8-bit symmetric nearest g per token and w per "
+                        "tensor; use the fake-quant backward for other grids",
+                        op);
+    if (N < 1 || IC < 1 || OC < 1)
+        return qt_error(QT_ERR_ARG, "%s: shape N %d, IC %d, OC %d; need all >= 1", op, N, IC, OC);
+    return QT_OK;
+}
+
 size_t qt_quant_num_scales(const qt_quant_params *p, size_t rows, size_t cols) {
     if (!p || (p->granularity == QT_QUANT_PER_GROUP && p->group_size == 0)) return 0;
     if (rows == 0 || cols == 0) return 0;

@@ -16,7 +16,9 @@
 // Columns per task in the dw reduction.
 #define COLSUM_BLOCK 64
 
+#include "common/colsum.h"
 #include "rmsnorm_impl.h"
 #define QT_REAL_F64
 #include "common/real.h"
+#include "common/colsum.h"
 #include "rmsnorm_impl.h"

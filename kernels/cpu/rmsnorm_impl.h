@@ -46,22 +46,7 @@ qt_status FN(qt_cpu_rmsnorm_bwd)(REAL *dx, REAL *dw, const REAL *dout, const REA
             for (int c = 0; c < C; c++) dxr[c] += rs * (dr[c] * w[c] - (xr[c] * rs) * mgx);
         }
     }
-    if (!dw) return QT_OK;
-    // dw = column sums of dout xh: one thread per column block, rows in order (deterministic).
-    const int nblk = (C + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= PAR_MIN && nblk > 1)
-    for (int blk = 0; blk < nblk; blk++) {
-        const int c0 = blk * COLSUM_BLOCK;
-        const int width = C - c0 < COLSUM_BLOCK ? C - c0 : COLSUM_BLOCK;
-        REAL aw[COLSUM_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            const REAL *restrict xr = x + (size_t)n * C + c0;
-            const REAL *restrict dr = dout + (size_t)n * C + c0;
-            const REAL rs = rstd[n];
-#pragma omp simd
-            for (int j = 0; j < width; j++) aw[j] += dr[j] * (xr[j] * rs);
-        }
-        for (int j = 0; j < width; j++) dw[c0 + j] += aw[j];
-    }
+    // dw = column sums of dout xh (common/colsum.h).
+    if (dw) FN(colsum_norm_acc)(dw, NULL, dout, x, NULL, rstd, N, C);
     return QT_OK;
 }

@@ -10,12 +10,8 @@ qt_status FN(qt_cpu_softmax_clip_fwd)(const qt_softmax_params *prm, REAL *probs,
                               (size_t)rows));
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
     for (int r = 0; r < rows; r++) {
-        const int n = lens[r];
-        REAL a, c;
-        FN(row_clip_coeffs)(prm, n, &a, &c);
         const size_t off = (size_t)r * (size_t)cols;
-        FN(softmax_clip_row_fwd)(a, c, (REAL)prm->scale, probs + off, p + off, scores + off, n,
-                                 cols);
+        FN(softmax_clip_row_fwd)(prm, probs + off, p + off, scores + off, lens[r], cols);
     }
     return QT_OK;
 }
@@ -28,12 +24,8 @@ qt_status FN(qt_cpu_softmax_clip_bwd)(const qt_softmax_params *prm, REAL *dscore
                               (size_t)rows));
 #pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols >= PAR_MIN)
     for (int r = 0; r < rows; r++) {
-        const int n = lens[r];
-        REAL a, c;
-        FN(row_clip_coeffs)(prm, n, &a, &c);
         const size_t off = (size_t)r * (size_t)cols;
-        FN(softmax_clip_row_bwd)(a, c, (REAL)prm->scale, dscores + off, dprobs + off, p + off,
-                                 n);
+        FN(softmax_clip_row_bwd)(prm, dscores + off, dprobs + off, p + off, lens[r]);
     }
     return QT_OK;
 }

@@ -9,24 +9,34 @@
 // The forward and the backward evaluate a p + c through the same helper, so the backward's
 // mask sees exactly the value the forward clipped.
 
-// The (a, c) of the row's map, rounded once to REAL.
-static inline void FN(row_clip_coeffs)(const qt_softmax_params *prm, int n, REAL *a,
-                                       REAL *c) {
-    double ad, cd;
-    qt_softmax_clip_coeffs((int)prm->kind, prm->gamma, prm->zeta, prm->eta, prm->beta, n, &ad,
-                           &cd);
-    *a = (REAL)ad;
-    *c = (REAL)cd;
+// The clip map of a row attending n keys, probs = clip(a p + c, 0, 1), with a and c rounded once
+// to REAL, and the scores' scale.
+typedef struct {
+    REAL a, c, scale;
+} FN(clip_map);
+
+static inline FN(clip_map) FN(clip_map_of)(const qt_softmax_params *prm, int n) {
+    double a, c;
+    qt_softmax_clip_coeffs((int)prm->kind, prm->gamma, prm->zeta, prm->eta, prm->beta, n, &a, &c);
+    return (FN(clip_map)){(REAL)a, (REAL)c, (REAL)prm->scale};
 }
 
 #pragma omp declare simd notinbranch
 static inline REAL FN(clip_arg)(REAL a, REAL p, REAL c) { return a * p + c; }
 
+// The gradient reaching a p + c from dprobs d: a d where the clip passes it, else 0.
+#pragma omp declare simd notinbranch
+static inline REAL FN(clip_grad)(REAL a, REAL p, REAL c, REAL d) {
+    const REAL y = FN(clip_arg)(a, p, c);
+    return (y >= (REAL)0) & (y <= (REAL)1) ? a * d : (REAL)0;
+}
+
 // probs (cols), p (cols) from scores (n attended of cols). probs may alias scores (the
 // scores are read before any probs element is written); p aliases neither.
-static inline void FN(softmax_clip_row_fwd)(REAL a, REAL c, REAL scale, REAL *probs,
-                                            REAL *restrict p, const REAL *scores, int n,
-                                            int cols) {
+static inline void FN(softmax_clip_row_fwd)(const qt_softmax_params *prm, REAL *probs,
+                                            REAL *restrict p, const REAL *scores, int n, int cols) {
+    const FN(clip_map) k = FN(clip_map_of)(prm, n);
+    const REAL scale = k.scale;
     REAL m = scale * scores[0];
 #pragma omp simd reduction(max : m)
     for (int j = 1; j < n; j++) {
@@ -45,7 +55,7 @@ static inline void FN(softmax_clip_row_fwd)(REAL a, REAL c, REAL scale, REAL *pr
     for (int j = 0; j < n; j++) {
         REAL pj = p[j] * inv;
         p[j] = pj;
-        REAL y = FN(clip_arg)(a, pj, c);
+        REAL y = FN(clip_arg)(k.a, pj, k.c);
         y = y < (REAL)0 ? (REAL)0 : y;
         probs[j] = y > (REAL)1 ? (REAL)1 : y;
     }
@@ -56,41 +66,31 @@ static inline void FN(softmax_clip_row_fwd)(REAL a, REAL c, REAL scale, REAL *pr
 }
 
 // dscores (n) += the gradient from dprobs (n) and p (n); no aliasing.
-static inline void FN(softmax_clip_row_bwd)(REAL a, REAL c, REAL scale,
-                                            REAL *restrict dscores, const REAL *restrict dprobs,
-                                            const REAL *restrict p, int n) {
+static inline void FN(softmax_clip_row_bwd)(const qt_softmax_params *prm, REAL *restrict dscores,
+                                            const REAL *restrict dprobs, const REAL *restrict p,
+                                            int n) {
+    const FN(clip_map) k = FN(clip_map_of)(prm, n);
     REAL dot = 0;
 #pragma omp simd reduction(+ : dot)
-    for (int j = 0; j < n; j++) {
-        REAL y = FN(clip_arg)(a, p[j], c);
-        int pass = (y >= (REAL)0) & (y <= (REAL)1);
-        REAL g = pass ? a * dprobs[j] : (REAL)0;
-        dot += p[j] * g;
-    }
+    for (int j = 0; j < n; j++) dot += p[j] * FN(clip_grad)(k.a, p[j], k.c, dprobs[j]);
 #pragma omp simd
-    for (int j = 0; j < n; j++) {
-        REAL y = FN(clip_arg)(a, p[j], c);
-        int pass = (y >= (REAL)0) & (y <= (REAL)1);
-        REAL g = pass ? a * dprobs[j] : (REAL)0;
-        dscores[j] += scale * p[j] * (g - dot);
-    }
+    for (int j = 0; j < n; j++)
+        dscores[j] += k.scale * p[j] * (FN(clip_grad)(k.a, p[j], k.c, dprobs[j]) - dot);
 }
 
 // In place: d (width) holds dprobs on entry and the gradient of the scores on exit (the
 // first n entries; entries [n, width) are set to 0 so a GEMM over width columns sees none).
-static inline void FN(softmax_clip_row_bwd_inplace)(REAL a, REAL c, REAL scale,
-                                                    REAL *restrict d, const REAL *restrict p,
-                                                    int n, int width) {
+static inline void FN(softmax_clip_row_bwd_inplace)(const qt_softmax_params *prm, REAL *restrict d,
+                                                    const REAL *restrict p, int n, int width) {
+    const FN(clip_map) k = FN(clip_map_of)(prm, n);
     REAL dot = 0;
 #pragma omp simd reduction(+ : dot)
     for (int j = 0; j < n; j++) {
-        REAL y = FN(clip_arg)(a, p[j], c);
-        int pass = (y >= (REAL)0) & (y <= (REAL)1);
-        REAL g = pass ? a * d[j] : (REAL)0;
+        const REAL g = FN(clip_grad)(k.a, p[j], k.c, d[j]);
         d[j] = g;
         dot += p[j] * g;
     }
 #pragma omp simd
-    for (int j = 0; j < n; j++) d[j] = scale * p[j] * (d[j] - dot);
+    for (int j = 0; j < n; j++) d[j] = k.scale * p[j] * (d[j] - dot);
     for (int j = n; j < width; j++) d[j] = 0;
 }
