@@ -457,6 +457,28 @@ START_TEST(test_s8_gemm_able) {
 }
 END_TEST
 
+// SwitchBack's INT8 dX takes G per token and W per tensor, both 8-bit symmetric nearest: the
+// check both backends run names the op and refuses every other pair, and empty shapes.
+START_TEST(test_s8_dx_check) {
+    qt_quant_params g = qt_quant_params_default(8), w = qt_quant_params_default(8);
+    g.granularity = QT_QUANT_PER_ROW;
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", &g, &w, 3, 5, 7), QT_OK);
+    qt_quant_params w_row = w, g_tensor = g, g_sr = g;
+    w_row.granularity = QT_QUANT_PER_ROW; // a per-channel W scale would sit inside the sum
+    g_tensor.granularity = QT_QUANT_PER_TENSOR;
+    g_sr.rounding = QT_QUANT_STOCHASTIC;
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", &g, &w_row, 3, 5, 7), QT_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "dx op"));
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", &g_tensor, &w, 3, 5, 7), QT_ERR_UNSUPPORTED);
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", &g_sr, &w, 3, 5, 7), QT_ERR_UNSUPPORTED);
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", NULL, &w, 3, 5, 7), QT_ERR_UNSUPPORTED);
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", &g, &w, 0, 5, 7), QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "dx op"));
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", &g, &w, 3, 0, 7), QT_ERR_ARG);
+    ck_assert_int_eq(qt_quant_check_s8_dx("dx op", &g, &w, 3, 5, -1), QT_ERR_ARG);
+}
+END_TEST
+
 START_TEST(test_bad_args) {
     float x[4] = {0};
     float *out = qt_test_guarded(sizeof x);
@@ -536,6 +558,7 @@ int main(void) {
     tcase_add_test(tc, test_large_matches_elementwise);
     tcase_add_test(tc, test_uniform_is_philox);
     tcase_add_test(tc, test_s8_gemm_able);
+    tcase_add_test(tc, test_s8_dx_check);
     tcase_add_test(tc, test_bad_args);
     tcase_add_test(tc, test_fake_scratch_equals_fake);
     suite_add_tcase(s, tc);
