@@ -83,12 +83,12 @@ static qt_status read_config_json(const char *dir, qt_config *cfg) {
     } else {
         st = config_from_text(text->str, text->len, path, cfg);
     }
-    const char *want = st == QT_OK && cfg->arch == QT_ARCH_LLAMA ? "llama" : "opt";
+    const char *want = st == QT_OK ? qt_hf_model_type(cfg) : "";
     if (st == QT_OK && (!type || type->type != QT_JSON_STRING || strcmp(type->str, want) != 0))
         st =
             qt_error(QT_ERR_FORMAT,
-                     "%s: model_type is %s%s%s but the stored config is "
-                     "model.arch = %s: the file was edited",
+                     "%s: model_type is %s%s%s but the stored config makes it \"%s\": the "
+                     "file was edited",
                      path, type && type->str ? "\"" : "", type && type->str ? type->str : "missing",
                      type && type->str ? "\"" : "", want);
     qt_json_free(root);

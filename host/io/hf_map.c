@@ -206,6 +206,13 @@ int qt_hf_runs_in_transformers(const qt_config *cfg, char *why, size_t cap) {
     return why[0] == '\0';
 }
 
+const char *qt_hf_model_type(const qt_config *cfg) {
+    char why[8];
+    int runs = qt_hf_runs_in_transformers(cfg, why, sizeof why);
+    if (is_llama(cfg)) return runs ? "llama" : "qtrain_llama";
+    return runs ? "opt" : "qtrain_opt";
+}
+
 // A JSON string of s[0, len), with invalid UTF-8 bytes replaced by U+FFFD (JSON holds only
 // Unicode; the exact bytes travel in qtrain_state.safetensors).
 static void write_text(FILE *f, const char *s, size_t len) {
@@ -247,7 +254,7 @@ qt_status qt_hf_config_json(const qt_config *cfg, const char *cfg_text, size_t t
     fprintf(f, "{\n  \"architectures\": [\"%s\"],\n", qt_hf_architecture(cfg));
     if (is_llama(cfg)) {
         fprintf(f,
-                "  \"model_type\": \"llama\",\n  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n"
+                "  \"model_type\": \"%s\",\n  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n"
                 "  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
                 "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n"
                 "  \"head_dim\": %d,\n  \"hidden_act\": \"silu\",\n"
@@ -256,12 +263,12 @@ qt_status qt_hf_config_json(const qt_config *cfg, const char *cfg_text, size_t t
                 "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n"
                 "  \"attention_dropout\": %.9g,\n  \"tie_word_embeddings\": %s,\n"
                 "  \"initializer_range\": %.9g,\n  \"pretraining_tp\": 1,\n",
-                cfg->vocab_size, C, cfg->d_ff, cfg->n_layer, H, H, C / H, cfg->max_seq_len,
-                (double)QT_RMSNORM_EPS, (double)cfg->rope_theta, (double)attn_drop,
-                cfg->tie_embeddings ? "true" : "false", (double)cfg->init_std);
+                qt_hf_model_type(cfg), cfg->vocab_size, C, cfg->d_ff, cfg->n_layer, H, H, C / H,
+                cfg->max_seq_len, (double)QT_RMSNORM_EPS, (double)cfg->rope_theta,
+                (double)attn_drop, cfg->tie_embeddings ? "true" : "false", (double)cfg->init_std);
     } else {
         fprintf(f,
-                "  \"model_type\": \"opt\",\n  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n"
+                "  \"model_type\": \"%s\",\n  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n"
                 "  \"word_embed_proj_dim\": %d,\n  \"ffn_dim\": %d,\n"
                 "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n"
                 "  \"max_position_embeddings\": %d,\n  \"do_layer_norm_before\": true,\n"
@@ -270,10 +277,10 @@ qt_status qt_hf_config_json(const qt_config *cfg, const char *cfg_text, size_t t
                 "  \"tie_word_embeddings\": %s,\n  \"dropout\": %.9g,\n"
                 "  \"attention_dropout\": %.9g,\n  \"activation_dropout\": 0.0,\n"
                 "  \"layerdrop\": 0.0,\n  \"init_std\": %.9g,\n",
-                cfg->vocab_size, C, C, cfg->d_ff, cfg->n_layer, H, cfg->max_seq_len,
-                cfg->activation == QT_ACT_RELU ? "relu" : "gelu_new", cfg->bias ? "true" : "false",
-                cfg->tie_embeddings ? "true" : "false", (double)cfg->dropout, (double)attn_drop,
-                (double)cfg->init_std);
+                qt_hf_model_type(cfg), cfg->vocab_size, C, C, cfg->d_ff, cfg->n_layer, H,
+                cfg->max_seq_len, cfg->activation == QT_ACT_RELU ? "relu" : "gelu_new",
+                cfg->bias ? "true" : "false", cfg->tie_embeddings ? "true" : "false",
+                (double)cfg->dropout, (double)attn_drop, (double)cfg->init_std);
     }
     // qtrain's tokenizer has no special tokens.
     fputs("  \"bos_token_id\": null,\n  \"eos_token_id\": null,\n  \"pad_token_id\": null,\n"

@@ -37,6 +37,11 @@ int qt_hf_runs_in_transformers(const qt_config *cfg, char *why, size_t cap);
 
 // "OPTForCausalLM" or "LlamaForCausalLM".
 const char *qt_hf_architecture(const qt_config *cfg);
+// config.json's model_type: "opt" or "llama"; "qtrain_opt" or "qtrain_llama" for a model that
+// stock transformers does not compute (qt_hf_runs_in_transformers), so that AutoConfig and
+// AutoModel refuse it ("does not recognize this architecture") instead of running another
+// function; OPTForCausalLM / LlamaForCausalLM.from_pretrained still load it, with a warning.
+const char *qt_hf_model_type(const qt_config *cfg);
 
 // config.json for cfg into *out (malloc'd, *len bytes): the transformers keys, then "qtrain":
 // {format, runs_in_transformers, not_in_transformers, state_file, config (cfg_text)}.

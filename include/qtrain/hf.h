@@ -7,7 +7,11 @@
 //   config.json              the transformers config (OPTForCausalLM for model.arch = opt,
 //                            LlamaForCausalLM for llama) plus a "qtrain" object: the run's whole
 //                            config text, and whether stock transformers computes the same
-//                            function ("runs_in_transformers") or why not ("not_in_transformers");
+//                            function ("runs_in_transformers") or why not ("not_in_transformers").
+//                            When it does not, model_type is "qtrain_opt" / "qtrain_llama", so
+//                            that AutoModelForCausalLM refuses the directory rather than run
+//                            another function (the explicit class still loads it, with a
+//                            warning: e.g. to study clipped-softmax weights under softmax);
 //   qtrain_state.safetensors every checkpoint entry that is not a parameter (step, data position,
 //                            config, loss scaler, AdamW moments, ...) and the entry order, so
 //                            that import(export(ckpt)) is ckpt byte for byte (omitted with

@@ -82,16 +82,18 @@ EDGE = [
 ]
 
 
-def hf_diff(path, tokens, ref, override=None):
-    """max |transformers' logits - ref| for the model at path (config keys overridden)."""
+def hf_diff(path, tokens, ref, override=None, cls=None):
+    """max |transformers' logits - ref| for the model at path (config keys overridden), loaded
+    through AutoModelForCausalLM or the class `cls`."""
     import numpy as np
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-    cfg = AutoConfig.from_pretrained(path)
+    loader = cls or AutoModelForCausalLM
+    cfg = (cls.config_class if cls else AutoConfig).from_pretrained(path)
     for k, v in (override or {}).items():
         setattr(cfg, k, v)
-    model = AutoModelForCausalLM.from_pretrained(path, config=cfg, torch_dtype=torch.float32,
-                                                 attn_implementation="eager")
+    model = loader.from_pretrained(path, config=cfg, torch_dtype=torch.float32,
+                                   attn_implementation="eager")
     model.eval()
     x = torch.from_numpy(tokens)
     with torch.no_grad():
@@ -174,7 +176,18 @@ def main():
             run([args.ref, "logits", f"{name}/ckpt.bin", str(B), str(T), f"{name}/tokens.bin",
                  f"{name}/logits.bin"])
             ref = np.fromfile(f"{name}/logits.bin", dtype=np.float32).reshape(B, T, -1)
-            diff, model = hf_diff(f"{name}/hf", tokens, ref)
+            if runs:
+                diff, model = hf_diff(f"{name}/hf", tokens, ref)
+            else:
+                # AutoModelForCausalLM must refuse it; the explicit class loads it anyway.
+                try:
+                    AutoModelForCausalLM.from_pretrained(f"{name}/hf")
+                    failures.append(f"{name}: AutoModelForCausalLM loaded a model that stock "
+                                    "transformers does not compute")
+                except ValueError as e:
+                    print(f"{name}: AutoModelForCausalLM refuses it: {str(e)[:90]}...")
+                diff, model = hf_diff(f"{name}/hf", tokens, ref,
+                                      cls=transformers.OPTForCausalLM)
             print(f"{name}: {type(model).__name__}, logits {tuple(ref.shape)}, max |hf - qtrain| "
                   f"= {diff:.3g} (max |logit| {float(np.max(np.abs(ref))):.3g})")
             if runs and not diff < 1e-4:
