@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "host/io/json.h"
@@ -611,6 +612,49 @@ START_TEST(test_export_tokenizer) {
 }
 END_TEST
 
+// Runs `qtrain ARGS` (the binary of this build), stderr into *err (malloc'd); the exit code.
+static int run_cli(const char *args, char **err) {
+    const char *bin = getenv("QT_BINARY_DIR");
+    ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
+    char cmd[4096], errpath[1100];
+    snprintf(errpath, sizeof errpath, "%s/cli-stderr.txt", g_dir);
+    snprintf(cmd, sizeof cmd, "'%s/qtrain' %s >/dev/null 2>'%s'", bin, args, errpath);
+    int status = system(cmd);
+    size_t len;
+    *err = (char *)slurp(errpath, &len);
+    (*err)[len] = '\0';
+    return status == -1 || !WIFEXITED(status) ? -1 : WEXITSTATUS(status);
+}
+
+// The commands: export and import through the program, the warning for a variant, the errors.
+START_TEST(test_cli) {
+    const char *sets[] = {"attn.softmax=clipped", "attn.gamma=-0.03"};
+    char *ckpt = train("cli", sets, 2);
+    char args[4096], back[1100], *err = NULL;
+    snprintf(back, sizeof back, "%s/cli/back.bin", g_dir);
+    snprintf(args, sizeof args, "export --ckpt '%s' --format safetensors --out '%s/cli/hf'", ckpt,
+             g_dir);
+    ck_assert_int_eq(run_cli(args, &err), 0);
+    ck_assert_msg(strstr(err, "qtrain: warning: stock transformers will NOT compute") &&
+                      strstr(err, "attn.softmax = clipped"),
+                  "stderr: %s", err);
+    ck_assert_msg(strstr(err, "qtrain: note: no tokenizer exported"), "stderr: %s", err);
+    free(err);
+    snprintf(args, sizeof args, "import --from '%s/cli/hf' --out '%s'", g_dir, back);
+    ck_assert_int_eq(run_cli(args, &err), 0);
+    free(err);
+    expect_same_file(ckpt, back, "cli");
+    snprintf(args, sizeof args, "export --ckpt '%s' --out '%s/cli/x' --format gguf", ckpt, g_dir);
+    ck_assert_int_eq(run_cli(args, &err), 1);
+    ck_assert_msg(strstr(err, "qtrain: error: --format gguf is not supported"), "%s", err);
+    free(err);
+    ck_assert_int_eq(run_cli("import --from /nonexistent --out x.bin", &err), 1);
+    ck_assert_msg(strstr(err, "qtrain: error: cannot open config.json"), "%s", err);
+    free(err);
+    free(ckpt);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("export");
     TCase *tj = tcase_create("json");
@@ -632,6 +676,7 @@ static Suite *suite(void) {
     tcase_add_test(te, test_export_opt_layout);
     tcase_add_test(te, test_import_refuses);
     tcase_add_test(te, test_export_tokenizer);
+    tcase_add_test(te, test_cli);
     suite_add_tcase(s, te);
     return s;
 }
