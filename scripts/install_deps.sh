@@ -20,7 +20,8 @@ fi
 # torch (CPU) and numpy from Debian (python3-torch: 1.13 on Debian 12; PyTorch's own CPU wheel
 # index is not reachable from every machine, and PyPI's Linux torch wheel pulls gigabytes of
 # CUDA libraries), transformers, safetensors and tokenizers from the Python package index into
-# .venv/, which also sees Debian's packages. transformers < 4.50: later ones need torch >= 2.
+# .venv/, which also sees Debian's packages. transformers < 4.46: 4.50 and later need torch >= 2,
+# and from 4.46 generate() imports torch.distributed.fsdp, which torch 1.13 cannot on Python 3.11.
 # Nothing here can fail the install: without these packages the export_transformers test
 # reports itself skipped, with the reason. QT_SKIP_PYTHON=1 skips the block.
 # (set -e does not apply inside a function whose status is tested: each step says || return.)
@@ -43,7 +44,7 @@ install_python_deps() {
     echo "qtrain: installing transformers, safetensors, tokenizers into $venv" >&2
     /usr/bin/python3 -m venv --system-site-packages "$venv" || return 1
     PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install -q \
-      "transformers>=4.40,<4.50" safetensors tokenizers || return 1
+      "transformers>=4.40,<4.46" safetensors tokenizers || return 1
   fi
 }
 if [ "${QT_SKIP_PYTHON:-0}" != 1 ] && ! install_python_deps; then

@@ -207,6 +207,22 @@ def main():
                     failures.append(f"{name}: {near[name]} is not told apart ({d:.3g})")
 
         tok = AutoTokenizer.from_pretrained("opt/hf")
+        # The README's snippet: tokenizer and model from the directory, greedy generation.
+        model = AutoModelForCausalLM.from_pretrained("opt/hf")
+        enc = tok("the lord said", return_tensors="pt")
+        out = model.generate(**enc, max_new_tokens=10, do_sample=False)
+        n_prompt = enc["input_ids"].shape[1]
+        generated = tok.decode(out[0])
+        if out.shape[1] != n_prompt + 10 or not generated.startswith("the lord said"):
+            failures.append(f"generate: {out.shape[1]} tokens for a {n_prompt}-token prompt "
+                            f"+ 10, text {generated!r}")
+        sample = run([args.qtrain, "sample", "--ckpt", "opt/ckpt.bin", "--prompt",
+                      "the lord said", "--tokens", "10", "--temperature", "0", "--tokenizer",
+                      "data/tokenizer.bin", "--device", "cpu"]).stdout
+        sample = sample[:-1] if sample.endswith("\n") else sample  # sample ends with a newline
+        # Greedy picks agree unless two logits tie within ~1e-6: printed, not asserted.
+        print(f"generate: {generated!r}; qtrain sample --temperature 0: {sample!r} "
+              f"({'the same' if sample == generated else 'different'})")
         for i, t in enumerate([text] + EDGE):
             with open("probe.txt", "w", encoding="utf-8", newline="") as f:
                 f.write(t)
