@@ -14,6 +14,8 @@ static const char usage[] =
     "  eval      evaluate a checkpoint: validation loss, perplexity, outlier metrics\n"
     "  sample    generate text from a checkpoint\n"
     "  bench     time the op families' kernels against this machine's measured roofline\n"
+    "  export    write a checkpoint as a Hugging Face transformers directory (safetensors)\n"
+    "  import    read such a directory back into a checkpoint\n"
     "\n"
     "'qtrain <command> --help' describes a command's options.\n";
 
@@ -29,6 +31,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return qt_cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return qt_cmd_sample(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return qt_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0) return qt_cmd_export(argc - 1, argv + 1);
+    if (strcmp(cmd, "import") == 0) return qt_cmd_import(argc - 1, argv + 1);
     fprintf(stderr, "qtrain: error: unknown command '%s'; run 'qtrain --help' for the list\n", cmd);
     return 1;
 }
