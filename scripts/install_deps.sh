@@ -2,7 +2,12 @@
 # Installs what qtrain needs to build, test and run on Debian/Ubuntu (run as root).
 #   build: cmake, gcc/g++, make, pkg-config; OpenBLAS (OpenMP build); Check for the tests
 #   data:  bible-kjv, the default corpus (the King James Bible, offline)
+# With --tests (scripts/test.sh) also what only some tests need, best effort: where it cannot
+# be installed, those tests report themselves skipped with the reason.
+#   python: torch, numpy, transformers (the Hugging Face export round trip)
 set -euo pipefail
+with_tests=0
+[ "${1:-}" = "--tests" ] && with_tests=1
 pkgs=(cmake gcc g++ make pkg-config libopenblas-openmp-dev check bible-kjv)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -47,7 +52,7 @@ install_python_deps() {
       "transformers>=4.40,<4.46" safetensors tokenizers || return 1
   fi
 }
-if [ "${QT_SKIP_PYTHON:-0}" != 1 ] && ! install_python_deps; then
+if [ "$with_tests" = 1 ] && [ "${QT_SKIP_PYTHON:-0}" != 1 ] && ! install_python_deps; then
   echo "qtrain: note: the Python packages of the transformers export test did not install;" \
        "that test will report itself skipped" >&2
 fi

@@ -2,7 +2,7 @@
 # Installs, builds and runs the whole test suite (CTest: Check suites, sanitizer subset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
+bash scripts/install_deps.sh --tests
 bash scripts/build.sh
 cd build
 # Two test processes share the cores, each with its own OpenMP threads: spinning barriers
