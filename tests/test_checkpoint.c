@@ -16,6 +16,7 @@
 
 #include "host/io/file.h"
 #include "qtrain/data.h"
+#include "qtrain/trainer.h"
 #include "testutil.h"
 
 // ---------------------------------------------------------------------------------------
@@ -559,6 +560,47 @@ START_TEST(test_io_files) {
 }
 END_TEST
 
+// The config stored in a training checkpoint reads back as the config that was written, through
+// the config module's parser: a '#' inside a quoted data.dir is data, not a comment, and a line
+// of any length is read whole (a data.dir of quotes and backslashes doubles when escaped).
+START_TEST(test_stored_config_round_trip) {
+    char *dir = qt_test_tmpdir("ckpt");
+    char *path = join(dir, "ckpt.bin");
+    char long_dir[511];
+    for (size_t i = 0; i + 1 < sizeof long_dir; i++)
+        long_dir[i] = "\"\\"[i % 2];
+    long_dir[sizeof long_dir - 1] = '\0';
+    const char *dirs[] = {"/data/run#1", "data # with spaces ", "\"quoted\"", long_dir};
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        qt_config want, got;
+        qt_config_defaults(&want);
+        want.n_layer = 3;
+        memset(want.data_dir, 0, sizeof want.data_dir);
+        snprintf(want.data_dir, sizeof want.data_dir, "%s", dirs[d]);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(qt_config_write(&want, f), QT_OK);
+        fclose(f);
+        uint64_t meta[4] = {1, 0, 0, 0};
+        qt_ckpt_entry e[2] = {{"qtrain.meta", QT_CKPT_U64, 1, {4}, meta},
+                              {"qtrain.config", QT_CKPT_U8, 1, {(int64_t)len}, text}};
+        ck_assert_msg(qt_ckpt_write(path, e, 2) == QT_OK, "%s", qt_last_error());
+        free(text);
+        ck_assert_msg(qt_train_state_read_config(path, &got) == QT_OK,
+                      "data.dir '%.40s...' (%zu bytes): %s", dirs[d], strlen(dirs[d]),
+                      qt_last_error());
+        ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
+                      "data.dir '%.40s...': the stored config read back differently ('%.40s...')",
+                      dirs[d], got.data_dir);
+    }
+    qt_test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void) {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("checkpoint");
@@ -571,6 +613,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_failed_writes_leave_nothing);
     tcase_add_test(tc, test_get_checks);
+    tcase_add_test(tc, test_stored_config_round_trip);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -179,6 +179,25 @@ START_TEST(test_bad_checkpoints) {
 }
 END_TEST
 
+// A '#' in a quoted value of the stored config: the run trains, then its checkpoint loads for
+// eval, sample and resume (the stored config goes through the config module's parser).
+START_TEST(test_hash_in_data_dir) {
+    char cmd[4096], args[4096], err[8192];
+    snprintf(cmd, sizeof cmd, "cp -r '%s/data' '%s/data#1'", workdir, workdir);
+    ck_assert(system(cmd) == 0);
+    snprintf(args, sizeof args, "train %s --set 'data.dir=data#1' --out hashrun --quiet", tiny);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(run_qtrain("eval --ckpt hashrun/ckpt.bin --batches 1", err, sizeof err) == 0,
+                  "eval: %s", err);
+    ck_assert_msg(run_qtrain("sample --ckpt hashrun/ckpt.bin --tokens 3", err, sizeof err) == 0,
+                  "sample: %s", err);
+    ck_assert_msg(run_qtrain("train --resume hashrun/ckpt.bin --set train.max_steps=4 --out "
+                             "hashrun --quiet",
+                             err, sizeof err) == 0,
+                  "resume: %s", err);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -188,6 +207,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_config_values);
     tcase_add_test(tc, test_truncated_shard);
     tcase_add_test(tc, test_bad_checkpoints);
+    tcase_add_test(tc, test_hash_in_data_dir);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

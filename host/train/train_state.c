@@ -103,31 +103,18 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
     return st;
 }
 
-// Applies the config text stored in a checkpoint line by line.
+// The config text stored in a checkpoint, over the defaults, through the config module's
+// parser (the same as for config files), then validated.
 static qt_status parse_config_text(const char *path, const char *text, size_t len,
                                    qt_config *cfg) {
     qt_config_defaults(cfg);
-    char origin[600];
-    size_t start = 0;
-    int line_no = 0;
-    char line[1024];
-    while (start < len) {
-        size_t end = start;
-        while (end < len && text[end] != '\n') end++;
-        line_no++;
-        size_t n = end - start < sizeof line - 1 ? end - start : sizeof line - 1;
-        memcpy(line, text + start, n);
-        line[n] = '\0';
-        start = end + 1;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
-        const char *s = line;
-        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
-        if (!*s) continue;
-        snprintf(origin, sizeof origin, "%s (stored config line %d)", path, line_no);
-        QT_TRY(qt_config_set(cfg, s, origin));
-    }
-    return qt_config_validate(cfg);
+    size_t n = strlen(path) + 32;
+    char *source = malloc(n);
+    if (!source) return qt_error(QT_ERR_OOM, "cannot allocate a message for %s", path);
+    snprintf(source, n, "%s (stored config)", path);
+    qt_status st = qt_config_parse(cfg, text, len, source);
+    free(source);
+    return st == QT_OK ? qt_config_validate(cfg) : st;
 }
 
 qt_status qt_train_state_read_config(const char *path, qt_config *cfg) {
