@@ -63,8 +63,11 @@ static qt_status open_regular(const char *path, const char *what, const char *hi
     qt_status st = QT_OK;
     if (fstat(*fd, &sb) != 0)
         st = qt_error(QT_ERR_IO, "cannot stat %s %s: %s", what, path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        st = qt_error(QT_ERR_IO, "%s %s is a directory, not a file; rename it or name a file",
+                      what, path);
     else if (!S_ISREG(sb.st_mode))
-        st = qt_error(QT_ERR_IO, "%s %s is not a regular file", what, path);
+        st = qt_error(QT_ERR_IO, "%s %s is a device, pipe or socket; name a file", what, path);
     else if ((uint64_t)sb.st_size > SIZE_MAX - 1)
         st = qt_error(QT_ERR_UNSUPPORTED, "%s %s is too large to read here", what, path);
     if (st != QT_OK) {
