@@ -197,6 +197,10 @@ START_TEST(test_tell_seek_resumes) {
         // A position beyond the split is refused.
         qt_data_pos bad = {0, W};
         ck_assert_int_eq(qt_dataloader_seek(b, bad), QT_ERR_ARG);
+        // ... naming the config keys that change the windows (there is no --seq-len flag).
+        ck_assert_msg(strstr(qt_last_error(), "train.seq_len") &&
+                          strstr(qt_last_error(), "data.dir") && !strstr(qt_last_error(), "--"),
+                      "%s", qt_last_error());
         free(want);
         qt_dataloader_free(a);
         qt_dataloader_free(b);
@@ -247,6 +251,14 @@ START_TEST(test_bad_splits) {
     ck_assert_int_eq(truncate(path, 1024 + 2 * 3000 - 1), 0);
     ck_assert_int_eq(qt_dataloader_open(&dl, dir, "train", 2, 8, 6000, 1, 0), QT_ERR_FORMAT);
     ck_assert_msg(strstr(qt_last_error(), "train_001.bin") != NULL, "%s", qt_last_error());
+
+    // A directory named like a shard is named as a directory.
+    ck_assert_int_eq(truncate(path, 1024 + 2 * 3000), 0);
+    snprintf(path, sizeof path, "%s/train_002.bin", dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    ck_assert_int_eq(qt_dataloader_open(&dl, dir, "train", 2, 8, 6000, 1, 0), QT_ERR_IO);
+    ck_assert_msg(strstr(qt_last_error(), "train_002.bin is a directory") != NULL, "%s",
+                  qt_last_error());
 
     // Bad arguments.
     ck_assert_int_eq(qt_dataloader_open(&dl, dir, "val", 0, 8, 4096, 1, 0), QT_ERR_ARG);
