@@ -554,6 +554,40 @@ START_TEST(test_io_files) {
     ck_assert_int_eq(qt_io_make_dirs(file, 0755, "test dir"), QT_ERR_IO);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not a directory"));
     ck_assert_int_eq(qt_io_sync_parent_dir(file), 0);
+
+    // mkdir -p that says what it created, and its undo: only the directories it made, and
+    // only while empty.
+    char *fresh = join(dir, "f/g/h"), *top = join(dir, "f"), *made = NULL;
+    ck_assert_msg(qt_io_check_dir_creatable(fresh, "test dir") == QT_OK, "%s", qt_last_error());
+    ck_assert_int_eq(qt_io_make_dirs_created(fresh, 0755, "test dir", &made), QT_OK);
+    ck_assert_str_eq(made, top);
+    char *made2 = (char *)1;
+    ck_assert_int_eq(qt_io_make_dirs_created(fresh, 0755, "test dir", &made2), QT_OK);
+    ck_assert_ptr_null(made2); // it existed
+    qt_io_remove_created_dirs(fresh, made);
+    ck_assert_msg(access(top, F_OK) != 0, "%s was not removed", top);
+    ck_assert(stat(dir, &sb) == 0); // above `created`: kept
+    free(made);
+    ck_assert_int_eq(qt_io_make_dirs_created(fresh, 0755, "test dir", &made), QT_OK);
+    char *keep = join(dir, "f/g/keep.txt");
+    write_bytes(keep, (const unsigned char *)"x", 1);
+    qt_io_remove_created_dirs(fresh, made);
+    ck_assert_msg(access(keep, F_OK) == 0 && access(fresh, F_OK) != 0,
+                  "the undo removed a directory holding a file, or kept an empty one");
+    free(made);
+    ck_assert_int_eq(qt_io_make_dirs_created(under_file, 0755, "test dir", &made), QT_ERR_IO);
+    ck_assert_ptr_null(made);
+    // Early refusals: under a file, or under a directory without write permission.
+    ck_assert_int_eq(qt_io_check_dir_creatable(under_file, "test dir"), QT_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not a directory"));
+    char *ro = join(dir, "ro"), *ro_sub = join(dir, "ro/x/y");
+    ck_assert_int_eq(mkdir(ro, 0555), 0);
+    if (access(ro, W_OK) != 0) { // root writes anywhere: the check is then moot
+        ck_assert_int_eq(qt_io_check_dir_creatable(ro_sub, "test dir"), QT_ERR_IO);
+        ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not writable"));
+    }
+    ck_assert_int_eq(chmod(ro, 0755), 0);
+    QT_TEST_FREE_ALL(fresh, top, keep, ro, ro_sub);
     QT_TEST_FREE_ALL(file, missing, empty, nested, under_file);
     qt_test_rmtree(dir);
     free(dir);

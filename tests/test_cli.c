@@ -127,6 +127,12 @@ START_TEST(test_bad_config_values) {
     expect_error("train --device tpu", "--device tpu");
     snprintf(args, sizeof args, "train %s --set train.precision=fp16 --device cpu --out bad", tiny);
     expect_error(args, "train.precision");
+    // An impossible vocabulary: prepare fails (after its progress lines), leaving no --out
+    // directory.
+    char err[8192];
+    ck_assert(run_qtrain("prepare --input corpus.txt --out bad/data --vocab-size 60000", err,
+                         sizeof err) != 0);
+    ck_assert_msg(strstr(err, "qtrain: error: ") && strstr(err, "60000"), "stderr: %s", err);
     // Nothing was created for the rejected runs.
     char path[1024];
     struct stat sb;

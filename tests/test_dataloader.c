@@ -406,6 +406,18 @@ START_TEST(test_prepare_end_to_end) {
     fclose(f);
     ck_assert_int_eq(qt_prepare(path, out, 300, 0.1, 0), QT_ERR_ARG);
 
+    // A failed prepare leaves nothing behind: not the --out directory it would have created
+    // (nor its missing parents), and an existing one keeps its files.
+    char fresh[2048], top[2048];
+    snprintf(top, sizeof top, "%s/fresh", dir);
+    snprintf(fresh, sizeof fresh, "%s/fresh/a/b", dir);
+    ck_assert_int_eq(qt_prepare(text_path, fresh, 60000, 0.1, 0), QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "60000") != NULL, "%s", qt_last_error());
+    ck_assert_msg(access(top, F_OK) != 0, "a failed prepare left %s behind", top);
+    ck_assert_int_eq(qt_prepare(text_path, out, 60000, 0.1, 0), QT_ERR_ARG);
+    snprintf(path, sizeof path, "%s/tokenizer.bin", out);
+    ck_assert_msg(access(path, F_OK) == 0, "a failed prepare removed %s", path);
+
     free(train);
     free(val);
     qt_tokenizer_free(tok);

@@ -103,6 +103,28 @@ static qt_status write_split(const char *dir, const char *split, const uint16_t 
     return st;
 }
 
+// Removes what prepare writes into dir (tokenizer.bin, prepare.json, train_*.bin, val_*.bin),
+// after a failure in a directory it created.
+static void remove_outputs(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t dlen = strlen(dir);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *name = e->d_name;
+        size_t nlen = strlen(name);
+        int ours = strcmp(name, "tokenizer.bin") == 0 || strcmp(name, "prepare.json") == 0 ||
+                   ((strncmp(name, "train_", 6) == 0 || strncmp(name, "val_", 4) == 0) &&
+                    nlen > 4 && strcmp(name + nlen - 4, ".bin") == 0);
+        if (!ours) continue;
+        char *path = malloc(dlen + nlen + 2);
+        if (!path) break;
+        snprintf(path, dlen + nlen + 2, "%s/%s", dir, name);
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 // Writes s to f as a JSON string (quotes and escapes included).
 static void json_string(FILE *f, const char *s) {
     fputc('"', f);
@@ -178,6 +200,7 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     size_t n_train = 0, n_val = 0;
     uint64_t *counts = NULL;
     char *path = NULL;
+    char *created = NULL; // the topmost directory this call created, if any
     double t0 = now_seconds();
 
     qt_status st = qt_io_read_file(text_path, "input text", NULL, SIZE_MAX - 1, &text, &len);
@@ -202,13 +225,17 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     if (verbose)
         fprintf(stderr, "prepare: %s: %zu bytes, train %zu, validation %zu (from a line "
                 "boundary)\n", text_path, len, cut, len - cut);
-    st = qt_io_make_dirs(out_dir, 0755, "output directory");
+    // The output directory is created only once the tokenizer is trained (an impossible
+    // vocabulary leaves nothing behind); whether it can be is checked before that work.
+    st = qt_io_check_dir_creatable(out_dir, "output directory");
     if (st != QT_OK) goto out;
 
     progress_state prog = {verbose, -1, now_seconds()};
     st = qt_tokenizer_train(&tok, text, cut, vocab_size, train_progress, &prog);
     if (st != QT_OK) goto out;
     s.tokenizer_seconds = now_seconds() - prog.t0;
+    st = qt_io_make_dirs_created(out_dir, 0755, "output directory", &created);
+    if (st != QT_OK) goto out;
     size_t plen = strlen(out_dir) + 32;
     path = malloc(plen);
     if (!path) {
@@ -258,6 +285,12 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
                 s.val_shards, s.val_unigram_entropy, now_seconds() - t0);
     if (stats) *stats = s;
 out:
+    // A directory this call created holds only what it wrote: a failure removes both.
+    if (st != QT_OK && created) {
+        remove_outputs(out_dir);
+        qt_io_remove_created_dirs(out_dir, created);
+    }
+    free(created);
     free(counts);
     free(path);
     free(train);

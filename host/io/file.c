@@ -139,7 +139,9 @@ qt_status qt_io_map_file(const char *path, const char *what, const char *hint, v
     return st;
 }
 
-qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what) {
+qt_status qt_io_make_dirs_created(const char *path, unsigned mode, const char *what,
+                                  char **created) {
+    if (created) *created = NULL;
     size_t n = strlen(path);
     char *p = malloc(n + 1);
     if (!p) return qt_error(QT_ERR_OOM, "out of memory creating %s %s", what, path);
@@ -149,14 +151,85 @@ qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what) {
         if (p[i] != '/' && p[i] != '\0') continue;
         char c = p[i];
         p[i] = '\0';
-        if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
+        if (mkdir(p, (mode_t)mode) == 0) {
+            if (created && !*created && !(*created = strdup(p)))
+                st = qt_error(QT_ERR_OOM, "out of memory creating %s %s", what, path);
+        } else if (errno != EEXIST) {
             st = qt_error(QT_ERR_IO, "cannot create %s %s: %s", what, p, strerror(errno));
+        }
         p[i] = c;
     }
     free(p);
     struct stat sb;
     if (st == QT_OK && (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         st = qt_error(QT_ERR_IO, "%s %s exists and is not a directory; choose another", what, path);
+    if (st != QT_OK && created && *created) {
+        qt_io_remove_created_dirs(path, *created);
+        free(*created);
+        *created = NULL;
+    }
+    return st;
+}
+
+qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what) {
+    return qt_io_make_dirs_created(path, mode, what, NULL);
+}
+
+void qt_io_remove_created_dirs(const char *path, const char *created) {
+    if (!created) return;
+    size_t top = strlen(created);
+    char *p = strdup(path);
+    if (!p) return;
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    // From the deepest directory up to `created`, each only while empty (rmdir refuses others).
+    while (n >= top && rmdir(p) == 0) {
+        char *slash = strrchr(p, '/');
+        if (!slash || (size_t)(slash - p) < top) break;
+        *slash = '\0';
+        n = (size_t)(slash - p);
+    }
+    free(p);
+}
+
+qt_status qt_io_check_dir_creatable(const char *path, const char *what) {
+    char *p = strdup(path);
+    if (!p) return qt_error(QT_ERR_OOM, "out of memory checking %s %s", what, path);
+    qt_status st = QT_OK;
+    for (;;) {
+        struct stat sb;
+        if (stat(*p ? p : ".", &sb) == 0) {
+            const char *at = *p ? p : ".";
+            if (!S_ISDIR(sb.st_mode))
+                st = qt_error(QT_ERR_IO,
+                              "cannot create %s %s: %s is not a directory; choose "
+                              "another path",
+                              what, path, at);
+            else if (access(at, W_OK | X_OK) != 0)
+                st = qt_error(QT_ERR_IO,
+                              "cannot create %s %s: %s is not writable (%s); choose "
+                              "another path",
+                              what, path, at, strerror(errno));
+            break;
+        }
+        if (errno != ENOENT && errno != ENOTDIR) {
+            st = qt_error(QT_ERR_IO, "cannot create %s %s: %s: %s", what, path, p, strerror(errno));
+            break;
+        }
+        // Up one level: drop trailing slashes, then the last component.
+        size_t n = strlen(p);
+        while (n > 1 && p[n - 1] == '/')
+            p[--n] = '\0';
+        char *slash = strrchr(p, '/');
+        if (!slash)
+            p[0] = '\0';
+        else if (slash == p)
+            p[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    free(p);
     return st;
 }
 

@@ -55,5 +55,15 @@ qt_status qt_io_map_file(const char *path, const char *what, const char *hint, v
 // mkdir -p: `path` and its missing parents, with `mode`; an existing path that is not a
 // directory is an error. `what` names it ("--out directory").
 qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what);
+// qt_io_make_dirs that says what it made: *created (malloc'd; free it) is the topmost directory
+// it created, NULL when `path` existed. On failure nothing it created is left.
+qt_status qt_io_make_dirs_created(const char *path, unsigned mode, const char *what,
+                                  char **created);
+// Undoes qt_io_make_dirs_created: removes `path` and its parents up to `created` while they are
+// empty (a directory holding anything, ours or not, stays). No-op for created == NULL.
+void qt_io_remove_created_dirs(const char *path, const char *created);
+// Fails early, before a long job, when `path` cannot become a directory: it exists and is not
+// one, or its deepest existing ancestor is not a writable directory.
+qt_status qt_io_check_dir_creatable(const char *path, const char *what);
 
 #endif
