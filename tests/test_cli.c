@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qtrain/data.h"
@@ -204,6 +206,65 @@ START_TEST(test_hash_in_data_dir) {
 }
 END_TEST
 
+// Starts `qtrain ARGS` in workdir (stdout, stderr to files) without waiting; returns its pid.
+static pid_t spawn_qtrain(const char *args) {
+    const char *bin = getenv("QT_BINARY_DIR");
+    ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s/qtrain' %s >'%s/stdout.txt' 2>'%s/stderr.txt'",
+             workdir, bin, args, workdir, workdir);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+// Waits (up to 60 s) until `path` holds `needle`.
+static int wait_for_text(const char *path, const char *needle) {
+    for (int i = 0; i < 6000; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char buf[65536];
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+            if (strstr(buf, needle)) return 1;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+// SIGINT and SIGTERM stop a run after its step and checkpoint, with the shell's exit codes for
+// those signals (130, 143) rather than the 0 of a finished run; the checkpoint then loads.
+START_TEST(test_signal_exit_codes) {
+    const int sigs[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        char args[4096], metrics[1024], err[8192];
+        snprintf(args, sizeof args,
+                 "train %s --set train.max_steps=1000000 --set train.log_every=1 --out sig%d", tiny,
+                 i);
+        snprintf(metrics, sizeof metrics, "%s/sig%d/metrics.jsonl", workdir, i);
+        pid_t pid = spawn_qtrain(args);
+        int started = wait_for_text(metrics, "\"type\":\"train\"");
+        kill(pid, sigs[i]);
+        int status = 0;
+        ck_assert(waitpid(pid, &status, 0) == pid);
+        ck_assert_msg(started, "signal %d: no training line within 60 s", sigs[i]);
+        ck_assert_msg(WIFEXITED(status), "signal %d: qtrain did not exit (killed by %d)", sigs[i],
+                      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        ck_assert_msg(WEXITSTATUS(status) == 128 + sigs[i], "signal %d: exit %d, want %d", sigs[i],
+                      WEXITSTATUS(status), 128 + sigs[i]);
+        snprintf(args, sizeof args, "eval --ckpt sig%d/ckpt.bin --batches 1", i);
+        ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "signal %d: eval: %s", sigs[i], err);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -214,6 +275,7 @@ int main(void) {
     tcase_add_test(tc, test_truncated_shard);
     tcase_add_test(tc, test_bad_checkpoints);
     tcase_add_test(tc, test_hash_in_data_dir);
+    tcase_add_test(tc, test_signal_exit_codes);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

@@ -23,7 +23,8 @@ static const char usage[] =
     "  --device D        auto (default: CUDA if a device is usable, else the CPU), cpu, cuda\n"
     "  --quiet           no progress lines\n"
     "\n"
-    "Ctrl-C finishes the current step, writes the checkpoint and exits.\n";
+    "Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes the checkpoint and exits\n"
+    "with status 130 (SIGINT) or 143 (SIGTERM); a finished run exits 0.\n";
 
 int qt_cmd_train(int argc, char **argv) {
     const char *config_path = NULL, *out_dir = "runs/default", *resume = NULL, *device = "auto";
@@ -56,9 +57,16 @@ int qt_cmd_train(int argc, char **argv) {
     if (qt_config_validate(&cfg) != QT_OK) return qt_cli_fail();
     qt_backend be;
     if (qt_cli_open_backend(device, &cfg, quiet, &be) != QT_OK) return qt_cli_fail();
-    qt_train_opts opts = {.backend = &be, .out_dir = out_dir, .resume_from = resume,
-                          .stop_at_step = stop_at, .quiet = quiet};
+    int stop_signal = 0;
+    qt_train_opts opts = {.backend = &be,
+                          .out_dir = out_dir,
+                          .resume_from = resume,
+                          .stop_at_step = stop_at,
+                          .quiet = quiet,
+                          .stop_signal = &stop_signal};
     qt_status st = qt_train(&cfg, &opts);
     qt_backend_free(&be);
-    return st == QT_OK ? 0 : qt_cli_fail();
+    if (st != QT_OK) return qt_cli_fail();
+    // A run a signal stopped (its checkpoint written) exits as the shell reports that signal.
+    return stop_signal ? 128 + stop_signal : 0;
 }

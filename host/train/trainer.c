@@ -15,11 +15,9 @@
 #include "qtrain/evaluate.h"
 #include "qtrain/names.h"
 
+// The signal (SIGINT, SIGTERM) that asked the run to stop, 0 while none has.
 static volatile sig_atomic_t stop_requested = 0;
-static void on_stop_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
+static void on_stop_signal(int sig) { stop_requested = sig; }
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -68,6 +66,7 @@ typedef struct {
     FILE *metrics;
     char ckpt_path[1200];
     int *inputs, *targets;
+    int stopped_by; // the signal that stopped the loop before train.max_steps, else 0
 } trainer;
 
 static qt_status save_checkpoint(trainer *t, int step) {
@@ -166,9 +165,12 @@ static qt_status train_loop(trainer *t, int start_step) {
         int ckpt_due = (cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || last;
         if (ckpt_due) QT_TRY(save_checkpoint(t, step));
     }
-    if (stop_requested && !t->opts->quiet)
-        fprintf(stderr, "qtrain: stopped by signal after step %d; checkpoint %s\n", step,
-                t->ckpt_path);
+    if (stop_requested && step < cfg->max_steps) {
+        t->stopped_by = (int)stop_requested;
+        if (!t->opts->quiet)
+            fprintf(stderr, "qtrain: stopped by %s after step %d; checkpoint %s\n",
+                    stop_requested == SIGINT ? "SIGINT" : "SIGTERM", step, t->ckpt_path);
+    }
     return QT_OK;
 }
 
@@ -294,6 +296,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
     }
+    if (opts->stop_signal) *opts->stop_signal = st == QT_OK ? t.stopped_by : 0;
     if (t.metrics) fclose(t.metrics);
     free(t.inputs);
     free(t.targets);

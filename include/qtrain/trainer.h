@@ -21,11 +21,14 @@ typedef struct {
     const char *resume_from; // checkpoint to continue from, or NULL
     int stop_at_step;        // stop (and checkpoint) once this many steps are done; 0: off
     int quiet;               // no progress lines on stderr
+    int *stop_signal;        // out, optional: SIGINT or SIGTERM when a signal stopped the run
+                             // before train.max_steps (after its checkpoint), else 0
 } qt_train_opts;
 
 // Trains cfg as described above. With resume_from, the parameters, optimizer moments, step
 // and data position come from the checkpoint, and the run continues bit-exactly (CPU).
-// SIGINT/SIGTERM finish the current step, write a checkpoint and return QT_OK.
+// SIGINT/SIGTERM finish the current step, write a checkpoint and return QT_OK with
+// *opts->stop_signal set (`qtrain train` then exits 128 + the signal: 130, 143).
 qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts);
 
 // ---- checkpoints (host/train/train_state.c) ----
