@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "host/io/file.h"
@@ -635,6 +637,74 @@ START_TEST(test_stored_config_round_trip) {
 }
 END_TEST
 
+// The pid of a process that has exited (and been reaped): no live process has it.
+static pid_t dead_pid(void) {
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) _exit(0);
+    ck_assert(waitpid(pid, NULL, 0) == pid);
+    return pid;
+}
+
+// Temporary files of atomic writes (`<name>.tmp.<pid>`) whose writer died are removed; those of
+// live processes (this one, a running child) and those still locked are kept, as is anything
+// not named like one or not a regular file.
+START_TEST(test_stale_temps_removed) {
+    char *dir = qt_test_tmpdir("stale");
+    pid_t dead = dead_pid(), dead2 = dead_pid();
+    pid_t child = fork();
+    ck_assert(child >= 0);
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    char name[256];
+    snprintf(name, sizeof name, "ckpt.bin.tmp.%d", (int)dead);
+    char *stale = join(dir, name);
+    snprintf(name, sizeof name, "train_000.bin.tmp.%d", (int)dead);
+    char *stale2 = join(dir, name);
+    snprintf(name, sizeof name, "ckpt.bin.tmp.%d", (int)getpid());
+    char *mine = join(dir, name);
+    snprintf(name, sizeof name, "ckpt.bin.tmp.%d", (int)child);
+    char *live = join(dir, name);
+    snprintf(name, sizeof name, "locked.bin.tmp.%d", (int)dead2);
+    char *locked = join(dir, name);
+    snprintf(name, sizeof name, "dir.tmp.%d", (int)dead);
+    char *subdir = join(dir, name);
+    char *other = join(dir, "notes.tmp.12ab"), *plain = join(dir, "ckpt.bin");
+    char *empty_pid = join(dir, "x.tmp."), *zero = join(dir, "x.tmp.0");
+    const char *files[] = {stale, stale2, mine, live, locked, other, plain, empty_pid, zero};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        write_bytes(files[i], (const unsigned char *)"0123456789", 10);
+    ck_assert_int_eq(mkdir(subdir, 0755), 0);
+    // A writer that is alive, whatever its pid says: it holds the file's lock.
+    int fd = open(locked, O_RDONLY);
+    ck_assert(fd >= 0 && flock(fd, LOCK_EX) == 0);
+
+    int removed = -1;
+    uint64_t bytes = 0;
+    ck_assert_msg(qt_io_remove_stale_temps(dir, &removed, &bytes) == QT_OK, "%s", qt_last_error());
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(fd);
+    ck_assert_int_eq(removed, 2);
+    ck_assert_uint_eq(bytes, 20);
+    ck_assert_msg(access(stale, F_OK) != 0 && access(stale2, F_OK) != 0,
+                  "a dead writer's temporary file was kept");
+    const char *kept[] = {mine, live, locked, other, plain, empty_pid, zero, subdir};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        ck_assert_msg(access(kept[i], F_OK) == 0, "%s was removed", kept[i]);
+    // A missing directory is not an error: nothing to clean.
+    char *missing = join(dir, "missing");
+    ck_assert_int_eq(qt_io_remove_stale_temps(missing, &removed, &bytes), QT_OK);
+    ck_assert_int_eq(removed, 0);
+    QT_TEST_FREE_ALL(stale, stale2, mine, live, locked, subdir, other, plain, empty_pid, zero,
+                     missing);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void) {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("checkpoint");
@@ -648,6 +718,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_failed_writes_leave_nothing);
     tcase_add_test(tc, test_get_checks);
     tcase_add_test(tc, test_stored_config_round_trip);
+    tcase_add_test(tc, test_stale_temps_removed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "qtrain/checkpoint.h"
 #include "qtrain/data.h"
@@ -167,6 +170,35 @@ START_TEST(test_grad_accum_matches_big_batch) {
 }
 END_TEST
 
+// A run removes the temporary checkpoint files (`ckpt.bin.tmp.<pid>`) that killed runs left in
+// its --out directory; they are as large as a checkpoint and would pile up.
+START_TEST(test_stale_temp_checkpoints_removed) {
+    char *dir = qt_test_tmpdir("stale");
+    qt_test_write_synthetic_shards(dir);
+    qt_config cfg;
+    tiny_config(&cfg, dir);
+    cfg.max_steps = 2;
+    cfg.eval_every = 0;
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) _exit(0);
+    ck_assert(waitpid(pid, NULL, 0) == pid); // a pid no process has now
+    char out[1100], tmp[1300];
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(tmp, sizeof tmp, "%s/ckpt.bin.tmp.%d", out, (int)pid);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("half a checkpoint", f);
+    fclose(f);
+    qt_train_opts o = {.out_dir = out, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o) == QT_OK, "%s", qt_last_error());
+    ck_assert_msg(access(tmp, F_OK) != 0, "%s is still there after a run", tmp);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("trainer");
@@ -174,6 +206,7 @@ int main(void) {
     tcase_add_test(tc, test_resume_is_bit_exact);
     tcase_add_test(tc, test_training_lowers_loss);
     tcase_add_test(tc, test_grad_accum_matches_big_batch);
+    tcase_add_test(tc, test_stale_temp_checkpoints_removed);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

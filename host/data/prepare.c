@@ -236,6 +236,14 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     s.tokenizer_seconds = now_seconds() - prog.t0;
     st = qt_io_make_dirs_created(out_dir, 0755, "output directory", &created);
     if (st != QT_OK) goto out;
+    // Shards and tokenizers of killed prepares (`*.tmp.<pid>` of dead pids).
+    int stale = 0;
+    uint64_t stale_bytes = 0;
+    st = qt_io_remove_stale_temps(out_dir, &stale, &stale_bytes);
+    if (st != QT_OK) goto out;
+    if (verbose && stale)
+        fprintf(stderr, "prepare: removed %d temporary file(s) of killed runs (%.1f MiB)\n", stale,
+                (double)stale_bytes / (1024.0 * 1024.0));
     size_t plen = strlen(out_dir) + 32;
     path = malloc(plen);
     if (!path) {

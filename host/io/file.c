@@ -4,11 +4,15 @@
 // prepare.json (the checkpoint writer streams through qt_io_atomic itself).
 #include "host/io/file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -252,6 +256,11 @@ qt_status qt_io_atomic_begin(qt_io_atomic *a, const char *path, const char *what
         a->tmp = NULL;
         return st;
     }
+    // Held until the file is closed (or its process dies): qt_io_remove_stale_temps never
+    // removes a temporary file whose writer is alive. A file system without flock writes
+    // anyway; the writer's pid then protects the file alone.
+    while (flock(a->fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
     return QT_OK;
 }
 
@@ -304,4 +313,57 @@ qt_status qt_data_write_atomic(const char *path, const void *const *bufs, const 
     for (int i = 0; i < nbufs; i++)
         if (lens[i] > 0) QT_TRY(qt_io_atomic_write(&a, bufs[i], lens[i]));
     return qt_io_atomic_commit(&a);
+}
+
+// The pid of a temporary file of qt_io_atomic, `<name>.tmp.<pid>` (non-empty name, decimal pid
+// > 0 that fits pid_t), or 0 when `name` is not one.
+static pid_t temp_file_pid(const char *name) {
+    const char *tag = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+        tag = p;
+    if (!tag || tag == name) return 0;
+    const char *digits = tag + 5;
+    size_t n = strlen(digits);
+    if (n == 0 || n > 10 || strspn(digits, "0123456789") != n) return 0;
+    long long pid = strtoll(digits, NULL, 10);
+    return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+}
+
+static int pid_alive(pid_t pid) { return pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH; }
+
+qt_status qt_io_remove_stale_temps(const char *dir, int *removed, uint64_t *bytes) {
+    *removed = 0;
+    *bytes = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return QT_OK;
+        return qt_error(QT_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    }
+    size_t dlen = strlen(dir);
+    qt_status st = QT_OK;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        pid_t pid = temp_file_pid(e->d_name);
+        if (pid == 0 || pid_alive(pid)) continue;
+        size_t len = dlen + strlen(e->d_name) + 2;
+        char *path = malloc(len);
+        if (!path) {
+            st = qt_error(QT_ERR_OOM, "out of memory cleaning %s", dir);
+            break;
+        }
+        snprintf(path, len, "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat sb;
+        // Only regular files whose lock is free: a live writer (in another pid namespace, say)
+        // holds it. The pid is checked again under the lock, against its reuse meanwhile.
+        if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+            (flock(fd, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) && !pid_alive(pid) &&
+            unlink(path) == 0) {
+            (*removed)++;
+            *bytes += (uint64_t)sb.st_size;
+        }
+        if (fd >= 0) close(fd);
+        free(path);
+    }
+    closedir(d);
+    return st;
 }

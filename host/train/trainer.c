@@ -40,6 +40,18 @@ static qt_status make_run_dir(const char *path) {
     return qt_io_make_dirs(path, 0777, "--out directory");
 }
 
+// Killed runs leave `ckpt.bin.tmp.<pid>` (as large as a checkpoint) behind: remove those of
+// dead processes (host/io/file.h), never a live one's.
+static qt_status remove_stale_temps(const char *dir, int quiet) {
+    int removed = 0;
+    uint64_t bytes = 0;
+    QT_TRY(qt_io_remove_stale_temps(dir, &removed, &bytes));
+    if (removed && !quiet)
+        fprintf(stderr, "qtrain: removed %d temporary file%s of killed runs from %s (%.1f MiB)\n",
+                removed, removed == 1 ? "" : "s", dir, (double)bytes / (1024.0 * 1024.0));
+    return QT_OK;
+}
+
 static qt_status write_config_file(const qt_config *cfg, const char *dir) {
     char path[1200], tmp[1300];
     snprintf(path, sizeof path, "%s/config.conf", dir);
@@ -264,6 +276,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     // The output directory appears only once everything it will describe has loaded, so a
     // rejected run leaves nothing behind.
     if (st == QT_OK) st = make_run_dir(opts->out_dir);
+    if (st == QT_OK) st = remove_stale_temps(opts->out_dir, opts->quiet);
     if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
     if (st == QT_OK) {
         char path[1200];
