@@ -199,6 +199,69 @@ START_TEST(test_stale_temp_checkpoints_removed) {
 }
 END_TEST
 
+// A run killed after its checkpoint at step 4 had logged steps 5 and 6 (and the evaluation at
+// 6): resuming from step 4 redoes them. metrics.jsonl must then hold one line per step (and one
+// evaluation per evaluated step), with the values of an uninterrupted run.
+START_TEST(test_resume_logs_each_step_once) {
+    char *dir = qt_test_tmpdir("relog");
+    qt_test_write_synthetic_shards(dir);
+    qt_config cfg;
+    tiny_config(&cfg, dir);
+    char full[1100], part[1100], ckpt[1200], ckpt4[1200], cmd[4096];
+    snprintf(full, sizeof full, "%s/full", dir);
+    snprintf(part, sizeof part, "%s/part", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.bin", part);
+    snprintf(ckpt4, sizeof ckpt4, "%s/ckpt4.bin", dir);
+    qt_train_opts o_full = {.out_dir = full, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_full) == QT_OK, "%s", qt_last_error());
+    qt_train_opts o_4 = {.out_dir = part, .stop_at_step = 4, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_4) == QT_OK, "%s", qt_last_error());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ckpt, ckpt4);
+    ck_assert_int_eq(system(cmd), 0);
+    qt_train_opts o_6 = {.out_dir = part, .resume_from = ckpt4, .stop_at_step = 6, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_6) == QT_OK, "%s", qt_last_error());
+    // The "kill": the log has steps 1-6 and the eval at 6, the checkpoint to resume is step 4's.
+    qt_train_opts o_rest = {.out_dir = part, .resume_from = ckpt4, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_rest) == QT_OK, "%s", qt_last_error());
+
+    char path[1200], line[8192];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", part);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int train_lines[13] = {0}, eval_lines[13] = {0}, memory_lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *s = strstr(line, "\"step\":");
+        int step = s ? atoi(s + 7) : 0;
+        if (strstr(line, "\"memory\""))
+            memory_lines++;
+        else if (strstr(line, "\"type\":\"train\"") && step >= 1 && step <= 12)
+            train_lines[step]++;
+        else if (strstr(line, "\"type\":\"eval\"") && step >= 1 && step <= 12)
+            eval_lines[step]++;
+        else
+            ck_abort_msg("unexpected metrics line: %s", line);
+    }
+    fclose(f);
+    ck_assert_int_eq(memory_lines, 1);
+    for (int step = 1; step <= 12; step++) {
+        ck_assert_msg(train_lines[step] == 1, "step %d has %d training lines", step,
+                      train_lines[step]);
+        int want_eval = step % 6 == 0;
+        ck_assert_msg(eval_lines[step] == want_eval, "step %d has %d evaluation lines", step,
+                      eval_lines[step]);
+    }
+    double a[12] = {0}, b[12] = {0};
+    int ea, eb;
+    ck_assert_int_eq(read_losses(full, a, 12, &ea), 12);
+    ck_assert_int_eq(read_losses(part, b, 12, &eb), 12);
+    for (int i = 0; i < 12; i++)
+        ck_assert_msg(a[i] == b[i], "step %d: loss %.9g uninterrupted vs %.9g logged", i + 1, a[i],
+                      b[i]);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("trainer");
@@ -207,6 +270,7 @@ int main(void) {
     tcase_add_test(tc, test_training_lowers_loss);
     tcase_add_test(tc, test_grad_accum_matches_big_batch);
     tcase_add_test(tc, test_stale_temp_checkpoints_removed);
+    tcase_add_test(tc, test_resume_logs_each_step_once);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

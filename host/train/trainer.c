@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "host/io/file.h"
 #include "qtrain/data.h"
@@ -63,6 +64,49 @@ static qt_status write_config_file(const qt_config *cfg, const char *dir) {
     if (st == QT_OK && rename(tmp, path) != 0)
         st = qt_error(QT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     if (st != QT_OK) remove(tmp);
+    return st;
+}
+
+// A resumed run redoes the steps after its checkpoint, which a killed run may have logged
+// already: metrics.jsonl is cut back to the checkpoint's step (atomically: a temporary file
+// renamed over it), so that readers get one line per step. Kept: lines without a step (the
+// memory line) and lines of steps <= `step`; an unfinished last line (no newline) goes.
+// *has_memory says whether a {"memory": ...} line remains.
+static qt_status truncate_metrics(const char *path, int step, int *has_memory) {
+    *has_memory = 0;
+    if (access(path, F_OK) != 0) return QT_OK;
+    uint8_t *text = NULL;
+    size_t len = 0;
+    QT_TRY(qt_io_read_file(path, "metrics log", NULL, SIZE_MAX - 1, &text, &len));
+    char *out = malloc(len + 1);
+    if (!out) {
+        free(text);
+        return qt_error(QT_ERR_OOM, "cannot allocate %zu bytes to rewrite %s", len, path);
+    }
+    size_t kept = 0;
+    for (size_t start = 0; start < len;) {
+        const char *line = (const char *)text + start;
+        const char *nl = memchr(line, '\n', len - start);
+        if (!nl) break; // cut mid-write by the kill
+        size_t n = (size_t)(nl - line) + 1;
+        start += n;
+        // Lines are NUL-free text: strstr stops at the newline's successor at worst.
+        const char *s = strstr(line, "\"step\":");
+        int keep = !s || s > nl || atol(s + 7) <= step;
+        if (keep) {
+            if (strncmp(line, "{\"memory\"", 9) == 0) *has_memory = 1;
+            memcpy(out + kept, line, n);
+            kept += n;
+        }
+    }
+    qt_status st = QT_OK;
+    if (kept != len) {
+        const void *bufs[1] = {out};
+        size_t lens[1] = {kept};
+        st = qt_data_write_atomic(path, bufs, lens, 1);
+    }
+    free(out);
+    free(text);
     return st;
 }
 
@@ -278,12 +322,17 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     if (st == QT_OK) st = make_run_dir(opts->out_dir);
     if (st == QT_OK) st = remove_stale_temps(opts->out_dir, opts->quiet);
     if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
+    int log_memory = 1;
     if (st == QT_OK) {
         char path[1200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", opts->out_dir);
-        // A resumed run appends to the log of the run it continues.
-        t.metrics = fopen(path, opts->resume_from ? "a" : "w");
-        if (!t.metrics) st = qt_error(QT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        // A resumed run appends to the log of the run it continues, from its checkpoint's step.
+        int has_memory = 0;
+        if (opts->resume_from) st = truncate_metrics(path, start_step, &has_memory);
+        log_memory = !has_memory;
+        if (st == QT_OK) t.metrics = fopen(path, opts->resume_from ? "a" : "w");
+        if (st == QT_OK && !t.metrics)
+            st = qt_error(QT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
     if (st == QT_OK && !opts->quiet) {
         fprintf(stderr,
@@ -296,7 +345,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                 (unsigned long long)qt_dataloader_num_tokens(t.val),
                 opts->resume_from ? " | resumed" : "");
     }
-    if (st == QT_OK) report_memory(&t.model, &t.opt, t.metrics, opts->quiet);
+    if (st == QT_OK) report_memory(&t.model, &t.opt, log_memory ? t.metrics : NULL, opts->quiet);
     if (st == QT_OK) {
         t.model.training = 1;
         stop_requested = 0;
