@@ -15,14 +15,15 @@
 
 static char *workdir;
 
-// Runs `qtrain ARGS` with stdout and stderr captured; returns the exit code.
-static int run_qtrain(const char *args, char *err, size_t err_len) {
+// Runs `qtrain ARGS` with stdout and stderr captured, after the shell commands `prefix` (e.g.
+// a ulimit); returns the exit code.
+static int run_qtrain_after(const char *prefix, const char *args, char *err, size_t err_len) {
     const char *bin = getenv("QT_BINARY_DIR");
     ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
-    char cmd[4096], errpath[1024];
+    char cmd[8192], errpath[1024];
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", workdir);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/qtrain' %s >'%s/stdout.txt' 2>'%s'", workdir, bin,
-             args, workdir, errpath);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/qtrain' %s >'%s/stdout.txt' 2>'%s'", workdir,
+             prefix, bin, args, workdir, errpath);
     int status = system(cmd);
     ck_assert(status != -1 && WIFEXITED(status));
     FILE *f = fopen(errpath, "r");
@@ -33,11 +34,15 @@ static int run_qtrain(const char *args, char *err, size_t err_len) {
     return WEXITSTATUS(status);
 }
 
+static int run_qtrain(const char *args, char *err, size_t err_len) {
+    return run_qtrain_after("", args, err, err_len);
+}
+
 // Asserts a failed run ended with exactly one error line containing `needle`. Lines before it
 // may only be qtrain's notes (e.g. which backend --device auto chose), never another error.
-static void expect_error(const char *args, const char *needle) {
+static void expect_error_after(const char *prefix, const char *args, const char *needle) {
     char err[8192];
-    int rc = run_qtrain(args, err, sizeof err);
+    int rc = run_qtrain_after(prefix, args, err, sizeof err);
     ck_assert_msg(rc != 0, "qtrain %s: exit 0, expected failure", args);
     size_t len = strlen(err);
     ck_assert_msg(len > 0 && err[len - 1] == '\n', "qtrain %s: stderr '%s'", args, err);
@@ -51,6 +56,10 @@ static void expect_error(const char *args, const char *needle) {
     for (char *line = err; line < last; line = strchr(line, '\n') + 1)
         ck_assert_msg(strncmp(line, "qtrain: ", 8) == 0, "qtrain %s: stray stderr '%s'", args, err);
     ck_assert_msg(strstr(last, needle) != NULL, "qtrain %s: '%s' lacks '%s'", args, last, needle);
+}
+
+static void expect_error(const char *args, const char *needle) {
+    expect_error_after("", args, needle);
 }
 
 static void write_text_corpus(const char *path) {
@@ -265,6 +274,24 @@ START_TEST(test_signal_exit_codes) {
 }
 END_TEST
 
+// An allocation that fails names the config key that drives its size: the activations grow with
+// train.batch_size (x train.seq_len), the parameters with model.d_model and friends. Memory is
+// capped with ulimit -v, so the failure is the same on any machine.
+START_TEST(test_out_of_memory_names_key) {
+    const char *cap = "ulimit -v 3000000 &&"; // 3 GB of address space
+    char args[4096];
+    snprintf(args, sizeof args, "train %s --set train.batch_size=1000000 --out oom --quiet", tiny);
+    expect_error_after(cap, args, "lower train.batch_size");
+    snprintf(args, sizeof args,
+             "train %s --set model.d_model=16384 --set model.d_ff=65536 --out oom --quiet", tiny);
+    expect_error_after(cap, args, "model.d_model");
+    struct stat sb;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/oom", workdir);
+    ck_assert_msg(stat(path, &sb) != 0, "a rejected run left %s behind", path);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -276,6 +303,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_checkpoints);
     tcase_add_test(tc, test_hash_in_data_dir);
     tcase_add_test(tc, test_signal_exit_codes);
+    tcase_add_test(tc, test_out_of_memory_names_key);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

@@ -110,6 +110,39 @@ static qt_status truncate_metrics(const char *path, int step, int *has_memory) {
     return st;
 }
 
+// The message of a failed allocation whose size the model's shape drives, naming those keys.
+static qt_status model_too_large(const qt_config *cfg, const char *what) {
+    char first[512];
+    snprintf(first, sizeof first, "%s", qt_last_error());
+    return qt_error(QT_ERR_OOM,
+                    "%s: the model (model.n_layer %d, model.d_model %d, model.d_ff %d, "
+                    "model.vocab_size %d) and %s do not fit; lower model.d_model, model.n_layer "
+                    "or model.d_ff",
+                    first, cfg->n_layer, cfg->d_model, cfg->d_ff, cfg->vocab_size, what);
+}
+
+// qt_model_init at (train.batch_size, train.seq_len). When memory runs out, the message says
+// which keys drive the size that failed: if the model fits for one token (B = T = 1, tried
+// then freed), the activations of B x T did not, else the parameters did.
+static qt_status init_model(qt_model *model, const qt_config *cfg, qt_backend *be) {
+    int B = cfg->batch_size, T = cfg->seq_len;
+    qt_status st = qt_model_init(model, cfg, be, B, T);
+    if (st != QT_ERR_OOM) return st;
+    char first[512];
+    snprintf(first, sizeof first, "%s", qt_last_error());
+    qt_model probe;
+    if (B * (long long)T > 1 && qt_model_init(&probe, cfg, be, 1, 1) == QT_OK) {
+        qt_model_free(&probe);
+        return qt_error(QT_ERR_OOM,
+                        "%s: the activations of train.batch_size x train.seq_len = %d x %d "
+                        "tokens do not fit; lower train.batch_size (train.grad_accum keeps the "
+                        "tokens per step) or train.seq_len",
+                        first, B, T);
+    }
+    qt_error(QT_ERR_OOM, "%s", first);
+    return model_too_large(cfg, "its gradients");
+}
+
 typedef struct {
     const qt_config *cfg;
     const qt_train_opts *opts;
@@ -287,10 +320,13 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                       qt_name(&qt_precision_names, cfg->precision), t.be->name,
                       qt_dtype_name(t.be->dtype));
     if (st == QT_OK) qt_loss_scaler_init(&t.scaler, cfg, t.be->dtype);
-    if (st == QT_OK) st = qt_model_init(&t.model, cfg, t.be, B, T);
+    if (st == QT_OK) st = init_model(&t.model, cfg, t.be);
     have_model = st == QT_OK;
-    if (st == QT_OK) st = qt_optimizer_init(&t.opt, &t.model);
-    have_opt = st == QT_OK;
+    if (st == QT_OK) {
+        st = qt_optimizer_init(&t.opt, &t.model);
+        if (st == QT_ERR_OOM) st = model_too_large(cfg, "its optimizer state (AdamW's m and v)");
+        have_opt = st == QT_OK;
+    }
     if (st == QT_OK) st = qt_dataloader_open(&t.train, cfg->data_dir, "train", B, T,
                                              cfg->vocab_size, cfg->seed, 1);
     if (st == QT_OK) st = qt_dataloader_open(&t.val, cfg->data_dir, "val", B, T,
