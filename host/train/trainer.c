@@ -195,7 +195,10 @@ static qt_status train_loop(trainer *t, int start_step) {
     if (t->opts->stop_at_step > 0 && t->opts->stop_at_step < end_step)
         end_step = t->opts->stop_at_step;
     int step = start_step;
-    while (step < end_step && !stop_requested) {
+    // The signal is read once per step, where the step decides on its checkpoint: one that
+    // arrives later stops the loop after the next step, which then writes the checkpoint.
+    int stopping = 0;
+    while (step < end_step && !stopping) {
         QT_TRY(qt_model_zero_grad(&t->model));
         double step_loss = 0.0;
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
@@ -219,7 +222,8 @@ static qt_status train_loop(trainer *t, int start_step) {
         step++;
         steps_since_log++;
         loss_since_log += step_loss;
-        int last = step == end_step || stop_requested;
+        stopping = stop_requested;
+        int last = step == end_step || stopping;
         if (step % cfg->log_every == 0 || last || step == start_step + 1) {
             double now = now_seconds();
             double tok_s = tokens_per_step * steps_since_log / (now - t_log);
@@ -254,11 +258,11 @@ static qt_status train_loop(trainer *t, int start_step) {
         int ckpt_due = (cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || last;
         if (ckpt_due) QT_TRY(save_checkpoint(t, step));
     }
-    if (stop_requested && step < cfg->max_steps) {
-        t->stopped_by = (int)stop_requested;
+    if (stopping && step < cfg->max_steps) {
+        t->stopped_by = stopping;
         if (!t->opts->quiet)
             fprintf(stderr, "qtrain: stopped by %s after step %d; checkpoint %s\n",
-                    stop_requested == SIGINT ? "SIGINT" : "SIGTERM", step, t->ckpt_path);
+                    stopping == SIGINT ? "SIGINT" : "SIGTERM", step, t->ckpt_path);
     }
     return QT_OK;
 }
