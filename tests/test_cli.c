@@ -292,6 +292,64 @@ START_TEST(test_out_of_memory_names_key) {
 }
 END_TEST
 
+static long file_size(const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", workdir, name);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+// The checkpoint records which tokenizer made its training shards: eval on shards of another
+// tokenizer, sample with another tokenizer and resume on other shards are refused, naming both
+// identities and the override flag; where nothing is recorded the check is skipped, said in a
+// note; and sampling with a smaller tokenizer never drops a drawn token.
+START_TEST(test_tokenizer_identity) {
+    char err[8192], args[4096];
+    ck_assert(run_qtrain("prepare --input corpus.txt --out data2 --vocab-size 280 "
+                         "--val-fraction 0.2",
+                         err, sizeof err) == 0);
+    ck_assert(run_qtrain("prepare --input corpus.txt --out small --vocab-size 257 "
+                         "--val-fraction 0.2",
+                         err, sizeof err) == 0);
+    expect_error("eval --ckpt run/ckpt.bin --data data2 --batches 1", "--allow-tokenizer-mismatch");
+    expect_error("eval --ckpt run/ckpt.bin --data data2 --batches 1", "(280 tokens)");
+    expect_error("eval --ckpt run/ckpt.bin --data data2 --batches 1", "(300 tokens)");
+    ck_assert_msg(run_qtrain("eval --ckpt run/ckpt.bin --data data2 --batches 1 "
+                             "--allow-tokenizer-mismatch",
+                             err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_msg(strstr(err, "qtrain: note: tokenizer mismatch allowed"), "stderr: %s", err);
+    expect_error("sample --ckpt run/ckpt.bin --tokenizer data2/tokenizer.bin --tokens 3",
+                 "tokenizer mismatch: run/ckpt.bin was trained with fnv1a64:");
+    snprintf(args, sizeof args,
+             "train --resume run/ckpt.bin --set data.dir=data2 "
+             "--set train.max_steps=4 --out resumed --quiet");
+    expect_error(args, "--allow-tokenizer-mismatch");
+    // The run's own data and tokenizer pass without a note.
+    ck_assert(run_qtrain("eval --ckpt run/ckpt.bin --batches 1", err, sizeof err) == 0);
+    ck_assert_msg(strstr(err, "tokenizer") == NULL, "stderr: %s", err);
+    // Shards made by another tool (no prepare.json): evaluated, with a note.
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && cp -r data other && rm other/prepare.json", workdir);
+    ck_assert(system(cmd) == 0);
+    ck_assert_msg(
+        run_qtrain("eval --ckpt run/ckpt.bin --data other --batches 1", err, sizeof err) == 0, "%s",
+        err);
+    ck_assert_msg(strstr(err, "cannot be checked"), "stderr: %s", err);
+    // A 257-token tokenizer for a 300-token model: 200 tokens drawn at temperature 100 over the
+    // whole vocabulary, each decodes to at least one byte, so the output holds >= 200 bytes
+    // after the prompt (tokens 257..299 were silently dropped before).
+    ck_assert_msg(run_qtrain("sample --ckpt run/ckpt.bin --tokenizer small/tokenizer.bin "
+                             "--allow-tokenizer-mismatch --prompt x --tokens 200 "
+                             "--temperature 100 --top-k 0",
+                             err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_msg(strstr(err, "drawing only among the tokenizer's 257"), "stderr: %s", err);
+    long out = file_size("stdout.txt");
+    ck_assert_msg(out >= 1 + 200 + 1, "sample printed %ld bytes for 200 tokens", out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -304,6 +362,7 @@ int main(void) {
     tcase_add_test(tc, test_hash_in_data_dir);
     tcase_add_test(tc, test_signal_exit_codes);
     tcase_add_test(tc, test_out_of_memory_names_key);
+    tcase_add_test(tc, test_tokenizer_identity);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

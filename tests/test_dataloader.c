@@ -384,6 +384,13 @@ START_TEST(test_prepare_end_to_end) {
     snprintf(want, sizeof want, "\"val_unigram_entropy_nats\": %.6f", st.val_unigram_entropy);
     ck_assert_msg(strstr(json, want) != NULL, "prepare.json lacks %s:\n%s", want, json);
     free(json);
+    // ... and the identity of the tokenizer that made the shards, which reads back.
+    qt_tokenizer_id recorded, made = qt_tokenizer_identity(tok);
+    ck_assert_msg(qt_data_tokenizer_id(out, &recorded) == QT_OK, "%s", qt_last_error());
+    ck_assert_msg(recorded.checksum == made.checksum && recorded.vocab_size == V,
+                  "prepare.json records %016llx/%d, the tokenizer is %016llx/%d",
+                  (unsigned long long)recorded.checksum, recorded.vocab_size,
+                  (unsigned long long)made.checksum, made.vocab_size);
 
     // The loader reads what prepare wrote, with the tokenizer's vocabulary.
     qt_dataloader *dl = NULL;
@@ -427,6 +434,71 @@ START_TEST(test_prepare_end_to_end) {
 }
 END_TEST
 
+// prepare.json's tokenizer identity: read when present, unknown (vocab_size 0) when the file or
+// the member is absent (shards of other tools, older qtrain), an error naming the file when
+// the JSON or the member is malformed.
+START_TEST(test_prepare_json_tokenizer_id) {
+    qt_tokenizer_id id;
+    const char good[] = "{\n  \"input\": \"a \\\"tokenizer\\\": {}\",\n  \"vocab_size\": 300,\n"
+                        "  \"tokenizer\": {\"file\": \"tokenizer.bin\", \"fnv1a64\": "
+                        "\"00ff00ff12345678\", \"vocab_size\": 300, \"extra\": [1, {\"a\": null}]},"
+                        "\n  \"val_unigram_entropy_nats\": -1.5e-3\n}\n";
+    ck_assert_msg(qt_data_parse_tokenizer_id(good, strlen(good), "p.json", &id) == QT_OK, "%s",
+                  qt_last_error());
+    ck_assert(id.checksum == 0x00ff00ff12345678ull && id.vocab_size == 300);
+    const char older[] = "{\"input\": \"x\", \"vocab_size\": 300, \"train_shards\": 1}";
+    ck_assert_int_eq(qt_data_parse_tokenizer_id(older, strlen(older), "p.json", &id), QT_OK);
+    ck_assert_int_eq(id.vocab_size, 0);
+    static const char *const malformed[] = {
+        "",
+        "{",
+        "[]",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 300}} x",
+        "{\"a\": 01}",
+        "{\"a\": \"\\x\"}",
+        "{\"a\": tru}",
+        "{\"a\": [1, 2,]}",
+    };
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        ck_assert_msg(qt_data_parse_tokenizer_id(malformed[i], strlen(malformed[i]), "p.json",
+                                                 &id) == QT_ERR_FORMAT,
+                      "'%s' was accepted", malformed[i]);
+        ck_assert_msg(strstr(qt_last_error(), "p.json is not valid JSON"), "%s", qt_last_error());
+        ck_assert_int_eq(id.vocab_size, 0);
+    }
+    static const char *const bad_member[] = {
+        "{\"tokenizer\": 3}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff1234567\", \"vocab_size\": 300}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00FF00FF12345678\", \"vocab_size\": 300}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 256}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 300.5}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\"}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 300}, "
+        "\"tokenizer\": {}}",
+    };
+    for (size_t i = 0; i < sizeof bad_member / sizeof bad_member[0]; i++) {
+        ck_assert_msg(qt_data_parse_tokenizer_id(bad_member[i], strlen(bad_member[i]), "p.json",
+                                                 &id) == QT_ERR_FORMAT,
+                      "'%s' was accepted", bad_member[i]);
+        ck_assert_msg(strstr(qt_last_error(), "\"tokenizer\" member is malformed"), "%s: %s",
+                      bad_member[i], qt_last_error());
+    }
+    // Deep nesting is refused, not recursed into without bound.
+    char deep[400];
+    memset(deep, '[', 200);
+    memset(deep + 200, ']', 200);
+    char doc[512];
+    snprintf(doc, sizeof doc, "{\"a\": %.*s}", 400, deep);
+    ck_assert_int_eq(qt_data_parse_tokenizer_id(doc, strlen(doc), "p.json", &id), QT_ERR_FORMAT);
+    // A directory without prepare.json: unknown, no error.
+    char *dir = qt_test_tmpdir("pj");
+    ck_assert_int_eq(qt_data_tokenizer_id(dir, &id), QT_OK);
+    ck_assert_int_eq(id.vocab_size, 0);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *dataloader_suite(void) {
     Suite *s = suite_create("dataloader");
     TCase *tc = tcase_create("dataloader");
@@ -436,6 +508,7 @@ static Suite *dataloader_suite(void) {
     tcase_add_test(tc, test_tell_seek_resumes);
     tcase_add_test(tc, test_bad_splits);
     tcase_add_test(tc, test_prepare_end_to_end);
+    tcase_add_test(tc, test_prepare_json_tokenizer_id);
     suite_add_tcase(s, tc);
     return s;
 }

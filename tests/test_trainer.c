@@ -262,6 +262,54 @@ START_TEST(test_resume_logs_each_step_once) {
 }
 END_TEST
 
+static void write_prepare_json(const char *dir, const char *fnv) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/prepare.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "{\"tokenizer\": {\"file\": \"tokenizer.bin\", \"fnv1a64\": \"%s\", "
+            "\"vocab_size\": 257}}\n",
+            fnv);
+    fclose(f);
+}
+
+// The checkpoint records the tokenizer of the shards it trained on (prepare.json); a resume on
+// shards whose prepare.json names another is refused unless allowed.
+START_TEST(test_checkpoint_records_tokenizer) {
+    char *dir = qt_test_tmpdir("tokid");
+    qt_test_write_synthetic_shards(dir);
+    write_prepare_json(dir, "0123456789abcdef");
+    qt_config cfg;
+    tiny_config(&cfg, dir);
+    cfg.eval_every = 0;
+    char out[1100], ckpt[1200];
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.bin", out);
+    qt_train_opts o = {.out_dir = out, .stop_at_step = 2, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o) == QT_OK, "%s", qt_last_error());
+    qt_config back;
+    qt_tokenizer_id id;
+    ck_assert_msg(qt_train_state_read_info(ckpt, &back, &id) == QT_OK, "%s", qt_last_error());
+    ck_assert(id.checksum == 0x0123456789abcdefull && id.vocab_size == 257);
+
+    write_prepare_json(dir, "fedcba9876543210");
+    qt_train_opts r = {.out_dir = out, .resume_from = ckpt, .stop_at_step = 3, .quiet = 1};
+    ck_assert_int_eq(qt_train(&cfg, &r), QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "fnv1a64:0123456789abcdef") &&
+                      strstr(qt_last_error(), "fnv1a64:fedcba9876543210") &&
+                      strstr(qt_last_error(), "--allow-tokenizer-mismatch"),
+                  "%s", qt_last_error());
+    r.allow_tokenizer_mismatch = 1;
+    ck_assert_msg(qt_train(&cfg, &r) == QT_OK, "%s", qt_last_error());
+    // The checkpoint now records what it last trained on.
+    ck_assert_msg(qt_train_state_read_info(ckpt, &back, &id) == QT_OK, "%s", qt_last_error());
+    ck_assert(id.checksum == 0xfedcba9876543210ull);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("trainer");
@@ -271,6 +319,7 @@ int main(void) {
     tcase_add_test(tc, test_grad_accum_matches_big_batch);
     tcase_add_test(tc, test_stale_temp_checkpoints_removed);
     tcase_add_test(tc, test_resume_logs_each_step_once);
+    tcase_add_test(tc, test_checkpoint_records_tokenizer);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

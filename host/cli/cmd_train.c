@@ -10,7 +10,8 @@
 
 static const char usage[] =
     "usage: qtrain train [--config FILE] [--set key=value]... [--out DIR]\n"
-    "                    [--resume CKPT] [--stop-at STEP] [--device auto|cpu|cuda] [--quiet]\n"
+    "                    [--resume CKPT [--allow-tokenizer-mismatch]] [--stop-at STEP]\n"
+    "                    [--device auto|cpu|cuda] [--quiet]\n"
     "\n"
     "  --config FILE     config file of `key = value` lines (see configs/); default: the\n"
     "                    built-in defaults (configs/default.conf lists them)\n"
@@ -18,6 +19,9 @@ static const char usage[] =
     "  --out DIR         where config.conf, metrics.jsonl and ckpt.bin go (default: runs/default)\n"
     "  --resume CKPT     continue the run saved in CKPT; its stored config is used, --set may\n"
     "                    still override keys (e.g. train.max_steps)\n"
+    "  --allow-tokenizer-mismatch\n"
+    "                    resume even when data.dir's shards were made by another tokenizer\n"
+    "                    than the checkpoint records (refused by default)\n"
     "  --stop-at STEP    stop (and checkpoint) after STEP optimizer steps, keeping the schedule\n"
     "                    of train.max_steps\n"
     "  --device D        auto (default: CUDA if a device is usable, else the CPU), cpu, cuda\n"
@@ -30,9 +34,10 @@ int qt_cmd_train(int argc, char **argv) {
     const char *config_path = NULL, *out_dir = "runs/default", *resume = NULL, *device = "auto";
     const char *sets[256];
     qt_args_list set_list = {sets, 0, 256};
-    int stop_at = 0, quiet = 0, help = 0;
+    int stop_at = 0, quiet = 0, help = 0, allow_mismatch = 0;
     const qt_arg flags[] = {
         {"quiet", QT_ARG_SWITCH, &quiet, 0, 0},
+        {"allow-tokenizer-mismatch", QT_ARG_SWITCH, &allow_mismatch, 0, 0},
         {"config", QT_ARG_STRING, &config_path, 0, 0},
         {"set", QT_ARG_LIST, &set_list, 0, 0},
         {"out", QT_ARG_STRING, &out_dir, 0, 0},
@@ -63,7 +68,8 @@ int qt_cmd_train(int argc, char **argv) {
                           .resume_from = resume,
                           .stop_at_step = stop_at,
                           .quiet = quiet,
-                          .stop_signal = &stop_signal};
+                          .stop_signal = &stop_signal,
+                          .allow_tokenizer_mismatch = allow_mismatch};
     qt_status st = qt_train(&cfg, &opts);
     qt_backend_free(&be);
     if (st != QT_OK) return qt_cli_fail();

@@ -156,6 +156,7 @@ typedef struct {
     char ckpt_path[1200];
     int *inputs, *targets;
     int stopped_by; // the signal that stopped the loop before train.max_steps, else 0
+    qt_tokenizer_id tokenizer; // recorded in checkpoints: what made the shards trained on
 } trainer;
 
 static qt_status save_checkpoint(trainer *t, int step) {
@@ -165,7 +166,8 @@ static qt_status save_checkpoint(trainer *t, int step) {
                                   pos.index,
                                   t->scaler.scale,
                                   t->scaler.clean_steps,
-                                  (double)t->scaler.skipped};
+                                  (double)t->scaler.skipped,
+                                  t->tokenizer};
     return qt_train_state_save(t->ckpt_path, &t->model, &t->opt, &progress);
 }
 
@@ -340,9 +342,28 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         t.targets = malloc((size_t)B * T * sizeof(int));
         if (!t.inputs || !t.targets) st = qt_error(QT_ERR_OOM, "cannot allocate a batch");
     }
+    // The tokenizer of the shards (unknown for shards made by other tools): recorded in the
+    // checkpoints, and on resume checked against the one the checkpoint records.
+    qt_tokenizer_id data_tok = {0, 0};
+    if (st == QT_OK) st = qt_data_tokenizer_id(cfg->data_dir, &data_tok);
+    t.tokenizer = data_tok;
+    if (st == QT_OK && !data_tok.vocab_size && !opts->resume_from && !opts->quiet)
+        fprintf(stderr,
+                "qtrain: note: no tokenizer is recorded for the shards in %s (no "
+                "prepare.json naming one); the checkpoint will record none\n",
+                cfg->data_dir);
     if (st == QT_OK && opts->resume_from) {
         qt_train_progress progress;
         st = qt_train_state_load(opts->resume_from, &t.model, &t.opt, &progress);
+        if (st == QT_OK) {
+            char what[700], note[2048];
+            snprintf(what, sizeof what, "the shards in %s", cfg->data_dir);
+            st = qt_tokenizer_id_check(progress.tokenizer, opts->resume_from, data_tok, what,
+                                       "resume on the shards the run trained on (data.dir)",
+                                       opts->allow_tokenizer_mismatch, note, sizeof note);
+            if (note[0] && !opts->quiet) fprintf(stderr, "%s\n", note);
+            if (!data_tok.vocab_size) t.tokenizer = progress.tokenizer;
+        }
         if (st == QT_OK)
             st = qt_dataloader_seek(t.train, (qt_data_pos){progress.data_epoch, progress.data_index});
         if (st == QT_OK && t.scaler.enabled && progress.loss_scale > 0) {
