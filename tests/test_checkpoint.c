@@ -262,6 +262,11 @@ START_TEST(test_documented_layout) {
                   (unsigned long long)stored, (unsigned long long)ref);
     // The reference's tail-byte path, on lengths that are not multiples of 8 or 32.
     ck_assert(ref_qtsum64(f, 13) != ref_qtsum64(f, 12));
+    // qt_ckpt_checksum is the same function, at every length (tails of 0..31 bytes).
+    for (size_t len = 0; len < 300 && len <= n; len++)
+        ck_assert_msg(qt_ckpt_checksum(f, len) == ref_qtsum64(f, len),
+                      "qt_ckpt_checksum differs from the documented qtsum64 at %zu bytes", len);
+    ck_assert(qt_ckpt_checksum(f, n - 8) == stored);
     free(f);
     free_set(&s);
     qt_test_rmtree(dir);
