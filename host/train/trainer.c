@@ -155,7 +155,7 @@ typedef struct {
     FILE *metrics;
     char ckpt_path[1200];
     int *inputs, *targets;
-    int stopped_by; // the signal that stopped the loop before train.max_steps, else 0
+    int stopped_by;            // the signal that stopped the loop before its last step, else 0
     qt_tokenizer_id tokenizer; // recorded in checkpoints: what made the shards trained on
 } trainer;
 
@@ -260,7 +260,7 @@ static qt_status train_loop(trainer *t, int start_step) {
         int ckpt_due = (cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || last;
         if (ckpt_due) QT_TRY(save_checkpoint(t, step));
     }
-    if (stopping && step < cfg->max_steps) {
+    if (stopping && step < end_step) {
         t->stopped_by = stopping;
         if (!t->opts->quiet)
             fprintf(stderr, "qtrain: stopped by %s after step %d; checkpoint %s\n",

@@ -23,7 +23,7 @@ typedef struct {
     int stop_at_step;        // stop (and checkpoint) once this many steps are done; 0: off
     int quiet;               // no progress lines on stderr
     int *stop_signal;        // out, optional: SIGINT or SIGTERM when a signal stopped the run
-                             // before train.max_steps (after its checkpoint), else 0
+                             // before its last step (after its checkpoint), else 0
     int allow_tokenizer_mismatch; // resume even when data.dir's shards were made by another
                                   // tokenizer than the checkpoint's (refused by default)
 } qt_train_opts;
