@@ -2,13 +2,23 @@
 # Installs what qtrain needs to build, test and run on Debian/Ubuntu (run as root).
 #   build: cmake, gcc/g++, make, pkg-config; OpenBLAS (OpenMP build); Check for the tests
 #   data:  bible-kjv, the default corpus (the King James Bible, offline)
-# With --tests (scripts/test.sh) also what only some tests need, best effort: where it cannot
-# be installed, those tests report themselves skipped with the reason.
+# With --tests (scripts/test.sh) also what only some tests need, best effort for Python: where it
+# cannot be installed, those tests report themselves skipped with the reason.
+#   fuzz:   clang and its sanitizer/libFuzzer runtime, for the fuzz targets (tests/fuzz, CTest
+#           label fuzz): libclang-rt-dev where the release has it, else libclang-rt-14-dev
 #   python: torch, numpy, transformers (the Hugging Face export round trip)
 set -euo pipefail
 with_tests=0
 [ "${1:-}" = "--tests" ] && with_tests=1
 pkgs=(cmake gcc g++ make pkg-config libopenblas-openmp-dev check bible-kjv)
+if [ "$with_tests" = 1 ]; then
+  pkgs+=(clang)
+  if apt-cache show libclang-rt-dev >/dev/null 2>&1; then
+    pkgs+=(libclang-rt-dev)
+  else
+    pkgs+=(libclang-rt-14-dev)
+  fi
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

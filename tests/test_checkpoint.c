@@ -11,11 +11,14 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "host/io/file.h"
 #include "qtrain/data.h"
+#include "qtrain/trainer.h"
 #include "testutil.h"
 
 // ---------------------------------------------------------------------------------------
@@ -259,6 +262,11 @@ START_TEST(test_documented_layout) {
                   (unsigned long long)stored, (unsigned long long)ref);
     // The reference's tail-byte path, on lengths that are not multiples of 8 or 32.
     ck_assert(ref_qtsum64(f, 13) != ref_qtsum64(f, 12));
+    // qt_ckpt_checksum is the same function, at every length (tails of 0..31 bytes).
+    for (size_t len = 0; len < 300 && len <= n; len++)
+        ck_assert_msg(qt_ckpt_checksum(f, len) == ref_qtsum64(f, len),
+                      "qt_ckpt_checksum differs from the documented qtsum64 at %zu bytes", len);
+    ck_assert(qt_ckpt_checksum(f, n - 8) == stored);
     free(f);
     free_set(&s);
     qt_test_rmtree(dir);
@@ -527,7 +535,7 @@ START_TEST(test_io_files) {
     ck_assert_ptr_null(data);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "more than the largest valid file (9)"));
     ck_assert_int_eq(qt_io_read_file(dir, "test file", NULL, 100, &data, &len), QT_ERR_IO);
-    ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not a regular file"));
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "is a directory, not a file"));
     char *missing = join(dir, "missing.bin");
     ck_assert_int_eq(qt_io_read_file(missing, "tokenizer", "create it", 100, &data, &len),
                      QT_ERR_IO);
@@ -553,7 +561,150 @@ START_TEST(test_io_files) {
     ck_assert_int_eq(qt_io_make_dirs(file, 0755, "test dir"), QT_ERR_IO);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not a directory"));
     ck_assert_int_eq(qt_io_sync_parent_dir(file), 0);
+
+    // mkdir -p that says what it created, and its undo: only the directories it made, and
+    // only while empty.
+    char *fresh = join(dir, "f/g/h"), *top = join(dir, "f"), *made = NULL;
+    ck_assert_msg(qt_io_check_dir_creatable(fresh, "test dir") == QT_OK, "%s", qt_last_error());
+    ck_assert_int_eq(qt_io_make_dirs_created(fresh, 0755, "test dir", &made), QT_OK);
+    ck_assert_str_eq(made, top);
+    char *made2 = (char *)1;
+    ck_assert_int_eq(qt_io_make_dirs_created(fresh, 0755, "test dir", &made2), QT_OK);
+    ck_assert_ptr_null(made2); // it existed
+    qt_io_remove_created_dirs(fresh, made);
+    ck_assert_msg(access(top, F_OK) != 0, "%s was not removed", top);
+    ck_assert(stat(dir, &sb) == 0); // above `created`: kept
+    free(made);
+    ck_assert_int_eq(qt_io_make_dirs_created(fresh, 0755, "test dir", &made), QT_OK);
+    char *keep = join(dir, "f/g/keep.txt");
+    write_bytes(keep, (const unsigned char *)"x", 1);
+    qt_io_remove_created_dirs(fresh, made);
+    ck_assert_msg(access(keep, F_OK) == 0 && access(fresh, F_OK) != 0,
+                  "the undo removed a directory holding a file, or kept an empty one");
+    free(made);
+    ck_assert_int_eq(qt_io_make_dirs_created(under_file, 0755, "test dir", &made), QT_ERR_IO);
+    ck_assert_ptr_null(made);
+    // Early refusals: under a file, or under a directory without write permission.
+    ck_assert_int_eq(qt_io_check_dir_creatable(under_file, "test dir"), QT_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not a directory"));
+    char *ro = join(dir, "ro"), *ro_sub = join(dir, "ro/x/y");
+    ck_assert_int_eq(mkdir(ro, 0555), 0);
+    if (access(ro, W_OK) != 0) { // root writes anywhere: the check is then moot
+        ck_assert_int_eq(qt_io_check_dir_creatable(ro_sub, "test dir"), QT_ERR_IO);
+        ck_assert_ptr_nonnull(strstr(qt_last_error(), "is not writable"));
+    }
+    ck_assert_int_eq(chmod(ro, 0755), 0);
+    QT_TEST_FREE_ALL(fresh, top, keep, ro, ro_sub);
     QT_TEST_FREE_ALL(file, missing, empty, nested, under_file);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+// The config stored in a training checkpoint reads back as the config that was written, through
+// the config module's parser: a '#' inside a quoted data.dir is data, not a comment, and a line
+// of any length is read whole (a data.dir of quotes and backslashes doubles when escaped).
+START_TEST(test_stored_config_round_trip) {
+    char *dir = qt_test_tmpdir("ckpt");
+    char *path = join(dir, "ckpt.bin");
+    char long_dir[511];
+    for (size_t i = 0; i + 1 < sizeof long_dir; i++)
+        long_dir[i] = "\"\\"[i % 2];
+    long_dir[sizeof long_dir - 1] = '\0';
+    const char *dirs[] = {"/data/run#1", "data # with spaces ", "\"quoted\"", long_dir};
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        qt_config want, got;
+        qt_config_defaults(&want);
+        want.n_layer = 3;
+        memset(want.data_dir, 0, sizeof want.data_dir);
+        snprintf(want.data_dir, sizeof want.data_dir, "%s", dirs[d]);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(qt_config_write(&want, f), QT_OK);
+        fclose(f);
+        uint64_t meta[4] = {1, 0, 0, 0};
+        qt_ckpt_entry e[2] = {{"qtrain.meta", QT_CKPT_U64, 1, {4}, meta},
+                              {"qtrain.config", QT_CKPT_U8, 1, {(int64_t)len}, text}};
+        ck_assert_msg(qt_ckpt_write(path, e, 2) == QT_OK, "%s", qt_last_error());
+        free(text);
+        ck_assert_msg(qt_train_state_read_config(path, &got) == QT_OK,
+                      "data.dir '%.40s...' (%zu bytes): %s", dirs[d], strlen(dirs[d]),
+                      qt_last_error());
+        ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
+                      "data.dir '%.40s...': the stored config read back differently ('%.40s...')",
+                      dirs[d], got.data_dir);
+    }
+    qt_test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+END_TEST
+
+// The pid of a process that has exited (and been reaped): no live process has it.
+static pid_t dead_pid(void) {
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) _exit(0);
+    ck_assert(waitpid(pid, NULL, 0) == pid);
+    return pid;
+}
+
+// Temporary files of atomic writes (`<name>.tmp.<pid>`) whose writer died are removed; those of
+// live processes (this one, a running child) and those still locked are kept, as is anything
+// not named like one or not a regular file.
+START_TEST(test_stale_temps_removed) {
+    char *dir = qt_test_tmpdir("stale");
+    pid_t dead = dead_pid(), dead2 = dead_pid();
+    pid_t child = fork();
+    ck_assert(child >= 0);
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    char name[256];
+    snprintf(name, sizeof name, "ckpt.bin.tmp.%d", (int)dead);
+    char *stale = join(dir, name);
+    snprintf(name, sizeof name, "train_000.bin.tmp.%d", (int)dead);
+    char *stale2 = join(dir, name);
+    snprintf(name, sizeof name, "ckpt.bin.tmp.%d", (int)getpid());
+    char *mine = join(dir, name);
+    snprintf(name, sizeof name, "ckpt.bin.tmp.%d", (int)child);
+    char *live = join(dir, name);
+    snprintf(name, sizeof name, "locked.bin.tmp.%d", (int)dead2);
+    char *locked = join(dir, name);
+    snprintf(name, sizeof name, "dir.tmp.%d", (int)dead);
+    char *subdir = join(dir, name);
+    char *other = join(dir, "notes.tmp.12ab"), *plain = join(dir, "ckpt.bin");
+    char *empty_pid = join(dir, "x.tmp."), *zero = join(dir, "x.tmp.0");
+    const char *files[] = {stale, stale2, mine, live, locked, other, plain, empty_pid, zero};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        write_bytes(files[i], (const unsigned char *)"0123456789", 10);
+    ck_assert_int_eq(mkdir(subdir, 0755), 0);
+    // A writer that is alive, whatever its pid says: it holds the file's lock.
+    int fd = open(locked, O_RDONLY);
+    ck_assert(fd >= 0 && flock(fd, LOCK_EX) == 0);
+
+    int removed = -1;
+    uint64_t bytes = 0;
+    ck_assert_msg(qt_io_remove_stale_temps(dir, &removed, &bytes) == QT_OK, "%s", qt_last_error());
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(fd);
+    ck_assert_int_eq(removed, 2);
+    ck_assert_uint_eq(bytes, 20);
+    ck_assert_msg(access(stale, F_OK) != 0 && access(stale2, F_OK) != 0,
+                  "a dead writer's temporary file was kept");
+    const char *kept[] = {mine, live, locked, other, plain, empty_pid, zero, subdir};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        ck_assert_msg(access(kept[i], F_OK) == 0, "%s was removed", kept[i]);
+    // A missing directory is not an error: nothing to clean.
+    char *missing = join(dir, "missing");
+    ck_assert_int_eq(qt_io_remove_stale_temps(missing, &removed, &bytes), QT_OK);
+    ck_assert_int_eq(removed, 0);
+    QT_TEST_FREE_ALL(stale, stale2, mine, live, locked, subdir, other, plain, empty_pid, zero,
+                     missing);
     qt_test_rmtree(dir);
     free(dir);
 }
@@ -571,6 +722,8 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_failed_writes_leave_nothing);
     tcase_add_test(tc, test_get_checks);
+    tcase_add_test(tc, test_stored_config_round_trip);
+    tcase_add_test(tc, test_stale_temps_removed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qtrain/data.h"
@@ -13,14 +15,15 @@
 
 static char *workdir;
 
-// Runs `qtrain ARGS` with stdout and stderr captured; returns the exit code.
-static int run_qtrain(const char *args, char *err, size_t err_len) {
+// Runs `qtrain ARGS` with stdout and stderr captured, after the shell commands `prefix` (e.g.
+// a ulimit); returns the exit code.
+static int run_qtrain_after(const char *prefix, const char *args, char *err, size_t err_len) {
     const char *bin = getenv("QT_BINARY_DIR");
     ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
-    char cmd[4096], errpath[1024];
+    char cmd[8192], errpath[1024];
     snprintf(errpath, sizeof errpath, "%s/stderr.txt", workdir);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/qtrain' %s >'%s/stdout.txt' 2>'%s'", workdir, bin,
-             args, workdir, errpath);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/qtrain' %s >'%s/stdout.txt' 2>'%s'", workdir,
+             prefix, bin, args, workdir, errpath);
     int status = system(cmd);
     ck_assert(status != -1 && WIFEXITED(status));
     FILE *f = fopen(errpath, "r");
@@ -31,11 +34,15 @@ static int run_qtrain(const char *args, char *err, size_t err_len) {
     return WEXITSTATUS(status);
 }
 
+static int run_qtrain(const char *args, char *err, size_t err_len) {
+    return run_qtrain_after("", args, err, err_len);
+}
+
 // Asserts a failed run ended with exactly one error line containing `needle`. Lines before it
 // may only be qtrain's notes (e.g. which backend --device auto chose), never another error.
-static void expect_error(const char *args, const char *needle) {
+static void expect_error_after(const char *prefix, const char *args, const char *needle) {
     char err[8192];
-    int rc = run_qtrain(args, err, sizeof err);
+    int rc = run_qtrain_after(prefix, args, err, sizeof err);
     ck_assert_msg(rc != 0, "qtrain %s: exit 0, expected failure", args);
     size_t len = strlen(err);
     ck_assert_msg(len > 0 && err[len - 1] == '\n', "qtrain %s: stderr '%s'", args, err);
@@ -49,6 +56,10 @@ static void expect_error(const char *args, const char *needle) {
     for (char *line = err; line < last; line = strchr(line, '\n') + 1)
         ck_assert_msg(strncmp(line, "qtrain: ", 8) == 0, "qtrain %s: stray stderr '%s'", args, err);
     ck_assert_msg(strstr(last, needle) != NULL, "qtrain %s: '%s' lacks '%s'", args, last, needle);
+}
+
+static void expect_error(const char *args, const char *needle) {
+    expect_error_after("", args, needle);
 }
 
 static void write_text_corpus(const char *path) {
@@ -127,6 +138,12 @@ START_TEST(test_bad_config_values) {
     expect_error("train --device tpu", "--device tpu");
     snprintf(args, sizeof args, "train %s --set train.precision=fp16 --device cpu --out bad", tiny);
     expect_error(args, "train.precision");
+    // An impossible vocabulary: prepare fails (after its progress lines), leaving no --out
+    // directory.
+    char err[8192];
+    ck_assert(run_qtrain("prepare --input corpus.txt --out bad/data --vocab-size 60000", err,
+                         sizeof err) != 0);
+    ck_assert_msg(strstr(err, "qtrain: error: ") && strstr(err, "60000"), "stderr: %s", err);
     // Nothing was created for the rejected runs.
     char path[1024];
     struct stat sb;
@@ -179,6 +196,164 @@ START_TEST(test_bad_checkpoints) {
 }
 END_TEST
 
+// A '#' in a quoted value of the stored config: the run trains, then its checkpoint loads for
+// eval, sample and resume (the stored config goes through the config module's parser).
+START_TEST(test_hash_in_data_dir) {
+    char cmd[4096], args[4096], err[8192];
+    snprintf(cmd, sizeof cmd, "cp -r '%s/data' '%s/data#1'", workdir, workdir);
+    ck_assert(system(cmd) == 0);
+    snprintf(args, sizeof args, "train %s --set 'data.dir=data#1' --out hashrun --quiet", tiny);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(run_qtrain("eval --ckpt hashrun/ckpt.bin --batches 1", err, sizeof err) == 0,
+                  "eval: %s", err);
+    ck_assert_msg(run_qtrain("sample --ckpt hashrun/ckpt.bin --tokens 3", err, sizeof err) == 0,
+                  "sample: %s", err);
+    ck_assert_msg(run_qtrain("train --resume hashrun/ckpt.bin --set train.max_steps=4 --out "
+                             "hashrun --quiet",
+                             err, sizeof err) == 0,
+                  "resume: %s", err);
+}
+END_TEST
+
+// Starts `qtrain ARGS` in workdir (stdout, stderr to files) without waiting; returns its pid.
+static pid_t spawn_qtrain(const char *args) {
+    const char *bin = getenv("QT_BINARY_DIR");
+    ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s/qtrain' %s >'%s/stdout.txt' 2>'%s/stderr.txt'",
+             workdir, bin, args, workdir, workdir);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+// Waits (up to 60 s) until `path` holds `needle`.
+static int wait_for_text(const char *path, const char *needle) {
+    for (int i = 0; i < 6000; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char buf[65536];
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+            if (strstr(buf, needle)) return 1;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+// SIGINT and SIGTERM stop a run after its step and checkpoint, with the shell's exit codes for
+// those signals (130, 143) rather than the 0 of a finished run; the checkpoint then loads.
+START_TEST(test_signal_exit_codes) {
+    const int sigs[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        char args[4096], metrics[1024], err[8192];
+        snprintf(args, sizeof args,
+                 "train %s --set train.max_steps=1000000 --set train.log_every=1 --out sig%d", tiny,
+                 i);
+        snprintf(metrics, sizeof metrics, "%s/sig%d/metrics.jsonl", workdir, i);
+        pid_t pid = spawn_qtrain(args);
+        int started = wait_for_text(metrics, "\"type\":\"train\"");
+        kill(pid, sigs[i]);
+        int status = 0;
+        ck_assert(waitpid(pid, &status, 0) == pid);
+        ck_assert_msg(started, "signal %d: no training line within 60 s", sigs[i]);
+        ck_assert_msg(WIFEXITED(status), "signal %d: qtrain did not exit (killed by %d)", sigs[i],
+                      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        ck_assert_msg(WEXITSTATUS(status) == 128 + sigs[i], "signal %d: exit %d, want %d", sigs[i],
+                      WEXITSTATUS(status), 128 + sigs[i]);
+        snprintf(args, sizeof args, "eval --ckpt sig%d/ckpt.bin --batches 1", i);
+        ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "signal %d: eval: %s", sigs[i], err);
+    }
+}
+END_TEST
+
+// An allocation that fails names the config key that drives its size: the activations grow with
+// train.batch_size (x train.seq_len), the parameters with model.d_model and friends. Memory is
+// capped with ulimit -v, so the failure is the same on any machine.
+START_TEST(test_out_of_memory_names_key) {
+    const char *cap = "ulimit -v 3000000 &&"; // 3 GB of address space
+    char args[4096];
+    // --device cpu: a CUDA driver reserves more address space than the cap allows.
+    snprintf(args, sizeof args,
+             "train %s --set train.batch_size=1000000 --device cpu --out oom --quiet", tiny);
+    expect_error_after(cap, args, "lower train.batch_size");
+    snprintf(args, sizeof args,
+             "train %s --set model.d_model=16384 --set model.d_ff=65536 --device cpu --out oom "
+             "--quiet",
+             tiny);
+    expect_error_after(cap, args, "model.d_model");
+    struct stat sb;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/oom", workdir);
+    ck_assert_msg(stat(path, &sb) != 0, "a rejected run left %s behind", path);
+}
+END_TEST
+
+static long file_size(const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", workdir, name);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+// The checkpoint records which tokenizer made its training shards: eval on shards of another
+// tokenizer, sample with another tokenizer and resume on other shards are refused, naming both
+// identities and the override flag; where nothing is recorded the check is skipped, said in a
+// note; and sampling with a smaller tokenizer never drops a drawn token.
+START_TEST(test_tokenizer_identity) {
+    char err[8192], args[4096];
+    ck_assert(run_qtrain("prepare --input corpus.txt --out data2 --vocab-size 280 "
+                         "--val-fraction 0.2",
+                         err, sizeof err) == 0);
+    ck_assert(run_qtrain("prepare --input corpus.txt --out small --vocab-size 257 "
+                         "--val-fraction 0.2",
+                         err, sizeof err) == 0);
+    expect_error("eval --ckpt run/ckpt.bin --data data2 --batches 1", "--allow-tokenizer-mismatch");
+    expect_error("eval --ckpt run/ckpt.bin --data data2 --batches 1", "(280 tokens)");
+    expect_error("eval --ckpt run/ckpt.bin --data data2 --batches 1", "(300 tokens)");
+    ck_assert_msg(run_qtrain("eval --ckpt run/ckpt.bin --data data2 --batches 1 "
+                             "--allow-tokenizer-mismatch",
+                             err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_msg(strstr(err, "qtrain: note: tokenizer mismatch allowed"), "stderr: %s", err);
+    expect_error("sample --ckpt run/ckpt.bin --tokenizer data2/tokenizer.bin --tokens 3",
+                 "tokenizer mismatch: run/ckpt.bin was trained with fnv1a64:");
+    snprintf(args, sizeof args,
+             "train --resume run/ckpt.bin --set data.dir=data2 "
+             "--set train.max_steps=4 --out resumed --quiet");
+    expect_error(args, "--allow-tokenizer-mismatch");
+    // The run's own data and tokenizer pass without a note.
+    ck_assert(run_qtrain("eval --ckpt run/ckpt.bin --batches 1", err, sizeof err) == 0);
+    ck_assert_msg(strstr(err, "tokenizer") == NULL, "stderr: %s", err);
+    // Shards made by another tool (no prepare.json): evaluated, with a note.
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && cp -r data other && rm other/prepare.json", workdir);
+    ck_assert(system(cmd) == 0);
+    ck_assert_msg(
+        run_qtrain("eval --ckpt run/ckpt.bin --data other --batches 1", err, sizeof err) == 0, "%s",
+        err);
+    ck_assert_msg(strstr(err, "cannot be checked"), "stderr: %s", err);
+    // A 257-token tokenizer for a 300-token model: 200 tokens drawn at temperature 100 over the
+    // whole vocabulary, each decodes to at least one byte, so the output holds >= 200 bytes
+    // after the prompt (tokens 257..299 were silently dropped before).
+    ck_assert_msg(run_qtrain("sample --ckpt run/ckpt.bin --tokenizer small/tokenizer.bin "
+                             "--allow-tokenizer-mismatch --prompt x --tokens 200 "
+                             "--temperature 100 --top-k 0",
+                             err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_msg(strstr(err, "drawing only among the tokenizer's 257"), "stderr: %s", err);
+    long out = file_size("stdout.txt");
+    ck_assert_msg(out >= 1 + 200 + 1, "sample printed %ld bytes for 200 tokens", out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -188,6 +363,10 @@ int main(void) {
     tcase_add_test(tc, test_bad_config_values);
     tcase_add_test(tc, test_truncated_shard);
     tcase_add_test(tc, test_bad_checkpoints);
+    tcase_add_test(tc, test_hash_in_data_dir);
+    tcase_add_test(tc, test_signal_exit_codes);
+    tcase_add_test(tc, test_out_of_memory_names_key);
+    tcase_add_test(tc, test_tokenizer_identity);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

@@ -657,6 +657,60 @@ START_TEST(test_names) {
 }
 END_TEST
 
+// qt_config_parse, the one parser of config text (files and checkpoints' stored configs):
+// comments respect quotes, lines of any length, errors name source:line, and a failed parse
+// leaves the config unchanged.
+START_TEST(test_parse_text) {
+    qt_config cfg, before;
+    qt_config_defaults(&cfg);
+    const char text[] = "model.n_layer = 5 # five\r\n"
+                        "data.dir = \"/data/run#1\" # the '#' inside the quotes is kept\n"
+                        "\n"
+                        "train.seed = 9"; // no final newline
+    ck_assert_msg(qt_config_parse(&cfg, text, strlen(text), "mem") == QT_OK, "%s", qt_last_error());
+    ck_assert_int_eq(cfg.n_layer, 5);
+    ck_assert_str_eq(cfg.data_dir, "/data/run#1");
+    ck_assert(cfg.seed == 9);
+
+    // A line of ~1100 bytes: data.dir of 500 escaped quotes.
+    size_t cap = 2000, n = 0;
+    char *big = malloc(cap);
+    ck_assert_ptr_nonnull(big);
+    n += (size_t)snprintf(big, cap, "data.dir = \"");
+    for (int i = 0; i < 500; i++) {
+        big[n++] = '\\';
+        big[n++] = '"';
+    }
+    n += (size_t)snprintf(big + n, cap - n, "x\"   # and a comment with \" a quote\n");
+    qt_config_defaults(&cfg);
+    ck_assert_msg(qt_config_parse(&cfg, big, n, "mem") == QT_OK, "%s", qt_last_error());
+    ck_assert_uint_eq(strlen(cfg.data_dir), 501);
+    ck_assert(cfg.data_dir[0] == '"' && cfg.data_dir[499] == '"' && cfg.data_dir[500] == 'x');
+    free(big);
+
+    // Errors: source and line named, config unchanged (line 1 was good but is not applied).
+    qt_config_defaults(&cfg);
+    before = cfg;
+    const char bad[] = "model.n_layer = 2\nmodel.d_model = 12x\n";
+    ck_assert_int_eq(qt_config_parse(&cfg, bad, strlen(bad), "run/ckpt.bin (stored config)"),
+                     QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "run/ckpt.bin (stored config):2: model.d_model = 12x"),
+                  "message: %s", qt_last_error());
+    ck_assert_msg(memcmp(&cfg, &before, sizeof cfg) == 0, "a failed parse changed the config");
+    const char nul[] = "model.n_layer = 2\nmodel.d_model\0 = 12\n";
+    ck_assert_int_eq(qt_config_parse(&cfg, nul, sizeof nul - 1, "nul"), QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "nul:2") && strstr(qt_last_error(), "NUL"), "message: %s",
+                  qt_last_error());
+    ck_assert_msg(memcmp(&cfg, &before, sizeof cfg) == 0, "a failed parse changed the config");
+    const char unclosed[] = "data.dir = \"a#b\n";
+    ck_assert_int_eq(qt_config_parse(&cfg, unclosed, strlen(unclosed), "u"), QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "closing quote"), "message: %s", qt_last_error());
+    // The empty text changes nothing.
+    ck_assert_int_eq(qt_config_parse(&cfg, "", 0, "empty"), QT_OK);
+    ck_assert_msg(memcmp(&cfg, &before, sizeof cfg) == 0, "an empty text changed the config");
+}
+END_TEST
+
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -671,6 +725,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_gamma);
     tcase_add_test(tc, test_presets);
     tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_parse_text);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -197,6 +197,10 @@ START_TEST(test_tell_seek_resumes) {
         // A position beyond the split is refused.
         qt_data_pos bad = {0, W};
         ck_assert_int_eq(qt_dataloader_seek(b, bad), QT_ERR_ARG);
+        // ... naming the config keys that change the windows (there is no --seq-len flag).
+        ck_assert_msg(strstr(qt_last_error(), "train.seq_len") &&
+                          strstr(qt_last_error(), "data.dir") && !strstr(qt_last_error(), "--"),
+                      "%s", qt_last_error());
         free(want);
         qt_dataloader_free(a);
         qt_dataloader_free(b);
@@ -247,6 +251,14 @@ START_TEST(test_bad_splits) {
     ck_assert_int_eq(truncate(path, 1024 + 2 * 3000 - 1), 0);
     ck_assert_int_eq(qt_dataloader_open(&dl, dir, "train", 2, 8, 6000, 1, 0), QT_ERR_FORMAT);
     ck_assert_msg(strstr(qt_last_error(), "train_001.bin") != NULL, "%s", qt_last_error());
+
+    // A directory named like a shard is named as a directory.
+    ck_assert_int_eq(truncate(path, 1024 + 2 * 3000), 0);
+    snprintf(path, sizeof path, "%s/train_002.bin", dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    ck_assert_int_eq(qt_dataloader_open(&dl, dir, "train", 2, 8, 6000, 1, 0), QT_ERR_IO);
+    ck_assert_msg(strstr(qt_last_error(), "train_002.bin is a directory") != NULL, "%s",
+                  qt_last_error());
 
     // Bad arguments.
     ck_assert_int_eq(qt_dataloader_open(&dl, dir, "val", 0, 8, 4096, 1, 0), QT_ERR_ARG);
@@ -372,6 +384,13 @@ START_TEST(test_prepare_end_to_end) {
     snprintf(want, sizeof want, "\"val_unigram_entropy_nats\": %.6f", st.val_unigram_entropy);
     ck_assert_msg(strstr(json, want) != NULL, "prepare.json lacks %s:\n%s", want, json);
     free(json);
+    // ... and the identity of the tokenizer that made the shards, which reads back.
+    qt_tokenizer_id recorded, made = qt_tokenizer_identity(tok);
+    ck_assert_msg(qt_data_tokenizer_id(out, &recorded) == QT_OK, "%s", qt_last_error());
+    ck_assert_msg(recorded.checksum == made.checksum && recorded.vocab_size == V,
+                  "prepare.json records %016llx/%d, the tokenizer is %016llx/%d",
+                  (unsigned long long)recorded.checksum, recorded.vocab_size,
+                  (unsigned long long)made.checksum, made.vocab_size);
 
     // The loader reads what prepare wrote, with the tokenizer's vocabulary.
     qt_dataloader *dl = NULL;
@@ -394,10 +413,87 @@ START_TEST(test_prepare_end_to_end) {
     fclose(f);
     ck_assert_int_eq(qt_prepare(path, out, 300, 0.1, 0), QT_ERR_ARG);
 
+    // A failed prepare leaves nothing behind: not the --out directory it would have created
+    // (nor its missing parents), and an existing one keeps its files.
+    char fresh[2048], top[2048];
+    snprintf(top, sizeof top, "%s/fresh", dir);
+    snprintf(fresh, sizeof fresh, "%s/fresh/a/b", dir);
+    ck_assert_int_eq(qt_prepare(text_path, fresh, 60000, 0.1, 0), QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "60000") != NULL, "%s", qt_last_error());
+    ck_assert_msg(access(top, F_OK) != 0, "a failed prepare left %s behind", top);
+    ck_assert_int_eq(qt_prepare(text_path, out, 60000, 0.1, 0), QT_ERR_ARG);
+    snprintf(path, sizeof path, "%s/tokenizer.bin", out);
+    ck_assert_msg(access(path, F_OK) == 0, "a failed prepare removed %s", path);
+
     free(train);
     free(val);
     qt_tokenizer_free(tok);
     free(text);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+// prepare.json's tokenizer identity: read when present, unknown (vocab_size 0) when the file or
+// the member is absent (shards of other tools, older qtrain), an error naming the file when
+// the JSON or the member is malformed.
+START_TEST(test_prepare_json_tokenizer_id) {
+    qt_tokenizer_id id;
+    const char good[] = "{\n  \"input\": \"a \\\"tokenizer\\\": {}\",\n  \"vocab_size\": 300,\n"
+                        "  \"tokenizer\": {\"file\": \"tokenizer.bin\", \"fnv1a64\": "
+                        "\"00ff00ff12345678\", \"vocab_size\": 300, \"extra\": [1, {\"a\": null}]},"
+                        "\n  \"val_unigram_entropy_nats\": -1.5e-3\n}\n";
+    ck_assert_msg(qt_data_parse_tokenizer_id(good, strlen(good), "p.json", &id) == QT_OK, "%s",
+                  qt_last_error());
+    ck_assert(id.checksum == 0x00ff00ff12345678ull && id.vocab_size == 300);
+    const char older[] = "{\"input\": \"x\", \"vocab_size\": 300, \"train_shards\": 1}";
+    ck_assert_int_eq(qt_data_parse_tokenizer_id(older, strlen(older), "p.json", &id), QT_OK);
+    ck_assert_int_eq(id.vocab_size, 0);
+    static const char *const malformed[] = {
+        "",
+        "{",
+        "[]",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 300}} x",
+        "{\"a\": 01}",
+        "{\"a\": \"\\x\"}",
+        "{\"a\": tru}",
+        "{\"a\": [1, 2,]}",
+    };
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        ck_assert_msg(qt_data_parse_tokenizer_id(malformed[i], strlen(malformed[i]), "p.json",
+                                                 &id) == QT_ERR_FORMAT,
+                      "'%s' was accepted", malformed[i]);
+        ck_assert_msg(strstr(qt_last_error(), "p.json is not valid JSON"), "%s", qt_last_error());
+        ck_assert_int_eq(id.vocab_size, 0);
+    }
+    static const char *const bad_member[] = {
+        "{\"tokenizer\": 3}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff1234567\", \"vocab_size\": 300}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00FF00FF12345678\", \"vocab_size\": 300}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 256}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 300.5}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\"}}",
+        "{\"tokenizer\": {\"fnv1a64\": \"00ff00ff12345678\", \"vocab_size\": 300}, "
+        "\"tokenizer\": {}}",
+    };
+    for (size_t i = 0; i < sizeof bad_member / sizeof bad_member[0]; i++) {
+        ck_assert_msg(qt_data_parse_tokenizer_id(bad_member[i], strlen(bad_member[i]), "p.json",
+                                                 &id) == QT_ERR_FORMAT,
+                      "'%s' was accepted", bad_member[i]);
+        ck_assert_msg(strstr(qt_last_error(), "\"tokenizer\" member is malformed"), "%s: %s",
+                      bad_member[i], qt_last_error());
+    }
+    // Deep nesting is refused, not recursed into without bound.
+    char deep[400];
+    memset(deep, '[', 200);
+    memset(deep + 200, ']', 200);
+    char doc[512];
+    snprintf(doc, sizeof doc, "{\"a\": %.*s}", 400, deep);
+    ck_assert_int_eq(qt_data_parse_tokenizer_id(doc, strlen(doc), "p.json", &id), QT_ERR_FORMAT);
+    // A directory without prepare.json: unknown, no error.
+    char *dir = qt_test_tmpdir("pj");
+    ck_assert_int_eq(qt_data_tokenizer_id(dir, &id), QT_OK);
+    ck_assert_int_eq(id.vocab_size, 0);
     qt_test_rmtree(dir);
     free(dir);
 }
@@ -412,6 +508,7 @@ static Suite *dataloader_suite(void) {
     tcase_add_test(tc, test_tell_seek_resumes);
     tcase_add_test(tc, test_bad_splits);
     tcase_add_test(tc, test_prepare_end_to_end);
+    tcase_add_test(tc, test_prepare_json_tokenizer_id);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -159,6 +159,11 @@ START_TEST(test_bad_files) {
     copy[11] = 0x80;
     spit(bad, copy, flen);
     expect_read_error(bad, QT_ERR_FORMAT, NULL, "negative count");
+    // A directory named like a shard: the message says what it is.
+    snprintf(bad, sizeof bad, "%s/train_000.bin", dir);
+    ck_assert_int_eq(mkdir(bad, 0755), 0);
+    const char *is_dir[] = {"is a directory", NULL};
+    expect_read_error(bad, QT_ERR_IO, is_dir, "a directory");
     // Missing file.
     snprintf(bad, sizeof bad, "%s/missing.bin", dir);
     expect_read_error(bad, QT_ERR_IO, NULL, "missing file");

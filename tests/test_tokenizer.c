@@ -460,6 +460,59 @@ START_TEST(test_save_load) {
     ck_assert_uint_eq(flen, 24 + 4 * (600 - 256) + 8);
     ck_assert(memcmp(file, "QTBPETOK", 8) == 0);
 
+    // The identity is the checksum the file ends with, and the vocabulary size; it survives
+    // save/load and differs for another tokenizer of the same size.
+    qt_tokenizer_id id = qt_tokenizer_identity(tok);
+    uint64_t tail = 0;
+    for (int i = 0; i < 8; i++)
+        tail |= (uint64_t)file[flen - 8 + i] << (8 * i);
+    ck_assert_msg(id.checksum == tail && id.vocab_size == 600, "identity %016llx/%d, file %016llx",
+                  (unsigned long long)id.checksum, id.vocab_size, (unsigned long long)tail);
+    qt_tokenizer_id id_back = qt_tokenizer_identity(back);
+    ck_assert(id_back.checksum == id.checksum && id_back.vocab_size == 600);
+    size_t len2;
+    uint8_t *text2 = make_text(30000, 3, &len2);
+    qt_tokenizer *other = NULL;
+    ck_assert_int_eq(qt_tokenizer_train(&other, text2, len2, 600, NULL, NULL), QT_OK);
+    qt_tokenizer_id id_other = qt_tokenizer_identity(other);
+    ck_assert(id_other.checksum != id.checksum);
+    char shown[64], want[64];
+    qt_tokenizer_id_format(id, shown, sizeof shown);
+    snprintf(want, sizeof want, "fnv1a64:%016llx (600 tokens)", (unsigned long long)tail);
+    ck_assert_str_eq(shown, want);
+    // The check: a match passes silently; a mismatch names both identities, the fix and the
+    // flag, unless allowed; an unknown side is a note, not an error.
+    char note[512];
+    ck_assert_int_eq(qt_tokenizer_id_check(id, "run/ckpt.bin", id_back, "the shards in d", "fix", 0,
+                                           note, sizeof note),
+                     QT_OK);
+    ck_assert_str_eq(note, "");
+    ck_assert_int_eq(qt_tokenizer_id_check(id, "run/ckpt.bin", id_other, "the shards in d",
+                                           "use the run's data", 0, note, sizeof note),
+                     QT_ERR_ARG);
+    char other_s[64];
+    qt_tokenizer_id_format(id_other, other_s, sizeof other_s);
+    ck_assert_msg(strstr(qt_last_error(), shown) && strstr(qt_last_error(), other_s) &&
+                      strstr(qt_last_error(), "run/ckpt.bin") &&
+                      strstr(qt_last_error(), "use the run's data") &&
+                      strstr(qt_last_error(), "--allow-tokenizer-mismatch"),
+                  "%s", qt_last_error());
+    ck_assert_int_eq(qt_tokenizer_id_check(id, "run/ckpt.bin", id_other, "the shards in d", "fix",
+                                           1, note, sizeof note),
+                     QT_OK);
+    ck_assert_msg(strstr(note, "qtrain: note: ") == note && strstr(note, other_s), "%s", note);
+    qt_tokenizer_id unknown = {0, 0};
+    ck_assert_int_eq(qt_tokenizer_id_check(id, "run/ckpt.bin", unknown, "the shards in d", "fix", 0,
+                                           note, sizeof note),
+                     QT_OK);
+    ck_assert_msg(strstr(note, "cannot be checked") && strstr(note, "the shards in d"), "%s", note);
+    ck_assert_int_eq(qt_tokenizer_id_check(unknown, "run/ckpt.bin", id, "the shards in d", "fix", 0,
+                                           note, sizeof note),
+                     QT_OK);
+    ck_assert_msg(strstr(note, "cannot be checked") && strstr(note, "run/ckpt.bin"), "%s", note);
+    qt_tokenizer_free(other);
+    free(text2);
+
     // Wrong magic.
     uint8_t *copy = malloc(flen);
     memcpy(copy, file, flen);

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "qtrain/checkpoint.h"
 #include "qtrain/data.h"
@@ -167,6 +170,146 @@ START_TEST(test_grad_accum_matches_big_batch) {
 }
 END_TEST
 
+// A run removes the temporary checkpoint files (`ckpt.bin.tmp.<pid>`) that killed runs left in
+// its --out directory; they are as large as a checkpoint and would pile up.
+START_TEST(test_stale_temp_checkpoints_removed) {
+    char *dir = qt_test_tmpdir("stale");
+    qt_test_write_synthetic_shards(dir);
+    qt_config cfg;
+    tiny_config(&cfg, dir);
+    cfg.max_steps = 2;
+    cfg.eval_every = 0;
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) _exit(0);
+    ck_assert(waitpid(pid, NULL, 0) == pid); // a pid no process has now
+    char out[1100], tmp[1300];
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(tmp, sizeof tmp, "%s/ckpt.bin.tmp.%d", out, (int)pid);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("half a checkpoint", f);
+    fclose(f);
+    qt_train_opts o = {.out_dir = out, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o) == QT_OK, "%s", qt_last_error());
+    ck_assert_msg(access(tmp, F_OK) != 0, "%s is still there after a run", tmp);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+// A run killed after its checkpoint at step 4 had logged steps 5 and 6 (and the evaluation at
+// 6): resuming from step 4 redoes them. metrics.jsonl must then hold one line per step (and one
+// evaluation per evaluated step), with the values of an uninterrupted run.
+START_TEST(test_resume_logs_each_step_once) {
+    char *dir = qt_test_tmpdir("relog");
+    qt_test_write_synthetic_shards(dir);
+    qt_config cfg;
+    tiny_config(&cfg, dir);
+    char full[1100], part[1100], ckpt[1200], ckpt4[1200], cmd[4096];
+    snprintf(full, sizeof full, "%s/full", dir);
+    snprintf(part, sizeof part, "%s/part", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.bin", part);
+    snprintf(ckpt4, sizeof ckpt4, "%s/ckpt4.bin", dir);
+    qt_train_opts o_full = {.out_dir = full, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_full) == QT_OK, "%s", qt_last_error());
+    qt_train_opts o_4 = {.out_dir = part, .stop_at_step = 4, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_4) == QT_OK, "%s", qt_last_error());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ckpt, ckpt4);
+    ck_assert_int_eq(system(cmd), 0);
+    qt_train_opts o_6 = {.out_dir = part, .resume_from = ckpt4, .stop_at_step = 6, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_6) == QT_OK, "%s", qt_last_error());
+    // The "kill": the log has steps 1-6 and the eval at 6, the checkpoint to resume is step 4's.
+    qt_train_opts o_rest = {.out_dir = part, .resume_from = ckpt4, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o_rest) == QT_OK, "%s", qt_last_error());
+
+    char path[1200], line[8192];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", part);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int train_lines[13] = {0}, eval_lines[13] = {0}, memory_lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *s = strstr(line, "\"step\":");
+        int step = s ? atoi(s + 7) : 0;
+        if (strstr(line, "\"memory\""))
+            memory_lines++;
+        else if (strstr(line, "\"type\":\"train\"") && step >= 1 && step <= 12)
+            train_lines[step]++;
+        else if (strstr(line, "\"type\":\"eval\"") && step >= 1 && step <= 12)
+            eval_lines[step]++;
+        else
+            ck_abort_msg("unexpected metrics line: %s", line);
+    }
+    fclose(f);
+    ck_assert_int_eq(memory_lines, 1);
+    for (int step = 1; step <= 12; step++) {
+        ck_assert_msg(train_lines[step] == 1, "step %d has %d training lines", step,
+                      train_lines[step]);
+        int want_eval = step % 6 == 0;
+        ck_assert_msg(eval_lines[step] == want_eval, "step %d has %d evaluation lines", step,
+                      eval_lines[step]);
+    }
+    double a[12] = {0}, b[12] = {0};
+    int ea, eb;
+    ck_assert_int_eq(read_losses(full, a, 12, &ea), 12);
+    ck_assert_int_eq(read_losses(part, b, 12, &eb), 12);
+    for (int i = 0; i < 12; i++)
+        ck_assert_msg(a[i] == b[i], "step %d: loss %.9g uninterrupted vs %.9g logged", i + 1, a[i],
+                      b[i]);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+static void write_prepare_json(const char *dir, const char *fnv) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/prepare.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "{\"tokenizer\": {\"file\": \"tokenizer.bin\", \"fnv1a64\": \"%s\", "
+            "\"vocab_size\": 257}}\n",
+            fnv);
+    fclose(f);
+}
+
+// The checkpoint records the tokenizer of the shards it trained on (prepare.json); a resume on
+// shards whose prepare.json names another is refused unless allowed.
+START_TEST(test_checkpoint_records_tokenizer) {
+    char *dir = qt_test_tmpdir("tokid");
+    qt_test_write_synthetic_shards(dir);
+    write_prepare_json(dir, "0123456789abcdef");
+    qt_config cfg;
+    tiny_config(&cfg, dir);
+    cfg.eval_every = 0;
+    char out[1100], ckpt[1200];
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.bin", out);
+    qt_train_opts o = {.out_dir = out, .stop_at_step = 2, .quiet = 1};
+    ck_assert_msg(qt_train(&cfg, &o) == QT_OK, "%s", qt_last_error());
+    qt_config back;
+    qt_tokenizer_id id;
+    ck_assert_msg(qt_train_state_read_info(ckpt, &back, &id) == QT_OK, "%s", qt_last_error());
+    ck_assert(id.checksum == 0x0123456789abcdefull && id.vocab_size == 257);
+
+    write_prepare_json(dir, "fedcba9876543210");
+    qt_train_opts r = {.out_dir = out, .resume_from = ckpt, .stop_at_step = 3, .quiet = 1};
+    ck_assert_int_eq(qt_train(&cfg, &r), QT_ERR_ARG);
+    ck_assert_msg(strstr(qt_last_error(), "fnv1a64:0123456789abcdef") &&
+                      strstr(qt_last_error(), "fnv1a64:fedcba9876543210") &&
+                      strstr(qt_last_error(), "--allow-tokenizer-mismatch"),
+                  "%s", qt_last_error());
+    r.allow_tokenizer_mismatch = 1;
+    ck_assert_msg(qt_train(&cfg, &r) == QT_OK, "%s", qt_last_error());
+    // The checkpoint now records what it last trained on.
+    ck_assert_msg(qt_train_state_read_info(ckpt, &back, &id) == QT_OK, "%s", qt_last_error());
+    ck_assert(id.checksum == 0xfedcba9876543210ull);
+    qt_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("trainer");
@@ -174,6 +317,9 @@ int main(void) {
     tcase_add_test(tc, test_resume_is_bit_exact);
     tcase_add_test(tc, test_training_lowers_loss);
     tcase_add_test(tc, test_grad_accum_matches_big_batch);
+    tcase_add_test(tc, test_stale_temp_checkpoints_removed);
+    tcase_add_test(tc, test_resume_logs_each_step_once);
+    tcase_add_test(tc, test_checkpoint_records_tokenizer);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

@@ -16,6 +16,7 @@
 
 static const char usage[] =
     "usage: qtrain eval --ckpt FILE [--data DIR] [--batches N] [--json] [--device D]\n"
+    "                   [--allow-tokenizer-mismatch]\n"
     "                   [--quant w8a8|w4a8|w6a6 [--calib-batches N]\n"
     "                    [--act-range minmax|percentile] [--weight-range absmax|mse]]\n"
     "\n"
@@ -24,6 +25,9 @@ static const char usage[] =
     "  --batches N    validation batches of the run's batch size and seq_len (default: the\n"
     "                 run's train.eval_batches)\n"
     "  --json         print the metrics as one JSON object instead of a table\n"
+    "  --allow-tokenizer-mismatch\n"
+    "                 evaluate even when the shards were made by another tokenizer than the\n"
+    "                 checkpoint records (refused by default: the loss would mean nothing)\n"
     "  --device D     auto (default), cpu or cuda\n"
     "\n"
     "post-training quantization (PAPERS.md section 5): weights symmetric per tensor, activations\n"
@@ -113,9 +117,10 @@ static qt_status range_flag(const char *flag, const char *value, unsigned allowe
 int qt_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *device = "auto";
     const char *quant = NULL, *act_range = NULL, *weight_range = NULL;
-    int batches = 0, json = 0, calib_batches = 0, help = 0;
+    int batches = 0, json = 0, calib_batches = 0, help = 0, allow_mismatch = 0;
     const qt_arg flags[] = {
         {"json", QT_ARG_SWITCH, &json, 0, 0},
+        {"allow-tokenizer-mismatch", QT_ARG_SWITCH, &allow_mismatch, 0, 0},
         {"ckpt", QT_ARG_STRING, &ckpt, 0, 0},
         {"data", QT_ARG_STRING, &data, 0, 0},
         {"device", QT_ARG_STRING, &device, 0, 0},
@@ -153,13 +158,24 @@ int qt_cmd_eval(int argc, char **argv) {
         return qt_cli_fail();
     }
     qt_config cfg;
-    if (qt_train_state_read_config(ckpt, &cfg) != QT_OK) return qt_cli_fail();
+    qt_tokenizer_id trained;
+    if (qt_train_state_read_info(ckpt, &cfg, &trained) != QT_OK) return qt_cli_fail();
     // Checkpoints hold fp32 weights: evaluate in the device's natural precision, whatever the
     // run trained in; post-training quantization in fp32, so that fake-quantized tensors hold
     // exact grid values on every device.
     cfg.precision = quant ? QT_PRECISION_FP32 : QT_PRECISION_AUTO;
     if (data) snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data);
     if (batches == 0) batches = cfg.eval_batches;
+    // Shards of another tokenizer give a loss that means nothing: refuse them.
+    qt_tokenizer_id used;
+    char what[700], note[2048];
+    snprintf(what, sizeof what, "the shards in %s", cfg.data_dir);
+    if (qt_data_tokenizer_id(cfg.data_dir, &used) != QT_OK ||
+        qt_tokenizer_id_check(trained, ckpt, used, what,
+                              "evaluate on shards made with the run's tokenizer (--data DIR)",
+                              allow_mismatch, note, sizeof note) != QT_OK)
+        return qt_cli_fail();
+    if (note[0]) fprintf(stderr, "%s\n", note);
     qt_backend be;
     qt_model model;
     qt_dataloader *val = NULL;

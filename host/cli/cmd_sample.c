@@ -17,6 +17,7 @@
 static const char usage[] =
     "usage: qtrain sample --ckpt FILE [--prompt TEXT] [--tokens N] [--temperature T]\n"
     "                     [--top-k K] [--seed S] [--tokenizer FILE] [--device D]\n"
+    "                     [--allow-tokenizer-mismatch]\n"
     "\n"
     "  --ckpt FILE         checkpoint written by 'qtrain train'\n"
     "  --prompt TEXT       text to continue (default: a newline)\n"
@@ -25,7 +26,13 @@ static const char usage[] =
     "  --top-k K           sample among the K most likely tokens (default 40; 0: all)\n"
     "  --seed S            random seed (default 1)\n"
     "  --tokenizer FILE    default: tokenizer.bin in the run's data.dir\n"
-    "  --device D          auto (default), cpu or cuda\n";
+    "  --device D          auto (default), cpu or cuda\n"
+    "  --allow-tokenizer-mismatch\n"
+    "                      sample even when the tokenizer is not the one the checkpoint\n"
+    "                      records (refused by default)\n"
+    "\n"
+    "Only tokens the tokenizer can decode are drawn: with a tokenizer smaller than the\n"
+    "model's vocabulary, the draw is restricted to the tokenizer's tokens (and says so).\n";
 
 // Index of a draw from softmax(logits / temperature) restricted to the top k.
 static int draw_token(const float *logits, int V, double temperature, int top_k, float u,
@@ -62,7 +69,7 @@ static int draw_token(const float *logits, int V, double temperature, int top_k,
 
 int qt_cmd_sample(int argc, char **argv) {
     const char *ckpt = NULL, *prompt = "\n", *tok_path = NULL, *device = "auto";
-    int n_tokens = 200, top_k = 40, seed = 1, help = 0;
+    int n_tokens = 200, top_k = 40, seed = 1, help = 0, allow_mismatch = 0;
     double temperature = 0.8;
     const qt_arg flags[] = {
         {"ckpt", QT_ARG_STRING, &ckpt, 0, 0},
@@ -73,6 +80,7 @@ int qt_cmd_sample(int argc, char **argv) {
         {"top-k", QT_ARG_INT, &top_k, 0, 65536},
         {"seed", QT_ARG_INT, &seed, 0, 2147483647},
         {"temperature", QT_ARG_DOUBLE, &temperature, 0.0, 100.0},
+        {"allow-tokenizer-mismatch", QT_ARG_SWITCH, &allow_mismatch, 0, 0},
     };
     if (qt_args_parse(argc, argv, "sample", usage, flags, QT_ARGS_COUNT(flags), &help) != QT_OK)
         return qt_cli_fail();
@@ -82,7 +90,8 @@ int qt_cmd_sample(int argc, char **argv) {
         return qt_cli_fail();
     }
     qt_config cfg;
-    if (qt_train_state_read_config(ckpt, &cfg) != QT_OK) return qt_cli_fail();
+    qt_tokenizer_id trained;
+    if (qt_train_state_read_info(ckpt, &cfg, &trained) != QT_OK) return qt_cli_fail();
     // Checkpoints hold fp32 weights: evaluate in the device's natural precision, whatever the
     // run trained in.
     cfg.precision = QT_PRECISION_AUTO;
@@ -93,6 +102,15 @@ int qt_cmd_sample(int argc, char **argv) {
     }
     qt_tokenizer *tok = NULL;
     if (qt_tokenizer_load(&tok, tok_path) != QT_OK) return qt_cli_fail();
+    char what[700], note[2048];
+    snprintf(what, sizeof what, "tokenizer %s", tok_path);
+    if (qt_tokenizer_id_check(trained, ckpt, qt_tokenizer_identity(tok), what,
+                              "pass the run's tokenizer with --tokenizer", allow_mismatch, note,
+                              sizeof note) != QT_OK) {
+        qt_tokenizer_free(tok);
+        return qt_cli_fail();
+    }
+    if (note[0]) fprintf(stderr, "%s\n", note);
     if (qt_tokenizer_vocab_size(tok) > cfg.vocab_size) {
         qt_error(QT_ERR_ARG, "tokenizer %s has %d tokens but the model only %d; pass the "
                  "run's tokenizer with --tokenizer", tok_path, qt_tokenizer_vocab_size(tok),
@@ -100,6 +118,14 @@ int qt_cmd_sample(int argc, char **argv) {
         qt_tokenizer_free(tok);
         return qt_cli_fail();
     }
+    // A model may have more tokens than its tokenizer (a padded vocabulary, or a mismatch the
+    // user allowed): draw only tokens the tokenizer can decode, so none is dropped.
+    int V_draw = qt_tokenizer_vocab_size(tok);
+    if (V_draw < cfg.vocab_size)
+        fprintf(stderr,
+                "qtrain: note: the model has %d tokens and tokenizer %s %d: drawing "
+                "only among the tokenizer's %d\n",
+                cfg.vocab_size, tok_path, V_draw, V_draw);
     uint16_t *prompt_tokens = NULL;
     size_t n_prompt = 0;
     if (qt_tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &prompt_tokens,
@@ -149,11 +175,11 @@ int qt_cmd_sample(int argc, char **argv) {
             goto out;
         }
         float u = qt_philox_uniform((uint64_t)seed, 0x5A3B1E, (uint64_t)s);
-        int next = draw_token(logits, V, temperature, top_k, u, weights, order);
+        int next = draw_token(logits, V_draw, temperature, top_k, u, weights, order);
         context[n++] = next;
         size_t blen = 0;
         const uint8_t *bytes = qt_tokenizer_token_bytes(tok, next, &blen);
-        if (bytes) fwrite(bytes, 1, blen, stdout);
+        fwrite(bytes, 1, blen, stdout); // next < V_draw: always a token of the tokenizer
         fflush(stdout);
     }
     fputc('\n', stdout);

@@ -10,7 +10,8 @@
 
 static const char usage[] =
     "usage: qtrain train [--config FILE] [--set key=value]... [--out DIR]\n"
-    "                    [--resume CKPT] [--stop-at STEP] [--device auto|cpu|cuda] [--quiet]\n"
+    "                    [--resume CKPT [--allow-tokenizer-mismatch]] [--stop-at STEP]\n"
+    "                    [--device auto|cpu|cuda] [--quiet]\n"
     "\n"
     "  --config FILE     config file of `key = value` lines (see configs/); default: the\n"
     "                    built-in defaults (configs/default.conf lists them)\n"
@@ -18,20 +19,25 @@ static const char usage[] =
     "  --out DIR         where config.conf, metrics.jsonl and ckpt.bin go (default: runs/default)\n"
     "  --resume CKPT     continue the run saved in CKPT; its stored config is used, --set may\n"
     "                    still override keys (e.g. train.max_steps)\n"
+    "  --allow-tokenizer-mismatch\n"
+    "                    resume even when data.dir's shards were made by another tokenizer\n"
+    "                    than the checkpoint records (refused by default)\n"
     "  --stop-at STEP    stop (and checkpoint) after STEP optimizer steps, keeping the schedule\n"
     "                    of train.max_steps\n"
     "  --device D        auto (default: CUDA if a device is usable, else the CPU), cpu, cuda\n"
     "  --quiet           no progress lines\n"
     "\n"
-    "Ctrl-C finishes the current step, writes the checkpoint and exits.\n";
+    "Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes the checkpoint and exits\n"
+    "with status 130 (SIGINT) or 143 (SIGTERM); a finished run exits 0.\n";
 
 int qt_cmd_train(int argc, char **argv) {
     const char *config_path = NULL, *out_dir = "runs/default", *resume = NULL, *device = "auto";
     const char *sets[256];
     qt_args_list set_list = {sets, 0, 256};
-    int stop_at = 0, quiet = 0, help = 0;
+    int stop_at = 0, quiet = 0, help = 0, allow_mismatch = 0;
     const qt_arg flags[] = {
         {"quiet", QT_ARG_SWITCH, &quiet, 0, 0},
+        {"allow-tokenizer-mismatch", QT_ARG_SWITCH, &allow_mismatch, 0, 0},
         {"config", QT_ARG_STRING, &config_path, 0, 0},
         {"set", QT_ARG_LIST, &set_list, 0, 0},
         {"out", QT_ARG_STRING, &out_dir, 0, 0},
@@ -56,9 +62,17 @@ int qt_cmd_train(int argc, char **argv) {
     if (qt_config_validate(&cfg) != QT_OK) return qt_cli_fail();
     qt_backend be;
     if (qt_cli_open_backend(device, &cfg, quiet, &be) != QT_OK) return qt_cli_fail();
-    qt_train_opts opts = {.backend = &be, .out_dir = out_dir, .resume_from = resume,
-                          .stop_at_step = stop_at, .quiet = quiet};
+    int stop_signal = 0;
+    qt_train_opts opts = {.backend = &be,
+                          .out_dir = out_dir,
+                          .resume_from = resume,
+                          .stop_at_step = stop_at,
+                          .quiet = quiet,
+                          .stop_signal = &stop_signal,
+                          .allow_tokenizer_mismatch = allow_mismatch};
     qt_status st = qt_train(&cfg, &opts);
     qt_backend_free(&be);
-    return st == QT_OK ? 0 : qt_cli_fail();
+    if (st != QT_OK) return qt_cli_fail();
+    // A run a signal stopped (its checkpoint written) exits as the shell reports that signal.
+    return stop_signal ? 128 + stop_signal : 0;
 }

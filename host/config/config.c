@@ -13,8 +13,9 @@
 // `1e99`, `nan` are errors); enums by name; data.dir as the rest of the value, or a quoted
 // string ("..." with \" and \\) when it needs '#', quotes or edge spaces. Floats are written with
 // the shortest %.Ng that reads back as the same float (%.9g at most), so
-// qt_config_load(qt_config_write(cfg)) == cfg bit for bit. The math behind the attention keys:
-// PAPERS.md sections 1-3.
+// qt_config_load(qt_config_write(cfg)) == cfg bit for bit. Config text, from a file or stored in a
+// checkpoint, has one parser, qt_config_parse: `#` comments outside quotes, lines of any length,
+// all or nothing. The math behind the attention keys: PAPERS.md sections 1-3.
 #include "qtrain/config.h"
 
 #include <ctype.h>
@@ -25,7 +26,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
 
 #include "qtrain/names.h"
 
@@ -599,6 +599,50 @@ static void strip_comment(char *line) {
     }
 }
 
+qt_status qt_config_parse(qt_config *cfg, const char *text, size_t len, const char *source) {
+    if (!cfg || (!text && len > 0)) return qt_error(QT_ERR_ARG, "qt_config_parse: NULL argument");
+    if (!source) source = "config";
+    // One writable copy of the whole text: lines are cut in place, so a line has no length
+    // limit.
+    char *buf = malloc(len + 1);
+    if (!buf) return qt_error(QT_ERR_OOM, "cannot allocate %zu bytes to parse %s", len, source);
+    if (len) memcpy(buf, text, len);
+    buf[len] = '\0';
+    qt_config tmp = *cfg; // applied to *cfg only when the whole text is good
+    int first_line[N_KEYS] = {0};
+    qt_status st = QT_OK;
+    long lineno = 0;
+    for (size_t start = 0; start < len && st == QT_OK;) {
+        char *line = buf + start;
+        char *nl = memchr(line, '\n', len - start);
+        size_t n = nl ? (size_t)(nl - line) : len - start;
+        line[n] = '\0';
+        start += n + 1;
+        lineno++;
+        char origin[1200];
+        snprintf(origin, sizeof origin, "%s:%ld", source, lineno);
+        if (memchr(line, '\0', n) != NULL) {
+            st =
+                qt_error(QT_ERR_ARG, "%s: the line holds a NUL byte; is this a text file?", origin);
+            break;
+        }
+        strip_comment(line);
+        if (*skip_space(line) == '\0') continue;
+        int idx = -1;
+        st = apply(&tmp, line, origin, &idx);
+        if (st != QT_OK) break;
+        if (first_line[idx]) {
+            st = qt_error(QT_ERR_ARG, "%s: %s is set again (first at line %d); keep one of them",
+                          origin, keys[idx].name, first_line[idx]);
+            break;
+        }
+        first_line[idx] = (int)(lineno < INT_MAX ? lineno : INT_MAX);
+    }
+    if (st == QT_OK) *cfg = tmp;
+    free(buf);
+    return st;
+}
+
 qt_status qt_config_load(qt_config *cfg, const char *path) {
     if (!cfg || !path) return qt_error(QT_ERR_ARG, "qt_config_load: NULL argument");
     FILE *f = fopen(path, "r");
@@ -608,43 +652,29 @@ qt_status qt_config_load(qt_config *cfg, const char *path) {
                         "configs/)",
                         path, strerror(errno));
     }
-    qt_config tmp = *cfg; // applied to *cfg only when the whole file is good
-    int first_line[N_KEYS] = {0};
+    char *text = NULL;
+    size_t len = 0, cap = 0;
     qt_status st = QT_OK;
-    char *line = NULL;
-    size_t cap = 0;
-    long lineno = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        char origin[600];
-        snprintf(origin, sizeof origin, "%s:%ld", path, lineno);
-        if ((size_t)n != strlen(line)) {
-            st =
-                qt_error(QT_ERR_ARG, "%s: the line holds a NUL byte; is this a text file?", origin);
-            goto out;
+    for (;;) {
+        if (len == cap) {
+            size_t c = cap ? 2 * cap : 4096;
+            char *t = realloc(text, c);
+            if (!t) {
+                st = qt_error(QT_ERR_OOM, "cannot allocate %zu bytes to read config %s", c, path);
+                break;
+            }
+            text = t;
+            cap = c;
         }
-        strip_comment(line);
-        if (*skip_space(line) == '\0') continue;
-        int idx = -1;
-        st = apply(&tmp, line, origin, &idx);
-        if (st != QT_OK) goto out;
-        if (first_line[idx]) {
-            st = qt_error(QT_ERR_ARG, "%s: %s is set again (first at line %d); keep one of them",
-                          origin, keys[idx].name, first_line[idx]);
-            goto out;
-        }
-        first_line[idx] = (int)(lineno < INT_MAX ? lineno : INT_MAX);
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
     }
-    if (ferror(f)) {
-        st = qt_error(QT_ERR_IO, "reading config %s failed at line %ld: %s", path, lineno + 1,
-                      strerror(errno));
-        goto out;
-    }
-    *cfg = tmp;
-out:
-    free(line);
+    if (st == QT_OK && ferror(f))
+        st = qt_error(QT_ERR_IO, "reading config %s failed: %s", path, strerror(errno));
     fclose(f);
+    if (st == QT_OK) st = qt_config_parse(cfg, text, len, path);
+    free(text);
     return st;
 }
 

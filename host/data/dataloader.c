@@ -258,10 +258,11 @@ qt_data_pos qt_dataloader_tell(const qt_dataloader *dl) { return dl->pos; }
 qt_status qt_dataloader_seek(qt_dataloader *dl, qt_data_pos pos) {
     if (!dl) return qt_error(QT_ERR_ARG, "qt_dataloader_seek: NULL loader");
     if (pos.index >= dl->n_windows)
-        return qt_error(QT_ERR_ARG, "data position index %llu is beyond the %llu windows of this "
-                        "split; the data changed since the position was saved (re-use the "
-                        "same shards, --seq-len and split)", (unsigned long long)pos.index,
-                        (unsigned long long)dl->n_windows);
+        return qt_error(QT_ERR_ARG,
+                        "data position index %llu is beyond the %llu windows of this "
+                        "split: the data changed since the position was saved; resume with "
+                        "the same shards (data.dir) and train.seq_len",
+                        (unsigned long long)pos.index, (unsigned long long)dl->n_windows);
     dl->pos = pos;
     if (dl->shuffle && dl->perm_epoch != pos.epoch) build_perm(dl, pos.epoch);
     return QT_OK;

@@ -103,6 +103,28 @@ static qt_status write_split(const char *dir, const char *split, const uint16_t 
     return st;
 }
 
+// Removes what prepare writes into dir (tokenizer.bin, prepare.json, train_*.bin, val_*.bin),
+// after a failure in a directory it created.
+static void remove_outputs(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t dlen = strlen(dir);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *name = e->d_name;
+        size_t nlen = strlen(name);
+        int ours = strcmp(name, "tokenizer.bin") == 0 || strcmp(name, "prepare.json") == 0 ||
+                   ((strncmp(name, "train_", 6) == 0 || strncmp(name, "val_", 4) == 0) &&
+                    nlen > 4 && strcmp(name + nlen - 4, ".bin") == 0);
+        if (!ours) continue;
+        char *path = malloc(dlen + nlen + 2);
+        if (!path) break;
+        snprintf(path, dlen + nlen + 2, "%s/%s", dir, name);
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 // Writes s to f as a JSON string (quotes and escapes included).
 static void json_string(FILE *f, const char *s) {
     fputc('"', f);
@@ -116,7 +138,8 @@ static void json_string(FILE *f, const char *s) {
 }
 
 static qt_status write_json(const char *out_dir, const char *text_path, int vocab_size,
-                            double val_fraction, const qt_prepare_stats *s) {
+                            double val_fraction, qt_tokenizer_id tok_id,
+                            const qt_prepare_stats *s) {
     char *body = NULL;
     size_t body_len = 0;
     FILE *f = open_memstream(&body, &body_len);
@@ -125,6 +148,10 @@ static qt_status write_json(const char *out_dir, const char *text_path, int voca
     json_string(f, text_path);
     fprintf(f, ",\n  \"vocab_size\": %d,\n  \"val_fraction\": %g,\n", vocab_size,
             val_fraction);
+    fprintf(f,
+            "  \"tokenizer\": {\"file\": \"tokenizer.bin\", \"fnv1a64\": \"%016llx\", "
+            "\"vocab_size\": %d},\n",
+            (unsigned long long)tok_id.checksum, tok_id.vocab_size);
     fprintf(f, "  \"train_bytes\": %llu,\n  \"val_bytes\": %llu,\n",
             (unsigned long long)s->train_bytes, (unsigned long long)s->val_bytes);
     fprintf(f, "  \"train_tokens\": %llu,\n  \"val_tokens\": %llu,\n",
@@ -178,6 +205,7 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     size_t n_train = 0, n_val = 0;
     uint64_t *counts = NULL;
     char *path = NULL;
+    char *created = NULL; // the topmost directory this call created, if any
     double t0 = now_seconds();
 
     qt_status st = qt_io_read_file(text_path, "input text", NULL, SIZE_MAX - 1, &text, &len);
@@ -202,13 +230,25 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     if (verbose)
         fprintf(stderr, "prepare: %s: %zu bytes, train %zu, validation %zu (from a line "
                 "boundary)\n", text_path, len, cut, len - cut);
-    st = qt_io_make_dirs(out_dir, 0755, "output directory");
+    // The output directory is created only once the tokenizer is trained (an impossible
+    // vocabulary leaves nothing behind); whether it can be is checked before that work.
+    st = qt_io_check_dir_creatable(out_dir, "output directory");
     if (st != QT_OK) goto out;
 
     progress_state prog = {verbose, -1, now_seconds()};
     st = qt_tokenizer_train(&tok, text, cut, vocab_size, train_progress, &prog);
     if (st != QT_OK) goto out;
     s.tokenizer_seconds = now_seconds() - prog.t0;
+    st = qt_io_make_dirs_created(out_dir, 0755, "output directory", &created);
+    if (st != QT_OK) goto out;
+    // Shards and tokenizers of killed prepares (`*.tmp.<pid>` of dead pids).
+    int stale = 0;
+    uint64_t stale_bytes = 0;
+    st = qt_io_remove_stale_temps(out_dir, &stale, &stale_bytes);
+    if (st != QT_OK) goto out;
+    if (verbose && stale)
+        fprintf(stderr, "prepare: removed %d temporary file(s) of killed runs (%.1f MiB)\n", stale,
+                (double)stale_bytes / (1024.0 * 1024.0));
     size_t plen = strlen(out_dir) + 32;
     path = malloc(plen);
     if (!path) {
@@ -250,7 +290,7 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     for (size_t i = 0; i < n_val; i++) sum += log(((double)counts[val[i]] + 1.0) / denom);
     s.val_unigram_entropy = -sum / (double)n_val;
 
-    st = write_json(out_dir, text_path, vocab_size, val_fraction, &s);
+    st = write_json(out_dir, text_path, vocab_size, val_fraction, qt_tokenizer_identity(tok), &s);
     if (st != QT_OK) goto out;
     if (verbose)
         fprintf(stderr, "prepare: wrote %s: %d train and %d validation shards; validation "
@@ -258,11 +298,284 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
                 s.val_shards, s.val_unigram_entropy, now_seconds() - t0);
     if (stats) *stats = s;
 out:
+    // A directory this call created holds only what it wrote: a failure removes both.
+    if (st != QT_OK && created) {
+        remove_outputs(out_dir);
+        qt_io_remove_created_dirs(out_dir, created);
+    }
+    free(created);
     free(counts);
     free(path);
     free(train);
     free(val);
     qt_tokenizer_free(tok);
     free(text);
+    return st;
+}
+
+// ---- prepare.json's tokenizer identity -----------------------------------------------------
+// A small strict JSON reader (RFC 8259 values; nesting depth at most 64) that looks only at
+// the top-level member "tokenizer": {"fnv1a64": "<16 hex digits>", "vocab_size": <int>, ...}.
+
+typedef struct {
+    const char *p, *end;
+    int depth;
+} json_in;
+
+static void jread_ws(json_in *j) {
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+// A string at j->p; its bytes (escapes decoded, \u as '?' beyond ASCII) into out[cap] when out
+// is not NULL and it fits (*fits = 0 otherwise). 0 when malformed.
+static int jread_string(json_in *j, char *out, size_t cap, int *fits) {
+    size_t n = 0;
+    if (fits) *fits = 1;
+    if (j->p >= j->end || *j->p != '"') return 0;
+    j->p++;
+    while (j->p < j->end && *j->p != '"') {
+        unsigned char c = (unsigned char)*j->p++;
+        if (c < 0x20) return 0;
+        if (c == '\\') {
+            if (j->p >= j->end) return 0;
+            char e = *j->p++;
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *at = e ? strchr(from, e) : NULL;
+            if (at) {
+                c = (unsigned char)to[at - from];
+            } else if (e == 'u') {
+                unsigned v = 0;
+                for (int k = 0; k < 4; k++) {
+                    if (j->p >= j->end) return 0;
+                    char h = *j->p++;
+                    int d = h >= '0' && h <= '9'   ? h - '0'
+                            : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                            : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                                   : -1;
+                    if (d < 0) return 0;
+                    v = v * 16 + (unsigned)d;
+                }
+                c = v < 0x80 ? (unsigned char)v : '?';
+            } else {
+                return 0;
+            }
+        }
+        if (out) {
+            if (n + 1 < cap)
+                out[n++] = (char)c;
+            else if (fits)
+                *fits = 0;
+        }
+    }
+    if (j->p >= j->end) return 0;
+    j->p++;
+    if (out && cap) out[n] = '\0';
+    return 1;
+}
+
+// A number at j->p (JSON's grammar); its value in *v when v is not NULL. 0 when malformed.
+static int jread_number(json_in *j, double *v) {
+    const char *s = j->p;
+    if (j->p < j->end && *j->p == '-') j->p++;
+    if (j->p >= j->end || !(*j->p >= '0' && *j->p <= '9')) return 0;
+    if (*j->p == '0')
+        j->p++;
+    else
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    if (j->p < j->end && *j->p == '.') {
+        j->p++;
+        if (j->p >= j->end || !(*j->p >= '0' && *j->p <= '9')) return 0;
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
+        if (j->p >= j->end || !(*j->p >= '0' && *j->p <= '9')) return 0;
+        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+            j->p++;
+    }
+    if (v) {
+        char buf[64];
+        size_t n = (size_t)(j->p - s);
+        if (n >= sizeof buf) {
+            *v = 1e300; // longer than any value this reader wants: out of every range
+        } else {
+            memcpy(buf, s, n);
+            buf[n] = '\0';
+            *v = strtod(buf, NULL);
+        }
+    }
+    return 1;
+}
+
+static int jread_literal(json_in *j, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0) return 0;
+    j->p += n;
+    return 1;
+}
+
+// Any value; 0 when malformed.
+static int jread_skip(json_in *j) {
+    jread_ws(j);
+    if (j->p >= j->end) return 0;
+    char c = *j->p;
+    if (c == '"') return jread_string(j, NULL, 0, NULL);
+    if (c == 't') return jread_literal(j, "true");
+    if (c == 'f') return jread_literal(j, "false");
+    if (c == 'n') return jread_literal(j, "null");
+    if (c != '{' && c != '[') return jread_number(j, NULL);
+    if (++j->depth > 64) return 0;
+    char close = c == '{' ? '}' : ']';
+    j->p++;
+    jread_ws(j);
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        j->depth--;
+        return 1;
+    }
+    for (;;) {
+        if (c == '{') {
+            jread_ws(j);
+            if (!jread_string(j, NULL, 0, NULL)) return 0;
+            jread_ws(j);
+            if (j->p >= j->end || *j->p++ != ':') return 0;
+        }
+        if (!jread_skip(j)) return 0;
+        jread_ws(j);
+        if (j->p >= j->end) return 0;
+        char d = *j->p++;
+        if (d == close) break;
+        if (d != ',') return 0;
+    }
+    j->depth--;
+    return 1;
+}
+
+// The members of the object at j->p: for each, fn(key, j, user) parses (or skips) its value.
+// 0 when malformed or when fn returns 0.
+static int jread_object(json_in *j, int (*fn)(const char *key, json_in *j, void *user),
+                        void *user) {
+    jread_ws(j);
+    if (j->p >= j->end || *j->p != '{') return 0;
+    j->p++;
+    jread_ws(j);
+    if (j->p < j->end && *j->p == '}') {
+        j->p++;
+        return 1;
+    }
+    for (;;) {
+        char key[64];
+        int fits;
+        jread_ws(j);
+        if (!jread_string(j, key, sizeof key, &fits)) return 0;
+        if (!fits) key[0] = '\0'; // a long key is none of ours
+        jread_ws(j);
+        if (j->p >= j->end || *j->p++ != ':') return 0;
+        jread_ws(j);
+        if (!fn(key, j, user)) return 0;
+        jread_ws(j);
+        if (j->p >= j->end) return 0;
+        char d = *j->p++;
+        if (d == '}') return 1;
+        if (d != ',') return 0;
+    }
+}
+
+typedef struct {
+    qt_tokenizer_id id;
+    int has_sum, has_vocab, found;
+    const char *bad; // what is wrong with "tokenizer", or NULL
+} tok_member;
+
+static int tokenizer_field(const char *key, json_in *j, void *user) {
+    tok_member *t = user;
+    if (strcmp(key, "fnv1a64") == 0) {
+        char hex[24];
+        int fits;
+        if (!jread_string(j, hex, sizeof hex, &fits)) return 0;
+        if (!fits || strlen(hex) != 16 || strspn(hex, "0123456789abcdef") != 16) {
+            t->bad = "\"fnv1a64\" is not 16 lowercase hex digits";
+            return 1;
+        }
+        t->id.checksum = strtoull(hex, NULL, 16);
+        t->has_sum = 1;
+        return 1;
+    }
+    if (strcmp(key, "vocab_size") == 0) {
+        double v = 0;
+        if (j->p < j->end && (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))) {
+            if (!jread_number(j, &v)) return 0;
+            if (v >= 257 && v <= QT_TOKENIZER_MAX_VOCAB && v == (double)(int)v) {
+                t->id.vocab_size = (int)v;
+                t->has_vocab = 1;
+                return 1;
+            }
+        } else if (!jread_skip(j)) {
+            return 0;
+        }
+        t->bad = "\"vocab_size\" is not an integer in 257..65536";
+        return 1;
+    }
+    return jread_skip(j);
+}
+
+static int top_field(const char *key, json_in *j, void *user) {
+    tok_member *t = user;
+    if (strcmp(key, "tokenizer") != 0) return jread_skip(j);
+    if (t->found) {
+        t->bad = "\"tokenizer\" appears twice";
+        return jread_skip(j);
+    }
+    t->found = 1;
+    if (j->p < j->end && *j->p == '{') return jread_object(j, tokenizer_field, t);
+    t->bad = "\"tokenizer\" is not an object";
+    return jread_skip(j);
+}
+
+qt_status qt_data_parse_tokenizer_id(const char *text, size_t len, const char *path,
+                                     qt_tokenizer_id *id) {
+    id->checksum = 0;
+    id->vocab_size = 0;
+    json_in j = {text, text + len, 0};
+    tok_member t;
+    memset(&t, 0, sizeof t);
+    int ok = jread_object(&j, top_field, &t);
+    jread_ws(&j);
+    if (!ok || j.p != j.end)
+        return qt_error(QT_ERR_FORMAT,
+                        "%s is not valid JSON (at byte %zu): fix it or re-create "
+                        "the data with qtrain prepare",
+                        path, (size_t)(j.p - text));
+    if (!t.found) return QT_OK; // an older prepare.json: unknown
+    if (!t.bad && !(t.has_sum && t.has_vocab)) t.bad = "it lacks \"fnv1a64\" or \"vocab_size\"";
+    if (t.bad)
+        return qt_error(QT_ERR_FORMAT,
+                        "%s: its \"tokenizer\" member is malformed: %s; re-create "
+                        "the data with qtrain prepare",
+                        path, t.bad);
+    *id = t.id;
+    return QT_OK;
+}
+
+qt_status qt_data_tokenizer_id(const char *dir, qt_tokenizer_id *id) {
+    id->checksum = 0;
+    id->vocab_size = 0;
+    size_t plen = strlen(dir) + 16;
+    char *path = malloc(plen);
+    if (!path) return qt_error(QT_ERR_OOM, "out of memory reading %s/prepare.json", dir);
+    snprintf(path, plen, "%s/prepare.json", dir);
+    qt_status st = QT_OK;
+    if (access(path, F_OK) == 0) {
+        uint8_t *text = NULL;
+        size_t len = 0;
+        st = qt_io_read_file(path, "data description", NULL, 1 << 20, &text, &len);
+        if (st == QT_OK) st = qt_data_parse_tokenizer_id((const char *)text, len, path, id);
+        free(text);
+    }
+    free(path);
     return st;
 }

@@ -746,12 +746,13 @@ qt_status qt_tokenizer_decode(const qt_tokenizer *tok, const uint16_t *tokens, s
 
 // ---- save and load -------------------------------------------------------------------------
 
-qt_status qt_tokenizer_save(const qt_tokenizer *tok, const char *path) {
-    if (!tok || !path) return qt_error(QT_ERR_ARG, "qt_tokenizer_save: NULL argument");
+// The bytes of tokenizer.bin (header, merges, checksum), malloc'd into *out (*size bytes);
+// NULL when out of memory.
+static uint8_t *serialize(const qt_tokenizer *tok, size_t *size_out) {
     const uint32_t n_merges = (uint32_t)(tok->vocab_size - 256);
     size_t size = TOK_HEADER_BYTES + 4 * (size_t)n_merges + 8;
     uint8_t *buf = malloc(size);
-    if (!buf) return qt_error(QT_ERR_OOM, "out of memory saving tokenizer %s", path);
+    if (!buf) return NULL;
     memcpy(buf, TOK_MAGIC, 8);
     put_le32(buf + 8, TOK_VERSION);
     put_le32(buf + 12, TOK_PRETOK_VERSION);
@@ -764,6 +765,15 @@ qt_status qt_tokenizer_save(const qt_tokenizer *tok, const char *path) {
     }
     uint64_t h = fnv1a64(buf, size - 8, FNV_BASIS);
     for (int i = 0; i < 8; i++) buf[size - 8 + i] = (uint8_t)(h >> (8 * i));
+    *size_out = size;
+    return buf;
+}
+
+qt_status qt_tokenizer_save(const qt_tokenizer *tok, const char *path) {
+    if (!tok || !path) return qt_error(QT_ERR_ARG, "qt_tokenizer_save: NULL argument");
+    size_t size = 0;
+    uint8_t *buf = serialize(tok, &size);
+    if (!buf) return qt_error(QT_ERR_OOM, "out of memory saving tokenizer %s", path);
     const void *bufs[1] = {buf};
     size_t lens[1] = {size};
     qt_status st = qt_data_write_atomic(path, bufs, lens, 1);
@@ -834,4 +844,53 @@ qt_status qt_tokenizer_load(qt_tokenizer **out, const char *path) {
 out:
     free(buf);
     return st;
+}
+
+// ---- identity ------------------------------------------------------------------------------
+
+qt_tokenizer_id qt_tokenizer_identity(const qt_tokenizer *tok) {
+    qt_tokenizer_id id = {0, 0};
+    size_t size = 0;
+    uint8_t *buf = serialize(tok, &size);
+    if (!buf) return id; // out of memory: unknown, so a check is skipped rather than wrong
+    for (int i = 0; i < 8; i++)
+        id.checksum |= (uint64_t)buf[size - 8 + i] << (8 * i);
+    id.vocab_size = tok->vocab_size;
+    free(buf);
+    return id;
+}
+
+void qt_tokenizer_id_format(qt_tokenizer_id id, char *buf, size_t cap) {
+    if (id.vocab_size == 0)
+        snprintf(buf, cap, "unknown");
+    else
+        snprintf(buf, cap, "fnv1a64:%016llx (%d tokens)", (unsigned long long)id.checksum,
+                 id.vocab_size);
+}
+
+qt_status qt_tokenizer_id_check(qt_tokenizer_id trained, const char *ckpt, qt_tokenizer_id used,
+                                const char *used_what, const char *fix, int allow, char *note,
+                                size_t cap) {
+    if (cap) note[0] = '\0';
+    if (trained.vocab_size == 0 || used.vocab_size == 0) {
+        snprintf(note, cap,
+                 "qtrain: note: the tokenizer cannot be checked: none is recorded for %s",
+                 trained.vocab_size == 0 ? ckpt : used_what);
+        return QT_OK;
+    }
+    if (trained.checksum == used.checksum && trained.vocab_size == used.vocab_size) return QT_OK;
+    char a[64], b[64];
+    qt_tokenizer_id_format(trained, a, sizeof a);
+    qt_tokenizer_id_format(used, b, sizeof b);
+    if (allow) {
+        snprintf(note, cap,
+                 "qtrain: note: tokenizer mismatch allowed by --allow-tokenizer-mismatch: %s was "
+                 "trained with %s; %s: %s",
+                 ckpt, a, used_what, b);
+        return QT_OK;
+    }
+    return qt_error(QT_ERR_ARG,
+                    "tokenizer mismatch: %s was trained with %s; %s: %s; %s, or pass "
+                    "--allow-tokenizer-mismatch to go on anyway",
+                    ckpt, a, used_what, b, fix);
 }

@@ -190,6 +190,13 @@ static uint64_t sum_final(const qtsum *s) {
     return h;
 }
 
+uint64_t qt_ckpt_checksum(const void *data, size_t n) {
+    qtsum s;
+    sum_init(&s);
+    sum_feed(&s, data, n);
+    return sum_final(&s);
+}
+
 // ---------------------------------------------------------------------------------------
 // Writing
 

@@ -4,11 +4,15 @@
 // prepare.json (the checkpoint writer streams through qt_io_atomic itself).
 #include "host/io/file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -63,8 +67,11 @@ static qt_status open_regular(const char *path, const char *what, const char *hi
     qt_status st = QT_OK;
     if (fstat(*fd, &sb) != 0)
         st = qt_error(QT_ERR_IO, "cannot stat %s %s: %s", what, path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        st = qt_error(QT_ERR_IO, "%s %s is a directory, not a file; rename it or name a file",
+                      what, path);
     else if (!S_ISREG(sb.st_mode))
-        st = qt_error(QT_ERR_IO, "%s %s is not a regular file", what, path);
+        st = qt_error(QT_ERR_IO, "%s %s is a device, pipe or socket; name a file", what, path);
     else if ((uint64_t)sb.st_size > SIZE_MAX - 1)
         st = qt_error(QT_ERR_UNSUPPORTED, "%s %s is too large to read here", what, path);
     if (st != QT_OK) {
@@ -136,7 +143,9 @@ qt_status qt_io_map_file(const char *path, const char *what, const char *hint, v
     return st;
 }
 
-qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what) {
+qt_status qt_io_make_dirs_created(const char *path, unsigned mode, const char *what,
+                                  char **created) {
+    if (created) *created = NULL;
     size_t n = strlen(path);
     char *p = malloc(n + 1);
     if (!p) return qt_error(QT_ERR_OOM, "out of memory creating %s %s", what, path);
@@ -146,14 +155,85 @@ qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what) {
         if (p[i] != '/' && p[i] != '\0') continue;
         char c = p[i];
         p[i] = '\0';
-        if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
+        if (mkdir(p, (mode_t)mode) == 0) {
+            if (created && !*created && !(*created = strdup(p)))
+                st = qt_error(QT_ERR_OOM, "out of memory creating %s %s", what, path);
+        } else if (errno != EEXIST) {
             st = qt_error(QT_ERR_IO, "cannot create %s %s: %s", what, p, strerror(errno));
+        }
         p[i] = c;
     }
     free(p);
     struct stat sb;
     if (st == QT_OK && (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         st = qt_error(QT_ERR_IO, "%s %s exists and is not a directory; choose another", what, path);
+    if (st != QT_OK && created && *created) {
+        qt_io_remove_created_dirs(path, *created);
+        free(*created);
+        *created = NULL;
+    }
+    return st;
+}
+
+qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what) {
+    return qt_io_make_dirs_created(path, mode, what, NULL);
+}
+
+void qt_io_remove_created_dirs(const char *path, const char *created) {
+    if (!created) return;
+    size_t top = strlen(created);
+    char *p = strdup(path);
+    if (!p) return;
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    // From the deepest directory up to `created`, each only while empty (rmdir refuses others).
+    while (n >= top && rmdir(p) == 0) {
+        char *slash = strrchr(p, '/');
+        if (!slash || (size_t)(slash - p) < top) break;
+        *slash = '\0';
+        n = (size_t)(slash - p);
+    }
+    free(p);
+}
+
+qt_status qt_io_check_dir_creatable(const char *path, const char *what) {
+    char *p = strdup(path);
+    if (!p) return qt_error(QT_ERR_OOM, "out of memory checking %s %s", what, path);
+    qt_status st = QT_OK;
+    for (;;) {
+        struct stat sb;
+        if (stat(*p ? p : ".", &sb) == 0) {
+            const char *at = *p ? p : ".";
+            if (!S_ISDIR(sb.st_mode))
+                st = qt_error(QT_ERR_IO,
+                              "cannot create %s %s: %s is not a directory; choose "
+                              "another path",
+                              what, path, at);
+            else if (access(at, W_OK | X_OK) != 0)
+                st = qt_error(QT_ERR_IO,
+                              "cannot create %s %s: %s is not writable (%s); choose "
+                              "another path",
+                              what, path, at, strerror(errno));
+            break;
+        }
+        if (errno != ENOENT && errno != ENOTDIR) {
+            st = qt_error(QT_ERR_IO, "cannot create %s %s: %s: %s", what, path, p, strerror(errno));
+            break;
+        }
+        // Up one level: drop trailing slashes, then the last component.
+        size_t n = strlen(p);
+        while (n > 1 && p[n - 1] == '/')
+            p[--n] = '\0';
+        char *slash = strrchr(p, '/');
+        if (!slash)
+            p[0] = '\0';
+        else if (slash == p)
+            p[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    free(p);
     return st;
 }
 
@@ -175,6 +255,11 @@ qt_status qt_io_atomic_begin(qt_io_atomic *a, const char *path, const char *what
         free(a->tmp);
         a->tmp = NULL;
         return st;
+    }
+    // Held until the file is closed (or its process dies): qt_io_remove_stale_temps never
+    // removes a temporary file whose writer is alive. A file system without flock writes
+    // anyway; the writer's pid then protects the file alone.
+    while (flock(a->fd, LOCK_EX) != 0 && errno == EINTR) {
     }
     return QT_OK;
 }
@@ -228,4 +313,57 @@ qt_status qt_data_write_atomic(const char *path, const void *const *bufs, const 
     for (int i = 0; i < nbufs; i++)
         if (lens[i] > 0) QT_TRY(qt_io_atomic_write(&a, bufs[i], lens[i]));
     return qt_io_atomic_commit(&a);
+}
+
+// The pid of a temporary file of qt_io_atomic, `<name>.tmp.<pid>` (non-empty name, decimal pid
+// > 0 that fits pid_t), or 0 when `name` is not one.
+static pid_t temp_file_pid(const char *name) {
+    const char *tag = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+        tag = p;
+    if (!tag || tag == name) return 0;
+    const char *digits = tag + 5;
+    size_t n = strlen(digits);
+    if (n == 0 || n > 10 || strspn(digits, "0123456789") != n) return 0;
+    long long pid = strtoll(digits, NULL, 10);
+    return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+}
+
+static int pid_alive(pid_t pid) { return pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH; }
+
+qt_status qt_io_remove_stale_temps(const char *dir, int *removed, uint64_t *bytes) {
+    *removed = 0;
+    *bytes = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return QT_OK;
+        return qt_error(QT_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    }
+    size_t dlen = strlen(dir);
+    qt_status st = QT_OK;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        pid_t pid = temp_file_pid(e->d_name);
+        if (pid == 0 || pid_alive(pid)) continue;
+        size_t len = dlen + strlen(e->d_name) + 2;
+        char *path = malloc(len);
+        if (!path) {
+            st = qt_error(QT_ERR_OOM, "out of memory cleaning %s", dir);
+            break;
+        }
+        snprintf(path, len, "%s/%s", dir, e->d_name);
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat sb;
+        // Only regular files whose lock is free: a live writer (in another pid namespace, say)
+        // holds it. The pid is checked again under the lock, against its reuse meanwhile.
+        if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+            (flock(fd, LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK) && !pid_alive(pid) &&
+            unlink(path) == 0) {
+            (*removed)++;
+            *bytes += (uint64_t)sb.st_size;
+        }
+        if (fd >= 0) close(fd);
+        free(path);
+    }
+    closedir(d);
+    return st;
 }

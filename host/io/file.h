@@ -26,7 +26,8 @@ typedef struct {
     int fd;
 } qt_io_atomic;
 
-// Creates the temporary file (nothing is left on failure).
+// Creates the temporary file (nothing is left on failure) and holds its flock until commit or
+// abort, so that qt_io_remove_stale_temps knows its writer is alive.
 qt_status qt_io_atomic_begin(qt_io_atomic *a, const char *path, const char *what);
 // Appends n bytes; on failure the temporary file is removed (no abort needed).
 qt_status qt_io_atomic_write(qt_io_atomic *a, const void *buf, size_t n);
@@ -35,6 +36,12 @@ qt_status qt_io_atomic_write(qt_io_atomic *a, const void *buf, size_t n);
 qt_status qt_io_atomic_commit(qt_io_atomic *a);
 // Closes and removes the temporary file, after a failure of the caller's own.
 void qt_io_atomic_abort(qt_io_atomic *a);
+
+// Removes the temporary files that killed writers left in `dir`: regular files named
+// `<name>.tmp.<pid>` whose pid names no live process and whose flock is free (a live writer
+// holds it). Never a live process's file. *removed and *bytes count what was removed; a missing
+// directory has nothing to remove.
+qt_status qt_io_remove_stale_temps(const char *dir, int *removed, uint64_t *bytes);
 
 // fsync of the directory holding `path`, so that a rename into it survives a crash. File
 // systems that cannot fsync a directory (EINVAL, ENOTSUP, EROFS) count as done. 0, or -1 with
@@ -55,5 +62,15 @@ qt_status qt_io_map_file(const char *path, const char *what, const char *hint, v
 // mkdir -p: `path` and its missing parents, with `mode`; an existing path that is not a
 // directory is an error. `what` names it ("--out directory").
 qt_status qt_io_make_dirs(const char *path, unsigned mode, const char *what);
+// qt_io_make_dirs that says what it made: *created (malloc'd; free it) is the topmost directory
+// it created, NULL when `path` existed. On failure nothing it created is left.
+qt_status qt_io_make_dirs_created(const char *path, unsigned mode, const char *what,
+                                  char **created);
+// Undoes qt_io_make_dirs_created: removes `path` and its parents up to `created` while they are
+// empty (a directory holding anything, ours or not, stays). No-op for created == NULL.
+void qt_io_remove_created_dirs(const char *path, const char *created);
+// Fails early, before a long job, when `path` cannot become a directory: it exists and is not
+// one, or its deepest existing ancestor is not a writable directory.
+qt_status qt_io_check_dir_creatable(const char *path, const char *what);
 
 #endif

@@ -5,7 +5,9 @@
 // one f32 entry per parameter tensor under its model name; a DQT tensor instead has an i8
 // entry of its codes under its name and an f32[1] entry "<name>.scale";
 // "optimizer.m", "optimizer.v" f32[n_params] = the AdamW moments, whole arenas;
-// "qtrain.loss_scaler" f64[3] = {scale, clean steps, skipped steps}.
+// "qtrain.loss_scaler" f64[3] = {scale, clean steps, skipped steps};
+// "qtrain.tokenizer" u64[2] = {FNV-1a 64 checksum, vocabulary size} of the tokenizer that made
+// the training shards (qtrain/tokenizer.h), absent when unknown.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,8 +50,9 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
     QT_TRY(config_text(&model->cfg, &text, &text_len));
     float *params = NULL, *m = NULL, *v = NULL;
     int8_t *codes = NULL;
+    uint64_t tok[2] = {progress->tokenizer.checksum, (uint64_t)progress->tokenizer.vocab_size};
     char(*scale_names)[80] = calloc((size_t)model->n_tensors, sizeof *scale_names);
-    qt_ckpt_entry *entries = calloc((size_t)2 * model->n_tensors + 5, sizeof *entries);
+    qt_ckpt_entry *entries = calloc((size_t)2 * model->n_tensors + 6, sizeof *entries);
     qt_status st = entries && scale_names ? QT_OK
                                           : qt_error(QT_ERR_OOM, "cannot allocate checkpoint index");
     // The fp32 master weights when there are any: the parameters are their rounding.
@@ -70,6 +73,8 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
         entries[n++] = (qt_ckpt_entry){"qtrain.meta", QT_CKPT_U64, 1, {4}, meta};
         entries[n++] = (qt_ckpt_entry){"qtrain.config", QT_CKPT_U8, 1, {(int64_t)text_len}, text};
         entries[n++] = (qt_ckpt_entry){"qtrain.loss_scaler", QT_CKPT_F64, 1, {3}, scaler};
+        if (progress->tokenizer.vocab_size)
+            entries[n++] = (qt_ckpt_entry){"qtrain.tokenizer", QT_CKPT_U64, 1, {2}, tok};
         for (int i = 0; i < model->n_tensors; i++) {
             const qt_tensor_info *t = &model->tensors[i];
             qt_ckpt_entry *e = &entries[n++];
@@ -103,34 +108,38 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
     return st;
 }
 
-// Applies the config text stored in a checkpoint line by line.
+// The config text stored in a checkpoint, over the defaults, through the config module's
+// parser (the same as for config files), then validated.
 static qt_status parse_config_text(const char *path, const char *text, size_t len,
                                    qt_config *cfg) {
     qt_config_defaults(cfg);
-    char origin[600];
-    size_t start = 0;
-    int line_no = 0;
-    char line[1024];
-    while (start < len) {
-        size_t end = start;
-        while (end < len && text[end] != '\n') end++;
-        line_no++;
-        size_t n = end - start < sizeof line - 1 ? end - start : sizeof line - 1;
-        memcpy(line, text + start, n);
-        line[n] = '\0';
-        start = end + 1;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
-        const char *s = line;
-        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
-        if (!*s) continue;
-        snprintf(origin, sizeof origin, "%s (stored config line %d)", path, line_no);
-        QT_TRY(qt_config_set(cfg, s, origin));
-    }
-    return qt_config_validate(cfg);
+    size_t n = strlen(path) + 32;
+    char *source = malloc(n);
+    if (!source) return qt_error(QT_ERR_OOM, "cannot allocate a message for %s", path);
+    snprintf(source, n, "%s (stored config)", path);
+    qt_status st = qt_config_parse(cfg, text, len, source);
+    free(source);
+    return st == QT_OK ? qt_config_validate(cfg) : st;
 }
 
-qt_status qt_train_state_read_config(const char *path, qt_config *cfg) {
+// The "qtrain.tokenizer" entry: *tok, or vocab_size 0 when the checkpoint has none.
+static qt_status read_tokenizer_id(const qt_ckpt *ck, const char *path, qt_tokenizer_id *tok) {
+    tok->checksum = 0;
+    tok->vocab_size = 0;
+    if (!qt_ckpt_find(ck, "qtrain.tokenizer")) return QT_OK;
+    uint64_t v[2];
+    QT_TRY(qt_ckpt_get(ck, "qtrain.tokenizer", QT_CKPT_U64, 2, v));
+    if (v[1] < 257 || v[1] > QT_TOKENIZER_MAX_VOCAB)
+        return qt_error(QT_ERR_FORMAT,
+                        "%s: qtrain.tokenizer names a vocabulary of %llu tokens, "
+                        "outside 257..%d; the file is corrupt",
+                        path, (unsigned long long)v[1], QT_TOKENIZER_MAX_VOCAB);
+    tok->checksum = v[0];
+    tok->vocab_size = (int)v[1];
+    return QT_OK;
+}
+
+qt_status qt_train_state_read_info(const char *path, qt_config *cfg, qt_tokenizer_id *tok) {
     qt_ckpt *ck = NULL;
     QT_TRY(qt_ckpt_read(path, &ck));
     const qt_ckpt_entry *e = qt_ckpt_find(ck, "qtrain.config");
@@ -140,8 +149,13 @@ qt_status qt_train_state_read_config(const char *path, qt_config *cfg) {
                       path);
     else
         st = parse_config_text(path, e->data, (size_t)e->shape[0], cfg);
+    if (st == QT_OK && tok) st = read_tokenizer_id(ck, path, tok);
     qt_ckpt_free(ck);
     return st;
+}
+
+qt_status qt_train_state_read_config(const char *path, qt_config *cfg) {
+    return qt_train_state_read_info(path, cfg, NULL);
 }
 
 qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *opt,
@@ -202,8 +216,9 @@ qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *o
         progress->step = (int)meta[1];
         progress->data_epoch = meta[2];
         progress->data_index = meta[3];
+        st = read_tokenizer_id(ck, path, &progress->tokenizer);
         double scaler[3];
-        if (qt_ckpt_find(ck, "qtrain.loss_scaler") &&
+        if (st == QT_OK && qt_ckpt_find(ck, "qtrain.loss_scaler") &&
             qt_ckpt_get(ck, "qtrain.loss_scaler", QT_CKPT_F64, 3, scaler) == QT_OK) {
             progress->loss_scale = scaler[0];
             progress->loss_scale_clean_steps = scaler[1];

@@ -9,17 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "host/io/file.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
 #include "qtrain/names.h"
 
+// The signal (SIGINT, SIGTERM) that asked the run to stop, 0 while none has.
 static volatile sig_atomic_t stop_requested = 0;
-static void on_stop_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
+static void on_stop_signal(int sig) { stop_requested = sig; }
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -42,6 +41,18 @@ static qt_status make_run_dir(const char *path) {
     return qt_io_make_dirs(path, 0777, "--out directory");
 }
 
+// Killed runs leave `ckpt.bin.tmp.<pid>` (as large as a checkpoint) behind: remove those of
+// dead processes (host/io/file.h), never a live one's.
+static qt_status remove_stale_temps(const char *dir, int quiet) {
+    int removed = 0;
+    uint64_t bytes = 0;
+    QT_TRY(qt_io_remove_stale_temps(dir, &removed, &bytes));
+    if (removed && !quiet)
+        fprintf(stderr, "qtrain: removed %d temporary file%s of killed runs from %s (%.1f MiB)\n",
+                removed, removed == 1 ? "" : "s", dir, (double)bytes / (1024.0 * 1024.0));
+    return QT_OK;
+}
+
 static qt_status write_config_file(const qt_config *cfg, const char *dir) {
     char path[1200], tmp[1300];
     snprintf(path, sizeof path, "%s/config.conf", dir);
@@ -56,6 +67,82 @@ static qt_status write_config_file(const qt_config *cfg, const char *dir) {
     return st;
 }
 
+// A resumed run redoes the steps after its checkpoint, which a killed run may have logged
+// already: metrics.jsonl is cut back to the checkpoint's step (atomically: a temporary file
+// renamed over it), so that readers get one line per step. Kept: lines without a step (the
+// memory line) and lines of steps <= `step`; an unfinished last line (no newline) goes.
+// *has_memory says whether a {"memory": ...} line remains.
+static qt_status truncate_metrics(const char *path, int step, int *has_memory) {
+    *has_memory = 0;
+    if (access(path, F_OK) != 0) return QT_OK;
+    uint8_t *text = NULL;
+    size_t len = 0;
+    QT_TRY(qt_io_read_file(path, "metrics log", NULL, SIZE_MAX - 1, &text, &len));
+    char *out = malloc(len + 1);
+    if (!out) {
+        free(text);
+        return qt_error(QT_ERR_OOM, "cannot allocate %zu bytes to rewrite %s", len, path);
+    }
+    size_t kept = 0;
+    for (size_t start = 0; start < len;) {
+        const char *line = (const char *)text + start;
+        const char *nl = memchr(line, '\n', len - start);
+        if (!nl) break; // cut mid-write by the kill
+        size_t n = (size_t)(nl - line) + 1;
+        start += n;
+        // Lines are NUL-free text: strstr stops at the newline's successor at worst.
+        const char *s = strstr(line, "\"step\":");
+        int keep = !s || s > nl || atol(s + 7) <= step;
+        if (keep) {
+            if (strncmp(line, "{\"memory\"", 9) == 0) *has_memory = 1;
+            memcpy(out + kept, line, n);
+            kept += n;
+        }
+    }
+    qt_status st = QT_OK;
+    if (kept != len) {
+        const void *bufs[1] = {out};
+        size_t lens[1] = {kept};
+        st = qt_data_write_atomic(path, bufs, lens, 1);
+    }
+    free(out);
+    free(text);
+    return st;
+}
+
+// The message of a failed allocation whose size the model's shape drives, naming those keys.
+static qt_status model_too_large(const qt_config *cfg, const char *what) {
+    char first[512];
+    snprintf(first, sizeof first, "%s", qt_last_error());
+    return qt_error(QT_ERR_OOM,
+                    "%s: the model (model.n_layer %d, model.d_model %d, model.d_ff %d, "
+                    "model.vocab_size %d) and %s do not fit; lower model.d_model, model.n_layer "
+                    "or model.d_ff",
+                    first, cfg->n_layer, cfg->d_model, cfg->d_ff, cfg->vocab_size, what);
+}
+
+// qt_model_init at (train.batch_size, train.seq_len). When memory runs out, the message says
+// which keys drive the size that failed: if the model fits for one token (B = T = 1, tried
+// then freed), the activations of B x T did not, else the parameters did.
+static qt_status init_model(qt_model *model, const qt_config *cfg, qt_backend *be) {
+    int B = cfg->batch_size, T = cfg->seq_len;
+    qt_status st = qt_model_init(model, cfg, be, B, T);
+    if (st != QT_ERR_OOM) return st;
+    char first[512];
+    snprintf(first, sizeof first, "%s", qt_last_error());
+    qt_model probe;
+    if (B * (long long)T > 1 && qt_model_init(&probe, cfg, be, 1, 1) == QT_OK) {
+        qt_model_free(&probe);
+        return qt_error(QT_ERR_OOM,
+                        "%s: the activations of train.batch_size x train.seq_len = %d x %d "
+                        "tokens do not fit; lower train.batch_size (train.grad_accum keeps the "
+                        "tokens per step) or train.seq_len",
+                        first, B, T);
+    }
+    qt_error(QT_ERR_OOM, "%s", first);
+    return model_too_large(cfg, "its gradients");
+}
+
 typedef struct {
     const qt_config *cfg;
     const qt_train_opts *opts;
@@ -68,6 +155,8 @@ typedef struct {
     FILE *metrics;
     char ckpt_path[1200];
     int *inputs, *targets;
+    int stopped_by;            // the signal that stopped the loop before its last step, else 0
+    qt_tokenizer_id tokenizer; // recorded in checkpoints: what made the shards trained on
 } trainer;
 
 static qt_status save_checkpoint(trainer *t, int step) {
@@ -77,7 +166,8 @@ static qt_status save_checkpoint(trainer *t, int step) {
                                   pos.index,
                                   t->scaler.scale,
                                   t->scaler.clean_steps,
-                                  (double)t->scaler.skipped};
+                                  (double)t->scaler.skipped,
+                                  t->tokenizer};
     return qt_train_state_save(t->ckpt_path, &t->model, &t->opt, &progress);
 }
 
@@ -107,7 +197,10 @@ static qt_status train_loop(trainer *t, int start_step) {
     if (t->opts->stop_at_step > 0 && t->opts->stop_at_step < end_step)
         end_step = t->opts->stop_at_step;
     int step = start_step;
-    while (step < end_step && !stop_requested) {
+    // The signal is read once per step, where the step decides on its checkpoint: one that
+    // arrives later stops the loop after the next step, which then writes the checkpoint.
+    int stopping = 0;
+    while (step < end_step && !stopping) {
         QT_TRY(qt_model_zero_grad(&t->model));
         double step_loss = 0.0;
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
@@ -131,7 +224,8 @@ static qt_status train_loop(trainer *t, int start_step) {
         step++;
         steps_since_log++;
         loss_since_log += step_loss;
-        int last = step == end_step || stop_requested;
+        stopping = stop_requested;
+        int last = step == end_step || stopping;
         if (step % cfg->log_every == 0 || last || step == start_step + 1) {
             double now = now_seconds();
             double tok_s = tokens_per_step * steps_since_log / (now - t_log);
@@ -166,9 +260,12 @@ static qt_status train_loop(trainer *t, int start_step) {
         int ckpt_due = (cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || last;
         if (ckpt_due) QT_TRY(save_checkpoint(t, step));
     }
-    if (stop_requested && !t->opts->quiet)
-        fprintf(stderr, "qtrain: stopped by signal after step %d; checkpoint %s\n", step,
-                t->ckpt_path);
+    if (stopping && step < end_step) {
+        t->stopped_by = stopping;
+        if (!t->opts->quiet)
+            fprintf(stderr, "qtrain: stopped by %s after step %d; checkpoint %s\n",
+                    stopping == SIGINT ? "SIGINT" : "SIGTERM", step, t->ckpt_path);
+    }
     return QT_OK;
 }
 
@@ -229,10 +326,13 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                       qt_name(&qt_precision_names, cfg->precision), t.be->name,
                       qt_dtype_name(t.be->dtype));
     if (st == QT_OK) qt_loss_scaler_init(&t.scaler, cfg, t.be->dtype);
-    if (st == QT_OK) st = qt_model_init(&t.model, cfg, t.be, B, T);
+    if (st == QT_OK) st = init_model(&t.model, cfg, t.be);
     have_model = st == QT_OK;
-    if (st == QT_OK) st = qt_optimizer_init(&t.opt, &t.model);
-    have_opt = st == QT_OK;
+    if (st == QT_OK) {
+        st = qt_optimizer_init(&t.opt, &t.model);
+        if (st == QT_ERR_OOM) st = model_too_large(cfg, "its optimizer state (AdamW's m and v)");
+        have_opt = st == QT_OK;
+    }
     if (st == QT_OK) st = qt_dataloader_open(&t.train, cfg->data_dir, "train", B, T,
                                              cfg->vocab_size, cfg->seed, 1);
     if (st == QT_OK) st = qt_dataloader_open(&t.val, cfg->data_dir, "val", B, T,
@@ -242,9 +342,28 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         t.targets = malloc((size_t)B * T * sizeof(int));
         if (!t.inputs || !t.targets) st = qt_error(QT_ERR_OOM, "cannot allocate a batch");
     }
+    // The tokenizer of the shards (unknown for shards made by other tools): recorded in the
+    // checkpoints, and on resume checked against the one the checkpoint records.
+    qt_tokenizer_id data_tok = {0, 0};
+    if (st == QT_OK) st = qt_data_tokenizer_id(cfg->data_dir, &data_tok);
+    t.tokenizer = data_tok;
+    if (st == QT_OK && !data_tok.vocab_size && !opts->resume_from && !opts->quiet)
+        fprintf(stderr,
+                "qtrain: note: no tokenizer is recorded for the shards in %s (no "
+                "prepare.json naming one); the checkpoint will record none\n",
+                cfg->data_dir);
     if (st == QT_OK && opts->resume_from) {
         qt_train_progress progress;
         st = qt_train_state_load(opts->resume_from, &t.model, &t.opt, &progress);
+        if (st == QT_OK) {
+            char what[700], note[2048];
+            snprintf(what, sizeof what, "the shards in %s", cfg->data_dir);
+            st = qt_tokenizer_id_check(progress.tokenizer, opts->resume_from, data_tok, what,
+                                       "resume on the shards the run trained on (data.dir)",
+                                       opts->allow_tokenizer_mismatch, note, sizeof note);
+            if (note[0] && !opts->quiet) fprintf(stderr, "%s\n", note);
+            if (!data_tok.vocab_size) t.tokenizer = progress.tokenizer;
+        }
         if (st == QT_OK)
             st = qt_dataloader_seek(t.train, (qt_data_pos){progress.data_epoch, progress.data_index});
         if (st == QT_OK && t.scaler.enabled && progress.loss_scale > 0) {
@@ -262,13 +381,19 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     // The output directory appears only once everything it will describe has loaded, so a
     // rejected run leaves nothing behind.
     if (st == QT_OK) st = make_run_dir(opts->out_dir);
+    if (st == QT_OK) st = remove_stale_temps(opts->out_dir, opts->quiet);
     if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
+    int log_memory = 1;
     if (st == QT_OK) {
         char path[1200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", opts->out_dir);
-        // A resumed run appends to the log of the run it continues.
-        t.metrics = fopen(path, opts->resume_from ? "a" : "w");
-        if (!t.metrics) st = qt_error(QT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        // A resumed run appends to the log of the run it continues, from its checkpoint's step.
+        int has_memory = 0;
+        if (opts->resume_from) st = truncate_metrics(path, start_step, &has_memory);
+        log_memory = !has_memory;
+        if (st == QT_OK) t.metrics = fopen(path, opts->resume_from ? "a" : "w");
+        if (st == QT_OK && !t.metrics)
+            st = qt_error(QT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
     if (st == QT_OK && !opts->quiet) {
         fprintf(stderr,
@@ -281,7 +406,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                 (unsigned long long)qt_dataloader_num_tokens(t.val),
                 opts->resume_from ? " | resumed" : "");
     }
-    if (st == QT_OK) report_memory(&t.model, &t.opt, t.metrics, opts->quiet);
+    if (st == QT_OK) report_memory(&t.model, &t.opt, log_memory ? t.metrics : NULL, opts->quiet);
     if (st == QT_OK) {
         t.model.training = 1;
         stop_requested = 0;
@@ -294,6 +419,7 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
     }
+    if (opts->stop_signal) *opts->stop_signal = st == QT_OK ? t.stopped_by : 0;
     if (t.metrics) fclose(t.metrics);
     free(t.inputs);
     free(t.targets);

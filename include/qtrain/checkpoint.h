@@ -81,6 +81,11 @@ const char *qt_ckpt_dtype_name(qt_ckpt_dtype dtype);
 // Elements of an entry: the product of shape[0, ndim).
 int64_t qt_ckpt_entry_numel(const qt_ckpt_entry *e);
 
+// qtsum64 (above) of data[0, n): a file's checksum is qt_ckpt_checksum(file, size - 8), stored
+// in its last 8 bytes. For tools that edit a checkpoint and for the fuzz target
+// (tests/fuzz/fuzz_checkpoint.c), which recomputes it to get past the check.
+uint64_t qt_ckpt_checksum(const void *data, size_t n);
+
 // Writes entries[0, n_entries) to `path` atomically (see above). QT_ERR_ARG for a bad entry
 // (no name, duplicate name, bad dtype/ndim/shape, NULL data), QT_ERR_IO when a system call
 // fails; in both cases nothing is left behind and an existing checkpoint is unchanged.

@@ -135,7 +135,15 @@ void qt_config_defaults(qt_config *cfg);
 // "--set") is named in the error for an unknown key or an unparsable value.
 qt_status qt_config_set(qt_config *cfg, const char *assignment, const char *origin);
 
-// Reads a config file: applies each line with qt_config_set.
+// Applies the text of a config file, text[0, len): `key = value` lines, each through
+// qt_config_set; `#` starts a comment except inside a "..." value; blank lines are skipped; a
+// key set twice is an error; lines have no length limit; a NUL byte is an error. All or
+// nothing: on any error *cfg is unchanged. Errors name `source` and the line
+// ("configs/tiny.conf:12: ..."). The one parser of config text: qt_config_load reads files
+// through it, and the trainer the config stored in a checkpoint.
+qt_status qt_config_parse(qt_config *cfg, const char *text, size_t len, const char *source);
+
+// Reads a config file through qt_config_parse (on error *cfg is unchanged).
 qt_status qt_config_load(qt_config *cfg, const char *path);
 
 // Checks the relations between values (heads divide d_model, gamma <= 0, zeta >= 1, ...).

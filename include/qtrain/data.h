@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "qtrain/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -111,6 +112,16 @@ typedef struct {
 
 qt_status qt_prepare(const char *text_path, const char *out_dir, int vocab_size,
                      double val_fraction, int verbose);
+// prepare.json also records the identity of the tokenizer that made the shards
+// (qtrain/tokenizer.h):
+//   "tokenizer": {"file": "tokenizer.bin", "fnv1a64": "<16 hex digits>", "vocab_size": V}
+// qt_data_tokenizer_id reads it from <dir>/prepare.json into *id; id->vocab_size is 0 (unknown)
+// when there is no prepare.json or it records no tokenizer (shards made by another tool or by
+// an older qtrain). QT_ERR_FORMAT naming the file when prepare.json is not JSON or its
+// "tokenizer" is malformed. qt_data_parse_tokenizer_id parses text[0, len) (named `path`).
+qt_status qt_data_tokenizer_id(const char *dir, qt_tokenizer_id *id);
+qt_status qt_data_parse_tokenizer_id(const char *text, size_t len, const char *path,
+                                     qt_tokenizer_id *id);
 // qt_prepare with an explicit shard size; stats may be NULL.
 qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_size,
                         double val_fraction, size_t shard_tokens, int verbose,

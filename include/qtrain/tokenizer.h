@@ -73,6 +73,29 @@ const uint8_t *qt_tokenizer_token_bytes(const qt_tokenizer *tok, int token, size
 qt_status qt_tokenizer_merge(const qt_tokenizer *tok, int i, int *a, int *b);
 void qt_tokenizer_free(qt_tokenizer *tok);
 
+// ---- identity ------------------------------------------------------------------------------
+// Which tokenizer made a token stream: the FNV-1a 64-bit checksum that its tokenizer.bin ends
+// with (of every byte before it: version, vocabulary size, merges) and its vocabulary size.
+// `qtrain prepare` records it in prepare.json beside the shards, the trainer in each checkpoint
+// ("qtrain.tokenizer"), and train --resume, eval and sample refuse a mismatch.
+typedef struct {
+    uint64_t checksum; // FNV-1a 64 of tokenizer.bin before its last 8 bytes (= those bytes, LE)
+    int vocab_size;    // 257..65536; 0: unknown (shards made by another tool, older files)
+} qt_tokenizer_id;
+
+qt_tokenizer_id qt_tokenizer_identity(const qt_tokenizer *tok);
+// "fnv1a64:0123456789abcdef (4096 tokens)", or "unknown" (vocab_size 0), into buf[cap].
+void qt_tokenizer_id_format(qt_tokenizer_id id, char *buf, size_t cap);
+// Checks that `used` (of `used_what`: "the shards in data2", "tokenizer data2/tokenizer.bin") is
+// the tokenizer `trained` that checkpoint `ckpt` was trained with. Both known and different:
+// QT_ERR_ARG, "tokenizer mismatch: <ckpt> was trained with <id>; <used_what>: <id>; <fix>, or
+// pass --allow-tokenizer-mismatch to go on anyway"; with `allow`, QT_OK. *note (cap bytes) gets
+// a line to print ("qtrain: note: ...") when the check cannot be made (either is unknown) or a
+// mismatch was allowed, else "".
+qt_status qt_tokenizer_id_check(qt_tokenizer_id trained, const char *ckpt, qt_tokenizer_id used,
+                                const char *used_what, const char *fix, int allow, char *note,
+                                size_t cap);
+
 // Calls fn(word, word_len, user) for each pre-tokenization word of text[0..len) in order
 // (exposed for tests and tools; the pieces concatenate back to the text).
 void qt_tokenizer_split_words(const uint8_t *text, size_t len,

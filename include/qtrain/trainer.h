@@ -14,6 +14,7 @@
 #include "qtrain/loss_scaler.h"
 #include "qtrain/model.h"
 #include "qtrain/optimizer.h"
+#include "qtrain/tokenizer.h"
 
 typedef struct {
     qt_backend *backend;     // where to train; NULL: the CPU backend with train.threads
@@ -21,11 +22,19 @@ typedef struct {
     const char *resume_from; // checkpoint to continue from, or NULL
     int stop_at_step;        // stop (and checkpoint) once this many steps are done; 0: off
     int quiet;               // no progress lines on stderr
+    int *stop_signal;        // out, optional: SIGINT or SIGTERM when a signal stopped the run
+                             // before its last step (after its checkpoint), else 0
+    int allow_tokenizer_mismatch; // resume even when data.dir's shards were made by another
+                                  // tokenizer than the checkpoint's (refused by default)
 } qt_train_opts;
 
 // Trains cfg as described above. With resume_from, the parameters, optimizer moments, step
 // and data position come from the checkpoint, and the run continues bit-exactly (CPU).
-// SIGINT/SIGTERM finish the current step, write a checkpoint and return QT_OK.
+// Checkpoints record the identity of the tokenizer that made data.dir's shards (its
+// prepare.json, qt_data_tokenizer_id); a resume on shards of another tokenizer is refused
+// (qt_tokenizer_id_check) unless allow_tokenizer_mismatch.
+// SIGINT/SIGTERM finish the current step, write a checkpoint and return QT_OK with
+// *opts->stop_signal set (`qtrain train` then exits 128 + the signal: 130, 143).
 qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts);
 
 // ---- checkpoints (host/train/train_state.c) ----
@@ -37,6 +46,7 @@ typedef struct {
     double loss_scale;   // the loss scaler's state (fp16); 0 when the checkpoint has none
     double loss_scale_clean_steps;
     double skipped_steps;
+    qt_tokenizer_id tokenizer; // what made the training shards; vocab_size 0: unknown
 } qt_train_progress;
 
 // Writes model parameters (by tensor name), AdamW moments, progress and the config text.
@@ -44,6 +54,9 @@ qt_status qt_train_state_save(const char *path, const qt_model *model, const qt_
                               const qt_train_progress *progress);
 // Reads only the config stored in a checkpoint (to build the model it describes).
 qt_status qt_train_state_read_config(const char *path, qt_config *cfg);
+// The config and, when tok is not NULL, the tokenizer identity a checkpoint records
+// (tok->vocab_size 0 when it records none), in one read.
+qt_status qt_train_state_read_info(const char *path, qt_config *cfg, qt_tokenizer_id *tok);
 // Restores parameters (and, if opt != NULL, the moments and *progress) into a model built from
 // the checkpoint's config. Errors name the tensor that is missing or mis-shaped.
 qt_status qt_train_state_load(const char *path, qt_model *model, qt_optimizer *opt,
