@@ -1,11 +1,16 @@
 // cmd_train.c: `qtrain train`: resolve the config (defaults < --config file < --set), then run
-// the trainer; or continue a run from its checkpoint with --resume.
+// the trainer; or continue a run from its checkpoint with --resume. Under a launcher (mpirun,
+// srun, torchrun-style variables; qtrain/dist.h) each process is one rank of a data-parallel
+// run on the device of its local rank.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
 #include "device.h"
+#include "qtrain/dist.h"
 #include "qtrain/trainer.h"
 
 static const char usage[] =
@@ -23,7 +28,64 @@ static const char usage[] =
     "  --device D        auto (default: CUDA if a device is usable, else the CPU), cpu, cuda\n"
     "  --quiet           no progress lines\n"
     "\n"
-    "Ctrl-C finishes the current step, writes the checkpoint and exits.\n";
+    "Ctrl-C finishes the current step, writes the checkpoint and exits.\n"
+    "\n"
+    "Data-parallel: run one process per device under a launcher, e.g.\n"
+    "  mpirun -np 2 qtrain train ...      (OMPI_COMM_WORLD_*; srun --mpi=pmix likewise)\n"
+    "Each rank reads its slice of every global batch (ranks x batch x accumulation); rank 0\n"
+    "alone prints and writes under --out. Keys dist.bucket_mb, dist.zero, dist.timeout_s.\n";
+
+static const char *env(const char *name) { return getenv(name); }
+
+// The communicator of this launch: none for one process; MPI where a process manager is
+// present (mpirun, srun --mpi=pmix) and this build has MPI.
+static qt_status open_comm(const qt_dist_launch *l, const qt_config *cfg, qt_comm *comm,
+                           int *have) {
+    *have = 0;
+    if (l->size == 1) return QT_OK;
+    char where[256];
+    qt_dist_launch_describe(l, where, sizeof where);
+    if (!l->has_pmi)
+        return qt_error(QT_ERR_UNSUPPORTED,
+                        "%s: data-parallel training over %d ranks needs MPI, and no MPI process "
+                        "manager is present; launch with mpirun -np %d (or srun --mpi=pmix)",
+                        where, l->size, l->size);
+#ifdef QT_HAVE_MPI
+    QT_TRY(qt_comm_mpi_init(comm, cfg->dist_timeout_s));
+    *have = 1;
+    if (comm->size != l->size || comm->rank != l->rank) {
+        qt_status st = qt_error(QT_ERR_COMM,
+                                "%s, but MPI says rank %d of %d: the launcher's variables and "
+                                "MPI disagree; launch with one launcher only",
+                                where, comm->rank, comm->size);
+        return st;
+    }
+    return QT_OK;
+#else
+    (void)cfg, (void)comm;
+    return qt_error(QT_ERR_UNSUPPORTED,
+                    "%s: this qtrain was built without MPI (CMake did not find it); install "
+                    "openmpi-bin and libopenmpi-dev (scripts/install_deps.sh) and rebuild",
+                    where);
+#endif
+}
+
+// An error on one rank of several: name the rank, then end the others (qt_comm_abort), so that
+// none is left waiting for this one.
+static int fail_rank(qt_comm *comm, int have_comm) {
+    if (!have_comm || comm->size == 1) return qt_cli_fail();
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", qt_last_error());
+    // A message that already names this rank (the communicator's) is printed as it is.
+    char tag[32];
+    snprintf(tag, sizeof tag, "rank %d", comm->rank);
+    if (strncmp(msg, tag, strlen(tag)) == 0)
+        fprintf(stderr, "qtrain: error: %s\n", msg);
+    else
+        fprintf(stderr, "qtrain: error: rank %d of %d: %s\n", comm->rank, comm->size, msg);
+    qt_comm_abort(comm, 1);
+    return 1;
+}
 
 int qt_cmd_train(int argc, char **argv) {
     const char *config_path = NULL, *out_dir = "runs/default", *resume = NULL, *device = "auto";
@@ -54,11 +116,31 @@ int qt_cmd_train(int argc, char **argv) {
     for (int s = 0; s < set_list.n; s++)
         if (qt_config_set(&cfg, sets[s], "--set") != QT_OK) return qt_cli_fail();
     if (qt_config_validate(&cfg) != QT_OK) return qt_cli_fail();
+    qt_dist_launch launch;
+    if (qt_dist_launch_detect(&launch, env) != QT_OK) return qt_cli_fail();
+    qt_comm comm;
+    int have_comm = 0;
+    if (open_comm(&launch, &cfg, &comm, &have_comm) != QT_OK) return fail_rank(&comm, have_comm);
+    // One process per device: the CPU threads of the machine are shared by its ranks when
+    // train.threads is 0 (all cores).
+    qt_config dev_cfg = cfg;
+    if (have_comm && cfg.threads == 0 && launch.local_size > 1) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        dev_cfg.threads = cores > launch.local_size ? (int)(cores / launch.local_size) : 1;
+    }
     qt_backend be;
-    if (qt_cli_open_backend(device, &cfg, quiet, &be) != QT_OK) return qt_cli_fail();
-    qt_train_opts opts = {.backend = &be, .out_dir = out_dir, .resume_from = resume,
-                          .stop_at_step = stop_at, .quiet = quiet};
+    if (qt_cli_open_backend_on(device, launch.local_rank, &dev_cfg, quiet || launch.rank > 0,
+                               &be) != QT_OK)
+        return fail_rank(&comm, have_comm);
+    qt_train_opts opts = {.backend = &be,
+                          .comm = have_comm ? &comm : NULL,
+                          .out_dir = out_dir,
+                          .resume_from = resume,
+                          .stop_at_step = stop_at,
+                          .quiet = quiet};
     qt_status st = qt_train(&cfg, &opts);
     qt_backend_free(&be);
-    return st == QT_OK ? 0 : qt_cli_fail();
+    if (st != QT_OK) return fail_rank(&comm, have_comm);
+    if (have_comm) qt_comm_free(&comm);
+    return 0;
 }
