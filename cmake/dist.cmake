@@ -7,6 +7,7 @@
 #   test_dist_mpi   tests/mpi/test_dist_mpi.c under `mpirun -np 2 --oversubscribe` (label mpi)
 #   test_dist_faults  tests/mpi/test_dist_faults.sh: a rank killed mid-training, Ctrl-C on the
 #                   launcher (label mpi)
+#   bench_dist      bench/bench_dist.c: 2 ranks x 1 thread against 1 rank x 1 thread
 #
 # Without MPI (no mpicc, no libmpi) none of this is built, `qtrain train` under a launcher
 # says it was built without MPI, and every other target and test is unchanged.
@@ -55,3 +56,7 @@ add_test(NAME test_dist_faults
           ${QT_MPIEXEC} ${CMAKE_BINARY_DIR})
 set_tests_properties(test_dist_faults PROPERTIES LABELS "mpi;unit" TIMEOUT 300
   ENVIRONMENT "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=passive;${QT_MPI_ENV}")
+
+add_executable(bench_dist ${CMAKE_SOURCE_DIR}/bench/bench_dist.c)
+target_include_directories(bench_dist PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/host)
+target_link_libraries(bench_dist PRIVATE libqtrain qtrain_mpi)
