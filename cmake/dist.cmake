@@ -43,9 +43,15 @@ endif()
 set(QT_MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
 set(QT_MPIRUN ${QT_MPIEXEC} -np 2 --oversubscribe --bind-to none)
 
+# The helpers of the tests under mpirun (tests/mpi/mpi_testutil.c).
+add_library(qt_mpi_testutil STATIC ${CMAKE_SOURCE_DIR}/tests/mpi/mpi_testutil.c)
+target_include_directories(qt_mpi_testutil PUBLIC ${CMAKE_SOURCE_DIR}/tests/mpi
+  PRIVATE ${CMAKE_SOURCE_DIR})
+target_link_libraries(qt_mpi_testutil PUBLIC qt_testutil)
+
 add_executable(test_dist_mpi ${CMAKE_SOURCE_DIR}/tests/mpi/test_dist_mpi.c)
 target_include_directories(test_dist_mpi PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/host)
-target_link_libraries(test_dist_mpi PRIVATE qt_testutil qtrain_mpi)
+target_link_libraries(test_dist_mpi PRIVATE qt_mpi_testutil qtrain_mpi)
 # CK_FORK=no: a forked Check case cannot use the parent's MPI connection.
 add_test(NAME test_dist_mpi COMMAND ${QT_MPIRUN} $<TARGET_FILE:test_dist_mpi>)
 set_tests_properties(test_dist_mpi PROPERTIES LABELS "mpi;unit" TIMEOUT 300

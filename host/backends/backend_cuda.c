@@ -560,6 +560,12 @@ static qt_status ctx_open(cuda_ctx *c, int device, qt_dtype dt) {
     return QT_OK;
 }
 
+void *qt_backend_cuda_stream(const qt_backend *be) {
+    // By name, not by table: a test may wrap the table around the same context.
+    if (!be || !be->ctx || !be->name || strcmp(be->name, "cuda") != 0) return NULL;
+    return (void *)CTX_OF(be->ctx)->stream;
+}
+
 qt_status qt_backend_cuda_init(qt_backend *be, int device, qt_dtype dt) {
     if (!be) return qt_error(QT_ERR_ARG, "qt_backend_cuda_init: backend is NULL");
     if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)

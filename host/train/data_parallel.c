@@ -131,7 +131,9 @@ qt_status qt_dp_step(qt_grad_sync *s, qt_optimizer *opt, qt_model *m, float lr, 
     double norm = 0.0;
     QT_TRY(qt_grad_sync_norm(s, &norm));
     QT_TRY(qt_optimizer_update(opt, m, lr, loss_scale, norm, grad_norm, skipped));
-    if (!*skipped) QT_TRY(qt_grad_sync_gather_params(s));
+    // Gathered even after a skip (the shards are then unchanged): every rank issues the same
+    // collectives whatever it decided locally, so the ranks can never fall out of step.
+    QT_TRY(qt_grad_sync_gather_params(s));
     // One small all-reduce: the mean loss for the log and whether any rank got SIGINT/SIGTERM,
     // so that every rank stops after the same step.
     double x[2] = {*step_loss, *stop ? 1.0 : 0.0};

@@ -131,6 +131,16 @@ qt_status qt_comm_single_init(qt_comm *c);
 // MPI_ERRORS_RETURN, every collective non-blocking and waited by polling against timeout_s.
 // Host memory (the CPU backend), any dtype (fp16 and bf16 sum in fp32 and round once).
 qt_status qt_comm_mpi_init(qt_comm *c, double timeout_s);
+// NCCL (host/dist/comm_nccl.c, built where the CUDA toolkit and libnccl are found, which
+// defines QT_HAVE_NCCL for the program): collectives on the CUDA backend `be`'s device memory,
+// on a communication stream ordered after be's stream by events. The NCCL id travels through
+// `bootstrap` (an open MPI communicator over the same ranks) or, when it is NULL, the
+// shared-file rendezvous l->rdzv_file tagged with l->job_tag. The emulated build (tests/cuemu)
+// compiles the same file with the reductions done on the CPU by `bootstrap` (required there).
+// be and bootstrap must outlive c; free c first.
+struct qt_backend;
+qt_status qt_comm_nccl_init(qt_comm *c, struct qt_backend *be, const qt_dist_launch *l,
+                            qt_comm *bootstrap, double timeout_s);
 void qt_comm_free(qt_comm *c);
 
 // The wrappers check their arguments (QT_ERR_ARG naming the call) and count bytes; a world of

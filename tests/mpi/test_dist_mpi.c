@@ -14,7 +14,6 @@
 //   on, so the shards are gathered into the checkpoint and scattered back), and a 2-rank
 //   checkpoint resumed on 1 rank with the same global batch continues the same training.
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "qtrain/data.h"
 #include "qtrain/dist.h"
 #include "qtrain/trainer.h"
+#include "mpi_testutil.h"
 #include "testutil.h"
 
 #define STEPS 6
@@ -32,53 +32,14 @@ static char data_dir[512];
 
 // ---- helpers -----------------------------------------------------------------------------
 
-// A verdict shared by both ranks: every rank ends a case with the same pass/fail, carrying
-// the message of the lowest failing rank's first failure.
-typedef struct {
-    int failed;
-    char msg[512];
-} verdict;
+typedef qt_verdict verdict;
+typedef qt_step_check step_check;
+#define fail_case qt_verdict_fail
 
-static void fail_case(verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail_case(verdict *v, const char *fmt, ...) {
-    if (v->failed++) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(v->msg, sizeof v->msg, fmt, ap);
-    va_end(ap);
-}
-
-static void agree(verdict *v) {
-    double x = v->failed ? (double)(comm.size - comm.rank) : 0.0;
-    ck_assert_msg(qt_comm_allreduce_host(&comm, &x, 1, QT_DIST_MAX) == QT_OK, "%s",
-                  qt_last_error());
-    if (x > 0) {
-        int who = comm.size - (int)x;
-        // The failing rank's message goes to everyone.
-        char msg[512];
-        memcpy(msg, v->msg, sizeof msg);
-        ck_assert(qt_comm_broadcast(&comm, msg, sizeof msg, who, 1) == QT_OK);
-        ck_abort_msg("rank %d: %s", who, msg);
-    }
-}
-
-// The synthetic shards every case trains on: made by rank 0 in the first case that asks
-// (Check's assertions work only inside a case), the path shared with rank 1.
-static void ensure_data(void) {
-    if (data_dir[0]) return;
-    char dir[512] = "";
-    if (comm.rank == 0) {
-        char *d = qt_test_tmpdir("dp-data");
-        snprintf(dir, sizeof dir, "%s", d);
-        free(d);
-        qt_test_write_synthetic_shards(dir);
-    }
-    ck_assert_msg(qt_comm_broadcast(&comm, dir, sizeof dir, 0, 1) == QT_OK, "%s", qt_last_error());
-    snprintf(data_dir, sizeof data_dir, "%s", dir);
-}
+static void agree(verdict *v) { qt_verdict_agree(&comm, v); }
 
 static void tiny_config(qt_config *cfg) {
-    ensure_data();
+    qt_mpi_test_data(&comm, data_dir, sizeof data_dir);
     qt_config_defaults(cfg);
     const char *sets[] = {"model.n_layer=2",   "model.d_model=32",     "model.n_head=2",
                           "model.d_ff=64",     "model.max_seq_len=16", "model.vocab_size=257",
@@ -92,79 +53,11 @@ static void tiny_config(qt_config *cfg) {
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", data_dir);
 }
 
-// The train losses of run_dir/metrics.jsonl by step (1-based); the count found.
 static int read_losses(const char *run_dir, double *losses, int max_steps) {
-    char path[1200], line[8192];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        const char *s = strstr(line, "\"step\":"), *l = strstr(line, "\"loss\":");
-        if (!strstr(line, "\"type\":\"train\"") || !s || !l) continue;
-        int step = atoi(s + 7);
-        if (step >= 1 && step <= max_steps) {
-            losses[step - 1] = strtod(l + 7, NULL);
-            n++;
-        }
-    }
-    fclose(f);
-    return n;
+    return qt_mpi_test_losses(run_dir, losses, NULL, NULL, max_steps);
 }
-
-// The first line of run_dir/metrics.jsonl (the memory report).
-static void read_memory_line(const char *run_dir, char *line, size_t cap) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    line[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    if (!fgets(line, (int)cap, f)) line[0] = '\0';
-    fclose(f);
-}
-
-static size_t json_size(const char *line, const char *key) {
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(line, pat);
-    return p ? (size_t)strtoull(p + strlen(pat), NULL, 10) : (size_t)-1;
-}
-
-// What each optimizer step leaves on this rank: a hash of the parameters, checked against
-// every other rank's, and the optimizer's shard.
-typedef struct {
-    verdict *v;
-    int steps;
-    size_t opt_lo, opt_hi, n_params;
-    int sharded;
-} step_check;
-
-static uint64_t fnv1a(const void *p, size_t n, uint64_t h) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
-static qt_status on_step(void *user, int step, const qt_model *m, const qt_optimizer *opt) {
-    step_check *sc = user;
-    sc->steps = step;
-    sc->opt_lo = opt->lo;
-    sc->opt_hi = opt->hi;
-    sc->sharded = opt->sharded;
-    sc->n_params = m->n_params;
-    // fp32 parameters on the CPU backend: the arena's bytes are the parameters.
-    uint64_t h = fnv1a(m->params, m->n_float_params * m->es, 1469598103934665603ull);
-    double mine[2] = {(double)(h >> 32), (double)(h & 0xffffffffu)};
-    double all[4] = {0};
-    memcpy(&all[2 * comm.rank], mine, sizeof mine);
-    QT_TRY(qt_comm_allgather_host(&comm, all, 2));
-    for (int r = 0; r < comm.size; r++)
-        if (all[2 * r] != all[0] || all[2 * r + 1] != all[1])
-            fail_case(sc->v, "after step %d the parameters of rank %d differ from rank 0's", step,
-                      r);
-    return QT_OK;
-}
+#define read_memory_line qt_mpi_test_memory_line
+#define json_size qt_mpi_test_json_size
 
 // Trains cfg into dir on both ranks (comm) or, with single, on rank 0 alone (rank 1 waits).
 static void train(verdict *v, const qt_config *cfg, const char *dir, int single, const char *resume,
@@ -178,7 +71,8 @@ static void train(verdict *v, const qt_config *cfg, const char *dir, int single,
                            .quiet = 1};
         if (sc && !single) {
             sc->v = v;
-            o.on_step = on_step;
+            sc->comm = &comm;
+            o.on_step = qt_mpi_test_on_step;
             o.on_step_user = sc;
         }
         st = qt_train(cfg, &o);
@@ -188,15 +82,8 @@ static void train(verdict *v, const qt_config *cfg, const char *dir, int single,
                   qt_last_error());
 }
 
-// The run directory `name` under a fresh temporary directory made by rank 0 and shared.
 static void shared_tmpdir(char *out, size_t cap, const char *tag) {
-    memset(out, 0, cap);
-    if (comm.rank == 0) {
-        char *d = qt_test_tmpdir(tag);
-        snprintf(out, cap, "%s", d);
-        free(d);
-    }
-    ck_assert(qt_comm_broadcast(&comm, out, cap, 0, 1) == QT_OK);
+    qt_mpi_test_tmpdir(&comm, out, cap, tag);
 }
 
 static int read_tensor(const char *ckpt, const char *name, float *out, size_t n) {
