@@ -1,13 +1,18 @@
 // test_dist.c: data-parallel training's single-process parts (qtrain/dist.h), without MPI:
 // launch detection for each launcher and its errors, the world-of-one communicator, the
 // fp16/bf16 conversions of the host reductions, the shard ranges, the gradient buckets' plan,
-// the model's gradient frontier (qt_model.grads_ready: what the buckets rely on), the sharded
+// the model's gradient frontier (qt_model.grads_ready: what the buckets rely on), the
+// rendezvous of the NCCL id without MPI (a file, TCP; ranks as forked processes), the sharded
 // optimizer against the whole one, and the data split across ranks. The collectives
 // themselves run under mpirun in tests/mpi/test_dist_mpi.c.
 #include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dist/dist_internal.h"
 #include "qtrain/data.h"
@@ -101,6 +106,7 @@ START_TEST(test_launch_detection) {
     ck_assert(l.rank == 2 && l.size == 4 && l.local_rank == 0 && l.local_size == 2 && !l.has_pmi);
     ck_assert_str_eq(l.master_addr, "node7");
     ck_assert_int_eq(l.master_port, 29500);
+    ck_assert_int_eq(l.rdzv_port, 29500);
     ck_assert_str_eq(l.rdzv_file, "/shared/rdzv");
     ck_assert_str_eq(l.job_tag, "run-9");
     char desc[256];
@@ -124,6 +130,76 @@ START_TEST(test_launch_detection) {
         ck_assert_msg(strstr(qt_last_error(), bad[i].needle) != NULL, "case %zu: %s", i,
                       qt_last_error());
     }
+}
+END_TEST
+
+// ---- rendezvous without MPI -------------------------------------------------------------------
+
+// A port that was free a moment ago (bound to port 0, then released).
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+// Ranks 1..size-1 as child processes (each exits 0 when it received rank 0's blob) while this
+// process is rank 0; way 0: the file, 1: TCP. Returns how many children failed.
+static int rendezvous_ranks(int way, const char *where, int port, int size, int start_late) {
+    unsigned char blob[128];
+    for (int i = 0; i < 128; i++)
+        blob[i] = (unsigned char)(i * 37 + 11);
+    pid_t kids[8];
+    for (int r = 1; r < size; r++) {
+        kids[r] = fork();
+        ck_assert(kids[r] >= 0);
+        if (kids[r] == 0) {
+            unsigned char got[128] = {0};
+            qt_status st = way == 0
+                               ? qt_rdzv_file(where, "job-7", r, size, got, 128, 20.0)
+                               : qt_rdzv_tcp("127.0.0.1", port, "job-7", r, size, got, 128, 20.0);
+            _exit(st == QT_OK && memcmp(got, blob, 128) == 0 ? 0 : 1);
+        }
+    }
+    if (start_late) sleep(1); // the others are already waiting (polling, or retrying connect)
+    qt_status st = way == 0 ? qt_rdzv_file(where, "job-7", 0, size, blob, 128, 20.0)
+                            : qt_rdzv_tcp(NULL, port, "job-7", 0, size, blob, 128, 20.0);
+    ck_assert_msg(st == QT_OK, "rank 0: %s", qt_last_error());
+    int failed = 0;
+    for (int r = 1; r < size; r++) {
+        int status = 0;
+        ck_assert(waitpid(kids[r], &status, 0) == kids[r]);
+        failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    return failed;
+}
+
+START_TEST(test_rendezvous_without_mpi) {
+    char *dir = qt_test_tmpdir("rdzv");
+    char path[600];
+    snprintf(path, sizeof path, "%s/nccl-id", dir);
+    // A file an earlier job left (another tag) is never read as this job's.
+    unsigned char stale[128] = {0};
+    ck_assert(qt_rdzv_file(path, "job-6", 0, 3, stale, 128, 1.0) == QT_OK);
+    ck_assert_int_eq(rendezvous_ranks(0, path, 0, 3, 1), 0);
+    ck_assert_int_eq(rendezvous_ranks(1, NULL, free_port(), 4, 1), 0);
+    // Without rank 0, a rank gives up after its timeout, naming what it waited for.
+    remove(path);
+    unsigned char got[128];
+    ck_assert_int_eq(qt_rdzv_file(path, "job-8", 1, 2, got, 128, 0.3), QT_ERR_COMM);
+    ck_assert_msg(strstr(qt_last_error(), path) != NULL, "%s", qt_last_error());
+    ck_assert_int_eq(qt_rdzv_tcp("127.0.0.1", free_port(), "job-8", 1, 2, got, 128, 0.3),
+                     QT_ERR_COMM);
+    ck_assert_msg(strstr(qt_last_error(), "127.0.0.1") != NULL, "%s", qt_last_error());
+    qt_test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -452,6 +528,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_launch_detection);
+    tcase_add_test(tc, test_rendezvous_without_mpi);
     tcase_add_test(tc, test_single_communicator_is_the_identity);
     tcase_add_test(tc, test_half_conversions);
     tcase_add_test(tc, test_shard_ranges_tile_the_arena);

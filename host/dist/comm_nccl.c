@@ -21,17 +21,16 @@
 //    the CPU: the emulator's device memory is host memory and every emulated operation has
 //    completed when its call returns. CI runs the CUDA data-parallel path this way.
 #include <cuda_runtime_api.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #ifndef QT_CUEMU
 #include <nccl.h>
 #endif
 
 #include "base/cuda_check.h"
+#include "dist_internal.h"
 #include "qtrain/backend.h"
 #include "qtrain/dist.h"
 
@@ -513,60 +512,6 @@ static const qt_comm_ops nccl_ops = {
     .destroy = nccl_destroy,
 };
 
-// ---- the NCCL id: bootstrap broadcast or shared-file rendezvous ------------------------------
-#ifndef QT_CUEMU
-
-// Rank 0 writes "<tag>\n" and the id to path atomically (a temporary file renamed over it);
-// the others poll until a file with their tag appears. A file from an earlier job carries
-// another tag and is never read.
-static qt_status rendezvous_file(qt_comm *c, const qt_dist_launch *l, ncclUniqueId *id,
-                                 double timeout_s) {
-    const char *path = l->rdzv_file;
-    char tag[160];
-    snprintf(tag, sizeof tag, "qtrain-nccl-id %s %d\n", l->job_tag[0] ? l->job_tag : "-", l->size);
-    size_t tlen = strlen(tag);
-    if (c->rank == 0) {
-        char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-        FILE *f = fopen(tmp, "wb");
-        if (!f)
-            return qt_error(QT_ERR_IO,
-                            "rank 0: cannot write the NCCL rendezvous file %s: %s; "
-                            "QT_RDZV_FILE must name a path on a filesystem every rank sees",
-                            tmp, strerror(errno));
-        int ok = fwrite(tag, 1, tlen, f) == tlen && fwrite(id, sizeof *id, 1, f) == 1;
-        ok = fclose(f) == 0 && ok;
-        if (!ok || rename(tmp, path) != 0) {
-            remove(tmp);
-            return qt_error(QT_ERR_IO, "rank 0: cannot write the NCCL rendezvous file %s: %s", path,
-                            strerror(errno));
-        }
-        return QT_OK;
-    }
-    double t0 = now_s();
-    char buf[160 + sizeof *id];
-    for (;;) {
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            size_t got = fread(buf, 1, tlen + sizeof *id, f);
-            fclose(f);
-            if (got == tlen + sizeof *id && memcmp(buf, tag, tlen) == 0) {
-                memcpy(id, buf + tlen, sizeof *id);
-                return QT_OK;
-            }
-        }
-        if (now_s() - t0 > timeout_s)
-            return qt_error(QT_ERR_COMM,
-                            "rank %d: no NCCL id from rank 0 in %s after %.0f s "
-                            "(want the tag '%.*s'): rank 0 has not started, or QT_RDZV_FILE is "
-                            "not on a filesystem every rank sees, or QT_RDZV_TAG differs",
-                            c->rank, path, timeout_s, (int)tlen - 1, tag);
-        struct timespec ts = {0, 100000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-#endif
-
 qt_status qt_comm_nccl_init(qt_comm *c, qt_backend *be, const qt_dist_launch *l, qt_comm *bootstrap,
                             double timeout_s) {
     if (!c || !be || !l) return qt_error(QT_ERR_ARG, "qt_comm_nccl_init: NULL argument");
@@ -621,15 +566,19 @@ qt_status qt_comm_nccl_init(qt_comm *c, qt_backend *be, const qt_dist_launch *l,
         st = qt_comm_agree(bootstrap, st, rdzv, "to create the NCCL id");
         if (st == QT_OK) st = qt_comm_broadcast(bootstrap, &id, sizeof id, 0, 1);
     } else if (st == QT_OK) {
-        if (!l->rdzv_file[0])
-            st = qt_error(QT_ERR_UNSUPPORTED,
-                          "rank %d of %d: without MPI the NCCL id is shared through a file: set "
-                          "QT_RDZV_FILE to a path every rank sees (and QT_RDZV_TAG to something "
-                          "unique per run outside Slurm), or launch with mpirun / srun "
-                          "--mpi=pmix",
-                          l->rank, l->size);
+        // Without MPI: a file every rank sees, else TCP to rank 0 (dist_internal.h).
+        if (l->rdzv_file[0])
+            st = qt_rdzv_file(l->rdzv_file, l->job_tag, l->rank, l->size, &id, sizeof id, rdzv);
+        else if (l->master_addr[0] && l->rdzv_port)
+            st = qt_rdzv_tcp(l->master_addr, l->rdzv_port, l->job_tag, l->rank, l->size, &id,
+                             sizeof id, rdzv);
         else
-            st = rendezvous_file(c, l, &id, rdzv);
+            st = qt_error(QT_ERR_UNSUPPORTED,
+                          "rank %d of %d: without MPI the NCCL id needs a rendezvous: set "
+                          "QT_RDZV_FILE to a path every rank sees, or MASTER_ADDR and "
+                          "MASTER_PORT (or QT_RDZV_PORT) to a free port on rank 0's machine; or "
+                          "launch with mpirun / srun --mpi=pmix",
+                          l->rank, l->size);
     }
     if (st == QT_OK) {
         ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
@@ -641,7 +590,7 @@ qt_status qt_comm_nccl_init(qt_comm *c, qt_backend *be, const qt_dist_launch *l,
         st = nccl_settle(c, r, "ncclCommInitRankConfig", "creating the NCCL communicator");
         c->timeout_s = keep;
     }
-    if (st == QT_OK && !bootstrap && c->rank == 0) remove(l->rdzv_file);
+    if (st == QT_OK && !bootstrap && c->rank == 0 && l->rdzv_file[0]) remove(l->rdzv_file);
 #endif
     if (st != QT_OK) qt_comm_free(c);
     return st;

@@ -111,11 +111,15 @@ qt_status qt_dist_launch_detect(qt_dist_launch *l, const char *(*get)(const char
         copy_var(get, "MASTER_ADDR", l->master_addr, sizeof l->master_addr);
         int found;
         QT_TRY(get_int(get, "MASTER_PORT", 1, 65535, &l->master_port, &found));
+        l->rdzv_port = l->master_port;
         const char *run = get("TORCHELASTIC_RUN_ID");
         snprintf(l->job_tag, sizeof l->job_tag, "torchrun-%s", run ? run : "0");
     } else {
         return QT_OK; // one process, as without a launcher
     }
+    int found = 0, port = 0;
+    QT_TRY(get_int(get, "QT_RDZV_PORT", 1, 65535, &port, &found));
+    if (found) l->rdzv_port = port;
     const char *tag = get("QT_RDZV_TAG");
     if (tag && *tag) snprintf(l->job_tag, sizeof l->job_tag, "%s", tag);
     return QT_OK;

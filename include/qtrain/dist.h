@@ -44,6 +44,9 @@ typedef struct {
                                 // so MPI_Init can join the job
     char master_addr[256];      // MASTER_ADDR (torchrun); "" when unset
     int master_port;            // MASTER_PORT; 0 when unset
+    int rdzv_port;              // the TCP rendezvous of the NCCL id: QT_RDZV_PORT, else
+                                // MASTER_PORT (torchrun's own store holds MASTER_PORT: set
+                                // QT_RDZV_PORT there); 0 when neither is set
     char rdzv_file[1024];       // QT_RDZV_FILE: a path on a filesystem every rank sees, for the
                                 // shared-file rendezvous of the NCCL id; "" when unset
     char job_tag[128];          // tags the rendezvous file so a stale one is never read:
@@ -135,7 +138,8 @@ qt_status qt_comm_mpi_init(qt_comm *c, double timeout_s);
 // defines QT_HAVE_NCCL for the program): collectives on the CUDA backend `be`'s device memory,
 // on a communication stream ordered after be's stream by events. The NCCL id travels through
 // `bootstrap` (an open MPI communicator over the same ranks) or, when it is NULL, the
-// shared-file rendezvous l->rdzv_file tagged with l->job_tag. The emulated build (tests/cuemu)
+// shared-file rendezvous l->rdzv_file, else a TCP rendezvous at l->master_addr:l->rdzv_port,
+// tagged with l->job_tag. The emulated build (tests/cuemu)
 // compiles the same file with the reductions done on the CPU by `bootstrap` (required there).
 // be and bootstrap must outlive c; free c first.
 struct qt_backend;
