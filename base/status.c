@@ -27,6 +27,8 @@ const char *qt_status_name(qt_status status) {
     case QT_ERR_UNSUPPORTED: return "unsupported";
     case QT_ERR_CUDA: return "cuda error";
     case QT_ERR_INTERNAL: return "internal error";
+    case QT_ERR_COMM:
+        return "communication error";
     }
     return "unknown status";
 }

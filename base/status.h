@@ -19,6 +19,7 @@ typedef enum {
     QT_ERR_UNSUPPORTED, // the backend or build lacks the requested op
     QT_ERR_CUDA,        // a CUDA, cuBLAS or cuRAND call failed
     QT_ERR_INTERNAL,    // a broken invariant: a bug in qtrain
+    QT_ERR_COMM,        // a collective (MPI, NCCL) failed or timed out, or a peer rank was lost
 } qt_status;
 
 // Records a printf-style message for the calling thread and returns `status`, so that

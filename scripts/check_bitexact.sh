@@ -36,13 +36,14 @@ cmake -S . -B build-bitexact "${cpu_only[@]}" >/dev/null
 cmake --build build-bitexact -j "$(nproc)" --target qtrain >/dev/null
 [ -s data/kjv/tokenizer.bin ] || ./build-bitexact/qtrain prepare --input data/kjv.txt --out data/kjv
 
-run() { # run <qtrain> <out>: the log goes to <out>.log, shown when the run fails
-  "$1" train --config configs/default.conf --device cpu --out "$2" \
+run() { # run <qtrain> <out> <tree>: <tree>'s own configs/default.conf (a newer tree may
+       # list keys the older qtrain does not know); the log goes to <out>.log
+  "$1" train --config "$3/configs/default.conf" --device cpu --out "$2" \
     --set "train.max_steps=$steps" --set train.log_every=1 --set train.eval_every=100000 \
     --set train.ckpt_every=100000 >"$2.log" 2>&1 || { cat "$2.log" >&2; exit 1; }
 }
-run "$tmp/rev/build/qtrain" "$tmp/run_rev"
-run ./build-bitexact/qtrain "$tmp/run_new"
+run "$tmp/rev/build/qtrain" "$tmp/run_rev" "$tmp/rev"
+run ./build-bitexact/qtrain "$tmp/run_new" "$root"
 
 python3 - "$tmp/run_rev/metrics.jsonl" "$tmp/run_new/metrics.jsonl" "$rev" <<'EOF'
 import json, sys

@@ -36,6 +36,8 @@ EXCEPTIONS = {
 # Non-family files that live beside the family files, and why.
 NON_FAMILY = {
     "tests/cuda/test_cuda_backend.c": "a whole training step on the CUDA backend vs the CPU",
+    "bench/bench_dist.c": "data-parallel training end to end (2 ranks vs 1 over MPI), like "
+    "bench_train: no op family",
 }
 
 KINDS = {

@@ -2,6 +2,9 @@
 # Installs what qtrain needs to build, test and run on Debian/Ubuntu (run as root).
 #   build: cmake, gcc/g++, make, pkg-config; OpenBLAS (OpenMP build); Check for the tests
 #   data:  bible-kjv, the default corpus (the King James Bible, offline)
+#   MPI:   Open MPI (openmpi-bin: mpirun; libopenmpi-dev: mpi.h, libmpi) for data-parallel
+#          training on the CPU backend and the mpi tests (cmake/dist.cmake builds them only
+#          where MPI is found; QT_NO_MPI=1 skips installing it)
 # With --tests (scripts/test.sh) also what only some tests need, best effort for Python: where it
 # cannot be installed, those tests report themselves skipped with the reason.
 #   fuzz:   clang and its sanitizer/libFuzzer runtime, for the fuzz targets (tests/fuzz, CTest
@@ -18,6 +21,9 @@ if [ "$with_tests" = 1 ]; then
   else
     pkgs+=(libclang-rt-14-dev)
   fi
+fi
+if [ -z "${QT_NO_MPI:-}" ]; then
+  pkgs+=(openmpi-bin libopenmpi-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -101,6 +101,9 @@ static const char *const every_key[][2] = {
     {"quant.dqt_bits", "4"},
     {"quant.dqt_scale", "absmean"},
     {"data.dir", "/tmp/some dir/#corpus \"x\"\\y"},
+    {"dist.bucket_mb", "0.5"},
+    {"dist.zero", "1"},
+    {"dist.timeout_s", "7"},
 };
 #define N_EVERY ((int)(sizeof(every_key) / sizeof(every_key[0])))
 

@@ -15,10 +15,11 @@
 // source builds against libcudart or against the emulator's runtime (tests/cuemu).
 #include <cuda_runtime_api.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/cuda_check.h"
 #include "qtrain/backend.h"
-#include "kernels/int8_gemm.h" // int8cuda part
+#include "kernels/int8_gemm.h"
 #include "kernels/activation.h"
 #include "kernels/adamw.h"
 #include "kernels/crossentropy.h"
@@ -530,6 +531,12 @@ static qt_status ctx_open(cuda_ctx *c, int device, qt_dtype dt) {
     if (dt != QT_DTYPE_F32) QT_CHECK_CUDA(cudaMalloc((void **)&c->stage, STAGE_ELEMS * sizeof(float)));
     QT_CHECK_CUDA(cudaMalloc((void **)&c->partials, qt_cuda_sumsq_scratch_size() * sizeof(double)));
     return QT_OK;
+}
+
+void *qt_backend_cuda_stream(const qt_backend *be) {
+    // By name, not by table: a test may wrap the table around the same context.
+    if (!be || !be->ctx || !be->name || strcmp(be->name, "cuda") != 0) return NULL;
+    return (void *)CTX_OF(be->ctx)->stream;
 }
 
 qt_status qt_backend_cuda_init(qt_backend *be, int device, qt_dtype dt) {

@@ -17,13 +17,27 @@ static qt_status open_cpu(const qt_config *cfg, qt_backend *be) {
 }
 
 #ifdef QT_HAVE_CUDA
-static qt_status open_cuda(const qt_config *cfg, qt_backend *be) {
-    return qt_backend_cuda_init(be, 0, qt_config_precision_dtype(cfg->precision, QT_DTYPE_F16));
+static qt_status open_cuda(const qt_config *cfg, int index, qt_backend *be) {
+    int n = qt_cuda_device_count();
+    if (index >= n)
+        return qt_error(QT_ERR_ARG,
+                        "CUDA device %d (this process's local rank) does not exist: "
+                        "this machine has %d; launch at most %d processes per machine",
+                        index, n, n);
+    return qt_backend_cuda_init(be, index, qt_config_precision_dtype(cfg->precision, QT_DTYPE_F16));
 }
 #endif
 
 qt_status qt_cli_open_backend(const char *device, const qt_config *cfg, int quiet,
                               qt_backend *be) {
+    return qt_cli_open_backend_on(device, 0, cfg, quiet, be);
+}
+
+qt_status qt_cli_open_backend_on(const char *device, int cuda_index, const qt_config *cfg,
+                                 int quiet, qt_backend *be) {
+#ifndef QT_HAVE_CUDA
+    (void)cuda_index;
+#endif
     if (strcmp(device, "cpu") == 0) return open_cpu(cfg, be);
     if (strcmp(device, "cuda") == 0) {
 #ifdef QT_HAVE_CUDA
@@ -31,7 +45,7 @@ qt_status qt_cli_open_backend(const char *device, const qt_config *cfg, int quie
             return qt_error(QT_ERR_UNSUPPORTED,
                             "--device cuda: no usable CUDA device (cudaGetDeviceCount found none "
                             "or no driver is loaded); use --device cpu");
-        return open_cuda(cfg, be);
+        return open_cuda(cfg, cuda_index, be);
 #else
         return qt_error(QT_ERR_UNSUPPORTED,
                         "--device cuda: this qtrain was built without the CUDA toolkit; "
@@ -40,7 +54,7 @@ qt_status qt_cli_open_backend(const char *device, const qt_config *cfg, int quie
     }
     if (strcmp(device, "auto") == 0) {
 #ifdef QT_HAVE_CUDA
-        if (qt_cuda_device_count() > 0) return open_cuda(cfg, be);
+        if (qt_cuda_device_count() > 0) return open_cuda(cfg, cuda_index, be);
         if (!quiet) fprintf(stderr, "qtrain: no usable CUDA device; using the CPU backend\n");
 #else
         if (!quiet)

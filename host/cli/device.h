@@ -13,5 +13,8 @@
 // train.precision auto means fp32 on the CPU and fp16 on CUDA.
 qt_status qt_cli_open_backend(const char *device, const qt_config *cfg, int quiet,
                               qt_backend *be);
+// The same on CUDA device `cuda_index` (data-parallel training: the local rank).
+qt_status qt_cli_open_backend_on(const char *device, int cuda_index, const qt_config *cfg,
+                                 int quiet, qt_backend *be);
 
 #endif

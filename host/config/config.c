@@ -219,6 +219,14 @@ static const key_def keys[] = {
 
     {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0, 0,
      "data/kjv", NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
+
+    FLOAT_KEY("dist.bucket_mb", dist_bucket_mb, "25", 0, 0, 1048576, 0,
+              "the bucket size lies in [0, 2^20] MiB (0: one bucket)",
+              "data-parallel gradient bucket, MiB (0: one)"),
+    BOOL_KEY("dist.zero", dist_zero, "0", "1 shards Adam moments and masters over ranks (ZeRO-1)"),
+    FLOAT_KEY("dist.timeout_s", dist_timeout_s, "60", 1, 0, 86400, 0,
+              "the collective timeout lies in [1, 86400] seconds",
+              "a collective not done after this long ends the run"),
 };
 
 #define N_KEYS ((int)(sizeof(keys) / sizeof(keys[0])))

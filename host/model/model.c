@@ -802,6 +802,14 @@ static qt_status dropout_grad(qt_model *m, const void **out, void *scratch, cons
     return QT_OK;
 }
 
+// Reports that every gradient from the one at `first` (a view into the gradient arena) to the
+// end of the arena is final (qt_model.grads_ready).
+static qt_status grads_ready(qt_model *m, const void *first) {
+    if (!m->grads_ready) return QT_OK;
+    size_t offset = (size_t)((const char *)first - (const char *)m->grads) / m->es;
+    return m->grads_ready(m->grads_ready_user, offset);
+}
+
 qt_status qt_model_backward(qt_model *m, float loss_scale) {
     const qt_config *cfg = &m->cfg;
     int B = m->fwd_B, T = m->fwd_T;
@@ -826,6 +834,9 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
     QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch, m->d_ln,
                     x_last, &m->lnf, m->p.lnf_w, N, C));
+    // The final norm and an untied head (after it in the arena) are final; a tied head is
+    // the token embedding, at offset 0, final only after the embedding backward.
+    QT_TRY(grads_ready(m, m->g.lnf_w));
 
     for (int l = L - 1; l >= 0; l--) {
         const qt_layer_params *w = &m->p.layers[l];
@@ -908,11 +919,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                               a->ln1.y, w->qkv_w, N, C, 3 * C));
         QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln, x,
                         &a->ln1, w->ln1_w, N, C));
-        // d_resid is now d x.
+        // d_resid is now d x. Block l's tensors (ln1 first in the arena) are final.
+        QT_TRY(grads_ready(m, gw->ln1_w));
     }
     const void *d_emb;
     QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, pp.drop,
                         drop_stream(m, 0, SITE_EMBED)));
     QT_TRY(BE->embedding_bwd(CTX, m->g.wte, m->g.wpe, d_emb, m->inputs, B, T, C));
-    return QT_OK;
+    return grads_ready(m, m->grads);
 }

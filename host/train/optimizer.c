@@ -8,28 +8,58 @@
 #include "kernels/quant.h"
 #include "host/model/qlinear.h"
 
-qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
+// The moments of elements [lo, hi) and, for fp16/bf16 parameters, the fp32 masters of the
+// float parameters [plo, phi) (the whole float arena, or the shard).
+static qt_status optimizer_alloc(qt_optimizer *opt, const qt_model *model, size_t lo, size_t hi,
+                                 size_t plo, size_t phi) {
     memset(opt, 0, sizeof *opt);
+    opt->lo = lo;
+    opt->hi = hi;
     const qt_backend *be = model->be;
-    size_t bytes = model->n_params * sizeof(float);
+    // A rank whose shard is empty still gets a valid pointer (one float).
+    size_t bytes = (hi > lo ? hi - lo : 1) * sizeof(float);
     QT_TRY(be->ops->alloc(be->ctx, (void **)&opt->m, bytes));
     qt_status st = be->ops->alloc(be->ctx, (void **)&opt->v, bytes);
     if (st == QT_OK) st = be->ops->zero(be->ctx, opt->m, bytes);
     if (st == QT_OK) st = be->ops->zero(be->ctx, opt->v, bytes);
-    if (st == QT_OK && be->dtype != QT_DTYPE_F32 && model->n_float_params) {
+    if (st == QT_OK && be->dtype != QT_DTYPE_F32 && phi > plo) {
         // fp32 master weights of the float parameters (DQT codes have none), initialised from
         // the (already rounded) parameters.
-        size_t mbytes = model->n_float_params * sizeof(float);
+        size_t mbytes = (phi - plo) * sizeof(float);
         st = be->ops->alloc(be->ctx, (void **)&opt->master, mbytes);
         float *host = st == QT_OK ? malloc(mbytes) : NULL;
         if (st == QT_OK && !host) st = qt_error(QT_ERR_OOM, "cannot allocate %zu bytes", mbytes);
         if (st == QT_OK)
-            st = be->ops->to_host_f32(be->ctx, host, model->params, model->n_float_params);
+            st = be->ops->to_host_f32(be->ctx, host, QT_AT(model->params, model->es, plo),
+                                      phi - plo);
         if (st == QT_OK) st = be->ops->to_device(be->ctx, opt->master, host, mbytes);
         free(host);
     }
     if (st != QT_OK) qt_optimizer_free(opt, model);
     return st;
+}
+
+qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
+    return optimizer_alloc(opt, model, 0, model->n_params, 0, model->n_float_params);
+}
+
+qt_status qt_optimizer_init_shard(qt_optimizer *opt, const qt_model *model, size_t lo, size_t hi) {
+    const qt_config *cfg = &model->cfg;
+    if (lo > hi || hi > model->n_params)
+        return qt_error(QT_ERR_ARG, "optimizer shard [%zu, %zu) outside the %zu gradients", lo, hi,
+                        model->n_params);
+    if (model->n_float_params != model->n_params)
+        return qt_error(QT_ERR_ARG,
+                        "dist.zero = 1 shards the parameter arena like the "
+                        "gradients, but quant.mode = dqt keeps block weights as int8 codes "
+                        "outside it; use dist.zero = 0 with DQT");
+    if (cfg->quant_mode == QT_QMODE_QAT && (cfg->q_m.bits > 0 || cfg->q_v.bits > 0))
+        return qt_error(QT_ERR_ARG, "dist.zero = 1 splits tensors across ranks, but quant.m_bits "
+                                    "/ quant.v_bits quantize Adam's moments per whole tensor; use "
+                                    "dist.zero = 0 or quant.m_bits = quant.v_bits = 0");
+    QT_TRY(optimizer_alloc(opt, model, lo, hi, lo, hi));
+    opt->sharded = 1;
+    return QT_OK;
 }
 
 void qt_optimizer_free(qt_optimizer *opt, const qt_model *model) {
@@ -121,10 +151,15 @@ static qt_status dqt_tensor_step(qt_optimizer *opt, qt_model *model, int tensor_
 
 qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
                             double *grad_norm, int *skipped) {
-    const qt_config *cfg = &model->cfg;
-    const qt_backend *be = model->be;
     double norm = 0.0;
     QT_TRY(qt_grad_norm(model, &norm));
+    return qt_optimizer_update(opt, model, lr, loss_scale, norm, grad_norm, skipped);
+}
+
+qt_status qt_optimizer_update(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
+                              double norm, double *grad_norm, int *skipped) {
+    const qt_config *cfg = &model->cfg;
+    const qt_backend *be = model->be;
     norm /= loss_scale;
     if (grad_norm) *grad_norm = norm;
     if (skipped) *skipped = 0;
@@ -149,15 +184,25 @@ qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float 
     for (int i = 0; i < model->n_tensors; i++) {
         const qt_tensor_info *t = &model->tensors[i];
         prm.weight_decay = tensor_weight_decay(cfg, t->kind);
-        QT_TRY(quantize_moments(opt, model, t, i));
-        if (t->quantized) {
-            QT_TRY(dqt_tensor_step(opt, model, i, &prm));
-            continue;
+        if (!opt->sharded) {
+            QT_TRY(quantize_moments(opt, model, t, i));
+            if (t->quantized) {
+                QT_TRY(dqt_tensor_step(opt, model, i, &prm));
+                continue;
+            }
         }
-        QT_TRY(be->ops->adamw_step(be->ctx, QT_AT(model->params, model->es, t->param_offset),
-                                   opt->master ? opt->master + t->param_offset : NULL,
-                                   QT_AT(model->grads, model->es, t->offset), opt->m + t->offset,
-                                   opt->v + t->offset, t->numel, &prm));
+        // The part of the tensor in [lo, hi) (all of it unsharded); AdamW is elementwise, so
+        // a shard may cut a tensor anywhere. Sharded, the parameter arena is laid out like the
+        // gradients and the masters hold [lo, hi) too.
+        size_t b = t->offset > opt->lo ? t->offset : opt->lo;
+        size_t e = t->offset + t->numel < opt->hi ? t->offset + t->numel : opt->hi;
+        if (b >= e) continue;
+        size_t p = t->param_offset + (b - t->offset);
+        size_t mlo = opt->sharded ? opt->lo : 0;
+        QT_TRY(be->ops->adamw_step(be->ctx, QT_AT(model->params, model->es, p),
+                                   opt->master ? opt->master + (p - mlo) : NULL,
+                                   QT_AT(model->grads, model->es, b), opt->m + (b - opt->lo),
+                                   opt->v + (b - opt->lo), e - b, &prm));
     }
     return QT_OK;
 }

@@ -1,5 +1,7 @@
 // trainer.c: the training loop: data, forward/backward with gradient accumulation, AdamW,
 // progress lines, metrics.jsonl, evaluation with outlier metrics, checkpoints, resume.
+// Data-parallel (opts->comm with more than one rank): every rank runs this loop on its slice
+// of each global batch (data_parallel.c); rank 0 alone prints, logs and writes.
 #include "qtrain/trainer.h"
 
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data_parallel.h"
 #include "host/io/file.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
@@ -157,6 +160,11 @@ typedef struct {
     int *inputs, *targets;
     int stopped_by;            // the signal that stopped the loop before its last step, else 0
     qt_tokenizer_id tokenizer; // recorded in checkpoints: what made the shards trained on
+    qt_comm *comm; // opts->comm, or own_comm: one process
+    qt_comm own_comm;
+    int dp;            // more than one rank: the data-parallel path
+    qt_grad_sync sync; // dp only
+    int quiet;         // no progress lines: opts->quiet, or a rank other than 0
 } trainer;
 
 static qt_status save_checkpoint(trainer *t, int step) {
@@ -168,16 +176,21 @@ static qt_status save_checkpoint(trainer *t, int step) {
                                   t->scaler.clean_steps,
                                   (double)t->scaler.skipped,
                                   t->tokenizer};
+    if (t->dp) return qt_dp_save(t->ckpt_path, &t->sync, &t->model, &t->opt, &progress);
     return qt_train_state_save(t->ckpt_path, &t->model, &t->opt, &progress);
 }
 
 static qt_status run_eval(trainer *t, int step) {
     qt_eval_result r;
+    // Every rank evaluates (the same parameters and batches, so no rank waits on another);
+    // rank 0 alone writes.
     QT_TRY(qt_evaluate(&t->model, t->val, t->cfg->eval_batches, &r));
-    qt_eval_write_json(&r, step, t->metrics);
-    fputc('\n', t->metrics);
-    fflush(t->metrics);
-    if (!t->opts->quiet) {
+    if (t->metrics) {
+        qt_eval_write_json(&r, step, t->metrics);
+        fputc('\n', t->metrics);
+        fflush(t->metrics);
+    }
+    if (!t->quiet) {
         fprintf(stderr, "eval @ step %d: ", step);
         qt_eval_print(&r, stderr);
     }
@@ -188,7 +201,8 @@ static qt_status run_eval(trainer *t, int step) {
 static qt_status train_loop(trainer *t, int start_step) {
     const qt_config *cfg = t->cfg;
     int B = cfg->batch_size, T = cfg->seq_len;
-    double tokens_per_step = (double)B * T * cfg->grad_accum;
+    const uint64_t ranks = (uint64_t)t->comm->size, rank = (uint64_t)t->comm->rank;
+    double tokens_per_step = (double)B * T * cfg->grad_accum * (double)ranks;
     double flops_per_token = qt_model_flops_per_token(cfg, T);
     double t_start = now_seconds(), t_log = t_start;
     int steps_since_log = 0;
@@ -196,19 +210,23 @@ static qt_status train_loop(trainer *t, int start_step) {
     int end_step = cfg->max_steps;
     if (t->opts->stop_at_step > 0 && t->opts->stop_at_step < end_step)
         end_step = t->opts->stop_at_step;
-    int step = start_step;
     // The signal is read once per step, where the step decides on its checkpoint: one that
     // arrives later stops the loop after the next step, which then writes the checkpoint.
-    int stopping = 0;
-    while (step < end_step && !stopping) {
+    // Data-parallel, the ranks agree on it (qt_dp_step), so every rank stops after one step.
+    int step = start_step, stop = 0;
+    while (step < end_step && !stop) {
+        t->comm->step = (uint64_t)step + 1;
         QT_TRY(qt_model_zero_grad(&t->model));
         double step_loss = 0.0;
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
-            QT_TRY(qt_dataloader_next(t->train, t->inputs, t->targets));
-            // Dropout masks depend only on (seed, step, micro-batch, layer, site).
-            t->model.dropout_stream = (uint64_t)step * (uint64_t)cfg->grad_accum + (uint64_t)micro;
+            QT_TRY(qt_dp_next_batch(t->train, t->comm, B, t->inputs, t->targets));
+            // Dropout masks depend only on (seed, step, micro-batch, rank, layer, site).
+            t->model.dropout_stream =
+                ((uint64_t)step * (uint64_t)cfg->grad_accum + (uint64_t)micro) * ranks + rank;
             float loss = 0.0f;
             QT_TRY(qt_model_forward(&t->model, t->inputs, t->targets, B, T, &loss));
+            // The last micro-batch's backward completes the gradients: reduce them as it goes.
+            if (t->dp && micro == cfg->grad_accum - 1) qt_grad_sync_arm(&t->sync);
             QT_TRY(qt_model_backward(&t->model, t->scaler.scale / (float)cfg->grad_accum));
             step_loss += loss;
         }
@@ -217,16 +235,24 @@ static qt_status train_loop(trainer *t, int start_step) {
         double grad_norm = 0.0;
         int skipped = 0;
         float used_scale = t->scaler.scale;
-        QT_TRY(qt_optimizer_step(&t->opt, &t->model, lr, used_scale, &grad_norm, &skipped));
+        if (t->dp) {
+            stop = stop_requested;
+            QT_TRY(qt_dp_step(&t->sync, &t->opt, &t->model, lr, used_scale, &grad_norm, &skipped,
+                              &step_loss, &stop));
+        } else {
+            QT_TRY(qt_optimizer_step(&t->opt, &t->model, lr, used_scale, &grad_norm, &skipped));
+            stop = stop_requested;
+        }
         qt_loss_scaler_update(&t->scaler, skipped);
         // A skipped step still consumed its batch and counts as a step of the schedule, so
         // that data order and learning rate stay tied to the step number (as in AMP).
         step++;
+        if (t->opts->on_step)
+            QT_TRY(t->opts->on_step(t->opts->on_step_user, step, &t->model, &t->opt));
         steps_since_log++;
         loss_since_log += step_loss;
-        stopping = stop_requested;
-        int last = step == end_step || stopping;
-        if (step % cfg->log_every == 0 || last || step == start_step + 1) {
+        int last = step == end_step || stop;
+        if (t->metrics && (step % cfg->log_every == 0 || last || step == start_step + 1)) {
             double now = now_seconds();
             double tok_s = tokens_per_step * steps_since_log / (now - t_log);
             double eta = (double)(end_step - step) * tokens_per_step / tok_s;
@@ -238,7 +264,7 @@ static qt_status train_loop(trainer *t, int start_step) {
                     tok_s * flops_per_token * 1e-9, now - t_start, used_scale,
                     t->scaler.skipped);
             fflush(t->metrics);
-            if (!t->opts->quiet) {
+            if (!t->quiet) {
                 char eta_s[32];
                 format_duration(eta, eta_s, sizeof eta_s);
                 char scale_s[64] = "";
@@ -260,33 +286,47 @@ static qt_status train_loop(trainer *t, int start_step) {
         int ckpt_due = (cfg->ckpt_every > 0 && step % cfg->ckpt_every == 0) || last;
         if (ckpt_due) QT_TRY(save_checkpoint(t, step));
     }
-    if (stopping && step < end_step) {
-        t->stopped_by = stopping;
-        if (!t->opts->quiet)
+    if (stop && step < end_step) {
+        t->stopped_by = stop;
+        if (!t->quiet)
             fprintf(stderr, "qtrain: stopped by %s after step %d; checkpoint %s\n",
-                    stopping == SIGINT ? "SIGINT" : "SIGTERM", step, t->ckpt_path);
+                    stop == SIGINT ? "SIGINT" : "SIGTERM", step, t->ckpt_path);
     }
     return QT_OK;
 }
 
 // Where the bytes of the model's state live: printed at the start and logged as the first
-// metrics line ({"memory": ...}); DQT's point is the bytes per quantized weight.
-static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metrics, int quiet) {
+// metrics line ({"memory": ...}); DQT's point is the bytes per quantized weight. The bytes
+// are this process's; data-parallel, the line adds the world size and the optimizer state
+// of all ranks together (with ZeRO-1 each rank holds its shard: total / N, + padding).
+static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metrics, int quiet,
+                          const qt_comm *comm) {
     const char *mode = qt_name(&qt_quant_mode_names, m->cfg.quant_mode);
     qt_model_memory mem;
     qt_model_memory_report(m, &mem);
-    size_t state_bytes = 2 * m->n_params * sizeof(float);
-    size_t master_bytes = opt->master ? m->n_float_params * sizeof(float) : 0;
+    size_t own = opt->hi - opt->lo;
+    size_t state_bytes = 2 * own * sizeof(float);
+    size_t master_bytes =
+        opt->master ? (opt->sharded ? own : m->n_float_params) * sizeof(float) : 0;
+    size_t state_total = 2 * m->n_params * sizeof(float);
+    size_t master_total = opt->master ? m->n_float_params * sizeof(float) : 0;
+    char dist[256] = "";
+    if (comm->size > 1)
+        snprintf(dist, sizeof dist,
+                 ", \"world_size\": %d, \"zero\": %d, \"adam_state_bytes_total\": %zu, "
+                 "\"master_bytes_total\": %zu",
+                 comm->size, opt->sharded, state_total, master_total);
     double per_q = mem.n_quantized ? (double)mem.code_bytes / (double)mem.n_quantized : 0.0;
     double mib = 1024.0 * 1024.0;
     if (metrics)
-        fprintf(metrics,
-                "{\"memory\": {\"quant_mode\": \"%s\", \"weights\": %zu, \"quantized_weights\": %zu, "
-                "\"code_bytes\": %zu, \"bytes_per_quantized_weight\": %.4f, "
-                "\"float_param_bytes\": %zu, \"grad_bytes\": %zu, \"adam_state_bytes\": %zu, "
-                "\"master_bytes\": %zu, \"activation_bytes\": %zu}}\n",
-                mode, mem.n_weights, mem.n_quantized, mem.code_bytes, per_q,
-                mem.float_param_bytes, mem.grad_bytes, state_bytes, master_bytes, mem.act_bytes);
+        fprintf(
+            metrics,
+            "{\"memory\": {\"quant_mode\": \"%s\", \"weights\": %zu, \"quantized_weights\": %zu, "
+            "\"code_bytes\": %zu, \"bytes_per_quantized_weight\": %.4f, "
+            "\"float_param_bytes\": %zu, \"grad_bytes\": %zu, \"adam_state_bytes\": %zu, "
+            "\"master_bytes\": %zu, \"activation_bytes\": %zu%s}}\n",
+            mode, mem.n_weights, mem.n_quantized, mem.code_bytes, per_q, mem.float_param_bytes,
+            mem.grad_bytes, state_bytes, master_bytes, mem.act_bytes, dist);
     if (quiet) return;
     if (mem.n_quantized)
         fprintf(stderr,
@@ -302,6 +342,13 @@ static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metr
             (double)mem.float_param_bytes / mib, (double)mem.code_bytes / mib,
             (double)mem.grad_bytes / mib, (double)state_bytes / mib, (double)master_bytes / mib,
             (double)mem.act_bytes / mib);
+    if (comm->size > 1)
+        fprintf(stderr,
+                "qtrain: data-parallel over %d ranks, per rank: Adam m+v %.2f MiB and masters "
+                "%.2f MiB%s (all ranks' optimizer state: %.2f MiB)\n",
+                comm->size, (double)state_bytes / mib, (double)master_bytes / mib,
+                opt->sharded ? " = total / N (+ padding), ZeRO-1" : ", replicated",
+                (double)(state_total + master_total) / mib * (opt->sharded ? 1.0 : comm->size));
 }
 
 qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
@@ -313,6 +360,17 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     snprintf(t.ckpt_path, sizeof t.ckpt_path, "%s/ckpt.bin", opts->out_dir);
     int B = cfg->batch_size, T = cfg->seq_len, start_step = 0;
     qt_status st = QT_OK;
+    t.comm = opts->comm;
+    if (!t.comm) {
+        qt_comm_single_init(&t.own_comm);
+        t.comm = &t.own_comm;
+    }
+    t.comm->timeout_s = cfg->dist_timeout_s;
+    t.dp = t.comm->size > 1;
+    int rank0 = t.comm->rank == 0, have_sync = 0;
+    t.quiet = opts->quiet || !rank0;
+    // Ranks reach the setup's agreements at different times (data opened, checkpoint read).
+    double slow = 10.0 * t.comm->timeout_s;
     t.be = opts->backend;
     if (!t.be) {
         st = qt_backend_cpu_init(&t.own_be, cfg->threads);
@@ -328,11 +386,19 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     if (st == QT_OK) qt_loss_scaler_init(&t.scaler, cfg, t.be->dtype);
     if (st == QT_OK) st = init_model(&t.model, cfg, t.be);
     have_model = st == QT_OK;
-    if (st == QT_OK) {
-        st = qt_optimizer_init(&t.opt, &t.model);
-        if (st == QT_ERR_OOM) st = model_too_large(cfg, "its optimizer state (AdamW's m and v)");
-        have_opt = st == QT_OK;
+    if (st == QT_OK && t.dp) {
+        st = qt_grad_sync_init(&t.sync, t.comm, &t.model,
+                               (size_t)((double)cfg->dist_bucket_mb * 1048576.0), cfg->dist_zero);
+        have_sync = st == QT_OK;
     }
+    // Data-parallel: every rank starts from rank 0's parameters.
+    if (t.dp) st = qt_comm_agree(t.comm, st, slow, "to build the model");
+    if (st == QT_OK) st = qt_dp_broadcast_params(t.comm, &t.model);
+    if (st == QT_OK) {
+        st = qt_dp_optimizer_init(&t.opt, &t.model, have_sync ? &t.sync : NULL);
+        if (st == QT_ERR_OOM) st = model_too_large(cfg, "its optimizer state (AdamW's m and v)");
+    }
+    have_opt = st == QT_OK;
     if (st == QT_OK) st = qt_dataloader_open(&t.train, cfg->data_dir, "train", B, T,
                                              cfg->vocab_size, cfg->seed, 1);
     if (st == QT_OK) st = qt_dataloader_open(&t.val, cfg->data_dir, "val", B, T,
@@ -347,21 +413,21 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     qt_tokenizer_id data_tok = {0, 0};
     if (st == QT_OK) st = qt_data_tokenizer_id(cfg->data_dir, &data_tok);
     t.tokenizer = data_tok;
-    if (st == QT_OK && !data_tok.vocab_size && !opts->resume_from && !opts->quiet)
+    if (st == QT_OK && !data_tok.vocab_size && !opts->resume_from && !t.quiet)
         fprintf(stderr,
                 "qtrain: note: no tokenizer is recorded for the shards in %s (no "
                 "prepare.json naming one); the checkpoint will record none\n",
                 cfg->data_dir);
     if (st == QT_OK && opts->resume_from) {
         qt_train_progress progress;
-        st = qt_train_state_load(opts->resume_from, &t.model, &t.opt, &progress);
+        st = qt_dp_load(opts->resume_from, have_sync ? &t.sync : NULL, &t.model, &t.opt, &progress);
         if (st == QT_OK) {
             char what[700], note[2048];
             snprintf(what, sizeof what, "the shards in %s", cfg->data_dir);
             st = qt_tokenizer_id_check(progress.tokenizer, opts->resume_from, data_tok, what,
                                        "resume on the shards the run trained on (data.dir)",
                                        opts->allow_tokenizer_mismatch, note, sizeof note);
-            if (note[0] && !opts->quiet) fprintf(stderr, "%s\n", note);
+            if (note[0] && !t.quiet) fprintf(stderr, "%s\n", note);
             if (!data_tok.vocab_size) t.tokenizer = progress.tokenizer;
         }
         if (st == QT_OK)
@@ -378,13 +444,14 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                           "it with --set train.max_steps=N",
                           opts->resume_from, start_step, cfg->max_steps);
     }
+    if (t.dp) st = qt_comm_agree(t.comm, st, slow, "to open the data or the checkpoint");
     // The output directory appears only once everything it will describe has loaded, so a
-    // rejected run leaves nothing behind.
-    if (st == QT_OK) st = make_run_dir(opts->out_dir);
-    if (st == QT_OK) st = remove_stale_temps(opts->out_dir, opts->quiet);
-    if (st == QT_OK) st = write_config_file(cfg, opts->out_dir);
+    // rejected run leaves nothing behind. Rank 0 alone writes in it.
+    if (st == QT_OK && rank0) st = make_run_dir(opts->out_dir);
+    if (st == QT_OK && rank0) st = remove_stale_temps(opts->out_dir, t.quiet);
+    if (st == QT_OK && rank0) st = write_config_file(cfg, opts->out_dir);
     int log_memory = 1;
-    if (st == QT_OK) {
+    if (st == QT_OK && rank0) {
         char path[1200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", opts->out_dir);
         // A resumed run appends to the log of the run it continues, from its checkpoint's step.
@@ -395,7 +462,8 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         if (st == QT_OK && !t.metrics)
             st = qt_error(QT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
-    if (st == QT_OK && !opts->quiet) {
+    if (t.dp) st = qt_comm_agree(t.comm, st, slow, "to create the run directory");
+    if (st == QT_OK && !t.quiet) {
         fprintf(stderr,
                 "qtrain: %zu parameters | %d layers d_model %d heads %d d_ff %d | softmax %s | "
                 "gate %s | %s backend (%s), %d threads | train %llu tokens, val %llu tokens%s\n",
@@ -406,7 +474,15 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
                 (unsigned long long)qt_dataloader_num_tokens(t.val),
                 opts->resume_from ? " | resumed" : "");
     }
-    if (st == QT_OK) report_memory(&t.model, &t.opt, log_memory ? t.metrics : NULL, opts->quiet);
+    if (st == QT_OK && t.dp && !t.quiet)
+        fprintf(
+            stderr,
+            "qtrain: data-parallel: %d ranks (%s) x batch %d x accumulation %d = %d sequences "
+            "per step | gradient buckets of %g MiB (%d) | ZeRO-1 %s | collective timeout %g s\n",
+            t.comm->size, t.comm->name, B, cfg->grad_accum, t.comm->size * B * cfg->grad_accum,
+            (double)cfg->dist_bucket_mb, t.sync.n_buckets, t.sync.zero ? "on" : "off",
+            t.comm->timeout_s);
+    if (st == QT_OK) report_memory(&t.model, &t.opt, log_memory ? t.metrics : NULL, t.quiet, t.comm);
     if (st == QT_OK) {
         t.model.training = 1;
         stop_requested = 0;
@@ -426,7 +502,9 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
     if (t.train) qt_dataloader_free(t.train);
     if (t.val) qt_dataloader_free(t.val);
     if (have_opt) qt_optimizer_free(&t.opt, &t.model);
+    if (have_sync) qt_grad_sync_free(&t.sync);
     if (have_model) qt_model_free(&t.model);
+    if (t.comm == &t.own_comm) qt_comm_free(&t.own_comm);
     if (t.be == &t.own_be) qt_backend_free(&t.own_be);
     return st;
 }

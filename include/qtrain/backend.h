@@ -167,6 +167,10 @@ qt_status qt_backend_cpu_workspace(const qt_backend *be, size_t *bytes, size_t *
 qt_status qt_backend_cuda_init(qt_backend *be, int device, qt_dtype dt);
 // Number of usable CUDA devices (0 when there is no driver or no GPU); never fails.
 int qt_cuda_device_count(void);
+// The CUDA backend's stream (a cudaStream_t): every op of `be` is issued on it, so other CUDA
+// work (the NCCL communicator's, qtrain/dist.h) can be ordered after it with events. NULL for
+// another backend.
+void *qt_backend_cuda_stream(const qt_backend *be);
 void qt_backend_free(qt_backend *be);
 
 // QT_OK if every op the runtime calls is present; else QT_ERR_UNSUPPORTED naming the first

@@ -127,6 +127,12 @@ typedef struct {
 
     // ---- data.*
     char data_dir[512];        // data.dir: holds tokenizer.bin, train_*.bin, val_*.bin
+
+    // ---- dist.* (data-parallel training, qtrain/dist.h; no effect on one process)
+    float dist_bucket_mb; // dist.bucket_mb: gradient bucket size in MiB (0: one bucket)
+    int dist_zero;        // dist.zero: 1 shards AdamW moments (and fp32 masters) (ZeRO-1)
+    float dist_timeout_s; // dist.timeout_s: a collective not done after this long ends
+                          // the run, naming the ranks that do not answer
 } qt_config;
 
 void qt_config_defaults(qt_config *cfg);

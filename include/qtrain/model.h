@@ -163,6 +163,14 @@ typedef struct qt_model {
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward
     uint64_t dropout_stream;                 // distinct per micro-step (set by the trainer)
     const qt_model_hooks *hooks;             // forward observers (NULL: none)
+    // Called during the backward each time a suffix of the gradient arena is final: every
+    // gradient at elements >= offset holds its complete value for this backward (the arena is
+    // laid out embeddings, blocks 0..L-1, final norm, head, and the backward completes it from
+    // the end: after the final norm, after each block, after the embeddings with offset 0).
+    // NULL: none. Data-parallel training issues its gradient buckets from it (qtrain/dist.h);
+    // the model does not know what the callback does.
+    qt_status (*grads_ready)(void *user, size_t offset);
+    void *grads_ready_user;
 } qt_model;
 
 // Builds the parameter table and allocates parameters, gradients and activations for

@@ -9,13 +9,19 @@
 #include "qtrain/model.h"
 
 typedef struct {
-    float *m, *v;   // (n_params) fp32 moments, backend memory
-    float *master;  // (n_float_params) fp32 master weights when the backend stores parameters in
-                    // fp16/bf16; NULL when the parameters are fp32 themselves
+    float *m, *v;   // (hi - lo) fp32 moments of gradient-arena elements [lo, hi), backend memory
+    float *master;  // (n_float_params, or hi - lo when sharded) fp32 master weights when the
+                    // backend stores parameters in fp16/bf16; NULL when they are fp32 themselves
     int step;       // optimizer steps taken so far (skipped steps not counted)
+    size_t lo, hi;  // the gradient-arena elements this optimizer updates: [0, n_params), or one
+                    // ZeRO-1 shard (qtrain/dist.h), where element i's state is at index i - lo
+    int sharded;    // 1: [lo, hi) is a shard (the parameter arena is laid out like the gradients)
 } qt_optimizer;
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model);
+// The state of elements [lo, hi) of the gradient arena only (ZeRO-1). Refused (QT_ERR_ARG,
+// naming the key) where a step needs whole tensors: DQT codes, quantized Adam moments.
+qt_status qt_optimizer_init_shard(qt_optimizer *opt, const qt_model *model, size_t lo, size_t hi);
 void qt_optimizer_free(qt_optimizer *opt, const qt_model *model);
 
 // Learning rate for optimizer step `step` (0-based): linear warmup from 0 over warmup_steps,
@@ -32,5 +38,10 @@ qt_status qt_grad_norm(const qt_model *model, double *norm);
 // nothing changes. With loss_scale == 1 it is an error: training diverged.
 qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
                             double *grad_norm, int *skipped);
+// qt_optimizer_step with the gradients' global norm given (`norm`: of the scaled gradients,
+// as qt_grad_norm returns it): data-parallel training computes it across ranks. Updates
+// elements [lo, hi) only.
+qt_status qt_optimizer_update(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
+                              double norm, double *grad_norm, int *skipped);
 
 #endif

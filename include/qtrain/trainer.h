@@ -16,8 +16,11 @@
 #include "qtrain/optimizer.h"
 #include "qtrain/tokenizer.h"
 
+struct qt_comm;
+
 typedef struct {
     qt_backend *backend;     // where to train; NULL: the CPU backend with train.threads
+    struct qt_comm *comm;    // data-parallel ranks (qtrain/dist.h); NULL: one process
     const char *out_dir;     // created if missing
     const char *resume_from; // checkpoint to continue from, or NULL
     int stop_at_step;        // stop (and checkpoint) once this many steps are done; 0: off
@@ -26,6 +29,10 @@ typedef struct {
                              // before its last step (after its checkpoint), else 0
     int allow_tokenizer_mismatch; // resume even when data.dir's shards were made by another
                                   // tokenizer than the checkpoint's (refused by default)
+    // Optional observer, called on every rank after each optimizer step (`step` steps done),
+    // before logging; an error stops the run.
+    qt_status (*on_step)(void *user, int step, const qt_model *model, const qt_optimizer *opt);
+    void *on_step_user;
 } qt_train_opts;
 
 // Trains cfg as described above. With resume_from, the parameters, optimizer moments, step
