@@ -233,6 +233,19 @@ function(qt_cuda_add_test src flavour)
   target_include_directories(${exe} PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/host
     ${CMAKE_SOURCE_DIR}/tests/cuda)
   target_link_libraries(${exe} PRIVATE ${libs} qt_testutil)
+  if(name STREQUAL test_cuda_cost_model)
+    # The cost model's suite runs whole steps through bench/step_run.c and step_model.c; on the
+    # emulator it also counts the launches the runtime really receives, through the linker's
+    # --wrap of the emulator's launch, memset, copy and synchronize entry points.
+    target_sources(${exe} PRIVATE ${CMAKE_SOURCE_DIR}/bench/step_model.c
+      ${CMAKE_SOURCE_DIR}/bench/step_run.c)
+    if(NOT flavour STREQUAL gpu)
+      target_link_options(${exe} PRIVATE
+        -Wl,--wrap=_ZN5cuemu6detail6launchERKNS0_11launch_descE -Wl,--wrap=cudaMemsetAsync
+        -Wl,--wrap=cudaMemcpyAsync -Wl,--wrap=cudaStreamSynchronize)
+      target_compile_definitions(${exe} PRIVATE QT_CT_COUNT_LAUNCHES)
+    endif()
+  endif()
   set_target_properties(${exe} PROPERTIES LINKER_LANGUAGE CXX)
   add_test(NAME ${exe} COMMAND ${exe})
   set_tests_properties(${exe} PROPERTIES LABELS "${labels}" ENVIRONMENT "${env}"
