@@ -945,7 +945,9 @@ qt_status qt_backend_cuda_device_name(const qt_backend *be, char *buf, size_t le
     }
     struct cudaDeviceProp prop;
     QT_CHECK_CUDA(cudaGetDeviceProperties(&prop, c->device));
-    snprintf(buf, len, "%s (sm_%d%d)%s", prop.name, prop.major, prop.minor,
-             qt_backend_cuda_emulated() ? ", emulated" : "");
+    if (qt_backend_cuda_emulated()) // its name says what it is
+        snprintf(buf, len, "%s", prop.name);
+    else
+        snprintf(buf, len, "%s (sm_%d%d)", prop.name, prop.major, prop.minor);
     return QT_OK;
 }
