@@ -81,6 +81,8 @@ typedef struct {
 #define STREAM(c) ((qt_cuda_stream)CTX_OF(c)->stream)
 #define DT(c) (CTX_OF(c)->dt)
 #define DRY(c) (CTX_OF(c)->dry)
+// Records are made only while recording: otherwise an op pays this one branch.
+#define RECORDING(c) (CTX_OF(c)->recording)
 
 // ---- launch records (recording part) -------------------------------------------------------
 
@@ -124,7 +126,7 @@ static qt_status rec(void *ctx, const char *op, const qt_cost *k, const char *fm
 // One launch of no family (memset, copy, wait) as a record.
 static qt_status rec_one(void *ctx, const char *op, const char *name, qt_launch_kind kind,
                          double bytes, const char *shape) {
-    if (!CTX_OF(ctx)->recording) return QT_OK;
+    if (!RECORDING(ctx)) return QT_OK;
     qt_cost k = {0};
     qt_cost_add(&k, name, kind, QT_MATH_NONE, bytes, 0, 1);
     return rec(ctx, op, &k, "%s", shape);
@@ -180,9 +182,11 @@ static void cuda_free(void *ctx, void *ptr) {
 
 static qt_status cuda_zero(void *ctx, void *ptr, size_t bytes) {
     if (!bytes) return QT_OK;
-    char shape[32];
-    snprintf(shape, sizeof shape, "bytes=%zu", bytes);
-    QT_TRY(rec_one(ctx, "zero", "cudaMemsetAsync", QT_LAUNCH_MEMSET, (double)bytes, shape));
+    if (RECORDING(ctx)) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "bytes=%zu", bytes);
+        QT_TRY(rec_one(ctx, "zero", "cudaMemsetAsync", QT_LAUNCH_MEMSET, (double)bytes, shape));
+    }
     if (!DRY(ctx)) QT_CHECK_CUDA(cudaMemsetAsync(ptr, 0, bytes, CTX_OF(ctx)->stream));
     return QT_OK;
 }
@@ -193,11 +197,11 @@ static qt_status copy_sync(void *ctx, const char *op, void *dst, const void *src
                            enum cudaMemcpyKind kind) {
     cudaStream_t s = CTX_OF(ctx)->stream;
     const int d2h = kind == cudaMemcpyDeviceToHost;
-    if (bytes) {
+    if (bytes && RECORDING(ctx)) {
         char shape[32];
         snprintf(shape, sizeof shape, "bytes=%zu", bytes);
-        QT_TRY(rec_one(ctx, op, "cudaMemcpyAsync", d2h ? QT_LAUNCH_COPY_D2H : QT_LAUNCH_COPY_H2D,
-                       (double)bytes, shape));
+        const qt_launch_kind k = d2h ? QT_LAUNCH_COPY_D2H : QT_LAUNCH_COPY_H2D;
+        QT_TRY(rec_one(ctx, op, "cudaMemcpyAsync", k, (double)bytes, shape));
     }
     QT_TRY(rec_sync(ctx, op));
     if (DRY(ctx)) {
@@ -220,9 +224,11 @@ static qt_status cuda_to_device(void *ctx, void *dst, const void *src_host, size
 // dst (n, dst_dt) = src (n, src_dt) on the stream, recorded under op.
 static qt_status cast_run(void *ctx, const char *op, qt_dtype dst_dt, void *dst, qt_dtype src_dt,
                           const void *src, size_t n) {
-    qt_cost k = {0};
-    qt_cuda_cast_cost(&k, dst_dt, dst, src_dt, src, n);
-    QT_TRY(rec(ctx, op, &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_cast_cost(&k, dst_dt, dst, src_dt, src, n);
+        QT_TRY(rec(ctx, op, &k, "n=%zu", n));
+    }
     return DRY(ctx) ? QT_OK : qt_cuda_cast(STREAM(ctx), dst_dt, dst, src_dt, src, n);
 }
 
@@ -346,10 +352,12 @@ static qt_status gemm_run(void *ctx, const qt_gemm_desc *d, const void *A, const
 
 static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
                            void *C) {
-    qt_cost k = {0};
-    qt_cuda_gemm_cost(&k, DT(ctx), d, A, B, C);
-    QT_TRY(rec(ctx, "gemm", &k, gemm_shape_fmt, d ? d->M : 0, d ? d->N : 0, d ? d->K : 0,
-               d ? d->batch : 0));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gemm_cost(&k, DT(ctx), d, A, B, C);
+        QT_TRY(rec(ctx, "gemm", &k, gemm_shape_fmt, d ? d->M : 0, d ? d->N : 0, d ? d->K : 0,
+                   d ? d->batch : 0));
+    }
     return DRY(ctx) ? QT_OK : gemm_run(ctx, d, A, B, C);
 }
 
@@ -358,10 +366,12 @@ static qt_status cuda_linear_fwd(void *ctx, void *out, const void *x, const void
                                  const void *b, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
     qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
-    qt_cost k = {0};
-    qt_cuda_gemm_cost(&k, DT(ctx), &d, x, w, out);
-    if (b) qt_cuda_bias_add_cost(&k, DT(ctx), out, b, N, OC);
-    QT_TRY(rec(ctx, "linear_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gemm_cost(&k, DT(ctx), &d, x, w, out);
+        if (b) qt_cuda_bias_add_cost(&k, DT(ctx), out, b, N, OC);
+        QT_TRY(rec(ctx, "linear_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    }
     if (DRY(ctx)) return QT_OK;
     QT_TRY(gemm_run(ctx, &d, x, w, out));
     if (b) QT_TRY(qt_cuda_bias_add(STREAM(ctx), DT(ctx), out, b, N, OC));
@@ -374,11 +384,13 @@ static qt_status cuda_linear_bwd(void *ctx, void *dx, void *dw, void *db, const 
     if (N <= 0 || OC <= 0) return QT_OK;
     qt_gemm_desc ddx = qt_gemm_desc_single(0, 0, N, IC, OC, 1.0f, OC, IC, IC);
     qt_gemm_desc ddw = qt_gemm_desc_single(1, 0, OC, IC, N, 1.0f, OC, IC, IC);
-    qt_cost k = {0};
-    if (dx) qt_cuda_gemm_cost(&k, DT(ctx), &ddx, dout, w, dx);
-    if (dw) qt_cuda_gemm_cost(&k, DT(ctx), &ddw, dout, x, dw);
-    if (db) qt_cuda_bias_grad_cost(&k, DT(ctx), db, dout, N, OC);
-    QT_TRY(rec(ctx, "linear_bwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        if (dx) qt_cuda_gemm_cost(&k, DT(ctx), &ddx, dout, w, dx);
+        if (dw) qt_cuda_gemm_cost(&k, DT(ctx), &ddw, dout, x, dw);
+        if (db) qt_cuda_bias_grad_cost(&k, DT(ctx), db, dout, N, OC);
+        QT_TRY(rec(ctx, "linear_bwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    }
     if (DRY(ctx)) return QT_OK;
     if (dx) QT_TRY(gemm_run(ctx, &ddx, dout, w, dx));
     if (dw) QT_TRY(gemm_run(ctx, &ddw, dout, x, dw));
@@ -394,192 +406,246 @@ static qt_status cuda_linear_bwd(void *ctx, void *dx, void *dw, void *db, const 
 static qt_status cuda_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
                                        float *p, const void *scores, const int *lens, int rows,
                                        int cols) {
-    qt_cost k = {0};
-    qt_cuda_softmax_clip_fwd_cost(&k, DT(ctx), prm, probs, p, scores, lens, rows, cols);
-    QT_TRY(rec(ctx, "softmax_clip_fwd", &k, "rows=%d cols=%d", rows, cols));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_softmax_clip_fwd_cost(&k, DT(ctx), prm, probs, p, scores, lens, rows, cols);
+        QT_TRY(rec(ctx, "softmax_clip_fwd", &k, "rows=%d cols=%d", rows, cols));
+    }
     return RUN(qt_cuda_softmax_clip_fwd, prm, probs, p, scores, lens, rows, cols);
 }
 static qt_status cuda_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, void *dscores,
                                        const void *dprobs, const float *p, const int *lens,
                                        int rows, int cols) {
-    qt_cost k = {0};
-    qt_cuda_softmax_clip_bwd_cost(&k, DT(ctx), prm, dscores, dprobs, p, lens, rows, cols);
-    QT_TRY(rec(ctx, "softmax_clip_bwd", &k, "rows=%d cols=%d", rows, cols));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_softmax_clip_bwd_cost(&k, DT(ctx), prm, dscores, dprobs, p, lens, rows, cols);
+        QT_TRY(rec(ctx, "softmax_clip_bwd", &k, "rows=%d cols=%d", rows, cols));
+    }
     return RUN(qt_cuda_softmax_clip_bwd, prm, dscores, dprobs, p, lens, rows, cols);
 }
 static qt_status cuda_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
                                const void *x, const void *w1, const void *b1, const void *w2,
                                const void *b2, int N, int C) {
-    qt_cost k = {0};
-    qt_cuda_gate_fwd_cost(&k, DT(ctx), g, gate, hidden, x, w1, b1, w2, b2, N, C);
-    QT_TRY(rec(ctx, "gate_fwd", &k, "N=%d C=%d", N, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_fwd_cost(&k, DT(ctx), g, gate, hidden, x, w1, b1, w2, b2, N, C);
+        QT_TRY(rec(ctx, "gate_fwd", &k, "N=%d C=%d", N, C));
+    }
     return RUN(qt_cuda_gate_fwd, g, gate, hidden, x, w1, b1, w2, b2, N, C);
 }
 static qt_status cuda_gate_bwd(void *ctx, const qt_gate_shape *g, void *dx, void *dw1,
                                void *db1, void *dw2, void *db2, const float *dgate,
                                const float *gate, const float *hidden, const void *x,
                                const void *w1, const void *w2, int N, int C) {
-    qt_cost k = {0};
-    qt_cuda_gate_bwd_cost(&k, DT(ctx), g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N,
-                          C);
-    QT_TRY(rec(ctx, "gate_bwd", &k, "N=%d C=%d", N, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_bwd_cost(&k, DT(ctx), g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1,
+                              w2, N, C);
+        QT_TRY(rec(ctx, "gate_bwd", &k, "N=%d C=%d", N, C));
+    }
     return RUN(qt_cuda_gate_bwd, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
 }
 static qt_status cuda_gate_mul_fwd(void *ctx, void *out, const float *gate, const void *ctxv,
                                    int N, int C, int H) {
-    qt_cost k = {0};
-    qt_cuda_gate_mul_fwd_cost(&k, DT(ctx), out, gate, ctxv, N, C, H);
-    QT_TRY(rec(ctx, "gate_mul_fwd", &k, "N=%d C=%d H=%d", N, C, H));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_mul_fwd_cost(&k, DT(ctx), out, gate, ctxv, N, C, H);
+        QT_TRY(rec(ctx, "gate_mul_fwd", &k, "N=%d C=%d H=%d", N, C, H));
+    }
     return RUN(qt_cuda_gate_mul_fwd, out, gate, ctxv, N, C, H);
 }
 static qt_status cuda_gate_mul_bwd(void *ctx, void *dctx, float *dgate, const void *dout,
                                    const float *gate, const void *ctxv, int N, int C, int H) {
-    qt_cost k = {0};
-    qt_cuda_gate_mul_bwd_cost(&k, DT(ctx), dctx, dgate, dout, gate, ctxv, N, C, H);
-    QT_TRY(rec(ctx, "gate_mul_bwd", &k, "N=%d C=%d H=%d", N, C, H));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_mul_bwd_cost(&k, DT(ctx), dctx, dgate, dout, gate, ctxv, N, C, H);
+        QT_TRY(rec(ctx, "gate_mul_bwd", &k, "N=%d C=%d H=%d", N, C, H));
+    }
     return RUN(qt_cuda_gate_mul_bwd, dctx, dgate, dout, gate, ctxv, N, C, H);
 }
 static qt_status cuda_layernorm_fwd(void *ctx, void *out, float *mean, float *rstd,
                                     const void *x, const void *w, const void *b, int N, int C) {
-    qt_cost k = {0};
-    qt_cuda_layernorm_fwd_cost(&k, DT(ctx), out, mean, rstd, x, w, b, N, C);
-    QT_TRY(rec(ctx, "layernorm_fwd", &k, "N=%d C=%d", N, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_layernorm_fwd_cost(&k, DT(ctx), out, mean, rstd, x, w, b, N, C);
+        QT_TRY(rec(ctx, "layernorm_fwd", &k, "N=%d C=%d", N, C));
+    }
     return RUN(qt_cuda_layernorm_fwd, out, mean, rstd, x, w, b, N, C);
 }
 static qt_status cuda_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                     const void *x, const float *mean, const float *rstd,
                                     const void *w, int N, int C) {
-    qt_cost k = {0};
-    qt_cuda_layernorm_bwd_cost(&k, DT(ctx), dx, dw, db, dout, x, mean, rstd, w, N, C);
-    QT_TRY(rec(ctx, "layernorm_bwd", &k, "N=%d C=%d", N, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_layernorm_bwd_cost(&k, DT(ctx), dx, dw, db, dout, x, mean, rstd, w, N, C);
+        QT_TRY(rec(ctx, "layernorm_bwd", &k, "N=%d C=%d", N, C));
+    }
     return RUN(qt_cuda_layernorm_bwd, dx, dw, db, dout, x, mean, rstd, w, N, C);
 }
 static qt_status cuda_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
-    qt_cost k = {0};
-    qt_cuda_gelu_fwd_cost(&k, DT(ctx), out, x, n);
-    QT_TRY(rec(ctx, "gelu_fwd", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gelu_fwd_cost(&k, DT(ctx), out, x, n);
+        QT_TRY(rec(ctx, "gelu_fwd", &k, "n=%zu", n));
+    }
     return RUN(qt_cuda_gelu_fwd, out, x, n);
 }
 static qt_status cuda_gelu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
-    qt_cost k = {0};
-    qt_cuda_gelu_bwd_cost(&k, DT(ctx), dx, dout, x, n);
-    QT_TRY(rec(ctx, "gelu_bwd", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gelu_bwd_cost(&k, DT(ctx), dx, dout, x, n);
+        QT_TRY(rec(ctx, "gelu_bwd", &k, "n=%zu", n));
+    }
     return RUN(qt_cuda_gelu_bwd, dx, dout, x, n);
 }
 static qt_status cuda_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
-    qt_cost k = {0};
-    qt_cuda_relu_fwd_cost(&k, DT(ctx), out, x, n);
-    QT_TRY(rec(ctx, "relu_fwd", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_relu_fwd_cost(&k, DT(ctx), out, x, n);
+        QT_TRY(rec(ctx, "relu_fwd", &k, "n=%zu", n));
+    }
     return RUN(qt_cuda_relu_fwd, out, x, n);
 }
 static qt_status cuda_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
-    qt_cost k = {0};
-    qt_cuda_relu_bwd_cost(&k, DT(ctx), dx, dout, x, n);
-    QT_TRY(rec(ctx, "relu_bwd", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_relu_bwd_cost(&k, DT(ctx), dx, dout, x, n);
+        QT_TRY(rec(ctx, "relu_bwd", &k, "n=%zu", n));
+    }
     return RUN(qt_cuda_relu_bwd, dx, dout, x, n);
 }
 static qt_status cuda_embedding_fwd(void *ctx, void *out, const int *tokens, const void *wte,
                                     const void *wpe, int B, int T, int C) {
-    qt_cost k = {0};
-    qt_cuda_embedding_fwd_cost(&k, DT(ctx), out, tokens, wte, wpe, B, T, C);
-    QT_TRY(rec(ctx, "embedding_fwd", &k, "B=%d T=%d C=%d", B, T, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_embedding_fwd_cost(&k, DT(ctx), out, tokens, wte, wpe, B, T, C);
+        QT_TRY(rec(ctx, "embedding_fwd", &k, "B=%d T=%d C=%d", B, T, C));
+    }
     return RUN(qt_cuda_embedding_fwd, out, tokens, wte, wpe, B, T, C);
 }
 static qt_status cuda_embedding_bwd(void *ctx, void *dwte, void *dwpe, const void *dout,
                                     const int *tokens, int B, int T, int C) {
-    qt_cost k = {0};
-    qt_cuda_embedding_bwd_cost(&k, DT(ctx), dwte, dwpe, dout, tokens, B, T, C);
-    QT_TRY(rec(ctx, "embedding_bwd", &k, "B=%d T=%d C=%d", B, T, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_embedding_bwd_cost(&k, DT(ctx), dwte, dwpe, dout, tokens, B, T, C);
+        QT_TRY(rec(ctx, "embedding_bwd", &k, "B=%d T=%d C=%d", B, T, C));
+    }
     return RUN(qt_cuda_embedding_bwd, dwte, dwpe, dout, tokens, B, T, C);
 }
 static qt_status cuda_add(void *ctx, void *out, const void *a, const void *b, size_t n) {
-    qt_cost k = {0};
-    qt_cuda_add_cost(&k, DT(ctx), out, a, b, n);
-    QT_TRY(rec(ctx, "add", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_add_cost(&k, DT(ctx), out, a, b, n);
+        QT_TRY(rec(ctx, "add", &k, "n=%zu", n));
+    }
     return RUN(qt_cuda_add, out, a, b, n);
 }
 static qt_status cuda_dropout_fwd(void *ctx, void *out, const void *x, size_t n, float prob,
                                   uint64_t seed, uint64_t stream) {
-    qt_cost k = {0};
-    qt_cuda_dropout_fwd_cost(&k, DT(ctx), out, x, n, prob, seed, stream);
-    QT_TRY(rec(ctx, "dropout_fwd", &k, "n=%zu p=%g", n, (double)prob));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dropout_fwd_cost(&k, DT(ctx), out, x, n, prob, seed, stream);
+        QT_TRY(rec(ctx, "dropout_fwd", &k, "n=%zu p=%g", n, (double)prob));
+    }
     return RUN(qt_cuda_dropout_fwd, out, x, n, prob, seed, stream);
 }
 static qt_status cuda_dropout_bwd(void *ctx, void *dx, const void *dout, size_t n, float prob,
                                   uint64_t seed, uint64_t stream) {
-    qt_cost k = {0};
-    qt_cuda_dropout_bwd_cost(&k, DT(ctx), dx, dout, n, prob, seed, stream);
-    QT_TRY(rec(ctx, "dropout_bwd", &k, "n=%zu p=%g", n, (double)prob));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dropout_bwd_cost(&k, DT(ctx), dx, dout, n, prob, seed, stream);
+        QT_TRY(rec(ctx, "dropout_bwd", &k, "n=%zu p=%g", n, (double)prob));
+    }
     return RUN(qt_cuda_dropout_bwd, dx, dout, n, prob, seed, stream);
 }
 static qt_status cuda_crossentropy_fwd(void *ctx, float *losses, void *probs, const void *logits,
                                        const int *targets, int N, int V) {
-    qt_cost k = {0};
-    qt_cuda_crossentropy_fwd_cost(&k, DT(ctx), losses, probs, logits, targets, N, V);
-    QT_TRY(rec(ctx, "crossentropy_fwd", &k, "N=%d V=%d", N, V));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_crossentropy_fwd_cost(&k, DT(ctx), losses, probs, logits, targets, N, V);
+        QT_TRY(rec(ctx, "crossentropy_fwd", &k, "N=%d V=%d", N, V));
+    }
     return RUN(qt_cuda_crossentropy_fwd, losses, probs, logits, targets, N, V);
 }
 static qt_status cuda_crossentropy_bwd(void *ctx, void *dlogits, const float *dlosses,
                                        const void *probs, const int *targets, int N, int V) {
-    qt_cost k = {0};
-    qt_cuda_crossentropy_bwd_cost(&k, DT(ctx), dlogits, dlosses, probs, targets, N, V);
-    QT_TRY(rec(ctx, "crossentropy_bwd", &k, "N=%d V=%d", N, V));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_crossentropy_bwd_cost(&k, DT(ctx), dlogits, dlosses, probs, targets, N, V);
+        QT_TRY(rec(ctx, "crossentropy_bwd", &k, "N=%d V=%d", N, V));
+    }
     return RUN(qt_cuda_crossentropy_bwd, dlogits, dlosses, probs, targets, N, V);
 }
 static qt_status cuda_adamw_step(void *ctx, void *param, float *master, const void *grad,
                                  float *m, float *v, size_t n, const qt_adamw_params *prm) {
-    qt_cost k = {0};
-    qt_cuda_adamw_step_cost(&k, DT(ctx), param, master, grad, m, v, n, prm);
-    QT_TRY(rec(ctx, "adamw_step", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_adamw_step_cost(&k, DT(ctx), param, master, grad, m, v, n, prm);
+        QT_TRY(rec(ctx, "adamw_step", &k, "n=%zu", n));
+    }
     return RUN(qt_cuda_adamw_step, param, master, grad, m, v, n, prm);
 }
 // Dry: a sum of 0 (a finite gradient norm: the step is applied).
 static qt_status cuda_sumsq(void *ctx, double *out, const void *x, size_t n) {
     double *partials = CTX_OF(ctx)->partials;
-    qt_cost k = {0};
-    qt_cuda_sumsq_cost(&k, DT(ctx), out, x, n, partials);
-    QT_TRY(rec(ctx, "sumsq", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_sumsq_cost(&k, DT(ctx), out, x, n, partials);
+        QT_TRY(rec(ctx, "sumsq", &k, "n=%zu", n));
+    }
     if (DRY(ctx) && out) *out = 0.0;
     return RUN(qt_cuda_sumsq, out, x, n, partials);
 }
 // ---- LLaMA family (llama part): kernels/cuda/rmsnorm.cu, rope.cu, swiglu.cu
 static qt_status cuda_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x,
                                   const void *w, int N, int C) {
-    qt_cost k = {0};
-    qt_cuda_rmsnorm_fwd_cost(&k, DT(ctx), out, rstd, x, w, N, C);
-    QT_TRY(rec(ctx, "rmsnorm_fwd", &k, "N=%d C=%d", N, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rmsnorm_fwd_cost(&k, DT(ctx), out, rstd, x, w, N, C);
+        QT_TRY(rec(ctx, "rmsnorm_fwd", &k, "N=%d C=%d", N, C));
+    }
     return RUN(qt_cuda_rmsnorm_fwd, out, rstd, x, w, N, C);
 }
 static qt_status cuda_rmsnorm_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
                                   const float *rstd, const void *w, int N, int C) {
-    qt_cost k = {0};
-    qt_cuda_rmsnorm_bwd_cost(&k, DT(ctx), dx, dw, dout, x, rstd, w, N, C);
-    QT_TRY(rec(ctx, "rmsnorm_bwd", &k, "N=%d C=%d", N, C));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rmsnorm_bwd_cost(&k, DT(ctx), dx, dw, dout, x, rstd, w, N, C);
+        QT_TRY(rec(ctx, "rmsnorm_bwd", &k, "N=%d C=%d", N, C));
+    }
     return RUN(qt_cuda_rmsnorm_bwd, dx, dw, dout, x, rstd, w, N, C);
 }
 static qt_status cuda_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
-    qt_cost k = {0};
-    qt_cuda_rope_fwd_cost(&k, DT(ctx), qkv, B, T, C, H, theta);
-    QT_TRY(rec(ctx, "rope_fwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rope_fwd_cost(&k, DT(ctx), qkv, B, T, C, H, theta);
+        QT_TRY(rec(ctx, "rope_fwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    }
     return RUN(qt_cuda_rope_fwd, qkv, B, T, C, H, theta);
 }
 static qt_status cuda_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
-    qt_cost k = {0};
-    qt_cuda_rope_bwd_cost(&k, DT(ctx), dqkv, B, T, C, H, theta);
-    QT_TRY(rec(ctx, "rope_bwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rope_bwd_cost(&k, DT(ctx), dqkv, B, T, C, H, theta);
+        QT_TRY(rec(ctx, "rope_bwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    }
     return RUN(qt_cuda_rope_bwd, dqkv, B, T, C, H, theta);
 }
 static qt_status cuda_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
-    qt_cost k = {0};
-    qt_cuda_swiglu_fwd_cost(&k, DT(ctx), out, x, N, F);
-    QT_TRY(rec(ctx, "swiglu_fwd", &k, "N=%d F=%d", N, F));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_swiglu_fwd_cost(&k, DT(ctx), out, x, N, F);
+        QT_TRY(rec(ctx, "swiglu_fwd", &k, "N=%d F=%d", N, F));
+    }
     return RUN(qt_cuda_swiglu_fwd, out, x, N, F);
 }
 static qt_status cuda_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
                                  int F) {
-    qt_cost k = {0};
-    qt_cuda_swiglu_bwd_cost(&k, DT(ctx), dx, dout, x, N, F);
-    QT_TRY(rec(ctx, "swiglu_bwd", &k, "N=%d F=%d", N, F));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_swiglu_bwd_cost(&k, DT(ctx), dx, dout, x, N, F);
+        QT_TRY(rec(ctx, "swiglu_bwd", &k, "N=%d F=%d", N, F));
+    }
     return RUN(qt_cuda_swiglu_bwd, dx, dout, x, N, F);
 }
 // ---- end of the llama part
@@ -609,12 +675,14 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
     float *xs = (float *)(ws + off_xs), *wsc = (float *)(ws + off_ws);
     const int x_rows = aq->granularity == QT_QUANT_PER_ROW;
     const int w_rows = wq->granularity == QT_QUANT_PER_ROW;
-    qt_cost k = {0};
-    qt_cuda_quant_quantize_cost(&k, c->dt, aq, xc, xs, NULL, x, (size_t)N, (size_t)IC);
-    qt_cuda_quant_quantize_cost(&k, c->dt, wq, wc, wsc, NULL, w, (size_t)OC, (size_t)IC);
-    qt_cuda_linear_s8_ex_cost(&k, c->dt, out, xc, xs, x_rows, wc, wsc, w_rows, b, N, OC, IC,
-                              QT_CUDA_INT8_DEFAULT);
-    QT_TRY(rec(ctx, "linear_s8_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_quant_quantize_cost(&k, c->dt, aq, xc, xs, NULL, x, (size_t)N, (size_t)IC);
+        qt_cuda_quant_quantize_cost(&k, c->dt, wq, wc, wsc, NULL, w, (size_t)OC, (size_t)IC);
+        qt_cuda_linear_s8_ex_cost(&k, c->dt, out, xc, xs, x_rows, wc, wsc, w_rows, b, N, OC, IC,
+                                  QT_CUDA_INT8_DEFAULT);
+        QT_TRY(rec(ctx, "linear_s8_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    }
     if (c->dry) return QT_OK;
     QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, aq, xc, xs, NULL, x, (size_t)N,
                                   (size_t)IC));
@@ -652,14 +720,16 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
     int8_t *gc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w), *wt = (int8_t *)(ws + off_wt);
     float *gs = (float *)(ws + off_gs), *wsc = (float *)(ws + off_ws);
     void *prod = ws + off_p;
-    qt_cost k = {0};
-    qt_cuda_quant_quantize_cost(&k, c->dt, gq, gc, gs, NULL, g, (size_t)N, (size_t)OC);
-    qt_cuda_quant_quantize_cost(&k, c->dt, wq, wc, wsc, NULL, w, (size_t)OC, (size_t)IC);
-    qt_cuda_transpose_s8_cost(&k, wt, wc, OC, IC);
-    qt_cuda_linear_s8_ex_cost(&k, c->dt, prod, gc, gs, 1, wt, wsc, 0, NULL, N, IC, OC,
-                              QT_CUDA_INT8_DEFAULT);
-    qt_cuda_add_cost(&k, c->dt, dx, dx, prod, nx);
-    QT_TRY(rec(ctx, "linear_s8_dx", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_quant_quantize_cost(&k, c->dt, gq, gc, gs, NULL, g, (size_t)N, (size_t)OC);
+        qt_cuda_quant_quantize_cost(&k, c->dt, wq, wc, wsc, NULL, w, (size_t)OC, (size_t)IC);
+        qt_cuda_transpose_s8_cost(&k, wt, wc, OC, IC);
+        qt_cuda_linear_s8_ex_cost(&k, c->dt, prod, gc, gs, 1, wt, wsc, 0, NULL, N, IC, OC,
+                                  QT_CUDA_INT8_DEFAULT);
+        qt_cuda_add_cost(&k, c->dt, dx, dx, prod, nx);
+        QT_TRY(rec(ctx, "linear_s8_dx", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    }
     if (c->dry) return QT_OK;
     QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, gq, gc, gs, NULL, g, (size_t)N,
                                   (size_t)OC));
@@ -698,9 +768,11 @@ static qt_status cuda_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *
                       "cuda quant_fake", "scale workspace"));
     float *scales = (float *)c->fq_ws.ptr;
     int32_t *zeros = p->symmetric ? NULL : (int32_t *)((char *)c->fq_ws.ptr + zoff);
-    qt_cost k = {0};
-    qt_cuda_quant_fake_cost(&k, dt, p, out, x, rows, cols, scales, zeros);
-    QT_TRY(rec(ctx, "quant_fake", &k, "rows=%zu cols=%zu", rows, cols));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_quant_fake_cost(&k, dt, p, out, x, rows, cols, scales, zeros);
+        QT_TRY(rec(ctx, "quant_fake", &k, "rows=%zu cols=%zu", rows, cols));
+    }
     if (c->dry) return QT_OK;
     return qt_cuda_quant_fake(STREAM(ctx), dt, p, out, x, rows, cols, scales, zeros);
 }
@@ -708,9 +780,11 @@ static qt_status cuda_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *
 // out (n, the backend's dtype) = codes (n, int8) * scale.
 static qt_status cuda_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
                                   size_t n) {
-    qt_cost k = {0};
-    qt_cuda_dqt_dequant_cost(&k, DT(ctx), out, codes, scale, n);
-    QT_TRY(rec(ctx, "dqt_dequant", &k, "n=%zu", n));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dqt_dequant_cost(&k, DT(ctx), out, codes, scale, n);
+        QT_TRY(rec(ctx, "dqt_dequant", &k, "n=%zu", n));
+    }
     return RUN(qt_cuda_dqt_dequant, out, codes, scale, n);
 }
 
@@ -725,9 +799,11 @@ static qt_status cuda_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes
         QT_TRY(ws_reserve(c, &c->dqt_ws, qt_cuda_dqt_scratch_bytes(n), "cuda dqt_step",
                           "stats scratch"));
     void *scratch = stats ? c->dqt_ws.ptr : NULL;
-    qt_cost k = {0};
-    qt_cuda_dqt_step_cost(&k, c->dt, dp, codes, grad, m, v, n, stats, scratch);
-    QT_TRY(rec(ctx, "dqt_step", &k, "n=%zu%s", n, dp && dp->dry_run ? " dry_run" : ""));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dqt_step_cost(&k, c->dt, dp, codes, grad, m, v, n, stats, scratch);
+        QT_TRY(rec(ctx, "dqt_step", &k, "n=%zu%s", n, dp && dp->dry_run ? " dry_run" : ""));
+    }
     if (c->dry) {
         if (stats) memset(stats, 0, sizeof *stats);
         return QT_OK;
