@@ -14,6 +14,7 @@
 #                       the build when ptxas reports a spill, a stack frame or local memory in any
 #                       kernel (logs in <build>/ptxas/). Linked into the `qtrain` program
 #                       (QT_HAVE_CUDA: --device cuda).
+#   bench_step_emu      `qtrain bench step` (bench/step.h) on qtrain_cuda_emu.
 #   tests/cuda/test_cuda_<x>.c  ->  test_cuda_<x>_emu (label emu), test_cuda_<x>_gpu (label gpu,
 #                       exit 77 = skipped without a device), and, but for a few listed below,
 #                       _asan (emu;asan) and _tsan (emu;tsan) on the emulator's sanitizer runtimes.
@@ -102,6 +103,31 @@ function(qt_cuda_add_emu suffix runtime)
 endfunction()
 
 qt_cuda_add_emu("" cuemu)
+# bench_step_emu: `qtrain bench step` (bench/step.h) on the emulated backend: the record-only
+# prediction where no nvcc backend is built, and --execute to run a small config's step on the
+# emulator.
+set(QT_STEP_SOURCES ${CMAKE_SOURCE_DIR}/bench/step.c ${CMAKE_SOURCE_DIR}/bench/step_model.c
+    ${CMAKE_SOURCE_DIR}/bench/step_run.c)
+add_executable(bench_step_emu ${CMAKE_SOURCE_DIR}/bench/step_emu.c ${QT_STEP_SOURCES}
+  ${CMAKE_SOURCE_DIR}/host/cli/args.c)
+target_include_directories(bench_step_emu PRIVATE ${CMAKE_SOURCE_DIR})
+target_compile_definitions(bench_step_emu PRIVATE QT_HAVE_CUDA)
+target_link_libraries(bench_step_emu PRIVATE qtrain_cuda_emu)
+set_target_properties(bench_step_emu PROPERTIES LINKER_LANGUAGE CXX)
+# Its command line: a record-only step of the tiny preset prints the JSON summary (with the
+# launches per micro-step and the predicted MFU), --execute runs it on the emulator with the
+# same counts, and an unknown GPU is one error naming the valid ones. The records themselves
+# are checked by test_cuda_cost_model.
+add_test(NAME bench_step_emu_predict
+  COMMAND bench_step_emu --config ${CMAKE_SOURCE_DIR}/configs/tiny.conf --json --top 0)
+add_test(NAME bench_step_emu_execute COMMAND bench_step_emu --config
+  ${CMAKE_SOURCE_DIR}/configs/tiny.conf --execute --gpu h100 --json --top 0)
+set_tests_properties(bench_step_emu_predict bench_step_emu_execute PROPERTIES LABELS emu
+  ENVIRONMENT "${QT_CUDA_TEST_ENV}" TIMEOUT 120
+  PASS_REGULAR_EXPRESSION "\"micro_step\":{\"launches\":119,[^\n]*\"predicted_mfu\":0\\.[0-9]")
+add_test(NAME bench_step_emu_bad_gpu COMMAND bench_step_emu --gpu v100)
+set_tests_properties(bench_step_emu_bad_gpu PROPERTIES LABELS emu TIMEOUT 60
+  PASS_REGULAR_EXPRESSION "error: --gpu v100 is not a GPU of the cost model; use one of a100")
 if(TARGET cuemu_asan)
   qt_cuda_add_emu(_asan cuemu_asan)
 endif()
@@ -221,6 +247,19 @@ function(qt_cuda_add_test src flavour)
   target_include_directories(${exe} PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/host
     ${CMAKE_SOURCE_DIR}/tests/cuda)
   target_link_libraries(${exe} PRIVATE ${libs} qt_testutil)
+  if(name STREQUAL test_cuda_cost_model)
+    # The cost model's suite runs whole steps through bench/step_run.c and step_model.c; on the
+    # emulator it also counts the launches the runtime really receives, through the linker's
+    # --wrap of the emulator's launch, memset, copy and synchronize entry points.
+    target_sources(${exe} PRIVATE ${CMAKE_SOURCE_DIR}/bench/step_model.c
+      ${CMAKE_SOURCE_DIR}/bench/step_run.c)
+    if(NOT flavour STREQUAL gpu)
+      target_link_options(${exe} PRIVATE
+        -Wl,--wrap=_ZN5cuemu6detail6launchERKNS0_11launch_descE -Wl,--wrap=cudaMemsetAsync
+        -Wl,--wrap=cudaMemcpyAsync -Wl,--wrap=cudaStreamSynchronize)
+      target_compile_definitions(${exe} PRIVATE QT_CT_COUNT_LAUNCHES)
+    endif()
+  endif()
   set_target_properties(${exe} PROPERTIES LINKER_LANGUAGE CXX)
   add_test(NAME ${exe} COMMAND ${exe})
   set_tests_properties(${exe} PROPERTIES LABELS "${labels}" ENVIRONMENT "${env}"
@@ -250,9 +289,11 @@ endforeach()
 # runners (under QT_HAVE_CUDA) and the harness's CUDA side (bench/harness_cuda.c: event timing,
 # the GEMM peak and copy bandwidth) are compiled in and linked with the nvcc kernels; never the
 # emulated ones, whose times would mean nothing. test_cli_bench_gpu (label gpu) runs every
-# family on the device, and reports itself skipped (77) where there is none.
+# family on the device, and reports itself skipped (77) where there is none. bench/step_run.c:
+# the training step of `qtrain bench step`, measured on a device, recorded without one.
 if(QT_CUDA_GPU_BUILT AND TARGET qtrain_bench)
-  target_sources(qtrain_bench PRIVATE ${CMAKE_SOURCE_DIR}/bench/harness_cuda.c)
+  target_sources(qtrain_bench PRIVATE ${CMAKE_SOURCE_DIR}/bench/harness_cuda.c
+    ${CMAKE_SOURCE_DIR}/bench/step_run.c)
   target_compile_definitions(qtrain_bench PRIVATE QT_HAVE_CUDA)
   target_link_libraries(qtrain_bench PUBLIC qtrain_cuda CUDA::cudart)
   # Made before enable_language(CUDA) set the architectures: give it the build's.

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -45,6 +46,15 @@ qt_status qt_cuda_gelu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *
 qt_status qt_cuda_relu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x, size_t n);
 qt_status qt_cuda_relu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
                            const void *x, size_t n);
+
+// Cost model (base/cost.h; counted in kernels/cuda/activation.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_gelu_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x, size_t n);
+void qt_cuda_gelu_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout, const void *x,
+                           size_t n);
+void qt_cuda_relu_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x, size_t n);
+void qt_cuda_relu_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout, const void *x,
+                           size_t n);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -34,6 +35,12 @@ qt_status qt_cpu_adamw_step(float *param, const float *grad, float *m, float *v,
 // NULL and dt is fp32) writing the rounded parameters back.
 qt_status qt_cuda_adamw_step(qt_cuda_stream s, qt_dtype dt, void *param, float *master,
                              const void *grad, float *m, float *v, size_t n,
+                             const qt_adamw_params *prm);
+
+// Cost model (base/cost.h; counted in kernels/cuda/adamw.cu): the launches qt_cuda_adamw_step
+// makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_adamw_step_cost(qt_cost *c, qt_dtype dt, const void *param, const float *master,
+                             const void *grad, const float *m, const float *v, size_t n,
                              const qt_adamw_params *prm);
 
 #ifdef __cplusplus

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -42,6 +43,14 @@ qt_status qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses, co
 qt_status qt_cuda_crossentropy_fwd(qt_cuda_stream s, qt_dtype dt, float *losses, void *probs,
                                    const void *logits, const int *targets, int N, int V);
 qt_status qt_cuda_crossentropy_bwd(qt_cuda_stream s, qt_dtype dt, void *dlogits,
+                                   const float *dlosses, const void *probs, const int *targets,
+                                   int N, int V);
+
+// Cost model (base/cost.h; counted in kernels/cuda/crossentropy.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_crossentropy_fwd_cost(qt_cost *c, qt_dtype dt, const float *losses, const void *probs,
+                                   const void *logits, const int *targets, int N, int V);
+void qt_cuda_crossentropy_bwd_cost(qt_cost *c, qt_dtype dt, const void *dlogits,
                                    const float *dlosses, const void *probs, const int *targets,
                                    int N, int V);
 

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -55,6 +56,15 @@ qt_status qt_cuda_dqt_step(qt_cuda_stream s, qt_dtype dt, const qt_dqt_params *d
                            const void *grad, float *m, float *v, size_t n, qt_dqt_stats *stats,
                            void *scratch);
 qt_status qt_cuda_dqt_dequant(qt_cuda_stream s, qt_dtype dt, void *out, const int8_t *codes,
+                              float scale, size_t n);
+
+// Cost model (base/cost.h; counted in kernels/cuda/dqt.cu): the launches each launcher above
+// makes for the same arguments (those after the stream), the stats' copies to the host and
+// the wait for them included, appended to *c.
+void qt_cuda_dqt_step_cost(qt_cost *c, qt_dtype dt, const qt_dqt_params *dp, const int8_t *codes,
+                           const void *grad, const float *m, const float *v, size_t n,
+                           const qt_dqt_stats *stats, const void *scratch);
+void qt_cuda_dqt_dequant_cost(qt_cost *c, qt_dtype dt, const void *out, const int8_t *codes,
                               float scale, size_t n);
 
 #ifdef __cplusplus

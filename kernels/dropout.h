@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -41,6 +42,13 @@ qt_status qt_cuda_dropout_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const vo
                               float prob, uint64_t seed, uint64_t stream);
 qt_status qt_cuda_dropout_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
                               size_t n, float prob, uint64_t seed, uint64_t stream);
+
+// Cost model (base/cost.h; counted in kernels/cuda/dropout.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_dropout_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x, size_t n,
+                              float prob, uint64_t seed, uint64_t stream);
+void qt_cuda_dropout_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout, size_t n,
+                              float prob, uint64_t seed, uint64_t stream);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -43,6 +44,17 @@ qt_status qt_cuda_bias_grad(qt_cuda_stream s, qt_dtype dt, void *db, const void 
                             int OC);
 // dst (n, dst_dt) = src (n, src_dt), rounding to nearest even.
 qt_status qt_cuda_cast(qt_cuda_stream s, qt_dtype dst_dt, void *dst, qt_dtype src_dt,
+                       const void *src, size_t n);
+
+// Cost model (base/cost.h; counted in kernels/cuda/elementwise.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_add_cost(qt_cost *c, qt_dtype dt, const void *out, const void *a, const void *b,
+                      size_t n);
+void qt_cuda_bias_add_cost(qt_cost *c, qt_dtype dt, const void *out, const void *bias, int N,
+                           int OC);
+void qt_cuda_bias_grad_cost(qt_cost *c, qt_dtype dt, const void *db, const void *dout, int N,
+                            int OC);
+void qt_cuda_cast_cost(qt_cost *c, qt_dtype dst_dt, const void *dst, qt_dtype src_dt,
                        const void *src, size_t n);
 
 #ifdef __cplusplus

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -39,6 +40,13 @@ qt_status qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, cons
 qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const int *tokens,
                                 const void *wte, const void *wpe, int B, int T, int C);
 qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *dwte, void *dwpe,
+                                const void *dout, const int *tokens, int B, int T, int C);
+
+// Cost model (base/cost.h; counted in kernels/cuda/embedding.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_embedding_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const int *tokens,
+                                const void *wte, const void *wpe, int B, int T, int C);
+void qt_cuda_embedding_bwd_cost(qt_cost *c, qt_dtype dt, const void *dwte, const void *dwpe,
                                 const void *dout, const int *tokens, int B, int T, int C);
 
 #ifdef __cplusplus

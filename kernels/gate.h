@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/params.h"
 #include "base/status.h"
 
@@ -69,6 +70,21 @@ qt_status qt_cuda_gate_mul_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const f
 qt_status qt_cuda_gate_mul_bwd(qt_cuda_stream s, qt_dtype dt, void *dctx, float *dgate,
                                const void *dout, const float *gate, const void *ctx, int N,
                                int C, int H);
+
+// Cost model (base/cost.h; counted in kernels/cuda/gate.cu): the launches each launcher above
+// makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_gate_fwd_cost(qt_cost *c, qt_dtype dt, const qt_gate_shape *g, const float *gate,
+                           const float *hidden, const void *x, const void *w1, const void *b1,
+                           const void *w2, const void *b2, int N, int C);
+void qt_cuda_gate_bwd_cost(qt_cost *c, qt_dtype dt, const qt_gate_shape *g, const void *dx,
+                           const void *dw1, const void *db1, const void *dw2, const void *db2,
+                           const float *dgate, const float *gate, const float *hidden,
+                           const void *x, const void *w1, const void *w2, int N, int C);
+void qt_cuda_gate_mul_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const float *gate,
+                               const void *ctx, int N, int C, int H);
+void qt_cuda_gate_mul_bwd_cost(qt_cost *c, qt_dtype dt, const void *dctx, const float *dgate,
+                               const void *dout, const float *gate, const void *ctx, int N, int C,
+                               int H);
 
 #ifdef __cplusplus
 }

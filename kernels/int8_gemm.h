@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -162,6 +163,20 @@ qt_status qt_cuda_transpose_s8(qt_cuda_stream s, int8_t *out, const int8_t *in, 
 // the next cuBLASLt call creates them again. Call it before destroying a stream that ran the
 // cuBLASLt path: the next call on another stream would otherwise wait on the dead stream.
 void qt_cuda_int8_release(void);
+
+// Cost model (base/cost.h; counted in kernels/cuda/int8_gemm.cu): the launches each launcher
+// above makes for the same arguments (those after the stream; impl DEFAULT read from
+// QT_CUDA_INT8 as the launcher reads it), appended to *c.
+void qt_cuda_gemm_s8s32_cost(qt_cost *c, const int32_t *C, const int8_t *A, const int8_t *B, int M,
+                             int N, int K, qt_cuda_int8_impl impl);
+void qt_cuda_linear_s8_cost(qt_cost *c, qt_dtype dt, const void *out, const int8_t *A,
+                            const float *a_scale, const int8_t *B, const float *b_scale,
+                            const void *bias, int M, int N, int K, qt_cuda_int8_impl impl);
+void qt_cuda_linear_s8_ex_cost(qt_cost *c, qt_dtype dt, const void *out, const int8_t *A,
+                               const float *a_scale, int a_per_row, const int8_t *B,
+                               const float *b_scale, int b_per_row, const void *bias, int M, int N,
+                               int K, qt_cuda_int8_impl impl);
+void qt_cuda_transpose_s8_cost(qt_cost *c, const int8_t *out, const int8_t *in, int rows, int cols);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -50,6 +51,18 @@ qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *d
 qt_status qt_cuda_add_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *resid, void *out,
                                     float *mean, float *rstd, const void *a, const void *b,
                                     const void *w, const void *bias, int N, int C);
+
+// Cost model (base/cost.h; counted in kernels/cuda/layernorm.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const float *mean,
+                                const float *rstd, const void *x, const void *w, const void *b,
+                                int N, int C);
+void qt_cuda_layernorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
+                                const void *db, const void *dout, const void *x, const float *mean,
+                                const float *rstd, const void *w, int N, int C);
+void qt_cuda_add_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *resid, const void *out,
+                                    const float *mean, const float *rstd, const void *a,
+                                    const void *b, const void *w, const void *bias, int N, int C);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -58,6 +59,12 @@ qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes);
 void qt_cuda_gemm_destroy(void *handle);
 qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
                        const void *B, void *C, void *handle);
+
+// Cost model (base/cost.h; counted in kernels/cuda/linear.cu): the cuBLASLt calls qt_cuda_gemm
+// makes on a GPU for descriptor d (one per call; the emulated build's CPU GEMM makes none, but
+// records the GPU's), appended to *c.
+void qt_cuda_gemm_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A, const void *B,
+                       const void *C);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -115,6 +116,15 @@ qt_status qt_cuda_quant_fake(qt_cuda_stream s, qt_dtype dt, const qt_quant_param
 qt_status qt_cuda_quant_quantize(qt_cuda_stream s, qt_dtype dt, const qt_quant_params *p,
                                  int8_t *codes, float *scales, int32_t *zeros, const void *x,
                                  size_t rows, size_t cols);
+
+// Cost model (base/cost.h; counted in kernels/cuda/quant.cu): the launches each launcher above
+// makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_quant_fake_cost(qt_cost *c, qt_dtype dt, const qt_quant_params *p, const void *out,
+                             const void *x, size_t rows, size_t cols, const float *scales,
+                             const int32_t *zeros);
+void qt_cuda_quant_quantize_cost(qt_cost *c, qt_dtype dt, const qt_quant_params *p,
+                                 const int8_t *codes, const float *scales, const int32_t *zeros,
+                                 const void *x, size_t rows, size_t cols);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -42,6 +43,14 @@ qt_status qt_cpu_rmsnorm_bwd_f64(double *dx, double *dw, const double *dout, con
 qt_status qt_cuda_rmsnorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out, float *rstd,
                               const void *x, const void *w, int N, int C);
 qt_status qt_cuda_rmsnorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dw,
+                              const void *dout, const void *x, const float *rstd, const void *w,
+                              int N, int C);
+
+// Cost model (base/cost.h; counted in kernels/cuda/rmsnorm.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_rmsnorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const float *rstd,
+                              const void *x, const void *w, int N, int C);
+void qt_cuda_rmsnorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
                               const void *dout, const void *x, const float *rstd, const void *w,
                               int N, int C);
 

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -43,6 +44,13 @@ qt_status qt_cpu_rope_bwd_f64(double *dqkv, int B, int T, int C, int H, float th
 qt_status qt_cuda_rope_fwd(qt_cuda_stream s, qt_dtype dt, void *qkv, int B, int T, int C, int H,
                            float theta);
 qt_status qt_cuda_rope_bwd(qt_cuda_stream s, qt_dtype dt, void *dqkv, int B, int T, int C, int H,
+                           float theta);
+
+// Cost model (base/cost.h; counted in kernels/cuda/rope.cu): the launches each launcher above
+// makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_rope_fwd_cost(qt_cost *c, qt_dtype dt, const void *qkv, int B, int T, int C, int H,
+                           float theta);
+void qt_cuda_rope_bwd_cost(qt_cost *c, qt_dtype dt, const void *dqkv, int B, int T, int C, int H,
                            float theta);
 
 #ifdef __cplusplus

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/params.h"
 #include "base/status.h"
 
@@ -48,6 +49,18 @@ qt_status qt_cuda_softmax_clip_fwd(qt_cuda_stream s, qt_dtype dt, const qt_softm
                                    int rows, int cols);
 qt_status qt_cuda_softmax_clip_bwd(qt_cuda_stream s, qt_dtype dt, const qt_softmax_params *prm,
                                    void *dscores, const void *dprobs, const float *p,
+                                   const int *lens, int rows, int cols);
+
+// Cost model (base/cost.h; counted in kernels/cuda/softmax_clip.cu): the launches each launcher
+// above makes for the same arguments (those after the stream), appended to *c. lens lies in
+// device memory, which a cost function does not read: when rows is a multiple of cols the
+// rows are taken as causal attention rows (row r attends r % cols + 1 keys: the model's
+// lens), else as attending every column.
+void qt_cuda_softmax_clip_fwd_cost(qt_cost *c, qt_dtype dt, const qt_softmax_params *prm,
+                                   const void *probs, const float *p, const void *scores,
+                                   const int *lens, int rows, int cols);
+void qt_cuda_softmax_clip_bwd_cost(qt_cost *c, qt_dtype dt, const qt_softmax_params *prm,
+                                   const void *dscores, const void *dprobs, const float *p,
                                    const int *lens, int rows, int cols);
 
 #ifdef __cplusplus

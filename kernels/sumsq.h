@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -34,6 +35,12 @@ qt_status qt_cpu_sumsq(double *out, const float *x, size_t n);
 size_t qt_cuda_sumsq_scratch_size(void);
 qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_host, const void *x, size_t n,
                         double *partials);
+
+// Cost model (base/cost.h; counted in kernels/cuda/sumsq.cu): the launches qt_cuda_sumsq makes
+// for the same arguments (those after the stream), its copy to the host and wait included,
+// appended to *c.
+void qt_cuda_sumsq_cost(qt_cost *c, qt_dtype dt, const double *out_host, const void *x, size_t n,
+                        const double *partials);
 
 #ifdef __cplusplus
 }

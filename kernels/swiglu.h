@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/dtype.h"
 #include "base/params.h"
 #include "base/status.h"
@@ -36,6 +37,12 @@ qt_status qt_cpu_swiglu_bwd_f64(double *dx, const double *dout, const double *x,
 qt_status qt_cuda_swiglu_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const void *x, int N,
                              int F);
 qt_status qt_cuda_swiglu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, const void *dout,
+                             const void *x, int N, int F);
+
+// Cost model (base/cost.h; counted in kernels/cuda/swiglu.cu): the launches each launcher above
+// makes for the same arguments (those after the stream), appended to *c.
+void qt_cuda_swiglu_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x, int N, int F);
+void qt_cuda_swiglu_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout,
                              const void *x, int N, int F);
 
 #ifdef __cplusplus

@@ -38,6 +38,8 @@ NON_FAMILY = {
     "tests/cuda/test_cuda_backend.c": "a whole training step on the CUDA backend vs the CPU",
     "bench/bench_dist.c": "data-parallel training end to end (2 ranks vs 1 over MPI), like "
     "bench_train: no op family",
+    "tests/cuda/test_cuda_cost_model.c": "the cost model of every family's launchers "
+    "(base/cost.h), the backend's launch records and qtrain bench step (issue 10)",
 }
 
 KINDS = {

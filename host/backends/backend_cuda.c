@@ -13,12 +13,21 @@
 // softmax_clip. Copies are synchronous for the caller (they wait for the stream), ops are not.
 // Every CUDA runtime call is checked and reported with file:line (QT_CHECK_CUDA); the same
 // source builds against libcudart or against the emulator's runtime (tests/cuemu).
+//
+// Launch records (include/qtrain/cuda_record.h; the recording part, marked below): each op asks
+// its launchers' cost functions (base/cost.h) for the launches it makes and, while recording is
+// on, appends them before it runs them; the memory ops record their memsets, copies and waits.
+// The record-only ("dry") context records the same launches and runs none: no CUDA call at all.
 #include <cuda_runtime_api.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/cuda_check.h"
 #include "qtrain/backend.h"
+#include "qtrain/cuda_record.h"
 #include "kernels/int8_gemm.h"
 #include "kernels/activation.h"
 #include "kernels/adamw.h"
@@ -58,11 +67,74 @@ typedef struct {
     cuda_ws s8_ws;  // linear_s8_fwd, linear_s8_dx: int8 codes and scales of the operands
     cuda_ws fq_ws;  // quant_fake: per-slice scales and zero points (kernels/cuda/quant.cu)
     cuda_ws dqt_ws; // dqt_step with stats: the reduction's scratch (kernels/cuda/dqt.cu)
+    // ---- recording part (include/qtrain/cuda_record.h)
+    int dry;              // 1: record only, run nothing (qt_backend_cuda_init_dry)
+    int recording;        // 1: each launch appends a record
+    qt_cuda_record *recs; // (cap_recs) host
+    size_t n_recs, cap_recs;
+    uintptr_t dry_next;   // dry: the next address alloc hands out
+    cudaEvent_t timer[2]; // qt_backend_cuda_timer_*: created on first use
+    int have_timer;
 } cuda_ctx;
 
 #define CTX_OF(p) ((cuda_ctx *)(p))
 #define STREAM(c) ((qt_cuda_stream)CTX_OF(c)->stream)
 #define DT(c) (CTX_OF(c)->dt)
+#define DRY(c) (CTX_OF(c)->dry)
+// Records are made only while recording: otherwise an op pays this one branch.
+#define RECORDING(c) (CTX_OF(c)->recording)
+
+// ---- launch records (recording part) -------------------------------------------------------
+
+// Appends the launches of k under backend op `op` with its shape (printf-style) while recording
+// is on. QT_ERR_OOM when the records cannot grow; QT_ERR_ARG when a cost function dropped
+// launches (its qt_cost overflowed: a bug to fix there).
+static qt_status rec(void *ctx, const char *op, const qt_cost *k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static qt_status rec(void *ctx, const char *op, const qt_cost *k, const char *fmt, ...) {
+    cuda_ctx *c = CTX_OF(ctx);
+    if (!c->recording) return QT_OK;
+    if (k->dropped)
+        return qt_error(QT_ERR_ARG,
+                        "cuda %s: its cost function listed more than %d launches; "
+                        "raise QT_COST_MAX (base/cost.h)",
+                        op, QT_COST_MAX);
+    if (c->n_recs + (size_t)k->n > c->cap_recs) {
+        size_t cap = c->cap_recs ? 2 * c->cap_recs : 4096;
+        while (cap < c->n_recs + (size_t)k->n)
+            cap *= 2;
+        qt_cuda_record *r = realloc(c->recs, cap * sizeof *r);
+        if (!r)
+            return qt_error(QT_ERR_OOM, "cuda backend: cannot grow the launch records to %zu", cap);
+        c->recs = r;
+        c->cap_recs = cap;
+    }
+    char shape[sizeof c->recs[0].shape];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(shape, sizeof shape, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < k->n; i++) {
+        qt_cuda_record *r = &c->recs[c->n_recs++];
+        r->op = op;
+        memcpy(r->shape, shape, sizeof shape);
+        r->l = k->l[i];
+    }
+    return QT_OK;
+}
+
+// One launch of no family (memset, copy, wait) as a record.
+static qt_status rec_one(void *ctx, const char *op, const char *name, qt_launch_kind kind,
+                         double bytes, const char *shape) {
+    if (!RECORDING(ctx)) return QT_OK;
+    qt_cost k = {0};
+    qt_cost_add(&k, name, kind, QT_MATH_NONE, bytes, 0, 1);
+    return rec(ctx, op, &k, "%s", shape);
+}
+
+static qt_status rec_sync(void *ctx, const char *op) {
+    return rec_one(ctx, op, "cudaStreamSynchronize", QT_LAUNCH_SYNC, 0, "");
+}
 
 int qt_cuda_device_count(void) {
     int n = 0;
@@ -75,9 +147,20 @@ int qt_cuda_device_count(void) {
 
 // ---- memory -------------------------------------------------------------------------------
 
+// Dry: a fresh 256-byte aligned range of a fake address space (never dereferenced), like
+// cudaMalloc's alignment, so alignment-dependent launch choices match a real run.
+static void *dry_alloc(cuda_ctx *c, size_t bytes) {
+    void *p = (void *)c->dry_next;
+    c->dry_next += (bytes + 511) / 256 * 256;
+    return p;
+}
+
 static qt_status cuda_alloc(void *ctx, void **ptr, size_t bytes) {
-    (void)ctx;
     *ptr = NULL;
+    if (DRY(ctx)) {
+        *ptr = dry_alloc(CTX_OF(ctx), bytes);
+        return QT_OK;
+    }
     // cudaMalloc of 0 bytes returns NULL, which callers take for failure: allocate one unit.
     cudaError_t err = cudaMalloc(ptr, bytes ? bytes : 256);
     if (err != cudaSuccess) {
@@ -91,43 +174,76 @@ static qt_status cuda_alloc(void *ctx, void **ptr, size_t bytes) {
 }
 
 static void cuda_free(void *ctx, void *ptr) {
-    (void)ctx;
+    if (DRY(ctx)) return;
     // The interface's free cannot report; cudaFree fails only on a pointer cudaMalloc did not
     // return (a caller bug) or an earlier asynchronous fault, which the next op reports.
     (void)cudaFree(ptr);
 }
 
 static qt_status cuda_zero(void *ctx, void *ptr, size_t bytes) {
-    if (bytes) QT_CHECK_CUDA(cudaMemsetAsync(ptr, 0, bytes, CTX_OF(ctx)->stream));
+    if (!bytes) return QT_OK;
+    if (RECORDING(ctx)) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "bytes=%zu", bytes);
+        QT_TRY(rec_one(ctx, "zero", "cudaMemsetAsync", QT_LAUNCH_MEMSET, (double)bytes, shape));
+    }
+    if (!DRY(ctx)) QT_CHECK_CUDA(cudaMemsetAsync(ptr, 0, bytes, CTX_OF(ctx)->stream));
     return QT_OK;
 }
 
 // Copies wait for the stream, so the host buffer may be reused (or freed) on return.
-static qt_status copy_sync(void *ctx, void *dst, const void *src, size_t bytes,
+// Dry: nothing moves; a copy to the host reads zeros.
+static qt_status copy_sync(void *ctx, const char *op, void *dst, const void *src, size_t bytes,
                            enum cudaMemcpyKind kind) {
     cudaStream_t s = CTX_OF(ctx)->stream;
+    const int d2h = kind == cudaMemcpyDeviceToHost;
+    if (bytes && RECORDING(ctx)) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "bytes=%zu", bytes);
+        const qt_launch_kind k = d2h ? QT_LAUNCH_COPY_D2H : QT_LAUNCH_COPY_H2D;
+        QT_TRY(rec_one(ctx, op, "cudaMemcpyAsync", k, (double)bytes, shape));
+    }
+    QT_TRY(rec_sync(ctx, op));
+    if (DRY(ctx)) {
+        if (d2h && bytes) memset(dst, 0, bytes);
+        return QT_OK;
+    }
     if (bytes) QT_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, kind, s));
     QT_CHECK_CUDA(cudaStreamSynchronize(s));
     return QT_OK;
 }
 
 static qt_status cuda_to_host(void *ctx, void *dst_host, const void *src, size_t bytes) {
-    return copy_sync(ctx, dst_host, src, bytes, cudaMemcpyDeviceToHost);
+    return copy_sync(ctx, "to_host", dst_host, src, bytes, cudaMemcpyDeviceToHost);
 }
 
 static qt_status cuda_to_device(void *ctx, void *dst, const void *src_host, size_t bytes) {
-    return copy_sync(ctx, dst, src_host, bytes, cudaMemcpyHostToDevice);
+    return copy_sync(ctx, "to_device", dst, src_host, bytes, cudaMemcpyHostToDevice);
+}
+
+// dst (n, dst_dt) = src (n, src_dt) on the stream, recorded under op.
+static qt_status cast_run(void *ctx, const char *op, qt_dtype dst_dt, void *dst, qt_dtype src_dt,
+                          const void *src, size_t n) {
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_cast_cost(&k, dst_dt, dst, src_dt, src, n);
+        QT_TRY(rec(ctx, op, &k, "n=%zu", n));
+    }
+    return DRY(ctx) ? QT_OK : qt_cuda_cast(STREAM(ctx), dst_dt, dst, src_dt, src, n);
 }
 
 // dst_host (n, fp32) = src (n, dt): cast on the device into the staging buffer, chunk by chunk.
 static qt_status cuda_to_host_f32(void *ctx, float *dst_host, const void *src, size_t n) {
     cuda_ctx *c = CTX_OF(ctx);
-    if (c->dt == QT_DTYPE_F32) return cuda_to_host(ctx, dst_host, src, n * sizeof(float));
+    if (c->dt == QT_DTYPE_F32)
+        return copy_sync(ctx, "to_host_f32", dst_host, src, n * sizeof(float),
+                         cudaMemcpyDeviceToHost);
     size_t es = qt_dtype_size(c->dt);
     for (size_t i = 0; i < n; i += STAGE_ELEMS) {
         size_t k = n - i < STAGE_ELEMS ? n - i : STAGE_ELEMS;
-        QT_TRY(qt_cuda_cast(STREAM(ctx), QT_DTYPE_F32, c->stage, c->dt, QT_AT(src, es, i), k));
-        QT_TRY(cuda_to_host(ctx, dst_host + i, c->stage, k * sizeof(float)));
+        QT_TRY(cast_run(ctx, "to_host_f32", QT_DTYPE_F32, c->stage, c->dt, QT_AT(src, es, i), k));
+        QT_TRY(copy_sync(ctx, "to_host_f32", dst_host + i, c->stage, k * sizeof(float),
+                         cudaMemcpyDeviceToHost));
     }
     return QT_OK;
 }
@@ -135,15 +251,19 @@ static qt_status cuda_to_host_f32(void *ctx, float *dst_host, const void *src, s
 // dst (n, dt) = src_host (n, fp32), rounded to nearest even on the device.
 static qt_status cuda_to_device_f32(void *ctx, void *dst, const float *src_host, size_t n) {
     cuda_ctx *c = CTX_OF(ctx);
-    if (c->dt == QT_DTYPE_F32) return cuda_to_device(ctx, dst, src_host, n * sizeof(float));
+    if (c->dt == QT_DTYPE_F32)
+        return copy_sync(ctx, "to_device_f32", dst, src_host, n * sizeof(float),
+                         cudaMemcpyHostToDevice);
     size_t es = qt_dtype_size(c->dt);
     for (size_t i = 0; i < n; i += STAGE_ELEMS) {
         size_t k = n - i < STAGE_ELEMS ? n - i : STAGE_ELEMS;
-        QT_TRY(cuda_to_device(ctx, c->stage, src_host + i, k * sizeof(float)));
-        QT_TRY(qt_cuda_cast(STREAM(ctx), c->dt, QT_AT(dst, es, i), QT_DTYPE_F32, c->stage, k));
+        QT_TRY(copy_sync(ctx, "to_device_f32", c->stage, src_host + i, k * sizeof(float),
+                         cudaMemcpyHostToDevice));
+        QT_TRY(cast_run(ctx, "to_device_f32", c->dt, QT_AT(dst, es, i), QT_DTYPE_F32, c->stage, k));
     }
     // Complete on return, like the other copies.
-    QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+    QT_TRY(rec_sync(ctx, "to_device_f32"));
+    if (!DRY(ctx)) QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
     return QT_OK;
 }
 
@@ -162,7 +282,13 @@ static qt_status cuda_to_device_f32(void *ctx, void *dst, const float *src_host,
 static qt_status ws_reserve(cuda_ctx *c, cuda_ws *ws, size_t bytes, const char *op,
                             const char *what) {
     if (ws->bytes >= bytes) return QT_OK;
+    if (c->dry) {
+        ws->ptr = dry_alloc(c, bytes);
+        ws->bytes = bytes;
+        return QT_OK;
+    }
     if (ws->ptr) {
+        QT_TRY(rec_sync(c, op));
         QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
         QT_CHECK_CUDA(cudaFree(ws->ptr));
         ws->ptr = NULL;
@@ -180,13 +306,23 @@ static qt_status ws_reserve(cuda_ctx *c, cuda_ws *ws, size_t bytes, const char *
 }
 
 static qt_status cuda_sync(void *ctx) {
-    QT_CHECK_CUDA(cudaStreamSynchronize(CTX_OF(ctx)->stream));
+    QT_TRY(rec_sync(ctx, "sync"));
+    if (!DRY(ctx)) QT_CHECK_CUDA(cudaStreamSynchronize(CTX_OF(ctx)->stream));
     return QT_OK;
 }
 
 static void cuda_destroy(void *ctx) {
     cuda_ctx *c = CTX_OF(ctx);
     if (!c) return;
+    free(c->recs);
+    if (c->dry) { // nothing of the device's was made (nor may the INT8 path's state be touched)
+        free(c);
+        return;
+    }
+    if (c->have_timer) {
+        (void)cudaEventDestroy(c->timer[0]);
+        (void)cudaEventDestroy(c->timer[1]);
+    }
     // Teardown cannot report; each release is attempted whatever the others return.
     if (c->stream) (void)cudaStreamSynchronize(c->stream);
     if (c->gemm) qt_cuda_gemm_destroy(c->gemm);
@@ -203,10 +339,26 @@ static void cuda_destroy(void *ctx) {
 }
 
 // ---- GEMM and linear ----------------------------------------------------------------------
+// Every op below asks the cost functions of the launchers it calls (base/cost.h) for their
+// launches with the same arguments, records them (rec: only while recording), then runs the
+// launchers unless the context is dry.
+
+static const char *gemm_shape_fmt = "M=%d N=%d K=%d batch=%d";
+
+// The batched GEMM without a record of its own (the callers record it).
+static qt_status gemm_run(void *ctx, const qt_gemm_desc *d, const void *A, const void *B, void *C) {
+    return qt_cuda_gemm(STREAM(ctx), DT(ctx), d, A, B, C, CTX_OF(ctx)->gemm);
+}
 
 static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
                            void *C) {
-    return qt_cuda_gemm(STREAM(ctx), DT(ctx), d, A, B, C, CTX_OF(ctx)->gemm);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gemm_cost(&k, DT(ctx), d, A, B, C);
+        QT_TRY(rec(ctx, "gemm", &k, gemm_shape_fmt, d ? d->M : 0, d ? d->N : 0, d ? d->K : 0,
+                   d ? d->batch : 0));
+    }
+    return DRY(ctx) ? QT_OK : gemm_run(ctx, d, A, B, C);
 }
 
 // out (N, OC) = x (N, IC) w^T (w: (OC, IC)), then += b (OC) when given.
@@ -214,7 +366,14 @@ static qt_status cuda_linear_fwd(void *ctx, void *out, const void *x, const void
                                  const void *b, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
     qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
-    QT_TRY(cuda_gemm(ctx, &d, x, w, out));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gemm_cost(&k, DT(ctx), &d, x, w, out);
+        if (b) qt_cuda_bias_add_cost(&k, DT(ctx), out, b, N, OC);
+        QT_TRY(rec(ctx, "linear_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    }
+    if (DRY(ctx)) return QT_OK;
+    QT_TRY(gemm_run(ctx, &d, x, w, out));
     if (b) QT_TRY(qt_cuda_bias_add(STREAM(ctx), DT(ctx), out, b, N, OC));
     return QT_OK;
 }
@@ -223,129 +382,271 @@ static qt_status cuda_linear_fwd(void *ctx, void *out, const void *x, const void
 static qt_status cuda_linear_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                  const void *x, const void *w, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
-    if (dx) {
-        qt_gemm_desc d = qt_gemm_desc_single(0, 0, N, IC, OC, 1.0f, OC, IC, IC);
-        QT_TRY(cuda_gemm(ctx, &d, dout, w, dx));
+    qt_gemm_desc ddx = qt_gemm_desc_single(0, 0, N, IC, OC, 1.0f, OC, IC, IC);
+    qt_gemm_desc ddw = qt_gemm_desc_single(1, 0, OC, IC, N, 1.0f, OC, IC, IC);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        if (dx) qt_cuda_gemm_cost(&k, DT(ctx), &ddx, dout, w, dx);
+        if (dw) qt_cuda_gemm_cost(&k, DT(ctx), &ddw, dout, x, dw);
+        if (db) qt_cuda_bias_grad_cost(&k, DT(ctx), db, dout, N, OC);
+        QT_TRY(rec(ctx, "linear_bwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
     }
-    if (dw) {
-        qt_gemm_desc d = qt_gemm_desc_single(1, 0, OC, IC, N, 1.0f, OC, IC, IC);
-        QT_TRY(cuda_gemm(ctx, &d, dout, x, dw));
-    }
+    if (DRY(ctx)) return QT_OK;
+    if (dx) QT_TRY(gemm_run(ctx, &ddx, dout, w, dx));
+    if (dw) QT_TRY(gemm_run(ctx, &ddw, dout, x, dw));
     if (db) QT_TRY(qt_cuda_bias_grad(STREAM(ctx), DT(ctx), db, dout, N, OC));
     return QT_OK;
 }
 
 // ---- the remaining ops: launchers on the context's stream and dtype ------------------------
+// Each: the launches its launcher makes for these arguments (its _cost twin), their record,
+// then the launcher itself unless the context is dry (RUN).
+#define RUN(fn, ...) (DRY(ctx) ? QT_OK : fn(STREAM(ctx), DT(ctx), __VA_ARGS__))
 
 static qt_status cuda_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
                                        float *p, const void *scores, const int *lens, int rows,
                                        int cols) {
-    return qt_cuda_softmax_clip_fwd(STREAM(ctx), DT(ctx), prm, probs, p, scores, lens, rows,
-                                    cols);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_softmax_clip_fwd_cost(&k, DT(ctx), prm, probs, p, scores, lens, rows, cols);
+        QT_TRY(rec(ctx, "softmax_clip_fwd", &k, "rows=%d cols=%d", rows, cols));
+    }
+    return RUN(qt_cuda_softmax_clip_fwd, prm, probs, p, scores, lens, rows, cols);
 }
 static qt_status cuda_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, void *dscores,
                                        const void *dprobs, const float *p, const int *lens,
                                        int rows, int cols) {
-    return qt_cuda_softmax_clip_bwd(STREAM(ctx), DT(ctx), prm, dscores, dprobs, p, lens, rows,
-                                    cols);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_softmax_clip_bwd_cost(&k, DT(ctx), prm, dscores, dprobs, p, lens, rows, cols);
+        QT_TRY(rec(ctx, "softmax_clip_bwd", &k, "rows=%d cols=%d", rows, cols));
+    }
+    return RUN(qt_cuda_softmax_clip_bwd, prm, dscores, dprobs, p, lens, rows, cols);
 }
 static qt_status cuda_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
                                const void *x, const void *w1, const void *b1, const void *w2,
                                const void *b2, int N, int C) {
-    return qt_cuda_gate_fwd(STREAM(ctx), DT(ctx), g, gate, hidden, x, w1, b1, w2, b2, N, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_fwd_cost(&k, DT(ctx), g, gate, hidden, x, w1, b1, w2, b2, N, C);
+        QT_TRY(rec(ctx, "gate_fwd", &k, "N=%d C=%d", N, C));
+    }
+    return RUN(qt_cuda_gate_fwd, g, gate, hidden, x, w1, b1, w2, b2, N, C);
 }
 static qt_status cuda_gate_bwd(void *ctx, const qt_gate_shape *g, void *dx, void *dw1,
                                void *db1, void *dw2, void *db2, const float *dgate,
                                const float *gate, const float *hidden, const void *x,
                                const void *w1, const void *w2, int N, int C) {
-    return qt_cuda_gate_bwd(STREAM(ctx), DT(ctx), g, dx, dw1, db1, dw2, db2, dgate, gate, hidden,
-                            x, w1, w2, N, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_bwd_cost(&k, DT(ctx), g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1,
+                              w2, N, C);
+        QT_TRY(rec(ctx, "gate_bwd", &k, "N=%d C=%d", N, C));
+    }
+    return RUN(qt_cuda_gate_bwd, g, dx, dw1, db1, dw2, db2, dgate, gate, hidden, x, w1, w2, N, C);
 }
 static qt_status cuda_gate_mul_fwd(void *ctx, void *out, const float *gate, const void *ctxv,
                                    int N, int C, int H) {
-    return qt_cuda_gate_mul_fwd(STREAM(ctx), DT(ctx), out, gate, ctxv, N, C, H);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_mul_fwd_cost(&k, DT(ctx), out, gate, ctxv, N, C, H);
+        QT_TRY(rec(ctx, "gate_mul_fwd", &k, "N=%d C=%d H=%d", N, C, H));
+    }
+    return RUN(qt_cuda_gate_mul_fwd, out, gate, ctxv, N, C, H);
 }
 static qt_status cuda_gate_mul_bwd(void *ctx, void *dctx, float *dgate, const void *dout,
                                    const float *gate, const void *ctxv, int N, int C, int H) {
-    return qt_cuda_gate_mul_bwd(STREAM(ctx), DT(ctx), dctx, dgate, dout, gate, ctxv, N, C, H);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gate_mul_bwd_cost(&k, DT(ctx), dctx, dgate, dout, gate, ctxv, N, C, H);
+        QT_TRY(rec(ctx, "gate_mul_bwd", &k, "N=%d C=%d H=%d", N, C, H));
+    }
+    return RUN(qt_cuda_gate_mul_bwd, dctx, dgate, dout, gate, ctxv, N, C, H);
 }
 static qt_status cuda_layernorm_fwd(void *ctx, void *out, float *mean, float *rstd,
                                     const void *x, const void *w, const void *b, int N, int C) {
-    return qt_cuda_layernorm_fwd(STREAM(ctx), DT(ctx), out, mean, rstd, x, w, b, N, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_layernorm_fwd_cost(&k, DT(ctx), out, mean, rstd, x, w, b, N, C);
+        QT_TRY(rec(ctx, "layernorm_fwd", &k, "N=%d C=%d", N, C));
+    }
+    return RUN(qt_cuda_layernorm_fwd, out, mean, rstd, x, w, b, N, C);
 }
 static qt_status cuda_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                     const void *x, const float *mean, const float *rstd,
                                     const void *w, int N, int C) {
-    return qt_cuda_layernorm_bwd(STREAM(ctx), DT(ctx), dx, dw, db, dout, x, mean, rstd, w, N, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_layernorm_bwd_cost(&k, DT(ctx), dx, dw, db, dout, x, mean, rstd, w, N, C);
+        QT_TRY(rec(ctx, "layernorm_bwd", &k, "N=%d C=%d", N, C));
+    }
+    return RUN(qt_cuda_layernorm_bwd, dx, dw, db, dout, x, mean, rstd, w, N, C);
 }
 static qt_status cuda_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
-    return qt_cuda_gelu_fwd(STREAM(ctx), DT(ctx), out, x, n);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gelu_fwd_cost(&k, DT(ctx), out, x, n);
+        QT_TRY(rec(ctx, "gelu_fwd", &k, "n=%zu", n));
+    }
+    return RUN(qt_cuda_gelu_fwd, out, x, n);
 }
 static qt_status cuda_gelu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
-    return qt_cuda_gelu_bwd(STREAM(ctx), DT(ctx), dx, dout, x, n);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_gelu_bwd_cost(&k, DT(ctx), dx, dout, x, n);
+        QT_TRY(rec(ctx, "gelu_bwd", &k, "n=%zu", n));
+    }
+    return RUN(qt_cuda_gelu_bwd, dx, dout, x, n);
 }
 static qt_status cuda_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
-    return qt_cuda_relu_fwd(STREAM(ctx), DT(ctx), out, x, n);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_relu_fwd_cost(&k, DT(ctx), out, x, n);
+        QT_TRY(rec(ctx, "relu_fwd", &k, "n=%zu", n));
+    }
+    return RUN(qt_cuda_relu_fwd, out, x, n);
 }
 static qt_status cuda_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
-    return qt_cuda_relu_bwd(STREAM(ctx), DT(ctx), dx, dout, x, n);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_relu_bwd_cost(&k, DT(ctx), dx, dout, x, n);
+        QT_TRY(rec(ctx, "relu_bwd", &k, "n=%zu", n));
+    }
+    return RUN(qt_cuda_relu_bwd, dx, dout, x, n);
 }
 static qt_status cuda_embedding_fwd(void *ctx, void *out, const int *tokens, const void *wte,
                                     const void *wpe, int B, int T, int C) {
-    return qt_cuda_embedding_fwd(STREAM(ctx), DT(ctx), out, tokens, wte, wpe, B, T, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_embedding_fwd_cost(&k, DT(ctx), out, tokens, wte, wpe, B, T, C);
+        QT_TRY(rec(ctx, "embedding_fwd", &k, "B=%d T=%d C=%d", B, T, C));
+    }
+    return RUN(qt_cuda_embedding_fwd, out, tokens, wte, wpe, B, T, C);
 }
 static qt_status cuda_embedding_bwd(void *ctx, void *dwte, void *dwpe, const void *dout,
                                     const int *tokens, int B, int T, int C) {
-    return qt_cuda_embedding_bwd(STREAM(ctx), DT(ctx), dwte, dwpe, dout, tokens, B, T, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_embedding_bwd_cost(&k, DT(ctx), dwte, dwpe, dout, tokens, B, T, C);
+        QT_TRY(rec(ctx, "embedding_bwd", &k, "B=%d T=%d C=%d", B, T, C));
+    }
+    return RUN(qt_cuda_embedding_bwd, dwte, dwpe, dout, tokens, B, T, C);
 }
 static qt_status cuda_add(void *ctx, void *out, const void *a, const void *b, size_t n) {
-    return qt_cuda_add(STREAM(ctx), DT(ctx), out, a, b, n);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_add_cost(&k, DT(ctx), out, a, b, n);
+        QT_TRY(rec(ctx, "add", &k, "n=%zu", n));
+    }
+    return RUN(qt_cuda_add, out, a, b, n);
 }
 static qt_status cuda_dropout_fwd(void *ctx, void *out, const void *x, size_t n, float prob,
                                   uint64_t seed, uint64_t stream) {
-    return qt_cuda_dropout_fwd(STREAM(ctx), DT(ctx), out, x, n, prob, seed, stream);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dropout_fwd_cost(&k, DT(ctx), out, x, n, prob, seed, stream);
+        QT_TRY(rec(ctx, "dropout_fwd", &k, "n=%zu p=%g", n, (double)prob));
+    }
+    return RUN(qt_cuda_dropout_fwd, out, x, n, prob, seed, stream);
 }
 static qt_status cuda_dropout_bwd(void *ctx, void *dx, const void *dout, size_t n, float prob,
                                   uint64_t seed, uint64_t stream) {
-    return qt_cuda_dropout_bwd(STREAM(ctx), DT(ctx), dx, dout, n, prob, seed, stream);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dropout_bwd_cost(&k, DT(ctx), dx, dout, n, prob, seed, stream);
+        QT_TRY(rec(ctx, "dropout_bwd", &k, "n=%zu p=%g", n, (double)prob));
+    }
+    return RUN(qt_cuda_dropout_bwd, dx, dout, n, prob, seed, stream);
 }
 static qt_status cuda_crossentropy_fwd(void *ctx, float *losses, void *probs, const void *logits,
                                        const int *targets, int N, int V) {
-    return qt_cuda_crossentropy_fwd(STREAM(ctx), DT(ctx), losses, probs, logits, targets, N, V);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_crossentropy_fwd_cost(&k, DT(ctx), losses, probs, logits, targets, N, V);
+        QT_TRY(rec(ctx, "crossentropy_fwd", &k, "N=%d V=%d", N, V));
+    }
+    return RUN(qt_cuda_crossentropy_fwd, losses, probs, logits, targets, N, V);
 }
 static qt_status cuda_crossentropy_bwd(void *ctx, void *dlogits, const float *dlosses,
                                        const void *probs, const int *targets, int N, int V) {
-    return qt_cuda_crossentropy_bwd(STREAM(ctx), DT(ctx), dlogits, dlosses, probs, targets, N,
-                                    V);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_crossentropy_bwd_cost(&k, DT(ctx), dlogits, dlosses, probs, targets, N, V);
+        QT_TRY(rec(ctx, "crossentropy_bwd", &k, "N=%d V=%d", N, V));
+    }
+    return RUN(qt_cuda_crossentropy_bwd, dlogits, dlosses, probs, targets, N, V);
 }
 static qt_status cuda_adamw_step(void *ctx, void *param, float *master, const void *grad,
                                  float *m, float *v, size_t n, const qt_adamw_params *prm) {
-    return qt_cuda_adamw_step(STREAM(ctx), DT(ctx), param, master, grad, m, v, n, prm);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_adamw_step_cost(&k, DT(ctx), param, master, grad, m, v, n, prm);
+        QT_TRY(rec(ctx, "adamw_step", &k, "n=%zu", n));
+    }
+    return RUN(qt_cuda_adamw_step, param, master, grad, m, v, n, prm);
 }
+// Dry: a sum of 0 (a finite gradient norm: the step is applied).
 static qt_status cuda_sumsq(void *ctx, double *out, const void *x, size_t n) {
-    return qt_cuda_sumsq(STREAM(ctx), DT(ctx), out, x, n, CTX_OF(ctx)->partials);
+    double *partials = CTX_OF(ctx)->partials;
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_sumsq_cost(&k, DT(ctx), out, x, n, partials);
+        QT_TRY(rec(ctx, "sumsq", &k, "n=%zu", n));
+    }
+    if (DRY(ctx) && out) *out = 0.0;
+    return RUN(qt_cuda_sumsq, out, x, n, partials);
 }
 // ---- LLaMA family (llama part): kernels/cuda/rmsnorm.cu, rope.cu, swiglu.cu
 static qt_status cuda_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x,
                                   const void *w, int N, int C) {
-    return qt_cuda_rmsnorm_fwd(STREAM(ctx), DT(ctx), out, rstd, x, w, N, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rmsnorm_fwd_cost(&k, DT(ctx), out, rstd, x, w, N, C);
+        QT_TRY(rec(ctx, "rmsnorm_fwd", &k, "N=%d C=%d", N, C));
+    }
+    return RUN(qt_cuda_rmsnorm_fwd, out, rstd, x, w, N, C);
 }
 static qt_status cuda_rmsnorm_bwd(void *ctx, void *dx, void *dw, const void *dout, const void *x,
                                   const float *rstd, const void *w, int N, int C) {
-    return qt_cuda_rmsnorm_bwd(STREAM(ctx), DT(ctx), dx, dw, dout, x, rstd, w, N, C);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rmsnorm_bwd_cost(&k, DT(ctx), dx, dw, dout, x, rstd, w, N, C);
+        QT_TRY(rec(ctx, "rmsnorm_bwd", &k, "N=%d C=%d", N, C));
+    }
+    return RUN(qt_cuda_rmsnorm_bwd, dx, dw, dout, x, rstd, w, N, C);
 }
 static qt_status cuda_rope_fwd(void *ctx, void *qkv, int B, int T, int C, int H, float theta) {
-    return qt_cuda_rope_fwd(STREAM(ctx), DT(ctx), qkv, B, T, C, H, theta);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rope_fwd_cost(&k, DT(ctx), qkv, B, T, C, H, theta);
+        QT_TRY(rec(ctx, "rope_fwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    }
+    return RUN(qt_cuda_rope_fwd, qkv, B, T, C, H, theta);
 }
 static qt_status cuda_rope_bwd(void *ctx, void *dqkv, int B, int T, int C, int H, float theta) {
-    return qt_cuda_rope_bwd(STREAM(ctx), DT(ctx), dqkv, B, T, C, H, theta);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_rope_bwd_cost(&k, DT(ctx), dqkv, B, T, C, H, theta);
+        QT_TRY(rec(ctx, "rope_bwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    }
+    return RUN(qt_cuda_rope_bwd, dqkv, B, T, C, H, theta);
 }
 static qt_status cuda_swiglu_fwd(void *ctx, void *out, const void *x, int N, int F) {
-    return qt_cuda_swiglu_fwd(STREAM(ctx), DT(ctx), out, x, N, F);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_swiglu_fwd_cost(&k, DT(ctx), out, x, N, F);
+        QT_TRY(rec(ctx, "swiglu_fwd", &k, "N=%d F=%d", N, F));
+    }
+    return RUN(qt_cuda_swiglu_fwd, out, x, N, F);
 }
 static qt_status cuda_swiglu_bwd(void *ctx, void *dx, const void *dout, const void *x, int N,
                                  int F) {
-    return qt_cuda_swiglu_bwd(STREAM(ctx), DT(ctx), dx, dout, x, N, F);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_swiglu_bwd_cost(&k, DT(ctx), dx, dout, x, N, F);
+        QT_TRY(rec(ctx, "swiglu_bwd", &k, "N=%d F=%d", N, F));
+    }
+    return RUN(qt_cuda_swiglu_bwd, dx, dout, x, N, F);
 }
 // ---- end of the llama part
 
@@ -372,11 +673,23 @@ static qt_status cuda_linear_s8_fwd(void *ctx, void *out, const void *x, const v
     char *ws = (char *)c->s8_ws.ptr;
     int8_t *xc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w);
     float *xs = (float *)(ws + off_xs), *wsc = (float *)(ws + off_ws);
+    const int x_rows = aq->granularity == QT_QUANT_PER_ROW;
+    const int w_rows = wq->granularity == QT_QUANT_PER_ROW;
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_quant_quantize_cost(&k, c->dt, aq, xc, xs, NULL, x, (size_t)N, (size_t)IC);
+        qt_cuda_quant_quantize_cost(&k, c->dt, wq, wc, wsc, NULL, w, (size_t)OC, (size_t)IC);
+        qt_cuda_linear_s8_ex_cost(&k, c->dt, out, xc, xs, x_rows, wc, wsc, w_rows, b, N, OC, IC,
+                                  QT_CUDA_INT8_DEFAULT);
+        QT_TRY(rec(ctx, "linear_s8_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    }
+    if (c->dry) return QT_OK;
     QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, aq, xc, xs, NULL, x, (size_t)N,
                                   (size_t)IC));
     QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
                                   (size_t)IC));
-    return qt_cuda_linear_s8_ex(STREAM(ctx), c->dt, out, xc, xs, aq->granularity == QT_QUANT_PER_ROW, wc, wsc, wq->granularity == QT_QUANT_PER_ROW, b, N, OC, IC, QT_CUDA_INT8_DEFAULT);
+    return qt_cuda_linear_s8_ex(STREAM(ctx), c->dt, out, xc, xs, x_rows, wc, wsc, w_rows, b, N, OC,
+                                IC, QT_CUDA_INT8_DEFAULT);
 }
 // ---- end of the int8cuda part
 
@@ -407,13 +720,25 @@ static qt_status cuda_linear_s8_dx(void *ctx, void *dx, const void *g, const voi
     int8_t *gc = (int8_t *)ws, *wc = (int8_t *)(ws + off_w), *wt = (int8_t *)(ws + off_wt);
     float *gs = (float *)(ws + off_gs), *wsc = (float *)(ws + off_ws);
     void *prod = ws + off_p;
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_quant_quantize_cost(&k, c->dt, gq, gc, gs, NULL, g, (size_t)N, (size_t)OC);
+        qt_cuda_quant_quantize_cost(&k, c->dt, wq, wc, wsc, NULL, w, (size_t)OC, (size_t)IC);
+        qt_cuda_transpose_s8_cost(&k, wt, wc, OC, IC);
+        qt_cuda_linear_s8_ex_cost(&k, c->dt, prod, gc, gs, 1, wt, wsc, 0, NULL, N, IC, OC,
+                                  QT_CUDA_INT8_DEFAULT);
+        qt_cuda_add_cost(&k, c->dt, dx, dx, prod, nx);
+        QT_TRY(rec(ctx, "linear_s8_dx", &k, "N=%d IC=%d OC=%d", N, IC, OC));
+    }
+    if (c->dry) return QT_OK;
     QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, gq, gc, gs, NULL, g, (size_t)N,
                                   (size_t)OC));
     QT_TRY(qt_cuda_quant_quantize(STREAM(ctx), c->dt, wq, wc, wsc, NULL, w, (size_t)OC,
                                   (size_t)IC));
     QT_TRY(qt_cuda_transpose_s8(STREAM(ctx), wt, wc, OC, IC));
     // prod (N, IC) = (gc (N, OC) wt (IC, OC)^T) * gs[n] * wsc[0]
-    QT_TRY(qt_cuda_linear_s8_ex(STREAM(ctx), c->dt, prod, gc, gs, 1, wt, wsc, 0, NULL, N, IC, OC, QT_CUDA_INT8_DEFAULT));
+    QT_TRY(qt_cuda_linear_s8_ex(STREAM(ctx), c->dt, prod, gc, gs, 1, wt, wsc, 0, NULL, N, IC, OC,
+                                QT_CUDA_INT8_DEFAULT));
     return qt_cuda_add(STREAM(ctx), c->dt, dx, dx, prod, nx);
 }
 // ---- end of the s8dx part
@@ -443,17 +768,29 @@ static qt_status cuda_quant_fake(void *ctx, qt_dtype dt, const qt_quant_params *
                       "cuda quant_fake", "scale workspace"));
     float *scales = (float *)c->fq_ws.ptr;
     int32_t *zeros = p->symmetric ? NULL : (int32_t *)((char *)c->fq_ws.ptr + zoff);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_quant_fake_cost(&k, dt, p, out, x, rows, cols, scales, zeros);
+        QT_TRY(rec(ctx, "quant_fake", &k, "rows=%zu cols=%zu", rows, cols));
+    }
+    if (c->dry) return QT_OK;
     return qt_cuda_quant_fake(STREAM(ctx), dt, p, out, x, rows, cols, scales, zeros);
 }
 
 // out (n, the backend's dtype) = codes (n, int8) * scale.
 static qt_status cuda_dqt_dequant(void *ctx, void *out, const int8_t *codes, float scale,
                                   size_t n) {
-    return qt_cuda_dqt_dequant(STREAM(ctx), DT(ctx), out, codes, scale, n);
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dqt_dequant_cost(&k, DT(ctx), out, codes, scale, n);
+        QT_TRY(rec(ctx, "dqt_dequant", &k, "n=%zu", n));
+    }
+    return RUN(qt_cuda_dqt_dequant, out, codes, scale, n);
 }
 
 // One DQT step; grad (n) in the backend's dtype; stats (host, may be NULL) waits for them,
 // reduced in the context's dqt_ws (ws_reserve: grown during the first step, not per call).
+// Dry: stats of zeros.
 static qt_status cuda_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes,
                                const void *grad, float *m, float *v, size_t n,
                                qt_dqt_stats *stats) {
@@ -461,8 +798,17 @@ static qt_status cuda_dqt_step(void *ctx, const qt_dqt_params *dp, int8_t *codes
     if (stats)
         QT_TRY(ws_reserve(c, &c->dqt_ws, qt_cuda_dqt_scratch_bytes(n), "cuda dqt_step",
                           "stats scratch"));
-    return qt_cuda_dqt_step(STREAM(ctx), DT(ctx), dp, codes, grad, m, v, n, stats,
-                            stats ? c->dqt_ws.ptr : NULL);
+    void *scratch = stats ? c->dqt_ws.ptr : NULL;
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_dqt_step_cost(&k, c->dt, dp, codes, grad, m, v, n, stats, scratch);
+        QT_TRY(rec(ctx, "dqt_step", &k, "n=%zu%s", n, dp && dp->dry_run ? " dry_run" : ""));
+    }
+    if (c->dry) {
+        if (stats) memset(stats, 0, sizeof *stats);
+        return QT_OK;
+    }
+    return qt_cuda_dqt_step(STREAM(ctx), c->dt, dp, codes, grad, m, v, n, stats, scratch);
 }
 // ---- end of the dqt part
 
@@ -567,5 +913,123 @@ qt_status qt_backend_cuda_init(qt_backend *be, int device, qt_dtype dt) {
     be->name = "cuda";
     be->dtype = dt;
     be->threads = 1;
+    return QT_OK;
+}
+
+// ---- record-only backend, records and timer (recording part; include/qtrain/cuda_record.h) --
+
+// The dry context's fake address space starts here: far from anything a host pointer could
+// be mistaken for, 256-byte aligned as cudaMalloc's allocations are.
+#define DRY_BASE ((uintptr_t)1 << 44)
+
+qt_status qt_backend_cuda_init_dry(qt_backend *be, qt_dtype dt) {
+    if (!be) return qt_error(QT_ERR_ARG, "qt_backend_cuda_init_dry: backend is NULL");
+    if (dt != QT_DTYPE_F32 && dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
+        return qt_error(QT_ERR_ARG, "cuda backend: dtype %d is not fp32, fp16 or bf16", (int)dt);
+    cuda_ctx *c = calloc(1, sizeof *c);
+    if (!c) return qt_error(QT_ERR_OOM, "cuda backend: cannot allocate the context");
+    c->dt = dt;
+    c->dry = 1;
+    c->recording = 1;
+    c->dry_next = DRY_BASE;
+    // The buffers ctx_open allocates, at addresses of their own (the f32 conversions and sumsq
+    // pass them to their launchers, whose cost functions may look at their alignment).
+    if (dt != QT_DTYPE_F32) c->stage = dry_alloc(c, STAGE_ELEMS * sizeof(float));
+    c->partials = dry_alloc(c, qt_cuda_sumsq_scratch_size() * sizeof(double));
+    be->ops = &cuda_ops;
+    be->ctx = c;
+    be->name = "cuda";
+    be->dtype = dt;
+    be->threads = 1;
+    return QT_OK;
+}
+
+int qt_backend_cuda_emulated(void) {
+#ifdef QT_CUEMU
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+// The context of a CUDA backend, or NULL (with the error recorded) for another one.
+static cuda_ctx *ctx_of(const qt_backend *be, const char *fn) {
+    if (!be || be->ops != &cuda_ops || !be->ctx) {
+        qt_error(QT_ERR_ARG, "%s: not a CUDA backend", fn);
+        return NULL;
+    }
+    return CTX_OF(be->ctx);
+}
+
+int qt_backend_cuda_is_dry(const qt_backend *be) {
+    return be && be->ops == &cuda_ops && be->ctx && CTX_OF(be->ctx)->dry;
+}
+
+qt_status qt_backend_cuda_record(qt_backend *be, int on) {
+    cuda_ctx *c = ctx_of(be, "qt_backend_cuda_record");
+    if (!c) return QT_ERR_ARG;
+    c->recording = on != 0;
+    return QT_OK;
+}
+
+const qt_cuda_record *qt_backend_cuda_records(const qt_backend *be, size_t *n) {
+    cuda_ctx *c = ctx_of(be, "qt_backend_cuda_records");
+    if (n) *n = c ? c->n_recs : 0;
+    return c ? c->recs : NULL;
+}
+
+void qt_backend_cuda_records_clear(qt_backend *be) {
+    cuda_ctx *c = ctx_of(be, "qt_backend_cuda_records_clear");
+    if (c) c->n_recs = 0;
+}
+
+qt_status qt_backend_cuda_timer_start(qt_backend *be) {
+    cuda_ctx *c = ctx_of(be, "qt_backend_cuda_timer_start");
+    if (!c) return QT_ERR_ARG;
+    if (c->dry)
+        return qt_error(QT_ERR_UNSUPPORTED, "cuda timer: the record-only backend runs nothing "
+                                            "to time; open a device with qt_backend_cuda_init");
+    if (!c->have_timer) {
+        QT_CHECK_CUDA(cudaEventCreate(&c->timer[0]));
+        cudaError_t err = cudaEventCreate(&c->timer[1]);
+        if (err != cudaSuccess) {
+            (void)cudaEventDestroy(c->timer[0]);
+            return qt_error(QT_ERR_CUDA, "cudaEventCreate failed at %s:%d: %s", __FILE__, __LINE__,
+                            cudaGetErrorString(err));
+        }
+        c->have_timer = 1;
+    }
+    QT_CHECK_CUDA(cudaEventRecord(c->timer[0], c->stream));
+    return QT_OK;
+}
+
+qt_status qt_backend_cuda_timer_stop(qt_backend *be, double *ms) {
+    cuda_ctx *c = ctx_of(be, "qt_backend_cuda_timer_stop");
+    if (!c) return QT_ERR_ARG;
+    if (!c->have_timer)
+        return qt_error(QT_ERR_ARG, "cuda timer: stop without a start; call "
+                                    "qt_backend_cuda_timer_start first");
+    float elapsed = 0.0f;
+    QT_CHECK_CUDA(cudaEventRecord(c->timer[1], c->stream));
+    QT_CHECK_CUDA(cudaEventSynchronize(c->timer[1]));
+    QT_CHECK_CUDA(cudaEventElapsedTime(&elapsed, c->timer[0], c->timer[1]));
+    if (ms) *ms = elapsed;
+    return QT_OK;
+}
+
+qt_status qt_backend_cuda_device_name(const qt_backend *be, char *buf, size_t len) {
+    cuda_ctx *c = ctx_of(be, "qt_backend_cuda_device_name");
+    if (!c) return QT_ERR_ARG;
+    if (!buf || len == 0) return qt_error(QT_ERR_ARG, "qt_backend_cuda_device_name: no buffer");
+    if (c->dry) {
+        snprintf(buf, len, "record only (no device)");
+        return QT_OK;
+    }
+    struct cudaDeviceProp prop;
+    QT_CHECK_CUDA(cudaGetDeviceProperties(&prop, c->device));
+    if (qt_backend_cuda_emulated()) // its name says what it is
+        snprintf(buf, len, "%s", prop.name);
+    else
+        snprintf(buf, len, "%s (sm_%d%d)", prop.name, prop.major, prop.minor);
     return QT_OK;
 }

@@ -6,10 +6,12 @@
 
 #include "args.h"
 #include "bench/registry.h"
+#include "bench/step.h"
 #include "commands.h"
 
 static const char usage[] =
     "usage: qtrain bench [FAMILY...] [--device cpu|cuda] [--json] [--reps N] [--quick]\n"
+    "       qtrain bench step [--config FILE] [--set key=value]... [--gpu a100|h100|h200] ...\n"
     "\n"
     "Times each op family's kernels (forward and backward where both exist) on the shapes of\n"
     "the default model and of OPT-125m (the LLaMA presets for dqt, rmsnorm, rope, swiglu),\n"
@@ -24,9 +26,13 @@ static const char usage[] =
     "  --quick        tiny shapes and a short machine measurement (a smoke test, not a\n"
     "                 measurement)\n"
     "\n"
+    "`qtrain bench step --help` describes the step's cost model and its options.\n"
+    "\n"
     "families:";
 
 int qt_cmd_bench(int argc, char **argv) {
+    // bench step: one training step's launches, predicted and measured (bench/step.h)
+    if (argc > 1 && strcmp(argv[1], "step") == 0) return qt_cmd_bench_step(argc - 1, argv + 1);
     qt_bench_options o = {.device = QT_BENCH_CPU, .json = 0, .reps = 0, .quick = 0};
     const char **names = calloc((size_t)argc, sizeof *names);
     if (!names) {

@@ -141,3 +141,39 @@ extern "C" qt_status qt_cuda_relu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, c
                                       const void *x, size_t n) {
     return act_bwd_run<relu_act>("cuda relu_bwd", s, dt, dx, dout, x, n);
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call. Bytes (E = dtype size): fwd reads x and writes out (2 E n); bwd reads
+// dout, x and dx (+=) and writes dx (4 E n), or 3 E n when dx aliases dout (overwritten, not
+// read). Flops per element: GELU 9 forward (the cube, u, exp, 1 + e, the divide), 20 backward
+// (the derivative's 18 terms, the product with dout and the add); ReLU 1 (the compare) and 2.
+
+static void act_cost(qt_cost *c, const char *name, qt_dtype dt, size_t n, double streams,
+                     double flops) {
+    if (n == 0) return;
+    qt_cost_kernel(c, name, (double)qt_dtype_size(dt) * streams * (double)n, flops * (double)n);
+}
+
+extern "C" void qt_cuda_gelu_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x,
+                                      size_t n) {
+    (void)out, (void)x;
+    act_cost(c, "act_fwd_elem<gelu>", dt, n, 2, 9);
+}
+
+extern "C" void qt_cuda_gelu_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout,
+                                      const void *x, size_t n) {
+    (void)x;
+    act_cost(c, "act_bwd_elem<gelu>", dt, n, dx == dout ? 3 : 4, 20);
+}
+
+extern "C" void qt_cuda_relu_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x,
+                                      size_t n) {
+    (void)out, (void)x;
+    act_cost(c, "act_fwd_elem<relu>", dt, n, 2, 1);
+}
+
+extern "C" void qt_cuda_relu_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout,
+                                      const void *x, size_t n) {
+    (void)x;
+    act_cost(c, "act_bwd_elem<relu>", dt, n, dx == dout ? 3 : 4, 2);
+}

@@ -91,3 +91,19 @@ extern "C" qt_status qt_cuda_adamw_step(qt_cuda_stream s, qt_dtype dt, void *par
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call (per tensor: the optimizer calls it once per parameter tensor). Bytes:
+// with masters, reads master, m, v (fp32) and grad (E), writes master, m, v and param (E):
+// 24 n + 2 E n; fp32 in place, reads param, grad, m, v and writes param, m, v: 28 n. 18 flops
+// per element: g = grad gs (1), m (3), v (4), the bias corrections (2), sqrt, + eps, the
+// divide (3), + wd w (2), w - lr step (2), as kernels/cpu/adamw.c.
+
+extern "C" void qt_cuda_adamw_step_cost(qt_cost *c, qt_dtype dt, const void *param,
+                                        const float *master, const void *grad, const float *m,
+                                        const float *v, size_t n, const qt_adamw_params *prm) {
+    (void)param, (void)grad, (void)m, (void)v;
+    if (!prm || n == 0) return;
+    const double N = (double)n, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "adamw_step_elem", master ? 24 * N + 2 * E * N : 28 * N, 18 * N);
+}

@@ -128,3 +128,30 @@ extern "C" qt_status qt_cuda_crossentropy_bwd(qt_cuda_stream s, qt_dtype dt, voi
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call. fwd: reads logits (E N V) and targets (4 N), writes probs (E N V) and
+// the fp32 losses (4 N); 5 flops per logit (the max, z - m, exp, the sum, the normalizing
+// product). The kernel reads each row twice (the online max/sum pass, then the probs pass):
+// the second read is a re-read, not counted. bwd: reads probs (E N V), dlosses and targets
+// (8 N) and, unless dlogits == probs (overwritten in place), dlogits (+=); writes dlogits;
+// 2 flops per logit (dloss (p - onehot) and the add).
+
+extern "C" void qt_cuda_crossentropy_fwd_cost(qt_cost *c, qt_dtype dt, const float *losses,
+                                              const void *probs, const void *logits,
+                                              const int *targets, int N, int V) {
+    (void)losses, (void)probs, (void)logits, (void)targets;
+    if (N <= 0 || V < 1) return;
+    const double nv = (double)N * (double)V, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "crossentropy_fwd_rowblock", 2 * E * nv + 8.0 * N, 5 * nv);
+}
+
+extern "C" void qt_cuda_crossentropy_bwd_cost(qt_cost *c, qt_dtype dt, const void *dlogits,
+                                              const float *dlosses, const void *probs,
+                                              const int *targets, int N, int V) {
+    (void)dlosses, (void)targets;
+    if (N <= 0 || V < 1) return;
+    const double nv = (double)N * (double)V, E = (double)qt_dtype_size(dt);
+    const double streams = dlogits == probs ? 2 : 3;
+    qt_cost_kernel(c, "crossentropy_bwd_rowblock", streams * E * nv + 8.0 * N, 2 * nv);
+}

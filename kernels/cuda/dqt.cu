@@ -219,3 +219,37 @@ extern "C" qt_status qt_cuda_dqt_dequant(qt_cuda_stream stream, qt_dtype dt, voi
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// step: dqt_step_chunk reads codes (1 byte), grad (E), fp32 m, v and writes codes, m, v
+// ((18 + E) n; a dry run writes none of them: (9 + E) n), plus one partial sum and maximum per
+// chunk with stats; 28 flops per element (AdamW's 18, the rescale (3), the stochastic rounding
+// (5), |w'| summed (2)). With stats: dqt_stats_final_block reduces the partials, then the two
+// totals are copied to the host and the call waits (a host synchronization). dequant: reads
+// codes, writes out ((1 + E) n), one product each.
+
+extern "C" void qt_cuda_dqt_step_cost(qt_cost *c, qt_dtype dt, const qt_dqt_params *dp,
+                                      const int8_t *codes, const void *grad, const float *m,
+                                      const float *v, size_t n, const qt_dqt_stats *stats,
+                                      const void *scratch) {
+    (void)codes, (void)grad, (void)m, (void)v;
+    if (!dp || n == 0 || (dp->dry_run && !stats)) return;
+    if (stats && (!scratch || (uintptr_t)scratch % sizeof(double) != 0)) return;
+    const double N = (double)n, E = (double)qt_dtype_size(dt);
+    const double chunks = (double)QT_CEIL_DIV(n, (size_t)QT_DQT_CHUNK);
+    const double bytes = (dp->dry_run ? 9 + E : 18 + E) * N + (stats ? 12 * chunks : 0);
+    qt_cost_kernel(c, "dqt_step_chunk", bytes, 28 * N);
+    if (!stats) return;
+    qt_cost_kernel(c, "dqt_stats_final_block", 12 * chunks + 12, 2 * chunks);
+    qt_cost_add(c, "memcpy", QT_LAUNCH_COPY_D2H, QT_MATH_NONE, sizeof(double), 0, 1);
+    qt_cost_add(c, "memcpy", QT_LAUNCH_COPY_D2H, QT_MATH_NONE, sizeof(int), 0, 1);
+    qt_cost_add(c, "cudaStreamSynchronize", QT_LAUNCH_SYNC, QT_MATH_NONE, 0, 0, 1);
+}
+
+extern "C" void qt_cuda_dqt_dequant_cost(qt_cost *c, qt_dtype dt, const void *out,
+                                         const int8_t *codes, float scale, size_t n) {
+    (void)out, (void)codes, (void)scale;
+    if (n == 0) return;
+    const double N = (double)n;
+    qt_cost_kernel(c, "dqt_dequant_elem", (1 + (double)qt_dtype_size(dt)) * N, N);
+}

@@ -100,3 +100,31 @@ extern "C" qt_status qt_cuda_dropout_bwd(qt_cuda_stream s, qt_dtype dt, void *dx
     // dx == dout: the sole contribution, overwritten (the CPU's rule)
     return dropout_run("dropout_bwd", s, dt, dx, dout, n, prob, seed, stream, dx == dout);
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call, none when it would copy a tensor onto itself (p = 0, in place). Bytes:
+// reads x, writes y (2 E n), and reads y too when it accumulates (the backward into a separate
+// dx: 3 E n). Flops per element: the compare with the uniform draw and the scaling when masked
+// (the Philox draw is integer work and not counted), the add when accumulating.
+
+static void dropout_cost(qt_cost *c, qt_dtype dt, const void *y, const void *x, size_t n,
+                         float prob, int overwrite) {
+    if (prob != prob || n == 0) return;
+    const int masked = prob > 0.0f;
+    if (!masked && overwrite && y == x) return;
+    const double N = (double)n, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "dropout_apply_group4", (overwrite ? 2 : 3) * E * N,
+                   ((masked ? 2 : 0) + (overwrite ? 0 : 1)) * N);
+}
+
+extern "C" void qt_cuda_dropout_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x,
+                                         size_t n, float prob, uint64_t seed, uint64_t stream) {
+    (void)seed, (void)stream;
+    dropout_cost(c, dt, out, x, n, prob, 1);
+}
+
+extern "C" void qt_cuda_dropout_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout,
+                                         size_t n, float prob, uint64_t seed, uint64_t stream) {
+    (void)seed, (void)stream;
+    dropout_cost(c, dt, dx, dout, n, prob, dx == dout);
+}

@@ -207,3 +207,40 @@ extern "C" qt_status qt_cuda_cast(qt_cuda_stream s, qt_dtype dst_dt, void *dst, 
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call. add: reads a, b, writes out (3 E n), one add per element. bias_add:
+// reads and writes out (+=, 2 E N OC), reads bias (E OC), one add per element. bias_grad:
+// reads dout (E N OC) and db (+=, E OC), writes db (E OC), one add per element of dout.
+// cast: reads the source, writes the destination (n times both sizes), one conversion each;
+// nothing when it would cast a tensor onto itself.
+
+extern "C" void qt_cuda_add_cost(qt_cost *c, qt_dtype dt, const void *out, const void *a,
+                                 const void *b, size_t n) {
+    (void)out, (void)a, (void)b;
+    if (n == 0) return;
+    qt_cost_kernel(c, "add_elem", 3.0 * (double)qt_dtype_size(dt) * (double)n, (double)n);
+}
+
+extern "C" void qt_cuda_bias_add_cost(qt_cost *c, qt_dtype dt, const void *out, const void *bias,
+                                      int N, int OC) {
+    (void)out, (void)bias;
+    if (N <= 0 || OC < 1) return;
+    const double n = (double)N * (double)OC, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "bias_add_elem", E * (2 * n + OC), n);
+}
+
+extern "C" void qt_cuda_bias_grad_cost(qt_cost *c, qt_dtype dt, const void *db, const void *dout,
+                                       int N, int OC) {
+    (void)db, (void)dout;
+    if (N <= 0 || OC < 1) return;
+    const double n = (double)N * (double)OC, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "bias_grad_colblock", E * (n + 2.0 * OC), n);
+}
+
+extern "C" void qt_cuda_cast_cost(qt_cost *c, qt_dtype dst_dt, const void *dst, qt_dtype src_dt,
+                                  const void *src, size_t n) {
+    if (n == 0 || (dst == src && dst_dt == src_dt)) return;
+    const double N = (double)n;
+    qt_cost_kernel(c, "cast_elem", N * (double)(qt_dtype_size(dst_dt) + qt_dtype_size(src_dt)), N);
+}

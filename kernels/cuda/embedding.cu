@@ -172,3 +172,33 @@ extern "C" qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// fwd, one kernel: reads tokens (4 B T), the gathered wte rows (E B T C) and wpe (E T C, when
+// given), writes out (E B T C); one add per element with wpe. bwd, up to two kernels:
+// dwte: reads dout (E B T C) and tokens, reads and writes the dwte rows of the tokens (+=,
+// 2 E B T C when all B T tokens differ: the upper bound, the token values being unknown here),
+// one add per element; its scan of the tokens for each token's first occurrence (O((B T)^2)
+// integer compares out of L1/L2) is not DRAM traffic nor floating point and is not counted,
+// which is why this launch's prediction is far below its measured time. dwpe: reads dout
+// (E B T C) and dwpe (+=, E T C), writes dwpe; one add per element of dout.
+
+extern "C" void qt_cuda_embedding_fwd_cost(qt_cost *c, qt_dtype dt, const void *out,
+                                           const int *tokens, const void *wte, const void *wpe,
+                                           int B, int T, int C) {
+    (void)out, (void)tokens, (void)wte;
+    if (B <= 0 || T < 1 || C < 1) return;
+    const double btc = (double)B * T * C, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "embedding_fwd_rowslice",
+                   E * (2 * btc + (wpe ? (double)T * C : 0.0)) + 4.0 * B * T, wpe ? btc : 0.0);
+}
+
+extern "C" void qt_cuda_embedding_bwd_cost(qt_cost *c, qt_dtype dt, const void *dwte,
+                                           const void *dwpe, const void *dout, const int *tokens,
+                                           int B, int T, int C) {
+    (void)dout, (void)tokens;
+    if (B <= 0 || T < 1 || C < 1 || (!dwte && !dwpe)) return;
+    const double btc = (double)B * T * C, tc = (double)T * C, E = (double)qt_dtype_size(dt);
+    if (dwte) qt_cost_kernel(c, "embedding_bwd_wte_owner", 3 * E * btc + 4.0 * B * T, btc);
+    if (dwpe) qt_cost_kernel(c, "embedding_bwd_wpe_rowslice", E * (btc + 2 * tc), btc);
+}

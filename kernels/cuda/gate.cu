@@ -394,3 +394,89 @@ extern "C" qt_status qt_cuda_gate_mul_bwd(qt_cuda_stream s, qt_dtype dt, void *d
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// Counts per launch, with D = C / H, units = H (H nh for the MLP gate), len = D (C for all
+// heads), E the dtype size; fp32 gate, dgate (N H) and hidden (N H nh):
+//   gate_fwd_warp: reads x (E N C), w1 (E units len), b1 (E units), w2 and b2 (MLP: E (units +
+//     H)); writes gate (4 N H) and hidden (MLP: 4 N H nh). Per (token, head): each dot product
+//     (2 len) and its bias, the ReLU and w2 product per hidden unit (MLP: 3), the sigmoid (3).
+//   gate_bwd_dx_elem: reads dgate, gate (8 N H), hidden and w2 (MLP), w1, dx (+=); writes dx.
+//     Per element: dz (3) and the add, plus 2 per head (all heads) or 4 per hidden unit (MLP).
+//   gate_bwd_dw1_coltile: reads dgate, gate, x, hidden and w2 (MLP), dw1 (+=); writes dw1.
+//     Per token and dw1 element: dz (3), the product and add (2), the mask and w2 (MLP: 2).
+//   gate_bwd_bias_rowsum: reads dgate, gate, hidden and w2 (MLP) and the += sums it writes
+//     (db1, dw2, db2). Per token and unit: dz (3) and the add, the MLP's mask, w2 and dw2 (4).
+//   gate_mul_fwd_elem: reads gate (4 N H), ctx (E N C), writes out (E N C); one product each.
+//   gate_mul_bwd_warp: reads dout, ctx (2 E N C), gate, and dctx (+=) and dgate (+=) when
+//     given; writes those. Per element: the dot's product and add (2), dctx += g dout (2).
+
+static int gate_cost_shape(const qt_gate_shape *g, int N, int C) {
+    if (!g || N <= 0 || C < 1 || g->n_heads < 1 || C % g->n_heads != 0) return 0;
+    if (g->kind == QT_GATE_MLP) return g->n_hid >= 1;
+    return g->kind == QT_GATE_LINEAR || g->kind == QT_GATE_ALL_HEADS;
+}
+
+extern "C" void qt_cuda_gate_fwd_cost(qt_cost *c, qt_dtype dt, const qt_gate_shape *g,
+                                      const float *gate, const float *hidden, const void *x,
+                                      const void *w1, const void *b1, const void *w2,
+                                      const void *b2, int N, int C) {
+    (void)gate, (void)hidden, (void)x, (void)w1, (void)b1, (void)w2, (void)b2;
+    if (!gate_cost_shape(g, N, C)) return;
+    const int mlp = g->kind == QT_GATE_MLP;
+    const double H = g->n_heads, nh = mlp ? g->n_hid : 0, E = (double)qt_dtype_size(dt);
+    const double units = mlp ? H * nh : H, len = g->kind == QT_GATE_ALL_HEADS ? C : C / H;
+    const double nH = (double)N * H, nc = (double)N * C;
+    const double bytes = E * (nc + units * len + units + (mlp ? units + H : 0)) + 4 * nH * (1 + nh);
+    const double per = mlp ? nh * (2 * len + 4) + 4 : 2 * len + 4;
+    qt_cost_kernel(c, "gate_fwd_warp", bytes, nH * per);
+}
+
+extern "C" void qt_cuda_gate_bwd_cost(qt_cost *c, qt_dtype dt, const qt_gate_shape *g,
+                                      const void *dx, const void *dw1, const void *db1,
+                                      const void *dw2, const void *db2, const float *dgate,
+                                      const float *gate, const float *hidden, const void *x,
+                                      const void *w1, const void *w2, int N, int C) {
+    (void)dgate, (void)gate, (void)hidden, (void)x, (void)w1, (void)w2;
+    if (!gate_cost_shape(g, N, C)) return;
+    const int mlp = g->kind == QT_GATE_MLP, all = g->kind == QT_GATE_ALL_HEADS;
+    const double H = g->n_heads, nh = mlp ? g->n_hid : 0, E = (double)qt_dtype_size(dt);
+    const double units = mlp ? H * nh : H, len = all ? C : C / H;
+    const double nH = (double)N * H, nc = (double)N * C, Nd = N;
+    const double gates = 8 * nH + 4 * nH * nh; // dgate, gate, and hidden for the MLP
+    if (dx) {
+        const double per = mlp ? 4 * nh + 4 : all ? 5 * H + 1 : 6;
+        qt_cost_kernel(c, "gate_bwd_dx_elem",
+                       gates + E * (2 * nc + units * len + (mlp ? units : 0)), per * nc);
+    }
+    if (dw1)
+        qt_cost_kernel(c, "gate_bwd_dw1_coltile",
+                       gates + E * (nc + 2 * units * len + (mlp ? units : 0)),
+                       Nd * units * len * (mlp ? 7 : 5));
+    const int want_units = db1 || (mlp && dw2), want_db2 = mlp && db2;
+    if (want_units || want_db2) {
+        const double sums = (db1 ? units : 0) + (mlp && dw2 ? units : 0) + (want_db2 ? H : 0);
+        const double flops =
+            (want_units ? Nd * units * (mlp ? 8 : 4) : 0) + (want_db2 ? 4 * nH : 0);
+        qt_cost_kernel(c, "gate_bwd_bias_rowsum", gates + E * (2 * sums + (mlp ? units : 0)),
+                       flops);
+    }
+}
+
+extern "C" void qt_cuda_gate_mul_fwd_cost(qt_cost *c, qt_dtype dt, const void *out,
+                                          const float *gate, const void *ctx, int N, int C, int H) {
+    (void)out, (void)gate, (void)ctx;
+    if (N <= 0 || C < 1 || H < 1 || C % H != 0) return;
+    const double nc = (double)N * C, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "gate_mul_fwd_elem", 2 * E * nc + 4.0 * N * H, nc);
+}
+
+extern "C" void qt_cuda_gate_mul_bwd_cost(qt_cost *c, qt_dtype dt, const void *dctx,
+                                          const float *dgate, const void *dout, const float *gate,
+                                          const void *ctx, int N, int C, int H) {
+    (void)dout, (void)gate, (void)ctx;
+    if (N <= 0 || C < 1 || H < 1 || C % H != 0 || (!dctx && !dgate)) return;
+    const double nc = (double)N * C, nH = (double)N * H, E = (double)qt_dtype_size(dt);
+    const double bytes = E * (2 + (dctx ? 2 : 0)) * nc + 4 * nH + (dgate ? 8 * nH : 0);
+    qt_cost_kernel(c, "gate_mul_bwd_warp", bytes, (dctx ? 4 : 2) * nc);
+}

@@ -698,3 +698,84 @@ extern "C" qt_status qt_cuda_transpose_s8(qt_cuda_stream stream, int8_t *out, co
     return QT_OK;
 }
 // ---- end of the s8dx part
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// mma: one kernel, int8_gemm_mma_tile: reads A (M K) and B (N K) int8, writes C (4 M N) or,
+// for the linear, out (E M N) after reading the scales and bias; 2 M N K integer operations
+// on the int8 tensor cores (the fused epilogue's 3 per output ride along). cuBLASLt: the
+// zero-padding copies lt_run makes (int8_pad_elem: reads rows K, writes rows_p K4), the int8
+// matmul on the padded shape (writes int32), then for the linear the dequantization
+// (int8_dequant_elem: reads the int32 product, the scales and bias, writes out; 3 flops per
+// output), or for a raw GEMM whose C needs the workspace, the int32 copy out of it. The first
+// call on a new stream also waits for the previous one (lt_acquire): not counted.
+
+static int int8_cost_impl(qt_cuda_int8_impl impl, int M, int N, int K) {
+    if (impl == QT_CUDA_INT8_DEFAULT) impl = qt_cuda_int8_default_impl();
+    if (impl != QT_CUDA_INT8_MMA && impl != QT_CUDA_INT8_CUBLASLT) return 0;
+    if (M < 1 || N < 1 || K < 1 || K > QT_INT8_GEMM_MAX_K || (M + TILE_M - 1) / TILE_M > 65535)
+        return 0;
+    return impl;
+}
+
+// lt_run's launches: C given (raw int32) or the linear's epilogue (E = out's dtype size,
+// scales: bytes of both scale vectors, bias_bytes).
+static void lt_run_cost(qt_cost *c, const int32_t *C, const int8_t *A, const int8_t *B, int M,
+                        int N, int K, double E, double scales, double bias_bytes) {
+    const int K4 = (int)round_up((size_t)K, 4), N4 = (int)round_up((size_t)N, 4);
+    const int pad_a = K4 != K || ((uintptr_t)A % 16) != 0;
+    const int pad_b = K4 != K || N4 != N || ((uintptr_t)B % 16) != 0;
+    const int c_ws = !C || N4 != N || ((uintptr_t)C % 16) != 0;
+    const double m = M, n = N, kk = pad_a || pad_b ? K4 : K, nb = pad_b ? N4 : N;
+    if (pad_a) qt_cost_kernel(c, "int8_pad_elem", m * K + m * K4, 0);
+    if (pad_b) qt_cost_kernel(c, "int8_pad_elem", n * K + (double)N4 * K4, 0);
+    qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM, QT_MATH_INT8, m * kk + nb * kk + 4 * m * nb,
+                2 * m * nb * kk, 1);
+    if (C && c_ws) qt_cost_kernel(c, "int8_dequant_elem", 8 * m * n, 0);
+    if (!C)
+        qt_cost_kernel(c, "int8_dequant_elem", 4 * m * n + scales + bias_bytes + E * m * n,
+                       3 * m * n);
+}
+
+extern "C" void qt_cuda_gemm_s8s32_cost(qt_cost *c, const int32_t *C, const int8_t *A,
+                                        const int8_t *B, int M, int N, int K,
+                                        qt_cuda_int8_impl impl) {
+    const int im = int8_cost_impl(impl, M, N, K);
+    if (!im || !C) return;
+    const double m = M, n = N, k = K;
+    if (im == QT_CUDA_INT8_MMA)
+        qt_cost_add(c, "int8_gemm_mma_tile", QT_LAUNCH_KERNEL, QT_MATH_INT8,
+                    m * k + n * k + 4 * m * n, 2 * m * n * k, 1);
+    else
+        lt_run_cost(c, C, A, B, M, N, K, 0, 0, 0);
+}
+
+extern "C" void qt_cuda_linear_s8_ex_cost(qt_cost *c, qt_dtype dt, const void *out, const int8_t *A,
+                                          const float *a_scale, int a_per_row, const int8_t *B,
+                                          const float *b_scale, int b_per_row, const void *bias,
+                                          int M, int N, int K, qt_cuda_int8_impl impl) {
+    (void)out, (void)a_scale, (void)b_scale;
+    const int im = int8_cost_impl(impl, M, N, K);
+    if (!im) return;
+    const double m = M, n = N, k = K, E = (double)qt_dtype_size(dt);
+    const double scales = 4.0 * ((a_per_row ? m : 1) + (b_per_row ? n : 1));
+    const double bias_bytes = bias ? E * n : 0;
+    if (im == QT_CUDA_INT8_MMA)
+        qt_cost_add(c, "int8_gemm_mma_tile", QT_LAUNCH_KERNEL, QT_MATH_INT8,
+                    m * k + n * k + scales + bias_bytes + E * m * n, 2 * m * n * k + 3 * m * n, 1);
+    else
+        lt_run_cost(c, NULL, A, B, M, N, K, E, scales, bias_bytes);
+}
+
+extern "C" void qt_cuda_linear_s8_cost(qt_cost *c, qt_dtype dt, const void *out, const int8_t *A,
+                                       const float *a_scale, const int8_t *B, const float *b_scale,
+                                       const void *bias, int M, int N, int K,
+                                       qt_cuda_int8_impl impl) {
+    qt_cuda_linear_s8_ex_cost(c, dt, out, A, a_scale, 1, B, b_scale, 1, bias, M, N, K, impl);
+}
+
+extern "C" void qt_cuda_transpose_s8_cost(qt_cost *c, const int8_t *out, const int8_t *in, int rows,
+                                          int cols) {
+    (void)out, (void)in;
+    if (rows <= 0 || cols <= 0) return;
+    qt_cost_kernel(c, "int8_transpose_tile", 2.0 * rows * cols, 0);
+}

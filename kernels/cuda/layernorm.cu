@@ -247,3 +247,44 @@ extern "C" qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// fwd, one kernel: reads x (E N C), w, b (2 E C); writes out (E N C), fp32 mean and rstd
+// (8 N); 8 flops per element (the sum, x - mean and its square summed, (x - mean) rstd w + b).
+// Its second and third passes re-read x from L1/L2 (not counted). add_fwd: reads a, b, writes
+// resid and out (4 E N C), one more flop (the add). bwd, up to two kernels: dx: reads dout,
+// x, dx (+=) (3 E N C), w (E C), mean, rstd (8 N); writes dx; 12 flops per element (g = dout w,
+// xh, the two row sums, dx += rstd (g - mg - xh mgx)). dw/db: reads dout, x (2 E N C), mean,
+// rstd, and the dw, db it adds into; writes them; 4 flops per element (xh, dout xh, two adds).
+
+extern "C" void qt_cuda_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *out,
+                                           const float *mean, const float *rstd, const void *x,
+                                           const void *w, const void *b, int N, int C) {
+    (void)out, (void)mean, (void)rstd, (void)x, (void)w, (void)b;
+    if (N <= 0 || C < 1) return;
+    const double n = (double)N * C, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "layernorm_fwd_rowwarp", E * (2 * n + 2.0 * C) + 8.0 * N, 8 * n);
+}
+
+extern "C" void qt_cuda_add_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *resid,
+                                               const void *out, const float *mean,
+                                               const float *rstd, const void *a, const void *b,
+                                               const void *w, const void *bias, int N, int C) {
+    (void)resid, (void)out, (void)mean, (void)rstd, (void)a, (void)b, (void)w, (void)bias;
+    if (N <= 0 || C < 1) return;
+    const double n = (double)N * C, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "add_layernorm_fwd_rowwarp", E * (4 * n + 2.0 * C) + 8.0 * N, 9 * n);
+}
+
+extern "C" void qt_cuda_layernorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
+                                           const void *db, const void *dout, const void *x,
+                                           const float *mean, const float *rstd, const void *w,
+                                           int N, int C) {
+    (void)dout, (void)x, (void)mean, (void)rstd, (void)w;
+    if (N <= 0 || C < 1 || (!dx && !dw && !db)) return;
+    const double n = (double)N * C, E = (double)qt_dtype_size(dt);
+    if (dx) qt_cost_kernel(c, "layernorm_bwd_dx_rowwarp", E * (4 * n + C) + 8.0 * N, 12 * n);
+    if (dw || db)
+        qt_cost_kernel(c, "layernorm_bwd_dwdb_colblock",
+                       E * (2 * n + 2.0 * C * ((dw ? 1 : 0) + (db ? 1 : 0))) + 8.0 * N, 4 * n);
+}

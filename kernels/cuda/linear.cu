@@ -396,3 +396,33 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
 }
 
 #endif
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// The cuBLASLt calls of the GPU path above (both builds count them: the emulated one records
+// what a GPU would run): one strided-batched call when a single stride reaches every entry
+// (batch 1, inner 1, outer 1, or contiguous levels), else one call per index of the shorter
+// level, each batching the longer one: attention's (B, H) slices of (B, T, 3C) make min(B, H)
+// calls. Per product: reads op(A) (M K) and op(B) (K N), writes C (M N) and also reads it
+// when beta != 0 (E bytes each); 2 M N K flops, on the fp16/bf16 tensor cores (fp32
+// accumulation) or, for fp32, the CUDA cores (CUBLAS_COMPUTE_32F: no TF32).
+
+extern "C" void qt_cuda_gemm_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                                  const void *B, const void *C) {
+    (void)A, (void)B, (void)C;
+    if (!d || d->M < 1 || d->N < 1 || d->K < 1 || d->batch < 1 || d->inner < 1 ||
+        d->batch % d->inner != 0)
+        return;
+    const int outer = d->batch / d->inner, inner = d->inner;
+    int calls = 1, per_call = d->batch;
+    if (d->batch > 1 && inner > 1 && outer > 1 &&
+        !(d->a_outer == inner * d->a_inner && d->b_outer == inner * d->b_inner &&
+          d->c_outer == inner * d->c_inner)) {
+        calls = outer <= inner ? outer : inner;
+        per_call = outer <= inner ? inner : outer;
+    }
+    const double M = d->M, N = d->N, K = d->K, E = (double)qt_dtype_size(dt);
+    const double bytes = per_call * E * (M * K + K * N + M * N * (d->beta != 0.0f ? 2 : 1));
+    qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM,
+                dt == QT_DTYPE_F32 ? QT_MATH_FP32 : QT_MATH_TENSOR16, bytes,
+                per_call * 2 * M * N * K, calls);
+}

@@ -166,3 +166,48 @@ extern "C" qt_status qt_cuda_quant_quantize(qt_cuda_stream stream, qt_dtype dt,
         return qt_error(QT_ERR_ARG, "quant_quantize: codes is NULL for (%zu, %zu)", rows, cols);
     return quant_run("quant_quantize", stream, dt, p, codes, NULL, scales, zeros, x, rows, cols);
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// Two kernels per call, n = rows cols elements in ns slices (one fp32 scale, and an int32 zero
+// point when zeros is given, each): quant_grid_slice_block reads x (E n) and writes the slices'
+// scales (and zero points); 2 flops per element (|x| and the max or sum). quant_apply_elem
+// reads x and the scales, writes the int8 codes (n, quantize) or the fake values (E n); per
+// element x / step, round, clamp (3), the dequantization (2, fake) and the uniform draw's
+// compare (1, stochastic; the Philox draw is integer work).
+
+static void quant_cost(qt_cost *c, qt_dtype dt, const qt_quant_params *p, int codes, int out,
+                       int zeros, size_t rows, size_t cols) {
+    if (!p || rows == 0 || cols == 0) return;
+    if (p->range != QT_QUANT_RANGE_ABSMAX && p->range != QT_QUANT_RANGE_ABSMEAN) return;
+    size_t R = rows, C = cols, G;
+    if (p->granularity == QT_QUANT_PER_TENSOR) {
+        R = 1;
+        C = rows * cols;
+        G = C;
+    } else {
+        G = p->granularity == QT_QUANT_PER_ROW ? cols : p->group_size;
+    }
+    if (G == 0) return;
+    const double n = (double)rows * (double)cols, E = (double)qt_dtype_size(dt);
+    const double slices = (double)(R * QT_CEIL_DIV(C, G)) * (zeros ? 8 : 4);
+    qt_cost_kernel(c, "quant_grid_slice_block", E * n + slices, 2 * n);
+    const double per = 3 + (out ? 2 : 0) + (p->rounding == QT_QUANT_STOCHASTIC ? 1 : 0);
+    qt_cost_kernel(c, "quant_apply_elem", E * n + slices + (codes ? n : 0) + (out ? E * n : 0),
+                   per * n);
+}
+
+extern "C" void qt_cuda_quant_fake_cost(qt_cost *c, qt_dtype dt, const qt_quant_params *p,
+                                        const void *out, const void *x, size_t rows, size_t cols,
+                                        const float *scales, const int32_t *zeros) {
+    (void)x, (void)scales;
+    quant_cost(c, dt, p, 0, out != NULL, zeros != NULL, rows, cols);
+}
+
+extern "C" void qt_cuda_quant_quantize_cost(qt_cost *c, qt_dtype dt, const qt_quant_params *p,
+                                            const int8_t *codes, const float *scales,
+                                            const int32_t *zeros, const void *x, size_t rows,
+                                            size_t cols) {
+    (void)scales, (void)x;
+    if (!codes) return;
+    quant_cost(c, dt, p, 1, 0, zeros != NULL, rows, cols);
+}

@@ -154,3 +154,29 @@ extern "C" qt_status qt_cuda_rmsnorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// fwd, one kernel: reads x (E N C), w (E C); writes out (E N C), fp32 rstd (4 N); 4 flops per
+// element (the square and its sum, x rstd w). bwd, up to two kernels: dx reads dout, x, dx
+// (+=) (3 E N C), w, rstd and writes dx, 7 flops per element (g = dout w, the row sum of g x,
+// dx += rstd (g - x rstd^2 mean(g x))); dw reads dout, x (2 E N C), rstd and dw (+=), writes
+// dw, 2 flops per element (dout x rstd summed).
+
+extern "C" void qt_cuda_rmsnorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *out,
+                                         const float *rstd, const void *x, const void *w, int N,
+                                         int C) {
+    (void)out, (void)rstd, (void)x, (void)w;
+    if (N <= 0 || C < 1) return;
+    const double n = (double)N * C, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "rmsnorm_fwd_rowwarp", E * (2 * n + C) + 4.0 * N, 4 * n);
+}
+
+extern "C" void qt_cuda_rmsnorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
+                                         const void *dout, const void *x, const float *rstd,
+                                         const void *w, int N, int C) {
+    (void)dout, (void)x, (void)rstd, (void)w;
+    if (N <= 0 || C < 1 || (!dx && !dw)) return;
+    const double n = (double)N * C, E = (double)qt_dtype_size(dt);
+    if (dx) qt_cost_kernel(c, "rmsnorm_bwd_dx_rowwarp", E * (4 * n + C) + 4.0 * N, 7 * n);
+    if (dw) qt_cost_kernel(c, "rmsnorm_bwd_dw_colblock", E * (2 * n + 2.0 * C) + 4.0 * N, 2 * n);
+}

@@ -122,3 +122,27 @@ extern "C" qt_status qt_cuda_rope_bwd(qt_cuda_stream s, qt_dtype dt, void *dqkv,
                                       int C, int H, float theta) {
     return rope_run("cuda rope_bwd", s, dt, dqkv, B, T, C, H, theta, -1.0f);
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call, in place: reads and writes the q and k thirds of (B, T, 3C) (4 E B T C;
+// v untouched); 3 flops per rotated element (a pair: four products and two sums; the angles'
+// cos and sin are not counted).
+
+static void rope_cost(qt_cost *c, qt_dtype dt, int B, int T, int C, int H, float theta) {
+    if (B <= 0 || T <= 0 || H < 1 || C < 1 || C % H != 0 || (C / H) % 2 != 0 || !(theta > 0.0f))
+        return;
+    const double qk = 2.0 * B * T * C, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "rope_rotate_pairs", 2 * E * qk, 3 * qk);
+}
+
+extern "C" void qt_cuda_rope_fwd_cost(qt_cost *c, qt_dtype dt, const void *qkv, int B, int T, int C,
+                                      int H, float theta) {
+    (void)qkv;
+    rope_cost(c, dt, B, T, C, H, theta);
+}
+
+extern "C" void qt_cuda_rope_bwd_cost(qt_cost *c, qt_dtype dt, const void *dqkv, int B, int T,
+                                      int C, int H, float theta) {
+    (void)dqkv;
+    rope_cost(c, dt, B, T, C, H, theta);
+}

@@ -196,3 +196,45 @@ extern "C" qt_status qt_cuda_softmax_clip_bwd(qt_cuda_stream s, qt_dtype dt,
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call; `att` = the attended (row, column) pairs (kernels/softmax_clip.h: causal
+// rows when rows is a multiple of cols). fwd: reads the attended scores (E att) and lens
+// (4 rows), writes probs and p over the whole rows (E + 4 bytes per element, the masked ones
+// as zeros); per attended element scale, max, z - max, exp, sum, normalize (6), the clip
+// variants' stretch and two bounds (3). Its second pass re-reads the scores (not counted).
+// bwd: reads dprobs, fp32 p and dscores (+=) on the attended columns and lens, writes dscores
+// there ((3 E + 4) att + 4 rows); per attended element the dot's product and add (2),
+// (g - dot) p, scale, the add (4), the clip mask and stretch (2, clip variants).
+
+static double softmax_cost_attended(int rows, int cols) {
+    if (rows % cols == 0) return (double)(rows / cols) * cols * (cols + 1.0) / 2;
+    return (double)rows * cols;
+}
+
+static int softmax_cost_ok(const qt_softmax_params *prm, int rows, int cols) {
+    if (!prm || rows <= 0 || cols < 1) return 0;
+    const int kind = (int)prm->kind;
+    return kind == QT_SOFTMAX_VANILLA || kind == QT_SOFTMAX_CLIPPED || kind == QT_SOFTMAX_NCS;
+}
+
+extern "C" void qt_cuda_softmax_clip_fwd_cost(qt_cost *c, qt_dtype dt, const qt_softmax_params *prm,
+                                              const void *probs, const float *p, const void *scores,
+                                              const int *lens, int rows, int cols) {
+    (void)probs, (void)p, (void)scores, (void)lens;
+    if (!softmax_cost_ok(prm, rows, cols)) return;
+    const double att = softmax_cost_attended(rows, cols), E = (double)qt_dtype_size(dt);
+    const double clip = prm->kind == QT_SOFTMAX_VANILLA ? 0 : 3;
+    qt_cost_kernel(c, "softmax_clip_fwd_rowwarp",
+                   E * att + 4.0 * rows + (E + 4) * (double)rows * cols, (6 + clip) * att);
+}
+
+extern "C" void qt_cuda_softmax_clip_bwd_cost(qt_cost *c, qt_dtype dt, const qt_softmax_params *prm,
+                                              const void *dscores, const void *dprobs,
+                                              const float *p, const int *lens, int rows, int cols) {
+    (void)dscores, (void)dprobs, (void)p, (void)lens;
+    if (!softmax_cost_ok(prm, rows, cols)) return;
+    const double att = softmax_cost_attended(rows, cols), E = (double)qt_dtype_size(dt);
+    const double clip = prm->kind == QT_SOFTMAX_VANILLA ? 0 : 2;
+    qt_cost_kernel(c, "softmax_clip_bwd_rowwarp", (3 * E + 4) * att + 4.0 * rows, (6 + clip) * att);
+}

@@ -101,3 +101,22 @@ extern "C" qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_ho
     QT_CHECK_CUDA(cudaStreamSynchronize(st));
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// Two kernels, then the total's copy to the host and the wait for it (a host synchronization):
+// sumsq_partial_block reads x (E n) and writes its blocks' partials, 2 flops per element (the
+// square and the add, in double); sumsq_final_block adds the partials; the copy moves one
+// double.
+
+extern "C" void qt_cuda_sumsq_cost(qt_cost *c, qt_dtype dt, const double *out_host, const void *x,
+                                   size_t n, const double *partials) {
+    (void)x, (void)partials;
+    if (!out_host || n == 0) return;
+    const size_t nb = QT_CEIL_DIV(n, (size_t)SUMSQ_MIN_PER_BLOCK);
+    const double blocks = (double)(nb < SUMSQ_MAX_BLOCKS ? nb : SUMSQ_MAX_BLOCKS);
+    qt_cost_add(c, "sumsq_partial_block", QT_LAUNCH_KERNEL, QT_MATH_FP64,
+                (double)qt_dtype_size(dt) * (double)n + 8 * blocks, 2.0 * (double)n, 1);
+    qt_cost_add(c, "sumsq_final_block", QT_LAUNCH_KERNEL, QT_MATH_FP64, 8 * blocks + 8, blocks, 1);
+    qt_cost_add(c, "memcpy", QT_LAUNCH_COPY_D2H, QT_MATH_NONE, 8, 0, 1);
+    qt_cost_add(c, "cudaStreamSynchronize", QT_LAUNCH_SYNC, QT_MATH_NONE, 0, 0, 1);
+}

@@ -101,3 +101,24 @@ extern "C" qt_status qt_cuda_swiglu_bwd(qt_cuda_stream s, qt_dtype dt, void *dx,
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (issue 10; base/cost.h) ======================================================
+// One kernel per call. fwd: reads x (2 E N F), writes out (E N F); 5 flops per output (the
+// sigmoid's exp, add and divide, a times it, times b). bwd: reads dout (E N F), x and dx (+=)
+// (4 E N F), writes dx (2 E N F); 13 flops per output (the sigmoid (3), silu (1), silu' (4),
+// the two gradients (3) and their adds (2)).
+
+extern "C" void qt_cuda_swiglu_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const void *x,
+                                        int N, int F) {
+    (void)out, (void)x;
+    if (N <= 0 || F < 1) return;
+    const double nf = (double)N * F, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "swiglu_fwd_elem", 3 * E * nf, 5 * nf);
+}
+
+extern "C" void qt_cuda_swiglu_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dout,
+                                        const void *x, int N, int F) {
+    if (N <= 0 || F < 1 || dx == x || dx == dout) return;
+    const double nf = (double)N * F, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "swiglu_bwd_elem", 7 * E * nf, 13 * nf);
+}
