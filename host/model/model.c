@@ -106,11 +106,15 @@ static void tensor_specs(const qt_config *cfg, spec_list *sl) {
         case QT_GATE_NONE: break;
         case QT_GATE_LINEAR:
         case QT_GATE_ALL_HEADS:
-            // linear: (H, D) on each head's slice; all_heads: (H, C) on the whole x
-            spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 2, H, cfg->gate == QT_GATE_LINEAR ? D : C, 0,
+        case QT_GATE_ELEMENTWISE: {
+            // linear: (H, D) on each head's slice; all_heads: (H, C) on the whole x;
+            // elementwise: (C, C) on the whole x, one gate per channel
+            int G = cfg->gate == QT_GATE_ELEMENTWISE ? C : H;
+            spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 2, G, cfg->gate == QT_GATE_LINEAR ? D : C, 0,
                      "self_attn.gate.weight");
-            spec_add(sl, l, LAYER_VIEW(gate_b1), BIAS, 1, H, 0, 0, "self_attn.gate.bias");
+            spec_add(sl, l, LAYER_VIEW(gate_b1), BIAS, 1, G, 0, 0, "self_attn.gate.bias");
             break;
+        }
         case QT_GATE_MLP: {
             int nh = gate_hidden(cfg);
             spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 3, H, nh, D, "self_attn.gate.fc1.weight");
