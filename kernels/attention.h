@@ -89,15 +89,17 @@ qt_status qt_cpu_attention_bwd_f64(const qt_softmax_params *prm, double *dqkv, d
 //   lse (B, H, T): L_t, the log of the row's softmax denominator (sink included);
 //   R (B, T, C): (M P) V per head, for the clipped and NCS softmax (NULL for vanilla, and for a
 //   forward no backward follows);
+//   nzero (B, H): the attended probabilities Pc that are exactly 0 (what clipping produces;
+//   vanilla: the exponentials that underflow, none in float), counted; NULL skips it;
 //   ws: scratch of at least qt_cpu_attention_flash_ws_bytes(ap, B, T, C, H, threads) bytes,
 //   aligned to the element type, overwritten: the op runs on as many threads (at most
 //   omp_get_max_threads()) as it holds workspace for, and refuses less than one thread's.
-// The forward overwrites ctx, out, lse, R; the backward adds into dqkv (B, T, 3C), dgate (as
+// The forward overwrites ctx, out, lse, R, nzero; the backward adds into dqkv (B, T, 3C), dgate (as
 // gate; NULL skips it) and dsink (H; learned sink only, NULL skips it), from dout (B, T, C) = dO.
 size_t qt_cpu_attention_flash_ws_bytes(const qt_attn_params *ap, int B, int T, int C, int H,
                                        int threads);
 qt_status qt_cpu_attention_flash_fwd(const qt_attn_params *ap, float *out, float *ctx, float *lse,
-                                     float *R, const float *qkv, const float *gate,
+                                     float *R, int64_t *nzero, const float *qkv, const float *gate,
                                      const float *sink, const int *lens, int B, int T, int C, int H,
                                      void *ws, size_t ws_bytes);
 qt_status qt_cpu_attention_flash_bwd(const qt_attn_params *ap, float *dqkv, float *dgate,
@@ -108,7 +110,7 @@ qt_status qt_cpu_attention_flash_bwd(const qt_attn_params *ap, float *dqkv, floa
 size_t qt_cpu_attention_flash_ws_bytes_f64(const qt_attn_params *ap, int B, int T, int C, int H,
                                            int threads);
 qt_status qt_cpu_attention_flash_fwd_f64(const qt_attn_params *ap, double *out, double *ctx,
-                                         double *lse, double *R, const double *qkv,
+                                         double *lse, double *R, int64_t *nzero, const double *qkv,
                                          const double *gate, const double *sink, const int *lens,
                                          int B, int T, int C, int H, void *ws, size_t ws_bytes);
 qt_status qt_cpu_attention_flash_bwd_f64(const qt_attn_params *ap, double *dqkv, double *dgate,

@@ -879,10 +879,11 @@ static void ref_flash_bwd(const fcase *f, const double *A, const double *probs, 
 typedef struct {
     double *O, *A, *lse, *R;      // forward
     double *dqkv, *dgate, *dsink; // gradients (the accumulated start removed)
+    int64_t *nzero;               // (B, H) attended probabilities exactly 0
 } fresult;
 
 static void fresult_free(fresult *r) {
-    QT_TEST_FREE_ALL(r->O, r->A, r->lse, r->R, r->dqkv, r->dgate, r->dsink);
+    QT_TEST_FREE_ALL(r->O, r->A, r->lse, r->R, r->dqkv, r->dgate, r->dsink, r->nzero);
 }
 
 // Runs the double flash op; R_fake (NULL: the forward's R) replaces R in the backward.
@@ -894,6 +895,8 @@ static fresult run_flash_f64(const fcase *f, const double *R_fake) {
     r.A = qt_test_dalloc(f->nc);
     r.lse = qt_test_dalloc(nl);
     r.R = qt_test_dalloc(f->nc);
+    r.nzero = malloc((size_t)B * H * sizeof(int64_t));
+    memset(r.nzero, 0xA5, (size_t)B * H * sizeof(int64_t));
     for (size_t i = 0; i < f->nc; i++)
         r.O[i] = r.A[i] = r.R[i] = NAN;
     for (size_t i = 0; i < nl; i++)
@@ -904,8 +907,9 @@ static fresult run_flash_f64(const fcase *f, const double *R_fake) {
         ws[i] = NAN;
     const int gated = f->ap.gate != QT_ATTN_GATE_NONE;
     double *R = f->ap.sm.kind == QT_SOFTMAX_VANILLA ? NULL : r.R;
-    QT_EXPECT_OK(qt_cpu_attention_flash_fwd_f64(&f->ap, gated ? r.O : NULL, r.A, r.lse, R, f->qkv,
-                                                f->gate, f->sink, f->lens, B, T, C, H, ws, wsb));
+    QT_EXPECT_OK(qt_cpu_attention_flash_fwd_f64(&f->ap, gated ? r.O : NULL, r.A, r.lse, R, r.nzero,
+                                                f->qkv, f->gate, f->sink, f->lens, B, T, C, H, ws,
+                                                wsb));
     if (!gated) memcpy(r.O, r.A, f->nc * sizeof(double));
     acc_buf dq = acc_new(f->nq, 901), dg = acc_new(f->ng ? f->ng : 1, 902),
             ds = acc_new(f->nl ? f->nl : 1, 903);
@@ -934,12 +938,14 @@ static fresult run_flash_f32(const fcase *f, int threads) {
     qt_test_poison(A, f->nc);
     qt_test_poison(lse, nl);
     qt_test_poison(R, f->nc);
+    int64_t *nz = malloc((size_t)B * H * sizeof(int64_t));
+    memset(nz, 0xA5, (size_t)B * H * sizeof(int64_t));
     const size_t wsb = qt_cpu_attention_flash_ws_bytes(&f->ap, B, T, C, H, threads);
     float *ws = qt_test_falloc(wsb / sizeof(float));
     qt_test_poison(ws, wsb / sizeof(float));
     const int gated = f->ap.gate != QT_ATTN_GATE_NONE;
     float *Ruse = f->ap.sm.kind == QT_SOFTMAX_VANILLA ? NULL : R;
-    QT_EXPECT_OK(qt_cpu_attention_flash_fwd(&f->ap, gated ? O : NULL, A, lse, Ruse, f->qkvf,
+    QT_EXPECT_OK(qt_cpu_attention_flash_fwd(&f->ap, gated ? O : NULL, A, lse, Ruse, nz, f->qkvf,
                                             f->gatef, f->sinkf, f->lens, B, T, C, H, ws, wsb));
     if (!gated) memcpy(O, A, f->nc * sizeof(float));
     // gradients onto random starts
@@ -951,9 +957,10 @@ static fresult run_flash_f32(const fcase *f, int threads) {
     QT_EXPECT_OK(qt_cpu_attention_flash_bwd(&f->ap, dq, f->ng ? dg : NULL, f->nl ? dsk : NULL,
                                             f->doutf, f->qkvf, A, lse, Ruse, f->gatef, f->sinkf,
                                             f->lens, B, T, C, H, ws, wsb));
-    fresult r = {qt_test_dalloc(f->nc),    qt_test_dalloc(f->nc), qt_test_dalloc(nl),
-                 qt_test_dalloc(f->nc),    qt_test_dalloc(f->nq), qt_test_dalloc(f->ng + 1),
-                 qt_test_dalloc(f->nl + 1)};
+    fresult r = {qt_test_dalloc(f->nc),     qt_test_dalloc(f->nc),
+                 qt_test_dalloc(nl),        qt_test_dalloc(f->nc),
+                 qt_test_dalloc(f->nq),     qt_test_dalloc(f->ng + 1),
+                 qt_test_dalloc(f->nl + 1), nz};
     for (size_t i = 0; i < f->nc; i++) {
         r.O[i] = O[i];
         r.A[i] = A[i];
@@ -1017,6 +1024,16 @@ static void check_flash_case(fcase *f) {
     if (getenv("QT_FLASH_VERBOSE"))
         fprintf(stderr, "%s\n  f64 %.2e %.2e %.2e %.2e %.2e  f32 %.3f %.3f %.3f %.3f %.3f\n",
                 f->what, e[0], e[1], e[2], e[3], e[4], g[0], g[1], g[2], g[3], g[4]);
+    // the zero counts: the reference's exact zeros among attended probabilities, per (b, h)
+    for (int bh = 0; bh < B * H; bh++) {
+        int64_t want = 0;
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < f->lens[(bh / H) * T + t]; j++)
+                want += probs[((size_t)bh * T + t) * T + j] == 0.0;
+        ck_assert_msg(r.nzero[bh] == want && llabs((long long)(s.nzero[bh] - want)) <= 2,
+                      "%s: (b, h) %d: %lld zeros (double), %lld (float), want %lld", f->what, bh,
+                      (long long)r.nzero[bh], (long long)s.nzero[bh], (long long)want);
+    }
     // the saved state agrees between float and double
     ck_assert_msg(f_vs_d(s.lse, r.lse, (size_t)B * H * T, 5e-6) <= 1, "%s: lse float vs double",
                   f->what);
@@ -1167,8 +1184,8 @@ static double flash_loss(void *v) {
     const fcase *f = c->f;
     const int gated = f->ap.gate != QT_ATTN_GATE_NONE;
     QT_EXPECT_OK(qt_cpu_attention_flash_fwd_f64(&f->ap, gated ? c->O : NULL, c->A, c->lse, c->R,
-                                                f->qkv, f->gate, f->sink, f->lens, f->B, f->T, f->C,
-                                                f->H, c->ws, c->wsb));
+                                                NULL, f->qkv, f->gate, f->sink, f->lens, f->B, f->T,
+                                                f->C, f->H, c->ws, c->wsb));
     return qt_test_ddot(gated ? c->O : c->A, f->dout, f->nc);
 }
 
@@ -1244,7 +1261,8 @@ START_TEST(test_attention_flash_bad_args) {
     float *out = qt_test_guarded(nc * 4), *ctx = qt_test_guarded(nc * 4),
           *lse = qt_test_guarded(nl * 4), *R = qt_test_guarded(nc * 4);
 #define FWD(ap, lens_, ws_, wsb_)                                                                  \
-    qt_cpu_attention_flash_fwd(ap, out, ctx, lse, R, qkv, gate, sink, lens_, B, T, C, H, ws_, wsb_)
+    qt_cpu_attention_flash_fwd(ap, out, ctx, lse, R, NULL, qkv, gate, sink, lens_, B, T, C, H,     \
+                               ws_, wsb_)
 #define UNTOUCHED                                                                                  \
     (qt_test_untouched(out, nc * 4) && qt_test_untouched(ctx, nc * 4) &&                           \
      qt_test_untouched(lse, nl * 4) && qt_test_untouched(R, nc * 4))
@@ -1267,22 +1285,22 @@ START_TEST(test_attention_flash_bad_args) {
     lens[2] = 4;
     QT_EXPECT_REFUSED(FWD(&ok, lens, ws, wsb), "attention_flash_fwd", UNTOUCHED);
     lens[2] = 3;
-    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd(&ok, out, ctx, lse, R, qkv, gate, NULL, lens, B, T,
-                                                 C, H, ws, wsb),
+    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd(&ok, out, ctx, lse, R, NULL, qkv, gate, NULL, lens,
+                                                 B, T, C, H, ws, wsb),
                       "attention_flash_fwd", UNTOUCHED); // learned sink without logits
-    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd(&ok, NULL, ctx, lse, R, qkv, gate, sink, lens, B,
-                                                 T, C, H, ws, wsb),
+    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd(&ok, NULL, ctx, lse, R, NULL, qkv, gate, sink,
+                                                 lens, B, T, C, H, ws, wsb),
                       "attention_flash_fwd", UNTOUCHED); // gated without out
-    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd(&ok, out, ctx, lse, R, qkv, gate, sink, lens, B, T,
-                                                 C, 3, ws, wsb),
+    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd(&ok, out, ctx, lse, R, NULL, qkv, gate, sink, lens,
+                                                 B, T, C, 3, ws, wsb),
                       "attention_flash_fwd", UNTOUCHED); // C % H
 #undef UNTOUCHED
 #undef FWD
     // the backward: R is required for the clipped variants
     float *A = qt_test_falloc(nc), *L = qt_test_falloc(nl), *Rr = qt_test_falloc(nc),
           *O = qt_test_falloc(nc);
-    QT_EXPECT_OK(
-        qt_cpu_attention_flash_fwd(&ok, O, A, L, Rr, qkv, gate, sink, lens, B, T, C, H, ws, wsb));
+    QT_EXPECT_OK(qt_cpu_attention_flash_fwd(&ok, O, A, L, Rr, NULL, qkv, gate, sink, lens, B, T, C,
+                                            H, ws, wsb));
     float *dqkv = qt_test_guarded(nq * 4), *dg = qt_test_guarded(nc * 4),
           *ds = qt_test_guarded(H * 4);
 #define UNTOUCHED                                                                                  \
@@ -1304,12 +1322,12 @@ START_TEST(test_attention_flash_bad_args) {
         qd[i] = qkv[i];
     qt_attn_params van = {.sm = sm_params(QT_SOFTMAX_VANILLA, C / H)};
     double *cd = qt_test_guarded(nc * 8), *ld = qt_test_guarded(nl * 8);
-    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd_f64(&van, NULL, cd, ld, NULL, qd, NULL, NULL, lens,
-                                                     B, T, C, H, ws, 16),
+    QT_EXPECT_REFUSED(qt_cpu_attention_flash_fwd_f64(&van, NULL, cd, ld, NULL, NULL, qd, NULL, NULL,
+                                                     lens, B, T, C, H, ws, 16),
                       "attention_flash_fwd_f64",
                       qt_test_untouched(cd, nc * 8) && qt_test_untouched(ld, nl * 8));
-    QT_EXPECT_OK(qt_cpu_attention_flash_fwd(&ok, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                                            T, C, H, NULL, 0));
+    QT_EXPECT_OK(qt_cpu_attention_flash_fwd(&ok, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                            NULL, 0, T, C, H, NULL, 0));
     QT_TEST_FREE_ALL(qkv, dout, gate, sink, ws, out, ctx, lse, R, A, L, Rr, O, dqkv, dg, ds, qd, cd,
                      ld);
 }

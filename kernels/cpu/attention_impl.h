@@ -244,10 +244,12 @@ static inline REAL FN(flash_online)(const REAL *s, int na, REAL *m, REAL *l, REA
 }
 
 // One row of a tile from P = exp(s - L): pc = clip(a P + c, 0, 1) and mp = M P on the first na
-// (attended) of n columns, zeros on the rest (by index: c > 0 maps P = 0 above 0).
-static inline void FN(flash_clip_row)(const REAL *s, REAL *restrict pc, REAL *restrict mp, int n,
-                                      int na, REAL L, REAL a, REAL c) {
-#pragma omp simd
+// (attended) of n columns, zeros on the rest (by index: c > 0 maps P = 0 above 0). Returns the
+// attended pc that are exactly 0.
+static inline int FN(flash_clip_row)(const REAL *s, REAL *restrict pc, REAL *restrict mp, int n,
+                                     int na, REAL L, REAL a, REAL c) {
+    int zeros = 0;
+#pragma omp simd reduction(+ : zeros)
     for (int j = 0; j < n; j++) {
         const REAL P = EXP(s[j] - L);
         const REAL z = FN(clip_arg)(a, P, c);
@@ -255,13 +257,15 @@ static inline void FN(flash_clip_row)(const REAL *s, REAL *restrict pc, REAL *re
         const int att = j < na, lin = (z >= (REAL)0) & (z <= (REAL)1);
         pc[j] = att ? y : (REAL)0;
         mp[j] = att & lin ? P : (REAL)0;
+        zeros += att & (y == (REAL)0);
     }
+    return zeros;
 }
 
 static void FN(flash_fwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w, int b, int h,
-                               REAL *out, REAL *ctx, REAL *lse, REAL *R, const REAL *qkv,
-                               const REAL *gate, const REAL *sink, const int *lens, int T, int C,
-                               int H) {
+                               REAL *out, REAL *ctx, REAL *lse, REAL *R, int64_t *nzero,
+                               const REAL *qkv, const REAL *gate, const REAL *sink, const int *lens,
+                               int T, int C, int H) {
     const int D = C / H, C3 = 3 * C;
     const int br = ap->br > 0 ? ap->br : QT_ATTN_TILE, bc = ap->bc > 0 ? ap->bc : QT_ATTN_TILE;
     const int two_pass = ap->sm.kind != QT_SOFTMAX_VANILLA, has_sink = ap->sink != QT_SINK_NONE;
@@ -270,6 +274,7 @@ static void FN(flash_fwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w,
     const REAL *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
     const int *len = lens + (size_t)b * T;
     REAL *rm = w->row, *rl = rm + br, *rL = rl + br, *ra = rL + br, *rc = ra + br;
+    int64_t zeros = 0;
     for (int r0 = 0; r0 < T; r0 += br) {
         const int m = r0 + br < T ? br : T - r0, kmax = FN(block_keys)(len, r0, r0 + m);
         for (int i = 0; i < m; i++) {
@@ -300,9 +305,9 @@ static void FN(flash_fwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w,
                 FN(flash_scores)(w->S, bc, q, k, C3, r0, m, j0, n, D, scale);
                 for (int i = 0; i < m; i++) {
                     const int na = len[r0 + i] - j0 < n ? len[r0 + i] - j0 : n;
-                    FN(flash_clip_row)
-                    (w->S + (size_t)i * bc, w->PP + (size_t)i * bc, w->PP + (size_t)(m + i) * bc, n,
-                     na, rL[i], ra[i], rc[i]);
+                    zeros += FN(flash_clip_row)(w->S + (size_t)i * bc, w->PP + (size_t)i * bc,
+                                                w->PP + (size_t)(m + i) * bc, n, na, rL[i], ra[i],
+                                                rc[i]);
                 }
                 FN(gemm_small)
                 (CblasNoTrans, CblasNoTrans, rows, D, n, 1, w->PP, bc, v + (size_t)j0 * C3, C3, 1,
@@ -324,6 +329,8 @@ static void FN(flash_fwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w,
                     }
                     const REAL alpha =
                         FN(flash_online)(w->S + (size_t)i * bc, na, &rm[i], &rl[i], e, n);
+                    for (int j = 0; j < na; j++)
+                        zeros += e[j] == (REAL)0;
                     if (alpha != (REAL)1) {
                         REAL *ai = w->acc + (size_t)i * D;
 #pragma omp simd
@@ -365,10 +372,11 @@ static void FN(flash_fwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w,
             }
         }
     }
+    if (nzero) nzero[(size_t)b * H + h] = zeros;
 }
 
 qt_status FN(qt_cpu_attention_flash_fwd)(const qt_attn_params *ap, REAL *out, REAL *ctx, REAL *lse,
-                                         REAL *R, const REAL *qkv, const REAL *gate,
+                                         REAL *R, int64_t *nzero, const REAL *qkv, const REAL *gate,
                                          const REAL *sink, const int *lens, int B, int T, int C,
                                          int H, void *ws, size_t ws_bytes) {
     const char *op = OPNAME("attention_flash_fwd");
@@ -390,7 +398,7 @@ qt_status FN(qt_cpu_attention_flash_fwd)(const qt_attn_params *ap, REAL *out, RE
         const FN(flash_ws) w =
             FN(flash_ws_at)(slices + (size_t)omp_get_thread_num() * per, br, bc, D);
         FN(flash_fwd_task)
-        (ap, &w, bh / H, bh % H, out, ctx, lse, R, qkv, gate, sink, lens, T, C, H);
+        (ap, &w, bh / H, bh % H, out, ctx, lse, R, nzero, qkv, gate, sink, lens, T, C, H);
     }
     return QT_OK;
 }
