@@ -56,17 +56,15 @@ qt_status FN(qt_cpu_attention_fwd)(const qt_softmax_params *prm, REAL *ctx, REAL
             const int r1 = r0 + ATT_ROW_BLOCK < T ? r0 + ATT_ROW_BLOCK : T, m = r1 - r0;
             const int kmax = FN(block_keys)(len, r0, r1);
             // raw scores of the block, into probs: (m, kmax) = q[r0:r1] k[:kmax]^T
-            FN(gemm_small)
-            (CblasNoTrans, CblasTrans, m, kmax, D, 1, q + (size_t)r0 * C3, C3, k, C3, 0,
-             pr + (size_t)r0 * T, T);
+            FN(gemm_small)(CblasNoTrans, CblasTrans, m, kmax, D, 1, q + (size_t)r0 * C3, C3, k, C3,
+                           0, pr + (size_t)r0 * T, T);
             for (int r = r0; r < r1; r++) {
                 FN(softmax_clip_row_fwd)(prm, pr + (size_t)r * T, pp + (size_t)r * T,
                                          pr + (size_t)r * T, len[r], T);
             }
             // ctx[r0:r1] (m, D) = probs[r0:r1, :kmax] v[:kmax]
-            FN(gemm_small)
-            (CblasNoTrans, CblasNoTrans, m, D, kmax, 1, pr + (size_t)r0 * T, T, v, C3, 0,
-             o + (size_t)r0 * C, C);
+            FN(gemm_small)(CblasNoTrans, CblasNoTrans, m, D, kmax, 1, pr + (size_t)r0 * T, T, v, C3,
+                           0, o + (size_t)r0 * C, C);
         }
     }
     return QT_OK;
@@ -99,20 +97,20 @@ qt_status FN(qt_cpu_attention_bwd)(const qt_softmax_params *prm, REAL *dqkv, REA
             REAL *dsb = ds + (size_t)r0 * T;
             const REAL *prb = pr + (size_t)r0 * T;
             // dprobs (m, kmax) = dctx[r0:r1] v[:kmax]^T
-            FN(gemm_small)
-            (CblasNoTrans, CblasTrans, m, kmax, D, 1, dO + (size_t)r0 * C, C, v, C3, 0, dsb, T);
+            FN(gemm_small)(CblasNoTrans, CblasTrans, m, kmax, D, 1, dO + (size_t)r0 * C, C, v, C3,
+                           0, dsb, T);
             // dv[:kmax] += probs[r0:r1, :kmax]^T dctx[r0:r1]
-            FN(gemm_small)
-            (CblasTrans, CblasNoTrans, kmax, D, m, 1, prb, T, dO + (size_t)r0 * C, C, 1, dv, C3);
+            FN(gemm_small)(CblasTrans, CblasNoTrans, kmax, D, m, 1, prb, T, dO + (size_t)r0 * C, C,
+                           1, dv, C3);
             for (int r = r0; r < r1; r++) {
                 FN(softmax_clip_row_bwd_inplace)(prm, ds + (size_t)r * T, pp + (size_t)r * T,
                                                  len[r], kmax);
             }
             // dq[r0:r1] += dscores (m, kmax) k[:kmax]; dk[:kmax] += dscores^T q[r0:r1]
-            FN(gemm_small)
-            (CblasNoTrans, CblasNoTrans, m, D, kmax, 1, dsb, T, k, C3, 1, dq + (size_t)r0 * C3, C3);
-            FN(gemm_small)
-            (CblasTrans, CblasNoTrans, kmax, D, m, 1, dsb, T, q + (size_t)r0 * C3, C3, 1, dk, C3);
+            FN(gemm_small)(CblasNoTrans, CblasNoTrans, m, D, kmax, 1, dsb, T, k, C3, 1,
+                           dq + (size_t)r0 * C3, C3);
+            FN(gemm_small)(CblasTrans, CblasNoTrans, kmax, D, m, 1, dsb, T, q + (size_t)r0 * C3, C3,
+                           1, dk, C3);
         }
     }
     return QT_OK;
@@ -207,16 +205,16 @@ static qt_status FN(flash_threads)(const char *op, const qt_attn_params *ap, int
     return QT_OK;
 }
 
-// C (m, n) of the tile = scale Q[r0:r0+m] K[j0:j0+n]^T, into S (row stride bc).
+// The tile's scores S (m, n) = scale Q[r0:r0+m] K[j0:j0+n]^T (row stride bc).
 static inline void FN(flash_scores)(REAL *S, int bc, const REAL *q, const REAL *k, int C3, int r0,
                                     int m, int j0, int n, int D, REAL scale) {
-    FN(gemm_small)
-    (CblasNoTrans, CblasTrans, m, n, D, scale, q + (size_t)r0 * C3, C3, k + (size_t)j0 * C3, C3, 0,
-     S, bc);
+    FN(gemm_small)(CblasNoTrans, CblasTrans, m, n, D, scale, q + (size_t)r0 * C3, C3,
+                   k + (size_t)j0 * C3, C3, 0, S, bc);
 }
 
-// The row's max over its na >= 1 attended scores s (and *m): the online softmax step on
-// (m, l); returns the rescale factor of the old state, exp(m_old - m_new) (0 from -inf).
+// The online softmax step of one row over its na >= 1 attended scores s: the running max *m
+// and sum *l move on; e (when not NULL) gets exp(s - m) on the first na of n columns and 0 on
+// the rest. Returns the old state's rescale factor exp(m_old - m_new) (0 from -inf).
 static inline REAL FN(flash_online)(const REAL *s, int na, REAL *m, REAL *l, REAL *e, int n) {
     REAL mx = *m;
 #pragma omp simd reduction(max : mx)
@@ -309,9 +307,8 @@ static void FN(flash_fwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w,
                                                 w->PP + (size_t)(m + i) * bc, n, na, rL[i], ra[i],
                                                 rc[i]);
                 }
-                FN(gemm_small)
-                (CblasNoTrans, CblasNoTrans, rows, D, n, 1, w->PP, bc, v + (size_t)j0 * C3, C3, 1,
-                 w->acc, D);
+                FN(gemm_small)(CblasNoTrans, CblasNoTrans, rows, D, n, 1, w->PP, bc,
+                               v + (size_t)j0 * C3, C3, 1, w->acc, D);
             }
         } else {
             // vanilla: one pass, A rescaled as the running max moves, normalized at the end
@@ -338,9 +335,8 @@ static void FN(flash_fwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w,
                             ai[d] *= alpha;
                     }
                 }
-                FN(gemm_small)
-                (CblasNoTrans, CblasNoTrans, m, D, n, 1, w->PP, bc, v + (size_t)j0 * C3, C3, 1,
-                 w->acc, D);
+                FN(gemm_small)(CblasNoTrans, CblasNoTrans, m, D, n, 1, w->PP, bc,
+                               v + (size_t)j0 * C3, C3, 1, w->acc, D);
             }
             for (int i = 0; i < m; i++) {
                 const REAL inv = (REAL)1 / rl[i];
@@ -397,8 +393,8 @@ qt_status FN(qt_cpu_attention_flash_fwd)(const qt_attn_params *ap, REAL *out, RE
     for (int bh = 0; bh < B * H; bh++) {
         const FN(flash_ws) w =
             FN(flash_ws_at)(slices + (size_t)omp_get_thread_num() * per, br, bc, D);
-        FN(flash_fwd_task)
-        (ap, &w, bh / H, bh % H, out, ctx, lse, R, nzero, qkv, gate, sink, lens, T, C, H);
+        FN(flash_fwd_task)(ap, &w, bh / H, bh % H, out, ctx, lse, R, nzero, qkv, gate, sink, lens,
+                           T, C, H);
     }
     return QT_OK;
 }
@@ -518,24 +514,23 @@ static void FN(flash_bwd_task)(const qt_attn_params *ap, const FN(flash_ws) * w,
             }
             for (int i = 0; i < m; i++) {
                 const int t = r0 + i, na = len[t] - j0 < n ? len[t] - j0 : n;
-                FN(flash_bwd_probs)
-                (w->S + (size_t)i * bc, Pc + (size_t)i * bc, n, na, L[t], ta[t], tc[t]);
+                FN(flash_bwd_probs)(w->S + (size_t)i * bc, Pc + (size_t)i * bc, n, na, L[t], ta[t],
+                                    tc[t]);
             }
             // dV_j += Pc^T dA;  dPc = dA V_j^T
             FN(gemm_small)(CblasTrans, CblasNoTrans, n, D, m, 1, Pc, bc, dA, ldA, 1, dV, D);
-            FN(gemm_small)
-            (CblasNoTrans, CblasTrans, m, n, D, 1, dA, ldA, v + (size_t)j0 * C3, C3, 0, dS, bc);
+            FN(gemm_small)(CblasNoTrans, CblasTrans, m, n, D, 1, dA, ldA, v + (size_t)j0 * C3, C3,
+                           0, dS, bc);
             for (int i = 0; i < m; i++) {
                 const int t = r0 + i, na = len[t] - j0 < n ? len[t] - j0 : n;
-                FN(flash_bwd_ds)
-                (dS + (size_t)i * bc, w->S + (size_t)i * bc, n, na, ta[t], tc[t], tD[t]);
+                FN(flash_bwd_ds)(dS + (size_t)i * bc, w->S + (size_t)i * bc, n, na, ta[t], tc[t],
+                                 tD[t]);
             }
             // dK_j += scale dS^T Q_i;  dQ_i += scale dS K_j
-            FN(gemm_small)
-            (CblasTrans, CblasNoTrans, n, D, m, scale, dS, bc, q + (size_t)r0 * C3, C3, 1, dK, D);
-            FN(gemm_small)
-            (CblasNoTrans, CblasNoTrans, m, D, n, scale, dS, bc, k + (size_t)j0 * C3, C3, 1,
-             dq + (size_t)r0 * C3, C3);
+            FN(gemm_small)(CblasTrans, CblasNoTrans, n, D, m, scale, dS, bc, q + (size_t)r0 * C3,
+                           C3, 1, dK, D);
+            FN(gemm_small)(CblasNoTrans, CblasNoTrans, m, D, n, scale, dS, bc, k + (size_t)j0 * C3,
+                           C3, 1, dq + (size_t)r0 * C3, C3);
         }
         for (int j = 0; j < nj; j++) {
             REAL *dkj = dk + (size_t)(j0 + j) * C3, *dvj = dv + (size_t)(j0 + j) * C3;
@@ -576,9 +571,8 @@ qt_status FN(qt_cpu_attention_flash_bwd)(const qt_attn_params *ap, REAL *dqkv, R
     for (int bh = 0; bh < B * H; bh++) {
         const FN(flash_ws) w =
             FN(flash_ws_at)(slices + (size_t)omp_get_thread_num() * per, br, bc, D);
-        FN(flash_bwd_task)
-        (ap, &w, bh / H, bh % H, dqkv, dgate, parts + bh, dout, qkv, ctx, lse, R, gate, sink, lens,
-         T, C, H);
+        FN(flash_bwd_task)(ap, &w, bh / H, bh % H, dqkv, dgate, parts + bh, dout, qkv, ctx, lse, R,
+                           gate, sink, lens, T, C, H);
     }
     // dsink: the tasks' shares in a fixed order (b ascending), whatever thread ran them
     if (learned && dsink)
