@@ -48,13 +48,49 @@ typedef enum {
     QT_GATE_LINEAR = 1,    // per head: Linear(D -> 1) on x_h
     QT_GATE_MLP = 2,       // per head: Linear(D -> n_hid) -> ReLU -> Linear(n_hid -> 1) on x_h
     QT_GATE_ALL_HEADS = 3, // Linear(C -> H) on the whole x
+    // Qwen's elementwise gate (Qiu et al. 2025): Linear(C -> C) on the whole x, one gate per
+    // channel. A config value only: it is the all-heads gate with n_heads = C (the model passes
+    // that shape; the gate kernels take kinds 1-3).
+    QT_GATE_ELEMENTWISE = 4,
 } qt_gate_kind;
 
 typedef struct {
     qt_gate_kind kind;
-    int n_heads; // H
+    int n_heads; // H (all heads: the number of gate values per token, any divisor of C)
     int n_hid;   // MLP hidden width (QT_GATE_MLP only)
 } qt_gate_shape;
+
+// ---- softmax sinks (the 2025 outlier-free variants; README "Attention variants")
+//
+// A sink is a virtual key with logit s0 and a zero value in every row's softmax:
+//   p_j = exp(x_j) / (exp(s0) + sum_k exp(x_k)),  x = scale * scores,
+// so a row's probabilities sum to 1 - p0 (p0 = exp(s0) / (exp(s0) + sum_k exp(x_k))) and a
+// head can attend to nothing without pushing its logits apart. The clip map
+// (softmax_clip_math.h) then applies to p as without a sink; N counts the real keys.
+typedef enum {
+    QT_SINK_NONE = 0,    // plain softmax
+    QT_SINK_ZERO = 1,    // off-by-one softmax ("softmax1"): s0 = 0, fixed
+    QT_SINK_LEARNED = 2, // s0 = a learned logit per head
+} qt_sink_kind;
+
+// ---- attention: the fused (flash) op of kernels/attention.h (FLASH_CLIP.md)
+
+// The gate the fused op applies to its output, O = g * A (FLASH_CLIP.md section 2).
+typedef enum {
+    QT_ATTN_GATE_NONE = 0,
+    QT_ATTN_GATE_HEAD = 1,    // g (N, H): one value per token and head (linear, mlp, all_heads)
+    QT_ATTN_GATE_CHANNEL = 2, // g (N, C): one per token and channel (Qwen's elementwise gate)
+} qt_attn_gate;
+
+typedef struct {
+    qt_softmax_params sm; // the softmax variant and the score scale (1/sqrt(D))
+    qt_sink_kind sink;    // QT_SINK_LEARNED: the op reads one logit per head
+    qt_attn_gate gate;    //
+    int br, bc;           // a tile's query rows and key columns; 0: QT_ATTN_TILE. The forward
+                          // and the backward must use the same tiles (FLASH_CLIP.md section 3:
+                          // the scores are recomputed bit for bit)
+} qt_attn_params;
+#define QT_ATTN_TILE 64
 
 // ---- layernorm, rmsnorm
 

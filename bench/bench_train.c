@@ -1,6 +1,7 @@
 // bench_train.c: CPU training throughput: tokens/s, achieved GFLOP/s, and the share of the
 // step time spent in float GEMMs (the linear layers, incl. the LM head) and in the fused
-// attention core (its QK^T and PV GEMMs with the softmax variant between them), for the default
+// attention op (kernels/attention.h's flash op: its tiles' GEMMs, the softmax variant and the
+// gate multiply; the gate function itself is outside), for the default
 // config (configs/default.conf = the built-in defaults) and the reference config of the
 // CPU-engine issue (4 layers, d_model 256, 4 heads, d_ff 1024, T 128, vocabulary 4096 tied,
 // batch 8, AdamW, 2 threads), each with vanilla, clipped, NCS and gated attention.
@@ -48,21 +49,24 @@ static qt_status timed_linear_bwd(void *ctx, void *dx, void *dw, void *db, const
     return st;
 }
 
-static qt_status timed_attention_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv,
-                                     void *probs, float *p, const void *qkv, const int *lens,
-                                     int B, int T, int C, int H) {
+static qt_status timed_attention_fwd(void *ctx, const qt_attn_params *ap, void *out, void *ctxv,
+                                     float *lse, float *R, int64_t *nzero, const void *qkv,
+                                     const float *gate, const void *sink, const int *lens, int B,
+                                     int T, int C, int H) {
     double t0 = now_seconds();
-    qt_status st = inner_ops->attention_fwd(ctx, prm, ctxv, probs, p, qkv, lens, B, T, C, H);
+    qt_status st = inner_ops->attention_flash_fwd(ctx, ap, out, ctxv, lse, R, nzero, qkv, gate,
+                                                  sink, lens, B, T, C, H);
     attn_seconds += now_seconds() - t0;
     return st;
 }
-static qt_status timed_attention_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv,
-                                     void *scratch, const void *dctx, const void *qkv,
-                                     const void *probs, const float *p, const int *lens, int B,
+static qt_status timed_attention_bwd(void *ctx, const qt_attn_params *ap, void *dqkv, float *dgate,
+                                     void *dsink, const void *dout, const void *qkv,
+                                     const void *ctxv, const float *lse, const float *R,
+                                     const float *gate, const void *sink, const int *lens, int B,
                                      int T, int C, int H) {
     double t0 = now_seconds();
-    qt_status st = inner_ops->attention_bwd(ctx, prm, dqkv, scratch, dctx, qkv, probs, p, lens, B,
-                                            T, C, H);
+    qt_status st = inner_ops->attention_flash_bwd(ctx, ap, dqkv, dgate, dsink, dout, qkv, ctxv, lse,
+                                                  R, gate, sink, lens, B, T, C, H);
     attn_seconds += now_seconds() - t0;
     return st;
 }
@@ -79,9 +83,9 @@ static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) 
     timed_ops.gemm = timed_gemm;
     timed_ops.linear_fwd = timed_linear_fwd;
     timed_ops.linear_bwd = timed_linear_bwd;
-    if (inner_ops->attention_fwd) {
-        timed_ops.attention_fwd = timed_attention_fwd;
-        timed_ops.attention_bwd = timed_attention_bwd;
+    if (inner_ops->attention_flash_fwd) {
+        timed_ops.attention_flash_fwd = timed_attention_fwd;
+        timed_ops.attention_flash_bwd = timed_attention_bwd;
     }
     be.ops = &timed_ops;
     qt_model m;

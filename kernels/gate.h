@@ -30,6 +30,8 @@ extern "C" {
 //   linear:    w1 (H, D),        b1 (H)
 //   mlp:       w1 (H, n_hid, D), b1 (H, n_hid), w2 (H, n_hid), b2 (H)
 //   all heads: w1 (H, C),        b1 (H)
+//              (H = n_heads gate values per token: with n_heads = C, one per channel, this is
+//              Qwen's elementwise gate, Linear(C -> C); gate_mul then takes H = C)
 // The bias that sets the initial gate value (logit(pi_init)) is b1, or b2 for the MLP.
 // gate (N, H): sigmoid of the gate logits. hidden (N, H, n_hid): the MLP's pre-ReLU hidden
 // layer saved for the backward (NULL for the other kinds). x (N, C).

@@ -43,7 +43,34 @@ qt_status qt_cpu_softmax_clip_bwd_f64(const qt_softmax_params *prm, double *dsco
                                       const double *dprobs, const double *p, const int *lens,
                                       int rows, int cols);
 
-// CUDA (kernels/cuda/softmax_clip.cu): scale, mask by lens, the three variants, fp32 math.
+// The sink variants (base/params.h, qt_sink_kind; README "Attention variants"): a virtual key
+// of logit s0 and value 0 joins every row, p_j = exp(x_j) / (exp(s0) + sum_k exp(x_k)) with
+// x = scale * scores; the clip map applies to p as above. Rows are laid out (G, H, head_rows):
+// row r belongs to head (r / head_rows) % H (attention: rows (B, H, T), head_rows = T).
+//   QT_SINK_NONE: the plain ops above; QT_SINK_ZERO: s0 = 0 (off-by-one softmax);
+//   QT_SINK_LEARNED: s0 = logits[head] (logits (H) required).
+// p and probs as above (p sums to 1 - p0 over the attended columns, p0 the sink's share).
+qt_status qt_cpu_softmax_clip_sink_fwd(const qt_softmax_params *prm, qt_sink_kind sink,
+                                       float *probs, float *p, const float *scores, const int *lens,
+                                       const float *logits, int rows, int cols, int H,
+                                       int head_rows);
+// dscores as above; dlogits (H) += d loss / d s0 = -sum over the head's rows of p0 sum_j p_j g_j
+// (QT_SINK_LEARNED; NULL skips it), p0 = 1 - sum_j p_j from the saved p.
+qt_status qt_cpu_softmax_clip_sink_bwd(const qt_softmax_params *prm, qt_sink_kind sink,
+                                       float *dscores, float *dlogits, const float *dprobs,
+                                       const float *p, const int *lens, int rows, int cols, int H,
+                                       int head_rows);
+qt_status qt_cpu_softmax_clip_sink_fwd_f64(const qt_softmax_params *prm, qt_sink_kind sink,
+                                           double *probs, double *p, const double *scores,
+                                           const int *lens, const double *logits, int rows,
+                                           int cols, int H, int head_rows);
+qt_status qt_cpu_softmax_clip_sink_bwd_f64(const qt_softmax_params *prm, qt_sink_kind sink,
+                                           double *dscores, double *dlogits, const double *dprobs,
+                                           const double *p, const int *lens, int rows, int cols,
+                                           int H, int head_rows);
+
+// CUDA (kernels/cuda/softmax_clip.cu): scale, mask by lens, the three variants, fp32 math. No
+// sink variant yet: the model refuses attn.sink on a backend without softmax_clip_sink_*.
 qt_status qt_cuda_softmax_clip_fwd(qt_cuda_stream s, qt_dtype dt, const qt_softmax_params *prm,
                                    void *probs, float *p, const void *scores, const int *lens,
                                    int rows, int cols);

@@ -127,17 +127,48 @@ static qt_status f_softmax_bwd(void *ctx, const qt_softmax_params *prm, void *ds
     return qt_cpu_softmax_clip_bwd_f64(prm, D(ctx, dscores), D(ctx, dprobs), D(ctx, p), lens, rows,
                                        cols);
 }
-static qt_status f_attn_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv, void *probs,
-                            float *p, const void *qkv, const int *lens, int B, int T, int C,
-                            int H) {
-    return qt_cpu_attention_fwd_f64(prm, D(ctx, ctxv), D(ctx, probs), D(ctx, p), D(ctx, qkv), lens,
-                                    B, T, C, H);
+static qt_status f_softmax_sink_fwd(void *ctx, const qt_softmax_params *prm, qt_sink_kind sink,
+                                    void *probs, float *p, const void *scores, const int *lens,
+                                    const void *logits, int rows, int cols, int H, int head_rows) {
+    return qt_cpu_softmax_clip_sink_fwd_f64(prm, sink, D(ctx, probs), D(ctx, p), D(ctx, scores),
+                                            lens, D(ctx, logits), rows, cols, H, head_rows);
 }
-static qt_status f_attn_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv, void *scratch,
-                            const void *dctx, const void *qkv, const void *probs, const float *p,
-                            const int *lens, int B, int T, int C, int H) {
-    return qt_cpu_attention_bwd_f64(prm, D(ctx, dqkv), D(ctx, scratch), D(ctx, dctx), D(ctx, qkv),
-                                    D(ctx, probs), D(ctx, p), lens, B, T, C, H);
+static qt_status f_softmax_sink_bwd(void *ctx, const qt_softmax_params *prm, qt_sink_kind sink,
+                                    void *dscores, void *dlogits, const void *dprobs,
+                                    const float *p, const int *lens, int rows, int cols, int H,
+                                    int head_rows) {
+    return qt_cpu_softmax_clip_sink_bwd_f64(prm, sink, D(ctx, dscores), D(ctx, dlogits),
+                                            D(ctx, dprobs), D(ctx, p), lens, rows, cols, H,
+                                            head_rows);
+}
+// The fused attention op in double, its workspace allocated per call (a test backend). The
+// zero counts (nzero) are not kept: this backend's regions hold doubles, not int64.
+static qt_status f_attn_flash_fwd(void *ctx, const qt_attn_params *ap, void *out, void *ctxv,
+                                  float *lse, float *R, int64_t *nzero, const void *qkv,
+                                  const float *gate, const void *sink, const int *lens, int B,
+                                  int T, int C, int H) {
+    (void)nzero;
+    const size_t bytes = qt_cpu_attention_flash_ws_bytes_f64(ap, B, T, C, H, 1);
+    void *ws = malloc(bytes);
+    if (!ws) return qt_error(QT_ERR_OOM, "f64 backend: no workspace for attention_flash_fwd");
+    qt_status st = qt_cpu_attention_flash_fwd_f64(ap, D(ctx, out), D(ctx, ctxv), D(ctx, lse),
+                                                  D(ctx, R), NULL, D(ctx, qkv), D(ctx, gate),
+                                                  D(ctx, sink), lens, B, T, C, H, ws, bytes);
+    free(ws);
+    return st;
+}
+static qt_status f_attn_flash_bwd(void *ctx, const qt_attn_params *ap, void *dqkv, float *dgate,
+                                  void *dsink, const void *dout, const void *qkv, const void *ctxv,
+                                  const float *lse, const float *R, const float *gate,
+                                  const void *sink, const int *lens, int B, int T, int C, int H) {
+    const size_t bytes = qt_cpu_attention_flash_ws_bytes_f64(ap, B, T, C, H, 1);
+    void *ws = malloc(bytes);
+    if (!ws) return qt_error(QT_ERR_OOM, "f64 backend: no workspace for attention_flash_bwd");
+    qt_status st = qt_cpu_attention_flash_bwd_f64(
+        ap, D(ctx, dqkv), D(ctx, dgate), D(ctx, dsink), D(ctx, dout), D(ctx, qkv), D(ctx, ctxv),
+        D(ctx, lse), D(ctx, R), D(ctx, gate), D(ctx, sink), lens, B, T, C, H, ws, bytes);
+    free(ws);
+    return st;
 }
 static qt_status f_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden, const void *x, const void *w1, const void *b1, const void *w2, const void *b2, int N, int C) {
     return qt_cpu_gate_fwd_f64(g, D(ctx, gate), D(ctx, hidden), D(ctx, x), D(ctx, w1), D(ctx, b1),
@@ -277,8 +308,9 @@ static const qt_backend_ops f64_ops = {
     .alloc = f_alloc, .free = f_free, .zero = f_zero, .to_host = f_to_host,
     .to_device = f_to_device, .to_host_f32 = f_to_host_f32,
     .to_device_f32 = f_to_device_f32, .sync = f_sync, .gemm = f_gemm, .linear_fwd = f_linear_fwd,
-    .linear_bwd = f_linear_bwd, .attention_fwd = f_attn_fwd, .attention_bwd = f_attn_bwd,
-    .softmax_clip_fwd = f_softmax_fwd,
+    .linear_bwd = f_linear_bwd, .attention_flash_fwd = f_attn_flash_fwd,
+    .attention_flash_bwd = f_attn_flash_bwd, .softmax_clip_sink_fwd = f_softmax_sink_fwd,
+    .softmax_clip_sink_bwd = f_softmax_sink_bwd, .softmax_clip_fwd = f_softmax_fwd,
     .softmax_clip_bwd = f_softmax_bwd, .gate_fwd = f_gate_fwd, .gate_bwd = f_gate_bwd,
     .gate_mul_fwd = f_gate_mul_fwd, .gate_mul_bwd = f_gate_mul_bwd, .layernorm_fwd = f_ln_fwd,
     .layernorm_bwd = f_ln_bwd, .gelu_fwd = f_gelu_fwd, .gelu_bwd = f_gelu_bwd,

@@ -116,8 +116,8 @@ static double gate_loss(void *v) {
     return qt_test_ddot(c->gate, c->wout, (size_t)c->N * c->g->n_heads);
 }
 
-static void check_gate_fd(qt_gate_kind kind) {
-    const int N = 5, C = 12, H = 3;
+static void check_gate_fd(qt_gate_kind kind, int H) {
+    const int N = 5, C = 12;
     qt_gate_shape g = {kind, H, 3};
     size_t sz[4];
     gate_sizes(&g, C, sz);
@@ -165,9 +165,12 @@ static void check_gate_fd(qt_gate_kind kind) {
 }
 
 START_TEST(test_gate_fd) {
-    check_gate_fd(QT_GATE_LINEAR);
-    check_gate_fd(QT_GATE_MLP);
-    check_gate_fd(QT_GATE_ALL_HEADS);
+    check_gate_fd(QT_GATE_LINEAR, 3);
+    check_gate_fd(QT_GATE_MLP, 3);
+    check_gate_fd(QT_GATE_ALL_HEADS, 3);
+    // Qwen's elementwise gate (Qiu et al. 2025): the all-heads gate with one value per channel,
+    // Linear(C -> C), as the model runs attn.gate = elementwise
+    check_gate_fd(QT_GATE_ALL_HEADS, 12);
 }
 END_TEST
 
@@ -225,6 +228,18 @@ START_TEST(test_gate_mul_fd) {
     fd_add(&p, "ctx", c.ctxv, (size_t)N * C);
     double *an[2] = {acc_delta(&dgate), acc_delta(&dctx)};
     fd_check(&p, an, "gate_mul_bwd_f64 N 4 C 9 H 3");
+    // one gate per channel (H = C: the elementwise gate's multiply)
+    gmul_ctx e = {N, C, C, qt_test_drand((size_t)N * C, 0.0, 1.0, 155), c.ctxv, c.wout, c.out};
+    acc_buf dce = acc_new((size_t)N * C, 156), dge = acc_new((size_t)N * C, 157);
+    QT_EXPECT_OK(qt_cpu_gate_mul_bwd_f64(dce.g, dge.g, c.wout, e.gate, c.ctxv, N, C, C));
+    fd_problem pe = {.loss = gmul_loss, .ctx = &e};
+    fd_add(&pe, "gate", e.gate, (size_t)N * C);
+    fd_add(&pe, "ctx", c.ctxv, (size_t)N * C);
+    double *ane[2] = {acc_delta(&dge), acc_delta(&dce)};
+    fd_check(&pe, ane, "gate_mul_bwd_f64 N 4 C 9 H 9 (per channel)");
+    free(e.gate);
+    acc_free(&dce);
+    acc_free(&dge);
     // out may alias ctx
     double *inplace = qt_test_dalloc((size_t)N * C);
     memcpy(inplace, c.ctxv, (size_t)N * C * sizeof(double));
@@ -312,6 +327,7 @@ START_TEST(test_gate_float_vs_double) {
         check_gate_float((qt_gate_kind)kind, 31, 33, 3, 5, 161);
         check_gate_float((qt_gate_kind)kind, 1027, 64, 4, 16, 162); // parallel path
     }
+    check_gate_float(QT_GATE_ALL_HEADS, 257, 48, 48, 1, 163); // elementwise: one per channel
     // gate_mul
     const int N = 33, C = 93, H = 3;
     double *gd = qt_test_drand((size_t)N * H, 0, 1, 170),

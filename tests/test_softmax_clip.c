@@ -496,6 +496,207 @@ START_TEST(test_softmax_clip_bad_args) {
 }
 END_TEST
 
+// ---- the sink variants: off-by-one softmax and a learned sink logit per head --------------
+//
+// qt_cpu_softmax_clip_sink_{fwd,bwd}[_f64]: rows (G, H, head_rows), row r of head
+// (r / head_rows) % H; p_j = exp(x_j) / (exp(s0) + sum_k exp(x_k)), x = scale * scores.
+
+typedef struct {
+    const qt_softmax_params *prm;
+    qt_sink_kind sink;
+    const int *lens;
+    int rows, cols, H, hr;
+    const double *wout;
+    double *probs, *p, *x, *logits;
+} sink_ctx;
+
+static double sink_loss(void *v) {
+    const sink_ctx *c = v;
+    QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(c->prm, c->sink, c->probs, c->p, c->x, c->lens,
+                                                  c->logits, c->rows, c->cols, c->H, c->hr));
+    double s = 0.0;
+    for (int i = 0; i < c->rows * c->cols; i++)
+        s += c->wout[i] * c->probs[i];
+    return s;
+}
+
+// Finite differences of every variant with each sink, with respect to the scores and the
+// logits (rows of N = 1 included; 12 rows = 2 groups x 3 heads x 2 rows).
+START_TEST(test_sink_fd) {
+    enum { R = 12, K = 6, H = 3, HR = 2 };
+    for (int k = 0; k < 3; k++)
+        for (int sk = QT_SINK_ZERO; sk <= QT_SINK_LEARNED; sk++) {
+            qt_softmax_params prm = make_params((qt_softmax_kind)k, 0.8);
+            if (k == QT_SOFTMAX_NCS) { // both ends clipped on random rows
+                prm.eta = 1.2f;
+                prm.beta = 0.5f;
+            }
+            const uint64_t seed = 500 + 10 * (uint64_t)k + (uint64_t)sk;
+            double x[R * K], wout[R * K], probs[R * K], p[R * K], logits[H], an[R * K],
+                dl[H] = {0.3, -0.2, 0.1}, fd[R * K], fdl[H];
+            int lens[R];
+            for (int r = 0; r < R; r++)
+                lens[r] = r % 4 == 0 ? 1 : 1 + (r * 5 + 2) % K;
+            qt_test_fill_uniform_f64(x, R * K, -4.0, 4.0, seed);
+            qt_test_fill_uniform_f64(wout, R * K, -1.0, 1.0, seed + 1);
+            qt_test_fill_uniform_f64(logits, H, -2.0, 2.0, seed + 2);
+            qt_test_fill_uniform_f64(an, R * K, -1.0, 1.0, seed + 3);
+            double start[R * K], lstart[H];
+            memcpy(start, an, sizeof an);
+            memcpy(lstart, dl, sizeof dl);
+            sink_ctx c = {&prm, (qt_sink_kind)sk, lens, R, K, H, HR, wout, probs, p, x, logits};
+            sink_loss(&c);
+            QT_EXPECT_OK(qt_cpu_softmax_clip_sink_bwd_f64(&prm, (qt_sink_kind)sk, an, dl, wout, p,
+                                                          lens, R, K, H, HR));
+            for (int i = 0; i < R * K; i++)
+                an[i] -= start[i];
+            for (int h = 0; h < H; h++)
+                dl[h] -= lstart[h];
+            qt_test_fd_grad(sink_loss, &c, x, R * K, FD_H, fd);
+            double e = qt_test_rel_err_f64(an, fd, R * K);
+            ck_assert_msg(e <= FD_TOL, "softmax_clip_sink_bwd_f64 %s sink %d: dscores err %g",
+                          kind_name(prm.kind), sk, e);
+            if (sk == QT_SINK_LEARNED) {
+                qt_test_fd_grad(sink_loss, &c, logits, H, FD_H, fdl);
+                e = qt_test_rel_err_f64(dl, fdl, H);
+                ck_assert_msg(e <= FD_TOL, "softmax_clip_sink_bwd_f64 %s: dlogits err %g",
+                              kind_name(prm.kind), e);
+            } else {
+                for (int h = 0; h < H; h++)
+                    ck_assert(dl[h] == 0.0); // no logits: untouched
+            }
+        }
+}
+END_TEST
+
+// Properties from the definition:
+// - p sums to 1 - p0 with p0 = exp(s0) / (exp(s0) + sum exp(x)) (written out here);
+// - off-by-one = a learned sink of logit 0, bit for bit;
+// - a very negative sink logit (-200) is the plain softmax, bit for bit (exp(-200 - m) vanishes
+//   next to the sum in double), for every variant;
+// - off-by-one with very negative scores (x <= -40): every probability < 1e-17, the row
+//   attends to nothing (vanilla), and its gradient vanishes with it;
+// - off-by-one with one dominant score (x = 40): p ~ the plain softmax (1e-17).
+START_TEST(test_sink_properties) {
+    enum { R = 6, K = 7, H = 2, HR = 3 };
+    double x[R * K], probs[R * K], p[R * K], probs2[R * K], p2[R * K];
+    int lens[R] = {1, 3, 7, 2, 5, 7};
+    qt_test_fill_uniform_f64(x, R * K, -3.0, 3.0, 601);
+    const double zero[H] = {0.0, 0.0}, neg[H] = {-200.0, -200.0}, lg[H] = {0.7, -1.3};
+    for (int k = 0; k < 3; k++) {
+        const qt_softmax_params prm = make_params((qt_softmax_kind)k, 1.0);
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(&prm, QT_SINK_LEARNED, probs, p, x, lens, lg,
+                                                      R, K, H, HR));
+        for (int r = 0; r < R; r++) {
+            const double s0 = lg[(r / HR) % H];
+            double z = exp(s0), sum = 0.0;
+            for (int j = 0; j < lens[r]; j++)
+                z += exp(x[r * K + j]);
+            for (int j = 0; j < lens[r]; j++)
+                sum += p[r * K + j];
+            ck_assert_msg(fabs(sum - (1.0 - exp(s0) / z)) <= 1e-14,
+                          "%s sink: row %d sums to %.17g, want 1 - p0 = %.17g", kind_name(k), r,
+                          sum, 1.0 - exp(s0) / z);
+        }
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(&prm, QT_SINK_ZERO, probs, p, x, lens, NULL,
+                                                      R, K, H, HR));
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(&prm, QT_SINK_LEARNED, probs2, p2, x, lens,
+                                                      zero, R, K, H, HR));
+        ck_assert_msg(!memcmp(probs, probs2, sizeof probs) && !memcmp(p, p2, sizeof p),
+                      "%s: off-by-one differs from a learned sink at 0", kind_name(k));
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(&prm, QT_SINK_LEARNED, probs, p, x, lens, neg,
+                                                      R, K, H, HR));
+        QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&prm, probs2, p2, x, lens, R, K));
+        ck_assert_msg(!memcmp(probs, probs2, sizeof probs) && !memcmp(p, p2, sizeof p),
+                      "%s: a sink at -200 is not the plain softmax", kind_name(k));
+    }
+    // off-by-one, every score very negative: attends to nothing
+    const qt_softmax_params van = make_params(QT_SOFTMAX_VANILLA, 1.0);
+    double lo[R * K], d[R * K], dprobs[R * K];
+    qt_test_fill_uniform_f64(lo, R * K, -60.0, -40.0, 602);
+    qt_test_fill_uniform_f64(dprobs, R * K, -1.0, 1.0, 603);
+    memset(d, 0, sizeof d);
+    QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(&van, QT_SINK_ZERO, probs, p, lo, lens, NULL, R,
+                                                  K, H, HR));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_sink_bwd_f64(&van, QT_SINK_ZERO, d, NULL, dprobs, p, lens, R,
+                                                  K, H, HR));
+    for (int i = 0; i < R * K; i++)
+        ck_assert_msg(probs[i] < 1e-17 && fabs(d[i]) < 1e-16,
+                      "off-by-one, scores <= -40: prob %g, grad %g at %d", probs[i], d[i], i);
+    // off-by-one, one dominant score per row: the plain softmax
+    for (int r = 0; r < R; r++)
+        lo[r * K] = 40.0;
+    QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(&van, QT_SINK_ZERO, probs, p, lo, lens, NULL, R,
+                                                  K, H, HR));
+    QT_EXPECT_OK(qt_cpu_softmax_clip_fwd_f64(&van, probs2, p2, lo, lens, R, K));
+    ck_assert_msg(qt_test_max_err_f64(probs, probs2, R * K, 1e-17, 0) <= 1,
+                  "off-by-one with a dominant score is not the plain softmax");
+}
+END_TEST
+
+// Float against double (the sink variants, odd sizes, outputs poisoned), and the error
+// contract of the sink entry points.
+START_TEST(test_sink_float_and_bad_args) {
+    enum { R = 40, K = 33, H = 4, HR = 5 };
+    const size_t n = (size_t)R * K;
+    double *xd = qt_test_drand(n, -3, 3, 611), *wd = qt_test_drand(n, -1, 1, 612);
+    double lgd[H] = {0.5, -0.5, 1.5, -2.0};
+    float *xf = qt_test_to_float(xd, n), *wf = qt_test_to_float(wd, n), lgf[H];
+    for (int h = 0; h < H; h++)
+        lgf[h] = (float)lgd[h];
+    int lens[R];
+    for (int r = 0; r < R; r++)
+        lens[r] = 1 + (r * 7) % K;
+    double *prd = qt_test_dalloc(n), *pd = qt_test_dalloc(n), *dsd = calloc(n, sizeof(double));
+    float *prf = qt_test_falloc(n), *pf = qt_test_falloc(n), *dsf = calloc(n, sizeof(float));
+    for (int k = 0; k < 3; k++) {
+        const qt_softmax_params prm = make_params((qt_softmax_kind)k, 0.9);
+        double dld[H] = {0};
+        float dlf[H] = {0};
+        qt_test_poison(prf, n);
+        qt_test_poison(pf, n);
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd(&prm, QT_SINK_LEARNED, prf, pf, xf, lens, lgf, R,
+                                                  K, H, HR));
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_fwd_f64(&prm, QT_SINK_LEARNED, prd, pd, xd, lens, lgd,
+                                                      R, K, H, HR));
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_bwd(&prm, QT_SINK_LEARNED, dsf, dlf, wf, pf, lens, R,
+                                                  K, H, HR));
+        QT_EXPECT_OK(qt_cpu_softmax_clip_sink_bwd_f64(&prm, QT_SINK_LEARNED, dsd, dld, wd, pd, lens,
+                                                      R, K, H, HR));
+        double dlw[H];
+        float dlg[H];
+        for (int h = 0; h < H; h++) {
+            dlw[h] = dld[h];
+            dlg[h] = dlf[h];
+        }
+        const double e[4] = {
+            qt_test_float_vs_double(prf, prd, n, 1e-5), qt_test_float_vs_double(pf, pd, n, 1e-5),
+            qt_test_float_vs_double(dsf, dsd, n, 1e-5), qt_test_float_vs_double(dlg, dlw, H, 1e-5)};
+        ck_assert_msg(e[0] <= 1 && e[1] <= 1 && e[2] <= 1 && e[3] <= 1,
+                      "softmax_clip_sink %s float vs double: probs %g p %g dscores %g dlogits %g",
+                      kind_name(k), e[0], e[1], e[2], e[3]);
+    }
+    const qt_softmax_params prm = make_params(QT_SOFTMAX_CLIPPED, 1.0);
+    const size_t nb = n * sizeof(float);
+    float *gp = qt_test_guarded(nb), *gq = qt_test_guarded(nb);
+#define UNTOUCHED (qt_test_untouched(gp, nb) && qt_test_untouched(gq, nb))
+    QT_EXPECT_REFUSED(
+        qt_cpu_softmax_clip_sink_fwd(&prm, QT_SINK_LEARNED, gp, gq, xf, lens, NULL, R, K, H, HR),
+        "softmax_clip_sink_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(
+        qt_cpu_softmax_clip_sink_fwd(&prm, (qt_sink_kind)5, gp, gq, xf, lens, lgf, R, K, H, HR),
+        "softmax_clip_sink_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(
+        qt_cpu_softmax_clip_sink_fwd(&prm, QT_SINK_ZERO, gp, gq, xf, lens, NULL, R, K, 0, HR),
+        "softmax_clip_sink_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(
+        qt_cpu_softmax_clip_sink_bwd(&prm, QT_SINK_ZERO, gp, NULL, wf, pf, lens, R, K, H, 0),
+        "softmax_clip_sink_bwd", UNTOUCHED);
+#undef UNTOUCHED
+    QT_TEST_FREE_ALL(xd, wd, xf, wf, prd, pd, dsd, prf, pf, dsf, gp, gq);
+}
+END_TEST
+
 static Suite *softmax_suite(void) {
     Suite *s = suite_create("ops_softmax");
     TCase *tc = tcase_create("softmax_clip");
@@ -510,6 +711,9 @@ static Suite *softmax_suite(void) {
     tcase_add_test(tc, test_large_scores_finite);
     tcase_add_test(tc, test_vexpf_accuracy);
     tcase_add_test(tc, test_softmax_clip_bad_args);
+    tcase_add_test(tc, test_sink_fd);
+    tcase_add_test(tc, test_sink_properties);
+    tcase_add_test(tc, test_sink_float_and_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

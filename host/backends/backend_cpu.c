@@ -33,9 +33,9 @@
 
 // The backend's context: one 64-byte aligned block for the temporary buffers of the ops that
 // need them (the INT8 linear's codes, scales, zero points and packed GEMM panels; fake
-// quantization's per-slice grids). It grows to the largest request and is kept until
-// qt_backend_free; a training step asks for the same sizes at every step, so once the first
-// step has run it never grows again (qt_backend_cpu_workspace reports it). The ops of one
+// quantization's per-slice grids; the fused attention's tiles). It grows to the largest request and
+// is kept until qt_backend_free; a training step asks for the same sizes at every step, so once the
+// first step has run it never grows again (qt_backend_cpu_workspace reports it). The ops of one
 // backend run one at a time (the runtime calls them in sequence), so one block serves them all.
 typedef struct {
     unsigned char *ws; // (bytes)
@@ -129,18 +129,28 @@ static qt_status cpu_linear_bwd(void *ctx, void *dx, void *dw, void *db, const v
     (void)ctx;
     return qt_cpu_linear_bwd(dx, dw, db, dout, x, w, N, IC, OC);
 }
-static qt_status cpu_attention_fwd(void *ctx, const qt_softmax_params *prm, void *ctxv,
-                                   void *probs, float *p, const void *qkv, const int *lens, int B,
-                                   int T, int C, int H) {
-    (void)ctx;
-    return qt_cpu_attention_fwd(prm, ctxv, probs, p, qkv, lens, B, T, C, H);
+// The fused attention op: its workspace (the tiles of every thread) is carved from the
+// backend's, so a training step allocates nothing after the first.
+static qt_status cpu_attention_flash_fwd(void *ctx, const qt_attn_params *ap, void *out, void *ctxv,
+                                         float *lse, float *R, int64_t *nzero, const void *qkv,
+                                         const float *gate, const void *sink, const int *lens,
+                                         int B, int T, int C, int H) {
+    const size_t bytes = qt_cpu_attention_flash_ws_bytes(ap, B, T, C, H, omp_get_max_threads());
+    void *ws = NULL;
+    QT_TRY(ws_carve(ctx, "cpu attention_flash_fwd", 1, &bytes, &ws));
+    return qt_cpu_attention_flash_fwd(ap, out, ctxv, lse, R, nzero, qkv, gate, sink, lens, B, T, C,
+                                      H, ws, bytes);
 }
-static qt_status cpu_attention_bwd(void *ctx, const qt_softmax_params *prm, void *dqkv,
-                                   void *scratch, const void *dctx, const void *qkv,
-                                   const void *probs, const float *p, const int *lens, int B,
-                                   int T, int C, int H) {
-    (void)ctx;
-    return qt_cpu_attention_bwd(prm, dqkv, scratch, dctx, qkv, probs, p, lens, B, T, C, H);
+static qt_status cpu_attention_flash_bwd(void *ctx, const qt_attn_params *ap, void *dqkv,
+                                         float *dgate, void *dsink, const void *dout,
+                                         const void *qkv, const void *ctxv, const float *lse,
+                                         const float *R, const float *gate, const void *sink,
+                                         const int *lens, int B, int T, int C, int H) {
+    const size_t bytes = qt_cpu_attention_flash_ws_bytes(ap, B, T, C, H, omp_get_max_threads());
+    void *ws = NULL;
+    QT_TRY(ws_carve(ctx, "cpu attention_flash_bwd", 1, &bytes, &ws));
+    return qt_cpu_attention_flash_bwd(ap, dqkv, dgate, dsink, dout, qkv, ctxv, lse, R, gate, sink,
+                                      lens, B, T, C, H, ws, bytes);
 }
 static qt_status cpu_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
                                       float *p, const void *scores, const int *lens, int rows,
@@ -153,6 +163,22 @@ static qt_status cpu_softmax_clip_bwd(void *ctx, const qt_softmax_params *prm, v
                                       int rows, int cols) {
     (void)ctx;
     return qt_cpu_softmax_clip_bwd(prm, dscores, dprobs, p, lens, rows, cols);
+}
+static qt_status cpu_softmax_clip_sink_fwd(void *ctx, const qt_softmax_params *prm,
+                                           qt_sink_kind sink, void *probs, float *p,
+                                           const void *scores, const int *lens, const void *logits,
+                                           int rows, int cols, int H, int head_rows) {
+    (void)ctx;
+    return qt_cpu_softmax_clip_sink_fwd(prm, sink, probs, p, scores, lens, logits, rows, cols, H,
+                                        head_rows);
+}
+static qt_status cpu_softmax_clip_sink_bwd(void *ctx, const qt_softmax_params *prm,
+                                           qt_sink_kind sink, void *dscores, void *dlogits,
+                                           const void *dprobs, const float *p, const int *lens,
+                                           int rows, int cols, int H, int head_rows) {
+    (void)ctx;
+    return qt_cpu_softmax_clip_sink_bwd(prm, sink, dscores, dlogits, dprobs, p, lens, rows, cols, H,
+                                        head_rows);
 }
 static qt_status cpu_gate_fwd(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
                               const void *x, const void *w1, const void *b1, const void *w2,
@@ -398,10 +424,12 @@ static const qt_backend_ops cpu_ops = {
     .gemm = cpu_gemm,
     .linear_fwd = cpu_linear_fwd,
     .linear_bwd = cpu_linear_bwd,
-    .attention_fwd = cpu_attention_fwd,
-    .attention_bwd = cpu_attention_bwd,
+    .attention_flash_fwd = cpu_attention_flash_fwd,
+    .attention_flash_bwd = cpu_attention_flash_bwd,
     .softmax_clip_fwd = cpu_softmax_clip_fwd,
     .softmax_clip_bwd = cpu_softmax_clip_bwd,
+    .softmax_clip_sink_fwd = cpu_softmax_clip_sink_fwd,
+    .softmax_clip_sink_bwd = cpu_softmax_clip_sink_bwd,
     .gate_fwd = cpu_gate_fwd,
     .gate_bwd = cpu_gate_bwd,
     .gate_mul_fwd = cpu_gate_mul_fwd,

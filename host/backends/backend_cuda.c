@@ -9,10 +9,12 @@
 // LayerNorm statistics, saved softmax, losses, optimizer state) stay fp32.
 //
 // Composition: linear_fwd is a GEMM and a bias add, linear_bwd two GEMMs and a column sum;
-// attention_fwd/bwd are NULL, so the model composes attention from gemm (strided-batched) and
-// softmax_clip. Copies are synchronous for the caller (they wait for the stream), ops are not.
-// Every CUDA runtime call is checked and reported with file:line (QT_CHECK_CUDA); the same
-// source builds against libcudart or against the emulator's runtime (tests/cuemu).
+// attention_flash_fwd/bwd (the fused op, issue 9's CUDA kernels to come) and the sink variants
+// of softmax_clip are NULL, so the model composes attention from gemm (strided-batched) and
+// softmax_clip, and refuses attn.sink at init. Copies are synchronous for the caller (they wait
+// for the stream), ops are not. Every CUDA runtime call is checked and reported with file:line
+// (QT_CHECK_CUDA); the same source builds against libcudart or against the emulator's runtime
+// (tests/cuemu).
 //
 // Launch records (include/qtrain/cuda_record.h; the recording part, marked below): each op asks
 // its launchers' cost functions (base/cost.h) for the launches it makes and, while recording is
@@ -825,8 +827,10 @@ static const qt_backend_ops cuda_ops = {
     .gemm = cuda_gemm,
     .linear_fwd = cuda_linear_fwd,
     .linear_bwd = cuda_linear_bwd,
-    .attention_fwd = NULL, // composed by the model from gemm + softmax_clip
-    .attention_bwd = NULL,
+    .attention_flash_fwd = NULL, // composed by the model from gemm + softmax_clip
+    .attention_flash_bwd = NULL,
+    .softmax_clip_sink_fwd = NULL, // attn.sink: refused at model init
+    .softmax_clip_sink_bwd = NULL,
     .softmax_clip_fwd = cuda_softmax_clip_fwd,
     .softmax_clip_bwd = cuda_softmax_clip_bwd,
     .gate_fwd = cuda_gate_fwd,

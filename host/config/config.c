@@ -38,6 +38,7 @@ _Static_assert(sizeof(qt_loss) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_sched) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_softmax_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_gate_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_sink_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_quant_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_quant_backward) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_dqt_scale) == sizeof(int), "enum size");
@@ -155,6 +156,7 @@ static const key_def keys[] = {
     FLOAT_KEY("attn.gate_pi_init", gate_pi_init, "0.5", 0, 1, 1, 1,
               "the initial gate value is a sigmoid output, strictly inside (0, 1)",
               "initial gate value"),
+    ENUM_KEY("attn.sink", sink, "none", qt_sink_names, "softmax sink (off_by_one: softmax1)"),
 
     INT_KEY("train.batch_size", batch_size, "8", 1, 1 << 20, NULL, "B, sequences per micro-batch"),
     INT_KEY("train.seq_len", seq_len, "128", 1, 1 << 20, NULL, "T (<= model.max_seq_len)"),

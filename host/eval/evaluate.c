@@ -38,28 +38,13 @@ static qt_status accumulate_stats(const qt_model *m, const void *dev, float *hos
     return QT_OK;
 }
 
-// Counts exact zeros among the attended entries (key j <= query t) of probs (B, H, T, T).
-static qt_status count_zero_probs(const qt_model *m, const void *dev, float *host, int B, int T,
-                                  long long *zeros, long long *attended) {
-    int H = m->cfg.n_head;
-    size_t n = (size_t)B * H * T * T;
-    QT_TRY(m->be->ops->to_host_f32(m->be->ctx, host, dev, n));
-    for (size_t r = 0; r < (size_t)B * H * T; r++) {
-        int t = (int)(r % (size_t)T);
-        const float *row = host + r * T;
-        for (int j = 0; j <= t; j++) *zeros += row[j] == 0.0f;
-        *attended += t + 1;
-    }
-    return QT_OK;
-}
-
 qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_result *out) {
     memset(out, 0, sizeof *out);
-    int L = m->cfg.n_layer, B = m->B, T = m->T, H = m->cfg.n_head;
+    int L = m->cfg.n_layer, B = m->B, T = m->T;
     if (batches < 1) return qt_error(QT_ERR_ARG, "eval batches = %d must be >= 1", batches);
     size_t N = (size_t)B * T;
-    size_t host_floats = N * (size_t)m->cfg.d_model;
-    if ((size_t)B * H * T * T > host_floats) host_floats = (size_t)B * H * T * T;
+    size_t host_floats = N * (size_t)m->cfg.d_model; // also holds the (N, H or C) gate values
+    const int G = m->gate_cols;
     int *inputs = malloc(N * sizeof(int)), *targets = malloc(N * sizeof(int));
     float *host = malloc(host_floats * sizeof(float));
     out->layers = calloc((size_t)L, sizeof(qt_layer_metrics));
@@ -96,11 +81,14 @@ qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_resu
             if (st == QT_OK)
                 st = accumulate_stats(m, a->ffn_out, host, B, T, &lm->inf_norm_ffn,
                                       &lm->kurtosis_ffn);
-            if (st == QT_OK)
-                st = count_zero_probs(m, a->probs, host, B, T, &zeros[l], &attended[l]);
+            long long z = 0, att = 0; // the attended probabilities exactly 0 (clipping)
+            if (st == QT_OK) st = qt_model_zero_probs(m, l, &z, &att);
+            zeros[l] += z;
+            attended[l] += att;
             if (st == QT_OK && a->gate) {
-                st = m->be->ops->to_host(m->be->ctx, host, a->gate, N * H * sizeof(float));
-                for (size_t i = 0; st == QT_OK && i < N * H; i++) gate_sum[l] += host[i];
+                st = m->be->ops->to_host(m->be->ctx, host, a->gate, N * G * sizeof(float));
+                for (size_t i = 0; st == QT_OK && i < N * G; i++)
+                    gate_sum[l] += host[i];
             }
         }
     }
@@ -118,7 +106,7 @@ qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_resu
         lm->inf_norm_ffn /= (double)samples;
         lm->kurtosis_ffn /= (double)samples;
         lm->zero_frac = attended[l] ? (double)zeros[l] / (double)attended[l] : 0.0;
-        lm->gate_mean = m->acts[l].gate ? gate_sum[l] / ((double)batches * (double)N * H) : NAN;
+        lm->gate_mean = m->acts[l].gate ? gate_sum[l] / ((double)batches * (double)N * G) : NAN;
         if (lm->inf_norm_out > out->max_inf_norm) out->max_inf_norm = lm->inf_norm_out;
         kurt_total += lm->kurtosis_out + lm->kurtosis_attn + lm->kurtosis_ffn;
     }

@@ -82,6 +82,12 @@ static float attn_dropout_prob(const qt_config *cfg) {
     return cfg->attn_dropout >= 0 ? cfg->attn_dropout : cfg->dropout;
 }
 
+// Gate values per token: one per head, one per channel for the elementwise gate, 0 ungated.
+static int gate_cols(const qt_config *cfg) {
+    if (cfg->gate == QT_GATE_NONE) return 0;
+    return cfg->gate == QT_GATE_ELEMENTWISE ? cfg->d_model : cfg->n_head;
+}
+
 // The config's tensors in table order into sl (with sl->s NULL: counts them).
 static void tensor_specs(const qt_config *cfg, spec_list *sl) {
     int C = cfg->d_model, F = cfg->d_ff, V = cfg->vocab_size, H = cfg->n_head, D = C / H;
@@ -106,11 +112,15 @@ static void tensor_specs(const qt_config *cfg, spec_list *sl) {
         case QT_GATE_NONE: break;
         case QT_GATE_LINEAR:
         case QT_GATE_ALL_HEADS:
-            // linear: (H, D) on each head's slice; all_heads: (H, C) on the whole x
-            spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 2, H, cfg->gate == QT_GATE_LINEAR ? D : C, 0,
+        case QT_GATE_ELEMENTWISE: {
+            // linear: (H, D) on each head's slice; all_heads: (H, C) on the whole x;
+            // elementwise: (C, C) on the whole x, one gate per channel
+            int G = cfg->gate == QT_GATE_ELEMENTWISE ? C : H;
+            spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 2, G, cfg->gate == QT_GATE_LINEAR ? D : C, 0,
                      "self_attn.gate.weight");
-            spec_add(sl, l, LAYER_VIEW(gate_b1), BIAS, 1, H, 0, 0, "self_attn.gate.bias");
+            spec_add(sl, l, LAYER_VIEW(gate_b1), BIAS, 1, G, 0, 0, "self_attn.gate.bias");
             break;
+        }
         case QT_GATE_MLP: {
             int nh = gate_hidden(cfg);
             spec_add(sl, l, LAYER_VIEW(gate_w1), MAT, 3, H, nh, D, "self_attn.gate.fc1.weight");
@@ -120,6 +130,8 @@ static void tensor_specs(const qt_config *cfg, spec_list *sl) {
             break;
         }
         }
+        if (cfg->sink == QT_SINK_LEARNED)
+            spec_add(sl, l, LAYER_VIEW(sink), BIAS, 1, H, 0, 0, "self_attn.sinks");
         spec_add(sl, l, LAYER_VIEW(ln2_w), NORM, 1, C, 0, 0, "final_layer_norm.weight");
         if (norm_bias)
             spec_add(sl, l, LAYER_VIEW(ln2_b), BIAS, 1, C, 0, 0, "final_layer_norm.bias");
@@ -344,6 +356,10 @@ static qt_status check_backend_ops(const qt_model *m) {
         {cfg->pos == QT_POS_ROPE, (const void *)o->rope_bwd, "rope_bwd", "model.pos = rope"},
         {cfg->activation == QT_ACT_SWIGLU, (const void *)o->swiglu_fwd, "swiglu_fwd", "model.activation = swiglu"},
         {cfg->activation == QT_ACT_SWIGLU, (const void *)o->swiglu_bwd, "swiglu_bwd", "model.activation = swiglu"},
+        {cfg->sink != QT_SINK_NONE, (const void *)o->softmax_clip_sink_fwd,
+         "softmax_clip_sink_fwd", "attn.sink"},
+        {cfg->sink != QT_SINK_NONE, (const void *)o->softmax_clip_sink_bwd,
+         "softmax_clip_sink_bwd", "attn.sink"},
         {cfg->quant_mode != QT_QMODE_NONE, (const void *)o->quant_fake, "quant_fake", "quant.mode"},
         {cfg->quant_mode == QT_QMODE_DQT, (const void *)o->dqt_dequant, "dqt_dequant", "quant.mode = dqt"},
         {cfg->quant_mode == QT_QMODE_DQT, (const void *)o->dqt_step, "dqt_step", "quant.mode = dqt"},
@@ -378,8 +394,15 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     int F1 = fc1_width(cfg);
     size_t N = (size_t)B * T, BHTT = (size_t)B * H * T * T;
     int nh = cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0;
-    int gated = cfg->gate != QT_GATE_NONE;
+    int gated = cfg->gate != QT_GATE_NONE, G = gate_cols(cfg);
     float attn_drop = attn_dropout_prob(cfg);
+    m->gate_cols = G;
+    // The fused op's state exists where the backend has the op; the composed path's (B, H, T, T)
+    // buffers from the start only where training will compose (no fused op, or attention
+    // dropout), otherwise on first use (attn_ensure_composed).
+    const int fusable = be->ops->attention_flash_fwd && be->ops->attention_flash_bwd;
+    const int compose = !fusable || attn_drop > 0;
+    const int keep_R = cfg->softmax != QT_SOFTMAX_VANILLA;
 
     m->p.layers = calloc((size_t)L, sizeof(qt_layer_params));
     m->g.layers = calloc((size_t)L, sizeof(qt_layer_params));
@@ -404,7 +427,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     }
 
     // Every activation buffer, carved from one arena in one pass.
-    act_request *req = malloc(sizeof(act_request) * (size_t)(40 + 24 * L));
+    act_request *req = malloc(sizeof(act_request) * (size_t)(40 + 28 * L));
     if (!req) {
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the activation plan");
@@ -414,17 +437,25 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
 #define REQ(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * m->es})
 #define REQF(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * sizeof(float)})
 #define REQI(ptr, count) (req[nreq++] = (act_request){(void **)&(ptr), (count) * sizeof(int)})
+#define REQB(ptr, bytes) (req[nreq++] = (act_request){(void **)&(ptr), (bytes)})
 #define REQ_NORM(n) (REQ((n).y, N * C), REQF((n).mean, N), REQF((n).rstd, N))
     for (int l = 0; l < L; l++) {
         qt_layer_acts *a = &m->acts[l];
         REQ_NORM(a->ln1);
         REQ(a->qkv, N * 3 * C);
-        REQF(a->p, BHTT);
-        REQ(a->probs, BHTT);
-        if (attn_drop > 0) REQ(a->probs_drop, BHTT);
+        if (compose) {
+            REQF(a->p, BHTT);
+            REQ(a->probs, BHTT);
+            if (attn_drop > 0) REQ(a->probs_drop, BHTT);
+        }
+        if (fusable) {
+            REQF(a->lse, (size_t)B * H * T);
+            if (keep_R) REQF(a->R, N * C);
+            REQB(a->nzero, (size_t)B * H * sizeof(int64_t));
+        }
         REQ(a->ctx, N * C);
         if (gated) {
-            REQF(a->gate, N * H);
+            REQF(a->gate, N * G);
             if (nh) REQF(a->gate_hidden, N * H * nh);
             REQ(a->gated, N * C);
         }
@@ -446,11 +477,13 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     REQ(m->d_qkv, N * 3 * C);
     REQ(m->d_ctx, N * C);
     REQ(m->d_gated, N * C);
-    REQF(m->d_gate, N * H);
+    REQF(m->d_gate, N * (G > 0 ? G : 1));
     REQ(m->d_branch, N * C);
-    REQ(m->d_probs, BHTT);
-    REQ(m->d_scores, BHTT);
-    if (attn_drop > 0) REQ(m->d_probs_pre, BHTT);
+    if (compose) {
+        REQ(m->d_probs, BHTT);
+        REQ(m->d_scores, BHTT);
+        if (attn_drop > 0) REQ(m->d_probs_pre, BHTT);
+    }
     REQ(m->d_fc, N * F1);
     REQ(m->d_fc_act, N * F);
     if (cfg->quant_mode != QT_QMODE_NONE) {
@@ -469,6 +502,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
 #undef REQ
 #undef REQF
 #undef REQI
+#undef REQB
 #undef REQ_NORM
     // Every buffer starts on a 64-byte boundary.
     size_t total = 0;
@@ -506,6 +540,7 @@ void qt_model_free(qt_model *m) {
         if (m->params) m->be->ops->free(m->be->ctx, m->params);
         if (m->grads) m->be->ops->free(m->be->ctx, m->grads);
         if (m->act_arena) m->be->ops->free(m->be->ctx, m->act_arena);
+        if (m->tt_arena) m->be->ops->free(m->be->ctx, m->tt_arena);
         if (m->codes) m->be->ops->free(m->be->ctx, m->codes);
     }
     free(m->tensors);
@@ -540,7 +575,16 @@ void qt_model_memory_report(const qt_model *m, qt_model_memory *out) {
     out->code_bytes += m->n_code_bytes;
     out->float_param_bytes = m->n_float_params * m->es;
     out->grad_bytes = m->n_params * m->es;
-    out->act_bytes = m->act_bytes;
+    out->act_bytes = m->act_bytes + m->tt_bytes;
+    // the (B, H, T, T) buffers, wherever they are
+    const size_t BHTT = (size_t)m->B * m->cfg.n_head * m->T * m->T;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const qt_layer_acts *a = &m->acts[l];
+        out->attn_tt_bytes += (a->p ? BHTT * sizeof(float) : 0) + (a->probs ? BHTT * m->es : 0) +
+                              (a->probs_drop ? BHTT * m->es : 0);
+    }
+    out->attn_tt_bytes += (m->d_probs ? BHTT * m->es : 0) + (m->d_scores ? BHTT * m->es : 0) +
+                          (m->d_probs_pre ? BHTT * m->es : 0);
 }
 
 double qt_model_flops_per_token(const qt_config *cfg, int T) {
@@ -581,18 +625,98 @@ static qt_softmax_params softmax_params(const qt_config *cfg) {
 typedef struct {
     float drop, attn_drop; // dropout probabilities: the config's while training, else 0
     qt_softmax_params sp;  // the softmax variant
-    qt_gate_shape gs;      // the gate (kind QT_GATE_NONE: ungated)
+    qt_sink_kind sink;     // its sink (attn.sink)
+    qt_gate_shape gs;      // the gate function (kind QT_GATE_NONE: ungated; the elementwise
+                           // gate is all_heads with n_heads = C)
+    int gate_cols;         // gate values per token (gate_mul's H): H, C (elementwise), 0
+    qt_attn_params ap;     // the fused op's params: sp, sink, gate, default tiles
 } pass_params;
 
 static pass_params pass_params_of(const qt_model *m) {
     const qt_config *cfg = &m->cfg;
+    const int elementwise = cfg->gate == QT_GATE_ELEMENTWISE;
     pass_params pp = {
         .drop = m->training ? cfg->dropout : 0.0f,
         .attn_drop = m->training ? attn_dropout_prob(cfg) : 0.0f,
         .sp = softmax_params(cfg),
-        .gs = {cfg->gate, cfg->n_head, cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0},
+        .sink = cfg->sink,
+        .gs = {elementwise ? QT_GATE_ALL_HEADS : cfg->gate,
+               elementwise ? cfg->d_model : cfg->n_head,
+               cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0},
+        .gate_cols = gate_cols(cfg),
+    };
+    pp.ap = (qt_attn_params){
+        .sm = pp.sp,
+        .sink = cfg->sink,
+        .gate = cfg->gate == QT_GATE_NONE ? QT_ATTN_GATE_NONE
+                : elementwise             ? QT_ATTN_GATE_CHANNEL
+                                          : QT_ATTN_GATE_HEAD,
     };
     return pp;
+}
+
+// ---- attention: fused or composed ---------------------------------------------------------
+
+// The one place that decides how a pass runs attention: the backend's fused op
+// (attention_flash_*: scores, softmax variant, sink, context and gate, no (B, H, T, T)
+// buffer), unless the backend has none, attention dropout is on (the fused op keeps no
+// probabilities to drop), or hooks observe the forward (PTQ reads and rewrites the scores and
+// probabilities, which only the composed path materializes). The composed path (gemm,
+// softmax_clip[_sink], dropout, gemm, gate_mul) is otherwise the test oracle.
+static int attn_fused(const qt_model *m, const pass_params *pp) {
+    return BE->attention_flash_fwd && BE->attention_flash_bwd && pp->attn_drop == 0 && !m->hooks;
+}
+
+// The composed path's (B, H, T, T) buffers, made by its first pass in a model that could run
+// fused (qt_model_init left them out): one allocation, kept until qt_model_free.
+static qt_status attn_ensure_composed(qt_model *m) {
+    if (m->acts[0].probs) return QT_OK;
+    const int L = m->cfg.n_layer;
+    const size_t BHTT = (size_t)m->B * m->cfg.n_head * m->T * m->T;
+    const size_t pf = (BHTT * sizeof(float) + 63) / 64 * 64, pe = (BHTT * m->es + 63) / 64 * 64;
+    const size_t bytes = (size_t)L * (pf + pe) + 2 * pe;
+    QT_TRY(BE->alloc(CTX, &m->tt_arena, bytes));
+    m->tt_bytes = bytes;
+    char *at = m->tt_arena;
+    for (int l = 0; l < L; l++, at += pf + pe) {
+        m->acts[l].p = (float *)at;
+        m->acts[l].probs = at + pf;
+    }
+    m->d_probs = at;
+    m->d_scores = at + pe;
+    return QT_OK;
+}
+
+qt_status qt_model_zero_probs(const qt_model *m, int layer, long long *zeros, long long *attended) {
+    const int B = m->fwd_B, T = m->fwd_T, H = m->cfg.n_head;
+    if (layer < 0 || layer >= m->cfg.n_layer || B == 0)
+        return qt_error(QT_ERR_ARG, "zero_probs: layer %d of %d, after %s", layer, m->cfg.n_layer,
+                        B ? "a forward" : "no forward; run one first");
+    const qt_layer_acts *a = &m->acts[layer];
+    *zeros = 0;
+    *attended = (long long)B * H * T * (T + 1) / 2; // causal: row t attends t + 1 keys
+    if (m->fwd_fused) {
+        int64_t n[256];
+        for (int i0 = 0; i0 < B * H; i0 += 256) {
+            const int k = B * H - i0 < 256 ? B * H - i0 : 256;
+            QT_TRY(BE->to_host(CTX, n, a->nzero + i0, (size_t)k * sizeof(int64_t)));
+            for (int i = 0; i < k; i++)
+                *zeros += n[i];
+        }
+        return QT_OK;
+    }
+    // The composed probabilities, one (T, T) slice at a time through the host.
+    float *row = malloc((size_t)T * T * sizeof(float));
+    if (!row) return qt_error(QT_ERR_OOM, "zero_probs: no memory for a %d x %d slice", T, T);
+    qt_status st = QT_OK;
+    for (int bh = 0; bh < B * H && st == QT_OK; bh++) {
+        st = BE->to_host_f32(CTX, row, AT(a->probs, (size_t)bh * T * T), (size_t)T * T);
+        for (int t = 0; st == QT_OK && t < T; t++)
+            for (int j = 0; j <= t; j++)
+                *zeros += row[(size_t)t * T + j] == 0.0f;
+    }
+    free(row);
+    return st;
 }
 
 // Dropout stream for site `site` of layer `layer` in the current micro-step.
@@ -694,6 +818,8 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     QT_TRY(BE->to_device(CTX, m->inputs, inputs, (size_t)N * sizeof(int)));
     if (targets) QT_TRY(BE->to_device(CTX, m->targets, targets, (size_t)N * sizeof(int)));
     const pass_params pp = pass_params_of(m);
+    const int fused = attn_fused(m, &pp), gated = pp.gs.kind != QT_GATE_NONE;
+    if (!fused) QT_TRY(attn_ensure_composed(m));
     int F1 = fc1_width(cfg);
     int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
 
@@ -712,19 +838,27 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
                                 3 * C));
         if (cfg->pos == QT_POS_ROPE) QT_TRY(BE->rope_fwd(CTX, a->qkv, B, T, C, H, cfg->rope_theta));
         QT_TRY(site(m, l, QT_SITE_QKV, a->qkv, N, 3 * C));
-        if (BE->attention_fwd && pp.attn_drop == 0 && !m->hooks) {
+        if (gated)
+            QT_TRY(BE->gate_fwd(CTX, &pp.gs, a->gate, a->gate_hidden, a->ln1.y, w->gate_w1,
+                                w->gate_b1, w->gate_w2, w->gate_b2, N, C));
+        if (fused) {
             // Causal lens depend only on t, so the first B*T entries of the (B, H, T) row
-            // lengths are the (B, T) per-query lengths the fused core takes.
-            QT_TRY(BE->attention_fwd(CTX, &pp.sp, a->ctx, a->probs, a->p, a->qkv, m->lens, B, T, C,
-                                     H));
+            // lengths are the (B, T) per-query lengths the fused op takes.
+            QT_TRY(BE->attention_flash_fwd(CTX, &pp.ap, gated ? a->gated : NULL, a->ctx, a->lse,
+                                           a->R, a->nzero, a->qkv, a->gate, w->sink, m->lens, B, T,
+                                           C, H));
         } else {
             // scores (B, H, T, T) = Q K^T per head, into `probs` (overwritten by the softmax)
             qt_gemm_desc qk = attn_desc(0, 1, T, T, D, 0.0f, 3 * C, T3C, D, 3 * C, T3C, D, T,
                                         H * TT, TT, B, H);
             QT_TRY(BE->gemm(CTX, &qk, a->qkv, AT(a->qkv, C), a->probs));
             QT_TRY(site(m, l, QT_SITE_SCORES, a->probs, (size_t)B * H * T, T));
-            QT_TRY(
-                BE->softmax_clip_fwd(CTX, &pp.sp, a->probs, a->p, a->probs, m->lens, B * H * T, T));
+            if (pp.sink != QT_SINK_NONE)
+                QT_TRY(BE->softmax_clip_sink_fwd(CTX, &pp.sp, pp.sink, a->probs, a->p, a->probs,
+                                                 m->lens, w->sink, B * H * T, T, H, T));
+            else
+                QT_TRY(BE->softmax_clip_fwd(CTX, &pp.sp, a->probs, a->p, a->probs, m->lens,
+                                            B * H * T, T));
             QT_TRY(site(m, l, QT_SITE_PROBS, a->probs, (size_t)B * H * T, T));
             const void *pv_probs = a->probs;
             if (pp.attn_drop > 0) {
@@ -738,14 +872,9 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
                                         (int64_t)T * C, D, B, H);
             QT_TRY(BE->gemm(CTX, &pv, pv_probs, AT(a->qkv, 2 * C), a->ctx));
             QT_TRY(site(m, l, QT_SITE_CTX, a->ctx, N, C));
+            if (gated) QT_TRY(BE->gate_mul_fwd(CTX, a->gated, a->gate, a->ctx, N, C, pp.gate_cols));
         }
-        const void *proj_in = a->ctx;
-        if (pp.gs.kind != QT_GATE_NONE) {
-            QT_TRY(BE->gate_fwd(CTX, &pp.gs, a->gate, a->gate_hidden, a->ln1.y, w->gate_w1,
-                                w->gate_b1, w->gate_w2, w->gate_b2, N, C));
-            QT_TRY(BE->gate_mul_fwd(CTX, a->gated, a->gate, a->ctx, N, C, H));
-            proj_in = a->gated;
-        }
+        const void *proj_in = gated ? a->gated : a->ctx;
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_PROJ, a->attn_out, proj_in, w->proj_w, w->proj_b,
                                 N, C, C));
         QT_TRY(site(m, l, QT_SITE_ATTN_OUT, a->attn_out, N, C));
@@ -768,6 +897,7 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     QT_TRY(norm_fwd(m, &m->lnf, x, m->p.lnf_w, m->p.lnf_b, N, C));
     QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf.y, N, C));
     QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf.y, m->p.head, NULL, N, C, V));
+    m->fwd_fused = fused;
     if (!targets) return QT_OK;
     QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->logits, m->logits, m->targets, N, V));
     const float *losses = m->host_losses;
@@ -873,21 +1003,32 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                               proj_in, w->proj_w, N, C, C));
         QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
         const void *d_ctx = m->d_gated;
-        if (pp.gs.kind != QT_GATE_NONE) {
-            QT_TRY(BE->zero(CTX, m->d_ctx, NC * m->es));
-            QT_TRY(BE->zero(CTX, m->d_gate, (size_t)N * H * sizeof(float)));
-            QT_TRY(BE->gate_mul_bwd(CTX, m->d_ctx, m->d_gate, m->d_gated, a->gate, a->ctx, N, C, H));
-            QT_TRY(BE->gate_bwd(CTX, &pp.gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
-                                gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1.y,
-                                w->gate_w1, w->gate_w2, N, C));
-            d_ctx = m->d_ctx;
-        }
-        // attention core
-        QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
-        if (BE->attention_bwd && pp.attn_drop == 0) {
-            QT_TRY(BE->attention_bwd(CTX, &pp.sp, m->d_qkv, m->d_scores, d_ctx, a->qkv, a->probs,
-                                     a->p, m->lens, B, T, C, H));
+        const int gated = pp.gs.kind != QT_GATE_NONE;
+        const size_t gate_bytes = (size_t)N * pp.gate_cols * sizeof(float);
+        if (m->fwd_fused) {
+            // the fused op: dqkv, dgate (dO . A) and dsink from d gated = dO
+            QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
+            if (gated) QT_TRY(BE->zero(CTX, m->d_gate, gate_bytes));
+            QT_TRY(BE->attention_flash_bwd(CTX, &pp.ap, m->d_qkv, gated ? m->d_gate : NULL,
+                                           gw->sink, m->d_gated, a->qkv, a->ctx, a->lse, a->R,
+                                           a->gate, w->sink, m->lens, B, T, C, H));
+            if (gated)
+                QT_TRY(BE->gate_bwd(CTX, &pp.gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
+                                    gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1.y,
+                                    w->gate_w1, w->gate_w2, N, C));
         } else {
+            if (gated) {
+                QT_TRY(BE->zero(CTX, m->d_ctx, NC * m->es));
+                QT_TRY(BE->zero(CTX, m->d_gate, gate_bytes));
+                QT_TRY(BE->gate_mul_bwd(CTX, m->d_ctx, m->d_gate, m->d_gated, a->gate, a->ctx, N, C,
+                                        pp.gate_cols));
+                QT_TRY(BE->gate_bwd(CTX, &pp.gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
+                                    gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1.y,
+                                    w->gate_w1, w->gate_w2, N, C));
+                d_ctx = m->d_ctx;
+            }
+            // the composed attention core
+            QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
             const void *pv_probs = pp.attn_drop > 0 ? a->probs_drop : a->probs;
             // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
             qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D,
@@ -903,8 +1044,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                     pp.attn_drop, drop_stream(m, l, SITE_ATTN_PROBS)));
             }
             QT_TRY(BE->zero(CTX, m->d_scores, (size_t)B * H * TT * m->es));
-            QT_TRY(BE->softmax_clip_bwd(CTX, &pp.sp, m->d_scores, d_probs, a->p, m->lens, B * H * T,
-                                        T));
+            if (pp.sink != QT_SINK_NONE)
+                QT_TRY(BE->softmax_clip_sink_bwd(CTX, &pp.sp, pp.sink, m->d_scores, gw->sink,
+                                                 d_probs, a->p, m->lens, B * H * T, T, H, T));
+            else
+                QT_TRY(BE->softmax_clip_bwd(CTX, &pp.sp, m->d_scores, d_probs, a->p, m->lens,
+                                            B * H * T, T));
             // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
             qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
                                         T3C, D, B, H);

@@ -324,9 +324,9 @@ static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metr
             "{\"memory\": {\"quant_mode\": \"%s\", \"weights\": %zu, \"quantized_weights\": %zu, "
             "\"code_bytes\": %zu, \"bytes_per_quantized_weight\": %.4f, "
             "\"float_param_bytes\": %zu, \"grad_bytes\": %zu, \"adam_state_bytes\": %zu, "
-            "\"master_bytes\": %zu, \"activation_bytes\": %zu%s}}\n",
+            "\"master_bytes\": %zu, \"activation_bytes\": %zu, \"attention_tt_bytes\": %zu%s}}\n",
             mode, mem.n_weights, mem.n_quantized, mem.code_bytes, per_q, mem.float_param_bytes,
-            mem.grad_bytes, state_bytes, master_bytes, mem.act_bytes, dist);
+            mem.grad_bytes, state_bytes, master_bytes, mem.act_bytes, mem.attn_tt_bytes, dist);
     if (quiet) return;
     if (mem.n_quantized)
         fprintf(stderr,
@@ -336,12 +336,14 @@ static void report_memory(const qt_model *m, const qt_optimizer *opt, FILE *metr
                 mem.n_weights - mem.n_quantized, (double)mem.float_param_bytes / mib);
     else if (m->cfg.quant_mode != QT_QMODE_NONE)
         fprintf(stderr, "qtrain: quant %s (fake quantization of the block linears)\n", mode);
-    fprintf(stderr,
-            "qtrain: memory: params %.2f MiB, codes %.2f MiB, grads %.2f MiB, Adam m+v %.2f MiB, "
-            "masters %.2f MiB, activations %.2f MiB\n",
-            (double)mem.float_param_bytes / mib, (double)mem.code_bytes / mib,
-            (double)mem.grad_bytes / mib, (double)state_bytes / mib, (double)master_bytes / mib,
-            (double)mem.act_bytes / mib);
+    fprintf(
+        stderr,
+        "qtrain: memory: params %.2f MiB, codes %.2f MiB, grads %.2f MiB, Adam m+v %.2f MiB, "
+        "masters %.2f MiB, activations %.2f MiB (attention %s: (B, H, T, T) buffers %.2f MiB)\n",
+        (double)mem.float_param_bytes / mib, (double)mem.code_bytes / mib,
+        (double)mem.grad_bytes / mib, (double)state_bytes / mib, (double)master_bytes / mib,
+        (double)mem.act_bytes / mib, mem.attn_tt_bytes ? "composed" : "fused",
+        (double)mem.attn_tt_bytes / mib);
     if (comm->size > 1)
         fprintf(stderr,
                 "qtrain: data-parallel over %d ranks, per rank: Adam m+v %.2f MiB and masters "

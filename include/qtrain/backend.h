@@ -43,21 +43,39 @@ typedef struct qt_backend_ops {
                             int N, int IC, int OC);
     qt_status (*linear_bwd)(void *ctx, void *dx, void *dw, void *db, const void *dout,
                             const void *x, const void *w, int N, int IC, int OC);
-    // The fused attention core (scores, softmax variant, context) of qt_cpu_attention_fwd/bwd.
-    // Optional: when NULL, or when attention dropout is on, the model composes it from gemm,
-    // softmax_clip and dropout. probs (X) and p (fp32) are (B, H, T, T); scratch likewise.
-    qt_status (*attention_fwd)(void *ctx, const qt_softmax_params *prm, void *ctxv, void *probs,
-                               float *p, const void *qkv, const int *lens, int B, int T, int C,
-                               int H);
-    qt_status (*attention_bwd)(void *ctx, const qt_softmax_params *prm, void *dqkv,
-                               void *scratch, const void *dctx, const void *qkv,
-                               const void *probs, const float *p, const int *lens, int B, int T,
-                               int C, int H);
+    // The fused attention op (qt_cpu_attention_flash_fwd/bwd, FLASH_CLIP.md): scores, softmax
+    // variant with its sink, context and gate in one op, with no (B, H, T, T) buffer. Optional:
+    // where it is NULL, and for the cases it declines (attention dropout, PTQ's hooks on the
+    // probabilities), the model composes attention from gemm, softmax_clip[_sink], dropout and
+    // gate_mul (host/model/model.c, attn_fused: the one place that decides). The backend
+    // provides the op's workspace. lse (B, H, T), R (B, T, C), gate (N, H or C) are fp32; sink
+    // and dsink (H) the backend's dtype (parameters); nzero (B, H) counts the attended
+    // probabilities that are exactly 0 (NULL skips it).
+    qt_status (*attention_flash_fwd)(void *ctx, const qt_attn_params *ap, void *out, void *ctxv,
+                                     float *lse, float *R, int64_t *nzero, const void *qkv,
+                                     const float *gate, const void *sink, const int *lens, int B,
+                                     int T, int C, int H);
+    qt_status (*attention_flash_bwd)(void *ctx, const qt_attn_params *ap, void *dqkv, float *dgate,
+                                     void *dsink, const void *dout, const void *qkv,
+                                     const void *ctxv, const float *lse, const float *R,
+                                     const float *gate, const void *sink, const int *lens, int B,
+                                     int T, int C, int H);
     qt_status (*softmax_clip_fwd)(void *ctx, const qt_softmax_params *prm, void *probs, float *p,
                                   const void *scores, const int *lens, int rows, int cols);
     qt_status (*softmax_clip_bwd)(void *ctx, const qt_softmax_params *prm, void *dscores,
                                   const void *dprobs, const float *p, const int *lens, int rows,
                                   int cols);
+    // The sink variants of softmax_clip (qt_cpu_softmax_clip_sink_*: off-by-one softmax, a
+    // learned logit per head). Optional: attn.sink needs them (the composed path); logits and
+    // dlogits (H) are parameters, the backend's dtype.
+    qt_status (*softmax_clip_sink_fwd)(void *ctx, const qt_softmax_params *prm, qt_sink_kind sink,
+                                       void *probs, float *p, const void *scores, const int *lens,
+                                       const void *logits, int rows, int cols, int H,
+                                       int head_rows);
+    qt_status (*softmax_clip_sink_bwd)(void *ctx, const qt_softmax_params *prm, qt_sink_kind sink,
+                                       void *dscores, void *dlogits, const void *dprobs,
+                                       const float *p, const int *lens, int rows, int cols, int H,
+                                       int head_rows);
     qt_status (*gate_fwd)(void *ctx, const qt_gate_shape *g, float *gate, float *hidden,
                           const void *x, const void *w1, const void *b1, const void *w2,
                           const void *b2, int N, int C);

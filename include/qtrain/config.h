@@ -83,9 +83,10 @@ typedef struct {
     float alpha;               // attn.alpha (clipped: if > 0, gamma = -alpha / max_seq_len)
     float eta;                 // attn.eta (ncs)
     float beta;                // attn.beta (ncs)
-    qt_gate_kind gate;         // attn.gate: none | linear | mlp | all_heads
+    qt_gate_kind gate;         // attn.gate: none | linear | mlp | all_heads | elementwise
     int gate_n_hid;            // attn.gate_n_hid (mlp gate hidden width; 0: d_head / 4)
     float gate_pi_init;        // attn.gate_pi_init: initial gate value, in (0, 1)
+    qt_sink_kind sink;         // attn.sink: none | off_by_one | learned (a logit per head)
 
     // ---- train.*
     int batch_size;            // train.batch_size (B, sequences per micro-batch)

@@ -4,6 +4,9 @@
 // Per layer:  h = x + drop(Attn(LN1(x)));  y = h + drop(FC2(act(FC1(LN2(h)))))
 // with Attn the (optionally gated) attention of kernels/attention.h and the softmax variant of the
 // config. Then LN_f and the LM head (tied to the token embedding or its own matrix).
+// Attention runs as one fused op (the backend's attention_flash_*: no (B, H, T, T) buffer)
+// wherever the backend has it, except for attention dropout in training and PTQ's hooks, which
+// compose it from gemm, softmax_clip and dropout; model.c's attn_fused decides.
 // Parameters are named tensors in one arena (the table drives init, weight decay groups and
 // checkpoints); gradients mirror them; activations live in a second arena sized for the
 // (B, T) given at init, and any T' <= T can be run.
@@ -43,6 +46,7 @@ typedef struct {
     void *proj_w, *proj_b;     // (C, C), (C)
     void *gate_w1, *gate_b1;   // see qt_cpu_gate_fwd; NULL when ungated
     void *gate_w2, *gate_b2;   // MLP gate only
+    void *sink;                // (H) learned sink logits (attn.sink = learned), else NULL
     void *ln2_w, *ln2_b;       // (C), (C)
     void *fc_w, *fc_b;         // (F, C), (F)
     void *fc2_w, *fc2_b;       // (C, F), (C)
@@ -66,12 +70,18 @@ typedef struct {
 typedef struct {
     qt_norm_acts ln1;           // attention-side norm of the layer's input
     void *qkv;                  // (N, 3C)
+    // The composed path's (B, H, T, T) buffers (NULL until it first runs, when the model can
+    // run fused: qt_model.tt_arena):
     float *p;                   // (B, H, T, T) plain softmax (fp32: the clip mask is
                                 // recomputed from it in the backward and must not drift)
     void *probs;                // (B, H, T, T) clipped probabilities
     void *probs_drop;           // (B, H, T, T) after attention dropout (NULL if none)
+    // The fused op's saved state (NULL when the backend has no fused op):
+    float *lse;                 // (B, H, T) log of each row's softmax denominator
+    float *R;                   // (N, C) (M P) V, FLASH_CLIP.md option B (clipped, NCS only)
+    int64_t *nzero;             // (B, H) attended probabilities that are exactly 0
     void *ctx;                  // (N, C) pre-gate context
-    float *gate, *gate_hidden;  // (N, H), (N, H, n_hid)
+    float *gate, *gate_hidden;  // (N, G), (N, H, n_hid): G = gate_cols
     void *gated;                // (N, C) gate * ctx
     void *attn_out;             // (N, C) out_proj output
     void *resid1;               // (N, C) x + drop(attn_out)
@@ -149,8 +159,14 @@ typedef struct qt_model {
     float *dlosses;                  // (N)
     // backward scratch, reused by every layer
     void *d_resid, *d_ln, *d_qkv, *d_ctx, *d_gated, *d_branch; // (N, C) or (N, 3C)
-    float *d_gate;                                           // (N, H)
-    void *d_probs, *d_scores, *d_probs_pre;                  // (B, H, T, T)
+    float *d_gate;                                             // (N, G)
+    void *d_probs, *d_scores, *d_probs_pre;                    // (B, H, T, T), composed path
+    // The composed path's (B, H, T, T) buffers when the model can run fused: allocated on its
+    // first use (PTQ's hooks), else NULL; with no fused op (or attention dropout) they are in
+    // act_arena from the start.
+    void *tt_arena;
+    size_t tt_bytes;
+    int gate_cols; // gate values per token: H, C (elementwise), 0
     void *d_fc, *d_fc_act;                                   // (N, F)
     int *inputs, *targets;                   // (B, T) backend memory
     int *lens;                               // (B, H, T) keys per attention row
@@ -161,6 +177,7 @@ typedef struct qt_model {
     void *zeros_c;                           // (C) stand-in for absent norm biases
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward
+    int fwd_fused;                           // 1: the last forward ran the fused op
     uint64_t dropout_stream;                 // distinct per micro-step (set by the trainer)
     const qt_model_hooks *hooks;             // forward observers (NULL: none)
     // Called during the backward each time a suffix of the gradient arena is final: every
@@ -195,9 +212,15 @@ typedef struct {
     size_t float_param_bytes;  // the float parameter arena
     size_t code_bytes;         // int8 codes + the per-tensor fp32 scales
     size_t grad_bytes;         // the gradient arena
-    size_t act_bytes;          // activations and scratch
+    size_t act_bytes;          // activations and scratch (the composed path's too, once made)
+    size_t attn_tt_bytes;      // of which the (B, H, T, T) buffers (0 while attention is fused)
 } qt_model_memory;
 void qt_model_memory_report(const qt_model *m, qt_model_memory *out);
+
+// Of the last forward, layer `layer`: the attended attention probabilities (causal: B H T(T+1)/2)
+// and how many of them are exactly 0 (what clipping produces), from the fused op's counts or
+// the composed path's probabilities.
+qt_status qt_model_zero_probs(const qt_model *m, int layer, long long *zeros, long long *attended);
 
 // Index of a tensor by name, or -1.
 int qt_model_find_tensor(const qt_model *m, const char *name);

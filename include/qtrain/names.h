@@ -26,7 +26,9 @@ extern const qt_names qt_loss_names;              // qt_loss: clm
 extern const qt_names qt_sched_names;             // qt_sched: linear | cosine | constant
 extern const qt_names qt_precision_names;         // qt_precision: auto | fp32 | fp16 | bf16
 extern const qt_names qt_softmax_names;           // qt_softmax_kind: vanilla | clipped | ncs
-extern const qt_names qt_gate_names;              // qt_gate_kind: none | linear | mlp | all_heads
+// qt_gate_kind: none | linear | mlp | all_heads | elementwise
+extern const qt_names qt_gate_names;
+extern const qt_names qt_sink_names;              // qt_sink_kind: none | off_by_one | learned
 extern const qt_names qt_quant_mode_names;        // qt_quant_mode: none | qat | bitnet | dqt
 extern const qt_names qt_quant_backward_names;    // qt_quant_backward: dw | dx
 extern const qt_names qt_dqt_scale_names;         // qt_dqt_scale: fixed | absmax_pre | absmean

@@ -1,7 +1,9 @@
 // attention.c: qt_cpu_attention_{fwd,bwd}[_f64], the attention core without projections:
-// per (batch, head) scores = q k^T, the softmax variant (common/softmax_row.h), ctx = probs v.
-// Contract (kernels/attention.h): the forward overwrites ctx, probs, p; the backward adds
-// into dqkv and overwrites scratch.
+// per (batch, head) scores = q k^T, the softmax variant (common/softmax_row.h), ctx = probs v;
+// and qt_cpu_attention_flash_{fwd,bwd}[_f64], the same function tiled as FLASH_CLIP.md (with
+// the sink variants and the gate), which keeps no T x T buffer.
+// Contract (kernels/attention.h): the forwards overwrite their outputs (ctx, probs, p; ctx,
+// out, lse, R); the backwards add into dqkv (and dgate, dsink) and overwrite their scratch.
 //
 // Speed: each (b, h) pair is one OpenMP task whose GEMMs read q, k, v in place from the
 // (B, T, 3C) tensor (leading dimension 3C, no permute) through BLAS calls made inside the
@@ -13,6 +15,10 @@
 // sched_yield. Measured, 64 GEMMs in a 2-thread region: 64x64x64 0.4 ms, 64x65x64 3-12 ms.
 // (T = 128, D = 64 with 32-row blocks is exactly 2^18: nothing is cut.)
 #include "common/real.h"
+
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "base/softmax_clip_math.h"
 #include "base/status.h"

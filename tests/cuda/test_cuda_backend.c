@@ -420,7 +420,7 @@ START_TEST(test_backend_table_and_conversions) {
         ck_assert_int_eq(be.dtype, dts[d]);
         ck_assert_str_eq(be.name, "cuda");
         ck_assert_msg(qt_backend_check(&be) == QT_OK, "%s", qt_last_error());
-        ck_assert_msg(be.ops->attention_fwd == NULL && be.ops->attention_bwd == NULL,
+        ck_assert_msg(be.ops->attention_flash_fwd == NULL && be.ops->attention_flash_bwd == NULL,
                       "the CUDA backend composes attention");
         void *dev = NULL;
         ck_assert_int_eq(be.ops->alloc(be.ctx, &dev, n * qt_dtype_size(dts[d])), QT_OK);

@@ -172,6 +172,9 @@ START_TEST(test_gate_vs_cpu) {
         for (int sh = 0; sh < N_GATE_SHAPES; sh++)
             check_gate_case(DTYPES[_i], KINDS[k], GATE_SHAPES[sh], G_ALL,
                             2000u + 100u * (uint64_t)k + (uint64_t)sh);
+    // Qwen's elementwise gate (attn.gate = elementwise): all heads with one gate per channel
+    const int per_channel[4] = {19, 24, 24, 1};
+    check_gate_case(DTYPES[_i], QT_GATE_ALL_HEADS, per_channel, G_ALL, 2999u);
 }
 END_TEST
 
@@ -223,7 +226,9 @@ END_TEST
 
 // ---- gate_mul ------------------------------------------------------------------------------
 
-static const int MUL_SHAPES[][3] = {{1, 1, 1}, {7, 33, 3}, {37, 96, 4}, {5, 1027, 1}, {9, 130, 2}};
+// the last: one gate per channel (H = C, the elementwise gate)
+static const int MUL_SHAPES[][3] = {{1, 1, 1},    {7, 33, 3}, {37, 96, 4},
+                                    {5, 1027, 1}, {9, 130, 2}, {11, 40, 40}};
 #define N_MUL_SHAPES ((int)(sizeof MUL_SHAPES / sizeof MUL_SHAPES[0]))
 
 START_TEST(test_gate_mul_vs_cpu) {

@@ -94,3 +94,58 @@ static inline void FN(softmax_clip_row_bwd_inplace)(const qt_softmax_params *prm
     for (int j = 0; j < n; j++) d[j] = k.scale * p[j] * (d[j] - dot);
     for (int j = n; j < width; j++) d[j] = 0;
 }
+
+// ---- the sink variants (base/params.h qt_sink_kind): a virtual key with logit s0 (in units of
+// scale * scores) and a zero value joins the row's softmax; p then sums to 1 - p0. The clip map
+// and the backward above are unchanged (d p_j / d x_k = p_j (delta_jk - p_k) over the real keys
+// as without a sink); the sink's own gradient is FN(softmax_sink_row_grad).
+
+// As FN(softmax_clip_row_fwd), with the sink: p_j = exp(x_j - m) / (exp(s0 - m) + sum_k
+// exp(x_k - m)), m = max(s0, max_k x_k).
+static inline void FN(softmax_clip_row_fwd_sink)(const qt_softmax_params *prm, REAL s0, REAL *probs,
+                                                 REAL *restrict p, const REAL *scores, int n,
+                                                 int cols) {
+    const FN(clip_map) k = FN(clip_map_of)(prm, n);
+    const REAL scale = k.scale;
+    REAL m = s0;
+#pragma omp simd reduction(max : m)
+    for (int j = 0; j < n; j++) {
+        REAL z = scale * scores[j];
+        m = z > m ? z : m;
+    }
+    REAL sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) {
+        REAL e = EXP(scale * scores[j] - m);
+        p[j] = e;
+        sum += e;
+    }
+    const REAL inv = (REAL)1 / (sum + EXP(s0 - m));
+#pragma omp simd
+    for (int j = 0; j < n; j++) {
+        REAL pj = p[j] * inv;
+        p[j] = pj;
+        REAL y = FN(clip_arg)(k.a, pj, k.c);
+        y = y < (REAL)0 ? (REAL)0 : y;
+        probs[j] = y > (REAL)1 ? (REAL)1 : y;
+    }
+    for (int j = n; j < cols; j++) {
+        p[j] = 0;
+        probs[j] = 0;
+    }
+}
+
+// The row's share of d loss / d s0: -p0 sum_j p_j g_j (g as in FN(softmax_clip_row_bwd)), with
+// p0 = 1 - sum_j p_j, the sink's probability (summed in double: its absolute error is a few
+// ulps of 1, which matters only when p0 is that small and its share with it).
+static inline REAL FN(softmax_sink_row_grad)(const qt_softmax_params *prm, const REAL *dprobs,
+                                             const REAL *p, int n) {
+    const FN(clip_map) k = FN(clip_map_of)(prm, n);
+    REAL dot = 0;
+    double psum = 0.0;
+    for (int j = 0; j < n; j++) {
+        dot += p[j] * FN(clip_grad)(k.a, p[j], k.c, dprobs[j]);
+        psum += (double)p[j];
+    }
+    return -(REAL)(1.0 - psum) * dot;
+}
