@@ -242,8 +242,8 @@ START_TEST(test_flag_and_bad_args) {
         ck_assert_int_eq(qt_cuda_linear_s8(NULL, QT_DTYPE_F32, dC, dA, NULL, dA, (float *)dC, NULL, 2, 2, 2, im),
                          QT_ERR_ARG);
     }
-    // more rows than a grid can hold (checked before any pointer is used)
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 65535 * 64 + 1, 2, 2, QT_CUDA_INT8_MMA),
+    // more tiles than a grid can hold (2^23 x 2^23; checked before any pointer is used)
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 1 << 30, 1 << 30, 2, QT_CUDA_INT8_MMA),
                      QT_ERR_ARG);
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_MMA), "mma");
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_CUBLASLT), "cublaslt");
