@@ -68,6 +68,18 @@
 // ---- sm_80 PTX: ldmatrix and cp.async ----------------------------------------------------------
 // Shared-memory operands are generic pointers into shared memory (dynamic or static).
 
+// QT_PTX_HERE: in the emulator, the caller's file and line for the twins' reports (a
+// defaulted trailing parameter pair); nothing under nvcc.
+#if QT_CUDA_EMULATED
+#define QT_PTX_HERE , QT_CUEMU_HERE
+#define QT_PTX_HERE_FIRST QT_CUEMU_HERE
+#define QT_PTX_AT , qt_file_, qt_line_
+#else
+#define QT_PTX_HERE
+#define QT_PTX_HERE_FIRST void
+#define QT_PTX_AT
+#endif
+
 #if !QT_CUDA_EMULATED
 static __device__ __forceinline__ uint32_t qt_smem_u32(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
@@ -79,54 +91,60 @@ static __device__ __forceinline__ uint32_t qt_smem_u32(const void *p) {
 // lane l receives in d[i] the 4 bytes 4 (l % 4) .. +3 of row l / 4 of matrix i. _trans: the
 // elements (2 (l % 4), l / 4) and (2 (l % 4) + 1, l / 4), low half first. Warp-wide: all 32
 // lanes call it together.
-static __device__ __forceinline__ void qt_ldmatrix_x1(uint32_t (&d)[1], const void *row) {
+static __device__ __forceinline__ void qt_ldmatrix_x1(uint32_t (&d)[1], const void *row
+                                                  QT_PTX_HERE) {
 #if QT_CUDA_EMULATED
-    cuemu::ldmatrix_b16<1>(d, row, false);
+    cuemu::ldmatrix_b16<1>(d, row, false QT_PTX_AT);
 #else
     asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n"
                  : "=r"(d[0])
                  : "r"(qt_smem_u32(row)));
 #endif
 }
-static __device__ __forceinline__ void qt_ldmatrix_x2(uint32_t (&d)[2], const void *row) {
+static __device__ __forceinline__ void qt_ldmatrix_x2(uint32_t (&d)[2], const void *row
+                                                  QT_PTX_HERE) {
 #if QT_CUDA_EMULATED
-    cuemu::ldmatrix_b16<2>(d, row, false);
+    cuemu::ldmatrix_b16<2>(d, row, false QT_PTX_AT);
 #else
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
                  : "=r"(d[0]), "=r"(d[1])
                  : "r"(qt_smem_u32(row)));
 #endif
 }
-static __device__ __forceinline__ void qt_ldmatrix_x4(uint32_t (&d)[4], const void *row) {
+static __device__ __forceinline__ void qt_ldmatrix_x4(uint32_t (&d)[4], const void *row
+                                                  QT_PTX_HERE) {
 #if QT_CUDA_EMULATED
-    cuemu::ldmatrix_b16<4>(d, row, false);
+    cuemu::ldmatrix_b16<4>(d, row, false QT_PTX_AT);
 #else
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
                  : "r"(qt_smem_u32(row)));
 #endif
 }
-static __device__ __forceinline__ void qt_ldmatrix_x1_trans(uint32_t (&d)[1], const void *row) {
+static __device__ __forceinline__ void qt_ldmatrix_x1_trans(uint32_t (&d)[1], const void *row
+                                                  QT_PTX_HERE) {
 #if QT_CUDA_EMULATED
-    cuemu::ldmatrix_b16<1>(d, row, true);
+    cuemu::ldmatrix_b16<1>(d, row, true QT_PTX_AT);
 #else
     asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
                  : "=r"(d[0])
                  : "r"(qt_smem_u32(row)));
 #endif
 }
-static __device__ __forceinline__ void qt_ldmatrix_x2_trans(uint32_t (&d)[2], const void *row) {
+static __device__ __forceinline__ void qt_ldmatrix_x2_trans(uint32_t (&d)[2], const void *row
+                                                  QT_PTX_HERE) {
 #if QT_CUDA_EMULATED
-    cuemu::ldmatrix_b16<2>(d, row, true);
+    cuemu::ldmatrix_b16<2>(d, row, true QT_PTX_AT);
 #else
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
                  : "=r"(d[0]), "=r"(d[1])
                  : "r"(qt_smem_u32(row)));
 #endif
 }
-static __device__ __forceinline__ void qt_ldmatrix_x4_trans(uint32_t (&d)[4], const void *row) {
+static __device__ __forceinline__ void qt_ldmatrix_x4_trans(uint32_t (&d)[4], const void *row
+                                                  QT_PTX_HERE) {
 #if QT_CUDA_EMULATED
-    cuemu::ldmatrix_b16<4>(d, row, true);
+    cuemu::ldmatrix_b16<4>(d, row, true QT_PTX_AT);
 #else
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
@@ -139,9 +157,9 @@ static __device__ __forceinline__ void qt_ldmatrix_x4_trans(uint32_t (&d)[4], co
 // 16-byte aligned (src must be a valid address even when src_bytes is 0). Asynchronous: the
 // data is there only after a qt_cp_async_wait covering the group it was committed in.
 static __device__ __forceinline__ void qt_cp_async_cg16(void *dst, const void *src,
-                                                        int src_bytes) {
+                                                        int src_bytes QT_PTX_HERE) {
 #if QT_CUDA_EMULATED
-    cuemu::cp_async(dst, src, 16, (unsigned)src_bytes, true);
+    cuemu::cp_async(dst, src, 16, (unsigned)src_bytes, true QT_PTX_AT);
 #else
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(qt_smem_u32(dst)),
                  "l"(src), "r"(src_bytes)
@@ -152,10 +170,11 @@ static __device__ __forceinline__ void qt_cp_async_cg16(void *dst, const void *s
 // cp.async.ca.shared.global [dst], [src], BYTES, src_bytes: BYTES = 4, 8 or 16 through L1,
 // zero-filled past src_bytes; both addresses BYTES-aligned.
 template <int BYTES>
-static __device__ __forceinline__ void qt_cp_async_ca(void *dst, const void *src, int src_bytes) {
+static __device__ __forceinline__ void qt_cp_async_ca(void *dst, const void *src,
+                                                      int src_bytes QT_PTX_HERE) {
     static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async.ca copies 4, 8 or 16 bytes");
 #if QT_CUDA_EMULATED
-    cuemu::cp_async(dst, src, BYTES, (unsigned)src_bytes, false);
+    cuemu::cp_async(dst, src, BYTES, (unsigned)src_bytes, false QT_PTX_AT);
 #else
     asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(qt_smem_u32(dst)),
                  "l"(src), "n"(BYTES), "r"(src_bytes)
@@ -164,9 +183,9 @@ static __device__ __forceinline__ void qt_cp_async_ca(void *dst, const void *src
 }
 
 // cp.async.commit_group: the thread's cp.async issued since the last commit form one group.
-static __device__ __forceinline__ void qt_cp_async_commit(void) {
+static __device__ __forceinline__ void qt_cp_async_commit(QT_PTX_HERE_FIRST) {
 #if QT_CUDA_EMULATED
-    cuemu::cp_async_commit_group();
+    cuemu::cp_async_commit_group(qt_file_, qt_line_);
 #else
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
@@ -174,9 +193,9 @@ static __device__ __forceinline__ void qt_cp_async_commit(void) {
 
 // cp.async.wait_group N: waits until at most the N most recently committed groups of this
 // thread are pending. Other threads' copies need a __syncthreads after their own waits.
-template <int N> static __device__ __forceinline__ void qt_cp_async_wait(void) {
+template <int N> static __device__ __forceinline__ void qt_cp_async_wait(QT_PTX_HERE_FIRST) {
 #if QT_CUDA_EMULATED
-    cuemu::cp_async_wait_group(N);
+    cuemu::cp_async_wait_group(N, qt_file_, qt_line_);
 #else
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif

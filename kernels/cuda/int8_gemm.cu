@@ -243,7 +243,8 @@ static __device__ __forceinline__ void epilogue_pair(T *out, int m, int n, int N
     const float sa = e.a_scale[(size_t)m * e.a_step];
     T *p = out + (size_t)m * (size_t)N + n;
     if (pair) {
-        const float sb0 = e.b_scale[(size_t)n * e.b_step], sb1 = e.b_scale[(size_t)(n + 1) * e.b_step];
+        const float sb0 = e.b_scale[(size_t)n * e.b_step];
+        const float sb1 = e.b_scale[(size_t)(n + 1) * e.b_step];
         float f0 = __fmul_rn(__fmul_rn(__int2float_rn(v0), sa), sb0);
         float f1 = __fmul_rn(__fmul_rn(__int2float_rn(v1), sa), sb1);
         if (e.bias) {

@@ -24,8 +24,10 @@
 // cuBLASLt's column-major TN semantics on the same arguments (int8_gemm.cu), so the cuBLASLt
 // cases here check the transposes, leading dimensions, padding and epilogue kernel, not
 // cuBLASLt itself; on a GPU (the _gpu test) they run the real library.
-// The mma cases do exercise the fragment mapping under the emulator: swapping two A registers
-// (a[1] <-> a[2]) in the kernel's fragment load makes every gemm case with M > 8 fail.
+// The mma cases do exercise the fragment mapping and the cp.async pipeline under the emulator:
+// the CTests test_cuda_int8_gemm_mutation1 (A registers a[1] <-> a[2] swapped after ldmatrix)
+// and _mutation2 (one cp.async wait_group too few) build this suite on a mutated kernel and
+// pass only when it reports a wrong int32 (cmake/cuda.cmake).
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -41,10 +43,13 @@
 #include "kernels/quant.h"
 #include "testutil.h"
 
-// (M, N, K): 1x1x1; odd everything; K % 32 != 0, K % 16 == 0 (the mma kernel's 16-byte path
-// with M, N edges), K % 4 != 0 (cuBLASLt padding), K = 4 (shorter than one mma k-step).
-static const int SHAPES[][3] = {{1, 1, 1},   {17, 33, 65}, {70, 23, 129}, {5, 7, 3},
-                                {33, 9, 100}, {65, 70, 48}, {3, 130, 4},  {64, 64, 64}};
+// (M, N, K): 1x1x1; odd everything; K % 32 != 0, K % 16 == 0 (the mma kernel's cp.async path
+// with M, N edges), K % 4 != 0 (cuBLASLt padding), K = 4 (shorter than one mma k-step); then
+// several 128x128 tiles each way (a partial last tile) with more 64-byte k stages than the
+// pipeline's 4, so stages are reused: cp.async (K = 400) and the synchronous path (K = 333).
+static const int SHAPES[][3] = {{1, 1, 1},     {17, 33, 65}, {70, 23, 129}, {5, 7, 3},
+                                {33, 9, 100},   {65, 70, 48}, {3, 130, 4},  {64, 64, 64},
+                                {130, 257, 400}, {200, 129, 333}};
 #define N_SHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 static const qt_cuda_int8_impl IMPLS[] = {QT_CUDA_INT8_MMA, QT_CUDA_INT8_CUBLASLT};
 #define N_IMPLS 2
@@ -190,6 +195,9 @@ START_TEST(test_linear_epilogue) {
         check_linear(impl, dts[d], 70, 23, 129, 0, 1, 1, 60 + (uint64_t)d);
         check_linear(impl, dts[d], 33, 9, 100, 1, 0, 1, 70 + (uint64_t)d);
         check_linear(impl, dts[d], 5, 70, 48, 1, 1, 0, 80 + (uint64_t)d);
+        // several tiles and stages on the cp.async path: N even (column-pair stores) and odd
+        check_linear(impl, dts[d], 130, 258, 272, 1, 1, 1, 90 + (uint64_t)d);
+        check_linear(impl, dts[d], 129, 131, 208, 0, 1, 0, 100 + (uint64_t)d);
     }
 }
 END_TEST
