@@ -38,8 +38,9 @@
 // B are both K-contiguous (the TN layout).
 // On the GPU mma_s8_m16n8k32 is that instruction in inline PTX. In the emulator (QT_CUEMU) it
 // is a CPU twin that implements the same layout: each lane gathers the A rows and B columns of
-// its four outputs from the lanes that hold them with __shfl_sync and sums the products, so a
-// fragment the kernel loads into the wrong register gives wrong results here as on the GPU.
+// its four outputs from the lanes that hold them (through a per-warp exchange area between two
+// __syncwarp) and sums the products, so a fragment the kernel loads into the wrong register
+// gives wrong results here as on the GPU.
 // The ldmatrix and cp.async twins (tests/cuemu/cuemu.h) likewise follow the PTX definitions;
 // the cp.async twin lands a copy only when a wait_group covering it runs, so a missing wait
 // reads poison.
@@ -116,24 +117,28 @@ static __device__ __forceinline__ void mma_s8_m16n8k32(int (&d)[4], const uint32
     // CPU twin: lane (g, t) computes its outputs (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
     // Row g of A is spread over lanes 4g + s (s < 4): a[0] holds k = 4s.., a[2] k = 16+4s..;
     // row g+8 likewise in a[1], a[3]. Column n of B is spread over lanes 4n + s: b[0] holds
-    // k = 4s.., b[1] k = 16+4s... Every lane runs the same 32 shuffles (full mask).
+    // k = 4s.., b[1] k = 16+4s... The lanes publish their registers in an exchange area per
+    // warp, meet at __syncwarp, read the registers of the lanes that hold their rows and
+    // columns, and meet again before the area can be rewritten. The area is per worker thread
+    // (a worker runs one block at a time, and all lanes of a warp run on it): 2 collectives per
+    // mma instead of the 32 shuffles of a register-by-register gather.
+    static thread_local uint32_t xa[32][32][4], xb[32][32][2];
     const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-    const int lane = (int)(tid & 31u), g = lane >> 2, t = lane & 3;
+    const int lane = (int)(tid & 31u), warp = (int)(tid >> 5), g = lane >> 2, t = lane & 3;
+    for (int r = 0; r < 4; r++) xa[warp][lane][r] = a[r];
+    xb[warp][lane][0] = b[0];
+    xb[warp][lane][1] = b[1];
+    __syncwarp();
     for (int s = 0; s < 4; s++) {
-        const int la = 4 * g + s, lb0 = 4 * (2 * t) + s, lb1 = 4 * (2 * t + 1) + s;
-        const uint32_t r0_lo = __shfl_sync(QT_FULL_MASK, a[0], la);  // row g,   k = 4s..4s+3
-        const uint32_t r8_lo = __shfl_sync(QT_FULL_MASK, a[1], la);  // row g+8, k = 4s..4s+3
-        const uint32_t r0_hi = __shfl_sync(QT_FULL_MASK, a[2], la);  // row g,   k = 16+4s..
-        const uint32_t r8_hi = __shfl_sync(QT_FULL_MASK, a[3], la);  // row g+8, k = 16+4s..
-        const uint32_t c0_lo = __shfl_sync(QT_FULL_MASK, b[0], lb0); // column 2t,   k = 4s..
-        const uint32_t c0_hi = __shfl_sync(QT_FULL_MASK, b[1], lb0); // column 2t,   k = 16+4s..
-        const uint32_t c1_lo = __shfl_sync(QT_FULL_MASK, b[0], lb1); // column 2t+1, k = 4s..
-        const uint32_t c1_hi = __shfl_sync(QT_FULL_MASK, b[1], lb1); // column 2t+1, k = 16+4s..
-        d[0] += dot4_s8(r0_lo, c0_lo) + dot4_s8(r0_hi, c0_hi);
-        d[1] += dot4_s8(r0_lo, c1_lo) + dot4_s8(r0_hi, c1_hi);
-        d[2] += dot4_s8(r8_lo, c0_lo) + dot4_s8(r8_hi, c0_hi);
-        d[3] += dot4_s8(r8_lo, c1_lo) + dot4_s8(r8_hi, c1_hi);
+        const uint32_t *ra = xa[warp][4 * g + s];           // row g: [0], [2]; row g+8: [1], [3]
+        const uint32_t *c0 = xb[warp][4 * (2 * t) + s];     // column 2t
+        const uint32_t *c1 = xb[warp][4 * (2 * t + 1) + s]; // column 2t+1
+        d[0] += dot4_s8(ra[0], c0[0]) + dot4_s8(ra[2], c0[1]);
+        d[1] += dot4_s8(ra[0], c1[0]) + dot4_s8(ra[2], c1[1]);
+        d[2] += dot4_s8(ra[1], c0[0]) + dot4_s8(ra[3], c0[1]);
+        d[3] += dot4_s8(ra[1], c1[0]) + dot4_s8(ra[3], c1[1]);
     }
+    __syncwarp();
 #else
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
