@@ -31,7 +31,7 @@
 //   B (32 x 8, col): 2 .b32 registers: b[0]: column g, k = 4t .. 4t+3; b[1]: k = 16+4t ..
 //   C/D (16 x 8): 4 int32: d[0] (g, 2t), d[1] (g, 2t+1), d[2] (g+8, 2t), d[3] (g+8, 2t+1).
 // ldmatrix.x4 (common.cuh) hands lane l the 4 bytes 4 (l % 4) .. of row l / 4 of each of four
-// 8-row x 16-byte matrices, whose row addresses lanes 0-7, 8-15, 16-24, 24-31 give: with int8
+// 8-row x 16-byte matrices, whose row addresses lanes 0-7, 8-15, 16-23, 24-31 give: with int8
 // data, exactly the register layout above when the four matrices are A's (rows 0-7, k 0-15),
 // (rows 8-15, k 0-15), (rows 0-7, k 16-31), (rows 8-15, k 16-31), or two B fragments' (n 0-7,
 // k 0-15), (n 0-7, k 16-31), (n 8-15, k 0-15), (n 8-15, k 16-31). So no .trans is needed: A and

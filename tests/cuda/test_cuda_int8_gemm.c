@@ -53,6 +53,11 @@ static const int SHAPES[][3] = {{1, 1, 1},     {17, 33, 65}, {70, 23, 129}, {5, 
 #define N_SHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 static const qt_cuda_int8_impl IMPLS[] = {QT_CUDA_INT8_MMA, QT_CUDA_INT8_CUBLASLT};
 #define N_IMPLS 2
+#if defined(__SANITIZE_THREAD__)
+#define SANITIZED_TSAN 1
+#else
+#define SANITIZED_TSAN 0
+#endif
 #define GUARD 64 // int32 or int8 elements of guard band after each device output
 
 static uint64_t rng_next(uint64_t *s) {
@@ -195,7 +200,9 @@ START_TEST(test_linear_epilogue) {
         check_linear(impl, dts[d], 70, 23, 129, 0, 1, 1, 60 + (uint64_t)d);
         check_linear(impl, dts[d], 33, 9, 100, 1, 0, 1, 70 + (uint64_t)d);
         check_linear(impl, dts[d], 5, 70, 48, 1, 1, 0, 80 + (uint64_t)d);
-        // several tiles and stages on the cp.async path: N even (column-pair stores) and odd
+        // several tiles and stages on the cp.async path: N even (column-pair stores) and odd;
+        // under TSan (~10x slower) for fp32 only: the pipeline is the same for every dtype
+        if (SANITIZED_TSAN && d > 0) continue;
         check_linear(impl, dts[d], 130, 258, 272, 1, 1, 1, 90 + (uint64_t)d);
         check_linear(impl, dts[d], 129, 131, 208, 0, 1, 0, 100 + (uint64_t)d);
     }
