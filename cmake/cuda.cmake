@@ -305,7 +305,7 @@ foreach(mutation 1 2)
   add_test(NAME ${exe} COMMAND ${exe})
   set_tests_properties(${exe} PROPERTIES LABELS emu ENVIRONMENT "${QT_CUDA_TEST_ENV}"
     TIMEOUT ${QT_CUDA_TEST_TIMEOUT}
-    PASS_REGULAR_EXPRESSION "test_gemm_exact:0: gemm mma M [0-9]+ N [0-9]+ K [0-9]+ offset 0 seed [0-9]+: C\\[[0-9]+\\]\\[[0-9]+\\] = -?[0-9]+, want -?[0-9]+")
+    PASS_REGULAR_EXPRESSION "test_gemm_exact:0: gemm mma M [0-9]+ N [0-9]+ K [0-9]+ offset 0 seed [0-9]+ c_off 0: C\\[[0-9]+\\]\\[[0-9]+\\] = -?[0-9]+, want -?[0-9]+")
 endforeach()
 
 # ---- benchmarks: the CUDA runners of `qtrain bench --device cuda` ----------------------------

@@ -213,16 +213,28 @@ static __device__ __forceinline__ void copy_chunk(char *dst, const int8_t *X, in
 }
 
 // Two adjacent outputs out[i], out[i + 1] (i even, out + i 2-element aligned) in one store.
+// The emulator traps on a misaligned pair, as the GPU faults on a misaligned vector store.
+template <typename T> static __device__ __forceinline__ void check_pair(const T *p) {
+#if QT_CUDA_EMULATED
+    if ((uintptr_t)p % (2 * sizeof(T)) != 0) __trap();
+#else
+    (void)p;
+#endif
+}
 static __device__ __forceinline__ void store_pair(int32_t *p, int v0, int v1) {
+    check_pair(p);
     *reinterpret_cast<int2 *>(p) = make_int2(v0, v1);
 }
 static __device__ __forceinline__ void store_pair(float *p, float v0, float v1) {
+    check_pair(p);
     *reinterpret_cast<float2 *>(p) = make_float2(v0, v1);
 }
 static __device__ __forceinline__ void store_pair(__half *p, float v0, float v1) {
+    check_pair(p);
     *reinterpret_cast<__half2 *>(p) = __halves2half2(__float2half_rn(v0), __float2half_rn(v1));
 }
 static __device__ __forceinline__ void store_pair(__nv_bfloat16 *p, float v0, float v1) {
+    check_pair(p);
     *reinterpret_cast<__nv_bfloat162 *>(p) =
         __halves2bfloat162(__float2bfloat16_rn(v0), __float2bfloat16_rn(v1));
 }

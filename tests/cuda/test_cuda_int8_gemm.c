@@ -89,19 +89,25 @@ static void *dev_copy(const void *host, size_t bytes, size_t off, void **base) {
 
 // ---- gemm: int32 bit-exact ------------------------------------------------------------------
 
-static void check_gemm(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, uint64_t seed) {
+// off: byte offset of A and B; c_off: int32 offset of C (1: its column pairs are not 8-byte
+// aligned, so the mma epilogue must store them one by one).
+static void check_gemm_at(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, size_t c_off,
+                          uint64_t seed) {
     char tag[160];
-    snprintf(tag, sizeof tag, "gemm %s M %d N %d K %d offset %zu seed %llu",
-             qt_cuda_int8_impl_name(impl), M, N, K, off, (unsigned long long)seed);
+    snprintf(tag, sizeof tag, "gemm %s M %d N %d K %d offset %zu seed %llu c_off %zu",
+             qt_cuda_int8_impl_name(impl), M, N, K, off, (unsigned long long)seed, c_off);
     size_t mk = (size_t)M * K, nk = (size_t)N * K, mn = (size_t)M * N;
     int8_t *A = rand_s8(mk, seed), *B = rand_s8(nk, seed + 1000);
     int32_t *ref = malloc(mn * sizeof(int32_t)), *got = malloc((mn + GUARD) * sizeof(int32_t));
     ck_assert_int_eq(qt_cpu_gemm_s8s32(ref, A, B, M, N, K), QT_OK);
     void *abase, *bbase;
     int8_t *dA = dev_copy(A, mk, off, &abase), *dB = dev_copy(B, nk, off, &bbase);
-    int32_t *dC = NULL;
-    ck_assert_int_eq(cudaMalloc((void **)&dC, (mn + GUARD) * sizeof(int32_t)), cudaSuccess);
-    ck_assert_int_eq(cudaMemset(dC, 0xAB, (mn + GUARD) * sizeof(int32_t)), cudaSuccess);
+    int32_t *cbase = NULL;
+    ck_assert_int_eq(cudaMalloc((void **)&cbase, (mn + GUARD + c_off) * sizeof(int32_t)),
+                     cudaSuccess);
+    ck_assert_int_eq(cudaMemset(cbase, 0xAB, (mn + GUARD + c_off) * sizeof(int32_t)),
+                     cudaSuccess);
+    int32_t *dC = cbase + c_off;
     qt_status st = qt_cuda_gemm_s8s32(NULL, dC, dA, dB, M, N, K, impl);
     ck_assert_msg(st == QT_OK, "%s: failed: %s", tag, qt_last_error());
     ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
@@ -114,11 +120,15 @@ static void check_gemm(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, 
         ck_assert_msg((uint32_t)got[i] == 0xABABABABu, "%s: wrote past C at %zu", tag, i);
     cudaFree(abase);
     cudaFree(bbase);
-    cudaFree(dC);
+    cudaFree(cbase);
     free(A);
     free(B);
     free(ref);
     free(got);
+}
+
+static void check_gemm(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, uint64_t seed) {
+    check_gemm_at(impl, M, N, K, off, 0, seed);
 }
 
 START_TEST(test_gemm_exact) {
@@ -130,6 +140,8 @@ START_TEST(test_gemm_exact) {
     // odd byte offsets: unaligned rows even where K % 16 == 0
     check_gemm(impl, 65, 70, 48, 1, 97);
     check_gemm(impl, 17, 33, 64, 3, 98);
+    // C one int32 off 8-byte alignment with N even: no column-pair stores
+    check_gemm_at(impl, 33, 66, 64, 0, 1, 99);
 }
 END_TEST
 
