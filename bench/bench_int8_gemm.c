@@ -12,7 +12,7 @@
 //        PORTABLE_MAX_OPS operations, unless it is the path this CPU uses.
 //   CUDA: the fp16 cuBLASLt GEMM (fp32 accumulation, qt_cuda_gemm), then the hand-written mma
 //        kernel and cuBLASLt int8, the linear to fp16, on the default model and OPT-125m's
-//        whole micro-batch (M = 8192).
+//        whole micro-batch (M = 8192), and M = N = K = 4096 ("square").
 // INT8 "GFLOP/s" counts the 2 M N K integer multiply-adds; "roof%" compares them with the float
 // peak, so an INT8 GEMM above 100% is its speed-up over the float roofline.
 #include <cblas.h>
@@ -38,17 +38,21 @@ typedef struct {
 typedef struct {
     const char *name;
     int N, K;
+    int M; // rows; 0: the model's B T tokens
 } layer;
 
 // The linear layers of model m (N out, K in): qkv, out_proj, fc1, fc2, the LM head; returns
-// how many (the head only when with_head).
-static int layers_of(const qt_bench_model *m, int with_head, layer out[5]) {
-    out[0] = (layer){"qkv", 3 * m->C, m->C};
-    out[1] = (layer){"proj", m->C, m->C};
-    out[2] = (layer){"fc1", m->F, m->C};
-    out[3] = (layer){"fc2", m->C, m->F};
-    out[4] = (layer){"head", m->V, m->C};
-    return with_head ? 5 : 4;
+// how many (the head only when with_head). With square (CUDA, OPT-125m), also the 4096^3 GEMM
+// at which issue 10 states the mma kernel's target (>= 1.7x the fp16 cuBLASLt GEMM).
+static int layers_of(const qt_bench_model *m, int with_head, int square, layer out[6]) {
+    int n = 0;
+    out[n++] = (layer){"qkv", 3 * m->C, m->C, 0};
+    out[n++] = (layer){"proj", m->C, m->C, 0};
+    out[n++] = (layer){"fc1", m->F, m->C, 0};
+    out[n++] = (layer){"fc2", m->C, m->F, 0};
+    if (with_head) out[n++] = (layer){"head", m->V, m->C, 0};
+    if (square) out[n++] = (layer){"square", 4096, 4096, 4096};
+    return n;
 }
 
 // The ops: the float GEMM (CPU: cblas_sgemm; CUDA: qt_cuda_gemm, fp16), the INT8 GEMM and the
@@ -164,11 +168,11 @@ static qt_status cuda_layer(qt_bench *b, qt_bench_call call, s8_args *a) {
 // leaves out the LM head where V > 8192 (OPT's 50272-row head would take seconds).
 static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
     const int cuda = qt_bench_device_of(b) == QT_BENCH_CUDA;
-    layer ls[5];
-    const int n = layers_of(m, cuda || m->V <= 8192, ls);
+    layer ls[6];
+    const int n = layers_of(m, cuda || m->V <= 8192, cuda && m == &qt_bench_model_opt125m_1, ls);
     qt_status st = QT_OK;
     for (int i = 0; i < n && st == QT_OK; i++) {
-        s8_args a = {.M = m->B * m->T,
+        s8_args a = {.M = ls[i].M ? ls[i].M : m->B * m->T,
                      .N = ls[i].N,
                      .K = ls[i].K,
                      .dt = qt_bench_dtype(b),

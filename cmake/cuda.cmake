@@ -283,6 +283,31 @@ foreach(src ${QT_CUDA_TEST_SOURCES})
   endif()
 endforeach()
 
+# ---- mutations of the int8 mma kernel: the tests must catch them --------------------------
+# test_cuda_int8_gemm built with its kernel file compiled again under QT_INT8_GEMM_MUTATION
+# (kernels/cuda/int8_gemm.cu): 1 swaps two A fragment registers after ldmatrix, 2 waits for
+# one cp.async group too few (a pipeline stage computed before its copies land; the emulator's
+# cp.async twin leaves it poisoned). Each test passes only when the suite reports a wrong int32
+# from the mma kernel. The mutated object comes first on the link line, so the archive's own
+# int8_gemm object is never pulled in.
+set(QT_INT8_GEMM_EMU_WRAPPER ${QT_CUDA_EMU_WRAPPERS})
+list(FILTER QT_INT8_GEMM_EMU_WRAPPER INCLUDE REGEX "/int8_gemm[^/]*$")
+foreach(mutation 1 2)
+  set(exe test_cuda_int8_gemm_mutation${mutation})
+  add_executable(${exe} ${CMAKE_SOURCE_DIR}/tests/cuda/test_cuda_int8_gemm.c
+    ${QT_INT8_GEMM_EMU_WRAPPER})
+  target_compile_definitions(${exe} PRIVATE QT_INT8_GEMM_MUTATION=${mutation})
+  target_compile_options(${exe} PRIVATE -ffp-contract=off)
+  target_include_directories(${exe} PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/host
+    ${CMAKE_SOURCE_DIR}/tests/cuda)
+  target_link_libraries(${exe} PRIVATE qtrain_cuda_emu qt_cuda_testutil_emu qt_testutil)
+  set_target_properties(${exe} PROPERTIES LINKER_LANGUAGE CXX CXX_EXTENSIONS OFF)
+  add_test(NAME ${exe} COMMAND ${exe})
+  set_tests_properties(${exe} PROPERTIES LABELS emu ENVIRONMENT "${QT_CUDA_TEST_ENV}"
+    TIMEOUT ${QT_CUDA_TEST_TIMEOUT}
+    PASS_REGULAR_EXPRESSION "test_gemm_exact:0: gemm mma M [0-9]+ N [0-9]+ K [0-9]+ offset 0 seed [0-9]+ c_off 0: C\\[[0-9]+\\]\\[[0-9]+\\] = -?[0-9]+, want -?[0-9]+")
+endforeach()
+
 # ---- benchmarks: the CUDA runners of `qtrain bench --device cuda` ----------------------------
 # The top-level CMakeLists.txt built qtrain_bench (bench/: harness, registry, the families) on
 # libqtrain alone, where --device cuda is refused. With the nvcc backend the families' CUDA

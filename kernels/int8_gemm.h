@@ -101,12 +101,16 @@ int qt_cpu_gemm_s8_path_supported(const char *name);
 //     A (M, K) int8 row-major, activations (one row per token)
 //     B (N, K) int8 row-major, weights (one row per output channel)
 //     C (M, N) int32 row-major, overwritten; exact (1 <= K <= QT_INT8_GEMM_MAX_K)
-// Any N, K >= 1, 1 <= M <= 65535 * 64 (the grid), and any byte alignment of A and B.
+// Any M, N, K >= 1 with ceil(M / 128) * ceil(N / 128) <= 2^31 - 1 (the mma kernel's grid), and
+// any byte alignment of A and B.
 //
 // Two implementations (kernels/cuda/int8_gemm.cu), bit-identical int32 results:
-//   QT_CUDA_INT8_MMA       the hand-written tensor-core kernel: mma.sync m16n8k32 .s8 on
-//                          shared-memory tiles, edges zero-filled, epilogue fused (the linear
-//                          writes dequantized dt values straight from the accumulators).
+//   QT_CUDA_INT8_MMA       the hand-written tensor-core kernel: 128x128 tiles of mma.sync
+//                          m16n8k32 .s8 fed by ldmatrix from a 4-stage cp.async pipeline
+//                          (64 KiB of shared memory), edges zero-filled, epilogue fused (the
+//                          linear writes dequantized dt values straight from the accumulators).
+//                          K % 16 != 0 or A/B not 16-byte aligned: the same kernel with
+//                          synchronous loads (slower).
 //   QT_CUDA_INT8_CUBLASLT  cublasLtMatmul, CUBLAS_COMPUTE_32I, int32 scale, "TN". cuBLASLt's
 //                          int8 kernels need K and N multiples of 4 (its m and k): other shapes
 //                          are zero-padded into a library-owned device workspace (padding k adds

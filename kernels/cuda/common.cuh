@@ -20,6 +20,10 @@
 //   online softmax     qt_softmax_acc, qt_softmax_push, qt_op_softmax_merge: the running
 //                      (max, sum of exp) pair of softmax_clip.cu and crossentropy.cu.
 //   qt_exp_capped, qt_nan_f32, QT_WARP, QT_FULL_MASK, QT_UNROLL.
+//   sm_80 PTX          qt_ldmatrix_x1/x2/x4 (and _trans): ldmatrix.m8n8 .b16 from shared
+//                      memory; qt_cp_async_cg16 / qt_cp_async_ca: cp.async global -> shared
+//                      with a zero-filled tail, qt_cp_async_commit, qt_cp_async_wait<N>. Inline
+//                      PTX under nvcc; the emulator's twins (tests/cuemu/cuemu.h) otherwise.
 // Launcher (host) side:
 //   qt_check_dtype     QT_ERR_ARG naming the op unless dt is fp32, fp16 or bf16;
 //   qt_check_tensors   QT_ERR_ARG naming the op and the tensor unless every required tensor
@@ -60,6 +64,142 @@
 #else
 #define QT_UNROLL _Pragma("unroll")
 #endif
+
+// ---- sm_80 PTX: ldmatrix and cp.async ----------------------------------------------------------
+// Shared-memory operands are generic pointers into shared memory (dynamic or static).
+
+// QT_PTX_HERE: in the emulator, the caller's file and line for the twins' reports (a
+// defaulted trailing parameter pair); nothing under nvcc.
+#if QT_CUDA_EMULATED
+#define QT_PTX_HERE , QT_CUEMU_HERE
+#define QT_PTX_HERE_FIRST QT_CUEMU_HERE
+#define QT_PTX_AT , qt_file_, qt_line_
+#else
+#define QT_PTX_HERE
+#define QT_PTX_HERE_FIRST void
+#define QT_PTX_AT
+#endif
+
+#if !QT_CUDA_EMULATED
+static __device__ __forceinline__ uint32_t qt_smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+#endif
+
+// ldmatrix.sync.aligned.m8n8.x{1,2,4}.shared.b16: X 8x8 matrices of 16-bit elements (= 8 rows
+// of 16 bytes). Lane 8i + r gives `row`, the 16-byte aligned address of row r of matrix i;
+// lane l receives in d[i] the 4 bytes 4 (l % 4) .. +3 of row l / 4 of matrix i. _trans: the
+// elements (2 (l % 4), l / 4) and (2 (l % 4) + 1, l / 4), low half first. Warp-wide: all 32
+// lanes call it together.
+static __device__ __forceinline__ void qt_ldmatrix_x1(uint32_t (&d)[1], const void *row
+                                                  QT_PTX_HERE) {
+#if QT_CUDA_EMULATED
+    cuemu::ldmatrix_b16<1>(d, row, false QT_PTX_AT);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n"
+                 : "=r"(d[0])
+                 : "r"(qt_smem_u32(row)));
+#endif
+}
+static __device__ __forceinline__ void qt_ldmatrix_x2(uint32_t (&d)[2], const void *row
+                                                  QT_PTX_HERE) {
+#if QT_CUDA_EMULATED
+    cuemu::ldmatrix_b16<2>(d, row, false QT_PTX_AT);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+                 : "=r"(d[0]), "=r"(d[1])
+                 : "r"(qt_smem_u32(row)));
+#endif
+}
+static __device__ __forceinline__ void qt_ldmatrix_x4(uint32_t (&d)[4], const void *row
+                                                  QT_PTX_HERE) {
+#if QT_CUDA_EMULATED
+    cuemu::ldmatrix_b16<4>(d, row, false QT_PTX_AT);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(qt_smem_u32(row)));
+#endif
+}
+static __device__ __forceinline__ void qt_ldmatrix_x1_trans(uint32_t (&d)[1], const void *row
+                                                  QT_PTX_HERE) {
+#if QT_CUDA_EMULATED
+    cuemu::ldmatrix_b16<1>(d, row, true QT_PTX_AT);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
+                 : "=r"(d[0])
+                 : "r"(qt_smem_u32(row)));
+#endif
+}
+static __device__ __forceinline__ void qt_ldmatrix_x2_trans(uint32_t (&d)[2], const void *row
+                                                  QT_PTX_HERE) {
+#if QT_CUDA_EMULATED
+    cuemu::ldmatrix_b16<2>(d, row, true QT_PTX_AT);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+                 : "=r"(d[0]), "=r"(d[1])
+                 : "r"(qt_smem_u32(row)));
+#endif
+}
+static __device__ __forceinline__ void qt_ldmatrix_x4_trans(uint32_t (&d)[4], const void *row
+                                                  QT_PTX_HERE) {
+#if QT_CUDA_EMULATED
+    cuemu::ldmatrix_b16<4>(d, row, true QT_PTX_AT);
+#else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(qt_smem_u32(row)));
+#endif
+}
+
+// cp.async.cg.shared.global [dst], [src], 16, src_bytes: 16 bytes global -> shared, bypassing
+// L1; bytes src_bytes .. 15 (src_bytes in 0..16) are zero-filled and not read. dst and src
+// 16-byte aligned (src must be a valid address even when src_bytes is 0). Asynchronous: the
+// data is there only after a qt_cp_async_wait covering the group it was committed in.
+static __device__ __forceinline__ void qt_cp_async_cg16(void *dst, const void *src,
+                                                        int src_bytes QT_PTX_HERE) {
+#if QT_CUDA_EMULATED
+    cuemu::cp_async(dst, src, 16, (unsigned)src_bytes, true QT_PTX_AT);
+#else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(qt_smem_u32(dst)),
+                 "l"(src), "r"(src_bytes)
+                 : "memory");
+#endif
+}
+
+// cp.async.ca.shared.global [dst], [src], BYTES, src_bytes: BYTES = 4, 8 or 16 through L1,
+// zero-filled past src_bytes; both addresses BYTES-aligned.
+template <int BYTES>
+static __device__ __forceinline__ void qt_cp_async_ca(void *dst, const void *src,
+                                                      int src_bytes QT_PTX_HERE) {
+    static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async.ca copies 4, 8 or 16 bytes");
+#if QT_CUDA_EMULATED
+    cuemu::cp_async(dst, src, BYTES, (unsigned)src_bytes, false QT_PTX_AT);
+#else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(qt_smem_u32(dst)),
+                 "l"(src), "n"(BYTES), "r"(src_bytes)
+                 : "memory");
+#endif
+}
+
+// cp.async.commit_group: the thread's cp.async issued since the last commit form one group.
+static __device__ __forceinline__ void qt_cp_async_commit(QT_PTX_HERE_FIRST) {
+#if QT_CUDA_EMULATED
+    cuemu::cp_async_commit_group(qt_file_, qt_line_);
+#else
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+// cp.async.wait_group N: waits until at most the N most recently committed groups of this
+// thread are pending. Other threads' copies need a __syncthreads after their own waits.
+template <int N> static __device__ __forceinline__ void qt_cp_async_wait(QT_PTX_HERE_FIRST) {
+#if QT_CUDA_EMULATED
+    cuemu::cp_async_wait_group(N, qt_file_, qt_line_);
+#else
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 
 // ---- storage <-> fp32 -----------------------------------------------------------------------
 static __device__ __forceinline__ float qt_to_f32(float x) { return x; }

@@ -7,11 +7,18 @@
 // them into an FMA), then rounded once to the output dtype.
 //
 // Two implementations:
-//   mma       int8_gemm_mma_tile: a 64x64 output tile per block of 4 warps (2 x 2), each warp a
-//             32x32 tile of 2 x 4 mma.sync.m16n8k32 .s8 fragments, K in steps of 64 through
-//             shared memory. Loads are predicated and zero-filled, so any M, N, K and byte
-//             alignment work; the epilogue writes int32 or dequantized dt straight from the
-//             accumulators.
+//   mma       int8_gemm_mma_tile: a 128x128 output tile per block of 4 warps (2 x 2), each warp
+//             a 64x64 tile of 4 x 8 mma.sync.m16n8k32 .s8 fragments. K runs in 64-byte stages
+//             through a 4-stage cp.async pipeline in shared memory (64 KiB, dynamic): while the
+//             warps compute stage kt, the copies of stages kt+1 .. kt+3 are in flight; one
+//             __syncthreads per stage. Fragments come from shared memory by ldmatrix.x4 over an
+//             XOR-swizzled layout without bank conflicts (see SWIZZLE below). The epilogue
+//             writes int32 or dequantized dt straight from the accumulators, two adjacent
+//             columns per store. Edges: rows past M or N and k past K are copied as zeros
+//             (cp.async's src-size 0), a zero adds nothing to a dot product, and outputs
+//             outside (M, N) are not written. K % 16 != 0 or 16-byte-misaligned A/B (cp.async
+//             needs 16-byte-aligned sources): the same kernel with synchronous byte loads into
+//             the same stages (ASYNC = false).
 //   cublaslt  cublasLtMatmul (COMPUTE_32I, int32 alpha/beta, A/B CUDA_R_8I, C CUDA_R_32I, TN),
 //             operands padded to cuBLASLt's multiples of 4 in a library-owned workspace when
 //             needed, then int8_dequant_elem for the linear.
@@ -23,10 +30,25 @@
 //       a[2]: row g,   k = 16+4t .. 16+4t+3  a[3]: row g+8, k = 16+4t .. 16+4t+3
 //   B (32 x 8, col): 2 .b32 registers: b[0]: column g, k = 4t .. 4t+3; b[1]: k = 16+4t ..
 //   C/D (16 x 8): 4 int32: d[0] (g, 2t), d[1] (g, 2t+1), d[2] (g+8, 2t), d[3] (g+8, 2t+1).
+// ldmatrix.x4 (common.cuh) hands lane l the 4 bytes 4 (l % 4) .. of row l / 4 of each of four
+// 8-row x 16-byte matrices, whose row addresses lanes 0-7, 8-15, 16-23, 24-31 give: with int8
+// data, exactly the register layout above when the four matrices are A's (rows 0-7, k 0-15),
+// (rows 8-15, k 0-15), (rows 0-7, k 16-31), (rows 8-15, k 16-31), or two B fragments' (n 0-7,
+// k 0-15), (n 0-7, k 16-31), (n 8-15, k 0-15), (n 8-15, k 16-31). So no .trans is needed: A and
+// B are both K-contiguous (the TN layout).
 // On the GPU mma_s8_m16n8k32 is that instruction in inline PTX. In the emulator (QT_CUEMU) it
 // is a CPU twin that implements the same layout: each lane gathers the A rows and B columns of
-// its four outputs from the lanes that hold them with __shfl_sync and sums the products, so a
-// fragment the kernel loads into the wrong register gives wrong results here as on the GPU.
+// its four outputs from the lanes that hold them (through a per-warp exchange area between two
+// __syncwarp) and sums the products, so a fragment the kernel loads into the wrong register
+// gives wrong results here as on the GPU.
+// The ldmatrix and cp.async twins (tests/cuemu/cuemu.h) likewise follow the PTX definitions;
+// the cp.async twin lands a copy only when a wait_group covering it runs, so a missing wait
+// reads poison.
+//
+// Mutations (tests only; cmake/cuda.cmake builds them for the CTests that expect a failure):
+// QT_INT8_GEMM_MUTATION = 1 swaps the A registers a[1] and a[2] after ldmatrix; = 2 waits for
+// one cp.async group too few (the stage being computed may not have landed).
+
 #include "qt_cuda_compat.h"
 #include "base/cuda_check.h"
 #include "common.cuh"
@@ -45,21 +67,35 @@
 
 // ---- tile constants -------------------------------------------------------------------------
 #define MMA_THREADS 128 // 4 warps: 2 along M x 2 along N
-#define TILE_M 64       // rows of A (and C) per block
-#define TILE_N 64       // rows of B (columns of C) per block
-#define TILE_K 64       // k per shared-memory stage: two mma k-steps of 32
-#define WARP_M 32       // per warp: 2 fragments of 16 rows
-#define WARP_N 32       // per warp: 4 fragments of 8 columns
-// Shared-memory row stride in 32-bit words: 64 bytes of data + 16 of padding = 20 words. The
-// fragment loads of a warp read words 20 g + t (+ const) for g < 8, t < 4: all 32 banks
-// distinct (20 g mod 32 = 0, 20, 8, 28, 16, 4, 24, 12), and rows stay 16-byte aligned.
-#define SMEM_LDW 20
-#define SMEM_BYTES ((TILE_M + TILE_N) * SMEM_LDW * 4) // sA then sB: 10240 bytes
+#define TILE_M 128      // rows of A (and C) per block
+#define TILE_N 128      // rows of B (columns of C) per block
+#define TILE_K 64       // k bytes per pipeline stage: two mma k-steps of 32
+#define STAGES 4        // pipeline depth: STAGES - 1 stages in flight while one is computed
+#define WARP_M 64       // per warp: 4 fragments of 16 rows
+#define WARP_N 64       // per warp: 8 fragments of 8 columns
+#define GROUP_M 8       // block raster: 8 tile-rows share the B tiles they read (L2 reuse)
+// One stage: A (TILE_M rows x 64 bytes) then B (TILE_N rows x 64 bytes), 16 KiB.
+#define STAGE_A_BYTES (TILE_M * TILE_K)
+#define STAGE_BYTES ((TILE_M + TILE_N) * TILE_K)
+#define SMEM_BYTES (STAGES * STAGE_BYTES) // 65536: over 48 KiB, opted in per kernel
+// SWIZZLE: a tile's 64-byte rows are stored in pairs as 128-byte lines; 16-byte chunk c of row
+// r goes to slot ((r & 1) * 4 + c) ^ ((r >> 1) & 7) of line r >> 1. An ldmatrix phase reads one
+// chunk column of 8 consecutive rows (4 lines, both halves): slots {c, 4 + c} ^ {0..3} or
+// ^ {4..7}: 8 distinct 16-byte slots = all 32 banks once. A quarter warp of cp.async writes the
+// 8 chunks of one line: 8 distinct slots too. Adding 16 rows (or any multiple of 16) adds 1024
+// bytes and keeps the XOR, so per-thread offsets are computed once and stepped.
 #define ELEM_THREADS 256
 #define ELEM_MAX_BLOCKS 65535
+#ifndef QT_INT8_GEMM_MUTATION
+#define QT_INT8_GEMM_MUTATION 0
+#endif
 // Full unrolling of the fixed-trip loops (QT_UNROLL) keeps the fragments and accumulators in
 // registers (a dynamically indexed local array would be local memory, which the ptxas check
 // refuses).
+
+static __device__ __forceinline__ int swizzle_off(int r, int c) {
+    return (r >> 1) * 128 + ((((r & 1) << 2) | c) ^ ((r >> 1) & 7)) * 16;
+}
 
 // ---- the tensor-core instruction --------------------------------------------------------------
 
@@ -81,24 +117,28 @@ static __device__ __forceinline__ void mma_s8_m16n8k32(int (&d)[4], const uint32
     // CPU twin: lane (g, t) computes its outputs (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1).
     // Row g of A is spread over lanes 4g + s (s < 4): a[0] holds k = 4s.., a[2] k = 16+4s..;
     // row g+8 likewise in a[1], a[3]. Column n of B is spread over lanes 4n + s: b[0] holds
-    // k = 4s.., b[1] k = 16+4s... Every lane runs the same 32 shuffles (full mask).
+    // k = 4s.., b[1] k = 16+4s... The lanes publish their registers in an exchange area per
+    // warp, meet at __syncwarp, read the registers of the lanes that hold their rows and
+    // columns, and meet again before the area can be rewritten. The area is per worker thread
+    // (a worker runs one block at a time, and all lanes of a warp run on it): 2 collectives per
+    // mma instead of the 32 shuffles of a register-by-register gather.
+    static thread_local uint32_t xa[32][32][4], xb[32][32][2];
     const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-    const int lane = (int)(tid & 31u), g = lane >> 2, t = lane & 3;
+    const int lane = (int)(tid & 31u), warp = (int)(tid >> 5), g = lane >> 2, t = lane & 3;
+    for (int r = 0; r < 4; r++) xa[warp][lane][r] = a[r];
+    xb[warp][lane][0] = b[0];
+    xb[warp][lane][1] = b[1];
+    __syncwarp();
     for (int s = 0; s < 4; s++) {
-        const int la = 4 * g + s, lb0 = 4 * (2 * t) + s, lb1 = 4 * (2 * t + 1) + s;
-        const uint32_t r0_lo = __shfl_sync(QT_FULL_MASK, a[0], la);  // row g,   k = 4s..4s+3
-        const uint32_t r8_lo = __shfl_sync(QT_FULL_MASK, a[1], la);  // row g+8, k = 4s..4s+3
-        const uint32_t r0_hi = __shfl_sync(QT_FULL_MASK, a[2], la);  // row g,   k = 16+4s..
-        const uint32_t r8_hi = __shfl_sync(QT_FULL_MASK, a[3], la);  // row g+8, k = 16+4s..
-        const uint32_t c0_lo = __shfl_sync(QT_FULL_MASK, b[0], lb0); // column 2t,   k = 4s..
-        const uint32_t c0_hi = __shfl_sync(QT_FULL_MASK, b[1], lb0); // column 2t,   k = 16+4s..
-        const uint32_t c1_lo = __shfl_sync(QT_FULL_MASK, b[0], lb1); // column 2t+1, k = 4s..
-        const uint32_t c1_hi = __shfl_sync(QT_FULL_MASK, b[1], lb1); // column 2t+1, k = 16+4s..
-        d[0] += dot4_s8(r0_lo, c0_lo) + dot4_s8(r0_hi, c0_hi);
-        d[1] += dot4_s8(r0_lo, c1_lo) + dot4_s8(r0_hi, c1_hi);
-        d[2] += dot4_s8(r8_lo, c0_lo) + dot4_s8(r8_hi, c0_hi);
-        d[3] += dot4_s8(r8_lo, c1_lo) + dot4_s8(r8_hi, c1_hi);
+        const uint32_t *ra = xa[warp][4 * g + s];           // row g: [0], [2]; row g+8: [1], [3]
+        const uint32_t *c0 = xb[warp][4 * (2 * t) + s];     // column 2t
+        const uint32_t *c1 = xb[warp][4 * (2 * t + 1) + s]; // column 2t+1
+        d[0] += dot4_s8(ra[0], c0[0]) + dot4_s8(ra[2], c0[1]);
+        d[1] += dot4_s8(ra[0], c1[0]) + dot4_s8(ra[2], c1[1]);
+        d[2] += dot4_s8(ra[1], c0[0]) + dot4_s8(ra[3], c0[1]);
+        d[3] += dot4_s8(ra[1], c1[0]) + dot4_s8(ra[3], c1[1]);
     }
+    __syncwarp();
 #else
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
                  "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
@@ -145,119 +185,226 @@ static __device__ __forceinline__ uint32_t pack4_s8(const int8_t *p, int k, int 
     return w;
 }
 
-// One 16-byte chunk of a tile: row `row` of X (rows, K), bytes k .. k+15, zero outside X.
-// vec16: K % 16 == 0 and X 16-byte aligned, so a chunk is either wholly inside or outside.
-static __device__ __forceinline__ uint4 load_chunk(const int8_t *X, int rows, int K, int row,
-                                                   int k, int vec16) {
-    uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (row >= rows || k >= K) return v;
+// One 16-byte chunk of a tile into shared memory: row `row` of X (rows, K), bytes k .. k+15,
+// zero outside X. ASYNC (K % 16 == 0, X 16-byte aligned: a chunk is wholly inside or outside
+// in k): cp.async.cg with src-size 16 or 0 (a zero-filled chunk reads nothing; its source is
+// X itself, a valid address). Otherwise byte loads and a 16-byte shared store, synchronous.
+template <bool ASYNC>
+static __device__ __forceinline__ void copy_chunk(char *dst, const int8_t *X, int rows, int K,
+                                                  int row, int k) {
+    const bool in = row < rows && k < K;
     const int8_t *p = X + (size_t)row * (size_t)K;
-    if (vec16) return *reinterpret_cast<const uint4 *>(p + k);
-    v.x = pack4_s8(p, k, K);
-    v.y = pack4_s8(p, k + 4, K);
-    v.z = pack4_s8(p, k + 8, K);
-    v.w = pack4_s8(p, k + 12, K);
-    return v;
+    if (ASYNC) {
+        qt_cp_async_cg16(dst, in ? (const void *)(p + k) : (const void *)X, in ? 16 : 0);
+        return;
+    }
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (in) {
+        v.x = pack4_s8(p, k, K);
+        v.y = pack4_s8(p, k + 4, K);
+        v.z = pack4_s8(p, k + 8, K);
+        v.w = pack4_s8(p, k + 12, K);
+    }
+#if QT_CUDA_EMULATED
+    memcpy(dst, &v, sizeof v);
+#else
+    *reinterpret_cast<uint4 *>(dst) = v; // 16-byte aligned: swizzle_off is a multiple of 16
+#endif
 }
 
-static __device__ __forceinline__ void store_chunk(uint32_t *s, uint4 v) {
+// Two adjacent outputs out[i], out[i + 1] (i even, out + i 2-element aligned) in one store.
+// The emulator traps on a misaligned pair, as the GPU faults on a misaligned vector store.
+template <typename T> static __device__ __forceinline__ void check_pair(const T *p) {
 #if QT_CUDA_EMULATED
-    s[0] = v.x; // word stores: the fragment loads read this memory as uint32_t
-    s[1] = v.y;
-    s[2] = v.z;
-    s[3] = v.w;
+    if ((uintptr_t)p % (2 * sizeof(T)) != 0) __trap();
 #else
-    *reinterpret_cast<uint4 *>(s) = v; // 16-byte aligned: SMEM_LDW * 4 and c * 16 are
+    (void)p;
 #endif
+}
+static __device__ __forceinline__ void store_pair(int32_t *p, int v0, int v1) {
+    check_pair(p);
+    *reinterpret_cast<int2 *>(p) = make_int2(v0, v1);
+}
+static __device__ __forceinline__ void store_pair(float *p, float v0, float v1) {
+    check_pair(p);
+    *reinterpret_cast<float2 *>(p) = make_float2(v0, v1);
+}
+static __device__ __forceinline__ void store_pair(__half *p, float v0, float v1) {
+    check_pair(p);
+    *reinterpret_cast<__half2 *>(p) = __halves2half2(__float2half_rn(v0), __float2half_rn(v1));
+}
+static __device__ __forceinline__ void store_pair(__nv_bfloat16 *p, float v0, float v1) {
+    check_pair(p);
+    *reinterpret_cast<__nv_bfloat162 *>(p) =
+        __halves2bfloat162(__float2bfloat16_rn(v0), __float2bfloat16_rn(v1));
+}
+
+// Columns n, n+1 of row m from accumulators v0, v1: int32 as is, or dequantized as
+// epilogue_store does (the same operations in the same order, so the same bits). pair: both
+// columns exist and the pair store is aligned; else the columns < N are stored one by one.
+static __device__ __forceinline__ void epilogue_pair(int32_t *out, int m, int n, int N, int v0,
+                                                     int v1, bool pair, const dequant_args &e) {
+    (void)e;
+    int32_t *p = out + (size_t)m * (size_t)N + n;
+    if (pair) {
+        store_pair(p, v0, v1);
+    } else {
+        if (n < N) p[0] = v0;
+        if (n + 1 < N) p[1] = v1;
+    }
+}
+
+template <typename T>
+static __device__ __forceinline__ void epilogue_pair(T *out, int m, int n, int N, int v0, int v1,
+                                                     bool pair, const dequant_args &e) {
+    const float sa = e.a_scale[(size_t)m * e.a_step];
+    T *p = out + (size_t)m * (size_t)N + n;
+    if (pair) {
+        const float sb0 = e.b_scale[(size_t)n * e.b_step];
+        const float sb1 = e.b_scale[(size_t)(n + 1) * e.b_step];
+        float f0 = __fmul_rn(__fmul_rn(__int2float_rn(v0), sa), sb0);
+        float f1 = __fmul_rn(__fmul_rn(__int2float_rn(v1), sa), sb1);
+        if (e.bias) {
+            f0 = __fadd_rn(f0, qt_ld((const T *)e.bias + n));
+            f1 = __fadd_rn(f1, qt_ld((const T *)e.bias + n + 1));
+        }
+        store_pair(p, f0, f1);
+        return;
+    }
+    if (n < N) epilogue_store(out, (size_t)m * (size_t)N + n, m, n, v0, e);
+    if (n + 1 < N) epilogue_store(out, (size_t)m * (size_t)N + n + 1, m, n + 1, v1, e);
 }
 
 // out (M, N) = epilogue(A (M, K) B (N, K)^T), T = int32_t (raw C) or float/__half/
 // __nv_bfloat16 (dequantized).
-// Grid (ceil(N / 64), ceil(M / 64)); block 128 threads = 4 warps; warp w owns rows
-// 32 (w >> 1) .. +31 and columns 32 (w & 1) .. +31 of the block's 64x64 tile.
-// Shared memory (dynamic, SMEM_BYTES): sA (64 rows x 64 k bytes), sB (64 rows x 64 k bytes),
-// rows SMEM_LDW words apart. Staging: thread i loads 16-byte chunks i and i + 128 of each
-// tile (chunk c: row c / 4, bytes 16 (c % 4) ..) into registers while the warps compute on
-// the previous stage. Guards: rows >= M or N and k >= K load as zeros (a zero adds nothing to
-// any dot product); outputs outside (M, N) are not written.
-template <typename T>
-static __global__ void __launch_bounds__(MMA_THREADS)
+// Grid: tiles_m * tiles_n blocks in x, rastered in groups of GROUP_M tile-rows: block b is
+// tile (tm, tn) with group = b / (GROUP_M tiles_n), tm = group GROUP_M + (b' % rows_in_group),
+// tn = b' / rows_in_group (b' = b % (GROUP_M tiles_n)), so the blocks running together share
+// A rows and B columns in L2. Block: 128 threads = 4 warps; warp w owns rows 64 (w >> 1) ..
+// +63 and columns 64 (w & 1) .. +63 of the block's 128x128 tile.
+// Shared memory (dynamic, SMEM_BYTES): STAGES stages of [A tile (128 x 64 bytes), B tile
+// (128 x 64 bytes)], each SWIZZLEd. Copies: thread i moves 16-byte chunks i + 128 j (j < 4) of
+// each tile: row (i >> 2) + 32 j, chunk column i & 3.
+// Pipeline (k tile kt = bytes 64 kt .. of K, KT tiles): the prologue issues tiles 0..STAGES-2,
+// one commit group each; iteration kt waits until tile kt's group has landed (at most
+// STAGES - 2 newer groups pending), __syncthreads (every thread's copies of tile kt are
+// visible, and every warp is done reading stage (kt - 1) % STAGES), issues tile kt + STAGES - 1
+// into that freed stage (an empty group past the end), then computes stage kt % STAGES.
+// vec_out: N even and out 2-element aligned, so column pairs (2t, 2t+1) store as one.
+template <typename T, bool ASYNC>
+static __global__ void __launch_bounds__(MMA_THREADS, 2)
     int8_gemm_mma_tile(T *out, const int8_t *A, const int8_t *B, int M, int N, int K,
-                       int vec16, dequant_args e) {
-    QT_DYNAMIC_SHARED(uint32_t, smem);
-    uint32_t *sA = smem;                     // (TILE_M, SMEM_LDW) words
-    uint32_t *sB = smem + TILE_M * SMEM_LDW; // (TILE_N, SMEM_LDW) words
+                       int tiles_m, int tiles_n, int vec_out, dequant_args e) {
+    QT_DYNAMIC_SHARED(char, smem);
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int m0 = (int)blockIdx.y * TILE_M, n0 = (int)blockIdx.x * TILE_N;
+
+    // block raster (see above)
+    const int per_group = GROUP_M * tiles_n, bid = (int)blockIdx.x;
+    const int first_m = (bid / per_group) * GROUP_M;
+    const int rows_in_group = min(tiles_m - first_m, GROUP_M);
+    const int tm = first_m + (bid % per_group) % rows_in_group;
+    const int tn = (bid % per_group) / rows_in_group;
+    const int m0 = tm * TILE_M, n0 = tn * TILE_N;
     const int wm = (warp >> 1) * WARP_M, wn = (warp & 1) * WARP_N;
 
-    int acc[2][4][4];
+    int acc[4][8][4];
     QT_UNROLL
-    for (int mi = 0; mi < 2; mi++)
+    for (int mi = 0; mi < 4; mi++)
         QT_UNROLL
-        for (int ni = 0; ni < 4; ni++)
+        for (int ni = 0; ni < 8; ni++)
             QT_UNROLL
             for (int r = 0; r < 4; r++) acc[mi][ni][r] = 0;
 
-    // chunk i (i = tid, tid + 128) of a tile: row i >> 2, byte column 16 (i & 3)
-    const int r0 = tid >> 2, r1 = (tid + MMA_THREADS) >> 2, cb = (tid & 3) * 16;
-    uint4 ra0 = load_chunk(A, M, K, m0 + r0, cb, vec16);
-    uint4 ra1 = load_chunk(A, M, K, m0 + r1, cb, vec16);
-    uint4 rb0 = load_chunk(B, N, K, n0 + r0, cb, vec16);
-    uint4 rb1 = load_chunk(B, N, K, n0 + r1, cb, vec16);
+    // copies: chunk rows cr + 32 j, chunk column cc; shared offset st_off + 2048 j
+    const int cr = tid >> 2, cc = tid & 3;
+    const int st_off = swizzle_off(cr, cc);
+    // ldmatrix row addresses of this lane, per k-step kk (chunk column 2 kk + ...):
+    //   A: row wm + (lane & 7) + 8 ((lane >> 3) & 1) (+ 16 mi), chunk 2 kk + (lane >> 4)
+    //   B: row wn + (lane & 7) + 8 (lane >> 4) (+ 16 p), chunk 2 kk + ((lane >> 3) & 1)
+    const int ar = wm + (lane & 7) + 8 * ((lane >> 3) & 1), ac = lane >> 4;
+    const int br = wn + (lane & 7) + 8 * (lane >> 4), bc = (lane >> 3) & 1;
+    const int a_off0 = swizzle_off(ar, ac), a_off1 = swizzle_off(ar, 2 + ac);
+    const int b_off0 = STAGE_A_BYTES + swizzle_off(br, bc);
+    const int b_off1 = STAGE_A_BYTES + swizzle_off(br, 2 + bc);
 
-    for (int k0 = 0; k0 < K; k0 += TILE_K) {
-        store_chunk(sA + r0 * SMEM_LDW + cb / 4, ra0);
-        store_chunk(sA + r1 * SMEM_LDW + cb / 4, ra1);
-        store_chunk(sB + r0 * SMEM_LDW + cb / 4, rb0);
-        store_chunk(sB + r1 * SMEM_LDW + cb / 4, rb1);
-        __syncthreads();
-        if (k0 + TILE_K < K) { // the next stage's loads overlap this stage's math
-            ra0 = load_chunk(A, M, K, m0 + r0, k0 + TILE_K + cb, vec16);
-            ra1 = load_chunk(A, M, K, m0 + r1, k0 + TILE_K + cb, vec16);
-            rb0 = load_chunk(B, N, K, n0 + r0, k0 + TILE_K + cb, vec16);
-            rb1 = load_chunk(B, N, K, n0 + r1, k0 + TILE_K + cb, vec16);
-        }
+    const int KT = (K + TILE_K - 1) / TILE_K;
+    // Issues the copies of k tile `kt` into stage `s`.
+    auto load_stage = [&](int s, int kt) {
+        char *sa = smem + s * STAGE_BYTES + st_off;
+        char *sb = sa + STAGE_A_BYTES;
+        const int k = kt * TILE_K + cc * 16;
         QT_UNROLL
-        for (int kw = 0; kw < TILE_K / 4; kw += 8) { // word offset of the 32-k step
-            uint32_t af[2][4], bf[4][2];
-            QT_UNROLL
-            for (int mi = 0; mi < 2; mi++) {
-                const uint32_t *lo = sA + (wm + mi * 16 + g) * SMEM_LDW + kw + t;
-                const uint32_t *hi = lo + 8 * SMEM_LDW;
-                af[mi][0] = lo[0]; // row g,   k = 4t..
-                af[mi][1] = hi[0]; // row g+8, k = 4t..
-                af[mi][2] = lo[4]; // row g,   k = 16+4t..
-                af[mi][3] = hi[4]; // row g+8, k = 16+4t..
-            }
-            QT_UNROLL
-            for (int ni = 0; ni < 4; ni++) {
-                const uint32_t *col = sB + (wn + ni * 8 + g) * SMEM_LDW + kw + t;
-                bf[ni][0] = col[0]; // column g, k = 4t..
-                bf[ni][1] = col[4]; // column g, k = 16+4t..
-            }
-            QT_UNROLL
-            for (int mi = 0; mi < 2; mi++)
-                QT_UNROLL
-                for (int ni = 0; ni < 4; ni++) mma_s8_m16n8k32(acc[mi][ni], af[mi], bf[ni]);
+        for (int j = 0; j < 4; j++) {
+            copy_chunk<ASYNC>(sa + 2048 * j, A, M, K, m0 + cr + 32 * j, k);
+            copy_chunk<ASYNC>(sb + 2048 * j, B, N, K, n0 + cr + 32 * j, k);
         }
-        __syncthreads();
+    };
+
+    QT_UNROLL
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < KT) load_stage(s, s);
+        qt_cp_async_commit();
     }
+
+    for (int kt = 0; kt < KT; kt++) {
+#if QT_INT8_GEMM_MUTATION == 2
+        qt_cp_async_wait<STAGES - 1>(); // mutation: one group too few
+#else
+        qt_cp_async_wait<STAGES - 2>(); // tile kt has landed (this thread's copies)
+#endif
+        __syncthreads(); // ... everyone's; and stage (kt - 1) % STAGES is free
+        const int next = kt + STAGES - 1;
+        if (next < KT) load_stage(next % STAGES, next);
+        qt_cp_async_commit();
+
+        const char *st = smem + (kt % STAGES) * STAGE_BYTES;
+        QT_UNROLL
+        for (int kk = 0; kk < TILE_K / 32; kk++) {
+            uint32_t af[4][4], bf[8][2];
+            const char *pa = st + (kk ? a_off1 : a_off0);
+            const char *pb = st + (kk ? b_off1 : b_off0);
+            QT_UNROLL
+            for (int mi = 0; mi < 4; mi++) {
+                qt_ldmatrix_x4(af[mi], pa + 1024 * mi);
+#if QT_INT8_GEMM_MUTATION == 1
+                const uint32_t swap = af[mi][1]; // mutation: a[1] <-> a[2]
+                af[mi][1] = af[mi][2];
+                af[mi][2] = swap;
+#endif
+            }
+            QT_UNROLL
+            for (int p = 0; p < 4; p++) {
+                uint32_t d[4];
+                qt_ldmatrix_x4(d, pb + 1024 * p);
+                bf[2 * p][0] = d[0];
+                bf[2 * p][1] = d[1];
+                bf[2 * p + 1][0] = d[2];
+                bf[2 * p + 1][1] = d[3];
+            }
+            QT_UNROLL
+            for (int mi = 0; mi < 4; mi++)
+                QT_UNROLL
+                for (int ni = 0; ni < 8; ni++) mma_s8_m16n8k32(acc[mi][ni], af[mi], bf[ni]);
+        }
+    }
+    qt_cp_async_wait<0>(); // only empty groups remain; none in flight at exit
 
     // d[r]: row g + 8 (r >> 1), column 2t + (r & 1) of fragment (mi, ni)
     QT_UNROLL
-    for (int mi = 0; mi < 2; mi++)
+    for (int mi = 0; mi < 4; mi++)
         QT_UNROLL
-        for (int ni = 0; ni < 4; ni++)
+        for (int h = 0; h < 2; h++) {
+            const int m = m0 + wm + mi * 16 + g + 8 * h;
+            if (m >= M) continue;
             QT_UNROLL
-            for (int r = 0; r < 4; r++) {
-                const int m = m0 + wm + mi * 16 + g + 8 * (r >> 1);
-                const int n = n0 + wn + ni * 8 + 2 * t + (r & 1);
-                if (m < M && n < N)
-                    epilogue_store(out, (size_t)m * (size_t)N + (size_t)n, m, n, acc[mi][ni][r],
-                                   e);
+            for (int ni = 0; ni < 8; ni++) {
+                const int n = n0 + wn + ni * 8 + 2 * t;
+                if (n >= N) continue;
+                epilogue_pair(out, m, n, N, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1],
+                              vec_out && n + 1 < N, e);
             }
+        }
 }
 
 // ---- elementwise kernels of the cuBLASLt path -------------------------------------------------
@@ -320,27 +467,46 @@ static qt_status resolve_impl(const char *op, qt_cuda_int8_impl *impl) {
     return QT_OK;
 }
 
+// Tiles of the mma kernel's grid (one block each, in gridDim.x).
+static long long mma_tiles(int M, int N) {
+    return (long long)((M + TILE_M - 1) / TILE_M) * (long long)((N + TILE_N - 1) / TILE_N);
+}
+
 static qt_status check_shape(const char *op, int M, int N, int K) {
     if (M < 1 || N < 1 || K < 1)
         return qt_error(QT_ERR_ARG, "%s: M %d, N %d, K %d must all be >= 1", op, M, N, K);
     if (K > QT_INT8_GEMM_MAX_K)
         return qt_error(QT_ERR_ARG, "%s: K %d exceeds %d, beyond which int32 sums could "
                         "overflow; split K", op, K, QT_INT8_GEMM_MAX_K);
-    if ((M + TILE_M - 1) / TILE_M > 65535)
-        return qt_error(QT_ERR_ARG, "%s: M %d exceeds %d rows; split the rows", op, M,
-                        65535 * TILE_M);
+    if (mma_tiles(M, N) > 2147483647ll)
+        return qt_error(QT_ERR_ARG, "%s: M %d x N %d makes %lld tiles of %dx%d, over the grid's "
+                        "2^31 - 1 blocks; split the rows", op, M, N, mma_tiles(M, N), TILE_M,
+                        TILE_N);
     return QT_OK;
 }
 
+// The mma kernel for (T, ASYNC), its shared memory opted in above 48 KiB.
+template <typename T, bool ASYNC>
+static qt_status launch_mma_kernel(cudaStream_t s, T *out, const int8_t *A, const int8_t *B,
+                                   int M, int N, int K, int vec_out, const dequant_args &e) {
+    QT_CHECK_CUDA(cudaFuncSetAttribute(int8_gemm_mma_tile<T, ASYNC>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    const int tiles_m = (M + TILE_M - 1) / TILE_M, tiles_n = (N + TILE_N - 1) / TILE_N;
+    QT_LAUNCH(int8_gemm_mma_tile<T, ASYNC>, (unsigned)mma_tiles(M, N), MMA_THREADS,
+              SMEM_BYTES, s, out, A, B, M, N, K, tiles_m, tiles_n, vec_out, e);
+    QT_CHECK_LAUNCH("int8_gemm_mma_tile");
+    return QT_OK;
+}
+
+// ASYNC (cp.async) when every 16-byte chunk of A and B is 16-byte aligned; vec_out when column
+// pairs of out are aligned.
 template <typename T>
 static qt_status launch_mma(cudaStream_t s, T *out, const int8_t *A, const int8_t *B, int M,
                             int N, int K, const dequant_args &e) {
-    const int vec16 = K % 16 == 0 && ((uintptr_t)A % 16) == 0 && ((uintptr_t)B % 16) == 0;
-    dim3 grid((unsigned)((N + TILE_N - 1) / TILE_N), (unsigned)((M + TILE_M - 1) / TILE_M));
-    QT_LAUNCH(int8_gemm_mma_tile<T>, grid, MMA_THREADS, SMEM_BYTES, s, out, A, B, M, N, K,
-              vec16, e);
-    QT_CHECK_LAUNCH("int8_gemm_mma_tile");
-    return QT_OK;
+    const int async = K % 16 == 0 && ((uintptr_t)A % 16) == 0 && ((uintptr_t)B % 16) == 0;
+    const int vec_out = N % 2 == 0 && ((uintptr_t)out % (2 * sizeof(T))) == 0;
+    if (async) return launch_mma_kernel<T, true>(s, out, A, B, M, N, K, vec_out, e);
+    return launch_mma_kernel<T, false>(s, out, A, B, M, N, K, vec_out, e);
 }
 
 template <typename T>
@@ -712,7 +878,7 @@ extern "C" qt_status qt_cuda_transpose_s8(qt_cuda_stream stream, int8_t *out, co
 static int int8_cost_impl(qt_cuda_int8_impl impl, int M, int N, int K) {
     if (impl == QT_CUDA_INT8_DEFAULT) impl = qt_cuda_int8_default_impl();
     if (impl != QT_CUDA_INT8_MMA && impl != QT_CUDA_INT8_CUBLASLT) return 0;
-    if (M < 1 || N < 1 || K < 1 || K > QT_INT8_GEMM_MAX_K || (M + TILE_M - 1) / TILE_M > 65535)
+    if (M < 1 || N < 1 || K < 1 || K > QT_INT8_GEMM_MAX_K || mma_tiles(M, N) > 2147483647ll)
         return 0;
     return impl;
 }

@@ -24,8 +24,10 @@
 // cuBLASLt's column-major TN semantics on the same arguments (int8_gemm.cu), so the cuBLASLt
 // cases here check the transposes, leading dimensions, padding and epilogue kernel, not
 // cuBLASLt itself; on a GPU (the _gpu test) they run the real library.
-// The mma cases do exercise the fragment mapping under the emulator: swapping two A registers
-// (a[1] <-> a[2]) in the kernel's fragment load makes every gemm case with M > 8 fail.
+// The mma cases do exercise the fragment mapping and the cp.async pipeline under the emulator:
+// the CTests test_cuda_int8_gemm_mutation1 (A registers a[1] <-> a[2] swapped after ldmatrix)
+// and _mutation2 (one cp.async wait_group too few) build this suite on a mutated kernel and
+// pass only when it reports a wrong int32 (cmake/cuda.cmake).
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -41,13 +43,21 @@
 #include "kernels/quant.h"
 #include "testutil.h"
 
-// (M, N, K): 1x1x1; odd everything; K % 32 != 0, K % 16 == 0 (the mma kernel's 16-byte path
-// with M, N edges), K % 4 != 0 (cuBLASLt padding), K = 4 (shorter than one mma k-step).
-static const int SHAPES[][3] = {{1, 1, 1},   {17, 33, 65}, {70, 23, 129}, {5, 7, 3},
-                                {33, 9, 100}, {65, 70, 48}, {3, 130, 4},  {64, 64, 64}};
+// (M, N, K): 1x1x1; odd everything; K % 32 != 0, K % 16 == 0 (the mma kernel's cp.async path
+// with M, N edges), K % 4 != 0 (cuBLASLt padding), K = 4 (shorter than one mma k-step); then
+// several 128x128 tiles each way (a partial last tile) with more 64-byte k stages than the
+// pipeline's 4, so stages are reused: cp.async (K = 400) and the synchronous path (K = 333).
+static const int SHAPES[][3] = {{1, 1, 1},     {17, 33, 65}, {70, 23, 129}, {5, 7, 3},
+                                {33, 9, 100},   {65, 70, 48}, {3, 130, 4},  {64, 64, 64},
+                                {130, 257, 400}, {200, 129, 333}};
 #define N_SHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 static const qt_cuda_int8_impl IMPLS[] = {QT_CUDA_INT8_MMA, QT_CUDA_INT8_CUBLASLT};
 #define N_IMPLS 2
+#if defined(__SANITIZE_THREAD__)
+#define SANITIZED_TSAN 1
+#else
+#define SANITIZED_TSAN 0
+#endif
 #define GUARD 64 // int32 or int8 elements of guard band after each device output
 
 static uint64_t rng_next(uint64_t *s) {
@@ -79,19 +89,25 @@ static void *dev_copy(const void *host, size_t bytes, size_t off, void **base) {
 
 // ---- gemm: int32 bit-exact ------------------------------------------------------------------
 
-static void check_gemm(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, uint64_t seed) {
+// off: byte offset of A and B; c_off: int32 offset of C (1: its column pairs are not 8-byte
+// aligned, so the mma epilogue must store them one by one).
+static void check_gemm_at(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, size_t c_off,
+                          uint64_t seed) {
     char tag[160];
-    snprintf(tag, sizeof tag, "gemm %s M %d N %d K %d offset %zu seed %llu",
-             qt_cuda_int8_impl_name(impl), M, N, K, off, (unsigned long long)seed);
+    snprintf(tag, sizeof tag, "gemm %s M %d N %d K %d offset %zu seed %llu c_off %zu",
+             qt_cuda_int8_impl_name(impl), M, N, K, off, (unsigned long long)seed, c_off);
     size_t mk = (size_t)M * K, nk = (size_t)N * K, mn = (size_t)M * N;
     int8_t *A = rand_s8(mk, seed), *B = rand_s8(nk, seed + 1000);
     int32_t *ref = malloc(mn * sizeof(int32_t)), *got = malloc((mn + GUARD) * sizeof(int32_t));
     ck_assert_int_eq(qt_cpu_gemm_s8s32(ref, A, B, M, N, K), QT_OK);
     void *abase, *bbase;
     int8_t *dA = dev_copy(A, mk, off, &abase), *dB = dev_copy(B, nk, off, &bbase);
-    int32_t *dC = NULL;
-    ck_assert_int_eq(cudaMalloc((void **)&dC, (mn + GUARD) * sizeof(int32_t)), cudaSuccess);
-    ck_assert_int_eq(cudaMemset(dC, 0xAB, (mn + GUARD) * sizeof(int32_t)), cudaSuccess);
+    int32_t *cbase = NULL;
+    ck_assert_int_eq(cudaMalloc((void **)&cbase, (mn + GUARD + c_off) * sizeof(int32_t)),
+                     cudaSuccess);
+    ck_assert_int_eq(cudaMemset(cbase, 0xAB, (mn + GUARD + c_off) * sizeof(int32_t)),
+                     cudaSuccess);
+    int32_t *dC = cbase + c_off;
     qt_status st = qt_cuda_gemm_s8s32(NULL, dC, dA, dB, M, N, K, impl);
     ck_assert_msg(st == QT_OK, "%s: failed: %s", tag, qt_last_error());
     ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
@@ -104,11 +120,15 @@ static void check_gemm(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, 
         ck_assert_msg((uint32_t)got[i] == 0xABABABABu, "%s: wrote past C at %zu", tag, i);
     cudaFree(abase);
     cudaFree(bbase);
-    cudaFree(dC);
+    cudaFree(cbase);
     free(A);
     free(B);
     free(ref);
     free(got);
+}
+
+static void check_gemm(qt_cuda_int8_impl impl, int M, int N, int K, size_t off, uint64_t seed) {
+    check_gemm_at(impl, M, N, K, off, 0, seed);
 }
 
 START_TEST(test_gemm_exact) {
@@ -120,6 +140,8 @@ START_TEST(test_gemm_exact) {
     // odd byte offsets: unaligned rows even where K % 16 == 0
     check_gemm(impl, 65, 70, 48, 1, 97);
     check_gemm(impl, 17, 33, 64, 3, 98);
+    // C one int32 off 8-byte alignment with N even: no column-pair stores
+    check_gemm_at(impl, 33, 66, 64, 0, 1, 99);
 }
 END_TEST
 
@@ -190,6 +212,11 @@ START_TEST(test_linear_epilogue) {
         check_linear(impl, dts[d], 70, 23, 129, 0, 1, 1, 60 + (uint64_t)d);
         check_linear(impl, dts[d], 33, 9, 100, 1, 0, 1, 70 + (uint64_t)d);
         check_linear(impl, dts[d], 5, 70, 48, 1, 1, 0, 80 + (uint64_t)d);
+        // several tiles and stages on the cp.async path: N even (column-pair stores) and odd;
+        // under TSan (~10x slower) for fp32 only: the pipeline is the same for every dtype
+        if (SANITIZED_TSAN && d > 0) continue;
+        check_linear(impl, dts[d], 130, 258, 272, 1, 1, 1, 90 + (uint64_t)d);
+        check_linear(impl, dts[d], 129, 131, 208, 0, 1, 0, 100 + (uint64_t)d);
     }
 }
 END_TEST
@@ -242,8 +269,8 @@ START_TEST(test_flag_and_bad_args) {
         ck_assert_int_eq(qt_cuda_linear_s8(NULL, QT_DTYPE_F32, dC, dA, NULL, dA, (float *)dC, NULL, 2, 2, 2, im),
                          QT_ERR_ARG);
     }
-    // more rows than a grid can hold (checked before any pointer is used)
-    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 65535 * 64 + 1, 2, 2, QT_CUDA_INT8_MMA),
+    // more tiles than a grid can hold (2^23 x 2^23; checked before any pointer is used)
+    ck_assert_int_eq(qt_cuda_gemm_s8s32(NULL, dC, dA, dA, 1 << 30, 1 << 30, 2, QT_CUDA_INT8_MMA),
                      QT_ERR_ARG);
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_MMA), "mma");
     ck_assert_str_eq(qt_cuda_int8_impl_name(QT_CUDA_INT8_CUBLASLT), "cublaslt");

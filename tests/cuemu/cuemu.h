@@ -137,6 +137,12 @@ void shared_init(void *p, size_t bytes);
 // Aborts with the calling thread's coordinates (__trap, unsupported use).
 [[noreturn]] void fatal_in_kernel(const char *what, const char *file, int line);
 
+// cp.async twins (the PTX instructions of sm_80; the model is in ptx twins below).
+void cp_async(void *dst, const void *src, unsigned cp_size, unsigned src_size, bool cache_global,
+              const char *file, int line);
+void cp_async_commit(const char *file, int line);
+void cp_async_wait(unsigned n, const char *file, int line);
+
 // One launch, type-erased: invoke(ctx) runs the kernel body for the current CUDA thread.
 struct launch_desc {
     const char *text;  // the QT_LAUNCH arguments as written: the kernel name is the first
@@ -417,6 +423,73 @@ QT_CUEMU_REDUCE(__reduce_and_sync, unsigned, OP_REDUCE_AND)
 QT_CUEMU_REDUCE(__reduce_or_sync, unsigned, OP_REDUCE_OR)
 QT_CUEMU_REDUCE(__reduce_xor_sync, unsigned, OP_REDUCE_XOR)
 #undef QT_CUEMU_REDUCE
+
+// ---- PTX twins: ldmatrix and cp.async (sm_80) ---------------------------------------------
+// Kernels reach these through small wrappers with a QT_CUDA_EMULATED branch (kernels/cuda/
+// common.cuh: qt_ldmatrix_*, qt_cp_async_*); each follows the PTX ISA's definition.
+namespace cuemu {
+
+// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16 d, [row]: a warp-wide load of X 8x8
+// matrices of 16-bit elements. Lanes 8i .. 8i+7 give the addresses of rows 0..7 of matrix i
+// (each row 16 contiguous, 16-byte aligned bytes; the other lanes' addresses are ignored).
+// Lane l receives in d[i] the elements (l/4, 2(l%4)) and (l/4, 2(l%4)+1) of matrix i, the first
+// in the low half; with .trans, the elements (2(l%4), l/4) and (2(l%4)+1, l/4). Every lane of
+// the warp must call it together (full mask), as the instruction is .sync.aligned. Twin: each
+// lane fetches the row address it needs from the lane that holds it with a shuffle (so a lane
+// that gives a wrong address corrupts the others' registers, as on the GPU) and reads the
+// bytes itself.
+template <int X>
+inline void ldmatrix_b16(uint32_t (&d)[X], const void *row, bool trans, QT_CUEMU_HERE) {
+    static_assert(X == 1 || X == 2 || X == 4, "ldmatrix loads 1, 2 or 4 matrices");
+    const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    const unsigned lane = tid & 31u;
+    if (lane < 8u * X && reinterpret_cast<uintptr_t>(row) % 16 != 0)
+        detail::fatal_in_kernel("ldmatrix: a row address not 16-byte aligned in", qt_file_,
+                                qt_line_);
+    const uintptr_t mine = reinterpret_cast<uintptr_t>(row);
+    for (int i = 0; i < X; i++) {
+        if (!trans) {
+            const uintptr_t r = static_cast<uintptr_t>(detail::warp_collective(
+                detail::OP_SHFL_IDX, 0xffffffffu, mine, 8, static_cast<int>(8 * i + lane / 4),
+                32, qt_file_, qt_line_));
+            std::memcpy(&d[i], reinterpret_cast<const char *>(r) + 4 * (lane % 4), 4);
+        } else {
+            const int r0 = static_cast<int>(8 * i + 2 * (lane % 4));
+            const uintptr_t a0 = static_cast<uintptr_t>(detail::warp_collective(
+                detail::OP_SHFL_IDX, 0xffffffffu, mine, 8, r0, 32, qt_file_, qt_line_));
+            const uintptr_t a1 = static_cast<uintptr_t>(detail::warp_collective(
+                detail::OP_SHFL_IDX, 0xffffffffu, mine, 8, r0 + 1, 32, qt_file_, qt_line_));
+            uint16_t lo, hi;
+            std::memcpy(&lo, reinterpret_cast<const char *>(a0) + 2 * (lane / 4), 2);
+            std::memcpy(&hi, reinterpret_cast<const char *>(a1) + 2 * (lane / 4), 2);
+            d[i] = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+        }
+    }
+}
+
+// cp.async.{ca,cg}.shared.global [dst], [src], cp_size, src_size: copies src_size bytes of
+// global memory to shared memory and zero-fills the rest of cp_size (4, 8 or 16; .cg: 16),
+// both addresses aligned to cp_size. Asynchronous: the copy joins the thread's open group,
+// cp_async_commit_group closes that group, and cp_async_wait_group(n) waits until at most the
+// n most recently committed groups of this thread are pending (copies not yet committed are
+// never waited for). Twin: the source is read at issue, the destination filled with 0xFF
+// bytes at once, and the data written when a wait covering its group runs; a thread that
+// exits with copies in flight is reported.
+inline void cp_async(void *dst, const void *src, unsigned cp_size, unsigned src_size,
+                     bool cache_global, QT_CUEMU_HERE) {
+    detail::cp_async(dst, src, cp_size, src_size, cache_global, qt_file_, qt_line_);
+}
+inline void cp_async_commit_group(QT_CUEMU_HERE) { detail::cp_async_commit(qt_file_, qt_line_); }
+inline void cp_async_wait_group(unsigned n, QT_CUEMU_HERE) {
+    detail::cp_async_wait(n, qt_file_, qt_line_);
+}
+// cp.async.wait_all: commit_group then wait_group 0.
+inline void cp_async_wait_all(QT_CUEMU_HERE) {
+    detail::cp_async_commit(qt_file_, qt_line_);
+    detail::cp_async_wait(0, qt_file_, qt_line_);
+}
+
+}  // namespace cuemu
 
 #include "cuemu_atomic.h"
 #include "cuemu_math.h"

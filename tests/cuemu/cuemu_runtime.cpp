@@ -68,6 +68,17 @@ inline void tsan_release(void *) {}
 inline void tsan_acquire(void *) {}
 #endif
 
+// One cp.async in flight: the bytes it will write (read from global memory at issue, the
+// source-size tail zero-filled) and where; it lands when a wait covering `group` runs.
+struct cp_async_copy {
+    void *dst;
+    unsigned group;
+    unsigned size;
+    const char *file;
+    int line;
+    unsigned char bytes[16];
+};
+
 enum fiber_state : uint8_t { F_READY, F_RUNNING, F_BARRIER, F_WARP, F_EXITED };
 
 struct worker;
@@ -90,6 +101,10 @@ struct fiber {
     void *tsan_fiber = nullptr;
     void *asan_fake_stack = nullptr;
     char *exit_frame = nullptr;  // ASan: where the last CUDA thread on this stack left it
+    // cp.async copies issued and not yet landed, in issue order, and the index of the group
+    // the next cp.async joins (the number of cp.async.commit_group run so far).
+    std::vector<cp_async_copy> cp_pending;
+    unsigned cp_open_group = 0;
 };
 
 // Per warp, with the arguments of pending collectives stored by lane (structure of arrays: the
@@ -476,6 +491,15 @@ void fiber_entry(void *arg) {
 
 void fiber_exit(worker *w, fiber *f) {
     f->exit_frame = static_cast<char *>(__builtin_frame_address(0));
+    if (!f->cp_pending.empty()) {
+        const cp_async_copy &c = f->cp_pending.front();
+        die(strf("cp.async %s: %s exited with %zu cp.async copies in flight (the first issued at "
+                 "%s, group %u; %u groups committed); they would land in shared memory at an "
+                 "unknown time: run cp.async.wait_group 0 (or wait_all) before the copies' "
+                 "shared memory is read or reused, and before exit",
+                 where(w).c_str(), coords(f).c_str(), f->cp_pending.size(),
+                 site(c.file, c.line).c_str(), c.group, f->cp_open_group));
+    }
     warp_state &ws = w->warps[f->warp];
     unsigned bit = 1u << f->lane;
     f->state = F_EXITED;
@@ -543,6 +567,8 @@ void run_block(worker *w, uint64_t b) {
         f->lane = t % 32;
         f->warp = t / 32;
         f->state = F_READY;
+        f->cp_pending.clear();
+        f->cp_open_group = 0;
 #if QT_CUEMU_RUNTIME_MODE == QT_CUEMU_MODE_ASAN
         // The previous thread on this stack left without returning: the redzones of its live
         // frames (and of the switch below them) are still poisoned. Clear them.
@@ -1034,6 +1060,63 @@ void shared_init(void *p, size_t bytes) {
     }
     w->shared_regs.emplace_back(p, w->block_gen);
     fill_poison(p, bytes);
+}
+
+// ---- cp.async (sm_80 asynchronous global -> shared copies) ----------------------------------
+// The model: a copy reads its source at issue, poisons its destination (0xFF bytes) at once and
+// writes the data only when a cp.async.wait_group that covers its group runs in the issuing
+// thread. On a GPU the copy lands at some unknown time between the two; here it lands at the
+// latest moment allowed, so a read of the destination without the wait (or a reuse of a stage
+// still being read by other threads when the copy is issued) sees the poison, not the data.
+
+void cp_async(void *dst, const void *src, unsigned cp_size, unsigned src_size, bool cache_global,
+              const char *file, int line) {
+    fiber *f = tl_cur;
+    if (!f) die(strf("cp.async called outside a kernel (%s)", site(file, line).c_str()));
+    const char *kind = cache_global ? "cp.async.cg" : "cp.async.ca";
+    if (cache_global ? cp_size != 16 : (cp_size != 4 && cp_size != 8 && cp_size != 16))
+        die(strf("%s %s, %s (%s): cp-size %u; .cg copies 16 bytes, .ca 4, 8 or 16", kind,
+                 where(f->w).c_str(), coords(f).c_str(), site(file, line).c_str(), cp_size));
+    if (src_size > cp_size)
+        die(strf("%s %s, %s (%s): src-size %u exceeds cp-size %u", kind, where(f->w).c_str(),
+                 coords(f).c_str(), site(file, line).c_str(), src_size, cp_size));
+    if ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) % cp_size != 0)
+        die(strf("%s %s, %s (%s): shared %p or global %p not aligned to cp-size %u (a GPU "
+                 "faults: misaligned address)", kind, where(f->w).c_str(), coords(f).c_str(),
+                 site(file, line).c_str(), dst, src, cp_size));
+    cp_async_copy c;
+    c.dst = dst;
+    c.group = f->cp_open_group;
+    c.size = cp_size;
+    c.file = file;
+    c.line = line;
+    memset(c.bytes, 0, sizeof c.bytes);
+    if (src_size) memcpy(c.bytes, src, src_size);
+    fill_poison(dst, cp_size);
+    f->cp_pending.push_back(c);
+}
+
+void cp_async_commit(const char *file, int line) {
+    fiber *f = tl_cur;
+    if (!f) die(strf("cp.async.commit_group outside a kernel (%s)", site(file, line).c_str()));
+    f->cp_open_group++;
+}
+
+void cp_async_wait(unsigned n, const char *file, int line) {
+    fiber *f = tl_cur;
+    if (!f) die(strf("cp.async.wait_group outside a kernel (%s)", site(file, line).c_str()));
+    // Committed groups are 0 .. open-1; all but the n most recent must be complete.
+    if (f->cp_open_group < n) return;
+    const unsigned limit = f->cp_open_group - n;  // groups < limit land
+    std::vector<cp_async_copy> &q = f->cp_pending;
+    size_t keep = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        if (q[i].group < limit)
+            memcpy(q[i].dst, q[i].bytes, q[i].size);
+        else
+            q[keep++] = q[i];
+    }
+    q.resize(keep);
 }
 
 void fatal_in_kernel(const char *what, const char *file, int line) {

@@ -632,6 +632,80 @@ START_TEST(test_runtime_api) {
 }
 END_TEST
 
+// ldmatrix (PTX ISA, "Warp-level matrix load instruction: ldmatrix"): lane l receives from
+// matrix i the two 16-bit elements (l / 4, 2 (l % 4)) and (l / 4, 2 (l % 4) + 1), the first in
+// the low half; .trans the elements (2 (l % 4), l / 4) and (2 (l % 4) + 1, l / 4); x1 / x2 / x4
+// load matrices 0 / 0-1 / 0-3 from the row addresses of lanes 0-7 / 0-15 / 0-31.
+START_TEST(test_ptx_ldmatrix) {
+    std::vector<uint16_t> src(4 * 64);
+    rng r{12345};
+    for (auto &v : src) v = static_cast<uint16_t>(r.next());
+    uint16_t *d_src = to_dev(src);
+    uint32_t *d_out = dev_alloc<uint32_t>(32 * 14);
+    CK_CUDA(cuemu_test_ldmatrix(d_src, d_out));
+    std::vector<uint32_t> out = from_dev(d_out, 32 * 14);
+    auto at = [&](int i, int row, int col) -> uint32_t { return src[64 * i + 8 * row + col]; };
+    for (int l = 0; l < 32; l++) {
+        uint32_t plain[4], trans[4];
+        for (int i = 0; i < 4; i++) {
+            plain[i] = at(i, l / 4, 2 * (l % 4)) | at(i, l / 4, 2 * (l % 4) + 1) << 16;
+            trans[i] = at(i, 2 * (l % 4), l / 4) | at(i, 2 * (l % 4) + 1, l / 4) << 16;
+        }
+        const uint32_t want[14] = {plain[0], plain[0], plain[1], plain[0], plain[1], plain[2],
+                                   plain[3], trans[0], trans[0], trans[1], trans[0], trans[1],
+                                   trans[2], trans[3]};
+        static const char *names[14] = {"x1", "x2[0]", "x2[1]", "x4[0]", "x4[1]", "x4[2]",
+                                        "x4[3]", "x1.trans", "x2.trans[0]", "x2.trans[1]",
+                                        "x4.trans[0]", "x4.trans[1]", "x4.trans[2]",
+                                        "x4.trans[3]"};
+        for (int j = 0; j < 14; j++)
+            ck_assert_msg(out[14 * l + j] == want[j], "ldmatrix %s lane %d: 0x%08x, want 0x%08x",
+                          names[j], l, out[14 * l + j], want[j]);
+    }
+    CK_CUDA(cudaFree(d_src));
+    CK_CUDA(cudaFree(d_out));
+}
+END_TEST
+
+// cp.async (PTX ISA, "cp.async", "cp.async.wait_group"): src-size bytes copied, the rest of
+// cp-size zero-filled; wait_group N completes all but the N most recent committed groups and
+// never an uncommitted copy. The twin's model: the destination reads 0xFF until then.
+START_TEST(test_ptx_cp_async) {
+    std::vector<unsigned char> src(32 * 16);
+    for (size_t i = 0; i < src.size(); i++) src[i] = static_cast<unsigned char>(i * 7 + 1);
+    unsigned char *d_src = to_dev(src);
+    unsigned char *d_out = dev_alloc<unsigned char>(32 * 96);
+    CK_CUDA(cudaMemset(d_out, 0x11, 32 * 96));
+    CK_CUDA(cuemu_test_cp_async(d_src, d_out));
+    std::vector<unsigned char> out = from_dev(d_out, 32 * 96);
+    for (int t = 0; t < 32; t++) {
+        const unsigned char *o = &out[96 * t], *g = &src[16 * t];
+        for (int i = 0; i < 16; i++) {
+            ck_assert_msg(o[i] == 0xFF, "thread %d: cg16 byte %d before any wait: 0x%02x, want "
+                          "the poison 0xff", t, i, o[i]);
+            ck_assert_msg(o[16 + i] == g[i], "thread %d: cg16 byte %d after wait_group 2: %d, "
+                          "want %d", t, i, o[16 + i], g[i]);
+            ck_assert_msg(o[52 + i] == 0xFF, "thread %d: uncommitted cg16 byte %d after "
+                          "wait_group 0: 0x%02x, want the poison 0xff", t, i, o[52 + i]);
+            ck_assert_msg(o[68 + i] == g[i], "thread %d: cg16 byte %d after wait_all: %d, want "
+                          "%d", t, i, o[68 + i], g[i]);
+        }
+        for (int i = 0; i < 8; i++) {
+            ck_assert_msg(o[32 + i] == 0xFF, "thread %d: ca8 (group 1) byte %d after "
+                          "wait_group 2: 0x%02x, want the poison 0xff", t, i, o[32 + i]);
+            const unsigned char want = i < 5 ? g[i] : 0;
+            ck_assert_msg(o[40 + i] == want, "thread %d: ca8 src-size 5 byte %d after "
+                          "wait_group 1: %d, want %d", t, i, o[40 + i], want);
+        }
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(o[48 + i] == 0, "thread %d: ca4 src-size 0 byte %d: %d, want 0", t, i,
+                          o[48 + i]);
+    }
+    CK_CUDA(cudaFree(d_src));
+    CK_CUDA(cudaFree(d_out));
+}
+END_TEST
+
 static Suite *cuemu_suite(void) {
     Suite *s = suite_create("cuemu");
     TCase *tc = tcase_create("kernels");
@@ -653,6 +727,8 @@ static Suite *cuemu_suite(void) {
     tcase_add_test(tc, test_half_intrinsics);
     tcase_add_test(tc, test_template_and_argless_kernels);
     tcase_add_test(tc, test_spin_with_nanosleep);
+    tcase_add_test(tc, test_ptx_ldmatrix);
+    tcase_add_test(tc, test_ptx_cp_async);
     suite_add_tcase(s, tc);
     TCase *api = tcase_create("runtime");
     tcase_add_test(api, test_launch_errors);

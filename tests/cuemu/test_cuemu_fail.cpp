@@ -241,6 +241,13 @@ START_TEST(test_tsan_missing_syncwarp) {
 }
 END_TEST
 
+START_TEST(test_cp_async_pending_at_exit) {
+    expect_report("cp_async_pending", {"cp.async", "kernel fail_cp_async_pending",
+                                       "thread (5,0,0) exited with 1 cp.async copies in flight",
+                                       "fail.cu:"});
+}
+END_TEST
+
 static Suite *fail_suite(void) {
     Suite *s = suite_create("cuemu_fail");
     TCase *tc = tcase_create("reports");
@@ -257,6 +264,7 @@ static Suite *fail_suite(void) {
     tcase_add_test(tc, test_segv_coordinates);
     tcase_add_test(tc, test_stack_overflow);
     tcase_add_test(tc, test_dynamic_smem_overflow);
+    tcase_add_test(tc, test_cp_async_pending_at_exit);
     if (k_mode == QT_CUEMU_MODE_ASAN) {
         tcase_add_test(tc, test_asan_static_smem_overflow);
         tcase_add_test(tc, test_asan_global_overflow);

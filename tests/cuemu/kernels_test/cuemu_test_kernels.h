@@ -7,6 +7,7 @@
 #define QTRAIN_CUEMU_TEST_KERNELS_H
 
 #include <cuda_runtime.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,6 +95,14 @@ cudaError_t cuemu_test_empty(dim3 grid, dim3 block, size_t smem);
 cudaError_t cuemu_test_empty_on(cudaStream_t stream);
 // Sets the dynamic shared memory limit of that empty kernel (cudaFuncSetAttribute).
 cudaError_t cuemu_test_empty_set_smem(int bytes);
+
+// ---- ptx.cu ---------------------------------------------------------------------------------
+// ldmatrix x1/x2/x4 and .trans of 4 matrices src (4, 8, 8) uint16 by one warp: out (32, 14)
+// uint32, per lane: x1, x2[0..1], x4[0..3], x1.trans, x2.trans[0..1], x4.trans[0..3].
+cudaError_t cuemu_test_ldmatrix(const uint16_t *src, uint32_t *out);
+// cp.async groups, zero fill and waits as one warp's threads see them: src (32, 16) bytes,
+// out (32, 96) bytes (the layout is in ptx.cu).
+cudaError_t cuemu_test_cp_async(const unsigned char *src, unsigned char *out);
 
 // ---- fail.cu: kernels that must be reported (see test_cuemu_fail.cpp) -------------------------
 // Runs failure case `name`; returns -1 if no such case. Most never return.

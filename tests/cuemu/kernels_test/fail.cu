@@ -4,6 +4,8 @@
 // block and thread coordinates given in the comments.
 #include "qt_cuda_compat.h"
 
+#include "kernels/cuda/common.cuh"
+
 #include <cstring>
 
 #include "cuemu_test_kernels.h"
@@ -166,6 +168,14 @@ float *device_floats(size_t n) {
 
 }  // namespace
 
+// A cp.async copy still in flight when its thread exits (no wait_group covers it).
+static __global__ void fail_cp_async_pending(float *out) {
+    QT_DYNAMIC_SHARED(float, s);
+    qt_cp_async_cg16(s + 4 * threadIdx.x, out + 4 * threadIdx.x, 16);
+    qt_cp_async_commit();
+    if (threadIdx.x != 5) qt_cp_async_wait<0>();
+}
+
 extern "C" int cuemu_test_fail_case(const char *name) {
     float *out = device_floats(1024);
     int *flag = nullptr;
@@ -193,6 +203,8 @@ extern "C" int cuemu_test_fail_case(const char *name) {
         QT_LAUNCH(fail_segv, 2, 32, 0, nullptr, out, static_cast<float *>(nullptr));
     else if (!strcmp(name, "stack_overflow"))
         QT_LAUNCH(fail_stack_overflow, 1, 32, 0, nullptr, flag, 1 << 30);
+    else if (!strcmp(name, "cp_async_pending"))
+        QT_LAUNCH(fail_cp_async_pending, 1, 32, 32 * 16, nullptr, out);
     else if (!strcmp(name, "smem_oob_static"))
         QT_LAUNCH(fail_smem_oob_static, 1, 64, 0, nullptr, out);
     else if (!strcmp(name, "smem_oob_dynamic"))
