@@ -69,6 +69,12 @@ typedef struct {
     cuda_ws s8_ws;  // linear_s8_fwd, linear_s8_dx: int8 codes and scales of the operands
     cuda_ws fq_ws;  // quant_fake: per-slice scales and zero points (kernels/cuda/quant.cu)
     cuda_ws dqt_ws; // dqt_step with stats: the reduction's scratch (kernels/cuda/dqt.cu)
+    // ---- adamw_multi part: the multi-tensor AdamW's chunk table (kernels/adamw.h), built from
+    // the spans of its first call and rebuilt only when they change (first step only)
+    cuda_ws chunk_ws;            // (n_chunks) qt_adamw_chunk, device
+    qt_adamw_span *chunk_spans;  // (n_chunk_spans) host: the spans the table was built from
+    int n_chunk_spans;           //
+    size_t n_chunks, chunk_elems; // the table's chunks and their total elements
     // ---- recording part (include/qtrain/cuda_record.h)
     int dry;              // 1: record only, run nothing (qt_backend_cuda_init_dry)
     int recording;        // 1: each launch appends a record
@@ -318,6 +324,7 @@ static void cuda_destroy(void *ctx) {
     if (!c) return;
     free(c->recs);
     if (c->dry) { // nothing of the device's was made (nor may the INT8 path's state be touched)
+        free(c->chunk_spans);
         free(c);
         return;
     }
@@ -333,6 +340,8 @@ static void cuda_destroy(void *ctx) {
     if (c->s8_ws.ptr) (void)cudaFree(c->s8_ws.ptr);
     if (c->fq_ws.ptr) (void)cudaFree(c->fq_ws.ptr);
     if (c->dqt_ws.ptr) (void)cudaFree(c->dqt_ws.ptr);
+    if (c->chunk_ws.ptr) (void)cudaFree(c->chunk_ws.ptr);
+    free(c->chunk_spans);
     // The INT8 cuBLASLt path keeps the stream of its last call (to wait for it before reusing
     // its workspace): release it before that stream goes away (found on the first GPU run).
     qt_cuda_int8_release();
@@ -598,6 +607,87 @@ static qt_status cuda_sumsq(void *ctx, double *out, const void *x, size_t n) {
     if (DRY(ctx) && out) *out = 0.0;
     return RUN(qt_cuda_sumsq, out, x, n, partials);
 }
+// ---- multi-tensor AdamW (adamw_multi part): kernels/cuda/sumsq.cu's sum left on the device,
+// kernels/cuda/adamw.cu's one launch over every tensor deciding from it, and one copy of the
+// sum to the host: the optimizer step's only wait.
+
+// Makes the device chunk table that of `spans`: kept while the spans are the same (a model's
+// tensors never move), built and uploaded (a synchronous copy) on the first call.
+static int spans_equal(const qt_adamw_span *a, const qt_adamw_span *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (a[i].param != b[i].param || a[i].grad != b[i].grad || a[i].n != b[i].n ||
+            a[i].weight_decay != b[i].weight_decay)
+            return 0;
+    return 1;
+}
+
+static qt_status adamw_chunks_reserve(cuda_ctx *c, const qt_adamw_span *spans, int n_spans) {
+    if (c->chunk_spans && n_spans == c->n_chunk_spans &&
+        spans_equal(spans, c->chunk_spans, n_spans))
+        return QT_OK;
+    const size_t n = qt_cuda_adamw_chunks(NULL, spans, n_spans);
+    qt_adamw_chunk *host = malloc((n ? n : 1) * sizeof *host);
+    qt_adamw_span *copy = malloc((n_spans ? (size_t)n_spans : 1) * sizeof *copy);
+    qt_status st = host && copy ? QT_OK
+                                : qt_error(QT_ERR_OOM, "cuda adamw_multi: cannot allocate the "
+                                                       "table of %zu chunks", n);
+    if (st == QT_OK) st = ws_reserve(c, &c->chunk_ws, (n ? n : 1) * sizeof *host,
+                                     "cuda adamw_multi", "chunk table");
+    if (st == QT_OK) {
+        qt_cuda_adamw_chunks(host, spans, n_spans);
+        if (n_spans) memcpy(copy, spans, (size_t)n_spans * sizeof *spans);
+        c->chunk_elems = 0;
+        for (size_t i = 0; i < n; i++) c->chunk_elems += host[i].n;
+        st = copy_sync(c, "adamw_multi", c->chunk_ws.ptr, host, n * sizeof *host,
+                       cudaMemcpyHostToDevice);
+    }
+    free(host);
+    if (st != QT_OK) {
+        free(copy);
+        return st;
+    }
+    free(c->chunk_spans);
+    c->chunk_spans = copy;
+    c->n_chunk_spans = n_spans;
+    c->n_chunks = n;
+    return QT_OK;
+}
+
+// Dry: a sum of 0 (a finite norm: the step counts as applied).
+static qt_status cuda_adamw_multi(void *ctx, void *params, float *master, const void *grads,
+                                  float *m, float *v, size_t n_grads, const qt_adamw_span *spans,
+                                  int n_spans, const qt_adamw_multi_params *prm,
+                                  double *sumsq_host) {
+    cuda_ctx *c = CTX_OF(ctx);
+    if (!sumsq_host || !prm || n_spans < 0 || (n_spans > 0 && !spans))
+        return qt_error(QT_ERR_ARG, "cuda adamw_multi: sumsq_host, prm or the %d spans are NULL",
+                        n_spans);
+    QT_TRY(adamw_chunks_reserve(c, spans, n_spans));
+    double *total = c->partials + qt_cuda_sumsq_scratch_size() - 1;
+    const qt_adamw_chunk *chunks = (const qt_adamw_chunk *)c->chunk_ws.ptr;
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_sumsq_device_cost(&k, c->dt, grads, n_grads, c->partials);
+        qt_cuda_adamw_multi_cost(&k, c->dt, params, master, grads, m, v, chunks, c->n_chunks,
+                                 c->chunk_elems, prm, total);
+        qt_cost_add(&k, "cudaMemcpyAsync", QT_LAUNCH_COPY_D2H, QT_MATH_NONE, 8, 0, 1);
+        qt_cost_add(&k, "cudaStreamSynchronize", QT_LAUNCH_SYNC, QT_MATH_NONE, 0, 0, 1);
+        QT_TRY(rec(ctx, "adamw_multi", &k, "n=%zu tensors=%d", n_grads, n_spans));
+    }
+    if (c->dry) {
+        *sumsq_host = 0.0;
+        return QT_OK;
+    }
+    QT_TRY(qt_cuda_sumsq_device(STREAM(ctx), c->dt, grads, n_grads, c->partials));
+    QT_TRY(qt_cuda_adamw_multi(STREAM(ctx), c->dt, params, master, grads, m, v, chunks,
+                               c->n_chunks, c->chunk_elems, prm, total));
+    QT_CHECK_CUDA(cudaMemcpyAsync(sumsq_host, total, sizeof *sumsq_host, cudaMemcpyDeviceToHost,
+                                  c->stream));
+    QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+    return QT_OK;
+}
+// ---- end of the adamw_multi part
+
 // ---- LLaMA family (llama part): kernels/cuda/rmsnorm.cu, rope.cu, swiglu.cu
 static qt_status cuda_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x,
                                   const void *w, int N, int C) {
@@ -852,6 +942,7 @@ static const qt_backend_ops cuda_ops = {
     .crossentropy_bwd = cuda_crossentropy_bwd,
     .adamw_step = cuda_adamw_step,
     .sumsq = cuda_sumsq,
+    .adamw_multi = cuda_adamw_multi, // adamw_multi part
     .linear_s8_fwd = cuda_linear_s8_fwd, // int8cuda part
     .linear_s8_dx = cuda_linear_s8_dx,   // s8dx part
     // llama part
