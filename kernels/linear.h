@@ -60,6 +60,14 @@ void qt_cuda_gemm_destroy(void *handle);
 qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
                        const void *B, void *C, void *handle);
 
+// A single GEMM (d->batch == 1) with bias (N, dt) added to every row of C in the GEMM's
+// epilogue, before the one rounding to dt: C = alpha op(A) op(B) + beta C + bias (cuBLASLt's
+// CUBLASLT_EPILOGUE_BIAS on the GPU): a linear layer's forward, bias included, in one launch.
+qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                            const void *B, void *C, const void *bias, void *handle);
+void qt_cuda_gemm_bias_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                            const void *B, const void *C, const void *bias);
+
 // Cost model (base/cost.h; counted in kernels/cuda/linear.cu): the cuBLASLt calls qt_cuda_gemm
 // makes on a GPU for descriptor d (one per call; the emulated build's CPU GEMM makes none, but
 // records the GPU's), appended to *c.

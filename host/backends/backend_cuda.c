@@ -372,21 +372,23 @@ static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, cons
     return DRY(ctx) ? QT_OK : gemm_run(ctx, d, A, B, C);
 }
 
-// out (N, OC) = x (N, IC) w^T (w: (OC, IC)), then += b (OC) when given.
+// out (N, OC) = x (N, IC) w^T (w: (OC, IC)) + b (OC) when given: the bias in the GEMM's
+// epilogue (one launch, one rounding).
 static qt_status cuda_linear_fwd(void *ctx, void *out, const void *x, const void *w,
                                  const void *b, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
     qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
     if (RECORDING(ctx)) {
         qt_cost k = {0};
-        qt_cuda_gemm_cost(&k, DT(ctx), &d, x, w, out);
-        if (b) qt_cuda_bias_add_cost(&k, DT(ctx), out, b, N, OC);
+        if (b)
+            qt_cuda_gemm_bias_cost(&k, DT(ctx), &d, x, w, out, b);
+        else
+            qt_cuda_gemm_cost(&k, DT(ctx), &d, x, w, out);
         QT_TRY(rec(ctx, "linear_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
     }
     if (DRY(ctx)) return QT_OK;
-    QT_TRY(gemm_run(ctx, &d, x, w, out));
-    if (b) QT_TRY(qt_cuda_bias_add(STREAM(ctx), DT(ctx), out, b, N, OC));
-    return QT_OK;
+    if (b) return qt_cuda_gemm_bias(STREAM(ctx), DT(ctx), &d, x, w, out, b, CTX_OF(ctx)->gemm);
+    return gemm_run(ctx, &d, x, w, out);
 }
 
 // dx (N, IC) += dout w; dw (OC, IC) += dout^T x; db (OC) += column sums of dout (N, OC).

@@ -25,6 +25,9 @@
 //     the summation order. A two-level batch takes its entries' addresses from the pointer
 //     table gemm_pointer_table wrote, as the GPU's pointer-array call does, so the emulated
 //     tests check that kernel.
+// qt_cuda_gemm_bias: a single GEMM with a bias row added in its epilogue (CUBLASLT_EPILOGUE_BIAS
+// on the GPU; the emulator adds it in fp32 before the one rounding to dt): a linear layer's
+// forward in one launch, its output rounded once instead of twice.
 // Every cuBLASLt and CUDA call is checked; a failure returns QT_ERR_CUDA naming the call,
 // file:line and the library's message.
 #include "qt_cuda_compat.h"
@@ -127,6 +130,16 @@ static qt_status gemm_alloc_table(void ***table) {
     return QT_OK;
 }
 
+// qt_cuda_gemm_bias's arguments: a valid single GEMM and a bias of dt.
+static qt_status gemm_bias_check(qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                                 const void *B, const void *C, const void *bias) {
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    if (d->batch != 1)
+        return qt_error(QT_ERR_ARG, "qt_cuda_gemm_bias: batch %d; the bias epilogue takes a "
+                        "single GEMM (batch 1)", d->batch);
+    return qt_check_tensors("qt_cuda_gemm_bias", qt_arg("bias", bias, dt));
+}
+
 #if QT_CUDA_EMULATED
 // ================================ emulated build ==============================================
 
@@ -188,11 +201,10 @@ static void widen_matrix(float *dst, qt_dtype dt, const void *src, int rows, int
             dst[(size_t)r * cols + c] = widen(dt, src, (size_t)r * ld + c);
 }
 
-extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
-                                  const void *A, const void *B, void *C, void *handle) {
-    gemm_emu *h = (gemm_emu *)handle;
-    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
-    QT_TRY(gemm_check(dt, d, A, B, C));
+// The GEMM of d, plus bias (N, dt; NULL: none) on every row of each C_i before the rounding.
+static qt_status gemm_emu_run(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                              const void *A, const void *B, void *C, const void *bias,
+                              gemm_emu *h) {
     size_t es = qt_dtype_size(dt);
     int a_rows = d->trans_a ? d->K : d->M, a_cols = d->trans_a ? d->M : d->K;
     int b_rows = d->trans_b ? d->N : d->K, b_cols = d->trans_b ? d->K : d->N;
@@ -221,6 +233,10 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
                     memset((float *)Ci + (size_t)r * d->ldc, 0, (size_t)d->N * sizeof(float));
             cblas_sgemm(CblasRowMajor, ta, tb, d->M, d->N, d->K, d->alpha, (const float *)Ai,
                         d->lda, (const float *)Bi, d->ldb, d->beta, (float *)Ci, d->ldc);
+            if (bias)
+                for (int r = 0; r < d->M; r++)
+                    for (int col = 0; col < d->N; col++)
+                        ((float *)Ci)[(size_t)r * d->ldc + col] += ((const float *)bias)[col];
             continue;
         }
         float *a = h->buf[0], *b = h->buf[1], *c = h->buf[2];
@@ -234,9 +250,27 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
                     d->beta, c, d->N);
         for (int r = 0; r < d->M; r++)
             for (int col = 0; col < d->N; col++)
-                narrow(dt, Ci, (size_t)r * d->ldc + col, c[(size_t)r * d->N + col]);
+                narrow(dt, Ci, (size_t)r * d->ldc + col,
+                       c[(size_t)r * d->N + col] + (bias ? widen(dt, bias, (size_t)col) : 0.0f));
     }
     return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                  const void *A, const void *B, void *C, void *handle) {
+    gemm_emu *h = (gemm_emu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    return gemm_emu_run(s, dt, d, A, B, C, NULL, h);
+}
+
+extern "C" qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                       const void *A, const void *B, void *C, const void *bias,
+                                       void *handle) {
+    gemm_emu *h = (gemm_emu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_bias: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_bias_check(dt, d, A, B, C, bias));
+    return gemm_emu_run(s, dt, d, A, B, C, bias, h);
 }
 
 #else
@@ -254,6 +288,8 @@ typedef struct {
     uint32_t align_a, align_b, align_c; // bytes, powers of two <= 256
     int beta_zero;
     int ptr_mode; // 1: pointer-array batch (the table), 0: strided
+    int bias;           // 1: CUBLASLT_EPILOGUE_BIAS
+    uint32_t align_bias; // bytes
 } gemm_key;
 
 #define GEMM_CACHE 64 // distinct GEMM shapes of a training run: a few per layer kind
@@ -345,11 +381,12 @@ static cublasStatus_t make_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type
 // ptr_mode: the whole batch of d (count = d->batch, strides 0) in one pointer-array call, its
 // table written first by gemm_pointer_table; loop_* then hold every entry's offset bits. Where
 // cuBLASLt has no pointer-array algorithm for it, *declined = 1 and nothing is launched (the
-// caller takes the strided calls); remembered per shape.
+// caller takes the strided calls); remembered per shape. bias (the column-major rows, dt;
+// NULL: none): CUBLASLT_EPILOGUE_BIAS.
 static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const qt_gemm_desc *d,
                            const void *A, const void *B, void *C, int count, int64_t sa,
                            int64_t sb, int64_t sc, uint64_t loop_a, uint64_t loop_b,
-                           uint64_t loop_c, int ptr_mode, int *declined) {
+                           uint64_t loop_c, int ptr_mode, int *declined, const void *bias) {
     qt_status st = QT_OK;
     size_t es = qt_dtype_size(dt);
     cudaDataType_t type = lt_type(dt);
@@ -378,6 +415,8 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
     key.beta_zero = d->beta == 0.0f;
     key.ptr_mode = ptr_mode;
     if (ptr_mode) key.sa = key.sb = key.sc = 0;
+    key.bias = bias != NULL;
+    key.align_bias = bias ? align_of((uint64_t)(uintptr_t)bias) : 0;
     if (declined) *declined = 0;
 
     cublasOperation_t op_a = (cublasOperation_t)key.op_a, op_b = (cublasOperation_t)key.op_b;
@@ -386,6 +425,14 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
                                                  sizeof op_a));
     QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
                                                  sizeof op_b));
+    if (bias) {
+        // The bias runs along the column-major rows (the row-major N): its type is D's.
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                     sizeof epi));
+        QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                     &bias, sizeof bias));
+    }
     // Stored shapes: operand a is (m, k) or (k, m) when transposed; b is (k, n) or (n, k).
     QT_CHECK_CUBLASLT(make_layout(&la, type, op_a == CUBLAS_OP_N ? key.m : key.k,
                               op_a == CUBLAS_OP_N ? key.k : key.m, key.lda, count, key.sa,
@@ -483,13 +530,13 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
     size_t es = qt_dtype_size(dt);
     int outer = d->batch / d->inner, inner = d->inner;
     if (d->batch == 1)
-        return lt_matmul(h, stream, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, NULL);
+        return lt_matmul(h, stream, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, NULL, NULL);
     if (inner == 1)
         return lt_matmul(h, stream, dt, d, A, B, C, outer, d->a_outer, d->b_outer, d->c_outer, 0,
-                         0, 0, 0, NULL);
+                         0, 0, 0, NULL, NULL);
     if (!gemm_needs_table(d))
         return lt_matmul(h, stream, dt, d, A, B, C, d->batch, d->a_inner, d->b_inner,
-                         d->c_inner, 0, 0, 0, 0, NULL);
+                         d->c_inner, 0, 0, 0, 0, NULL, NULL);
     // No single stride reaches every entry: the whole batch in one pointer-array call, unless
     // cuBLASLt declines it for this shape; then one strided-batched call per index of the
     // shorter level, batching the longer one.
@@ -498,7 +545,7 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
         QT_TRY(lt_matmul(h, stream, dt, d, A, B, C, d->batch, 0, 0, 0,
                          (uint64_t)(d->a_outer | d->a_inner) * es,
                          (uint64_t)(d->b_outer | d->b_inner) * es,
-                         (uint64_t)(d->c_outer | d->c_inner) * es, 1, &declined));
+                         (uint64_t)(d->c_outer | d->c_inner) * es, 1, &declined, NULL));
         if (!declined) return QT_OK;
     }
     if (outer <= inner) {
@@ -506,15 +553,24 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
             QT_TRY(lt_matmul(h, stream, dt, d, QT_AT(A, es, o * d->a_outer),
                              QT_AT(B, es, o * d->b_outer), QT_AT(C, es, o * d->c_outer), inner,
                              d->a_inner, d->b_inner, d->c_inner, (uint64_t)d->a_outer * es,
-                             (uint64_t)d->b_outer * es, (uint64_t)d->c_outer * es, 0, NULL));
+                             (uint64_t)d->b_outer * es, (uint64_t)d->c_outer * es, 0, NULL, NULL));
     } else {
         for (int i = 0; i < inner; i++)
             QT_TRY(lt_matmul(h, stream, dt, d, QT_AT(A, es, i * d->a_inner),
                              QT_AT(B, es, i * d->b_inner), QT_AT(C, es, i * d->c_inner), outer,
                              d->a_outer, d->b_outer, d->c_outer, (uint64_t)d->a_inner * es,
-                             (uint64_t)d->b_inner * es, (uint64_t)d->c_inner * es, 0, NULL));
+                             (uint64_t)d->b_inner * es, (uint64_t)d->c_inner * es, 0, NULL, NULL));
     }
     return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                       const void *A, const void *B, void *C, const void *bias,
+                                       void *handle) {
+    gemm_gpu *h = (gemm_gpu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_bias: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_bias_check(dt, d, A, B, C, bias));
+    return lt_matmul(h, (cudaStream_t)s, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, NULL, bias);
 }
 
 #endif
@@ -552,4 +608,16 @@ extern "C" void qt_cuda_gemm_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d
     qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM,
                 dt == QT_DTYPE_F32 ? QT_MATH_FP32 : QT_MATH_TENSOR16, bytes,
                 per_call * 2 * M * N * K, calls);
+}
+
+// qt_cuda_gemm_bias: the one cuBLASLt call of its single GEMM, which also reads the bias (N).
+extern "C" void qt_cuda_gemm_bias_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d,
+                                       const void *A, const void *B, const void *C,
+                                       const void *bias) {
+    (void)A, (void)B, (void)C;
+    if (!d || !bias || d->batch != 1 || d->M < 1 || d->N < 1 || d->K < 1) return;
+    const double M = d->M, N = d->N, K = d->K, E = (double)qt_dtype_size(dt);
+    const double bytes = E * (M * K + K * N + M * N * (d->beta != 0.0f ? 2 : 1) + N);
+    qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM,
+                dt == QT_DTYPE_F32 ? QT_MATH_FP32 : QT_MATH_TENSOR16, bytes, 2 * M * N * K, 1);
 }
