@@ -958,8 +958,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
 
     // LM head: dlogits overwrite the probabilities in place.
     QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));
-    QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
-    QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
+    // d_ln (N, C) = dlogits (N, V) head (V, C), beta 0: overwritten, no memset (the head is
+    // never quantized); head's gradient += dlogits^T lnf.y
+    const qt_gemm_desc dhead = {.M = N, .N = C, .K = V, .alpha = 1.0f, .beta = 0.0f, .lda = V,
+                                .ldb = C, .ldc = C, .batch = 1, .inner = 1};
+    QT_TRY(BE->gemm(CTX, &dhead, m->logits, m->p.head, m->d_ln));
+    QT_TRY(BE->linear_bwd(CTX, NULL, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
     QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
     const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
     QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch, m->d_ln,
@@ -981,14 +985,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         const void *d_ffn;
         QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, pp.drop,
                             drop_stream(m, l, SITE_FFN_RESID)));
-        QT_TRY(BE->zero(CTX, m->d_fc_act, (size_t)N * F * m->es));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
-                              a->fc_act, w->fc2_w, N, F, C));
+        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
+                                  a->fc_act, w->fc2_w, N, F, C));
         QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F1 * m->es));
         QT_TRY(act_bwd(m, m->d_fc, m->d_fc_act, a->fc, N, F));
-        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2.y,
-                              w->fc_w, N, C, F1));
+        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc,
+                                  a->ln2.y, w->fc_w, N, C, F1));
         QT_TRY(norm_bwd(m, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_ln,
                         a->resid1, &a->ln2, w->ln2_w, N, C));
         // d_resid is now d resid1.
@@ -997,13 +999,13 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         const void *d_attn;
         QT_TRY(dropout_grad(m, &d_attn, m->d_branch, m->d_resid, NC, pp.drop,
                             drop_stream(m, l, SITE_ATTN_RESID)));
-        QT_TRY(BE->zero(CTX, m->d_gated, NC * m->es));
         const void *proj_in = pp.gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_PROJ, m->d_gated, gw->proj_w, gw->proj_b, d_attn,
-                              proj_in, w->proj_w, N, C, C));
-        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_PROJ, m->d_gated, gw->proj_w, gw->proj_b,
+                                  d_attn, proj_in, w->proj_w, N, C, C));
         const void *d_ctx = m->d_gated;
         const int gated = pp.gs.kind != QT_GATE_NONE;
+        // The gate's backward adds into d_ln before the QKV linear does: zero it first then.
+        if (gated) QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
         const size_t gate_bytes = (size_t)N * pp.gate_cols * sizeof(float);
         if (m->fwd_fused) {
             // the fused op: dqkv, dgate (dO . A) and dsink from d gated = dO
@@ -1027,15 +1029,15 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                     w->gate_w1, w->gate_w2, N, C));
                 d_ctx = m->d_ctx;
             }
-            // the composed attention core
-            QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
+            // the composed attention core; dV, dQ and dK each write (beta 0) one whole third of
+            // d_qkv (B, T, 3C): no memset
             const void *pv_probs = pp.attn_drop > 0 ? a->probs_drop : a->probs;
             // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
             qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D,
                                         T, H * TT, TT, B, H);
             QT_TRY(BE->gemm(CTX, &dp, d_ctx, AT(a->qkv, 2 * C), m->d_probs));
-            // dV_h (T, D) += probs^T (T, T) @ d_ctx_h (T, D)
-            qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, C, (int64_t)T * C, D,
+            // dV_h (T, D) = probs^T (T, T) @ d_ctx_h (T, D)
+            qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 0.0f, T, H * TT, TT, C, (int64_t)T * C, D,
                                         3 * C, T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, AT(m->d_qkv, 2 * C)));
             const void *d_probs = m->d_probs;
@@ -1050,18 +1052,22 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
             else
                 QT_TRY(BE->softmax_clip_bwd(CTX, &pp.sp, m->d_scores, d_probs, a->p, m->lens,
                                             B * H * T, T));
-            // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
-            qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
+            // dQ_h = dS (T, T) @ K_h (T, D);  dK_h = dS^T @ Q_h
+            qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
                                         T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dq, m->d_scores, AT(a->qkv, C), m->d_qkv));
-            qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
+            qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
                                         T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, AT(m->d_qkv, C)));
         }
         if (cfg->pos == QT_POS_ROPE)
             QT_TRY(BE->rope_bwd(CTX, m->d_qkv, B, T, C, H, cfg->rope_theta));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv,
-                              a->ln1.y, w->qkv_w, N, C, 3 * C));
+        if (gated)
+            QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv,
+                                  a->ln1.y, w->qkv_w, N, C, 3 * C));
+        else
+            QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b,
+                                      m->d_qkv, a->ln1.y, w->qkv_w, N, C, 3 * C));
         QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln, x,
                         &a->ln1, w->ln1_w, N, C));
         // d_resid is now d x. Block l's tensors (ln1 first in the arena) are final.
