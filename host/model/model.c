@@ -919,15 +919,15 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
 // ---- backward ----------------------------------------------------------------------------
 
 // d_out of a dropout site: with dropout on, `scratch` = mask-scaled copy of `d`; with it off,
-// `d` itself (no copy).
+// `d` itself (no copy). The copy is the forward's op on d (the same mask and scale, written
+// rather than added to a zeroed buffer: the same values, no memset).
 static qt_status dropout_grad(qt_model *m, const void **out, void *scratch, const void *d,
                               size_t n, float prob, uint64_t stream) {
     if (prob <= 0) {
         *out = d;
         return QT_OK;
     }
-    QT_TRY(BE->zero(CTX, scratch, n * m->es));
-    QT_TRY(BE->dropout_bwd(CTX, scratch, d, n, prob, m->cfg.seed, stream));
+    QT_TRY(BE->dropout_fwd(CTX, scratch, d, n, prob, m->cfg.seed, stream));
     *out = scratch;
     return QT_OK;
 }
