@@ -58,6 +58,14 @@ typedef struct {
     size_t bytes;
 } cuda_ws;
 
+// A kept pointer table (gemm_table part): the GEMM it serves and where it lies in tab_ws.
+typedef struct {
+    qt_gemm_desc d;
+    const void *A, *B;
+    void *C;
+    size_t offset; // pointers into tab_ws
+} gemm_tab;
+
 typedef struct {
     int device;
     qt_dtype dt;
@@ -69,6 +77,12 @@ typedef struct {
     cuda_ws s8_ws;  // linear_s8_fwd, linear_s8_dx: int8 codes and scales of the operands
     cuda_ws fq_ws;  // quant_fake: per-slice scales and zero points (kernels/cuda/quant.cu)
     cuda_ws dqt_ws; // dqt_step with stats: the reduction's scratch (kernels/cuda/dqt.cu)
+    // ---- gemm_table part: the pointer tables of the two-level GEMMs (attention's), one per
+    // distinct (descriptor, A, B, C), written once and kept (kernels/linear.h)
+    cuda_ws tab_ws;   // pointers, device
+    size_t tab_used;  // pointers handed out
+    gemm_tab *tabs;   // (n_tabs) host
+    int n_tabs, cap_tabs;
     // ---- adamw_multi part: the multi-tensor AdamW's chunk table (kernels/adamw.h), built from
     // the spans of its first call and rebuilt only when they change (first step only)
     cuda_ws chunk_ws;            // (n_chunks) qt_adamw_chunk, device
@@ -325,6 +339,7 @@ static void cuda_destroy(void *ctx) {
     free(c->recs);
     if (c->dry) { // nothing of the device's was made (nor may the INT8 path's state be touched)
         free(c->chunk_spans);
+        free(c->tabs);
         free(c);
         return;
     }
@@ -342,6 +357,8 @@ static void cuda_destroy(void *ctx) {
     if (c->dqt_ws.ptr) (void)cudaFree(c->dqt_ws.ptr);
     if (c->chunk_ws.ptr) (void)cudaFree(c->chunk_ws.ptr);
     free(c->chunk_spans);
+    if (c->tab_ws.ptr) (void)cudaFree(c->tab_ws.ptr);
+    free(c->tabs);
     // The INT8 cuBLASLt path keeps the stream of its last call (to wait for it before reusing
     // its workspace): release it before that stream goes away (found on the first GPU run).
     qt_cuda_int8_release();
@@ -361,8 +378,92 @@ static qt_status gemm_run(void *ctx, const qt_gemm_desc *d, const void *A, const
     return qt_cuda_gemm(STREAM(ctx), DT(ctx), d, A, B, C, CTX_OF(ctx)->gemm);
 }
 
+// ---- gemm_table part: attention's GEMMs run on the same buffers every step, so their pointer
+// tables are written once (the first step) and kept: afterwards each is one cuBLASLt call.
+
+// First pointer-table capacity (pointers, 512 KiB): OPT-125m's 72 tables take 41,472.
+#define TAB_MIN_ENTRIES ((size_t)1 << 16)
+
+static int tab_same(const gemm_tab *t, const qt_gemm_desc *d, const void *A, const void *B,
+                    const void *C) {
+    const qt_gemm_desc *e = &t->d;
+    return t->A == A && t->B == B && t->C == C && e->trans_a == d->trans_a &&
+           e->trans_b == d->trans_b && e->M == d->M && e->N == d->N && e->K == d->K &&
+           e->lda == d->lda && e->ldb == d->ldb && e->ldc == d->ldc && e->batch == d->batch &&
+           e->inner == d->inner && e->a_outer == d->a_outer && e->a_inner == d->a_inner &&
+           e->b_outer == d->b_outer && e->b_inner == d->b_inner && e->c_outer == d->c_outer &&
+           e->c_inner == d->c_inner;
+}
+
+// *table = the kept table of (d, A, B, C) (n pointers); *fresh = 1 when it was just made (the
+// caller writes it). When the device buffer is full every table is dropped and the buffer
+// grown: the tables are rewritten as they are next used (a first step's business: a step
+// makes the same GEMMs every time).
+static qt_status tab_find(cuda_ctx *c, const qt_gemm_desc *d, const void *A, const void *B,
+                          void *C, size_t n, void ***table, int *fresh) {
+    for (int i = 0; i < c->n_tabs; i++)
+        if (tab_same(&c->tabs[i], d, A, B, C)) {
+            *table = (void **)c->tab_ws.ptr + c->tabs[i].offset;
+            *fresh = 0;
+            return QT_OK;
+        }
+    if ((c->tab_used + n) * sizeof(void *) > c->tab_ws.bytes) {
+        size_t want = c->tab_ws.bytes / sizeof(void *) * 2;
+        if (want < TAB_MIN_ENTRIES) want = TAB_MIN_ENTRIES;
+        while (want < c->tab_used + n) want *= 2;
+        QT_TRY(ws_reserve(c, &c->tab_ws, want * sizeof(void *), "cuda gemm", "pointer tables"));
+        c->n_tabs = 0;
+        c->tab_used = 0;
+    }
+    if (c->n_tabs == c->cap_tabs) {
+        int cap = c->cap_tabs ? 2 * c->cap_tabs : 64;
+        gemm_tab *t = realloc(c->tabs, (size_t)cap * sizeof *t);
+        if (!t) return qt_error(QT_ERR_OOM, "cuda gemm: cannot grow the pointer tables to %d", cap);
+        c->tabs = t;
+        c->cap_tabs = cap;
+    }
+    gemm_tab *t = &c->tabs[c->n_tabs++];
+    t->d = *d;
+    t->A = A;
+    t->B = B;
+    t->C = C;
+    t->offset = c->tab_used;
+    c->tab_used += n;
+    *table = (void **)c->tab_ws.ptr + t->offset;
+    *fresh = 1;
+    return QT_OK;
+}
+
+// The two-level GEMM through its kept table (n pointers).
+static qt_status gemm_tabled(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
+                             void *C, size_t n) {
+    cuda_ctx *c = CTX_OF(ctx);
+    void **table = NULL;
+    int fresh = 0;
+    QT_TRY(tab_find(c, d, A, B, C, n, &table, &fresh));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        if (fresh) qt_cuda_gemm_table_write_cost(&k, c->dt, d, A, B, C, table);
+        qt_cuda_gemm_tabled_cost(&k, c->dt, d, A, B, C, table);
+        QT_TRY(rec(ctx, "gemm", &k, gemm_shape_fmt, d->M, d->N, d->K, d->batch));
+    }
+    if (c->dry) return QT_OK;
+    if (fresh) {
+        qt_status st = qt_cuda_gemm_table_write(STREAM(ctx), c->dt, d, A, B, C, table);
+        if (st != QT_OK) { // a refused GEMM keeps no table
+            c->n_tabs--;
+            c->tab_used -= n;
+            return st;
+        }
+    }
+    return qt_cuda_gemm_tabled(STREAM(ctx), c->dt, d, A, B, C, table, c->gemm);
+}
+// ---- end of the gemm_table part
+
 static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
                            void *C) {
+    const size_t n = qt_cuda_gemm_table_entries(d);
+    if (n) return gemm_tabled(ctx, d, A, B, C, n); // gemm_table part
     if (RECORDING(ctx)) {
         qt_cost k = {0};
         qt_cuda_gemm_cost(&k, DT(ctx), d, A, B, C);

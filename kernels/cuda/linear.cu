@@ -130,6 +130,38 @@ static qt_status gemm_alloc_table(void ***table) {
     return QT_OK;
 }
 
+// ---- kept pointer tables (both builds) ----------------------------------------------------
+// A caller that runs the same two-level GEMM on the same buffers again and again (the CUDA
+// backend: attention's six per layer, every step) writes its table once into memory of its
+// own and passes it to qt_cuda_gemm_tabled, which then launches the GEMM alone.
+
+extern "C" size_t qt_cuda_gemm_table_entries(const qt_gemm_desc *d) {
+    if (!d || d->batch < 1 || d->inner < 1 || d->batch % d->inner != 0) return 0;
+    return gemm_needs_table(d) && d->batch <= GEMM_PTR_MAX ? 3 * (size_t)d->batch : 0;
+}
+
+extern "C" qt_status qt_cuda_gemm_table_write(qt_cuda_stream s, qt_dtype dt,
+                                              const qt_gemm_desc *d, const void *A,
+                                              const void *B, void *C, void **table) {
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    if (!qt_cuda_gemm_table_entries(d))
+        return qt_error(QT_ERR_ARG, "qt_cuda_gemm_table_write: batch %d inner %d needs no "
+                        "pointer table (qt_cuda_gemm_table_entries is 0); call qt_cuda_gemm",
+                        d->batch, d->inner);
+    QT_TRY(qt_check_tensors("qt_cuda_gemm_table_write", qt_arg("table", (const void **)table)));
+    return gemm_write_table((cudaStream_t)s, dt, d, A, B, C, table);
+}
+
+// qt_cuda_gemm_tabled's arguments: a valid GEMM that has a table, and the table.
+static qt_status gemm_tabled_check(qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                                   const void *B, const void *C, void *const *table) {
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    if (!qt_cuda_gemm_table_entries(d))
+        return qt_error(QT_ERR_ARG, "qt_cuda_gemm_tabled: batch %d inner %d needs no pointer "
+                        "table; call qt_cuda_gemm", d->batch, d->inner);
+    return qt_check_tensors("qt_cuda_gemm_tabled", qt_arg("table", (const void *const *)table));
+}
+
 // qt_cuda_gemm_bias's arguments: a valid single GEMM and a bias of dt.
 static qt_status gemm_bias_check(qt_dtype dt, const qt_gemm_desc *d, const void *A,
                                  const void *B, const void *C, const void *bias) {
@@ -202,9 +234,11 @@ static void widen_matrix(float *dst, qt_dtype dt, const void *src, int rows, int
 }
 
 // The GEMM of d, plus bias (N, dt; NULL: none) on every row of each C_i before the rounding.
+// A two-level batch reads its entries from `table` (NULL: the handle's), written first unless
+// `write` is 0 (a kept table, already written for these A, B, C).
 static qt_status gemm_emu_run(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
                               const void *A, const void *B, void *C, const void *bias,
-                              gemm_emu *h) {
+                              gemm_emu *h, void *const *table, int write) {
     size_t es = qt_dtype_size(dt);
     int a_rows = d->trans_a ? d->K : d->M, a_cols = d->trans_a ? d->M : d->K;
     int b_rows = d->trans_b ? d->N : d->K, b_cols = d->trans_b ? d->K : d->N;
@@ -218,13 +252,15 @@ static qt_status gemm_emu_run(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc 
     // As on the GPU: a two-level batch's entries come from the pointer table (the emulator
     // runs the kernel synchronously, so the table is complete on return).
     const int use_table = gemm_needs_table(d) && d->batch <= GEMM_PTR_MAX;
-    if (use_table) QT_TRY(gemm_write_table((cudaStream_t)s, dt, d, A, B, C, h->table));
+    void *const *tab = table ? table : h->table;
+    if (use_table && write)
+        QT_TRY(gemm_write_table((cudaStream_t)s, dt, d, A, B, C, (void **)tab));
     for (int i = 0; i < d->batch; i++) {
         int64_t o = i / d->inner, in = i % d->inner;
-        const void *Ai = use_table ? h->table[i] : QT_AT(A, es, o * d->a_outer + in * d->a_inner);
-        const void *Bi = use_table ? h->table[d->batch + i]
+        const void *Ai = use_table ? tab[i] : QT_AT(A, es, o * d->a_outer + in * d->a_inner);
+        const void *Bi = use_table ? tab[d->batch + i]
                                    : QT_AT(B, es, o * d->b_outer + in * d->b_inner);
-        void *Ci = use_table ? h->table[2 * d->batch + i]
+        void *Ci = use_table ? tab[2 * d->batch + i]
                              : QT_AT(C, es, o * d->c_outer + in * d->c_inner);
         if (dt == QT_DTYPE_F32) {
             // beta == 0 must not propagate NaN from C: clear it rather than trust the BLAS.
@@ -261,7 +297,16 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
     gemm_emu *h = (gemm_emu *)handle;
     if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
     QT_TRY(gemm_check(dt, d, A, B, C));
-    return gemm_emu_run(s, dt, d, A, B, C, NULL, h);
+    return gemm_emu_run(s, dt, d, A, B, C, NULL, h, NULL, 1);
+}
+
+extern "C" qt_status qt_cuda_gemm_tabled(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                         const void *A, const void *B, void *C,
+                                         void *const *table, void *handle) {
+    gemm_emu *h = (gemm_emu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_tabled: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_tabled_check(dt, d, A, B, C, table));
+    return gemm_emu_run(s, dt, d, A, B, C, NULL, h, table, 0);
 }
 
 extern "C" qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
@@ -270,7 +315,7 @@ extern "C" qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_g
     gemm_emu *h = (gemm_emu *)handle;
     if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_bias: handle is NULL (qt_cuda_gemm_create)");
     QT_TRY(gemm_bias_check(dt, d, A, B, C, bias));
-    return gemm_emu_run(s, dt, d, A, B, C, bias, h);
+    return gemm_emu_run(s, dt, d, A, B, C, bias, h, NULL, 1);
 }
 
 #else
@@ -386,7 +431,8 @@ static cublasStatus_t make_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type
 static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const qt_gemm_desc *d,
                            const void *A, const void *B, void *C, int count, int64_t sa,
                            int64_t sb, int64_t sc, uint64_t loop_a, uint64_t loop_b,
-                           uint64_t loop_c, int ptr_mode, int *declined, const void *bias) {
+                           uint64_t loop_c, int ptr_mode, int *declined, const void *bias,
+                           void *const *table = NULL, int write_table = 1) {
     qt_status st = QT_OK;
     size_t es = qt_dtype_size(dt);
     cudaDataType_t type = lt_type(dt);
@@ -500,11 +546,14 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
         void *opc = C;
         if (ptr_mode) {
             // The operands become the table's rows: B_i first (column-major swap), then A_i.
-            st = gemm_write_table(stream, dt, d, A, B, C, h->table);
-            if (st != QT_OK) goto out;
-            opa = h->table + d->batch;
-            opb = h->table;
-            opc = h->table + 2 * d->batch;
+            void *const *tab = table ? table : h->table;
+            if (write_table) {
+                st = gemm_write_table(stream, dt, d, A, B, C, (void **)tab);
+                if (st != QT_OK) goto out;
+            }
+            opa = tab + d->batch;
+            opb = tab;
+            opc = (void *)(tab + 2 * d->batch);
         }
         // D = C in place: the same pointer and layout.
         QT_CHECK_CUBLASLT(cublasLtMatmul(h->lt, op, &alpha, opa, la, opb, lb, &beta, opc, lc, opc,
@@ -521,11 +570,10 @@ out:
     return st;
 }
 
-extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
-                                  const void *A, const void *B, void *C, void *handle) {
-    gemm_gpu *h = (gemm_gpu *)handle;
-    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
-    QT_TRY(gemm_check(dt, d, A, B, C));
+// The GEMM of d on the GPU; a two-level batch through `table` (NULL: the handle's, written
+// here; else a kept one, already written).
+static qt_status gemm_gpu_run(gemm_gpu *h, qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                              const void *A, const void *B, void *C, void *const *table) {
     cudaStream_t stream = (cudaStream_t)s;
     size_t es = qt_dtype_size(dt);
     int outer = d->batch / d->inner, inner = d->inner;
@@ -545,7 +593,8 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
         QT_TRY(lt_matmul(h, stream, dt, d, A, B, C, d->batch, 0, 0, 0,
                          (uint64_t)(d->a_outer | d->a_inner) * es,
                          (uint64_t)(d->b_outer | d->b_inner) * es,
-                         (uint64_t)(d->c_outer | d->c_inner) * es, 1, &declined, NULL));
+                         (uint64_t)(d->c_outer | d->c_inner) * es, 1, &declined, NULL, table,
+                         table == NULL));
         if (!declined) return QT_OK;
     }
     if (outer <= inner) {
@@ -562,6 +611,23 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
                              (uint64_t)d->b_inner * es, (uint64_t)d->c_inner * es, 0, NULL, NULL));
     }
     return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                  const void *A, const void *B, void *C, void *handle) {
+    gemm_gpu *h = (gemm_gpu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    return gemm_gpu_run(h, s, dt, d, A, B, C, NULL);
+}
+
+extern "C" qt_status qt_cuda_gemm_tabled(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                         const void *A, const void *B, void *C,
+                                         void *const *table, void *handle) {
+    gemm_gpu *h = (gemm_gpu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_tabled: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_tabled_check(dt, d, A, B, C, table));
+    return gemm_gpu_run(h, s, dt, d, A, B, C, table);
 }
 
 extern "C" qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
@@ -620,4 +686,27 @@ extern "C" void qt_cuda_gemm_bias_cost(qt_cost *c, qt_dtype dt, const qt_gemm_de
     const double bytes = E * (M * K + K * N + M * N * (d->beta != 0.0f ? 2 : 1) + N);
     qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM,
                 dt == QT_DTYPE_F32 ? QT_MATH_FP32 : QT_MATH_TENSOR16, bytes, 2 * M * N * K, 1);
+}
+
+// qt_cuda_gemm_table_write: the one gemm_pointer_table launch (3 batch pointers written).
+extern "C" void qt_cuda_gemm_table_write_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d,
+                                              const void *A, const void *B, const void *C,
+                                              void *const *table) {
+    (void)dt, (void)A, (void)B, (void)C, (void)table;
+    const size_t n = qt_cuda_gemm_table_entries(d);
+    if (n) qt_cost_kernel(c, "gemm_pointer_table", (double)n * sizeof(void *), 0);
+}
+
+// qt_cuda_gemm_tabled: qt_cuda_gemm's launches without the table's.
+extern "C" void qt_cuda_gemm_tabled_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d,
+                                         const void *A, const void *B, const void *C,
+                                         void *const *table) {
+    (void)table;
+    qt_cost all;
+    memset(&all, 0, sizeof all);
+    qt_cuda_gemm_cost(&all, dt, d, A, B, C);
+    for (int i = 0; i < all.n; i++)
+        if (all.l[i].kind == QT_LAUNCH_GEMM)
+            qt_cost_add(c, all.l[i].name, all.l[i].kind, all.l[i].unit, all.l[i].bytes,
+                        all.l[i].flops, all.l[i].count);
 }
