@@ -496,8 +496,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         REQ(m->q_g, N * max_out);
     }
     REQ(m->zeros_c, C);
-    REQI(m->inputs, N);
-    REQI(m->targets, N);
+    REQI(m->inputs, 2 * N); // inputs (N), then the targets (N): one copy uploads both
     REQI(m->lens, (size_t)B * H * T);
 #undef REQ
 #undef REQF
@@ -521,11 +520,13 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         off += (req[i].bytes + 63) / 64 * 64;
     }
     free(req);
+    m->targets = m->inputs + N;
     m->lens_T = 0;
     // Host staging of the per-step copies (losses, their gradients, attention lengths).
     m->host_losses = malloc(N * sizeof(float));
     m->host_lens = malloc((size_t)B * H * T * sizeof(int));
-    if (!m->host_losses || !m->host_lens) {
+    m->host_tokens = calloc(2 * N, sizeof(int)); // zeros: what a shorter batch's gap uploads
+    if (!m->host_losses || !m->host_lens || !m->host_tokens) {
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the model's host staging");
     }
@@ -551,6 +552,7 @@ void qt_model_free(qt_model *m) {
     free(m->acts);
     free(m->host_losses);
     free(m->host_lens);
+    free(m->host_tokens);
     memset(m, 0, sizeof *m);
 }
 
@@ -815,8 +817,13 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             return qt_error(QT_ERR_ARG, "token %d at position %d is outside the vocabulary of %d",
                             inputs[i] < 0 || inputs[i] >= V ? inputs[i] : targets[i], i, V);
     QT_TRY(ensure_lens(m, T));
-    QT_TRY(BE->to_device(CTX, m->inputs, inputs, (size_t)N * sizeof(int)));
-    if (targets) QT_TRY(BE->to_device(CTX, m->targets, targets, (size_t)N * sizeof(int)));
+    // One copy (one wait) for both: staged as [inputs (N) | gap | targets (N)] like the
+    // device's [inputs (m->B T) | targets], the targets at offset m->B T.
+    const size_t cap = (size_t)m->B * (size_t)m->T;
+    memcpy(m->host_tokens, inputs, (size_t)N * sizeof(int));
+    if (targets) memcpy(m->host_tokens + cap, targets, (size_t)N * sizeof(int));
+    QT_TRY(BE->to_device(CTX, m->inputs, m->host_tokens,
+                         (targets ? cap + (size_t)N : (size_t)N) * sizeof(int)));
     const pass_params pp = pass_params_of(m);
     const int fused = attn_fused(m, &pp), gated = pp.gs.kind != QT_GATE_NONE;
     if (!fused) QT_TRY(attn_ensure_composed(m));
