@@ -8,7 +8,7 @@
 // stored in the backend's dtype (fp32, fp16 or bf16); fp32 tensors of the interface (`float *`:
 // LayerNorm statistics, saved softmax, losses, optimizer state) stay fp32.
 //
-// Composition: linear_fwd is a GEMM and a bias add, linear_bwd two GEMMs and a column sum;
+// Composition: linear_fwd is one GEMM (the bias in its epilogue), linear_bwd two and a column sum;
 // attention_flash_fwd/bwd (the fused op, issue 9's CUDA kernels to come) and the sink variants
 // of softmax_clip are NULL, so the model composes attention from gemm (strided-batched) and
 // softmax_clip, and refuses attn.sink at init. Copies are synchronous for the caller (they wait
@@ -20,6 +20,11 @@
 // its launchers' cost functions (base/cost.h) for the launches it makes and, while recording is
 // on, appends them before it runs them; the memory ops record their memsets, copies and waits.
 // The record-only ("dry") context records the same launches and runs none: no CUDA call at all.
+//
+// Issue 10 item 2 (marked parts): the two-level GEMMs' pointer tables are kept per (descriptor,
+// A, B, C), so attention's GEMMs are one cuBLASLt call each after the first step (gemm_table
+// part); adamw_multi is the optimizer step in one AdamW launch after the gradient norm, decided
+// on the device, with one wait for the host (adamw_multi part).
 #include <cuda_runtime_api.h>
 #include <stdarg.h>
 #include <stdint.h>
