@@ -339,6 +339,15 @@ typedef struct {
 
 #define GEMM_CACHE 64 // distinct GEMM shapes of a training run: a few per layer kind
 
+// cuBLASLt's pointer-array batches (CUBLASLT_MATRIX_LAYOUT_BATCH_MODE) came with cuBLAS 12.9
+// (the H200 run used 13.0); an older toolkit builds without them and every two-level batch
+// takes the strided calls, as where cuBLASLt declines a shape.
+#if CUBLAS_VERSION >= 120900
+#define GEMM_LT_POINTER_ARRAY 1
+#else
+#define GEMM_LT_POINTER_ARRAY 0
+#endif
+
 typedef struct {
     cublasLtHandle_t lt;
     void *workspace; // device, workspace_bytes
@@ -413,9 +422,13 @@ static cublasStatus_t make_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type
     r = cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &c, sizeof c);
     if (r != CUBLAS_STATUS_SUCCESS) return r;
     if (ptr_mode) {
+#if GEMM_LT_POINTER_ARRAY
         uint32_t mode = CUBLASLT_BATCH_MODE_POINTER_ARRAY;
         return cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_MODE, &mode,
                                                 sizeof mode);
+#else
+        return CUBLAS_STATUS_NOT_SUPPORTED; // lt_matmul declines before it gets here
+#endif
     }
     return cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
                                             &stride, sizeof stride);
@@ -461,6 +474,10 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
     key.beta_zero = d->beta == 0.0f;
     key.ptr_mode = ptr_mode;
     if (ptr_mode) key.sa = key.sb = key.sc = 0;
+    if (ptr_mode && !GEMM_LT_POINTER_ARRAY) {
+        *declined = 1;
+        return QT_OK;
+    }
     key.bias = bias != NULL;
     key.align_bias = bias ? align_of((uint64_t)(uintptr_t)bias) : 0;
     if (declined) *declined = 0;
