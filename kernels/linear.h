@@ -76,6 +76,11 @@ void qt_cuda_gemm_table_write_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *
 void qt_cuda_gemm_tabled_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
                               const void *B, const void *C, void *const *table);
 
+// How many two-level GEMM shapes this handle ran as strided calls because cuBLASLt declined
+// the pointer-array call (the cost model counts one call each: on a GPU this should be 0,
+// which test_cuda_linear_gpu asserts); always 0 in the emulated build.
+int qt_cuda_gemm_declined(const void *handle);
+
 // A single GEMM (d->batch == 1) with bias (N, dt) added to every row of C in the GEMM's
 // epilogue, before the one rounding to dt: C = alpha op(A) op(B) + beta C + bias (cuBLASLt's
 // CUBLASLT_EPILOGUE_BIAS on the GPU): a linear layer's forward, bias included, in one launch.

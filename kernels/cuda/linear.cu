@@ -300,6 +300,12 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
     return gemm_emu_run(s, dt, d, A, B, C, NULL, h, NULL, 1);
 }
 
+// The emulated GEMM reads every pointer table it is given: nothing is declined.
+extern "C" int qt_cuda_gemm_declined(const void *handle) {
+    (void)handle;
+    return 0;
+}
+
 extern "C" qt_status qt_cuda_gemm_tabled(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
                                          const void *A, const void *B, void *C,
                                          void *const *table, void *handle) {
@@ -357,6 +363,7 @@ typedef struct {
     cublasLtMatmulAlgo_t algos[GEMM_CACHE];
     int declined[GEMM_CACHE]; // 1: cuBLASLt has no pointer-array algorithm for this key
     int n_cached, next_evict;
+    int declined_uncached;    // pointer-array calls declined without a key (an old cuBLAS)
 } gemm_gpu;
 
 extern "C" qt_status qt_cuda_gemm_create(void **handle, size_t workspace_bytes) {
@@ -476,6 +483,7 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
     if (ptr_mode) key.sa = key.sb = key.sc = 0;
     if (ptr_mode && !GEMM_LT_POINTER_ARRAY) {
         *declined = 1;
+        h->declined_uncached = 1;
         return QT_OK;
     }
     key.bias = bias != NULL;
@@ -636,6 +644,13 @@ extern "C" qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_d
     if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm: handle is NULL (qt_cuda_gemm_create)");
     QT_TRY(gemm_check(dt, d, A, B, C));
     return gemm_gpu_run(h, s, dt, d, A, B, C, NULL);
+}
+
+extern "C" int qt_cuda_gemm_declined(const void *handle) {
+    const gemm_gpu *h = (const gemm_gpu *)handle;
+    int n = 0;
+    for (int i = 0; h && i < h->n_cached; i++) n += h->keys[i].ptr_mode && h->declined[i];
+    return n + (h ? h->declined_uncached : 0);
 }
 
 extern "C" qt_status qt_cuda_gemm_tabled(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,

@@ -361,6 +361,11 @@ START_TEST(test_gemm_kept_table) {
                           pass, i, (double)got[i], (double)want[i]);
         free(host);
     }
+    // On a GPU, cuBLASLt must have taken the pointer-array call (the cost model counts one
+    // call; a declined shape would silently run min(B, H) strided calls).
+    ck_assert_msg(qt_cuda_gemm_declined(handle) == 0,
+                  "cuBLASLt declined the pointer-array call for %d shape(s): attention's GEMMs "
+                  "run as per-head strided calls", qt_cuda_gemm_declined(handle));
     // A GEMM that needs no table, or no table given, is refused naming the problem.
     const qt_gemm_desc one = qt_gemm_desc_single(0, 1, 2, 2, 2, 0.0f, 2, 2, 2);
     ck_assert_int_eq(qt_cuda_gemm_table_entries(&one), 0);
