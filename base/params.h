@@ -122,6 +122,28 @@ typedef struct {
     float grad_scale;   // multiplies every gradient first (clipping, loss-scale undo)
 } qt_adamw_params;
 
+// The multi-tensor AdamW step (the CUDA backend's adamw_multi, qt_cuda_adamw_multi): one span
+// per parameter tensor, in elements.
+typedef struct {
+    size_t param;       // first element in the parameter arena (and in the fp32 masters)
+    size_t grad;        // first element in the gradient arena (and in the moments m, v)
+    size_t n;           // elements
+    float weight_decay; // the tensor's decoupled weight decay
+} qt_adamw_span;
+
+// Its step: the gradient norm is taken on the device, so the unscaling, the clipping and the
+// decision to skip happen there, as qt_optimizer_update decides them on the host:
+//   norm = sqrt(sum of grad^2) / loss_scale (double); not finite: nothing is updated;
+//   grad_scale = 1 / loss_scale, or (float)(grad_clip / (norm + 1e-6)) / loss_scale when
+//   grad_clip > 0 and norm > grad_clip.
+typedef struct {
+    float lr;
+    float beta1, beta2, eps;
+    int step;         // 1-based: the step this update makes when it is applied
+    float loss_scale; // the gradients hold loss_scale times the true ones (1: no scaling)
+    float grad_clip;  // > 0: clip the true gradients to this global norm
+} qt_adamw_multi_params;
+
 // ---- quant (PAPERS.md sections 5-9; the grid and ranges: kernels/quant.h)
 
 #define QT_QUANT_TERNARY 1 // bits value of the ternary grid {-1, 0, 1} (BitNet b1.58)

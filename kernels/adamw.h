@@ -43,6 +43,39 @@ void qt_cuda_adamw_step_cost(qt_cost *c, qt_dtype dt, const void *param, const f
                              const void *grad, const float *m, const float *v, size_t n,
                              const qt_adamw_params *prm);
 
+// ---- multi-tensor AdamW (issue 10 item 2c): every parameter tensor in one launch, the
+// unscaling, clipping and skip decided on the device from the gradients' sum of squares
+// (qt_adamw_multi_params), so the optimizer step waits for the device once.
+
+// One block's work: up to QT_ADAMW_CHUNK consecutive elements of one tensor. 16 bytes of
+// offsets and 8 of size and decay, the same layout in C and CUDA.
+#define QT_ADAMW_CHUNK 65536
+typedef struct {
+    uint64_t param;     // first element in params (and master)
+    uint64_t grad;      // first element in grads, m, v
+    uint32_t n;         // elements, 1..QT_ADAMW_CHUNK
+    float weight_decay; //
+} qt_adamw_chunk;
+
+// The chunks of spans (n_spans of them; empty spans make none) into out (may be NULL: count
+// only); returns how many there are. Host function.
+size_t qt_cuda_adamw_chunks(qt_adamw_chunk *out, const qt_adamw_span *spans, int n_spans);
+
+// AdamW over the chunks (device, n_chunks of qt_cuda_adamw_chunks, n_elems elements in all)
+// of params (dt), master (fp32, the params' offsets; NULL only when dt is fp32: params updated
+// in place), grads (dt), m, v (fp32, the grads' offsets), with sumsq (device, one double: the
+// sum of the squared scaled gradients, qt_cuda_sumsq_device) deciding as
+// qt_adamw_multi_params says. Each element's update is qt_cuda_adamw_step's, bit for bit, with
+// that grad_scale.
+qt_status qt_cuda_adamw_multi(qt_cuda_stream s, qt_dtype dt, void *params, float *master,
+                              const void *grads, float *m, float *v, const qt_adamw_chunk *chunks,
+                              size_t n_chunks, size_t n_elems, const qt_adamw_multi_params *prm,
+                              const double *sumsq);
+void qt_cuda_adamw_multi_cost(qt_cost *c, qt_dtype dt, const void *params, const float *master,
+                              const void *grads, const float *m, const float *v,
+                              const qt_adamw_chunk *chunks, size_t n_chunks, size_t n_elems,
+                              const qt_adamw_multi_params *prm, const double *sumsq);
+
 #ifdef __cplusplus
 }
 #endif

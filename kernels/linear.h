@@ -60,6 +60,35 @@ void qt_cuda_gemm_destroy(void *handle);
 qt_status qt_cuda_gemm(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
                        const void *B, void *C, void *handle);
 
+// Kept pointer tables. A two-level batch that no single stride reaches (attention's (b, h)
+// slices) runs as one pointer-array call whose table of entry addresses qt_cuda_gemm writes
+// first, on every call. A caller repeating the same GEMM on the same buffers can keep the
+// table instead: qt_cuda_gemm_table_entries(d) pointers of device memory (0: d needs no
+// table), written once by qt_cuda_gemm_table_write for A, B, C, then qt_cuda_gemm_tabled runs
+// the GEMM alone (stream order makes the written table visible to it).
+size_t qt_cuda_gemm_table_entries(const qt_gemm_desc *d);
+qt_status qt_cuda_gemm_table_write(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                   const void *A, const void *B, void *C, void **table);
+qt_status qt_cuda_gemm_tabled(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                              const void *B, void *C, void *const *table, void *handle);
+void qt_cuda_gemm_table_write_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                                   const void *B, const void *C, void *const *table);
+void qt_cuda_gemm_tabled_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                              const void *B, const void *C, void *const *table);
+
+// How many two-level GEMM shapes this handle ran as strided calls because cuBLASLt declined
+// the pointer-array call (the cost model counts one call each: on a GPU this should be 0,
+// which test_cuda_linear_gpu asserts); always 0 in the emulated build.
+int qt_cuda_gemm_declined(const void *handle);
+
+// A single GEMM (d->batch == 1) with bias (N, dt) added to every row of C in the GEMM's
+// epilogue, before the one rounding to dt: C = alpha op(A) op(B) + beta C + bias (cuBLASLt's
+// CUBLASLT_EPILOGUE_BIAS on the GPU): a linear layer's forward, bias included, in one launch.
+qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                            const void *B, void *C, const void *bias, void *handle);
+void qt_cuda_gemm_bias_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                            const void *B, const void *C, const void *bias);
+
 // Cost model (base/cost.h; counted in kernels/cuda/linear.cu): the cuBLASLt calls qt_cuda_gemm
 // makes on a GPU for descriptor d (one per call; the emulated build's CPU GEMM makes none, but
 // records the GPU's), appended to *c.

@@ -36,6 +36,13 @@ size_t qt_cuda_sumsq_scratch_size(void);
 qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_host, const void *x, size_t n,
                         double *partials);
 
+// The same sum left on the device, in partials[qt_cuda_sumsq_scratch_size() - 1] (what
+// qt_cuda_sumsq copies to the host), with no copy and no wait: the multi-tensor AdamW
+// (kernels/adamw.h) reads it there.
+qt_status qt_cuda_sumsq_device(qt_cuda_stream s, qt_dtype dt, const void *x, size_t n,
+                               double *partials);
+void qt_cuda_sumsq_device_cost(qt_cost *c, qt_dtype dt, const void *x, size_t n,
+                               const double *partials);
 // Cost model (base/cost.h; counted in kernels/cuda/sumsq.cu): the launches qt_cuda_sumsq makes
 // for the same arguments (those after the stream), its copy to the host and wait included,
 // appended to *c.

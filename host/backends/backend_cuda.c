@@ -8,7 +8,7 @@
 // stored in the backend's dtype (fp32, fp16 or bf16); fp32 tensors of the interface (`float *`:
 // LayerNorm statistics, saved softmax, losses, optimizer state) stay fp32.
 //
-// Composition: linear_fwd is a GEMM and a bias add, linear_bwd two GEMMs and a column sum;
+// Composition: linear_fwd is one GEMM (the bias in its epilogue), linear_bwd two and a column sum;
 // attention_flash_fwd/bwd (the fused op, issue 9's CUDA kernels to come) and the sink variants
 // of softmax_clip are NULL, so the model composes attention from gemm (strided-batched) and
 // softmax_clip, and refuses attn.sink at init. Copies are synchronous for the caller (they wait
@@ -20,6 +20,11 @@
 // its launchers' cost functions (base/cost.h) for the launches it makes and, while recording is
 // on, appends them before it runs them; the memory ops record their memsets, copies and waits.
 // The record-only ("dry") context records the same launches and runs none: no CUDA call at all.
+//
+// Issue 10 item 2 (marked parts): the two-level GEMMs' pointer tables are kept per (descriptor,
+// A, B, C), so attention's GEMMs are one cuBLASLt call each after the first step (gemm_table
+// part); adamw_multi is the optimizer step in one AdamW launch after the gradient norm, decided
+// on the device, with one wait for the host (adamw_multi part).
 #include <cuda_runtime_api.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -58,6 +63,14 @@ typedef struct {
     size_t bytes;
 } cuda_ws;
 
+// A kept pointer table (gemm_table part): the GEMM it serves and where it lies in tab_ws.
+typedef struct {
+    qt_gemm_desc d;
+    const void *A, *B;
+    void *C;
+    size_t offset; // pointers into tab_ws
+} gemm_tab;
+
 typedef struct {
     int device;
     qt_dtype dt;
@@ -69,6 +82,18 @@ typedef struct {
     cuda_ws s8_ws;  // linear_s8_fwd, linear_s8_dx: int8 codes and scales of the operands
     cuda_ws fq_ws;  // quant_fake: per-slice scales and zero points (kernels/cuda/quant.cu)
     cuda_ws dqt_ws; // dqt_step with stats: the reduction's scratch (kernels/cuda/dqt.cu)
+    // ---- gemm_table part: the pointer tables of the two-level GEMMs (attention's), one per
+    // distinct (descriptor, A, B, C), written once and kept (kernels/linear.h)
+    cuda_ws tab_ws;   // pointers, device
+    size_t tab_used;  // pointers handed out
+    gemm_tab *tabs;   // (n_tabs) host
+    int n_tabs, cap_tabs;
+    // ---- adamw_multi part: the multi-tensor AdamW's chunk table (kernels/adamw.h), built from
+    // the spans of its first call and rebuilt only when they change (first step only)
+    cuda_ws chunk_ws;            // (n_chunks) qt_adamw_chunk, device
+    qt_adamw_span *chunk_spans;  // (n_chunk_spans) host: the spans the table was built from
+    int n_chunk_spans;           //
+    size_t n_chunks, chunk_elems; // the table's chunks and their total elements
     // ---- recording part (include/qtrain/cuda_record.h)
     int dry;              // 1: record only, run nothing (qt_backend_cuda_init_dry)
     int recording;        // 1: each launch appends a record
@@ -318,6 +343,8 @@ static void cuda_destroy(void *ctx) {
     if (!c) return;
     free(c->recs);
     if (c->dry) { // nothing of the device's was made (nor may the INT8 path's state be touched)
+        free(c->chunk_spans);
+        free(c->tabs);
         free(c);
         return;
     }
@@ -333,6 +360,10 @@ static void cuda_destroy(void *ctx) {
     if (c->s8_ws.ptr) (void)cudaFree(c->s8_ws.ptr);
     if (c->fq_ws.ptr) (void)cudaFree(c->fq_ws.ptr);
     if (c->dqt_ws.ptr) (void)cudaFree(c->dqt_ws.ptr);
+    if (c->chunk_ws.ptr) (void)cudaFree(c->chunk_ws.ptr);
+    free(c->chunk_spans);
+    if (c->tab_ws.ptr) (void)cudaFree(c->tab_ws.ptr);
+    free(c->tabs);
     // The INT8 cuBLASLt path keeps the stream of its last call (to wait for it before reusing
     // its workspace): release it before that stream goes away (found on the first GPU run).
     qt_cuda_int8_release();
@@ -352,8 +383,92 @@ static qt_status gemm_run(void *ctx, const qt_gemm_desc *d, const void *A, const
     return qt_cuda_gemm(STREAM(ctx), DT(ctx), d, A, B, C, CTX_OF(ctx)->gemm);
 }
 
+// ---- gemm_table part: attention's GEMMs run on the same buffers every step, so their pointer
+// tables are written once (the first step) and kept: afterwards each is one cuBLASLt call.
+
+// First pointer-table capacity (pointers, 512 KiB): OPT-125m's 72 tables take 41,472.
+#define TAB_MIN_ENTRIES ((size_t)1 << 16)
+
+static int tab_same(const gemm_tab *t, const qt_gemm_desc *d, const void *A, const void *B,
+                    const void *C) {
+    const qt_gemm_desc *e = &t->d;
+    return t->A == A && t->B == B && t->C == C && e->trans_a == d->trans_a &&
+           e->trans_b == d->trans_b && e->M == d->M && e->N == d->N && e->K == d->K &&
+           e->lda == d->lda && e->ldb == d->ldb && e->ldc == d->ldc && e->batch == d->batch &&
+           e->inner == d->inner && e->a_outer == d->a_outer && e->a_inner == d->a_inner &&
+           e->b_outer == d->b_outer && e->b_inner == d->b_inner && e->c_outer == d->c_outer &&
+           e->c_inner == d->c_inner;
+}
+
+// *table = the kept table of (d, A, B, C) (n pointers); *fresh = 1 when it was just made (the
+// caller writes it). When the device buffer is full every table is dropped and the buffer
+// grown: the tables are rewritten as they are next used (a first step's business: a step
+// makes the same GEMMs every time).
+static qt_status tab_find(cuda_ctx *c, const qt_gemm_desc *d, const void *A, const void *B,
+                          void *C, size_t n, void ***table, int *fresh) {
+    for (int i = 0; i < c->n_tabs; i++)
+        if (tab_same(&c->tabs[i], d, A, B, C)) {
+            *table = (void **)c->tab_ws.ptr + c->tabs[i].offset;
+            *fresh = 0;
+            return QT_OK;
+        }
+    if ((c->tab_used + n) * sizeof(void *) > c->tab_ws.bytes) {
+        size_t want = c->tab_ws.bytes / sizeof(void *) * 2;
+        if (want < TAB_MIN_ENTRIES) want = TAB_MIN_ENTRIES;
+        while (want < c->tab_used + n) want *= 2;
+        QT_TRY(ws_reserve(c, &c->tab_ws, want * sizeof(void *), "cuda gemm", "pointer tables"));
+        c->n_tabs = 0;
+        c->tab_used = 0;
+    }
+    if (c->n_tabs == c->cap_tabs) {
+        int cap = c->cap_tabs ? 2 * c->cap_tabs : 64;
+        gemm_tab *t = realloc(c->tabs, (size_t)cap * sizeof *t);
+        if (!t) return qt_error(QT_ERR_OOM, "cuda gemm: cannot grow the pointer tables to %d", cap);
+        c->tabs = t;
+        c->cap_tabs = cap;
+    }
+    gemm_tab *t = &c->tabs[c->n_tabs++];
+    t->d = *d;
+    t->A = A;
+    t->B = B;
+    t->C = C;
+    t->offset = c->tab_used;
+    c->tab_used += n;
+    *table = (void **)c->tab_ws.ptr + t->offset;
+    *fresh = 1;
+    return QT_OK;
+}
+
+// The two-level GEMM through its kept table (n pointers).
+static qt_status gemm_tabled(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
+                             void *C, size_t n) {
+    cuda_ctx *c = CTX_OF(ctx);
+    void **table = NULL;
+    int fresh = 0;
+    QT_TRY(tab_find(c, d, A, B, C, n, &table, &fresh));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        if (fresh) qt_cuda_gemm_table_write_cost(&k, c->dt, d, A, B, C, table);
+        qt_cuda_gemm_tabled_cost(&k, c->dt, d, A, B, C, table);
+        QT_TRY(rec(ctx, "gemm", &k, gemm_shape_fmt, d->M, d->N, d->K, d->batch));
+    }
+    if (c->dry) return QT_OK;
+    if (fresh) {
+        qt_status st = qt_cuda_gemm_table_write(STREAM(ctx), c->dt, d, A, B, C, table);
+        if (st != QT_OK) { // a refused GEMM keeps no table
+            c->n_tabs--;
+            c->tab_used -= n;
+            return st;
+        }
+    }
+    return qt_cuda_gemm_tabled(STREAM(ctx), c->dt, d, A, B, C, table, c->gemm);
+}
+// ---- end of the gemm_table part
+
 static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, const void *B,
                            void *C) {
+    const size_t n = qt_cuda_gemm_table_entries(d);
+    if (n) return gemm_tabled(ctx, d, A, B, C, n); // gemm_table part
     if (RECORDING(ctx)) {
         qt_cost k = {0};
         qt_cuda_gemm_cost(&k, DT(ctx), d, A, B, C);
@@ -363,21 +478,23 @@ static qt_status cuda_gemm(void *ctx, const qt_gemm_desc *d, const void *A, cons
     return DRY(ctx) ? QT_OK : gemm_run(ctx, d, A, B, C);
 }
 
-// out (N, OC) = x (N, IC) w^T (w: (OC, IC)), then += b (OC) when given.
+// out (N, OC) = x (N, IC) w^T (w: (OC, IC)) + b (OC) when given: the bias in the GEMM's
+// epilogue (one launch, one rounding).
 static qt_status cuda_linear_fwd(void *ctx, void *out, const void *x, const void *w,
                                  const void *b, int N, int IC, int OC) {
     if (N <= 0 || OC <= 0) return QT_OK;
     qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
     if (RECORDING(ctx)) {
         qt_cost k = {0};
-        qt_cuda_gemm_cost(&k, DT(ctx), &d, x, w, out);
-        if (b) qt_cuda_bias_add_cost(&k, DT(ctx), out, b, N, OC);
+        if (b)
+            qt_cuda_gemm_bias_cost(&k, DT(ctx), &d, x, w, out, b);
+        else
+            qt_cuda_gemm_cost(&k, DT(ctx), &d, x, w, out);
         QT_TRY(rec(ctx, "linear_fwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
     }
     if (DRY(ctx)) return QT_OK;
-    QT_TRY(gemm_run(ctx, &d, x, w, out));
-    if (b) QT_TRY(qt_cuda_bias_add(STREAM(ctx), DT(ctx), out, b, N, OC));
-    return QT_OK;
+    if (b) return qt_cuda_gemm_bias(STREAM(ctx), DT(ctx), &d, x, w, out, b, CTX_OF(ctx)->gemm);
+    return gemm_run(ctx, &d, x, w, out);
 }
 
 // dx (N, IC) += dout w; dw (OC, IC) += dout^T x; db (OC) += column sums of dout (N, OC).
@@ -598,6 +715,87 @@ static qt_status cuda_sumsq(void *ctx, double *out, const void *x, size_t n) {
     if (DRY(ctx) && out) *out = 0.0;
     return RUN(qt_cuda_sumsq, out, x, n, partials);
 }
+// ---- multi-tensor AdamW (adamw_multi part): kernels/cuda/sumsq.cu's sum left on the device,
+// kernels/cuda/adamw.cu's one launch over every tensor deciding from it, and one copy of the
+// sum to the host: the optimizer step's only wait.
+
+// Makes the device chunk table that of `spans`: kept while the spans are the same (a model's
+// tensors never move), built and uploaded (a synchronous copy) on the first call.
+static int spans_equal(const qt_adamw_span *a, const qt_adamw_span *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (a[i].param != b[i].param || a[i].grad != b[i].grad || a[i].n != b[i].n ||
+            a[i].weight_decay != b[i].weight_decay)
+            return 0;
+    return 1;
+}
+
+static qt_status adamw_chunks_reserve(cuda_ctx *c, const qt_adamw_span *spans, int n_spans) {
+    if (c->chunk_spans && n_spans == c->n_chunk_spans &&
+        spans_equal(spans, c->chunk_spans, n_spans))
+        return QT_OK;
+    const size_t n = qt_cuda_adamw_chunks(NULL, spans, n_spans);
+    qt_adamw_chunk *host = malloc((n ? n : 1) * sizeof *host);
+    qt_adamw_span *copy = malloc((n_spans ? (size_t)n_spans : 1) * sizeof *copy);
+    qt_status st = host && copy ? QT_OK
+                                : qt_error(QT_ERR_OOM, "cuda adamw_multi: cannot allocate the "
+                                                       "table of %zu chunks", n);
+    if (st == QT_OK) st = ws_reserve(c, &c->chunk_ws, (n ? n : 1) * sizeof *host,
+                                     "cuda adamw_multi", "chunk table");
+    if (st == QT_OK) {
+        qt_cuda_adamw_chunks(host, spans, n_spans);
+        if (n_spans) memcpy(copy, spans, (size_t)n_spans * sizeof *spans);
+        c->chunk_elems = 0;
+        for (size_t i = 0; i < n; i++) c->chunk_elems += host[i].n;
+        st = copy_sync(c, "adamw_multi", c->chunk_ws.ptr, host, n * sizeof *host,
+                       cudaMemcpyHostToDevice);
+    }
+    free(host);
+    if (st != QT_OK) {
+        free(copy);
+        return st;
+    }
+    free(c->chunk_spans);
+    c->chunk_spans = copy;
+    c->n_chunk_spans = n_spans;
+    c->n_chunks = n;
+    return QT_OK;
+}
+
+// Dry: a sum of 0 (a finite norm: the step counts as applied).
+static qt_status cuda_adamw_multi(void *ctx, void *params, float *master, const void *grads,
+                                  float *m, float *v, size_t n_grads, const qt_adamw_span *spans,
+                                  int n_spans, const qt_adamw_multi_params *prm,
+                                  double *sumsq_host) {
+    cuda_ctx *c = CTX_OF(ctx);
+    if (!sumsq_host || !prm || n_spans < 0 || (n_spans > 0 && !spans))
+        return qt_error(QT_ERR_ARG, "cuda adamw_multi: sumsq_host, prm or the %d spans are NULL",
+                        n_spans);
+    QT_TRY(adamw_chunks_reserve(c, spans, n_spans));
+    double *total = c->partials + qt_cuda_sumsq_scratch_size() - 1;
+    const qt_adamw_chunk *chunks = (const qt_adamw_chunk *)c->chunk_ws.ptr;
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_sumsq_device_cost(&k, c->dt, grads, n_grads, c->partials);
+        qt_cuda_adamw_multi_cost(&k, c->dt, params, master, grads, m, v, chunks, c->n_chunks,
+                                 c->chunk_elems, prm, total);
+        qt_cost_add(&k, "cudaMemcpyAsync", QT_LAUNCH_COPY_D2H, QT_MATH_NONE, 8, 0, 1);
+        qt_cost_add(&k, "cudaStreamSynchronize", QT_LAUNCH_SYNC, QT_MATH_NONE, 0, 0, 1);
+        QT_TRY(rec(ctx, "adamw_multi", &k, "n=%zu tensors=%d", n_grads, n_spans));
+    }
+    if (c->dry) {
+        *sumsq_host = 0.0;
+        return QT_OK;
+    }
+    QT_TRY(qt_cuda_sumsq_device(STREAM(ctx), c->dt, grads, n_grads, c->partials));
+    QT_TRY(qt_cuda_adamw_multi(STREAM(ctx), c->dt, params, master, grads, m, v, chunks,
+                               c->n_chunks, c->chunk_elems, prm, total));
+    QT_CHECK_CUDA(cudaMemcpyAsync(sumsq_host, total, sizeof *sumsq_host, cudaMemcpyDeviceToHost,
+                                  c->stream));
+    QT_CHECK_CUDA(cudaStreamSynchronize(c->stream));
+    return QT_OK;
+}
+// ---- end of the adamw_multi part
+
 // ---- LLaMA family (llama part): kernels/cuda/rmsnorm.cu, rope.cu, swiglu.cu
 static qt_status cuda_rmsnorm_fwd(void *ctx, void *out, float *rstd, const void *x,
                                   const void *w, int N, int C) {
@@ -852,6 +1050,7 @@ static const qt_backend_ops cuda_ops = {
     .crossentropy_bwd = cuda_crossentropy_bwd,
     .adamw_step = cuda_adamw_step,
     .sumsq = cuda_sumsq,
+    .adamw_multi = cuda_adamw_multi, // adamw_multi part
     .linear_s8_fwd = cuda_linear_s8_fwd, // int8cuda part
     .linear_s8_dx = cuda_linear_s8_dx,   // s8dx part
     // llama part

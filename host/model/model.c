@@ -496,8 +496,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         REQ(m->q_g, N * max_out);
     }
     REQ(m->zeros_c, C);
-    REQI(m->inputs, N);
-    REQI(m->targets, N);
+    REQI(m->inputs, 2 * N); // inputs (N), then the targets (N): one copy uploads both
     REQI(m->lens, (size_t)B * H * T);
 #undef REQ
 #undef REQF
@@ -521,11 +520,13 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         off += (req[i].bytes + 63) / 64 * 64;
     }
     free(req);
+    m->targets = m->inputs + N;
     m->lens_T = 0;
     // Host staging of the per-step copies (losses, their gradients, attention lengths).
     m->host_losses = malloc(N * sizeof(float));
     m->host_lens = malloc((size_t)B * H * T * sizeof(int));
-    if (!m->host_losses || !m->host_lens) {
+    m->host_tokens = calloc(2 * N, sizeof(int)); // zeros: what a shorter batch's gap uploads
+    if (!m->host_losses || !m->host_lens || !m->host_tokens) {
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the model's host staging");
     }
@@ -551,6 +552,7 @@ void qt_model_free(qt_model *m) {
     free(m->acts);
     free(m->host_losses);
     free(m->host_lens);
+    free(m->host_tokens);
     memset(m, 0, sizeof *m);
 }
 
@@ -815,8 +817,13 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
             return qt_error(QT_ERR_ARG, "token %d at position %d is outside the vocabulary of %d",
                             inputs[i] < 0 || inputs[i] >= V ? inputs[i] : targets[i], i, V);
     QT_TRY(ensure_lens(m, T));
-    QT_TRY(BE->to_device(CTX, m->inputs, inputs, (size_t)N * sizeof(int)));
-    if (targets) QT_TRY(BE->to_device(CTX, m->targets, targets, (size_t)N * sizeof(int)));
+    // One copy (one wait) for both: staged as [inputs (N) | gap | targets (N)] like the
+    // device's [inputs (m->B T) | targets], the targets at offset m->B T.
+    const size_t cap = (size_t)m->B * (size_t)m->T;
+    memcpy(m->host_tokens, inputs, (size_t)N * sizeof(int));
+    if (targets) memcpy(m->host_tokens + cap, targets, (size_t)N * sizeof(int));
+    QT_TRY(BE->to_device(CTX, m->inputs, m->host_tokens,
+                         (targets ? cap + (size_t)N : (size_t)N) * sizeof(int)));
     const pass_params pp = pass_params_of(m);
     const int fused = attn_fused(m, &pp), gated = pp.gs.kind != QT_GATE_NONE;
     if (!fused) QT_TRY(attn_ensure_composed(m));
@@ -919,15 +926,15 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
 // ---- backward ----------------------------------------------------------------------------
 
 // d_out of a dropout site: with dropout on, `scratch` = mask-scaled copy of `d`; with it off,
-// `d` itself (no copy).
+// `d` itself (no copy). The copy is the forward's op on d (the same mask and scale, written
+// rather than added to a zeroed buffer: the same values, no memset).
 static qt_status dropout_grad(qt_model *m, const void **out, void *scratch, const void *d,
                               size_t n, float prob, uint64_t stream) {
     if (prob <= 0) {
         *out = d;
         return QT_OK;
     }
-    QT_TRY(BE->zero(CTX, scratch, n * m->es));
-    QT_TRY(BE->dropout_bwd(CTX, scratch, d, n, prob, m->cfg.seed, stream));
+    QT_TRY(BE->dropout_fwd(CTX, scratch, d, n, prob, m->cfg.seed, stream));
     *out = scratch;
     return QT_OK;
 }
@@ -958,8 +965,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
 
     // LM head: dlogits overwrite the probabilities in place.
     QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));
-    QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
-    QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
+    // d_ln (N, C) = dlogits (N, V) head (V, C), beta 0: overwritten, no memset (the head is
+    // never quantized); head's gradient += dlogits^T lnf.y
+    const qt_gemm_desc dhead = {.M = N, .N = C, .K = V, .alpha = 1.0f, .beta = 0.0f, .lda = V,
+                                .ldb = C, .ldc = C, .batch = 1, .inner = 1};
+    QT_TRY(BE->gemm(CTX, &dhead, m->logits, m->p.head, m->d_ln));
+    QT_TRY(BE->linear_bwd(CTX, NULL, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
     QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
     const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
     QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch, m->d_ln,
@@ -981,14 +992,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         const void *d_ffn;
         QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, pp.drop,
                             drop_stream(m, l, SITE_FFN_RESID)));
-        QT_TRY(BE->zero(CTX, m->d_fc_act, (size_t)N * F * m->es));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
-                              a->fc_act, w->fc2_w, N, F, C));
+        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
+                                  a->fc_act, w->fc2_w, N, F, C));
         QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F1 * m->es));
         QT_TRY(act_bwd(m, m->d_fc, m->d_fc_act, a->fc, N, F));
-        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc, a->ln2.y,
-                              w->fc_w, N, C, F1));
+        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc,
+                                  a->ln2.y, w->fc_w, N, C, F1));
         QT_TRY(norm_bwd(m, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_ln,
                         a->resid1, &a->ln2, w->ln2_w, N, C));
         // d_resid is now d resid1.
@@ -997,13 +1006,13 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         const void *d_attn;
         QT_TRY(dropout_grad(m, &d_attn, m->d_branch, m->d_resid, NC, pp.drop,
                             drop_stream(m, l, SITE_ATTN_RESID)));
-        QT_TRY(BE->zero(CTX, m->d_gated, NC * m->es));
         const void *proj_in = pp.gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_PROJ, m->d_gated, gw->proj_w, gw->proj_b, d_attn,
-                              proj_in, w->proj_w, N, C, C));
-        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_PROJ, m->d_gated, gw->proj_w, gw->proj_b,
+                                  d_attn, proj_in, w->proj_w, N, C, C));
         const void *d_ctx = m->d_gated;
         const int gated = pp.gs.kind != QT_GATE_NONE;
+        // The gate's backward adds into d_ln before the QKV linear does: zero it first then.
+        if (gated) QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
         const size_t gate_bytes = (size_t)N * pp.gate_cols * sizeof(float);
         if (m->fwd_fused) {
             // the fused op: dqkv, dgate (dO . A) and dsink from d gated = dO
@@ -1027,15 +1036,15 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                     w->gate_w1, w->gate_w2, N, C));
                 d_ctx = m->d_ctx;
             }
-            // the composed attention core
-            QT_TRY(BE->zero(CTX, m->d_qkv, (size_t)N * 3 * C * m->es));
+            // the composed attention core; dV, dQ and dK each write (beta 0) one whole third of
+            // d_qkv (B, T, 3C): no memset
             const void *pv_probs = pp.attn_drop > 0 ? a->probs_drop : a->probs;
             // d_probs (T, T) = d_ctx_h (T, D) @ V_h^T
             qt_gemm_desc dp = attn_desc(0, 1, T, T, D, 0.0f, C, (int64_t)T * C, D, 3 * C, T3C, D,
                                         T, H * TT, TT, B, H);
             QT_TRY(BE->gemm(CTX, &dp, d_ctx, AT(a->qkv, 2 * C), m->d_probs));
-            // dV_h (T, D) += probs^T (T, T) @ d_ctx_h (T, D)
-            qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, C, (int64_t)T * C, D,
+            // dV_h (T, D) = probs^T (T, T) @ d_ctx_h (T, D)
+            qt_gemm_desc dv = attn_desc(1, 0, T, D, T, 0.0f, T, H * TT, TT, C, (int64_t)T * C, D,
                                         3 * C, T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dv, pv_probs, d_ctx, AT(m->d_qkv, 2 * C)));
             const void *d_probs = m->d_probs;
@@ -1050,18 +1059,22 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
             else
                 QT_TRY(BE->softmax_clip_bwd(CTX, &pp.sp, m->d_scores, d_probs, a->p, m->lens,
                                             B * H * T, T));
-            // dQ_h += dS (T, T) @ K_h (T, D);  dK_h += dS^T @ Q_h
-            qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
+            // dQ_h = dS (T, T) @ K_h (T, D);  dK_h = dS^T @ Q_h
+            qt_gemm_desc dq = attn_desc(0, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
                                         T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dq, m->d_scores, AT(a->qkv, C), m->d_qkv));
-            qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 1.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
+            qt_gemm_desc dk = attn_desc(1, 0, T, D, T, 0.0f, T, H * TT, TT, 3 * C, T3C, D, 3 * C,
                                         T3C, D, B, H);
             QT_TRY(BE->gemm(CTX, &dk, m->d_scores, a->qkv, AT(m->d_qkv, C)));
         }
         if (cfg->pos == QT_POS_ROPE)
             QT_TRY(BE->rope_bwd(CTX, m->d_qkv, B, T, C, H, cfg->rope_theta));
-        QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv,
-                              a->ln1.y, w->qkv_w, N, C, 3 * C));
+        if (gated)
+            QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv,
+                                  a->ln1.y, w->qkv_w, N, C, 3 * C));
+        else
+            QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b,
+                                      m->d_qkv, a->ln1.y, w->qkv_w, N, C, 3 * C));
         QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln, x,
                         &a->ln1, w->ln1_w, N, C));
         // d_resid is now d x. Block l's tensors (ln1 first in the arena) are final.

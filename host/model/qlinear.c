@@ -159,6 +159,20 @@ qt_status qt_qlinear_bwd(qt_model *m, int layer, qt_linear_id which, void *dx, v
     return BE->linear_bwd(CTX, NULL, dw, db, dout, xf, wf, N, IC, OC);
 }
 
+qt_status qt_qlinear_bwd_set(qt_model *m, int layer, qt_linear_id which, void *dx, void *dw,
+                             void *db, const void *dout, const void *x, const void *w, int N,
+                             int IC, int OC) {
+    if (dx && m->cfg.quant_mode == QT_QMODE_NONE && N > 0 && OC > 0) {
+        // dx (N, IC) = dout (N, OC) w (OC, IC) with beta 0: no memset, no read of dx
+        const qt_gemm_desc d = {.M = N, .N = IC, .K = OC, .alpha = 1.0f, .beta = 0.0f,
+                                .lda = OC, .ldb = IC, .ldc = IC, .batch = 1, .inner = 1};
+        QT_TRY(BE->gemm(CTX, &d, dout, w, dx));
+        return BE->linear_bwd(CTX, NULL, dw, db, dout, x, w, N, IC, OC);
+    }
+    if (dx) QT_TRY(BE->zero(CTX, dx, (size_t)N * (size_t)IC * m->es));
+    return qt_qlinear_bwd(m, layer, which, dx, dw, db, dout, x, w, N, IC, OC);
+}
+
 int qt_qlinear_moment_quant(const qt_config *cfg, char role, qt_quant_params *p) {
     if (cfg->quant_mode != QT_QMODE_QAT) return 0;
     const qt_quant_spec *s = role == 'm' ? &cfg->q_m : &cfg->q_v;

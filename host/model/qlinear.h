@@ -15,6 +15,13 @@ qt_status qt_qlinear_fwd(qt_model *m, int layer, qt_linear_id which, void *out, 
 qt_status qt_qlinear_bwd(qt_model *m, int layer, qt_linear_id which, void *dx, void *dw, void *db,
                          const void *dout, const void *x, const void *w, int N, int IC, int OC);
 
+// The same with dx (N, IC) overwritten (=) instead of accumulated, so the caller does not zero
+// it first: unquantized, one GEMM with beta 0 writes it (no memset, dx never read); the
+// quantized paths zero it and accumulate. dw, db += as in qt_qlinear_bwd.
+qt_status qt_qlinear_bwd_set(qt_model *m, int layer, qt_linear_id which, void *dx, void *dw,
+                             void *db, const void *dout, const void *x, const void *w, int N,
+                             int IC, int OC);
+
 // The quantizer of Adam's m (role 'm') or v ('v') under quant.mode = qat; 0 when it is off.
 int qt_qlinear_moment_quant(const qt_config *cfg, char role, qt_quant_params *p);
 

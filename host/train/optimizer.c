@@ -8,6 +8,42 @@
 #include "kernels/quant.h"
 #include "host/model/qlinear.h"
 
+static float tensor_weight_decay(const qt_config *cfg, qt_tensor_kind kind) {
+    switch (kind) {
+    case QT_TENSOR_MATRIX: return cfg->weight_decay;
+    case QT_TENSOR_NORM: return cfg->decay_norm_weights ? cfg->weight_decay : 0.0f;
+    case QT_TENSOR_BIAS: return 0.0f;
+    }
+    return 0.0f;
+}
+
+// The spans of the backend's multi-tensor step (qt_optimizer.spans), or none (spans stay NULL)
+// where the step must go tensor by tensor: no adamw_multi, DQT codes (their own update), or
+// quantized Adam moments (quantize_moments runs per tensor before the update).
+static qt_status optimizer_spans(qt_optimizer *opt, const qt_model *model) {
+    const qt_config *cfg = &model->cfg;
+    qt_quant_params p;
+    if (!model->be->ops->adamw_multi || model->n_float_params != model->n_params ||
+        qt_qlinear_moment_quant(cfg, 'm', &p) || qt_qlinear_moment_quant(cfg, 'v', &p))
+        return QT_OK;
+    for (int i = 0; i < model->n_tensors; i++)
+        if (model->tensors[i].quantized) return QT_OK;
+    const size_t n = model->n_tensors > 0 ? (size_t)model->n_tensors : 1;
+    opt->spans = calloc(n, sizeof *opt->spans);
+    if (!opt->spans)
+        return qt_error(QT_ERR_OOM, "cannot allocate the optimizer's %d tensor spans",
+                        model->n_tensors);
+    for (int i = 0; i < model->n_tensors; i++) {
+        const qt_tensor_info *t = &model->tensors[i];
+        qt_adamw_span *s = &opt->spans[opt->n_spans++];
+        s->param = t->param_offset; // the masters cover [0, n_float_params) like the params
+        s->grad = t->offset;        // the moments cover [0, n_params) like the gradients
+        s->n = t->numel;
+        s->weight_decay = tensor_weight_decay(cfg, t->kind);
+    }
+    return QT_OK;
+}
+
 // The moments of elements [lo, hi) and, for fp16/bf16 parameters, the fp32 masters of the
 // float parameters [plo, phi) (the whole float arena, or the shard).
 static qt_status optimizer_alloc(qt_optimizer *opt, const qt_model *model, size_t lo, size_t hi,
@@ -40,7 +76,10 @@ static qt_status optimizer_alloc(qt_optimizer *opt, const qt_model *model, size_
 }
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model) {
-    return optimizer_alloc(opt, model, 0, model->n_params, 0, model->n_float_params);
+    QT_TRY(optimizer_alloc(opt, model, 0, model->n_params, 0, model->n_float_params));
+    qt_status st = optimizer_spans(opt, model);
+    if (st != QT_OK) qt_optimizer_free(opt, model);
+    return st;
 }
 
 qt_status qt_optimizer_init_shard(qt_optimizer *opt, const qt_model *model, size_t lo, size_t hi) {
@@ -69,6 +108,7 @@ void qt_optimizer_free(qt_optimizer *opt, const qt_model *model) {
         if (opt->v) be->ops->free(be->ctx, opt->v);
         if (opt->master) be->ops->free(be->ctx, opt->master);
     }
+    free(opt->spans);
     memset(opt, 0, sizeof *opt);
 }
 
@@ -92,14 +132,6 @@ qt_status qt_grad_norm(const qt_model *model, double *norm) {
     return QT_OK;
 }
 
-static float tensor_weight_decay(const qt_config *cfg, qt_tensor_kind kind) {
-    switch (kind) {
-    case QT_TENSOR_MATRIX: return cfg->weight_decay;
-    case QT_TENSOR_NORM: return cfg->decay_norm_weights ? cfg->weight_decay : 0.0f;
-    case QT_TENSOR_BIAS: return 0.0f;
-    }
-    return 0.0f;
-}
 
 // qat with quant.m_* / quant.v_*: Adam's moments are quantized and dequantized at the start of
 // each step (Chitsaz et al.), per tensor, per row of the tensor's first dimension, or in groups.
@@ -149,8 +181,41 @@ static qt_status dqt_tensor_step(qt_optimizer *opt, qt_model *model, int tensor_
     return QT_OK;
 }
 
+// A non-finite true gradient norm: a skipped step under fp16 loss scaling, else divergence.
+static qt_status nonfinite_norm(const qt_optimizer *opt, float loss_scale, double norm,
+                                int *skipped) {
+    if (loss_scale > 1.0f) {
+        if (skipped) *skipped = 1;
+        return QT_OK;
+    }
+    return qt_error(QT_ERR_ARG,
+                    "the gradient norm is %g at step %d: training diverged; lower "
+                    "train.lr or raise train.warmup_steps",
+                    norm, opt->step + 1);
+}
+
 qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
                             double *grad_norm, int *skipped) {
+    if (opt->spans) {
+        // The backend decides the skip and the clipping from the norm on the device (as
+        // qt_optimizer_update below does on the host) and hands the norm back.
+        const qt_config *cfg = &model->cfg;
+        const qt_backend *be = model->be;
+        qt_adamw_multi_params prm = {
+            .lr = lr, .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->eps,
+            .step = opt->step + 1, .loss_scale = loss_scale, .grad_clip = cfg->grad_clip,
+        };
+        double sumsq = 0.0;
+        QT_TRY(be->ops->adamw_multi(be->ctx, model->params, opt->master, model->grads, opt->m,
+                                    opt->v, model->n_params, opt->spans, opt->n_spans, &prm,
+                                    &sumsq));
+        const double norm = sqrt(sumsq) / loss_scale;
+        if (grad_norm) *grad_norm = norm;
+        if (skipped) *skipped = 0;
+        if (!isfinite(norm)) return nonfinite_norm(opt, loss_scale, norm, skipped);
+        opt->step++;
+        return QT_OK;
+    }
     double norm = 0.0;
     QT_TRY(qt_grad_norm(model, &norm));
     return qt_optimizer_update(opt, model, lr, loss_scale, norm, grad_norm, skipped);
@@ -163,16 +228,7 @@ qt_status qt_optimizer_update(qt_optimizer *opt, qt_model *model, float lr, floa
     norm /= loss_scale;
     if (grad_norm) *grad_norm = norm;
     if (skipped) *skipped = 0;
-    if (!isfinite(norm)) {
-        if (loss_scale > 1.0f) {
-            if (skipped) *skipped = 1;
-            return QT_OK;
-        }
-        return qt_error(QT_ERR_ARG,
-                        "the gradient norm is %g at step %d: training diverged; lower "
-                        "train.lr or raise train.warmup_steps",
-                        norm, opt->step + 1);
-    }
+    if (!isfinite(norm)) return nonfinite_norm(opt, loss_scale, norm, skipped);
     float scale = 1.0f / loss_scale;
     if (cfg->grad_clip > 0 && norm > cfg->grad_clip)
         scale = (float)(cfg->grad_clip / (norm + 1e-6)) / loss_scale;

@@ -116,6 +116,17 @@ typedef struct qt_backend_ops {
     // *out = sum of squares of x (n, the backend's dtype), accumulated in double, on the host.
     // Not finite when any element is inf or nan: the loss scaler's overflow check.
     qt_status (*sumsq)(void *ctx, double *out, const void *x, size_t n);
+    // One AdamW step over every span (one per parameter tensor) with the gradients' global
+    // norm taken on the device: unscaling, clipping and the skip of a non-finite norm as
+    // qt_adamw_multi_params (base/params.h) says, which is what qt_optimizer_update decides on
+    // the host. grads (n_grads, the backend's dtype) is the whole arena the norm covers;
+    // params and master (fp32; NULL when params are fp32) at the spans' param offsets, grads,
+    // m, v (fp32) at their grad offsets. *sumsq_host = the scaled gradients' sum of squares,
+    // the step's one wait for the device. Optional: where it is NULL, the optimizer calls sumsq
+    // and then adamw_step per tensor.
+    qt_status (*adamw_multi)(void *ctx, void *params, float *master, const void *grads, float *m,
+                             float *v, size_t n_grads, const qt_adamw_span *spans, int n_spans,
+                             const qt_adamw_multi_params *prm, double *sumsq_host);
 
     // ---- LLaMA family (optional: required only by configs that use them; model init
     // names a missing one). Shapes and semantics of the qt_cpu_* twins in kernels/<family>.h.

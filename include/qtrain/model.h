@@ -174,6 +174,7 @@ typedef struct qt_model {
     // host staging, allocated at init like the arenas: a step allocates nothing
     float *host_losses;                      // (B, T) the losses, then their gradients
     int *host_lens;                          // (B, H, T) `lens` before its copy to the backend
+    int *host_tokens;                        // (2, B, T) inputs then targets, staged for one copy
     void *zeros_c;                           // (C) stand-in for absent norm biases
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward

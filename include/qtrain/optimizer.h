@@ -16,6 +16,11 @@ typedef struct {
     size_t lo, hi;  // the gradient-arena elements this optimizer updates: [0, n_params), or one
                     // ZeRO-1 shard (qtrain/dist.h), where element i's state is at index i - lo
     int sharded;    // 1: [lo, hi) is a shard (the parameter arena is laid out like the gradients)
+    // The tensors of the backend's multi-tensor step (its adamw_multi, where it has one, for
+    // whole, unquantized float tensors with unquantized moments): one span per tensor, host
+    // memory made at init; NULL where the step goes tensor by tensor.
+    qt_adamw_span *spans; // (n_spans)
+    int n_spans;
 } qt_optimizer;
 
 qt_status qt_optimizer_init(qt_optimizer *opt, const qt_model *model);
@@ -35,7 +40,9 @@ qt_status qt_grad_norm(const qt_model *model, double *norm);
 // loss_scale times the true gradients. They are unscaled and clipped to global norm
 // cfg.grad_clip (when > 0) inside the update. *grad_norm gets the true pre-clip norm.
 // A non-finite norm with loss_scale > 1 (fp16 loss scaling) skips the step: *skipped = 1 and
-// nothing changes. With loss_scale == 1 it is an error: training diverged.
+// nothing changes. With loss_scale == 1 it is an error: training diverged. Where the backend
+// has adamw_multi (the CUDA backend), the norm, the clipping and the skip are decided on the
+// device in the same update and the step waits for the device once.
 qt_status qt_optimizer_step(qt_optimizer *opt, qt_model *model, float lr, float loss_scale,
                             double *grad_norm, int *skipped);
 // qt_optimizer_step with the gradients' global norm given (`norm`: of the scaled gradients,

@@ -57,14 +57,14 @@ static __global__ void __launch_bounds__(SUMSQ_THREADS)
     if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-// Stage 2, one block: partials[SUMSQ_MAX_BLOCKS] = sum of partials[0, nparts), thread t adding
-// t, t + SUMSQ_THREADS, ... in order, then block_sum.
+// Stage 2, one block: *total = sum of partials[0, nparts), thread t adding t, t +
+// SUMSQ_THREADS, ... in order, then block_sum.
 static __global__ void __launch_bounds__(SUMSQ_THREADS)
-    sumsq_final_block(double *partials, int nparts) {
+    sumsq_final_block(double *total, const double *partials, int nparts) {
     double acc = 0.0;
     for (int i = threadIdx.x; i < nparts; i += SUMSQ_THREADS) acc += partials[i];
     acc = block_sum(acc);
-    if (threadIdx.x == 0) partials[SUMSQ_MAX_BLOCKS] = acc;
+    if (threadIdx.x == 0) *total = acc;
 }
 
 // ---- launchers ------------------------------------------------------------------------------
@@ -77,6 +77,20 @@ static void sumsq_partial_launch(cudaStream_t st, int blocks, double *partials, 
 
 extern "C" size_t qt_cuda_sumsq_scratch_size(void) { return SUMSQ_MAX_BLOCKS + 1; }
 
+// The two stages into partials[SUMSQ_MAX_BLOCKS] (n >= 1, arguments checked).
+static qt_status sumsq_stages(const char *op, cudaStream_t st, qt_dtype dt, const void *x,
+                              size_t n, double *partials) {
+    // The block count depends on n alone: the summation order, hence the bits, too.
+    const size_t nb = QT_CEIL_DIV(n, (size_t)SUMSQ_MIN_PER_BLOCK);
+    const int blocks = (int)(nb < SUMSQ_MAX_BLOCKS ? nb : SUMSQ_MAX_BLOCKS);
+    QT_DTYPE_DISPATCH(dt, sumsq_partial_launch, st, blocks, partials, x, n);
+    QT_CHECK_LAUNCH(op);
+    QT_LAUNCH(sumsq_final_block, 1, SUMSQ_THREADS, 0, st, partials + SUMSQ_MAX_BLOCKS,
+              (const double *)partials, blocks);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
 extern "C" qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_host,
                                    const void *x, size_t n, double *partials) {
     const char *op = "cuda sumsq";
@@ -88,18 +102,26 @@ extern "C" qt_status qt_cuda_sumsq(qt_cuda_stream s, qt_dtype dt, double *out_ho
     }
     QT_TRY(qt_check_tensors(op, qt_arg("x", x, dt),
                             qt_arg("partials (qt_cuda_sumsq_scratch_size() doubles)", partials)));
-    // The block count depends on n alone: the summation order, hence the bits, too.
-    const size_t nb = QT_CEIL_DIV(n, (size_t)SUMSQ_MIN_PER_BLOCK);
-    const int blocks = (int)(nb < SUMSQ_MAX_BLOCKS ? nb : SUMSQ_MAX_BLOCKS);
     cudaStream_t st = (cudaStream_t)s;
-    QT_DTYPE_DISPATCH(dt, sumsq_partial_launch, st, blocks, partials, x, n);
-    QT_CHECK_LAUNCH(op);
-    QT_LAUNCH(sumsq_final_block, 1, SUMSQ_THREADS, 0, st, partials, blocks);
-    QT_CHECK_LAUNCH(op);
+    QT_TRY(sumsq_stages(op, st, dt, x, n, partials));
     QT_CHECK_CUDA(cudaMemcpyAsync(out_host, partials + SUMSQ_MAX_BLOCKS, sizeof(double),
                                   cudaMemcpyDeviceToHost, st));
     QT_CHECK_CUDA(cudaStreamSynchronize(st));
     return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_sumsq_device(qt_cuda_stream s, qt_dtype dt, const void *x, size_t n,
+                                          double *partials) {
+    const char *op = "cuda sumsq_device";
+    QT_TRY(qt_check_dtype(op, dt));
+    QT_TRY(qt_check_tensors(op, qt_arg("x", x, dt, n ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL),
+                            qt_arg("partials (qt_cuda_sumsq_scratch_size() doubles)", partials)));
+    if (n == 0) { // the total of nothing, on the device like the others
+        QT_CHECK_CUDA(cudaMemsetAsync(partials + SUMSQ_MAX_BLOCKS, 0, sizeof(double),
+                                      (cudaStream_t)s));
+        return QT_OK;
+    }
+    return sumsq_stages(op, (cudaStream_t)s, dt, x, n, partials);
 }
 
 // ==== cost model (issue 10; base/cost.h) ======================================================
@@ -119,4 +141,19 @@ extern "C" void qt_cuda_sumsq_cost(qt_cost *c, qt_dtype dt, const double *out_ho
     qt_cost_add(c, "sumsq_final_block", QT_LAUNCH_KERNEL, QT_MATH_FP64, 8 * blocks + 8, blocks, 1);
     qt_cost_add(c, "memcpy", QT_LAUNCH_COPY_D2H, QT_MATH_NONE, 8, 0, 1);
     qt_cost_add(c, "cudaStreamSynchronize", QT_LAUNCH_SYNC, QT_MATH_NONE, 0, 0, 1);
+}
+
+// qt_cuda_sumsq_device: the two kernels alone (n == 0: one 8-byte memset).
+extern "C" void qt_cuda_sumsq_device_cost(qt_cost *c, qt_dtype dt, const void *x, size_t n,
+                                          const double *partials) {
+    (void)x, (void)partials;
+    if (n == 0) {
+        qt_cost_add(c, "cudaMemsetAsync", QT_LAUNCH_MEMSET, QT_MATH_NONE, 8, 0, 1);
+        return;
+    }
+    const size_t nb = QT_CEIL_DIV(n, (size_t)SUMSQ_MIN_PER_BLOCK);
+    const double blocks = (double)(nb < SUMSQ_MAX_BLOCKS ? nb : SUMSQ_MAX_BLOCKS);
+    qt_cost_add(c, "sumsq_partial_block", QT_LAUNCH_KERNEL, QT_MATH_FP64,
+                (double)qt_dtype_size(dt) * (double)n + 8 * blocks, 2.0 * (double)n, 1);
+    qt_cost_add(c, "sumsq_final_block", QT_LAUNCH_KERNEL, QT_MATH_FP64, 8 * blocks + 8, blocks, 1);
 }

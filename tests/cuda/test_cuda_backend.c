@@ -10,6 +10,7 @@
 //      strided-batched GEMMs and the softmax kernel, so the two schedules are independent.
 //   2. fp16 and bf16 mode (fp32 master weights, constant loss scale 1024): 20 AdamW steps whose
 //      losses stay within 2% of the CPU backend's, step by step; no step is skipped.
+//      Two identical fp16 runs (dropout on) give bit-identical losses and weights.
 //   3. fp16 loss scaling: an inf injected into a gradient makes qt_optimizer_step skip the step
 //      with the parameters, master weights and moments unchanged bit for bit, and the loss
 //      scaler halves its scale.
@@ -264,6 +265,62 @@ END_TEST
 START_TEST(test_bf16_training_tracks_cpu) { train_steps_match(QT_DTYPE_BF16); }
 END_TEST
 
+// ---- 2b. determinism: two identical fp16 runs give identical losses and weights ----------
+
+#define DETERMINISM_STEPS 6
+
+// DETERMINISM_STEPS fp16 steps of the dropout variant (its masks, the GEMMs' pointer tables,
+// the multi-tensor AdamW with the norm on the device) from a fresh backend: the losses, and the
+// parameters at the end as bytes (malloc'd, *bytes long).
+static void fp16_run(float losses[DETERMINISM_STEPS], unsigned char **params, size_t *bytes) {
+    qt_config cfg;
+    small_config(&cfg, &VARIANTS[1]);
+    qt_backend gpu;
+    init_cuda(&gpu, QT_DTYPE_F16);
+    qt_model m;
+    model_on(&m, &gpu, &cfg);
+    qt_optimizer opt;
+    ck_assert_msg(qt_optimizer_init(&opt, &m) == QT_OK, "%s", qt_last_error());
+    int in[2][B * T], tg[2][B * T];
+    make_batch(in[0], tg[0], 5);
+    make_batch(in[1], tg[1], 6);
+    for (int step = 0; step < DETERMINISM_STEPS; step++) {
+        double norm = 0;
+        int skipped = 0;
+        ck_assert_int_eq(qt_model_zero_grad(&m), QT_OK);
+        m.dropout_stream = (uint64_t)step;
+        ck_assert_msg(qt_model_forward(&m, in[step % 2], tg[step % 2], B, T, &losses[step]) ==
+                          QT_OK, "%s", qt_last_error());
+        ck_assert_int_eq(qt_model_backward(&m, LOSS_SCALE), QT_OK);
+        ck_assert_msg(qt_optimizer_step(&opt, &m, cfg.lr, LOSS_SCALE, &norm, &skipped) == QT_OK,
+                      "%s", qt_last_error());
+        ck_assert_msg(!skipped, "step %d skipped (norm %g)", step, norm);
+    }
+    *bytes = m.n_float_params * m.es;
+    *params = malloc(*bytes);
+    ck_assert_int_eq(gpu.ops->to_host(gpu.ctx, *params, m.params, *bytes), QT_OK);
+    qt_optimizer_free(&opt, &m);
+    qt_model_free(&m);
+    qt_backend_free(&gpu);
+}
+
+START_TEST(test_fp16_runs_are_identical) {
+    float la[DETERMINISM_STEPS], lb[DETERMINISM_STEPS];
+    unsigned char *pa = NULL, *pb = NULL;
+    size_t na = 0, nb = 0;
+    fp16_run(la, &pa, &na);
+    fp16_run(lb, &pb, &nb);
+    for (int i = 0; i < DETERMINISM_STEPS; i++)
+        ck_assert_msg(memcmp(&la[i], &lb[i], sizeof la[i]) == 0,
+                      "step %d: loss %.9g in one run, %.9g in the other", i, (double)la[i],
+                      (double)lb[i]);
+    ck_assert(na == nb && na > 0);
+    ck_assert_msg(memcmp(pa, pb, na) == 0, "two identical runs ended with different weights");
+    free(pa);
+    free(pb);
+}
+END_TEST
+
 // ---- 3. loss scaling: an inf gradient skips the step and halves the scale -----------------
 
 START_TEST(test_fp16_overflow_skips_step) {
@@ -457,6 +514,7 @@ int main(void) {
     tcase_add_test(tc, test_fp16_training_tracks_cpu);
     tcase_add_test(tc, test_bf16_training_tracks_cpu);
     tcase_add_test(tc, test_fp16_overflow_skips_step);
+    tcase_add_test(tc, test_fp16_runs_are_identical);
     tcase_add_loop_test(tc, test_quant_training_tracks_cpu, 0, N_QUANT_VARIANTS);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);

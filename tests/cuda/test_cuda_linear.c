@@ -2,7 +2,10 @@
 // on the same dtype-rounded inputs, for every transpose combination, odd M/N/K, padded leading
 // dimensions, the two-level batch in each of its layouts (one strided call, one call per outer
 // index, one per inner index, inner == 1, outer == 1), beta 0 (C poisoned with NaN: it must
-// not be read) and beta 1, in fp32, fp16 and bf16.
+// not be read) and beta 1, in fp32, fp16 and bf16; qt_cuda_gemm_bias (the bias epilogue)
+// against qt_cpu_linear_fwd with the same tolerance; a kept pointer table
+// (qt_cuda_gemm_table_write once, qt_cuda_gemm_tabled twice) on attention's layout, right
+// again after the buffers' contents change.
 //
 // Tolerance per element: |got - ref| <= U_out |ref| + 1e-5 S, where S = |alpha| sum_k |a b| +
 // |beta c| is the scale of the terms summed (the fp32 accumulation error of any order is far
@@ -10,6 +13,7 @@
 // (0 for fp32, 2^-11 fp16, 2^-8 bf16). Every element of the C buffer outside the C_i matrices
 // (padding, gaps between batch entries) and the guard band after it must be unchanged.
 #include <check.h>
+#include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,6 +238,153 @@ START_TEST(test_gemm_rejects_bad_arguments) {
 }
 END_TEST
 
+// ---- qt_cuda_gemm_bias: a linear layer's forward with the bias in the GEMM's epilogue --------
+
+// out (N, OC) = x (N, IC) w^T + b against qt_cpu_linear_fwd on the dt-rounded inputs; out
+// poisoned, its guard band checked. Tolerance: the output's one rounding (U_out |ref|) plus
+// 1e-5 of the summed terms' scale, as the cases above.
+static void check_gemm_bias(qt_dtype dt, int N, int IC, int OC, uint64_t seed, void *handle) {
+    float *x = qt_ct_rand_rounded(dt, (size_t)N * IC, -1.0f, 1.0f, seed);
+    float *w = qt_ct_rand_rounded(dt, (size_t)OC * IC, -1.0f, 1.0f, seed + 1);
+    float *b = qt_ct_rand_rounded(dt, (size_t)OC, -2.0f, 2.0f, seed + 2);
+    float *want = malloc((size_t)N * OC * sizeof *want);
+    ck_assert_int_eq(qt_cpu_linear_fwd(want, x, w, b, N, IC, OC), QT_OK);
+    void *dx = qt_ct_upload(dt, x, (size_t)N * IC), *dw = qt_ct_upload(dt, w, (size_t)OC * IC);
+    void *db = qt_ct_upload(dt, b, (size_t)OC), *dout = qt_ct_alloc(dt, (size_t)N * OC);
+    const qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
+    ck_assert_msg(qt_cuda_gemm_bias(NULL, dt, &d, dx, dw, dout, db, handle) == QT_OK, "%s",
+                  qt_last_error());
+    float *got = qt_ct_download_new(dt, dout, (size_t)N * OC);
+    const double u = dt == QT_DTYPE_F32 ? 0.0 : dt == QT_DTYPE_F16 ? 0x1p-11 : 0x1p-8;
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < OC; o++) {
+            double scale = fabs(b[o]);
+            for (int k = 0; k < IC; k++)
+                scale += fabs((double)x[(size_t)r * IC + k] * w[(size_t)o * IC + k]);
+            const float ref = want[(size_t)r * OC + o], g = got[(size_t)r * OC + o];
+            ck_assert_msg(fabs(g - ref) <= u * fabs(ref) + 1e-5 * scale,
+                          "gemm_bias %s N %d IC %d OC %d seed %llu: out[%d][%d] = %.9g, want "
+                          "%.9g", qt_dtype_name(dt), N, IC, OC, (unsigned long long)seed, r, o,
+                          (double)g, (double)ref);
+        }
+    ck_assert_msg(qt_ct_guard_ok(dt, dout, (size_t)N * OC), "gemm_bias %s: wrote past out",
+                  qt_dtype_name(dt));
+    qt_ct_free(dx);
+    qt_ct_free(dw);
+    qt_ct_free(db);
+    qt_ct_free(dout);
+    free(x);
+    free(w);
+    free(b);
+    free(want);
+    free(got);
+}
+
+START_TEST(test_gemm_bias_matches_linear_fwd) {
+    void *handle = NULL;
+    ck_assert_msg(qt_cuda_gemm_create(&handle, 0) == QT_OK, "%s", qt_last_error());
+    static const int SHAPES[][3] = {{1, 5, 3}, {33, 17, 31}, {67, 64, 9}};
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 3; i++)
+            check_gemm_bias(DTYPES[d], SHAPES[i][0], SHAPES[i][1], SHAPES[i][2],
+                            7000 + 10 * (uint64_t)i + (uint64_t)d, handle);
+    // a batch, or no bias, is refused naming the problem
+    void *buf = qt_ct_alloc(QT_DTYPE_F32, 64);
+    qt_gemm_desc two = qt_gemm_desc_single(0, 1, 2, 2, 2, 0.0f, 2, 2, 2);
+    two.batch = 2;
+    two.inner = 1;
+    ck_assert_int_eq(qt_cuda_gemm_bias(NULL, QT_DTYPE_F32, &two, buf, buf, buf, buf, handle),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "batch"));
+    const qt_gemm_desc one = qt_gemm_desc_single(0, 1, 2, 2, 2, 0.0f, 2, 2, 2);
+    ck_assert_int_eq(qt_cuda_gemm_bias(NULL, QT_DTYPE_F32, &one, buf, buf, buf, NULL, handle),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "bias"));
+    qt_ct_free(buf);
+    qt_cuda_gemm_destroy(handle);
+}
+END_TEST
+
+// ---- kept pointer tables: written once, reused while the buffers' contents change ----------
+
+// scores (b, h) (T, T) = Q_bh K_bh^T over qkv (B, T, 3C), fp32, as the model's attention
+// addresses it; want computed in double.
+static void attention_scores_ref(float *want, const float *qkv, int B, int T, int C, int H) {
+    const int D = C / H;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < T; j++) {
+                    double acc = 0.0;
+                    for (int k = 0; k < D; k++)
+                        acc += (double)qkv[((size_t)b * T + i) * 3 * C + h * D + k] *
+                               qkv[((size_t)b * T + j) * 3 * C + C + h * D + k];
+                    want[(((size_t)b * H + h) * T + i) * T + j] = (float)acc;
+                }
+}
+
+START_TEST(test_gemm_kept_table) {
+    enum { Bb = 3, Tt = 5, Cc = 8, Hh = 2, Dd = 4 };
+    void *handle = NULL;
+    ck_assert_int_eq(qt_cuda_gemm_create(&handle, 0), QT_OK);
+    const size_t nq = (size_t)Bb * Tt * 3 * Cc, ns = (size_t)Bb * Hh * Tt * Tt;
+    const qt_gemm_desc d = {.trans_a = 0, .trans_b = 1, .M = Tt, .N = Tt, .K = Dd, .alpha = 1.0f,
+                            .beta = 0.0f, .lda = 3 * Cc, .ldb = 3 * Cc, .ldc = Tt,
+                            .batch = Bb * Hh, .inner = Hh, .a_outer = Tt * 3 * Cc,
+                            .a_inner = Dd, .b_outer = Tt * 3 * Cc, .b_inner = Dd,
+                            .c_outer = Hh * Tt * Tt, .c_inner = Tt * Tt};
+    const size_t n = qt_cuda_gemm_table_entries(&d);
+    ck_assert_msg(n == 3 * Bb * Hh, "%zu table entries, want %d", n, 3 * Bb * Hh);
+    float *qkv = NULL, *scores = NULL;
+    void **table = NULL;
+    ck_assert(cudaMalloc((void **)&qkv, nq * sizeof(float)) == cudaSuccess);
+    ck_assert(cudaMalloc((void **)&scores, ns * sizeof(float)) == cudaSuccess);
+    ck_assert(cudaMalloc((void **)&table, n * sizeof(void *)) == cudaSuccess);
+    ck_assert(cudaMemset(table, 0xFF, n * sizeof(void *)) == cudaSuccess); // poisoned
+    float *want = malloc(ns * sizeof *want), *got = malloc(ns * sizeof *got);
+    for (int pass = 0; pass < 2; pass++) {
+        // new contents of the same buffers; the table is written in the first pass only
+        float *host = qt_ct_rand_rounded(QT_DTYPE_F32, nq, -1.0f, 1.0f, 9100 + (uint64_t)pass);
+        ck_assert(cudaMemcpy(qkv, host, nq * sizeof(float), cudaMemcpyHostToDevice) ==
+                  cudaSuccess);
+        ck_assert(cudaMemset(scores, 0xFF, ns * sizeof(float)) == cudaSuccess);
+        if (pass == 0)
+            ck_assert_msg(qt_cuda_gemm_table_write(NULL, QT_DTYPE_F32, &d, qkv, qkv + Cc, scores,
+                                                   table) == QT_OK, "%s", qt_last_error());
+        ck_assert_msg(qt_cuda_gemm_tabled(NULL, QT_DTYPE_F32, &d, qkv, qkv + Cc, scores, table,
+                                          handle) == QT_OK, "%s", qt_last_error());
+        attention_scores_ref(want, host, Bb, Tt, Cc, Hh);
+        ck_assert(cudaMemcpy(got, scores, ns * sizeof(float), cudaMemcpyDeviceToHost) ==
+                  cudaSuccess);
+        for (size_t i = 0; i < ns; i++)
+            ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-5f, "pass %d: scores[%zu] = %g, want %g",
+                          pass, i, (double)got[i], (double)want[i]);
+        free(host);
+    }
+    // On a GPU, cuBLASLt must have taken the pointer-array call (the cost model counts one
+    // call; a declined shape would silently run min(B, H) strided calls).
+    ck_assert_msg(qt_cuda_gemm_declined(handle) == 0,
+                  "cuBLASLt declined the pointer-array call for %d shape(s): attention's GEMMs "
+                  "run as per-head strided calls", qt_cuda_gemm_declined(handle));
+    // A GEMM that needs no table, or no table given, is refused naming the problem.
+    const qt_gemm_desc one = qt_gemm_desc_single(0, 1, 2, 2, 2, 0.0f, 2, 2, 2);
+    ck_assert_int_eq(qt_cuda_gemm_table_entries(&one), 0);
+    ck_assert_int_eq(qt_cuda_gemm_table_write(NULL, QT_DTYPE_F32, &one, qkv, qkv, scores, table),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "no pointer table"));
+    ck_assert_int_eq(qt_cuda_gemm_tabled(NULL, QT_DTYPE_F32, &d, qkv, qkv + Cc, scores, NULL,
+                                         handle),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "table"));
+    free(want);
+    free(got);
+    cudaFree(qkv);
+    cudaFree(scores);
+    cudaFree(table);
+    qt_cuda_gemm_destroy(handle);
+}
+END_TEST
+
 int main(void) {
     qt_ct_require_device();
     Suite *s = suite_create("cuda_gemm");
@@ -241,6 +392,8 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_gemm_matches_reference, 0, NCASES);
     tcase_add_test(tc, test_gemm_rejects_bad_arguments);
+    tcase_add_test(tc, test_gemm_bias_matches_linear_fwd);
+    tcase_add_test(tc, test_gemm_kept_table);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }
