@@ -1,6 +1,7 @@
 // test_cli.c: the `qtrain` program on bad input: one `qtrain: error:` line on stderr naming
 // the problem, a non-zero exit, and nothing half-written. Also a tiny prepare -> train ->
 // eval -> sample round trip through the real binary.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,50 @@ START_TEST(test_round_trip) {
     ck_assert(stat(path, &sb) == 0);
     snprintf(path, sizeof path, "%s/run/metrics.jsonl", workdir);
     ck_assert(stat(path, &sb) == 0 && sb.st_size > 0);
+}
+END_TEST
+
+// The encoder preset end to end: a few steps of configs/bert-6l.conf shrunk by --set, its
+// checkpoint evaluated (MLM loss, perplexity, outlier metrics); sample and export refuse it.
+START_TEST(test_encoder_round_trip) {
+    char err[8192], args[4096];
+    const char *src = getenv("QT_SOURCE_DIR");
+    ck_assert_msg(src != NULL, "QT_SOURCE_DIR is not set (run through ctest)");
+    snprintf(args, sizeof args,
+             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=2 --set model.d_model=16 "
+             "--set model.n_head=2 --set model.d_ff=32 --set model.max_seq_len=32 "
+             "--set model.vocab_size=304 --set train.batch_size=2 --set train.seq_len=32 "
+             "--set train.max_steps=3 --set train.eval_every=3 --set train.eval_batches=2 "
+             "--set train.warmup_steps=1 --set attn.softmax=ncs --set attn.gate=linear "
+             "--set data.dir=data --out bert --quiet", src);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "bert train failed: %s", err);
+    ck_assert_msg(run_qtrain("eval --ckpt bert/ckpt.bin --batches 2", err, sizeof err) == 0, "%s",
+                  err);
+    char path[1024], out[8192];
+    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
+    FILE *f = fopen(path, "r");
+    ck_assert(f != NULL);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    double loss = 0, ppl = 0;
+    const char *at = strstr(out, "val_loss ");
+    ck_assert_msg(at && sscanf(at, "val_loss %lf | val_ppl %lf", &loss, &ppl) == 2, "eval: %s", out);
+    // an untrained 304-token MLM: the loss is near ln 304 = 5.72 and ppl = exp(loss)
+    ck_assert_msg(loss > 4.5 && loss < 7.0 && fabs(ppl - exp(loss)) <= 1e-2 * ppl, "eval: %s", out);
+    ck_assert_msg(strstr(out, "max_inf_norm") && strstr(out, "avg_kurtosis") &&
+                  strstr(out, "gate_mean"), "eval output: %s", out);
+    expect_error("sample --ckpt bert/ckpt.bin --prompt 'And the' --tokens 5",
+                 "masked-LM encoder");
+    expect_error("export --ckpt bert/ckpt.bin --format safetensors --out bert/hf",
+                 "masked-LM encoder");
+    // the vocabulary must be the tokenizer's plus the 4 special tokens
+    snprintf(args, sizeof args,
+             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=1 --set model.d_model=16 "
+             "--set model.n_head=2 --set model.d_ff=32 --set model.max_seq_len=32 "
+             "--set model.vocab_size=300 --set train.seq_len=32 --set data.dir=data --out bert2",
+             src);
+    expect_error(args, "model.vocab_size = 304");
 }
 END_TEST
 
@@ -360,6 +405,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_encoder_round_trip);
     tcase_add_test(tc, test_bad_config_values);
     tcase_add_test(tc, test_truncated_shard);
     tcase_add_test(tc, test_bad_checkpoints);

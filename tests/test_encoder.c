@@ -1,6 +1,7 @@
 // test_encoder.c: the masked-LM encoder (model.arch = bert, qtrain/model.h) and its masking
 // (qtrain/mlm.h).
 //
+// 0. Packing: [CLS] sentences [SEP]s [PAD]s, newlines dropped, types, lengths, repeatable.
 // 1. Masking statistics on a large batch: 15% of the eligible tokens chosen, 80/10/10 within
 //    3 standard errors; [CLS], [SEP] and padding never chosen; deterministic in (seed, stream).
 // 2. Whole-model gradients in double (f64_backend.c) against central finite differences
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "f64_backend.h"
+#include "qtrain/data.h"
 #include "qtrain/mlm.h"
 #include "qtrain/model.h"
 #include "testutil.h"
@@ -82,6 +84,88 @@ START_TEST(test_mlm_mask_statistics) {
     for (int t = 0; t < TT; t++) b[t] = t == 0 ? tk.cls : (t * 13) % tk.n_text;
     qt_mlm_mask(&tk, 0.15f, 7, qt_mlm_stream(4, 9), b, tb, TT, TT);
     ck_assert_msg(memcmp(ta, tb, sizeof ta) != 0, "another epoch gave the same masks");
+}
+END_TEST
+
+// ---- packing: sentences into [CLS] s [SEP] ... [PAD] sequences ------------------------------
+
+START_TEST(test_mlm_packing) {
+    char *dir = qt_test_tmpdir("mlm_pack");
+    char corpus[1024], data[1024];
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    FILE *f = fopen(corpus, "w");
+    ck_assert(f != NULL);
+    enum { LINES = 300 };
+    for (int i = 0; i < LINES; i++) // lines of 1..4 words, a few of 40: longer than a sequence
+        for (int w = 0, n = i % 11 == 0 ? 40 : 1 + i % 4; w < n; w++)
+            fprintf(f, "%s%s", w ? " " : "", w == n - 1 ? "amen.\n" : i % 2 ? "the" : "word");
+    fclose(f);
+    ck_assert_msg(qt_prepare(corpus, data, 260, 0.5, 0) == QT_OK, "%s", qt_last_error());
+    enum { PB = 3, PT = 32 };
+    qt_dataloader *dl = NULL;
+    // the vocabulary must be the tokenizer's plus the specials
+    ck_assert_int_eq(qt_dataloader_open_mlm(&dl, data, "train", PB, PT, 262, 0.15f, 5, 0),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "model.vocab_size = 264"));
+    ck_assert_msg(qt_dataloader_open_mlm(&dl, data, "train", PB, PT, 264, 0.15f, 5, 0) == QT_OK,
+                  "%s", qt_last_error());
+    const qt_mlm_tokens tk = qt_mlm_tokens_of(264);
+    qt_tokenizer *tok = NULL;
+    char tpath[1100];
+    snprintf(tpath, sizeof tpath, "%s/tokenizer.bin", data);
+    ck_assert_int_eq(qt_tokenizer_load(&tok, tpath), QT_OK);
+    const uint64_t W = qt_dataloader_num_windows(dl);
+    int in[PB * PT], tg[PB * PT], sentences = 0;
+    long chosen = 0, eligible = 0;
+    for (uint64_t bi = 0; bi < W / PB; bi++) {
+        ck_assert_int_eq(qt_dataloader_next(dl, in, tg), QT_OK);
+        const int *lens = qt_dataloader_lens(dl), *types = qt_dataloader_types(dl);
+        ck_assert(lens && types);
+        for (int b = 0; b < PB; b++) {
+            const int *x = in + b * PT, *y = tg + b * PT, *ty = types + b * PT, len = lens[b];
+            ck_assert_int_eq(x[0], tk.cls);
+            ck_assert_int_le(len, PT);
+            ck_assert_int_eq(x[len - 1], tk.sep);
+            int seps = 0;
+            for (int t = 0; t < PT; t++) {
+                const int orig = y[t] >= 0 ? y[t] : x[t];
+                if (t >= len) {
+                    ck_assert_int_eq(x[t], tk.pad);
+                    ck_assert_int_eq(ty[t], 0);
+                    ck_assert_int_eq(y[t], -1);
+                    continue;
+                }
+                ck_assert_int_eq(ty[t], seps > 0);
+                if (orig == tk.sep) seps++;
+                if (orig < tk.n_text) {
+                    eligible++;
+                    chosen += y[t] >= 0;
+                    size_t nb;
+                    const uint8_t *bytes = qt_tokenizer_token_bytes(tok, orig, &nb);
+                    ck_assert_ptr_null(memchr(bytes, '\n', nb)); // newlines were dropped
+                }
+            }
+            sentences += seps;
+        }
+    }
+    // every line (cut into pieces of at most T - 2 tokens) once per epoch, sequences packed
+    ck_assert_int_ge(sentences, LINES / 2 - 2);
+    ck_assert_msg((double)sentences / (double)W > 1.5, "%d sentences in %llu sequences", sentences,
+                  (unsigned long long)W);
+    ck_assert_msg(chosen > 0.08 * eligible && chosen < 0.22 * eligible, "%ld of %ld chosen",
+                  chosen, eligible);
+    // resume: seek back gives the same masked batch
+    qt_dataloader_rewind(dl);
+    int in2[PB * PT], tg2[PB * PT];
+    ck_assert_int_eq(qt_dataloader_next(dl, in, tg), QT_OK);
+    qt_dataloader_rewind(dl);
+    ck_assert_int_eq(qt_dataloader_next(dl, in2, tg2), QT_OK);
+    ck_assert(memcmp(in, in2, sizeof in) == 0 && memcmp(tg, tg2, sizeof tg) == 0);
+    qt_tokenizer_free(tok);
+    qt_dataloader_free(dl);
+    qt_test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -405,6 +489,7 @@ int main(void) {
     TCase *tc = tcase_create("encoder");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_mlm_mask_statistics);
+    tcase_add_test(tc, test_mlm_packing);
     tcase_add_loop_test(tc, test_encoder_gradients_f64, 0, N_VARIANTS);
     tcase_add_loop_test(tc, test_encoder_padding_invisible, 0,
                         (int)(sizeof pad_variants / sizeof pad_variants[0]));

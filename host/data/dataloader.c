@@ -119,6 +119,7 @@ void qt_dataloader_free(qt_dataloader *dl) {
 }
 
 static qt_status layout_mlm(qt_dataloader *dl, const char *dir, const char *split);
+static qt_status load_boundaries(qt_dataloader *dl, const char *dir);
 
 // Both modes: mlm_vocab > 0 opens the masked-LM mode for an encoder of that vocabulary.
 static qt_status open_loader(qt_dataloader **out, const char *dir, const char *split, int B,
@@ -154,6 +155,9 @@ static qt_status open_loader(qt_dataloader **out, const char *dir, const char *s
                           "[CLS] and [SEP]; use train.seq_len >= 3", T);
             goto fail;
         }
+        // the tokenizer first: a vocabulary mismatch is named as such, not as bad shards
+        st = load_boundaries(dl, dir);
+        if (st != QT_OK) goto fail;
     }
 
     // <split>_*.bin, sorted by name.
@@ -319,9 +323,8 @@ static int next_sentence(const qt_dataloader *dl, uint64_t *p, uint64_t end, int
     return 1;
 }
 
-// The boundary table from <dir>/tokenizer.bin, then the packed sequences: sentences in stream
-// order, as many whole ones per sequence as fit [CLS] s [SEP] ... in T.
-static qt_status layout_mlm(qt_dataloader *dl, const char *dir, const char *split) {
+// The boundary table from <dir>/tokenizer.bin: the tokens whose bytes hold a newline.
+static qt_status load_boundaries(qt_dataloader *dl, const char *dir) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
     qt_tokenizer *tok = NULL;
@@ -346,7 +349,12 @@ static qt_status layout_mlm(qt_dataloader *dl, const char *dir, const char *spli
             if (bytes[i] == '\n') dl->boundary[t] = 1;
     }
     qt_tokenizer_free(tok);
+    return QT_OK;
+}
 
+// The packed sequences: sentences in stream order, as many whole ones per sequence as fit
+// [CLS] s [SEP] ... in T.
+static qt_status layout_mlm(qt_dataloader *dl, const char *dir, const char *split) {
     const int T = dl->T, cap = T - 2;
     size_t n = 0, capacity = 1024;
     dl->seq_start = malloc(capacity * sizeof *dl->seq_start);
