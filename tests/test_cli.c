@@ -120,6 +120,25 @@ START_TEST(test_round_trip) {
 }
 END_TEST
 
+// The text of the last training line's step and loss in a run's metrics.jsonl.
+static void last_train_loss(const char *rel, char *out, size_t cap) {
+    char path[1024], line[4096];
+    snprintf(path, sizeof path, "%s/%s", workdir, rel);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    out[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        const char *step = strstr(line, "\"type\":\"train\""), *loss = strstr(line, "\"loss\":");
+        if (!step || !loss) continue;
+        const char *st = strstr(line, "\"step\":");
+        const char *end = strchr(loss, ',');
+        snprintf(out, cap, "%.*s %.*s", st ? (int)(strchr(st, ',') - st) : 0, st ? st : "",
+                 end ? (int)(end - loss) : 0, loss);
+    }
+    fclose(f);
+    ck_assert_msg(out[0] != '\0', "%s has no training line", path);
+}
+
 // The encoder preset end to end: a few steps of configs/bert-6l.conf shrunk by --set, its
 // checkpoint evaluated (MLM loss, perplexity, outlier metrics); sample and export refuse it.
 START_TEST(test_encoder_round_trip) {
@@ -154,6 +173,25 @@ START_TEST(test_encoder_round_trip) {
                  "masked-LM encoder");
     expect_error("export --ckpt bert/ckpt.bin --format safetensors --out bert/hf",
                  "masked-LM encoder");
+    // resume: 2 steps, stop, resume to 4 == 4 steps straight (same data, masks, dropout)
+    const char *small = "--set model.n_layer=1 --set model.d_model=16 --set model.n_head=2 "
+                        "--set model.d_ff=32 --set model.max_seq_len=32 --set model.vocab_size=304 "
+                        "--set train.batch_size=2 --set train.seq_len=32 --set train.max_steps=4 "
+                        "--set train.log_every=1 --set train.eval_every=0 "
+                        "--set train.eval_batches=1 --set train.warmup_steps=1 --set data.dir=data";
+    snprintf(args, sizeof args, "train --config '%s/configs/bert-6l.conf' %s --out straight "
+             "--quiet", src, small);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "%s", err);
+    snprintf(args, sizeof args, "train --config '%s/configs/bert-6l.conf' %s --stop-at 2 "
+             "--out halves --quiet", src, small);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(run_qtrain("train --resume halves/ckpt.bin --out halves --quiet", err,
+                             sizeof err) == 0, "resume: %s", err);
+    char straight[256], halves[256];
+    last_train_loss("straight/metrics.jsonl", straight, sizeof straight);
+    last_train_loss("halves/metrics.jsonl", halves, sizeof halves);
+    ck_assert_msg(strcmp(straight, halves) == 0, "step 4 of the encoder: %s straight, %s resumed",
+                  straight, halves);
     // the vocabulary must be the tokenizer's plus the 4 special tokens
     snprintf(args, sizeof args,
              "train --config '%s/configs/bert-6l.conf' --set model.n_layer=1 --set model.d_model=16 "
