@@ -146,7 +146,8 @@ START_TEST(test_encoder_round_trip) {
     const char *src = getenv("QT_SOURCE_DIR");
     ck_assert_msg(src != NULL, "QT_SOURCE_DIR is not set (run through ctest)");
     snprintf(args, sizeof args,
-             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=2 --set model.d_model=16 "
+             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=2 "
+             "--set model.d_model=16 "
              "--set model.n_head=2 --set model.d_ff=32 --set model.max_seq_len=32 "
              "--set model.vocab_size=304 --set train.batch_size=2 --set train.seq_len=32 "
              "--set train.max_steps=3 --set train.eval_every=3 --set train.eval_batches=2 "
@@ -164,7 +165,8 @@ START_TEST(test_encoder_round_trip) {
     fclose(f);
     double loss = 0, ppl = 0;
     const char *at = strstr(out, "val_loss ");
-    ck_assert_msg(at && sscanf(at, "val_loss %lf | val_ppl %lf", &loss, &ppl) == 2, "eval: %s", out);
+    ck_assert_msg(at && sscanf(at, "val_loss %lf | val_ppl %lf", &loss, &ppl) == 2, "eval: %s",
+                  out);
     // an untrained 304-token MLM: the loss is near ln 304 = 5.72 and ppl = exp(loss)
     ck_assert_msg(loss > 4.5 && loss < 7.0 && fabs(ppl - exp(loss)) <= 1e-2 * ppl, "eval: %s", out);
     ck_assert_msg(strstr(out, "max_inf_norm") && strstr(out, "avg_kurtosis") &&
@@ -194,7 +196,8 @@ START_TEST(test_encoder_round_trip) {
                   straight, halves);
     // the vocabulary must be the tokenizer's plus the 4 special tokens
     snprintf(args, sizeof args,
-             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=1 --set model.d_model=16 "
+             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=1 "
+             "--set model.d_model=16 "
              "--set model.n_head=2 --set model.d_ff=32 --set model.max_seq_len=32 "
              "--set model.vocab_size=300 --set train.seq_len=32 --set data.dir=data --out bert2",
              src);

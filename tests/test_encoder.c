@@ -52,12 +52,14 @@ START_TEST(test_mlm_mask_statistics) {
             }
             counted++;
             ck_assert_msg(t < len && orig[t] < tk.n_text,
-                          "seq %d pos %d: a special or padding token (%d) was chosen", s, t, orig[t]);
+                          "seq %d pos %d: a special or padding token (%d) was chosen", s, t,
+                          orig[t]);
             ck_assert_int_eq(targets[t], orig[t]);
             if (tokens[t] == tk.mask) masked++;
             else if (tokens[t] == orig[t]) kept++;
             else {
-                ck_assert_msg(tokens[t] >= 0 && tokens[t] < tk.n_text, "random token %d", tokens[t]);
+                ck_assert_msg(tokens[t] >= 0 && tokens[t] < tk.n_text, "random token %d",
+                              tokens[t]);
                 randomized++;
             }
         }

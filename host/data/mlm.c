@@ -30,7 +30,8 @@ static int random_text_token(const qt_mlm_tokens *tk, uint64_t seed, uint64_t st
     for (uint64_t attempt = 0; attempt < 16; attempt++) {
         // attempt 0 is word 3t + 2; retries (probability < 2^-16 each for V < 65536) go past
         // every sequence position's words
-        uint64_t index = attempt == 0 ? 3 * (uint64_t)t + 2 : (UINT64_C(1) << 40) + 16 * (uint64_t)t + attempt;
+        uint64_t index = attempt == 0 ? 3 * (uint64_t)t + 2
+                                      : (UINT64_C(1) << 40) + 16 * (uint64_t)t + attempt;
         r = qt_philox_u32(seed, stream, index);
         if (r < limit) break;
     }

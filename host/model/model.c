@@ -101,7 +101,8 @@ static void tensor_specs(const qt_config *cfg, spec_list *sl) {
     sl->block_prefix = encoder ? "bert.encoder.layer." : "decoder.layers.";
     if (encoder) {
         // Hugging Face BERT's names outside the blocks; the blocks keep qtrain's names.
-        spec_add(sl, -1, MODEL_VIEW(wte), MAT, 2, V, C, 0, "bert.embeddings.word_embeddings.weight");
+        spec_add(sl, -1, MODEL_VIEW(wte), MAT, 2, V, C, 0,
+                 "bert.embeddings.word_embeddings.weight");
         spec_add(sl, -1, MODEL_VIEW(wpe), MAT, 2, cfg->max_seq_len, C, 0,
                  "bert.embeddings.position_embeddings.weight");
         spec_add(sl, -1, MODEL_VIEW(wtt), MAT, 2, QT_MLM_TOKEN_TYPES, C, 0,
@@ -669,7 +670,8 @@ static qt_status ensure_lens(qt_model *m, int T) {
         // for softmax_clip, (B, T) queries for the fused op.
         const int B = m->enc_B, H = m->cfg.n_head;
         for (int b = 0; b < B; b++)
-            for (int r = 0; r < H * T; r++) m->host_lens[(size_t)b * H * T + r] = m->host_seq_lens[b];
+            for (int r = 0; r < H * T; r++)
+                m->host_lens[(size_t)b * H * T + r] = m->host_seq_lens[b];
         QT_TRY(BE->to_device(CTX, m->lens, m->host_lens, (size_t)B * H * T * sizeof(int)));
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) m->host_lens[(size_t)b * T + t] = m->host_seq_lens[b];
@@ -1021,7 +1023,8 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
                             drop_stream(m, l, SITE_ATTN_RESID)));
         QT_TRY(site(m, l, QT_SITE_RESID1, a->resid1, N, C));
         qt_norm_acts *ffn_norm = post ? &a->ln1 : &a->ln2;
-        const void *ffn_norm_w = post ? w->ln1_w : w->ln2_w, *ffn_norm_b = post ? w->ln1_b : w->ln2_b;
+        const void *ffn_norm_w = post ? w->ln1_w : w->ln2_w;
+        const void *ffn_norm_b = post ? w->ln1_b : w->ln2_b;
         QT_TRY(norm_fwd(m, ffn_norm, a->resid1, ffn_norm_w, ffn_norm_b, N, C));
         QT_TRY(site(m, l, post ? QT_SITE_LN1 : QT_SITE_LN2, ffn_norm->y, N, C));
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, ffn_norm->y, w->fc_w, w->fc_b, N, C,
