@@ -12,7 +12,8 @@
 //    gradient, and (composed path) every padding key gets exactly zero probability, under
 //    vanilla, clipped and NCS, fused and composed.
 // 4. NCS's N is each sequence's unpadded length: with Q = K = 0 every attended probability is
-//    beta / len_b exactly as the NCS map gives for N = len_b.
+//    beta / len_b as the NCS map gives for N = len_b (composed), and the fused op's context is
+//    (beta / len_b) times the sum of the real values.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,6 +441,31 @@ START_TEST(test_encoder_ncs_n_is_sequence_length) {
     ck_assert_int_eq(qt_model_zero_probs(&m, 0, &zeros, &attended), QT_OK);
     ck_assert_int_eq(attended, (long long)H * T * (lens[0] + lens[1]));
     ck_assert_int_eq(zeros, 0);
+    qt_model_free(&m);
+    qt_backend_free(&be);
+
+    // The fused op (no probabilities to read): with Q = K = 0, each query's context is
+    // (beta / len_b) sum_{j < len_b} v_j, which only N = len_b gives.
+    ck_assert_int_eq(qt_backend_cpu_init(&be, 2), QT_OK);
+    model_on(&m, &be, &v);
+    memset(m.p.layers[0].qkv_w, 0, (size_t)2 * C * C * sizeof(float)); // q and k rows only
+    memset(m.p.layers[0].qkv_b, 0, (size_t)2 * C * sizeof(float));
+    ck_assert_int_eq(qt_model_set_encoder_batch(&m, lens, types, B, T), QT_OK);
+    ck_assert_msg(qt_model_forward(&m, in, tg, B, T, NULL) == QT_OK, "%s", qt_last_error());
+    ck_assert(m.fwd_fused);
+    const float *qkv = m.acts[0].qkv, *ctx = m.acts[0].ctx;
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            double vsum = 0.0;
+            for (int j = 0; j < lens[b]; j++) vsum += qkv[((size_t)b * T + j) * 3 * C + 2 * C + c];
+            const double want = 0.6 / lens[b] * vsum;
+            for (int t = 0; t < T; t++) {
+                const float got = ctx[((size_t)b * T + t) * C + c];
+                ck_assert_msg(fabs(got - want) <= 1e-5 * (1.0 + fabs(want)), "fused: seq %d "
+                              "query %d channel %d: context %.8f, want (beta / %d) sum v = %.8f",
+                              b, t, c, (double)got, lens[b], want);
+            }
+        }
     qt_model_free(&m);
     qt_backend_free(&be);
 }
