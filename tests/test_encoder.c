@@ -105,6 +105,17 @@ START_TEST(test_mlm_packing) {
             fprintf(f, "%s%s", w ? " " : "", w == n - 1 ? "amen.\n" : i % 2 ? "the" : "word");
     fclose(f);
     ck_assert_msg(qt_prepare(corpus, data, 260, 0.5, 0) == QT_OK, "%s", qt_last_error());
+    { // prepare.json names the encoder's special ids and vocabulary
+        char jpath[1100], json[4096];
+        snprintf(jpath, sizeof jpath, "%s/prepare.json", data);
+        FILE *jf = fopen(jpath, "r");
+        ck_assert(jf != NULL);
+        json[fread(json, 1, sizeof json - 1, jf)] = '\0';
+        fclose(jf);
+        ck_assert_msg(strstr(json, "\"mlm_special_tokens\": {\"pad\": 260, \"cls\": 261, "
+                                   "\"sep\": 262, \"mask\": 263, \"model_vocab_size\": 264}"),
+                      "prepare.json: %s", json);
+    }
     enum { PB = 3, PT = 32 };
     qt_dataloader *dl = NULL;
     // the vocabulary must be the tokenizer's plus the specials
