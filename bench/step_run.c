@@ -95,6 +95,15 @@ qt_status qt_step_run(qt_backend *be, const qt_config *cfg, int warmup, int time
         r.targets[i] = r.inputs[(i + 1) % bt];
     if (st == QT_OK) st = qt_model_init(&r.model, cfg, be, B, T);
     have_model = st == QT_OK;
+    if (st == QT_OK && cfg->arch == QT_ARCH_BERT) {
+        // the encoder's batch: full sequences of type 0 (the launches do not depend on them)
+        int *lens = calloc((size_t)B, sizeof *lens), *types = calloc(bt, sizeof *types);
+        for (int b = 0; lens && b < B; b++) lens[b] = T;
+        st = lens && types ? qt_model_set_encoder_batch(&r.model, lens, types, B, T)
+                           : qt_error(QT_ERR_OOM, "bench step: cannot allocate a batch");
+        free(lens);
+        free(types);
+    }
     if (st == QT_OK) st = qt_optimizer_init(&r.opt, &r.model);
     have_opt = st == QT_OK;
     if (st == QT_OK) r.model.training = 1;

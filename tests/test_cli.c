@@ -1,6 +1,7 @@
 // test_cli.c: the `qtrain` program on bad input: one `qtrain: error:` line on stderr naming
 // the problem, a non-zero exit, and nothing half-written. Also a tiny prepare -> train ->
 // eval -> sample round trip through the real binary.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,91 @@ START_TEST(test_round_trip) {
     ck_assert(stat(path, &sb) == 0);
     snprintf(path, sizeof path, "%s/run/metrics.jsonl", workdir);
     ck_assert(stat(path, &sb) == 0 && sb.st_size > 0);
+}
+END_TEST
+
+// The text of the last training line's step and loss in a run's metrics.jsonl.
+static void last_train_loss(const char *rel, char *out, size_t cap) {
+    char path[1024], line[4096];
+    snprintf(path, sizeof path, "%s/%s", workdir, rel);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no %s", path);
+    out[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        const char *step = strstr(line, "\"type\":\"train\""), *loss = strstr(line, "\"loss\":");
+        if (!step || !loss) continue;
+        const char *st = strstr(line, "\"step\":");
+        const char *end = strchr(loss, ',');
+        snprintf(out, cap, "%.*s %.*s", st ? (int)(strchr(st, ',') - st) : 0, st ? st : "",
+                 end ? (int)(end - loss) : 0, loss);
+    }
+    fclose(f);
+    ck_assert_msg(out[0] != '\0', "%s has no training line", path);
+}
+
+// The encoder preset end to end: a few steps of configs/bert-6l.conf shrunk by --set, its
+// checkpoint evaluated (MLM loss, perplexity, outlier metrics); sample and export refuse it.
+START_TEST(test_encoder_round_trip) {
+    char err[8192], args[4096];
+    const char *src = getenv("QT_SOURCE_DIR");
+    ck_assert_msg(src != NULL, "QT_SOURCE_DIR is not set (run through ctest)");
+    snprintf(args, sizeof args,
+             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=2 "
+             "--set model.d_model=16 "
+             "--set model.n_head=2 --set model.d_ff=32 --set model.max_seq_len=32 "
+             "--set model.vocab_size=304 --set train.batch_size=2 --set train.seq_len=32 "
+             "--set train.max_steps=3 --set train.eval_every=3 --set train.eval_batches=2 "
+             "--set train.warmup_steps=1 --set attn.softmax=ncs --set attn.gate=linear "
+             "--set data.dir=data --out bert --quiet", src);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "bert train failed: %s", err);
+    ck_assert_msg(run_qtrain("eval --ckpt bert/ckpt.bin --batches 2", err, sizeof err) == 0, "%s",
+                  err);
+    char path[1024], out[8192];
+    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
+    FILE *f = fopen(path, "r");
+    ck_assert(f != NULL);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    double loss = 0, ppl = 0;
+    const char *at = strstr(out, "val_loss ");
+    ck_assert_msg(at && sscanf(at, "val_loss %lf | val_ppl %lf", &loss, &ppl) == 2, "eval: %s",
+                  out);
+    // an untrained 304-token MLM: the loss is near ln 304 = 5.72 and ppl = exp(loss)
+    ck_assert_msg(loss > 4.5 && loss < 7.0 && fabs(ppl - exp(loss)) <= 1e-2 * ppl, "eval: %s", out);
+    ck_assert_msg(strstr(out, "max_inf_norm") && strstr(out, "avg_kurtosis") &&
+                  strstr(out, "gate_mean"), "eval output: %s", out);
+    expect_error("sample --ckpt bert/ckpt.bin --prompt 'And the' --tokens 5",
+                 "masked-LM encoder");
+    expect_error("export --ckpt bert/ckpt.bin --format safetensors --out bert/hf",
+                 "masked-LM encoder");
+    // resume: 2 steps, stop, resume to 4 == 4 steps straight (same data, masks, dropout)
+    const char *small = "--set model.n_layer=1 --set model.d_model=16 --set model.n_head=2 "
+                        "--set model.d_ff=32 --set model.max_seq_len=32 --set model.vocab_size=304 "
+                        "--set train.batch_size=2 --set train.seq_len=32 --set train.max_steps=4 "
+                        "--set train.log_every=1 --set train.eval_every=0 "
+                        "--set train.eval_batches=1 --set train.warmup_steps=1 --set data.dir=data";
+    snprintf(args, sizeof args, "train --config '%s/configs/bert-6l.conf' %s --out straight "
+             "--quiet", src, small);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "%s", err);
+    snprintf(args, sizeof args, "train --config '%s/configs/bert-6l.conf' %s --stop-at 2 "
+             "--out halves --quiet", src, small);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(run_qtrain("train --resume halves/ckpt.bin --out halves --quiet", err,
+                             sizeof err) == 0, "resume: %s", err);
+    char straight[256], halves[256];
+    last_train_loss("straight/metrics.jsonl", straight, sizeof straight);
+    last_train_loss("halves/metrics.jsonl", halves, sizeof halves);
+    ck_assert_msg(strcmp(straight, halves) == 0, "step 4 of the encoder: %s straight, %s resumed",
+                  straight, halves);
+    // the vocabulary must be the tokenizer's plus the 4 special tokens
+    snprintf(args, sizeof args,
+             "train --config '%s/configs/bert-6l.conf' --set model.n_layer=1 "
+             "--set model.d_model=16 "
+             "--set model.n_head=2 --set model.d_ff=32 --set model.max_seq_len=32 "
+             "--set model.vocab_size=300 --set train.seq_len=32 --set data.dir=data --out bert2",
+             src);
+    expect_error(args, "model.vocab_size = 304");
 }
 END_TEST
 
@@ -360,6 +446,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_encoder_round_trip);
     tcase_add_test(tc, test_bad_config_values);
     tcase_add_test(tc, test_truncated_shard);
     tcase_add_test(tc, test_bad_checkpoints);

@@ -26,6 +26,7 @@ static const char *const every_key[][2] = {
     {"model.pos", "learned"},
     {"model.rope_theta", "500000"},
     {"model.loss", "clm"},
+    {"model.norm_position", "pre"}, // post is bert's only, and this config is a decoder
     {"model.tie_embeddings", "0"},
     {"model.bias", "0"},
     {"model.init_std", "0.006"},
@@ -102,6 +103,7 @@ static const char *const every_key[][2] = {
     {"quant.dqt_bits", "4"},
     {"quant.dqt_scale", "absmean"},
     {"data.dir", "/tmp/some dir/#corpus \"x\"\\y"},
+    {"data.mlm_prob", "0.2"},
     {"dist.bucket_mb", "0.5"},
     {"dist.zero", "1"},
     {"dist.timeout_s", "7"},
@@ -599,11 +601,12 @@ START_TEST(test_names) {
         const qt_names *t;
         int n;
     } tables[] = {
-        {"arch", &qt_arch_names, 2},
+        {"arch", &qt_arch_names, 3},
         {"activation", &qt_activation_names, 3},
         {"norm", &qt_norm_names, 2},
         {"pos", &qt_pos_names, 2},
-        {"loss", &qt_loss_names, 1},
+        {"loss", &qt_loss_names, 2},
+        {"norm_position", &qt_norm_position_names, 2},
         {"sched", &qt_sched_names, 3},
         {"precision", &qt_precision_names, 4},
         {"softmax", &qt_softmax_names, 3},

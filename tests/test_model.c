@@ -611,6 +611,11 @@ static const struct {
       "quant.w_rounding=stochastic", "quant.backward=dx", NULL}},
     {"llama-tiny-bitnet", "llama-tiny-bitnet", {NULL}},
     {"llama-tiny-dqt", "llama-tiny-dqt", {"quant.dqt_scale=absmean", NULL}},
+    // the encoder: post-LN with dropout (composed attention), pre-LN fused with a gate
+    {"bert-6l", "bert-6l", {"model.n_layer=2", NULL}},
+    {"bert-6l-pre-fused", "bert-6l",
+     {"model.n_layer=2", "model.dropout=0", "model.norm_position=pre", "attn.softmax=ncs",
+      "attn.gate=mlp", NULL}},
 };
 enum { STEP_B = 2, STEP_T = 16, STEPS = 5 };
 
@@ -618,6 +623,11 @@ static qt_status train_step(qt_model *m, qt_optimizer *opt, const int *in, const
                             int step) {
     QT_TRY(qt_model_zero_grad(m));
     m->dropout_stream = (uint64_t)step;
+    if (m->cfg.arch == QT_ARCH_BERT) { // the encoder's lengths and types, set each step
+        static const int lens[STEP_B] = {STEP_T, 11};
+        static const int types[STEP_B * STEP_T] = {0};
+        QT_TRY(qt_model_set_encoder_batch(m, lens, types, STEP_B, STEP_T));
+    }
     float loss = 0.0f;
     QT_TRY(qt_model_forward(m, in, tg, STEP_B, STEP_T, &loss));
     QT_TRY(qt_model_backward(m, 1.0f));

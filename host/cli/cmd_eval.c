@@ -192,18 +192,15 @@ int qt_cmd_eval(int argc, char **argv) {
         pc.eval_batches = batches;
         pc.progress = ptq_progress;
         if (qt_train_state_load(ckpt, &model, NULL, NULL) != QT_OK ||
-            qt_dataloader_open(&calib, cfg.data_dir, "train", cfg.batch_size, cfg.seq_len,
-                               cfg.vocab_size, cfg.seed, 0) != QT_OK ||
-            qt_dataloader_open(&val, cfg.data_dir, "val", cfg.batch_size, cfg.seq_len,
-                               cfg.vocab_size, cfg.seed, 0) != QT_OK ||
+            qt_dataloader_open_for(&calib, &cfg, "train", 0) != QT_OK ||
+            qt_dataloader_open_for(&val, &cfg, "val", 0) != QT_OK ||
             qt_ptq_evaluate(&model, calib, val, &pc, &pr) != QT_OK)
             rc = qt_cli_fail();
         else
             print_ptq(ckpt, &cfg, quant, &pc, &pr, json);
         if (calib) qt_dataloader_free(calib);
     } else if (qt_train_state_load(ckpt, &model, NULL, NULL) != QT_OK ||
-               qt_dataloader_open(&val, cfg.data_dir, "val", cfg.batch_size, cfg.seq_len,
-                                  cfg.vocab_size, cfg.seed, 0) != QT_OK ||
+               qt_dataloader_open_for(&val, &cfg, "val", 0) != QT_OK ||
                qt_evaluate(&model, val, batches, &r) != QT_OK) {
         rc = qt_cli_fail();
     } else {

@@ -8,6 +8,7 @@
 #include "args.h"
 #include "commands.h"
 #include "qtrain/data.h"
+#include "qtrain/mlm.h"
 #include "qtrain/tokenizer.h"
 
 #define DEFAULT_INPUT "data/kjv.txt"
@@ -60,5 +61,8 @@ int qt_cmd_prepare(int argc, char **argv) {
            "in %d shard(s), validation unigram entropy %.4f nats/token\n", out, vocab_size,
            (unsigned long long)stats.train_tokens, stats.train_shards,
            (unsigned long long)stats.val_tokens, stats.val_shards, stats.val_unigram_entropy);
+    printf("an encoder on these shards (model.arch = bert) takes model.vocab_size = %d: the %d "
+           "tokens, then [PAD] [CLS] [SEP] [MASK] = %d..%d\n", vocab_size + QT_MLM_SPECIALS,
+           vocab_size, vocab_size, vocab_size + QT_MLM_SPECIALS - 1);
     return 0;
 }

@@ -92,6 +92,12 @@ int qt_cmd_sample(int argc, char **argv) {
     qt_config cfg;
     qt_tokenizer_id trained;
     if (qt_train_state_read_info(ckpt, &cfg, &trained) != QT_OK) return qt_cli_fail();
+    if (cfg.arch == QT_ARCH_BERT) {
+        qt_error(QT_ERR_ARG, "%s is a masked-LM encoder (model.arch = bert): it fills in masked "
+                 "tokens and does not generate text; sample from a causal LM (model.arch = opt "
+                 "or llama), or evaluate it with qtrain eval", ckpt);
+        return qt_cli_fail();
+    }
     // Checkpoints hold fp32 weights: evaluate in the device's natural precision, whatever the
     // run trained in.
     cfg.precision = QT_PRECISION_AUTO;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qtrain/mlm.h"
 #include "qtrain/names.h"
 
 // Enum fields are read and written as int through their offset.
@@ -35,6 +36,7 @@ _Static_assert(sizeof(qt_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_norm) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_pos) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_loss) == sizeof(int), "enum size");
+_Static_assert(sizeof(qt_norm_position) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_sched) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_softmax_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(qt_gate_kind) == sizeof(int), "enum size");
@@ -126,7 +128,9 @@ static const key_def keys[] = {
     ENUM_KEY("model.pos", pos, "learned", qt_pos_names, "position encoding"),
     FLOAT_KEY("model.rope_theta", rope_theta, "10000", 1, 1, INF, 0, "the RoPE base must be > 1",
               "RoPE base"),
-    ENUM_KEY("model.loss", loss, "clm", qt_loss_names, "training objective"),
+    ENUM_KEY("model.loss", loss, "clm", qt_loss_names, "training objective (mlm: bert)"),
+    ENUM_KEY("model.norm_position", norm_position, "pre", qt_norm_position_names,
+             "block norms: pre-LN, or post-LN (bert)"),
     BOOL_KEY("model.tie_embeddings", tie_embeddings, "1", "LM head shares the token embedding"),
     BOOL_KEY("model.bias", bias, "1", "linear and norm biases"),
     FLOAT_KEY("model.init_std", init_std, "0.02", 0, 1, 1, 0,
@@ -221,6 +225,9 @@ static const key_def keys[] = {
 
     {"data.dir", KEY_STR, OFF(data_dir), sizeof(((qt_config *)0)->data_dir), 0, 0, 0, 0, NULL, 0, 0,
      "data/kjv", NULL, "tokenizer.bin, train_*.bin, val_*.bin"},
+    FLOAT_KEY("data.mlm_prob", mlm_prob, "0.15", 0, 1, 1, 1,
+              "the masked-LM share of chosen tokens lies in (0, 1)",
+              "mlm: share of tokens chosen (80% [MASK], 10% random, 10% kept)"),
 
     FLOAT_KEY("dist.bucket_mb", dist_bucket_mb, "25", 0, 0, 1048576, 0,
               "the bucket size lies in [0, 2^20] MiB (0: one bucket)",
@@ -799,6 +806,34 @@ qt_status qt_config_validate(const qt_config *cfg) {
                             "model.arch = llama means RMSNorm, RoPE, SwiGLU, no biases and an "
                             "untied head: set %s (configs/llama-tiny.conf has them all)",
                             bad);
+    }
+    if ((cfg->arch == QT_ARCH_BERT) != (cfg->loss == QT_LOSS_MLM))
+        return qt_error(QT_ERR_ARG,
+                        "model.arch = %s with model.loss = %s: the masked-LM loss is the "
+                        "encoder's and only its; set model.arch = bert with model.loss = mlm, or "
+                        "model.loss = clm for a decoder (configs/bert-6l.conf is an encoder)",
+                        qt_name(&qt_arch_names, cfg->arch), qt_name(&qt_loss_names, cfg->loss));
+    if (cfg->arch != QT_ARCH_BERT && cfg->norm_position == QT_NORM_POST)
+        return qt_error(QT_ERR_ARG,
+                        "model.norm_position = post is BERT's post-LN block; the decoders are "
+                        "pre-LN: set model.norm_position = pre or model.arch = bert");
+    if (cfg->arch == QT_ARCH_BERT) {
+        const char *bad = cfg->norm != QT_NORM_LAYERNORM   ? "model.norm = layernorm"
+                          : cfg->pos != QT_POS_LEARNED     ? "model.pos = learned"
+                          : cfg->activation == QT_ACT_SWIGLU ? "model.activation = gelu"
+                          : !cfg->tie_embeddings           ? "model.tie_embeddings = 1"
+                                                           : NULL;
+        if (bad)
+            return qt_error(QT_ERR_ARG,
+                            "model.arch = bert means LayerNorm, learned positions, a GELU or ReLU "
+                            "MLP and an MLM decoder tied to the token embedding: set %s "
+                            "(configs/bert-6l.conf has them all)",
+                            bad);
+        if (cfg->vocab_size < 257 + QT_MLM_SPECIALS)
+            return qt_error(QT_ERR_ARG,
+                            "model.vocab_size = %d leaves no room for the encoder's %d special "
+                            "tokens after the 256 bytes; use model.vocab_size >= %d",
+                            cfg->vocab_size, QT_MLM_SPECIALS, 257 + QT_MLM_SPECIALS);
     }
     if (cfg->quant_mode == QT_QMODE_QAT) {
         const qt_quant_spec *sp[5] = {&cfg->q_w, &cfg->q_a, &cfg->q_g, &cfg->q_m, &cfg->q_v};

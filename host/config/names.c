@@ -12,11 +12,12 @@
     const qt_names name = {name##_list, (int)(sizeof name##_list / sizeof name##_list[0])}
 #define COUNT(list) ((int)(sizeof list / sizeof list[0]))
 
-TABLE(qt_arch_names, "opt", "llama");
+TABLE(qt_arch_names, "opt", "llama", "bert");
 TABLE(qt_activation_names, "gelu", "relu", "swiglu");
 TABLE(qt_norm_names, "layernorm", "rmsnorm");
 TABLE(qt_pos_names, "learned", "rope");
-TABLE(qt_loss_names, "clm");
+TABLE(qt_loss_names, "clm", "mlm");
+TABLE(qt_norm_position_names, "pre", "post");
 TABLE(qt_sched_names, "linear", "cosine", "constant");
 TABLE(qt_precision_names, "auto", "fp32", "fp16", "bf16");
 TABLE(qt_softmax_names, "vanilla", "clipped", "ncs");
@@ -29,11 +30,12 @@ TABLE(qt_quant_granularity_names, "tensor", "row", "group");
 TABLE(qt_quant_rounding_names, "nearest", "stochastic");
 TABLE(qt_quant_range_names, "absmax", "absmean", "minmax", "percentile", "mse", "fixed");
 
-_Static_assert(COUNT(qt_arch_names_list) == QT_ARCH_LLAMA + 1, "qt_arch names");
+_Static_assert(COUNT(qt_arch_names_list) == QT_ARCH_BERT + 1, "qt_arch names");
 _Static_assert(COUNT(qt_activation_names_list) == QT_ACT_SWIGLU + 1, "qt_activation names");
 _Static_assert(COUNT(qt_norm_names_list) == QT_NORM_RMSNORM + 1, "qt_norm names");
 _Static_assert(COUNT(qt_pos_names_list) == QT_POS_ROPE + 1, "qt_pos names");
-_Static_assert(COUNT(qt_loss_names_list) == QT_LOSS_CLM + 1, "qt_loss names");
+_Static_assert(COUNT(qt_loss_names_list) == QT_LOSS_MLM + 1, "qt_loss names");
+_Static_assert(COUNT(qt_norm_position_names_list) == QT_NORM_POST + 1, "qt_norm_position names");
 _Static_assert(COUNT(qt_sched_names_list) == QT_SCHED_CONSTANT + 1, "qt_sched names");
 _Static_assert(COUNT(qt_precision_names_list) == QT_PRECISION_BF16 + 1, "qt_precision names");
 _Static_assert(COUNT(qt_softmax_names_list) == QT_SOFTMAX_NCS + 1, "qt_softmax_kind names");

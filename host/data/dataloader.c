@@ -6,6 +6,11 @@
 // Fisher-Yates shuffle driven by Philox (base/philox.h) keyed by the seed, with a
 // stream per epoch: a pure function of (seed, epoch), rebuilt on seek, so resuming reproduces
 // the batches bit for bit. Draws are unbiased (rejection sampling on 32-bit words).
+//
+// The masked-LM mode (qt_dataloader_open_mlm, qtrain/mlm.h) packs sentences instead: at open,
+// one pass over the stream lays out the packed sequences (their stream ranges are the
+// "windows"); a batch rebuilds each from its range the same way, then masks it with the
+// Philox stream of (epoch, sequence index).
 #include "qtrain/data.h"
 
 #include <dirent.h>
@@ -15,6 +20,7 @@
 #include <string.h>
 
 #include "base/philox.h"
+#include "qtrain/mlm.h"
 
 // Philox stream tag for data order ("data"), kept apart from every other use of the seed.
 #define DATA_STREAM_TAG 0x64617461u
@@ -37,6 +43,13 @@ struct qt_dataloader {
     uint64_t perm_epoch;  // the epoch perm was built for
     int *window;          // (T + 1,): scratch for one window
     qt_data_pos pos;
+    // masked-LM mode (mlm = 1): windows are packed sequences of sentences
+    int mlm;
+    qt_mlm_tokens tk;     // the special ids
+    float mlm_prob;
+    uint8_t *boundary;    // (tk.n_text,): 1 for tokens that end a sentence (hold a newline)
+    uint64_t *seq_start;  // (n_windows + 1,): sequence w packs stream tokens [start[w], start[w+1])
+    int *lens, *types;    // (B,), (B, T): the last batch's lengths and token types
 };
 
 static int host_is_big_endian(void) {
@@ -98,11 +111,20 @@ void qt_dataloader_free(qt_dataloader *dl) {
     free(dl->starts);
     free(dl->perm);
     free(dl->window);
+    free(dl->boundary);
+    free(dl->seq_start);
+    free(dl->lens);
+    free(dl->types);
     free(dl);
 }
 
-qt_status qt_dataloader_open(qt_dataloader **out, const char *dir, const char *split, int B,
-                             int T, int vocab_size, uint64_t seed, int shuffle) {
+static qt_status layout_mlm(qt_dataloader *dl, const char *dir, const char *split);
+static qt_status load_boundaries(qt_dataloader *dl, const char *dir);
+
+// Both modes: mlm_vocab > 0 opens the masked-LM mode for an encoder of that vocabulary.
+static qt_status open_loader(qt_dataloader **out, const char *dir, const char *split, int B,
+                             int T, int vocab_size, uint64_t seed, int shuffle, int mlm_vocab,
+                             float mlm_prob) {
     if (!out || !dir || !split) return qt_error(QT_ERR_ARG, "qt_dataloader_open: NULL argument");
     *out = NULL;
     if (B < 1 || T < 1)
@@ -124,6 +146,19 @@ qt_status qt_dataloader_open(qt_dataloader **out, const char *dir, const char *s
     dl->vocab_size = vocab_size;
     dl->seed = seed;
     dl->shuffle = shuffle != 0;
+    if (mlm_vocab > 0) {
+        dl->mlm = 1;
+        dl->tk = qt_mlm_tokens_of(mlm_vocab);
+        dl->mlm_prob = mlm_prob;
+        if (T < 3) {
+            st = qt_error(QT_ERR_ARG, "masked-LM data: sequence length %d holds no text between "
+                          "[CLS] and [SEP]; use train.seq_len >= 3", T);
+            goto fail;
+        }
+        // the tokenizer first: a vocabulary mismatch is named as such, not as bad shards
+        st = load_boundaries(dl, dir);
+        if (st != QT_OK) goto fail;
+    }
 
     // <split>_*.bin, sorted by name.
     DIR *d = opendir(dir);
@@ -180,14 +215,17 @@ qt_status qt_dataloader_open(qt_dataloader **out, const char *dir, const char *s
     }
     dl->n_tokens = dl->starts[n_names];
     uint64_t need = (uint64_t)B * ((uint64_t)T + 1);
-    if (dl->n_tokens < need) {
+    if (dl->mlm) {
+        st = layout_mlm(dl, dir, split);
+        if (st != QT_OK) goto fail;
+    } else if (dl->n_tokens < need) {
         st = qt_error(QT_ERR_ARG, "split '%s' in %s has %llu tokens, fewer than one batch needs "
                       "(B x (T + 1) = %d x %d = %llu); use a smaller batch size or sequence "
                       "length, or more data", split, dir, (unsigned long long)dl->n_tokens, B,
                       T + 1, (unsigned long long)need);
         goto fail;
     }
-    dl->n_windows = (dl->n_tokens - (uint64_t)T - 1) / (uint64_t)T + 1;
+    if (!dl->mlm) dl->n_windows = (dl->n_tokens - (uint64_t)T - 1) / (uint64_t)T + 1;
     if (dl->n_windows > UINT32_MAX) {
         st = qt_error(QT_ERR_ARG, "split '%s' in %s has %llu windows of %d tokens, more than "
                       "2^32; use a longer sequence length", split, dir,
@@ -196,6 +234,11 @@ qt_status qt_dataloader_open(qt_dataloader **out, const char *dir, const char *s
     }
     dl->window = malloc(((size_t)T + 1) * sizeof *dl->window);
     if (!dl->window) goto oom;
+    if (dl->mlm) {
+        dl->lens = malloc((size_t)B * sizeof *dl->lens);
+        dl->types = malloc((size_t)B * T * sizeof *dl->types);
+        if (!dl->lens || !dl->types) goto oom;
+    }
     if (dl->shuffle) {
         dl->perm = malloc(dl->n_windows * sizeof *dl->perm);
         if (!dl->perm) goto oom;
@@ -234,10 +277,166 @@ static void copy_tokens(const qt_dataloader *dl, uint64_t start, int n, int *dst
     }
 }
 
+qt_status qt_dataloader_open(qt_dataloader **out, const char *dir, const char *split, int B,
+                             int T, int vocab_size, uint64_t seed, int shuffle) {
+    return open_loader(out, dir, split, B, T, vocab_size, seed, shuffle, 0, 0.0f);
+}
+
+qt_status qt_dataloader_open_mlm(qt_dataloader **out, const char *dir, const char *split, int B,
+                                 int T, int model_vocab, float mlm_prob, uint64_t seed,
+                                 int shuffle) {
+    if (model_vocab < 257 + QT_MLM_SPECIALS || model_vocab > 65536)
+        return qt_error(QT_ERR_ARG, "masked-LM data: model vocabulary %d must hold the 256 bytes, "
+                        "at least one merge and the %d special tokens, and fit 65536",
+                        model_vocab, QT_MLM_SPECIALS);
+    if (!(mlm_prob > 0.0f && mlm_prob < 1.0f))
+        return qt_error(QT_ERR_ARG, "masked-LM data: data.mlm_prob = %g lies outside (0, 1)",
+                        (double)mlm_prob);
+    return open_loader(out, dir, split, B, T, model_vocab - QT_MLM_SPECIALS, seed, shuffle,
+                       model_vocab, mlm_prob);
+}
+
+qt_status qt_dataloader_open_for(qt_dataloader **out, const qt_config *cfg, const char *split,
+                                 int shuffle) {
+    if (cfg->arch == QT_ARCH_BERT)
+        return qt_dataloader_open_mlm(out, cfg->data_dir, split, cfg->batch_size, cfg->seq_len,
+                                      cfg->vocab_size, cfg->mlm_prob, cfg->seed, shuffle);
+    return qt_dataloader_open(out, cfg->data_dir, split, cfg->batch_size, cfg->seq_len,
+                              cfg->vocab_size, cfg->seed, shuffle);
+}
+
+// Token `at` of the stream (binary search over the shards).
+static int token_at(const qt_dataloader *dl, uint64_t at) {
+    int tok;
+    copy_tokens(dl, at, 1, &tok);
+    return tok;
+}
+
+// The next sentence (or piece of at most `cap` tokens of one) at or after *p, below end:
+// [*begin, *p) on return; 0 when none is left. Newline tokens between sentences are skipped.
+static int next_sentence(const qt_dataloader *dl, uint64_t *p, uint64_t end, int cap,
+                         uint64_t *begin) {
+    while (*p < end && dl->boundary[token_at(dl, *p)]) (*p)++;
+    if (*p >= end) return 0;
+    *begin = *p;
+    while (*p < end && *p - *begin < (uint64_t)cap && !dl->boundary[token_at(dl, *p)]) (*p)++;
+    return 1;
+}
+
+// The boundary table from <dir>/tokenizer.bin: the tokens whose bytes hold a newline.
+static qt_status load_boundaries(qt_dataloader *dl, const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
+    qt_tokenizer *tok = NULL;
+    QT_TRY(qt_tokenizer_load(&tok, path));
+    const int V = qt_tokenizer_vocab_size(tok);
+    if (V != dl->tk.n_text) {
+        qt_tokenizer_free(tok);
+        return qt_error(QT_ERR_ARG, "masked-LM data: %s has %d tokens, but model.vocab_size = %d "
+                        "leaves %d for text after the %d special tokens; set model.vocab_size = "
+                        "%d", path, V, dl->tk.n_text + QT_MLM_SPECIALS, dl->tk.n_text,
+                        QT_MLM_SPECIALS, V + QT_MLM_SPECIALS);
+    }
+    dl->boundary = calloc((size_t)V, 1);
+    if (!dl->boundary) {
+        qt_tokenizer_free(tok);
+        return qt_error(QT_ERR_OOM, "masked-LM data: out of memory");
+    }
+    for (int t = 0; t < V; t++) {
+        size_t n = 0;
+        const uint8_t *bytes = qt_tokenizer_token_bytes(tok, t, &n);
+        for (size_t i = 0; bytes && i < n; i++)
+            if (bytes[i] == '\n') dl->boundary[t] = 1;
+    }
+    qt_tokenizer_free(tok);
+    return QT_OK;
+}
+
+// The packed sequences: sentences in stream order, as many whole ones per sequence as fit
+// [CLS] s [SEP] ... in T.
+static qt_status layout_mlm(qt_dataloader *dl, const char *dir, const char *split) {
+    const int T = dl->T, cap = T - 2;
+    size_t n = 0, capacity = 1024;
+    dl->seq_start = malloc(capacity * sizeof *dl->seq_start);
+    if (!dl->seq_start) return qt_error(QT_ERR_OOM, "masked-LM data: out of memory");
+    uint64_t p = 0, begin = 0, seq_begin = 0;
+    int used = 1, sentences = 0; // [CLS]
+    while (next_sentence(dl, &p, dl->n_tokens, cap, &begin)) {
+        const int len = (int)(p - begin);
+        if (sentences > 0 && used + len + 1 > T) {
+            if (n + 2 > capacity) {
+                uint64_t *grown = realloc(dl->seq_start, 2 * capacity * sizeof *grown);
+                if (!grown) return qt_error(QT_ERR_OOM, "masked-LM data: out of memory");
+                dl->seq_start = grown;
+                capacity *= 2;
+            }
+            dl->seq_start[n++] = seq_begin;
+            used = 1;
+            sentences = 0;
+        }
+        if (sentences == 0) seq_begin = begin;
+        used += len + 1;
+        sentences++;
+    }
+    if (sentences > 0) {
+        if (n + 2 > capacity) {
+            uint64_t *grown = realloc(dl->seq_start, (capacity + 2) * sizeof *grown);
+            if (!grown) return qt_error(QT_ERR_OOM, "masked-LM data: out of memory");
+            dl->seq_start = grown;
+        }
+        dl->seq_start[n++] = seq_begin;
+    }
+    dl->seq_start[n] = dl->n_tokens; // the end of the last sequence (n + 1 entries allocated)
+    dl->n_windows = n;
+    if (n < (size_t)dl->B)
+        return qt_error(QT_ERR_ARG, "masked-LM data: split '%s' in %s packs into %zu sequences of "
+                        "%d tokens, fewer than one batch of %d; use a smaller batch size or "
+                        "more data", split, dir, n, T, dl->B);
+    return QT_OK;
+}
+
+// Sequence w into tokens (T), types (T); returns its length.
+static int build_sequence(const qt_dataloader *dl, uint64_t w, int *tokens, int *types) {
+    const int T = dl->T;
+    uint64_t p = dl->seq_start[w], begin = 0;
+    const uint64_t end = dl->seq_start[w + 1];
+    int used = 0, type = 0;
+    types[used] = 0;
+    tokens[used++] = dl->tk.cls;
+    while (used < T && next_sentence(dl, &p, end, T - 2, &begin)) {
+        const int len = (int)(p - begin);
+        copy_tokens(dl, begin, len, tokens + used);
+        for (int k = 0; k < len + 1; k++) types[used + k] = type;
+        used += len;
+        tokens[used++] = dl->tk.sep;
+        type = 1; // segment B starts after the first [SEP]
+    }
+    for (int t = used; t < T; t++) {
+        tokens[t] = dl->tk.pad;
+        types[t] = 0;
+    }
+    return used;
+}
+
 qt_status qt_dataloader_next(qt_dataloader *dl, int *inputs, int *targets) {
     if (!dl || !inputs || !targets)
         return qt_error(QT_ERR_ARG, "qt_dataloader_next: NULL argument");
     const int T = dl->T;
+    if (dl->mlm) {
+        for (int b = 0; b < dl->B; b++) {
+            if (dl->shuffle && dl->perm_epoch != dl->pos.epoch) build_perm(dl, dl->pos.epoch);
+            uint64_t w = dl->shuffle ? dl->perm[dl->pos.index] : dl->pos.index;
+            int *in = inputs + (size_t)b * T;
+            dl->lens[b] = build_sequence(dl, w, in, dl->types + (size_t)b * T);
+            qt_mlm_mask(&dl->tk, dl->mlm_prob, dl->seed, qt_mlm_stream(dl->pos.epoch, w), in,
+                        targets + (size_t)b * T, dl->lens[b], T);
+            if (++dl->pos.index == dl->n_windows) {
+                dl->pos.index = 0;
+                dl->pos.epoch++;
+            }
+        }
+        return QT_OK;
+    }
     int *window = dl->window;
     for (int b = 0; b < dl->B; b++) {
         if (dl->shuffle && dl->perm_epoch != dl->pos.epoch) build_perm(dl, dl->pos.epoch);
@@ -272,6 +471,9 @@ void qt_dataloader_rewind(qt_dataloader *dl) {
     qt_data_pos zero = {0, 0};
     qt_dataloader_seek(dl, zero);
 }
+
+const int *qt_dataloader_lens(const qt_dataloader *dl) { return dl->mlm ? dl->lens : NULL; }
+const int *qt_dataloader_types(const qt_dataloader *dl) { return dl->mlm ? dl->types : NULL; }
 
 uint64_t qt_dataloader_num_tokens(const qt_dataloader *dl) { return dl->n_tokens; }
 uint64_t qt_dataloader_num_windows(const qt_dataloader *dl) { return dl->n_windows; }

@@ -18,6 +18,7 @@
 
 #include "host/io/file.h"
 #include "qtrain/data.h"
+#include "qtrain/mlm.h"
 #include "qtrain/tokenizer.h"
 
 static double now_seconds(void) {
@@ -152,6 +153,12 @@ static qt_status write_json(const char *out_dir, const char *text_path, int voca
             "  \"tokenizer\": {\"file\": \"tokenizer.bin\", \"fnv1a64\": \"%016llx\", "
             "\"vocab_size\": %d},\n",
             (unsigned long long)tok_id.checksum, tok_id.vocab_size);
+    // the masked-LM encoder's special tokens follow the tokenizer's (qtrain/mlm.h)
+    fprintf(f,
+            "  \"mlm_special_tokens\": {\"pad\": %d, \"cls\": %d, \"sep\": %d, \"mask\": %d, "
+            "\"model_vocab_size\": %d},\n",
+            vocab_size + QT_MLM_PAD, vocab_size + QT_MLM_CLS, vocab_size + QT_MLM_SEP,
+            vocab_size + QT_MLM_MASK, vocab_size + QT_MLM_SPECIALS);
     fprintf(f, "  \"train_bytes\": %llu,\n  \"val_bytes\": %llu,\n",
             (unsigned long long)s->train_bytes, (unsigned long long)s->val_bytes);
     fprintf(f, "  \"train_tokens\": %llu,\n  \"val_tokens\": %llu,\n",

@@ -24,14 +24,16 @@ void qt_outlier_stats(const float *x, size_t n, double *inf_norm, double *kurtos
     *kurtosis = n ? (m4 / (double)n) / (var_unbiased * var_unbiased + 1e-6) : 0.0;
 }
 
-// Adds each sequence's stats of a (B, T, C) device tensor to the running sums.
+// Adds each sequence's stats of a (B, T, C) device tensor to the running sums: over its (T x C)
+// values, or for the encoder over its (len_b x C) real tokens (lens (B); NULL: all T).
 static qt_status accumulate_stats(const qt_model *m, const void *dev, float *host, int B, int T,
-                                  double *inf_sum, double *kurt_sum) {
+                                  const int *lens, double *inf_sum, double *kurt_sum) {
     size_t TC = (size_t)T * m->cfg.d_model;
     QT_TRY(m->be->ops->to_host_f32(m->be->ctx, host, dev, (size_t)B * TC));
     for (int b = 0; b < B; b++) {
         double inf, kurt;
-        qt_outlier_stats(host + (size_t)b * TC, TC, &inf, &kurt);
+        const size_t n = lens ? (size_t)lens[b] * m->cfg.d_model : TC;
+        qt_outlier_stats(host + (size_t)b * TC, n, &inf, &kurt);
         *inf_sum += inf;
         *kurt_sum += kurt;
     }
@@ -64,6 +66,9 @@ qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_resu
     long long samples = 0;
     for (int bi = 0; bi < batches && st == QT_OK; bi++) {
         st = qt_dataloader_next(val, inputs, targets);
+        const int *lens = qt_dataloader_lens(val); // the encoder's; NULL for a decoder
+        if (st == QT_OK && m->cfg.arch == QT_ARCH_BERT)
+            st = qt_model_set_encoder_batch(m, lens, qt_dataloader_types(val), B, T);
         if (st != QT_OK) break;
         float loss = 0.0f;
         st = qt_model_forward(m, inputs, targets, B, T, &loss);
@@ -74,12 +79,15 @@ qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_resu
         for (int l = 0; l < L && st == QT_OK; l++) {
             const qt_layer_acts *a = &m->acts[l];
             qt_layer_metrics *lm = &out->layers[l];
-            st = accumulate_stats(m, a->resid2, host, B, T, &lm->inf_norm_out, &lm->kurtosis_out);
+            // the layer's output: resid2, or LN2(resid2) in a post-LN encoder
+            const void *out = m->cfg.norm_position == QT_NORM_POST ? a->ln2.y : a->resid2;
+            st = accumulate_stats(m, out, host, B, T, lens, &lm->inf_norm_out,
+                                  &lm->kurtosis_out);
             if (st == QT_OK)
-                st = accumulate_stats(m, a->attn_out, host, B, T, &lm->inf_norm_attn,
+                st = accumulate_stats(m, a->attn_out, host, B, T, lens, &lm->inf_norm_attn,
                                       &lm->kurtosis_attn);
             if (st == QT_OK)
-                st = accumulate_stats(m, a->ffn_out, host, B, T, &lm->inf_norm_ffn,
+                st = accumulate_stats(m, a->ffn_out, host, B, T, lens, &lm->inf_norm_ffn,
                                       &lm->kurtosis_ffn);
             long long z = 0, att = 0; // the attended probabilities exactly 0 (clipping)
             if (st == QT_OK) st = qt_model_zero_probs(m, l, &z, &att);

@@ -433,6 +433,9 @@ qt_status qt_ptq_evaluate(qt_model *m, qt_dataloader *calib, qt_dataloader *val,
     progress(c, "calibrate", 0, c->calib_batches);
     for (int i = 0; i < c->calib_batches && st == QT_OK; i++) {
         st = qt_dataloader_next(calib, inputs, targets);
+        if (st == QT_OK && m->cfg.arch == QT_ARCH_BERT)
+            st = qt_model_set_encoder_batch(m, qt_dataloader_lens(calib),
+                                            qt_dataloader_types(calib), B, T);
         if (st == QT_OK) st = qt_model_forward(m, inputs, NULL, B, T, NULL);
         if (st == QT_OK) progress(c, "calibrate", i + 1, c->calib_batches);
     }

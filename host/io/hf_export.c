@@ -275,6 +275,10 @@ qt_status qt_hf_export(const char *ckpt, const char *dir, const qt_hf_export_opt
     const int weights_only = opts && opts->weights_only;
     qt_config cfg;
     QT_TRY(qt_train_state_read_config(ckpt, &cfg));
+    if (cfg.arch == QT_ARCH_BERT)
+        return qt_error(QT_ERR_ARG, "%s is a masked-LM encoder (model.arch = bert), whose fused "
+                        "qkv and token-type layout has no Hugging Face mapping yet; export takes "
+                        "the decoders (model.arch = opt or llama)", ckpt);
     qt_ckpt *ck = NULL;
     QT_TRY(qt_ckpt_read(ckpt, &ck));
     const qt_ckpt_entry *text = qt_ckpt_find(ck, "qtrain.config");

@@ -1,4 +1,5 @@
-// model.c: parameter table, allocation, init, forward and backward of the OPT-style LM.
+// model.c: parameter table, allocation, init, forward and backward of the OPT-style LM and
+// of the BERT-style masked-LM encoder (qtrain/model.h).
 //
 // Shapes: B batch, T sequence, C d_model, H heads, D = C/H, F d_ff, V vocabulary, L layers,
 // N = B*T tokens. Everything runs through the backend's op table (qtrain/backend.h), so the
@@ -13,6 +14,7 @@
 
 #include "base/philox.h"
 #include "qlinear.h"
+#include "qtrain/mlm.h"
 
 #define BE (m->be->ops)
 #define CTX (m->be->ctx)
@@ -45,15 +47,16 @@ static const size_t linear_views[QT_LINEAR_COUNT] = {LAYER_VIEW(qkv_w), LAYER_VI
 typedef struct {
     tensor_spec *s; // (cap), NULL: only count
     int n, cap;
+    const char *block_prefix; // "decoder.layers." or the encoder's "bert.encoder.layer."
 } spec_list;
 
-// Appends one spec; a block's tensor (layer >= 0) is named decoder.layers.<layer>.<name>.
+// Appends one spec; a block's tensor (layer >= 0) is named <block_prefix><layer>.<name>.
 static void spec_add(spec_list *sl, int layer, size_t view, qt_tensor_kind kind, int ndim, int d0,
                      int d1, int d2, const char *name) {
     if (sl->s && sl->n < sl->cap) {
         tensor_spec *t = &sl->s[sl->n];
         if (layer >= 0)
-            snprintf(t->name, sizeof t->name, "decoder.layers.%d.%s", layer, name);
+            snprintf(t->name, sizeof t->name, "%s%d.%s", sl->block_prefix, layer, name);
         else
             snprintf(t->name, sizeof t->name, "%s", name);
         t->kind = kind;
@@ -94,10 +97,29 @@ static void tensor_specs(const qt_config *cfg, spec_list *sl) {
     int F1 = fc1_width(cfg);
     int norm_bias = cfg->bias && cfg->norm == QT_NORM_LAYERNORM;
     const qt_tensor_kind MAT = QT_TENSOR_MATRIX, BIAS = QT_TENSOR_BIAS, NORM = QT_TENSOR_NORM;
-    spec_add(sl, -1, MODEL_VIEW(wte), MAT, 2, V, C, 0, "decoder.embed_tokens.weight");
-    if (cfg->pos == QT_POS_LEARNED)
+    const int encoder = cfg->arch == QT_ARCH_BERT, post = cfg->norm_position == QT_NORM_POST;
+    sl->block_prefix = encoder ? "bert.encoder.layer." : "decoder.layers.";
+    if (encoder) {
+        // Hugging Face BERT's names outside the blocks; the blocks keep qtrain's names.
+        spec_add(sl, -1, MODEL_VIEW(wte), MAT, 2, V, C, 0,
+                 "bert.embeddings.word_embeddings.weight");
         spec_add(sl, -1, MODEL_VIEW(wpe), MAT, 2, cfg->max_seq_len, C, 0,
-                 "decoder.embed_positions.weight");
+                 "bert.embeddings.position_embeddings.weight");
+        spec_add(sl, -1, MODEL_VIEW(wtt), MAT, 2, QT_MLM_TOKEN_TYPES, C, 0,
+                 "bert.embeddings.token_type_embeddings.weight");
+        if (post) {
+            spec_add(sl, -1, MODEL_VIEW(emb_ln_w), NORM, 1, C, 0, 0,
+                     "bert.embeddings.LayerNorm.weight");
+            if (norm_bias)
+                spec_add(sl, -1, MODEL_VIEW(emb_ln_b), BIAS, 1, C, 0, 0,
+                         "bert.embeddings.LayerNorm.bias");
+        }
+    } else {
+        spec_add(sl, -1, MODEL_VIEW(wte), MAT, 2, V, C, 0, "decoder.embed_tokens.weight");
+        if (cfg->pos == QT_POS_LEARNED)
+            spec_add(sl, -1, MODEL_VIEW(wpe), MAT, 2, cfg->max_seq_len, C, 0,
+                     "decoder.embed_positions.weight");
+    }
     for (int l = 0; l < cfg->n_layer; l++) {
         spec_add(sl, l, LAYER_VIEW(ln1_w), NORM, 1, C, 0, 0, "self_attn_layer_norm.weight");
         if (norm_bias)
@@ -140,6 +162,28 @@ static void tensor_specs(const qt_config *cfg, spec_list *sl) {
         spec_add(sl, l, LAYER_VIEW(fc2_w), MAT, 2, C, F, 0, "fc2.weight");
         if (cfg->bias) spec_add(sl, l, LAYER_VIEW(fc2_b), BIAS, 1, C, 0, 0, "fc2.bias");
     }
+    if (encoder) {
+        if (!post) {
+            spec_add(sl, -1, MODEL_VIEW(lnf_w), NORM, 1, C, 0, 0,
+                     "bert.encoder.final_layer_norm.weight");
+            if (norm_bias)
+                spec_add(sl, -1, MODEL_VIEW(lnf_b), BIAS, 1, C, 0, 0,
+                         "bert.encoder.final_layer_norm.bias");
+        }
+        spec_add(sl, -1, MODEL_VIEW(mlm_dense_w), MAT, 2, C, C, 0,
+                 "cls.predictions.transform.dense.weight");
+        if (cfg->bias)
+            spec_add(sl, -1, MODEL_VIEW(mlm_dense_b), BIAS, 1, C, 0, 0,
+                     "cls.predictions.transform.dense.bias");
+        spec_add(sl, -1, MODEL_VIEW(mlm_ln_w), NORM, 1, C, 0, 0,
+                 "cls.predictions.transform.LayerNorm.weight");
+        if (norm_bias)
+            spec_add(sl, -1, MODEL_VIEW(mlm_ln_b), BIAS, 1, C, 0, 0,
+                     "cls.predictions.transform.LayerNorm.bias");
+        // The decoder's bias exists even with model.bias = 0: it is the MLM head's own.
+        spec_add(sl, -1, MODEL_VIEW(mlm_bias), BIAS, 1, V, 0, 0, "cls.predictions.bias");
+        return; // the decoder's weight is wte (validated: model.tie_embeddings = 1)
+    }
     spec_add(sl, -1, MODEL_VIEW(lnf_w), NORM, 1, C, 0, 0, "decoder.final_layer_norm.weight");
     if (norm_bias)
         spec_add(sl, -1, MODEL_VIEW(lnf_b), BIAS, 1, C, 0, 0, "decoder.final_layer_norm.bias");
@@ -148,7 +192,7 @@ static void tensor_specs(const qt_config *cfg, spec_list *sl) {
 
 // The config's specs, malloc'd, in *out (*n of them).
 static qt_status make_specs(const qt_config *cfg, tensor_spec **out, int *n) {
-    spec_list sl = {NULL, 0, 0};
+    spec_list sl = {NULL, 0, 0, NULL};
     tensor_specs(cfg, &sl);
     sl.s = malloc((size_t)sl.n * sizeof *sl.s);
     if (!sl.s) return qt_error(QT_ERR_OOM, "cannot allocate the parameter table");
@@ -427,7 +471,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     }
 
     // Every activation buffer, carved from one arena in one pass.
-    act_request *req = malloc(sizeof(act_request) * (size_t)(40 + 28 * L));
+    act_request *req = malloc(sizeof(act_request) * (size_t)(56 + 28 * L));
     if (!req) {
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the activation plan");
@@ -498,6 +542,18 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     REQ(m->zeros_c, C);
     REQI(m->inputs, 2 * N); // inputs (N), then the targets (N): one copy uploads both
     REQI(m->lens, (size_t)B * H * T);
+    if (cfg->arch == QT_ARCH_BERT) { // after the decoder's buffers, which keep their layout
+        if (cfg->norm_position == QT_NORM_POST) {
+            REQ(m->emb_sum, N * C);
+            REQF(m->emb_ln.mean, N);
+            REQF(m->emb_ln.rstd, N);
+        }
+        REQ(m->mlm_h, N * C);
+        REQ(m->mlm_act, N * C);
+        REQ_NORM(m->mlm_ln);
+        REQI(m->types, N);
+        REQI(m->qlens, N);
+    }
 #undef REQ
 #undef REQF
 #undef REQI
@@ -526,7 +582,12 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     m->host_losses = malloc(N * sizeof(float));
     m->host_lens = malloc((size_t)B * H * T * sizeof(int));
     m->host_tokens = calloc(2 * N, sizeof(int)); // zeros: what a shorter batch's gap uploads
-    if (!m->host_losses || !m->host_lens || !m->host_tokens) {
+    if (cfg->arch == QT_ARCH_BERT) {
+        m->host_seq_lens = malloc((size_t)B * sizeof(int));
+        m->host_types = malloc(N * sizeof(int));
+    }
+    if (!m->host_losses || !m->host_lens || !m->host_tokens ||
+        (cfg->arch == QT_ARCH_BERT && (!m->host_seq_lens || !m->host_types))) {
         qt_model_free(m);
         return qt_error(QT_ERR_OOM, "cannot allocate the model's host staging");
     }
@@ -553,6 +614,8 @@ void qt_model_free(qt_model *m) {
     free(m->host_losses);
     free(m->host_lens);
     free(m->host_tokens);
+    free(m->host_seq_lens);
+    free(m->host_types);
     memset(m, 0, sizeof *m);
 }
 
@@ -594,6 +657,7 @@ double qt_model_flops_per_token(const qt_config *cfg, int T) {
     // Matmul parameters: per layer qkv (3C^2) + out_proj (C^2) + fc1, fc2 (2CF); head VC.
     double ffn = cfg->activation == QT_ACT_SWIGLU ? 3.0 : 2.0; // SwiGLU: gate, up, down
     double matmul_params = L * (4.0 * C * C + ffn * C * F) + V * C;
+    if (cfg->arch == QT_ARCH_BERT) matmul_params += C * C; // the MLM head's dense
     // Attention: QK^T and PV, each 2*T*C per token forward (full T x T, as computed).
     double attn = L * 2.0 * 2.0 * T * C;
     return 6.0 * matmul_params + 3.0 * attn;
@@ -602,6 +666,21 @@ double qt_model_flops_per_token(const qt_config *cfg, int T) {
 // ---- forward -----------------------------------------------------------------------------
 
 static qt_status ensure_lens(qt_model *m, int T) {
+    if (m->cfg.arch == QT_ARCH_BERT) {
+        // Bidirectional: every query of sequence b attends its len_b real keys. The batch's
+        // lengths change every step, so both layouts are rebuilt each forward: (B, H, T) rows
+        // for softmax_clip, (B, T) queries for the fused op.
+        const int B = m->enc_B, H = m->cfg.n_head;
+        for (int b = 0; b < B; b++)
+            for (int r = 0; r < H * T; r++)
+                m->host_lens[(size_t)b * H * T + r] = m->host_seq_lens[b];
+        QT_TRY(BE->to_device(CTX, m->lens, m->host_lens, (size_t)B * H * T * sizeof(int)));
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) m->host_lens[(size_t)b * T + t] = m->host_seq_lens[b];
+        QT_TRY(BE->to_device(CTX, m->qlens, m->host_lens, (size_t)B * T * sizeof(int)));
+        m->lens_T = 0;
+        return QT_OK;
+    }
     if (m->lens_T == T) return QT_OK;
     int rows = m->B * m->cfg.n_head * T;
     // Causal: query row t attends keys [0, t].
@@ -695,8 +774,13 @@ qt_status qt_model_zero_probs(const qt_model *m, int layer, long long *zeros, lo
         return qt_error(QT_ERR_ARG, "zero_probs: layer %d of %d, after %s", layer, m->cfg.n_layer,
                         B ? "a forward" : "no forward; run one first");
     const qt_layer_acts *a = &m->acts[layer];
+    const int encoder = m->cfg.arch == QT_ARCH_BERT;
     *zeros = 0;
     *attended = (long long)B * H * T * (T + 1) / 2; // causal: row t attends t + 1 keys
+    if (encoder) { // every row of sequence b attends len_b keys
+        *attended = 0;
+        for (int b = 0; b < B; b++) *attended += (long long)H * T * m->host_seq_lens[b];
+    }
     if (m->fwd_fused) {
         int64_t n[256];
         for (int i0 = 0; i0 < B * H; i0 += 256) {
@@ -713,8 +797,9 @@ qt_status qt_model_zero_probs(const qt_model *m, int layer, long long *zeros, lo
     qt_status st = QT_OK;
     for (int bh = 0; bh < B * H && st == QT_OK; bh++) {
         st = BE->to_host_f32(CTX, row, AT(a->probs, (size_t)bh * T * T), (size_t)T * T);
+        const int keys_of_all = encoder ? m->host_seq_lens[bh / H] : 0;
         for (int t = 0; st == QT_OK && t < T; t++)
-            for (int j = 0; j <= t; j++)
+            for (int j = 0; j < (encoder ? keys_of_all : t + 1); j++)
                 *zeros += row[(size_t)t * T + j] == 0.0f;
     }
     free(row);
@@ -804,6 +889,48 @@ static qt_status block_linear_fwd(qt_model *m, int layer, qt_linear_id which, vo
     return qt_qlinear_fwd(m, layer, which, out, x, w, b, N, IC, OC);
 }
 
+qt_status qt_model_set_encoder_batch(qt_model *m, const int *lens, const int *types, int B,
+                                     int T) {
+    if (m->cfg.arch != QT_ARCH_BERT)
+        return qt_error(QT_ERR_ARG, "set_encoder_batch: model.arch = %s is a decoder; sequence "
+                        "lengths and token types are the encoder's (model.arch = bert)",
+                        m->cfg.arch == QT_ARCH_LLAMA ? "llama" : "opt");
+    if (!lens || !types || B < 1 || B > m->B || T < 1 || T > m->T)
+        return qt_error(QT_ERR_ARG, "set_encoder_batch: batch %d x %d (allocated %d x %d) with "
+                        "lens %s and types %s", B, T, m->B, m->T, lens ? "given" : "NULL",
+                        types ? "given" : "NULL");
+    for (int b = 0; b < B; b++)
+        if (lens[b] < 1 || lens[b] > T)
+            return qt_error(QT_ERR_ARG, "set_encoder_batch: sequence %d has length %d, outside "
+                            "[1, %d]: a sequence holds at least its [CLS] and at most T tokens",
+                            b, lens[b], T);
+    for (int i = 0; i < B * T; i++)
+        if (types[i] < 0 || types[i] >= QT_MLM_TOKEN_TYPES)
+            return qt_error(QT_ERR_ARG, "set_encoder_batch: token type %d at position %d is "
+                            "outside [0, %d)", types[i], i, QT_MLM_TOKEN_TYPES);
+    memcpy(m->host_seq_lens, lens, (size_t)B * sizeof(int));
+    memcpy(m->host_types, types, (size_t)B * T * sizeof(int));
+    m->enc_B = B;
+    m->enc_T = T;
+    return QT_OK;
+}
+
+// The encoder's embeddings into m->encoded (before dropout): wte[tok] + wpe[t] + wtt[type], then
+// LN_e when post-LN (its input kept in emb_sum for the backward). d_branch is scratch here.
+static qt_status encoder_embed(qt_model *m, int B, int T, int C) {
+    const int post = m->cfg.norm_position == QT_NORM_POST;
+    const size_t NC = (size_t)B * T * C;
+    void *sum = post ? m->emb_sum : m->encoded;
+    QT_TRY(BE->embedding_fwd(CTX, sum, m->inputs, m->p.wte, m->p.wpe, B, T, C));
+    QT_TRY(BE->embedding_fwd(CTX, m->d_branch, m->types, m->p.wtt, NULL, B, T, C));
+    QT_TRY(BE->add(CTX, sum, sum, m->d_branch, NC));
+    if (post) // LN_e writes the block input directly (its backward reads emb_sum, not y)
+        QT_TRY(BE->layernorm_fwd(CTX, m->encoded, m->emb_ln.mean, m->emb_ln.rstd, m->emb_sum,
+                                 m->p.emb_ln_w, m->p.emb_ln_b ? m->p.emb_ln_b : m->zeros_c,
+                                 B * T, C));
+    return QT_OK;
+}
+
 qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
                            float *mean_loss) {
     const qt_config *cfg = &m->cfg;
@@ -816,6 +943,11 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         if (inputs[i] < 0 || inputs[i] >= V || (targets && targets[i] >= V))
             return qt_error(QT_ERR_ARG, "token %d at position %d is outside the vocabulary of %d",
                             inputs[i] < 0 || inputs[i] >= V ? inputs[i] : targets[i], i, V);
+    const int encoder = cfg->arch == QT_ARCH_BERT, post = cfg->norm_position == QT_NORM_POST;
+    if (encoder && (m->enc_B != B || m->enc_T != T))
+        return qt_error(QT_ERR_ARG, "forward: the encoder's batch is %d x %d but its lengths and "
+                        "token types were set for %d x %d; call qt_model_set_encoder_batch first",
+                        B, T, m->enc_B, m->enc_T);
     QT_TRY(ensure_lens(m, T));
     // One copy (one wait) for both: staged as [inputs (N) | gap | targets (N)] like the
     // device's [inputs (m->B T) | targets], the targets at offset m->B T.
@@ -824,13 +956,17 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     if (targets) memcpy(m->host_tokens + cap, targets, (size_t)N * sizeof(int));
     QT_TRY(BE->to_device(CTX, m->inputs, m->host_tokens,
                          (targets ? cap + (size_t)N : (size_t)N) * sizeof(int)));
+    if (encoder) QT_TRY(BE->to_device(CTX, m->types, m->host_types, (size_t)N * sizeof(int)));
     const pass_params pp = pass_params_of(m);
     const int fused = attn_fused(m, &pp), gated = pp.gs.kind != QT_GATE_NONE;
+    // the fused op's (B, T) keys per query: causal lens are the first B*T of the (B, H, T) rows
+    const int *qlens = encoder ? m->qlens : m->lens;
     if (!fused) QT_TRY(attn_ensure_composed(m));
     int F1 = fc1_width(cfg);
     int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
 
-    QT_TRY(BE->embedding_fwd(CTX, m->encoded, m->inputs, m->p.wte, m->p.wpe, B, T, C));
+    if (encoder) QT_TRY(encoder_embed(m, B, T, C));
+    else QT_TRY(BE->embedding_fwd(CTX, m->encoded, m->inputs, m->p.wte, m->p.wpe, B, T, C));
     if (pp.drop > 0)
         QT_TRY(BE->dropout_fwd(CTX, m->encoded, m->encoded, (size_t)N * C, pp.drop, cfg->seed,
                                drop_stream(m, 0, SITE_EMBED)));
@@ -839,20 +975,25 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     for (int l = 0; l < L; l++) {
         const qt_layer_params *w = &m->p.layers[l];
         qt_layer_acts *a = &m->acts[l];
-        QT_TRY(norm_fwd(m, &a->ln1, x, w->ln1_w, w->ln1_b, N, C));
-        QT_TRY(site(m, l, QT_SITE_LN1, a->ln1.y, N, C));
-        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_QKV, a->qkv, a->ln1.y, w->qkv_w, w->qkv_b, N, C,
+        // pre-LN: the branches read LN1(x) and LN2(resid1); post-LN: x and LN1(resid1), and
+        // the layer's output is LN2(resid2)
+        if (!post) {
+            QT_TRY(norm_fwd(m, &a->ln1, x, w->ln1_w, w->ln1_b, N, C));
+            QT_TRY(site(m, l, QT_SITE_LN1, a->ln1.y, N, C));
+        }
+        const void *attn_in = post ? x : a->ln1.y;
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_QKV, a->qkv, attn_in, w->qkv_w, w->qkv_b, N, C,
                                 3 * C));
         if (cfg->pos == QT_POS_ROPE) QT_TRY(BE->rope_fwd(CTX, a->qkv, B, T, C, H, cfg->rope_theta));
         QT_TRY(site(m, l, QT_SITE_QKV, a->qkv, N, 3 * C));
         if (gated)
-            QT_TRY(BE->gate_fwd(CTX, &pp.gs, a->gate, a->gate_hidden, a->ln1.y, w->gate_w1,
+            QT_TRY(BE->gate_fwd(CTX, &pp.gs, a->gate, a->gate_hidden, attn_in, w->gate_w1,
                                 w->gate_b1, w->gate_w2, w->gate_b2, N, C));
         if (fused) {
             // Causal lens depend only on t, so the first B*T entries of the (B, H, T) row
             // lengths are the (B, T) per-query lengths the fused op takes.
             QT_TRY(BE->attention_flash_fwd(CTX, &pp.ap, gated ? a->gated : NULL, a->ctx, a->lse,
-                                           a->R, a->nzero, a->qkv, a->gate, w->sink, m->lens, B, T,
+                                           a->R, a->nzero, a->qkv, a->gate, w->sink, qlens, B, T,
                                            C, H));
         } else {
             // scores (B, H, T, T) = Q K^T per head, into `probs` (overwritten by the softmax)
@@ -888,22 +1029,41 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         QT_TRY(residual_fwd(m, a->resid1, a->attn_out, x, (size_t)N * C, pp.drop,
                             drop_stream(m, l, SITE_ATTN_RESID)));
         QT_TRY(site(m, l, QT_SITE_RESID1, a->resid1, N, C));
-        QT_TRY(norm_fwd(m, &a->ln2, a->resid1, w->ln2_w, w->ln2_b, N, C));
-        QT_TRY(site(m, l, QT_SITE_LN2, a->ln2.y, N, C));
-        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, a->ln2.y, w->fc_w, w->fc_b, N, C, F1));
+        qt_norm_acts *ffn_norm = post ? &a->ln1 : &a->ln2;
+        const void *ffn_norm_w = post ? w->ln1_w : w->ln2_w;
+        const void *ffn_norm_b = post ? w->ln1_b : w->ln2_b;
+        QT_TRY(norm_fwd(m, ffn_norm, a->resid1, ffn_norm_w, ffn_norm_b, N, C));
+        QT_TRY(site(m, l, post ? QT_SITE_LN1 : QT_SITE_LN2, ffn_norm->y, N, C));
+        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, ffn_norm->y, w->fc_w, w->fc_b, N, C,
+                                F1));
         QT_TRY(act_fwd(m, a->fc_act, a->fc, N, F));
         QT_TRY(site(m, l, QT_SITE_FC_ACT, a->fc_act, N, F));
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC2, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N,
                                 F, C));
         QT_TRY(site(m, l, QT_SITE_FFN_OUT, a->ffn_out, N, C));
-        QT_TRY(residual_fwd(m, a->resid2, a->ffn_out, a->resid1, (size_t)N * C, pp.drop,
-                            drop_stream(m, l, SITE_FFN_RESID)));
+        QT_TRY(residual_fwd(m, a->resid2, a->ffn_out, post ? a->ln1.y : a->resid1, (size_t)N * C,
+                            pp.drop, drop_stream(m, l, SITE_FFN_RESID)));
         QT_TRY(site(m, l, QT_SITE_RESID2, a->resid2, N, C));
-        x = a->resid2;
+        if (post) {
+            QT_TRY(norm_fwd(m, &a->ln2, a->resid2, w->ln2_w, w->ln2_b, N, C));
+            QT_TRY(site(m, l, QT_SITE_LN2, a->ln2.y, N, C));
+        }
+        x = post ? a->ln2.y : a->resid2;
     }
-    QT_TRY(norm_fwd(m, &m->lnf, x, m->p.lnf_w, m->p.lnf_b, N, C));
-    QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf.y, N, C));
-    QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf.y, m->p.head, NULL, N, C, V));
+    if (!post) {
+        QT_TRY(norm_fwd(m, &m->lnf, x, m->p.lnf_w, m->p.lnf_b, N, C));
+        QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf.y, N, C));
+        x = m->lnf.y;
+    }
+    if (encoder) {
+        // the MLM head: logits = LN_m(gelu(dense(x))) wte^T + b_m
+        QT_TRY(BE->linear_fwd(CTX, m->mlm_h, x, m->p.mlm_dense_w, m->p.mlm_dense_b, N, C, C));
+        QT_TRY(BE->gelu_fwd(CTX, m->mlm_act, m->mlm_h, (size_t)N * C));
+        QT_TRY(norm_fwd(m, &m->mlm_ln, m->mlm_act, m->p.mlm_ln_w, m->p.mlm_ln_b, N, C));
+        QT_TRY(BE->linear_fwd(CTX, m->logits, m->mlm_ln.y, m->p.wte, m->p.mlm_bias, N, C, V));
+    } else {
+        QT_TRY(BE->linear_fwd(CTX, m->logits, m->lnf.y, m->p.head, NULL, N, C, V));
+    }
     m->fwd_fused = fused;
     if (!targets) return QT_OK;
     QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->logits, m->logits, m->targets, N, V));
@@ -963,32 +1123,67 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     for (int i = 0; i < N; i++) dl[i] = m->fwd_count ? loss_scale / (float)m->fwd_count : 0.0f;
     QT_TRY(BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float)));
 
+    const int encoder = cfg->arch == QT_ARCH_BERT, post = cfg->norm_position == QT_NORM_POST;
     // LM head: dlogits overwrite the probabilities in place.
     QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));
-    // d_ln (N, C) = dlogits (N, V) head (V, C), beta 0: overwritten, no memset (the head is
-    // never quantized); head's gradient += dlogits^T lnf.y
-    const qt_gemm_desc dhead = {.M = N, .N = C, .K = V, .alpha = 1.0f, .beta = 0.0f, .lda = V,
-                                .ldb = C, .ldc = C, .batch = 1, .inner = 1};
-    QT_TRY(BE->gemm(CTX, &dhead, m->logits, m->p.head, m->d_ln));
-    QT_TRY(BE->linear_bwd(CTX, NULL, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
+    if (encoder) {
+        // the MLM head, back to d x_head (the final norm's output, or the last block's output
+        // when post-LN) in d_ln; d_ctx and d_gated are free scratch here
+        const void *x_head = post ? (L > 0 ? m->acts[L - 1].ln2.y : m->encoded) : m->lnf.y;
+        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+        QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.wte, m->g.mlm_bias, m->logits, m->mlm_ln.y,
+                              m->p.wte, N, C, V));
+        QT_TRY(BE->zero(CTX, m->d_ctx, NC * m->es));
+        QT_TRY(norm_bwd(m, m->d_ctx, m->g.mlm_ln_w, m->g.mlm_ln_b ? m->g.mlm_ln_b : m->d_branch,
+                        m->d_ln, m->mlm_act, &m->mlm_ln, m->p.mlm_ln_w, N, C));
+        QT_TRY(BE->zero(CTX, m->d_gated, NC * m->es));
+        QT_TRY(BE->gelu_bwd(CTX, m->d_gated, m->d_ctx, m->mlm_h, NC));
+        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+        QT_TRY(BE->linear_bwd(CTX, m->d_ln, m->g.mlm_dense_w,
+                              m->g.mlm_dense_b ? m->g.mlm_dense_b : NULL, m->d_gated, x_head,
+                              m->p.mlm_dense_w, N, C, C));
+    } else {
+        // d_ln (N, C) = dlogits (N, V) head (V, C), beta 0: overwritten, no memset (the head is
+        // never quantized); head's gradient += dlogits^T lnf.y
+        const qt_gemm_desc dhead = {.M = N, .N = C, .K = V, .alpha = 1.0f, .beta = 0.0f, .lda = V,
+                                    .ldb = C, .ldc = C, .batch = 1, .inner = 1};
+        QT_TRY(BE->gemm(CTX, &dhead, m->logits, m->p.head, m->d_ln));
+        QT_TRY(BE->linear_bwd(CTX, NULL, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
+    }
     QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
-    const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
-    QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch, m->d_ln,
-                    x_last, &m->lnf, m->p.lnf_w, N, C));
-    // The final norm and an untied head (after it in the arena) are final; a tied head is
-    // the token embedding, at offset 0, final only after the embedding backward.
-    QT_TRY(grads_ready(m, m->g.lnf_w));
+    if (post) {
+        // d of the last block's output is d x_head itself
+        QT_TRY(BE->add(CTX, m->d_resid, m->d_resid, m->d_ln, NC));
+        QT_TRY(grads_ready(m, m->g.mlm_dense_w));
+    } else {
+        const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
+        QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch,
+                        m->d_ln, x_last, &m->lnf, m->p.lnf_w, N, C));
+        // The final norm and an untied head (after it in the arena) are final; a tied head is
+        // the token embedding, at offset 0, final only after the embedding backward.
+        QT_TRY(grads_ready(m, m->g.lnf_w));
+    }
 
     for (int l = L - 1; l >= 0; l--) {
         const qt_layer_params *w = &m->p.layers[l];
         qt_layer_params *gw = &m->g.layers[l];
         const qt_layer_acts *a = &m->acts[l];
-        const void *x = l > 0 ? m->acts[l - 1].resid2 : m->encoded;
+        const void *x = l == 0 ? m->encoded : post ? m->acts[l - 1].ln2.y : m->acts[l - 1].resid2;
         // Absent norm biases (model.bias = 0): their gradient lands in a scratch buffer whose
         // contents are dead at that point and never read.
         void *ln_db_sink = m->d_branch;
 
-        // ---- FFN branch: resid2 = resid1 + drop(fc2(act(fc1(ln2(resid1)))))
+        if (post) {
+            // y = LN2(resid2): d_resid becomes d resid2
+            QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+            QT_TRY(norm_bwd(m, m->d_ln, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_resid,
+                            a->resid2, &a->ln2, w->ln2_w, N, C));
+            QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
+            QT_TRY(BE->add(CTX, m->d_resid, m->d_resid, m->d_ln, NC));
+        }
+        // ---- FFN branch: resid2 = h + drop(fc2(act(fc1(h)))), h = ln2(resid1) (pre-LN) or
+        // ln1(resid1) (post-LN, where h itself is the residual)
+        const qt_norm_acts *ffn_norm = post ? &a->ln1 : &a->ln2;
         const void *d_ffn;
         QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, pp.drop,
                             drop_stream(m, l, SITE_FFN_RESID)));
@@ -996,11 +1191,23 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                   a->fc_act, w->fc2_w, N, F, C));
         QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F1 * m->es));
         QT_TRY(act_bwd(m, m->d_fc, m->d_fc_act, a->fc, N, F));
-        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc,
-                                  a->ln2.y, w->fc_w, N, C, F1));
-        QT_TRY(norm_bwd(m, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_ln,
-                        a->resid1, &a->ln2, w->ln2_w, N, C));
+        if (post) {
+            // d h = d resid2 (the residual) + fc1's dx, in d_ln
+            QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+            QT_TRY(BE->add(CTX, m->d_ln, m->d_ln, m->d_resid, NC));
+            QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc,
+                                  ffn_norm->y, w->fc_w, N, C, F1));
+            QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
+            QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln,
+                            a->resid1, &a->ln1, w->ln1_w, N, C));
+        } else {
+            QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc,
+                                      ffn_norm->y, w->fc_w, N, C, F1));
+            QT_TRY(norm_bwd(m, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_ln,
+                            a->resid1, &a->ln2, w->ln2_w, N, C));
+        }
         // d_resid is now d resid1.
+        const void *attn_in = post ? x : a->ln1.y;
 
         // ---- attention branch: resid1 = x + drop(out_proj(gate * attention(ln1(x))))
         const void *d_attn;
@@ -1020,10 +1227,11 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
             if (gated) QT_TRY(BE->zero(CTX, m->d_gate, gate_bytes));
             QT_TRY(BE->attention_flash_bwd(CTX, &pp.ap, m->d_qkv, gated ? m->d_gate : NULL,
                                            gw->sink, m->d_gated, a->qkv, a->ctx, a->lse, a->R,
-                                           a->gate, w->sink, m->lens, B, T, C, H));
+                                           a->gate, w->sink, encoder ? m->qlens : m->lens, B, T,
+                                           C, H));
             if (gated)
                 QT_TRY(BE->gate_bwd(CTX, &pp.gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
-                                    gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1.y,
+                                    gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, attn_in,
                                     w->gate_w1, w->gate_w2, N, C));
         } else {
             if (gated) {
@@ -1032,7 +1240,7 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                 QT_TRY(BE->gate_mul_bwd(CTX, m->d_ctx, m->d_gate, m->d_gated, a->gate, a->ctx, N, C,
                                         pp.gate_cols));
                 QT_TRY(BE->gate_bwd(CTX, &pp.gs, m->d_ln, gw->gate_w1, gw->gate_b1, gw->gate_w2,
-                                    gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, a->ln1.y,
+                                    gw->gate_b2, m->d_gate, a->gate, a->gate_hidden, attn_in,
                                     w->gate_w1, w->gate_w2, N, C));
                 d_ctx = m->d_ctx;
             }
@@ -1071,18 +1279,30 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
             QT_TRY(BE->rope_bwd(CTX, m->d_qkv, B, T, C, H, cfg->rope_theta));
         if (gated)
             QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b, m->d_qkv,
-                                  a->ln1.y, w->qkv_w, N, C, 3 * C));
+                                  attn_in, w->qkv_w, N, C, 3 * C));
         else
             QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_QKV, m->d_ln, gw->qkv_w, gw->qkv_b,
-                                      m->d_qkv, a->ln1.y, w->qkv_w, N, C, 3 * C));
-        QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln, x,
-                        &a->ln1, w->ln1_w, N, C));
+                                      m->d_qkv, attn_in, w->qkv_w, N, C, 3 * C));
+        if (post) // the branch read x itself: d x = d resid1 + the branch's dx
+            QT_TRY(BE->add(CTX, m->d_resid, m->d_resid, m->d_ln, NC));
+        else
+            QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln,
+                            x, &a->ln1, w->ln1_w, N, C));
         // d_resid is now d x. Block l's tensors (ln1 first in the arena) are final.
         QT_TRY(grads_ready(m, gw->ln1_w));
     }
     const void *d_emb;
     QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, pp.drop,
                         drop_stream(m, 0, SITE_EMBED)));
+    if (encoder && post) {
+        // encoded = LN_e(emb_sum): d emb_sum into d_ln
+        QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
+        QT_TRY(BE->layernorm_bwd(CTX, m->d_ln, m->g.emb_ln_w,
+                                 m->g.emb_ln_b ? m->g.emb_ln_b : m->d_ctx, d_emb, m->emb_sum,
+                                 m->emb_ln.mean, m->emb_ln.rstd, m->p.emb_ln_w, N, C));
+        d_emb = m->d_ln;
+    }
     QT_TRY(BE->embedding_bwd(CTX, m->g.wte, m->g.wpe, d_emb, m->inputs, B, T, C));
+    if (encoder) QT_TRY(BE->embedding_bwd(CTX, m->g.wtt, NULL, d_emb, m->types, B, T, C));
     return grads_ready(m, m->grads);
 }

@@ -220,6 +220,9 @@ static qt_status train_loop(trainer *t, int start_step) {
         double step_loss = 0.0;
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
             QT_TRY(qt_dp_next_batch(t->train, t->comm, B, t->inputs, t->targets));
+            if (cfg->arch == QT_ARCH_BERT)
+                QT_TRY(qt_model_set_encoder_batch(&t->model, qt_dataloader_lens(t->train),
+                                                  qt_dataloader_types(t->train), B, T));
             // Dropout masks depend only on (seed, step, micro-batch, rank, layer, site).
             t->model.dropout_stream =
                 ((uint64_t)step * (uint64_t)cfg->grad_accum + (uint64_t)micro) * ranks + rank;
@@ -401,10 +404,8 @@ qt_status qt_train(const qt_config *cfg, const qt_train_opts *opts) {
         if (st == QT_ERR_OOM) st = model_too_large(cfg, "its optimizer state (AdamW's m and v)");
     }
     have_opt = st == QT_OK;
-    if (st == QT_OK) st = qt_dataloader_open(&t.train, cfg->data_dir, "train", B, T,
-                                             cfg->vocab_size, cfg->seed, 1);
-    if (st == QT_OK) st = qt_dataloader_open(&t.val, cfg->data_dir, "val", B, T,
-                                             cfg->vocab_size, cfg->seed, 0);
+    if (st == QT_OK) st = qt_dataloader_open_for(&t.train, cfg, "train", 1);
+    if (st == QT_OK) st = qt_dataloader_open_for(&t.val, cfg, "val", 0);
     if (st == QT_OK) {
         t.inputs = malloc((size_t)B * T * sizeof(int));
         t.targets = malloc((size_t)B * T * sizeof(int));

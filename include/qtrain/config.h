@@ -14,12 +14,17 @@
 #include "base/status.h"
 
 // OPT: LayerNorm, learned positions, GELU/ReLU MLP, biases. LLaMA: RMSNorm, RoPE, SwiGLU, no
-// biases, untied head (checked by qt_config_validate; the parts are separate keys).
-typedef enum { QT_ARCH_OPT = 0, QT_ARCH_LLAMA } qt_arch; // room for QT_ARCH_BERT
+// biases, untied head (checked by qt_config_validate; the parts are separate keys). BERT: the
+// bidirectional encoder with padding masks, token-type embeddings and the masked-LM head and
+// loss (model.loss = mlm; model.norm_position = post is BERT's post-LN, pre the pre-LN block).
+typedef enum { QT_ARCH_OPT = 0, QT_ARCH_LLAMA, QT_ARCH_BERT } qt_arch;
 typedef enum { QT_ACT_GELU = 0, QT_ACT_RELU, QT_ACT_SWIGLU } qt_activation;
 typedef enum { QT_NORM_LAYERNORM = 0, QT_NORM_RMSNORM } qt_norm;
 typedef enum { QT_POS_LEARNED = 0, QT_POS_ROPE } qt_pos;
-typedef enum { QT_LOSS_CLM = 0 } qt_loss;          // room for QT_LOSS_MLM
+// clm: next-token prediction (decoders); mlm: the masked-LM loss on the chosen tokens (BERT).
+typedef enum { QT_LOSS_CLM = 0, QT_LOSS_MLM } qt_loss;
+// Where a block's norms sit: pre (x + f(LN(x)), then a final norm) or post (LN(x + f(x)), BERT).
+typedef enum { QT_NORM_PRE = 0, QT_NORM_POST } qt_norm_position;
 typedef enum { QT_SCHED_LINEAR = 0, QT_SCHED_COSINE, QT_SCHED_CONSTANT } qt_sched;
 // Storage of parameters, gradients and activations: auto = fp32 on the CPU, fp16 on CUDA.
 typedef enum { QT_PRECISION_AUTO = 0, QT_PRECISION_FP32, QT_PRECISION_FP16, QT_PRECISION_BF16 } qt_precision;
@@ -58,7 +63,7 @@ typedef struct {
 
 typedef struct {
     // ---- model.*
-    qt_arch arch;              // model.arch: opt | llama
+    qt_arch arch;              // model.arch: opt | llama | bert
     int n_layer;               // model.n_layer
     int d_model;               // model.d_model (C)
     int n_head;                // model.n_head (H, divides d_model)
@@ -69,7 +74,8 @@ typedef struct {
     qt_norm norm;              // model.norm: layernorm | rmsnorm
     qt_pos pos;                // model.pos: learned | rope
     float rope_theta;          // model.rope_theta: RoPE base (10000)
-    qt_loss loss;              // model.loss: clm
+    qt_loss loss;              // model.loss: clm | mlm (mlm exactly with model.arch = bert)
+    qt_norm_position norm_position; // model.norm_position: pre | post (post: bert only)
     int tie_embeddings;        // model.tie_embeddings: 0 | 1
     int bias;                  // model.bias: 0 | 1 (linear and norm biases)
     float init_std;            // model.init_std: N(0, init_std) init
@@ -128,6 +134,7 @@ typedef struct {
 
     // ---- data.*
     char data_dir[512];        // data.dir: holds tokenizer.bin, train_*.bin, val_*.bin
+    float mlm_prob;            // data.mlm_prob: share of a sequence's tokens the MLM chooses
 
     // ---- dist.* (data-parallel training, qtrain/dist.h; no effect on one process)
     float dist_bucket_mb; // dist.bucket_mb: gradient bucket size in MiB (0: one bucket)

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "qtrain/config.h"
 #include "qtrain/tokenizer.h"
 
 #ifdef __cplusplus
@@ -76,8 +77,26 @@ typedef struct qt_dataloader qt_dataloader;
 // shard matches or the split has fewer than B * (T + 1) tokens (the message gives the count).
 qt_status qt_dataloader_open(qt_dataloader **out, const char *dir, const char *split, int B,
                              int T, int vocab_size, uint64_t seed, int shuffle);
+// The masked-LM mode of an encoder (qtrain/mlm.h) with vocabulary model_vocab (the tokenizer's
+// V_text + QT_MLM_SPECIALS; <dir>/tokenizer.bin must have V_text tokens, and the shards' tokens
+// must be below V_text). Windows are packed sequences ([CLS] sentences [SEP]s [PAD]s, the
+// sentences cut at the newline tokens) in stream order, shuffled and resumed as above; a batch
+// is B of them, masked with mlm_prob (inputs: the masked tokens, targets: the originals at the
+// chosen positions, -1 elsewhere), lengths and token types beside them (qt_dataloader_lens).
+// QT_ERR_ARG when the split packs into fewer than B sequences (the message gives the count).
+qt_status qt_dataloader_open_mlm(qt_dataloader **out, const char *dir, const char *split, int B,
+                                 int T, int model_vocab, float mlm_prob, uint64_t seed,
+                                 int shuffle);
+// The loader a config trains on: data.dir's split for train.batch_size x train.seq_len, masked-LM
+// for model.arch = bert (data.mlm_prob), causal otherwise; seeded by train.seed.
+qt_status qt_dataloader_open_for(qt_dataloader **out, const qt_config *cfg, const char *split,
+                                 int shuffle);
 // inputs (B, T), targets (B, T): overwritten with the next batch's token ids.
 qt_status qt_dataloader_next(qt_dataloader *dl, int *inputs, int *targets);
+// The last batch's sequence lengths (B) and token types (B, T) in the masked-LM mode (valid until
+// the next call of qt_dataloader_next); NULL in the causal mode.
+const int *qt_dataloader_lens(const qt_dataloader *dl);
+const int *qt_dataloader_types(const qt_dataloader *dl);
 qt_data_pos qt_dataloader_tell(const qt_dataloader *dl);
 // QT_ERR_ARG if pos.index is not below qt_dataloader_num_windows().
 qt_status qt_dataloader_seek(qt_dataloader *dl, qt_data_pos pos);

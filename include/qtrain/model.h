@@ -1,5 +1,5 @@
-// qtrain/model.h: a decoder-only causal LM (OPT/GPT style, pre-LN), its parameters,
-// activations, forward and backward, on any qt_backend.
+// qtrain/model.h: a decoder-only causal LM (OPT/GPT style, pre-LN) or a masked-LM encoder
+// (BERT, model.arch = bert), its parameters, activations, forward and backward, on any qt_backend.
 //
 // Per layer:  h = x + drop(Attn(LN1(x)));  y = h + drop(FC2(act(FC1(LN2(h)))))
 // with Attn the (optionally gated) attention of kernels/attention.h and the softmax variant of the
@@ -7,6 +7,16 @@
 // Attention runs as one fused op (the backend's attention_flash_*: no (B, H, T, T) buffer)
 // wherever the backend has it, except for attention dropout in training and PTQ's hooks, which
 // compose it from gemm, softmax_clip and dropout; model.c's attn_fused decides.
+//
+// The encoder (model.arch = bert; its data: qtrain/mlm.h): embeddings wte[tok] + wpe[t] +
+// wtt[type]; bidirectional attention where query (b, t) attends the keys [0, len_b) of its
+// sequence (padding keys get exactly zero probability and gradient, and NCS's N is len_b); blocks
+//   pre-LN  (model.norm_position = pre):  as above, then LN_f;
+//   post-LN (post, BERT): x = LN_e(embeddings); h = LN1(x + drop(Attn(x)));
+//                         y = LN2(h + drop(FC2(act(FC1(h))))), no final norm;
+// then the MLM head: logits = LN_m(gelu(dense(y))) wte^T + b_m (decoder tied to the token
+// embedding, its own bias), and the cross-entropy on the chosen tokens only (targets >= 0).
+// Each batch's lengths and token types are set with qt_model_set_encoder_batch.
 // Parameters are named tensors in one arena (the table drives init, weight decay groups and
 // checkpoints); gradients mirror them; activations live in a second arena sized for the
 // (B, T) given at init, and any T' <= T can be run.
@@ -55,7 +65,12 @@ typedef struct {
 typedef struct {
     void *wte;            // (V, C)
     void *wpe;            // (maxT, C)
-    void *lnf_w, *lnf_b;  // (C)
+    void *wtt;            // (QT_MLM_TOKEN_TYPES, C) token-type embeddings (encoder only)
+    void *emb_ln_w, *emb_ln_b; // (C) the embeddings' LayerNorm (post-LN encoder only)
+    void *lnf_w, *lnf_b;  // (C) final norm (absent in the post-LN encoder)
+    void *mlm_dense_w, *mlm_dense_b; // (C, C), (C) MLM head transform (encoder only)
+    void *mlm_ln_w, *mlm_ln_b;       // (C) its LayerNorm
+    void *mlm_bias;       // (V) the MLM decoder's bias (its weight is wte)
     void *head;           // (V, C): wte when tied
     qt_layer_params *layers; // (L)
 } qt_model_params;
@@ -154,6 +169,16 @@ typedef struct qt_model {
     qt_layer_acts *acts;             // (L)
     void *encoded;                   // (N, C) embeddings after dropout
     qt_norm_acts lnf;                // final norm (the LM head's input)
+    // encoder (model.arch = bert) only:
+    void *emb_sum;                   // (N, C) wte + wpe + wtt, LN_e's input (post-LN)
+    qt_norm_acts emb_ln;             // LN_e's statistics (post-LN; its output is `encoded`)
+    void *mlm_h, *mlm_act;           // (N, C) MLM dense output, after GELU
+    qt_norm_acts mlm_ln;             // (N, C) MLM LayerNorm (the decoder's input)
+    int *types;                      // (B, T) backend memory: token types
+    int *qlens;                      // (B, T) backend memory: keys of each query (fused op)
+    int *host_seq_lens;              // (B) host: the batch's lengths (qt_model_set_encoder_batch)
+    int *host_types;                 // (B, T) host: its token types
+    int enc_B, enc_T;                // shape of the batch set (0: none)
     void *logits;                    // (N, V); probabilities after the loss forward
     float *losses;                   // (N)
     float *dlosses;                  // (N)
@@ -201,6 +226,12 @@ void qt_model_free(qt_model *m);
 // loss). On return *mean_loss is the mean over tokens with target >= 0 (if targets given).
 qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
                            float *mean_loss);
+// The encoder's (model.arch = bert) per-batch inputs besides the tokens, for the forwards that
+// follow (of shape B x T exactly): lens (B) the real tokens of each sequence, in [1, T] (the
+// rest is padding, attended by no query), types (B, T) token types in [0, QT_MLM_TOKEN_TYPES).
+// Host arrays, copied. QT_ERR_ARG for a decoder or a value out of range.
+qt_status qt_model_set_encoder_batch(qt_model *m, const int *lens, const int *types, int B, int T);
+
 // Backward of the last forward (which must have had targets): grads += d(loss_scale *
 // mean loss)/d params. The caller zeroes grads (qt_model_zero_grad) once per optimizer step.
 qt_status qt_model_backward(qt_model *m, float loss_scale);
@@ -218,7 +249,8 @@ typedef struct {
 } qt_model_memory;
 void qt_model_memory_report(const qt_model *m, qt_model_memory *out);
 
-// Of the last forward, layer `layer`: the attended attention probabilities (causal: B H T(T+1)/2)
+// Of the last forward, layer `layer`: the attended attention probabilities (causal: B H T(T+1)/2;
+// encoder: H T sum_b len_b)
 // and how many of them are exactly 0 (what clipping produces), from the fused op's counts or
 // the composed path's probabilities.
 qt_status qt_model_zero_probs(const qt_model *m, int layer, long long *zeros, long long *attended);

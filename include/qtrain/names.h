@@ -18,11 +18,12 @@ typedef struct {
     int n;                    // values 0..n-1
 } qt_names;
 
-extern const qt_names qt_arch_names;              // qt_arch: opt | llama
+extern const qt_names qt_arch_names;              // qt_arch: opt | llama | bert
 extern const qt_names qt_activation_names;        // qt_activation: gelu | relu | swiglu
 extern const qt_names qt_norm_names;              // qt_norm: layernorm | rmsnorm
 extern const qt_names qt_pos_names;               // qt_pos: learned | rope
-extern const qt_names qt_loss_names;              // qt_loss: clm
+extern const qt_names qt_loss_names;              // qt_loss: clm | mlm
+extern const qt_names qt_norm_position_names;     // qt_norm_position: pre | post
 extern const qt_names qt_sched_names;             // qt_sched: linear | cosine | constant
 extern const qt_names qt_precision_names;         // qt_precision: auto | fp32 | fp16 | bf16
 extern const qt_names qt_softmax_names;           // qt_softmax_kind: vanilla | clipped | ncs

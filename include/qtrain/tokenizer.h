@@ -31,6 +31,11 @@
 //   offset 24  uint16[2] merges[n_merges]: (a, b), merge i creates token 256 + i, a, b < 256 + i
 //   then       uint64    FNV-1a 64-bit hash of every preceding byte
 // Written atomically (temporary file, fsync, rename).
+//
+// Special tokens: the masked-LM encoder's [PAD], [CLS], [SEP] and [MASK] are the ids V .. V + 3
+// right after a tokenizer's V tokens (qtrain/mlm.h), reserved by the encoder's vocabulary
+// (model.vocab_size = V + 4), not stored here: encoding never produces them, so one tokenizer
+// and one set of shards serve decoders and encoders alike, and decode refuses them (>= V).
 #ifndef QTRAIN_TOKENIZER_H
 #define QTRAIN_TOKENIZER_H
 

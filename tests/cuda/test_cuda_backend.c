@@ -18,6 +18,8 @@
 //      and fp16): 8 steps whose losses stay within 1% (fp32) / 2% (fp16) of the CPU backend's;
 //      the DQT codes of both backends mostly agree (same Philox bits; a code differs only
 //      where the two backends' updated values straddle a rounding point).
+//   6. The masked-LM encoder (model.arch = bert: bidirectional attention with padding, post-LN
+//      and pre-LN, token types, the MLM head) in the fp32 step of 1, and 20 fp16 steps as 2.
 //   5. The table is complete (qt_backend_check), the fp32 <-> dt conversions of to_device_f32
 //      and to_host_f32 round to nearest even, bad init arguments are refused.
 #include <check.h>
@@ -56,6 +58,13 @@ static const variant VARIANTS[] = {
     {"llama",
      {"model.arch=llama", "model.norm=rmsnorm", "model.pos=rope", "model.activation=swiglu",
       "model.bias=0", "model.tie_embeddings=0", NULL}},
+#define BERT "model.arch=bert", "model.loss=mlm", "model.vocab_size=261"
+    {"bert_post_vanilla", {BERT, "model.norm_position=post", NULL}},
+    {"bert_post_clipped_gate_mlp",
+     {BERT, "model.norm_position=post", "attn.softmax=clipped", "attn.gamma=-0.03",
+      "attn.gate=mlp", NULL}},
+    {"bert_pre_ncs_gate_linear",
+     {BERT, "attn.softmax=ncs", "attn.eta=1.2", "attn.beta=0.6", "attn.gate=linear", NULL}},
 };
 #define N_VARIANTS ((int)(sizeof VARIANTS / sizeof VARIANTS[0]))
 
@@ -86,9 +95,25 @@ static void make_batch(int *in, int *tg, int k) {
     tg[5] = -1; // an ignored target
 }
 
+// The encoder's batch: sequences of 16 and 9 real tokens (the rest padding), types 0 then 1.
+static const int enc_lens[B] = {T, 9};
+
+// An encoder's targets: none on padding (the MLM loss never sees it). No-op for a decoder.
+static void encoder_targets(const qt_config *cfg, int *tg) {
+    if (cfg->arch != QT_ARCH_BERT) return;
+    for (int b = 0; b < B; b++)
+        for (int t = enc_lens[b]; t < T; t++) tg[b * T + t] = -1;
+}
+
 static void model_on(qt_model *m, qt_backend *be, const qt_config *cfg) {
     ck_assert_msg(qt_model_init(m, cfg, be, B, T) == QT_OK, "%s on %s: %s", "qt_model_init",
                   be->name, qt_last_error());
+    if (cfg->arch == QT_ARCH_BERT) {
+        int types[B * T];
+        for (int i = 0; i < B * T; i++) types[i] = i % T >= 5 && i % T < enc_lens[i / T];
+        ck_assert_msg(qt_model_set_encoder_batch(m, enc_lens, types, B, T) == QT_OK, "%s",
+                      qt_last_error());
+    }
     m->training = 1; // dropout (when configured) with a fixed stream: the same mask on both
     m->dropout_stream = 5;
 }
@@ -135,6 +160,7 @@ START_TEST(test_fp32_step_matches_cpu) {
 
     int in[B * T], tg[B * T];
     make_batch(in, tg, 0);
+    encoder_targets(&cfg, tg);
     float lc = 0, lg = 0;
     ck_assert_int_eq(qt_model_zero_grad(&mc), QT_OK);
     ck_assert_int_eq(qt_model_zero_grad(&mg), QT_OK);
@@ -213,6 +239,8 @@ static void side_by_side_train(side_by_side *p, const qt_config *cfg, const char
     int in[2][B * T], tg[2][B * T];
     make_batch(in[0], tg[0], batch0);
     make_batch(in[1], tg[1], batch0 + 1);
+    encoder_targets(cfg, tg[0]);
+    encoder_targets(cfg, tg[1]);
     for (int step = 0; step < steps; step++) {
         const int k = step % 2;
         float lc = 0, lg = 0;
@@ -244,9 +272,9 @@ static void side_by_side_train(side_by_side *p, const qt_config *cfg, const char
     }
 }
 
-static void train_steps_match(qt_dtype dt) {
+static void train_steps_match(qt_dtype dt, const variant *v) {
     qt_config cfg;
-    small_config(&cfg, NULL);
+    small_config(&cfg, v);
     side_by_side p;
     side_by_side_init(&p, &cfg, dt, qt_dtype_name(dt));
     ck_assert_msg(p.og.master != NULL, "%s: no fp32 master weights", qt_dtype_name(dt));
@@ -259,10 +287,16 @@ static void train_steps_match(qt_dtype dt) {
     side_by_side_free(&p);
 }
 
-START_TEST(test_fp16_training_tracks_cpu) { train_steps_match(QT_DTYPE_F16); }
+START_TEST(test_fp16_training_tracks_cpu) { train_steps_match(QT_DTYPE_F16, NULL); }
 END_TEST
 
-START_TEST(test_bf16_training_tracks_cpu) { train_steps_match(QT_DTYPE_BF16); }
+START_TEST(test_bf16_training_tracks_cpu) { train_steps_match(QT_DTYPE_BF16, NULL); }
+END_TEST
+
+// The post-LN encoder with clipped softmax and the MLP gate, in fp16.
+START_TEST(test_encoder_fp16_training_tracks_cpu) {
+    train_steps_match(QT_DTYPE_F16, &VARIANTS[N_VARIANTS - 2]);
+}
 END_TEST
 
 // ---- 2b. determinism: two identical fp16 runs give identical losses and weights ----------
@@ -513,6 +547,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_fp32_step_matches_cpu, 0, N_VARIANTS);
     tcase_add_test(tc, test_fp16_training_tracks_cpu);
     tcase_add_test(tc, test_bf16_training_tracks_cpu);
+    tcase_add_test(tc, test_encoder_fp16_training_tracks_cpu);
     tcase_add_test(tc, test_fp16_overflow_skips_step);
     tcase_add_test(tc, test_fp16_runs_are_identical);
     tcase_add_loop_test(tc, test_quant_training_tracks_cpu, 0, N_QUANT_VARIANTS);
