@@ -297,9 +297,10 @@ static qt_status run_study(const qt_study_opts *o, study_run *runs, int n_runs,
     }
     if (st == QT_OK && !o->quiet)
         fprintf(stderr,
-                "qtrain: study of %d runs (%d variants x %d seeds) in %s: %d finished earlier, "
+                "qtrain: study of %d runs (%d variant%s x %d seed%s) in %s: %d finished earlier, "
                 "%lld of %lld training steps done\n",
-                n_runs, o->n_variants, o->seeds, o->out_dir, finished, p.steps_done,
+                n_runs, o->n_variants, o->n_variants > 1 ? "s" : "", o->seeds,
+                o->seeds > 1 ? "s" : "", o->out_dir, finished, p.steps_done,
                 p.steps_total);
     for (int i = 0; st == QT_OK && i < n_runs; i++) {
         study_run *r = &runs[i];
