@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
@@ -23,7 +24,8 @@ static const char usage_head[] =
     "\n"
     "  --variants LIST    comma-separated variant names (below)\n"
     "  --out DIR          the study's directory (required)\n"
-    "  --config FILE      the base config (default: the built-in defaults); any model family\n"
+    "  --config FILE      the base config (default: the built-in defaults); any model family;\n"
+    "                     a preset's name (bert-6l) reads configs/NAME.conf\n"
     "  --set key=value    override a key after the variant (repeatable)\n"
     "  --seeds N          runs per variant, train.seed + 0 .. N-1 (default 1)\n"
     "  --eval-batches N   validation batches per evaluation (default: train.eval_batches)\n"
@@ -42,6 +44,16 @@ static void print_usage(void) {
     fputs(usage_head, stdout);
     for (int i = 0; i < qt_study_n_variants; i++)
         printf("  %-18s %s\n", qt_study_variants[i].name, qt_study_variants[i].what);
+}
+
+// --config NAME, when NAME is no file, has no '/' and no ".conf": the preset configs/NAME.conf
+// (so a new model family's preset plugs in by name: --config bert-6l).
+static const char *preset_path(const char *path, char *buf, size_t n) {
+    if (!path || strchr(path, '/') || access(path, F_OK) == 0) return path;
+    size_t len = strlen(path);
+    if (len >= 5 && strcmp(path + len - 5, ".conf") == 0) return path;
+    snprintf(buf, n, "configs/%s.conf", path);
+    return access(buf, F_OK) == 0 ? buf : path;
 }
 
 // Splits a comma-separated list in place into items (at most cap); empty items are errors.
@@ -84,6 +96,8 @@ int qt_cmd_study(int argc, char **argv) {
         QT_OK)
         return qt_cli_fail();
     if (help) return 0;
+    char preset[1100];
+    config_path = preset_path(config_path, preset, sizeof preset);
     char names[512];
     qt_study_variant_names(names, sizeof names);
     if (!variants) {

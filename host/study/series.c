@@ -29,6 +29,8 @@ qt_status study_read_series(study_run *r) {
     r->evals = calloc(lines, sizeof *r->evals);
     r->n_train = r->n_evals = 0;
     r->train_seconds = 0.0;
+    // elapsed_s restarts with each session of a resumed run: sum each session's last value.
+    double session_elapsed = 0.0;
     qt_status st = r->train && r->evals ? QT_OK : qt_error(QT_ERR_OOM, "cannot read %s", path);
     int line_no = 0;
     for (size_t start = 0; st == QT_OK && start < len;) {
@@ -50,7 +52,10 @@ qt_status study_read_series(study_run *r) {
                 p->step = (int)step->number;
                 p->loss = number_or_nan(j, "loss");
                 double e = number_or_nan(j, "elapsed_s");
-                if (e == e) r->train_seconds = e;
+                if (e == e) {
+                    if (e < session_elapsed) r->train_seconds += session_elapsed;
+                    session_elapsed = e;
+                }
             } else if (strcmp(type->str, "eval") == 0) {
                 study_eval_point *p = &r->evals[r->n_evals++];
                 p->step = (int)step->number;
@@ -61,6 +66,7 @@ qt_status study_read_series(study_run *r) {
         }
         qt_json_free(j);
     }
+    r->train_seconds += session_elapsed;
     free(text);
     return st;
 }

@@ -358,7 +358,12 @@ static qt_status run_study(const qt_study_opts *o, study_run *runs, int n_runs,
                         .seeds = o->seeds};
     st = study_write_report(&rep, stdout);
     if (st == QT_OK && o->plots) st = study_draw_plots(&rep, o->quiet);
-    if (st == QT_OK && !o->quiet)
+    // Ctrl-C reaches gnuplot too, which then fails: that is a stop, not an error.
+    if (st != QT_OK && stop_requested) {
+        stopped_message(o, stop_requested, "while drawing the plots");
+        st = QT_OK;
+    }
+    if (st == QT_OK && !o->quiet && !stop_requested)
         fprintf(stderr, "qtrain: study done: %s/results.md, %s/metrics.json%s\n", o->out_dir,
                 o->out_dir, o->plots ? ", plots/*.png" : " (no plots: --no-plots)");
 out:

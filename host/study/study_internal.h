@@ -53,7 +53,7 @@ typedef struct {
     int n_train;
     study_eval_point *evals;
     int n_evals;
-    double train_seconds; // elapsed_s of the last training line (of the last session)
+    double train_seconds; // training time: the last elapsed_s of each session, summed
 } study_run;
 
 void study_run_free_results(study_run *r);
