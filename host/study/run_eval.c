@@ -159,13 +159,13 @@ qt_status study_eval_run(study_run *r, qt_backend *be, int eval_batches, int cal
         r->eval_seconds = now_seconds() - t0;
         st = write_eval_json(r, eval_batches, calib_batches);
     }
+    // The file is the one source of the run's results: what a later session reads back is
+    // what this one reports, to the digit.
+    if (st == QT_OK) st = study_read_eval(r);
     if (val) qt_dataloader_free(val);
     if (calib) qt_dataloader_free(calib);
     qt_model_free(&model);
-    if (st == QT_OK)
-        r->evaluated = 1;
-    else
-        study_run_free_results(r);
+    if (st != QT_OK) study_run_free_results(r);
     return st;
 }
 
