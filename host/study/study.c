@@ -158,6 +158,7 @@ typedef struct {
     int evals_left;           // runs still to evaluate
     int evals_done;           // evaluated in this session
     double eval_seconds;      // spent evaluating in this session
+    int forwarded;            // the study's stop signal was passed on to the trainer
 } study_progress;
 
 // Remaining time: the steps left at this session's step rate, plus the evaluations left at
@@ -175,6 +176,13 @@ static double eta_seconds(const study_progress *p, int *evals_unknown) {
 static qt_status on_step(void *user, int step, const qt_model *model, const qt_optimizer *opt) {
     (void)model, (void)opt;
     study_progress *p = user;
+    // A signal that came while the trainer was still setting up reached the study's handler,
+    // not the trainer's (installed only for its loop): pass it on, so that the run stops
+    // after its next step with its checkpoint rather than at its end.
+    if (stop_requested && !p->forwarded) {
+        p->forwarded = 1;
+        raise(stop_requested);
+    }
     double now = now_seconds();
     p->train_seconds += now - p->step_mark;
     p->step_mark = now;
@@ -238,6 +246,7 @@ static qt_status train_run(study_run *r, int resume_step, study_progress *p, int
     }
     int sig = 0;
     p->run = r;
+    p->forwarded = 0;
     p->step_mark = now_seconds();
     qt_train_opts to = {.backend = p->o->train_be,
                         .out_dir = r->dir,
