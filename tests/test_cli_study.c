@@ -5,6 +5,7 @@
 //     log says so), and without gnuplot on PATH it fails saying what to install;
 //   - SIGINT mid-study exits 130 without a report; the rerun resumes the interrupted run from
 //     its checkpoint (never from step 0) and completes;
+//   - SIGKILL mid-run: the rerun resumes from the periodic checkpoint;
 //   - a bad variant name fails naming the valid ones, and leaves nothing behind.
 // Needs gnuplot (scripts/install_deps.sh installs gnuplot-nox); without it the suite reports
 // itself skipped (exit 77).
@@ -27,7 +28,7 @@ static const char *tiny =
     "--set model.n_layer=2 --set model.d_model=16 --set model.n_head=2 --set model.d_ff=32 "
     "--set model.max_seq_len=16 --set model.vocab_size=300 --set train.batch_size=2 "
     "--set train.seq_len=16 --set train.warmup_steps=1 --set train.eval_batches=1 "
-    "--set data.dir=data --eval-batches 1 --calib-batches 2";
+    "--set train.threads=1 --set data.dir=data --eval-batches 1 --calib-batches 2";
 
 // Runs `PREFIX qtrain ARGS` in workdir; stderr into err (err_len bytes). Returns the exit code.
 static int run_qtrain_env(const char *prefix, const char *args, char *err, size_t err_len) {
@@ -132,7 +133,7 @@ START_TEST(test_study_outputs_and_resume) {
              "--variants vanilla,clipped --seeds 2 --out st",
              tiny);
     int rc = run_qtrain(args, err, sizeof err);
-    ck_assert_msg(rc == 0, "study failed (%d): %s", rc, err);
+    ck_assert_msg(rc == 0, "study failed (%d): %.1500s", rc, err);
     ck_assert_msg(strstr(err, "ETA"), "no ETA in the progress: %s", err);
     // The table: a row per variant, mean and spread over the two seeds.
     size_t len = 0;
@@ -174,7 +175,7 @@ START_TEST(test_study_outputs_and_resume) {
     struct timespec pause = {0, 20 * 1000 * 1000}; // mtimes of rewritten files would differ
     nanosleep(&pause, NULL);
     rc = run_qtrain(args, err, sizeof err);
-    ck_assert_msg(rc == 0, "rerun failed (%d): %s", rc, err);
+    ck_assert_msg(rc == 0, "rerun failed (%d): %.1500s", rc, err);
     for (int r = 0; r < 4; r++) {
         char line[256];
         snprintf(line, sizeof line, "%s: finished earlier", runs[r]);
@@ -242,8 +243,8 @@ static int wait_for_text(const char *rel, const char *needle) {
 START_TEST(test_study_sigint_then_rerun) {
     char args[4096], err[65536];
     snprintf(args, sizeof args,
-             "study %s --set train.max_steps=1500 --set train.log_every=20 "
-             "--set train.eval_every=500 --variants vanilla,clipped --out st",
+             "study %s --set train.max_steps=600 --set train.log_every=20 "
+             "--set train.eval_every=200 --variants vanilla,clipped --out st",
              tiny);
     pid_t pid = spawn_qtrain(args);
     int started = wait_for_text("stderr.txt", "vanilla-s0 | step 100/");
@@ -256,13 +257,13 @@ START_TEST(test_study_sigint_then_rerun) {
     ck_assert_msg(wait_for_text("stderr.txt", "stopped by SIGINT"), "no stop message");
     ck_assert_msg(!exists("st/results.md"), "a stopped study wrote its report");
     int rc = run_qtrain(args, err, sizeof err);
-    ck_assert_msg(rc == 0, "rerun failed (%d): %s", rc, err);
+    ck_assert_msg(rc == 0, "rerun failed (%d): %.1500s", rc, err);
     // The interrupted run went on from its checkpoint: no run started over from step 0.
-    ck_assert_msg(!strstr(err, "vanilla-s0: training"), "vanilla-s0 retrained from 0: %s", err);
+    ck_assert_msg(!strstr(err, "vanilla-s0: training"), "vanilla-s0 retrained from 0: %.1500s", err);
     ck_assert_msg(strstr(err, "vanilla-s0: resuming from") || strstr(err, "vanilla-s0: trained "
                                                                            "earlier") ||
                       strstr(err, "vanilla-s0: finished earlier"),
-                  "rerun: %s", err);
+                  "rerun: %.1500s", err);
     ck_assert(exists("st/results.md") && exists("st/metrics.json") && exists("st/plots/hist.png"));
     // The resumed run's log holds each training line once, up to the last step.
     size_t len = 0;
@@ -275,8 +276,37 @@ START_TEST(test_study_sigint_then_rerun) {
         last = step;
         lines++;
     }
-    ck_assert_msg(last == 1500 && lines >= 75, "metrics.jsonl: last step %d, %d lines", last, lines);
+    ck_assert_msg(last == 600 && lines >= 30, "metrics.jsonl: last step %d, %d lines", last, lines);
     free(log);
+}
+END_TEST
+
+// A run killed without a chance to checkpoint (SIGKILL) resumes from the study's periodic
+// checkpoint (train.ckpt_every defaults to train.eval_every), not from step 0: killed after
+// the progress line of step 300, it restarts from step 200 or 300.
+START_TEST(test_study_kill_then_rerun) {
+    char args[4096], err[65536];
+    snprintf(args, sizeof args,
+             "study %s --set train.max_steps=600 --set train.log_every=20 "
+             "--set train.eval_every=100 --variants vanilla --out st",
+             tiny);
+    pid_t pid = spawn_qtrain(args);
+    int started = wait_for_text("stderr.txt", "vanilla-s0 | step 300/");
+    kill(pid, SIGKILL);
+    int status = 0;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(started, "no progress line of step 300 within 60 s");
+    int rc = run_qtrain(args, err, sizeof err);
+    ck_assert_msg(rc == 0, "rerun failed (%d): %.1500s", rc, err);
+    ck_assert_msg(!strstr(err, "vanilla-s0: training"), "vanilla-s0 retrained from 0: %.1500s", err);
+    const char *resumed = strstr(err, "vanilla-s0: resuming from");
+    const char *at = resumed ? strstr(resumed, " at step ") : NULL;
+    ck_assert_msg(at || strstr(err, "trained earlier"), "rerun: %.1500s", err);
+    if (at) {
+        int step = atoi(at + strlen(" at step "));
+        ck_assert_msg(step >= 200 && step % 100 == 0, "resumed at step %d: %.1500s", step, err);
+    }
+    ck_assert(exists("st/results.md"));
 }
 END_TEST
 
@@ -284,7 +314,7 @@ START_TEST(test_study_bad_variant) {
     char args[4096], err[16384];
     snprintf(args, sizeof args, "study %s --variants vanilla,ncs-typo --out bad", tiny);
     int rc = run_qtrain(args, err, sizeof err);
-    ck_assert_msg(rc == 1, "exit %d: %s", rc, err);
+    ck_assert_msg(rc == 1, "exit %d: %.1500s", rc, err);
     const char *last = strstr(err, "qtrain: error: ");
     ck_assert_msg(last && strstr(last, "'ncs-typo' is not a variant") &&
                       strstr(last, "vanilla, clipped, ncs, gated-linear, gated-mlp"),
@@ -311,6 +341,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_study_outputs_and_resume);
     tcase_add_test(tc, test_study_sigint_then_rerun);
+    tcase_add_test(tc, test_study_kill_then_rerun);
     tcase_add_test(tc, test_study_bad_variant);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
