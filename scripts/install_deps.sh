@@ -2,6 +2,7 @@
 # Installs what qtrain needs to build, test and run on Debian/Ubuntu (run as root).
 #   build: cmake, gcc/g++, make, pkg-config; OpenBLAS (OpenMP build); Check for the tests
 #   data:  bible-kjv, the default corpus (the King James Bible, offline)
+#   plots: gnuplot-nox, which `qtrain study` draws its PNG plots with (pngcairo terminal)
 #   MPI:   Open MPI (openmpi-bin: mpirun; libopenmpi-dev: mpi.h, libmpi) for data-parallel
 #          training on the CPU backend and the mpi tests (cmake/dist.cmake builds them only
 #          where MPI is found; QT_NO_MPI=1 skips installing it)
@@ -13,7 +14,7 @@
 set -euo pipefail
 with_tests=0
 [ "${1:-}" = "--tests" ] && with_tests=1
-pkgs=(cmake gcc g++ make pkg-config libopenblas-openmp-dev check bible-kjv)
+pkgs=(cmake gcc g++ make pkg-config libopenblas-openmp-dev check bible-kjv gnuplot-nox)
 if [ "$with_tests" = 1 ]; then
   pkgs+=(clang)
   if apt-cache show libclang-rt-dev >/dev/null 2>&1; then

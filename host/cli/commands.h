@@ -8,6 +8,7 @@ int qt_cmd_train(int argc, char **argv);
 int qt_cmd_eval(int argc, char **argv);
 int qt_cmd_sample(int argc, char **argv);
 int qt_cmd_bench(int argc, char **argv);
+int qt_cmd_study(int argc, char **argv);
 int qt_cmd_export(int argc, char **argv);
 int qt_cmd_import(int argc, char **argv);
 

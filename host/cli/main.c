@@ -13,6 +13,8 @@ static const char usage[] =
     "            outlier metrics and checkpoints under --out\n"
     "  eval      evaluate a checkpoint: validation loss, perplexity, outlier metrics\n"
     "  sample    generate text from a checkpoint\n"
+    "  study     train and evaluate attention variants on the same data, seeds and budget;\n"
+    "            a table, metrics.json and plots of their outliers and W8A8 perplexity\n"
     "  bench     time the op families' kernels against this machine's measured roofline\n"
     "  export    write a checkpoint as a Hugging Face transformers directory (safetensors)\n"
     "  import    read such a directory back into a checkpoint\n"
@@ -30,6 +32,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return qt_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return qt_cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return qt_cmd_sample(argc - 1, argv + 1);
+    if (strcmp(cmd, "study") == 0) return qt_cmd_study(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return qt_cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0) return qt_cmd_export(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0) return qt_cmd_import(argc - 1, argv + 1);
