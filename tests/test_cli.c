@@ -141,6 +141,67 @@ static void last_train_loss(const char *rel, char *out, size_t cap) {
 
 // The encoder preset end to end: a few steps of configs/bert-6l.conf shrunk by --set, its
 // checkpoint evaluated (MLM loss, perplexity, outlier metrics); sample and export refuse it.
+// Reads `qtrain eval`'s report in stdout.txt: the max inf-norm and, per layer, the largest
+// module inf-norm among the layer output alone (`layer_only`) or out, attn and ffn.
+static void eval_inf_norms(double *reported, double *max_out, double *max_all) {
+    char path[1024], out[8192];
+    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
+    FILE *f = fopen(path, "r");
+    ck_assert(f != NULL);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    const char *at = strstr(out, "max_inf_norm ");
+    ck_assert_msg(at && sscanf(at, "max_inf_norm %lf", reported) == 1, "eval: %s", out);
+    *max_out = *max_all = 0.0;
+    int rows = 0;
+    for (const char *line = strstr(out, "layer |"); line && (line = strchr(line, '\n'));) {
+        line++;
+        int l;
+        double o, a, ff;
+        if (sscanf(line, "%d | %lf %lf %lf |", &l, &o, &a, &ff) != 4) break;
+        rows++;
+        *max_out = fmax(*max_out, o);
+        *max_all = fmax(*max_all, fmax(o, fmax(a, ff)));
+    }
+    ck_assert_msg(rows > 0, "no per-layer rows in: %s", out);
+}
+
+// PAPERS.md section 4: max inf-norm is the max over the measured modules: the layer outputs
+// (residual stream) of a pre-LN model; in a post-LN encoder, whose layer output is bounded by
+// a LayerNorm, also the attention and FFN outputs. A large init makes the FFN outputs exceed
+// the LayerNorm's, so the two rules give different numbers and each assertion can fail.
+START_TEST(test_max_inf_norm_modules) {
+    char err[8192], args[4096];
+    const char *src = getenv("QT_SOURCE_DIR");
+    ck_assert_msg(src != NULL, "QT_SOURCE_DIR is not set (run through ctest)");
+    const char *small = "--set model.n_layer=2 --set model.d_model=16 --set model.n_head=2 "
+                        "--set model.d_ff=32 --set model.max_seq_len=32 --set model.vocab_size=304 "
+                        "--set train.batch_size=2 --set train.seq_len=32 --set train.max_steps=1 "
+                        "--set train.eval_every=0 --set train.warmup_steps=1 "
+                        "--set model.init_std=1 --set train.lr=1e-9 --set data.dir=data --quiet";
+    double reported, max_out, max_all;
+    snprintf(args, sizeof args, "train --config '%s/configs/bert-6l.conf' %s --out infpost", src,
+             small);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "bert train failed: %s", err);
+    ck_assert_msg(run_qtrain("eval --ckpt infpost/ckpt.bin --batches 2", err, sizeof err) == 0,
+                  "%s", err);
+    eval_inf_norms(&reported, &max_out, &max_all);
+    ck_assert_msg(max_all > max_out + 0.1, "post-LN: the FFN (%.2f) does not exceed the layer "
+                  "outputs (%.2f): the test cannot tell the rules apart", max_all, max_out);
+    ck_assert_msg(fabs(reported - max_all) <= 0.011, "post-LN max_inf_norm %.2f, want %.2f",
+                  reported, max_all);
+    snprintf(args, sizeof args, "train --config '%s/configs/bert-6l.conf' %s "
+             "--set model.norm_position=pre --out infpre", src, small);
+    ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "pre-LN bert train failed: %s", err);
+    ck_assert_msg(run_qtrain("eval --ckpt infpre/ckpt.bin --batches 2", err, sizeof err) == 0,
+                  "%s", err);
+    eval_inf_norms(&reported, &max_out, &max_all);
+    ck_assert_msg(fabs(reported - max_out) <= 0.011, "pre-LN max_inf_norm %.2f, want %.2f",
+                  reported, max_out);
+}
+END_TEST
+
 START_TEST(test_encoder_round_trip) {
     char err[8192], args[4096];
     const char *src = getenv("QT_SOURCE_DIR");
@@ -447,6 +508,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_encoder_round_trip);
+    tcase_add_test(tc, test_max_inf_norm_modules);
     tcase_add_test(tc, test_bad_config_values);
     tcase_add_test(tc, test_truncated_shard);
     tcase_add_test(tc, test_bad_checkpoints);

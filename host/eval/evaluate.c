@@ -115,7 +115,14 @@ qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_resu
         lm->kurtosis_ffn /= (double)samples;
         lm->zero_frac = attended[l] ? (double)zeros[l] / (double)attended[l] : 0.0;
         lm->gate_mean = m->acts[l].gate ? gate_sum[l] / ((double)batches * (double)N * G) : NAN;
-        if (lm->inf_norm_out > out->max_inf_norm) out->max_inf_norm = lm->inf_norm_out;
+        // PAPERS.md section 4: the max over the measured modules. In a pre-LN model that is the
+        // layer outputs (the residual stream, OPT's figure: the branches add into it); in a
+        // post-LN encoder the layer output is a LayerNorm's, bounded by its gain, and BERT's
+        // outliers show in the branch outputs that feed it (the FFN's above all), so all three.
+        double layer_max = lm->inf_norm_out;
+        if (m->cfg.norm_position == QT_NORM_POST)
+            layer_max = fmax(layer_max, fmax(lm->inf_norm_attn, lm->inf_norm_ffn));
+        if (layer_max > out->max_inf_norm) out->max_inf_norm = layer_max;
         kurt_total += lm->kurtosis_out + lm->kurtosis_attn + lm->kurtosis_ffn;
     }
     out->avg_kurtosis = L ? kurt_total / (3.0 * L) : 0.0;

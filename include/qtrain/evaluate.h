@@ -3,7 +3,8 @@
 // For every validation sequence (a (T, C) slice) of each measured tensor: the infinity norm
 // max|x| and the kurtosis mean((x - mu)^4) / (std^4 + 1e-6) with std unbiased (not excess:
 // a Gaussian gives ~3). Both are averaged over the validation sequences per module.
-// max_inf_norm: the max over the layer outputs (residual stream) of the averaged inf norm.
+// max_inf_norm: the max over the measured modules of the averaged inf norm: the layer outputs
+// (residual stream) of a pre-LN model; the layer, attention and FFN outputs of a post-LN one.
 // avg_kurtosis: the mean over all measured modules (layer output, out_proj output, fc2
 // output of every layer) of the averaged kurtosis.
 #ifndef QTRAIN_EVALUATE_H
