@@ -310,6 +310,28 @@ START_TEST(test_study_kill_then_rerun) {
 }
 END_TEST
 
+// An encoder study: the evaluation reads masked-LM batches (lengths, token types) for the
+// validation, the histograms and the W8A8 calibration alike; a causal loader there is refused
+// by the encoder ("lens NULL"), which is how this failed before.
+START_TEST(test_study_encoder) {
+    char args[4096], err[16384];
+    const char *src = getenv("QT_SOURCE_DIR");
+    ck_assert_msg(src != NULL, "QT_SOURCE_DIR is not set (run through ctest)");
+    snprintf(args, sizeof args,
+             "study --config '%s/configs/bert-6l.conf' %s --set model.vocab_size=304 --set model.max_seq_len=32 "
+             "--set train.seq_len=32 --set train.max_steps=2 --set train.eval_every=2 "
+             "--variants vanilla,gated-linear --out enc --no-plots --quiet", src, tiny);
+    int rc = run_qtrain(args, err, sizeof err);
+    ck_assert_msg(rc == 0, "exit %d: %.3000s", rc, err);
+    size_t len = 0;
+    char *text = read_rel("enc/runs/vanilla-s0/eval.json", &len);
+    ck_assert_msg(text && strstr(text, "\"int8_ppl\":") && !strstr(text, "\"int8_ppl\":null"),
+                  "eval.json: %s", text ? text : "(missing)");
+    free(text);
+    ck_assert(exists("enc/runs/gated-linear-s0/eval.json") && exists("enc/results.md"));
+}
+END_TEST
+
 START_TEST(test_study_bad_variant) {
     char args[4096], err[16384];
     snprintf(args, sizeof args, "study %s --variants vanilla,ncs-typo --out bad", tiny);
@@ -343,6 +365,7 @@ int main(void) {
     tcase_add_test(tc, test_study_sigint_then_rerun);
     tcase_add_test(tc, test_study_kill_then_rerun);
     tcase_add_test(tc, test_study_bad_variant);
+    tcase_add_test(tc, test_study_encoder);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

@@ -44,7 +44,9 @@ static double now_seconds(void) {
 }
 
 // The layer outputs (B, T, C) of `batches` validation batches, binned per layer into
-// hist (L, HIST_BINS). Dropout off, as in qt_evaluate.
+// hist (L, HIST_BINS). Dropout off, as in qt_evaluate. A post-LN encoder's layer output is a
+// LayerNorm's, bounded by its gain; there the FFN output that feeds it is binned instead, the
+// module where its outliers show (qt_evaluate's max inf-norm), over the real tokens only.
 static qt_status layer_histograms(qt_model *m, qt_dataloader *val, int batches, long long *hist) {
     int B = m->B, T = m->T, C = m->cfg.d_model, L = m->cfg.n_layer;
     size_t N = (size_t)B * T;
@@ -58,12 +60,21 @@ static qt_status layer_histograms(qt_model *m, qt_dataloader *val, int batches, 
     qt_dataloader_rewind(val);
     for (int b = 0; st == QT_OK && b < batches; b++) {
         st = qt_dataloader_next(val, inputs, targets);
+        const int *lens = qt_dataloader_lens(val); // the encoder's; NULL for a decoder
+        if (st == QT_OK && m->cfg.arch == QT_ARCH_BERT)
+            st = qt_model_set_encoder_batch(m, lens, qt_dataloader_types(val), B, T);
         float loss = 0.0f;
         if (st == QT_OK) st = qt_model_forward(m, inputs, NULL, B, T, &loss);
+        const int post_ln = m->cfg.norm_position == QT_NORM_POST;
         for (int l = 0; st == QT_OK && l < L; l++) {
-            st = m->be->ops->to_host_f32(m->be->ctx, host, m->acts[l].resid2, N * (size_t)C);
+            const void *x = post_ln ? m->acts[l].ffn_out : m->acts[l].resid2;
+            st = m->be->ops->to_host_f32(m->be->ctx, host, x, N * (size_t)C);
             long long *h = hist + (size_t)l * HIST_BINS;
-            for (size_t i = 0; st == QT_OK && i < N * (size_t)C; i++) h[study_hist_bin(host[i])]++;
+            for (int b = 0; st == QT_OK && b < B; b++) {
+                const float *row = host + (size_t)b * T * C;
+                const size_t n = (size_t)(lens ? lens[b] : T) * (size_t)C;
+                for (size_t i = 0; i < n; i++) h[study_hist_bin(row[i])]++;
+            }
         }
     }
     m->training = was_training;
@@ -133,11 +144,8 @@ qt_status study_eval_run(study_run *r, qt_backend *be, int eval_batches, int cal
     QT_TRY(qt_model_init(&model, &cfg, be, cfg.batch_size, cfg.seq_len));
     qt_status st = qt_train_state_load(ckpt, &model, NULL, NULL);
     if (st == QT_OK)
-        st = qt_dataloader_open(&val, cfg.data_dir, "val", cfg.batch_size, cfg.seq_len,
-                                cfg.vocab_size, cfg.seed, 0);
-    if (st == QT_OK)
-        st = qt_dataloader_open(&calib, cfg.data_dir, "train", cfg.batch_size, cfg.seq_len,
-                                cfg.vocab_size, cfg.seed, 0);
+        st = qt_dataloader_open_for(&val, &cfg, "val", 0); // masked-LM for an encoder
+    if (st == QT_OK) st = qt_dataloader_open_for(&calib, &cfg, "train", 0);
     if (st == QT_OK) st = qt_evaluate(&model, val, eval_batches, &r->eval);
     if (st == QT_OK) {
         r->hist = calloc((size_t)cfg.n_layer * HIST_BINS, sizeof *r->hist);
