@@ -40,6 +40,15 @@ static qt_status accumulate_stats(const qt_model *m, const void *dev, float *hos
     return QT_OK;
 }
 
+// PAPERS.md section 4: the max over the measured modules. In a pre-LN model that is the layer
+// outputs (the residual stream, OPT's figure: the branches add into it); in a post-LN encoder
+// the layer output is a LayerNorm's, bounded by its gain, and BERT's outliers show in the
+// branch outputs that feed it (the FFN's above all), so all three.
+double qt_layer_inf_norm(const qt_layer_metrics *lm, qt_norm_position norm_position) {
+    if (norm_position != QT_NORM_POST) return lm->inf_norm_out;
+    return fmax(lm->inf_norm_out, fmax(lm->inf_norm_attn, lm->inf_norm_ffn));
+}
+
 qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_result *out) {
     memset(out, 0, sizeof *out);
     int L = m->cfg.n_layer, B = m->B, T = m->T;
@@ -115,13 +124,7 @@ qt_status qt_evaluate(qt_model *m, qt_dataloader *val, int batches, qt_eval_resu
         lm->kurtosis_ffn /= (double)samples;
         lm->zero_frac = attended[l] ? (double)zeros[l] / (double)attended[l] : 0.0;
         lm->gate_mean = m->acts[l].gate ? gate_sum[l] / ((double)batches * (double)N * G) : NAN;
-        // PAPERS.md section 4: the max over the measured modules. In a pre-LN model that is the
-        // layer outputs (the residual stream, OPT's figure: the branches add into it); in a
-        // post-LN encoder the layer output is a LayerNorm's, bounded by its gain, and BERT's
-        // outliers show in the branch outputs that feed it (the FFN's above all), so all three.
-        double layer_max = lm->inf_norm_out;
-        if (m->cfg.norm_position == QT_NORM_POST)
-            layer_max = fmax(layer_max, fmax(lm->inf_norm_attn, lm->inf_norm_ffn));
+        const double layer_max = qt_layer_inf_norm(lm, m->cfg.norm_position);
         if (layer_max > out->max_inf_norm) out->max_inf_norm = layer_max;
         kurt_total += lm->kurtosis_out + lm->kurtosis_attn + lm->kurtosis_ffn;
     }

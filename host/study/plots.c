@@ -3,9 +3,11 @@
 // can be redrawn or restyled by hand (`cd <out>/plots && gnuplot study.gp`):
 //   loss.png            training loss and validation loss over steps, per variant
 //   outliers.png        max inf-norm and average kurtosis at each evaluation, per variant
-//   layer_inf_norm.png  the infinity norm of every layer's output, bars per variant
-//   hist.png            one layer's output values (the layer where the reference's outliers
-//                       are largest), reference against the best variant, seed 0, log scale
+//   layer_inf_norm.png  the infinity norm of every layer (qt_layer_inf_norm: its output, and in
+//                       a post-LN model also its attention and FFN outputs), bars per variant
+//   hist.png            one layer's output values (a post-LN model's: its FFN output; the layer
+//                       where the reference's outliers are largest), reference against the best
+//                       variant, seed 0, log scale
 // Series are means over the seeds. gnuplot's absence is an error saying what to install.
 #include <errno.h>
 #include <fcntl.h>
@@ -91,7 +93,8 @@ static void write_layers(plot_dir *pd, const study_report *rep) {
         for (int v = 0; v < rep->n_variants; v++) {
             double sum = 0.0;
             for (int s = 0; s < rep->seeds; s++)
-                sum += rep->runs[v * rep->seeds + s].eval.layers[l].inf_norm_out;
+                sum += qt_layer_inf_norm(&rep->runs[v * rep->seeds + s].eval.layers[l],
+                                         rep->runs[v * rep->seeds + s].cfg.norm_position);
             fprintf(f, " %.6g", sum / rep->seeds);
         }
         fputc('\n', f);
@@ -153,7 +156,7 @@ static void write_script(plot_dir *pd, const study_report *rep, double max_abs) 
         fputs("unset multiplot\n", f);
     }
     fprintf(f, "set terminal pngcairo size %d,%d noenhanced font ',10'\n", BARS_W, BARS_H);
-    fprintf(f, "set output 'layer_inf_norm.png'\nset title 'Infinity norm of each layer output "
+    fprintf(f, "set output 'layer_inf_norm.png'\nset title 'Infinity norm of each layer "
             "(mean over %d seed%s)'\nset xlabel 'layer'\nset ylabel 'inf-norm'\n"
             "set style data histograms\nset style histogram clustered gap 1\n"
             "set style fill solid 0.8 border -1\nset yrange [0:*]\nplot ",
@@ -162,12 +165,14 @@ static void write_script(plot_dir *pd, const study_report *rep, double max_abs) 
         fprintf(f, "%s'layers.dat' using %d:xtic(1) title columnheader(%d)", v ? ", " : "", v + 2,
                 v + 2);
     fputc('\n', f);
-    fprintf(f, "set output 'hist.png'\nset title 'Layer %d output values, seed 0 (bins of a "
+    fprintf(f, "set output 'hist.png'\nset title 'Layer %d %s values, seed 0 (bins of a "
             "quarter octave of |x|)'\nset xlabel 'value'\nset ylabel 'density (log scale)'\n"
             "set logscale y\nset yrange [*:*]\nset xrange [%.6g:%.6g]\n"
             "plot 'hist_reference.dat' using 1:3:2 with boxes fs transparent solid 0.4 noborder "
             "title '%s'",
-            rep->hist_layer, -max_abs, max_abs, ref);
+            rep->hist_layer,
+            rep->runs[0].cfg.norm_position == QT_NORM_POST ? "FFN output" : "output", -max_abs,
+            max_abs, ref);
     if (rep->best >= 0)
         fprintf(f, ", 'hist_best.dat' using 1:3:2 with boxes fs empty border lw 1.5 title '%s'",
                 rep->runs[rep->best * rep->seeds].variant->name);

@@ -53,7 +53,10 @@ static void mean_sd(const study_report *rep, int v, double (*get)(const study_ru
 
 static double layer_inf_norm_mean(const study_report *rep, int v, int l) {
     double sum = 0.0;
-    for (int s = 0; s < rep->seeds; s++) sum += rep->runs[v * rep->seeds + s].eval.layers[l].inf_norm_out;
+    for (int s = 0; s < rep->seeds; s++) {
+        const study_run *r = &rep->runs[v * rep->seeds + s];
+        sum += qt_layer_inf_norm(&r->eval.layers[l], r->cfg.norm_position);
+    }
     return sum / rep->seeds;
 }
 
@@ -74,8 +77,10 @@ static void choose(study_report *rep) {
     // The layer where the reference's outliers are largest: there the variants differ most.
     const study_run *ref = &rep->runs[rep->reference * rep->seeds];
     rep->hist_layer = 0;
+    const qt_norm_position np = ref->cfg.norm_position;
     for (int l = 1; l < ref->eval.n_layer; l++)
-        if (ref->eval.layers[l].inf_norm_out > ref->eval.layers[rep->hist_layer].inf_norm_out)
+        if (qt_layer_inf_norm(&ref->eval.layers[l], np) >
+            qt_layer_inf_norm(&ref->eval.layers[rep->hist_layer], np))
             rep->hist_layer = l;
 }
 
@@ -125,8 +130,13 @@ static void write_markdown(const study_report *rep, FILE *f) {
         fputc('\n', f);
     }
     int L = r0->eval.n_layer;
-    fprintf(f, "\nInfinity norm of each layer's output (the residual stream), mean over seeds:\n\n"
-            "| variant |");
+    if (r0->cfg.norm_position == QT_NORM_POST)
+        fputs("\nInfinity norm of each layer (the largest of its output's, its attention output's "
+              "and its FFN output's: a post-LN layer's output is a LayerNorm's), mean over "
+              "seeds:\n\n| variant |", f);
+    else
+        fputs("\nInfinity norm of each layer's output (the residual stream), mean over seeds:"
+              "\n\n| variant |", f);
     for (int l = 0; l < L; l++) fprintf(f, " layer %d |", l);
     fputs("\n|---|", f);
     for (int l = 0; l < L; l++) fputs("---|", f);
@@ -143,7 +153,8 @@ static void write_markdown(const study_report *rep, FILE *f) {
                 rep->runs[rep->best * rep->seeds].variant->name);
     fprintf(f, "Plots: plots/loss.png (training and validation loss), plots/outliers.png (max "
             "inf-norm and average kurtosis over training), plots/layer_inf_norm.png, "
-            "plots/hist.png (layer %d's output values, seed 0).\n\nVariants:\n\n", rep->hist_layer);
+            "plots/hist.png (layer %d's %s values, seed 0).\n\nVariants:\n\n", rep->hist_layer,
+            r0->cfg.norm_position == QT_NORM_POST ? "FFN output" : "output");
     for (int v = 0; v < rep->n_variants; v++) {
         const qt_study_variant *var = rep->runs[v * rep->seeds].variant;
         fprintf(f, "- %s: %s (", var->name, var->what);

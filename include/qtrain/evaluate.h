@@ -31,6 +31,10 @@ typedef struct {
     qt_layer_metrics *layers; // (n_layer)
 } qt_eval_result;
 
+// A layer's inf-norm under max_inf_norm's rule: its output's in a pre-LN model; the largest of
+// its output's, attention output's and FFN output's in a post-LN one.
+double qt_layer_inf_norm(const qt_layer_metrics *lm, qt_norm_position norm_position);
+
 // Per-sample statistics of x (n values): max|x| and kurtosis as defined above.
 void qt_outlier_stats(const float *x, size_t n, double *inf_norm, double *kurtosis);
 
