@@ -119,6 +119,16 @@ qt_status qt_cpu_attention_flash_bwd_f64(const qt_attn_params *ap, double *dqkv,
                                          const double *gate, const double *sink, const int *lens,
                                          int B, int T, int C, int H, void *ws, size_t ws_bytes);
 
+// CUDA (kernels/cuda/attention.cu): the forward on tensor cores (mma m16n8k16), fp16 and bf16
+// storage, head dims 64 and 128 (qt_cuda_attention_flash_supported: 1 when the kernel exists for
+// dt and D, else the caller composes attention). qkv, ctx, out, sink of dt; lse, R, gate fp32;
+// nzero (B, H) int64 (NULL skips it). Same contract and refusals as the CPU op (no workspace).
+int qt_cuda_attention_flash_supported(qt_dtype dt, int head_dim);
+qt_status qt_cuda_attention_flash_fwd(qt_cuda_stream s, qt_dtype dt, const qt_attn_params *ap,
+                                      void *out, void *ctx, float *lse, float *R, int64_t *nzero,
+                                      const void *qkv, const float *gate, const void *sink,
+                                      const int *lens, int B, int T, int C, int H);
+
 #ifdef __cplusplus
 }
 #endif
