@@ -129,6 +129,16 @@ qt_status qt_cuda_attention_flash_fwd(qt_cuda_stream s, qt_dtype dt, const qt_at
                                       const void *qkv, const float *gate, const void *sink,
                                       const int *lens, int B, int T, int C, int H);
 
+// The backward adds into dqkv (dt), dgate (fp32) and dsink (dt, learned sink); ws (256-byte
+// aligned) of at least qt_cuda_attention_flash_ws_bytes bytes is overwritten. Deterministic.
+size_t qt_cuda_attention_flash_ws_bytes(qt_dtype dt, int B, int T, int C, int H);
+qt_status qt_cuda_attention_flash_bwd(qt_cuda_stream s, qt_dtype dt, const qt_attn_params *ap,
+                                      void *dqkv, float *dgate, void *dsink, const void *dout,
+                                      const void *qkv, const void *ctx, const float *lse,
+                                      const float *R, const float *gate, const void *sink,
+                                      const int *lens, int B, int T, int C, int H, void *ws,
+                                      size_t ws_bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -78,10 +78,12 @@ static __device__ __forceinline__ void flash_stage(T *dst, const T *src, size_t 
 }
 
 // S (16 x BC per warp) = scale Q_w K^T: s[n][.] is the 8-key slice n, layout of d[] in the mma.
-template <typename T, int D>
-static __device__ __forceinline__ void flash_scores(float (&s)[flash_tile<D>::BC / 8][4],
-                                                    const T *Qw, const T *Ks, float scale) {
-    constexpr int LD = flash_tile<D>::LD, NS = flash_tile<D>::BC / 8;
+// Both operands are K-contiguous rows of shared memory (row stride D + FLASH_PAD). The backward
+// reuses it with other operands (dPc = dA V^T; S^T = K Q^T: the same products, same k order).
+template <typename T, int D, int BC>
+static __device__ __forceinline__ void flash_scores(float (&s)[BC / 8][4], const T *Qw,
+                                                    const T *Ks, float scale) {
+    constexpr int LD = D + FLASH_PAD, NS = BC / 8;
     const int lane = (int)threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     QT_UNROLL
     for (int n = 0; n < NS; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
@@ -108,11 +110,11 @@ static __device__ __forceinline__ void flash_scores(float (&s)[flash_tile<D>::BC
 }
 
 // acc (16 x D per warp) += P (16 x BC, fp32 in the score layout, rounded to T) V (BC x D).
-template <typename T, int D>
-static __device__ __forceinline__ void flash_pv(float (&acc)[D / 8][4],
-                                                const float (&p)[flash_tile<D>::BC / 8][4],
+// The backward reuses it: dV += Pc^T dA, dK += dS^T Q, dQ += dS K.
+template <typename T, int D, int BC>
+static __device__ __forceinline__ void flash_pv(float (&acc)[D / 8][4], const float (&p)[BC / 8][4],
                                                 const T *Vs) {
-    constexpr int LD = flash_tile<D>::LD, BC = flash_tile<D>::BC;
+    constexpr int LD = D + FLASH_PAD;
     const int lane = (int)threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     QT_UNROLL
     for (int kk = 0; kk < BC / 16; kk++) {
@@ -234,7 +236,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
 
     // S of the key tile j0 (staged), masked to -inf past each row's length
     auto masked_scores = [&](int j0) {
-        flash_scores<T, D>(s, Qw, Ks, scale);
+        flash_scores<T, D, BC>(s, Qw, Ks, scale);
         QT_UNROLL
         for (int n = 0; n < NS; n++)
             QT_UNROLL
@@ -265,7 +267,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
                     acc[n][2] *= alpha[1];
                     acc[n][3] *= alpha[1];
                 }
-                flash_pv<T, D>(acc, s, Vs);
+                flash_pv<T, D, BC>(acc, s, Vs);
                 continue;
             }
             // pass 2 of the clipped variants: s -> Pc, and mp = M P
@@ -284,8 +286,8 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
                     mp[n][e] = att && lin ? P : 0.0f;
                     zeros += att && y == 0.0f;
                 }
-            flash_pv<T, D>(acc, s, Vs);
-            if (R) flash_pv<T, D>(racc, mp, Vs);
+            flash_pv<T, D, BC>(acc, s, Vs);
+            if (R) flash_pv<T, D, BC>(racc, mp, Vs);
         }
         if (pass == 0 || !two_pass)
             for (int r = 0; r < 2; r++) L[r] = l[r] > 0.0f ? m[r] + logf(l[r]) : INFINITY;
@@ -322,6 +324,250 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
         long long z = zeros;
         for (int o = 16; o > 0; o >>= 1) z += __shfl_xor_sync(QT_FULL_MASK, z, o);
         if (lane == 0 && z) atomicAdd(nzero + (size_t)b * H + h, (unsigned long long)z);
+    }
+}
+
+// ---- backward (FLASH_CLIP.md section 2, D by option B) --------------------------------------
+// Three kernels, all deterministic (no float atomics):
+//   attention_flash_bwd_rows   per (b, t, h) row, one thread: dA = g dO (rounded to T into the
+//                              workspace: the mma operand), dgate += dO . A (head) or dO * A
+//                              (channel), D_t = a_t dA . R_t (vanilla: dA . A), the learned sink's
+//                              share -exp(s0 - L_t) D_t; then attention_flash_bwd_sink sums the
+//                              shares per head in a fixed order (b, then t) into dsink.
+//   attention_flash_bwd_kv     per (b, h, 64 keys), warp w owning keys 16w..: loops over the
+//                              query tiles of BQ rows that attend any of them; per tile S^T =
+//                              scale K_w Q^T (the forward's products in the same k order),
+//                              P = exp(S - L), Pc, M; dV += Pc^T dA; dPc^T = V_w dA^T;
+//                              dS^T = P (a M dPc - D); dK += dS^T Q. dK (scaled), dV added once.
+//   attention_flash_bwd_q      per (b, h, 64 queries), the forward's tiling: S again, P, Pc, M,
+//                              dPc = dA V^T, dS, dQ += dS K; dQ (scaled) added once.
+// QT_ATTENTION_MUTATION = 1 (tests only: its ctest must fail) takes FlashAttention-2's shortcut
+// D = rowsum(dO * O) = dA . A for the clipped variants too, wrong under a clip (FLASH_CLIP.md).
+#ifndef QT_ATTENTION_MUTATION
+#define QT_ATTENTION_MUTATION 0
+#endif
+
+template <int D> struct flash_bwd_tile {
+    static constexpr int BQ = D == 64 ? 32 : 16; // query rows per tile of the kv kernel
+};
+
+static __device__ __forceinline__ void flash_coeffs(int kind, float gamma, float zeta, float eta,
+                                                    float beta, int n, float *a, float *c) {
+    double ad, cd;
+    qt_softmax_clip_coeffs(kind, gamma, zeta, eta, beta, n, &ad, &cd);
+    *a = (float)ad;
+    *c = (float)cd;
+}
+
+// The clip gradient a dPc where 0 <= a P + c <= 1 (inclusive), else 0.
+static __device__ __forceinline__ float flash_clip_grad(float a, float P, float c, float d) {
+    const float y = flash_clip_arg(a, P, c);
+    return y >= 0.0f && y <= 1.0f ? __fmul_rn(a, d) : 0.0f;
+}
+
+template <typename T>
+static __global__ void __launch_bounds__(FLASH_BR * 2)
+    attention_flash_bwd_rows(int kind, float gamma, float zeta, float eta, float beta,
+                             int sink_kind, int gate_kind, T *dA, float *Drow, float *sink_part,
+                             float *dgate, const T *dout, const T *ctx, const float *R,
+                             const float *lse, const float *gate, const T *sink, const int *lens,
+                             int B, int T_, int C, int H) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; // (b, t, h)
+    if (i >= (size_t)B * T_ * H) return;
+    const int h = (int)(i % (size_t)H);
+    const size_t tok = i / (size_t)H;
+    const int b = (int)(tok / (size_t)T_), t = (int)(tok % (size_t)T_);
+    const int D = C / H;
+    const size_t off = tok * C + (size_t)h * D;
+    float a, c;
+    flash_coeffs(kind, gamma, zeta, eta, beta, lens[tok], &a, &c);
+    const bool vanilla = kind == QT_SOFTMAX_KIND_VANILLA || QT_ATTENTION_MUTATION == 1;
+    const float gh = gate_kind == QT_ATTN_GATE_HEAD ? gate[tok * H + h] : 1.0f;
+    float dd = 0.0f, dg = 0.0f;
+    for (int d = 0; d < D; d++) {
+        const float o = qt_ld(dout + off + d), A = qt_ld(ctx + off + d);
+        const float g = gate_kind == QT_ATTN_GATE_CHANNEL ? gate[off + d] : gh;
+        const float da = gate_kind == QT_ATTN_GATE_NONE ? o : __fmul_rn(g, o);
+        const float X = vanilla ? A : R[off + d];
+        dd += da * X;
+        dg += o * A;
+        qt_st(dA + off + d, da);
+        if (dgate && gate_kind == QT_ATTN_GATE_CHANNEL) dgate[off + d] += o * A;
+    }
+    if (dgate && gate_kind == QT_ATTN_GATE_HEAD) dgate[tok * H + h] += dg;
+    const float Dt = vanilla ? dd : a * dd;
+    const size_t r = ((size_t)b * H + h) * T_ + t; // (B, H, T)
+    Drow[r] = Dt;
+    if (sink_kind == QT_SINK_LEARNED) sink_part[r] = -expf(qt_ld(sink + h) - lse[r]) * Dt;
+}
+
+template <typename T>
+static __global__ void attention_flash_bwd_sink(T *dsink, const float *sink_part, int B, int T_,
+                                                int H) {
+    const int h = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (h >= H) return;
+    float s = 0.0f;
+    for (int b = 0; b < B; b++) {
+        float part = 0.0f;
+        for (int t = 0; t < T_; t++) part += sink_part[((size_t)b * H + h) * T_ + t];
+        s += part;
+    }
+    qt_add_st(dsink + h, s);
+}
+
+template <typename T, int D>
+static __global__ void __launch_bounds__(FLASH_BR * 2)
+    attention_flash_bwd_kv(int kind, float scale, float gamma, float zeta, float eta, float beta,
+                           T *dqkv, const T *qkv, const T *dA, const float *lse,
+                           const float *Drow, const int *lens, int T_, int C, int H) {
+    constexpr int BQ = flash_bwd_tile<D>::BQ, LD = D + FLASH_PAD, NS = BQ / 8, ND = D / 8;
+    QT_SHARED(T, Ks, FLASH_BR * LD);
+    QT_SHARED(T, Vs, FLASH_BR * LD);
+    QT_SHARED(T, Qs, BQ * LD);
+    QT_SHARED(T, dAs, BQ * LD);
+    QT_SHARED(float, s_L, BQ);
+    QT_SHARED(float, s_D, BQ);
+    QT_SHARED(float, s_a, BQ);
+    QT_SHARED(float, s_c, BQ);
+    QT_SHARED(int, s_len, BQ);
+    const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
+    const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
+    const int b = bh / H, h = bh % H, j0 = tile * FLASH_BR;
+    const int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, g = lane >> 2,
+              t = lane & 3;
+    const size_t C3 = 3 * (size_t)C;
+    const T *q = qkv + (size_t)b * T_ * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const T *dAh = dA + (size_t)b * T_ * C + (size_t)h * D;
+    const float *L = lse + ((size_t)b * H + h) * T_, *Dr = Drow + ((size_t)b * H + h) * T_;
+    const int nk = T_ - j0 < FLASH_BR ? T_ - j0 : FLASH_BR;
+    flash_stage<T, D>(Ks, k + (size_t)j0 * C3, C3, FLASH_BR, nk);
+    flash_stage<T, D>(Vs, v + (size_t)j0 * C3, C3, FLASH_BR, nk);
+    float dk[ND][4], dv[ND][4];
+    QT_UNROLL
+    for (int n = 0; n < ND; n++)
+        QT_UNROLL
+        for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
+    const T *Kw = Ks + 16 * warp * LD, *Vw = Vs + 16 * warp * LD;
+    const int key[2] = {j0 + 16 * warp + g, j0 + 16 * warp + g + 8}; // the lane's two keys
+    for (int i0 = 0; i0 < T_; i0 += BQ) {
+        const int nq = T_ - i0 < BQ ? T_ - i0 : BQ;
+        __syncthreads(); // the previous tile's readers are done
+        flash_stage<T, D>(Qs, q + (size_t)i0 * C3, C3, BQ, nq);
+        flash_stage<T, D>(dAs, dAh + (size_t)i0 * C, C, BQ, nq);
+        if ((int)threadIdx.x < BQ) {
+            const int r = (int)threadIdx.x, ok = r < nq;
+            const int n = ok ? lens[(size_t)b * T_ + i0 + r] : 0;
+            s_len[r] = n;
+            s_L[r] = ok ? L[i0 + r] : 0.0f;
+            s_D[r] = ok ? Dr[i0 + r] : 0.0f;
+            flash_coeffs(kind, gamma, zeta, eta, beta, n, &s_a[r], &s_c[r]);
+        }
+        __syncthreads();
+        int qmax = 0;
+        for (int r = 0; r < BQ; r++) qmax = s_len[r] > qmax ? s_len[r] : qmax;
+        if (qmax <= j0) continue; // no row of the tile attends these keys (block-uniform)
+        float st[NS][4], dst[NS][4];
+        flash_scores<T, D, BQ>(st, Kw, Qs, scale); // S^T: rows = keys, columns = queries
+        flash_scores<T, D, BQ>(dst, Vw, dAs, 1.0f); // dPc^T
+        QT_UNROLL
+        for (int n = 0; n < NS; n++)
+            QT_UNROLL
+            for (int e = 0; e < 4; e++) {
+                const int qr = n * 8 + 2 * t + (e & 1), kj = key[e >> 1];
+                const bool att = kj < s_len[qr];
+                const float P = att ? expf(st[n][e] - s_L[qr]) : 0.0f;
+                const float z = flash_clip_arg(s_a[qr], P, s_c[qr]);
+                const float y = z < 0.0f ? 0.0f : z > 1.0f ? 1.0f : z;
+                st[n][e] = att ? y : 0.0f; // Pc^T
+                dst[n][e] = att ? P * (flash_clip_grad(s_a[qr], P, s_c[qr], dst[n][e]) - s_D[qr])
+                                : 0.0f; // dS^T
+            }
+        flash_pv<T, D, BQ>(dv, st, dAs);
+        flash_pv<T, D, BQ>(dk, dst, Qs);
+    }
+    for (int r = 0; r < 2; r++) {
+        if (key[r] >= T_) continue;
+        T *dkr = dqkv + ((size_t)b * T_ + key[r]) * C3 + C + (size_t)h * D, *dvr = dkr + C;
+        QT_UNROLL
+        for (int n = 0; n < ND; n++)
+            QT_UNROLL
+            for (int e = 0; e < 2; e++) {
+                const int d = n * 8 + 2 * t + e;
+                qt_add_st(dkr + d, __fmul_rn(scale, dk[n][2 * r + e]));
+                qt_add_st(dvr + d, dv[n][2 * r + e]);
+            }
+    }
+}
+
+template <typename T, int D>
+static __global__ void __launch_bounds__(FLASH_BR * 2)
+    attention_flash_bwd_q(int kind, float scale, float gamma, float zeta, float eta, float beta,
+                          T *dqkv, const T *qkv, const T *dA, const float *lse, const float *Drow,
+                          const int *lens, int T_, int C, int H) {
+    constexpr int BC = flash_tile<D>::BC, LD = D + FLASH_PAD, NS = BC / 8, ND = D / 8;
+    QT_SHARED(T, Qs, FLASH_BR * LD);
+    QT_SHARED(T, dAs, FLASH_BR * LD);
+    QT_SHARED(T, Ks, BC * LD);
+    QT_SHARED(T, Vs, BC * LD);
+    QT_SHARED(int, s_len, FLASH_BR);
+    const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
+    const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
+    const int b = bh / H, h = bh % H, r0 = tile * FLASH_BR;
+    const int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, g = lane >> 2,
+              t = lane & 3;
+    const size_t C3 = 3 * (size_t)C;
+    const T *q = qkv + (size_t)b * T_ * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const int valid = T_ - r0 < FLASH_BR ? T_ - r0 : FLASH_BR;
+    if (threadIdx.x < FLASH_BR)
+        s_len[threadIdx.x] = (int)threadIdx.x < valid ? lens[(size_t)b * T_ + r0 + threadIdx.x] : 0;
+    flash_stage<T, D>(Qs, q + (size_t)r0 * C3, C3, FLASH_BR, valid);
+    flash_stage<T, D>(dAs, dA + ((size_t)b * T_ + r0) * C + (size_t)h * D, C, FLASH_BR, valid);
+    __syncthreads();
+    int kmax = 0;
+    for (int i = 0; i < FLASH_BR; i++) kmax = s_len[i] > kmax ? s_len[i] : kmax;
+    const int row[2] = {16 * warp + g, 16 * warp + g + 8};
+    const int len[2] = {s_len[row[0]], s_len[row[1]]};
+    float ca[2], cc[2], Lr[2], Dt[2];
+    for (int r = 0; r < 2; r++) {
+        flash_coeffs(kind, gamma, zeta, eta, beta, len[r], &ca[r], &cc[r]);
+        const bool ok = row[r] < valid;
+        Lr[r] = ok ? lse[((size_t)b * H + h) * T_ + r0 + row[r]] : 0.0f;
+        Dt[r] = ok ? Drow[((size_t)b * H + h) * T_ + r0 + row[r]] : 0.0f;
+    }
+    float dq[ND][4];
+    QT_UNROLL
+    for (int n = 0; n < ND; n++)
+        QT_UNROLL
+        for (int e = 0; e < 4; e++) dq[n][e] = 0.0f;
+    const T *Qw = Qs + 16 * warp * LD, *dAw = dAs + 16 * warp * LD;
+    for (int j0 = 0; j0 < kmax; j0 += BC) {
+        const int nk = T_ - j0 < BC ? T_ - j0 : BC;
+        __syncthreads();
+        flash_stage<T, D>(Ks, k + (size_t)j0 * C3, C3, BC, nk);
+        flash_stage<T, D>(Vs, v + (size_t)j0 * C3, C3, BC, nk);
+        __syncthreads();
+        float s[NS][4], ds[NS][4];
+        flash_scores<T, D, BC>(s, Qw, Ks, scale);  // the forward's S, same bits
+        flash_scores<T, D, BC>(ds, dAw, Vs, 1.0f); // dPc = dA V^T
+        QT_UNROLL
+        for (int n = 0; n < NS; n++)
+            QT_UNROLL
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1, j = j0 + n * 8 + 2 * t + (e & 1);
+                const bool att = j < len[r];
+                const float P = att ? expf(s[n][e] - Lr[r]) : 0.0f;
+                ds[n][e] = att ? P * (flash_clip_grad(ca[r], P, cc[r], ds[n][e]) - Dt[r]) : 0.0f;
+            }
+        flash_pv<T, D, BC>(dq, ds, Ks);
+    }
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= valid) continue;
+        T *dqr = dqkv + ((size_t)b * T_ + r0 + row[r]) * C3 + (size_t)h * D;
+        QT_UNROLL
+        for (int n = 0; n < ND; n++)
+            QT_UNROLL
+            for (int e = 0; e < 2; e++)
+                qt_add_st(dqr + n * 8 + 2 * t + e, __fmul_rn(scale, dq[n][2 * r + e]));
     }
 }
 
@@ -400,6 +646,90 @@ extern "C" qt_status qt_cuda_attention_flash_fwd(qt_cuda_stream s, qt_dtype dt,
     if (nzero) QT_CHECK_CUDA(cudaMemsetAsync(nzero, 0, (size_t)B * H * sizeof(int64_t), st));
     QT_DTYPE_DISPATCH(dt, launch_fwd, st, ap, out, ctx, lse, R, nzero, qkv, gate, sink, lens, B, T,
                       C, H);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+// ---- backward launcher -------------------------------------------------------------------------
+// Workspace: dA (B, T, C) of dt, then D and the sink's shares (B, H, T) fp32 each, 256-byte aligned.
+static size_t flash_round256(size_t n) { return (n + 255) / 256 * 256; }
+
+extern "C" size_t qt_cuda_attention_flash_ws_bytes(qt_dtype dt, int B, int T, int C, int H) {
+    const size_t n = (size_t)(B > 0 ? B : 0) * (size_t)(T > 0 ? T : 0);
+    const size_t rows = n * (size_t)(H > 0 ? H : 0);
+    return flash_round256(n * (size_t)(C > 0 ? C : 0) * qt_dtype_size(dt)) +
+           2 * flash_round256(rows * sizeof(float));
+}
+
+template <typename T, int D>
+static void launch_bwd_d(cudaStream_t st, const qt_attn_params *ap, void *dqkv, float *dgate,
+                         void *dsink, const void *dout, const void *qkv, const void *ctx,
+                         const float *lse, const float *R, const float *gate, const void *sink,
+                         const int *lens, int B, int T_, int C, int H, void *ws) {
+    const qt_softmax_params &sm = ap->sm;
+    const size_t n = (size_t)B * T_, rows = n * H;
+    T *dA = (T *)ws;
+    float *Drow = (float *)((char *)ws + flash_round256(n * C * sizeof(T)));
+    float *sink_part = (float *)((char *)Drow + flash_round256(rows * sizeof(float)));
+    QT_LAUNCH(attention_flash_bwd_rows<T>, (unsigned)QT_CEIL_DIV(rows, FLASH_BR * 2), FLASH_BR * 2,
+              0, st, (int)sm.kind, sm.gamma, sm.zeta, sm.eta, sm.beta, (int)ap->sink,
+              (int)ap->gate, dA, Drow, sink_part, dgate, (const T *)dout, (const T *)ctx, R, lse,
+              gate, (const T *)sink, lens, B, T_, C, H);
+    if (ap->sink == QT_SINK_LEARNED && dsink)
+        QT_LAUNCH(attention_flash_bwd_sink<T>, (unsigned)QT_CEIL_DIV((size_t)H, 32), 32, 0, st,
+                  (T *)dsink, (const float *)sink_part, B, T_, H);
+    const unsigned blocks = (unsigned)((size_t)B * H * ((T_ + FLASH_BR - 1) / FLASH_BR));
+    QT_LAUNCH(attention_flash_bwd_kv<T, D>, blocks, FLASH_BR * 2, 0, st, (int)sm.kind, sm.scale,
+              sm.gamma, sm.zeta, sm.eta, sm.beta, (T *)dqkv, (const T *)qkv, (const T *)dA, lse,
+              (const float *)Drow, lens, T_, C, H);
+    QT_LAUNCH(attention_flash_bwd_q<T, D>, blocks, FLASH_BR * 2, 0, st, (int)sm.kind, sm.scale,
+              sm.gamma, sm.zeta, sm.eta, sm.beta, (T *)dqkv, (const T *)qkv, (const T *)dA, lse,
+              (const float *)Drow, lens, T_, C, H);
+}
+
+template <typename T>
+static void launch_bwd(cudaStream_t st, const qt_attn_params *ap, void *dqkv, float *dgate,
+                       void *dsink, const void *dout, const void *qkv, const void *ctx,
+                       const float *lse, const float *R, const float *gate, const void *sink,
+                       const int *lens, int B, int T_, int C, int H, void *ws) {
+    if (std::is_same<T, float>::value) return; // refused by flash_check
+    typedef typename std::conditional<std::is_same<T, float>::value, __half, T>::type T16;
+    if (C / H == 64)
+        launch_bwd_d<T16, 64>(st, ap, dqkv, dgate, dsink, dout, qkv, ctx, lse, R, gate, sink, lens,
+                              B, T_, C, H, ws);
+    else
+        launch_bwd_d<T16, 128>(st, ap, dqkv, dgate, dsink, dout, qkv, ctx, lse, R, gate, sink,
+                               lens, B, T_, C, H, ws);
+}
+
+extern "C" qt_status qt_cuda_attention_flash_bwd(qt_cuda_stream s, qt_dtype dt,
+                                                 const qt_attn_params *ap, void *dqkv,
+                                                 float *dgate, void *dsink, const void *dout,
+                                                 const void *qkv, const void *ctx,
+                                                 const float *lse, const float *R,
+                                                 const float *gate, const void *sink,
+                                                 const int *lens, int B, int T, int C, int H,
+                                                 void *ws, size_t ws_bytes) {
+    const char *op = "attention_flash_bwd";
+    QT_TRY(flash_check(op, dt, ap, B, T, C, H));
+    if (B == 0) return QT_OK;
+    const bool gated = ap->gate != QT_ATTN_GATE_NONE, learned = ap->sink == QT_SINK_LEARNED;
+    const bool vanilla = ap->sm.kind == QT_SOFTMAX_VANILLA;
+    QT_TRY(qt_check_tensors(op, qt_arg("dqkv", dqkv, dt), qt_arg("dout", dout, dt),
+                            qt_arg("qkv", qkv, dt), qt_arg("ctx", ctx, dt), qt_arg("lse", lse),
+                            qt_arg("lens", lens), qt_arg("ws", (const char *)ws),
+                            qt_arg("R", R, vanilla ? QT_ARG_OPTIONAL : QT_ARG_REQUIRED),
+                            qt_arg("gate", gate, gated ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL),
+                            qt_arg("sink", sink, dt, learned ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL),
+                            qt_arg("dgate", dgate, QT_ARG_OPTIONAL),
+                            qt_arg("dsink", dsink, dt, QT_ARG_OPTIONAL)));
+    const size_t need = qt_cuda_attention_flash_ws_bytes(dt, B, T, C, H);
+    if (ws_bytes < need || !qt_aligned(ws, 256))
+        return qt_error(QT_ERR_ARG, "%s: workspace %p of %zu bytes; pass %zu bytes (qt_cuda_"
+                        "attention_flash_ws_bytes), 256-byte aligned", op, ws, ws_bytes, need);
+    QT_DTYPE_DISPATCH(dt, launch_bwd, (cudaStream_t)s, ap, dqkv, gated ? dgate : NULL,
+                      learned ? dsink : NULL, dout, qkv, ctx, lse, R, gate, sink, lens, B, T, C, H,
+                      ws);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }

@@ -1,5 +1,5 @@
-// test_cuda_attention.c: qt_cuda_attention_flash_fwd (kernels/cuda/attention.cu, mma m16n8k16)
-// against the CPU reference qt_cpu_attention_flash_fwd (kernels/cpu/attention_impl.h).
+// test_cuda_attention.c: qt_cuda_attention_flash_{fwd,bwd} (kernels/cuda/attention.cu, mma
+// m16n8k16) against the CPU reference qt_cpu_attention_flash_{fwd,bwd} (kernels/cpu/attention_impl.h).
 //
 // Every case: qkv and the learned sink rounded to the dtype first (the reference runs in fp32 on
 // exactly the values the kernel reads; the gate is fp32 on both sides), outputs poisoned (NaN)
@@ -13,6 +13,10 @@
 //   lse (fp32): scores from exact products of the same rounded inputs, summed in another order:
 //     atol 1e-5, rtol 1e-5.
 //   nzero: exact (the clip mask sees the same fp32 P up to an ulp; the draws keep clear of it).
+//   dqkv, dsink: dA, Pc and dS are rounded to the dtype as mma operands: atol 16 u times the
+//     largest gradient element, rtol u (the sum rounded into the dtype); dgate: 8 u, rtol u.
+//   The backward adds into random gradients; the mutation build (QT_ATTENTION_MUTATION = 1, D by
+//   FlashAttention-2's rowsum(dO * O)) must fail the clipped and NCS cases.
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -129,6 +133,64 @@ static void run_fwd_case(const flash_case *fc) {
     ck_assert_msg(qt_ct_guard_ok(fc->dt, d_ctx, nc) && qt_ct_guard_ok(QT_DTYPE_F32, d_lse, nl) &&
                       qt_ct_guard_ok(fc->dt, d_out, nc) && qt_ct_guard_ok(QT_DTYPE_F32, d_R, nc),
                   "%s: wrote past the end of an output", tag);
+
+    // ---- backward: each side on its own forward's ctx, lse, R; adds into random gradients
+    float *dout = qt_ct_rand_rounded(fc->dt, nc, -1.0f, 1.0f, fc->seed + 3);
+    float *dqkv = qt_ct_rand_rounded(fc->dt, nqkv, -1.0f, 1.0f, fc->seed + 4);
+    float *dgate = malloc(ng * sizeof(float));
+    qt_test_fill_uniform(dgate, ng, -1.0f, 1.0f, fc->seed + 5);
+    float dsink[2] = {qt_ct_round(fc->dt, 0.25f), qt_ct_round(fc->dt, -0.5f)};
+    float *ref_dqkv = malloc(nqkv * sizeof(float)), *ref_dgate = malloc(ng * sizeof(float));
+    float ref_dsink[2] = {dsink[0], dsink[1]};
+    memcpy(ref_dqkv, dqkv, nqkv * sizeof(float));
+    memcpy(ref_dgate, dgate, ng * sizeof(float));
+    ck_assert_msg(qt_cpu_attention_flash_bwd(&ap, ref_dqkv, gated ? ref_dgate : NULL,
+                                             fc->sink == 2 ? ref_dsink : NULL, dout, qkv, ref_ctx,
+                                             ref_lse, clipv ? ref_R : NULL, gated ? gate : NULL,
+                                             fc->sink == 2 ? sink : NULL, lens, B, T, C, H, ws,
+                                             wsb) == QT_OK,
+                  "%s: cpu bwd: %s", tag, qt_last_error());
+    void *d_dout = qt_ct_upload(fc->dt, dout, nc), *d_dqkv = qt_ct_upload(fc->dt, dqkv, nqkv);
+    float *d_dgate = qt_ct_upload(QT_DTYPE_F32, dgate, ng);
+    void *d_dsink = qt_ct_upload(fc->dt, dsink, 2);
+    const size_t cws = qt_cuda_attention_flash_ws_bytes(fc->dt, B, T, C, H);
+    void *d_ws = qt_ct_alloc(QT_DTYPE_F32, cws / 4 + 1);
+    const qt_status sb = qt_cuda_attention_flash_bwd(
+        NULL, fc->dt, &ap, d_dqkv, gated ? d_dgate : NULL, fc->sink == 2 ? d_dsink : NULL, d_dout,
+        d_qkv, d_ctx, d_lse, clipv ? d_R : NULL, gated ? d_gate : NULL,
+        fc->sink == 2 ? d_sink : NULL, d_lens, B, T, C, H, d_ws, cws);
+    ck_assert_msg(sb == QT_OK, "%s: bwd returned %d: %s", tag, (int)sb, qt_last_error());
+    ck_assert_int_eq(cudaDeviceSynchronize(), cudaSuccess);
+    // dq, dk, dv: dA, Pc and dS are rounded to the dtype as mma operands (u relative each), so
+    // the error is a few u of the gradient's scale, plus the rounding of the sum to the dtype
+    double gmax = 0.0;
+    for (size_t i = 0; i < nqkv; i++) gmax = fmax(gmax, fabs((double)ref_dqkv[i] - dqkv[i]));
+    const double e_dqkv = qt_ct_dev_err(fc->dt, d_dqkv, ref_dqkv, nqkv, 16 * u * gmax + 1e-6, u);
+    ck_assert_msg(e_dqkv <= 1.0, "%s: dqkv error %g x tolerance (gradient scale %g)", tag, e_dqkv,
+                  gmax);
+    if (gated) {
+        double gm = 0.0;
+        for (size_t i = 0; i < ng; i++) gm = fmax(gm, fabs((double)ref_dgate[i] - dgate[i]));
+        const double e_dg = qt_ct_dev_err(QT_DTYPE_F32, d_dgate, ref_dgate, ng, 8 * u * gm + 1e-6, u);
+        ck_assert_msg(e_dg <= 1.0, "%s: dgate error %g x tolerance", tag, e_dg);
+    }
+    if (fc->sink == 2) {
+        const double sm = fmax(fabs(ref_dsink[0] - dsink[0]), fabs(ref_dsink[1] - dsink[1]));
+        const double e_ds = qt_ct_dev_err(fc->dt, d_dsink, ref_dsink, 2, 16 * u * sm + 1e-6, u);
+        ck_assert_msg(e_ds <= 1.0, "%s: dsink error %g x tolerance", tag, e_ds);
+    }
+    ck_assert_msg(qt_ct_guard_ok(fc->dt, d_dqkv, nqkv) && qt_ct_guard_ok(QT_DTYPE_F32, d_dgate, ng),
+                  "%s: bwd wrote past the end of a gradient", tag);
+    qt_ct_free(d_dout);
+    qt_ct_free(d_dqkv);
+    qt_ct_free(d_dgate);
+    qt_ct_free(d_dsink);
+    qt_ct_free(d_ws);
+    free(dout);
+    free(dqkv);
+    free(dgate);
+    free(ref_dqkv);
+    free(ref_dgate);
     qt_ct_free(d_qkv);
     qt_ct_free(d_sink);
     qt_ct_free(d_gate);
