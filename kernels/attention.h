@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/params.h"
 #include "base/status.h"
 
@@ -138,6 +139,14 @@ qt_status qt_cuda_attention_flash_bwd(qt_cuda_stream s, qt_dtype dt, const qt_at
                                       const float *R, const float *gate, const void *sink,
                                       const int *lens, int B, int T, int C, int H, void *ws,
                                       size_t ws_bytes);
+
+// Cost model (base/cost.h; counted in kernels/cuda/attention.cu): the launches the launchers
+// above make, appended to *c (causal rows assumed: lens lie in device memory). has_R: the
+// forward writes R.
+void qt_cuda_attention_flash_fwd_cost(qt_cost *c, qt_dtype dt, const qt_attn_params *ap,
+                                      int has_R, int B, int T, int C, int H);
+void qt_cuda_attention_flash_bwd_cost(qt_cost *c, qt_dtype dt, const qt_attn_params *ap, int B,
+                                      int T, int C, int H);
 
 #ifdef __cplusplus
 }

@@ -733,3 +733,60 @@ extern "C" qt_status qt_cuda_attention_flash_bwd(qt_cuda_stream s, qt_dtype dt,
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
+
+// ==== cost model (base/cost.h) =================================================================
+// lens lie in device memory: the rows are taken as causal (row t attends t + 1 keys), as
+// qt_cuda_softmax_clip_*_cost does. att = B H T (T + 1) / 2 attended (row, key) pairs; one
+// matmul over them costs 2 D att FLOPs. K and V tiles are re-read once per query tile that
+// attends them: keys read = B H sum over query tiles of the tile's last row + 1.
+static double flash_att(int B, int T, int H) { return (double)B * H * T * (T + 1.0) / 2; }
+static double flash_keys_read(int B, int T, int H, int rows_per_tile) {
+    double keys = 0;
+    for (int r0 = 0; r0 < T; r0 += rows_per_tile)
+        keys += (double)(r0 + rows_per_tile < T ? r0 + rows_per_tile : T);
+    return keys * B * H;
+}
+static int flash_cost_ok(const qt_attn_params *ap, int B, int T, int C, int H) {
+    return ap && B > 0 && T > 0 && H > 0 && C % H == 0 && (C / H == 64 || C / H == 128);
+}
+
+extern "C" void qt_cuda_attention_flash_fwd_cost(qt_cost *c, qt_dtype dt, const qt_attn_params *ap,
+                                                 int has_R, int B, int T, int C, int H) {
+    if (!flash_cost_ok(ap, B, T, C, H)) return;
+    const int D = C / H, clipv = ap->sm.kind != QT_SOFTMAX_VANILLA;
+    const double E = (double)qt_dtype_size(dt), N = (double)B * T, att = flash_att(B, T, H);
+    // vanilla: K and V once; clipped: K (pass 1), K and V (pass 2)
+    const double kv = (clipv ? 3 : 2) * flash_keys_read(B, T, H, FLASH_BR) * D * E;
+    const double bytes = E * N * C + kv + 4.0 * N + E * N * C * (ap->gate ? 2 : 1) +
+                         4.0 * B * H * T + (clipv && has_R ? 4.0 * N * C : 0);
+    // matmuls: S (2 passes when clipped), A, R; per score ~8 element-wise ops (mask, max, exp,
+    // sum, clip)
+    const double mm = clipv ? (has_R ? 4 : 3) : 2;
+    qt_cost_kernel(c, "attention_flash_fwd_tile", bytes, mm * 2.0 * D * att + 8.0 * att);
+}
+
+extern "C" void qt_cuda_attention_flash_bwd_cost(qt_cost *c, qt_dtype dt, const qt_attn_params *ap,
+                                                 int B, int T, int C, int H) {
+    if (!flash_cost_ok(ap, B, T, C, H)) return;
+    const int D = C / H, clipv = ap->sm.kind != QT_SOFTMAX_VANILLA;
+    const double E = (double)qt_dtype_size(dt), N = (double)B * T, att = flash_att(B, T, H);
+    // rows: dout, ctx, R (clipped), gate read; dA written; D, sink share written
+    qt_cost_kernel(c, "attention_flash_bwd_rows",
+                   E * N * C * 3 + (clipv ? 4.0 * N * C : 0) + (ap->gate ? 4.0 * N * C : 0) +
+                       8.0 * N * H,
+                   5.0 * N * C);
+    if (ap->sink == QT_SINK_LEARNED)
+        qt_cost_kernel(c, "attention_flash_bwd_sink", 4.0 * N * H + 2 * E * H, N * H);
+    // kv: per key tile, Q and dA of every query tile read (the whole head), K, V once; dK, dV
+    // read and written (+=). 4 matmuls (S^T, dPc^T, dV, dK).
+    const double tiles = (double)((T + FLASH_BR - 1) / FLASH_BR);
+    qt_cost_kernel(c, "attention_flash_bwd_kv",
+                   tiles * 2.0 * E * N * C + 2.0 * E * N * C + 4.0 * E * N * C +
+                       tiles * 12.0 * B * H * T,
+                   4 * 2.0 * D * att + 10.0 * att);
+    // q: K, V of the attended key tiles, Q and dA once, dQ read and written. 3 matmuls.
+    qt_cost_kernel(c, "attention_flash_bwd_q",
+                   2.0 * flash_keys_read(B, T, H, FLASH_BR) * D * E + 4.0 * E * N * C +
+                       8.0 * B * H * T,
+                   3 * 2.0 * D * att + 8.0 * att);
+}
