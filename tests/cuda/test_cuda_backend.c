@@ -511,8 +511,17 @@ START_TEST(test_backend_table_and_conversions) {
         ck_assert_int_eq(be.dtype, dts[d]);
         ck_assert_str_eq(be.name, "cuda");
         ck_assert_msg(qt_backend_check(&be) == QT_OK, "%s", qt_last_error());
-        ck_assert_msg(be.ops->attention_flash_fwd == NULL && be.ops->attention_flash_bwd == NULL,
-                      "the CUDA backend composes attention");
+        // the fused attention: fp16/bf16 with head dims 64 and 128, declined otherwise
+        ck_assert_msg(be.ops->attention_flash_fwd && be.ops->attention_flash_bwd &&
+                          be.ops->attention_flash_supports,
+                      "the CUDA backend has the fused attention");
+        qt_attn_params ap;
+        memset(&ap, 0, sizeof ap);
+        ck_assert_int_eq(be.ops->attention_flash_supports(be.ctx, &ap, 768, 12),
+                         dts[d] != QT_DTYPE_F32);
+        ck_assert_int_eq(be.ops->attention_flash_supports(be.ctx, &ap, 256, 2),
+                         dts[d] != QT_DTYPE_F32);
+        ck_assert_int_eq(be.ops->attention_flash_supports(be.ctx, &ap, 64, 4), 0);
         void *dev = NULL;
         ck_assert_int_eq(be.ops->alloc(be.ctx, &dev, n * qt_dtype_size(dts[d])), QT_OK);
         ck_assert_int_eq(be.ops->to_device_f32(be.ctx, dev, src, n), QT_OK);
