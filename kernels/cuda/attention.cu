@@ -4,7 +4,7 @@
 // (kernels/cpu/attention_impl.h), which this follows tile for tile in its math (not its tiles).
 //
 // Thread -> data: one block of 4 warps per (b, h, query tile of 64 rows); warp w owns the 16
-// query rows 16w .. 16w+15 of the tile. Key tiles of BC keys (64 for D = 64, 32 for D = 128:
+// query rows 16w .. 16w+15 of the tile. Key tiles of BC keys (64 for D = 64, 16 for D = 128:
 // the shared memory stays under 48 KiB) are staged in shared memory as T (fp16/bf16) and the
 // scores S = scale Q K^T come from qt_mma_m16n8k16 (fp32 accumulators; common.cuh has the
 // fragment layout). Lane (g, t) of a warp holds the scores of rows g, g+8 and key columns
@@ -33,7 +33,7 @@
 #define FLASH_PAD 8     // 16-bit elements of padding per shared row (16 bytes: banks spread)
 
 template <int D> struct flash_tile {
-    static constexpr int BC = D == 64 ? 64 : 32; // keys per tile
+    static constexpr int BC = D == 64 ? 64 : 16; // keys per tile (D 128: registers, A and R)
     static constexpr int LD = D + FLASH_PAD;     // shared row stride (elements)
 };
 
@@ -211,6 +211,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     const int row[2] = {16 * warp + g, 16 * warp + g + 8};
     const int len[2] = {s_len[row[0]], s_len[row[1]]};
     float ca[2], cc[2];
+    QT_UNROLL
     for (int r = 0; r < 2; r++) {
         double ad, cd;
         qt_softmax_clip_coeffs(kind, gamma, zeta, eta, beta, len[r], &ad, &cd);
@@ -219,7 +220,8 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     }
     const bool has_sink = sink_kind != QT_SINK_NONE;
     const float s0 = sink_kind == QT_SINK_LEARNED ? qt_ld(sink + h) : 0.0f;
-    float m[2], l[2], L[2], alpha[2];
+    float m[2], l[2], L[2] = {INFINITY, INFINITY}, alpha[2];
+    QT_UNROLL
     for (int r = 0; r < 2; r++) {
         m[r] = has_sink ? s0 : -INFINITY;
         l[r] = has_sink ? 1.0f : 0.0f;
@@ -290,6 +292,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
             if (R) flash_pv<T, D, BC>(racc, mp, Vs);
         }
         if (pass == 0 || !two_pass)
+            QT_UNROLL
             for (int r = 0; r < 2; r++) L[r] = l[r] > 0.0f ? m[r] + logf(l[r]) : INFINITY;
     }
     if (!two_pass) {
@@ -301,6 +304,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
             for (int e = 0; e < 4; e++) acc[n][e] *= inv[e >> 1];
     }
     // emit L, A, R and O = g A for the lane's rows inside T
+    QT_UNROLL
     for (int r = 0; r < 2; r++) {
         if (row[r] >= valid) continue;
         const size_t tok = (size_t)b * T_ + r0 + row[r];
@@ -348,7 +352,8 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
 #endif
 
 template <int D> struct flash_bwd_tile {
-    static constexpr int BQ = D == 64 ? 32 : 16; // query rows per tile of the kv kernel
+    static constexpr int BQ = D == 64 ? 32 : 16; // query rows per tile of the kv kernel, keys
+                                                 // per tile of the q kernel (48 KiB of smem)
 };
 
 static __device__ __forceinline__ void flash_coeffs(int kind, float gamma, float zeta, float eta,
@@ -485,6 +490,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
         flash_pv<T, D, BQ>(dv, st, dAs);
         flash_pv<T, D, BQ>(dk, dst, Qs);
     }
+    QT_UNROLL
     for (int r = 0; r < 2; r++) {
         if (key[r] >= T_) continue;
         T *dkr = dqkv + ((size_t)b * T_ + key[r]) * C3 + C + (size_t)h * D, *dvr = dkr + C;
@@ -504,7 +510,9 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     attention_flash_bwd_q(int kind, float scale, float gamma, float zeta, float eta, float beta,
                           T *dqkv, const T *qkv, const T *dA, const float *lse, const float *Drow,
                           const int *lens, int T_, int C, int H) {
-    constexpr int BC = flash_tile<D>::BC, LD = D + FLASH_PAD, NS = BC / 8, ND = D / 8;
+    // key tiles of BQ keys (not the forward's BC): Q and dA take 64 rows of shared memory here.
+    // Each score is still the same mma dot product in the same k order: the forward's bits.
+    constexpr int BC = flash_bwd_tile<D>::BQ, LD = D + FLASH_PAD, NS = BC / 8, ND = D / 8;
     QT_SHARED(T, Qs, FLASH_BR * LD);
     QT_SHARED(T, dAs, FLASH_BR * LD);
     QT_SHARED(T, Ks, BC * LD);
@@ -528,6 +536,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     const int row[2] = {16 * warp + g, 16 * warp + g + 8};
     const int len[2] = {s_len[row[0]], s_len[row[1]]};
     float ca[2], cc[2], Lr[2], Dt[2];
+    QT_UNROLL
     for (int r = 0; r < 2; r++) {
         flash_coeffs(kind, gamma, zeta, eta, beta, len[r], &ca[r], &cc[r]);
         const bool ok = row[r] < valid;
@@ -560,6 +569,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
             }
         flash_pv<T, D, BC>(dq, ds, Ks);
     }
+    QT_UNROLL
     for (int r = 0; r < 2; r++) {
         if (row[r] >= valid) continue;
         T *dqr = dqkv + ((size_t)b * T_ + r0 + row[r]) * C3 + (size_t)h * D;
