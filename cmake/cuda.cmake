@@ -308,6 +308,26 @@ foreach(mutation 1 2)
     PASS_REGULAR_EXPRESSION "test_gemm_exact:0: gemm mma M [0-9]+ N [0-9]+ K [0-9]+ offset 0 seed [0-9]+ c_off 0: C\\[[0-9]+\\]\\[[0-9]+\\] = -?[0-9]+, want -?[0-9]+")
 endforeach()
 
+# ---- mutation of the flash attention backward: the test must catch it -----------------------
+# test_cuda_attention with kernels/cuda/attention.cu compiled again under QT_ATTENTION_MUTATION=1:
+# D by FlashAttention-2's shortcut rowsum(dO * O), wrong under a clip (FLASH_CLIP.md section 2).
+# The test must fail (WILL_FAIL), on a clipped or NCS gradient.
+set(QT_ATTENTION_EMU_WRAPPER ${QT_CUDA_EMU_WRAPPERS})
+list(FILTER QT_ATTENTION_EMU_WRAPPER INCLUDE REGEX "/attention[^/]*$")
+add_executable(test_cuda_attention_mutation1 ${CMAKE_SOURCE_DIR}/tests/cuda/test_cuda_attention.c
+  ${QT_ATTENTION_EMU_WRAPPER})
+target_compile_definitions(test_cuda_attention_mutation1 PRIVATE QT_ATTENTION_MUTATION=1)
+target_compile_options(test_cuda_attention_mutation1 PRIVATE -ffp-contract=off)
+target_include_directories(test_cuda_attention_mutation1 PRIVATE ${CMAKE_SOURCE_DIR}
+  ${CMAKE_SOURCE_DIR}/host ${CMAKE_SOURCE_DIR}/tests/cuda)
+target_link_libraries(test_cuda_attention_mutation1 PRIVATE qtrain_cuda_emu qt_cuda_testutil_emu
+  qt_testutil)
+set_target_properties(test_cuda_attention_mutation1 PROPERTIES LINKER_LANGUAGE CXX CXX_EXTENSIONS OFF)
+add_test(NAME test_cuda_attention_mutation1 COMMAND test_cuda_attention_mutation1)
+set_tests_properties(test_cuda_attention_mutation1 PROPERTIES LABELS emu
+  ENVIRONMENT "${QT_CUDA_TEST_ENV}" TIMEOUT ${QT_CUDA_TEST_TIMEOUT}
+  PASS_REGULAR_EXPRESSION "(clipped|ncs)[^\n]*: dqkv error")
+
 # ---- benchmarks: the CUDA runners of `qtrain bench --device cuda` ----------------------------
 # The top-level CMakeLists.txt built qtrain_bench (bench/: harness, registry, the families) on
 # libqtrain alone, where --device cuda is refused. With the nvcc backend the families' CUDA

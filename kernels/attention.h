@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/cost.h"
 #include "base/params.h"
 #include "base/status.h"
 
@@ -118,6 +119,34 @@ qt_status qt_cpu_attention_flash_bwd_f64(const qt_attn_params *ap, double *dqkv,
                                          const double *ctx, const double *lse, const double *R,
                                          const double *gate, const double *sink, const int *lens,
                                          int B, int T, int C, int H, void *ws, size_t ws_bytes);
+
+// CUDA (kernels/cuda/attention.cu): the forward on tensor cores (mma m16n8k16), fp16 and bf16
+// storage, head dims 64 and 128 (qt_cuda_attention_flash_supported: 1 when the kernel exists for
+// dt and D, else the caller composes attention). qkv, ctx, out, sink of dt; lse, R, gate fp32;
+// nzero (B, H) int64 (NULL skips it). Same contract and refusals as the CPU op (no workspace).
+int qt_cuda_attention_flash_supported(qt_dtype dt, int head_dim);
+qt_status qt_cuda_attention_flash_fwd(qt_cuda_stream s, qt_dtype dt, const qt_attn_params *ap,
+                                      void *out, void *ctx, float *lse, float *R, int64_t *nzero,
+                                      const void *qkv, const float *gate, const void *sink,
+                                      const int *lens, int B, int T, int C, int H);
+
+// The backward adds into dqkv (dt), dgate (fp32) and dsink (dt, learned sink); ws (256-byte
+// aligned) of at least qt_cuda_attention_flash_ws_bytes bytes is overwritten. Deterministic.
+size_t qt_cuda_attention_flash_ws_bytes(qt_dtype dt, int B, int T, int C, int H);
+qt_status qt_cuda_attention_flash_bwd(qt_cuda_stream s, qt_dtype dt, const qt_attn_params *ap,
+                                      void *dqkv, float *dgate, void *dsink, const void *dout,
+                                      const void *qkv, const void *ctx, const float *lse,
+                                      const float *R, const float *gate, const void *sink,
+                                      const int *lens, int B, int T, int C, int H, void *ws,
+                                      size_t ws_bytes);
+
+// Cost model (base/cost.h; counted in kernels/cuda/attention.cu): the launches the launchers
+// above make, appended to *c (causal rows assumed: lens lie in device memory). has_R: the
+// forward writes R.
+void qt_cuda_attention_flash_fwd_cost(qt_cost *c, qt_dtype dt, const qt_attn_params *ap,
+                                      int has_R, int B, int T, int C, int H);
+void qt_cuda_attention_flash_bwd_cost(qt_cost *c, qt_dtype dt, const qt_attn_params *ap, int B,
+                                      int T, int C, int H);
 
 #ifdef __cplusplus
 }

@@ -9,9 +9,9 @@
 // LayerNorm statistics, saved softmax, losses, optimizer state) stay fp32.
 //
 // Composition: linear_fwd is one GEMM (the bias in its epilogue), linear_bwd two and a column sum;
-// attention_flash_fwd/bwd (the fused op, issue 9's CUDA kernels to come) and the sink variants
-// of softmax_clip are NULL, so the model composes attention from gemm (strided-batched) and
-// softmax_clip, and refuses attn.sink at init. Copies are synchronous for the caller (they wait
+// attention_flash_fwd/bwd are the fused kernels (kernels/cuda/attention.cu) for fp16/bf16 and
+// head dims 64, 128 (attention_flash_supports declines the rest: the model composes attention
+// from gemm (strided-batched) and softmax_clip there); the sink variants of softmax_clip are NULL. Copies are synchronous for the caller (they wait
 // for the stream), ops are not. Every CUDA runtime call is checked and reported with file:line
 // (QT_CHECK_CUDA); the same source builds against libcudart or against the emulator's runtime
 // (tests/cuemu).
@@ -49,6 +49,7 @@
 #include "kernels/quant.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "kernels/attention.h"
 #include "kernels/softmax_clip.h"
 #include "kernels/sumsq.h"
 #include "kernels/swiglu.h"
@@ -82,6 +83,7 @@ typedef struct {
     cuda_ws s8_ws;  // linear_s8_fwd, linear_s8_dx: int8 codes and scales of the operands
     cuda_ws fq_ws;  // quant_fake: per-slice scales and zero points (kernels/cuda/quant.cu)
     cuda_ws dqt_ws; // dqt_step with stats: the reduction's scratch (kernels/cuda/dqt.cu)
+    cuda_ws attn_ws; // attention_flash_bwd: dA and the per-row D (kernels/cuda/attention.cu)
     // ---- gemm_table part: the pointer tables of the two-level GEMMs (attention's), one per
     // distinct (descriptor, A, B, C), written once and kept (kernels/linear.h)
     cuda_ws tab_ws;   // pointers, device
@@ -360,6 +362,7 @@ static void cuda_destroy(void *ctx) {
     if (c->s8_ws.ptr) (void)cudaFree(c->s8_ws.ptr);
     if (c->fq_ws.ptr) (void)cudaFree(c->fq_ws.ptr);
     if (c->dqt_ws.ptr) (void)cudaFree(c->dqt_ws.ptr);
+    if (c->attn_ws.ptr) (void)cudaFree(c->attn_ws.ptr);
     if (c->chunk_ws.ptr) (void)cudaFree(c->chunk_ws.ptr);
     free(c->chunk_spans);
     if (c->tab_ws.ptr) (void)cudaFree(c->tab_ws.ptr);
@@ -521,6 +524,42 @@ static qt_status cuda_linear_bwd(void *ctx, void *dx, void *dw, void *db, const 
 // Each: the launches its launcher makes for these arguments (its _cost twin), their record,
 // then the launcher itself unless the context is dry (RUN).
 #define RUN(fn, ...) (DRY(ctx) ? QT_OK : fn(STREAM(ctx), DT(ctx), __VA_ARGS__))
+
+// The fused attention (kernels/cuda/attention.cu): fp16/bf16, head dims 64 and 128; other
+// shapes are declined through attention_flash_supports (the model composes them).
+static int cuda_attention_flash_supports(void *ctx, const qt_attn_params *ap, int C, int H) {
+    (void)ap;
+    return H > 0 && C % H == 0 && qt_cuda_attention_flash_supported(DT(ctx), C / H);
+}
+static qt_status cuda_attention_flash_fwd(void *ctx, const qt_attn_params *ap, void *out,
+                                          void *ctxv, float *lse, float *R, int64_t *nzero,
+                                          const void *qkv, const float *gate, const void *sink,
+                                          const int *lens, int B, int T, int C, int H) {
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_attention_flash_fwd_cost(&k, DT(ctx), ap, R != NULL, B, T, C, H);
+        QT_TRY(rec(ctx, "attention_flash_fwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    }
+    return RUN(qt_cuda_attention_flash_fwd, ap, out, ctxv, lse, R, nzero, qkv, gate, sink, lens,
+               B, T, C, H);
+}
+// Its workspace (dA, D) lives in the context's attn_ws (ws_reserve: grown on first use).
+static qt_status cuda_attention_flash_bwd(void *ctx, const qt_attn_params *ap, void *dqkv,
+                                          float *dgate, void *dsink, const void *dout,
+                                          const void *qkv, const void *ctxv, const float *lse,
+                                          const float *R, const float *gate, const void *sink,
+                                          const int *lens, int B, int T, int C, int H) {
+    cuda_ctx *c = CTX_OF(ctx);
+    const size_t bytes = qt_cuda_attention_flash_ws_bytes(c->dt, B, T, C, H);
+    QT_TRY(ws_reserve(c, &c->attn_ws, bytes, "cuda attention_flash_bwd", "dA and D"));
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_attention_flash_bwd_cost(&k, c->dt, ap, B, T, C, H);
+        QT_TRY(rec(ctx, "attention_flash_bwd", &k, "B=%d T=%d C=%d H=%d", B, T, C, H));
+    }
+    return RUN(qt_cuda_attention_flash_bwd, ap, dqkv, dgate, dsink, dout, qkv, ctxv, lse, R, gate,
+               sink, lens, B, T, C, H, c->attn_ws.ptr, bytes);
+}
 
 static qt_status cuda_softmax_clip_fwd(void *ctx, const qt_softmax_params *prm, void *probs,
                                        float *p, const void *scores, const int *lens, int rows,
@@ -1025,8 +1064,9 @@ static const qt_backend_ops cuda_ops = {
     .gemm = cuda_gemm,
     .linear_fwd = cuda_linear_fwd,
     .linear_bwd = cuda_linear_bwd,
-    .attention_flash_fwd = NULL, // composed by the model from gemm + softmax_clip
-    .attention_flash_bwd = NULL,
+    .attention_flash_fwd = cuda_attention_flash_fwd,
+    .attention_flash_bwd = cuda_attention_flash_bwd,
+    .attention_flash_supports = cuda_attention_flash_supports,
     .softmax_clip_sink_fwd = NULL, // attn.sink: refused at model init
     .softmax_clip_sink_bwd = NULL,
     .softmax_clip_fwd = cuda_softmax_clip_fwd,

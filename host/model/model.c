@@ -744,8 +744,25 @@ static pass_params pass_params_of(const qt_model *m) {
 // probabilities to drop), or hooks observe the forward (PTQ reads and rewrites the scores and
 // probabilities, which only the composed path materializes). The composed path (gemm,
 // softmax_clip[_sink], dropout, gemm, gate_mul) is otherwise the test oracle.
+// A backend may decline a shape (attention_flash_supports: the CUDA kernels have head dims 64
+// and 128, fp16 and bf16 only); the model then composes, and says so once.
+static int attn_backend_fuses(const qt_backend *be, const qt_attn_params *ap, int C, int H) {
+    if (!be->ops->attention_flash_fwd || !be->ops->attention_flash_bwd) return 0;
+    if (!be->ops->attention_flash_supports || be->ops->attention_flash_supports(be->ctx, ap, C, H))
+        return 1;
+    static int told;
+    if (!told) {
+        told = 1;
+        fprintf(stderr, "qtrain: the %s backend's fused attention declines head dim %d; "
+                        "composing attention from gemm and softmax_clip\n",
+                be->name ? be->name : "this", C / H);
+    }
+    return 0;
+}
+
 static int attn_fused(const qt_model *m, const pass_params *pp) {
-    return BE->attention_flash_fwd && BE->attention_flash_bwd && pp->attn_drop == 0 && !m->hooks;
+    return attn_backend_fuses(m->be, &pp->ap, m->cfg.d_model, m->cfg.n_head) &&
+           pp->attn_drop == 0 && !m->hooks;
 }
 
 // The composed path's (B, H, T, T) buffers, made by its first pass in a model that could run

@@ -60,6 +60,9 @@ typedef struct qt_backend_ops {
                                      const void *ctxv, const float *lse, const float *R,
                                      const float *gate, const void *sink, const int *lens, int B,
                                      int T, int C, int H);
+    // Optional: 1 when the fused op runs this shape (head dim C / H) on this backend; NULL:
+    // always. Where it answers 0 the model composes attention (attn_fused), with one notice.
+    int (*attention_flash_supports)(void *ctx, const qt_attn_params *ap, int C, int H);
     qt_status (*softmax_clip_fwd)(void *ctx, const qt_softmax_params *prm, void *probs, float *p,
                                   const void *scores, const int *lens, int rows, int cols);
     qt_status (*softmax_clip_bwd)(void *ctx, const qt_softmax_params *prm, void *dscores,

@@ -24,6 +24,7 @@
 //                      memory; qt_cp_async_cg16 / qt_cp_async_ca: cp.async global -> shared
 //                      with a zero-filled tail, qt_cp_async_commit, qt_cp_async_wait<N>. Inline
 //                      PTX under nvcc; the emulator's twins (tests/cuemu/cuemu.h) otherwise.
+//                      qt_mma_m16n8k16<T>: mma.sync m16n8k16 fp16/bf16 -> fp32.
 // Launcher (host) side:
 //   qt_check_dtype     QT_ERR_ARG naming the op unless dt is fp32, fp16 or bf16;
 //   qt_check_tensors   QT_ERR_ARG naming the op and the tensor unless every required tensor
@@ -198,6 +199,35 @@ template <int N> static __device__ __forceinline__ void qt_cp_async_wait(QT_PTX_
     cuemu::cp_async_wait_group(N, qt_file_, qt_line_);
 #else
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32: d (16x8 fp32) += A (16x16)
+// B (16x8) on tensor cores, T = __half or __nv_bfloat16. Fragments (g = lane >> 2,
+// t = lane % 4; two 16-bit elements per .b32 register, the lower k in the low half):
+//   a[0] (row g, k 2t..2t+1)  a[1] (row g+8, k 2t..)  a[2] (row g, k 2t+8..)  a[3] (row g+8, k 2t+8..)
+//   b[0] (k 2t..2t+1, column g)  b[1] (k 2t+8..2t+9, column g)
+//   d[0] (g, 2t)  d[1] (g, 2t+1)  d[2] (g+8, 2t)  d[3] (g+8, 2t+1)
+// Every lane of the warp calls it together. Twin: cuemu::mma_m16n8k16_f32 (tests/cuemu/cuemu.h).
+template <typename T>
+static __device__ __forceinline__ void qt_mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
+                                                       const uint32_t (&b)[2] QT_PTX_HERE) {
+    static_assert(std::is_same<T, __half>::value || std::is_same<T, __nv_bfloat16>::value,
+                  "mma m16n8k16 takes fp16 or bf16 operands");
+#if QT_CUDA_EMULATED
+    cuemu::mma_m16n8k16_f32<std::is_same<T, __nv_bfloat16>::value>(d, a, b QT_PTX_AT);
+#else
+    if (std::is_same<T, __half>::value) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                     "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                     "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
 #endif
 }
 

@@ -489,6 +489,64 @@ inline void cp_async_wait_all(QT_CUEMU_HERE) {
     detail::cp_async_wait(0, qt_file_, qt_line_);
 }
 
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 d, a, b, d: D (16x8, fp32)
+// += A (16x16, row) B (16x8, col) on 16-bit operands. With g = lane >> 2 (groupID) and
+// t = lane % 4 (threadID_in_group), each .b32 register holds two elements, the lower k (or
+// column) in the low half:
+//   A: a[0] (row g, k 2t, 2t+1), a[1] (row g+8, k 2t..), a[2] (row g, k 2t+8..), a[3] (row g+8,
+//      k 2t+8..);   B: b[0] (k 2t, 2t+1; column g), b[1] (k 2t+8, 2t+9; column g);
+//   C/D: d[0] (g, 2t), d[1] (g, 2t+1), d[2] (g+8, 2t), d[3] (g+8, 2t+1).
+// Every lane of the warp must call it together (full mask). Twin: the lanes publish their
+// registers in a per-warp exchange area (per worker thread: a worker runs one block at a time)
+// between two __syncwarp, and each lane reads the A rows and B columns of its four outputs from
+// the lanes that hold them, so a fragment in the wrong register gives wrong results here as on
+// the GPU. Products of two 16-bit values are exact in fp32; they are summed in k order, then
+// added to d (the hardware's internal order differs: results agree to fp32 rounding).
+// BF16: false for __half operands, true for __nv_bfloat16.
+namespace detail {
+inline float mma_b16_to_f32(uint32_t bits, bool bf16) {
+    if (bf16) {
+        const uint32_t w = bits << 16;
+        float f;
+        std::memcpy(&f, &w, 4);
+        return f;
+    }
+    __half_raw r;
+    r.x = static_cast<unsigned short>(bits);
+    return __half2float(__half(r));
+}
+}  // namespace detail
+
+template <bool BF16>
+inline void mma_m16n8k16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
+                             QT_CUEMU_HERE) {
+    static thread_local uint32_t xa[32][32][4], xb[32][32][2];
+    const unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    const int lane = static_cast<int>(tid & 31u), warp = static_cast<int>(tid >> 5);
+    if (warp >= 32) detail::fatal_in_kernel("mma: more than 32 warps in a block in", qt_file_, qt_line_);
+    const int g = lane >> 2, t = lane & 3;
+    for (int r = 0; r < 4; r++) xa[warp][lane][r] = a[r];
+    xb[warp][lane][0] = b[0];
+    xb[warp][lane][1] = b[1];
+    __syncwarp(0xffffffffu, qt_file_, qt_line_);
+    // A (row, k): register (row >= 8) + 2 (k >= 8) of lane 4 (row % 8) + (k % 8) / 2, half k % 2.
+    // B (k, n): register (k >= 8) of lane 4 n + (k % 8) / 2, half k % 2.
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < 16; k++) {
+        const int kr = (k >= 8) ? 1 : 0, kl = (k % 8) / 2, sh = 16 * (k % 2);
+        const float a_lo = detail::mma_b16_to_f32(xa[warp][4 * g + kl][2 * kr] >> sh, BF16);
+        const float a_hi = detail::mma_b16_to_f32(xa[warp][4 * g + kl][1 + 2 * kr] >> sh, BF16);
+        const float b0 = detail::mma_b16_to_f32(xb[warp][4 * (2 * t) + kl][kr] >> sh, BF16);
+        const float b1 = detail::mma_b16_to_f32(xb[warp][4 * (2 * t + 1) + kl][kr] >> sh, BF16);
+        acc[0] += a_lo * b0;
+        acc[1] += a_lo * b1;
+        acc[2] += a_hi * b0;
+        acc[3] += a_hi * b1;
+    }
+    for (int r = 0; r < 4; r++) d[r] += acc[r];
+    __syncwarp(0xffffffffu, qt_file_, qt_line_);
+}
+
 }  // namespace cuemu
 
 #include "cuemu_atomic.h"
