@@ -5,9 +5,10 @@
 //   written and kept for the backward (the test oracle, and the bench's composed path);
 // - qt_cpu_attention_flash_{fwd,bwd}: the tiled, memory-efficient algorithm of FLASH_CLIP.md
 //   (scores, softmax variant with its sink, context and gate in one op; only Br x Bc tiles
-//   exist). The model's one fused attention op (host/model/attention.c); the CUDA kernels
-//   (issue 9, item 2) are to follow it tile for tile. Until they exist the CUDA backend
-//   composes attention from the linear family's batched GEMM and softmax_clip.
+//   exist). The model's one fused attention op on every backend (host/model/model.c's
+//   attn_fused); the CUDA kernels (kernels/cuda/attention.cu, below) follow its passes on
+//   mma.sync tensor cores. Where a backend declines a shape (CUDA: fp32 storage, head dims other
+//   than 64 and 128) the model composes attention from linear's batched GEMM and softmax_clip.
 // Family files: kernels/cpu/attention.c, tests/test_attention.c, bench/bench_attention.c.
 // Conventions (all families): arrays dense and row-major, shapes in the comments (elements);
 // forwards overwrite their outputs, backwards ADD (+=) into every gradient they write; outputs

@@ -26,12 +26,7 @@ import tempfile
 
 # Files a family may lack, and why. Keys: (family, kind), kind in cpu, cuda, test, cuda_test,
 # bench.
-EXCEPTIONS = {
-    ("attention", "cuda"): "the CUDA backend composes attention from the linear family's "
-    "batched GEMM and softmax_clip (host/backends); the fused kernel is issue 9",
-    ("attention", "cuda_test"): "no CUDA kernel yet (see above); the composed path is tested by "
-    "tests/cuda/test_cuda_backend.c against the CPU",
-}
+EXCEPTIONS = {}
 
 # Non-family files that live beside the family files, and why.
 NON_FAMILY = {
