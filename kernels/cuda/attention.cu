@@ -62,6 +62,15 @@ static __device__ __forceinline__ float flash_clip_arg(float a, float p, float c
     return __fadd_rn(__fmul_rn(a, p), c);
 }
 
+// A shared tile of T (fp16/bf16) declared as raw 16-bit storage: under the emulator __shared__
+// arrays are thread_local statics, and a type with a constructor (cuda_fp16's __half) gets a
+// per-thread initialization guard that the fibers of one block touch unsynchronized (TSan
+// reports it). Same size and alignment, so the nvcc build's layout is unchanged.
+#define FLASH_SHARED_TILE(T, name, n)                                                             \
+    static_assert(sizeof(T) == sizeof(uint16_t), "fp16/bf16 tiles");                          \
+    QT_SHARED(uint16_t, name##_raw, n);                                                        \
+    T *const name = reinterpret_cast<T *>(name##_raw)
+
 // rows (n) x D elements of one head from the (B, T, 3C) tensor into shared memory (row stride
 // LD), rows at or past `valid` zero-filled. All threads of the block take part.
 template <typename T, int D>
@@ -188,9 +197,9 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
                              float *R, unsigned long long *nzero, const T *qkv, const float *gate,
                              const T *sink, const int *lens, int T_, int C, int H) {
     constexpr int BC = flash_tile<D>::BC, LD = flash_tile<D>::LD, NS = BC / 8, ND = D / 8;
-    QT_SHARED(T, Qs, FLASH_BR * LD);
-    QT_SHARED(T, Ks, BC * LD);
-    QT_SHARED(T, Vs, BC * LD);
+    FLASH_SHARED_TILE(T, Qs, FLASH_BR * LD);
+    FLASH_SHARED_TILE(T, Ks, BC * LD);
+    FLASH_SHARED_TILE(T, Vs, BC * LD);
     QT_SHARED(int, s_len, FLASH_BR);
     const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
     const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
@@ -426,10 +435,10 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
                            T *dqkv, const T *qkv, const T *dA, const float *lse,
                            const float *Drow, const int *lens, int T_, int C, int H) {
     constexpr int BQ = flash_bwd_tile<D>::BQ, LD = D + FLASH_PAD, NS = BQ / 8, ND = D / 8;
-    QT_SHARED(T, Ks, FLASH_BR * LD);
-    QT_SHARED(T, Vs, FLASH_BR * LD);
-    QT_SHARED(T, Qs, BQ * LD);
-    QT_SHARED(T, dAs, BQ * LD);
+    FLASH_SHARED_TILE(T, Ks, FLASH_BR * LD);
+    FLASH_SHARED_TILE(T, Vs, FLASH_BR * LD);
+    FLASH_SHARED_TILE(T, Qs, BQ * LD);
+    FLASH_SHARED_TILE(T, dAs, BQ * LD);
     QT_SHARED(float, s_L, BQ);
     QT_SHARED(float, s_D, BQ);
     QT_SHARED(float, s_a, BQ);
@@ -513,10 +522,10 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     // key tiles of BQ keys (not the forward's BC): Q and dA take 64 rows of shared memory here.
     // Each score is still the same mma dot product in the same k order: the forward's bits.
     constexpr int BC = flash_bwd_tile<D>::BQ, LD = D + FLASH_PAD, NS = BC / 8, ND = D / 8;
-    QT_SHARED(T, Qs, FLASH_BR * LD);
-    QT_SHARED(T, dAs, FLASH_BR * LD);
-    QT_SHARED(T, Ks, BC * LD);
-    QT_SHARED(T, Vs, BC * LD);
+    FLASH_SHARED_TILE(T, Qs, FLASH_BR * LD);
+    FLASH_SHARED_TILE(T, dAs, FLASH_BR * LD);
+    FLASH_SHARED_TILE(T, Ks, BC * LD);
+    FLASH_SHARED_TILE(T, Vs, BC * LD);
     QT_SHARED(int, s_len, FLASH_BR);
     const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
     const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
@@ -589,7 +598,15 @@ static qt_status flash_check(const char *op, qt_dtype dt, const qt_attn_params *
     if (dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
         return qt_error(QT_ERR_ARG, "%s: dtype %s; the tensor-core kernel takes fp16 or bf16", op,
                         qt_dtype_name(dt));
-    const int kind = (int)ap->sm.kind, sink = (int)ap->sink, gate = (int)ap->gate;
+    // The enums' raw values: a C caller may pass any int, and loading an out-of-range value as
+    // a C++ enum is undefined (UBSan reports it), so they are read as the ints they are in C.
+    static_assert(sizeof ap->sm.kind == sizeof(int) && sizeof ap->sink == sizeof(int) &&
+                      sizeof ap->gate == sizeof(int),
+                  "the params' enums are C ints");
+    int kind, sink, gate;
+    memcpy(&kind, &ap->sm.kind, sizeof kind);
+    memcpy(&sink, &ap->sink, sizeof sink);
+    memcpy(&gate, &ap->gate, sizeof gate);
     if (kind < QT_SOFTMAX_VANILLA || kind > QT_SOFTMAX_NCS)
         return qt_error(QT_ERR_ARG, "%s: softmax kind %d is not vanilla, clipped or ncs", op, kind);
     if (sink < QT_SINK_NONE || sink > QT_SINK_LEARNED)
@@ -749,6 +766,8 @@ extern "C" qt_status qt_cuda_attention_flash_bwd(qt_cuda_stream s, qt_dtype dt,
 // qt_cuda_softmax_clip_*_cost does. att = B H T (T + 1) / 2 attended (row, key) pairs; one
 // matmul over them costs 2 D att FLOPs. K and V tiles are re-read once per query tile that
 // attends them: keys read = B H sum over query tiles of the tile's last row + 1.
+// The tile kernels' matmuls run on mma.sync (QT_MATH_TENSOR16); their few element-wise FLOPs
+// per score (mask, max, exp, clip: 3% of the total at D 64) are counted with them on that pipe.
 static double flash_att(int B, int T, int H) { return (double)B * H * T * (T + 1.0) / 2; }
 static double flash_keys_read(int B, int T, int H, int rows_per_tile) {
     double keys = 0;
@@ -772,7 +791,8 @@ extern "C" void qt_cuda_attention_flash_fwd_cost(qt_cost *c, qt_dtype dt, const 
     // matmuls: S (2 passes when clipped), A, R; per score ~8 element-wise ops (mask, max, exp,
     // sum, clip)
     const double mm = clipv ? (has_R ? 4 : 3) : 2;
-    qt_cost_kernel(c, "attention_flash_fwd_tile", bytes, mm * 2.0 * D * att + 8.0 * att);
+    qt_cost_add(c, "attention_flash_fwd_tile", QT_LAUNCH_KERNEL, QT_MATH_TENSOR16, bytes,
+                mm * 2.0 * D * att + 8.0 * att, 1);
 }
 
 extern "C" void qt_cuda_attention_flash_bwd_cost(qt_cost *c, qt_dtype dt, const qt_attn_params *ap,
@@ -790,13 +810,13 @@ extern "C" void qt_cuda_attention_flash_bwd_cost(qt_cost *c, qt_dtype dt, const 
     // kv: per key tile, Q and dA of every query tile read (the whole head), K, V once; dK, dV
     // read and written (+=). 4 matmuls (S^T, dPc^T, dV, dK).
     const double tiles = (double)((T + FLASH_BR - 1) / FLASH_BR);
-    qt_cost_kernel(c, "attention_flash_bwd_kv",
-                   tiles * 2.0 * E * N * C + 2.0 * E * N * C + 4.0 * E * N * C +
-                       tiles * 12.0 * B * H * T,
-                   4 * 2.0 * D * att + 10.0 * att);
+    qt_cost_add(c, "attention_flash_bwd_kv", QT_LAUNCH_KERNEL, QT_MATH_TENSOR16,
+                tiles * 2.0 * E * N * C + 2.0 * E * N * C + 4.0 * E * N * C +
+                    tiles * 12.0 * B * H * T,
+                4 * 2.0 * D * att + 10.0 * att, 1);
     // q: K, V of the attended key tiles, Q and dA once, dQ read and written. 3 matmuls.
-    qt_cost_kernel(c, "attention_flash_bwd_q",
-                   2.0 * flash_keys_read(B, T, H, FLASH_BR) * D * E + 4.0 * E * N * C +
-                       8.0 * B * H * T,
-                   3 * 2.0 * D * att + 8.0 * att);
+    qt_cost_add(c, "attention_flash_bwd_q", QT_LAUNCH_KERNEL, QT_MATH_TENSOR16,
+                2.0 * flash_keys_read(B, T, H, FLASH_BR) * D * E + 4.0 * E * N * C +
+                    8.0 * B * H * T,
+                3 * 2.0 * D * att + 8.0 * att, 1);
 }
