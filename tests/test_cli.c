@@ -97,22 +97,29 @@ static void teardown(void) {
     free(workdir);
 }
 
+// The last run's stdout (stdout.txt in workdir) into out (n bytes, NUL-terminated).
+static void read_stdout(char *out, size_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    size_t got = fread(out, 1, n - 1, f);
+    out[got] = '\0';
+    fclose(f);
+}
+
 START_TEST(test_round_trip) {
     char err[8192];
     ck_assert_msg(run_qtrain("eval --ckpt run/ckpt.bin --batches 1", err, sizeof err) == 0, "%s",
                   err);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
-    FILE *f = fopen(path, "r");
     char out[8192];
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    read_stdout(out, sizeof out);
     ck_assert_msg(strstr(out, "val_loss") && strstr(out, "max_inf_norm") &&
                   strstr(out, "avg_kurtosis"), "eval output: %s", out);
     ck_assert_msg(run_qtrain("sample --ckpt run/ckpt.bin --prompt 'And the' --tokens 5", err,
                              sizeof err) == 0, "%s", err);
     struct stat sb;
+    char path[1024];
     snprintf(path, sizeof path, "%s/run/config.conf", workdir);
     ck_assert(stat(path, &sb) == 0);
     snprintf(path, sizeof path, "%s/run/metrics.jsonl", workdir);
@@ -139,18 +146,11 @@ static void last_train_loss(const char *rel, char *out, size_t cap) {
     ck_assert_msg(out[0] != '\0', "%s has no training line", path);
 }
 
-// The encoder preset end to end: a few steps of configs/bert-6l.conf shrunk by --set, its
-// checkpoint evaluated (MLM loss, perplexity, outlier metrics); sample and export refuse it.
-// Reads `qtrain eval`'s report in stdout.txt: the max inf-norm and, per layer, the largest
-// module inf-norm among the layer output alone (`layer_only`) or out, attn and ffn.
+// Reads `qtrain eval`'s report in stdout.txt: the max inf-norm and the largest per-layer
+// inf-norm of the layer outputs alone (max_out) and of the outputs, attn and ffn (max_all).
 static void eval_inf_norms(double *reported, double *max_out, double *max_all) {
-    char path[1024], out[8192];
-    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
-    FILE *f = fopen(path, "r");
-    ck_assert(f != NULL);
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    char out[8192];
+    read_stdout(out, sizeof out);
     const char *at = strstr(out, "max_inf_norm ");
     ck_assert_msg(at && sscanf(at, "max_inf_norm %lf", reported) == 1, "eval: %s", out);
     *max_out = *max_all = 0.0;
@@ -202,6 +202,8 @@ START_TEST(test_max_inf_norm_modules) {
 }
 END_TEST
 
+// The encoder preset end to end: a few steps of configs/bert-6l.conf shrunk by --set, its
+// checkpoint evaluated (MLM loss, perplexity, outlier metrics); sample and export refuse it.
 START_TEST(test_encoder_round_trip) {
     char err[8192], args[4096];
     const char *src = getenv("QT_SOURCE_DIR");
@@ -217,13 +219,8 @@ START_TEST(test_encoder_round_trip) {
     ck_assert_msg(run_qtrain(args, err, sizeof err) == 0, "bert train failed: %s", err);
     ck_assert_msg(run_qtrain("eval --ckpt bert/ckpt.bin --batches 2", err, sizeof err) == 0, "%s",
                   err);
-    char path[1024], out[8192];
-    snprintf(path, sizeof path, "%s/stdout.txt", workdir);
-    FILE *f = fopen(path, "r");
-    ck_assert(f != NULL);
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    char out[8192];
+    read_stdout(out, sizeof out);
     double loss = 0, ppl = 0;
     const char *at = strstr(out, "val_loss ");
     ck_assert_msg(at && sscanf(at, "val_loss %lf | val_ppl %lf", &loss, &ppl) == 2, "eval: %s",
