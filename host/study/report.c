@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "host/io/json.h"
+#include "qtrain/names.h"
 #include "study_internal.h"
 
 typedef struct {
@@ -86,6 +87,10 @@ static void choose(study_report *rep) {
 
 static void cell(FILE *f, const char *fmt, double mean, double sd) {
     fputs(" ", f);
+    if (isnan(mean)) { // not measured (the W8A8 columns of a run trained quantized)
+        fputs("n/a |", f);
+        return;
+    }
     fprintf(f, fmt, mean);
     if (isfinite(sd)) {
         // A spread has no sign: "%+.2f" becomes "%.2f".
@@ -107,10 +112,16 @@ static void write_markdown(const study_report *rep, FILE *f) {
             rep->config_label, c->max_steps, c->batch_size, c->seq_len, c->grad_accum, tokens,
             c->data_dir, (unsigned long long)(c->seed - (uint64_t)r0->seed_index),
             (unsigned long long)(c->seed - (uint64_t)r0->seed_index + (uint64_t)rep->seeds - 1));
-    fprintf(f, "Evaluation: %lld validation tokens per run; W8A8 post-training quantization "
-            "(weights symmetric per tensor, activations asymmetric per tensor, running min-max "
-            "ranges), fake-quantized and through the INT8 GEMM (%s).\n\n",
-            r0->eval.tokens, r0->int8_gemm[0] ? r0->int8_gemm : "-");
+    if (c->quant_mode != QT_QMODE_NONE)
+        fprintf(f, "Evaluation: %lld validation tokens per run. Trained quantized (quant.mode = "
+                "%s): the model's own forward quantizes, so val ppl is the quantized model's; "
+                "W8A8 post-training quantization does not apply (n/a).\n\n",
+                r0->eval.tokens, qt_name(&qt_quant_mode_names, c->quant_mode));
+    else
+        fprintf(f, "Evaluation: %lld validation tokens per run; W8A8 post-training quantization "
+                "(weights symmetric per tensor, activations asymmetric per tensor, running "
+                "min-max ranges), fake-quantized and through the INT8 GEMM (%s).\n\n",
+                r0->eval.tokens, r0->int8_gemm[0] ? r0->int8_gemm : "-");
     if (rep->seeds > 1)
         fprintf(f, "Mean ± sample standard deviation over %d seeds.\n\n", rep->seeds);
     else

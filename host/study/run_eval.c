@@ -2,7 +2,9 @@
 // back from it: the full-precision evaluation (qtrain/evaluate.h: loss, perplexity, max
 // inf-norm, average kurtosis, per-layer statistics), the histogram of every layer's output
 // values on the fixed grid of study_internal.h, and W8A8 post-training quantization
-// (qtrain/ptq.h: FP, fake-quantized and INT8-GEMM perplexity). Everything in fp32.
+// (qtrain/ptq.h: FP, fake-quantized and INT8-GEMM perplexity). Everything in fp32. A run
+// trained quantized (quant.mode qat, bitnet, dqt) has no post-training step: its own forward
+// quantizes, so its perplexity is the quantized model's, and the W8A8 entries are null.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "host/io/file.h"
 #include "host/io/json.h"
+#include "qtrain/names.h"
 #include "qtrain/ptq.h"
 #include "qtrain/trainer.h"
 #include "study_internal.h"
@@ -101,7 +104,8 @@ static qt_status write_eval_json(const study_run *r, int eval_batches, int calib
     fprintf(f, "\"eval_batches\":%d,\"calib_batches\":%d,\"eval_seconds\":%.3f,\"eval\":",
             eval_batches, calib_batches, r->eval_seconds);
     qt_eval_write_json(&r->eval, r->cfg.max_steps, f);
-    fputs(",\"ptq\":{\"quant\":\"w8a8\",\"fp_ppl\":", f);
+    fprintf(f, ",\"ptq\":{\"quant\":\"%s\",\"fp_ppl\":",
+            r->cfg.quant_mode == QT_QMODE_NONE ? "w8a8" : "none: trained quantized");
     json_number(f, r->fp_ppl);
     fputs(",\"fake_ppl\":", f);
     json_number(f, r->fake_ppl);
@@ -136,7 +140,13 @@ qt_status study_eval_run(study_run *r, qt_backend *be, int eval_batches, int cal
     cfg.precision = QT_PRECISION_FP32;
     char ckpt[1300];
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.bin", r->dir);
-    if (!quiet)
+    // trained quantized: the forward already quantizes, and PTQ takes full-precision models
+    const int trained_quantized = cfg.quant_mode != QT_QMODE_NONE;
+    if (!quiet && trained_quantized)
+        fprintf(stderr, "qtrain: study: evaluating %s (%d validation batches; quant.mode = %s: "
+                "its forward is the quantized evaluation, no W8A8 post-training step)\n",
+                r->name, eval_batches, qt_name(&qt_quant_mode_names, cfg.quant_mode));
+    else if (!quiet)
         fprintf(stderr, "qtrain: study: evaluating %s (%d validation batches, W8A8 calibrated "
                 "on %d training batches)\n", r->name, eval_batches, calib_batches);
     qt_model model;
@@ -152,8 +162,10 @@ qt_status study_eval_run(study_run *r, qt_backend *be, int eval_batches, int cal
         st = r->hist ? layer_histograms(&model, val, eval_batches, r->hist)
                      : qt_error(QT_ERR_OOM, "cannot allocate the histograms");
     }
-    qt_ptq_result pr;
-    if (st == QT_OK) {
+    qt_ptq_result pr = {.fp_ppl = r->eval.val_ppl, .fake_ppl = NAN, .int8_ppl = NAN};
+    if (st == QT_OK && trained_quantized) {
+        pr.fp_ppl = r->eval.val_ppl; // the run's own (quantized) forward
+    } else if (st == QT_OK) {
         qt_ptq_config pc = qt_ptq_config_default();
         pc.calib_batches = calib_batches;
         pc.eval_batches = eval_batches;

@@ -348,11 +348,15 @@ static qt_status run_study(const qt_study_opts *o, study_run *runs, int n_runs,
             int unknown = 0;
             char eta[32];
             format_duration(eta_seconds(&p, &unknown), eta, sizeof eta);
+            char w8a8[64] = "W8A8 n/a (trained quantized)";
+            if (!isnan(r->int8_ppl))
+                snprintf(w8a8, sizeof w8a8, "W8A8 ppl %.2f fake, %.2f INT8", r->fake_ppl,
+                         r->int8_ppl);
             fprintf(stderr,
                     "qtrain: study run %d/%d %s: val_loss %.4f | ppl %.2f | max_inf_norm %.2f | "
-                    "avg_kurtosis %.2f | W8A8 ppl %.2f fake, %.2f INT8 | study ETA %s\n",
+                    "avg_kurtosis %.2f | %s | study ETA %s\n",
                     i + 1, n_runs, r->name, r->eval.val_loss, r->eval.val_ppl,
-                    r->eval.max_inf_norm, r->eval.avg_kurtosis, r->fake_ppl, r->int8_ppl, eta);
+                    r->eval.max_inf_norm, r->eval.avg_kurtosis, w8a8, eta);
         }
     }
     if (st == QT_OK && stop_requested && !(o->stop_signal && *o->stop_signal))
