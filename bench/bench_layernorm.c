@@ -1,6 +1,6 @@
 // bench/bench_layernorm.c: the layernorm family (kernels/layernorm.h) on the benchmark harness
-// (bench/harness.h): forward and backward on the CPU reference and the CUDA kernels, plus the
-// CUDA-only residual add fused with the LayerNorm, on the default model's and OPT-125m's
+// (bench/harness.h): forward and backward on the CPU reference and the CUDA kernels, and the
+// residual ops (dropout 0.1, add and LayerNorm fused), on the default model's and OPT-125m's
 // (N = B T, C).
 #include "bench/harness.h"
 #include "kernels/layernorm.h"
@@ -9,30 +9,38 @@ typedef struct {
     int N, C;
     qt_dtype dt;                       // of the void * tensors (CUDA; fp32 on the CPU)
     qt_cuda_stream s;                  //
-    void *out, *x, *dout, *dx, *resid; // (N, C); resid: CUDA only
+    void *out, *x, *dout, *dx, *resid; // (N, C); resid: the residual ops' sum, or dbranch
     void *w, *bias, *dw, *db;          // (C)
     float *mean, *rstd;                // (N) fp32
 } ln_args;
 
-enum { FWD, BWD, ADD_FWD };
+enum { FWD, BWD, RESID_FWD, RESID_BWD };
+
+// The residual ops' dropout: OPT-125m's.
+#define PROB 0.1f
 
 static qt_status cpu_call(void *p, int op) {
     const ln_args *a = p;
     if (op == FWD)
         return qt_cpu_layernorm_fwd(a->out, a->mean, a->rstd, a->x, a->w, a->bias, a->N, a->C);
+    if (op == RESID_FWD) // resid = x + drop(dout): dout stands in for the branch
+        return qt_cpu_layernorm_residual_fwd(a->resid, a->out, a->mean, a->rstd, a->x, a->dout,
+                                             a->w, a->bias, a->N, a->C, PROB, 1, 2);
+    if (op == RESID_BWD)
+        return qt_cpu_layernorm_residual_bwd(a->dx, a->resid, a->dw, a->db, a->dout, a->x,
+                                             a->mean, a->rstd, a->w, a->N, a->C, PROB, 1, 2);
     return qt_cpu_layernorm_bwd(a->dx, a->dw, a->db, a->dout, a->x, a->mean, a->rstd, a->w, a->N,
                                 a->C);
 }
 
 static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
-    const int cuda = qt_bench_device_of(b) == QT_BENCH_CUDA;
     ln_args a = {.N = m->B * m->T, .C = m->C, .dt = qt_bench_dtype(b), .s = qt_bench_stream(b)};
     const size_t nc = (size_t)a.N * a.C;
     a.x = qt_bench_buf(b, QT_BENCH_RAND, nc);
     a.dout = qt_bench_buf(b, QT_BENCH_RAND, nc);
     a.out = qt_bench_buf(b, QT_BENCH_ZEROS, nc);
     a.dx = qt_bench_buf(b, QT_BENCH_ZEROS, nc);
-    a.resid = cuda ? qt_bench_buf(b, QT_BENCH_ZEROS, nc) : NULL;
+    a.resid = qt_bench_buf(b, QT_BENCH_ZEROS, nc);
     a.w = qt_bench_buf(b, QT_BENCH_RAND, (size_t)a.C);
     a.bias = qt_bench_buf(b, QT_BENCH_RAND, (size_t)a.C);
     a.dw = qt_bench_buf(b, QT_BENCH_ZEROS, (size_t)a.C);
@@ -52,11 +60,12 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
         //      (x - mean) rstd, the two row sums (6), dx += rstd (g - mg - xh mgx) (6), dw, db
         //      sums (4: xh recomputed, dout xh, two adds).
         {"bwd", BWD, E * (4 * n + 5 * C) + 4 * 2 * N, 16 * n},
-        // add_fwd (CUDA only): reads a, b (2 N C), w, bias (2 C); writes resid, out (2 N C),
-        //          fp32 mean and rstd (2 N). 9 flops per element: the add, then the
-        //          LayerNorm's 8.
-        {"add_fwd", ADD_FWD, E * (4 * n + 2 * C) + 4 * 2 * N, 9 * n}};
-    return qt_bench_run_cases(b, call, &a, cases, cuda ? 3 : 2);
+        // residual_fwd: fwd plus reading the branch and writing resid (2 N C more); 3 more
+        //      flops per element (the dropout's compare and scale, the add).
+        {"residual_fwd", RESID_FWD, E * (4 * n + 2 * C) + 4 * 2 * N, 11 * n},
+        // residual_bwd: bwd plus writing dbranch (N C); 2 more flops (compare, scale).
+        {"residual_bwd", RESID_BWD, E * (5 * n + 5 * C) + 4 * 2 * N, 18 * n}};
+    return qt_bench_run_cases(b, call, &a, cases, 4);
 }
 
 #ifdef QT_HAVE_CUDA
@@ -68,8 +77,12 @@ static qt_status cuda_call(void *p, int op) {
     if (op == BWD)
         return qt_cuda_layernorm_bwd(a->s, a->dt, a->dx, a->dw, a->db, a->dout, a->x, a->mean,
                                      a->rstd, a->w, a->N, a->C);
-    return qt_cuda_add_layernorm_fwd(a->s, a->dt, a->resid, a->out, a->mean, a->rstd, a->x, a->dout,
-                                     a->w, a->bias, a->N, a->C);
+    if (op == RESID_FWD)
+        return qt_cuda_layernorm_residual_fwd(a->s, a->dt, a->resid, a->out, a->mean, a->rstd,
+                                              a->x, a->dout, a->w, a->bias, a->N, a->C, PROB, 1,
+                                              2);
+    return qt_cuda_layernorm_residual_bwd(a->s, a->dt, a->dx, a->resid, a->dw, a->db, a->dout,
+                                          a->x, a->mean, a->rstd, a->w, a->N, a->C, PROB, 1, 2);
 }
 #endif
 

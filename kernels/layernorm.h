@@ -40,17 +40,42 @@ qt_status qt_cpu_layernorm_bwd_f64(double *dx, double *dw, double *db, const dou
                                    const double *x, const double *mean, const double *rstd,
                                    const double *w, int N, int C);
 
-// CUDA (kernels/cuda/layernorm.cu), and the residual add fused with the LayerNorm that
-// follows: resid = a + b; out = LayerNorm(resid). resid may alias a or b.
+// The residual connection fused with the LayerNorm after it (a block's `x + drop(branch)`
+// followed by the next norm), float only like the dropout family:
+//   resid (N, C) = x + dropout(branch), the mask keep_i = [qt_philox_uniform(seed, stream, i)
+//   >= prob] over the flat index i of (N, C), scaled by 1 / (1 - prob) (qt_cpu_dropout_fwd's);
+//   out, mean, rstd = LayerNorm(resid) (qt_cpu_layernorm_fwd's).
+// prob == 0: resid = x + branch. resid may alias x or branch; out aliases nothing.
+qt_status qt_cpu_layernorm_residual_fwd(float *resid, float *out, float *mean, float *rstd,
+                                        const float *x, const float *branch, const float *w,
+                                        const float *b, int N, int C, float prob, uint64_t seed,
+                                        uint64_t stream);
+// Its backward: dx (N, C) +=, dw (C) +=, db (C) += as qt_cpu_layernorm_bwd; then dbranch (N, C)
+// = dropout's backward of the updated dx (keep_i dx_i / (1 - prob), the same mask), written
+// (not added): the gradient of the branch, whose only consumer is this residual. dbranch
+// aliases nothing. A NULL dw or db is skipped; dx and dbranch are required.
+qt_status qt_cpu_layernorm_residual_bwd(float *dx, float *dbranch, float *dw, float *db,
+                                        const float *dout, const float *x, const float *mean,
+                                        const float *rstd, const float *w, int N, int C,
+                                        float prob, uint64_t seed, uint64_t stream);
+
+// CUDA (kernels/cuda/layernorm.cu): the same ops; the residual ones draw the CPU's Philox mask
+// bit for bit and round as the composed ops do (drop(branch) to the dtype, then the sum).
 qt_status qt_cuda_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out, float *mean,
                                 float *rstd, const void *x, const void *w, const void *b, int N,
                                 int C);
 qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dw, void *db,
                                 const void *dout, const void *x, const float *mean,
                                 const float *rstd, const void *w, int N, int C);
-qt_status qt_cuda_add_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *resid, void *out,
-                                    float *mean, float *rstd, const void *a, const void *b,
-                                    const void *w, const void *bias, int N, int C);
+qt_status qt_cuda_layernorm_residual_fwd(qt_cuda_stream s, qt_dtype dt, void *resid, void *out,
+                                         float *mean, float *rstd, const void *x,
+                                         const void *branch, const void *w, const void *b, int N,
+                                         int C, float prob, uint64_t seed, uint64_t stream);
+qt_status qt_cuda_layernorm_residual_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dbranch,
+                                         void *dw, void *db, const void *dout, const void *x,
+                                         const float *mean, const float *rstd, const void *w,
+                                         int N, int C, float prob, uint64_t seed,
+                                         uint64_t stream);
 
 // Cost model (base/cost.h; counted in kernels/cuda/layernorm.cu): the launches each launcher
 // above makes for the same arguments (those after the stream), appended to *c.
@@ -60,9 +85,16 @@ void qt_cuda_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const 
 void qt_cuda_layernorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
                                 const void *db, const void *dout, const void *x, const float *mean,
                                 const float *rstd, const void *w, int N, int C);
-void qt_cuda_add_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *resid, const void *out,
-                                    const float *mean, const float *rstd, const void *a,
-                                    const void *b, const void *w, const void *bias, int N, int C);
+void qt_cuda_layernorm_residual_fwd_cost(qt_cost *c, qt_dtype dt, const void *resid,
+                                         const void *out, const float *mean, const float *rstd,
+                                         const void *x, const void *branch, const void *w,
+                                         const void *b, int N, int C, float prob, uint64_t seed,
+                                         uint64_t stream);
+void qt_cuda_layernorm_residual_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx,
+                                         const void *dbranch, const void *dw, const void *db,
+                                         const void *dout, const void *x, const float *mean,
+                                         const float *rstd, const void *w, int N, int C,
+                                         float prob, uint64_t seed, uint64_t stream);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/dropout.h"
+#include "kernels/elementwise.h"
 #include "kernels/layernorm.h"
 #include "expect_error.h"
 #include "testutil.h"
@@ -182,6 +184,109 @@ START_TEST(test_layernorm_bad_args) {
 }
 END_TEST
 
+// The residual ops are the composition they fuse, bit for bit: dropout_fwd, add, layernorm_fwd
+// (forward) and layernorm_bwd, dropout's backward of dx (backward), with the same mask; at
+// prob 0 the sum is a plain add. Odd shapes so the Philox groups of four straddle rows.
+static void check_residual_composition(int N, int C, float prob, uint64_t seed) {
+    const size_t n = (size_t)N * C;
+    const uint64_t dseed = seed + 1000, stream = seed + 2000;
+    float *x = qt_test_falloc(n), *br = qt_test_falloc(n), *w = qt_test_falloc(C);
+    float *b = qt_test_falloc(C), *dout = qt_test_falloc(n), *dx0 = qt_test_falloc(n);
+    qt_test_fill_uniform(x, n, -2.0f, 2.0f, seed);
+    qt_test_fill_uniform(br, n, -1.0f, 3.0f, seed + 1);
+    qt_test_fill_uniform(w, C, 0.5f, 1.5f, seed + 2);
+    qt_test_fill_uniform(b, C, -0.5f, 0.5f, seed + 3);
+    qt_test_fill_uniform(dout, n, -1.0f, 1.0f, seed + 4);
+    qt_test_fill_uniform(dx0, n, -1.0f, 1.0f, seed + 5);
+    // composed
+    float *r1 = qt_test_falloc(n), *o1 = qt_test_falloc(n), *m1 = qt_test_falloc(N);
+    float *s1 = qt_test_falloc(N);
+    QT_EXPECT_OK(qt_cpu_dropout_fwd(r1, br, n, prob, dseed, stream));
+    QT_EXPECT_OK(qt_cpu_add(r1, r1, x, n));
+    QT_EXPECT_OK(qt_cpu_layernorm_fwd(o1, m1, s1, r1, w, b, N, C));
+    float *dx1 = qt_test_falloc(n), *dbr1 = qt_test_falloc(n), *dw1 = qt_test_falloc(C);
+    float *db1 = qt_test_falloc(C);
+    memcpy(dx1, dx0, n * sizeof *dx1);
+    memset(dw1, 0, C * sizeof *dw1);
+    memset(db1, 0, C * sizeof *db1);
+    QT_EXPECT_OK(qt_cpu_layernorm_bwd(dx1, dw1, db1, dout, r1, m1, s1, w, N, C));
+    QT_EXPECT_OK(qt_cpu_dropout_fwd(dbr1, dx1, n, prob, dseed, stream));
+    // fused (resid written over x: the aliasing the header allows)
+    float *r2 = qt_test_falloc(n), *o2 = qt_test_falloc(n), *m2 = qt_test_falloc(N);
+    float *s2 = qt_test_falloc(N);
+    memcpy(r2, x, n * sizeof *r2);
+    QT_EXPECT_OK(qt_cpu_layernorm_residual_fwd(r2, o2, m2, s2, r2, br, w, b, N, C, prob, dseed,
+                                               stream));
+    float *dx2 = qt_test_falloc(n), *dbr2 = qt_test_falloc(n), *dw2 = qt_test_falloc(C);
+    float *db2 = qt_test_falloc(C);
+    memcpy(dx2, dx0, n * sizeof *dx2);
+    memset(dw2, 0, C * sizeof *dw2);
+    memset(db2, 0, C * sizeof *db2);
+    QT_EXPECT_OK(qt_cpu_layernorm_residual_bwd(dx2, dbr2, dw2, db2, dout, r2, m2, s2, w, N, C,
+                                               prob, dseed, stream));
+    ck_assert_msg(!memcmp(r1, r2, n * 4) && !memcmp(o1, o2, n * 4) && !memcmp(m1, m2, N * 4) &&
+                      !memcmp(s1, s2, N * 4),
+                  "layernorm_residual_fwd N=%d C=%d p=%g differs from dropout + add + layernorm",
+                  N, C, (double)prob);
+    ck_assert_msg(!memcmp(dx1, dx2, n * 4) && !memcmp(dbr1, dbr2, n * 4) &&
+                      !memcmp(dw1, dw2, C * 4) && !memcmp(db1, db2, C * 4),
+                  "layernorm_residual_bwd N=%d C=%d p=%g differs from layernorm_bwd + dropout", N,
+                  C, (double)prob);
+    if (prob > 0.0f && prob < 1.0f && n >= 64) { // the mask is drawn: some kept, some dropped
+        size_t dropped = 0;
+        for (size_t i = 0; i < n; i++) dropped += r2[i] == x[i] && br[i] != 0.0f;
+        ck_assert_msg(dropped > 0 && dropped < n, "N=%d C=%d p=%g: %zu of %zu dropped", N, C,
+                      (double)prob, dropped, n);
+    }
+    QT_TEST_FREE_ALL(x, br, w, b, dout, dx0, r1, o1, m1, s1, dx1, dbr1, dw1, db1);
+    QT_TEST_FREE_ALL(r2, o2, m2, s2, dx2, dbr2, dw2, db2);
+}
+
+START_TEST(test_layernorm_residual_is_composition) {
+    const int shapes[][2] = {{1, 1}, {3, 7}, {5, 33}, {17, 130}};
+    for (int s = 0; s < 4; s++)
+        for (int p = 0; p < 3; p++)
+            check_residual_composition(shapes[s][0], shapes[s][1], p == 0 ? 0.0f : p == 1 ? 0.1f
+                                                                                          : 0.5f,
+                                       40 + 3 * (uint64_t)s + (uint64_t)p);
+    check_residual_composition(4, 9, 1.0f, 77); // all dropped
+}
+END_TEST
+
+// The residual ops' refusals: a bad probability, out or dbranch aliasing an input; nothing
+// written.
+START_TEST(test_layernorm_residual_bad_args) {
+    enum { N = 2, C = 5 };
+    const size_t nb = (size_t)N * C * 4;
+    float x[N * C], w[C], b[C];
+    qt_test_fill_uniform(x, N * C, -1.0f, 1.0f, 36);
+    qt_test_fill_uniform(w, C, 0.5f, 1.5f, 37);
+    qt_test_fill_uniform(b, C, -1.0f, 1.0f, 38);
+    float *resid = qt_test_guarded(nb), *out = qt_test_guarded(nb), *mean = qt_test_guarded(N * 4),
+          *rstd = qt_test_guarded(N * 4);
+#define UNTOUCHED (qt_test_untouched(resid, nb) && qt_test_untouched(out, nb))
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_residual_fwd(resid, out, mean, rstd, x, x, w, b, N, C,
+                                                    1.5f, 1, 2),
+                      "layernorm_residual_fwd", UNTOUCHED);
+    ck_assert_msg(strstr(qt_last_error(), "outside [0, 1]"), "%s", qt_last_error());
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_residual_fwd(resid, out, mean, rstd, x, x, w, b, N, C,
+                                                    NAN, 1, 2),
+                      "layernorm_residual_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_residual_fwd(resid, resid, mean, rstd, x, x, w, b, N, C,
+                                                    0.1f, 1, 2),
+                      "layernorm_residual_fwd", qt_test_untouched(resid, nb));
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_residual_fwd(resid, out, mean, rstd, x, x, w, NULL, N, C,
+                                                    0.1f, 1, 2),
+                      "layernorm_residual_fwd", UNTOUCHED);
+#undef UNTOUCHED
+    QT_EXPECT_REFUSED(qt_cpu_layernorm_residual_bwd(out, out, NULL, NULL, x, x, mean, rstd, w, N,
+                                                    C, 0.1f, 1, 2),
+                      "layernorm_residual_bwd", qt_test_untouched(out, nb)); // dbranch is dx
+    ck_assert_msg(strstr(qt_last_error(), "dbranch"), "%s", qt_last_error());
+    QT_TEST_FREE_ALL(resid, out, mean, rstd);
+}
+END_TEST
+
 static Suite *layernorm_suite(void) {
     Suite *s = suite_create("layernorm");
     TCase *tc = tcase_create("core");
@@ -189,6 +294,8 @@ static Suite *layernorm_suite(void) {
     tcase_add_test(tc, test_layernorm_fd);
     tcase_add_test(tc, test_layernorm_float_vs_double);
     tcase_add_test(tc, test_layernorm_bad_args);
+    tcase_add_test(tc, test_layernorm_residual_is_composition);
+    tcase_add_test(tc, test_layernorm_residual_bad_args);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -295,6 +295,72 @@ START_TEST(test_model_fused_equals_composed_f64) {
 }
 END_TEST
 
+// Counts the calls of the CPU backend's fused residual forward, to show the model took it.
+static int residual_fwd_calls;
+static qt_status (*residual_fwd_real)(void *, void *, void *, float *, float *, const void *,
+                                      const void *, const void *, const void *, int, int, float,
+                                      uint64_t, uint64_t);
+static qt_status residual_fwd_counted(void *ctx, void *resid, void *out, float *mean, float *rstd,
+                                      const void *x, const void *branch, const void *w,
+                                      const void *b, int N, int C, float prob, uint64_t seed,
+                                      uint64_t stream) {
+    residual_fwd_calls++;
+    return residual_fwd_real(ctx, resid, out, mean, rstd, x, branch, w, b, N, C, prob, seed,
+                             stream);
+}
+
+// The residual connections fused with their LayerNorm (layernorm_residual_*, the CPU backend's
+// op) compute what dropout, add and layernorm compute one by one: on the float CPU backend the
+// loss and every gradient are bit-identical with the op removed, for every variant (dropout on
+// in relu_untied_dropout, so the fused masks are the composed ones), and the model used the
+// op (the composed backend lacks it).
+START_TEST(test_model_residual_fused_equals_composed) {
+    const variant *v = &variants[_i];
+    qt_backend bf, bc;
+    ck_assert_int_eq(qt_backend_cpu_init(&bf, 2), QT_OK);
+    ck_assert_int_eq(qt_backend_cpu_init(&bc, 2), QT_OK);
+    maybe_compose(&bf, v, 0);
+    static qt_backend_ops fused, unfused;
+    fused = *bf.ops;
+    residual_fwd_real = fused.layernorm_residual_fwd;
+    fused.layernorm_residual_fwd = residual_fwd_counted;
+    bf.ops = &fused;
+    unfused = *bf.ops;
+    unfused.layernorm_residual_fwd = NULL;
+    unfused.layernorm_residual_bwd = NULL;
+    bc.ops = &unfused;
+    residual_fwd_calls = 0;
+    qt_model mf, mc;
+    model_on(&mf, &bf, v);
+    model_on(&mc, &bc, v);
+    int in[B * T], tg[B * T];
+    tiny_batch(in, tg);
+    ck_assert_int_eq(qt_model_zero_grad(&mf), QT_OK);
+    ck_assert_int_eq(qt_model_zero_grad(&mc), QT_OK);
+    const double lf = loss_at(&mf, in, tg), lc = loss_at(&mc, in, tg);
+    ck_assert_msg(lf == lc, "%s: loss %.9g (fused residual) vs %.9g", v->name, lf, lc);
+    // per layer the attention residual with LN2 and the FFN residual with the next norm, where
+    // the norms are LayerNorms (RMSNorm models compose)
+    const int want = mf.cfg.norm == QT_NORM_LAYERNORM ? 2 * mf.cfg.n_layer : 0;
+    ck_assert_msg(residual_fwd_calls == want, "%s: %d fused residual calls, want %d", v->name,
+                  residual_fwd_calls, want);
+    ck_assert_int_eq(qt_model_backward(&mf, 1.0f), QT_OK);
+    ck_assert_int_eq(qt_model_backward(&mc, 1.0f), QT_OK);
+    for (int ti = 0; ti < mf.n_tensors; ti++) {
+        const qt_tensor_info *t = &mf.tensors[ti];
+        const float *gf = (const float *)mf.grads + t->offset;
+        const float *gc = (const float *)mc.grads + t->offset;
+        ck_assert_msg(!memcmp(gf, gc, t->numel * sizeof(float)),
+                      "%s: %s: fused-residual gradient differs from the composed one", v->name,
+                      t->name);
+    }
+    qt_model_free(&mf);
+    qt_model_free(&mc);
+    qt_backend_free(&bf);
+    qt_backend_free(&bc);
+}
+END_TEST
+
 // The activation arena of the default model (B = 8) at T = 64, 128, 256 on the CPU backend:
 // with the fused op it grows linearly in T (second difference 0 bytes) and holds no
 // (B, H, T, T) buffer; with the fused op removed it grows quadratically, by exactly the
@@ -699,6 +765,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_model_gradients_f64, 0, N_VARIANTS);
     tcase_add_loop_test(tc, test_model_gradients_f32_match_f64, 0, N_VARIANTS);
     tcase_add_loop_test(tc, test_model_fused_equals_composed_f64, 0, N_VARIANTS);
+    tcase_add_loop_test(tc, test_model_residual_fused_equals_composed, 0, N_VARIANTS);
     tcase_add_test(tc, test_model_activations_linear_in_T);
     tcase_add_test(tc, test_model_sink_and_elementwise_params);
     tcase_add_test(tc, test_model_refuses_sink_without_op);

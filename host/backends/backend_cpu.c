@@ -214,6 +214,23 @@ static qt_status cpu_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, cons
     (void)ctx;
     return qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C);
 }
+static qt_status cpu_layernorm_residual_fwd(void *ctx, void *resid, void *out, float *mean,
+                                            float *rstd, const void *x, const void *branch,
+                                            const void *w, const void *b, int N, int C,
+                                            float prob, uint64_t seed, uint64_t stream) {
+    (void)ctx;
+    return qt_cpu_layernorm_residual_fwd(resid, out, mean, rstd, x, branch, w, b, N, C, prob,
+                                         seed, stream);
+}
+static qt_status cpu_layernorm_residual_bwd(void *ctx, void *dx, void *dbranch, void *dw,
+                                            void *db, const void *dout, const void *x,
+                                            const float *mean, const float *rstd, const void *w,
+                                            int N, int C, float prob, uint64_t seed,
+                                            uint64_t stream) {
+    (void)ctx;
+    return qt_cpu_layernorm_residual_bwd(dx, dbranch, dw, db, dout, x, mean, rstd, w, N, C, prob,
+                                         seed, stream);
+}
 static qt_status cpu_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
     return qt_cpu_gelu_fwd(out, x, n);
@@ -436,6 +453,8 @@ static const qt_backend_ops cpu_ops = {
     .gate_mul_bwd = cpu_gate_mul_bwd,
     .layernorm_fwd = cpu_layernorm_fwd,
     .layernorm_bwd = cpu_layernorm_bwd,
+    .layernorm_residual_fwd = cpu_layernorm_residual_fwd,
+    .layernorm_residual_bwd = cpu_layernorm_residual_bwd,
     .gelu_fwd = cpu_gelu_fwd,
     .gelu_bwd = cpu_gelu_bwd,
     .relu_fwd = cpu_relu_fwd,

@@ -640,6 +640,33 @@ static qt_status cuda_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, con
     }
     return RUN(qt_cuda_layernorm_bwd, dx, dw, db, dout, x, mean, rstd, w, N, C);
 }
+static qt_status cuda_layernorm_residual_fwd(void *ctx, void *resid, void *out, float *mean,
+                                             float *rstd, const void *x, const void *branch,
+                                             const void *w, const void *b, int N, int C,
+                                             float prob, uint64_t seed, uint64_t stream) {
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_layernorm_residual_fwd_cost(&k, DT(ctx), resid, out, mean, rstd, x, branch, w, b,
+                                            N, C, prob, seed, stream);
+        QT_TRY(rec(ctx, "layernorm_residual_fwd", &k, "N=%d C=%d p=%g", N, C, (double)prob));
+    }
+    return RUN(qt_cuda_layernorm_residual_fwd, resid, out, mean, rstd, x, branch, w, b, N, C, prob,
+               seed, stream);
+}
+static qt_status cuda_layernorm_residual_bwd(void *ctx, void *dx, void *dbranch, void *dw,
+                                             void *db, const void *dout, const void *x,
+                                             const float *mean, const float *rstd, const void *w,
+                                             int N, int C, float prob, uint64_t seed,
+                                             uint64_t stream) {
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_layernorm_residual_bwd_cost(&k, DT(ctx), dx, dbranch, dw, db, dout, x, mean, rstd,
+                                            w, N, C, prob, seed, stream);
+        QT_TRY(rec(ctx, "layernorm_residual_bwd", &k, "N=%d C=%d p=%g", N, C, (double)prob));
+    }
+    return RUN(qt_cuda_layernorm_residual_bwd, dx, dbranch, dw, db, dout, x, mean, rstd, w, N, C,
+               prob, seed, stream);
+}
 static qt_status cuda_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     if (RECORDING(ctx)) {
         qt_cost k = {0};
@@ -1077,6 +1104,8 @@ static const qt_backend_ops cuda_ops = {
     .gate_mul_bwd = cuda_gate_mul_bwd,
     .layernorm_fwd = cuda_layernorm_fwd,
     .layernorm_bwd = cuda_layernorm_bwd,
+    .layernorm_residual_fwd = cuda_layernorm_residual_fwd,
+    .layernorm_residual_bwd = cuda_layernorm_residual_bwd,
     .gelu_fwd = cuda_gelu_fwd,
     .gelu_bwd = cuda_gelu_bwd,
     .relu_fwd = cuda_relu_fwd,

@@ -528,7 +528,9 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         REQ(m->d_scores, BHTT);
         if (attn_drop > 0) REQ(m->d_probs_pre, BHTT);
     }
-    REQ(m->d_fc, N * F1);
+    // d fc: GELU's and ReLU's backward runs in place on d_fc_act (overwriting: no memset);
+    // SwiGLU's input is twice as wide and gets its own buffer
+    if (cfg->activation == QT_ACT_SWIGLU) REQ(m->d_fc, N * F1);
     REQ(m->d_fc_act, N * F);
     if (cfg->quant_mode != QT_QMODE_NONE) {
         size_t max_in = (size_t)(C > F ? C : F), max_out = (size_t)(3 * C > F1 ? 3 * C : F1);
@@ -868,6 +870,35 @@ static qt_status residual_fwd(qt_model *m, void *out, const void *branch, const 
     return BE->add(CTX, out, out, x, n);
 }
 
+// Offers a site's tensor to the activation hook (PTQ calibration and fake quantization).
+static qt_status site(qt_model *m, int layer, qt_site which, void *x, size_t rows, size_t cols) {
+    if (!m->hooks || !m->hooks->activation) return QT_OK;
+    return m->hooks->activation(m->hooks->user, m, layer, which, x, rows, cols);
+}
+
+// A block's residual connection and the LayerNorm after it run as one op
+// (layernorm_residual_{fwd,bwd}) where the backend has it, the norm is a LayerNorm, and no
+// activation hook is set (a hook may read or change the residual sum before the norm reads
+// it). The one place that decides; elsewhere dropout, add and the norm run one by one.
+static int residual_fused(const qt_model *m) {
+    return BE->layernorm_residual_fwd && BE->layernorm_residual_bwd &&
+           m->cfg.norm == QT_NORM_LAYERNORM && !(m->hooks && m->hooks->activation);
+}
+
+// out = x + drop(branch) (offered to the hook as `resid_site`), then n = norm(out) with the
+// norm's w, b: one launch where residual_fused allows, else dropout, add and the norm.
+static qt_status residual_norm_fwd(qt_model *m, int layer, qt_site resid_site, void *out,
+                                   const void *branch, const void *x, const qt_norm_acts *n,
+                                   const void *w, const void *b, int N, int C, float drop,
+                                   uint64_t stream) {
+    if (residual_fused(m))
+        return BE->layernorm_residual_fwd(CTX, out, n->y, n->mean, n->rstd, x, branch, w,
+                                          b ? b : m->zeros_c, N, C, drop, m->cfg.seed, stream);
+    QT_TRY(residual_fwd(m, out, branch, x, (size_t)N * C, drop, stream));
+    QT_TRY(site(m, layer, resid_site, out, N, C));
+    return norm_fwd(m, n, out, w, b, N, C);
+}
+
 // The MLP activation: fc (N, F1) -> fc_act (N, F); SwiGLU halves the width.
 static qt_status act_fwd(qt_model *m, void *out, const void *x, int N, int F) {
     switch (m->cfg.activation) {
@@ -885,12 +916,6 @@ static qt_status act_bwd(qt_model *m, void *dx, const void *dout, const void *x,
     case QT_ACT_SWIGLU: return BE->swiglu_bwd(CTX, dx, dout, x, N, F);
     }
     return qt_error(QT_ERR_ARG, "unknown activation %d", (int)m->cfg.activation);
-}
-
-// Offers a site's tensor to the activation hook (PTQ calibration and fake quantization).
-static qt_status site(qt_model *m, int layer, qt_site which, void *x, size_t rows, size_t cols) {
-    if (!m->hooks || !m->hooks->activation) return QT_OK;
-    return m->hooks->activation(m->hooks->user, m, layer, which, x, rows, cols);
 }
 
 // The forward of a block linear: out (N, OC) = x (N, IC) w (OC, IC)^T + b.
@@ -993,9 +1018,10 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         const qt_layer_params *w = &m->p.layers[l];
         qt_layer_acts *a = &m->acts[l];
         // pre-LN: the branches read LN1(x) and LN2(resid1); post-LN: x and LN1(resid1), and
-        // the layer's output is LN2(resid2)
+        // the layer's output is LN2(resid2). Pre-LN's LN1 of layers after the first is taken
+        // with the previous layer's FFN residual (residual_norm_fwd).
         if (!post) {
-            QT_TRY(norm_fwd(m, &a->ln1, x, w->ln1_w, w->ln1_b, N, C));
+            if (l == 0) QT_TRY(norm_fwd(m, &a->ln1, x, w->ln1_w, w->ln1_b, N, C));
             QT_TRY(site(m, l, QT_SITE_LN1, a->ln1.y, N, C));
         }
         const void *attn_in = post ? x : a->ln1.y;
@@ -1043,13 +1069,12 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_PROJ, a->attn_out, proj_in, w->proj_w, w->proj_b,
                                 N, C, C));
         QT_TRY(site(m, l, QT_SITE_ATTN_OUT, a->attn_out, N, C));
-        QT_TRY(residual_fwd(m, a->resid1, a->attn_out, x, (size_t)N * C, pp.drop,
-                            drop_stream(m, l, SITE_ATTN_RESID)));
-        QT_TRY(site(m, l, QT_SITE_RESID1, a->resid1, N, C));
         qt_norm_acts *ffn_norm = post ? &a->ln1 : &a->ln2;
         const void *ffn_norm_w = post ? w->ln1_w : w->ln2_w;
         const void *ffn_norm_b = post ? w->ln1_b : w->ln2_b;
-        QT_TRY(norm_fwd(m, ffn_norm, a->resid1, ffn_norm_w, ffn_norm_b, N, C));
+        QT_TRY(residual_norm_fwd(m, l, QT_SITE_RESID1, a->resid1, a->attn_out, x, ffn_norm,
+                                 ffn_norm_w, ffn_norm_b, N, C, pp.drop,
+                                 drop_stream(m, l, SITE_ATTN_RESID)));
         QT_TRY(site(m, l, post ? QT_SITE_LN1 : QT_SITE_LN2, ffn_norm->y, N, C));
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, ffn_norm->y, w->fc_w, w->fc_b, N, C,
                                 F1));
@@ -1058,17 +1083,22 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC2, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N,
                                 F, C));
         QT_TRY(site(m, l, QT_SITE_FFN_OUT, a->ffn_out, N, C));
-        QT_TRY(residual_fwd(m, a->resid2, a->ffn_out, post ? a->ln1.y : a->resid1, (size_t)N * C,
-                            pp.drop, drop_stream(m, l, SITE_FFN_RESID)));
-        QT_TRY(site(m, l, QT_SITE_RESID2, a->resid2, N, C));
-        if (post) {
-            QT_TRY(norm_fwd(m, &a->ln2, a->resid2, w->ln2_w, w->ln2_b, N, C));
-            QT_TRY(site(m, l, QT_SITE_LN2, a->ln2.y, N, C));
-        }
+        // the norm after the FFN residual: post-LN's LN2, else the next layer's LN1 or the
+        // final norm
+        const int last = l + 1 == L;
+        const qt_layer_params *wn = last ? NULL : &m->p.layers[l + 1];
+        qt_norm_acts *next_norm = post ? &a->ln2 : last ? &m->lnf : &m->acts[l + 1].ln1;
+        const void *next_w = post ? w->ln2_w : last ? m->p.lnf_w : wn->ln1_w;
+        const void *next_b = post ? w->ln2_b : last ? m->p.lnf_b : wn->ln1_b;
+        QT_TRY(residual_norm_fwd(m, l, QT_SITE_RESID2, a->resid2, a->ffn_out,
+                                 post ? a->ln1.y : a->resid1, next_norm, next_w, next_b, N, C,
+                                 pp.drop, drop_stream(m, l, SITE_FFN_RESID)));
+        if (post) QT_TRY(site(m, l, QT_SITE_LN2, a->ln2.y, N, C));
         x = post ? a->ln2.y : a->resid2;
     }
     if (!post) {
-        QT_TRY(norm_fwd(m, &m->lnf, x, m->p.lnf_w, m->p.lnf_b, N, C));
+        // the final norm (taken with the last FFN residual when there is a layer)
+        if (L == 0) QT_TRY(norm_fwd(m, &m->lnf, x, m->p.lnf_w, m->p.lnf_b, N, C));
         QT_TRY(site(m, -1, QT_SITE_LNF, m->lnf.y, N, C));
         x = m->lnf.y;
     }
@@ -1114,6 +1144,26 @@ static qt_status dropout_grad(qt_model *m, const void **out, void *scratch, cons
     QT_TRY(BE->dropout_fwd(CTX, scratch, d, n, prob, m->cfg.seed, stream));
     *out = scratch;
     return QT_OK;
+}
+
+// The backward of a residual's norm n = norm(x) (x = the residual sum) with the dropped branch
+// that fed the residual: dx +=, dw +=, db += the norm's backward (db NULL when the norm has no
+// bias), then *d_branch = the branch's gradient, dropout's backward of the updated dx into
+// `scratch` (dx itself when dropout is off). One launch for the dx part where residual_fused
+// allows and dropout is on.
+static qt_status norm_residual_bwd(qt_model *m, const void **d_branch, void *scratch, void *dx,
+                                   void *dw, void *db, const void *dout, const void *x,
+                                   const qt_norm_acts *n, const void *w, int N, int C,
+                                   float prob, uint64_t stream) {
+    if (prob > 0 && residual_fused(m)) {
+        QT_TRY(BE->layernorm_residual_bwd(CTX, dx, scratch, dw, db, dout, x, n->mean, n->rstd, w,
+                                          N, C, prob, m->cfg.seed, stream));
+        *d_branch = scratch;
+        return QT_OK;
+    }
+    // an absent bias's gradient lands in `scratch`, dead until dropout_grad writes it
+    QT_TRY(norm_bwd(m, dx, dw, db ? db : scratch, dout, x, n, w, N, C));
+    return dropout_grad(m, d_branch, scratch, dx, (size_t)N * C, prob, stream);
 }
 
 // Reports that every gradient from the one at `first` (a view into the gradient arena) to the
@@ -1168,14 +1218,19 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         QT_TRY(BE->linear_bwd(CTX, NULL, m->g.head, NULL, m->logits, m->lnf.y, m->p.head, N, C, V));
     }
     QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
+    // pre-LN: the gradient of the branch that fed the residual whose norm was just taken
+    // backward (the last layer's FFN output, or the embedding when there is no layer)
+    const void *d_fed = NULL;
     if (post) {
         // d of the last block's output is d x_head itself
         QT_TRY(BE->add(CTX, m->d_resid, m->d_resid, m->d_ln, NC));
         QT_TRY(grads_ready(m, m->g.mlm_dense_w));
     } else {
         const void *x_last = L > 0 ? m->acts[L - 1].resid2 : m->encoded;
-        QT_TRY(norm_bwd(m, m->d_resid, m->g.lnf_w, m->g.lnf_b ? m->g.lnf_b : m->d_branch,
-                        m->d_ln, x_last, &m->lnf, m->p.lnf_w, N, C));
+        QT_TRY(norm_residual_bwd(m, &d_fed, m->d_branch, m->d_resid, m->g.lnf_w, m->g.lnf_b,
+                                 m->d_ln, x_last, &m->lnf, m->p.lnf_w, N, C, pp.drop,
+                                 L > 0 ? drop_stream(m, L - 1, SITE_FFN_RESID)
+                                       : drop_stream(m, 0, SITE_EMBED)));
         // The final norm and an untied head (after it in the arena) are final; a tied head is
         // the token embedding, at offset 0, final only after the embedding backward.
         QT_TRY(grads_ready(m, m->g.lnf_w));
@@ -1201,35 +1256,41 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         // ---- FFN branch: resid2 = h + drop(fc2(act(fc1(h)))), h = ln2(resid1) (pre-LN) or
         // ln1(resid1) (post-LN, where h itself is the residual)
         const qt_norm_acts *ffn_norm = post ? &a->ln1 : &a->ln2;
-        const void *d_ffn;
-        QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, pp.drop,
-                            drop_stream(m, l, SITE_FFN_RESID)));
+        const void *d_attn;
+        const void *d_ffn = d_fed; // pre-LN: from the norm backward after this residual
+        if (post)
+            QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, pp.drop,
+                                drop_stream(m, l, SITE_FFN_RESID)));
         QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
                                   a->fc_act, w->fc2_w, N, F, C));
-        QT_TRY(BE->zero(CTX, m->d_fc, (size_t)N * F1 * m->es));
-        QT_TRY(act_bwd(m, m->d_fc, m->d_fc_act, a->fc, N, F));
+        // d fc (N, F1): in place over d_fc_act (the in-place form overwrites), except SwiGLU's
+        void *d_fc = m->d_fc_act;
+        if (cfg->activation == QT_ACT_SWIGLU) {
+            d_fc = m->d_fc;
+            QT_TRY(BE->zero(CTX, d_fc, (size_t)N * F1 * m->es));
+        }
+        QT_TRY(act_bwd(m, d_fc, m->d_fc_act, a->fc, N, F));
         if (post) {
             // d h = d resid2 (the residual) + fc1's dx, in d_ln
             QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));
             QT_TRY(BE->add(CTX, m->d_ln, m->d_ln, m->d_resid, NC));
-            QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc,
+            QT_TRY(qt_qlinear_bwd(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, d_fc,
                                   ffn_norm->y, w->fc_w, N, C, F1));
             QT_TRY(BE->zero(CTX, m->d_resid, NC * m->es));
-            QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln,
-                            a->resid1, &a->ln1, w->ln1_w, N, C));
+            QT_TRY(norm_residual_bwd(m, &d_attn, m->d_branch, m->d_resid, gw->ln1_w, gw->ln1_b,
+                                     m->d_ln, a->resid1, &a->ln1, w->ln1_w, N, C, pp.drop,
+                                     drop_stream(m, l, SITE_ATTN_RESID)));
         } else {
-            QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, m->d_fc,
+            QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC1, m->d_ln, gw->fc_w, gw->fc_b, d_fc,
                                       ffn_norm->y, w->fc_w, N, C, F1));
-            QT_TRY(norm_bwd(m, m->d_resid, gw->ln2_w, gw->ln2_b ? gw->ln2_b : ln_db_sink, m->d_ln,
-                            a->resid1, &a->ln2, w->ln2_w, N, C));
+            QT_TRY(norm_residual_bwd(m, &d_attn, m->d_branch, m->d_resid, gw->ln2_w, gw->ln2_b,
+                                     m->d_ln, a->resid1, &a->ln2, w->ln2_w, N, C, pp.drop,
+                                     drop_stream(m, l, SITE_ATTN_RESID)));
         }
-        // d_resid is now d resid1.
+        // d_resid is now d resid1, and d_attn the gradient of the attention branch's output.
         const void *attn_in = post ? x : a->ln1.y;
 
         // ---- attention branch: resid1 = x + drop(out_proj(gate * attention(ln1(x))))
-        const void *d_attn;
-        QT_TRY(dropout_grad(m, &d_attn, m->d_branch, m->d_resid, NC, pp.drop,
-                            drop_stream(m, l, SITE_ATTN_RESID)));
         const void *proj_in = pp.gs.kind != QT_GATE_NONE ? a->gated : a->ctx;
         QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_PROJ, m->d_gated, gw->proj_w, gw->proj_b,
                                   d_attn, proj_in, w->proj_w, N, C, C));
@@ -1302,15 +1363,18 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                       m->d_qkv, attn_in, w->qkv_w, N, C, 3 * C));
         if (post) // the branch read x itself: d x = d resid1 + the branch's dx
             QT_TRY(BE->add(CTX, m->d_resid, m->d_resid, m->d_ln, NC));
-        else
-            QT_TRY(norm_bwd(m, m->d_resid, gw->ln1_w, gw->ln1_b ? gw->ln1_b : ln_db_sink, m->d_ln,
-                            x, &a->ln1, w->ln1_w, N, C));
+        else // x = the previous layer's FFN residual (or the embedding): its branch's gradient
+            QT_TRY(norm_residual_bwd(m, &d_fed, m->d_branch, m->d_resid, gw->ln1_w, gw->ln1_b,
+                                     m->d_ln, x, &a->ln1, w->ln1_w, N, C, pp.drop,
+                                     l > 0 ? drop_stream(m, l - 1, SITE_FFN_RESID)
+                                           : drop_stream(m, 0, SITE_EMBED)));
         // d_resid is now d x. Block l's tensors (ln1 first in the arena) are final.
         QT_TRY(grads_ready(m, gw->ln1_w));
     }
-    const void *d_emb;
-    QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, pp.drop,
-                        drop_stream(m, 0, SITE_EMBED)));
+    const void *d_emb = d_fed;
+    if (post)
+        QT_TRY(dropout_grad(m, &d_emb, m->d_branch, m->d_resid, NC, pp.drop,
+                            drop_stream(m, 0, SITE_EMBED)));
     if (encoder && post) {
         // encoded = LN_e(emb_sum): d emb_sum into d_ln
         QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));

@@ -95,6 +95,18 @@ typedef struct qt_backend_ops {
     qt_status (*layernorm_bwd)(void *ctx, void *dx, void *dw, void *db, const void *dout,
                                const void *x, const float *mean, const float *rstd,
                                const void *w, int N, int C);
+    // A block's residual connection fused with the LayerNorm after it
+    // (qt_cpu_layernorm_residual_{fwd,bwd}: resid = x + dropout(branch), out = LayerNorm(resid);
+    // backward dx += LayerNorm's dx, dbranch = dropout's backward of dx). Optional: where it is
+    // NULL the model composes dropout, add and layernorm (host/model/model.c, residual_fused).
+    qt_status (*layernorm_residual_fwd)(void *ctx, void *resid, void *out, float *mean,
+                                        float *rstd, const void *x, const void *branch,
+                                        const void *w, const void *b, int N, int C, float prob,
+                                        uint64_t seed, uint64_t stream);
+    qt_status (*layernorm_residual_bwd)(void *ctx, void *dx, void *dbranch, void *dw, void *db,
+                                        const void *dout, const void *x, const float *mean,
+                                        const float *rstd, const void *w, int N, int C,
+                                        float prob, uint64_t seed, uint64_t stream);
     qt_status (*gelu_fwd)(void *ctx, void *out, const void *x, size_t n);
     qt_status (*gelu_bwd)(void *ctx, void *dx, const void *dout, const void *x, size_t n);
     qt_status (*relu_fwd)(void *ctx, void *out, const void *x, size_t n);

@@ -9,14 +9,28 @@
 // CPU twin: kernels/cpu/layernorm_impl.h (qt_cpu_layernorm_{fwd,bwd}); qt_cpu_add for the add.
 // Contract (kernels/layernorm.h): forwards overwrite out, mean, rstd (and resid); the
 // backward ADDS into dx, dw, db (each may be NULL). mean and rstd are fp32 whatever dt is.
-// qt_cuda_add_layernorm_fwd: resid = a + b rounded to dt, then out = LayerNorm(resid) computed
-// from the rounded resid (what the backward will read back as its x); resid may alias a or b.
+// The residual ops fuse a block's residual connection with the LayerNorm after it, so the model
+// makes one launch where it made three (dropout, add, LayerNorm) and one where it made two
+// (the LayerNorm's dx, then dropout's backward of it):
+//   qt_cuda_layernorm_residual_fwd: resid = x + round(drop(branch)) rounded to dt, then out =
+//     LayerNorm(resid) from the rounded resid (what the backward reads back as its x); resid may
+//     alias x or branch. drop(v)_i = keep_i ? v_i s : 0 with keep_i = [qt_philox_uniform(seed,
+//     stream, i) >= prob] on the flat index i of (N, C): dropout.cu's mask, rounded as its
+//     output is, so this equals dropout_fwd, add, layernorm_fwd bit for bit.
+//   qt_cuda_layernorm_residual_bwd: dx += the LayerNorm's dx (rounded to dt), then dbranch =
+//     drop(dx) from the rounded dx, written: dropout's backward of what dx now holds.
+// Each element draws its own Philox block (four words, one used): the row kernels keep
+// LayerNorm's lane-stride column order, so the four elements of a block sit on four lanes.
+// That is 4x the integer work of dropout.cu's grouped draw (estimate: ~70 integer ops per
+// element, about the time of the row's memory traffic on an A100); sharing a block across a
+// lane quad by shuffles would remove it.
 // Determinism: every reduction has a fixed order (warp butterflies, a fixed-shape tree), so
 // results are bit-identical from run to run; no atomics.
 #include "qt_cuda_compat.h"
 #include "base/cuda_check.h"
 #include "common.cuh"
 
+#include "base/philox.h"
 #include "kernels/layernorm.h"
 
 // ---- launch constants -----------------------------------------------------------------------
@@ -76,32 +90,53 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     layernorm_row_finish(out + (size_t)row * C, mean, rstd, row, xr, w, b, s, C, lane);
 }
 
-// resid (N, C) = a + b (rounded to T), then out, mean, rstd = LayerNorm(resid) as above.
-// Same mapping and guards as layernorm_fwd_rowwarp. resid may alias a or b: each element is
-// read and then written by the same lane, and the later passes read resid back (the rounded
-// value), so no pointer here is __restrict__.
+// v rounded to T and widened back: the value a T store of v holds.
+template <typename T> static __device__ __forceinline__ float round_to(float v) {
+    T t;
+    qt_st(&t, v);
+    return qt_to_f32(t);
+}
+
+// drop(v) for flat element i: v s when kept, 0 when dropped (a dropped inf or NaN too), v when
+// !masked (prob 0: no draw). dropout.cu's apply_one, one element at a time.
+static __device__ __forceinline__ float drop_one(float v, size_t i, int masked, float prob,
+                                                 float s, uint64_t seed, uint64_t stream) {
+    if (!masked) return v;
+    return qt_philox_uniform(seed, stream, i) >= prob ? __fmul_rn(v, s) : 0.0f;
+}
+
+// resid (N, C) = x + round_T(drop(branch)) (rounded to T), then out, mean, rstd =
+// LayerNorm(resid) as above. Same mapping and guards as layernorm_fwd_rowwarp. resid may alias
+// x or branch: each element is read and then written by the same lane, and the later passes
+// read resid back (the rounded value), so no pointer here is __restrict__.
 template <typename T>
 static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
-    add_layernorm_fwd_rowwarp(T *resid, T *out, float *mean, float *rstd, const T *a,
-                              const T *b, const T *w, const T *bias, int N, int C) {
+    layernorm_residual_fwd_rowwarp(T *resid, T *out, float *mean, float *rstd, const T *x,
+                                   const T *branch, const T *w, const T *b, int N, int C,
+                                   int masked, float prob, float s, uint64_t seed,
+                                   uint64_t stream) {
     const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const size_t off = (size_t)row * C;
     T *r = resid + off;
-    float s = 0.0f;
+    float sum = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        qt_st(r + c, qt_ld(a + off + c) + qt_ld(b + off + c));
-        s += qt_ld(r + c);
+        const float v = drop_one(qt_ld(branch + off + c), off + c, masked, prob, s, seed, stream);
+        qt_st(r + c, __fadd_rn(round_to<T>(v), qt_ld(x + off + c)));
+        sum += qt_ld(r + c);
     }
-    layernorm_row_finish(out + off, mean, rstd, row, (const T *)r, w, bias, s, C, lane);
+    layernorm_row_finish(out + off, mean, rstd, row, (const T *)r, w, b, sum, C, lane);
 }
 
-// dx (N, C) += rstd (g - mean(g) - xh mean(g xh)), g = dout w, xh = (x - mean) rstd.
+// dx (N, C) += rstd (g - mean(g) - xh mean(g xh)), g = dout w, xh = (x - mean) rstd; with
+// RESID (the residual op's backward), then dbranch (N, C) = drop(dx) from the rounded dx,
+// written (dx and dbranch separate buffers; without RESID dbranch is unused).
 // Same mapping and guards as layernorm_fwd_rowwarp: two passes per row (the two sums, then dx).
-template <typename T>
+template <typename T, bool RESID>
 static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
-    layernorm_bwd_dx_rowwarp(T *dx, const T *dout, const T *x, const float *mean,
-                             const float *rstd, const T *w, int N, int C) {
+    layernorm_bwd_dx_rowwarp(T *dx, T *dbranch, const T *dout, const T *x, const float *mean,
+                             const float *rstd, const T *w, int N, int C, int masked, float prob,
+                             float s, uint64_t seed, uint64_t stream) {
     const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const size_t off = (size_t)row * C;
@@ -116,7 +151,13 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     for (int c = lane; c < C; c += 32) {
         const float xh = (qt_ld(x + off + c) - mu) * rs;
         const float g = qt_ld(dout + off + c) * qt_ld(w + c);
-        qt_add_st(dx + off + c, rs * (g - mg - xh * mgx));
+        if constexpr (RESID) {
+            const float d = round_to<T>(qt_ld(dx + off + c) + rs * (g - mg - xh * mgx));
+            qt_st(dx + off + c, d);
+            qt_st(dbranch + off + c, drop_one(d, off + c, masked, prob, s, seed, stream));
+        } else {
+            qt_add_st(dx + off + c, rs * (g - mg - xh * mgx));
+        }
     }
 }
 
@@ -167,12 +208,37 @@ static void layernorm_fwd_launch(cudaStream_t st, void *out, float *mean, float 
 }
 
 template <typename T>
-static void add_layernorm_fwd_launch(cudaStream_t st, void *resid, void *out, float *mean,
-                                     float *rstd, const void *a, const void *b, const void *w,
-                                     const void *bias, int N, int C) {
+static void layernorm_residual_fwd_launch(cudaStream_t st, void *resid, void *out, float *mean,
+                                          float *rstd, const void *x, const void *branch,
+                                          const void *w, const void *b, int N, int C, int masked,
+                                          float prob, float s, uint64_t seed, uint64_t stream) {
     const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-    QT_LAUNCH(add_layernorm_fwd_rowwarp<T>, grid, block, 0, st, (T *)resid, (T *)out, mean,
-              rstd, (const T *)a, (const T *)b, (const T *)w, (const T *)bias, N, C);
+    QT_LAUNCH(layernorm_residual_fwd_rowwarp<T>, grid, block, 0, st, (T *)resid, (T *)out, mean,
+              rstd, (const T *)x, (const T *)branch, (const T *)w, (const T *)b, N, C, masked,
+              prob, s, seed, stream);
+}
+
+// The dw/db kernel, shared by both backwards.
+template <typename T>
+static void layernorm_dwdb_launch(cudaStream_t st, void *dw, void *db, const void *dout,
+                                  const void *x, const float *mean, const float *rstd, int N,
+                                  int C) {
+    const dim3 block(LN_COLS, LN_ROW_LANES), grid(QT_CEIL_DIV(C, LN_COLS));
+    QT_LAUNCH(layernorm_bwd_dwdb_colblock<T>, grid, block, 0, st, (T *)dw, (T *)db,
+              (const T *)dout, (const T *)x, mean, rstd, N, C);
+}
+
+template <typename T>
+static void layernorm_residual_bwd_launch(cudaStream_t st, void *dx, void *dbranch, void *dw,
+                                          void *db, const void *dout, const void *x,
+                                          const float *mean, const float *rstd, const void *w,
+                                          int N, int C, int masked, float prob, float s,
+                                          uint64_t seed, uint64_t stream) {
+    const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
+    QT_LAUNCH((layernorm_bwd_dx_rowwarp<T, true>), grid, block, 0, st, (T *)dx, (T *)dbranch,
+              (const T *)dout, (const T *)x, mean, rstd, (const T *)w, N, C, masked, prob, s,
+              seed, stream);
+    if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C);
 }
 
 template <typename T>
@@ -181,14 +247,11 @@ static void layernorm_bwd_launch(cudaStream_t st, void *dx, void *dw, void *db,
                                  const float *rstd, const void *w, int N, int C) {
     if (dx) {
         const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-        QT_LAUNCH(layernorm_bwd_dx_rowwarp<T>, grid, block, 0, st, (T *)dx, (const T *)dout,
-                  (const T *)x, mean, rstd, (const T *)w, N, C);
+        QT_LAUNCH((layernorm_bwd_dx_rowwarp<T, false>), grid, block, 0, st, (T *)dx, (T *)NULL,
+                  (const T *)dout, (const T *)x, mean, rstd, (const T *)w, N, C, 0, 0.0f, 1.0f,
+                  (uint64_t)0, (uint64_t)0);
     }
-    if (dw || db) {
-        const dim3 block(LN_COLS, LN_ROW_LANES), grid(QT_CEIL_DIV(C, LN_COLS));
-        QT_LAUNCH(layernorm_bwd_dwdb_colblock<T>, grid, block, 0, st, (T *)dw, (T *)db,
-                  (const T *)dout, (const T *)x, mean, rstd, N, C);
-    }
+    if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C);
 }
 
 static qt_status check_shape(const char *op, qt_dtype dt, int N, int C) {
@@ -211,21 +274,63 @@ extern "C" qt_status qt_cuda_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *
     return QT_OK;
 }
 
-extern "C" qt_status qt_cuda_add_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *resid,
-                                               void *out, float *mean, float *rstd,
-                                               const void *a, const void *b, const void *w,
-                                               const void *bias, int N, int C) {
-    const char *op = "cuda add_layernorm_fwd";
+// The dropout probability's checks and scale, dropout.cu's: NaN and values outside [0, 1]
+// refused; s = 1 / (1 - prob), 0 when prob >= 1; no draw when prob <= 0.
+static qt_status residual_prob(const char *op, float prob, int *masked, float *s) {
+    if (!(prob >= 0.0f && prob <= 1.0f))
+        return qt_error(QT_ERR_ARG,
+                        "%s: dropout probability %g is outside [0, 1]; pass one in [0, 1)", op,
+                        (double)prob);
+    *masked = prob > 0.0f;
+    *s = !*masked ? 1.0f : prob < 1.0f ? 1.0f / (1.0f - prob) : 0.0f;
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_layernorm_residual_fwd(qt_cuda_stream s, qt_dtype dt, void *resid,
+                                                    void *out, float *mean, float *rstd,
+                                                    const void *x, const void *branch,
+                                                    const void *w, const void *b, int N, int C,
+                                                    float prob, uint64_t seed, uint64_t stream) {
+    const char *op = "cuda layernorm_residual_fwd";
     QT_TRY(check_shape(op, dt, N, C));
+    int masked = 0;
+    float scale = 1.0f;
+    QT_TRY(residual_prob(op, prob, &masked, &scale));
     if (N == 0) return QT_OK;
     QT_TRY(qt_check_tensors(op, qt_arg("resid", resid, dt), qt_arg("out", out, dt),
-                            qt_arg("mean", mean), qt_arg("rstd", rstd), qt_arg("a", a, dt),
-                            qt_arg("b", b, dt), qt_arg("w", w, dt), qt_arg("bias", bias, dt)));
-    if (out == resid || out == a || out == b)
-        return qt_error(QT_ERR_ARG, "%s: out must not alias resid, a or b (only resid may alias "
-                                    "a or b); pass a separate output buffer", op);
-    QT_DTYPE_DISPATCH(dt, add_layernorm_fwd_launch, (cudaStream_t)s, resid, out, mean, rstd, a, b,
-                      w, bias, N, C);
+                            qt_arg("mean", mean), qt_arg("rstd", rstd), qt_arg("x", x, dt),
+                            qt_arg("branch", branch, dt), qt_arg("w", w, dt), qt_arg("b", b, dt)));
+    if (out == resid || out == x || out == branch)
+        return qt_error(QT_ERR_ARG, "%s: out must not alias resid, x or branch (only resid may "
+                                    "alias x or branch); pass a separate output buffer", op);
+    QT_DTYPE_DISPATCH(dt, layernorm_residual_fwd_launch, (cudaStream_t)s, resid, out, mean, rstd,
+                      x, branch, w, b, N, C, masked, prob, scale, seed, stream);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_layernorm_residual_bwd(qt_cuda_stream s, qt_dtype dt, void *dx,
+                                                    void *dbranch, void *dw, void *db,
+                                                    const void *dout, const void *x,
+                                                    const float *mean, const float *rstd,
+                                                    const void *w, int N, int C, float prob,
+                                                    uint64_t seed, uint64_t stream) {
+    const char *op = "cuda layernorm_residual_bwd";
+    QT_TRY(check_shape(op, dt, N, C));
+    int masked = 0;
+    float scale = 1.0f;
+    QT_TRY(residual_prob(op, prob, &masked, &scale));
+    if (N == 0) return QT_OK;
+    QT_TRY(qt_check_tensors(
+        op, qt_arg("dx", dx, dt), qt_arg("dbranch", dbranch, dt),
+        qt_arg("dw", dw, dt, QT_ARG_OPTIONAL), qt_arg("db", db, dt, QT_ARG_OPTIONAL),
+        qt_arg("dout", dout, dt), qt_arg("x", x, dt), qt_arg("mean", mean), qt_arg("rstd", rstd),
+        qt_arg("w", w, dt)));
+    if (dbranch == dx || dbranch == dout || dbranch == x)
+        return qt_error(QT_ERR_ARG, "%s: dbranch must not alias dx, dout or x; pass a separate "
+                                    "buffer", op);
+    QT_DTYPE_DISPATCH(dt, layernorm_residual_bwd_launch, (cudaStream_t)s, dx, dbranch, dw, db,
+                      dout, x, mean, rstd, w, N, C, masked, prob, scale, seed, stream);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -251,8 +356,10 @@ extern "C" qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *
 // ==== cost model (issue 10; base/cost.h) ======================================================
 // fwd, one kernel: reads x (E N C), w, b (2 E C); writes out (E N C), fp32 mean and rstd
 // (8 N); 8 flops per element (the sum, x - mean and its square summed, (x - mean) rstd w + b).
-// Its second and third passes re-read x from L1/L2 (not counted). add_fwd: reads a, b, writes
-// resid and out (4 E N C), one more flop (the add). bwd, up to two kernels: dx: reads dout,
+// Its second and third passes re-read x from L1/L2 (not counted). residual_fwd: reads x,
+// branch, writes resid and out (4 E N C), one more flop (the add), two more when masked (the
+// compare and the scale; the Philox draw is integer work, not counted, as in dropout.cu).
+// residual_bwd: the dx kernel also writes dbranch (5 E N C), two more flops when masked. bwd, up to two kernels: dx: reads dout,
 // x, dx (+=) (3 E N C), w (E C), mean, rstd (8 N); writes dx; 12 flops per element (g = dout w,
 // xh, the two row sums, dx += rstd (g - mg - xh mgx)). dw/db: reads dout, x (2 E N C), mean,
 // rstd, and the dw, db it adds into; writes them; 4 flops per element (xh, dout xh, two adds).
@@ -266,14 +373,36 @@ extern "C" void qt_cuda_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *
     qt_cost_kernel(c, "layernorm_fwd_rowwarp", E * (2 * n + 2.0 * C) + 8.0 * N, 8 * n);
 }
 
-extern "C" void qt_cuda_add_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *resid,
-                                               const void *out, const float *mean,
-                                               const float *rstd, const void *a, const void *b,
-                                               const void *w, const void *bias, int N, int C) {
-    (void)resid, (void)out, (void)mean, (void)rstd, (void)a, (void)b, (void)w, (void)bias;
-    if (N <= 0 || C < 1) return;
+extern "C" void qt_cuda_layernorm_residual_fwd_cost(qt_cost *c, qt_dtype dt, const void *resid,
+                                                    const void *out, const float *mean,
+                                                    const float *rstd, const void *x,
+                                                    const void *branch, const void *w,
+                                                    const void *b, int N, int C, float prob,
+                                                    uint64_t seed, uint64_t stream) {
+    (void)resid, (void)out, (void)mean, (void)rstd, (void)x, (void)branch, (void)w, (void)b;
+    (void)seed, (void)stream;
+    if (N <= 0 || C < 1 || !(prob >= 0.0f && prob <= 1.0f)) return;
     const double n = (double)N * C, E = (double)qt_dtype_size(dt);
-    qt_cost_kernel(c, "add_layernorm_fwd_rowwarp", E * (4 * n + 2.0 * C) + 8.0 * N, 9 * n);
+    qt_cost_kernel(c, "layernorm_residual_fwd_rowwarp", E * (4 * n + 2.0 * C) + 8.0 * N,
+                   (prob > 0.0f ? 11 : 9) * n);
+}
+
+extern "C" void qt_cuda_layernorm_residual_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx,
+                                                    const void *dbranch, const void *dw,
+                                                    const void *db, const void *dout,
+                                                    const void *x, const float *mean,
+                                                    const float *rstd, const void *w, int N,
+                                                    int C, float prob, uint64_t seed,
+                                                    uint64_t stream) {
+    (void)dx, (void)dbranch, (void)dout, (void)x, (void)mean, (void)rstd, (void)w, (void)seed;
+    (void)stream;
+    if (N <= 0 || C < 1 || !(prob >= 0.0f && prob <= 1.0f)) return;
+    const double n = (double)N * C, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "layernorm_bwd_dx_rowwarp", E * (5 * n + C) + 8.0 * N,
+                   (prob > 0.0f ? 14 : 12) * n);
+    if (dw || db)
+        qt_cost_kernel(c, "layernorm_bwd_dwdb_colblock",
+                       E * (2 * n + 2.0 * C * ((dw ? 1 : 0) + (db ? 1 : 0))) + 8.0 * N, 4 * n);
 }
 
 extern "C" void qt_cuda_layernorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
