@@ -9,8 +9,13 @@
 // The shape column ends with the bytes the path allocates beyond its inputs and outputs:
 // composed, probs + p (saved) + the backward's scratch, 3 B H T^2 floats; flash, lse (B H T)
 // + R (B T C, clipped and NCS) + the workspace for the threads in use.
-// CPU only: the CUDA backend composes attention from the linear family's batched GEMM and
-// softmax_clip (the fused CUDA kernel is issue 9's item 2).
+// On CUDA (fp16, the CUDA backend's training precision) the fused kernels of
+// kernels/cuda/attention.cu alone, forward and backward, for vanilla and each variant (clipped,
+// NCS, off-by-one softmax, a learned sink, the per-head gate), each line with its ratio to
+// vanilla's same case; the harness prints each line's share of the cuBLASLt fp16 peak it
+// measured in the same run. (The CUDA backend's composed path is the linear family's batched
+// GEMMs and softmax_clip: their own benchmarks.) Shapes: the default model, OPT-125m's
+// micro-batch (B 16, T 512) and B 8 at T 2048 (issue 9's long-context case).
 #include <math.h>
 #include <omp.h>
 
@@ -19,11 +24,15 @@
 
 typedef struct {
     int B, T, C, H;
-    qt_softmax_params prm;
-    qt_attn_params ap;
-    float *qkv, *dqkv;          // (B, T, 3C)
-    float *ctx, *dctx;          // (B, T, C)
-    float *probs, *p, *scratch; // (B, H, T, T)
+    qt_dtype dt;                // of the void * tensors: fp32 on the CPU, fp16 on CUDA
+    qt_cuda_stream s;           // CUDA's stream (NULL on the CPU)
+    qt_softmax_params prm;      // the CPU's composed core
+    qt_attn_params ap;          // the fused op
+    void *qkv, *dqkv;           // (B, T, 3C)
+    void *ctx, *dctx;           // (B, T, C)
+    void *out, *sink, *dsink;   // CUDA: the gated output (B, T, C), the sink logits (H)
+    float *gate, *dgate;        // CUDA: the per-head gate (B T, H)
+    float *probs, *p, *scratch; // (B, H, T, T): the CPU's composed core
     float *lse;                 // (B, H, T)
     float *R;                   // (B, T, C)
     void *ws;                   // the flash op's workspace
@@ -54,11 +63,120 @@ static qt_status cpu_call(void *arg, int op) {
     }
 }
 
-// One OPT-125m sequence at T = 2048 (the issue's long-context case, batch 1 on the CPU).
-static const qt_bench_model opt125m_2k = {"opt-125m", 1, 2048, 768, 12, 3072, 50272, 12, NULL};
+#ifdef QT_HAVE_CUDA
+// The fused CUDA kernels on a's arguments (a->ap: the variant).
+static qt_status cuda_call(void *arg, int op) {
+    const attn_args *a = arg;
+    const int clip = a->ap.sm.kind != QT_SOFTMAX_VANILLA, gated = a->ap.gate != QT_ATTN_GATE_NONE;
+    const int learned = a->ap.sink == QT_SINK_LEARNED;
+    if (op == FLASH_FWD)
+        return qt_cuda_attention_flash_fwd(a->s, a->dt, &a->ap, gated ? a->out : NULL, a->ctx,
+                                           a->lse, clip ? a->R : NULL, NULL, a->qkv,
+                                           gated ? a->gate : NULL, learned ? a->sink : NULL,
+                                           a->lens, a->B, a->T, a->C, a->H);
+    return qt_cuda_attention_flash_bwd(a->s, a->dt, &a->ap, a->dqkv, gated ? a->dgate : NULL,
+                                       learned ? a->dsink : NULL, a->dctx, a->qkv, a->ctx, a->lse,
+                                       clip ? a->R : NULL, gated ? a->gate : NULL,
+                                       learned ? a->sink : NULL, a->lens, a->B, a->T, a->C, a->H,
+                                       a->ws, a->ws_bytes);
+}
+#endif
+
+// CUDA: the fused forward and backward of each variant, with its ratio to vanilla's. Counts per
+// call (E = 2, fp16 storage; lse, R, gate fp32):
+// flash_fwd: reads qkv (3 B T C E), lens; writes ctx (B T C E), lse (B H T, 4), R (B T C, 4)
+//      when clipped, the gated output (B T C E) when gated; flops as the CPU's flash lines (the
+//      gate's product: 1 per output element).
+// flash_bwd: reads dout, qkv, ctx (5 B T C E), lse, R (clipped), the gate (gated), dqkv (+=,
+//      3 B T C E); writes dqkv, dgate (gated); flops as the CPU's flash lines.
+static qt_status run_cuda(qt_bench *b, const qt_bench_model *m, qt_bench_call call,
+                          attn_args *a) {
+    const double D = (double)a->C / a->H;
+    if (!qt_cuda_attention_flash_supported(a->dt, a->C / a->H)) {
+        qt_bench_shape(b, "B=%d T=%d C=%d H=%d", a->B, a->T, a->C, a->H);
+        qt_bench_skip(b, "flash", "head dim not 64 or 128: the CUDA backend composes attention");
+        return QT_OK;
+    }
+    const size_t btc = (size_t)a->B * a->T * a->C, bht = (size_t)a->B * a->H * a->T;
+    const size_t nh = (size_t)a->B * a->T * a->H;
+    a->ws_bytes = qt_cuda_attention_flash_ws_bytes(a->dt, a->B, a->T, a->C, a->H);
+    a->qkv = qt_bench_buf(b, QT_BENCH_RAND, 3 * btc);
+    a->dqkv = qt_bench_buf(b, QT_BENCH_ZEROS, 3 * btc);
+    a->ctx = qt_bench_buf(b, QT_BENCH_ZEROS, btc);
+    a->out = qt_bench_buf(b, QT_BENCH_ZEROS, btc);
+    a->dctx = qt_bench_buf(b, QT_BENCH_RAND, btc);
+    a->lse = qt_bench_buf(b, QT_BENCH_F32_ZEROS, bht);
+    a->R = qt_bench_buf(b, QT_BENCH_F32_ZEROS, btc);
+    a->gate = qt_bench_buf(b, QT_BENCH_F32, nh);
+    a->dgate = qt_bench_buf(b, QT_BENCH_F32_ZEROS, nh);
+    a->sink = qt_bench_buf(b, QT_BENCH_RAND, (size_t)a->H);
+    a->dsink = qt_bench_buf(b, QT_BENCH_ZEROS, (size_t)a->H);
+    a->ws = qt_bench_buf(b, QT_BENCH_BYTES, a->ws_bytes ? a->ws_bytes : 1);
+    a->lens = qt_bench_buf_causal_lens(b, (size_t)a->B * a->T, a->T);
+    QT_TRY(qt_bench_ok(b));
+    const double E = (double)qt_dtype_size(a->dt), btcd = (double)btc, bhtd = (double)bht;
+    const double pairs = (double)a->B * a->H * a->T * (a->T + 1) / 2;
+    const float scale = (float)(1.0 / sqrt(D));
+    static const struct {
+        const char *suffix;
+        qt_softmax_params sm;
+        qt_sink_kind sink;
+        qt_attn_gate gate;
+    } variants[] = {
+        {"", {.kind = QT_SOFTMAX_VANILLA, .zeta = 1, .eta = 1, .beta = 1}, QT_SINK_NONE,
+         QT_ATTN_GATE_NONE},
+        {"_clipped", {.kind = QT_SOFTMAX_CLIPPED, .gamma = -0.03f, .zeta = 1, .eta = 1, .beta = 1},
+         QT_SINK_NONE, QT_ATTN_GATE_NONE},
+        {"_ncs", {.kind = QT_SOFTMAX_NCS, .zeta = 1, .eta = 1.03f, .beta = 1}, QT_SINK_NONE,
+         QT_ATTN_GATE_NONE},
+        {"_off_by_one", {.kind = QT_SOFTMAX_VANILLA, .zeta = 1, .eta = 1, .beta = 1},
+         QT_SINK_ZERO, QT_ATTN_GATE_NONE},
+        {"_sink", {.kind = QT_SOFTMAX_VANILLA, .zeta = 1, .eta = 1, .beta = 1}, QT_SINK_LEARNED,
+         QT_ATTN_GATE_NONE},
+        {"_gate_head", {.kind = QT_SOFTMAX_VANILLA, .zeta = 1, .eta = 1, .beta = 1},
+         QT_SINK_NONE, QT_ATTN_GATE_HEAD},
+    };
+    qt_bench_result vanilla[2] = {{0}};
+    qt_bench_shape(b, "B=%d T=%d C=%d H=%d fp16", a->B, a->T, a->C, a->H);
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        a->ap = (qt_attn_params){.sm = variants[v].sm, .sink = variants[v].sink,
+                                 .gate = variants[v].gate};
+        a->ap.sm.scale = scale;
+        const int clip = variants[v].sm.kind != QT_SOFTMAX_VANILLA;
+        const int gated = variants[v].gate != QT_ATTN_GATE_NONE;
+        const double n_gate = (double)nh;
+        const double fwd_bytes = E * 4 * btcd + 4 * bhtd + (clip ? 4 * btcd : 0) +
+                                 (gated ? E * btcd + 4 * n_gate : 0);
+        const double bwd_bytes = E * 11 * btcd + 4 * bhtd + (clip ? 4 * btcd : 0) +
+                                 (gated ? 8 * n_gate : 0);
+        const double fwd_flops = pairs * (clip ? 8 * D + 8 : 4 * D + 5) + (gated ? btcd : 0);
+        const double bwd_flops = pairs * (clip ? 10 * D + 9 : 10 * D + 7) + (gated ? 2 * btcd : 0);
+        for (int i = 0; i < 2; i++) {
+            char name[40];
+            snprintf(name, sizeof name, "%s%s", i ? "flash_bwd" : "flash_fwd", variants[v].suffix);
+            const qt_bench_case c = {name, i ? FLASH_BWD : FLASH_FWD, i ? bwd_bytes : fwd_bytes,
+                                     i ? bwd_flops : fwd_flops};
+            qt_bench_ref(b, v ? "vanilla" : NULL, vanilla[i].ms_median);
+            qt_bench_result r;
+            QT_TRY(qt_bench_run_case(b, call, a, &c, &r));
+            if (!v) vanilla[i] = r;
+        }
+    }
+    (void)m;
+    return QT_OK;
+}
+
+// One OPT-125m sequence at T = 2048 (the issue's long-context case, batch 1 on the CPU, 8 on a
+// GPU).
+static const qt_bench_model opt125m_2k_cuda = {"opt-125m", 8, 2048, 768, 12, 3072, 50272, 12,
+                                               NULL};
+static const qt_bench_model opt125m_2k = {"opt-125m", 1, 2048, 768, 12, 3072, 50272, 12,
+                                          &opt125m_2k_cuda};
 
 static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
-    attn_args a = {.B = m->B, .T = m->T, .C = m->C, .H = m->H};
+    attn_args a = {.B = m->B, .T = m->T, .C = m->C, .H = m->H, .dt = qt_bench_dtype(b),
+                   .s = qt_bench_stream(b)};
+    if (qt_bench_device_of(b) == QT_BENCH_CUDA) return run_cuda(b, m, call, &a);
     const size_t btc = (size_t)a.B * a.T * a.C, tt = (size_t)a.B * a.H * a.T * a.T;
     const size_t bht = (size_t)a.B * a.H * a.T;
     a.ws_bytes = qt_cpu_attention_flash_ws_bytes(&a.ap, a.B, a.T, a.C, a.H, omp_get_max_threads());
@@ -145,7 +263,5 @@ const qt_bench_family qt_bench_family_attention = {
     .models = {&qt_bench_model_default, &qt_bench_model_opt125m_1, &opt125m_2k},
     .run = run,
     .cpu = cpu_call,
-    .cuda = NULL,
-    .cuda_none = "no CUDA kernel (kernels/attention.h: the CUDA backend composes attention from "
-                 "the linear family's batched GEMM and softmax_clip; see those lines)",
+    .cuda = QT_BENCH_CUDA(cuda_call),
 };

@@ -32,11 +32,26 @@ static qt_status check_prob(const char *op, float prob) {
     return QT_OK;
 }
 
-// keep_i / (1 - prob) for element i: dropout's scale when kept, else 0 (prob 0: always 1,
-// an exact product).
-static inline float drop_scale(float prob, float s, uint64_t seed, uint64_t stream, size_t i) {
-    if (prob <= 0.0f) return 1.0f;
-    return qt_philox_uniform(seed, stream, i) >= prob ? s : 0.0f;
+// y[i] = drop(v)[i] = keep_i v[i] / (1 - prob) (0 when dropped, a dropped inf too; v[i] when
+// prob is 0) for i in [0, n), plus x[i] when x is given, each rounded once: dropout's
+// product, then the sum, as the composed ops round them. One Philox block per group of four
+// elements (dropout.c's grouping: the same mask, a quarter of the draws).
+static void drop_apply(float *y, const float *v, const float *x, size_t n, float prob,
+                       uint64_t seed, uint64_t stream) {
+    const float s = prob < 1.0f ? 1.0f / (1.0f - prob) : 0.0f;
+    const size_t groups = (n + 3) / 4;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t gi = 0; gi < groups; gi++) {
+        const size_t i0 = gi * 4, cnt = n - i0 < 4 ? n - i0 : 4;
+        qt_u32x4 r = {{0u, 0u, 0u, 0u}};
+        if (prob > 0.0f) r = qt_philox_block(seed, stream, gi);
+        for (size_t k = 0; k < cnt; k++) {
+            const size_t i = i0 + k;
+            const int keep = prob <= 0.0f || qt_u32_to_uniform(r.v[k]) >= prob;
+            const float d = prob <= 0.0f ? v[i] : keep ? v[i] * s : 0.0f;
+            y[i] = x ? x[i] + d : d;
+        }
+    }
 }
 
 qt_status qt_cpu_layernorm_residual_fwd(float *resid, float *out, float *mean, float *rstd,
@@ -51,15 +66,7 @@ qt_status qt_cpu_layernorm_residual_fwd(float *resid, float *out, float *mean, f
     if (out == resid || out == x || out == branch)
         return qt_error(QT_ERR_ARG, "%s: out must not alias resid, x or branch (only resid may "
                         "alias x or branch); pass a separate output buffer", op);
-    const size_t n = (size_t)N * (size_t)C;
-    const float s = prob < 1.0f ? 1.0f / (1.0f - prob) : 0.0f;
-    // dropout's product, then the add: each rounded once, as the composed ops round them
-#pragma omp parallel for simd schedule(static) if (parallel : n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        const float k = drop_scale(prob, s, seed, stream, i);
-        const float v = k != 0.0f ? branch[i] * k : 0.0f; // a dropped inf stays 0
-        resid[i] = x[i] + v;
-    }
+    drop_apply(resid, branch, x, (size_t)N * (size_t)C, prob, seed, stream);
     return qt_cpu_layernorm_fwd(out, mean, rstd, resid, w, b, N, C);
 }
 
@@ -76,12 +83,6 @@ qt_status qt_cpu_layernorm_residual_bwd(float *dx, float *dbranch, float *dw, fl
         return qt_error(QT_ERR_ARG, "%s: dbranch must not alias dx, dout or x; pass a separate "
                         "buffer", op);
     QT_TRY(qt_cpu_layernorm_bwd(dx, dw, db, dout, x, mean, rstd, w, N, C));
-    const size_t n = (size_t)N * (size_t)C;
-    const float s = prob < 1.0f ? 1.0f / (1.0f - prob) : 0.0f;
-#pragma omp parallel for simd schedule(static) if (parallel : n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        const float k = drop_scale(prob, s, seed, stream, i);
-        dbranch[i] = k != 0.0f ? dx[i] * k : 0.0f;
-    }
+    drop_apply(dbranch, dx, NULL, (size_t)N * (size_t)C, prob, seed, stream);
     return QT_OK;
 }
