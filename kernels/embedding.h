@@ -36,11 +36,30 @@ qt_status qt_cpu_embedding_fwd(float *out, const int *tokens, const float *wte, 
 qt_status qt_cpu_embedding_bwd(float *dwte, float *dwpe, const float *dout, const int *tokens,
                                int B, int T, int C);
 
-// CUDA (kernels/cuda/embedding.cu).
+// The token buckets of a batch, on the host: its N positions grouped by token (a stable sort:
+// tokens ascending, positions ascending within a token). order (N): the positions; start
+// (U + 1): bucket u holds order[start[u] .. start[u + 1]); token (U): bucket u's token;
+// *n_buckets = U, the distinct tokens (U <= N). scratch: 2 N ints the sort works in (the
+// caller's, so a training step allocates nothing). O(N log N); a negative token is refused.
+qt_status qt_embedding_buckets(int *order, int *start, int *token, int *n_buckets,
+                               const int *tokens, int N, int *scratch);
+// The backward from the buckets of `tokens`: dwte (V, C) += for each bucket the sum of its
+// dout rows, summed in position order (fp32) and added once; dwpe (maxT, C) += as
+// qt_cpu_embedding_bwd (NULL skips it). The same function as qt_cpu_embedding_bwd, each
+// dwte row rounded once instead of once per occurrence; O(N C) on every backend, the buckets
+// letting the CUDA kernel give each token's row to one block without scanning the batch.
+qt_status qt_cpu_embedding_bwd_sorted(float *dwte, float *dwpe, const float *dout,
+                                      const int *order, const int *start, const int *token,
+                                      int n_buckets, int B, int T, int C);
+
+// CUDA (kernels/cuda/embedding.cu). The sorted backward's buckets lie in device memory.
 qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *out, const int *tokens,
                                 const void *wte, const void *wpe, int B, int T, int C);
 qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *dwte, void *dwpe,
                                 const void *dout, const int *tokens, int B, int T, int C);
+qt_status qt_cuda_embedding_bwd_sorted(qt_cuda_stream s, qt_dtype dt, void *dwte, void *dwpe,
+                                       const void *dout, const int *order, const int *start,
+                                       const int *token, int n_buckets, int B, int T, int C);
 
 // Cost model (base/cost.h; counted in kernels/cuda/embedding.cu): the launches each launcher
 // above makes for the same arguments (those after the stream), appended to *c.
@@ -48,6 +67,10 @@ void qt_cuda_embedding_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const 
                                 const void *wte, const void *wpe, int B, int T, int C);
 void qt_cuda_embedding_bwd_cost(qt_cost *c, qt_dtype dt, const void *dwte, const void *dwpe,
                                 const void *dout, const int *tokens, int B, int T, int C);
+void qt_cuda_embedding_bwd_sorted_cost(qt_cost *c, qt_dtype dt, const void *dwte,
+                                       const void *dwpe, const void *dout, const int *order,
+                                       const int *start, const int *token, int n_buckets, int B,
+                                       int T, int C);
 
 #ifdef __cplusplus
 }

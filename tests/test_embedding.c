@@ -57,6 +57,73 @@ START_TEST(test_embedding) {
 }
 END_TEST
 
+// ---- the sorted backward and its buckets ----------------------------------------------------
+
+// qt_embedding_buckets is a stable sort by token (every position once, tokens ascending,
+// positions ascending within a bucket, each bucket one distinct token), and the sorted
+// backward adds what the direct loop adds (in double), positions summed per bucket.
+START_TEST(test_embedding_buckets_and_sorted_bwd) {
+    const int B = 4, T = 37, C = 70, V = 23, N = B * T, maxT = 40;
+    int tokens[4 * 37], order[4 * 37], start[4 * 37 + 1], token[4 * 37], U = -1;
+    int scratch[2 * 4 * 37];
+    uint64_t x = 99;
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int)((x >> 33) % (uint64_t)V);
+    }
+    tokens[7] = V + 5; // a token no other position holds
+    QT_EXPECT_OK(qt_embedding_buckets(order, start, token, &U, tokens, N, scratch));
+    ck_assert_int_ge(U, 2);
+    ck_assert_int_le(U, V + 1);
+    ck_assert_int_eq(start[0], 0);
+    ck_assert_int_eq(start[U], N);
+    int seen[4 * 37] = {0};
+    for (int u = 0; u < U; u++) {
+        ck_assert_msg(start[u] < start[u + 1], "bucket %d is empty", u);
+        if (u) ck_assert_msg(token[u - 1] < token[u], "buckets %d, %d not ascending", u - 1, u);
+        for (int k = start[u]; k < start[u + 1]; k++) {
+            ck_assert_msg(tokens[order[k]] == token[u], "position %d in bucket of token %d",
+                          order[k], token[u]);
+            if (k > start[u]) ck_assert_msg(order[k - 1] < order[k], "bucket %d unsorted", u);
+            seen[order[k]]++;
+        }
+    }
+    for (int n = 0; n < N; n++) ck_assert_msg(seen[n] == 1, "position %d seen %d times", n, seen[n]);
+    const int V2 = V + 6;
+    float *dout = qt_test_falloc((size_t)N * C), *dwte = qt_test_falloc((size_t)V2 * C);
+    float *dwpe = qt_test_falloc((size_t)maxT * C);
+    double *wd = qt_test_dalloc((size_t)V2 * C), *pd = qt_test_dalloc((size_t)maxT * C);
+    qt_test_fill_uniform(dout, (size_t)N * C, -1, 1, 90);
+    qt_test_fill_uniform(dwte, (size_t)V2 * C, -1, 1, 91);
+    qt_test_fill_uniform(dwpe, (size_t)maxT * C, -1, 1, 92);
+    for (int i = 0; i < V2 * C; i++) wd[i] = dwte[i];
+    for (int i = 0; i < maxT * C; i++) pd[i] = dwpe[i];
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            wd[tokens[n] * C + c] += dout[n * C + c];
+            pd[(n % T) * C + c] += dout[n * C + c];
+        }
+    QT_EXPECT_OK(qt_cpu_embedding_bwd_sorted(dwte, dwpe, dout, order, start, token, U, B, T, C));
+    double e1 = qt_test_float_vs_double(dwte, wd, (size_t)V2 * C, 1e-6),
+           e2 = qt_test_float_vs_double(dwpe, pd, (size_t)maxT * C, 1e-6);
+    ck_assert_msg(e1 <= 1.0 && e2 <= 1.0, "embedding_bwd_sorted vs direct loop: dwte %g dwpe %g",
+                  e1, e2);
+    // refusals, nothing written: a negative token, buckets not covering the batch
+    tokens[3] = -2;
+    QT_EXPECT_REFUSED(qt_embedding_buckets(order, start, token, &U, tokens, N, scratch),
+                      "embedding_buckets", 1);
+    float *guard = qt_test_guarded((size_t)V2 * C * 4);
+    start[U] = N - 1;
+    QT_EXPECT_REFUSED(qt_cpu_embedding_bwd_sorted(guard, NULL, dout, order, start, token, U, B, T,
+                                                  C),
+                      "embedding_bwd_sorted", qt_test_untouched(guard, (size_t)V2 * C * 4));
+    QT_EXPECT_REFUSED(qt_cpu_embedding_bwd_sorted(guard, NULL, dout, order, start, token, 0, B, T,
+                                                  C),
+                      "embedding_bwd_sorted", qt_test_untouched(guard, (size_t)V2 * C * 4));
+    QT_TEST_FREE_ALL(dout, dwte, dwpe, wd, pd, guard);
+}
+END_TEST
+
 // ---- embedding without positions ------------------------------------------------------------
 
 START_TEST(test_embedding_no_positions) {
@@ -135,6 +202,7 @@ static Suite *embedding_suite(void) {
     tcase_add_test(tc, test_embedding);
     tcase_add_test(tc, test_embedding_no_positions);
     tcase_add_test(tc, test_embedding_bad_args);
+    tcase_add_test(tc, test_embedding_buckets_and_sorted_bwd);
     suite_add_tcase(s, tc);
     return s;
 }

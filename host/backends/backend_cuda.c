@@ -725,6 +725,18 @@ static qt_status cuda_add(void *ctx, void *out, const void *a, const void *b, si
     }
     return RUN(qt_cuda_add, out, a, b, n);
 }
+static qt_status cuda_embedding_bwd_sorted(void *ctx, void *dwte, void *dwpe, const void *dout,
+                                           const int *order, const int *start, const int *token,
+                                           int n_buckets, int B, int T, int C) {
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_embedding_bwd_sorted_cost(&k, DT(ctx), dwte, dwpe, dout, order, start, token,
+                                          n_buckets, B, T, C);
+        QT_TRY(rec(ctx, "embedding_bwd", &k, "B=%d T=%d C=%d buckets=%d", B, T, C, n_buckets));
+    }
+    return RUN(qt_cuda_embedding_bwd_sorted, dwte, dwpe, dout, order, start, token, n_buckets, B,
+               T, C);
+}
 static qt_status cuda_dropout_fwd(void *ctx, void *out, const void *x, size_t n, float prob,
                                   uint64_t seed, uint64_t stream) {
     if (RECORDING(ctx)) {
@@ -1112,6 +1124,7 @@ static const qt_backend_ops cuda_ops = {
     .relu_bwd = cuda_relu_bwd,
     .embedding_fwd = cuda_embedding_fwd,
     .embedding_bwd = cuda_embedding_bwd,
+    .embedding_bwd_sorted = cuda_embedding_bwd_sorted,
     .add = cuda_add,
     .dropout_fwd = cuda_dropout_fwd,
     .dropout_bwd = cuda_dropout_bwd,

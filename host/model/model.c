@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/philox.h"
+#include "kernels/embedding.h"
 #include "qlinear.h"
 #include "qtrain/mlm.h"
 
@@ -378,6 +379,54 @@ static qt_status plan_storage(qt_model *m) {
     return QT_OK;
 }
 
+static qt_softmax_params softmax_params(const qt_config *cfg) {
+    qt_softmax_params sp = {
+        .kind = cfg->softmax,
+        .scale = 1.0f / sqrtf((float)(cfg->d_model / cfg->n_head)),
+        .gamma = qt_config_gamma(cfg),
+        .zeta = cfg->zeta,
+        .eta = cfg->eta,
+        .beta = cfg->beta,
+    };
+    return sp;
+}
+
+// The fused op's parameters for cfg: the softmax variant, the sink, the gate's kind.
+static qt_attn_params attn_params_of(const qt_config *cfg) {
+    const int elementwise = cfg->gate == QT_GATE_ELEMENTWISE;
+    return (qt_attn_params){
+        .sm = softmax_params(cfg),
+        .sink = cfg->sink,
+        .gate = cfg->gate == QT_GATE_NONE ? QT_ATTN_GATE_NONE
+                : elementwise             ? QT_ATTN_GATE_CHANNEL
+                                          : QT_ATTN_GATE_HEAD,
+    };
+}
+
+// ---- attention: fused or composed ---------------------------------------------------------
+
+// The one place that decides how a pass runs attention: the backend's fused op
+// (attention_flash_*: scores, softmax variant, sink, context and gate, no (B, H, T, T)
+// buffer), unless the backend has none, attention dropout is on (the fused op keeps no
+// probabilities to drop), or hooks observe the forward (PTQ reads and rewrites the scores and
+// probabilities, which only the composed path materializes). The composed path (gemm,
+// softmax_clip[_sink], dropout, gemm, gate_mul) is otherwise the test oracle.
+// A backend may decline a shape (attention_flash_supports: the CUDA kernels have head dims 64
+// and 128, fp16 and bf16 only); the model then composes, and says so once.
+static int attn_backend_fuses(const qt_backend *be, const qt_attn_params *ap, int C, int H) {
+    if (!be->ops->attention_flash_fwd || !be->ops->attention_flash_bwd) return 0;
+    if (!be->ops->attention_flash_supports || be->ops->attention_flash_supports(be->ctx, ap, C, H))
+        return 1;
+    static int told;
+    if (!told) {
+        told = 1;
+        fprintf(stderr, "qtrain: the %s backend's fused attention declines head dim %d; "
+                        "composing attention from gemm and softmax_clip\n",
+                be->name ? be->name : "this", C / H);
+    }
+    return 0;
+}
+
 // ---- activations --------------------------------------------------------------------------
 
 typedef struct {
@@ -441,10 +490,12 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     int gated = cfg->gate != QT_GATE_NONE, G = gate_cols(cfg);
     float attn_drop = attn_dropout_prob(cfg);
     m->gate_cols = G;
-    // The fused op's state exists where the backend has the op; the composed path's (B, H, T, T)
-    // buffers from the start only where training will compose (no fused op, or attention
-    // dropout), otherwise on first use (attn_ensure_composed).
-    const int fusable = be->ops->attention_flash_fwd && be->ops->attention_flash_bwd;
+    // The fused op's state exists where the backend runs the op for this shape; the composed
+    // path's (B, H, T, T) buffers from the start only where training will compose (no fused
+    // op or a declined shape, or attention dropout), otherwise on first use
+    // (attn_ensure_composed).
+    const qt_attn_params ap = attn_params_of(cfg);
+    const int fusable = attn_backend_fuses(be, &ap, C, H);
     const int compose = !fusable || attn_drop > 0;
     const int keep_R = cfg->softmax != QT_SOFTMAX_VANILLA;
 
@@ -542,7 +593,9 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
         REQ(m->q_g, N * max_out);
     }
     REQ(m->zeros_c, C);
-    REQI(m->inputs, 2 * N); // inputs (N), then the targets (N): one copy uploads both
+    // inputs (N), the targets (N), then the token buckets (order N, start N + 1, token N):
+    // one copy uploads them all
+    REQI(m->inputs, 5 * N + 1);
     REQI(m->lens, (size_t)B * H * T);
     if (cfg->arch == QT_ARCH_BERT) { // after the decoder's buffers, which keep their layout
         if (cfg->norm_position == QT_NORM_POST) {
@@ -579,11 +632,16 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     }
     free(req);
     m->targets = m->inputs + N;
+    m->bucket_order = m->inputs + 2 * N;
+    m->bucket_start = m->bucket_order + N;
+    m->bucket_token = m->bucket_start + N + 1;
+    m->n_buckets = -1;
     m->lens_T = 0;
     // Host staging of the per-step copies (losses, their gradients, attention lengths).
     m->host_losses = malloc(N * sizeof(float));
     m->host_lens = malloc((size_t)B * H * T * sizeof(int));
-    m->host_tokens = calloc(2 * N, sizeof(int)); // zeros: what a shorter batch's gap uploads
+    // zeros: what a shorter batch's gap uploads; 2 N more: the bucket sort's scratch
+    m->host_tokens = calloc(7 * N + 1, sizeof(int));
     if (cfg->arch == QT_ARCH_BERT) {
         m->host_seq_lens = malloc((size_t)B * sizeof(int));
         m->host_types = malloc(N * sizeof(int));
@@ -692,18 +750,6 @@ static qt_status ensure_lens(qt_model *m, int T) {
     return QT_OK;
 }
 
-static qt_softmax_params softmax_params(const qt_config *cfg) {
-    qt_softmax_params sp = {
-        .kind = cfg->softmax,
-        .scale = 1.0f / sqrtf((float)(cfg->d_model / cfg->n_head)),
-        .gamma = qt_config_gamma(cfg),
-        .zeta = cfg->zeta,
-        .eta = cfg->eta,
-        .beta = cfg->beta,
-    };
-    return sp;
-}
-
 // What the forward and the backward of a pass share beyond the shapes.
 typedef struct {
     float drop, attn_drop; // dropout probabilities: the config's while training, else 0
@@ -728,38 +774,8 @@ static pass_params pass_params_of(const qt_model *m) {
                cfg->gate == QT_GATE_MLP ? gate_hidden(cfg) : 0},
         .gate_cols = gate_cols(cfg),
     };
-    pp.ap = (qt_attn_params){
-        .sm = pp.sp,
-        .sink = cfg->sink,
-        .gate = cfg->gate == QT_GATE_NONE ? QT_ATTN_GATE_NONE
-                : elementwise             ? QT_ATTN_GATE_CHANNEL
-                                          : QT_ATTN_GATE_HEAD,
-    };
+    pp.ap = attn_params_of(cfg);
     return pp;
-}
-
-// ---- attention: fused or composed ---------------------------------------------------------
-
-// The one place that decides how a pass runs attention: the backend's fused op
-// (attention_flash_*: scores, softmax variant, sink, context and gate, no (B, H, T, T)
-// buffer), unless the backend has none, attention dropout is on (the fused op keeps no
-// probabilities to drop), or hooks observe the forward (PTQ reads and rewrites the scores and
-// probabilities, which only the composed path materializes). The composed path (gemm,
-// softmax_clip[_sink], dropout, gemm, gate_mul) is otherwise the test oracle.
-// A backend may decline a shape (attention_flash_supports: the CUDA kernels have head dims 64
-// and 128, fp16 and bf16 only); the model then composes, and says so once.
-static int attn_backend_fuses(const qt_backend *be, const qt_attn_params *ap, int C, int H) {
-    if (!be->ops->attention_flash_fwd || !be->ops->attention_flash_bwd) return 0;
-    if (!be->ops->attention_flash_supports || be->ops->attention_flash_supports(be->ctx, ap, C, H))
-        return 1;
-    static int told;
-    if (!told) {
-        told = 1;
-        fprintf(stderr, "qtrain: the %s backend's fused attention declines head dim %d; "
-                        "composing attention from gemm and softmax_clip\n",
-                be->name ? be->name : "this", C / H);
-    }
-    return 0;
 }
 
 static int attn_fused(const qt_model *m, const pass_params *pp) {
@@ -993,11 +1009,20 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     QT_TRY(ensure_lens(m, T));
     // One copy (one wait) for both: staged as [inputs (N) | gap | targets (N)] like the
     // device's [inputs (m->B T) | targets], the targets at offset m->B T.
+    // A training forward also stages the token buckets of the sorted embedding backward, after
+    // the targets at the device's offsets (order at 2 cap, start at 3 cap, token at 4 cap + 1).
     const size_t cap = (size_t)m->B * (size_t)m->T;
     memcpy(m->host_tokens, inputs, (size_t)N * sizeof(int));
     if (targets) memcpy(m->host_tokens + cap, targets, (size_t)N * sizeof(int));
-    QT_TRY(BE->to_device(CTX, m->inputs, m->host_tokens,
-                         (targets ? cap + (size_t)N : (size_t)N) * sizeof(int)));
+    size_t upload = targets ? cap + (size_t)N : (size_t)N;
+    m->n_buckets = -1;
+    if (targets && BE->embedding_bwd_sorted) {
+        int *order = m->host_tokens + 2 * cap, *start = order + cap, *token = start + cap + 1;
+        QT_TRY(qt_embedding_buckets(order, start, token, &m->n_buckets, inputs, N,
+                                    token + cap));
+        upload = 4 * cap + 1 + (size_t)m->n_buckets;
+    }
+    QT_TRY(BE->to_device(CTX, m->inputs, m->host_tokens, upload * sizeof(int)));
     if (encoder) QT_TRY(BE->to_device(CTX, m->types, m->host_types, (size_t)N * sizeof(int)));
     const pass_params pp = pass_params_of(m);
     const int fused = attn_fused(m, &pp), gated = pp.gs.kind != QT_GATE_NONE;
@@ -1383,7 +1408,12 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
                                  m->emb_ln.mean, m->emb_ln.rstd, m->p.emb_ln_w, N, C));
         d_emb = m->d_ln;
     }
-    QT_TRY(BE->embedding_bwd(CTX, m->g.wte, m->g.wpe, d_emb, m->inputs, B, T, C));
+    if (m->n_buckets > 0)
+        QT_TRY(BE->embedding_bwd_sorted(CTX, m->g.wte, m->g.wpe, d_emb, m->bucket_order,
+                                        m->bucket_start, m->bucket_token, m->n_buckets, B, T,
+                                        C));
+    else
+        QT_TRY(BE->embedding_bwd(CTX, m->g.wte, m->g.wpe, d_emb, m->inputs, B, T, C));
     if (encoder) QT_TRY(BE->embedding_bwd(CTX, m->g.wtt, NULL, d_emb, m->types, B, T, C));
     return grads_ready(m, m->grads);
 }

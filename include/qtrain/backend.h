@@ -115,6 +115,12 @@ typedef struct qt_backend_ops {
                                const void *wpe, int B, int T, int C);
     qt_status (*embedding_bwd)(void *ctx, void *dwte, void *dwpe, const void *dout,
                                const int *tokens, int B, int T, int C);
+    // The backward from the batch's token buckets (qt_embedding_buckets, built on the host;
+    // order, start, token in backend memory): no scan of the batch per token. Optional: where
+    // it is NULL the model runs embedding_bwd.
+    qt_status (*embedding_bwd_sorted)(void *ctx, void *dwte, void *dwpe, const void *dout,
+                                      const int *order, const int *start, const int *token,
+                                      int n_buckets, int B, int T, int C);
     qt_status (*add)(void *ctx, void *out, const void *a, const void *b, size_t n);
     qt_status (*dropout_fwd)(void *ctx, void *out, const void *x, size_t n, float prob,
                              uint64_t seed, uint64_t stream);

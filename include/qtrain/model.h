@@ -194,12 +194,18 @@ typedef struct qt_model {
     int gate_cols; // gate values per token: H, C (elementwise), 0
     void *d_fc, *d_fc_act;                                   // (N, F)
     int *inputs, *targets;                   // (B, T) backend memory
+    // The last training forward's token buckets (qt_embedding_buckets) for the sorted
+    // embedding backward, in backend memory after the targets: order (B T), start (B T + 1),
+    // token (B T); n_buckets < 0: none (the backend has no sorted backward, or no targets).
+    int *bucket_order, *bucket_start, *bucket_token;
+    int n_buckets;
     int *lens;                               // (B, H, T) keys per attention row
     int lens_T;                              // the T `lens` was built for
     // host staging, allocated at init like the arenas: a step allocates nothing
     float *host_losses;                      // (B, T) the losses, then their gradients
     int *host_lens;                          // (B, H, T) `lens` before its copy to the backend
-    int *host_tokens;                        // (2, B, T) inputs then targets, staged for one copy
+    int *host_tokens; // inputs, targets (B T each), the buckets (3 B T + 1): staged for one
+                      // copy; then the bucket sort's scratch (2 B T)
     void *zeros_c;                           // (C) stand-in for absent norm biases
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward

@@ -11,7 +11,9 @@
 // in [0, V); V is not passed, so only negative tokens can be caught here: such a token (a bug
 // upstream, the data loader checks tokens) gives a NaN output row and no gradient, never an
 // out-of-bounds access.
-// Determinism, no atomics: each row of dwte is written by exactly one thread block, the one
+// Determinism, no atomics: each row of dwte is written by exactly one thread block. In the
+// sorted backward (what the model runs) that is the block of the token's bucket
+// (qt_embedding_buckets, built on the host with the batch), O(N C); in the plain one, the block
 // of the token's first occurrence, which sums the dout rows of all its occurrences in token
 // order in fp32 and adds that sum once (one rounding per step in fp16/bf16, not one per
 // occurrence). Finding the occurrences costs a scan of the tokens per block, O(N^2 / 256)
@@ -93,6 +95,23 @@ static __global__ void __launch_bounds__(EMB_BWD_THREADS)
     if (c < C) qt_add_st(dwte + (size_t)tok * C + c, acc);
 }
 
+// dwte (V, C) += the dout rows of each token bucket (qt_embedding_buckets: order (N), start
+// (U + 1), token (U)), summed in position order in fp32 and added once: the scan kernel's
+// sums in the scan kernel's order, without the scan.
+// Thread mapping: grid (U, ceil(C / EMB_BWD_THREADS)), block EMB_BWD_THREADS; block (u, y)
+// owns token[u]'s row, thread x channel y * EMB_BWD_THREADS + x, and walks the bucket's
+// positions. No shared memory. Guard: channels >= C do nothing.
+template <typename T>
+static __global__ void __launch_bounds__(EMB_BWD_THREADS)
+    embedding_bwd_wte_bucket(T *dwte, const T *dout, const int *order, const int *start,
+                             const int *token, int C) {
+    const int u = blockIdx.x, c = blockIdx.y * EMB_BWD_THREADS + threadIdx.x;
+    if (c >= C) return;
+    float acc = 0.0f;
+    for (int k = start[u]; k < start[u + 1]; k++) acc += qt_ld(dout + (size_t)order[k] * C + c);
+    qt_add_st(dwte + (size_t)token[u] * C + c, acc);
+}
+
 // dwpe (T, C) += sum over b of dout[b, t] (dout (B, T, C)).
 // Thread mapping: grid (T, ceil(C / EMB_THREADS)), block EMB_THREADS; thread x of block
 // (t, y) owns dwpe[t, y * EMB_THREADS + x] and adds the B rows in order. Guard: c < C.
@@ -144,6 +163,22 @@ static void embedding_bwd_launch(cudaStream_t st, void *dwte, void *dwpe, const 
     }
 }
 
+template <typename T>
+static void embedding_bwd_sorted_launch(cudaStream_t st, void *dwte, void *dwpe,
+                                        const void *dout, const int *order, const int *start,
+                                        const int *token, int n_buckets, int B, int Tlen, int C) {
+    if (dwte) {
+        const dim3 grid(n_buckets, QT_CEIL_DIV(C, EMB_BWD_THREADS));
+        QT_LAUNCH(embedding_bwd_wte_bucket<T>, grid, EMB_BWD_THREADS, 0, st, (T *)dwte,
+                  (const T *)dout, order, start, token, C);
+    }
+    if (dwpe) {
+        const dim3 grid(Tlen, QT_CEIL_DIV(C, EMB_THREADS));
+        QT_LAUNCH(embedding_bwd_wpe_rowslice<T>, grid, EMB_THREADS, 0, st, (T *)dwpe,
+                  (const T *)dout, B, Tlen, C);
+    }
+}
+
 extern "C" qt_status qt_cuda_embedding_fwd(qt_cuda_stream s, qt_dtype dt, void *out,
                                            const int *tokens, const void *wte, const void *wpe,
                                            int B, int T, int C) {
@@ -169,6 +204,29 @@ extern "C" qt_status qt_cuda_embedding_bwd(qt_cuda_stream s, qt_dtype dt, void *
         qt_arg("dout", dout, dt),
         qt_arg("tokens (needed for dwte)", tokens, dwte ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL)));
     QT_DTYPE_DISPATCH(dt, embedding_bwd_launch, (cudaStream_t)s, dwte, dwpe, dout, tokens, B, T, C);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_embedding_bwd_sorted(qt_cuda_stream s, qt_dtype dt, void *dwte,
+                                                  void *dwpe, const void *dout, const int *order,
+                                                  const int *start, const int *token,
+                                                  int n_buckets, int B, int T, int C) {
+    const char *op = "cuda embedding_bwd_sorted";
+    QT_TRY(check_shape(op, dt, B, T, C));
+    if (n_buckets < 0 || n_buckets > B * T || (B > 0 && n_buckets == 0))
+        return qt_error(QT_ERR_ARG, "%s: %d buckets for B T = %d tokens; need 1 to B T "
+                        "(qt_embedding_buckets)", op, n_buckets, B * T);
+    if (B == 0 || (!dwte && !dwpe)) return QT_OK;
+    QT_TRY(qt_check_grid(op, (size_t)n_buckets));
+    const qt_arg_need need = dwte ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL;
+    QT_TRY(qt_check_tensors(
+        op, qt_arg("dwte", dwte, dt, QT_ARG_OPTIONAL), qt_arg("dwpe", dwpe, dt, QT_ARG_OPTIONAL),
+        qt_arg("dout", dout, dt), qt_arg("order (needed for dwte)", order, need),
+        qt_arg("start (needed for dwte)", start, need),
+        qt_arg("token (needed for dwte)", token, need)));
+    QT_DTYPE_DISPATCH(dt, embedding_bwd_sorted_launch, (cudaStream_t)s, dwte, dwpe, dout, order,
+                      start, token, n_buckets, B, T, C);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -200,5 +258,23 @@ extern "C" void qt_cuda_embedding_bwd_cost(qt_cost *c, qt_dtype dt, const void *
     if (B <= 0 || T < 1 || C < 1 || (!dwte && !dwpe)) return;
     const double btc = (double)B * T * C, tc = (double)T * C, E = (double)qt_dtype_size(dt);
     if (dwte) qt_cost_kernel(c, "embedding_bwd_wte_owner", 3 * E * btc + 4.0 * B * T, btc);
+    if (dwpe) qt_cost_kernel(c, "embedding_bwd_wpe_rowslice", E * (btc + 2 * tc), btc);
+}
+
+// The sorted backward: dwte's kernel reads dout (E B T C), order and the bucket table
+// (4 (B T + 2 U + 1)), reads and writes the U rows of dwte (+=, 2 E U C); one add per element
+// of dout. No scan. dwpe: as above.
+extern "C" void qt_cuda_embedding_bwd_sorted_cost(qt_cost *c, qt_dtype dt, const void *dwte,
+                                                  const void *dwpe, const void *dout,
+                                                  const int *order, const int *start,
+                                                  const int *token, int n_buckets, int B, int T,
+                                                  int C) {
+    (void)dout, (void)order, (void)start, (void)token;
+    if (B <= 0 || T < 1 || C < 1 || n_buckets < 1 || (!dwte && !dwpe)) return;
+    const double btc = (double)B * T * C, tc = (double)T * C, E = (double)qt_dtype_size(dt);
+    const double U = n_buckets;
+    if (dwte)
+        qt_cost_kernel(c, "embedding_bwd_wte_bucket",
+                       E * (btc + 2 * U * C) + 4.0 * ((double)B * T + 2 * U + 1), btc);
     if (dwpe) qt_cost_kernel(c, "embedding_bwd_wpe_rowslice", E * (btc + 2 * tc), btc);
 }

@@ -597,6 +597,32 @@ START_TEST(test_opt125m_activations_linear_in_T) {
                   "composed: activations %zu, %zu, %zu bytes (second difference %lld), "
                   "(B, H, T, T) buffers %zu bytes", act[1][0], act[1][1], act[1][2], d2c,
                   tt[1][2]);
+    // A shape the fused kernels decline (fp32 storage) is planned as the composed path alone:
+    // the same arena as with the fused ops removed, none of their lse, R or counters.
+    size_t declined[2];
+    for (int removed = 0; removed < 2; removed++) {
+        qt_config cfg;
+        qt_config_defaults(&cfg);
+        ck_assert_msg(qt_config_load(&cfg, path) == QT_OK, "%s", qt_last_error());
+        qt_backend be;
+        ck_assert_int_eq(qt_backend_cuda_init_dry(&be, QT_DTYPE_F32), QT_OK);
+        static qt_backend_ops ops;
+        if (removed) {
+            ops = *be.ops;
+            ops.attention_flash_fwd = NULL;
+            ops.attention_flash_bwd = NULL;
+            be.ops = &ops;
+        }
+        qt_model m;
+        ck_assert_msg(qt_model_init(&m, &cfg, &be, Bb, 512) == QT_OK, "%s", qt_last_error());
+        qt_model_memory mem;
+        qt_model_memory_report(&m, &mem);
+        declined[removed] = mem.act_bytes;
+        qt_model_free(&m);
+        qt_backend_free(&be);
+    }
+    ck_assert_msg(declined[0] == declined[1], "fp32 (declined): %zu activation bytes, %zu with "
+                  "the fused ops removed", declined[0], declined[1]);
 }
 END_TEST
 #endif

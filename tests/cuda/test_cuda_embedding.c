@@ -1,5 +1,5 @@
 // test_cuda_embedding.c: kernels/cuda/embedding.cu against the CPU reference
-// (qt_cpu_embedding_{fwd,bwd}) on random tokens with many repeats, odd shapes, in fp32, fp16
+// (qt_cpu_embedding_{fwd,bwd,bwd_sorted}) on random tokens with many repeats, odd shapes, in fp32, fp16
 // and bf16, with outputs poisoned (NaN), gradients pre-filled and guard bands checked; with and
 // without position embeddings (wpe / dwpe NULL: token embeddings only, as in LLaMA).
 // Inputs are rounded to the dtype first, so the reference sees exactly what the kernel reads.
@@ -178,6 +178,76 @@ START_TEST(test_embedding_bwd) {
 }
 END_TEST
 
+// The sorted backward (the model's) against qt_cpu_embedding_bwd_sorted on the same buckets,
+// and bit for bit against the scan kernel (qt_cuda_embedding_bwd), which sums each token's rows
+// in the same order: pre-filled gradients, poisoned-free guard bands, every shape and dtype.
+static void check_embedding_bwd_sorted(qt_dtype dt, int B, int T, int C, int V, uint64_t seed) {
+    double atol, rtol;
+    qt_ct_tolerance(dt, &atol, &rtol);
+    const int N = B * T;
+    int *tok = rand_tokens(N, V, seed);
+    int *order = malloc((size_t)N * sizeof *order), *start = malloc((size_t)(N + 1) * sizeof *start);
+    int *token = malloc((size_t)N * sizeof *token), U = -1;
+    int *scratch = malloc((size_t)N * 2 * sizeof *scratch);
+    ck_assert_int_eq(qt_embedding_buckets(order, start, token, &U, tok, N, scratch), QT_OK);
+    free(scratch);
+    float *dout = qt_ct_rand_rounded(dt, (size_t)N * C, -1.0f, 1.0f, seed + 1);
+    float *dwte = qt_ct_rand_rounded(dt, (size_t)V * C, -1.0f, 1.0f, seed + 2);
+    float *dwpe = qt_ct_rand_rounded(dt, (size_t)T * C, -1.0f, 1.0f, seed + 3);
+    void *d_tok = upload_tokens(tok, N), *d_order = upload_tokens(order, N);
+    void *d_start = upload_tokens(start, U + 1), *d_token = upload_tokens(token, U);
+    void *d_dout = qt_ct_upload(dt, dout, (size_t)N * C);
+    void *d_dwte = qt_ct_upload(dt, dwte, (size_t)V * C), *d_scan = qt_ct_upload(dt, dwte, (size_t)V * C);
+    void *d_dwpe = qt_ct_upload(dt, dwpe, (size_t)T * C);
+    ck_assert_int_eq(qt_cpu_embedding_bwd_sorted(dwte, dwpe, dout, order, start, token, U, B, T, C),
+                     QT_OK);
+    qt_status st = qt_cuda_embedding_bwd_sorted(NULL, dt, d_dwte, d_dwpe, d_dout, d_order,
+                                                d_start, d_token, U, B, T, C);
+    ck_assert_msg(st == QT_OK, "embedding_bwd_sorted %s B=%d T=%d C=%d: %s", qt_dtype_name(dt), B,
+                  T, C, qt_last_error());
+    ck_assert_int_eq(qt_cuda_embedding_bwd(NULL, dt, d_scan, NULL, d_dout, d_tok, B, T, C), QT_OK);
+    const double catol = atol * sqrt((double)N);
+    const double ew = qt_ct_dev_err(dt, d_dwte, dwte, (size_t)V * C, catol, rtol);
+    const double ep = qt_ct_dev_err(dt, d_dwpe, dwpe, (size_t)T * C, catol, rtol);
+    ck_assert_msg(ew <= 1.0 && ep <= 1.0,
+                  "embedding_bwd_sorted %s B=%d T=%d C=%d V=%d seed=%llu: err dwte %g dwpe %g",
+                  qt_dtype_name(dt), B, T, C, V, (unsigned long long)seed, ew, ep);
+    float *a = qt_ct_download_new(dt, d_dwte, (size_t)V * C);
+    float *b = qt_ct_download_new(dt, d_scan, (size_t)V * C);
+    ck_assert_msg(!memcmp(a, b, (size_t)V * C * sizeof *a),
+                  "embedding_bwd_sorted %s B=%d T=%d C=%d V=%d: differs from the scan kernel",
+                  qt_dtype_name(dt), B, T, C, V);
+    ck_assert_msg(qt_ct_guard_ok(dt, d_dwte, (size_t)V * C) &&
+                      qt_ct_guard_ok(dt, d_dwpe, (size_t)T * C),
+                  "embedding_bwd_sorted %s B=%d T=%d C=%d: guard band overwritten",
+                  qt_dtype_name(dt), B, T, C);
+    void *bufs[] = {d_tok, d_order, d_start, d_token, d_dout, d_dwte, d_scan, d_dwpe};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qt_ct_free(bufs[i]);
+    void *hb[] = {tok, order, start, token, dout, dwte, dwpe, a, b};
+    for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);
+}
+
+START_TEST(test_embedding_bwd_sorted) {
+    for (int d = 0; d < 3; d++)
+        for (int s = 0; s < NSHAPES; s++)
+            check_embedding_bwd_sorted(DTYPES[d], SHAPES[s][0], SHAPES[s][1], SHAPES[s][2],
+                                       SHAPES[s][3], 700 + 10 * (uint64_t)s + (uint64_t)d);
+    // bad bucket counts are refused before anything runs
+    void *buf = qt_ct_alloc(QT_DTYPE_F32, 64);
+    ck_assert_int_eq(qt_cuda_embedding_bwd_sorted(NULL, QT_DTYPE_F32, buf, NULL, buf, buf, buf,
+                                                  buf, 0, 2, 3, 4),
+                     QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_embedding_bwd_sorted(NULL, QT_DTYPE_F32, buf, NULL, buf, buf, buf,
+                                                  buf, 7, 2, 3, 4),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "buckets"));
+    ck_assert_int_eq(qt_cuda_embedding_bwd_sorted(NULL, QT_DTYPE_F32, buf, NULL, buf, NULL, buf,
+                                                  buf, 3, 2, 3, 4),
+                     QT_ERR_ARG); // dwte without its order
+    qt_ct_free(buf);
+}
+END_TEST
+
 // The backward is deterministic: the same inputs give the same bits, run after run.
 START_TEST(test_embedding_bwd_deterministic) {
     const int B = 2, T = 150, C = 129, V = 5, N = B * T;
@@ -297,6 +367,7 @@ static Suite *embedding_suite(void) {
     tcase_add_test(tc, test_embedding_fwd_no_positions);
     tcase_add_test(tc, test_embedding_bwd);
     tcase_add_test(tc, test_embedding_bwd_deterministic);
+    tcase_add_test(tc, test_embedding_bwd_sorted);
     tcase_add_test(tc, test_embedding_negative_token);
     tcase_add_test(tc, test_embedding_bad_args);
     suite_add_tcase(s, tc);
