@@ -541,6 +541,37 @@ END_TEST
 #endif
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// OPT-125m's activation plan (qt_model_init on the record-only backend of dt, batch 8, T):
+// *act its arena, *tt the (B, H, T, T) part; fused_removed: the backend without the fused
+// attention ops (the model composes).
+static void opt125m_plan(qt_dtype dt, int T, int fused_removed, size_t *act, size_t *tt) {
+    char path[1024];
+    const char *src = getenv("QT_SOURCE_DIR");
+    ck_assert_msg(src != NULL, "QT_SOURCE_DIR is not set (run through ctest)");
+    snprintf(path, sizeof path, "%s/configs/opt-125m.conf", src);
+    qt_config cfg;
+    qt_config_defaults(&cfg);
+    ck_assert_msg(qt_config_load(&cfg, path) == QT_OK, "%s", qt_last_error());
+    cfg.max_seq_len = 2048;
+    qt_backend be;
+    ck_assert_int_eq(qt_backend_cuda_init_dry(&be, dt), QT_OK);
+    static qt_backend_ops ops;
+    if (fused_removed) {
+        ops = *be.ops;
+        ops.attention_flash_fwd = NULL;
+        ops.attention_flash_bwd = NULL;
+        be.ops = &ops;
+    }
+    qt_model m;
+    ck_assert_msg(qt_model_init(&m, &cfg, &be, 8, T) == QT_OK, "%s", qt_last_error());
+    qt_model_memory mem;
+    qt_model_memory_report(&m, &mem);
+    *act = mem.act_bytes;
+    *tt = mem.attn_tt_bytes;
+    qt_model_free(&m);
+    qt_backend_free(&be);
+}
+
 // Issue 9's memory check on the CUDA backend: OPT-125m (fp16, head dim 64: the fused attention
 // kernels), batch 8, planned by qt_model_init on the record-only backend (the executing
 // backend's plan, nothing allocated) at T = 512, 1024, 2048: the activation arena grows
@@ -549,37 +580,11 @@ END_TEST
 // the composed path's (B, H, T, T) buffers (its second difference is theirs): the check can
 // fail.
 START_TEST(test_opt125m_activations_linear_in_T) {
-    char path[1024];
-    const char *src = getenv("QT_SOURCE_DIR");
-    ck_assert_msg(src != NULL, "QT_SOURCE_DIR is not set (run through ctest)");
-    snprintf(path, sizeof path, "%s/configs/opt-125m.conf", src);
-    const int Ts[3] = {512, 1024, 2048}, Bb = 8;
+    const int Ts[3] = {512, 1024, 2048};
     size_t act[2][3], tt[2][3];
     for (int composed = 0; composed < 2; composed++)
-        for (int k = 0; k < 3; k++) {
-            qt_config cfg;
-            qt_config_defaults(&cfg);
-            ck_assert_msg(qt_config_load(&cfg, path) == QT_OK, "%s", qt_last_error());
-            cfg.max_seq_len = 2048;
-            qt_backend be;
-            ck_assert_int_eq(qt_backend_cuda_init_dry(&be, QT_DTYPE_F16), QT_OK);
-            static qt_backend_ops ops;
-            if (composed) {
-                ops = *be.ops;
-                ops.attention_flash_fwd = NULL;
-                ops.attention_flash_bwd = NULL;
-                be.ops = &ops;
-            }
-            qt_model m;
-            ck_assert_msg(qt_model_init(&m, &cfg, &be, Bb, Ts[k]) == QT_OK, "%s",
-                          qt_last_error());
-            qt_model_memory mem;
-            qt_model_memory_report(&m, &mem);
-            act[composed][k] = mem.act_bytes;
-            tt[composed][k] = mem.attn_tt_bytes;
-            qt_model_free(&m);
-            qt_backend_free(&be);
-        }
+        for (int k = 0; k < 3; k++)
+            opt125m_plan(QT_DTYPE_F16, Ts[k], composed, &act[composed][k], &tt[composed][k]);
     printf("OPT-125m fp16 B 8 on the CUDA backend: activations %.1f, %.1f, %.1f MiB at T = 512, "
            "1024, 2048 fused; %.1f, %.1f, %.1f MiB composed\n",
            act[0][0] / 1048576.0, act[0][1] / 1048576.0, act[0][2] / 1048576.0,
@@ -599,28 +604,9 @@ START_TEST(test_opt125m_activations_linear_in_T) {
                   tt[1][2]);
     // A shape the fused kernels decline (fp32 storage) is planned as the composed path alone:
     // the same arena as with the fused ops removed, none of their lse, R or counters.
-    size_t declined[2];
-    for (int removed = 0; removed < 2; removed++) {
-        qt_config cfg;
-        qt_config_defaults(&cfg);
-        ck_assert_msg(qt_config_load(&cfg, path) == QT_OK, "%s", qt_last_error());
-        qt_backend be;
-        ck_assert_int_eq(qt_backend_cuda_init_dry(&be, QT_DTYPE_F32), QT_OK);
-        static qt_backend_ops ops;
-        if (removed) {
-            ops = *be.ops;
-            ops.attention_flash_fwd = NULL;
-            ops.attention_flash_bwd = NULL;
-            be.ops = &ops;
-        }
-        qt_model m;
-        ck_assert_msg(qt_model_init(&m, &cfg, &be, Bb, 512) == QT_OK, "%s", qt_last_error());
-        qt_model_memory mem;
-        qt_model_memory_report(&m, &mem);
-        declined[removed] = mem.act_bytes;
-        qt_model_free(&m);
-        qt_backend_free(&be);
-    }
+    size_t declined[2], unused;
+    for (int removed = 0; removed < 2; removed++)
+        opt125m_plan(QT_DTYPE_F32, 512, removed, &declined[removed], &unused);
     ck_assert_msg(declined[0] == declined[1], "fp32 (declined): %zu activation bytes, %zu with "
                   "the fused ops removed", declined[0], declined[1]);
 }
