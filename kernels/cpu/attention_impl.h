@@ -173,18 +173,7 @@ size_t FN(qt_cpu_attention_flash_ws_bytes)(const qt_attn_params *ap, int B, int 
 // The checks both directions share, before any pointer: the params and the shape.
 static qt_status FN(flash_check)(const char *op, const qt_attn_params *ap, int B, int T, int C,
                                  int H) {
-    if (!ap) return qt_error(QT_ERR_ARG, "%s: attention params are NULL; pass one", op);
-    QT_TRY(check_softmax_params(op, &ap->sm));
-    const int sink = (int)ap->sink, gate = (int)ap->gate;
-    if (sink < QT_SINK_NONE || sink > QT_SINK_LEARNED)
-        return qt_error(QT_ERR_ARG, "%s: sink kind %d is not none (0), zero (1) or learned (2)", op,
-                        sink);
-    if (gate < QT_ATTN_GATE_NONE || gate > QT_ATTN_GATE_CHANNEL)
-        return qt_error(QT_ERR_ARG, "%s: gate mode %d is not none (0), head (1) or channel (2)", op,
-                        gate);
-    if (ap->br < 0 || ap->bc < 0)
-        return qt_error(QT_ERR_ARG, "%s: tile %d x %d; pass br, bc >= 1 (or 0: %d)", op, ap->br,
-                        ap->bc, QT_ATTN_TILE);
+    QT_TRY(qt_check_attn_params(op, ap)); // base/params_check.h: the CUDA launchers' too
     QT_TRY(check_heads(op, C, "H", H));
     return check_rows(op, "B", B, "T", T);
 }

@@ -26,6 +26,7 @@
 #include "common.cuh"
 
 #include "base/softmax_clip_math.h"
+#include "base/params_check.h"
 #include "kernels/attention.h"
 
 #define FLASH_BR 64     // query rows per block
@@ -594,27 +595,10 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
 
 static qt_status flash_check(const char *op, qt_dtype dt, const qt_attn_params *ap, int B, int T,
                              int C, int H) {
-    if (!ap) return qt_error(QT_ERR_ARG, "%s: attention params are NULL; pass one", op);
+    QT_TRY(qt_check_attn_params(op, ap)); // base/params_check.h: the CPU op's checks
     if (dt != QT_DTYPE_F16 && dt != QT_DTYPE_BF16)
         return qt_error(QT_ERR_ARG, "%s: dtype %s; the tensor-core kernel takes fp16 or bf16", op,
                         qt_dtype_name(dt));
-    // The enums' raw values: a C caller may pass any int, and loading an out-of-range value as
-    // a C++ enum is undefined (UBSan reports it), so they are read as the ints they are in C.
-    static_assert(sizeof ap->sm.kind == sizeof(int) && sizeof ap->sink == sizeof(int) &&
-                      sizeof ap->gate == sizeof(int),
-                  "the params' enums are C ints");
-    int kind, sink, gate;
-    memcpy(&kind, &ap->sm.kind, sizeof kind);
-    memcpy(&sink, &ap->sink, sizeof sink);
-    memcpy(&gate, &ap->gate, sizeof gate);
-    if (kind < QT_SOFTMAX_VANILLA || kind > QT_SOFTMAX_NCS)
-        return qt_error(QT_ERR_ARG, "%s: softmax kind %d is not vanilla, clipped or ncs", op, kind);
-    if (sink < QT_SINK_NONE || sink > QT_SINK_LEARNED)
-        return qt_error(QT_ERR_ARG, "%s: sink kind %d is not none (0), zero (1) or learned (2)", op,
-                        sink);
-    if (gate < QT_ATTN_GATE_NONE || gate > QT_ATTN_GATE_CHANNEL)
-        return qt_error(QT_ERR_ARG, "%s: gate mode %d is not none (0), head (1) or channel (2)", op,
-                        gate);
     if (B < 0 || T < 1 || H < 1 || C < 1 || C % H != 0)
         return qt_error(QT_ERR_ARG, "%s: shape B %d, T %d, C %d, H %d; need B >= 0, T >= 1, H >= 1 "
                         "dividing C", op, B, T, C, H);

@@ -24,6 +24,7 @@
 #include "common.cuh"
 
 #include "base/softmax_clip_math.h"
+#include "base/params_check.h"
 #include "kernels/softmax_clip.h"
 
 // ---- launch constants ----------------------------------------------------------------------
@@ -141,12 +142,7 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *QT_WARP)
 static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params *prm, int rows,
                             int cols) {
     QT_TRY(qt_check_dtype(op, dt));
-    if (!prm) return qt_error(QT_ERR_ARG, "%s: softmax params are NULL; pass one", op);
-    const int kind = qt_enum_int(prm->kind);
-    if (kind != QT_SOFTMAX_VANILLA && kind != QT_SOFTMAX_CLIPPED && kind != QT_SOFTMAX_NCS)
-        return qt_error(QT_ERR_ARG,
-                        "%s: softmax kind %d is not vanilla (0), clipped (1) or ncs (2)", op,
-                        kind);
+    QT_TRY(qt_check_softmax_params(op, prm)); // base/params_check.h: the CPU op's checks
     if (rows < 0 || cols < 1)
         return qt_error(QT_ERR_ARG, "%s: shape (rows %d, cols %d); need rows >= 0, cols >= 1", op,
                         rows, cols);

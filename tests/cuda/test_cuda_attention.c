@@ -278,6 +278,14 @@ START_TEST(test_bad_args) {
     ck_assert_int_eq(qt_cuda_attention_flash_fwd(NULL, QT_DTYPE_F16, &ap, NULL, x, x, NULL, &nz, x,
                                                  NULL, NULL, &len, 1, 1, 64, 1),
                      QT_ERR_ARG);
+    // the CPU op's parameter checks (base/params_check.h): clipped softmax with gamma > 0
+    ap.sm.kind = QT_SOFTMAX_CLIPPED;
+    ap.sm.gamma = 0.1f;
+    ap.sm.zeta = 1.0f;
+    ck_assert_int_eq(qt_cuda_attention_flash_fwd(NULL, QT_DTYPE_F16, &ap, NULL, x, x, NULL, &nz, x,
+                                                 NULL, NULL, &len, 1, 1, 64, 1),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "gamma"));
     ck_assert_int_eq(x[0], 0.0f); // refused calls write nothing
     ck_assert_int_eq(nz, 0);
 }

@@ -288,7 +288,19 @@ START_TEST(test_bad_args) {
     ck_assert_int_eq(qt_cuda_softmax_clip_bwd(NULL, QT_DTYPE_F32, &prm, &x, &x, &x, &len, 1, 1),
                      QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "softmax_clip_bwd"));
-    prm.kind = QT_SOFTMAX_VANILLA;
+    // the CPU op's parameter checks (base/params_check.h): a positive gamma, a bad NCS stretch
+    prm = make_params(QT_SOFTMAX_CLIPPED, 1.0f, 0);
+    prm.gamma = 0.5f;
+    ck_assert_int_eq(qt_cuda_softmax_clip_fwd(NULL, QT_DTYPE_F32, &prm, &x, &x, &x, &len, 1, 1),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "gamma"));
+    prm = make_params(QT_SOFTMAX_NCS, 1.0f, 0);
+    prm.eta = 1.0f;
+    prm.beta = 2.5f;
+    ck_assert_int_eq(qt_cuda_softmax_clip_bwd(NULL, QT_DTYPE_F32, &prm, &x, &x, &x, &len, 1, 1),
+                     QT_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(qt_last_error(), "beta < 2 eta"));
+    prm = make_params(QT_SOFTMAX_VANILLA, 1.0f, 0);
     ck_assert_int_eq(qt_cuda_softmax_clip_fwd(NULL, QT_DTYPE_F32, &prm, &x, &x, &x, &len, 1, 0),
                      QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_softmax_clip_fwd(NULL, (qt_dtype)9, &prm, &x, &x, &x, &len, 1, 1),

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "base/params.h"
+#include "base/params_check.h"
 #include "base/status.h"
 
 // A row count `an` = a >= 0 and a row length `bn` = b >= 1 (N and C, N and F, rows and cols).
@@ -52,44 +53,15 @@ static inline qt_status check_lens(const char *op, const int *lens, size_t rows,
     return QT_OK;
 }
 
-// The softmax variant's parameters, as the config validates them (host/config/config.c): a known
-// kind, a finite scale; clipped: finite gamma <= 0 and zeta >= 1; NCS: finite eta > 0 and
-// beta with 2 eta > beta (the stretch (N eta - beta) / (N - 1) positive for every N >= 2).
-static inline qt_status check_softmax_params(const char *op, const qt_softmax_params *prm) {
-    if (!prm) return qt_error(QT_ERR_ARG, "%s: softmax params are NULL; pass one", op);
-    const int kind = (int)prm->kind;
-    if (kind != QT_SOFTMAX_VANILLA && kind != QT_SOFTMAX_CLIPPED && kind != QT_SOFTMAX_NCS)
-        return qt_error(QT_ERR_ARG,
-                        "%s: softmax kind %d is not vanilla (0), clipped (1) or ncs (2)", op,
-                        kind);
-    if (!isfinite(prm->scale))
-        return qt_error(QT_ERR_ARG, "%s: scale = %g; pass a finite score scale (1/sqrt(D))", op,
-                        (double)prm->scale);
-    if (kind == QT_SOFTMAX_CLIPPED &&
-        !(isfinite(prm->gamma) && isfinite(prm->zeta) && prm->gamma <= 0.0f &&
-          prm->zeta >= 1.0f))
-        return qt_error(QT_ERR_ARG,
-                        "%s: clipped softmax with gamma = %g, zeta = %g; need finite gamma <= 0 "
-                        "and zeta >= 1",
-                        op, (double)prm->gamma, (double)prm->zeta);
-    if (kind == QT_SOFTMAX_NCS &&
-        !(isfinite(prm->eta) && isfinite(prm->beta) && prm->eta > 0.0f &&
-          2.0 * (double)prm->eta > (double)prm->beta))
-        return qt_error(QT_ERR_ARG,
-                        "%s: ncs softmax with eta = %g, beta = %g; need finite eta > 0 and "
-                        "beta < 2 eta",
-                        op, (double)prm->eta, (double)prm->beta);
-    return QT_OK;
-}
-
-// The checks of an op on masked softmax rows (softmax_clip, attention), in order: the params;
+// The checks of an op on masked softmax rows (softmax_clip, attention), in order: the params
+// (qt_check_softmax_params, base/params_check.h, shared with the CUDA launchers);
 // the shape, rn = rows >= 0 and cn = cols >= 1; with rows > 0, the required pointers (ok and
 // names as in check_ptrs; lens is always required) and lens (n_lens) within [1, cols].
 static inline qt_status check_softmax_rows(const char *op, const qt_softmax_params *prm,
                                            const char *rn, int rows, const char *cn, int cols,
                                            int ok, const char *names, const int *lens,
                                            size_t n_lens) {
-    QT_TRY(check_softmax_params(op, prm));
+    QT_TRY(qt_check_softmax_params(op, prm));
     QT_TRY(check_rows(op, rn, rows, cn, cols));
     if (rows == 0) return QT_OK;
     QT_TRY(check_ptrs(op, ok && lens, names));
