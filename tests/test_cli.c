@@ -12,27 +12,15 @@
 #include <unistd.h>
 
 #include "qtrain/data.h"
+#include "cli_run.h"
 #include "testutil.h"
 
 static char *workdir;
 
-// Runs `qtrain ARGS` with stdout and stderr captured, after the shell commands `prefix` (e.g.
-// a ulimit); returns the exit code.
+// Runs `qtrain ARGS` in workdir after the shell commands `prefix` (e.g. a ulimit); stderr
+// into err; returns the exit code.
 static int run_qtrain_after(const char *prefix, const char *args, char *err, size_t err_len) {
-    const char *bin = getenv("QT_BINARY_DIR");
-    ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
-    char cmd[8192], errpath[1024];
-    snprintf(errpath, sizeof errpath, "%s/stderr.txt", workdir);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/qtrain' %s >'%s/stdout.txt' 2>'%s'", workdir,
-             prefix, bin, args, workdir, errpath);
-    int status = system(cmd);
-    ck_assert(status != -1 && WIFEXITED(status));
-    FILE *f = fopen(errpath, "r");
-    ck_assert(f != NULL);
-    size_t n = fread(err, 1, err_len - 1, f);
-    err[n] = '\0';
-    fclose(f);
-    return WEXITSTATUS(status);
+    return qt_cli_run(workdir, prefix, args, err, err_len);
 }
 
 static int run_qtrain(const char *args, char *err, size_t err_len) {
@@ -359,39 +347,6 @@ START_TEST(test_hash_in_data_dir) {
 }
 END_TEST
 
-// Starts `qtrain ARGS` in workdir (stdout, stderr to files) without waiting; returns its pid.
-static pid_t spawn_qtrain(const char *args) {
-    const char *bin = getenv("QT_BINARY_DIR");
-    ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s/qtrain' %s >'%s/stdout.txt' 2>'%s/stderr.txt'",
-             workdir, bin, args, workdir, workdir);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-// Waits (up to 60 s) until `path` holds `needle`.
-static int wait_for_text(const char *path, const char *needle) {
-    for (int i = 0; i < 6000; i++) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            char buf[65536];
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            buf[n] = '\0';
-            fclose(f);
-            if (strstr(buf, needle)) return 1;
-        }
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return 0;
-}
-
 // SIGINT and SIGTERM stop a run after its step and checkpoint, with the shell's exit codes for
 // those signals (130, 143) rather than the 0 of a finished run; the checkpoint then loads.
 START_TEST(test_signal_exit_codes) {
@@ -402,8 +357,8 @@ START_TEST(test_signal_exit_codes) {
                  "train %s --set train.max_steps=1000000 --set train.log_every=1 --out sig%d", tiny,
                  i);
         snprintf(metrics, sizeof metrics, "%s/sig%d/metrics.jsonl", workdir, i);
-        pid_t pid = spawn_qtrain(args);
-        int started = wait_for_text(metrics, "\"type\":\"train\"");
+        pid_t pid = qt_cli_spawn(workdir, args);
+        int started = qt_cli_wait_for_text(metrics, "\"type\":\"train\"");
         kill(pid, sigs[i]);
         int status = 0;
         ck_assert(waitpid(pid, &status, 0) == pid);

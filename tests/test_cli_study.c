@@ -20,6 +20,7 @@
 
 #include "host/io/file.h"
 #include "host/io/json.h"
+#include "cli_run.h"
 #include "testutil.h"
 
 static char *workdir;
@@ -32,21 +33,7 @@ static const char *tiny =
 
 // Runs `PREFIX qtrain ARGS` in workdir; stderr into err (err_len bytes). Returns the exit code.
 static int run_qtrain_env(const char *prefix, const char *args, char *err, size_t err_len) {
-    const char *bin = getenv("QT_BINARY_DIR");
-    ck_assert_msg(bin != NULL, "QT_BINARY_DIR is not set (run through ctest)");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/qtrain' %s >'%s/stdout.txt' 2>'%s/stderr.txt'",
-             workdir, prefix, bin, args, workdir, workdir);
-    int status = system(cmd);
-    ck_assert(status != -1 && WIFEXITED(status));
-    char path[1024];
-    snprintf(path, sizeof path, "%s/stderr.txt", workdir);
-    FILE *f = fopen(path, "r");
-    ck_assert(f != NULL);
-    size_t n = fread(err, 1, err_len - 1, f);
-    err[n] = '\0';
-    fclose(f);
-    return WEXITSTATUS(status);
+    return qt_cli_run(workdir, prefix, args, err, err_len);
 }
 
 static int run_qtrain(const char *args, char *err, size_t err_len) {
@@ -206,38 +193,11 @@ START_TEST(test_study_outputs_and_resume) {
 }
 END_TEST
 
-// Starts `qtrain ARGS` in workdir without waiting; returns its pid.
-static pid_t spawn_qtrain(const char *args) {
-    const char *bin = getenv("QT_BINARY_DIR");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s/qtrain' %s >'%s/stdout.txt' 2>'%s/stderr.txt'",
-             workdir, bin, args, workdir, workdir);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-// Waits (up to 60 s) until `rel` holds `needle`.
+// Waits (up to 60 s) until `rel` (in workdir) holds `needle`.
 static int wait_for_text(const char *rel, const char *needle) {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", workdir, rel);
-    for (int i = 0; i < 6000; i++) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            static char buf[1 << 16];
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            buf[n] = '\0';
-            fclose(f);
-            if (strstr(buf, needle)) return 1;
-        }
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return 0;
+    return qt_cli_wait_for_text(path, needle);
 }
 
 START_TEST(test_study_sigint_then_rerun) {
@@ -246,7 +206,7 @@ START_TEST(test_study_sigint_then_rerun) {
              "study %s --set train.max_steps=600 --set train.log_every=20 "
              "--set train.eval_every=200 --variants vanilla,clipped --out st",
              tiny);
-    pid_t pid = spawn_qtrain(args);
+    pid_t pid = qt_cli_spawn(workdir, args);
     int started = wait_for_text("stderr.txt", "vanilla-s0 | step 100/");
     kill(pid, SIGINT);
     int status = 0;
@@ -290,7 +250,7 @@ START_TEST(test_study_kill_then_rerun) {
              "study %s --set train.max_steps=600 --set train.log_every=20 "
              "--set train.eval_every=100 --variants vanilla --out st",
              tiny);
-    pid_t pid = spawn_qtrain(args);
+    pid_t pid = qt_cli_spawn(workdir, args);
     int started = wait_for_text("stderr.txt", "vanilla-s0 | step 300/");
     kill(pid, SIGKILL);
     int status = 0;
