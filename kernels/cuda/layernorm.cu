@@ -19,11 +19,10 @@
 //     output is, so this equals dropout_fwd, add, layernorm_fwd bit for bit.
 //   qt_cuda_layernorm_residual_bwd: dx += the LayerNorm's dx (rounded to dt), then dbranch =
 //     drop(dx) from the rounded dx, written: dropout's backward of what dx now holds.
-// Each element draws its own Philox block (four words, one used): the row kernels keep
-// LayerNorm's lane-stride column order, so the four elements of a block sit on four lanes.
-// That is 4x the integer work of dropout.cu's grouped draw (estimate: ~70 integer ops per
-// element, about the time of the row's memory traffic on an A100); sharing a block across a
-// lane quad by shuffles would remove it.
+// Rows go in chunks of consecutive columns (LN_CHUNKS): 128-bit loads and stores where C and
+// the pointers allow, and then one Philox block per four elements, as dropout.cu draws; rows
+// that do not divide into chunks go column by column, one block per element (4x the integer
+// work: about 70 integer ops per element, estimate).
 // Determinism: every reduction has a fixed order (warp butterflies, a fixed-shape tree), so
 // results are bit-identical from run to run; no atomics.
 #include "qt_cuda_compat.h"
@@ -45,49 +44,45 @@
 
 // ---- device helpers -------------------------------------------------------------------------
 
-// The rest of a forward row after its first pass: one warp, lane `lane` holding the partial sum
-// s of its columns lane, lane + 32, ... of r (C). mean = warp sum / C; a second pass sums the
-// squared deviations, rstd = 1 / sqrt(that / C + eps); a third writes o (C) = (r - mean) rstd w
-// + b; lane 0 stores mean[row], rstd[row]. Shared by both forward kernels, so they compute the
-// same statistics in the same order.
-template <typename T>
+// Rows in chunks of W consecutive columns: lane `lane` of the row's warp owns the chunks that
+// start at c = W lane, W (lane + 32), ... (W = 1: columns lane, lane + 32, ...). W > 1 moves
+// each chunk with 128-bit accesses (qt_vec); the launchers choose it when C % W == 0 and every
+// row pointer is 16-byte aligned (then every row starts aligned), else W = 1. All row kernels
+// visit a row in this order, so both forwards compute the same statistics bit for bit.
+#define LN_CHUNKS(c, W, C, lane) for (int c = (lane) * (W); c < (C); c += 32 * (W))
+
+// The rest of a forward row after its first pass: lane `lane` holding the partial sum s of its
+// chunks of r (C). mean = warp sum / C; a second pass sums the squared deviations, rstd = 1 /
+// sqrt(that / C + eps); a third writes o (C) = (r - mean) rstd w + b; lane 0 stores mean[row],
+// rstd[row]. Shared by both forward kernels.
+template <typename T, int W>
 static __device__ __forceinline__ void layernorm_row_finish(T *o, float *mean, float *rstd, int row,
                                                             const T *r, const T *w, const T *b,
                                                             float s, int C, int lane) {
+    typedef qt_vec<T, W> vec;
     const float inv_c = 1.0f / (float)C;
     const float mu = qt_warp_sum(s) * inv_c;
     float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float d = qt_ld(r + c) - mu;
-        ss += d * d;
+    LN_CHUNKS(c, W, C, lane) {
+        const vec vr = vec::load(r + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            const float d = vr.get(k) - mu;
+            ss += d * d;
+        }
     }
     const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
-    for (int c = lane; c < C; c += 32)
-        qt_st(o + c, (qt_ld(r + c) - mu) * rs * qt_ld(w + c) + qt_ld(b + c));
+    LN_CHUNKS(c, W, C, lane) {
+        const vec vr = vec::load(r + c), vw = vec::load(w + c), vb = vec::load(b + c);
+        vec vo;
+        QT_UNROLL
+        for (int k = 0; k < W; k++) vo.set(k, (vr.get(k) - mu) * rs * vw.get(k) + vb.get(k));
+        vo.store(o + c);
+    }
     if (lane == 0) {
         mean[row] = mu;
         rstd[row] = rs;
     }
-}
-
-// ---- kernels --------------------------------------------------------------------------------
-
-// out (N, C), mean (N), rstd (N) from x (N, C), w (C), b (C).
-// Thread mapping: block (32, LN_ROWS_PER_BLOCK); warp threadIdx.y owns row
-// blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane threadIdx.x visits columns lane, lane + 32,
-// ... in three passes (sum, then layernorm_row_finish: squared deviations, output); x is re-read
-// from L1/L2 rather than held in registers (no dynamically indexed arrays, so no local memory).
-// Guards: a warp whose row is >= N exits as a whole (no block barrier follows).
-template <typename T>
-static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
-    layernorm_fwd_rowwarp(T *out, float *mean, float *rstd, const T *x, const T *w, const T *b,
-                          int N, int C) {
-    const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
-    if (row >= N) return;
-    const T *xr = x + (size_t)row * C;
-    float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += qt_ld(xr + c);
-    layernorm_row_finish(out + (size_t)row * C, mean, rstd, row, xr, w, b, s, C, lane);
 }
 
 // v rounded to T and widened back: the value a T store of v holds.
@@ -97,66 +92,134 @@ template <typename T> static __device__ __forceinline__ float round_to(float v) 
     return qt_to_f32(t);
 }
 
-// drop(v) for flat element i: v s when kept, 0 when dropped (a dropped inf or NaN too), v when
-// !masked (prob 0: no draw). dropout.cu's apply_one, one element at a time.
-static __device__ __forceinline__ float drop_one(float v, size_t i, int masked, float prob,
-                                                 float s, uint64_t seed, uint64_t stream) {
-    if (!masked) return v;
-    return qt_philox_uniform(seed, stream, i) >= prob ? __fmul_rn(v, s) : 0.0f;
+// drop(v) for the W flat elements i0 .. i0 + W - 1 of a chunk (in place in v): v s when kept,
+// 0 when dropped (a dropped inf or NaN too), v unchanged when !masked (prob 0: no draw).
+// dropout.cu's mask: element i's word is word i % 4 of qt_philox_block(seed, stream, i / 4);
+// W > 1 chunks start at a multiple of 4 (W | C), so a chunk draws W / 4 blocks; W = 1 draws
+// one block per element.
+template <int W>
+static __device__ __forceinline__ void drop_chunk(float (&v)[W], size_t i0, int masked,
+                                                  float prob, float s, uint64_t seed,
+                                                  uint64_t stream) {
+    if (!masked) return;
+    if constexpr (W == 1) {
+        v[0] = qt_philox_uniform(seed, stream, i0) >= prob ? __fmul_rn(v[0], s) : 0.0f;
+    } else {
+        static_assert(W % 4 == 0, "a chunk holds whole Philox groups");
+        QT_UNROLL
+        for (int g = 0; g < W; g += 4) {
+            const qt_u32x4 r = qt_philox_block(seed, stream, (i0 + g) / 4);
+            QT_UNROLL
+            for (int k = 0; k < 4; k++)
+                v[g + k] = qt_u32_to_uniform(r.v[k]) >= prob ? __fmul_rn(v[g + k], s) : 0.0f;
+        }
+    }
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+
+// out (N, C), mean (N), rstd (N) from x (N, C), w (C), b (C).
+// Thread mapping: block (32, LN_ROWS_PER_BLOCK); warp threadIdx.y owns row
+// blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, its lanes the row's chunks (LN_CHUNKS), in three
+// passes (sum, then layernorm_row_finish: squared deviations, output); x is re-read from L1/L2
+// rather than held in registers (no dynamically indexed arrays, so no local memory).
+// Guards: a warp whose row is >= N exits as a whole (no block barrier follows); the chunk loop
+// stops at C.
+template <typename T, int W>
+static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
+    layernorm_fwd_rowwarp(T *out, float *mean, float *rstd, const T *x, const T *w, const T *b,
+                          int N, int C) {
+    typedef qt_vec<T, W> vec;
+    const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
+    if (row >= N) return;
+    const T *xr = x + (size_t)row * C;
+    float s = 0.0f;
+    LN_CHUNKS(c, W, C, lane) {
+        const vec vx = vec::load(xr + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) s += vx.get(k);
+    }
+    layernorm_row_finish<T, W>(out + (size_t)row * C, mean, rstd, row, xr, w, b, s, C, lane);
 }
 
 // resid (N, C) = x + round_T(drop(branch)) (rounded to T), then out, mean, rstd =
 // LayerNorm(resid) as above. Same mapping and guards as layernorm_fwd_rowwarp. resid may alias
-// x or branch: each element is read and then written by the same lane, and the later passes
+// x or branch: each chunk is read and then written by the same lane, and the later passes
 // read resid back (the rounded value), so no pointer here is __restrict__.
-template <typename T>
+template <typename T, int W>
 static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     layernorm_residual_fwd_rowwarp(T *resid, T *out, float *mean, float *rstd, const T *x,
                                    const T *branch, const T *w, const T *b, int N, int C,
                                    int masked, float prob, float s, uint64_t seed,
                                    uint64_t stream) {
+    typedef qt_vec<T, W> vec;
     const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const size_t off = (size_t)row * C;
     T *r = resid + off;
     float sum = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float v = drop_one(qt_ld(branch + off + c), off + c, masked, prob, s, seed, stream);
-        qt_st(r + c, __fadd_rn(round_to<T>(v), qt_ld(x + off + c)));
-        sum += qt_ld(r + c);
+    LN_CHUNKS(c, W, C, lane) {
+        const vec vb = vec::load(branch + off + c), vx = vec::load(x + off + c);
+        float v[W];
+        QT_UNROLL
+        for (int k = 0; k < W; k++) v[k] = vb.get(k);
+        drop_chunk<W>(v, off + c, masked, prob, s, seed, stream);
+        vec vr;
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            vr.set(k, __fadd_rn(round_to<T>(v[k]), vx.get(k)));
+            sum += vr.get(k);
+        }
+        vr.store(r + c);
     }
-    layernorm_row_finish(out + off, mean, rstd, row, (const T *)r, w, b, sum, C, lane);
+    layernorm_row_finish<T, W>(out + off, mean, rstd, row, (const T *)r, w, b, sum, C, lane);
 }
 
 // dx (N, C) += rstd (g - mean(g) - xh mean(g xh)), g = dout w, xh = (x - mean) rstd; with
 // RESID (the residual op's backward), then dbranch (N, C) = drop(dx) from the rounded dx,
 // written (dx and dbranch separate buffers; without RESID dbranch is unused).
 // Same mapping and guards as layernorm_fwd_rowwarp: two passes per row (the two sums, then dx).
-template <typename T, bool RESID>
+template <typename T, int W, bool RESID>
 static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     layernorm_bwd_dx_rowwarp(T *dx, T *dbranch, const T *dout, const T *x, const float *mean,
                              const float *rstd, const T *w, int N, int C, int masked, float prob,
                              float s, uint64_t seed, uint64_t stream) {
+    typedef qt_vec<T, W> vec;
     const int row = blockIdx.x * LN_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const size_t off = (size_t)row * C;
     const float mu = mean[row], rs = rstd[row], inv_c = 1.0f / (float)C;
     float sg = 0.0f, sgx = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float g = qt_ld(dout + off + c) * qt_ld(w + c);
-        sg += g;
-        sgx += g * ((qt_ld(x + off + c) - mu) * rs);
+    LN_CHUNKS(c, W, C, lane) {
+        const vec vd = vec::load(dout + off + c), vx = vec::load(x + off + c);
+        const vec vw = vec::load(w + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            const float g = vd.get(k) * vw.get(k);
+            sg += g;
+            sgx += g * ((vx.get(k) - mu) * rs);
+        }
     }
     const float mg = qt_warp_sum(sg) * inv_c, mgx = qt_warp_sum(sgx) * inv_c;
-    for (int c = lane; c < C; c += 32) {
-        const float xh = (qt_ld(x + off + c) - mu) * rs;
-        const float g = qt_ld(dout + off + c) * qt_ld(w + c);
+    LN_CHUNKS(c, W, C, lane) {
+        const vec vd = vec::load(dout + off + c), vx = vec::load(x + off + c);
+        const vec vw = vec::load(w + c);
+        vec vdx = vec::load(dx + off + c);
+        float d[W];
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            const float xh = (vx.get(k) - mu) * rs;
+            const float g = vd.get(k) * vw.get(k);
+            vdx.set(k, vdx.get(k) + rs * (g - mg - xh * mgx)); // += rounded once to T
+            d[k] = vdx.get(k);
+        }
+        vdx.store(dx + off + c);
         if constexpr (RESID) {
-            const float d = round_to<T>(qt_ld(dx + off + c) + rs * (g - mg - xh * mgx));
-            qt_st(dx + off + c, d);
-            qt_st(dbranch + off + c, drop_one(d, off + c, masked, prob, s, seed, stream));
-        } else {
-            qt_add_st(dx + off + c, rs * (g - mg - xh * mgx));
+            drop_chunk<W>(d, off + c, masked, prob, s, seed, stream);
+            vec vbr;
+            QT_UNROLL
+            for (int k = 0; k < W; k++) vbr.set(k, d[k]);
+            vbr.store(dbranch + off + c);
         }
     }
 }
@@ -199,12 +262,22 @@ static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
 
 // ---- launchers ------------------------------------------------------------------------------
 
+// The row kernels' chunk width: 128-bit chunks (qt_vec<T>::width) where C divides into them
+// and every pointer is 16-byte aligned, else single columns.
+template <typename T, typename... P> static int row_width(int C, const P *...p) {
+    constexpr int v = qt_vec<T>::width;
+    return C % v == 0 && qt_vec_aligned(p...) ? v : 1;
+}
+
 template <typename T>
 static void layernorm_fwd_launch(cudaStream_t st, void *out, float *mean, float *rstd,
                                  const void *x, const void *w, const void *b, int N, int C) {
+    constexpr int v = qt_vec<T>::width;
     const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-    QT_LAUNCH(layernorm_fwd_rowwarp<T>, grid, block, 0, st, (T *)out, mean, rstd,
-              (const T *)x, (const T *)w, (const T *)b, N, C);
+    QT_LAUNCH(row_width<T>(C, out, x, w, b) > 1 ? layernorm_fwd_rowwarp<T, v>
+                                                 : layernorm_fwd_rowwarp<T, 1>,
+              grid, block, 0, st, (T *)out, mean, rstd, (const T *)x, (const T *)w,
+              (const T *)b, N, C);
 }
 
 template <typename T>
@@ -212,10 +285,13 @@ static void layernorm_residual_fwd_launch(cudaStream_t st, void *resid, void *ou
                                           float *rstd, const void *x, const void *branch,
                                           const void *w, const void *b, int N, int C, int masked,
                                           float prob, float s, uint64_t seed, uint64_t stream) {
+    constexpr int v = qt_vec<T>::width;
     const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-    QT_LAUNCH(layernorm_residual_fwd_rowwarp<T>, grid, block, 0, st, (T *)resid, (T *)out, mean,
-              rstd, (const T *)x, (const T *)branch, (const T *)w, (const T *)b, N, C, masked,
-              prob, s, seed, stream);
+    QT_LAUNCH(row_width<T>(C, resid, out, x, branch, w, b) > 1
+                  ? layernorm_residual_fwd_rowwarp<T, v>
+                  : layernorm_residual_fwd_rowwarp<T, 1>,
+              grid, block, 0, st, (T *)resid, (T *)out, mean, rstd, (const T *)x,
+              (const T *)branch, (const T *)w, (const T *)b, N, C, masked, prob, s, seed, stream);
 }
 
 // The dw/db kernel, shared by both backwards.
@@ -228,16 +304,29 @@ static void layernorm_dwdb_launch(cudaStream_t st, void *dw, void *db, const voi
               (const T *)dout, (const T *)x, mean, rstd, N, C);
 }
 
+// The dx kernel (with the residual's dbranch when RESID).
+template <typename T, bool RESID>
+static void layernorm_dx_launch(cudaStream_t st, void *dx, void *dbranch, const void *dout,
+                                const void *x, const float *mean, const float *rstd,
+                                const void *w, int N, int C, int masked, float prob, float s,
+                                uint64_t seed, uint64_t stream) {
+    constexpr int v = qt_vec<T>::width;
+    const int wide = RESID ? row_width<T>(C, dx, dbranch, dout, x, w) > 1
+                           : row_width<T>(C, dx, dout, x, w) > 1;
+    const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
+    QT_LAUNCH(wide ? layernorm_bwd_dx_rowwarp<T, v, RESID> : layernorm_bwd_dx_rowwarp<T, 1, RESID>,
+              grid, block, 0, st, (T *)dx, (T *)dbranch, (const T *)dout, (const T *)x, mean,
+              rstd, (const T *)w, N, C, masked, prob, s, seed, stream);
+}
+
 template <typename T>
 static void layernorm_residual_bwd_launch(cudaStream_t st, void *dx, void *dbranch, void *dw,
                                           void *db, const void *dout, const void *x,
                                           const float *mean, const float *rstd, const void *w,
                                           int N, int C, int masked, float prob, float s,
                                           uint64_t seed, uint64_t stream) {
-    const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-    QT_LAUNCH((layernorm_bwd_dx_rowwarp<T, true>), grid, block, 0, st, (T *)dx, (T *)dbranch,
-              (const T *)dout, (const T *)x, mean, rstd, (const T *)w, N, C, masked, prob, s,
-              seed, stream);
+    layernorm_dx_launch<T, true>(st, dx, dbranch, dout, x, mean, rstd, w, N, C, masked, prob, s,
+                                 seed, stream);
     if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C);
 }
 
@@ -245,12 +334,9 @@ template <typename T>
 static void layernorm_bwd_launch(cudaStream_t st, void *dx, void *dw, void *db,
                                  const void *dout, const void *x, const float *mean,
                                  const float *rstd, const void *w, int N, int C) {
-    if (dx) {
-        const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-        QT_LAUNCH((layernorm_bwd_dx_rowwarp<T, false>), grid, block, 0, st, (T *)dx, (T *)NULL,
-                  (const T *)dout, (const T *)x, mean, rstd, (const T *)w, N, C, 0, 0.0f, 1.0f,
-                  (uint64_t)0, (uint64_t)0);
-    }
+    if (dx)
+        layernorm_dx_launch<T, false>(st, dx, NULL, dout, x, mean, rstd, w, N, C, 0, 0.0f, 1.0f,
+                                      0, 0);
     if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C);
 }
 
