@@ -31,8 +31,8 @@
 //                      is non-NULL and every tensor is aligned to its element size (qt_arg);
 //   QT_DTYPE_DISPATCH  fn<T>(args...) for the storage type T of dt (qt_dtype_dispatch);
 //   qt_check_elementwise  both, for an element-wise launcher;
-//   qt_vec_aligned, qt_grid_blocks, qt_ew_blocks, qt_check_grid, qt_enum_int, QT_EW_THREADS,
-//   QT_EW_MAX_BLOCKS.
+//   qt_vec_aligned, qt_row_width, QT_ROW_CHUNKS, qt_grid_blocks, qt_ew_blocks, qt_check_grid,
+//   qt_enum_int, QT_EW_THREADS, QT_EW_MAX_BLOCKS.
 #ifndef QTRAIN_KERNELS_CUDA_COMMON_CUH
 #define QTRAIN_KERNELS_CUDA_COMMON_CUH
 
@@ -568,6 +568,20 @@ static inline auto qt_dtype_dispatch(qt_dtype dt, F &&f) -> decltype(f(qt_type<f
 // 1 if every pointer is 16-byte aligned: the precondition of qt_vec<T, W > 1>.
 template <typename... P> static inline int qt_vec_aligned(const P *...p) {
     return ((qt_aligned(p, 16)) && ...);
+}
+
+// A warp's walk over a row of C elements in chunks of W consecutive ones: lane `lane` owns the
+// chunks that start at c = W lane, W (lane + 32), ... (W = 1: columns lane, lane + 32, ...).
+// W > 1 chunks move as qt_vec<T, W> (128-bit accesses) and need C % W == 0 and 16-byte aligned
+// rows: qt_row_width picks W on the host.
+#define QT_ROW_CHUNKS(c, W, C, lane) for (int c = (lane) * (W); c < (C); c += 32 * (W))
+
+// The row kernels' chunk width for rows of C elements of T at these pointers:
+// qt_vec<T>::width where C divides into it and every pointer is 16-byte aligned (then every row
+// starts aligned), else 1.
+template <typename T, typename... P> static inline int qt_row_width(int C, const P *...p) {
+    constexpr int v = qt_vec<T>::width;
+    return C % v == 0 && qt_vec_aligned(p...) ? v : 1;
 }
 
 // Blocks of `threads` for a grid-stride loop over `items`: ceil(items / threads), at least 1,

@@ -19,7 +19,7 @@
 //     output is, so this equals dropout_fwd, add, layernorm_fwd bit for bit.
 //   qt_cuda_layernorm_residual_bwd: dx += the LayerNorm's dx (rounded to dt), then dbranch =
 //     drop(dx) from the rounded dx, written: dropout's backward of what dx now holds.
-// Rows go in chunks of consecutive columns (LN_CHUNKS): 128-bit loads and stores where C and
+// Rows go in chunks of consecutive columns (QT_ROW_CHUNKS): 128-bit loads and stores where C and
 // the pointers allow, and then one Philox block per four elements, as dropout.cu draws; rows
 // that do not divide into chunks go column by column, one block per element (4x the integer
 // work: about 70 integer ops per element, estimate).
@@ -44,12 +44,9 @@
 
 // ---- device helpers -------------------------------------------------------------------------
 
-// Rows in chunks of W consecutive columns: lane `lane` of the row's warp owns the chunks that
-// start at c = W lane, W (lane + 32), ... (W = 1: columns lane, lane + 32, ...). W > 1 moves
-// each chunk with 128-bit accesses (qt_vec); the launchers choose it when C % W == 0 and every
-// row pointer is 16-byte aligned (then every row starts aligned), else W = 1. All row kernels
-// visit a row in this order, so both forwards compute the same statistics bit for bit.
-#define LN_CHUNKS(c, W, C, lane) for (int c = (lane) * (W); c < (C); c += 32 * (W))
+// Rows go in chunks of W consecutive columns per lane (QT_ROW_CHUNKS, common.cuh; W from
+// qt_row_width). All row kernels visit a row in this order, so both forwards compute the same
+// statistics bit for bit.
 
 // The rest of a forward row after its first pass: lane `lane` holding the partial sum s of its
 // chunks of r (C). mean = warp sum / C; a second pass sums the squared deviations, rstd = 1 /
@@ -63,7 +60,7 @@ static __device__ __forceinline__ void layernorm_row_finish(T *o, float *mean, f
     const float inv_c = 1.0f / (float)C;
     const float mu = qt_warp_sum(s) * inv_c;
     float ss = 0.0f;
-    LN_CHUNKS(c, W, C, lane) {
+    QT_ROW_CHUNKS(c, W, C, lane) {
         const vec vr = vec::load(r + c);
         QT_UNROLL
         for (int k = 0; k < W; k++) {
@@ -72,7 +69,7 @@ static __device__ __forceinline__ void layernorm_row_finish(T *o, float *mean, f
         }
     }
     const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * inv_c + QT_LAYERNORM_EPS);
-    LN_CHUNKS(c, W, C, lane) {
+    QT_ROW_CHUNKS(c, W, C, lane) {
         const vec vr = vec::load(r + c), vw = vec::load(w + c), vb = vec::load(b + c);
         vec vo;
         QT_UNROLL
@@ -134,7 +131,7 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     if (row >= N) return;
     const T *xr = x + (size_t)row * C;
     float s = 0.0f;
-    LN_CHUNKS(c, W, C, lane) {
+    QT_ROW_CHUNKS(c, W, C, lane) {
         const vec vx = vec::load(xr + c);
         QT_UNROLL
         for (int k = 0; k < W; k++) s += vx.get(k);
@@ -158,7 +155,7 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     const size_t off = (size_t)row * C;
     T *r = resid + off;
     float sum = 0.0f;
-    LN_CHUNKS(c, W, C, lane) {
+    QT_ROW_CHUNKS(c, W, C, lane) {
         const vec vb = vec::load(branch + off + c), vx = vec::load(x + off + c);
         float v[W];
         QT_UNROLL
@@ -190,7 +187,7 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
     const size_t off = (size_t)row * C;
     const float mu = mean[row], rs = rstd[row], inv_c = 1.0f / (float)C;
     float sg = 0.0f, sgx = 0.0f;
-    LN_CHUNKS(c, W, C, lane) {
+    QT_ROW_CHUNKS(c, W, C, lane) {
         const vec vd = vec::load(dout + off + c), vx = vec::load(x + off + c);
         const vec vw = vec::load(w + c);
         QT_UNROLL
@@ -201,7 +198,7 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
         }
     }
     const float mg = qt_warp_sum(sg) * inv_c, mgx = qt_warp_sum(sgx) * inv_c;
-    LN_CHUNKS(c, W, C, lane) {
+    QT_ROW_CHUNKS(c, W, C, lane) {
         const vec vd = vec::load(dout + off + c), vx = vec::load(x + off + c);
         const vec vw = vec::load(w + c);
         vec vdx = vec::load(dx + off + c);
@@ -262,19 +259,12 @@ static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
 
 // ---- launchers ------------------------------------------------------------------------------
 
-// The row kernels' chunk width: 128-bit chunks (qt_vec<T>::width) where C divides into them
-// and every pointer is 16-byte aligned, else single columns.
-template <typename T, typename... P> static int row_width(int C, const P *...p) {
-    constexpr int v = qt_vec<T>::width;
-    return C % v == 0 && qt_vec_aligned(p...) ? v : 1;
-}
-
 template <typename T>
 static void layernorm_fwd_launch(cudaStream_t st, void *out, float *mean, float *rstd,
                                  const void *x, const void *w, const void *b, int N, int C) {
     constexpr int v = qt_vec<T>::width;
     const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-    QT_LAUNCH(row_width<T>(C, out, x, w, b) > 1 ? layernorm_fwd_rowwarp<T, v>
+    QT_LAUNCH(qt_row_width<T>(C, out, x, w, b) > 1 ? layernorm_fwd_rowwarp<T, v>
                                                  : layernorm_fwd_rowwarp<T, 1>,
               grid, block, 0, st, (T *)out, mean, rstd, (const T *)x, (const T *)w,
               (const T *)b, N, C);
@@ -287,7 +277,7 @@ static void layernorm_residual_fwd_launch(cudaStream_t st, void *resid, void *ou
                                           float prob, float s, uint64_t seed, uint64_t stream) {
     constexpr int v = qt_vec<T>::width;
     const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
-    QT_LAUNCH(row_width<T>(C, resid, out, x, branch, w, b) > 1
+    QT_LAUNCH(qt_row_width<T>(C, resid, out, x, branch, w, b) > 1
                   ? layernorm_residual_fwd_rowwarp<T, v>
                   : layernorm_residual_fwd_rowwarp<T, 1>,
               grid, block, 0, st, (T *)resid, (T *)out, mean, rstd, (const T *)x,
@@ -311,8 +301,8 @@ static void layernorm_dx_launch(cudaStream_t st, void *dx, void *dbranch, const 
                                 const void *w, int N, int C, int masked, float prob, float s,
                                 uint64_t seed, uint64_t stream) {
     constexpr int v = qt_vec<T>::width;
-    const int wide = RESID ? row_width<T>(C, dx, dbranch, dout, x, w) > 1
-                           : row_width<T>(C, dx, dout, x, w) > 1;
+    const int wide = RESID ? qt_row_width<T>(C, dx, dbranch, dout, x, w) > 1
+                           : qt_row_width<T>(C, dx, dout, x, w) > 1;
     const dim3 block(32, LN_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, LN_ROWS_PER_BLOCK));
     QT_LAUNCH(wide ? layernorm_bwd_dx_rowwarp<T, v, RESID> : layernorm_bwd_dx_rowwarp<T, 1, RESID>,
               grid, block, 0, st, (T *)dx, (T *)dbranch, (const T *)dout, (const T *)x, mean,

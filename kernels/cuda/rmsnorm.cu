@@ -30,45 +30,66 @@
 
 // out (N, C), rstd (N) from x (N, C), w (C).
 // Thread mapping: block (32, RMS_ROWS_PER_BLOCK); warp threadIdx.y owns row
-// blockIdx.x * RMS_ROWS_PER_BLOCK + threadIdx.y, lane threadIdx.x visits columns lane,
-// lane + 32, ... in two passes (sum of squares, output); x is re-read rather than held in
-// registers (no dynamically indexed arrays, so no local memory).
-// Guards: a warp whose row is >= N exits as a whole (no block barrier follows).
-template <typename T>
+// blockIdx.x * RMS_ROWS_PER_BLOCK + threadIdx.y, its lanes the row's chunks of W columns
+// (QT_ROW_CHUNKS: 128-bit accesses when W > 1), in two passes (sum of squares, output); x is
+// re-read rather than held in registers (no dynamically indexed arrays, so no local memory).
+// Guards: a warp whose row is >= N exits as a whole (no block barrier follows); the chunk loop
+// stops at C.
+template <typename T, int W>
 static __global__ void __launch_bounds__(32 * RMS_ROWS_PER_BLOCK)
     rmsnorm_fwd_rowwarp(T *out, float *rstd, const T *x, const T *w, int N, int C) {
+    typedef qt_vec<T, W> vec;
     const int row = blockIdx.x * RMS_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const T *xr = x + (size_t)row * C;
     T *o = out + (size_t)row * C;
     float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float v = qt_ld(xr + c);
-        ss += v * v;
+    QT_ROW_CHUNKS(c, W, C, lane) {
+        const vec vx = vec::load(xr + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) ss += vx.get(k) * vx.get(k);
     }
     const float rs = 1.0f / sqrtf(qt_warp_sum(ss) * (1.0f / (float)C) + QT_RMSNORM_EPS);
-    for (int c = lane; c < C; c += 32) qt_st(o + c, qt_ld(xr + c) * rs * qt_ld(w + c));
+    QT_ROW_CHUNKS(c, W, C, lane) {
+        const vec vx = vec::load(xr + c), vw = vec::load(w + c);
+        vec vo;
+        QT_UNROLL
+        for (int k = 0; k < W; k++) vo.set(k, vx.get(k) * rs * vw.get(k));
+        vo.store(o + c);
+    }
     if (lane == 0) rstd[row] = rs;
 }
 
 // dx (N, C) += rstd (g - xh mean(g xh)), g = dout w, xh = x rstd.
 // Same mapping and guards as rmsnorm_fwd_rowwarp: two passes per row (the sum, then dx).
-template <typename T>
+template <typename T, int W>
 static __global__ void __launch_bounds__(32 * RMS_ROWS_PER_BLOCK)
     rmsnorm_bwd_dx_rowwarp(T *dx, const T *dout, const T *x, const float *rstd, const T *w,
                            int N, int C) {
+    typedef qt_vec<T, W> vec;
     const int row = blockIdx.x * RMS_ROWS_PER_BLOCK + threadIdx.y, lane = threadIdx.x;
     if (row >= N) return;
     const size_t off = (size_t)row * C;
     const float rs = rstd[row];
     float sgx = 0.0f;
-    for (int c = lane; c < C; c += 32)
-        sgx += qt_ld(dout + off + c) * qt_ld(w + c) * (qt_ld(x + off + c) * rs);
+    QT_ROW_CHUNKS(c, W, C, lane) {
+        const vec vd = vec::load(dout + off + c), vx = vec::load(x + off + c);
+        const vec vw = vec::load(w + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) sgx += vd.get(k) * vw.get(k) * (vx.get(k) * rs);
+    }
     const float mgx = qt_warp_sum(sgx) * (1.0f / (float)C);
-    for (int c = lane; c < C; c += 32) {
-        const float xh = qt_ld(x + off + c) * rs;
-        const float g = qt_ld(dout + off + c) * qt_ld(w + c);
-        qt_add_st(dx + off + c, rs * (g - xh * mgx));
+    QT_ROW_CHUNKS(c, W, C, lane) {
+        const vec vd = vec::load(dout + off + c), vx = vec::load(x + off + c);
+        const vec vw = vec::load(w + c);
+        vec vdx = vec::load(dx + off + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            const float xh = vx.get(k) * rs;
+            const float g = vd.get(k) * vw.get(k);
+            vdx.set(k, vdx.get(k) + rs * (g - xh * mgx)); // += rounded once to T
+        }
+        vdx.store(dx + off + c);
     }
 }
 
@@ -108,18 +129,23 @@ static qt_status check_shape(const char *op, qt_dtype dt, int N, int C) {
 template <typename T>
 static void rmsnorm_fwd_launch(cudaStream_t st, void *out, float *rstd, const void *x,
                                const void *w, int N, int C) {
+    constexpr int v = qt_vec<T>::width;
     const dim3 block(32, RMS_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, RMS_ROWS_PER_BLOCK));
-    QT_LAUNCH(rmsnorm_fwd_rowwarp<T>, grid, block, 0, st, (T *)out, rstd, (const T *)x,
-              (const T *)w, N, C);
+    QT_LAUNCH(qt_row_width<T>(C, out, x, w) > 1 ? rmsnorm_fwd_rowwarp<T, v>
+                                                 : rmsnorm_fwd_rowwarp<T, 1>,
+              grid, block, 0, st, (T *)out, rstd, (const T *)x, (const T *)w, N, C);
 }
 
 template <typename T>
 static void rmsnorm_bwd_launch(cudaStream_t st, void *dx, void *dw, const void *dout,
                                const void *x, const float *rstd, const void *w, int N, int C) {
     if (dx) {
+        constexpr int v = qt_vec<T>::width;
         const dim3 block(32, RMS_ROWS_PER_BLOCK), grid(QT_CEIL_DIV(N, RMS_ROWS_PER_BLOCK));
-        QT_LAUNCH(rmsnorm_bwd_dx_rowwarp<T>, grid, block, 0, st, (T *)dx, (const T *)dout,
-                  (const T *)x, rstd, (const T *)w, N, C);
+        QT_LAUNCH(qt_row_width<T>(C, dx, dout, x, w) > 1 ? rmsnorm_bwd_dx_rowwarp<T, v>
+                                                          : rmsnorm_bwd_dx_rowwarp<T, 1>,
+                  grid, block, 0, st, (T *)dx, (const T *)dout, (const T *)x, rstd,
+                  (const T *)w, N, C);
     }
     if (dw) {
         const dim3 block(RMS_COLS, RMS_ROW_LANES), grid(QT_CEIL_DIV(C, RMS_COLS));
