@@ -26,33 +26,41 @@
 extern "C" {
 #endif
 
-// losses (N) = -log softmax(logits[n])[targets[n]]; probs (N, V) = softmax(logits), which may
-// alias logits. Rows with targets[n] < 0 are ignored: loss 0 (probs still written).
-qt_status qt_cpu_crossentropy_fwd(float *losses, float *probs, const float *logits,
+// The classifier's loss and its gradient from the logits, with fp32 statistics (no stored
+// probabilities: in fp16 most of a large vocabulary's would be subnormal). Per row n, with
+// z = logits[n] (V), t = targets[n], m = max_j z_j and S = sum_j exp(z_j - m):
+//   forward:  losses[n] = log S - (z_t - m) (= -log softmax(z)_t, exact for tiny
+//             probabilities), stats[n] = {m, 1 / S}; logits untouched; rows with t < 0 are
+//             ignored: loss 0 (stats still written).
+//   backward: dlogits[n] (V) += dlosses[n] (exp(z - m) (1 / S) - onehot(t)) from those stats;
+//             ignored rows get nothing. dlogits may alias logits: then it is overwritten with
+//             the gradient (ignored rows become 0), the model's in-place classifier.
+// stats is (N, 2), fp32 on CUDA (the backend's REAL in the CPU twins).
+qt_status qt_cpu_crossentropy_fwd(float *losses, float *stats, const float *logits,
                                   const int *targets, int N, int V);
-// dlogits (N, V) += dlosses[n] * (probs - onehot(targets[n])); ignored rows get nothing.
-// dlogits may alias probs: then it is overwritten with the gradient (ignored rows become 0).
-qt_status qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const float *probs,
-                                  const int *targets, int N, int V);
-qt_status qt_cpu_crossentropy_fwd_f64(double *losses, double *probs, const double *logits,
+qt_status qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const float *logits,
+                                  const float *stats, const int *targets, int N, int V);
+qt_status qt_cpu_crossentropy_fwd_f64(double *losses, double *stats, const double *logits,
                                       const int *targets, int N, int V);
-qt_status qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses, const double *probs,
+qt_status qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses,
+                                      const double *logits, const double *stats,
                                       const int *targets, int N, int V);
 
 // CUDA (kernels/cuda/crossentropy.cu).
-qt_status qt_cuda_crossentropy_fwd(qt_cuda_stream s, qt_dtype dt, float *losses, void *probs,
+qt_status qt_cuda_crossentropy_fwd(qt_cuda_stream s, qt_dtype dt, float *losses, float *stats,
                                    const void *logits, const int *targets, int N, int V);
 qt_status qt_cuda_crossentropy_bwd(qt_cuda_stream s, qt_dtype dt, void *dlogits,
-                                   const float *dlosses, const void *probs, const int *targets,
-                                   int N, int V);
+                                   const float *dlosses, const void *logits, const float *stats,
+                                   const int *targets, int N, int V);
 
 // Cost model (base/cost.h; counted in kernels/cuda/crossentropy.cu): the launches each launcher
 // above makes for the same arguments (those after the stream), appended to *c.
-void qt_cuda_crossentropy_fwd_cost(qt_cost *c, qt_dtype dt, const float *losses, const void *probs,
-                                   const void *logits, const int *targets, int N, int V);
-void qt_cuda_crossentropy_bwd_cost(qt_cost *c, qt_dtype dt, const void *dlogits,
-                                   const float *dlosses, const void *probs, const int *targets,
+void qt_cuda_crossentropy_fwd_cost(qt_cost *c, qt_dtype dt, const float *losses,
+                                   const float *stats, const void *logits, const int *targets,
                                    int N, int V);
+void qt_cuda_crossentropy_bwd_cost(qt_cost *c, qt_dtype dt, const void *dlogits,
+                                   const float *dlosses, const void *logits, const float *stats,
+                                   const int *targets, int N, int V);
 
 #ifdef __cplusplus
 }

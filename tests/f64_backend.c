@@ -250,13 +250,15 @@ static qt_status f_drop_bwd(void *ctx, void *dx, const void *dout, size_t n, flo
         if (qt_philox_uniform(seed, stream, i) >= prob) o[i] += d[i] / (1.0 - (double)prob);
     return QT_OK;
 }
-static qt_status f_ce_fwd(void *ctx, float *losses, void *probs, const void *logits, const int *targets, int N, int V) {
-    return qt_cpu_crossentropy_fwd_f64(D(ctx, losses), D(ctx, probs), D(ctx, logits), targets, N,
+static qt_status f_ce_fwd(void *ctx, float *losses, float *stats, const void *logits,
+                         const int *targets, int N, int V) {
+    return qt_cpu_crossentropy_fwd_f64(D(ctx, losses), D(ctx, stats), D(ctx, logits), targets, N,
                                        V);
 }
-static qt_status f_ce_bwd(void *ctx, void *dlogits, const float *dlosses, const void *probs, const int *targets, int N, int V) {
-    return qt_cpu_crossentropy_bwd_f64(D(ctx, dlogits), D(ctx, dlosses), D(ctx, probs), targets, N,
-                                       V);
+static qt_status f_ce_bwd(void *ctx, void *dlogits, const float *dlosses, const void *logits,
+                         const float *stats, const int *targets, int N, int V) {
+    return qt_cpu_crossentropy_bwd_f64(D(ctx, dlogits), D(ctx, dlosses), D(ctx, logits),
+                                       D(ctx, stats), targets, N, V);
 }
 static qt_status f_adamw(void *ctx, void *param, float *master, const void *grad, float *m, float *v, size_t n, const qt_adamw_params *prm) {
     const qt_adamw_params *p = prm;

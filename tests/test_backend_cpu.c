@@ -47,10 +47,10 @@ START_TEST(test_errors_pass_through_the_table) {
     // a target outside the vocabulary, a softmax row attending no key, a bad RoPE head dim
     int targets[N] = {0, V, 1};
     float logits[N * V] = {0};
-    float *losses = qt_test_guarded(N * 4), *probs = qt_test_guarded(N * V * 4);
-    QT_EXPECT_REFUSED(be.ops->crossentropy_fwd(be.ctx, losses, probs, logits, targets, N, V),
+    float *losses = qt_test_guarded(N * 4), *stats = qt_test_guarded(N * 2 * 4);
+    QT_EXPECT_REFUSED(be.ops->crossentropy_fwd(be.ctx, losses, stats, logits, targets, N, V),
                       "crossentropy_fwd",
-                      qt_test_untouched(losses, N * 4) && qt_test_untouched(probs, N * V * 4));
+                      qt_test_untouched(losses, N * 4) && qt_test_untouched(stats, N * 2 * 4));
     const qt_softmax_params sm = {.kind = QT_SOFTMAX_VANILLA, .scale = 1.0f};
     int lens[N] = {1, 0, 2};
     float *p = qt_test_guarded(N * T * 4), *pr = qt_test_guarded(N * T * 4);
@@ -62,7 +62,7 @@ START_TEST(test_errors_pass_through_the_table) {
                       qt_test_untouched(qkv, 3 * sizeof x));
     // and a valid call through the same table succeeds
     QT_EXPECT_OK(be.ops->layernorm_fwd(be.ctx, out, mean, rstd, x, w, b, N, C));
-    QT_TEST_FREE_ALL(out, mean, rstd, losses, probs, p, pr, qkv);
+    QT_TEST_FREE_ALL(out, mean, rstd, losses, stats, p, pr, qkv);
     qt_backend_free(&be);
 }
 END_TEST

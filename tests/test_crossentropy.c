@@ -26,13 +26,13 @@ typedef struct {
     double *logits;
     const int *targets;
     const double *dloss;
-    double *losses, *probs;
+    double *losses, *stats;
 } ce_ctx;
 
 static double ce_loss(void *v) {
     ce_ctx *c = v;
     QT_EXPECT_OK(
-        qt_cpu_crossentropy_fwd_f64(c->losses, c->probs, c->logits, c->targets, c->N, c->V));
+        qt_cpu_crossentropy_fwd_f64(c->losses, c->stats, c->logits, c->targets, c->N, c->V));
     return qt_test_ddot(c->losses, c->dloss, c->N);
 }
 
@@ -41,8 +41,10 @@ START_TEST(test_crossentropy_fd) {
     const int targets[5] = {3, -1, 0, 6, 2}; // row 1 ignored
     double *dloss = qt_test_drand(N, 0.2, 1.5, 111);
     ce_ctx c = {N, V, qt_test_drand((size_t)N * V, -3, 3, 110), targets, dloss, qt_test_dalloc(N),
-                qt_test_dalloc((size_t)N * V)};
+                qt_test_dalloc(2 * (size_t)N)};
+    double *z0 = qt_test_dcopy(c.logits, (size_t)N * V);
     ce_loss(&c);
+    for (int i = 0; i < N * V; i++) ck_assert(c.logits[i] == z0[i]); // the forward only reads
     for (int n = 0; n < N; n++) {
         double m = -INFINITY, s = 0.0;
         for (int j = 0; j < V; j++) m = fmax(m, c.logits[n * V + j]);
@@ -50,30 +52,52 @@ START_TEST(test_crossentropy_fd) {
         double want = targets[n] < 0 ? 0.0 : m + log(s) - c.logits[n * V + targets[n]];
         ck_assert_msg(fabs(c.losses[n] - want) <= 1e-14, "crossentropy_fwd_f64 row %d: %g vs %g",
                       n, c.losses[n], want);
-        for (int j = 0; j < V; j++)
-            ck_assert_msg(fabs(c.probs[n * V + j] - exp(c.logits[n * V + j] - m) / s) <= 1e-15,
-                          "crossentropy probs row %d col %d", n, j);
+        ck_assert_msg(c.stats[2 * n] == m && fabs(c.stats[2 * n + 1] * s - 1.0) <= 1e-15,
+                      "crossentropy stats row %d: {%g, %g} vs {%g, 1 / %g}", n, c.stats[2 * n],
+                      c.stats[2 * n + 1], m, s);
     }
     double *d0 = qt_test_drand((size_t)N * V, -1, 1, 112), *d = qt_test_dcopy(d0, (size_t)N * V);
-    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(d, dloss, c.probs, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(d, dloss, c.logits, c.stats, targets, N, V));
     for (int j = 0; j < V; j++) ck_assert(d[V + j] == d0[V + j]); // ignored row untouched
     qt_test_check_grad(ce_loss, &c, c.logits, (size_t)N * V, d, d0, FD_H, FD_TOL,
                        "crossentropy_bwd_f64 dlogits");
-    // in place: dlogits aliasing probs is overwritten; the ignored row becomes 0
-    double *inpl = qt_test_dcopy(c.probs, (size_t)N * V), *z = qt_test_dalloc((size_t)N * V);
+    // in place: dlogits aliasing logits is overwritten; the ignored row becomes 0
+    ce_loss(&c); // the stats of the unperturbed logits again
+    double *inpl = qt_test_dcopy(c.logits, (size_t)N * V), *z = qt_test_dalloc((size_t)N * V);
     for (int i = 0; i < N * V; i++) z[i] = 0.0;
-    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(inpl, dloss, inpl, targets, N, V));
-    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(z, dloss, c.probs, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(inpl, dloss, inpl, c.stats, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(z, dloss, c.logits, c.stats, targets, N, V));
     for (int i = 0; i < N * V; i++)
         ck_assert_msg(inpl[i] == z[i], "crossentropy_bwd in place differs at %d", i);
-    free(dloss);
-    free(c.logits);
-    free(c.losses);
-    free(c.probs);
-    free(d0);
-    free(d);
-    free(inpl);
-    free(z);
+    QT_TEST_FREE_ALL(dloss, c.logits, c.losses, c.stats, z0, d0, d, inpl, z);
+}
+END_TEST
+
+// Extreme rows: a target e^200 times less likely than each of the other 8 entries gets loss
+// 200 + log 8 (exact: no probability is formed) and gradient exactly -dloss (its probability
+// rounds to 0), the others dloss / 8; logits near 1e4 (exp would overflow without the max)
+// give the loss of their differences and a finite gradient.
+START_TEST(test_crossentropy_extreme_logits) {
+    enum { N = 2, V = 9 };
+    float z[N * V], stats[2 * N], losses[N], d[N * V];
+    const int targets[N] = {0, 4};
+    const float dl[N] = {1.0f, 0.5f};
+    double sum1 = 0.0;
+    for (int j = 0; j < V; j++) {
+        z[j] = j == 0 ? -200.0f : 0.0f;
+        z[V + j] = 1.0e4f + (float)j;
+        sum1 += exp(j - 8.0);
+    }
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(losses, stats, z, targets, N, V));
+    const double want0 = 200.0 + log(8.0), want1 = log(sum1) + 8.0 - 4.0;
+    ck_assert_msg(fabs(losses[0] - want0) <= 1e-6 * want0, "loss %g, want %g", losses[0], want0);
+    ck_assert_msg(fabs(losses[1] - want1) <= 1e-5, "loss %g, want %g", losses[1], want1);
+    memset(d, 0, sizeof d);
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd(d, dl, z, stats, targets, N, V));
+    for (int i = 0; i < N * V; i++) ck_assert_msg(isfinite(d[i]), "dlogits[%d] = %g", i, d[i]);
+    ck_assert_msg(d[0] == -1.0f, "the target's gradient %g, want -1 (its probability ~0)", d[0]);
+    ck_assert_msg(fabsf(d[1] - 0.125f) <= 1e-7f, "dlogits[1] = %g, want 1/8", d[1]);
+    ck_assert_msg(fabs(d[V + 8] - 0.5 * exp(0.0) / sum1) <= 1e-6, "dlogits[V + 8] = %g", d[V + 8]);
 }
 END_TEST
 
@@ -83,40 +107,23 @@ static void check_ce_float(int N, int V, uint64_t seed) {
     for (int i = 0; i < N; i++) targets[i] = i % 5 == 4 ? -1 : (int)((i * 2654435761u) % V);
     double *zd = qt_test_drand(n, -8, 8, seed), *dld = qt_test_drand(N, 0, 1, seed + 1);
     double *dd = qt_test_drand(n, -1, 1, seed + 2), *ld = qt_test_dalloc(N),
-           *pd = qt_test_dalloc(n);
+           *sd = qt_test_dalloc(2 * (size_t)N);
     float *zf = qt_test_to_float(zd, n), *dlf = qt_test_to_float(dld, N),
           *df = qt_test_to_float(dd, n);
-    float *lf = qt_test_falloc(N), *pf = qt_test_falloc(n);
+    float *lf = qt_test_falloc(N), *sf = qt_test_falloc(2 * (size_t)N);
     qt_test_poison(lf, N);
-    qt_test_poison(pf, n);
-    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(lf, pf, zf, targets, N, V));
-    QT_EXPECT_OK(qt_cpu_crossentropy_fwd_f64(ld, pd, zd, targets, N, V));
+    qt_test_poison(sf, 2 * (size_t)N);
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(lf, sf, zf, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd_f64(ld, sd, zd, targets, N, V));
     double e1 = qt_test_float_vs_double(lf, ld, N, 1e-5),
-           e2 = qt_test_float_vs_double(pf, pd, n, 1e-5);
+           e2 = qt_test_float_vs_double(sf, sd, 2 * (size_t)N, 1e-5);
     ck_assert_msg(e1 <= 1.0 && e2 <= 1.0,
-                  "crossentropy_fwd float/double N %d V %d: losses %g probs %g", N, V, e1, e2);
-    QT_EXPECT_OK(qt_cpu_crossentropy_bwd(df, dlf, pf, targets, N, V));
-    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(dd, dld, pd, targets, N, V));
+                  "crossentropy_fwd float/double N %d V %d: losses %g stats %g", N, V, e1, e2);
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd(df, dlf, zf, sf, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(dd, dld, zd, sd, targets, N, V));
     double e3 = qt_test_float_vs_double(df, dd, n, 1e-5);
     ck_assert_msg(e3 <= 1.0, "crossentropy_bwd float/double N %d V %d: %g", N, V, e3);
-    // probs may alias logits
-    float *inpl = qt_test_falloc(n), *l2 = qt_test_falloc(N);
-    memcpy(inpl, zf, n * sizeof(float));
-    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(l2, inpl, inpl, targets, N, V));
-    ck_assert(memcmp(inpl, pf, n * sizeof(float)) == 0 && memcmp(l2, lf, N * sizeof(float)) == 0);
-    free(targets);
-    free(zd);
-    free(dld);
-    free(dd);
-    free(ld);
-    free(pd);
-    free(zf);
-    free(dlf);
-    free(df);
-    free(lf);
-    free(pf);
-    free(inpl);
-    free(l2);
+    QT_TEST_FREE_ALL(targets, zd, dld, dd, ld, sd, zf, dlf, df, lf, sf);
 }
 
 START_TEST(test_crossentropy_float_vs_double) {
@@ -127,7 +134,7 @@ START_TEST(test_crossentropy_float_vs_double) {
 END_TEST
 
 // The error contract (kernels/crossentropy.h): a bad shape, a NULL tensor or a target at or
-// beyond V is refused, naming the op, before losses, probs or dlogits is written; negative
+// beyond V is refused, naming the op, before losses, stats or dlogits is written; negative
 // targets stay valid (ignored rows).
 START_TEST(test_crossentropy_bad_args) {
     enum { N = 3, V = 5 };
@@ -135,41 +142,45 @@ START_TEST(test_crossentropy_bad_args) {
     float *logits = qt_test_falloc(nv), *dl = qt_test_falloc(N);
     qt_test_fill_uniform(logits, nv, -2.0f, 2.0f, 81);
     qt_test_fill_uniform(dl, N, 0.5f, 1.0f, 82);
-    float *losses = qt_test_guarded(N * 4), *probs = qt_test_guarded(nv * 4),
+    float *losses = qt_test_guarded(N * 4), *stats = qt_test_guarded(2 * N * 4),
           *dlogits = qt_test_guarded(nv * 4);
     int targets[N] = {0, -1, V};
-#define UNTOUCHED (qt_test_untouched(losses, N * 4) && qt_test_untouched(probs, nv * 4))
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V),
+#define UNTOUCHED (qt_test_untouched(losses, N * 4) && qt_test_untouched(stats, 2 * N * 4))
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, stats, logits, targets, N, V),
                       "crossentropy_fwd", UNTOUCHED);
     ck_assert_msg(strstr(qt_last_error(), "targets[2] = 5"), "%s", qt_last_error());
     targets[2] = 4;
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, 0),
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, stats, logits, targets, N, 0),
                       "crossentropy_fwd", UNTOUCHED);
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, targets, -1, V),
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, stats, logits, targets, -1, V),
                       "crossentropy_fwd", UNTOUCHED);
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, probs, logits, NULL, N, V),
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, stats, logits, NULL, N, V),
                       "crossentropy_fwd", UNTOUCHED);
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(NULL, probs, logits, targets, N, V),
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(NULL, stats, logits, targets, N, V),
+                      "crossentropy_fwd", UNTOUCHED);
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd(losses, NULL, logits, targets, N, V),
                       "crossentropy_fwd", UNTOUCHED);
 #undef UNTOUCHED
-    float *pr = qt_test_falloc(nv), *ls = qt_test_falloc(N);
-    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(ls, pr, logits, targets, N, V));
+    float *st = qt_test_falloc(2 * (size_t)N), *ls = qt_test_falloc(N);
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(ls, st, logits, targets, N, V));
     targets[0] = 7;
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_bwd(dlogits, dl, pr, targets, N, V), "crossentropy_bwd",
-                      qt_test_untouched(dlogits, nv * 4));
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_bwd(dlogits, dl, logits, st, targets, N, V),
+                      "crossentropy_bwd", qt_test_untouched(dlogits, nv * 4));
     targets[0] = 0;
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_bwd(dlogits, NULL, pr, targets, N, V), "crossentropy_bwd",
-                      qt_test_untouched(dlogits, nv * 4));
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_bwd(dlogits, NULL, logits, st, targets, N, V),
+                      "crossentropy_bwd", qt_test_untouched(dlogits, nv * 4));
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_bwd(dlogits, dl, logits, NULL, targets, N, V),
+                      "crossentropy_bwd", qt_test_untouched(dlogits, nv * 4));
     double *ld = qt_test_dalloc(nv), *lossd = qt_test_guarded(N * 8),
-           *prd = qt_test_guarded(nv * 8);
+           *sd = qt_test_guarded(2 * N * 8);
     for (size_t i = 0; i < nv; i++)
         ld[i] = logits[i];
     targets[1] = V;
-    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd_f64(lossd, prd, ld, targets, N, V),
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd_f64(lossd, sd, ld, targets, N, V),
                       "crossentropy_fwd_f64",
-                      qt_test_untouched(lossd, N * 8) && qt_test_untouched(prd, nv * 8));
+                      qt_test_untouched(lossd, N * 8) && qt_test_untouched(sd, 2 * N * 8));
     QT_EXPECT_OK(qt_cpu_crossentropy_fwd(NULL, NULL, NULL, NULL, 0, V));
-    QT_TEST_FREE_ALL(logits, dl, losses, probs, dlogits, pr, ls, ld, lossd, prd);
+    QT_TEST_FREE_ALL(logits, dl, losses, stats, dlogits, st, ls, ld, lossd, sd);
 }
 END_TEST
 
@@ -178,6 +189,7 @@ static Suite *crossentropy_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_crossentropy_fd);
+    tcase_add_test(tc, test_crossentropy_extreme_logits);
     tcase_add_test(tc, test_crossentropy_float_vs_double);
     tcase_add_test(tc, test_crossentropy_bad_args);
     suite_add_tcase(s, tc);

@@ -271,15 +271,16 @@ static qt_status cpu_dropout_bwd(void *ctx, void *dx, const void *dout, size_t n
     (void)ctx;
     return qt_cpu_dropout_bwd(dx, dout, n, prob, seed, stream);
 }
-static qt_status cpu_crossentropy_fwd(void *ctx, float *losses, void *probs, const void *logits,
+static qt_status cpu_crossentropy_fwd(void *ctx, float *losses, float *stats, const void *logits,
                                       const int *targets, int N, int V) {
     (void)ctx;
-    return qt_cpu_crossentropy_fwd(losses, probs, logits, targets, N, V);
+    return qt_cpu_crossentropy_fwd(losses, stats, logits, targets, N, V);
 }
 static qt_status cpu_crossentropy_bwd(void *ctx, void *dlogits, const float *dlosses,
-                                      const void *probs, const int *targets, int N, int V) {
+                                      const void *logits, const float *stats, const int *targets,
+                                      int N, int V) {
     (void)ctx;
-    return qt_cpu_crossentropy_bwd(dlogits, dlosses, probs, targets, N, V);
+    return qt_cpu_crossentropy_bwd(dlogits, dlosses, logits, stats, targets, N, V);
 }
 static qt_status cpu_adamw_step(void *ctx, void *param, float *master, const void *grad, float *m,
                                 float *v, size_t n, const qt_adamw_params *prm) {

@@ -755,23 +755,25 @@ static qt_status cuda_dropout_bwd(void *ctx, void *dx, const void *dout, size_t 
     }
     return RUN(qt_cuda_dropout_bwd, dx, dout, n, prob, seed, stream);
 }
-static qt_status cuda_crossentropy_fwd(void *ctx, float *losses, void *probs, const void *logits,
+static qt_status cuda_crossentropy_fwd(void *ctx, float *losses, float *stats, const void *logits,
                                        const int *targets, int N, int V) {
     if (RECORDING(ctx)) {
         qt_cost k = {0};
-        qt_cuda_crossentropy_fwd_cost(&k, DT(ctx), losses, probs, logits, targets, N, V);
+        qt_cuda_crossentropy_fwd_cost(&k, DT(ctx), losses, stats, logits, targets, N, V);
         QT_TRY(rec(ctx, "crossentropy_fwd", &k, "N=%d V=%d", N, V));
     }
-    return RUN(qt_cuda_crossentropy_fwd, losses, probs, logits, targets, N, V);
+    return RUN(qt_cuda_crossentropy_fwd, losses, stats, logits, targets, N, V);
 }
 static qt_status cuda_crossentropy_bwd(void *ctx, void *dlogits, const float *dlosses,
-                                       const void *probs, const int *targets, int N, int V) {
+                                       const void *logits, const float *stats, const int *targets,
+                                       int N, int V) {
     if (RECORDING(ctx)) {
         qt_cost k = {0};
-        qt_cuda_crossentropy_bwd_cost(&k, DT(ctx), dlogits, dlosses, probs, targets, N, V);
+        qt_cuda_crossentropy_bwd_cost(&k, DT(ctx), dlogits, dlosses, logits, stats, targets, N,
+                                      V);
         QT_TRY(rec(ctx, "crossentropy_bwd", &k, "N=%d V=%d", N, V));
     }
-    return RUN(qt_cuda_crossentropy_bwd, dlogits, dlosses, probs, targets, N, V);
+    return RUN(qt_cuda_crossentropy_bwd, dlogits, dlosses, logits, stats, targets, N, V);
 }
 static qt_status cuda_adamw_step(void *ctx, void *param, float *master, const void *grad,
                                  float *m, float *v, size_t n, const qt_adamw_params *prm) {

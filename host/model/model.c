@@ -566,6 +566,7 @@ qt_status qt_model_init(qt_model *m, const qt_config *cfg, qt_backend *be, int B
     REQ_NORM(m->lnf);
     REQ(m->logits, N * V);
     REQF(m->losses, N);
+    REQF(m->ce_stats, 2 * N);
     REQF(m->dlosses, N);
     REQ(m->d_resid, N * C);
     REQ(m->d_ln, N * C);
@@ -1138,7 +1139,7 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     }
     m->fwd_fused = fused;
     if (!targets) return QT_OK;
-    QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->logits, m->logits, m->targets, N, V));
+    QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->ce_stats, m->logits, m->targets, N, V));
     const float *losses = m->host_losses;
     QT_TRY(BE->to_host(CTX, m->host_losses, m->losses, (size_t)N * sizeof(float)));
     double sum = 0.0;
@@ -1216,8 +1217,9 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     QT_TRY(BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float)));
 
     const int encoder = cfg->arch == QT_ARCH_BERT, post = cfg->norm_position == QT_NORM_POST;
-    // LM head: dlogits overwrite the probabilities in place.
-    QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->targets, N, V));
+    // LM head: dlogits overwrite the logits in place.
+    QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->ce_stats, m->targets, N,
+                                V));
     if (encoder) {
         // the MLM head, back to d x_head (the final norm's output, or the last block's output
         // when post-LN) in d_ln; d_ctx and d_gated are free scratch here

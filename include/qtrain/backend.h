@@ -126,10 +126,14 @@ typedef struct qt_backend_ops {
                              uint64_t seed, uint64_t stream);
     qt_status (*dropout_bwd)(void *ctx, void *dx, const void *dout, size_t n, float prob,
                              uint64_t seed, uint64_t stream);
-    qt_status (*crossentropy_fwd)(void *ctx, float *losses, void *probs, const void *logits,
+    // The classifier (kernels/crossentropy.h): losses (N) and stats (N, 2) = {max, 1 / sum exp}
+    // per row from the logits, which the forward leaves; the backward recomputes the
+    // probabilities from them (dlogits may alias logits: in place).
+    qt_status (*crossentropy_fwd)(void *ctx, float *losses, float *stats, const void *logits,
                                   const int *targets, int N, int V);
     qt_status (*crossentropy_bwd)(void *ctx, void *dlogits, const float *dlosses,
-                                  const void *probs, const int *targets, int N, int V);
+                                  const void *logits, const float *stats, const int *targets,
+                                  int N, int V);
     // AdamW on n elements. master == NULL: `param` is itself fp32 and is updated in place.
     // Otherwise master (n, fp32) is updated and rounded into `param` (the backend's dtype).
     qt_status (*adamw_step)(void *ctx, void *param, float *master, const void *grad, float *m,

@@ -179,8 +179,9 @@ typedef struct qt_model {
     int *host_seq_lens;              // (B) host: the batch's lengths (qt_model_set_encoder_batch)
     int *host_types;                 // (B, T) host: its token types
     int enc_B, enc_T;                // shape of the batch set (0: none)
-    void *logits;                    // (N, V); probabilities after the loss forward
+    void *logits;                    // (N, V); dlogits (in place) after the backward
     float *losses;                   // (N)
+    float *ce_stats;                 // (N, 2): the classifier's {max, 1 / sum exp} per row
     float *dlosses;                  // (N)
     // backward scratch, reused by every layer
     void *d_resid, *d_ln, *d_qkv, *d_ctx, *d_gated, *d_branch; // (N, C) or (N, 3C)

@@ -223,20 +223,20 @@ START_TEST(test_optimizer_and_loss_costs) {
     check_launch(&c, 0, "adamw_step_elem", QT_LAUNCH_KERNEL, QT_MATH_FP32, 32000, 18000, 1);
     check_launch(&c, 1, "adamw_step_elem", QT_LAUNCH_KERNEL, QT_MATH_FP32, 28000, 18000, 1);
 
-    // Cross-entropy, fp16, N 100, V 1000: forward reads logits, writes probs (2 x 2 N V),
-    // targets and losses (8 N), 5 flops per logit; backward in place (dlogits == probs: 2 x 2
-    // N V) and into a separate dlogits (3 x 2 N V), dlosses and targets (8 N), 2 flops.
+    // Cross-entropy, fp16, N 100, V 1000: forward reads the logits once (2 N V), targets,
+    // losses and stats (16 N), 4 flops per logit; backward in place (dlogits == logits: 2 x 2
+    // N V) and into a separate dlogits (3 x 2 N V), dlosses, stats and targets (16 N), 5 flops.
     qt_cost x = {0};
     qt_cuda_crossentropy_fwd_cost(&x, QT_DTYPE_F16, PA, PB, PC, PD, 100, 1000);
-    qt_cuda_crossentropy_bwd_cost(&x, QT_DTYPE_F16, PB, PA, PB, PD, 100, 1000);
-    qt_cuda_crossentropy_bwd_cost(&x, QT_DTYPE_F16, PC, PA, PB, PD, 100, 1000);
+    qt_cuda_crossentropy_bwd_cost(&x, QT_DTYPE_F16, PC, PA, PC, PB, PD, 100, 1000);
+    qt_cuda_crossentropy_bwd_cost(&x, QT_DTYPE_F16, PA, PA, PC, PB, PD, 100, 1000);
     ck_assert_int_eq(x.n, 3);
-    check_launch(&x, 0, "crossentropy_fwd_rowblock", QT_LAUNCH_KERNEL, QT_MATH_FP32, 400000 + 800,
+    check_launch(&x, 0, "crossentropy_fwd_rowblock", QT_LAUNCH_KERNEL, QT_MATH_FP32, 200000 + 1600,
+                 400000, 1);
+    check_launch(&x, 1, "crossentropy_bwd_rowblock", QT_LAUNCH_KERNEL, QT_MATH_FP32, 400000 + 1600,
                  500000, 1);
-    check_launch(&x, 1, "crossentropy_bwd_rowblock", QT_LAUNCH_KERNEL, QT_MATH_FP32, 400000 + 800,
-                 200000, 1);
-    check_launch(&x, 2, "crossentropy_bwd_rowblock", QT_LAUNCH_KERNEL, QT_MATH_FP32, 600000 + 800,
-                 200000, 1);
+    check_launch(&x, 2, "crossentropy_bwd_rowblock", QT_LAUNCH_KERNEL, QT_MATH_FP32, 600000 + 1600,
+                 500000, 1);
 
     // sumsq of 10000 fp16: 3 blocks of 4096 (double partials), the final block, the total's
     // copy to the host and the wait for it.
