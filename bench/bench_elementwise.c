@@ -13,6 +13,7 @@ typedef struct {
     void *h, *dh;      // (N, F)
     void *bias, *db;   // (F)
     float *f32;        // (N, C) fp32 (CUDA: the cast's source)
+    void *scratch;     // CUDA: the split column sums' scratch (kernels/elementwise.h)
 } ew_args;
 
 enum { ADD, BIAS_ADD, BIAS_GRAD, CAST };
@@ -36,6 +37,11 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
     a.dh = qt_bench_buf(b, QT_BENCH_RAND, nf);
     a.bias = qt_bench_buf(b, QT_BENCH_RAND, (size_t)a.F);
     a.db = qt_bench_buf(b, QT_BENCH_ZEROS, (size_t)a.F);
+#ifdef QT_HAVE_CUDA
+    // zeroed: the ready state of its counters (qt_cuda_colsum_scratch_init's)
+    if (qt_bench_device_of(b) == QT_BENCH_CUDA)
+        a.scratch = qt_bench_buf(b, QT_BENCH_F32_ZEROS, qt_cuda_colsum_scratch_bytes() / 4);
+#endif
     a.f32 = cuda ? qt_bench_buf(b, QT_BENCH_F32, nc) : NULL;
     QT_TRY(qt_bench_ok(b));
     const double E = (double)qt_dtype_size(a.dt), F = a.F;
@@ -62,7 +68,7 @@ static qt_status cuda_call(void *p, int op) {
     const size_t nc = (size_t)a->N * a->C;
     if (op == ADD) return qt_cuda_add(a->s, a->dt, a->out, a->a, a->b, nc);
     if (op == BIAS_ADD) return qt_cuda_bias_add(a->s, a->dt, a->h, a->bias, a->N, a->F);
-    if (op == BIAS_GRAD) return qt_cuda_bias_grad(a->s, a->dt, a->db, a->dh, a->N, a->F);
+    if (op == BIAS_GRAD) return qt_cuda_bias_grad(a->s, a->dt, a->db, a->dh, a->N, a->F, a->scratch);
     return qt_cuda_cast(a->s, QT_DTYPE_F16, a->out, QT_DTYPE_F32, a->f32, nc);
 }
 #endif

@@ -3,6 +3,7 @@
 // residual ops (dropout 0.1, add and LayerNorm fused), on the default model's and OPT-125m's
 // (N = B T, C).
 #include "bench/harness.h"
+#include "kernels/elementwise.h"
 #include "kernels/layernorm.h"
 
 typedef struct {
@@ -12,6 +13,7 @@ typedef struct {
     void *out, *x, *dout, *dx, *resid; // (N, C); resid: the residual ops' sum, or dbranch
     void *w, *bias, *dw, *db;          // (C)
     float *mean, *rstd;                // (N) fp32
+    void *scratch;                     // CUDA: the split column sums' scratch
 } ln_args;
 
 enum { FWD, BWD, RESID_FWD, RESID_BWD };
@@ -45,6 +47,11 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
     a.bias = qt_bench_buf(b, QT_BENCH_RAND, (size_t)a.C);
     a.dw = qt_bench_buf(b, QT_BENCH_ZEROS, (size_t)a.C);
     a.db = qt_bench_buf(b, QT_BENCH_ZEROS, (size_t)a.C);
+#ifdef QT_HAVE_CUDA
+    // zeroed: the ready state of its counters (qt_cuda_colsum_scratch_init's)
+    if (qt_bench_device_of(b) == QT_BENCH_CUDA)
+        a.scratch = qt_bench_buf(b, QT_BENCH_F32_ZEROS, qt_cuda_colsum_scratch_bytes() / 4);
+#endif
     a.mean = qt_bench_buf(b, QT_BENCH_F32_ZEROS, (size_t)a.N);
     a.rstd = qt_bench_buf(b, QT_BENCH_F32_ZEROS, (size_t)a.N);
     QT_TRY(qt_bench_ok(b));
@@ -76,13 +83,14 @@ static qt_status cuda_call(void *p, int op) {
                                      a->N, a->C);
     if (op == BWD)
         return qt_cuda_layernorm_bwd(a->s, a->dt, a->dx, a->dw, a->db, a->dout, a->x, a->mean,
-                                     a->rstd, a->w, a->N, a->C);
+                                     a->rstd, a->w, a->N, a->C, a->scratch);
     if (op == RESID_FWD)
         return qt_cuda_layernorm_residual_fwd(a->s, a->dt, a->resid, a->out, a->mean, a->rstd,
                                               a->x, a->dout, a->w, a->bias, a->N, a->C, PROB, 1,
                                               2);
     return qt_cuda_layernorm_residual_bwd(a->s, a->dt, a->dx, a->resid, a->dw, a->db, a->dout,
-                                          a->x, a->mean, a->rstd, a->w, a->N, a->C, PROB, 1, 2);
+                                          a->x, a->mean, a->rstd, a->w, a->N, a->C, PROB, 1, 2,
+                                          a->scratch);
 }
 #endif
 

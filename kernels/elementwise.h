@@ -40,8 +40,17 @@ qt_status qt_cuda_add(qt_cuda_stream s, qt_dtype dt, void *out, const void *a, c
 // out (N, OC) += bias (OC); db (OC) += column sums of dout (N, OC).
 qt_status qt_cuda_bias_add(qt_cuda_stream s, qt_dtype dt, void *out, const void *bias, int N,
                            int OC);
+// scratch: NULL (one block per 32 columns, whatever N), or device memory of
+// qt_cuda_colsum_scratch_bytes() made ready once by qt_cuda_colsum_scratch_init: then the rows
+// are split too, so that narrow sums fill the GPU (common.cuh's qt_colsum_finish). A scratch
+// serves one stream at a time; the result does not depend on the GPU, only on whether there
+// is a scratch (the summation order).
 qt_status qt_cuda_bias_grad(qt_cuda_stream s, qt_dtype dt, void *db, const void *dout, int N,
-                            int OC);
+                            int OC, void *scratch);
+// The split column sums' scratch (bias_grad here, LayerNorm's dw/db in layernorm.h): its size
+// in bytes, and the one-time preparation of a new one on stream s (its counters zeroed).
+size_t qt_cuda_colsum_scratch_bytes(void);
+qt_status qt_cuda_colsum_scratch_init(qt_cuda_stream s, void *scratch);
 // dst (n, dst_dt) = src (n, src_dt), rounding to nearest even.
 qt_status qt_cuda_cast(qt_cuda_stream s, qt_dtype dst_dt, void *dst, qt_dtype src_dt,
                        const void *src, size_t n);
@@ -53,7 +62,7 @@ void qt_cuda_add_cost(qt_cost *c, qt_dtype dt, const void *out, const void *a, c
 void qt_cuda_bias_add_cost(qt_cost *c, qt_dtype dt, const void *out, const void *bias, int N,
                            int OC);
 void qt_cuda_bias_grad_cost(qt_cost *c, qt_dtype dt, const void *db, const void *dout, int N,
-                            int OC);
+                            int OC, const void *scratch);
 void qt_cuda_cast_cost(qt_cost *c, qt_dtype dst_dt, const void *dst, qt_dtype src_dt,
                        const void *src, size_t n);
 

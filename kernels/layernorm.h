@@ -64,9 +64,12 @@ qt_status qt_cpu_layernorm_residual_bwd(float *dx, float *dbranch, float *dw, fl
 qt_status qt_cuda_layernorm_fwd(qt_cuda_stream s, qt_dtype dt, void *out, float *mean,
                                 float *rstd, const void *x, const void *w, const void *b, int N,
                                 int C);
+// scratch (both backwards): NULL, or the column sums' scratch of kernels/elementwise.h
+// (qt_cuda_colsum_scratch_bytes, ready from qt_cuda_colsum_scratch_init): dw and db then split
+// the rows as well, to fill the GPU.
 qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dw, void *db,
                                 const void *dout, const void *x, const float *mean,
-                                const float *rstd, const void *w, int N, int C);
+                                const float *rstd, const void *w, int N, int C, void *scratch);
 qt_status qt_cuda_layernorm_residual_fwd(qt_cuda_stream s, qt_dtype dt, void *resid, void *out,
                                          float *mean, float *rstd, const void *x,
                                          const void *branch, const void *w, const void *b, int N,
@@ -75,7 +78,7 @@ qt_status qt_cuda_layernorm_residual_bwd(qt_cuda_stream s, qt_dtype dt, void *dx
                                          void *dw, void *db, const void *dout, const void *x,
                                          const float *mean, const float *rstd, const void *w,
                                          int N, int C, float prob, uint64_t seed,
-                                         uint64_t stream);
+                                         uint64_t stream, void *scratch);
 
 // Cost model (base/cost.h; counted in kernels/cuda/layernorm.cu): the launches each launcher
 // above makes for the same arguments (those after the stream), appended to *c.
@@ -84,7 +87,8 @@ void qt_cuda_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *out, const 
                                 int N, int C);
 void qt_cuda_layernorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
                                 const void *db, const void *dout, const void *x, const float *mean,
-                                const float *rstd, const void *w, int N, int C);
+                                const float *rstd, const void *w, int N, int C,
+                                const void *scratch);
 void qt_cuda_layernorm_residual_fwd_cost(qt_cost *c, qt_dtype dt, const void *resid,
                                          const void *out, const float *mean, const float *rstd,
                                          const void *x, const void *branch, const void *w,
@@ -94,7 +98,8 @@ void qt_cuda_layernorm_residual_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx
                                          const void *dbranch, const void *dw, const void *db,
                                          const void *dout, const void *x, const float *mean,
                                          const float *rstd, const void *w, int N, int C,
-                                         float prob, uint64_t seed, uint64_t stream);
+                                         float prob, uint64_t seed, uint64_t stream,
+                                         const void *scratch);
 
 #ifdef __cplusplus
 }

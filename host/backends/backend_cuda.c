@@ -79,6 +79,7 @@ typedef struct {
     void *gemm;       // qt_cuda_gemm handle
     float *stage;     // (STAGE_ELEMS) device, fp32; NULL when dt is fp32 (no conversion)
     double *partials; // (qt_cuda_sumsq_scratch_size()) device
+    void *colsum;     // (qt_cuda_colsum_scratch_bytes()) device: split column sums
     // Device workspaces, each grown to the largest call it served (ws_reserve):
     cuda_ws s8_ws;  // linear_s8_fwd, linear_s8_dx: int8 codes and scales of the operands
     cuda_ws fq_ws;  // quant_fake: per-slice scales and zero points (kernels/cuda/quant.cu)
@@ -359,6 +360,7 @@ static void cuda_destroy(void *ctx) {
     if (c->gemm) qt_cuda_gemm_destroy(c->gemm);
     if (c->stage) (void)cudaFree(c->stage);
     if (c->partials) (void)cudaFree(c->partials);
+    if (c->colsum) (void)cudaFree(c->colsum);
     if (c->s8_ws.ptr) (void)cudaFree(c->s8_ws.ptr);
     if (c->fq_ws.ptr) (void)cudaFree(c->fq_ws.ptr);
     if (c->dqt_ws.ptr) (void)cudaFree(c->dqt_ws.ptr);
@@ -510,13 +512,13 @@ static qt_status cuda_linear_bwd(void *ctx, void *dx, void *dw, void *db, const 
         qt_cost k = {0};
         if (dx) qt_cuda_gemm_cost(&k, DT(ctx), &ddx, dout, w, dx);
         if (dw) qt_cuda_gemm_cost(&k, DT(ctx), &ddw, dout, x, dw);
-        if (db) qt_cuda_bias_grad_cost(&k, DT(ctx), db, dout, N, OC);
+        if (db) qt_cuda_bias_grad_cost(&k, DT(ctx), db, dout, N, OC, CTX_OF(ctx)->colsum);
         QT_TRY(rec(ctx, "linear_bwd", &k, "N=%d IC=%d OC=%d", N, IC, OC));
     }
     if (DRY(ctx)) return QT_OK;
     if (dx) QT_TRY(gemm_run(ctx, &ddx, dout, w, dx));
     if (dw) QT_TRY(gemm_run(ctx, &ddw, dout, x, dw));
-    if (db) QT_TRY(qt_cuda_bias_grad(STREAM(ctx), DT(ctx), db, dout, N, OC));
+    if (db) QT_TRY(qt_cuda_bias_grad(STREAM(ctx), DT(ctx), db, dout, N, OC, CTX_OF(ctx)->colsum));
     return QT_OK;
 }
 
@@ -635,10 +637,12 @@ static qt_status cuda_layernorm_bwd(void *ctx, void *dx, void *dw, void *db, con
                                     const void *w, int N, int C) {
     if (RECORDING(ctx)) {
         qt_cost k = {0};
-        qt_cuda_layernorm_bwd_cost(&k, DT(ctx), dx, dw, db, dout, x, mean, rstd, w, N, C);
+        qt_cuda_layernorm_bwd_cost(&k, DT(ctx), dx, dw, db, dout, x, mean, rstd, w, N, C,
+                                   CTX_OF(ctx)->colsum);
         QT_TRY(rec(ctx, "layernorm_bwd", &k, "N=%d C=%d", N, C));
     }
-    return RUN(qt_cuda_layernorm_bwd, dx, dw, db, dout, x, mean, rstd, w, N, C);
+    return RUN(qt_cuda_layernorm_bwd, dx, dw, db, dout, x, mean, rstd, w, N, C,
+               CTX_OF(ctx)->colsum);
 }
 static qt_status cuda_layernorm_residual_fwd(void *ctx, void *resid, void *out, float *mean,
                                              float *rstd, const void *x, const void *branch,
@@ -661,11 +665,11 @@ static qt_status cuda_layernorm_residual_bwd(void *ctx, void *dx, void *dbranch,
     if (RECORDING(ctx)) {
         qt_cost k = {0};
         qt_cuda_layernorm_residual_bwd_cost(&k, DT(ctx), dx, dbranch, dw, db, dout, x, mean, rstd,
-                                            w, N, C, prob, seed, stream);
+                                            w, N, C, prob, seed, stream, CTX_OF(ctx)->colsum);
         QT_TRY(rec(ctx, "layernorm_residual_bwd", &k, "N=%d C=%d p=%g", N, C, (double)prob));
     }
     return RUN(qt_cuda_layernorm_residual_bwd, dx, dbranch, dw, db, dout, x, mean, rstd, w, N, C,
-               prob, seed, stream);
+               prob, seed, stream, CTX_OF(ctx)->colsum);
 }
 static qt_status cuda_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     if (RECORDING(ctx)) {
@@ -1163,6 +1167,8 @@ static qt_status ctx_open(cuda_ctx *c, int device, qt_dtype dt) {
     QT_TRY(qt_cuda_gemm_create(&c->gemm, 0));
     if (dt != QT_DTYPE_F32) QT_CHECK_CUDA(cudaMalloc((void **)&c->stage, STAGE_ELEMS * sizeof(float)));
     QT_CHECK_CUDA(cudaMalloc((void **)&c->partials, qt_cuda_sumsq_scratch_size() * sizeof(double)));
+    QT_CHECK_CUDA(cudaMalloc(&c->colsum, qt_cuda_colsum_scratch_bytes()));
+    QT_TRY(qt_cuda_colsum_scratch_init(c->stream, c->colsum));
     return QT_OK;
 }
 
@@ -1223,6 +1229,7 @@ qt_status qt_backend_cuda_init_dry(qt_backend *be, qt_dtype dt) {
     // pass them to their launchers, whose cost functions may look at their alignment).
     if (dt != QT_DTYPE_F32) c->stage = dry_alloc(c, STAGE_ELEMS * sizeof(float));
     c->partials = dry_alloc(c, qt_cuda_sumsq_scratch_size() * sizeof(double));
+    c->colsum = dry_alloc(c, qt_cuda_colsum_scratch_bytes());
     be->ops = &cuda_ops;
     be->ctx = c;
     be->name = "cuda";

@@ -16,7 +16,9 @@
 //                      butterfly qt_warp_allreduce (qt_warp_sum); the block reduction
 //                      qt_block_allreduce; the shared-memory halving tree qt_block_tree. Each
 //                      states its order: fixed shapes only, so a result is the same bits from
-//                      run to run (no atomics).
+//                      run to run (no atomics). Column sums split over the rows:
+//                      qt_colsum_splits, qt_colsum_slice, qt_colsum_finish (a last-block
+//                      handoff through scratch; the order of the sum still fixed).
 //   online softmax     qt_softmax_acc, qt_softmax_push, qt_op_softmax_merge: the running
 //                      (max, sum of exp) pair of softmax_clip.cu and crossentropy.cu.
 //   qt_exp_capped, qt_nan_f32, QT_WARP, QT_FULL_MASK, QT_UNROLL.
@@ -418,6 +420,94 @@ static __device__ __forceinline__ void qt_block_tree(int lane, F combine) {
     for (int s = N / 2; s > 0; s /= 2) {
         if (lane < s) combine(lane, lane + s);
         __syncthreads();
+    }
+}
+
+// ---- column reductions split over the rows ---------------------------------------------------
+// A column sum of an (N, C) matrix with one block per COLS columns launches ceil(C / COLS)
+// blocks: 24 for C = 768 and COLS = 32, a quarter of an A100's SMs. The column-block kernels
+// (bias_grad in elementwise.cu, LayerNorm's dw/db in layernorm.cu) therefore also split the
+// rows into S slices (blockIdx.y; qt_colsum_splits picks S from N and C only, never from the
+// device, so the bits do not depend on the GPU). Each block sums its slice into fp32 scratch
+// (part, (K, S, C) for K outputs); the last block of a column group to finish (a counter per
+// group, atomicInc wrapping back to 0 so it is ready for the next launch) adds the S partials
+// of each column in slice order 0, 1, ..., S - 1 and writes the outputs: one launch, a fixed
+// order, no second pass over the matrix. The partials cross blocks through atomic stores and
+// loads (L2, about S C K of them) between __threadfence()s: the CUDA programming guide's
+// last-block pattern, and accesses the emulator's TSan build sees as synchronized.
+
+// Target block count: two per SM of an H100 (132 SMs; an A100 has 108).
+#define QT_COLSUM_TARGET_BLOCKS 264
+// Fewest rows a slice gets: below this a slice's launch share outweighs its work.
+#define QT_COLSUM_MIN_ROWS 64
+// Scratch: partial sums (fp32) and one counter per column group of a split launch.
+#define QT_COLSUM_SCRATCH_PARTIALS ((size_t)1 << 20)
+#define QT_COLSUM_SCRATCH_COUNTERS QT_COLSUM_TARGET_BLOCKS
+#define QT_COLSUM_SCRATCH_BYTES                                                                    \
+    (QT_COLSUM_SCRATCH_PARTIALS * sizeof(float) + QT_COLSUM_SCRATCH_COUNTERS * sizeof(unsigned))
+
+// S for an (N, C) column sum with K outputs in blocks of cols columns: enough slices for
+// QT_COLSUM_TARGET_BLOCKS blocks, at least QT_COLSUM_MIN_ROWS rows each, the partials within
+// the scratch; 1 (no split, no scratch) without scratch or when the columns fill the GPU.
+static inline int qt_colsum_splits(int N, int C, int cols, int K, const void *scratch) {
+    const int groups = (C + cols - 1) / cols;
+    if (!scratch || groups >= QT_COLSUM_TARGET_BLOCKS) return 1;
+    int s = (QT_COLSUM_TARGET_BLOCKS + groups - 1) / groups;
+    if (s > N / QT_COLSUM_MIN_ROWS) s = N / QT_COLSUM_MIN_ROWS;
+    const size_t by_scratch = QT_COLSUM_SCRATCH_PARTIALS / ((size_t)C * (size_t)K);
+    if ((size_t)s > by_scratch) s = (int)by_scratch;
+    return s < 2 ? 1 : s;
+}
+
+// Rows [*r0, *r1) of slice `split` of S over N rows: ceil(N / S) each, the last one shorter.
+static __host__ __device__ __forceinline__ void qt_colsum_slice(int N, int S, int split, int *r0,
+                                                                int *r1) {
+    const int per = (N + S - 1) / S;
+    *r0 = split * per < N ? split * per : N;
+    *r1 = *r0 + per < N ? *r0 + per : N;
+}
+
+// The end of a split column-block kernel with K outputs. Every thread of the block calls it;
+// threads with ty == 0 and column c < C hold in v[k] the sum of output k's column c over the
+// block's row slice. S == 1: out[k][c] += v[k] at once. Otherwise the partials go to scratch
+// and the last block of this column group adds them up in slice order into out[k][c] (+=,
+// rounded once). NULL outputs are skipped. Contains barriers: call it from uniform code.
+template <int K, typename T>
+static __device__ __forceinline__ void qt_colsum_finish(T *const (&out)[K], const float (&v)[K],
+                                                        int ty, int c, int C, int S,
+                                                        void *scratch) {
+    const bool own = ty == 0 && c < C;
+    if (S == 1) {
+        if (own) {
+            QT_UNROLL
+            for (int k = 0; k < K; k++)
+                if (out[k]) qt_add_st(out[k] + c, v[k]);
+        }
+        return;
+    }
+    float *part = static_cast<float *>(scratch);
+    unsigned *count = reinterpret_cast<unsigned *>(part + QT_COLSUM_SCRATCH_PARTIALS);
+    const int split = (int)blockIdx.y;
+    if (own) {
+        QT_UNROLL
+        for (int k = 0; k < K; k++) atomicExch(part + ((size_t)k * S + split) * C + c, v[k]);
+    }
+    __threadfence(); // this thread's partials are visible before the block counts itself
+    QT_SHARED(unsigned, arrived, 1);
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0)
+        arrived[0] = atomicInc(count + blockIdx.x, (unsigned)S - 1u);
+    __syncthreads();
+    if (arrived[0] != (unsigned)S - 1u) return; // not the last slice of this column group
+    __threadfence(); // every other slice's partials are visible from here on
+    if (own) {
+        QT_UNROLL
+        for (int k = 0; k < K; k++) {
+            if (!out[k]) continue;
+            float acc = 0.0f;
+            for (int j = 0; j < S; j++) acc += atomicAdd(part + ((size_t)k * S + j) * C + c, 0.0f);
+            qt_add_st(out[k] + c, acc);
+        }
     }
 }
 

@@ -8,7 +8,8 @@
 // even (NaN stays NaN, overflow gives inf); dst may equal src when both dtypes have the same
 // size (element i is read and written by one thread), otherwise they must not overlap.
 // Determinism: the element-wise kernels have no reductions; bias_grad's column sums use a fixed
-// order (per-thread strided rows, then a fixed-shape tree), no atomics.
+// order (per-thread strided rows, a fixed-shape tree, then the row slices in order: see
+// common.cuh's qt_colsum_finish), whatever order the blocks run in.
 #include "qt_cuda_compat.h"
 #include "base/cuda_check.h"
 #include "common.cuh"
@@ -92,23 +93,29 @@ static __global__ void __launch_bounds__(QT_EW_THREADS) cast_elem(D *dst, const 
 }
 
 // db (OC) += column sums of dout (N, OC).
-// Thread mapping: block (EW_COLS, EW_ROW_LANES), grid ceil(OC / EW_COLS); thread (tx, ty)
-// owns column blockIdx.x * EW_COLS + tx and sums rows ty, ty + EW_ROW_LANES, ... in order;
-// the EW_ROW_LANES partials of a column are then added by qt_block_tree over ty. Both orders
-// depend only on N: deterministic.
+// Thread mapping: block (EW_COLS, EW_ROW_LANES), grid (ceil(OC / EW_COLS), S): block
+// (x, split) sums the rows of slice `split` (qt_colsum_slice) of columns x EW_COLS ...; thread
+// (tx, ty) owns column x EW_COLS + tx and sums the slice's rows r0 + ty, r0 + ty +
+// EW_ROW_LANES, ... in order; the EW_ROW_LANES partials of a column are then added by
+// qt_block_tree over ty, and qt_colsum_finish adds the S slices in order. Every order depends
+// only on N and OC: deterministic.
 // Shared memory: one (EW_ROW_LANES, EW_COLS + 1) fp32 tile (+1: no bank conflicts).
 // Guards: threads of columns >= OC add nothing but take part in every barrier.
 template <typename T>
 static __global__ void __launch_bounds__(EW_COLS *EW_ROW_LANES)
-    bias_grad_colblock(T *db, const T *dout, int N, int OC) {
+    bias_grad_colblock(T *db, const T *dout, int N, int OC, int S, void *scratch) {
     QT_SHARED(float, part, EW_ROW_LANES, EW_COLS + 1);
     const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * EW_COLS + tx;
+    int r0, r1;
+    qt_colsum_slice(N, S, (int)blockIdx.y, &r0, &r1);
     float acc = 0.0f;
     if (c < OC)
-        for (int n = ty; n < N; n += EW_ROW_LANES) acc += qt_ld(dout + (size_t)n * OC + c);
+        for (int n = r0 + ty; n < r1; n += EW_ROW_LANES) acc += qt_ld(dout + (size_t)n * OC + c);
     part[ty][tx] = acc;
     qt_block_tree<EW_ROW_LANES>(ty, [&](int dst, int src) { part[dst][tx] += part[src][tx]; });
-    if (ty == 0 && c < OC) qt_add_st(db + c, part[0][tx]);
+    T *const out[1] = {db};
+    const float sum[1] = {part[0][tx]};
+    qt_colsum_finish(out, sum, ty, c, OC, S, scratch);
 }
 
 // ---- launchers ------------------------------------------------------------------------------
@@ -127,9 +134,12 @@ static void bias_add_launch(cudaStream_t st, void *out, const void *bias, size_t
               0, st, (T *)out, (const T *)bias, n, OC);
 }
 template <typename T>
-static void bias_grad_launch(cudaStream_t st, void *db, const void *dout, int N, int OC) {
-    const dim3 block(EW_COLS, EW_ROW_LANES), grid(QT_CEIL_DIV(OC, EW_COLS));
-    QT_LAUNCH(bias_grad_colblock<T>, grid, block, 0, st, (T *)db, (const T *)dout, N, OC);
+static void bias_grad_launch(cudaStream_t st, void *db, const void *dout, int N, int OC,
+                             void *scratch) {
+    const int S = qt_colsum_splits(N, OC, EW_COLS, 1, scratch);
+    const dim3 block(EW_COLS, EW_ROW_LANES), grid(QT_CEIL_DIV(OC, EW_COLS), S);
+    QT_LAUNCH(bias_grad_colblock<T>, grid, block, 0, st, (T *)db, (const T *)dout, N, OC, S,
+              scratch);
 }
 // cast from S into D: chunks of 16 bytes of the narrower type (32 of the wider one).
 template <typename D, typename S>
@@ -174,13 +184,25 @@ extern "C" qt_status qt_cuda_bias_add(qt_cuda_stream s, qt_dtype dt, void *out,
     return QT_OK;
 }
 
+extern "C" size_t qt_cuda_colsum_scratch_bytes(void) { return QT_COLSUM_SCRATCH_BYTES; }
+
+extern "C" qt_status qt_cuda_colsum_scratch_init(qt_cuda_stream s, void *scratch) {
+    if (!scratch) return qt_error(QT_ERR_ARG, "qt_cuda_colsum_scratch_init: scratch is NULL");
+    // The counters start at 0; each split launch leaves them at 0 again.
+    QT_CHECK_CUDA(cudaMemsetAsync(static_cast<float *>(scratch) + QT_COLSUM_SCRATCH_PARTIALS, 0,
+                                  QT_COLSUM_SCRATCH_COUNTERS * sizeof(unsigned),
+                                  (cudaStream_t)s));
+    return QT_OK;
+}
+
 extern "C" qt_status qt_cuda_bias_grad(qt_cuda_stream s, qt_dtype dt, void *db, const void *dout,
-                                       int N, int OC) {
+                                       int N, int OC, void *scratch) {
     const char *op = "cuda bias_grad";
     QT_TRY(check_bias_shape(op, N, OC));
-    QT_TRY(qt_check_elementwise(op, dt, (size_t)N, qt_arg("db", db, dt), qt_arg("dout", dout, dt)));
+    QT_TRY(qt_check_elementwise(op, dt, (size_t)N, qt_arg("db", db, dt), qt_arg("dout", dout, dt),
+                                qt_arg("scratch", (const float *)scratch, QT_ARG_OPTIONAL)));
     if (N == 0) return QT_OK;
-    QT_DTYPE_DISPATCH(dt, bias_grad_launch, (cudaStream_t)s, db, dout, N, OC);
+    QT_DTYPE_DISPATCH(dt, bias_grad_launch, (cudaStream_t)s, db, dout, N, OC, scratch);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -211,7 +233,8 @@ extern "C" qt_status qt_cuda_cast(qt_cuda_stream s, qt_dtype dst_dt, void *dst, 
 // ==== cost model (issue 10; base/cost.h) ======================================================
 // One kernel per call. add: reads a, b, writes out (3 E n), one add per element. bias_add:
 // reads and writes out (+=, 2 E N OC), reads bias (E OC), one add per element. bias_grad:
-// reads dout (E N OC) and db (+=, E OC), writes db (E OC), one add per element of dout.
+// reads dout (E N OC) and db (+=, E OC), writes db (E OC), one add per element of dout; split
+// over S row slices, also the fp32 partials (S OC stored, S OC read back).
 // cast: reads the source, writes the destination (n times both sizes), one conversion each;
 // nothing when it would cast a tensor onto itself.
 
@@ -231,11 +254,12 @@ extern "C" void qt_cuda_bias_add_cost(qt_cost *c, qt_dtype dt, const void *out, 
 }
 
 extern "C" void qt_cuda_bias_grad_cost(qt_cost *c, qt_dtype dt, const void *db, const void *dout,
-                                       int N, int OC) {
+                                       int N, int OC, const void *scratch) {
     (void)db, (void)dout;
     if (N <= 0 || OC < 1) return;
     const double n = (double)N * (double)OC, E = (double)qt_dtype_size(dt);
-    qt_cost_kernel(c, "bias_grad_colblock", E * (n + 2.0 * OC), n);
+    const double S = qt_colsum_splits(N, OC, EW_COLS, 1, scratch);
+    qt_cost_kernel(c, "bias_grad_colblock", E * (n + 2.0 * OC) + (S > 1 ? 8.0 * S * OC : 0.0), n);
 }
 
 extern "C" void qt_cuda_cast_cost(qt_cost *c, qt_dtype dst_dt, const void *dst, qt_dtype src_dt,

@@ -222,23 +222,27 @@ static __global__ void __launch_bounds__(32 * LN_ROWS_PER_BLOCK)
 }
 
 // dw (C) += column sums of dout xh, db (C) += column sums of dout (either may be NULL).
-// Thread mapping: block (LN_COLS, LN_ROW_LANES), grid ceil(C / LN_COLS); thread (tx, ty) owns
-// column blockIdx.x * LN_COLS + tx and sums rows ty, ty + LN_ROW_LANES, ... in order (pass 1);
-// the LN_ROW_LANES partials of a column are then added by qt_block_tree over ty in shared
-// memory (pass 2). Both orders depend only on N, so the result is deterministic.
+// Thread mapping: block (LN_COLS, LN_ROW_LANES), grid (ceil(C / LN_COLS), S): block (x, split)
+// takes the rows of slice `split` (qt_colsum_slice); thread (tx, ty) owns column x LN_COLS + tx
+// and sums the slice's rows r0 + ty, r0 + ty + LN_ROW_LANES, ... in order (pass 1); the
+// LN_ROW_LANES partials of a column are then added by qt_block_tree over ty in shared memory
+// (pass 2), and qt_colsum_finish adds the S slices in order (pass 3, S > 1 only). Every order
+// depends only on N and C, so the result is deterministic.
 // Shared memory: two (LN_ROW_LANES, LN_COLS + 1) fp32 tiles (+1 column: no bank conflicts in
 // the tree's reads down a column).
 // Guards: threads of columns >= C accumulate nothing but take part in every barrier.
 template <typename T>
 static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
     layernorm_bwd_dwdb_colblock(T *dw, T *db, const T *dout, const T *x, const float *mean,
-                                const float *rstd, int N, int C) {
+                                const float *rstd, int N, int C, int S, void *scratch) {
     QT_SHARED(float, sw, LN_ROW_LANES, LN_COLS + 1);
     QT_SHARED(float, sb, LN_ROW_LANES, LN_COLS + 1);
     const int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * LN_COLS + tx;
+    int r0, r1;
+    qt_colsum_slice(N, S, (int)blockIdx.y, &r0, &r1);
     float aw = 0.0f, ab = 0.0f;
     if (c < C) {
-        for (int n = ty; n < N; n += LN_ROW_LANES) {
+        for (int n = r0 + ty; n < r1; n += LN_ROW_LANES) {
             const size_t i = (size_t)n * C + c;
             const float d = qt_ld(dout + i);
             aw += d * ((qt_ld(x + i) - mean[n]) * rstd[n]);
@@ -251,10 +255,9 @@ static __global__ void __launch_bounds__(LN_COLS *LN_ROW_LANES)
         sw[dst][tx] += sw[src][tx];
         sb[dst][tx] += sb[src][tx];
     });
-    if (ty == 0 && c < C) {
-        if (dw) qt_add_st(dw + c, sw[0][tx]);
-        if (db) qt_add_st(db + c, sb[0][tx]);
-    }
+    T *const out[2] = {dw, db};
+    const float sum[2] = {sw[0][tx], sb[0][tx]};
+    qt_colsum_finish(out, sum, ty, c, C, S, scratch);
 }
 
 // ---- launchers ------------------------------------------------------------------------------
@@ -288,10 +291,11 @@ static void layernorm_residual_fwd_launch(cudaStream_t st, void *resid, void *ou
 template <typename T>
 static void layernorm_dwdb_launch(cudaStream_t st, void *dw, void *db, const void *dout,
                                   const void *x, const float *mean, const float *rstd, int N,
-                                  int C) {
-    const dim3 block(LN_COLS, LN_ROW_LANES), grid(QT_CEIL_DIV(C, LN_COLS));
+                                  int C, void *scratch) {
+    const int S = qt_colsum_splits(N, C, LN_COLS, 2, scratch);
+    const dim3 block(LN_COLS, LN_ROW_LANES), grid(QT_CEIL_DIV(C, LN_COLS), S);
     QT_LAUNCH(layernorm_bwd_dwdb_colblock<T>, grid, block, 0, st, (T *)dw, (T *)db,
-              (const T *)dout, (const T *)x, mean, rstd, N, C);
+              (const T *)dout, (const T *)x, mean, rstd, N, C, S, scratch);
 }
 
 // The dx kernel (with the residual's dbranch when RESID).
@@ -314,20 +318,21 @@ static void layernorm_residual_bwd_launch(cudaStream_t st, void *dx, void *dbran
                                           void *db, const void *dout, const void *x,
                                           const float *mean, const float *rstd, const void *w,
                                           int N, int C, int masked, float prob, float s,
-                                          uint64_t seed, uint64_t stream) {
+                                          uint64_t seed, uint64_t stream, void *scratch) {
     layernorm_dx_launch<T, true>(st, dx, dbranch, dout, x, mean, rstd, w, N, C, masked, prob, s,
                                  seed, stream);
-    if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C);
+    if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C, scratch);
 }
 
 template <typename T>
 static void layernorm_bwd_launch(cudaStream_t st, void *dx, void *dw, void *db,
                                  const void *dout, const void *x, const float *mean,
-                                 const float *rstd, const void *w, int N, int C) {
+                                 const float *rstd, const void *w, int N, int C,
+                                 void *scratch) {
     if (dx)
         layernorm_dx_launch<T, false>(st, dx, NULL, dout, x, mean, rstd, w, N, C, 0, 0.0f, 1.0f,
                                       0, 0);
-    if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C);
+    if (dw || db) layernorm_dwdb_launch<T>(st, dw, db, dout, x, mean, rstd, N, C, scratch);
 }
 
 static qt_status check_shape(const char *op, qt_dtype dt, int N, int C) {
@@ -390,7 +395,8 @@ extern "C" qt_status qt_cuda_layernorm_residual_bwd(qt_cuda_stream s, qt_dtype d
                                                     const void *dout, const void *x,
                                                     const float *mean, const float *rstd,
                                                     const void *w, int N, int C, float prob,
-                                                    uint64_t seed, uint64_t stream) {
+                                                    uint64_t seed, uint64_t stream,
+                                                    void *scratch) {
     const char *op = "cuda layernorm_residual_bwd";
     QT_TRY(check_shape(op, dt, N, C));
     int masked = 0;
@@ -401,12 +407,12 @@ extern "C" qt_status qt_cuda_layernorm_residual_bwd(qt_cuda_stream s, qt_dtype d
         op, qt_arg("dx", dx, dt), qt_arg("dbranch", dbranch, dt),
         qt_arg("dw", dw, dt, QT_ARG_OPTIONAL), qt_arg("db", db, dt, QT_ARG_OPTIONAL),
         qt_arg("dout", dout, dt), qt_arg("x", x, dt), qt_arg("mean", mean), qt_arg("rstd", rstd),
-        qt_arg("w", w, dt)));
+        qt_arg("w", w, dt), qt_arg("scratch", (const float *)scratch, QT_ARG_OPTIONAL)));
     if (dbranch == dx || dbranch == dout || dbranch == x)
         return qt_error(QT_ERR_ARG, "%s: dbranch must not alias dx, dout or x; pass a separate "
                                     "buffer", op);
     QT_DTYPE_DISPATCH(dt, layernorm_residual_bwd_launch, (cudaStream_t)s, dx, dbranch, dw, db,
-                      dout, x, mean, rstd, w, N, C, masked, prob, scale, seed, stream);
+                      dout, x, mean, rstd, w, N, C, masked, prob, scale, seed, stream, scratch);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -414,7 +420,7 @@ extern "C" qt_status qt_cuda_layernorm_residual_bwd(qt_cuda_stream s, qt_dtype d
 extern "C" qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *dx, void *dw,
                                            void *db, const void *dout, const void *x,
                                            const float *mean, const float *rstd, const void *w,
-                                           int N, int C) {
+                                           int N, int C, void *scratch) {
     const char *op = "cuda layernorm_bwd";
     QT_TRY(check_shape(op, dt, N, C));
     if (N == 0 || (!dx && !dw && !db)) return QT_OK;
@@ -422,9 +428,10 @@ extern "C" qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *
         op, qt_arg("dx", dx, dt, QT_ARG_OPTIONAL), qt_arg("dw", dw, dt, QT_ARG_OPTIONAL),
         qt_arg("db", db, dt, QT_ARG_OPTIONAL), qt_arg("dout", dout, dt), qt_arg("x", x, dt),
         qt_arg("mean", mean), qt_arg("rstd", rstd),
-        qt_arg("w (needed for dx)", w, dt, dx ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL)));
+        qt_arg("w (needed for dx)", w, dt, dx ? QT_ARG_REQUIRED : QT_ARG_OPTIONAL),
+        qt_arg("scratch", (const float *)scratch, QT_ARG_OPTIONAL)));
     QT_DTYPE_DISPATCH(dt, layernorm_bwd_launch, (cudaStream_t)s, dx, dw, db, dout, x, mean, rstd, w,
-                      N, C);
+                      N, C, scratch);
     QT_CHECK_LAUNCH(op);
     return QT_OK;
 }
@@ -438,7 +445,8 @@ extern "C" qt_status qt_cuda_layernorm_bwd(qt_cuda_stream s, qt_dtype dt, void *
 // residual_bwd: the dx kernel also writes dbranch (5 E N C), two more flops when masked. bwd, up to two kernels: dx: reads dout,
 // x, dx (+=) (3 E N C), w (E C), mean, rstd (8 N); writes dx; 12 flops per element (g = dout w,
 // xh, the two row sums, dx += rstd (g - mg - xh mgx)). dw/db: reads dout, x (2 E N C), mean,
-// rstd, and the dw, db it adds into; writes them; 4 flops per element (xh, dout xh, two adds).
+// rstd, and the dw, db it adds into; writes them; 4 flops per element (xh, dout xh, two adds);
+// split over S row slices (a scratch given), also the fp32 partials (2 S C of each output).
 
 extern "C" void qt_cuda_layernorm_fwd_cost(qt_cost *c, qt_dtype dt, const void *out,
                                            const float *mean, const float *rstd, const void *x,
@@ -463,33 +471,40 @@ extern "C" void qt_cuda_layernorm_residual_fwd_cost(qt_cost *c, qt_dtype dt, con
                    (prob > 0.0f ? 11 : 9) * n);
 }
 
+// The dw/db kernel's record, shared by both backwards.
+static void dwdb_cost(qt_cost *c, double E, const void *dw, const void *db, int N, int C,
+                      const void *scratch) {
+    if (!dw && !db) return;
+    const double n = (double)N * C, outs = (dw ? 1 : 0) + (db ? 1 : 0);
+    const double S = qt_colsum_splits(N, C, LN_COLS, 2, scratch);
+    qt_cost_kernel(c, "layernorm_bwd_dwdb_colblock",
+                   E * (2 * n + 2.0 * C * outs) + 8.0 * N + (S > 1 ? 8.0 * S * C * outs : 0.0),
+                   4 * n);
+}
+
 extern "C" void qt_cuda_layernorm_residual_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx,
                                                     const void *dbranch, const void *dw,
                                                     const void *db, const void *dout,
                                                     const void *x, const float *mean,
                                                     const float *rstd, const void *w, int N,
                                                     int C, float prob, uint64_t seed,
-                                                    uint64_t stream) {
+                                                    uint64_t stream, const void *scratch) {
     (void)dx, (void)dbranch, (void)dout, (void)x, (void)mean, (void)rstd, (void)w, (void)seed;
     (void)stream;
     if (N <= 0 || C < 1 || !(prob >= 0.0f && prob <= 1.0f)) return;
     const double n = (double)N * C, E = (double)qt_dtype_size(dt);
     qt_cost_kernel(c, "layernorm_bwd_dx_rowwarp", E * (5 * n + C) + 8.0 * N,
                    (prob > 0.0f ? 14 : 12) * n);
-    if (dw || db)
-        qt_cost_kernel(c, "layernorm_bwd_dwdb_colblock",
-                       E * (2 * n + 2.0 * C * ((dw ? 1 : 0) + (db ? 1 : 0))) + 8.0 * N, 4 * n);
+    dwdb_cost(c, E, dw, db, N, C, scratch);
 }
 
 extern "C" void qt_cuda_layernorm_bwd_cost(qt_cost *c, qt_dtype dt, const void *dx, const void *dw,
                                            const void *db, const void *dout, const void *x,
                                            const float *mean, const float *rstd, const void *w,
-                                           int N, int C) {
+                                           int N, int C, const void *scratch) {
     (void)dout, (void)x, (void)mean, (void)rstd, (void)w;
     if (N <= 0 || C < 1 || (!dx && !dw && !db)) return;
     const double n = (double)N * C, E = (double)qt_dtype_size(dt);
     if (dx) qt_cost_kernel(c, "layernorm_bwd_dx_rowwarp", E * (4 * n + C) + 8.0 * N, 12 * n);
-    if (dw || db)
-        qt_cost_kernel(c, "layernorm_bwd_dwdb_colblock",
-                       E * (2 * n + 2.0 * C * ((dw ? 1 : 0) + (db ? 1 : 0))) + 8.0 * N, 4 * n);
+    dwdb_cost(c, E, dw, db, N, C, scratch);
 }

@@ -102,7 +102,8 @@ START_TEST(test_layernorm_costs) {
     check_launch(&c, 0, "layernorm_fwd_rowwarp", QT_LAUNCH_KERNEL, QT_MATH_FP32,
                  2.0 * 2 * 768000 + 2.0 * 2 * 768 + 8 * 1000, 8.0 * 768000, 1);
     qt_cost b = {0};
-    qt_cuda_layernorm_bwd_cost(&b, QT_DTYPE_F16, PA, PB, PC, PD, PA, PB, PC, PD, 1000, 768);
+    qt_cuda_layernorm_bwd_cost(&b, QT_DTYPE_F16, PA, PB, PC, PD, PA, PB, PC, PD, 1000, 768,
+                               NULL);
     ck_assert_int_eq(b.n, 2);
     // dx: dout, x, dx read, dx written (4 x 2 n), w (2 C), mean and rstd (8 N); 12 flops each.
     check_launch(&b, 0, "layernorm_bwd_dx_rowwarp", QT_LAUNCH_KERNEL, QT_MATH_FP32,
@@ -120,7 +121,7 @@ START_TEST(test_layernorm_costs) {
     check_launch(&r, 0, "layernorm_residual_fwd_rowwarp", QT_LAUNCH_KERNEL, QT_MATH_FP32,
                  4.0 * 2 * 768000 + 2.0 * 2 * 768 + 8000, 11.0 * 768000, 1);
     qt_cuda_layernorm_residual_bwd_cost(&r, QT_DTYPE_F16, PA, PB, PC, PD, PA, PB, PC, PD, PA,
-                                        1000, 768, 0.1f, 1, 2);
+                                        1000, 768, 0.1f, 1, 2, NULL);
     ck_assert_int_eq(r.n, 3);
     check_launch(&r, 1, "layernorm_bwd_dx_rowwarp", QT_LAUNCH_KERNEL, QT_MATH_FP32,
                  5.0 * 2 * 768000 + 2.0 * 768 + 8000, 14.0 * 768000, 1);
@@ -128,9 +129,19 @@ START_TEST(test_layernorm_costs) {
                  2.0 * 2 * 768000 + 4.0 * 2 * 768 + 8000, 4.0 * 768000, 1);
     qt_cost none = {0};
     qt_cuda_layernorm_bwd_cost(&none, QT_DTYPE_F16, NULL, NULL, NULL, PD, PA, PB, PC, PD, 1000,
-                               768);
+                               768, PA);
     qt_cuda_layernorm_fwd_cost(&none, QT_DTYPE_F16, PA, PB, PC, PD, PA, PB, 0, 768);
     ck_assert_int_eq(none.n, 0); // nothing to do: no launch, as the launchers return early
+    // With a scratch the dw/db rows split: N 8192, C 768 is 24 column groups, 11 slices
+    // (264 blocks wanted); the slices' fp32 partials add 8 bytes (a store and a load) per
+    // slice, column and output: 8 x 11 x 768 x 2.
+    qt_cost sp = {0};
+    qt_cuda_layernorm_bwd_cost(&sp, QT_DTYPE_F16, NULL, PB, PC, PD, PA, PB, PC, PD, 8192, 768,
+                               PA);
+    ck_assert_int_eq(sp.n, 1);
+    check_launch(&sp, 0, "layernorm_bwd_dwdb_colblock", QT_LAUNCH_KERNEL, QT_MATH_FP32,
+                 2.0 * 2 * 8192 * 768 + 4.0 * 2 * 768 + 8 * 8192 + 8.0 * 11 * 768 * 2,
+                 4.0 * 8192 * 768, 1);
 }
 END_TEST
 

@@ -9,8 +9,11 @@
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cuda_runtime_api.h>
 
 #include "cuda_testutil.h"
 #include "kernels/elementwise.h"
@@ -96,7 +99,7 @@ static void check_bias(qt_dtype dt, int N, int OC, uint64_t seed) {
     qt_status st = qt_cuda_bias_add(NULL, dt, d_out, d_bias, N, OC);
     ck_assert_msg(st == QT_OK, "bias_add %s N=%d OC=%d: %s", qt_dtype_name(dt), N, OC,
                   qt_last_error());
-    st = qt_cuda_bias_grad(NULL, dt, d_db, d_dout, N, OC);
+    st = qt_cuda_bias_grad(NULL, dt, d_db, d_dout, N, OC, NULL);
     ck_assert_msg(st == QT_OK, "bias_grad %s N=%d OC=%d: %s", qt_dtype_name(dt), N, OC,
                   qt_last_error());
     const size_t bad = dev_mismatch(dt, d_out, out, n);
@@ -125,6 +128,110 @@ START_TEST(test_bias) {
 }
 END_TEST
 
+// ---- bias_grad split over the rows (a scratch given) ---------------------------------------
+
+// The slices of common.cuh's qt_colsum_splits for K outputs in blocks of 32 columns: its
+// documented rule (264 blocks wanted, >= 64 rows a slice, 2^20 partials), restated here.
+static int expected_splits(int N, int C, int K) {
+    const int groups = (C + 31) / 32;
+    if (groups >= 264) return 1;
+    int s = (264 + groups - 1) / groups;
+    if (s > N / 64) s = N / 64;
+    if ((size_t)s > ((size_t)1 << 20) / ((size_t)C * K)) s = (int)(((size_t)1 << 20) / ((size_t)C * K));
+    return s < 2 ? 1 : s;
+}
+
+// The column sum of dout (N, C) at column c in the kernel's documented order: per slice, 16
+// lanes each over rows r0 + lane, r0 + lane + 16, ..., a halving tree over the lanes; then the
+// slices in order. fp32, exactly what the fp32 kernel must produce bit for bit.
+static float split_colsum(const float *dout, int N, int C, int c, int S) {
+    float total = 0.0f;
+    const int per = (N + S - 1) / S;
+    for (int s = 0; s < S; s++) {
+        const int r0 = s * per < N ? s * per : N, r1 = r0 + per < N ? r0 + per : N;
+        float lane[16] = {0};
+        for (int l = 0; l < 16; l++)
+            for (int n = r0 + l; n < r1; n += 16) lane[l] += dout[(size_t)n * C + c];
+        for (int st = 8; st > 0; st /= 2)
+            for (int l = 0; l < st; l++) lane[l] += lane[l + st];
+        total += lane[0];
+    }
+    return total;
+}
+
+// With a scratch, bias_grad splits the rows (shapes with 1, 2, 4, 15 and 132 slices): in fp32
+// its result equals the documented order bit for bit (so the last block did add every slice,
+// in order), repeated launches on one scratch agree bit for bit (the counters come back to 0),
+// and fp16/bf16 stay within the tolerance of the CPU's column sums.
+START_TEST(test_bias_grad_split) {
+    static const int shapes[][2] = {{300, 45}, {1000, 70}, {129, 1027}, {8448, 40}, {63, 33},
+                                    {640, 8000}};
+    void *scratch = NULL;
+    ck_assert_int_eq(cudaMalloc(&scratch, qt_cuda_colsum_scratch_bytes()), cudaSuccess);
+    ck_assert_int_eq(qt_cuda_colsum_scratch_init(NULL, scratch), QT_OK);
+    int seen_split = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int N = shapes[i][0], OC = shapes[i][1], S = expected_splits(N, OC, 1);
+        seen_split |= S > 1;
+        const size_t n = (size_t)N * OC;
+        for (int d = 0; d < 3; d++) {
+            const qt_dtype dt = DTYPES[d];
+            float *dout = qt_ct_rand_rounded(dt, n, -1.0f, 1.0f, 4200 + i);
+            float *db = qt_ct_rand_rounded(dt, OC, -1.0f, 1.0f, 4300 + i);
+            float *want = malloc((size_t)OC * sizeof *want), *got[2];
+            void *d_dout = qt_ct_upload(dt, dout, n), *d_db[2];
+            for (int r = 0; r < 2; r++) {
+                d_db[r] = qt_ct_upload(dt, db, OC);
+                ck_assert_int_eq(qt_cuda_bias_grad(NULL, dt, d_db[r], d_dout, N, OC, scratch),
+                                 QT_OK);
+                got[r] = malloc((size_t)OC * sizeof(float));
+                qt_ct_download(dt, got[r], d_db[r], OC);
+                ck_assert_msg(qt_ct_guard_ok(dt, d_db[r], OC), "bias_grad split: guard band");
+            }
+            ck_assert_msg(memcmp(got[0], got[1], (size_t)OC * sizeof(float)) == 0,
+                          "bias_grad split %s N=%d OC=%d: two launches differ", qt_dtype_name(dt),
+                          N, OC);
+            if (dt == QT_DTYPE_F32) {
+                for (int c = 0; c < OC; c++) {
+                    want[c] = db[c] + split_colsum(dout, N, OC, c, S);
+                    ck_assert_msg(got[0][c] == want[c],
+                                  "bias_grad split fp32 N=%d OC=%d S=%d: column %d is %.9g, the "
+                                  "documented order gives %.9g",
+                                  N, OC, S, c, got[0][c], want[c]);
+                }
+            } else {
+                double atol, rtol;
+                qt_ct_tolerance(dt, &atol, &rtol);
+                for (int c = 0; c < OC; c++) {
+                    double s = db[c];
+                    for (int r = 0; r < N; r++) s += dout[(size_t)r * OC + c];
+                    want[c] = (float)s;
+                }
+                const double e =
+                    qt_ct_dev_err(dt, d_db[0], want, OC, atol * sqrt((double)N), rtol);
+                ck_assert_msg(e <= 1.0, "bias_grad split %s N=%d OC=%d: err %g",
+                              qt_dtype_name(dt), N, OC, e);
+            }
+            for (int r = 0; r < 2; r++) {
+                qt_ct_free(d_db[r]);
+                free(got[r]);
+            }
+            qt_ct_free(d_dout);
+            free(dout);
+            free(db);
+            free(want);
+        }
+    }
+    ck_assert_msg(seen_split, "no shape here splits the rows");
+    printf("test_cuda_elementwise: bias_grad split into %d, %d, %d, %d, %d and %d row slices: "
+           "fp32 bit for bit in the documented order, repeat launches identical\n",
+           expected_splits(300, 45, 1), expected_splits(1000, 70, 1),
+           expected_splits(129, 1027, 1), expected_splits(8448, 40, 1),
+           expected_splits(63, 33, 1), expected_splits(640, 8000, 1));
+    cudaFree(scratch);
+}
+END_TEST
+
 // bias_grad matches the CPU linear backward's db (the op it replaces on the GPU).
 START_TEST(test_bias_grad_matches_linear_bwd) {
     const int N = 37, IC = 3, OC = 70;
@@ -138,7 +245,7 @@ START_TEST(test_bias_grad_matches_linear_bwd) {
     void *d_db = qt_ct_upload(QT_DTYPE_F32, db, OC);
     void *d_dout = qt_ct_upload(QT_DTYPE_F32, dout, (size_t)N * OC);
     qt_cpu_linear_bwd(NULL, dw, db, dout, x, w, N, IC, OC);
-    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_F32, d_db, d_dout, N, OC), QT_OK);
+    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_F32, d_db, d_dout, N, OC, NULL), QT_OK);
     const double e = qt_ct_dev_err(QT_DTYPE_F32, d_db, db, OC, atol * sqrt((double)N), rtol);
     ck_assert_msg(e <= 1.0, "bias_grad vs linear_bwd fp32 N=%d OC=%d: err %g", N, OC, e);
     qt_ct_free(d_db);
@@ -421,14 +528,14 @@ START_TEST(test_elementwise_bad_args) {
     ck_assert_int_eq(qt_cuda_add(NULL, QT_DTYPE_F32, c + 2, buf, buf, 4), QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "aligned"));
     ck_assert_int_eq(qt_cuda_bias_add(NULL, QT_DTYPE_F32, buf, buf, 2, 0), QT_ERR_ARG);
-    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_F32, buf, buf, -1, 3), QT_ERR_ARG);
+    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_F32, buf, buf, -1, 3, NULL), QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "bias_grad"));
     // overlapping casts between sizes, or shifted
     ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, buf, QT_DTYPE_F32, buf, 8), QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "overlap"));
     ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, c + 2, QT_DTYPE_BF16, buf, 8), QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_cast(NULL, QT_DTYPE_F16, buf, (qt_dtype)3, c + 64, 8), QT_ERR_ARG);
-    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_BF16, buf, buf, 0, 3), QT_OK);
+    ck_assert_int_eq(qt_cuda_bias_grad(NULL, QT_DTYPE_BF16, buf, buf, 0, 3, NULL), QT_OK);
     qt_ct_free(buf);
 }
 END_TEST
@@ -439,6 +546,7 @@ static Suite *cuda_elementwise_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_add);
     tcase_add_test(tc, test_bias);
+    tcase_add_test(tc, test_bias_grad_split);
     tcase_add_test(tc, test_bias_grad_matches_linear_bwd);
     tcase_add_test(tc, test_cast_all_pairs);
     tcase_add_test(tc, test_cast_round_trip);

@@ -8,14 +8,19 @@
 // fp32 tolerance, being fp32 math on exact inputs. The fp32 LayerNorm output sums terms of size
 // up to ~5 ((x - mean) rstd w and b), whose roundings a 1e-6 floor barely covers where they
 // cancel: its atol is OUT_ATOL_F32. The dw/db column sums over rows get atol scaled by sqrt(N)
-// (sums of N random-sign terms of size ~1).
+// (sums of N random-sign terms of size ~1). The dw/db sums run without a scratch (one block per
+// 32 columns) and with one (the rows split into slices, common.cuh's qt_colsum_finish): shapes
+// of 300 x 45 (4 slices) and 1000 x 70 (15 slices), within the same tolerances.
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cuda_runtime_api.h>
+
 #include "cuda_testutil.h"
 #include "kernels/dropout.h"
+#include "kernels/elementwise.h"
 #include "kernels/layernorm.h"
 #include "testutil.h"
 
@@ -25,6 +30,17 @@ static const qt_dtype DTYPES[3] = {QT_DTYPE_F32, QT_DTYPE_F16, QT_DTYPE_BF16};
 static const int SHAPES[][2] = {{1, 1}, {1, 31}, {3, 33}, {5, 1027}, {33, 64}, {7, 32}, {70, 95}};
 #define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 #define OUT_ATOL_F32 4e-6
+
+// The split column sums' scratch, made once: NULL unless `split`.
+static void *colsum_scratch(int split) {
+    static void *scratch;
+    if (!split) return NULL;
+    if (!scratch) {
+        ck_assert_int_eq(cudaMalloc(&scratch, qt_cuda_colsum_scratch_bytes()), cudaSuccess);
+        ck_assert_int_eq(qt_cuda_colsum_scratch_init(NULL, scratch), QT_OK);
+    }
+    return scratch;
+}
 
 START_TEST(test_layernorm_fwd) {
     for (int d = 0; d < 3; d++) {
@@ -149,7 +165,7 @@ END_TEST
 // layernorm_residual_bwd against qt_cpu_layernorm_residual_bwd: dx (pre-filled, added to),
 // dbranch (poisoned, written), dw and db when `with_dwdb` (else NULL).
 static void check_residual_bwd(qt_dtype dt, int N, int C, float prob, int with_dwdb,
-                               uint64_t seed) {
+                               uint64_t seed, int split) {
     double atol, rtol;
     qt_ct_tolerance(dt, &atol, &rtol);
     const size_t nc = (size_t)N * C;
@@ -177,7 +193,8 @@ static void check_residual_bwd(qt_dtype dt, int N, int C, float prob, int with_d
                      QT_OK);
     qt_status st = qt_cuda_layernorm_residual_bwd(NULL, dt, ddx, ddbr, with_dwdb ? ddw : NULL,
                                                   with_dwdb ? ddb : NULL, ddout, dxv, dmean,
-                                                  drstd, dwv, N, C, prob, dseed, stream);
+                                                  drstd, dwv, N, C, prob, dseed, stream,
+                                                  colsum_scratch(split));
     ck_assert_msg(st == QT_OK, "layernorm_residual_bwd %s N=%d C=%d p=%g: %s", qt_dtype_name(dt),
                   N, C, (double)prob, qt_last_error());
     // as check_layernorm_bwd; dbranch is dx scaled by up to 1 / (1 - prob)
@@ -207,13 +224,17 @@ START_TEST(test_layernorm_residual_bwd) {
     for (int d = 0; d < 3; d++)
         for (int s = 0; s < NSHAPES; s++)
             check_residual_bwd(DTYPES[d], SHAPES[s][0], SHAPES[s][1], s % 2 ? 0.2f : 0.0f,
-                               s % 3 != 1, 500 + 10 * (uint64_t)s + (uint64_t)d);
-    check_residual_bwd(QT_DTYPE_BF16, 300, 45, 0.1f, 1, 591);
+                               s % 3 != 1, 500 + 10 * (uint64_t)s + (uint64_t)d, 0);
+    for (int split = 0; split < 2; split++) {
+        check_residual_bwd(QT_DTYPE_BF16, 300, 45, 0.1f, 1, 591, split);
+        check_residual_bwd(QT_DTYPE_F16, 1000, 70, 0.0f, 1, 592, split);
+    }
 }
 END_TEST
 
 // which: bit 0 dx, bit 1 dw, bit 2 db wanted (the others passed as NULL).
-static void check_layernorm_bwd(qt_dtype dt, int N, int C, int which, uint64_t seed) {
+static void check_layernorm_bwd(qt_dtype dt, int N, int C, int which, uint64_t seed,
+                                int split) {
     double atol, rtol;
     qt_ct_tolerance(dt, &atol, &rtol);
     const size_t nc = (size_t)N * C;
@@ -238,7 +259,7 @@ static void check_layernorm_bwd(qt_dtype dt, int N, int C, int which, uint64_t s
                          dout, x, mean, rstd, w, N, C);
     qt_status st = qt_cuda_layernorm_bwd(NULL, dt, which & 1 ? ddx : NULL,
                                          which & 2 ? ddw : NULL, which & 4 ? ddb : NULL, ddout,
-                                         dxv, dmean, drstd, dwv, N, C);
+                                         dxv, dmean, drstd, dwv, N, C, colsum_scratch(split));
     ck_assert_msg(st == QT_OK, "layernorm_bwd %s N=%d C=%d: %s", qt_dtype_name(dt), N, C,
                   qt_last_error());
     // A column sum of N terms of size ~1 rounds like a value of size ~sqrt(N). dx is rstd times
@@ -266,13 +287,18 @@ START_TEST(test_layernorm_bwd) {
     for (int d = 0; d < 3; d++)
         for (int s = 0; s < NSHAPES; s++)
             check_layernorm_bwd(DTYPES[d], SHAPES[s][0], SHAPES[s][1], 7,
-                                300 + 10 * (uint64_t)s + (uint64_t)d);
-    // more rows than the dw/db kernel's row lanes, a partial column block
-    check_layernorm_bwd(QT_DTYPE_F32, 300, 45, 7, 391);
-    check_layernorm_bwd(QT_DTYPE_BF16, 300, 45, 7, 392);
+                                300 + 10 * (uint64_t)s + (uint64_t)d, 0);
+    // more rows than the dw/db kernel's row lanes, a partial column block; then the rows split
+    for (int split = 0; split < 2; split++) {
+        check_layernorm_bwd(QT_DTYPE_F32, 300, 45, 7, 391, split);
+        check_layernorm_bwd(QT_DTYPE_BF16, 300, 45, 7, 392, split);
+        check_layernorm_bwd(QT_DTYPE_F32, 1000, 70, 7, 393, split);
+        check_layernorm_bwd(QT_DTYPE_F16, 1000, 70, 6, 394, split); // dw and db only
+        check_layernorm_bwd(QT_DTYPE_F32, 1000, 70, 2, 395, split); // dw alone
+    }
     // optional gradients: each alone (the others NULL stay untouched)
     for (int which = 1; which <= 4; which <<= 1)
-        check_layernorm_bwd(QT_DTYPE_F32, 9, 37, which, 393 + (uint64_t)which);
+        check_layernorm_bwd(QT_DTYPE_F32, 9, 37, which, 396 + (uint64_t)which, 0);
 }
 END_TEST
 
@@ -287,11 +313,11 @@ START_TEST(test_layernorm_bad_args) {
     ck_assert_int_eq(qt_cuda_layernorm_fwd(NULL, QT_DTYPE_F32, buf, f, f, NULL, buf, buf, 2, 4),
                      QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_layernorm_bwd(NULL, QT_DTYPE_F16, buf, buf, buf, buf, buf, f, f,
-                                           buf, -1, 4),
+                                           buf, -1, 4, NULL),
                      QT_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "layernorm_bwd"));
     ck_assert_int_eq(qt_cuda_layernorm_bwd(NULL, QT_DTYPE_F16, (char *)buf + 1, NULL, NULL, buf,
-                                           buf, f, f, buf, 2, 4),
+                                           buf, f, f, buf, 2, 4, NULL),
                      QT_ERR_ARG);
     ck_assert_int_eq(qt_cuda_layernorm_residual_fwd(NULL, QT_DTYPE_F32, buf, buf, f, f, buf,
                                                     buf, buf, buf, 2, 4, 0.1f, 1, 2),
@@ -299,7 +325,7 @@ START_TEST(test_layernorm_bad_args) {
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "layernorm_residual_fwd"));
     ck_assert_int_eq(qt_cuda_layernorm_residual_bwd(NULL, QT_DTYPE_F32, buf, buf, NULL, NULL,
                                                     (char *)buf + 64, buf, f, f, buf, 2, 4, 0.1f,
-                                                    1, 2),
+                                                    1, 2, NULL),
                      QT_ERR_ARG); // dbranch aliases dx
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "dbranch"));
     char *c = buf;
@@ -319,7 +345,7 @@ START_TEST(test_layernorm_bad_args) {
                      QT_ERR_ARG); // dropout probability outside [0, 1]
     ck_assert_ptr_nonnull(strstr(qt_last_error(), "outside [0, 1]"));
     ck_assert_int_eq(qt_cuda_layernorm_bwd(NULL, QT_DTYPE_F32, buf, NULL, NULL, NULL, buf, f, f,
-                                           buf, 2, 4),
+                                           buf, 2, 4, NULL),
                      QT_ERR_ARG);
     // N = 0 is a no-op that touches nothing
     ck_assert_int_eq(qt_cuda_layernorm_fwd(NULL, QT_DTYPE_F32, buf, f, f, buf, buf, buf, 0, 4),

@@ -306,9 +306,27 @@ inline unsigned __activemask(QT_CUEMU_HERE) {
 }
 // Within a block, threads run one at a time and switch only at barriers: any fence is a
 // compiler barrier there; between blocks (concurrent OS threads) it is a real fence.
+#if defined(__SANITIZE_THREAD__)
+// TSan does not model atomic_thread_fence (GCC refuses it under -fsanitize=thread). There every
+// fence is a sequentially consistent read-modify-write of one shared word instead: a full fence
+// on the host, and for TSan a release and an acquire on that word, so a fence after a thread's
+// stores and a later fence before another thread's loads (the last-block pattern of
+// common.cuh's qt_colsum_finish) order them as the GPU's fence.sc does.
+namespace cuemu {
+namespace detail {
+inline unsigned fence_word;
+}  // namespace detail
+}  // namespace cuemu
+inline void __threadfence() {
+    (void)__atomic_fetch_add(&::cuemu::detail::fence_word, 0u, __ATOMIC_SEQ_CST);
+}
+inline void __threadfence_block() { __threadfence(); }
+inline void __threadfence_system() { __threadfence(); }
+#else
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+#endif
 // Yields to the other threads of the block, so a spin loop with a back-off makes progress.
 inline void __nanosleep(unsigned ns, QT_CUEMU_HERE) {
     (void)ns;
