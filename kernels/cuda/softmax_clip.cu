@@ -51,17 +51,26 @@ static __device__ __forceinline__ float clip_arg(float a, float p, float c) {
 
 // ---- kernels -------------------------------------------------------------------------------
 
+// Rows go in chunks of W consecutive columns per lane (QT_ROW_CHUNKS): W = qt_vec<T>::width
+// (128-bit loads and stores of the scores, probabilities and gradients; the fp32 p in two or
+// one 16-byte accesses per chunk) where cols is a multiple of it and the pointers are 16-byte
+// aligned, else W = 1. The attended prefix [0, n) rarely ends on a chunk boundary: elements of
+// a chunk at or past n are masked one by one inside it.
+
 // Thread -> data: warp w of block b owns row r = b * ROWS_PER_BLOCK + w; lane l handles the
-// columns l, l + 32, ... of it. Pass 1: each lane keeps an online (max m, sum s of exp(z - m))
-// over its columns (qt_softmax_push); qt_warp_allreduce's butterfly merges the 32 pairs, so
-// every lane holds the row's max and sum. Pass 2 re-reads the scores and writes p and probs on [0,
-// n), zeros on [n, cols). No shared memory. Guards: a warp past the last row returns as a whole (it
-// shares one r), so the shuffles always see 32 live lanes.
-template <typename T>
+// chunks starting at W l, W (l + 32), ... of it. Pass 1: each lane keeps an online (max m, sum
+// s of exp(z - m)) over its attended columns (qt_softmax_push); qt_warp_allreduce's butterfly
+// merges the 32 pairs, so every lane holds the row's max and sum. Pass 2 re-reads the scores
+// and writes p and probs on [0, n), zeros on [n, cols) (chunks wholly past n without reading
+// the scores). No shared memory. Guards: a warp past the last row returns as a whole (it shares
+// one r), so the shuffles always see 32 live lanes.
+template <typename T, int W>
 static __global__ void __launch_bounds__(ROWS_PER_BLOCK *QT_WARP)
     softmax_clip_fwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta, float beta,
                              T *probs, float *p, const T *scores, const int *lens, int rows,
                              int cols) {
+    typedef qt_vec<T, W> vec;
+    typedef qt_vec<float, W> fvec;
     const int lane = (int)(threadIdx.x % QT_WARP);
     const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / QT_WARP);
     if (r >= rows) return;
@@ -81,32 +90,51 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *QT_WARP)
     row_coeffs(kind, gamma, zeta, eta, beta, n, &a, &c);
 
     qt_softmax_acc acc = {-INFINITY, 0.0f};
-    for (int j = lane; j < n; j += QT_WARP)
-        qt_softmax_push(acc, __fmul_rn(scale, qt_to_f32(zr[j])));
+    QT_ROW_CHUNKS(j, W, n, lane) {
+        const vec vz = vec::load(zr + j);
+        QT_UNROLL
+        for (int k = 0; k < W; k++)
+            if (j + k < n) qt_softmax_push(acc, __fmul_rn(scale, vz.get(k)));
+    }
     acc = qt_warp_allreduce(acc, qt_op_softmax_merge());
     const float m = acc.m, inv = 1.0f / acc.s;
 
-    for (int j = lane; j < n; j += QT_WARP) {
-        const float pj = expf(__fmul_rn(scale, qt_to_f32(zr[j])) - m) * inv;
-        pr[j] = pj;
-        const float y = clip_arg(a, pj, c);
-        qt_st(yr + j, fminf(fmaxf(y, 0.0f), 1.0f));
-    }
-    for (int j = n + lane; j < cols; j += QT_WARP) { // masked: exactly 0 by index
-        pr[j] = 0.0f;
-        qt_st(yr + j, 0.0f);
+    QT_ROW_CHUNKS(j, W, cols, lane) {
+        vec vy;
+        fvec vp;
+        if (j >= n) { // masked: exactly 0 by index
+            QT_UNROLL
+            for (int k = 0; k < W; k++) {
+                vp.e[k] = 0.0f;
+                vy.set(k, 0.0f);
+            }
+        } else {
+            const vec vz = vec::load(zr + j);
+            QT_UNROLL
+            for (int k = 0; k < W; k++) {
+                const float pj =
+                    j + k < n ? expf(__fmul_rn(scale, vz.get(k)) - m) * inv : 0.0f;
+                vp.e[k] = pj;
+                vy.set(k, j + k < n ? fminf(fmaxf(clip_arg(a, pj, c), 0.0f), 1.0f) : 0.0f);
+            }
+        }
+        vp.store(pr + j);
+        vy.store(yr + j);
     }
 }
 
-// Thread -> data as in the forward: warp per row, lanes striding its attended columns.
+// Thread -> data as in the forward: warp per row, lanes taking its chunks of attended columns.
 // Pass 1: dot = sum_j p_j g_j, reduced by shuffles (every lane gets it). Pass 2: each lane adds
-// its columns' gradient into dscores. Masked columns [n, cols) are not touched. No shared
-// memory; a warp past the last row returns whole.
-template <typename T>
+// its columns' gradient into dscores; in a chunk that crosses n the masked elements are stored
+// back as the very bits loaded, and chunks past n are not touched. No shared memory; a warp
+// past the last row returns whole.
+template <typename T, int W>
 static __global__ void __launch_bounds__(ROWS_PER_BLOCK *QT_WARP)
     softmax_clip_bwd_rowwarp(int kind, float scale, float gamma, float zeta, float eta, float beta,
                              T *dscores, const T *dprobs, const float *p, const int *lens, int rows,
                              int cols) {
+    typedef qt_vec<T, W> vec;
+    typedef qt_vec<float, W> fvec;
     const int lane = (int)(threadIdx.x % QT_WARP);
     const int r = (int)(blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / QT_WARP);
     if (r >= rows) return;
@@ -124,16 +152,30 @@ static __global__ void __launch_bounds__(ROWS_PER_BLOCK *QT_WARP)
     row_coeffs(kind, gamma, zeta, eta, beta, n, &a, &c);
 
     float dot = 0.0f;
-    for (int j = lane; j < n; j += QT_WARP) {
-        const float pj = pr[j], y = clip_arg(a, pj, c);
-        const float g = (y >= 0.0f && y <= 1.0f) ? a * qt_to_f32(gr[j]) : 0.0f;
-        dot += pj * g;
+    QT_ROW_CHUNKS(j, W, n, lane) {
+        const fvec vp = fvec::load(pr + j);
+        const vec vg = vec::load(gr + j);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            if (j + k >= n) continue;
+            const float pj = vp.e[k], y = clip_arg(a, pj, c);
+            const float g = (y >= 0.0f && y <= 1.0f) ? a * vg.get(k) : 0.0f;
+            dot += pj * g;
+        }
     }
     dot = qt_warp_sum(dot);
-    for (int j = lane; j < n; j += QT_WARP) {
-        const float pj = pr[j], y = clip_arg(a, pj, c);
-        const float g = (y >= 0.0f && y <= 1.0f) ? a * qt_to_f32(gr[j]) : 0.0f;
-        qt_st(dr + j, qt_to_f32(dr[j]) + scale * pj * (g - dot));
+    QT_ROW_CHUNKS(j, W, n, lane) {
+        const fvec vp = fvec::load(pr + j);
+        const vec vg = vec::load(gr + j);
+        vec vd = vec::load(dr + j);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            if (j + k >= n) continue; // masked: the loaded bits go back unchanged
+            const float pj = vp.e[k], y = clip_arg(a, pj, c);
+            const float g = (y >= 0.0f && y <= 1.0f) ? a * vg.get(k) : 0.0f;
+            vd.set(k, vd.get(k) + scale * pj * (g - dot));
+        }
+        vd.store(dr + j);
     }
 }
 
@@ -152,17 +194,25 @@ static qt_status check_args(const char *op, qt_dtype dt, const qt_softmax_params
 template <typename T>
 static void launch_fwd(cudaStream_t st, const qt_softmax_params *prm, void *probs, float *p,
                        const void *scores, const int *lens, int rows, int cols) {
-    QT_LAUNCH(softmax_clip_fwd_rowwarp<T>, (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK),
-              ROWS_PER_BLOCK * QT_WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
-              prm->eta, prm->beta, (T *)probs, p, (const T *)scores, lens, rows, cols);
+    constexpr int v = qt_vec<T>::width;
+    QT_LAUNCH(qt_row_width<T>(cols, (const T *)probs, (const T *)scores, p) > 1
+                  ? softmax_clip_fwd_rowwarp<T, v>
+                  : softmax_clip_fwd_rowwarp<T, 1>,
+              (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * QT_WARP, 0, st,
+              (int)prm->kind, prm->scale, prm->gamma, prm->zeta, prm->eta, prm->beta, (T *)probs,
+              p, (const T *)scores, lens, rows, cols);
 }
 
 template <typename T>
 static void launch_bwd(cudaStream_t st, const qt_softmax_params *prm, void *dscores,
                        const void *dprobs, const float *p, const int *lens, int rows, int cols) {
-    QT_LAUNCH(softmax_clip_bwd_rowwarp<T>, (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK),
-              ROWS_PER_BLOCK * QT_WARP, 0, st, (int)prm->kind, prm->scale, prm->gamma, prm->zeta,
-              prm->eta, prm->beta, (T *)dscores, (const T *)dprobs, p, lens, rows, cols);
+    constexpr int v = qt_vec<T>::width;
+    QT_LAUNCH(qt_row_width<T>(cols, (const T *)dscores, (const T *)dprobs, p) > 1
+                  ? softmax_clip_bwd_rowwarp<T, v>
+                  : softmax_clip_bwd_rowwarp<T, 1>,
+              (unsigned)QT_CEIL_DIV((size_t)rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * QT_WARP, 0, st,
+              (int)prm->kind, prm->scale, prm->gamma, prm->zeta, prm->eta, prm->beta, (T *)dscores,
+              (const T *)dprobs, p, lens, rows, cols);
 }
 
 extern "C" qt_status qt_cuda_softmax_clip_fwd(qt_cuda_stream s, qt_dtype dt,

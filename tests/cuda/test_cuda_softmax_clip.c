@@ -138,7 +138,7 @@ static void check_case(qt_dtype dt, const qt_softmax_params *prm, int rows, int 
 
 // Odd shapes: not multiples of the warp (32) or of the block (4 rows), single-column rows,
 // rows longer than a warp's stride many times over.
-static const int SHAPES[][2] = {{1, 1}, {7, 31}, {33, 33}, {5, 1027}, {9, 64}, {6, 3}};
+static const int SHAPES[][2] = {{1, 1}, {7, 31}, {33, 33}, {5, 1027}, {9, 64}, {6, 3}, {11, 40}, {5, 264}};
 #define N_SHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 
 START_TEST(test_fwd_bwd_vs_cpu) {
