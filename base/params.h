@@ -112,6 +112,10 @@ typedef struct {
     int64_t a_outer, a_inner, b_outer, b_inner, c_outer, c_inner;
 } qt_gemm_desc;
 
+// The activation a linear layer may apply to its output in the same op (linear_act_fwd,
+// linear_act_dx; the GEMM's epilogue on CUDA): pre = x w^T + b, out = act(pre).
+typedef enum { QT_LINEAR_ACT_GELU = 1, QT_LINEAR_ACT_RELU = 2 } qt_linear_act;
+
 // ---- adamw
 
 typedef struct {

@@ -39,6 +39,19 @@ qt_status qt_cpu_linear_fwd_f64(double *out, const double *x, const double *w, c
 qt_status qt_cpu_linear_bwd_f64(double *dx, double *dw, double *db, const double *dout,
                                 const double *x, const double *w, int N, int IC, int OC);
 
+// A linear layer and the activation after it (qt_linear_act, base/params.h), float only: the
+// reference of the CUDA epilogues below and the CPU backend's linear_act ops.
+// Forward: pre (N, OC) = x w^T + b, out = act(pre). pre is written where given; GELU needs it
+// (its backward's input), ReLU may pass NULL (out is then computed in place: its backward reads
+// out, since relu(pre) > 0 exactly where pre > 0).
+qt_status qt_cpu_linear_act_fwd(qt_linear_act act, float *out, float *pre, const float *x,
+                                const float *w, const float *b, int N, int IC, int OC);
+// Backward to the linear's input through the activation before it: dx (N, IC) = act'(saved) *
+// (dout (N, OC) w (OC, IC)), overwritten (dx is not read; it must not overlap dout or w).
+// saved: GELU's pre, ReLU's output (its pre works as well).
+qt_status qt_cpu_linear_act_dx(qt_linear_act act, float *dx, const float *dout, const float *w,
+                               const float *saved, int N, int IC, int OC);
+
 // The batched GEMM of qt_gemm_desc (base/params.h) on fp32 arrays: the batch runs in parallel
 // with single-threaded sgemm calls, a single GEMM on OpenBLAS's threads. QT_ERR_ARG when the
 // batch is not a multiple of `inner`.
@@ -88,6 +101,33 @@ qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d
                             const void *B, void *C, const void *bias, void *handle);
 void qt_cuda_gemm_bias_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
                             const void *B, const void *C, const void *bias);
+
+// The activation epilogues (qt_cpu_linear_act_fwd / _dx on the GPU): a single GEMM (batch 1,
+// alpha 1, beta 0) whose fp32 result runs through the activation before its one rounding to dt
+// (cuBLASLt's GELU_AUX[_BIAS], RELU[_BIAS] and DGELU; the emulator evaluates activation.cu's
+// fp32 math there, where the GPU uses cuBLASLt's own GELU):
+//   qt_cuda_gemm_act_fwd: pre = op(A) op(B) + bias (NULL: none), C = act(pre); pre (M, N,
+//     leading dimension ldc) written where given: GELU only (cuBLASLt keeps ReLU's as a bit
+//     mask, which nothing here reads), and GELU's backward needs it.
+//   qt_cuda_gemm_dgelu: C = gelu'(pre) * op(A) op(B), pre (M, N, ldc) read: the input gradient
+//     of a linear that follows a GELU, one launch and one rounding.
+// qt_cuda_gemm_act_supported: 1 when both take d (batch 1, alpha 1, beta 0), dt (fp16/bf16)
+// and these pointers (N and ldc multiples of 8 and every pointer 16-byte aligned: cuBLASLt's
+// aux buffer needs its ld divisible by 8). Elsewhere they refuse with QT_ERR_ARG, so both
+// builds decline the same calls and the caller composes (qt_cuda_gemm[_bias] and the
+// activation kernels).
+int qt_cuda_gemm_act_supported(qt_dtype dt, const qt_gemm_desc *d, const void *A, const void *B,
+                               const void *C, const void *bias, const void *pre);
+qt_status qt_cuda_gemm_act_fwd(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                               const void *A, const void *B, void *C, const void *bias,
+                               qt_linear_act act, void *pre, void *handle);
+qt_status qt_cuda_gemm_dgelu(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                             const void *B, void *C, const void *pre, void *handle);
+void qt_cuda_gemm_act_fwd_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                               const void *B, const void *C, const void *bias, qt_linear_act act,
+                               const void *pre);
+void qt_cuda_gemm_dgelu_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                             const void *B, const void *C, const void *pre);
 
 // Cost model (base/cost.h; counted in kernels/cuda/linear.cu): the cuBLASLt calls qt_cuda_gemm
 // makes on a GPU for descriptor d (one per call; the emulated build's CPU GEMM makes none, but

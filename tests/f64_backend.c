@@ -206,6 +206,24 @@ static qt_status f_relu_fwd(void *ctx, void *out, const void *x, size_t n) {
 static qt_status f_relu_bwd(void *ctx, void *dx, const void *dout, const void *x, size_t n) {
     return qt_cpu_relu_bwd_f64(D(ctx, dx), D(ctx, dout), D(ctx, x), n);
 }
+// A linear with its activation: qt_cpu_linear_act_fwd / _dx's composition, in double (the
+// model's fused FFN schedule: ReLU keeps no pre and its backward reads the output).
+static qt_status f_linear_act_fwd(void *ctx, qt_linear_act act, void *out, void *pre,
+                                  const void *x, const void *w, const void *b, int N, int IC,
+                                  int OC) {
+    void *lin = pre ? pre : out;
+    QT_TRY(f_linear_fwd(ctx, lin, x, w, b, N, IC, OC));
+    const size_t n = (size_t)N * (size_t)OC;
+    return act == QT_LINEAR_ACT_GELU ? f_gelu_fwd(ctx, out, lin, n) : f_relu_fwd(ctx, out, lin, n);
+}
+static qt_status f_linear_act_dx(void *ctx, qt_linear_act act, void *dx, const void *dout,
+                                 const void *w, const void *saved, int N, int IC, int OC) {
+    const qt_gemm_desc d = qt_gemm_desc_single(0, 0, N, IC, OC, 0.0f, OC, IC, IC);
+    QT_TRY(f_gemm(ctx, &d, dout, w, dx));
+    const size_t n = (size_t)N * (size_t)IC;
+    return act == QT_LINEAR_ACT_GELU ? f_gelu_bwd(ctx, dx, dx, saved, n)
+                                     : f_relu_bwd(ctx, dx, dx, saved, n);
+}
 // Embedding, add, dropout, cross-entropy's reduction helpers, AdamW and sumsq have no _f64
 // twin in ops.h; they are a few lines each in double here.
 static qt_status f_embed_fwd(void *ctx, void *out, const int *tokens, const void *wte, const void *wpe, int B, int T, int C) {
@@ -310,7 +328,8 @@ static const qt_backend_ops f64_ops = {
     .alloc = f_alloc, .free = f_free, .zero = f_zero, .to_host = f_to_host,
     .to_device = f_to_device, .to_host_f32 = f_to_host_f32,
     .to_device_f32 = f_to_device_f32, .sync = f_sync, .gemm = f_gemm, .linear_fwd = f_linear_fwd,
-    .linear_bwd = f_linear_bwd, .attention_flash_fwd = f_attn_flash_fwd,
+    .linear_bwd = f_linear_bwd, .linear_act_fwd = f_linear_act_fwd,
+    .linear_act_dx = f_linear_act_dx, .attention_flash_fwd = f_attn_flash_fwd,
     .attention_flash_bwd = f_attn_flash_bwd, .softmax_clip_sink_fwd = f_softmax_sink_fwd,
     .softmax_clip_sink_bwd = f_softmax_sink_bwd, .softmax_clip_fwd = f_softmax_fwd,
     .softmax_clip_bwd = f_softmax_bwd, .gate_fwd = f_gate_fwd, .gate_bwd = f_gate_bwd,

@@ -5,7 +5,8 @@
 //    (f64_backend.c), and every parameter tensor's gradient is checked element by element
 //    against central finite differences of the double loss: relative error under 1e-6. The
 //    variants run through the fused attention op (attention_flash_*), the `composed` ones
-//    through gemm + softmax_clip[_sink] + gate_mul with the fused op removed from the table.
+//    through gemm + softmax_clip[_sink] + gate_mul with the fused op removed from the table
+//    (and the FFN's linear + activation as two ops: linear_act_* removed too).
 // 2. The same model on the float CPU backend gives the same gradients within float rounding.
 // 3. The fused op and the composed path are one function: same loss and gradients in double
 //    (1e-12) for every variant; 20 training steps of the default model agree within float
@@ -30,7 +31,7 @@
 typedef struct {
     const char *name;
     const char *sets[8];
-    int composed; // hide the backend's fused attention core: gemm + softmax_clip path
+    int composed; // hide the backend's fused ops: gemm + softmax_clip, linear + activation
 } variant;
 
 static const variant variants[] = {
@@ -48,6 +49,7 @@ static const variant variants[] = {
      {"model.activation=relu", "model.tie_embeddings=0", "model.dropout=0.1", NULL},
      0},
     {"no_bias", {"model.bias=0", NULL}, 0},
+    {"composed_relu_no_bias", {"model.activation=relu", "model.bias=0", NULL}, 1},
     {"composed_clipped", {"attn.softmax=clipped", "attn.gamma=-0.03", "attn.zeta=1.05", NULL}, 1},
     {"composed_ncs_gate_mlp", {"attn.softmax=ncs", "attn.gate=mlp", NULL}, 1},
     {"composed_vanilla_attn_dropout", {"model.attn_dropout=0.2", NULL}, 1},
@@ -80,12 +82,15 @@ static const variant variants[] = {
      1},
 };
 
-// Backends with the fused attention op removed, for the `composed` variants.
+// Backends with the fused attention op and the fused linear + activation removed, for the
+// `composed` variants.
 static qt_backend_ops composed_ops[4];
 static void compose(qt_backend *be, int slot) {
     composed_ops[slot] = *be->ops;
     composed_ops[slot].attention_flash_fwd = NULL;
     composed_ops[slot].attention_flash_bwd = NULL;
+    composed_ops[slot].linear_act_fwd = NULL;
+    composed_ops[slot].linear_act_dx = NULL;
     be->ops = &composed_ops[slot];
 }
 static void maybe_compose(qt_backend *be, const variant *v, int slot) {

@@ -231,6 +231,17 @@ static qt_status cpu_layernorm_residual_bwd(void *ctx, void *dx, void *dbranch, 
     return qt_cpu_layernorm_residual_bwd(dx, dbranch, dw, db, dout, x, mean, rstd, w, N, C, prob,
                                          seed, stream);
 }
+static qt_status cpu_linear_act_fwd(void *ctx, qt_linear_act act, void *out, void *pre,
+                                   const void *x, const void *w, const void *b, int N, int IC,
+                                   int OC) {
+    (void)ctx;
+    return qt_cpu_linear_act_fwd(act, out, pre, x, w, b, N, IC, OC);
+}
+static qt_status cpu_linear_act_dx(void *ctx, qt_linear_act act, void *dx, const void *dout,
+                                  const void *w, const void *saved, int N, int IC, int OC) {
+    (void)ctx;
+    return qt_cpu_linear_act_dx(act, dx, dout, w, saved, N, IC, OC);
+}
 static qt_status cpu_gelu_fwd(void *ctx, void *out, const void *x, size_t n) {
     (void)ctx;
     return qt_cpu_gelu_fwd(out, x, n);
@@ -456,6 +467,8 @@ static const qt_backend_ops cpu_ops = {
     .layernorm_bwd = cpu_layernorm_bwd,
     .layernorm_residual_fwd = cpu_layernorm_residual_fwd,
     .layernorm_residual_bwd = cpu_layernorm_residual_bwd,
+    .linear_act_fwd = cpu_linear_act_fwd,
+    .linear_act_dx = cpu_linear_act_dx,
     .gelu_fwd = cpu_gelu_fwd,
     .gelu_bwd = cpu_gelu_bwd,
     .relu_fwd = cpu_relu_fwd,

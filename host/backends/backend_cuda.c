@@ -9,6 +9,8 @@
 // LayerNorm statistics, saved softmax, losses, optimizer state) stay fp32.
 //
 // Composition: linear_fwd is one GEMM (the bias in its epilogue), linear_bwd two and a column sum;
+// linear_act_fwd one GEMM with bias and GELU/ReLU in its epilogue, linear_act_dx one GEMM with
+// DGELU's (ReLU's backward: the GEMM and relu_bwd), where qt_cuda_gemm_act_supported allows;
 // attention_flash_fwd/bwd are the fused kernels (kernels/cuda/attention.cu) for fp16/bf16 and
 // head dims 64, 128 (attention_flash_supports declines the rest: the model composes attention
 // from gemm (strided-batched) and softmax_clip there); the sink variants of softmax_clip are NULL. Copies are synchronous for the caller (they wait
@@ -703,6 +705,60 @@ static qt_status cuda_relu_bwd(void *ctx, void *dx, const void *dout, const void
     }
     return RUN(qt_cuda_relu_bwd, dx, dout, x, n);
 }
+// A linear with its activation (kernels/linear.h): the activation in the GEMM's epilogue where
+// qt_cuda_gemm_act_supported takes the call (fp16/bf16, ldc a multiple of 8, 16-byte aligned
+// outputs), one launch and one rounding; elsewhere the GEMM, then the activation kernel.
+// ReLU with a pre to keep composes too (cuBLASLt keeps ReLU's input as a bit mask only).
+static qt_status act_check(const char *op, qt_linear_act act) {
+    if (act != QT_LINEAR_ACT_GELU && act != QT_LINEAR_ACT_RELU)
+        return qt_error(QT_ERR_ARG, "%s: activation %d is neither GELU nor ReLU", op, (int)act);
+    return QT_OK;
+}
+static qt_status cuda_linear_act_fwd(void *ctx, qt_linear_act act, void *out, void *pre,
+                                     const void *x, const void *w, const void *b, int N, int IC,
+                                     int OC) {
+    QT_TRY(act_check("cuda linear_act_fwd", act));
+    if (N <= 0 || OC <= 0) return QT_OK;
+    if (act == QT_LINEAR_ACT_GELU && !pre)
+        return qt_error(QT_ERR_ARG, "cuda linear_act_fwd: GELU needs pre, its backward's input");
+    const qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
+    const int relu = act == QT_LINEAR_ACT_RELU;
+    if (!(relu && pre) && qt_cuda_gemm_act_supported(DT(ctx), &d, x, w, out, b, pre)) {
+        if (RECORDING(ctx)) {
+            qt_cost k = {0};
+            qt_cuda_gemm_act_fwd_cost(&k, DT(ctx), &d, x, w, out, b, act, pre);
+            QT_TRY(rec(ctx, "linear_act_fwd", &k, "N=%d IC=%d OC=%d %s", N, IC, OC,
+                       relu ? "relu" : "gelu"));
+        }
+        if (DRY(ctx)) return QT_OK;
+        return qt_cuda_gemm_act_fwd(STREAM(ctx), DT(ctx), &d, x, w, out, b, act, pre,
+                                    CTX_OF(ctx)->gemm);
+    }
+    void *lin = pre ? pre : out; // ReLU without pre: in place over out
+    QT_TRY(cuda_linear_fwd(ctx, lin, x, w, b, N, IC, OC));
+    const size_t n = (size_t)N * (size_t)OC;
+    return relu ? cuda_relu_fwd(ctx, out, lin, n) : cuda_gelu_fwd(ctx, out, lin, n);
+}
+static qt_status cuda_linear_act_dx(void *ctx, qt_linear_act act, void *dx, const void *dout,
+                                    const void *w, const void *saved, int N, int IC, int OC) {
+    QT_TRY(act_check("cuda linear_act_dx", act));
+    if (N <= 0 || IC <= 0) return QT_OK;
+    const qt_gemm_desc d = qt_gemm_desc_single(0, 0, N, IC, OC, 0.0f, OC, IC, IC);
+    const int relu = act == QT_LINEAR_ACT_RELU;
+    if (!relu && qt_cuda_gemm_act_supported(DT(ctx), &d, dout, w, dx, NULL, saved)) {
+        if (RECORDING(ctx)) {
+            qt_cost k = {0};
+            qt_cuda_gemm_dgelu_cost(&k, DT(ctx), &d, dout, w, dx, saved);
+            QT_TRY(rec(ctx, "linear_act_dx", &k, "N=%d IC=%d OC=%d gelu", N, IC, OC));
+        }
+        if (DRY(ctx)) return QT_OK;
+        return qt_cuda_gemm_dgelu(STREAM(ctx), DT(ctx), &d, dout, w, dx, saved,
+                                  CTX_OF(ctx)->gemm);
+    }
+    QT_TRY(cuda_gemm(ctx, &d, dout, w, dx));
+    const size_t n = (size_t)N * (size_t)IC;
+    return relu ? cuda_relu_bwd(ctx, dx, dx, saved, n) : cuda_gelu_bwd(ctx, dx, dx, saved, n);
+}
 static qt_status cuda_embedding_fwd(void *ctx, void *out, const int *tokens, const void *wte,
                                     const void *wpe, int B, int T, int C) {
     if (RECORDING(ctx)) {
@@ -1109,6 +1165,8 @@ static const qt_backend_ops cuda_ops = {
     .gemm = cuda_gemm,
     .linear_fwd = cuda_linear_fwd,
     .linear_bwd = cuda_linear_bwd,
+    .linear_act_fwd = cuda_linear_act_fwd,
+    .linear_act_dx = cuda_linear_act_dx,
     .attention_flash_fwd = cuda_attention_flash_fwd,
     .attention_flash_bwd = cuda_attention_flash_bwd,
     .attention_flash_supports = cuda_attention_flash_supports,

@@ -916,6 +916,18 @@ static qt_status residual_norm_fwd(qt_model *m, int layer, qt_site resid_site, v
     return norm_fwd(m, n, out, w, b, N, C);
 }
 
+// The FFN's first linear and its activation as one backend op (linear_act_fwd / _dx; on CUDA
+// the GEMM's epilogue): GELU or ReLU, unquantized, without hooks (they see each linear and
+// site alone). ReLU then keeps no pre-activation: its backward reads fc_act, which is > 0
+// exactly where fc is.
+static int act_fused(const qt_model *m) {
+    return BE->linear_act_fwd && BE->linear_act_dx && m->cfg.quant_mode == QT_QMODE_NONE &&
+           !m->hooks && (m->cfg.activation == QT_ACT_GELU || m->cfg.activation == QT_ACT_RELU);
+}
+static qt_linear_act fused_act(const qt_model *m) {
+    return m->cfg.activation == QT_ACT_GELU ? QT_LINEAR_ACT_GELU : QT_LINEAR_ACT_RELU;
+}
+
 // The MLP activation: fc (N, F1) -> fc_act (N, F); SwiGLU halves the width.
 static qt_status act_fwd(qt_model *m, void *out, const void *x, int N, int F) {
     switch (m->cfg.activation) {
@@ -1102,9 +1114,15 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
                                  ffn_norm_w, ffn_norm_b, N, C, pp.drop,
                                  drop_stream(m, l, SITE_ATTN_RESID)));
         QT_TRY(site(m, l, post ? QT_SITE_LN1 : QT_SITE_LN2, ffn_norm->y, N, C));
-        QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, ffn_norm->y, w->fc_w, w->fc_b, N, C,
-                                F1));
-        QT_TRY(act_fwd(m, a->fc_act, a->fc, N, F));
+        if (act_fused(m)) {
+            const int gelu = fused_act(m) == QT_LINEAR_ACT_GELU;
+            QT_TRY(BE->linear_act_fwd(CTX, fused_act(m), a->fc_act, gelu ? a->fc : NULL,
+                                      ffn_norm->y, w->fc_w, w->fc_b, N, C, F));
+        } else {
+            QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC1, a->fc, ffn_norm->y, w->fc_w, w->fc_b, N,
+                                    C, F1));
+            QT_TRY(act_fwd(m, a->fc_act, a->fc, N, F));
+        }
         QT_TRY(site(m, l, QT_SITE_FC_ACT, a->fc_act, N, F));
         QT_TRY(block_linear_fwd(m, l, QT_LINEAR_FC2, a->ffn_out, a->fc_act, w->fc2_w, w->fc2_b, N,
                                 F, C));
@@ -1288,15 +1306,25 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
         if (post)
             QT_TRY(dropout_grad(m, &d_ffn, m->d_branch, m->d_resid, NC, pp.drop,
                                 drop_stream(m, l, SITE_FFN_RESID)));
-        QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b, d_ffn,
-                                  a->fc_act, w->fc2_w, N, F, C));
         // d fc (N, F1): in place over d_fc_act (the in-place form overwrites), except SwiGLU's
         void *d_fc = m->d_fc_act;
-        if (cfg->activation == QT_ACT_SWIGLU) {
-            d_fc = m->d_fc;
-            QT_TRY(BE->zero(CTX, d_fc, (size_t)N * F1 * m->es));
+        if (act_fused(m)) {
+            // d fc = act'(fc) * (d_ffn fc2_w) in one op (DGELU's epilogue on CUDA), then fc2's
+            // dw and db
+            const int gelu = fused_act(m) == QT_LINEAR_ACT_GELU;
+            QT_TRY(BE->linear_act_dx(CTX, fused_act(m), d_fc, d_ffn, w->fc2_w,
+                                     gelu ? a->fc : a->fc_act, N, F, C));
+            QT_TRY(BE->linear_bwd(CTX, NULL, gw->fc2_w, gw->fc2_b, d_ffn, a->fc_act, w->fc2_w, N,
+                                  F, C));
+        } else {
+            QT_TRY(qt_qlinear_bwd_set(m, l, QT_LINEAR_FC2, m->d_fc_act, gw->fc2_w, gw->fc2_b,
+                                      d_ffn, a->fc_act, w->fc2_w, N, F, C));
+            if (cfg->activation == QT_ACT_SWIGLU) {
+                d_fc = m->d_fc;
+                QT_TRY(BE->zero(CTX, d_fc, (size_t)N * F1 * m->es));
+            }
+            QT_TRY(act_bwd(m, d_fc, m->d_fc_act, a->fc, N, F));
         }
-        QT_TRY(act_bwd(m, d_fc, m->d_fc_act, a->fc, N, F));
         if (post) {
             // d h = d resid2 (the residual) + fc1's dx, in d_ln
             QT_TRY(BE->zero(CTX, m->d_ln, NC * m->es));

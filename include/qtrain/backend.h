@@ -43,6 +43,17 @@ typedef struct qt_backend_ops {
                             int N, int IC, int OC);
     qt_status (*linear_bwd)(void *ctx, void *dx, void *dw, void *db, const void *dout,
                             const void *x, const void *w, int N, int IC, int OC);
+    // A linear and the activation after it as one op (qt_cpu_linear_act_fwd / _dx; on CUDA
+    // the GEMM's epilogue): forward pre = x w^T + b, out = act(pre), pre written where given
+    // (GELU must give it; ReLU may pass NULL); backward to the linear's input through the
+    // activation before it, dx (N, IC) = act'(saved) * (dout w), overwritten, saved = GELU's pre
+    // or ReLU's output. Optional: where NULL the model composes linear_fwd, gemm and the
+    // activation ops (host/model/model.c, act_fused).
+    qt_status (*linear_act_fwd)(void *ctx, qt_linear_act act, void *out, void *pre,
+                                const void *x, const void *w, const void *b, int N, int IC,
+                                int OC);
+    qt_status (*linear_act_dx)(void *ctx, qt_linear_act act, void *dx, const void *dout,
+                               const void *w, const void *saved, int N, int IC, int OC);
     // The fused attention op (qt_cpu_attention_flash_fwd/bwd, FLASH_CLIP.md): scores, softmax
     // variant with its sink, context and gate in one op, with no (B, H, T, T) buffer. Optional:
     // where it is NULL, and for the cases it declines (attention dropout, PTQ's hooks on the

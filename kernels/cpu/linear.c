@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "common/check.h"
+#include "kernels/activation.h"
 #include "kernels/linear.h"
 
 // Below this many elements an OpenMP region costs more than it saves.
@@ -27,6 +28,45 @@ static qt_status linear_check(const char *op, int ok, const char *names, int N, 
 #include "common/real.h"
 #include "common/colsum.h"
 #include "linear_impl.h"
+
+// ---- a linear layer with its activation (float only): the composition the CUDA epilogues
+// fuse, rounding for rounding what the model composes from linear_fwd, gemm and the activation
+// ops.
+
+static qt_status act_check(const char *op, qt_linear_act act) {
+    if (act != QT_LINEAR_ACT_GELU && act != QT_LINEAR_ACT_RELU)
+        return qt_error(QT_ERR_ARG, "%s: activation %d is neither GELU (%d) nor ReLU (%d)", op,
+                        (int)act, (int)QT_LINEAR_ACT_GELU, (int)QT_LINEAR_ACT_RELU);
+    return QT_OK;
+}
+
+qt_status qt_cpu_linear_act_fwd(qt_linear_act act, float *out, float *pre, const float *x,
+                                const float *w, const float *b, int N, int IC, int OC) {
+    QT_TRY(act_check("linear_act_fwd", act));
+    if (act == QT_LINEAR_ACT_GELU && !pre && N > 0 && OC > 0)
+        return qt_error(QT_ERR_ARG, "linear_act_fwd: GELU needs pre, its backward's input");
+    float *lin = pre ? pre : out; // ReLU without pre: in place over out
+    QT_TRY(qt_cpu_linear_fwd(lin, x, w, b, N, IC, OC));
+    const size_t n = (size_t)N * (size_t)OC;
+    return act == QT_LINEAR_ACT_GELU ? qt_cpu_gelu_fwd(out, lin, n) : qt_cpu_relu_fwd(out, lin, n);
+}
+
+qt_status qt_cpu_linear_act_dx(qt_linear_act act, float *dx, const float *dout, const float *w,
+                               const float *saved, int N, int IC, int OC) {
+    QT_TRY(act_check("linear_act_dx", act));
+    if (N < 0 || IC < 1 || OC < 1)
+        return qt_error(QT_ERR_ARG, "linear_act_dx: N = %d, IC = %d, OC = %d; need N >= 0 and "
+                        "IC, OC >= 1", N, IC, OC);
+    QT_TRY(check_ptrs("linear_act_dx", N == 0 || (dx && dout && w && saved),
+                      "dx, dout, w and saved"));
+    if (N == 0) return QT_OK;
+    const qt_gemm_desc d = qt_gemm_desc_single(0, 0, N, IC, OC, 0.0f, OC, IC, IC);
+    QT_TRY(qt_cpu_gemm(&d, dout, w, dx));
+    const size_t n = (size_t)N * (size_t)IC;
+    // dx aliases the backward's dout: the in-place form overwrites
+    return act == QT_LINEAR_ACT_GELU ? qt_cpu_gelu_bwd(dx, dx, saved, n)
+                                     : qt_cpu_relu_bwd(dx, dx, saved, n);
+}
 
 // ---- the batched GEMM (float only) ----------------------------------------------------------
 

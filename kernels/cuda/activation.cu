@@ -20,34 +20,8 @@
 // Element-wise kernels: common.cuh's QT_EW_THREADS a block, grid-stride over at most
 // QT_EW_MAX_BLOCKS blocks, in 16-byte chunks (qt_vec) when every pointer is 16-byte aligned,
 // one element at a time otherwise.
-#define GELU_K 0.7978845608028654f // sqrt(2 / pi)
-#define GELU_C 0.044715f
-
-// ---- device helpers -------------------------------------------------------------------------
-// An activation: operator()(x) = f(x) (a qt_map_chunk functor), bwd(dout, x) = dout f'(x).
-
-struct gelu_act {
-    __device__ __forceinline__ float operator()(float x) const {
-        const float u = GELU_K * (x + GELU_C * x * x * x);
-        return x / (1.0f + qt_exp_capped(-2.0f * u));
-    }
-    static __device__ __forceinline__ float bwd(float dout, float x) {
-        const float x2 = x * x;
-        const float u = GELU_K * (x + GELU_C * x2 * x);
-        const float e = qt_exp_capped(-2.0f * u), s = 1.0f / (1.0f + e);
-        const float du = GELU_K * (1.0f + 3.0f * GELU_C * x2);
-        return dout * (s + x * ((e * s) * s) * 2.0f * du);
-    }
-};
-
-struct relu_act {
-    __device__ __forceinline__ float operator()(float x) const {
-        return x < 0.0f ? 0.0f : x; // NaN stays NaN
-    }
-    static __device__ __forceinline__ float bwd(float dout, float x) {
-        return x > 0.0f ? dout : 0.0f;
-    }
-};
+// gelu_act and relu_act (the math above) live in common.cuh: cuBLASLt's activation epilogues
+// in linear.cu's emulated build evaluate the same functions.
 
 // One chunk of elements [i, i + W) of the backward (qt_grid_chunks), read whole, then written:
 // dx = (overwrite ? 0 : dx) + dout f'(x); overwrite means dx aliases dout, so dx is not read.

@@ -511,6 +511,36 @@ static __device__ __forceinline__ void qt_colsum_finish(T *const (&out)[K], cons
     }
 }
 
+// ---- activations ----------------------------------------------------------------------------
+// GELU (tanh approximation) and ReLU in fp32, the math of activation.cu (its header comment):
+// operator()(x) = f(x) (a qt_map_chunk functor), bwd(dout, x) = dout f'(x). Shared with
+// linear.cu, whose emulated build applies them as cuBLASLt's activation epilogues.
+#define GELU_K 0.7978845608028654f // sqrt(2 / pi)
+#define GELU_C 0.044715f
+
+struct gelu_act {
+    __device__ __forceinline__ float operator()(float x) const {
+        const float u = GELU_K * (x + GELU_C * x * x * x);
+        return x / (1.0f + qt_exp_capped(-2.0f * u));
+    }
+    static __device__ __forceinline__ float bwd(float dout, float x) {
+        const float x2 = x * x;
+        const float u = GELU_K * (x + GELU_C * x2 * x);
+        const float e = qt_exp_capped(-2.0f * u), s = 1.0f / (1.0f + e);
+        const float du = GELU_K * (1.0f + 3.0f * GELU_C * x2);
+        return dout * (s + x * ((e * s) * s) * 2.0f * du);
+    }
+};
+
+struct relu_act {
+    __device__ __forceinline__ float operator()(float x) const {
+        return x < 0.0f ? 0.0f : x; // NaN stays NaN
+    }
+    static __device__ __forceinline__ float bwd(float dout, float x) {
+        return x > 0.0f ? dout : 0.0f;
+    }
+};
+
 // ---- online softmax -------------------------------------------------------------------------
 // The running pair of an online softmax (Milakov & Gimelshein 2018): m = max of the z seen, s =
 // sum of exp(z - m). Empty: {-INFINITY, 0}.

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/activation.h"
 #include "kernels/linear.h"
 
 #if QT_CUDA_EMULATED
@@ -172,6 +173,53 @@ static qt_status gemm_bias_check(qt_dtype dt, const qt_gemm_desc *d, const void 
     return qt_check_tensors("qt_cuda_gemm_bias", qt_arg("bias", bias, dt));
 }
 
+// The epilogue of one GEMM call (both builds), applied to each fp32 result before its one
+// rounding to dt: the bias added, then DGELU's gelu'(aux) factor, or the forward's activation
+// with its input kept in aux. aux is addressed like C (ldc).
+typedef struct {
+    const void *bias; // (N) of dt, or NULL
+    int act;          // 0 (none) or a qt_linear_act
+    int dgelu;        // 1: C = gelu'(aux) * result
+    void *aux;        // (M, N, ldc) of dt: GELU's pre written, or DGELU's read; NULL: none
+} gemm_epi;
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+extern "C" int qt_cuda_gemm_act_supported(qt_dtype dt, const qt_gemm_desc *d, const void *A,
+                                          const void *B, const void *C, const void *bias,
+                                          const void *pre) {
+    (void)A, (void)B, (void)bias; // cuBLASLt takes them at any alignment (told to the heuristic)
+    return d && (dt == QT_DTYPE_F16 || dt == QT_DTYPE_BF16) && d->batch == 1 &&
+           d->alpha == 1.0f && d->beta == 0.0f && d->ldc % 8 == 0 && aligned16(C) &&
+           (!pre || aligned16(pre));
+}
+
+// The arguments of qt_cuda_gemm_act_fwd (dgelu 0) and qt_cuda_gemm_dgelu (dgelu 1).
+static qt_status gemm_act_check(const char *op, qt_dtype dt, const qt_gemm_desc *d,
+                                const void *A, const void *B, const void *C, const void *bias,
+                                int act, const void *pre, int dgelu) {
+    QT_TRY(gemm_check(dt, d, A, B, C));
+    if (!dgelu && act != QT_LINEAR_ACT_GELU && act != QT_LINEAR_ACT_RELU)
+        return qt_error(QT_ERR_ARG, "%s: activation %d is neither GELU (%d) nor ReLU (%d)", op,
+                        act, (int)QT_LINEAR_ACT_GELU, (int)QT_LINEAR_ACT_RELU);
+    if (!dgelu && act == QT_LINEAR_ACT_RELU && pre)
+        return qt_error(QT_ERR_ARG, "%s: ReLU keeps no pre (its backward reads the output); "
+                        "pass NULL", op);
+    if (dgelu && !pre) return qt_error(QT_ERR_ARG, "%s: pre (GELU's input) is NULL", op);
+    if (!qt_cuda_gemm_act_supported(dt, d, A, B, C, bias, pre))
+        return qt_error(QT_ERR_ARG,
+                        "%s: %s, batch %d, alpha %g, beta %g, ldc %d, C at %p, pre at %p: the "
+                        "activation epilogue takes fp16/bf16, batch 1, alpha 1, beta 0, ldc a "
+                        "multiple of 8 and 16-byte aligned C and pre; compose qt_cuda_gemm and "
+                        "the activation kernels instead", op, qt_dtype_name(dt), d->batch,
+                        (double)d->alpha, (double)d->beta, d->ldc, C, pre);
+    if (pre && (const char *)pre < (const char *)C + (size_t)d->M * d->ldc * qt_dtype_size(dt) &&
+        (const char *)C < (const char *)pre + (size_t)d->M * d->ldc * qt_dtype_size(dt))
+        return qt_error(QT_ERR_ARG, "%s: pre overlaps C", op);
+    if (bias) QT_TRY(qt_check_tensors(op, qt_arg("bias", bias, dt)));
+    return pre ? qt_check_tensors(op, qt_arg("pre", pre, dt)) : QT_OK;
+}
+
 #if QT_CUDA_EMULATED
 // ================================ emulated build ==============================================
 
@@ -233,11 +281,35 @@ static void widen_matrix(float *dst, qt_dtype dt, const void *src, int rows, int
             dst[(size_t)r * cols + c] = widen(dt, src, (size_t)r * ld + c);
 }
 
-// The GEMM of d, plus bias (N, dt; NULL: none) on every row of each C_i before the rounding.
+// One element's storage <-> fp32 for any dt (the epilogue's bias and aux).
+static float epi_load(qt_dtype dt, const void *p, size_t i) {
+    return dt == QT_DTYPE_F32 ? ((const float *)p)[i] : widen(dt, p, i);
+}
+static void epi_store(qt_dtype dt, void *p, size_t i, float x) {
+    if (dt == QT_DTYPE_F32)
+        ((float *)p)[i] = x;
+    else
+        narrow(dt, p, i, x);
+}
+
+// e applied to v, the fp32 result of C's element (r, col) at offset `at` (r ldc + col), as
+// cuBLASLt's epilogue does before the rounding: activation.cu's fp32 GELU and ReLU.
+static float epi_apply(qt_dtype dt, const gemm_epi *e, size_t at, int col, float v) {
+    if (!e) return v;
+    if (e->bias) v += epi_load(dt, e->bias, (size_t)col);
+    if (e->dgelu) return gelu_act::bwd(v, epi_load(dt, e->aux, at));
+    if (e->aux) epi_store(dt, e->aux, at, v);
+    if (e->act == QT_LINEAR_ACT_GELU) return gelu_act()(v);
+    if (e->act == QT_LINEAR_ACT_RELU) return relu_act()(v);
+    return v;
+}
+
+// The GEMM of d, then the epilogue epi (NULL: none) on every element of each C_i before the
+// rounding.
 // A two-level batch reads its entries from `table` (NULL: the handle's), written first unless
 // `write` is 0 (a kept table, already written for these A, B, C).
 static qt_status gemm_emu_run(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
-                              const void *A, const void *B, void *C, const void *bias,
+                              const void *A, const void *B, void *C, const gemm_epi *epi,
                               gemm_emu *h, void *const *table, int write) {
     size_t es = qt_dtype_size(dt);
     int a_rows = d->trans_a ? d->K : d->M, a_cols = d->trans_a ? d->M : d->K;
@@ -269,10 +341,12 @@ static qt_status gemm_emu_run(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc 
                     memset((float *)Ci + (size_t)r * d->ldc, 0, (size_t)d->N * sizeof(float));
             cblas_sgemm(CblasRowMajor, ta, tb, d->M, d->N, d->K, d->alpha, (const float *)Ai,
                         d->lda, (const float *)Bi, d->ldb, d->beta, (float *)Ci, d->ldc);
-            if (bias)
+            if (epi)
                 for (int r = 0; r < d->M; r++)
-                    for (int col = 0; col < d->N; col++)
-                        ((float *)Ci)[(size_t)r * d->ldc + col] += ((const float *)bias)[col];
+                    for (int col = 0; col < d->N; col++) {
+                        const size_t at = (size_t)r * d->ldc + col;
+                        ((float *)Ci)[at] = epi_apply(dt, epi, at, col, ((float *)Ci)[at]);
+                    }
             continue;
         }
         float *a = h->buf[0], *b = h->buf[1], *c = h->buf[2];
@@ -285,9 +359,10 @@ static qt_status gemm_emu_run(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc 
         cblas_sgemm(CblasRowMajor, ta, tb, d->M, d->N, d->K, d->alpha, a, a_cols, b, b_cols,
                     d->beta, c, d->N);
         for (int r = 0; r < d->M; r++)
-            for (int col = 0; col < d->N; col++)
-                narrow(dt, Ci, (size_t)r * d->ldc + col,
-                       c[(size_t)r * d->N + col] + (bias ? widen(dt, bias, (size_t)col) : 0.0f));
+            for (int col = 0; col < d->N; col++) {
+                const size_t at = (size_t)r * d->ldc + col;
+                narrow(dt, Ci, at, epi_apply(dt, epi, at, col, c[(size_t)r * d->N + col]));
+            }
     }
     return QT_OK;
 }
@@ -321,7 +396,29 @@ extern "C" qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_g
     gemm_emu *h = (gemm_emu *)handle;
     if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_bias: handle is NULL (qt_cuda_gemm_create)");
     QT_TRY(gemm_bias_check(dt, d, A, B, C, bias));
-    return gemm_emu_run(s, dt, d, A, B, C, bias, h, NULL, 1);
+    const gemm_epi epi = {bias, 0, 0, NULL};
+    return gemm_emu_run(s, dt, d, A, B, C, &epi, h, NULL, 1);
+}
+
+extern "C" qt_status qt_cuda_gemm_act_fwd(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                          const void *A, const void *B, void *C,
+                                          const void *bias, qt_linear_act act, void *pre,
+                                          void *handle) {
+    gemm_emu *h = (gemm_emu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_act_fwd: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_act_check("qt_cuda_gemm_act_fwd", dt, d, A, B, C, bias, (int)act, pre, 0));
+    const gemm_epi epi = {bias, (int)act, 0, pre};
+    return gemm_emu_run(s, dt, d, A, B, C, &epi, h, NULL, 1);
+}
+
+extern "C" qt_status qt_cuda_gemm_dgelu(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                        const void *A, const void *B, void *C, const void *pre,
+                                        void *handle) {
+    gemm_emu *h = (gemm_emu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_dgelu: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_act_check("qt_cuda_gemm_dgelu", dt, d, A, B, C, NULL, 0, pre, 1));
+    const gemm_epi epi = {NULL, 0, 1, (void *)pre};
+    return gemm_emu_run(s, dt, d, A, B, C, &epi, h, NULL, 1);
 }
 
 #else
@@ -339,8 +436,9 @@ typedef struct {
     uint32_t align_a, align_b, align_c; // bytes, powers of two <= 256
     int beta_zero;
     int ptr_mode; // 1: pointer-array batch (the table), 0: strided
-    int bias;           // 1: CUBLASLT_EPILOGUE_BIAS
+    int epilogue;        // cublasLtEpilogue_t (CUBLASLT_EPILOGUE_DEFAULT: none)
     uint32_t align_bias; // bytes
+    uint32_t align_aux;  // bytes
 } gemm_key;
 
 #define GEMM_CACHE 64 // distinct GEMM shapes of a training run: a few per layer kind
@@ -441,17 +539,29 @@ static cublasStatus_t make_layout(cublasLtMatrixLayout_t *l, cudaDataType_t type
                                             &stride, sizeof stride);
 }
 
+// cuBLASLt's epilogue for e (NULL: none).
+static cublasLtEpilogue_t lt_epilogue(const gemm_epi *e) {
+    if (!e) return CUBLASLT_EPILOGUE_DEFAULT;
+    if (e->dgelu) return CUBLASLT_EPILOGUE_DGELU;
+    if (e->act == QT_LINEAR_ACT_GELU)
+        return e->aux ? (e->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                      : (e->bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU);
+    if (e->act == QT_LINEAR_ACT_RELU)
+        return e->bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    return e->bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+}
+
 // One cuBLASLt call: `count` row-major products strided (sa, sb, sc) elements apart. `loop_*`
 // are the byte offsets between this call's base pointers and the other calls' (alignment).
 // ptr_mode: the whole batch of d (count = d->batch, strides 0) in one pointer-array call, its
 // table written first by gemm_pointer_table; loop_* then hold every entry's offset bits. Where
 // cuBLASLt has no pointer-array algorithm for it, *declined = 1 and nothing is launched (the
-// caller takes the strided calls); remembered per shape. bias (the column-major rows, dt;
-// NULL: none): CUBLASLT_EPILOGUE_BIAS.
+// caller takes the strided calls); remembered per shape. epi (NULL: none): the bias runs along
+// the column-major rows (the row-major N) and the aux buffer is laid out like C (ld ldc).
 static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const qt_gemm_desc *d,
                            const void *A, const void *B, void *C, int count, int64_t sa,
                            int64_t sb, int64_t sc, uint64_t loop_a, uint64_t loop_b,
-                           uint64_t loop_c, int ptr_mode, int *declined, const void *bias,
+                           uint64_t loop_c, int ptr_mode, int *declined, const gemm_epi *epi,
                            void *const *table = NULL, int write_table = 1) {
     qt_status st = QT_OK;
     size_t es = qt_dtype_size(dt);
@@ -486,8 +596,9 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
         h->declined_uncached = 1;
         return QT_OK;
     }
-    key.bias = bias != NULL;
-    key.align_bias = bias ? align_of((uint64_t)(uintptr_t)bias) : 0;
+    key.epilogue = (int)lt_epilogue(epi);
+    key.align_bias = epi && epi->bias ? align_of((uint64_t)(uintptr_t)epi->bias) : 0;
+    key.align_aux = epi && epi->aux ? align_of((uint64_t)(uintptr_t)epi->aux) : 0;
     if (declined) *declined = 0;
 
     cublasOperation_t op_a = (cublasOperation_t)key.op_a, op_b = (cublasOperation_t)key.op_b;
@@ -496,13 +607,22 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
                                                  sizeof op_a));
     QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b,
                                                  sizeof op_b));
-    if (bias) {
-        // The bias runs along the column-major rows (the row-major N): its type is D's.
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
-                                                     sizeof epi));
-        QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                     &bias, sizeof bias));
+    if (epi) {
+        // Bias and aux take D's type (their defaults); the heuristic reads both pointers'
+        // alignment, so they are set before it runs.
+        cublasLtEpilogue_t e = (cublasLtEpilogue_t)key.epilogue;
+        QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e,
+                                                     sizeof e));
+        if (epi->bias)
+            QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(
+                op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi->bias, sizeof epi->bias));
+        if (epi->aux) {
+            const int64_t aux_ld = key.ldc;
+            QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(
+                op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &epi->aux, sizeof epi->aux));
+            QT_CHECK_CUBLASLT(cublasLtMatmulDescSetAttribute(
+                op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld));
+        }
     }
     // Stored shapes: operand a is (m, k) or (k, m) when transposed; b is (k, n) or (n, k).
     QT_CHECK_CUBLASLT(make_layout(&la, type, op_a == CUBLAS_OP_N ? key.m : key.k,
@@ -532,10 +652,13 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
             QT_CHECK_CUBLASLT(cublasLtMatmulPreferenceSetAttribute(
                 pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_c,
                 sizeof key.align_c));
+            // An activation epilogue without an algorithm is declined like a pointer array:
+            // its caller composes the GEMM and the activation kernel.
+            const int may_decline = ptr_mode || (epi && (epi->act || epi->dgelu));
             cublasLtMatmulHeuristicResult_t result;
             int found = 0;
-            if (ptr_mode) {
-                // A refusal is an answer here: the strided calls remain.
+            if (may_decline) {
+                // A refusal is an answer here: the strided calls or the composition remain.
                 cublasStatus_t hr = cublasLtMatmulAlgoGetHeuristic(h->lt, op, la, lb, lc, lc,
                                                                    pref, 1, &result, &found);
                 if (hr != CUBLAS_STATUS_SUCCESS) found = 0;
@@ -543,7 +666,7 @@ static qt_status lt_matmul(gemm_gpu *h, cudaStream_t stream, qt_dtype dt, const 
                 QT_CHECK_CUBLASLT(cublasLtMatmulAlgoGetHeuristic(h->lt, op, la, lb, lc, lc, pref,
                                                              1, &result, &found));
             }
-            if (found < 1 && !ptr_mode) {
+            if (found < 1 && !may_decline) {
                 st = qt_error(QT_ERR_CUDA,
                               "qt_cuda_gemm: cuBLASLt has no algorithm for %s M %d N %d K %d "
                               "trans %d%d ld %d/%d/%d batch %d (alignment %u/%u/%u bytes)",
@@ -668,7 +791,60 @@ extern "C" qt_status qt_cuda_gemm_bias(qt_cuda_stream s, qt_dtype dt, const qt_g
     gemm_gpu *h = (gemm_gpu *)handle;
     if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_bias: handle is NULL (qt_cuda_gemm_create)");
     QT_TRY(gemm_bias_check(dt, d, A, B, C, bias));
-    return lt_matmul(h, (cudaStream_t)s, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, NULL, bias);
+    const gemm_epi epi = {bias, 0, 0, NULL};
+    return lt_matmul(h, (cudaStream_t)s, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, NULL, &epi);
+}
+
+extern "C" qt_status qt_cuda_gemm_act_fwd(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                          const void *A, const void *B, void *C,
+                                          const void *bias, qt_linear_act act, void *pre,
+                                          void *handle) {
+    gemm_gpu *h = (gemm_gpu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_act_fwd: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_act_check("qt_cuda_gemm_act_fwd", dt, d, A, B, C, bias, (int)act, pre, 0));
+    const gemm_epi epi = {bias, (int)act, 0, pre};
+    int declined = 0;
+    QT_TRY(lt_matmul(h, (cudaStream_t)s, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, &declined,
+                     &epi));
+    if (!declined) return QT_OK;
+    // No algorithm for this epilogue here: the GEMM (with its bias) into pre, or into C in
+    // place, then the activation kernel (two roundings, as the composed path).
+    void *lin = pre ? pre : C;
+    const gemm_epi bias_only = {bias, 0, 0, NULL};
+    QT_TRY(lt_matmul(h, (cudaStream_t)s, dt, d, A, B, lin, 1, 0, 0, 0, 0, 0, 0, 0, NULL,
+                     bias ? &bias_only : NULL));
+    const size_t es = qt_dtype_size(dt);
+    const int rows = d->ldc == d->N ? 1 : d->M; // padded rows one at a time
+    const size_t n = d->ldc == d->N ? (size_t)d->M * d->N : (size_t)d->N;
+    for (int r = 0; r < rows; r++) {
+        void *c = QT_AT(C, es, (int64_t)r * d->ldc), *l = QT_AT(lin, es, (int64_t)r * d->ldc);
+        QT_TRY(act == QT_LINEAR_ACT_GELU ? qt_cuda_gelu_fwd(s, dt, c, l, n)
+                                         : qt_cuda_relu_fwd(s, dt, c, l, n));
+    }
+    return QT_OK;
+}
+
+extern "C" qt_status qt_cuda_gemm_dgelu(qt_cuda_stream s, qt_dtype dt, const qt_gemm_desc *d,
+                                        const void *A, const void *B, void *C, const void *pre,
+                                        void *handle) {
+    gemm_gpu *h = (gemm_gpu *)handle;
+    if (!h) return qt_error(QT_ERR_ARG, "qt_cuda_gemm_dgelu: handle is NULL (qt_cuda_gemm_create)");
+    QT_TRY(gemm_act_check("qt_cuda_gemm_dgelu", dt, d, A, B, C, NULL, 0, pre, 1));
+    const gemm_epi epi = {NULL, 0, 1, (void *)pre};
+    int declined = 0;
+    QT_TRY(lt_matmul(h, (cudaStream_t)s, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, &declined,
+                     &epi));
+    if (!declined) return QT_OK;
+    // No algorithm for DGELU here: the GEMM, then GELU's backward in place over C.
+    QT_TRY(lt_matmul(h, (cudaStream_t)s, dt, d, A, B, C, 1, 0, 0, 0, 0, 0, 0, 0, NULL, NULL));
+    const size_t es = qt_dtype_size(dt);
+    const int rows = d->ldc == d->N ? 1 : d->M; // padded rows one at a time
+    const size_t n = d->ldc == d->N ? (size_t)d->M * d->N : (size_t)d->N;
+    for (int r = 0; r < rows; r++) {
+        void *c = QT_AT(C, es, (int64_t)r * d->ldc);
+        QT_TRY(qt_cuda_gelu_bwd(s, dt, c, c, QT_AT(pre, es, (int64_t)r * d->ldc), n));
+    }
+    return QT_OK;
 }
 
 #endif
@@ -718,6 +894,32 @@ extern "C" void qt_cuda_gemm_bias_cost(qt_cost *c, qt_dtype dt, const qt_gemm_de
     const double bytes = E * (M * K + K * N + M * N * (d->beta != 0.0f ? 2 : 1) + N);
     qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM,
                 dt == QT_DTYPE_F32 ? QT_MATH_FP32 : QT_MATH_TENSOR16, bytes, 2 * M * N * K, 1);
+}
+
+// qt_cuda_gemm_act_fwd: the one cuBLASLt call, which also reads the bias and writes pre;
+// the activation's arithmetic is counted nowhere (a few flops per output on the GEMM's
+// epilogue, hidden under its 2 K).
+extern "C" void qt_cuda_gemm_act_fwd_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d,
+                                          const void *A, const void *B, const void *C,
+                                          const void *bias, qt_linear_act act, const void *pre) {
+    (void)A, (void)B, (void)C, (void)act;
+    if (!d || d->batch != 1 || d->M < 1 || d->N < 1 || d->K < 1) return;
+    const double M = d->M, N = d->N, K = d->K, E = (double)qt_dtype_size(dt);
+    const double bytes = E * (M * K + K * N + M * N * (pre ? 2 : 1) + (bias ? N : 0));
+    qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM,
+                dt == QT_DTYPE_F32 ? QT_MATH_FP32 : QT_MATH_TENSOR16, bytes, 2 * M * N * K, 1);
+}
+
+// qt_cuda_gemm_dgelu: the one cuBLASLt call, which also reads pre.
+extern "C" void qt_cuda_gemm_dgelu_cost(qt_cost *c, qt_dtype dt, const qt_gemm_desc *d,
+                                        const void *A, const void *B, const void *C,
+                                        const void *pre) {
+    (void)A, (void)B, (void)C, (void)pre;
+    if (!d || d->batch != 1 || d->M < 1 || d->N < 1 || d->K < 1) return;
+    const double M = d->M, N = d->N, K = d->K, E = (double)qt_dtype_size(dt);
+    qt_cost_add(c, "cublasLtMatmul", QT_LAUNCH_GEMM,
+                dt == QT_DTYPE_F32 ? QT_MATH_FP32 : QT_MATH_TENSOR16,
+                E * (M * K + K * N + 2 * M * N), 2 * M * N * K, 1);
 }
 
 // qt_cuda_gemm_table_write: the one gemm_pointer_table launch (3 batch pointers written).

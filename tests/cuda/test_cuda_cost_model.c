@@ -154,6 +154,23 @@ START_TEST(test_gemm_costs) {
     // reads A (M K), B (K N), writes C (M N), 2 bytes each; 2 M N K on the tensor cores.
     check_launch(&c, 0, "cublasLtMatmul", QT_LAUNCH_GEMM, QT_MATH_TENSOR16,
                  2.0 * (8192.0 * 768 + 768.0 * 2304 + 8192.0 * 2304), 2.0 * 8192 * 2304 * 768, 1);
+    // The FFN's first linear with GELU in its epilogue (fc (8192, 3072) from x (8192, 768)):
+    // also reads the bias (N) and writes pre (M N) beside out; its backward to the FFN's
+    // input, DGELU, also reads pre. ReLU writes no pre.
+    const qt_gemm_desc fc = qt_gemm_desc_single(0, 1, 8192, 3072, 768, 0.0f, 768, 768, 3072);
+    qt_cost g = {0};
+    qt_cuda_gemm_act_fwd_cost(&g, QT_DTYPE_F16, &fc, PA, PB, PC, PD, QT_LINEAR_ACT_GELU, PA);
+    qt_cuda_gemm_act_fwd_cost(&g, QT_DTYPE_F16, &fc, PA, PB, PC, PD, QT_LINEAR_ACT_RELU, NULL);
+    const qt_gemm_desc dfc = qt_gemm_desc_single(0, 0, 8192, 3072, 768, 0.0f, 768, 3072, 3072);
+    qt_cuda_gemm_dgelu_cost(&g, QT_DTYPE_F16, &dfc, PA, PB, PC, PD);
+    ck_assert_int_eq(g.n, 3);
+    const double mk = 8192.0 * 768, kn = 768.0 * 3072, mn = 8192.0 * 3072, fl = 2.0 * mn * 768;
+    check_launch(&g, 0, "cublasLtMatmul", QT_LAUNCH_GEMM, QT_MATH_TENSOR16,
+                 2.0 * (mk + kn + 2 * mn + 3072), fl, 1);
+    check_launch(&g, 1, "cublasLtMatmul", QT_LAUNCH_GEMM, QT_MATH_TENSOR16,
+                 2.0 * (mk + kn + mn + 3072), fl, 1);
+    check_launch(&g, 2, "cublasLtMatmul", QT_LAUNCH_GEMM, QT_MATH_TENSOR16,
+                 2.0 * (mk + kn + 2 * mn), fl, 1);
     // beta = 1 (dW accumulation) in fp32: C read too, 4 bytes each, on the CUDA cores.
     qt_gemm_desc dw = qt_gemm_desc_single(1, 0, 2304, 768, 8192, 1.0f, 2304, 768, 768);
     qt_cost c32 = {0};
@@ -537,7 +554,10 @@ START_TEST(test_opt125m_launches_and_syncs) {
     // after each LayerNorm backward is done by the LayerNorm's dx kernel (25 fewer: 2 per
     // layer and the final norm's); GELU/ReLU's backward runs in place on the FFN's dx, which
     // it overwrites, instead of adding into a memset buffer (12 memsets fewer).
-    ck_assert_msg(micro.launches == 364 && micro.syncs == 3,
+    // With ReLU in the FFN's first GEMM's epilogue (linear_act_fwd: cuBLASLt's RELU_BIAS):
+    // 352, the 12 relu_fwd launches gone (its backward stays a kernel: cuBLASLt's DRELU needs
+    // the forward's bit mask, which nothing keeps; a GELU model also loses its 12 gelu_bwd).
+    ck_assert_msg(micro.launches == 352 && micro.syncs == 3,
                   "per micro-step: %g launches, %g syncs", micro.launches, micro.syncs);
     ck_assert_msg(opt.launches == 5 && opt.syncs == 1,
                   "per optimizer step: %g launches, %g syncs", opt.launches, opt.syncs);

@@ -3,7 +3,9 @@
 // dimensions, the two-level batch in each of its layouts (one strided call, one call per outer
 // index, one per inner index, inner == 1, outer == 1), beta 0 (C poisoned with NaN: it must
 // not be read) and beta 1, in fp32, fp16 and bf16; qt_cuda_gemm_bias (the bias epilogue)
-// against qt_cpu_linear_fwd with the same tolerance; a kept pointer table
+// against qt_cpu_linear_fwd with the same tolerance; the activation epilogues
+// (qt_cuda_gemm_act_fwd: GELU keeping pre, GELU, ReLU; qt_cuda_gemm_dgelu) against
+// qt_cpu_linear_act_fwd / _dx and what they refuse; a kept pointer table
 // (qt_cuda_gemm_table_write once, qt_cuda_gemm_tabled twice) on attention's layout, right
 // again after the buffers' contents change.
 //
@@ -305,6 +307,190 @@ START_TEST(test_gemm_bias_matches_linear_fwd) {
 }
 END_TEST
 
+// ---- the activation epilogues: qt_cuda_gemm_act_fwd, qt_cuda_gemm_dgelu --------------------
+// Against qt_cpu_linear_act_fwd / _dx on the dt-rounded inputs, fp16 and bf16, odd rows and
+// inner sizes (the output width a multiple of 8, as the epilogue needs), with and without a
+// bias, every output poisoned first and its guard band checked. Tolerances: the GEMM's above
+// (U_out |ref| + 1e-5 S) carried through the activation (|gelu'| <= 1.13, |relu'| <= 1), plus
+// 2^-11 of the activation's argument scale for cuBLASLt's own GELU on a GPU (CUTLASS's
+// epilogue evaluates tanh with tanh.approx.f32, relative error about 2^-11; the emulator
+// evaluates activation.cu's formula, the CPU's up to float rounding).
+#define GELU_SLOPE 1.13
+
+// S (r, o) = sum_k |x_rk w_ok| (+ |b_o|): the scale of the terms of out (r, o).
+static double term_scale(const float *x, const float *w, const float *b, int r, int o, int IC) {
+    double s = b ? fabs(b[o]) : 0.0;
+    for (int k = 0; k < IC; k++) s += fabs((double)x[(size_t)r * IC + k] * w[(size_t)o * IC + k]);
+    return s;
+}
+
+static void check_gemm_act_fwd(qt_dtype dt, qt_linear_act act, int keep_pre, int with_bias,
+                               int N, int IC, int OC, uint64_t seed, void *handle) {
+    const char *an = act == QT_LINEAR_ACT_GELU ? "gelu" : "relu";
+    float *x = qt_ct_rand_rounded(dt, (size_t)N * IC, -1.0f, 1.0f, seed);
+    float *w = qt_ct_rand_rounded(dt, (size_t)OC * IC, -1.0f, 1.0f, seed + 1);
+    float *b = with_bias ? qt_ct_rand_rounded(dt, (size_t)OC, -2.0f, 2.0f, seed + 2) : NULL;
+    float *want = malloc((size_t)N * OC * sizeof *want), *want_pre = NULL;
+    want_pre = malloc((size_t)N * OC * sizeof *want_pre);
+    ck_assert_int_eq(qt_cpu_linear_act_fwd(act, want, want_pre, x, w, b, N, IC, OC), QT_OK);
+    void *dx = qt_ct_upload(dt, x, (size_t)N * IC), *dw = qt_ct_upload(dt, w, (size_t)OC * IC);
+    void *db = b ? qt_ct_upload(dt, b, (size_t)OC) : NULL;
+    void *dout = qt_ct_alloc(dt, (size_t)N * OC), *dpre = keep_pre ? qt_ct_alloc(dt, (size_t)N * OC) : NULL;
+    const qt_gemm_desc d = qt_gemm_desc_single(0, 1, N, OC, IC, 0.0f, IC, IC, OC);
+    ck_assert_msg(qt_cuda_gemm_act_supported(dt, &d, dx, dw, dout, db, dpre), "%s %s N %d OC %d: "
+                  "declined", qt_dtype_name(dt), an, N, OC);
+    ck_assert_msg(qt_cuda_gemm_act_fwd(NULL, dt, &d, dx, dw, dout, db, act, dpre, handle) == QT_OK,
+                  "%s", qt_last_error());
+    float *got = qt_ct_download_new(dt, dout, (size_t)N * OC);
+    float *got_pre = keep_pre ? qt_ct_download_new(dt, dpre, (size_t)N * OC) : NULL;
+    const double u = dt == QT_DTYPE_F16 ? 0x1p-11 : 0x1p-8;
+    const double slope = act == QT_LINEAR_ACT_GELU ? GELU_SLOPE : 1.0;
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < OC; o++) {
+            const size_t i = (size_t)r * OC + o;
+            const double s = term_scale(x, w, b, r, o, IC), pre = fabs(want_pre[i]);
+            const double tol = u * fabs(want[i]) + slope * 1e-5 * s +
+                               (act == QT_LINEAR_ACT_GELU ? 0x1p-11 * pre : 0.0) + 1e-30;
+            ck_assert_msg(fabs(got[i] - want[i]) <= tol,
+                          "gemm_act_fwd %s %s bias %d N %d IC %d OC %d: out[%d][%d] = %.9g, "
+                          "want %.9g (pre %.9g)", qt_dtype_name(dt), an, with_bias, N, IC, OC,
+                          r, o, (double)got[i], (double)want[i], (double)want_pre[i]);
+            if (got_pre)
+                ck_assert_msg(fabs(got_pre[i] - want_pre[i]) <= u * pre + 1e-5 * s + 1e-30,
+                              "gemm_act_fwd %s %s: pre[%d][%d] = %.9g, want %.9g",
+                              qt_dtype_name(dt), an, r, o, (double)got_pre[i],
+                              (double)want_pre[i]);
+        }
+    ck_assert_msg(qt_ct_guard_ok(dt, dout, (size_t)N * OC) &&
+                      (!dpre || qt_ct_guard_ok(dt, dpre, (size_t)N * OC)),
+                  "gemm_act_fwd %s %s: wrote past out or pre", qt_dtype_name(dt), an);
+    qt_ct_free(dx);
+    qt_ct_free(dw);
+    if (db) qt_ct_free(db);
+    qt_ct_free(dout);
+    if (dpre) qt_ct_free(dpre);
+    free(x);
+    free(w);
+    free(b);
+    free(want);
+    free(want_pre);
+    free(got);
+    free(got_pre);
+}
+
+// dx (N, IC) = gelu'(pre) * (dout (N, OC) w (OC, IC)), pre (N, IC).
+static void check_gemm_dgelu(qt_dtype dt, int N, int IC, int OC, uint64_t seed, void *handle) {
+    float *g = qt_ct_rand_rounded(dt, (size_t)N * OC, -1.0f, 1.0f, seed);
+    float *w = qt_ct_rand_rounded(dt, (size_t)OC * IC, -1.0f, 1.0f, seed + 1);
+    float *pre = qt_ct_rand_rounded(dt, (size_t)N * IC, -4.0f, 4.0f, seed + 2);
+    float *want = malloc((size_t)N * IC * sizeof *want), *acc = malloc((size_t)N * IC * sizeof *acc);
+    ck_assert_int_eq(qt_cpu_linear_act_dx(QT_LINEAR_ACT_GELU, want, g, w, pre, N, IC, OC), QT_OK);
+    const qt_gemm_desc d = qt_gemm_desc_single(0, 0, N, IC, OC, 0.0f, OC, IC, IC);
+    ck_assert_int_eq(qt_cpu_gemm(&d, g, w, acc), QT_OK); // the GEMM alone
+    void *dg = qt_ct_upload(dt, g, (size_t)N * OC), *dw = qt_ct_upload(dt, w, (size_t)OC * IC);
+    void *dpre = qt_ct_upload(dt, pre, (size_t)N * IC), *ddx = qt_ct_alloc(dt, (size_t)N * IC);
+    ck_assert_msg(qt_cuda_gemm_dgelu(NULL, dt, &d, dg, dw, ddx, dpre, handle) == QT_OK, "%s",
+                  qt_last_error());
+    float *got = qt_ct_download_new(dt, ddx, (size_t)N * IC);
+    const double u = dt == QT_DTYPE_F16 ? 0x1p-11 : 0x1p-8;
+    int nonzero = 0;
+    for (int r = 0; r < N; r++)
+        for (int c = 0; c < IC; c++) {
+            const size_t i = (size_t)r * IC + c;
+            double s = 0.0;
+            for (int k = 0; k < OC; k++)
+                s += fabs((double)g[(size_t)r * OC + k] * w[(size_t)k * IC + c]);
+            const double tol = u * fabs(want[i]) + GELU_SLOPE * (1e-5 * s + 0x1p-11 * fabs(acc[i])) +
+                               1e-30;
+            ck_assert_msg(fabs(got[i] - want[i]) <= tol,
+                          "gemm_dgelu %s N %d IC %d OC %d: dx[%d][%d] = %.9g, want %.9g (pre "
+                          "%.9g, GEMM %.9g)", qt_dtype_name(dt), N, IC, OC, r, c, (double)got[i],
+                          (double)want[i], (double)pre[i], (double)acc[i]);
+            nonzero += want[i] != acc[i];
+        }
+    ck_assert_msg(nonzero > 0, "gemm_dgelu: the factor gelu'(pre) never mattered");
+    ck_assert_msg(qt_ct_guard_ok(dt, ddx, (size_t)N * IC), "gemm_dgelu %s: wrote past dx",
+                  qt_dtype_name(dt));
+    qt_ct_free(dg);
+    qt_ct_free(dw);
+    qt_ct_free(dpre);
+    qt_ct_free(ddx);
+    free(g);
+    free(w);
+    free(pre);
+    free(want);
+    free(acc);
+    free(got);
+}
+
+START_TEST(test_gemm_act_matches_cpu) {
+    void *handle = NULL;
+    ck_assert_msg(qt_cuda_gemm_create(&handle, 0) == QT_OK, "%s", qt_last_error());
+    static const int SHAPES[][3] = {{1, 5, 8}, {33, 17, 24}, {67, 64, 40}};
+    for (int di = 1; di < 3; di++)
+        for (int i = 0; i < 3; i++) {
+            const uint64_t seed = 7300 + 10 * (uint64_t)i + (uint64_t)di;
+            const int N = SHAPES[i][0], IC = SHAPES[i][1], OC = SHAPES[i][2];
+            for (int bias = 0; bias < 2; bias++) {
+                check_gemm_act_fwd(DTYPES[di], QT_LINEAR_ACT_GELU, 1, bias, N, IC, OC, seed, handle);
+                check_gemm_act_fwd(DTYPES[di], QT_LINEAR_ACT_GELU, 0, bias, N, IC, OC, seed, handle);
+                check_gemm_act_fwd(DTYPES[di], QT_LINEAR_ACT_RELU, 0, bias, N, IC, OC, seed, handle);
+            }
+            // the backward: its output width is the forward's input width (a multiple of 8)
+            check_gemm_dgelu(DTYPES[di], N, OC, IC, seed + 5, handle);
+        }
+    qt_cuda_gemm_destroy(handle);
+}
+END_TEST
+
+static void expect_refused(qt_status st, const char *what, const char *says) {
+    ck_assert_msg(st == QT_ERR_ARG, "%s: status %d", what, (int)st);
+    ck_assert_msg(strstr(qt_last_error(), says) != NULL, "%s: message '%s' does not say '%s'",
+                  what, qt_last_error(), says);
+}
+
+// What the epilogues decline is refused naming the problem, and qt_cuda_gemm_act_supported
+// says so first (the backend then composes).
+START_TEST(test_gemm_act_refusals) {
+    void *handle = NULL;
+    ck_assert_msg(qt_cuda_gemm_create(&handle, 0) == QT_OK, "%s", qt_last_error());
+    const qt_dtype h = QT_DTYPE_F16;
+    void *a = qt_ct_alloc(h, 256), *b = qt_ct_alloc(h, 256), *c = qt_ct_alloc(h, 256);
+    void *p = qt_ct_alloc(h, 256), *f = qt_ct_alloc(QT_DTYPE_F32, 256);
+    const qt_gemm_desc ok = qt_gemm_desc_single(0, 1, 3, 8, 4, 0.0f, 4, 4, 8);
+    ck_assert(qt_cuda_gemm_act_supported(h, &ok, a, b, c, NULL, p));
+    ck_assert_int_eq(qt_cuda_gemm_act_fwd(NULL, h, &ok, a, b, c, NULL, QT_LINEAR_ACT_GELU, p,
+                                          handle), QT_OK);
+    const qt_gemm_desc odd = qt_gemm_desc_single(0, 1, 3, 6, 4, 0.0f, 4, 4, 6);
+    qt_gemm_desc accum = ok;
+    accum.beta = 1.0f;
+    expect_refused(qt_cuda_gemm_act_fwd(NULL, QT_DTYPE_F32, &ok, f, f, f, NULL,
+                                        QT_LINEAR_ACT_GELU, NULL, handle), "fp32", "fp16/bf16");
+    expect_refused(qt_cuda_gemm_act_fwd(NULL, h, &odd, a, b, c, NULL, QT_LINEAR_ACT_RELU, NULL,
+                                        handle), "ldc 6", "multiple of 8");
+    expect_refused(qt_cuda_gemm_dgelu(NULL, h, &accum, a, b, c, p, handle), "beta 1", "beta 0");
+    expect_refused(qt_cuda_gemm_act_fwd(NULL, h, &ok, a, b, c, NULL, QT_LINEAR_ACT_RELU, p,
+                                        handle), "ReLU with pre", "ReLU keeps no pre");
+    expect_refused(qt_cuda_gemm_dgelu(NULL, h, &ok, a, b, c, NULL, handle), "DGELU without pre",
+                   "pre (GELU's input) is NULL");
+    expect_refused(qt_cuda_gemm_act_fwd(NULL, h, &ok, a, b, c, NULL, (qt_linear_act)9, NULL,
+                                        handle), "unknown activation", "neither GELU");
+    expect_refused(qt_cuda_gemm_act_fwd(NULL, h, &ok, a, b, p, NULL, QT_LINEAR_ACT_GELU,
+                                        (char *)p + 16, handle), "pre overlapping C",
+                   "overlaps");
+    ck_assert(!qt_cuda_gemm_act_supported(QT_DTYPE_F32, &ok, f, f, f, NULL, NULL));
+    ck_assert(!qt_cuda_gemm_act_supported(h, &odd, a, b, c, NULL, NULL));
+    ck_assert(!qt_cuda_gemm_act_supported(h, &accum, a, b, c, NULL, p));
+    ck_assert(!qt_cuda_gemm_act_supported(h, &ok, a, b, (char *)c + 2, NULL, NULL));
+    qt_ct_free(a);
+    qt_ct_free(b);
+    qt_ct_free(c);
+    qt_ct_free(p);
+    qt_ct_free(f);
+    qt_cuda_gemm_destroy(handle);
+}
+END_TEST
+
 // ---- kept pointer tables: written once, reused while the buffers' contents change ----------
 
 // scores (b, h) (T, T) = Q_bh K_bh^T over qkv (B, T, 3C), fp32, as the model's attention
@@ -393,6 +579,8 @@ int main(void) {
     tcase_add_loop_test(tc, test_gemm_matches_reference, 0, NCASES);
     tcase_add_test(tc, test_gemm_rejects_bad_arguments);
     tcase_add_test(tc, test_gemm_bias_matches_linear_fwd);
+    tcase_add_test(tc, test_gemm_act_matches_cpu);
+    tcase_add_test(tc, test_gemm_act_refusals);
     tcase_add_test(tc, test_gemm_kept_table);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
