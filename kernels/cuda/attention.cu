@@ -748,17 +748,13 @@ extern "C" qt_status qt_cuda_attention_flash_bwd(qt_cuda_stream s, qt_dtype dt,
 // ==== cost model (base/cost.h) =================================================================
 // lens lie in device memory: the rows are taken as causal (row t attends t + 1 keys), as
 // qt_cuda_softmax_clip_*_cost does. att = B H T (T + 1) / 2 attended (row, key) pairs; one
-// matmul over them costs 2 D att FLOPs. K and V tiles are re-read once per query tile that
-// attends them: keys read = B H sum over query tiles of the tile's last row + 1.
+// matmul over them costs 2 D att FLOPs. Bytes are base/cost.h's compulsory traffic: every
+// tensor once. The tiles a kernel re-reads (K and V once per query tile that attends them, Q
+// and dA once per key tile in bwd_kv) are one (b, h)'s T x D slices, read by blocks that run
+// together, so they come from L2: the kernels' inefficiency where they miss, not counted.
 // The tile kernels' matmuls run on mma.sync (QT_MATH_TENSOR16); their few element-wise FLOPs
 // per score (mask, max, exp, clip: 3% of the total at D 64) are counted with them on that pipe.
 static double flash_att(int B, int T, int H) { return (double)B * H * T * (T + 1.0) / 2; }
-static double flash_keys_read(int B, int T, int H, int rows_per_tile) {
-    double keys = 0;
-    for (int r0 = 0; r0 < T; r0 += rows_per_tile)
-        keys += (double)(r0 + rows_per_tile < T ? r0 + rows_per_tile : T);
-    return keys * B * H;
-}
 static int flash_cost_ok(const qt_attn_params *ap, int B, int T, int C, int H) {
     return ap && B > 0 && T > 0 && H > 0 && C % H == 0 && (C / H == 64 || C / H == 128);
 }
@@ -768,8 +764,8 @@ extern "C" void qt_cuda_attention_flash_fwd_cost(qt_cost *c, qt_dtype dt, const 
     if (!flash_cost_ok(ap, B, T, C, H)) return;
     const int D = C / H, clipv = ap->sm.kind != QT_SOFTMAX_VANILLA;
     const double E = (double)qt_dtype_size(dt), N = (double)B * T, att = flash_att(B, T, H);
-    // vanilla: K and V once; clipped: K (pass 1), K and V (pass 2)
-    const double kv = (clipv ? 3 : 2) * flash_keys_read(B, T, H, FLASH_BR) * D * E;
+    // K and V (clipped: K read in both passes, from L2 the second time)
+    const double kv = 2.0 * E * N * C;
     const double bytes = E * N * C + kv + 4.0 * N + E * N * C * (ap->gate ? 2 : 1) +
                          4.0 * B * H * T + (clipv && has_R ? 4.0 * N * C : 0);
     // matmuls: S (2 passes when clipped), A, R; per score ~8 element-wise ops (mask, max, exp,
@@ -791,16 +787,15 @@ extern "C" void qt_cuda_attention_flash_bwd_cost(qt_cost *c, qt_dtype dt, const 
                    5.0 * N * C);
     if (ap->sink == QT_SINK_LEARNED)
         qt_cost_kernel(c, "attention_flash_bwd_sink", 4.0 * N * H + 2 * E * H, N * H);
-    // kv: per key tile, Q and dA of every query tile read (the whole head), K, V once; dK, dV
-    // read and written (+=). 4 matmuls (S^T, dPc^T, dV, dK).
-    const double tiles = (double)((T + FLASH_BR - 1) / FLASH_BR);
+    // kv: Q and dA (each key tile walks every query tile: from L2 after the first), K, V,
+    // the rows' lse, D and share (12 bytes a row) once; dK, dV read and written (+=).
+    // 4 matmuls (S^T, dPc^T, dV, dK).
     qt_cost_add(c, "attention_flash_bwd_kv", QT_LAUNCH_KERNEL, QT_MATH_TENSOR16,
-                tiles * 2.0 * E * N * C + 2.0 * E * N * C + 4.0 * E * N * C +
-                    tiles * 12.0 * B * H * T,
+                2.0 * E * N * C + 2.0 * E * N * C + 4.0 * E * N * C + 12.0 * B * H * T,
                 4 * 2.0 * D * att + 10.0 * att, 1);
-    // q: K, V of the attended key tiles, Q and dA once, dQ read and written. 3 matmuls.
+    // q: K, V (the attended key tiles, from L2 after the first query tile), Q and dA once, dQ
+    // read and written. 3 matmuls.
     qt_cost_add(c, "attention_flash_bwd_q", QT_LAUNCH_KERNEL, QT_MATH_TENSOR16,
-                2.0 * flash_keys_read(B, T, H, FLASH_BR) * D * E + 4.0 * E * N * C +
-                    8.0 * B * H * T,
+                2.0 * E * N * C + 4.0 * E * N * C + 8.0 * B * H * T,
                 3 * 2.0 * D * att + 8.0 * att, 1);
 }
