@@ -113,7 +113,7 @@ static int bench_config(const qt_config *cfg, int steps, int warmup, result *r) 
         }
         double norm;
         m.dropout_stream = (uint64_t)step;
-        if (qt_model_zero_grad(&m) != QT_OK || qt_model_forward(&m, in, tg, B, T, &loss) != QT_OK ||
+        if (qt_model_zero_grad(&m) != QT_OK || qt_model_forward_train(&m, in, tg, B, T, &loss, 1.0f) != QT_OK ||
             qt_model_backward(&m, 1.0f) != QT_OK ||
             qt_optimizer_step(&opt, &m, 1e-4f, 1.0f, &norm, NULL) != QT_OK) {
             fprintf(stderr, "bench_train: %s\n", qt_last_error());

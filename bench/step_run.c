@@ -39,9 +39,10 @@ static qt_status train_step(runner *r, size_t marks[2]) {
     for (int micro = 0; micro < cfg->grad_accum; micro++) {
         r->model.dropout_stream = (uint64_t)r->step * (uint64_t)cfg->grad_accum + (uint64_t)micro;
         float loss = 0.0f;
-        QT_TRY(qt_model_forward(&r->model, r->inputs, r->targets, cfg->batch_size, cfg->seq_len,
-                                &loss));
-        QT_TRY(qt_model_backward(&r->model, r->scaler.scale / (float)cfg->grad_accum));
+        const float scale = r->scaler.scale / (float)cfg->grad_accum; // as the trainer
+        QT_TRY(qt_model_forward_train(&r->model, r->inputs, r->targets, cfg->batch_size,
+                                      cfg->seq_len, &loss, scale));
+        QT_TRY(qt_model_backward(&r->model, scale));
     }
     if (marks) marks[1] = record_count(r->be);
     double norm = 0.0;

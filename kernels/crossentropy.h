@@ -40,6 +40,12 @@ qt_status qt_cpu_crossentropy_fwd(float *losses, float *stats, const float *logi
                                   const int *targets, int N, int V);
 qt_status qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const float *logits,
                                   const float *stats, const int *targets, int N, int V);
+// Both in one op when the gradient's scale is known before the loss (training): the forward,
+// then the backward in place, dlogits overwriting the logits (N, V): losses, stats and the
+// gradient equal qt_cpu_crossentropy_fwd then qt_cpu_crossentropy_bwd(logits, dlosses, logits,
+// ...) bit for bit. One pass over each row on CUDA (the row's second read comes from L2).
+qt_status qt_cpu_crossentropy_fwd_bwd(float *losses, float *stats, float *logits,
+                                      const float *dlosses, const int *targets, int N, int V);
 qt_status qt_cpu_crossentropy_fwd_f64(double *losses, double *stats, const double *logits,
                                       const int *targets, int N, int V);
 qt_status qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses,
@@ -53,6 +59,10 @@ qt_status qt_cuda_crossentropy_bwd(qt_cuda_stream s, qt_dtype dt, void *dlogits,
                                    const float *dlosses, const void *logits, const float *stats,
                                    const int *targets, int N, int V);
 
+qt_status qt_cuda_crossentropy_fwd_bwd(qt_cuda_stream s, qt_dtype dt, float *losses,
+                                       float *stats, void *logits, const float *dlosses,
+                                       const int *targets, int N, int V);
+
 // Cost model (base/cost.h; counted in kernels/cuda/crossentropy.cu): the launches each launcher
 // above makes for the same arguments (those after the stream), appended to *c.
 void qt_cuda_crossentropy_fwd_cost(qt_cost *c, qt_dtype dt, const float *losses,
@@ -61,6 +71,9 @@ void qt_cuda_crossentropy_fwd_cost(qt_cost *c, qt_dtype dt, const float *losses,
 void qt_cuda_crossentropy_bwd_cost(qt_cost *c, qt_dtype dt, const void *dlogits,
                                    const float *dlosses, const void *logits, const float *stats,
                                    const int *targets, int N, int V);
+void qt_cuda_crossentropy_fwd_bwd_cost(qt_cost *c, qt_dtype dt, const float *losses,
+                                       const float *stats, const void *logits,
+                                       const float *dlosses, const int *targets, int N, int V);
 
 #ifdef __cplusplus
 }

@@ -184,6 +184,43 @@ START_TEST(test_crossentropy_bad_args) {
 }
 END_TEST
 
+// Both in one op: the forward then the aliased backward, bit for bit (ignored rows zeroed);
+// a bad target or a NULL dlosses is refused before anything is written.
+START_TEST(test_crossentropy_fwd_bwd) {
+    enum { N = 6, V = 37 };
+    const size_t nv = (size_t)N * V;
+    float *logits = qt_test_falloc(nv), *dl = qt_test_falloc(N), *ref = qt_test_falloc(nv);
+    float *ref_loss = qt_test_falloc(N), *ref_st = qt_test_falloc(2 * N);
+    float *loss = qt_test_falloc(N), *st = qt_test_falloc(2 * N), *got = qt_test_falloc(nv);
+    qt_test_fill_uniform(logits, nv, -6.0f, 6.0f, 91);
+    qt_test_fill_uniform(dl, N, 0.1f, 1.0f, 92);
+    int targets[N] = {0, V - 1, -1, 5, 17, -1};
+    memcpy(ref, logits, nv * sizeof(float));
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd(ref_loss, ref_st, ref, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd(ref, dl, ref, ref_st, targets, N, V));
+    memcpy(got, logits, nv * sizeof(float));
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd_bwd(loss, st, got, dl, targets, N, V));
+    ck_assert(memcmp(loss, ref_loss, N * sizeof(float)) == 0);
+    ck_assert(memcmp(st, ref_st, 2 * N * sizeof(float)) == 0);
+    ck_assert(memcmp(got, ref, nv * sizeof(float)) == 0);
+    for (int j = 0; j < V; j++) ck_assert(got[2 * V + j] == 0.0f && got[5 * V + j] == 0.0f);
+    float *gl = qt_test_guarded(N * 4), *gs = qt_test_guarded(2 * N * 4);
+    float *gz = qt_test_guarded(nv * 4);
+    memcpy(gz, logits, nv * sizeof(float));
+#define UNTOUCHED                                                                                  \
+    (qt_test_untouched(gl, N * 4) && qt_test_untouched(gs, 2 * N * 4) &&                          \
+     memcmp(gz, logits, nv * sizeof(float)) == 0)
+    targets[3] = V;
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd_bwd(gl, gs, gz, dl, targets, N, V),
+                      "crossentropy_fwd_bwd", UNTOUCHED);
+    targets[3] = 5;
+    QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd_bwd(gl, gs, gz, NULL, targets, N, V),
+                      "crossentropy_fwd_bwd", UNTOUCHED);
+#undef UNTOUCHED
+    QT_TEST_FREE_ALL(logits, dl, ref, ref_loss, ref_st, loss, st, got, gl, gs, gz);
+}
+END_TEST
+
 static Suite *crossentropy_suite(void) {
     Suite *s = suite_create("crossentropy");
     TCase *tc = tcase_create("core");
@@ -192,6 +229,7 @@ static Suite *crossentropy_suite(void) {
     tcase_add_test(tc, test_crossentropy_extreme_logits);
     tcase_add_test(tc, test_crossentropy_float_vs_double);
     tcase_add_test(tc, test_crossentropy_bad_args);
+    tcase_add_test(tc, test_crossentropy_fwd_bwd);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,6 +14,8 @@
 // 4. With the fused op the activation arena grows linearly in T and holds no (B, H, T, T)
 //    buffer; composed, it grows quadratically (the check can fail).
 // 5. A training step after the first allocates nothing (test_model_step_allocates_nothing).
+// 6. qt_model_forward_train (the classifier's backward in the forward's op) equals forward +
+//    backward bit for bit, with and without the backend's crossentropy_fwd_bwd.
 #define _GNU_SOURCE // dl_iterate_phdr
 #include <errno.h>
 #include <link.h>
@@ -417,6 +419,57 @@ END_TEST
 // the losses agree within 1e-5 relative at every step (measured: equal to the last float bit,
 // the attention branch's rounding being far below the loss's resolution at this stage); the
 // parameters after 20 steps within 2e-5 of their largest (measured 1.1e-6).
+// qt_model_forward_train (the classifier's backward inside the forward's op) gives the loss and
+// gradients of qt_model_forward + qt_model_backward bit for bit, with the backend's
+// crossentropy_fwd_bwd and without it; a backward with another loss scale is refused.
+START_TEST(test_model_forward_train_equals_forward_backward) {
+    float *ref = NULL, ref_loss = 0.0f;
+    size_t np = 0;
+    static qt_backend_ops no_fused;
+    for (int path = 0; path < 3; path++) {
+        qt_backend be;
+        ck_assert_int_eq(qt_backend_cpu_init(&be, 2), QT_OK);
+        if (path == 2) {
+            no_fused = *be.ops;
+            no_fused.crossentropy_fwd_bwd = NULL;
+            be.ops = &no_fused;
+        }
+        qt_model m;
+        model_on(&m, &be, &variants[10]); // relu_untied_dropout: dropout on, the fused FFN too
+        int in[B * T], tg[B * T];
+        tiny_batch(in, tg);
+        float loss = 0.0f;
+        ck_assert_int_eq(qt_model_zero_grad(&m), QT_OK);
+        if (path == 0)
+            ck_assert_int_eq(qt_model_forward(&m, in, tg, B, T, &loss), QT_OK);
+        else
+            ck_assert_int_eq(qt_model_forward_train(&m, in, tg, B, T, &loss, 2.5f), QT_OK);
+        ck_assert_int_eq(m.dlogits_ready, path == 1);
+        ck_assert_int_eq(qt_model_backward(&m, 2.5f), QT_OK);
+        if (path == 0) {
+            np = m.n_params;
+            ref = malloc(np * sizeof(float));
+            memcpy(ref, m.grads, np * sizeof(float));
+            ref_loss = loss;
+        } else {
+            ck_assert_msg(loss == ref_loss, "path %d: loss %.9g vs %.9g", path, (double)loss,
+                          (double)ref_loss);
+            ck_assert_msg(memcmp(m.grads, ref, np * sizeof(float)) == 0,
+                          "path %d: the gradients differ from forward + backward", path);
+        }
+        if (path == 1) {
+            ck_assert_int_eq(qt_model_forward_train(&m, in, tg, B, T, &loss, 1.0f), QT_OK);
+            ck_assert_int_eq(qt_model_backward(&m, 2.0f), QT_ERR_ARG);
+            ck_assert_ptr_nonnull(strstr(qt_last_error(), "loss scale"));
+            ck_assert_int_eq(qt_model_forward_train(&m, in, NULL, B, T, &loss, 1.0f), QT_ERR_ARG);
+        }
+        qt_model_free(&m);
+        qt_backend_free(&be);
+    }
+    free(ref);
+}
+END_TEST
+
 START_TEST(test_model_fused_trains_as_composed) {
     qt_config cfg;
     qt_config_defaults(&cfg);
@@ -782,6 +835,7 @@ int main(void) {
     tcase_add_loop_test(steps, test_model_step_allocates_nothing, 0,
                         (int)(sizeof step_variants / sizeof step_variants[0]));
     tcase_add_test(steps, test_model_fused_trains_as_composed);
+    tcase_add_test(steps, test_model_forward_train_equals_forward_backward);
     suite_add_tcase(s, steps);
     return qt_test_run_suite(s);
 }

@@ -293,6 +293,11 @@ static qt_status cpu_crossentropy_bwd(void *ctx, void *dlogits, const float *dlo
     (void)ctx;
     return qt_cpu_crossentropy_bwd(dlogits, dlosses, logits, stats, targets, N, V);
 }
+static qt_status cpu_crossentropy_fwd_bwd(void *ctx, float *losses, float *stats, void *logits,
+                                          const float *dlosses, const int *targets, int N, int V) {
+    (void)ctx;
+    return qt_cpu_crossentropy_fwd_bwd(losses, stats, logits, dlosses, targets, N, V);
+}
 static qt_status cpu_adamw_step(void *ctx, void *param, float *master, const void *grad, float *m,
                                 float *v, size_t n, const qt_adamw_params *prm) {
     (void)ctx;
@@ -482,6 +487,7 @@ static const qt_backend_ops cpu_ops = {
     .dropout_bwd = cpu_dropout_bwd,
     .crossentropy_fwd = cpu_crossentropy_fwd,
     .crossentropy_bwd = cpu_crossentropy_bwd,
+    .crossentropy_fwd_bwd = cpu_crossentropy_fwd_bwd,
     .adamw_step = cpu_adamw_step,
     .sumsq = cpu_sumsq,
     // llama part

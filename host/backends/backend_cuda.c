@@ -835,6 +835,17 @@ static qt_status cuda_crossentropy_bwd(void *ctx, void *dlogits, const float *dl
     }
     return RUN(qt_cuda_crossentropy_bwd, dlogits, dlosses, logits, stats, targets, N, V);
 }
+static qt_status cuda_crossentropy_fwd_bwd(void *ctx, float *losses, float *stats, void *logits,
+                                           const float *dlosses, const int *targets, int N,
+                                           int V) {
+    if (RECORDING(ctx)) {
+        qt_cost k = {0};
+        qt_cuda_crossentropy_fwd_bwd_cost(&k, DT(ctx), losses, stats, logits, dlosses, targets, N,
+                                          V);
+        QT_TRY(rec(ctx, "crossentropy_fwd_bwd", &k, "N=%d V=%d", N, V));
+    }
+    return RUN(qt_cuda_crossentropy_fwd_bwd, losses, stats, logits, dlosses, targets, N, V);
+}
 static qt_status cuda_adamw_step(void *ctx, void *param, float *master, const void *grad,
                                  float *m, float *v, size_t n, const qt_adamw_params *prm) {
     if (RECORDING(ctx)) {
@@ -1194,6 +1205,7 @@ static const qt_backend_ops cuda_ops = {
     .dropout_bwd = cuda_dropout_bwd,
     .crossentropy_fwd = cuda_crossentropy_fwd,
     .crossentropy_bwd = cuda_crossentropy_bwd,
+    .crossentropy_fwd_bwd = cuda_crossentropy_fwd_bwd,
     .adamw_step = cuda_adamw_step,
     .sumsq = cuda_sumsq,
     .adamw_multi = cuda_adamw_multi, // adamw_multi part

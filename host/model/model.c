@@ -1002,9 +1002,21 @@ static qt_status encoder_embed(qt_model *m, int B, int T, int C) {
     return QT_OK;
 }
 
-qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
-                           float *mean_loss) {
+// dlosses (N) = d (loss_scale * mean loss) / d loss_n = loss_scale / count for every row (the
+// classifier gives ignored rows nothing), staged through host_losses.
+static qt_status upload_dlosses(qt_model *m, int N, int count, float loss_scale) {
+    float *dl = m->host_losses;
+    for (int i = 0; i < N; i++) dl[i] = count ? loss_scale / (float)count : 0.0f;
+    return BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float));
+}
+
+// The forward; with train_scale (the loss scale of the backward to follow) the classifier's
+// backward runs in the same op where the backend has it (crossentropy_fwd_bwd): the gradient
+// then overwrites the logits, and qt_model_backward takes it from there.
+static qt_status model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
+                               float *mean_loss, const float *train_scale) {
     const qt_config *cfg = &m->cfg;
+    m->dlogits_ready = 0;
     if (B < 1 || B > m->B || T < 1 || T > m->T)
         return qt_error(QT_ERR_ARG, "forward: batch %d x %d exceeds the allocated %d x %d", B, T,
                         m->B, m->T);
@@ -1157,21 +1169,39 @@ qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, i
     }
     m->fwd_fused = fused;
     if (!targets) return QT_OK;
-    QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->ce_stats, m->logits, m->targets, N, V));
+    int count = 0;
+    for (int i = 0; i < N; i++) count += targets[i] >= 0;
+    if (train_scale && BE->crossentropy_fwd_bwd) {
+        QT_TRY(upload_dlosses(m, N, count, *train_scale));
+        QT_TRY(BE->crossentropy_fwd_bwd(CTX, m->losses, m->ce_stats, m->logits, m->dlosses,
+                                        m->targets, N, V));
+        m->dlogits_ready = 1;
+        m->dlogits_scale = *train_scale;
+    } else {
+        QT_TRY(BE->crossentropy_fwd(CTX, m->losses, m->ce_stats, m->logits, m->targets, N, V));
+    }
     const float *losses = m->host_losses;
     QT_TRY(BE->to_host(CTX, m->host_losses, m->losses, (size_t)N * sizeof(float)));
     double sum = 0.0;
-    int count = 0;
     for (int i = 0; i < N; i++)
-        if (targets[i] >= 0) {
-            sum += losses[i];
-            count++;
-        }
+        if (targets[i] >= 0) sum += losses[i];
     m->fwd_B = B;
     m->fwd_T = T;
     m->fwd_count = count;
     if (mean_loss) *mean_loss = count ? (float)(sum / count) : 0.0f;
     return QT_OK;
+}
+
+qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
+                           float *mean_loss) {
+    return model_forward(m, inputs, targets, B, T, mean_loss, NULL);
+}
+
+qt_status qt_model_forward_train(qt_model *m, const int *inputs, const int *targets, int B,
+                                 int T, float *mean_loss, float loss_scale) {
+    if (!targets)
+        return qt_error(QT_ERR_ARG, "forward_train: no targets; a training forward needs them");
+    return model_forward(m, inputs, targets, B, T, mean_loss, &loss_scale);
 }
 
 // ---- backward ----------------------------------------------------------------------------
@@ -1229,15 +1259,19 @@ qt_status qt_model_backward(qt_model *m, float loss_scale) {
     int64_t TT = (int64_t)T * T, T3C = (int64_t)T * 3 * C;
     size_t NC = (size_t)N * C;
 
-    // d mean-loss / d loss_n = 1 / count for counted tokens
-    float *dl = m->host_losses;
-    for (int i = 0; i < N; i++) dl[i] = m->fwd_count ? loss_scale / (float)m->fwd_count : 0.0f;
-    QT_TRY(BE->to_device(CTX, m->dlosses, dl, (size_t)N * sizeof(float)));
-
     const int encoder = cfg->arch == QT_ARCH_BERT, post = cfg->norm_position == QT_NORM_POST;
-    // LM head: dlogits overwrite the logits in place.
-    QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->ce_stats, m->targets, N,
-                                V));
+    // LM head: dlogits overwrite the logits in place (already, after qt_model_forward_train).
+    if (m->dlogits_ready) {
+        if (loss_scale != m->dlogits_scale)
+            return qt_error(QT_ERR_ARG, "backward: loss scale %g, but the training forward "
+                            "computed the classifier's gradient for %g", (double)loss_scale,
+                            (double)m->dlogits_scale);
+        m->dlogits_ready = 0;
+    } else {
+        QT_TRY(upload_dlosses(m, N, m->fwd_count, loss_scale));
+        QT_TRY(BE->crossentropy_bwd(CTX, m->logits, m->dlosses, m->logits, m->ce_stats,
+                                    m->targets, N, V));
+    }
     if (encoder) {
         // the MLM head, back to d x_head (the final norm's output, or the last block's output
         // when post-LN) in d_ln; d_ctx and d_gated are free scratch here

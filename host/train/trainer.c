@@ -227,10 +227,12 @@ static qt_status train_loop(trainer *t, int start_step) {
             t->model.dropout_stream =
                 ((uint64_t)step * (uint64_t)cfg->grad_accum + (uint64_t)micro) * ranks + rank;
             float loss = 0.0f;
-            QT_TRY(qt_model_forward(&t->model, t->inputs, t->targets, B, T, &loss));
+            // The classifier's backward runs in the forward's op: the loss scale is known.
+            const float scale = t->scaler.scale / (float)cfg->grad_accum;
+            QT_TRY(qt_model_forward_train(&t->model, t->inputs, t->targets, B, T, &loss, scale));
             // The last micro-batch's backward completes the gradients: reduce them as it goes.
             if (t->dp && micro == cfg->grad_accum - 1) qt_grad_sync_arm(&t->sync);
-            QT_TRY(qt_model_backward(&t->model, t->scaler.scale / (float)cfg->grad_accum));
+            QT_TRY(qt_model_backward(&t->model, scale));
             step_loss += loss;
         }
         step_loss /= cfg->grad_accum;

@@ -145,6 +145,11 @@ typedef struct qt_backend_ops {
     qt_status (*crossentropy_bwd)(void *ctx, void *dlogits, const float *dlosses,
                                   const void *logits, const float *stats, const int *targets,
                                   int N, int V);
+    // Both in one op for a training step (qt_cpu_crossentropy_fwd_bwd): the forward, then the
+    // backward in place over the logits for dlosses given up front. Optional: where NULL the
+    // model runs the two (host/model/model.c, model_forward).
+    qt_status (*crossentropy_fwd_bwd)(void *ctx, float *losses, float *stats, void *logits,
+                                      const float *dlosses, const int *targets, int N, int V);
     // AdamW on n elements. master == NULL: `param` is itself fp32 and is updated in place.
     // Otherwise master (n, fp32) is updated and rounded into `param` (the backend's dtype).
     qt_status (*adamw_step)(void *ctx, void *param, float *master, const void *grad, float *m,

@@ -211,6 +211,8 @@ typedef struct qt_model {
     int training;                            // dropout on
     int fwd_B, fwd_T, fwd_count;             // shape and target count of the last forward
     int fwd_fused;                           // 1: the last forward ran the fused op
+    int dlogits_ready;    // 1: the last forward (qt_model_forward_train) left the gradient
+    float dlogits_scale;  //    of the logits in their place, for this loss scale
     uint64_t dropout_stream;                 // distinct per micro-step (set by the trainer)
     const qt_model_hooks *hooks;             // forward observers (NULL: none)
     // Called during the backward each time a suffix of the gradient arena is final: every
@@ -233,6 +235,13 @@ void qt_model_free(qt_model *m);
 // loss). On return *mean_loss is the mean over tokens with target >= 0 (if targets given).
 qt_status qt_model_forward(qt_model *m, const int *inputs, const int *targets, int B, int T,
                            float *mean_loss);
+// The forward of a training micro-step: qt_model_forward with the classifier's backward for
+// loss_scale done in the same op (one pass over the (N, V) logits instead of two, where the
+// backend has crossentropy_fwd_bwd). The logits then hold their gradient; the
+// qt_model_backward that follows must pass the same loss_scale (QT_ERR_ARG otherwise).
+qt_status qt_model_forward_train(qt_model *m, const int *inputs, const int *targets, int B,
+                                 int T, float *mean_loss, float loss_scale);
+
 // The encoder's (model.arch = bert) per-batch inputs besides the tokens, for the forwards that
 // follow (of shape B x T exactly): lens (B) the real tokens of each sequence, in [1, T] (the
 // rest is padding, attended by no query), types (B, T) token types in [0, QT_MLM_TOKEN_TYPES).

@@ -7,6 +7,7 @@
 // No probability is ever stored: in fp16 those of a 50k vocabulary (about 2e-5 each) are
 // subnormal, 8 bits or fewer; each gradient element is now rounded once, from fp32.
 // CPU twin: kernels/cpu/crossentropy.c (qt_cpu_crossentropy_{fwd,bwd}).
+// qt_cuda_crossentropy_fwd_bwd: both in one launch, the gradient over the logits (training).
 // Contract (kernels/crossentropy.h): the forward overwrites losses and stats (fp32) and only
 // reads the logits. The backward adds into dlogits, except when dlogits == logits: then it
 // overwrites them with the gradient, ignored rows with 0 (the CPU's aliasing rule; each element
@@ -101,6 +102,55 @@ static __global__ void __launch_bounds__(THREADS)
     }
 }
 
+// Both in one launch (training, the gradient's scale known up front): block n owns row n and
+// does the forward's pass and reduction above, then the backward's pass in place over the
+// logits with the (m, 1 / S) it just reduced: losses, stats and gradient bit for bit those of
+// the two kernels. Thread 0 reads z_t before the reduction, whose barriers order it before
+// any thread overwrites z_t. The second pass re-reads each thread's own chunks right after the
+// first, from L2 (a row is at most a few hundred KB; one block per row in flight per SM slot).
+template <typename T, int W>
+static __global__ void __launch_bounds__(THREADS)
+    crossentropy_fwd_bwd_rowblock(float *losses, float *stats, T *logits, const float *dlosses,
+                                  const int *targets, int V) {
+    typedef qt_vec<T, W> vec;
+    QT_SHARED(qt_softmax_acc, red, THREADS / QT_WARP);
+    const int tid = (int)threadIdx.x;
+    T *z = logits + (size_t)blockIdx.x * (size_t)V;
+    const int t = targets[blockIdx.x];
+    const float zt = tid == 0 && t >= 0 && t < V ? qt_to_f32(z[t]) : 0.0f;
+    qt_softmax_acc acc = {-INFINITY, 0.0f};
+    CE_CHUNKS(c, W, V, tid) {
+        const vec vz = vec::load(z + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) qt_softmax_push(acc, vz.get(k));
+    }
+    acc = qt_block_allreduce<THREADS>(acc, red, qt_op_softmax_merge());
+    const float m = acc.m, inv = 1.0f / acc.s;
+    if (tid == 0) {
+        stats[2 * (size_t)blockIdx.x] = m;
+        stats[2 * (size_t)blockIdx.x + 1] = inv;
+        losses[blockIdx.x] = t < 0 ? 0.0f : t >= V ? qt_nan_f32() : logf(acc.s) - (zt - m);
+    }
+    vec vd;
+    if (t < 0) { // ignored: no gradient, and the logits must not stay in the gradient's place
+        QT_UNROLL
+        for (int k = 0; k < W; k++) vd.set(k, 0.0f);
+        CE_CHUNKS(c, W, V, tid) vd.store(z + c);
+        return;
+    }
+    const float dl = t < V ? dlosses[blockIdx.x] : qt_nan_f32();
+    CE_CHUNKS(c, W, V, tid) {
+        const vec vz = vec::load(z + c);
+        QT_UNROLL
+        for (int k = 0; k < W; k++) {
+            float v = dl * (expf(vz.get(k) - m) * inv);
+            if (c + k == t) v -= dl;
+            vd.set(k, v);
+        }
+        vd.store(z + c);
+    }
+}
+
 // ---- launchers -----------------------------------------------------------------------------
 
 static qt_status check_shape(const char *op, qt_dtype dt, int N, int V) {
@@ -130,6 +180,17 @@ static void launch_bwd(cudaStream_t st, void *dlogits, const float *dlosses, con
     else
         QT_LAUNCH((crossentropy_bwd_rowblock<T, 1>), N, THREADS, 0, st, (T *)dlogits, dlosses,
                   (const T *)logits, stats, targets, V, overwrite);
+}
+
+template <typename T>
+static void launch_fwd_bwd(cudaStream_t st, float *losses, float *stats, void *logits,
+                           const float *dlosses, const int *targets, int N, int V) {
+    if (qt_row_width<T>(V, (const T *)logits) > 1)
+        QT_LAUNCH((crossentropy_fwd_bwd_rowblock<T, qt_vec<T>::width>), N, THREADS, 0, st,
+                  losses, stats, (T *)logits, dlosses, targets, V);
+    else
+        QT_LAUNCH((crossentropy_fwd_bwd_rowblock<T, 1>), N, THREADS, 0, st, losses, stats,
+                  (T *)logits, dlosses, targets, V);
 }
 
 extern "C" qt_status qt_cuda_crossentropy_fwd(qt_cuda_stream s, qt_dtype dt, float *losses,
@@ -162,6 +223,22 @@ extern "C" qt_status qt_cuda_crossentropy_bwd(qt_cuda_stream s, qt_dtype dt, voi
     return QT_OK;
 }
 
+extern "C" qt_status qt_cuda_crossentropy_fwd_bwd(qt_cuda_stream s, qt_dtype dt, float *losses,
+                                                  float *stats, void *logits,
+                                                  const float *dlosses, const int *targets,
+                                                  int N, int V) {
+    const char *op = "crossentropy_fwd_bwd";
+    QT_TRY(check_shape(op, dt, N, V));
+    if (N == 0) return QT_OK;
+    QT_TRY(qt_check_tensors(op, qt_arg("losses", losses), qt_arg("stats", stats),
+                            qt_arg("logits", logits, dt), qt_arg("dlosses", dlosses),
+                            qt_arg("targets", targets)));
+    QT_DTYPE_DISPATCH(dt, launch_fwd_bwd, (cudaStream_t)s, losses, stats, logits, dlosses,
+                      targets, N, V);
+    QT_CHECK_LAUNCH(op);
+    return QT_OK;
+}
+
 // ==== cost model (issue 10; base/cost.h) ======================================================
 // One kernel per call. fwd: reads logits (E N V) and targets (4 N) once, writes the losses and
 // stats (12 N); 4 flops per logit (the online max, z - m, exp, the sum). bwd: reads logits
@@ -187,4 +264,17 @@ extern "C" void qt_cuda_crossentropy_bwd_cost(qt_cost *c, qt_dtype dt, const voi
     const double nv = (double)N * (double)V, E = (double)qt_dtype_size(dt);
     const double streams = dlogits == logits ? 2 : 3;
     qt_cost_kernel(c, "crossentropy_bwd_rowblock", streams * E * nv + 16.0 * N, 5 * nv);
+}
+
+// fwd_bwd: the forward's reads and writes, then the gradient written over the logits (its
+// second read of each row is served by L2, not counted: base/cost.h); dlosses read (4 N);
+// the two kernels' flops.
+extern "C" void qt_cuda_crossentropy_fwd_bwd_cost(qt_cost *c, qt_dtype dt, const float *losses,
+                                                  const float *stats, const void *logits,
+                                                  const float *dlosses, const int *targets,
+                                                  int N, int V) {
+    (void)losses, (void)stats, (void)logits, (void)dlosses, (void)targets;
+    if (N <= 0 || V < 1) return;
+    const double nv = (double)N * (double)V, E = (double)qt_dtype_size(dt);
+    qt_cost_kernel(c, "crossentropy_fwd_bwd_rowblock", 2.0 * E * nv + 20.0 * N, 9 * nv);
 }

@@ -9,7 +9,9 @@
 //      The CPU backend runs its fused attention core, the CUDA backend composes attention from
 //      strided-batched GEMMs and the softmax kernel, so the two schedules are independent.
 //   2. fp16 and bf16 mode (fp32 master weights, constant loss scale 1024): 20 AdamW steps whose
-//      losses stay within 2% of the CPU backend's, step by step; no step is skipped.
+//      losses stay within 2% of the CPU backend's, step by step; no step is skipped. The CUDA
+//      model trains through qt_model_forward_train (crossentropy_fwd_bwd), the CPU's through
+//      qt_model_forward + qt_model_backward.
 //      Two identical fp16 runs (dropout on) give bit-identical losses and weights.
 //   3. fp16 loss scaling: an inf injected into a gradient makes qt_optimizer_step skip the step
 //      with the parameters, master weights and moments unchanged bit for bit, and the loss
@@ -253,7 +255,9 @@ static void side_by_side_train(side_by_side *p, const qt_config *cfg, const char
         }
         ck_assert_msg(qt_model_forward(&p->mc, in[k], tg[k], B, T, &lc) == QT_OK, "%s",
                       qt_last_error());
-        ck_assert_msg(qt_model_forward(&p->mg, in[k], tg[k], B, T, &lg) == QT_OK,
+        // the CUDA model trains as the trainer does: the classifier's backward inside the
+        // forward's op (crossentropy_fwd_bwd), against the CPU's forward + backward
+        ck_assert_msg(qt_model_forward_train(&p->mg, in[k], tg[k], B, T, &lg, scale) == QT_OK,
                       "%s step %d: %s", name, step, qt_last_error());
         ck_assert_msg(fabsf(lg - lc) <= loss_rtol * fabsf(lc),
                       "%s step %d: loss %.6g (cuda) vs %.6g (cpu fp32): off by %.3f%% > %g%%",

@@ -15,6 +15,8 @@
 // logits), overwrites them with ignored rows zeroed. A last case asserts the reason the op has
 // no probabilities buffer: with a 50k-like vocabulary in fp16, each gradient element is one
 // rounding of the fp32 value, where a stored fp16 probability (subnormal) is not.
+// qt_cuda_crossentropy_fwd_bwd (both in one launch) must equal the forward then the aliased
+// backward bit for bit, on every case.
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -128,6 +130,33 @@ static void check_case(qt_dtype dt, int N, int V, uint64_t seed) {
             ck_assert_msg(got[(size_t)r * V + j] == 0.0f, "%s: aliased ignored row %d not 0", tag,
                           r);
     ck_assert_msg(qt_ct_guard_ok(dt, d_logits, n), "%s: aliased bwd wrote past the end", tag);
+
+    // both in one launch: the two kernels' losses, stats and in-place gradient, bit for bit
+    void *d_fused = qt_ct_upload(dt, logits, n);
+    float *d_loss2 = qt_ct_alloc(QT_DTYPE_F32, (size_t)N);
+    float *d_stats2 = qt_ct_alloc(QT_DTYPE_F32, 2 * (size_t)N);
+    s = qt_cuda_crossentropy_fwd_bwd(NULL, dt, d_loss2, d_stats2, d_fused, d_dlosses, d_targets,
+                                     N, V);
+    ck_assert_msg(s == QT_OK, "%s: fwd_bwd returned %d: %s", tag, (int)s, qt_last_error());
+    float *fused = malloc(n * sizeof(float)), *loss2 = malloc((size_t)N * 4);
+    float *stats2 = malloc((size_t)N * 8);
+    qt_ct_download(dt, fused, d_fused, n);
+    qt_ct_download(QT_DTYPE_F32, loss2, d_loss2, (size_t)N);
+    qt_ct_download(QT_DTYPE_F32, stats2, d_stats2, 2 * (size_t)N);
+    ck_assert_msg(memcmp(loss2, got_loss, (size_t)N * 4) == 0 &&
+                      memcmp(stats2, got_stats, (size_t)N * 8) == 0,
+                  "%s: fwd_bwd's losses or stats differ from the forward's", tag);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(memcmp(&fused[i], &got[i], sizeof(float)) == 0,
+                      "%s: fwd_bwd's gradient [%zu] %.9g, the two kernels' %.9g", tag, i,
+                      (double)fused[i], (double)got[i]);
+    ck_assert_msg(qt_ct_guard_ok(dt, d_fused, n) && qt_ct_guard_ok(QT_DTYPE_F32, d_loss2, N) &&
+                      qt_ct_guard_ok(QT_DTYPE_F32, d_stats2, 2 * (size_t)N),
+                  "%s: fwd_bwd wrote past an end", tag);
+    qt_ct_free(d_fused);
+    qt_ct_free(d_loss2);
+    qt_ct_free(d_stats2);
+    QT_TEST_FREE_ALL(fused, loss2, stats2);
 
     qt_ct_free(d_logits);
     qt_ct_free(d_loss);
