@@ -117,14 +117,15 @@ set_target_properties(bench_step_emu PROPERTIES LINKER_LANGUAGE CXX)
 # Its command line: a record-only step of the tiny preset prints the JSON summary (with the
 # launches per micro-step and the predicted MFU), --execute runs it on the emulator with the
 # same counts, and an unknown GPU is one error naming the valid ones. The records themselves
-# are checked by test_cuda_cost_model.
+# are checked by test_cuda_cost_model. 76 launches per micro-step: a change to the step's schedule
+# (a fused op, a split kernel) changes it, and this number with it, on purpose.
 add_test(NAME bench_step_emu_predict
   COMMAND bench_step_emu --config ${CMAKE_SOURCE_DIR}/configs/tiny.conf --json --top 0)
 add_test(NAME bench_step_emu_execute COMMAND bench_step_emu --config
   ${CMAKE_SOURCE_DIR}/configs/tiny.conf --execute --gpu h100 --json --top 0)
 set_tests_properties(bench_step_emu_predict bench_step_emu_execute PROPERTIES LABELS emu
   ENVIRONMENT "${QT_CUDA_TEST_ENV}" TIMEOUT 120
-  PASS_REGULAR_EXPRESSION "\"micro_step\":{\"launches\":81,[^\n]*\"predicted_mfu\":0\\.[0-9]")
+  PASS_REGULAR_EXPRESSION "\"micro_step\":{\"launches\":76,[^\n]*\"predicted_mfu\":0\\.[0-9]")
 add_test(NAME bench_step_emu_bad_gpu COMMAND bench_step_emu --gpu v100)
 set_tests_properties(bench_step_emu_bad_gpu PROPERTIES LABELS emu TIMEOUT 60
   PASS_REGULAR_EXPRESSION "error: --gpu v100 is not a GPU of the cost model; use one of a100")
