@@ -2,7 +2,9 @@
 // harness (bench/harness.h): the classifier's loss (forward: losses and the row statistics) and
 // its gradient recomputed from the logits (backward), on the default model's logits (N = 1024,
 // V = 4096) and OPT-125m's (V = 50272: one 512-token sequence on the CPU, the whole micro-batch
-// on CUDA), CPU and CUDA. dlogits is a separate buffer (the model aliases it with the logits).
+// on CUDA), CPU and CUDA; and both in one call (fwd_bwd, the training step's), the gradient
+// over its own copy of the logits. dlogits is a separate buffer (the model aliases it with the
+// logits).
 #include "bench/harness.h"
 #include "kernels/crossentropy.h"
 
@@ -11,17 +13,21 @@ typedef struct {
     qt_dtype dt;
     qt_cuda_stream s;
     void *logits, *dlogits;         // (N, V)
+    void *work;                     // (N, V): fwd_bwd's logits, then their gradient
     float *losses, *dlosses;        // (N) fp32
     float *stats;                   // (N, 2) fp32
     int *targets;                   // (N)
 } ce_args;
 
-enum { FWD, BWD };
+enum { FWD, BWD, FWD_BWD };
 
 static qt_status cpu_call(void *p, int op) {
     const ce_args *a = p;
     if (op == FWD)
         return qt_cpu_crossentropy_fwd(a->losses, a->stats, a->logits, a->targets, a->N, a->V);
+    if (op == FWD_BWD)
+        return qt_cpu_crossentropy_fwd_bwd(a->losses, a->stats, a->work, a->dlosses, a->targets,
+                                           a->N, a->V);
     return qt_cpu_crossentropy_bwd(a->dlogits, a->dlosses, a->logits, a->stats, a->targets, a->N,
                                    a->V);
 }
@@ -31,6 +37,7 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
     const size_t nv = (size_t)a.N * a.V;
     a.logits = qt_bench_buf(b, QT_BENCH_RAND, nv);
     a.dlogits = qt_bench_buf(b, QT_BENCH_ZEROS, nv);
+    a.work = qt_bench_buf(b, QT_BENCH_RAND, nv);
     a.losses = qt_bench_buf(b, QT_BENCH_F32_ZEROS, (size_t)a.N);
     a.dlosses = qt_bench_buf(b, QT_BENCH_F32, (size_t)a.N);
     a.stats = qt_bench_buf(b, QT_BENCH_F32_ZEROS, 2 * (size_t)a.N);
@@ -44,8 +51,11 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
         {"fwd", FWD, E * (double)nv + 16 * N, 4 * (double)nv},
         // bwd: reads logits, dlogits (+=) (2 N V), fp32 dlosses, stats and targets (4 N);
         //      writes dlogits (N V). 5 flops per logit: x - max, exp, the two products, the add.
-        {"bwd", BWD, E * 3 * (double)nv + 16 * N, 5 * (double)nv}};
-    return qt_bench_run_cases(b, call, &a, cases, 2);
+        {"bwd", BWD, E * 3 * (double)nv + 16 * N, 5 * (double)nv},
+        // fwd_bwd: reads the logits once and writes their gradient over them (2 N V), fp32
+        //          dlosses and targets (8 N), writes losses and stats (12 N); both flop counts.
+        {"fwd_bwd", FWD_BWD, E * 2 * (double)nv + 20 * N, 9 * (double)nv}};
+    return qt_bench_run_cases(b, call, &a, cases, 3);
 }
 
 #ifdef QT_HAVE_CUDA
@@ -54,6 +64,9 @@ static qt_status cuda_call(void *p, int op) {
     if (op == FWD)
         return qt_cuda_crossentropy_fwd(a->s, a->dt, a->losses, a->stats, a->logits, a->targets,
                                         a->N, a->V);
+    if (op == FWD_BWD)
+        return qt_cuda_crossentropy_fwd_bwd(a->s, a->dt, a->losses, a->stats, a->work,
+                                            a->dlosses, a->targets, a->N, a->V);
     return qt_cuda_crossentropy_bwd(a->s, a->dt, a->dlogits, a->dlosses, a->logits, a->stats,
                                     a->targets, a->N, a->V);
 }

@@ -43,9 +43,13 @@ qt_status qt_cpu_crossentropy_bwd(float *dlogits, const float *dlosses, const fl
 // Both in one op when the gradient's scale is known before the loss (training): the forward,
 // then the backward in place, dlogits overwriting the logits (N, V): losses, stats and the
 // gradient equal qt_cpu_crossentropy_fwd then qt_cpu_crossentropy_bwd(logits, dlosses, logits,
-// ...) bit for bit. One pass over each row on CUDA (the row's second read comes from L2).
+// ...) bit for bit. One pass over the logits from memory: each row's gradient is computed
+// while the row is still in cache.
 qt_status qt_cpu_crossentropy_fwd_bwd(float *losses, float *stats, float *logits,
                                       const float *dlosses, const int *targets, int N, int V);
+qt_status qt_cpu_crossentropy_fwd_bwd_f64(double *losses, double *stats, double *logits,
+                                          const double *dlosses, const int *targets, int N,
+                                          int V);
 qt_status qt_cpu_crossentropy_fwd_f64(double *losses, double *stats, const double *logits,
                                       const int *targets, int N, int V);
 qt_status qt_cpu_crossentropy_bwd_f64(double *dlogits, const double *dlosses,

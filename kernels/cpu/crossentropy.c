@@ -33,17 +33,11 @@ static qt_status ce_check(const char *op, int ok, const char *names, const int *
     return QT_OK;
 }
 
+// The row functions of crossentropy_impl.h: one copy of the machine code for every op.
+#define QT_NOINLINE __attribute__((noinline))
+
 #include "crossentropy_impl.h"
 #define QT_REAL_F64
 #include "common/real.h"
 #include "crossentropy_impl.h"
 
-// ---- both directions in one op (float only): the training step's classifier ---------------
-qt_status qt_cpu_crossentropy_fwd_bwd(float *losses, float *stats, float *logits,
-                                      const float *dlosses, const int *targets, int N, int V) {
-    // every check before anything is written: the backward's pointers too
-    QT_TRY(ce_check("crossentropy_fwd_bwd", losses && stats && logits && dlosses,
-                    "losses, stats, logits and dlosses", targets, N, V));
-    QT_TRY(qt_cpu_crossentropy_fwd(losses, stats, logits, targets, N, V));
-    return qt_cpu_crossentropy_bwd(logits, dlosses, logits, stats, targets, N, V);
-}
