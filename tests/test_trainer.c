@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "host/io/clock.h"
 #include "qtrain/checkpoint.h"
 #include "qtrain/data.h"
 #include "qtrain/trainer.h"
@@ -310,6 +311,26 @@ START_TEST(test_checkpoint_records_tokenizer) {
 }
 END_TEST
 
+// The progress lines' ETA (host/io/clock.h): minutes and seconds below an hour, hours and
+// minutes from it, rounded to the nearest second, and never negative.
+START_TEST(test_format_duration) {
+    char buf[32];
+    const struct {
+        double s;
+        const char *want;
+    } cases[] = {{-5, "0m00s"}, {0, "0m00s"}, {0.49, "0m00s"}, {0.5, "0m01s"}, {59.6, "1m00s"},
+                 {187, "3m07s"}, {3599.4, "59m59s"}, {3599.5, "1h00m"}, {3900, "1h05m"},
+                 {100 * 3600.0 + 59, "100h00m"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qt_format_duration(cases[i].s, buf, sizeof buf);
+        ck_assert_msg(strcmp(buf, cases[i].want) == 0, "%g s: got %s, want %s", cases[i].s, buf,
+                      cases[i].want);
+    }
+    double t0 = qt_clock_seconds(), t1 = qt_clock_seconds();
+    ck_assert(t1 >= t0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("trainer");
     TCase *tc = tcase_create("trainer");
@@ -320,6 +341,7 @@ int main(void) {
     tcase_add_test(tc, test_stale_temp_checkpoints_removed);
     tcase_add_test(tc, test_resume_logs_each_step_once);
     tcase_add_test(tc, test_checkpoint_records_tokenizer);
+    tcase_add_test(tc, test_format_duration);
     suite_add_tcase(s, tc);
     return qt_test_run_suite(s);
 }

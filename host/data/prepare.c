@@ -16,16 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host/io/clock.h"
 #include "host/io/file.h"
 #include "qtrain/data.h"
 #include "qtrain/mlm.h"
 #include "qtrain/tokenizer.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     int verbose;
@@ -39,7 +34,7 @@ static void train_progress(int done, int total, void *user) {
     if (!p->verbose || decile == p->last_decile) return;
     p->last_decile = decile;
     fprintf(stderr, "prepare: tokenizer: %d/%d merges (%.1f s)\n", done, total,
-            now_seconds() - p->t0);
+            qt_clock_seconds() - p->t0);
 }
 
 // Writes tokens (n,) as <dir>/<split>_NNN.bin shards of at most shard_tokens each (at least
@@ -213,7 +208,7 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     uint64_t *counts = NULL;
     char *path = NULL;
     char *created = NULL; // the topmost directory this call created, if any
-    double t0 = now_seconds();
+    double t0 = qt_clock_seconds();
 
     qt_status st = qt_io_read_file(text_path, "input text", NULL, SIZE_MAX - 1, &text, &len);
     if (st != QT_OK) goto out;
@@ -242,10 +237,10 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     st = qt_io_check_dir_creatable(out_dir, "output directory");
     if (st != QT_OK) goto out;
 
-    progress_state prog = {verbose, -1, now_seconds()};
+    progress_state prog = {verbose, -1, qt_clock_seconds()};
     st = qt_tokenizer_train(&tok, text, cut, vocab_size, train_progress, &prog);
     if (st != QT_OK) goto out;
-    s.tokenizer_seconds = now_seconds() - prog.t0;
+    s.tokenizer_seconds = qt_clock_seconds() - prog.t0;
     st = qt_io_make_dirs_created(out_dir, 0755, "output directory", &created);
     if (st != QT_OK) goto out;
     // Shards and tokenizers of killed prepares (`*.tmp.<pid>` of dead pids).
@@ -269,12 +264,12 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
         fprintf(stderr, "prepare: tokenizer: %d tokens trained in %.2f s, saved to %s\n",
                 vocab_size, s.tokenizer_seconds, path);
 
-    double t1 = now_seconds();
+    double t1 = qt_clock_seconds();
     st = qt_tokenizer_encode(tok, text, cut, &train, &n_train);
     if (st != QT_OK) goto out;
     st = qt_tokenizer_encode(tok, text + cut, len - cut, &val, &n_val);
     if (st != QT_OK) goto out;
-    s.encode_seconds = now_seconds() - t1;
+    s.encode_seconds = qt_clock_seconds() - t1;
     s.train_tokens = n_train;
     s.val_tokens = n_val;
     if (verbose)
@@ -302,7 +297,7 @@ qt_status qt_prepare_ex(const char *text_path, const char *out_dir, int vocab_si
     if (verbose)
         fprintf(stderr, "prepare: wrote %s: %d train and %d validation shards; validation "
                 "unigram entropy %.4f nats/token; %.2f s in all\n", out_dir, s.train_shards,
-                s.val_shards, s.val_unigram_entropy, now_seconds() - t0);
+                s.val_shards, s.val_unigram_entropy, qt_clock_seconds() - t0);
     if (stats) *stats = s;
 out:
     // A directory this call created holds only what it wrote: a failure removes both.

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "host/io/clock.h"
 #include "host/io/file.h"
 #include "host/io/json.h"
 #include "qtrain/names.h"
@@ -38,12 +39,6 @@ void study_hist_bounds(int i, double *lo, double *hi) {
     double b = exp2(HIST_MIN_EXP + (double)(k + 1) / HIST_BINS_PER_OCTAVE);
     *lo = i > HIST_HALF ? a : -b;
     *hi = i > HIST_HALF ? b : -a;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 // The layer outputs (B, T, C) of `batches` validation batches, binned per layer into
@@ -134,7 +129,7 @@ static qt_status write_eval_json(const study_run *r, int eval_batches, int calib
 
 qt_status study_eval_run(study_run *r, qt_backend *be, int eval_batches, int calib_batches,
                          int quiet) {
-    double t0 = now_seconds();
+    double t0 = qt_clock_seconds();
     study_run_free_results(r);
     qt_config cfg = r->cfg;
     cfg.precision = QT_PRECISION_FP32;
@@ -176,7 +171,7 @@ qt_status study_eval_run(study_run *r, qt_backend *be, int eval_batches, int cal
         r->fake_ppl = pr.fake_ppl;
         r->int8_ppl = pr.int8_ppl;
         snprintf(r->int8_gemm, sizeof r->int8_gemm, "%s", pr.int8_gemm ? pr.int8_gemm : "");
-        r->eval_seconds = now_seconds() - t0;
+        r->eval_seconds = qt_clock_seconds() - t0;
         st = write_eval_json(r, eval_batches, calib_batches);
     }
     // The file is the one source of the run's results: what a later session reads back is

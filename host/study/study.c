@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host/io/clock.h"
 #include "host/io/file.h"
 #include "qtrain/checkpoint.h"
 #include "qtrain/data.h"
@@ -23,20 +24,6 @@
 // that arrive during its loop and reports them itself), 0 while none has.
 static volatile sig_atomic_t stop_requested = 0;
 static void on_stop_signal(int sig) { stop_requested = sig; }
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void format_duration(double seconds, char *buf, size_t len) {
-    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
-    if (s >= 3600)
-        snprintf(buf, len, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-    else
-        snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
-}
 
 void study_run_free_results(study_run *r) {
     qt_eval_result_free(&r->eval);
@@ -183,7 +170,7 @@ static qt_status on_step(void *user, int step, const qt_model *model, const qt_o
         p->forwarded = 1;
         raise(stop_requested);
     }
-    double now = now_seconds();
+    double now = qt_clock_seconds();
     p->train_seconds += now - p->step_mark;
     p->step_mark = now;
     p->steps_session++;
@@ -192,7 +179,7 @@ static qt_status on_step(void *user, int step, const qt_model *model, const qt_o
     if (p->o->quiet || (step % cfg->log_every != 0 && step != cfg->max_steps)) return QT_OK;
     int unknown = 0;
     char eta[32];
-    format_duration(eta_seconds(p, &unknown), eta, sizeof eta);
+    qt_format_duration(eta_seconds(p, &unknown), eta, sizeof eta);
     double tokens = (double)cfg->batch_size * cfg->seq_len * cfg->grad_accum;
     fprintf(stderr,
             "qtrain: study run %d/%d %s | step %d/%d | %.0f tok/s | study %.0f%% | ETA %s%s\n",
@@ -247,7 +234,7 @@ static qt_status train_run(study_run *r, int resume_step, study_progress *p, int
     int sig = 0;
     p->run = r;
     p->forwarded = 0;
-    p->step_mark = now_seconds();
+    p->step_mark = qt_clock_seconds();
     qt_train_opts to = {.backend = p->o->train_be,
                         .out_dir = r->dir,
                         .resume_from = resume_step > 0 ? ckpt : NULL,
@@ -336,18 +323,18 @@ static qt_status run_study(const qt_study_opts *o, study_run *runs, int n_runs,
                     i + 1, n_runs, r->name, steps[i]);
         }
         if (stop_requested) break;
-        double t0 = now_seconds();
+        double t0 = qt_clock_seconds();
         st = study_eval_run(r, o->eval_be, o->eval_batches ? o->eval_batches
                                                            : r->cfg.eval_batches,
                             o->calib_batches, o->quiet);
         if (st != QT_OK) break;
-        p.eval_seconds += now_seconds() - t0;
+        p.eval_seconds += qt_clock_seconds() - t0;
         p.evals_done++;
         p.evals_left--;
         if (!o->quiet) {
             int unknown = 0;
             char eta[32];
-            format_duration(eta_seconds(&p, &unknown), eta, sizeof eta);
+            qt_format_duration(eta_seconds(&p, &unknown), eta, sizeof eta);
             char w8a8[64] = "W8A8 n/a (trained quantized)";
             if (!isnan(r->int8_ppl))
                 snprintf(w8a8, sizeof w8a8, "W8A8 ppl %.2f fake, %.2f INT8", r->fake_ppl,

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "data_parallel.h"
+#include "host/io/clock.h"
 #include "host/io/file.h"
 #include "qtrain/data.h"
 #include "qtrain/evaluate.h"
@@ -22,20 +23,6 @@
 // The signal (SIGINT, SIGTERM) that asked the run to stop, 0 while none has.
 static volatile sig_atomic_t stop_requested = 0;
 static void on_stop_signal(int sig) { stop_requested = sig; }
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void format_duration(double seconds, char *buf, size_t len) {
-    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
-    if (s >= 3600)
-        snprintf(buf, len, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-    else
-        snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
-}
 
 // The run directory, created with its parents: every path in it must fit the buffers below.
 static qt_status make_run_dir(const char *path) {
@@ -204,7 +191,7 @@ static qt_status train_loop(trainer *t, int start_step) {
     const uint64_t ranks = (uint64_t)t->comm->size, rank = (uint64_t)t->comm->rank;
     double tokens_per_step = (double)B * T * cfg->grad_accum * (double)ranks;
     double flops_per_token = qt_model_flops_per_token(cfg, T);
-    double t_start = now_seconds(), t_log = t_start;
+    double t_start = qt_clock_seconds(), t_log = t_start;
     int steps_since_log = 0;
     double loss_since_log = 0.0;
     int end_step = cfg->max_steps;
@@ -258,7 +245,7 @@ static qt_status train_loop(trainer *t, int start_step) {
         loss_since_log += step_loss;
         int last = step == end_step || stop;
         if (t->metrics && (step % cfg->log_every == 0 || last || step == start_step + 1)) {
-            double now = now_seconds();
+            double now = qt_clock_seconds();
             double tok_s = tokens_per_step * steps_since_log / (now - t_log);
             double eta = (double)(end_step - step) * tokens_per_step / tok_s;
             fprintf(t->metrics,
@@ -271,7 +258,7 @@ static qt_status train_loop(trainer *t, int start_step) {
             fflush(t->metrics);
             if (!t->quiet) {
                 char eta_s[32];
-                format_duration(eta, eta_s, sizeof eta_s);
+                qt_format_duration(eta, eta_s, sizeof eta_s);
                 char scale_s[64] = "";
                 if (t->scaler.enabled)
                     snprintf(scale_s, sizeof scale_s, " | scale %g, %lld skipped", used_scale,
