@@ -191,6 +191,48 @@ static __device__ __forceinline__ void flash_online(float (&s)[NS][4], float (&m
     }
 }
 
+// The tile of FLASH_BR rows of one (sequence, head) a block owns, from blockIdx.x =
+// (b H + h) tiles + tile: query rows in the forward and in dQ, key rows in dK/dV. The lane's
+// fragment coordinates (g = lane / 4, t = lane % 4) and its two tile-local rows 16 warp + g and
+// + 8 follow the mma accumulator layout.
+struct flash_block {
+    int b, h, r0, valid; // sequence, head, first row, rows inside T (at most FLASH_BR)
+    int warp, lane, g, t;
+    int row[2];
+};
+
+static __device__ __forceinline__ flash_block flash_block_of(int T_, int H) {
+    flash_block fb;
+    const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
+    const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
+    fb.b = bh / H;
+    fb.h = bh % H;
+    fb.r0 = tile * FLASH_BR;
+    fb.valid = T_ - fb.r0 < FLASH_BR ? T_ - fb.r0 : FLASH_BR;
+    fb.warp = (int)threadIdx.x >> 5;
+    fb.lane = (int)threadIdx.x & 31;
+    fb.g = fb.lane >> 2;
+    fb.t = fb.lane & 3;
+    fb.row[0] = 16 * fb.warp + fb.g;
+    fb.row[1] = fb.row[0] + 8;
+    return fb;
+}
+
+// The query tile's key lengths (lens: (B, T)) into s_len (FLASH_BR), 0 past T; read after a barrier.
+static __device__ __forceinline__ void flash_stage_lens(int *s_len, const int *lens,
+                                                        const flash_block &fb, int T_) {
+    if (threadIdx.x < FLASH_BR)
+        s_len[threadIdx.x] =
+            (int)threadIdx.x < fb.valid ? lens[(size_t)fb.b * T_ + fb.r0 + threadIdx.x] : 0;
+}
+
+// The longest key length of the tile's rows: the key loop's bound, the same in every thread.
+static __device__ __forceinline__ int flash_kmax(const int *s_len) {
+    int kmax = 0;
+    for (int i = 0; i < FLASH_BR; i++) kmax = s_len[i] > kmax ? s_len[i] : kmax;
+    return kmax;
+}
+
 template <typename T, int D>
 static __global__ void __launch_bounds__(FLASH_BR * 2)
     attention_flash_fwd_tile(int kind, float scale, float gamma, float zeta, float eta,
@@ -202,23 +244,16 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     FLASH_SHARED_TILE(T, Ks, BC * LD);
     FLASH_SHARED_TILE(T, Vs, BC * LD);
     QT_SHARED(int, s_len, FLASH_BR);
-    const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
-    const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
-    const int b = bh / H, h = bh % H, r0 = tile * FLASH_BR;
-    const int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, g = lane >> 2,
-              t = lane & 3;
+    const flash_block fb = flash_block_of(T_, H);
+    const int b = fb.b, h = fb.h, r0 = fb.r0, valid = fb.valid, warp = fb.warp, t = fb.t;
+    const int *row = fb.row;
     const size_t C3 = 3 * (size_t)C;
     const T *q = qkv + (size_t)b * T_ * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
-    const int valid = T_ - r0 < FLASH_BR ? T_ - r0 : FLASH_BR;
 
-    if (threadIdx.x < FLASH_BR)
-        s_len[threadIdx.x] = (int)threadIdx.x < valid ? lens[(size_t)b * T_ + r0 + threadIdx.x] : 0;
+    flash_stage_lens(s_len, lens, fb, T_);
     flash_stage<T, D>(Qs, q + (size_t)r0 * C3, C3, FLASH_BR, valid);
     __syncthreads();
-    int kmax = 0;
-    for (int i = 0; i < FLASH_BR; i++) kmax = s_len[i] > kmax ? s_len[i] : kmax;
-    // the lane's rows (tile-local): 16 warp + g and + 8
-    const int row[2] = {16 * warp + g, 16 * warp + g + 8};
+    const int kmax = flash_kmax(s_len);
     const int len[2] = {s_len[row[0]], s_len[row[1]]};
     float ca[2], cc[2];
     QT_UNROLL
@@ -337,7 +372,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     if (nzero) {
         long long z = zeros;
         for (int o = 16; o > 0; o >>= 1) z += __shfl_xor_sync(QT_FULL_MASK, z, o);
-        if (lane == 0 && z) atomicAdd(nzero + (size_t)b * H + h, (unsigned long long)z);
+        if (fb.lane == 0 && z) atomicAdd(nzero + (size_t)b * H + h, (unsigned long long)z);
     }
 }
 
@@ -445,25 +480,21 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     QT_SHARED(float, s_a, BQ);
     QT_SHARED(float, s_c, BQ);
     QT_SHARED(int, s_len, BQ);
-    const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
-    const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
-    const int b = bh / H, h = bh % H, j0 = tile * FLASH_BR;
-    const int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, g = lane >> 2,
-              t = lane & 3;
+    const flash_block fb = flash_block_of(T_, H); // its rows are keys here
+    const int b = fb.b, h = fb.h, j0 = fb.r0, warp = fb.warp, t = fb.t;
     const size_t C3 = 3 * (size_t)C;
     const T *q = qkv + (size_t)b * T_ * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
     const T *dAh = dA + (size_t)b * T_ * C + (size_t)h * D;
     const float *L = lse + ((size_t)b * H + h) * T_, *Dr = Drow + ((size_t)b * H + h) * T_;
-    const int nk = T_ - j0 < FLASH_BR ? T_ - j0 : FLASH_BR;
-    flash_stage<T, D>(Ks, k + (size_t)j0 * C3, C3, FLASH_BR, nk);
-    flash_stage<T, D>(Vs, v + (size_t)j0 * C3, C3, FLASH_BR, nk);
+    flash_stage<T, D>(Ks, k + (size_t)j0 * C3, C3, FLASH_BR, fb.valid);
+    flash_stage<T, D>(Vs, v + (size_t)j0 * C3, C3, FLASH_BR, fb.valid);
     float dk[ND][4], dv[ND][4];
     QT_UNROLL
     for (int n = 0; n < ND; n++)
         QT_UNROLL
         for (int e = 0; e < 4; e++) dk[n][e] = dv[n][e] = 0.0f;
     const T *Kw = Ks + 16 * warp * LD, *Vw = Vs + 16 * warp * LD;
-    const int key[2] = {j0 + 16 * warp + g, j0 + 16 * warp + g + 8}; // the lane's two keys
+    const int key[2] = {j0 + fb.row[0], j0 + fb.row[1]}; // the lane's two keys
     for (int i0 = 0; i0 < T_; i0 += BQ) {
         const int nq = T_ - i0 < BQ ? T_ - i0 : BQ;
         __syncthreads(); // the previous tile's readers are done
@@ -528,22 +559,16 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     FLASH_SHARED_TILE(T, Ks, BC * LD);
     FLASH_SHARED_TILE(T, Vs, BC * LD);
     QT_SHARED(int, s_len, FLASH_BR);
-    const int tiles = (T_ + FLASH_BR - 1) / FLASH_BR;
-    const int tile = (int)(blockIdx.x % (unsigned)tiles), bh = (int)(blockIdx.x / (unsigned)tiles);
-    const int b = bh / H, h = bh % H, r0 = tile * FLASH_BR;
-    const int warp = (int)threadIdx.x >> 5, lane = (int)threadIdx.x & 31, g = lane >> 2,
-              t = lane & 3;
+    const flash_block fb = flash_block_of(T_, H);
+    const int b = fb.b, h = fb.h, r0 = fb.r0, valid = fb.valid, warp = fb.warp, t = fb.t;
+    const int *row = fb.row;
     const size_t C3 = 3 * (size_t)C;
     const T *q = qkv + (size_t)b * T_ * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
-    const int valid = T_ - r0 < FLASH_BR ? T_ - r0 : FLASH_BR;
-    if (threadIdx.x < FLASH_BR)
-        s_len[threadIdx.x] = (int)threadIdx.x < valid ? lens[(size_t)b * T_ + r0 + threadIdx.x] : 0;
+    flash_stage_lens(s_len, lens, fb, T_);
     flash_stage<T, D>(Qs, q + (size_t)r0 * C3, C3, FLASH_BR, valid);
     flash_stage<T, D>(dAs, dA + ((size_t)b * T_ + r0) * C + (size_t)h * D, C, FLASH_BR, valid);
     __syncthreads();
-    int kmax = 0;
-    for (int i = 0; i < FLASH_BR; i++) kmax = s_len[i] > kmax ? s_len[i] : kmax;
-    const int row[2] = {16 * warp + g, 16 * warp + g + 8};
+    const int kmax = flash_kmax(s_len);
     const int len[2] = {s_len[row[0]], s_len[row[1]]};
     float ca[2], cc[2], Lr[2], Dt[2];
     QT_UNROLL
