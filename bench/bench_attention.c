@@ -215,18 +215,9 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
         {"flash_fwd", FLASH_FWD, 4 * (4 * btcd + bhtd + (double)a.B * a.T), pairs * (4 * D + 5)},
         {"flash_bwd", FLASH_BWD, 4 * (11 * btcd + bhtd + (double)a.B * a.T),
          pairs * (10 * D + 7)}};
-    static const struct {
-        const char *suffix;
-        qt_softmax_params prm;
-    } variants[] = {
-        {"", {.kind = QT_SOFTMAX_VANILLA, .zeta = 1, .eta = 1, .beta = 1}},
-        {"_clipped",
-         {.kind = QT_SOFTMAX_CLIPPED, .gamma = -0.03f, .zeta = 1.0f, .eta = 1, .beta = 1}},
-        {"_ncs", {.kind = QT_SOFTMAX_NCS, .zeta = 1, .eta = 1.03f, .beta = 1.0f}},
-    };
     qt_bench_result vanilla[2] = {{0}};
-    for (int v = 0; v < 3; v++) {
-        a.prm = variants[v].prm;
+    for (int v = 0; v < QT_BENCH_SOFTMAX_VARIANTS; v++) {
+        const char *suffix = qt_bench_softmax_variant(v, &a.prm);
         a.prm.scale = (float)(1.0 / sqrt(D));
         a.ap = (qt_attn_params){.sm = a.prm};
         const double flash_mib =
@@ -237,7 +228,7 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
             // the composed core: ratio to vanilla's
             qt_bench_shape(b, "B=%d T=%d C=%d H=%d alloc %.3g MiB", a.B, a.T, a.C, a.H,
                            composed_mib);
-            snprintf(name, sizeof name, "%s%s", base[i].name, variants[v].suffix);
+            snprintf(name, sizeof name, "%s%s", base[i].name, suffix);
             qt_bench_case c = {name, base[i].op, base[i].bytes,
                                base[i].flops + (v ? pairs * (i ? 2 : 3) : 0)};
             qt_bench_ref(b, v ? "vanilla" : NULL, vanilla[i].ms_median);
@@ -246,7 +237,7 @@ static qt_status run(qt_bench *b, const qt_bench_model *m, qt_bench_call call) {
             // the fused op: ratio to the composed line just above
             qt_bench_shape(b, "B=%d T=%d C=%d H=%d alloc %.3g MiB", a.B, a.T, a.C, a.H,
                            flash_mib);
-            snprintf(name, sizeof name, "%s%s", base[2 + i].name, variants[v].suffix);
+            snprintf(name, sizeof name, "%s%s", base[2 + i].name, suffix);
             const double clip_fwd = pairs * (4 * D + 3); // the second pass and [Pc; M P]
             c = (qt_bench_case){name, base[2 + i].op,
                                 base[2 + i].bytes + (v ? 4 * btcd : 0),

@@ -470,25 +470,30 @@ qt_status qt_bench_run_cases(qt_bench *b, qt_bench_call call, void *arg, const q
     return QT_OK;
 }
 
-qt_status qt_bench_softmax_variants(qt_bench *b, qt_bench_call call, void *arg,
-                                    qt_softmax_params *prm, float scale,
-                                    const qt_bench_case fwd_bwd[2], const double clip_flops[2]) {
+const char *qt_bench_softmax_variant(int v, qt_softmax_params *prm) {
     static const struct {
         const char *suffix;
         qt_softmax_params prm;
-    } variants[] = {
+    } variants[QT_BENCH_SOFTMAX_VARIANTS] = {
         {"", {.kind = QT_SOFTMAX_VANILLA, .zeta = 1, .eta = 1, .beta = 1}},
         {"_clipped",
          {.kind = QT_SOFTMAX_CLIPPED, .gamma = -0.03f, .zeta = 1.0f, .eta = 1, .beta = 1}},
         {"_ncs", {.kind = QT_SOFTMAX_NCS, .zeta = 1, .eta = 1.03f, .beta = 1.0f}},
     };
+    *prm = variants[v].prm;
+    return variants[v].suffix;
+}
+
+qt_status qt_bench_softmax_variants(qt_bench *b, qt_bench_call call, void *arg,
+                                    qt_softmax_params *prm, float scale,
+                                    const qt_bench_case fwd_bwd[2], const double clip_flops[2]) {
     qt_bench_result vanilla[2] = {{0}};
-    for (int v = 0; v < 3; v++) {
-        *prm = variants[v].prm;
+    for (int v = 0; v < QT_BENCH_SOFTMAX_VARIANTS; v++) {
+        const char *suffix = qt_bench_softmax_variant(v, prm);
         prm->scale = scale;
         for (int i = 0; i < 2; i++) {
             char name[32];
-            snprintf(name, sizeof name, "%s%s", fwd_bwd[i].name, variants[v].suffix);
+            snprintf(name, sizeof name, "%s%s", fwd_bwd[i].name, suffix);
             const qt_bench_case c = {name, fwd_bwd[i].op, fwd_bwd[i].bytes,
                                      fwd_bwd[i].flops + (v ? clip_flops[i] : 0)};
             qt_bench_ref(b, v ? "vanilla" : NULL, vanilla[i].ms_median);

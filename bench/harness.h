@@ -147,7 +147,12 @@ qt_status qt_bench_run_cases(qt_bench *b, qt_bench_call call, void *arg, const q
                              int n);
 
 // The softmax variants the attention benchmarks time: vanilla, clipped (gamma -0.03, zeta 1)
-// and NCS (eta 1.03, beta 1). For each, *prm (inside arg) is set to the variant with `scale`
+// and NCS (eta 1.03, beta 1), v = 0 .. QT_BENCH_SOFTMAX_VARIANTS - 1: sets *prm (scale left
+// 0) and returns the suffix of the variant's case names ("", "_clipped", "_ncs").
+#define QT_BENCH_SOFTMAX_VARIANTS 3
+const char *qt_bench_softmax_variant(int v, qt_softmax_params *prm);
+
+// Runs those variants: for each, *prm (inside arg) is set to the variant with `scale`
 // and the forward and backward cases (fwd_bwd[0], [1]) run, named with the variant's suffix
 // ("fwd_clipped", "bwd_ncs"), the clipped ones doing clip_flops[i] more flops and printed with
 // their ratio to vanilla's same case.
