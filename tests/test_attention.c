@@ -27,60 +27,8 @@
 
 #define FD_TOL 1e-6
 #define FD_H 1e-6
-#define FD_MAX_TENSORS 8
 
 // ---- helpers --------------------------------------------------------------------------------
-
-// A differentiable function of several double tensors, for finite differences.
-typedef struct {
-    double *x[FD_MAX_TENSORS]; // inputs (perturbed in place)
-    size_t n[FD_MAX_TENSORS];
-    const char *name[FD_MAX_TENSORS];
-    int count;
-    double (*loss)(void *ctx);
-    void *ctx;
-} fd_problem;
-
-static void fd_add(fd_problem *p, const char *name, double *x, size_t n) {
-    ck_assert_int_lt(p->count, FD_MAX_TENSORS);
-    p->x[p->count] = x;
-    p->n[p->count] = n;
-    p->name[p->count] = name;
-    p->count++;
-}
-
-// Checks analytic gradients an[k] (one per registered tensor, NULL to skip) against central
-// differences; `what` names the case in a failure.
-static void fd_check(fd_problem *p, double *const *an, const char *what) {
-    for (int k = 0; k < p->count; k++) {
-        if (!an[k]) continue;
-        double *fd = qt_test_dalloc(p->n[k]);
-        qt_test_fd_grad(p->loss, p->ctx, p->x[k], p->n[k], FD_H, fd);
-        double err = qt_test_rel_err_f64(an[k], fd, p->n[k]);
-        ck_assert_msg(err <= FD_TOL, "%s: d%s vs finite differences: err %g", what, p->name[k],
-                      err);
-        free(fd);
-    }
-}
-
-// A gradient buffer with a random start, remembered so the test can subtract it.
-typedef struct {
-    double *g, *start;
-    size_t n;
-} acc_buf;
-static acc_buf acc_new(size_t n, uint64_t seed) {
-    acc_buf a = {qt_test_drand(n, -1.0, 1.0, seed), qt_test_dalloc(n), n};
-    memcpy(a.start, a.g, n * sizeof(double));
-    return a;
-}
-static double *acc_delta(acc_buf *a) {
-    for (size_t i = 0; i < a->n; i++) a->g[i] -= a->start[i];
-    return a->g;
-}
-static void acc_free(acc_buf *a) {
-    free(a->g);
-    free(a->start);
-}
 
 static const char *gate_name(qt_gate_kind k) {
     return k == QT_GATE_NONE     ? "none"
@@ -166,7 +114,7 @@ static void check_attention_fd(qt_softmax_kind kind, int B, int T, int C, int H,
                  qt_test_dalloc(np),
                  qt_test_dalloc(np)};
     att_loss(&c);
-    acc_buf dqkv = acc_new(nq, seed + 2);
+    qt_test_acc dqkv = qt_test_acc_new(nq, seed + 2);
     double *scratch = qt_test_dalloc(np);
     QT_EXPECT_OK(qt_cpu_attention_bwd_f64(&prm, dqkv.g, scratch, c.wout, c.qkv, c.probs, c.p, lens,
                                           B, T, C, H));
@@ -179,13 +127,13 @@ static void check_attention_fd(qt_softmax_kind kind, int B, int T, int C, int H,
                               "attention_fwd_f64 %s: masked (%d, %d, %d) not 0", sm_name(kind), bh,
                               t, j);
             }
-    fd_problem p = {.loss = att_loss, .ctx = &c};
-    fd_add(&p, "qkv", c.qkv, nq);
-    double *an[1] = {acc_delta(&dqkv)};
+    qt_test_fd_problem p = {.loss = att_loss, .ctx = &c};
+    qt_test_fd_add(&p, "qkv", c.qkv, nq);
+    double *an[1] = {qt_test_acc_delta(&dqkv)};
     char what[128];
     snprintf(what, sizeof what, "attention_bwd_f64 %s B %d T %d C %d H %d seed %llu",
              sm_name(kind), B, T, C, H, (unsigned long long)seed);
-    fd_check(&p, an, what);
+    qt_test_fd_check(&p, an, FD_H, FD_TOL, what);
     free(lens);
     free(c.qkv);
     free((void *)c.wout);
@@ -193,7 +141,7 @@ static void check_attention_fd(qt_softmax_kind kind, int B, int T, int C, int H,
     free(c.probs);
     free(c.p);
     free(scratch);
-    acc_free(&dqkv);
+    qt_test_acc_free(&dqkv);
 }
 
 START_TEST(test_attention_fd) {
@@ -488,23 +436,23 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     snprintf(what, sizeof what, "attention layer (double reference) gate %s softmax %s B %d T %d",
              gate_name(gk), sm_name(sk), B, T);
     if (do_fd) {
-        fd_problem p = {.loss = ref_loss, .ctx = &r};
-        double *an[FD_MAX_TENSORS];
+        qt_test_fd_problem p = {.loss = ref_loss, .ctx = &r};
+        double *an[QT_TEST_FD_MAX_TENSORS];
         const char *names[8] = {"qkv_w", "qkv_b", "proj_w", "proj_b",
                                 "gate_w1", "gate_b1", "gate_w2", "gate_b2"};
         an[0] = dx;
-        fd_add(&p, "x", r.x, nc);
-        for (int k = 0; k < 7; k++) { // FD_MAX_TENSORS = 8: gate_b2 is checked below instead
+        qt_test_fd_add(&p, "x", r.x, nc);
+        for (int k = 0; k < 7; k++) { // QT_TEST_FD_MAX_TENSORS = 8: gate_b2 is checked below instead
             if (!wn[k]) continue;
             an[p.count] = dw[k];
-            fd_add(&p, names[k], r.w[k], wn[k]);
+            qt_test_fd_add(&p, names[k], r.w[k], wn[k]);
         }
-        fd_check(&p, an, what);
+        qt_test_fd_check(&p, an, FD_H, FD_TOL, what);
         if (wn[7]) {
-            fd_problem q = {.loss = ref_loss, .ctx = &r};
-            fd_add(&q, "gate_b2", r.w[7], wn[7]);
+            qt_test_fd_problem q = {.loss = ref_loss, .ctx = &r};
+            qt_test_fd_add(&q, "gate_b2", r.w[7], wn[7]);
             double *an2[1] = {dw[7]};
-            fd_check(&q, an2, what);
+            qt_test_fd_check(&q, an2, FD_H, FD_TOL, what);
         }
         ref_fwd(&r); // restore the activations of the unperturbed point
     }
@@ -911,19 +859,19 @@ static fresult run_flash_f64(const fcase *f, const double *R_fake) {
                                                 f->qkv, f->gate, f->sink, f->lens, B, T, C, H, ws,
                                                 wsb));
     if (!gated) memcpy(r.O, r.A, f->nc * sizeof(double));
-    acc_buf dq = acc_new(f->nq, 901), dg = acc_new(f->ng ? f->ng : 1, 902),
-            ds = acc_new(f->nl ? f->nl : 1, 903);
+    qt_test_acc dq = qt_test_acc_new(f->nq, 901), dg = qt_test_acc_new(f->ng ? f->ng : 1, 902),
+            ds = qt_test_acc_new(f->nl ? f->nl : 1, 903);
     for (size_t i = 0; i < wsb / sizeof(double); i++)
         ws[i] = NAN;
     QT_EXPECT_OK(qt_cpu_attention_flash_bwd_f64(
         &f->ap, dq.g, f->ng ? dg.g : NULL, f->nl ? ds.g : NULL, f->dout, f->qkv, r.A, r.lse,
         R_fake ? R_fake : R, f->gate, f->sink, f->lens, B, T, C, H, ws, wsb));
-    r.dqkv = qt_test_dcopy(acc_delta(&dq), f->nq);
-    r.dgate = qt_test_dcopy(acc_delta(&dg), f->ng ? f->ng : 1);
-    r.dsink = qt_test_dcopy(acc_delta(&ds), f->nl ? f->nl : 1);
-    acc_free(&dq);
-    acc_free(&dg);
-    acc_free(&ds);
+    r.dqkv = qt_test_dcopy(qt_test_acc_delta(&dq), f->nq);
+    r.dgate = qt_test_dcopy(qt_test_acc_delta(&dg), f->ng ? f->ng : 1);
+    r.dsink = qt_test_dcopy(qt_test_acc_delta(&ds), f->nl ? f->nl : 1);
+    qt_test_acc_free(&dq);
+    qt_test_acc_free(&dg);
+    qt_test_acc_free(&ds);
     free(ws);
     return r;
 }
@@ -1204,19 +1152,19 @@ START_TEST(test_attention_flash_fd) {
                           wsb};
         flash_loss(&c);
         fresult r = run_flash_f64(&f, NULL);
-        fd_problem p = {.loss = flash_loss, .ctx = &c};
+        qt_test_fd_problem p = {.loss = flash_loss, .ctx = &c};
         double *an[3];
-        fd_add(&p, "qkv", f.qkv, f.nq);
+        qt_test_fd_add(&p, "qkv", f.qkv, f.nq);
         an[0] = r.dqkv;
         if (f.ng) {
             an[p.count] = r.dgate;
-            fd_add(&p, "gate", f.gate, f.ng);
+            qt_test_fd_add(&p, "gate", f.gate, f.ng);
         }
         if (f.nl) {
             an[p.count] = r.dsink;
-            fd_add(&p, "sink", f.sink, f.nl);
+            qt_test_fd_add(&p, "sink", f.sink, f.nl);
         }
-        fd_check(&p, an, f.what);
+        qt_test_fd_check(&p, an, FD_H, FD_TOL, f.what);
         fresult_free(&r);
         QT_TEST_FREE_ALL(c.O, c.A, c.lse, c.R, c.ws);
         fcase_free(&f);

@@ -19,60 +19,8 @@
 
 #define FD_TOL 1e-6
 #define FD_H 1e-6
-#define FD_MAX_TENSORS 8
 
 // ---- helpers --------------------------------------------------------------------------------
-
-// A differentiable function of several double tensors, for finite differences.
-typedef struct {
-    double *x[FD_MAX_TENSORS]; // inputs (perturbed in place)
-    size_t n[FD_MAX_TENSORS];
-    const char *name[FD_MAX_TENSORS];
-    int count;
-    double (*loss)(void *ctx);
-    void *ctx;
-} fd_problem;
-
-static void fd_add(fd_problem *p, const char *name, double *x, size_t n) {
-    ck_assert_int_lt(p->count, FD_MAX_TENSORS);
-    p->x[p->count] = x;
-    p->n[p->count] = n;
-    p->name[p->count] = name;
-    p->count++;
-}
-
-// Checks analytic gradients an[k] (one per registered tensor, NULL to skip) against central
-// differences; `what` names the case in a failure.
-static void fd_check(fd_problem *p, double *const *an, const char *what) {
-    for (int k = 0; k < p->count; k++) {
-        if (!an[k]) continue;
-        double *fd = qt_test_dalloc(p->n[k]);
-        qt_test_fd_grad(p->loss, p->ctx, p->x[k], p->n[k], FD_H, fd);
-        double err = qt_test_rel_err_f64(an[k], fd, p->n[k]);
-        ck_assert_msg(err <= FD_TOL, "%s: d%s vs finite differences: err %g", what, p->name[k],
-                      err);
-        free(fd);
-    }
-}
-
-// A gradient buffer with a random start, remembered so the test can subtract it.
-typedef struct {
-    double *g, *start;
-    size_t n;
-} acc_buf;
-static acc_buf acc_new(size_t n, uint64_t seed) {
-    acc_buf a = {qt_test_drand(n, -1.0, 1.0, seed), qt_test_dalloc(n), n};
-    memcpy(a.start, a.g, n * sizeof(double));
-    return a;
-}
-static double *acc_delta(acc_buf *a) {
-    for (size_t i = 0; i < a->n; i++) a->g[i] -= a->start[i];
-    return a->g;
-}
-static void acc_free(acc_buf *a) {
-    free(a->g);
-    free(a->start);
-}
 
 static const char *gate_name(qt_gate_kind k) {
     return k == QT_GATE_NONE     ? "none"
@@ -127,28 +75,30 @@ static void check_gate_fd(qt_gate_kind kind, int H) {
     c.gate = qt_test_dalloc((size_t)N * H);
     c.hidden = kind == QT_GATE_MLP ? qt_test_dalloc((size_t)N * H * 3) : NULL;
     gate_loss(&c);
-    acc_buf dx = acc_new((size_t)N * C, 130), dw[4];
-    for (int k = 0; k < 4; k++) dw[k] = acc_new(sz[k], 131 + k);
+    qt_test_acc dx = qt_test_acc_new((size_t)N * C, 130), dw[4];
+    for (int k = 0; k < 4; k++) dw[k] = qt_test_acc_new(sz[k], 131 + k);
     QT_EXPECT_OK(qt_cpu_gate_bwd_f64(&g, dx.g, dw[0].g, dw[1].g, sz[2] ? dw[2].g : NULL,
                                      sz[3] ? dw[3].g : NULL, c.wout, c.gate, c.hidden, c.x, c.w[0],
                                      c.w[2], N, C));
-    fd_problem p = {.loss = gate_loss, .ctx = &c};
-    double *an[5] = {acc_delta(&dx)};
-    fd_add(&p, "x", c.x, (size_t)N * C);
+    qt_test_fd_problem p = {.loss = gate_loss, .ctx = &c};
+    double *an[5] = {qt_test_acc_delta(&dx)};
+    qt_test_fd_add(&p, "x", c.x, (size_t)N * C);
     const char *names[4] = {"w1", "b1", "w2", "b2"};
     for (int k = 0; k < 4; k++) {
         if (!sz[k]) continue;
-        an[p.count] = acc_delta(&dw[k]);
-        fd_add(&p, names[k], c.w[k], sz[k]);
+        an[p.count] = qt_test_acc_delta(&dw[k]);
+        qt_test_fd_add(&p, names[k], c.w[k], sz[k]);
     }
     char what[96];
     snprintf(what, sizeof what, "gate_bwd_f64 %s N %d C %d H %d", gate_name(kind), N, C, H);
-    fd_check(&p, an, what);
+    qt_test_fd_check(&p, an, FD_H, FD_TOL, what);
     if (kind == QT_GATE_MLP) { // the ReLU must be active somewhere and idle somewhere
         int pos = 0, neg = 0;
         for (int i = 0; i < N * H * 3; i++) {
-            if (c.hidden[i] > 0) pos++;
-            else neg++;
+            if (c.hidden[i] > 0)
+                pos++;
+            else
+                neg++;
         }
         ck_assert_msg(pos > 0 && neg > 0, "mlp gate case: %d positive, %d negative hidden", pos,
                       neg);
@@ -156,12 +106,12 @@ static void check_gate_fd(qt_gate_kind kind, int H) {
     free(c.x);
     for (int k = 0; k < 4; k++) {
         free(c.w[k]);
-        acc_free(&dw[k]);
+        qt_test_acc_free(&dw[k]);
     }
     free((void *)c.wout);
     free(c.gate);
     free(c.hidden);
-    acc_free(&dx);
+    qt_test_acc_free(&dx);
 }
 
 START_TEST(test_gate_fd) {
@@ -221,25 +171,27 @@ START_TEST(test_gate_mul_fd) {
                   qt_test_drand((size_t)N * C, -1, 1, 151),
                   qt_test_drand((size_t)N * C, -1, 1, 152),
                   qt_test_dalloc((size_t)N * C)};
-    acc_buf dctx = acc_new((size_t)N * C, 153), dgate = acc_new((size_t)N * H, 154);
+    qt_test_acc dctx = qt_test_acc_new((size_t)N * C, 153),
+                dgate = qt_test_acc_new((size_t)N * H, 154);
     QT_EXPECT_OK(qt_cpu_gate_mul_bwd_f64(dctx.g, dgate.g, c.wout, c.gate, c.ctxv, N, C, H));
-    fd_problem p = {.loss = gmul_loss, .ctx = &c};
-    fd_add(&p, "gate", c.gate, (size_t)N * H);
-    fd_add(&p, "ctx", c.ctxv, (size_t)N * C);
-    double *an[2] = {acc_delta(&dgate), acc_delta(&dctx)};
-    fd_check(&p, an, "gate_mul_bwd_f64 N 4 C 9 H 3");
+    qt_test_fd_problem p = {.loss = gmul_loss, .ctx = &c};
+    qt_test_fd_add(&p, "gate", c.gate, (size_t)N * H);
+    qt_test_fd_add(&p, "ctx", c.ctxv, (size_t)N * C);
+    double *an[2] = {qt_test_acc_delta(&dgate), qt_test_acc_delta(&dctx)};
+    qt_test_fd_check(&p, an, FD_H, FD_TOL, "gate_mul_bwd_f64 N 4 C 9 H 3");
     // one gate per channel (H = C: the elementwise gate's multiply)
     gmul_ctx e = {N, C, C, qt_test_drand((size_t)N * C, 0.0, 1.0, 155), c.ctxv, c.wout, c.out};
-    acc_buf dce = acc_new((size_t)N * C, 156), dge = acc_new((size_t)N * C, 157);
+    qt_test_acc dce = qt_test_acc_new((size_t)N * C, 156),
+                dge = qt_test_acc_new((size_t)N * C, 157);
     QT_EXPECT_OK(qt_cpu_gate_mul_bwd_f64(dce.g, dge.g, c.wout, e.gate, c.ctxv, N, C, C));
-    fd_problem pe = {.loss = gmul_loss, .ctx = &e};
-    fd_add(&pe, "gate", e.gate, (size_t)N * C);
-    fd_add(&pe, "ctx", c.ctxv, (size_t)N * C);
-    double *ane[2] = {acc_delta(&dge), acc_delta(&dce)};
-    fd_check(&pe, ane, "gate_mul_bwd_f64 N 4 C 9 H 9 (per channel)");
+    qt_test_fd_problem pe = {.loss = gmul_loss, .ctx = &e};
+    qt_test_fd_add(&pe, "gate", e.gate, (size_t)N * C);
+    qt_test_fd_add(&pe, "ctx", c.ctxv, (size_t)N * C);
+    double *ane[2] = {qt_test_acc_delta(&dge), qt_test_acc_delta(&dce)};
+    qt_test_fd_check(&pe, ane, FD_H, FD_TOL, "gate_mul_bwd_f64 N 4 C 9 H 9 (per channel)");
     free(e.gate);
-    acc_free(&dce);
-    acc_free(&dge);
+    qt_test_acc_free(&dce);
+    qt_test_acc_free(&dge);
     // out may alias ctx
     double *inplace = qt_test_dalloc((size_t)N * C);
     memcpy(inplace, c.ctxv, (size_t)N * C * sizeof(double));
@@ -252,8 +204,8 @@ START_TEST(test_gate_mul_fd) {
     free(c.ctxv);
     free((void *)c.wout);
     free(c.out);
-    acc_free(&dctx);
-    acc_free(&dgate);
+    qt_test_acc_free(&dctx);
+    qt_test_acc_free(&dgate);
 }
 END_TEST
 

@@ -145,6 +145,42 @@ void qt_test_check_grad(double (*loss)(void *ctx), void *ctx, double *x, size_t 
     free(d);
 }
 
+void qt_test_fd_add(qt_test_fd_problem *p, const char *name, double *x, size_t n) {
+    ck_assert_int_lt(p->count, QT_TEST_FD_MAX_TENSORS);
+    p->x[p->count] = x;
+    p->n[p->count] = n;
+    p->name[p->count] = name;
+    p->count++;
+}
+
+void qt_test_fd_check(const qt_test_fd_problem *p, double *const *an, double h, double tol,
+                      const char *what) {
+    for (int k = 0; k < p->count; k++) {
+        if (!an[k]) continue;
+        double *fd = qt_test_dalloc(p->n[k]);
+        qt_test_fd_grad(p->loss, p->ctx, p->x[k], p->n[k], h, fd);
+        double err = qt_test_rel_err_f64(an[k], fd, p->n[k]);
+        ck_assert_msg(err <= tol, "%s: d%s vs finite differences: err %g", what, p->name[k], err);
+        free(fd);
+    }
+}
+
+qt_test_acc qt_test_acc_new(size_t n, uint64_t seed) {
+    qt_test_acc a = {qt_test_drand(n, -1.0, 1.0, seed), qt_test_dalloc(n), n};
+    memcpy(a.start, a.g, n * sizeof(double));
+    return a;
+}
+
+double *qt_test_acc_delta(qt_test_acc *a) {
+    for (size_t i = 0; i < a->n; i++) a->g[i] -= a->start[i];
+    return a->g;
+}
+
+void qt_test_acc_free(qt_test_acc *a) {
+    free(a->g);
+    free(a->start);
+}
+
 char *qt_test_tmpdir(const char *tag) {
     const char *base = getenv("TMPDIR");
     if (!base || !*base) base = "/tmp";

@@ -56,6 +56,31 @@ void qt_test_check_grad(double (*loss)(void *ctx), void *ctx, double *x, size_t 
                         const double *an, const double *start, double h, double tol,
                         const char *what);
 
+// Several inputs' gradients at once: register each input tensor with qt_test_fd_add (loss and
+// ctx set by the initializer), then qt_test_fd_check compares one analytic gradient per
+// registered tensor (an[k], NULL to skip) with qt_test_fd_grad's, error <= tol.
+#define QT_TEST_FD_MAX_TENSORS 8
+typedef struct {
+    double *x[QT_TEST_FD_MAX_TENSORS]; // inputs (perturbed in place, restored)
+    size_t n[QT_TEST_FD_MAX_TENSORS];
+    const char *name[QT_TEST_FD_MAX_TENSORS];
+    int count;
+    double (*loss)(void *ctx);
+    void *ctx;
+} qt_test_fd_problem;
+void qt_test_fd_add(qt_test_fd_problem *p, const char *name, double *x, size_t n);
+void qt_test_fd_check(const qt_test_fd_problem *p, double *const *an, double h, double tol,
+                      const char *what);
+// A gradient buffer for a backward that accumulates: a random start, remembered, so that
+// qt_test_acc_delta gives what the backward added.
+typedef struct {
+    double *g, *start;
+    size_t n;
+} qt_test_acc;
+qt_test_acc qt_test_acc_new(size_t n, uint64_t seed);
+double *qt_test_acc_delta(qt_test_acc *a); // g - start, in place; returns g
+void qt_test_acc_free(qt_test_acc *a);
+
 // A fresh empty directory under $TMPDIR (or /tmp); the returned string is malloc'd.
 char *qt_test_tmpdir(const char *tag);
 // Writes dir/train_000.bin (16000 tokens) and dir/val_000.bin (4000) of a learnable sequence
