@@ -18,6 +18,23 @@
 #include "kernels/gate.h"
 #include "kernels/linear.h"
 
+void qt_gate_param_sizes(const qt_gate_shape *g, int C, size_t sz[4]) {
+    size_t H = (size_t)g->n_heads, D = (size_t)C / H, nh = (size_t)g->n_hid;
+    sz[0] = sz[1] = sz[2] = sz[3] = 0;
+    if (g->kind == QT_GATE_LINEAR) {
+        sz[0] = H * D;
+        sz[1] = H;
+    } else if (g->kind == QT_GATE_MLP) {
+        sz[0] = H * nh * D;
+        sz[1] = H * nh;
+        sz[2] = H * nh;
+        sz[3] = H;
+    } else if (g->kind == QT_GATE_ALL_HEADS) {
+        sz[0] = H * (size_t)C;
+        sz[1] = H;
+    }
+}
+
 void qt_attention_layer_act_sizes(const qt_attention_layer_shape *s, size_t sizes[7]) {
     const size_t B = (size_t)s->B, T = (size_t)s->T, C = (size_t)s->C, H = (size_t)s->H;
     const int gated = s->gate.kind != QT_GATE_NONE;

@@ -45,6 +45,10 @@ typedef struct {
 } qt_attention_layer_acts;
 void qt_attention_layer_act_sizes(const qt_attention_layer_shape *s, size_t sizes[7]);
 
+// The gate's parameter sizes for model width C (see qt_cpu_gate_fwd): w1, b1, w2, b2, 0 where
+// the kind has no such tensor.
+void qt_gate_param_sizes(const qt_gate_shape *g, int C, size_t sz[4]);
+
 // Both return the first failing op's status (QT_ERR_ARG for a bad shape, naming the op).
 // out (B, T, C) from x (B, T, C); lens (B, T) as in qt_cpu_attention_fwd.
 qt_status qt_cpu_attention_layer_fwd(const qt_attention_layer_shape *s,

@@ -52,24 +52,6 @@ static qt_softmax_params sm_params(qt_softmax_kind kind, int D) {
     return p;
 }
 
-// Gate parameter sizes: w1, b1, w2, b2.
-static void gate_sizes(const qt_gate_shape *g, int C, size_t sz[4]) {
-    size_t H = (size_t)g->n_heads, D = (size_t)C / H, nh = (size_t)g->n_hid;
-    sz[0] = sz[1] = sz[2] = sz[3] = 0;
-    if (g->kind == QT_GATE_LINEAR) {
-        sz[0] = H * D;
-        sz[1] = H;
-    } else if (g->kind == QT_GATE_MLP) {
-        sz[0] = H * nh * D;
-        sz[1] = H * nh;
-        sz[2] = H * nh;
-        sz[3] = H;
-    } else if (g->kind == QT_GATE_ALL_HEADS) {
-        sz[0] = H * (size_t)C;
-        sz[1] = H;
-    }
-}
-
 // ---- attention core -------------------------------------------------------------------------
 
 // lens for batch b: mode 0 causal (t + 1), mode 1 bidirectional padded to `len`, mode 2
@@ -394,7 +376,7 @@ static void check_layer(qt_gate_kind gk, qt_softmax_kind sk, int B, int T, int C
     size_t acts[7];
     qt_attention_layer_act_sizes(&shape, acts);
     size_t gsz[4];
-    gate_sizes(&r.gate, C, gsz);
+    qt_gate_param_sizes(&r.gate, C, gsz);
     const size_t N = (size_t)B * T, nc = N * C;
     ck_assert_uint_eq(acts[0], 3 * nc);
     ck_assert_uint_eq(acts[1], (size_t)B * H * T * T);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention_layer_ref.h"
 #include "kernels/gate.h"
 #include "expect_error.h"
 #include "testutil.h"
@@ -27,24 +28,6 @@ static const char *gate_name(qt_gate_kind k) {
            : k == QT_GATE_LINEAR ? "linear"
            : k == QT_GATE_MLP    ? "mlp"
                                  : "all_heads";
-}
-
-// Gate parameter sizes: w1, b1, w2, b2.
-static void gate_sizes(const qt_gate_shape *g, int C, size_t sz[4]) {
-    size_t H = (size_t)g->n_heads, D = (size_t)C / H, nh = (size_t)g->n_hid;
-    sz[0] = sz[1] = sz[2] = sz[3] = 0;
-    if (g->kind == QT_GATE_LINEAR) {
-        sz[0] = H * D;
-        sz[1] = H;
-    } else if (g->kind == QT_GATE_MLP) {
-        sz[0] = H * nh * D;
-        sz[1] = H * nh;
-        sz[2] = H * nh;
-        sz[3] = H;
-    } else if (g->kind == QT_GATE_ALL_HEADS) {
-        sz[0] = H * (size_t)C;
-        sz[1] = H;
-    }
 }
 
 // ---- gate -----------------------------------------------------------------------------------
@@ -68,7 +51,7 @@ static void check_gate_fd(qt_gate_kind kind, int H) {
     const int N = 5, C = 12;
     qt_gate_shape g = {kind, H, 3};
     size_t sz[4];
-    gate_sizes(&g, C, sz);
+    qt_gate_param_sizes(&g, C, sz);
     gate_ctx c = {&g, N, C, qt_test_drand((size_t)N * C, -1.5, 1.5, 101), {NULL}, NULL, NULL, NULL};
     for (int k = 0; k < 4; k++) c.w[k] = sz[k] ? qt_test_drand(sz[k], -0.8, 0.8, 110 + k) : NULL;
     c.wout = qt_test_drand((size_t)N * H, -1.0, 1.0, 120);
@@ -131,7 +114,7 @@ START_TEST(test_gate_bias_sets_init) {
     for (int kind = QT_GATE_LINEAR; kind <= QT_GATE_ALL_HEADS; kind++) {
         qt_gate_shape g = {(qt_gate_kind)kind, H, 2};
         size_t sz[4];
-        gate_sizes(&g, C, sz);
+        qt_gate_param_sizes(&g, C, sz);
         double *w[4], *x = qt_test_drand((size_t)N * C, -1, 1, 140), gate[6], hidden[12];
         for (int k = 0; k < 4; k++) {
             w[k] = qt_test_dalloc(sz[k]);
@@ -212,7 +195,7 @@ END_TEST
 static void check_gate_float(qt_gate_kind kind, int N, int C, int H, int nh, uint64_t seed) {
     qt_gate_shape g = {kind, H, nh};
     size_t sz[4];
-    gate_sizes(&g, C, sz);
+    qt_gate_param_sizes(&g, C, sz);
     size_t nx = (size_t)N * C, ng = (size_t)N * H, nhid = (size_t)N * H * nh;
     double *xd = qt_test_drand(nx, -2, 2, seed), *wd[4], *dgd = qt_test_drand(ng, -1, 1, seed + 9);
     float *xf = qt_test_to_float(xd, nx), *wf[4], *dgf = qt_test_to_float(dgd, ng);
