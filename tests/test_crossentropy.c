@@ -184,8 +184,8 @@ START_TEST(test_crossentropy_bad_args) {
 }
 END_TEST
 
-// Both in one op: the forward then the aliased backward, bit for bit (ignored rows zeroed);
-// a bad target or a NULL dlosses is refused before anything is written.
+// Both in one op: the forward then the aliased backward, bit for bit (ignored rows zeroed),
+// float and double; a bad target or a NULL dlosses is refused before anything is written.
 START_TEST(test_crossentropy_fwd_bwd) {
     enum { N = 6, V = 37 };
     const size_t nv = (size_t)N * V;
@@ -217,7 +217,21 @@ START_TEST(test_crossentropy_fwd_bwd) {
     QT_EXPECT_REFUSED(qt_cpu_crossentropy_fwd_bwd(gl, gs, gz, NULL, targets, N, V),
                       "crossentropy_fwd_bwd", UNTOUCHED);
 #undef UNTOUCHED
-    QT_TEST_FREE_ALL(logits, dl, ref, ref_loss, ref_st, loss, st, got, gl, gs, gz);
+    // the double twin: the same agreement with its own forward and aliased backward
+    double *zd = qt_test_dalloc(nv), *refd = qt_test_dalloc(nv), *gotd = qt_test_dalloc(nv);
+    double *dld = qt_test_dalloc(N), *ref_lossd = qt_test_dalloc(N), *lossd = qt_test_dalloc(N);
+    double *ref_std = qt_test_dalloc(2 * N), *std_ = qt_test_dalloc(2 * N);
+    for (size_t i = 0; i < nv; i++) zd[i] = refd[i] = gotd[i] = logits[i];
+    for (int n = 0; n < N; n++) dld[n] = dl[n];
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd_f64(ref_lossd, ref_std, refd, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_bwd_f64(refd, dld, refd, ref_std, targets, N, V));
+    QT_EXPECT_OK(qt_cpu_crossentropy_fwd_bwd_f64(lossd, std_, gotd, dld, targets, N, V));
+    ck_assert(memcmp(lossd, ref_lossd, N * sizeof(double)) == 0);
+    ck_assert(memcmp(std_, ref_std, 2 * N * sizeof(double)) == 0);
+    ck_assert(memcmp(gotd, refd, nv * sizeof(double)) == 0);
+    ck_assert(memcmp(gotd, zd, nv * sizeof(double)) != 0); // the gradient replaced the logits
+    QT_TEST_FREE_ALL(logits, dl, ref, ref_loss, ref_st, loss, st, got, gl, gs, gz, zd, refd, gotd,
+                     dld, ref_lossd, lossd, ref_std, std_);
 }
 END_TEST
 
