@@ -191,13 +191,23 @@ static __device__ __forceinline__ void flash_online(float (&s)[NS][4], float (&m
     }
 }
 
+// The clip map of a row with n keys (base/softmax_clip_math.h, in double as on the CPU), in
+// float: Pc = clamp(a P + c, 0, 1).
+static __device__ __forceinline__ void flash_coeffs(int kind, float gamma, float zeta, float eta,
+                                                    float beta, int n, float *a, float *c) {
+    double ad, cd;
+    qt_softmax_clip_coeffs(kind, gamma, zeta, eta, beta, n, &ad, &cd);
+    *a = (float)ad;
+    *c = (float)cd;
+}
+
 // The tile of FLASH_BR rows of one (sequence, head) a block owns, from blockIdx.x =
 // (b H + h) tiles + tile: query rows in the forward and in dQ, key rows in dK/dV. The lane's
-// fragment coordinates (g = lane / 4, t = lane % 4) and its two tile-local rows 16 warp + g and
-// + 8 follow the mma accumulator layout.
+// fragment column t = lane % 4 and its two tile-local rows 16 warp + lane / 4 and + 8 follow the
+// mma accumulator layout.
 struct flash_block {
     int b, h, r0, valid; // sequence, head, first row, rows inside T (at most FLASH_BR)
-    int warp, lane, g, t;
+    int warp, lane, t;
     int row[2];
 };
 
@@ -211,14 +221,14 @@ static __device__ __forceinline__ flash_block flash_block_of(int T_, int H) {
     fb.valid = T_ - fb.r0 < FLASH_BR ? T_ - fb.r0 : FLASH_BR;
     fb.warp = (int)threadIdx.x >> 5;
     fb.lane = (int)threadIdx.x & 31;
-    fb.g = fb.lane >> 2;
     fb.t = fb.lane & 3;
-    fb.row[0] = 16 * fb.warp + fb.g;
+    fb.row[0] = 16 * fb.warp + (fb.lane >> 2);
     fb.row[1] = fb.row[0] + 8;
     return fb;
 }
 
-// The query tile's key lengths (lens: (B, T)) into s_len (FLASH_BR), 0 past T; read after a barrier.
+// The query tile's key lengths (lens: (B, T)) into s_len (FLASH_BR), 0 past T; read them after
+// a barrier.
 static __device__ __forceinline__ void flash_stage_lens(int *s_len, const int *lens,
                                                         const flash_block &fb, int T_) {
     if (threadIdx.x < FLASH_BR)
@@ -257,12 +267,7 @@ static __global__ void __launch_bounds__(FLASH_BR * 2)
     const int len[2] = {s_len[row[0]], s_len[row[1]]};
     float ca[2], cc[2];
     QT_UNROLL
-    for (int r = 0; r < 2; r++) {
-        double ad, cd;
-        qt_softmax_clip_coeffs(kind, gamma, zeta, eta, beta, len[r], &ad, &cd);
-        ca[r] = (float)ad;
-        cc[r] = (float)cd;
-    }
+    for (int r = 0; r < 2; r++) flash_coeffs(kind, gamma, zeta, eta, beta, len[r], &ca[r], &cc[r]);
     const bool has_sink = sink_kind != QT_SINK_NONE;
     const float s0 = sink_kind == QT_SINK_LEARNED ? qt_ld(sink + h) : 0.0f;
     float m[2], l[2], L[2] = {INFINITY, INFINITY}, alpha[2];
@@ -400,14 +405,6 @@ template <int D> struct flash_bwd_tile {
     static constexpr int BQ = D == 64 ? 32 : 16; // query rows per tile of the kv kernel, keys
                                                  // per tile of the q kernel (48 KiB of smem)
 };
-
-static __device__ __forceinline__ void flash_coeffs(int kind, float gamma, float zeta, float eta,
-                                                    float beta, int n, float *a, float *c) {
-    double ad, cd;
-    qt_softmax_clip_coeffs(kind, gamma, zeta, eta, beta, n, &ad, &cd);
-    *a = (float)ad;
-    *c = (float)cd;
-}
 
 // The clip gradient a dPc where 0 <= a P + c <= 1 (inclusive), else 0.
 static __device__ __forceinline__ float flash_clip_grad(float a, float P, float c, float d) {
