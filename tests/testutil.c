@@ -157,11 +157,9 @@ void qt_test_fd_check(const qt_test_fd_problem *p, double *const *an, double h, 
                       const char *what) {
     for (int k = 0; k < p->count; k++) {
         if (!an[k]) continue;
-        double *fd = qt_test_dalloc(p->n[k]);
-        qt_test_fd_grad(p->loss, p->ctx, p->x[k], p->n[k], h, fd);
-        double err = qt_test_rel_err_f64(an[k], fd, p->n[k]);
-        ck_assert_msg(err <= tol, "%s: d%s vs finite differences: err %g", what, p->name[k], err);
-        free(fd);
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: d%s vs finite differences", what, p->name[k]);
+        qt_test_check_grad(p->loss, p->ctx, p->x[k], p->n[k], an[k], NULL, h, tol, msg);
     }
 }
 
